@@ -1,0 +1,164 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The host's NUMA topology as libvirt reports it, as plain values.
+
+Real hosts come in many shapes: node ids may be sparse (0 and 8), nodes may differ in CPUs and
+memory, a node may have no CPUs (CXL or HBM memory) or no memory, SMT may be 1 to 8 threads, and
+sibling threads may be numbered next to each other (8,9) or far apart (8,72).  Nothing here
+assumes otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import TopologyError
+
+__all__ = ["LOCAL_DISTANCE", "REMOTE_DISTANCE", "HostCpu", "HostNode", "HostTopology"]
+
+# libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
+# 20 for every other node (https://libvirt.org/formatcaps.html).
+LOCAL_DISTANCE = 10
+REMOTE_DISTANCE = 20
+
+
+@dataclass(frozen=True)
+class HostCpu:
+    """One logical CPU.  Offline CPUs are reported by libvirt without socket/core ids."""
+
+    id: int
+    socket_id: int | None = None
+    die_id: int | None = None
+    core_id: int | None = None
+    siblings: frozenset[int] = frozenset()
+
+    @property
+    def online(self) -> bool:
+        return self.socket_id is not None
+
+
+@dataclass(frozen=True)
+class HostNode:
+    """One host NUMA node (a ``<cell>`` of the capabilities)."""
+
+    id: int
+    memory_kib: int
+    cpus: tuple[HostCpu, ...] = ()
+    # (page size in KiB, number of pages in this node's pool), ascending by size.
+    pages: tuple[tuple[int, int], ...] = ()
+    # (other node id, distance) exactly as reported; empty when the host reports none.
+    distances: tuple[tuple[int, int], ...] = ()
+
+    @cached_property
+    def usable_cpus(self) -> tuple[int, ...]:
+        """Online CPU ids in ascending order: the CPUs a guest can be placed on."""
+        return tuple(sorted(cpu.id for cpu in self.cpus if cpu.online))
+
+    @cached_property
+    def cores(self) -> tuple[tuple[int, ...], ...]:
+        """Physical cores as tuples of their online thread ids, ordered by their first thread."""
+        usable = set(self.usable_cpus)
+        groups: dict[object, set[int]] = {}
+        for cpu in self.cpus:
+            if not cpu.online:
+                continue
+            siblings = cpu.siblings & usable
+            if siblings:
+                key: object = min(siblings)
+            elif cpu.core_id is not None:
+                key = ("core", cpu.socket_id, cpu.die_id, cpu.core_id)
+            else:
+                key = ("cpu", cpu.id)
+            groups.setdefault(key, set()).add(cpu.id)
+        return tuple(sorted((tuple(sorted(group)) for group in groups.values()), key=lambda core: core[0]))
+
+    @cached_property
+    def threads_per_core(self) -> int:
+        """The SMT width of this node's cores (the widest core; 0 for a node without CPUs)."""
+        return max((len(core) for core in self.cores), default=0)
+
+    @cached_property
+    def sockets(self) -> frozenset[int]:
+        return frozenset(cpu.socket_id for cpu in self.cpus if cpu.socket_id is not None)
+
+    @property
+    def has_cpus(self) -> bool:
+        return bool(self.usable_cpus)
+
+    def page_pool_kib(self, page_kib: int) -> int:
+        """KiB held in this node's pool of ``page_kib`` pages (0 when there is no such pool)."""
+        return sum(count * size for size, count in self.pages if size == page_kib)
+
+
+@dataclass(frozen=True)
+class HostTopology:
+    """All host nodes, ascending by id, and the page sizes the host supports."""
+
+    nodes: tuple[HostNode, ...]
+    page_sizes_kib: tuple[int, ...] = (4,)
+    _by_id: dict[int, HostNode] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise TopologyError("the host reports no NUMA nodes")
+        by_id: dict[int, HostNode] = {}
+        owner: dict[int, int] = {}
+        for node in self.nodes:
+            if node.id in by_id:
+                raise TopologyError(f"host node {node.id} is reported twice")
+            if node.memory_kib < 0:
+                raise TopologyError(f"host node {node.id} reports negative memory {node.memory_kib} KiB")
+            by_id[node.id] = node
+            for cpu in node.cpus:
+                if cpu.id in owner:
+                    raise TopologyError(f"host CPU {cpu.id} is reported in host nodes {owner[cpu.id]} and {node.id}")
+                owner[cpu.id] = node.id
+        ordered = tuple(sorted(self.nodes, key=lambda node: node.id))
+        object.__setattr__(self, "nodes", ordered)
+        object.__setattr__(self, "_by_id", by_id)
+
+    @cached_property
+    def node_ids(self) -> tuple[int, ...]:
+        return tuple(node.id for node in self.nodes)
+
+    @cached_property
+    def cpu_node_ids(self) -> tuple[int, ...]:
+        """Ids of the nodes that have at least one online CPU."""
+        return tuple(node.id for node in self.nodes if node.has_cpus)
+
+    @cached_property
+    def _distance_table(self) -> dict[tuple[int, int], int]:
+        return {(node.id, other): value for node in self.nodes for other, value in node.distances}
+
+    @cached_property
+    def cpu_node(self) -> dict[int, int]:
+        """Online CPU id -> the id of its node."""
+        return {cpu: node.id for node in self.nodes for cpu in node.usable_cpus}
+
+    def node(self, node_id: int) -> HostNode:
+        try:
+            return self._by_id[node_id]
+        except KeyError:
+            raise TopologyError(
+                f"host node {node_id} does not exist (the host has nodes {', '.join(map(str, self.node_ids))})"
+            ) from None
+
+    def has_node(self, node_id: int) -> bool:
+        return node_id in self._by_id
+
+    def distance(self, from_id: int, to_id: int) -> int:
+        """The reported distance, or libvirt's default (10 local, 20 remote) when none is reported."""
+        value = self._distance_table.get((from_id, to_id))
+        if value is not None:
+            return value
+        return LOCAL_DISTANCE if from_id == to_id else REMOTE_DISTANCE
+
+    def socket_of(self, node_id: int) -> int | None:
+        """The socket of a node's CPUs when they all share one, else None (memory-only nodes)."""
+        sockets = self.node(node_id).sockets
+        return next(iter(sockets)) if len(sockets) == 1 else None

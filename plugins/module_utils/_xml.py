@@ -1,0 +1,94 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Safe XML parsing and serialisation shared by the XML adapters.
+
+Documents come from users and templates: entities are never resolved, nothing is fetched from the
+network, and a document with a DTD or an entity declaration is refused outright (libvirt's own
+XML never carries one).
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import XmlError
+
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - exercised by the import sanity test
+    etree = None
+    LXML_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    LXML_IMPORT_ERROR = None
+
+__all__ = ["LXML_IMPORT_ERROR", "HAS_LXML", "etree", "parse_xml", "to_text", "child_int", "attr_int"]
+
+HAS_LXML = LXML_IMPORT_ERROR is None
+
+
+def _parser() -> Any:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=False,
+    )
+
+
+def parse_xml(text: str | bytes, what: str, root_tag: str | None = None) -> Any:
+    """Parse ``text`` into an element, refusing DTDs and entities; ``what`` names it in errors."""
+    if not HAS_LXML:
+        raise XmlError("the lxml Python library is required to read XML; install it (pip install lxml)")
+    if isinstance(text, str):
+        data = text.encode("utf-8")
+    elif isinstance(text, bytes):
+        data = text
+    else:
+        raise XmlError(f"{what} must be XML text, got {type(text).__name__}")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise XmlError(f"{what} declares a DTD or entity, which is refused")
+    try:
+        # Strip an XML declaration's encoding concerns by parsing bytes.
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as error:
+        raise XmlError(f"{what} is not well-formed XML: {error}") from None
+    tree = root.getroottree()
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise XmlError(f"{what} declares a DTD or entity, which is refused")
+    if root_tag is not None and root.tag != root_tag:
+        raise XmlError(f"{what} must have a <{root_tag}> root element, found <{root.tag}>")
+    return root
+
+
+def to_text(element: Any) -> str:
+    """Serialise an element as libvirt-style text (unicode, no XML declaration)."""
+    return etree.tostring(element, encoding="unicode")
+
+
+def attr_int(element: Any, name: str, what: str, default: int | None = None) -> int | None:
+    """An integer attribute, ``default`` when absent; a clear error when it is not an integer."""
+    raw = element.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise XmlError(f"{what}: attribute {name}={raw!r} is not an integer") from None
+
+
+def child_int(element: Any, path: str, what: str, default: int | None = None) -> int | None:
+    """The integer text of the child at ``path``, ``default`` when absent."""
+    child = element.find(path)
+    if child is None or child.text is None:
+        return default
+    try:
+        return int(child.text.strip())
+    except ValueError:
+        raise XmlError(f"{what}: <{path}> holds {child.text!r}, not an integer") from None
