@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
 
-__all__ = ["MAX_CPU_ID", "parse_cpuset", "format_cpuset"]
+__all__ = ["MAX_CPU_ID", "format_cpuset", "parse_cpuset"]
 
 # libvirt's own bitmap limit for cpusets and nodesets (VIR_DOMAIN_CPUMASK_LEN).
 MAX_CPU_ID = 16383

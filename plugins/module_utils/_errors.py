@@ -13,12 +13,12 @@ names the value and the limit; when the guest is known it is named first ("guest
 from __future__ import annotations
 
 __all__ = [
-    "VnumaError",
+    "LibvirtOperationError",
+    "PlacementError",
     "SpecError",
     "TopologyError",
-    "PlacementError",
+    "VnumaError",
     "XmlError",
-    "LibvirtOperationError",
 ]
 
 

@@ -21,15 +21,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecE
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import parse_size
 
 __all__ = [
-    "MODES",
     "DISTRIBUTIONS",
-    "PINNINGS",
-    "MEMORY_MODES",
-    "MEMORY_SPLITS",
     "EMULATOR_PINS",
     "MAX_MEMORY_SLOTS",
-    "VnumaSpec",
+    "MEMORY_MODES",
+    "MEMORY_SPLITS",
+    "MODES",
+    "PINNINGS",
     "GuestShape",
+    "VnumaSpec",
 ]
 
 MODES = ("host", "node")

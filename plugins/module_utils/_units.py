@@ -12,7 +12,7 @@ import re
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
 
-__all__ = ["unit_bytes", "to_kib", "parse_size", "format_kib"]
+__all__ = ["format_kib", "parse_size", "to_kib", "unit_bytes"]
 
 _POWERS = "kmgtpe"
 

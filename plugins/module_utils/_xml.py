@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - exercised by the import sanity test
 else:
     LXML_IMPORT_ERROR = None
 
-__all__ = ["LXML_IMPORT_ERROR", "HAS_LXML", "etree", "parse_xml", "to_text", "child_int", "attr_int"]
+__all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "attr_int", "child_int", "etree", "parse_xml", "to_text"]
 
 HAS_LXML = LXML_IMPORT_ERROR is None
 
