@@ -72,13 +72,22 @@ def to_text(element: Any) -> str:
     return etree.tostring(element, encoding="unicode")
 
 
+def _strict_int(raw: str) -> int:
+    """``int()`` accepts ``+1``, ``1_0`` and non-ASCII digits; libvirt accepts none of them."""
+    text = raw.strip()
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise ValueError(raw)
+    return int(text)
+
+
 def attr_int(element: Any, name: str, what: str, default: int | None = None) -> int | None:
     """An integer attribute, ``default`` when absent; a clear error when it is not an integer."""
     raw = element.get(name)
     if raw is None:
         return default
     try:
-        return int(raw.strip())
+        return _strict_int(raw)
     except ValueError:
         raise XmlError(f"{what}: attribute {name}={raw!r} is not an integer") from None
 
@@ -89,6 +98,6 @@ def child_int(element: Any, path: str, what: str, default: int | None = None) ->
     if child is None or child.text is None:
         return default
     try:
-        return int(child.text.strip())
+        return _strict_int(child.text)
     except ValueError:
         raise XmlError(f"{what}: <{path}> holds {child.text!r}, not an integer") from None

@@ -1,0 +1,251 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""libvirt's host capabilities XML (``virConnectGetCapabilities()``) to a ``HostTopology`` and back.
+
+Only ``<host><topology><cells>`` and the host's page sizes (``<host><cpu><pages>``) are read; the rest
+of the document (guests, security models, caches) is ignored.  The format is libvirt's
+(https://libvirt.org/formatcaps.html); the quirks it has in the wild are handled here:
+
+- a node without memory has no ``<memory>`` element at all (libvirt prints it only when non-zero);
+- an offline CPU is a bare ``<cpu id='N'/>`` (libvirt leaves out its topology, it cannot read it);
+- ``<distances>`` is absent when the host has no SLIT, as with the test driver;
+- ``<cells num>`` is a count libvirt prints, not something to rely on: the ``<cell>`` elements are.
+
+The host's distances are checked on the way in (10 to itself, 11-255 to other existing nodes, as
+the ACPI SLIT and the kernel require): they end up in guest definitions, and libvirt corrupts its
+own heap when it rejects a bad ``<distances>`` value instead of failing cleanly.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, TopologyError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import (
+    LOCAL_DISTANCE,
+    HostCpu,
+    HostNode,
+    HostTopology,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import to_kib, unit_bytes
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+
+__all__ = ["parse_capabilities", "render_capabilities"]
+
+# The largest value an ACPI SLIT entry can hold (255 means "unreachable").
+_MAX_DISTANCE = 255
+
+_NO_SIBLINGS: frozenset[int] = frozenset()
+
+# Ids below this are converted by table lookup (see _canonical_ids); larger ones still parse, more slowly.
+_FAST_IDS = 4096
+
+
+def _describe(element: Any) -> str:
+    """``<cpu id='3' core_id='x'>``: the element as a reader would look for it in the document."""
+    attrs = " ".join(f"{name}='{value}'" for name, value in element.attrib.items())
+    return f"<{element.tag} {attrs}>" if attrs else f"<{element.tag}>"
+
+
+def _number(raw: str | None, name: str, element: Any, what: str) -> int:
+    """A non-negative decimal integer; ``int()`` alone would also take ``+1``, ``1_0`` and non-ASCII digits."""
+    if raw is None:
+        raise XmlError(f"{what}: {_describe(element)} has no {name}")
+    token = raw.strip()
+    if not (token.isascii() and token.isdigit()):
+        raise XmlError(f"{what}: {_describe(element)}: {name} {raw!r} is not a non-negative integer")
+    return int(token)
+
+
+def _optional_number(element: Any, name: str, what: str) -> int | None:
+    raw = element.get(name)
+    return None if raw is None else _number(raw, name, element, what)
+
+
+def _kib(value: int, unit: str | None, element: Any, what: str) -> int:
+    # libvirt reads an absent or empty unit as the element's default, KiB for every size here.
+    if unit and unit_bytes(unit) is None:
+        raise XmlError(f"{what}: {_describe(element)}: unknown unit {unit!r}")
+    return to_kib(value, unit or "KiB", what)
+
+
+@functools.cache
+def _canonical_ids() -> dict[str, int]:
+    """``"0"`` .. ``"4095"`` to their values: what almost every id in a document looks like.
+
+    A lookup here both checks and converts an id several times faster than ``_number``; anything not
+    found (larger, padded, malformed or missing) takes the careful path and its error messages.
+    """
+    return {str(value): value for value in range(_FAST_IDS)}
+
+
+def _siblings(raw: str, element: Any, node_id: int, what: str, ids: dict[str, int]) -> frozenset[int]:
+    try:
+        return frozenset([ids[item] for item in raw.split(",")])
+    except KeyError:
+        pass
+    try:
+        return parse_cpuset(raw, "siblings", allow_empty=True)
+    except SpecError as error:
+        raise XmlError(f"{what}: {_describe(element)} in host node {node_id}: {error.message}") from None
+
+
+def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, frozenset[int]]) -> list[HostCpu]:
+    # The hot loop of a big host (1024 CPUs and more): lookups in place of calls wherever possible.
+    ids = _canonical_ids()
+    parsed = []
+    for element in cpus.iterchildren("cpu"):
+        get = element.get
+        raw_id, raw_socket, raw_die, raw_core = get("id"), get("socket_id"), get("die_id"), get("core_id")
+        try:
+            cpu_id = ids[raw_id]
+            socket_id = None if raw_socket is None else ids[raw_socket]
+            die_id = None if raw_die is None else ids[raw_die]
+            core_id = None if raw_core is None else ids[raw_core]
+        except KeyError:
+            cpu_id = _number(raw_id, "id", element, what)
+            socket_id = _optional_number(element, "socket_id", what)
+            die_id = _optional_number(element, "die_id", what)
+            core_id = _optional_number(element, "core_id", what)
+        raw_siblings = get("siblings")
+        if raw_siblings is None:
+            siblings = _NO_SIBLINGS
+        elif raw_siblings in siblings_cache:
+            # Every thread of a core carries the same siblings text: parse each distinct one once.
+            siblings = siblings_cache[raw_siblings]
+        else:
+            siblings = siblings_cache[raw_siblings] = _siblings(raw_siblings, element, node_id, what, ids)
+        # Positional: keywords cost a third more here, and HostCpu's field order is its documented signature.
+        parsed.append(HostCpu(cpu_id, socket_id, die_id, core_id, siblings))
+    return parsed
+
+
+def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]]) -> HostNode:
+    node_id = _number(cell.get("id"), "id", cell, what)
+    memory_kib = 0
+    pages: list[tuple[int, int]] = []
+    distances: list[tuple[int, int]] = []
+    cpus: list[HostCpu] = []
+    for child in cell.iterchildren("memory", "pages", "distances", "cpus"):
+        tag = child.tag
+        if tag == "memory":
+            memory_kib = _kib(_number(child.text, "content", child, what), child.get("unit"), child, what)
+        elif tag == "pages":
+            size = _kib(_number(child.get("size"), "size", child, what), child.get("unit"), child, what)
+            pages.append((size, _number(child.text, "content", child, what)))
+        elif tag == "distances":
+            ids = _canonical_ids()
+            for sibling in child.iterchildren("sibling"):
+                raw_id, raw_value = sibling.get("id"), sibling.get("value")
+                try:
+                    distances.append((ids[raw_id], ids[raw_value]))
+                except KeyError:
+                    distances.append((_number(raw_id, "id", sibling, what), _number(raw_value, "value", sibling, what)))
+        else:
+            cpus.extend(_parse_cpus(child, node_id, what, siblings_cache))
+    pages.sort()
+    return HostNode(id=node_id, memory_kib=memory_kib, cpus=tuple(cpus), pages=tuple(pages), distances=tuple(distances))
+
+
+def _check_distances(nodes: list[HostNode], what: str) -> None:
+    node_ids = {node.id for node in nodes}
+    for node in nodes:
+        for other, value in node.distances:
+            if other not in node_ids:
+                raise TopologyError(
+                    f"{what}: host node {node.id} reports a distance to node {other}, which is not a host node"
+                )
+            if other == node.id and value != LOCAL_DISTANCE:
+                raise TopologyError(
+                    f"{what}: host node {node.id} reports distance {value} to itself; it must be {LOCAL_DISTANCE}"
+                )
+            if other != node.id and not LOCAL_DISTANCE < value <= _MAX_DISTANCE:
+                raise TopologyError(
+                    f"{what}: host node {node.id} reports distance {value} to node {other}; distances between "
+                    f"two nodes must be {LOCAL_DISTANCE + 1}-{_MAX_DISTANCE}"
+                )
+
+
+def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> HostTopology:
+    """Read the host NUMA topology out of libvirt capabilities XML; ``what`` names the document in errors.
+
+    Malformed or unsafe XML raises ``XmlError``; a document without NUMA cells, or whose cells contradict
+    each other (a node or CPU twice, impossible distances), raises ``TopologyError``.
+    """
+    root = parse_xml(text, what, root_tag="capabilities")
+    host = root.find("host")
+    topology = host.find("topology") if host is not None else None
+    cells = topology.find("cells") if topology is not None else None
+    if cells is None:
+        raise TopologyError(
+            f"{what}: no <host><topology><cells>, so no NUMA topology to plan with (the host or its libvirt "
+            "driver reports none); give the capabilities XML of the host to plan for instead"
+        )
+    siblings_cache: dict[str, frozenset[int]] = {}
+    nodes = [_parse_cell(cell, what, siblings_cache) for cell in cells.iterchildren("cell")]
+    if not nodes:
+        # What a custom test driver file (test:///path/to/file.xml) reports: <cells num='0'>.
+        raise TopologyError(
+            f"{what}: <cells> lists no <cell>, so no NUMA topology to plan with (the host or its libvirt "
+            "driver reports none); give the capabilities XML of the host to plan for instead"
+        )
+    _check_distances(nodes, what)
+    page_sizes = sorted(
+        {
+            _kib(_number(pages.get("size"), "size", pages, what), pages.get("unit"), pages, what)
+            for pages in host.iterfind("cpu/pages")
+        }
+    )
+    if not page_sizes:
+        page_sizes = sorted({size for node in nodes for size, _count in node.pages})
+    try:
+        return HostTopology(nodes=tuple(nodes), page_sizes_kib=tuple(page_sizes) if page_sizes else (4,))
+    except TopologyError as error:
+        raise TopologyError(f"{what}: {error.message}") from None
+
+
+def _render_cpu(cpu: HostCpu) -> str:
+    attrs = [f"id='{cpu.id}'"]
+    for name, value in (("socket_id", cpu.socket_id), ("die_id", cpu.die_id), ("core_id", cpu.core_id)):
+        if value is not None:
+            attrs.append(f"{name}='{value}'")
+    if cpu.siblings:
+        attrs.append(f"siblings='{format_cpuset(cpu.siblings)}'")
+    return f"            <cpu {' '.join(attrs)}/>"
+
+
+def _render_cell(node: HostNode) -> list[str]:
+    lines = [f"        <cell id='{node.id}'>"]
+    # As libvirt does: no <memory> for a node without memory.
+    if node.memory_kib:
+        lines.append(f"          <memory unit='KiB'>{node.memory_kib}</memory>")
+    lines.extend(f"          <pages unit='KiB' size='{size}'>{count}</pages>" for size, count in node.pages)
+    if node.distances:
+        lines.append("          <distances>")
+        lines.extend(f"            <sibling id='{other}' value='{value}'/>" for other, value in node.distances)
+        lines.append("          </distances>")
+    if node.cpus:
+        lines.append(f"          <cpus num='{len(node.cpus)}'>")
+        lines.extend(_render_cpu(cpu) for cpu in node.cpus)
+        lines.append("          </cpus>")
+    else:
+        lines.append("          <cpus num='0'/>")
+    lines.append("        </cell>")
+    return lines
+
+
+def render_capabilities(topology: HostTopology) -> str:
+    """Capabilities XML, in libvirt's layout, describing ``topology``: ``parse_capabilities`` reads it back."""
+    lines = ["<capabilities>", "  <host>", "    <cpu>"]
+    lines.extend(f"      <pages unit='KiB' size='{size}'/>" for size in topology.page_sizes_kib)
+    lines.extend(["    </cpu>", "    <topology>", f"      <cells num='{len(topology.nodes)}'>"])
+    for node in topology.nodes:
+        lines.extend(_render_cell(node))
+    lines.extend(["      </cells>", "    </topology>", "  </host>", "</capabilities>", ""])
+    return "\n".join(lines)

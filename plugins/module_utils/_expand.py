@@ -1,0 +1,146 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Expand a domain XML: its vNUMA request (a ``<vnuma>`` element, or the spec stored in its
+``<metadata>``) becomes the rendered layout, all in the XML layer, with no Ansible and no libvirt.
+
+- A ``<vnuma>`` child of ``<domain>`` is parsed and taken out, the layout computed for the host,
+  the owned parts rewritten, and the spec stored in ``<metadata>``.
+- Without one, a spec stored in ``<metadata>`` is rendered again: expanding an expanded domain
+  gives the same document back (for the same host), and a changed host gives the new layout.
+- Without either, the domain is returned unchanged.
+
+Only elements the layout creates are indented (like their siblings); the rest of the document keeps
+its text.  Attribute quoting follows lxml (double quotes) when the document is rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import Change, DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import (
+    read_stored_spec,
+    store_spec,
+    take_vnuma_element,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml, to_text
+
+__all__ = ["SPEC_SOURCES", "ExpandResult", "expand_domain"]
+
+# Where the spec came from: the template's <vnuma> element, the domain's <metadata>, or nowhere.
+SPEC_SOURCES = ("element", "metadata", None)
+
+
+@dataclass(frozen=True)
+class ExpandResult:
+    """The expanded domain XML, the layout rendered into it, and what changed in the owned parts."""
+
+    xml: str
+    layout: Layout | None
+    spec_source: str | None
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes) or self.spec_source == "element"
+
+
+# What may surround the root element: the XML declaration, comments, processing instructions, blanks.
+_MISC = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+
+
+# Markup tokens of serialised XML: comments and processing instructions (left alone), start tags.
+_TOKEN = re.compile(r"<!--.*?-->|<\?.*?\?>|<[^!?/][^>]*>", re.DOTALL)
+_DOUBLE_QUOTED = re.compile(r"(\s[^\s=<>]+=)\"([^\"']*)\"")
+_SINGLE_QUOTED = re.compile(r"\s[^\s=<>]+='")
+
+
+def _single_quoted(match: re.Match[str]) -> str:
+    tag = match.group(0)
+    if tag.startswith(("<!--", "<?")):
+        return tag
+    return _DOUBLE_QUOTED.sub(r"\1'\2'", tag)
+
+
+def _quotes_like(body: str, original: str) -> str:
+    """Quote attributes as the input mostly did.
+
+    lxml always writes double quotes; libvirt (and so most domain XML) writes single ones.  Going
+    back to the input's style keeps every untouched line as it was, so a diff of the template
+    against the result shows the layout and nothing else.  A value holding a quote keeps lxml's.
+    """
+    singles = len(_SINGLE_QUOTED.findall(original))
+    doubles = original.count('="')
+    if singles <= doubles:
+        return body
+    return _TOKEN.sub(_single_quoted, body)
+
+
+def _serialize(root: Any, original: str) -> str:
+    """The document's text with the rewritten root, keeping what the input had before and after it."""
+    body = _quotes_like(to_text(root), original)
+    prolog = _MISC.match(original).group(0)
+    end = original.rfind(f"</{root.tag}>")
+    epilog = original[end + len(root.tag) + 3 :] if end >= 0 else ""
+    if not _MISC.fullmatch(epilog):
+        epilog = ""
+    return prolog + body + epilog
+
+
+def _host_topology(host: HostTopology | str | bytes) -> HostTopology:
+    if isinstance(host, HostTopology):
+        return host
+    if isinstance(host, str | bytes):
+        return parse_capabilities(host)
+    raise XmlError(f"the host must be capabilities XML text or a HostTopology, got {type(host).__name__}")
+
+
+def expand_domain(
+    domain_xml: str,
+    host: HostTopology | str | bytes,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> ExpandResult:
+    """Expand ``domain_xml`` for ``host`` (capabilities XML or a parsed topology).
+
+    ``taken_cpus`` maps host CPUs dedicated to other guests to their names (for core/thread
+    pinning).  Every error is from the collection's family and names the guest.
+    """
+    if not isinstance(domain_xml, str):
+        raise XmlError(f"the domain XML must be text, got {type(domain_xml).__name__}")
+    root = parse_xml(domain_xml, "domain XML", root_tag="domain")
+    name_element = root.find("name")
+    name = name_element.text.strip() if name_element is not None and name_element.text else None
+    try:
+        spec = take_vnuma_element(root)
+        source = "element"
+        if spec is None:
+            spec = read_stored_spec(root)
+            source = "metadata"
+        if spec is None:
+            return ExpandResult(xml=domain_xml, layout=None, spec_source=None, changes=[])
+        topology = _host_topology(host)
+        guest = read_guest_shape(root)
+        current = DomainNuma.from_domain(root)
+        layout = compute_layout(topology, spec, guest, taken_cpus)
+        target = DomainNuma.from_layout(layout, current)
+        changes = current.changes(target)
+        if source == "metadata" and not changes:
+            # Already expanded for this host: hand the document back as it came, byte for byte.
+            return ExpandResult(xml=domain_xml, layout=layout, spec_source=source, changes=[])
+        target.apply(root)
+        store_spec(root, spec)
+    except VnumaError as error:
+        raise error.naming(name) from None
+    return ExpandResult(xml=_serialize(root, domain_xml), layout=layout, spec_source=source, changes=changes)
