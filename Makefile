@@ -1,0 +1,155 @@
+# Build and test entry points for the vnuma.libvirt collection.  `make help` lists the targets.
+#
+# Everything runs from the repository root (= the collection root) with the project's own virtual
+# environment in .venv (Python 3.11, requirements-dev.txt).  The collection is importable as
+# ansible_collections.vnuma.libvirt through .build/collections, a symlink farm made by `make collection`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.requirements-dev.stamp
+BUILD := $(ROOT)/.build
+COLLECTIONS := $(BUILD)/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/vnuma/libvirt
+UNIT_LOG := $(BUILD)/unit.log
+
+# Python 3.11 to create the venv with: a pyenv 3.11 install when there is one (the `python3` on PATH is a
+# pyenv shim that may point at another version), else python3.11 from PATH.  Override: make PYTHON311=...
+PYTHON311 ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.11.*/bin/python3.11))),$(shell command -v python3.11 2>/dev/null),python3.11)
+
+PYTEST_ARGS ?=
+
+# Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
+# and the run fails at the end when any of them failed.
+TEST_SETUP := system-deps venv collection
+TEST_STAGES := lint unit playbook-tests sanity ansible-units build changelog-lint
+
+.PHONY: help system-deps venv collection lint format unit playbook-tests sanity ansible-units \
+	build changelog-lint test demo bench clean distclean
+
+help:
+	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
+	@echo "make system-deps     install missing Debian packages (scripts/install-system-deps.sh)"
+	@echo "make venv            .venv with Python 3.11 and requirements-dev.txt"
+	@echo "make collection      .build/collections/ansible_collections/vnuma/libvirt -> repository root"
+	@echo "make lint            ruff check + ruff format --check"
+	@echo "make format          ruff check --fix + ruff format"
+	@echo "make unit            pytest tests/unit (PYTEST_ARGS='--regenerate-output' rewrites golden files)"
+	@echo "make playbook-tests  ansible-playbook tests/playbooks/test_*.yml against localhost"
+	@echo "make sanity          ansible-test sanity on a copy under .build/ansible-test"
+	@echo "make ansible-units   ansible-test units on the same copy"
+	@echo "make build           ansible-galaxy collection build into .build/ + install test"
+	@echo "make changelog-lint  antsibull-changelog lint"
+	@echo "make demo            ansible-playbook demo/demo.yml"
+	@echo "make bench           the benchmarks (benchmarks/)"
+	@echo "make clean           remove .build, tests/output and tool caches (distclean: also .venv)"
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements-dev.txt scripts/install-system-deps.sh
+	@scripts/install-system-deps.sh
+	@if [[ -x "$(BIN)/python" ]] && ! "$(BIN)/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+		echo "venv: $(VENV) is not Python 3.11, recreating it"; rm -rf "$(VENV)"; \
+	fi
+	@if [[ ! -x "$(BIN)/python" ]]; then \
+		echo "venv: creating $(VENV) with $(PYTHON311)"; \
+		"$(PYTHON311)" -m venv "$(VENV)"; \
+	fi
+	@echo "venv: pip install --requirement requirements-dev.txt"
+	@# pip warns about every index location of the machine's pip configuration that does not exist: not useful here.
+	@"$(BIN)/python" -m pip install --quiet --requirement requirements-dev.txt 2>&1 | \
+		sed "/^WARNING: Location 'file:.*' is ignored: it is neither a file nor a directory\.$$/d"
+	@touch "$@"
+
+collection:
+	@mkdir -p "$(dir $(COLLECTION_LINK))"
+	@ln -sfn ../../../.. "$(COLLECTION_LINK)"
+	@test -e "$(COLLECTION_LINK)/galaxy.yml"
+
+lint: venv
+	@rc=0; \
+	echo "ruff check"; "$(BIN)/ruff" check --no-fix . || rc=1; \
+	echo "ruff format --check"; "$(BIN)/ruff" format --check . || rc=1; \
+	exit $$rc
+
+format: venv
+	"$(BIN)/ruff" check --fix .
+	"$(BIN)/ruff" format .
+
+# pytest's exit status 5 means that no test was collected: not a failure while tests/unit is still empty.
+unit: venv collection
+	@mkdir -p "$(BUILD)"
+	@rc=0; \
+	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS) \
+		2>&1 | tee "$(UNIT_LOG)" || rc=$$?; \
+	if [[ $$rc -eq 5 ]]; then echo "unit: no unit tests collected"; rc=0; fi; \
+	exit $$rc
+
+playbook-tests: venv collection
+	@scripts/playbook-tests.sh
+
+sanity: venv
+	@scripts/ansible-test.sh sanity
+
+ansible-units: venv
+	@scripts/ansible-test.sh units
+
+# Builds the collection tarball, installs it into a scratch collections path and lists its plugins from there.
+build: venv
+	@mkdir -p "$(BUILD)"
+	@rm -f "$(BUILD)"/vnuma-libvirt-*.tar.gz
+	"$(BIN)/ansible-galaxy" collection build --force --output-path "$(BUILD)" .
+	@tarball=$$(ls "$(BUILD)"/vnuma-libvirt-*.tar.gz); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	export ANSIBLE_COLLECTIONS_PATH="$$tmp" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
+	"$(BIN)/ansible-galaxy" collection install --offline --collections-path "$$tmp" "$$tarball"; \
+	for type in filter module; do \
+		plugins=$$("$(BIN)/ansible-doc" -t $$type -l vnuma.libvirt); \
+		echo "build: $$type plugins of the installed $$(basename "$$tarball"):"; \
+		echo "$${plugins:-(none)}" | sed 's/^/  /'; \
+	done
+
+changelog-lint: venv
+	"$(BIN)/antsibull-changelog" lint
+
+demo: venv collection
+	@if [[ ! -f demo/demo.yml ]]; then echo "demo: demo/demo.yml does not exist" >&2; exit 1; fi
+	@scripts/playbook.sh demo/demo.yml
+
+bench: venv collection
+	@export PYTHONPATH="$(COLLECTIONS)"; \
+	if [[ -f benchmarks/__main__.py ]]; then exec "$(BIN)/python" -m benchmarks; \
+	elif [[ -f benchmarks/run.py ]]; then exec "$(BIN)/python" benchmarks/run.py; \
+	else echo "bench: neither benchmarks/__main__.py nor benchmarks/run.py exists" >&2; exit 1; fi
+
+# Runs every stage, prints how long each took, and ends with the unit tests' pytest summary line.
+test:
+	@start=$$SECONDS; failed=(); report=(); \
+	for stage in $(TEST_SETUP) $(TEST_STAGES); do \
+		echo; echo "=== make $$stage"; t0=$$SECONDS; \
+		if $(MAKE) $$stage; then status=ok; else status=FAILED; failed+=("$$stage"); fi; \
+		report+=("$$(printf '%-16s %5ss  %s' "$$stage" $$((SECONDS - t0)) "$$status")"); \
+		if [[ $$status != ok && " $(TEST_SETUP) " == *" $$stage "* ]]; then break; fi; \
+	done; \
+	echo; echo "=== make test: stage times"; printf '%s\n' "$${report[@]}"; \
+	printf '%-16s %5ss\n' total $$((SECONDS - start)); \
+	if [[ $${#failed[@]} -gt 0 ]]; then echo "make test: FAILED stages: $${failed[*]}"; \
+	else echo "make test: all stages passed"; fi; \
+	echo "make test: unit tests (pytest tests/unit):"; \
+	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(UNIT_LOG)" 2>/dev/null | tail -n 1 || true); \
+	echo "$${summary:-no pytest summary: the unit stage did not run}"; \
+	[[ $${#failed[@]} -eq 0 ]]
+
+clean:
+	rm -rf "$(BUILD)" tests/output .pytest_cache .ruff_cache .hypothesis
+
+distclean: clean
+	rm -rf "$(VENV)"

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Installs the Debian packages the build and the tests need, and only those that are missing.
+# A no-op (no apt-get call at all) when everything is already installed.
+#
+# Usage: scripts/install-system-deps.sh [GROUP...]    (default: every group in DEFAULT_GROUPS)
+#   build        compile libvirt-python from source and use the client-side test driver
+#                (test:///default lives in libvirt0 itself: no daemon is needed)
+#   sanity       tools ansible-test sanity uses when present (shellcheck for the shell scripts)
+#
+# To add a group (e.g. libvirtd + QEMU for integration tests): add an entry to PACKAGES below and,
+# if `make test` needs it, its name to DEFAULT_GROUPS.
+set -euo pipefail
+
+# Debian packages per group (whitespace separated, comments not allowed inside the strings).
+declare -A PACKAGES=(
+    # libvirt0 is the runtime library and holds the test:///default driver; libvirt-dev, pkg-config and
+    # gcc build libvirt-python.  python3-dev and python3-venv serve when the venv is made from Debian's
+    # own python3.11 (a pyenv Python brings its headers and venv along).
+    [build]="libvirt0 libvirt-dev pkg-config gcc make git python3-dev python3-venv"
+    # ansible-test sanity skips its shellcheck test when shellcheck is missing.
+    [sanity]="shellcheck"
+)
+
+DEFAULT_GROUPS=(build sanity)
+
+groups=("$@")
+if [[ ${#groups[@]} -eq 0 ]]; then
+    groups=("${DEFAULT_GROUPS[@]}")
+fi
+
+wanted=()
+for group in "${groups[@]}"; do
+    if [[ -z ${PACKAGES[$group]+set} ]]; then
+        echo "install-system-deps: unknown package group '${group}' (known: ${!PACKAGES[*]})" >&2
+        exit 2
+    fi
+    read -r -a packages <<<"${PACKAGES[$group]}"
+    wanted+=("${packages[@]}")
+done
+
+missing=()
+for pkg in "${wanted[@]}"; do
+    status=$(dpkg -s "$pkg" 2>/dev/null | sed -n 's/^Status: //p' || true)
+    if [[ $status != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-system-deps: all packages present (${groups[*]})"
+    exit 0
+fi
+
+echo "install-system-deps: installing ${missing[*]}"
+if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+else
+    echo "install-system-deps: missing packages (${missing[*]}) and not root; install them as root" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
