@@ -12,12 +12,18 @@ of the document (guests, security models, caches) is ignored.  The format is lib
 
 - a node without memory has no ``<memory>`` element at all (libvirt prints it only when non-zero);
 - an offline CPU is a bare ``<cpu id='N'/>`` (libvirt leaves out its topology, it cannot read it);
-- ``<distances>`` is absent when the host has no SLIT, as with the test driver;
+- ``<distances>`` is absent from the test driver and from a libvirt built without numactl (with it,
+  Linux always has distances: the firmware's SLIT, or 10/20 without one);
 - ``<cells num>`` is a count libvirt prints, not something to rely on: the ``<cell>`` elements are.
 
+(libvirt's formatter: virCapabilitiesHostNUMAFormat() and virCapsHostNUMACellCPUFormat() in
+https://gitlab.com/libvirt/libvirt/-/blob/master/src/conf/capabilities.c)
+
 The host's distances are checked on the way in (10 to itself, 11-255 to other existing nodes, as
-the ACPI SLIT and the kernel require): they end up in guest definitions, and libvirt corrupts its
-own heap when it rejects a bad ``<distances>`` value instead of failing cleanly.
+the kernel requires of a SLIT before it uses one, see slit_valid() in
+https://github.com/torvalds/linux/blob/master/drivers/acpi/numa/srat.c): they end up in guest
+definitions, and libvirt 9.0 writes past a heap array when it rejects a bad ``<distances>`` value
+instead of failing cleanly.
 """
 
 from __future__ import annotations

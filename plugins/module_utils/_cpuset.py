@@ -7,8 +7,8 @@
 """libvirt's cpuset / nodeset syntax: ``0-3,8,^2``.
 
 The grammar is libvirt's (https://libvirt.org/formatdomain.html#cpu-allocation): comma separated
-items, each a number, an inclusive range ``a-b``, or an exclusion ``^n``.  Exclusions apply after
-every inclusion, whatever their position, so ``^3,1-4`` and ``1-4,^3`` are the same set.
+items, each a number, an inclusive range ``a-b``, or an exclusion ``^n``.  Items apply left to
+right as in libvirt's virBitmapParse: ``1-4,^3`` is 1,2,4 but ``^3,1-4`` is 1-4.
 Formatting is canonical: ascending, every run of two or more consecutive ids written as a range
 (``0-3,5,7-8``), no exclusions, no spaces.  ``format_cpuset(parse_cpuset(x))`` is the canonical form of ``x``.
 """
@@ -43,26 +43,30 @@ def parse_cpuset(text: str, what: str = "cpuset", allow_empty: bool = False) -> 
     """
     if not isinstance(text, str):
         raise SpecError(f"{what} must be a string in libvirt cpuset syntax, got {type(text).__name__}")
-    included: set[int] = set()
-    excluded: set[int] = set()
+    selected: set[int] = set()
     if text.strip():
-        for item in text.split(","):
+        items = text.split(",")
+        if len(items) > 1 and not items[-1].strip():
+            items.pop()  # libvirt tolerates one trailing comma
+        for item in items:
             part = item.strip()
             if not part:
                 raise SpecError(f"{what} {text!r}: empty item between commas")
             if part.startswith("^"):
-                excluded.add(_parse_id(part[1:], text, what))
+                if "-" in part:
+                    raise SpecError(f"{what} {text!r}: an exclusion takes one id, not the range {part[1:]!r}")
+                selected.discard(_parse_id(part[1:], text, what))
                 continue
             if "-" in part:
-                low_text, _, high_text = part.partition("-")
+                low_text, _dash, high_text = part.partition("-")
                 low = _parse_id(low_text, text, what)
                 high = _parse_id(high_text, text, what)
                 if high < low:
                     raise SpecError(f"{what} {text!r}: range {low}-{high} runs backwards")
-                included.update(range(low, high + 1))
+                selected.update(range(low, high + 1))
             else:
-                included.add(_parse_id(part, text, what))
-    result = frozenset(included - excluded)
+                selected.add(_parse_id(part, text, what))
+    result = frozenset(selected)
     if not result and not allow_empty:
         raise SpecError(f"{what} {text!r} selects nothing")
     return result
@@ -70,7 +74,11 @@ def parse_cpuset(text: str, what: str = "cpuset", allow_empty: bool = False) -> 
 
 def format_cpuset(ids: Iterable[int]) -> str:
     """Format ids canonically: ascending, consecutive runs as ``a-b``."""
-    ordered = sorted(set(ids))
+    unique = set(ids)
+    for value in unique:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CPU_ID:
+            raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {value!r}")
+    ordered = sorted(unique)
     parts: list[str] = []
     index = 0
     while index < len(ordered):

@@ -25,7 +25,7 @@ def unit_bytes(unit: str) -> int | None:
     a power of 1000.
     """
     lowered = unit.lower()
-    if lowered in ("b", "bytes"):
+    if lowered in ("b", "byte", "bytes"):  # virScaleInteger() takes all three
         return 1
     if not lowered or lowered[0] not in _POWERS:
         return None
