@@ -1,0 +1,171 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this plugin util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""What the filter plugins share: input checks and coercion, and turning ``VnumaError`` into ``AnsibleFilterError``.
+
+Every message starts with the filter's fully qualified name (``vnuma.libvirt.vnuma_layout: ...``); the rest of
+it is the pure layer's own message, which names the guest, the value and the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
+
+__all__ = [
+    "UNNAMED_OWNER",
+    "coerce_int",
+    "filter_errors",
+    "is_omitted",
+    "kind",
+    "plain",
+    "require_cpu_ids",
+    "require_name",
+    "require_text",
+    "spec_options",
+    "taken_cpus_map",
+]
+
+# Who holds the CPUs of ``taken_cpus`` when they are given without guest names.
+UNNAMED_OWNER = "other guests"
+# ansible-core 2.17 and 2.18 render ``omit`` as a string with this prefix; 2.19 passes a singleton of this type.
+_OMIT_PREFIX = "__omit_place_holder__"
+_OMIT_TYPE = "_OmitType"
+
+
+def _fail(filter_name: str, message: str) -> AnsibleFilterError:
+    return AnsibleFilterError(f"vnuma.libvirt.{filter_name}: {message}")
+
+
+@contextmanager
+def filter_errors(filter_name: str, guest: str | None = None) -> Iterator[None]:
+    """Re-raise a ``VnumaError`` as ``AnsibleFilterError``, naming ``guest`` unless the error already names one."""
+    try:
+        yield
+    except VnumaError as error:
+        raise _fail(filter_name, str(error.naming(guest))) from error
+
+
+def kind(value: Any) -> str:
+    """The YAML/Jinja name of a value's type (ansible-core 2.19 passes tagged subclasses of the builtins)."""
+    if value is None:
+        return "None"
+    for name, types in (
+        ("bool", bool),
+        ("int", int),
+        ("float", float),
+        ("str", str),
+        ("bytes", bytes),
+        ("dict", Mapping),
+        ("list", (list, tuple, set, frozenset)),
+    ):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
+def is_omitted(value: Any) -> bool:
+    """True for ``None`` and for Ansible's ``omit`` placeholder: the argument was not given."""
+    if value is None or type(value).__name__ == _OMIT_TYPE:
+        return True
+    return isinstance(value, str) and value.startswith(_OMIT_PREFIX)
+
+
+def plain(value: Any) -> Any:
+    """The builtin value behind ansible-core 2.19's tagged scalars and lazy containers.
+
+    The pure layer names the type of a value it refuses; this makes that ``list``, not ``_AnsibleLazyTemplateList``.
+    """
+    for builtin in (bool, int, float, str, bytes):
+        if isinstance(value, builtin):
+            return builtin(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return value
+
+
+def spec_options(filter_name: str, value: Any) -> dict[Any, Any]:
+    """The vNUMA spec options without the omitted ones (``{}`` when the spec itself is omitted)."""
+    if is_omitted(value):
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(filter_name, f"spec must be a dict of vnuma options, got {kind(value)}")
+    return {plain(key): plain(option) for key, option in value.items() if not is_omitted(option)}
+
+
+def coerce_int(value: Any) -> Any:
+    """A string of decimal digits (``-e vcpus=16``) as an int, an omitted value as None, anything else plain."""
+    if is_omitted(value):
+        return None
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return int(value)
+    return plain(value)
+
+
+def require_text(filter_name: str, what: str, value: Any) -> str:
+    """``value`` itself when it is a string, else an error naming ``what`` and the type received."""
+    if not isinstance(value, str):
+        raise _fail(filter_name, f"{what} must be a string of XML, got {kind(value)}")
+    return value
+
+
+def require_name(filter_name: str, value: Any) -> str | None:
+    """The guest name, None when not given."""
+    if is_omitted(value):
+        return None
+    if not isinstance(value, str):
+        raise _fail(filter_name, f"name must be a string, got {kind(value)}")
+    return value
+
+
+def _cpu_id(filter_name: str, what: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(filter_name, f"{what} must hold CPU ids (integers), got {kind(value)} {value!r}")
+    if not 0 <= value <= MAX_CPU_ID:
+        raise _fail(filter_name, f"{what}: CPU id {value} is outside 0-{MAX_CPU_ID}")
+    return value
+
+
+def require_cpu_ids(filter_name: str, what: str, value: Any) -> list[int]:
+    """A list (tuple, set) of CPU ids, each an int in libvirt's range."""
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise _fail(filter_name, f"{what} must be a list of CPU ids, got {kind(value)}")
+    return [_cpu_id(filter_name, what, item) for item in value]
+
+
+def taken_cpus_map(filter_name: str, value: Any) -> dict[int, str] | None:
+    """``taken_cpus`` as the partitioner wants it: host CPU id -> the guest it is dedicated to.
+
+    Accepted: a dict of CPU id (or cpuset string such as ``'0-3'``) -> guest name; a list of CPU ids; a cpuset
+    string.  CPUs given without names are attributed to ``other guests`` in messages.
+    """
+    if is_omitted(value):
+        return None
+    with filter_errors(filter_name):
+        if isinstance(value, str):
+            return dict.fromkeys(parse_cpuset(value, "taken_cpus", allow_empty=True), UNNAMED_OWNER)
+        if isinstance(value, Mapping):
+            taken: dict[int, str] = {}
+            for key, owner in value.items():
+                if not isinstance(owner, str):
+                    raise _fail(filter_name, f"taken_cpus maps CPU ids to guest names; CPU {key} maps to {kind(owner)}")
+                cpus = [key] if isinstance(key, int) else parse_cpuset(key, "taken_cpus key")
+                taken.update(dict.fromkeys((_cpu_id(filter_name, "taken_cpus", cpu) for cpu in cpus), owner))
+            return taken
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return dict.fromkeys(require_cpu_ids(filter_name, "taken_cpus", value), UNNAMED_OWNER)
+    raise _fail(
+        filter_name,
+        f"taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, got {kind(value)}",
+    )
