@@ -19,6 +19,7 @@ Elements are documented at https://libvirt.org/formatdomain.html (anchors named 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -201,6 +202,12 @@ def _fmt(ids: Iterable[int] | None) -> str | None:
     return None if ids is None else format_cpuset(ids)
 
 
+@functools.lru_cache(maxsize=1024)
+def _pin_text(cpuset: tuple[int, ...]) -> str:
+    """``format_cpuset`` of a pin's cpuset: the vCPUs of a cell share one, so each is formatted once."""
+    return format_cpuset(cpuset)
+
+
 def _new(tag: str, attributes: Sequence[tuple[str, object | None]] = (), text: str | None = None) -> Any:
     """A new element with attributes in the given (fixed) order; None values are left out."""
     element = etree.Element(tag)
@@ -227,7 +234,7 @@ def _indent_unit(element: Any) -> str | None:
 
 
 def _depth(element: Any) -> int:
-    return sum(1 for _ in element.iterancestors())
+    return sum(1 for _ancestor in element.iterancestors())
 
 
 def _is_blank(text: str | None) -> bool:
@@ -241,26 +248,32 @@ def _format_new(element: Any, depth: int) -> None:
 
 
 def _insert(parent: Any, index: int, child: Any) -> None:
-    """Insert ``child`` at ``index`` and indent it like its siblings."""
+    """Insert ``child`` at ``index`` (0 or more) and indent it like its siblings.
+
+    The neighbours are read from ``child`` once it is in place, not from a list of the children:
+    the cost stays the same however many siblings there are (a 1024-vCPU guest has 1024 pins).
+    """
     unit = _indent_unit(parent)
-    children = list(parent)
     parent.insert(index, child)
     if unit is None:
         return
     depth = _depth(parent)
     sibling_ws = "\n" + unit * (depth + 1)
     closing_ws = "\n" + unit * depth
-    if not children:
+    previous, following = child.getprevious(), child.getnext()
+    if previous is None and following is None:
+        # The only child.
         if _is_blank(parent.text):
             parent.text = sibling_ws
         child.tail = closing_ws
-    elif index >= len(children):
-        last = children[-1]
-        before_last = parent.text if len(children) == 1 else children[-2].tail
-        child.tail = last.tail
-        last.tail = before_last if _is_blank(before_last) and before_last else sibling_ws
+    elif following is None:
+        # Appended after the previous last child, which hands it the closing indentation.
+        before_previous = previous.getprevious()
+        before_last = parent.text if before_previous is None else before_previous.tail
+        child.tail = previous.tail
+        previous.tail = before_last if _is_blank(before_last) and before_last else sibling_ws
     else:
-        before = parent.text if index == 0 else children[index - 1].tail
+        before = parent.text if previous is None else previous.tail
         child.tail = before if _is_blank(before) and before else sibling_ws
     if len(child):
         etree.indent(child, space=unit, level=depth + 1)
@@ -897,10 +910,10 @@ class Vcpupin:
         return cls(vcpu=vcpu, cpuset=cpuset)
 
     def to_element(self) -> Any:
-        return _new(self.TAG, (("vcpu", self.vcpu), ("cpuset", format_cpuset(self.cpuset))))
+        return _new(self.TAG, (("vcpu", self.vcpu), ("cpuset", _pin_text(self.cpuset))))
 
     def items(self) -> _Items:
-        return [(f"cputune/vcpupin[{self.vcpu}]", format_cpuset(self.cpuset))]
+        return [(f"cputune/vcpupin[{self.vcpu}]", _pin_text(self.cpuset))]
 
 
 @dataclass(frozen=True)
@@ -1186,11 +1199,14 @@ class DomainNuma:
             memnodes=tuple(memnodes),
         )
         # Pinning 'none' removes existing vcpupins: they would contradict the new cells.
-        vcpupins = (
-            tuple(Vcpupin(vcpu=index, cpuset=_ids(cpus)) for index, cpus in enumerate(layout.vcpu_pins))
-            if layout.vcpu_pins is not None
-            else ()
-        )
+        vcpupins: tuple[Vcpupin, ...] = ()
+        if layout.vcpu_pins is not None:
+            # The vCPUs of one cell float over one cpuset: sort each distinct cpuset once.
+            cpusets: dict[tuple[int, ...], tuple[int, ...]] = {}
+            vcpupins = tuple(
+                Vcpupin(vcpu=index, cpuset=cpusets[cpus] if cpus in cpusets else cpusets.setdefault(cpus, _ids(cpus)))
+                for index, cpus in enumerate(layout.vcpu_pins)
+            )
         # <emulatorpin> is only touched when the spec pins the emulator.
         emulatorpin = (
             Emulatorpin(_ids(layout.emulator_pins)) if layout.emulator_pins is not None else current.emulatorpin
@@ -1399,11 +1415,15 @@ class DomainNuma:
             anchor = cputune.index(old_pins[0]) if old_pins else None
             for pin in old_pins:
                 _remove(pin)
-            for offset, pin in enumerate(self.vcpupins):
-                if anchor is None:
-                    _insert_ordered(cputune, pin.to_element(), _CPUTUNE_ORDER)
-                else:
-                    _insert(cputune, anchor + offset, pin.to_element())
+            new_pins = [pin.to_element() for pin in self.vcpupins]
+            if anchor is None and new_pins:
+                # The first pin goes where libvirt writes pins; each next one right after the one
+                # before, where _insert_ordered would put it too, without scanning every sibling.
+                first = new_pins.pop(0)
+                _insert_ordered(cputune, first, _CPUTUNE_ORDER)
+                anchor = cputune.index(first) + 1
+            for offset, pin in enumerate(new_pins):
+                _insert(cputune, anchor + offset, pin)
         if self.emulatorpin is None:
             _remove_child(cputune, Emulatorpin.TAG)
         else:

@@ -14,7 +14,7 @@
 - Without either, the domain is returned unchanged.
 
 Only elements the layout creates are indented (like their siblings); the rest of the document keeps
-its text.  Attribute quoting follows lxml (double quotes) when the document is rewritten.
+its text.  When the document is rewritten, attributes take the quote style most of the input used.
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ def _single_quoted(match: re.Match[str]) -> str:
     tag = match.group(0)
     if tag.startswith(("<!--", "<?")):
         return tag
+    if "'" not in tag:
+        # lxml writes every attribute as ` name="value"` and escapes '"' inside values, so in a tag
+        # without "'" each '"' delimits a value and every value turns: the same as the pattern,
+        # without a substitution per attribute.
+        return tag.replace('"', "'")
     return _DOUBLE_QUOTED.sub(r"\1'\2'", tag)
 
 
