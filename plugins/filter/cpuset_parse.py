@@ -15,8 +15,7 @@ description:
   - Read a set of CPU or node ids written in libvirt's cpuset syntax, as found in C(<vcpu cpuset>), C(<vcpupin cpuset>),
     C(<numatune><memory nodeset>) or the C(cpus) attribute of a guest NUMA cell.
   - The syntax is a comma-separated list of items, each a number (V(8)), an inclusive range (V(0-3)) or an exclusion
-    (V(^2)). Exclusions apply after every inclusion, whatever their position, so V(^3,1-4) and V(1-4,^3) are the same
-    set.
+    (V(^2)). Items apply from left to right as libvirt applies them, so V(1-4,^3) is V(1,2,4) while V(^3,1-4) is V(1-4).
   - The result is the set as a list of integers in ascending order, without duplicates; compare these lists rather than
     the strings, which may spell one set in several ways.
   - The reverse filter is P(vnuma.libvirt.cpuset_format#filter).

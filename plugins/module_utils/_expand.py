@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
@@ -29,6 +29,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import C
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import (
     read_stored_spec,
@@ -37,7 +38,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml, to_text
 
-__all__ = ["SPEC_SOURCES", "ExpandResult", "expand_domain"]
+__all__ = [
+    "SPEC_SOURCES",
+    "DomainPlan",
+    "ExpandResult",
+    "expand_domain",
+    "plan_domain",
+    "render_plan",
+    "serialize_like",
+]
 
 # Where the spec came from: the template's <vnuma> element, the domain's <metadata>, or nowhere.
 SPEC_SOURCES = ("element", "metadata", None)
@@ -112,6 +121,67 @@ def _host_topology(host: HostTopology | str | bytes) -> HostTopology:
     raise XmlError(f"the host must be capabilities XML text or a HostTopology, got {type(host).__name__}")
 
 
+@dataclass(frozen=True)
+class DomainPlan:
+    """What a spec makes of one domain on one host, before anything is written.
+
+    ``changes`` lists the owned values that differ, plus ``metadata/vnuma`` when the stored spec
+    differs from the one planned.
+    """
+
+    name: str | None
+    spec: VnumaSpec
+    layout: Layout
+    current: DomainNuma
+    target: DomainNuma
+    changes: list[Change]
+
+
+def plan_domain(
+    root: Any,
+    topology: HostTopology,
+    spec: VnumaSpec,
+    taken_cpus: Mapping[int, str] | None = None,
+    current_vcpus: int | None = None,
+) -> DomainPlan:
+    """Plan ``spec`` for the parsed domain ``root``; ``current_vcpus`` overrides ``<vcpu current>``."""
+    name_element = root.find("name")
+    name = name_element.text.strip() if name_element is not None and name_element.text else None
+    try:
+        guest = read_guest_shape(root)
+        if current_vcpus is not None:
+            guest = replace(guest, current_vcpus=current_vcpus)
+        current = DomainNuma.from_domain(root)
+        layout = compute_layout(topology, spec, guest, taken_cpus)
+        target = DomainNuma.from_layout(layout, current)
+        changes = current.changes(target)
+        stored = read_stored_spec(root)
+        if stored != spec:
+            before = None if stored is None else _spec_text(stored)
+            changes.append(Change("metadata/vnuma", before, _spec_text(spec)))
+    except VnumaError as error:
+        raise error.naming(name) from None
+    return DomainPlan(name=name, spec=spec, layout=layout, current=current, target=target, changes=changes)
+
+
+def _spec_text(spec: VnumaSpec) -> str:
+    return " ".join(f"{key}={value}" for key, value in spec.to_mapping().items() if value is not None)
+
+
+def render_plan(root: Any, plan: DomainPlan) -> None:
+    """Write ``plan`` into ``root`` in place: the owned parts, and the spec in ``<metadata>``."""
+    try:
+        plan.target.apply(root)
+        store_spec(root, plan.spec)
+    except VnumaError as error:
+        raise error.naming(plan.name) from None
+
+
+def serialize_like(root: Any, original: str) -> str:
+    """``root`` as text, keeping the original's prolog, epilog and quote style."""
+    return _serialize(root, original)
+
+
 def expand_domain(
     domain_xml: str,
     host: HostTopology | str | bytes,
@@ -135,17 +205,12 @@ def expand_domain(
             source = "metadata"
         if spec is None:
             return ExpandResult(xml=domain_xml, layout=None, spec_source=None, changes=[])
-        topology = _host_topology(host)
-        guest = read_guest_shape(root)
-        current = DomainNuma.from_domain(root)
-        layout = compute_layout(topology, spec, guest, taken_cpus)
-        target = DomainNuma.from_layout(layout, current)
-        changes = current.changes(target)
-        if source == "metadata" and not changes:
-            # Already expanded for this host: hand the document back as it came, byte for byte.
-            return ExpandResult(xml=domain_xml, layout=layout, spec_source=source, changes=[])
-        target.apply(root)
-        store_spec(root, spec)
+        plan = plan_domain(root, _host_topology(host), spec, taken_cpus)
     except VnumaError as error:
         raise error.naming(name) from None
-    return ExpandResult(xml=_serialize(root, domain_xml), layout=layout, spec_source=source, changes=changes)
+    changes = [change for change in plan.changes if change.path != "metadata/vnuma"]
+    if source == "metadata" and not changes:
+        # Already expanded for this host: hand the document back as it came, byte for byte.
+        return ExpandResult(xml=domain_xml, layout=plan.layout, spec_source=source, changes=[])
+    render_plan(root, plan)
+    return ExpandResult(xml=_serialize(root, domain_xml), layout=plan.layout, spec_source=source, changes=changes)
