@@ -48,6 +48,7 @@ __all__ = [
     "spec_from_element",
     "spec_to_element",
     "read_stored_spec",
+    "remove_stored_spec",
     "store_spec",
     "take_vnuma_element",
 ]
@@ -238,3 +239,12 @@ def take_vnuma_element(root: Any) -> VnumaSpec | None:
     spec = spec_from_element(found[0])
     remove_child(found[0])
     return spec
+
+
+def remove_stored_spec(root: Any) -> None:
+    """Remove the collection's spec from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
+    for element in _stored(root):
+        remove_child(element)
+    metadata = root.find("metadata")
+    if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
+        remove_child(metadata)

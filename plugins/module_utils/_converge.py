@@ -1,0 +1,429 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Converge guests on one hypervisor to their vNUMA layouts: plan every guest, then apply.
+
+Plan -> compare -> apply, as models: the guest's inactive definition is read, the layout
+planned, and the owned parts compared value by value.  libvirt is called only for guests that
+differ, and only after every guest of the call has planned without error, so a refused request
+changes nothing.  After a define the definition is read back and compared again: libvirt may
+drop or rewrite what it does not accept, and that must not pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import (
+    Change,
+    DomainNuma,
+    MemoryDevice,
+    changes_as_diff,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
+    LibvirtOperationError,
+    PlacementError,
+    SpecError,
+    VnumaError,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import (
+    DomainPlan,
+    plan_domain,
+    render_plan,
+    serialize_like,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import plan_dimms, vcpus_to_enable
+from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec, remove_stored_spec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+
+__all__ = ["GuestRequest", "GuestResult", "Converger", "dedicated_cpus"]
+
+# Changes a running guest takes without a restart: pins are changed live, the stored spec is
+# metadata only, and vCPU online state is changed live when vCPUs are being added.
+_LIVE_PREFIXES = ("cputune/vcpupin", "metadata/vnuma")
+_HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
+
+
+@dataclass(frozen=True)
+class GuestRequest:
+    """What one guest should become.  ``options`` are user-facing spec options given explicitly."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    state: str = "present"
+    current_vcpus: int | None = None
+    hotplug_memory_kib: int | None = None
+
+
+@dataclass
+class GuestResult:
+    """What happened (or, in check mode, would happen) to one guest."""
+
+    name: str
+    changed: bool = False
+    changes: list[Change] = field(default_factory=list)
+    layout: Layout | None = None
+    running: bool = False
+    restart_required: bool = False
+    restarted: bool = False
+    backup_file: str | None = None
+    live: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "changed": self.changed,
+            "changes": [str(change) for change in self.changes],
+            "layout": None if self.layout is None else self.layout.to_dict(),
+            "running": self.running,
+            "restart_required": self.restart_required,
+            "restarted": self.restarted,
+            "backup_file": self.backup_file,
+            "live": list(self.live),
+        }
+
+    def diff(self) -> dict[str, dict[str, object]]:
+        return changes_as_diff(self.changes)
+
+
+@dataclass
+class _Planned:
+    request: GuestRequest
+    guest: LibvirtGuest
+    original_xml: str
+    root: Any
+    running: bool
+    plan: DomainPlan | None  # None for state=absent
+    target: DomainNuma
+    changes: list[Change]
+    new_xml: str | None
+    online: set[int] | None = None
+
+    def needs_restart(self) -> bool:
+        """Whether a running guest needs a restart to run as defined."""
+        if not self.running:
+            return False
+        adding = (
+            self.plan is not None
+            and self.online is not None
+            and self.request.current_vcpus is not None
+            and self.request.current_vcpus >= len(self.online)
+        )
+        for change in self.changes:
+            if change.path.startswith(_LIVE_PREFIXES):
+                continue
+            if adding and change.path.startswith(_HOTPLUG_PREFIXES):
+                continue
+            return True
+        return False
+
+
+def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, str]:
+    """Host CPUs a guest holds for itself: its single-CPU pins, and whole cores under ``pinning: core``.
+
+    A guest the collection placed says how in its stored spec; a hand-pinned guest counts as
+    dedicated wherever a vCPU is pinned to exactly one host CPU.
+    """
+    spec = read_stored_spec(root)
+    if spec is not None and spec.pinning not in ("core", "thread"):
+        return {}
+    held: dict[int, str] = {}
+    for element in root.iterfind("cputune/vcpupin"):
+        cpuset = element.get("cpuset", "")
+        if cpuset.isdigit():
+            held[int(cpuset)] = name
+    if spec is not None and spec.pinning == "core":
+        for node in topology.nodes:
+            for core in node.cores:
+                if any(cpu in held for cpu in core):
+                    held.update(dict.fromkeys(core, name))
+    return held
+
+
+class Converger:
+    """Plans and applies a batch of guest requests on one host."""
+
+    def __init__(
+        self,
+        host: LibvirtHost,
+        topology: HostTopology,
+        check_mode: bool = False,
+        restart: str = "never",
+        force: bool = False,
+        shutdown_timeout: float = 120.0,
+        backup_dir: str | None = None,
+    ) -> None:
+        self.host = host
+        self.topology = topology
+        self.check_mode = check_mode
+        self.restart = restart
+        self.force = force
+        self.shutdown_timeout = shutdown_timeout
+        self.backup_dir = backup_dir
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def plan_all(self, requests: Sequence[GuestRequest]) -> list[_Planned]:
+        """Plan every request; raise the first refusal (all of them, joined) before anything is written."""
+        names = [request.name for request in requests]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise SpecError(f"guests {', '.join(duplicates)} are requested more than once")
+        taken: dict[int, str] = {}
+        readings: dict[str, tuple[LibvirtGuest, str, Any]] = {}
+        wanted = set(names)
+        for guest in self.host.guests():
+            xml = guest.inactive_xml()
+            root = parse_xml(xml, f"the definition of guest {guest.name}", root_tag="domain")
+            if guest.name in wanted:
+                readings[guest.name] = (guest, xml, root)
+            else:
+                taken.update(dedicated_cpus(self.topology, root, guest.name))
+        missing = [name for name in names if name not in readings]
+        if missing:
+            raise LibvirtOperationError(
+                f"no guest named {', '.join(missing)} is defined at {self.host.uri}", guest=missing[0]
+            )
+        planned: list[_Planned] = []
+        errors: list[VnumaError] = []
+        for request in requests:
+            guest, xml, root = readings[request.name]
+            try:
+                item = self.plan_one(request, guest, xml, root, taken)
+            except VnumaError as error:
+                errors.append(error.naming(request.name))
+                continue
+            planned.append(item)
+            layout = item.plan.layout if item.plan is not None else None
+            if layout is not None and layout.dedicated and layout.vcpu_pins is not None:
+                for cpus in layout.vcpu_pins:
+                    taken.update(dict.fromkeys(cpus, request.name))
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise PlacementError(f"{len(errors)} guests cannot be placed: " + "; ".join(map(str, errors)))
+        return planned
+
+    def spec_for(self, request: GuestRequest, root: Any) -> VnumaSpec:
+        """The stored spec with the explicitly given options on top (defaults when nothing is stored)."""
+        stored = read_stored_spec(root)
+        base = {} if stored is None else {k: v for k, v in stored.to_mapping().items() if v is not None}
+        base.update({key: value for key, value in request.options.items() if value is not None})
+        if request.options.get("mode") == "host":
+            # Partition options of a stored node-mode spec mean nothing once the mode is host.
+            base.pop("nodeset", None)
+            base.pop("cells", None)
+        return VnumaSpec.from_mapping(base)
+
+    def plan_one(
+        self, request: GuestRequest, guest: LibvirtGuest, xml: str, root: Any, taken: Mapping[int, str]
+    ) -> _Planned:
+        running = guest.is_running()
+        others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
+        if request.state == "absent":
+            current = DomainNuma.from_domain(root)
+            target = flat_target(current, request.name)
+            changes = current.changes(target)
+            if read_stored_spec(root) is not None:
+                changes.append(Change("metadata/vnuma", "stored", None))
+            plan = None
+        else:
+            spec = self.spec_for(request, root)
+            plan = plan_domain(root, self.topology, spec, others, request.current_vcpus)
+            target, changes = plan.target, list(plan.changes)
+            if request.hotplug_memory_kib is not None:
+                self.check_hotplug_memory(plan, request.hotplug_memory_kib)
+        new_xml = None
+        if changes:
+            new_root = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
+            if plan is not None:
+                render_plan(new_root, plan)
+            else:
+                target.apply(new_root)
+                remove_stored_spec(new_root)
+            new_xml = serialize_like(new_root, xml)
+        online = _online_vcpus(guest) if running else None
+        return _Planned(request, guest, xml, root, running, plan, target, changes, new_xml, online)
+
+    def check_hotplug_memory(self, plan: DomainPlan, wanted_kib: int) -> None:
+        present = _dimms(plan.current.memory_devices)
+        have = sum(size for _cell, size in present)
+        if wanted_kib < have:
+            raise SpecError(
+                f"hotplug_memory {format_kib(wanted_kib)} is below the {format_kib(have)} already hot-plugged; "
+                "memory is never unplugged by this module"
+            )
+        if wanted_kib > have:
+            plan_dimms(plan.layout, wanted_kib - have, present)
+
+    # -- applying ---------------------------------------------------------------------------------
+
+    def converge(self, requests: Sequence[GuestRequest]) -> list[GuestResult]:
+        return [self.apply_one(item) for item in self.plan_all(requests)]
+
+    def apply_one(self, item: _Planned) -> GuestResult:
+        name = item.request.name
+        result = GuestResult(name=name, changes=list(item.changes), running=item.running)
+        result.layout = item.plan.layout if item.plan is not None else None
+        result.changed = bool(item.changes)
+        result.restart_required = item.needs_restart()
+        if item.changes and not self.check_mode:
+            if self.backup_dir is not None:
+                result.backup_file = self.write_backup(name, item.original_xml)
+            self.define_and_verify(item)
+        repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
+        if item.running and repinned and not result.restart_required and item.plan is not None:
+            self.repin_live(item, result)
+        if result.restart_required and self.restart == "if_needed":
+            result.restarted = True
+            if not self.check_mode:
+                item.guest.shutdown(self.shutdown_timeout, self.force)
+                item.guest.start()
+            result.restart_required = False
+        if item.plan is not None:
+            self.hotplug(item, result)
+        return result
+
+    def write_backup(self, name: str, xml: str) -> str:
+        directory = self.backup_dir or "."
+        try:
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, f"{name}.{time.strftime('%Y%m%dT%H%M%S')}.{time.time_ns() % 10**9}.xml")
+            with open(path, "x", encoding="utf-8") as handle:
+                handle.write(xml)
+        except OSError as error:
+            raise LibvirtOperationError(
+                f"cannot save the backup of its definition in {directory}: {error}", guest=name
+            ) from None
+        return path
+
+    def define_and_verify(self, item: _Planned) -> None:
+        name = item.request.name
+        if item.new_xml is None:
+            return
+        guest = self.host.define(item.new_xml, guest=name)
+        reread = parse_xml(guest.inactive_xml(), f"the definition of guest {name}", root_tag="domain")
+        kept = DomainNuma.from_domain(reread)
+        lost = kept.changes(item.target)
+        if lost:
+            detail = "; ".join(str(change) for change in lost[:5])
+            raise LibvirtOperationError(
+                f"libvirt did not keep the layout as defined ({detail}); the definition was saved as libvirt "
+                "rewrote it",
+                guest=name,
+            )
+
+    def repin_live(self, item: _Planned, result: GuestResult) -> None:
+        pins = item.plan.layout.vcpu_pins if item.plan is not None else None
+        if pins is None:
+            return
+        online = item.online or set()
+        host_cpus = max(self.topology.cpu_node, default=0) + 1
+        for vcpu, cpus in enumerate(pins):
+            if vcpu not in online:
+                continue
+            result.live.append(f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}")
+            if not self.check_mode:
+                item.guest.pin_vcpu_live(vcpu, cpus, host_cpus)
+
+    def hotplug(self, item: _Planned, result: GuestResult) -> None:
+        """Live (and persistent) vCPU enable and DIMM hot-add, balanced across cells."""
+        plan = item.plan
+        if plan is None:
+            return
+        request = item.request
+        live = item.running and not result.restart_required and not result.restarted
+        if request.current_vcpus is not None and live:
+            online = item.online or set()
+            enable = vcpus_to_enable(plan.layout, online, request.current_vcpus)
+            if enable:
+                result.changed = True
+                result.live.append(f"enabled vCPUs {format_cpuset(enable)}")
+                if not self.check_mode:
+                    # Persistent too: the definition's current count was already set by the define.
+                    item.guest.set_vcpus_online(enable, True, persistent=False)
+                    pins = plan.layout.vcpu_pins
+                    if pins is not None:
+                        host_cpus = max(self.topology.cpu_node, default=0) + 1
+                        for vcpu in enable:
+                            item.guest.pin_vcpu_live(vcpu, pins[vcpu], host_cpus)
+        if request.hotplug_memory_kib is None:
+            return
+        present = _dimms(plan.current.memory_devices)
+        missing = request.hotplug_memory_kib - sum(size for _cell, size in present)
+        if missing <= 0:
+            return
+        dimms = plan_dimms(plan.layout, missing, present)
+        result.changed = True
+        for dimm in dimms:
+            result.live.append(
+                f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} "
+                f"(host nodes {format_cpuset(dimm.host_nodes)})"
+            )
+            if not self.check_mode:
+                item.guest.attach_device(
+                    dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes), live=live, persistent=True
+                )
+
+
+def _dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
+    return [(device.node, device.size_kib) for device in devices if device.node is not None]
+
+
+def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
+    """A DIMM for guest cell ``cell`` whose memory comes from ``host_nodes``.
+
+    https://libvirt.org/formatdomain.html#memory-devices: ``<source><nodemask>`` binds the backing
+    memory to host nodes, ``<target><node>`` puts the DIMM in the guest cell.
+    """
+    return (
+        "<memory model='dimm'>"
+        f"<source><nodemask>{format_cpuset(host_nodes)}</nodemask></source>"
+        f"<target><size unit='KiB'>{size_kib}</size><node>{cell}</node></target>"
+        "</memory>"
+    )
+
+
+def _online_vcpus(guest: LibvirtGuest) -> set[int]:
+    root = parse_xml(guest.live_xml(), f"the running guest {guest.name}", root_tag="domain")
+    live = DomainNuma.from_domain(root)
+    if live.vcpus is not None:
+        return {state.id for state in live.vcpus.vcpus if state.enabled}
+    count = live.vcpu.current or live.vcpu.count if live.vcpu is not None else 1
+    return set(range(count))
+
+
+def flat_target(current: DomainNuma, name: str) -> DomainNuma:
+    """``state: absent``: the same guest without cells, memory binding, pins or hotplug order."""
+    if current.memory_devices:
+        raise SpecError(
+            f"has {len(current.memory_devices)} hot-plugged memory device(s), which need NUMA cells; "
+            "detach them before removing the layout",
+            guest=name,
+        )
+    vcpu = current.vcpu
+    if vcpu is not None:
+        vcpu = replace(vcpu, current=None)
+    return replace(
+        current,
+        vcpu=vcpu,
+        vcpus=None,
+        numa=None,
+        numatune=None,
+        vcpupins=(),
+        max_memory=None,
+        hugepages=None,
+    )
