@@ -10,9 +10,10 @@
 #   build        compile libvirt-python from source and use the client-side test driver
 #                (test:///default lives in libvirt0 itself: no daemon is needed)
 #   sanity       tools ansible-test sanity uses when present (shellcheck for the shell scripts)
+#   integration  a real libvirtd with the QEMU driver (started by scripts/libvirtd.sh) and QEMU; the
+#                guest image (scripts/build-guest-image.sh) is made from downloaded packages
 #
-# To add a group (e.g. libvirtd + QEMU for integration tests): add an entry to PACKAGES below and,
-# if `make test` needs it, its name to DEFAULT_GROUPS.
+# To add a group: add an entry to PACKAGES below and, if `make test` needs it, its name to DEFAULT_GROUPS.
 set -euo pipefail
 
 # Debian packages per group (whitespace separated, comments not allowed inside the strings).
@@ -23,9 +24,15 @@ declare -A PACKAGES=(
     [build]="libvirt0 libvirt-dev pkg-config gcc make git python3-dev python3-venv"
     # ansible-test sanity skips its shellcheck test when shellcheck is missing.
     [sanity]="shellcheck"
+    # The monolithic libvirtd (Debian 12 has no virtqemud) with its QEMU driver, virsh, and QEMU itself
+    # (TCG guests).  libvirt-daemon-system is left out on purpose: it pulls in ~250 packages (systemd
+    # units, polkit, firewall, network helpers) that scripts/libvirtd.sh does not need.  The guest's
+    # kernel and busybox (which also packs the initramfs) are downloaded with apt-get download, not
+    # installed.
+    [integration]="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86"
 )
 
-DEFAULT_GROUPS=(build sanity)
+DEFAULT_GROUPS=(build sanity integration)
 
 groups=("$@")
 if [[ ${#groups[@]} -eq 0 ]]; then

@@ -13,12 +13,14 @@ target node lands in node 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from math import lcm
+from typing import TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import PlacementError, SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
 
@@ -85,10 +87,29 @@ class _ShareKey:
         self.item = item
 
     def __lt__(self, other: _ShareKey) -> bool:
-        num_a, den_a, cell_a, _ = self.item
-        num_b, den_b, cell_b, _ = other.item
+        num_a, den_a, cell_a, _index = self.item
+        num_b, den_b, cell_b, _index = other.item
         left, right = num_a * den_b, num_b * den_a
         return left < right or (left == right and cell_a < cell_b)
+
+
+_Plan = TypeVar("_Plan", bound=Callable[..., object])
+
+
+def _naming_guest(function: _Plan) -> _Plan:
+    """Name the layout's guest in every refusal (``guest db01: ...``), as the partitioner's checks do.
+
+    The layout knows its guest (``Layout.guest``), and _errors asks that a known guest be named first.
+    """
+
+    @functools.wraps(function)
+    def wrapper(layout: Layout, *args: object, **kwargs: object) -> object:
+        try:
+            return function(layout, *args, **kwargs)
+        except VnumaError as error:
+            raise error.naming(layout.guest) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _units_by_cell(layout: Layout) -> list[list[tuple[int, ...]]]:
@@ -100,6 +121,7 @@ def _units_by_cell(layout: Layout) -> list[list[tuple[int, ...]]]:
     return units
 
 
+@_naming_guest
 def vcpus_to_enable(layout: Layout, online: Iterable[int], target: int) -> tuple[int, ...]:
     """The vCPU ids to enable so that ``target`` vCPUs are online and the cells stay balanced.
 
@@ -109,7 +131,11 @@ def vcpus_to_enable(layout: Layout, online: Iterable[int], target: int) -> tuple
     online_set = set(online)
     unknown = sorted(online_set - set(range(layout.vcpus)))
     if unknown:
-        raise SpecError(f"online vCPU ids {format_cpuset(unknown)} are beyond the maximum of {layout.vcpus} vCPUs")
+        # format_cpuset refuses negative ids (with a message about cpusets): list those as given.
+        listed = format_cpuset(unknown) if unknown[0] >= 0 else ",".join(map(str, unknown))
+        raise SpecError(
+            f"online vCPU ids {listed} are not among the guest's {layout.vcpus} vCPUs (0-{layout.vcpus - 1})"
+        )
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise SpecError(f"the number of online vCPUs {target!r} must be a positive integer")
     if target > layout.vcpus:
@@ -138,6 +164,7 @@ def dimm_granule_kib(layout: Layout) -> int:
     return lcm(DIMM_BLOCK_KIB, layout.hugepages_kib or 1)
 
 
+@_naming_guest
 def plan_dimms(layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]] = ()) -> tuple[DimmPlan, ...]:
     """Split a hot-add of ``size_kib`` into one DIMM per cell, round-robin when it is smaller than the cells.
 

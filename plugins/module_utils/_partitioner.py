@@ -80,7 +80,7 @@ def distribute_vcpus(
         raise SpecError(f"cells {cells!r} must be a positive integer")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1 or vcpus % threads:
         raise SpecError(f"{vcpus} vCPUs cannot be cut into guest cores of {threads!r} threads")
-    blocks: list[list[int]] = [[] for _ in range(cells)]
+    blocks: list[list[int]] = [[] for _cell in range(cells)]
     if distribution in ("contiguous", "siblings"):
         start = 0
         for cell, cores in enumerate(even_split(vcpus // threads, cells)):
@@ -228,6 +228,15 @@ class _Partitioner:
                 f"distribution siblings builds guest cores of {threads} threads like the host; "
                 f"{self.guest.vcpus} vCPUs is not a multiple of {threads}"
             )
+        # The vCPUs online at boot are the first `current` of the enable order, which goes by whole
+        # guest cores: a count that is not whole cores would boot with a core split (and QEMU's
+        # pseries machine refuses to start: "smp_cpus (3) must be multiple of threads (2)").
+        current = self.guest.current_vcpus
+        if current is not None and current % threads:
+            raise SpecError(
+                f"distribution siblings brings guest cores of {threads} threads online whole; "
+                f"{current} vCPUs online at boot (<vcpu current>) is not a multiple of {threads}"
+            )
         return threads
 
     def distribute(self, cpu_cells: list[int], places: list[_CellPlace], threads: int) -> dict[int, list[int]]:
@@ -332,20 +341,32 @@ class _Partitioner:
             )
         return [share * granule for share in shares]
 
-    def memory_nodes(self, cell: int, place: _CellPlace) -> tuple[int, ...]:
+    def holds_memory(self, node: int) -> bool:
         page = self.spec.hugepages_kib
-        nodes = tuple(
-            node
-            for node in place.nodes
-            if (self.topology.node(node).page_pool_kib(page) if page else self.topology.node(node).memory_kib) > 0
-        )
+        host = self.topology.node(node)
+        return (host.page_pool_kib(page) if page else host.memory_kib) > 0
+
+    def memory_nodes(self, cell: int, place: _CellPlace) -> tuple[int, ...]:
+        nodes = tuple(node for node in place.nodes if self.holds_memory(node))
+        if not nodes and all(self.topology.node(node).memory_kib == 0 for node in place.nodes):
+            # A memory-less node with CPUs (some AMD and ARM hosts) is served by the kernel from the
+            # nearest node with memory; the guest cell's memory is bound there too.
+            nodes = self.nearest_memory(place.nodes)
         if not nodes:
+            page = self.spec.hugepages_kib
             what = f"{format_kib(page)} hugepages" if page else "memory"
             raise PlacementError(
                 f"guest cell {cell} would bind its memory to {_nodes_text(place.nodes)}, which has no {what}"
             )
         # libvirt's 'preferred' policy takes exactly one node.
         return nodes[:1] if self.spec.memory_mode == "preferred" else nodes
+
+    def nearest_memory(self, nodes: tuple[int, ...]) -> tuple[int, ...]:
+        """The host node with memory nearest to ``nodes`` (then the lowest id), or () when none has any."""
+        candidates = [node for node in self.topology.node_ids if self.holds_memory(node)]
+        if not candidates:
+            return ()
+        return (min(candidates, key=lambda other: (min(self.host_distance(n, other) for n in nodes), other)),)
 
     def check_memory_fits(self, memory: list[int], bound: list[tuple[int, ...]]) -> None:
         # 'preferred' falls back to other nodes when the preferred one is full; the others do not.
@@ -355,6 +376,20 @@ class _Partitioner:
         by_nodes: dict[tuple[int, ...], list[int]] = {}
         for cell, nodes in enumerate(bound):
             by_nodes.setdefault(nodes, []).append(cell)
+        # A cell on memory-less nodes binds to the nearest node with memory, which may be in another
+        # cell's group: the node sets then overlap, and their cells must also fit together in the union
+        # (12 GiB bound to nodes 0-1 and 8 GiB to node 0 fit one by one in 8 GiB nodes, not together).
+        # Groups are disjoint and such bindings are single nodes, so each set plus each union suffices.
+        unions: list[tuple[set[int], list[int]]] = []
+        for nodes, cells in by_nodes.items():
+            merged = (set(nodes), list(cells))
+            for other in [union for union in unions if union[0] & merged[0]]:
+                unions.remove(other)
+                merged = (merged[0] | other[0], merged[1] + other[1])
+            unions.append(merged)
+        for union_nodes, union_cells in unions:
+            if sorted(union_cells) != by_nodes.get(tuple(sorted(union_nodes))):
+                by_nodes[tuple(sorted(union_nodes))] = sorted(union_cells)
         for nodes, cells in by_nodes.items():
             need = sum(memory[cell] for cell in cells)
             if page:
