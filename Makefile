@@ -17,20 +17,24 @@ BUILD := $(ROOT)/.build
 COLLECTIONS := $(BUILD)/collections
 COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/vnuma/libvirt
 UNIT_LOG := $(BUILD)/unit.log
+INTEGRATION_LOG := $(BUILD)/integration.log
+GUEST_IMAGE := $(BUILD)/guest-image
 
 # Python 3.11 to create the venv with: a pyenv 3.11 install when there is one (the `python3` on PATH is a
 # pyenv shim that may point at another version), else python3.11 from PATH.  Override: make PYTHON311=...
 PYTHON311 ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.11.*/bin/python3.11))),$(shell command -v python3.11 2>/dev/null),python3.11)
 
 PYTEST_ARGS ?=
+# Extra pytest arguments of `make integration` (e.g. -k hotplug).
+INTEGRATION_ARGS ?=
 
 # Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
 # and the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
-TEST_STAGES := lint unit playbook-tests sanity ansible-units build changelog-lint
+TEST_STAGES := lint unit integration playbook-tests sanity ansible-units build changelog-lint
 
-.PHONY: help system-deps venv collection lint format unit playbook-tests sanity ansible-units \
-	build changelog-lint test demo bench clean distclean
+.PHONY: help system-deps venv collection lint format unit libvirtd libvirtd-stop guest-image integration \
+	playbook-tests sanity ansible-units build changelog-lint test demo bench clean distclean
 
 help:
 	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
@@ -40,6 +44,9 @@ help:
 	@echo "make lint            ruff check + ruff format --check"
 	@echo "make format          ruff check --fix + ruff format"
 	@echo "make unit            pytest tests/unit (PYTEST_ARGS='--regenerate-output' rewrites golden files)"
+	@echo "make libvirtd        start libvirtd + virtlogd for qemu:///system (scripts/libvirtd.sh; libvirtd-stop)"
+	@echo "make guest-image     build the integration tests' guest kernel + initramfs into .build/guest-image"
+	@echo "make integration     pytest tests/integration: real libvirtd, real TCG guests (INTEGRATION_ARGS=...)"
 	@echo "make playbook-tests  ansible-playbook tests/playbooks/test_*.yml against localhost"
 	@echo "make sanity          ansible-test sanity on a copy under .build/ansible-test"
 	@echo "make ansible-units   ansible-test units on the same copy"
@@ -93,6 +100,31 @@ unit: venv collection
 	if [[ $$rc -eq 5 ]]; then echo "unit: no unit tests collected"; rc=0; fi; \
 	exit $$rc
 
+libvirtd:
+	@scripts/install-system-deps.sh integration
+	@scripts/libvirtd.sh start
+
+libvirtd-stop:
+	@scripts/libvirtd.sh stop
+
+guest-image:
+	@scripts/build-guest-image.sh "$(GUEST_IMAGE)"
+
+# Starts libvirtd for the run and stops it at the end, whatever the outcome; a libvirtd that was already
+# running before (`make libvirtd`) is left running.
+integration: venv collection
+	@mkdir -p "$(BUILD)"; rm -f "$(INTEGRATION_LOG)"
+	@if scripts/libvirtd.sh status >/dev/null 2>&1; then \
+		echo "integration: libvirtd already runs; leaving it running"; \
+	else \
+		trap 'scripts/libvirtd.sh stop' EXIT; \
+	fi; \
+	$(MAKE) libvirtd guest-image; \
+	rc=0; \
+	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
+		tests/integration $(INTEGRATION_ARGS) 2>&1 | tee "$(INTEGRATION_LOG)" || rc=$$?; \
+	exit $$rc
+
 playbook-tests: venv collection
 	@scripts/playbook-tests.sh
 
@@ -130,7 +162,8 @@ bench: venv collection
 	elif [[ -f benchmarks/run.py ]]; then exec "$(BIN)/python" benchmarks/run.py; \
 	else echo "bench: neither benchmarks/__main__.py nor benchmarks/run.py exists" >&2; exit 1; fi
 
-# Runs every stage, prints how long each took, and ends with the unit tests' pytest summary line.
+# Runs every stage, prints how long each took and the integration tests' pytest summary line, and ends with
+# the unit tests' pytest summary line.
 test:
 	@start=$$SECONDS; failed=(); report=(); \
 	for stage in $(TEST_SETUP) $(TEST_STAGES); do \
@@ -143,6 +176,9 @@ test:
 	printf '%-16s %5ss\n' total $$((SECONDS - start)); \
 	if [[ $${#failed[@]} -gt 0 ]]; then echo "make test: FAILED stages: $${failed[*]}"; \
 	else echo "make test: all stages passed"; fi; \
+	echo "make test: integration tests (pytest tests/integration):"; \
+	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(INTEGRATION_LOG)" 2>/dev/null | tail -n 1 || true); \
+	echo "$${summary:-no pytest summary: the integration stage did not run}"; \
 	echo "make test: unit tests (pytest tests/unit):"; \
 	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(UNIT_LOG)" 2>/dev/null | tail -n 1 || true); \
 	echo "$${summary:-no pytest summary: the unit stage did not run}"; \

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Builds the tiny boot image the integration tests start under libvirt (direct kernel boot, no disk):
+#   OUTDIR/vmlinuz      Debian's cloud kernel (NUMA, ACPI NUMA, serial console, CPU and memory hotplug built in)
+#   OUTDIR/initrd.img   a gzip'd newc initramfs: a static busybox and an /init that reports, on the
+#                       serial console, the NUMA topology the guest kernel sees
+#   OUTDIR/image.txt    the package versions it was made from
+# Both packages are fetched with `apt-get download` (nothing is installed); building takes seconds.  The
+# build is skipped when OUTDIR holds an image made by this very version of the script (OUTDIR/.stamp).
+#
+# Usage: scripts/build-guest-image.sh OUTDIR
+#   GUEST_KERNEL_PACKAGE=linux-image-...   a kernel package to use instead of the newest 6.1 cloud kernel
+#
+# The report, between marker lines, one `key=value` record per line (N counts reports from 1):
+#   VNUMA-REPORT-BEGIN seq=N uptime=SECONDS
+#   system online=CPULIST present=CPULIST possible=CPULIST
+#   node id=ID cpulist=CPULIST mem_kib=KIB present_kib=KIB distance=D0,D1,...
+#                                    (one per node: its MemTotal, and its present memory from /proc/zoneinfo)
+#   cpu id=ID package=P die=D core=C node=NODE                     (one per online CPU)
+#   VNUMA-REPORT-END seq=N
+# Kernel command line options read by /init:
+#   vnuma.wait=1        stay up: every 0.5 s, online any offline CPU and memory block (hot-added ones),
+#                       and print a new report whenever it differs from the last one
+#   vnuma.timeout=SECS  with vnuma.wait=1, power off after SECS seconds (default 120)
+# Without vnuma.wait=1 the guest powers off right after its first report.
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 OUTDIR" >&2
+    exit 2
+fi
+outdir=$1
+script=$(readlink -f "${BASH_SOURCE[0]}")
+version=$(sha256sum "$script" | cut -c1-16)
+
+say() {
+    echo "build-guest-image: $*"
+}
+
+die() {
+    echo "build-guest-image: $*" >&2
+    exit 1
+}
+
+if [[ -f $outdir/vmlinuz && -f $outdir/initrd.img && -f $outdir/.stamp && $(<"$outdir/.stamp") == "$version" ]]; then
+    say "$outdir is up to date ($(head -n 1 "$outdir/image.txt" 2>/dev/null || echo "version $version"))"
+    exit 0
+fi
+
+for tool in apt-get apt-cache dpkg-deb tar gzip sha256sum; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found (a Debian or Ubuntu host is needed)"
+done
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root for: $*"
+    fi
+}
+
+newest_kernel() {
+    apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' | awk '{print $1}' | sort -V | tail -n 1
+}
+
+kernel_package=${GUEST_KERNEL_PACKAGE:-}
+if [[ -z $kernel_package ]]; then
+    kernel_package=$(newest_kernel)
+    if [[ -z $kernel_package ]]; then
+        say "no linux-image-6.1.0-*-cloud-amd64 in the package lists: apt-get update"
+        as_root apt-get update -qq
+        kernel_package=$(newest_kernel)
+    fi
+    [[ -n $kernel_package ]] || die "no linux-image-6.1.0-*-cloud-amd64 package available"
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/debs" "$tmp/kernel" "$tmp/busybox" "$tmp/root"
+# apt drops to its sandbox user _apt for downloads: let it write there (else it warns and works as root).
+if [[ $(id -u) -eq 0 ]] && getent passwd _apt >/dev/null; then
+    chmod 0755 "$tmp"
+    chown _apt "$tmp/debs"
+fi
+say "apt-get download $kernel_package busybox-static"
+(cd "$tmp/debs" && apt-get download -qq "$kernel_package" busybox-static)
+kernel_deb=$(ls "$tmp"/debs/linux-image-*.deb)
+busybox_deb=$(ls "$tmp"/debs/busybox-static_*.deb)
+
+# Only the kernel image: the package's modules are not needed (everything the tests use is built in).
+dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$tmp/kernel" --wildcards './boot/vmlinuz-*'
+dpkg-deb -x "$busybox_deb" "$tmp/busybox"
+busybox="$tmp/busybox/bin/busybox"
+[[ -x $busybox ]] || die "no bin/busybox in $busybox_deb"
+
+root="$tmp/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp}
+cp "$busybox" "$root/bin/busybox"
+while read -r applet; do
+    if [[ $applet != */* || -e $root/$applet || -L $root/$applet ]]; then
+        continue
+    fi
+    ln -s /bin/busybox "$root/$applet"
+done < <("$busybox" --list-full)
+
+cat >"$root/init" <<'INIT'
+#!/bin/sh
+# Reports the NUMA topology this kernel sees on the serial console (see scripts/build-guest-image.sh).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+if [ -c /dev/console ]; then
+    exec </dev/console >/dev/console 2>&1
+fi
+# Only alerts from the kernel from now on: its messages would otherwise cut through the report's lines.
+echo "1 4 1 7" >/proc/sys/kernel/printk
+
+wait=0
+timeout=120
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+    vnuma.wait=*) wait=${arg#vnuma.wait=} ;;
+    vnuma.timeout=*) timeout=${arg#vnuma.timeout=} ;;
+    esac
+done
+
+uptime_s() {
+    read -r up _ </proc/uptime
+    echo "${up%%.*}"
+}
+
+# Hot-added CPUs stay offline until someone onlines them; memory blocks too without memhp_default_state=online.
+online_all() {
+    for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+        [ -f "$f" ] || continue
+        read -r state <"$f"
+        [ "$state" = 1 ] || echo 1 >"$f" 2>/dev/null
+    done
+    for f in /sys/devices/system/memory/memory[0-9]*/state; do
+        [ -f "$f" ] || continue
+        read -r state <"$f"
+        [ "$state" = online ] || echo online >"$f" 2>/dev/null
+    done
+}
+
+report() {
+    read -r online </sys/devices/system/cpu/online
+    read -r present </sys/devices/system/cpu/present
+    read -r possible </sys/devices/system/cpu/possible
+    echo "system online=$online present=$present possible=$possible"
+    for d in /sys/devices/system/node/node[0-9]*; do
+        [ -d "$d" ] || continue
+        # cpulist is a binary sysfs attribute in 6.1: the shell's `read` (one byte at a time) gets nothing.
+        cpulist=$(cat "$d/cpulist")
+        read -r distance <"$d/distance"
+        id=${d##*/node}
+        mem=$(sed -n 's/^.*MemTotal: *\([0-9]*\) kB.*$/\1/p' "$d/meminfo")
+        # Present pages of the node's zones: its memory before the kernel's boot-time reservations.
+        present=$(awk -v node="$id" '/^Node/ { n = $2; sub(",", "", n) } n == node && $1 == "present" { p += $2 }
+            END { print p * 4 }' /proc/zoneinfo)
+        echo "node id=$id cpulist=$cpulist mem_kib=$mem present_kib=$present distance=$(echo "$distance" | tr ' ' ',')"
+    done
+    for c in /sys/devices/system/cpu/cpu[0-9]*; do
+        state=1
+        [ -f "$c/online" ] && read -r state <"$c/online"
+        [ "$state" = 1 ] || continue
+        read -r package <"$c/topology/physical_package_id"
+        read -r die <"$c/topology/die_id"
+        read -r core <"$c/topology/core_id"
+        node=
+        for n in "$c"/node[0-9]*; do
+            [ -e "$n" ] && node=${n##*/node}
+        done
+        echo "cpu id=${c##*/cpu} package=$package die=$die core=$core node=$node"
+    done
+}
+
+echo "VNUMA-INIT wait=$wait timeout=$timeout"
+start=$(uptime_s)
+seq=0
+last=
+while :; do
+    online_all
+    body=$(report)
+    if [ "$body" != "$last" ]; then
+        seq=$((seq + 1))
+        read -r up _ </proc/uptime
+        printf 'VNUMA-REPORT-BEGIN seq=%s uptime=%s\n%s\nVNUMA-REPORT-END seq=%s\n' "$seq" "$up" "$body" "$seq"
+        last=$body
+    fi
+    [ "$wait" = 1 ] || break
+    if [ $(($(uptime_s) - start)) -ge "$timeout" ]; then
+        echo "VNUMA-TIMEOUT after ${timeout}s"
+        break
+    fi
+    sleep 0.5
+done
+echo "VNUMA-POWEROFF"
+poweroff -f
+while :; do sleep 60; done
+INIT
+chmod 0755 "$root/init"
+
+mkdir -p "$outdir"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | "$busybox" cpio -o -H newc -R 0:0 2>/dev/null) |
+    gzip -9n >"$outdir/initrd.img.tmp"
+cp "$tmp"/kernel/boot/vmlinuz-* "$outdir/vmlinuz.tmp"
+mv -f "$outdir/initrd.img.tmp" "$outdir/initrd.img"
+mv -f "$outdir/vmlinuz.tmp" "$outdir/vmlinuz"
+{
+    dpkg-deb -f "$kernel_deb" Package Version | paste -sd' ' -
+    dpkg-deb -f "$busybox_deb" Package Version | paste -sd' ' -
+} | sed 's/Package: //; s/ Version: / /' >"$outdir/image.txt"
+echo "$version" >"$outdir/.stamp"
+say "built $outdir/vmlinuz and $outdir/initrd.img ($(paste -sd, "$outdir/image.txt"))"
