@@ -49,7 +49,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format
 from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec, remove_stored_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
 
-__all__ = ["GuestRequest", "GuestResult", "Converger", "dedicated_cpus"]
+__all__ = ["GuestRequest", "GuestResult", "Converger", "dedicated_cpus", "held_cpus"]
 
 # Changes a running guest takes without a restart: pins are changed live, the stored spec is
 # metadata only, and vCPU online state is changed live when vCPUs are being added.
@@ -153,6 +153,16 @@ def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, st
     return held
 
 
+def held_cpus(topology: HostTopology, layout: Layout) -> dict[int, str]:
+    """Host CPUs a planned layout holds for itself; under ``core`` the idle sibling threads too."""
+    if not layout.dedicated or layout.vcpu_pins is None:
+        return {}
+    pinned = {cpu for cpus in layout.vcpu_pins for cpu in cpus}
+    if layout.spec.pinning == "core":
+        pinned |= {cpu for node in topology.nodes for core in node.cores if pinned.intersection(core) for cpu in core}
+    return dict.fromkeys(pinned, layout.guest or "")
+
+
 class Converger:
     """Plans and applies a batch of guest requests on one host."""
 
@@ -208,9 +218,8 @@ class Converger:
                 continue
             planned.append(item)
             layout = item.plan.layout if item.plan is not None else None
-            if layout is not None and layout.dedicated and layout.vcpu_pins is not None:
-                for cpus in layout.vcpu_pins:
-                    taken.update(dict.fromkeys(cpus, request.name))
+            if layout is not None:
+                taken.update(held_cpus(self.topology, layout))
         if len(errors) == 1:
             raise errors[0]
         if errors:
@@ -354,7 +363,14 @@ class Converger:
                 result.live.append(f"enabled vCPUs {format_cpuset(enable)}")
                 if not self.check_mode:
                     # Persistent too: the definition's current count was already set by the define.
-                    item.guest.set_vcpus_online(enable, True, persistent=False)
+                    # One call per guest core: libvirt's QEMU driver refuses several hot-pluggable
+                    # entities in one setVcpu() ("only one hotpluggable entity can be selected").
+                    threads = plan.layout.topology.threads
+                    cores: dict[int, list[int]] = {}
+                    for vcpu in enable:
+                        cores.setdefault(vcpu // threads, []).append(vcpu)
+                    for core_vcpus in cores.values():
+                        item.guest.set_vcpus_online(core_vcpus, True, persistent=False)
                     pins = plan.layout.vcpu_pins
                     if pins is not None:
                         host_cpus = max(self.topology.cpu_node, default=0) + 1

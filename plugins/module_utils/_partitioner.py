@@ -457,8 +457,12 @@ class _Partitioner:
         for place in places:
             for node in place.nodes:
                 if node not in free:
+                    # A host core holding a CPU of another guest is not shared at all: its free siblings
+                    # would run next to that guest's vCPU (pinning thread, docs/partitioning.md §7), and
+                    # it is not whole (pinning core).
                     free[node] = [
-                        [cpu for cpu in core if cpu not in self.taken] for core in self.topology.node(node).cores
+                        [] if any(cpu in self.taken for cpu in core) else list(core)
+                        for core in self.topology.node(node).cores
                     ]
         pins: list[tuple[int, ...]] = [()] * self.guest.vcpus
         held: set[int] = set()
