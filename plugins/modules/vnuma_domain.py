@@ -185,7 +185,7 @@ layout:
       - {id: 0, vcpus: "0-3", memory_kib: 8388608, host_nodes: "0", memory_nodes: "0", distances: [10, 21]}
       - {id: 1, vcpus: "4-7", memory_kib: 8388608, host_nodes: "1", memory_nodes: "1", distances: [21, 10]}
 changes:
-  description: The owned values that changed (or would change in check mode), as C(path: before -> after).
+  description: "The owned values that changed (or would change in check mode), as C(path: before -> after)."
   returned: with O(name)
   type: list
   elements: str
@@ -218,15 +218,35 @@ guests:
   type: list
   elements: dict
   contains:
-    name: {description: The guest's name., type: str}
-    changed: {description: Whether the guest changed., type: bool}
-    changes: {description: As RV(changes)., type: list, elements: str}
-    layout: {description: As RV(layout); null for O(state=absent)., type: dict}
-    running: {description: Whether the guest was running., type: bool}
-    restart_required: {description: As RV(restart_required), for this guest., type: bool}
-    restarted: {description: Whether the guest was restarted., type: bool}
-    backup_file: {description: Path of the saved previous definition, or null., type: str}
-    live: {description: As RV(live)., type: list, elements: str}
+    name:
+      description: The guest's name.
+      type: str
+    changed:
+      description: Whether the guest changed.
+      type: bool
+    changes:
+      description: As RV(changes).
+      type: list
+      elements: str
+    layout:
+      description: As RV(layout); null with O(state=absent).
+      type: dict
+    running:
+      description: Whether the guest was running.
+      type: bool
+    restart_required:
+      description: As RV(restart_required), for this guest alone.
+      type: bool
+    restarted:
+      description: Whether the guest was restarted.
+      type: bool
+    backup_file:
+      description: Path of the saved previous definition; null when nothing was saved.
+      type: str
+    live:
+      description: As RV(live).
+      type: list
+      elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

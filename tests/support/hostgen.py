@@ -106,7 +106,7 @@ def cpu_layout(shape: HostShape) -> list[list[_Cpu]]:
     for node in range(cpu_nodes):
         socket = node // shape.nodes_per_socket
         cpus: list[_Cpu] = []
-        for _ in range(cores[node]):
+        for _unused in range(cores[node]):
             for thread in range(shape.threads):
                 if shape.sibling_numbering == "adjacent":
                     cpu_id = core_index * shape.threads + thread

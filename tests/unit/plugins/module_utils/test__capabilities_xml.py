@@ -366,7 +366,7 @@ def test_parse_is_fast() -> None:
     """The 1024-CPU host parses in a few ms; the bound is loose so that only a blow-up trips it."""
     data = read("large-16node-1024cpu").encode()
     parse_capabilities(data)
-    best = min(_timed(lambda: parse_capabilities(data)) for _ in range(5))
+    best = min(_timed(lambda: parse_capabilities(data)) for _unused in range(5))
     assert best < 0.05
 
 
@@ -596,7 +596,7 @@ def topologies(draw: st.DrawFn) -> HostTopology:
     nodes = []
     for node_id in node_ids:
         cpus = []
-        for _ in range(draw(st.integers(0, 6))):
+        for _unused in range(draw(st.integers(0, 6))):
             cpu_id = next(cpu_ids)
             if draw(st.booleans()):
                 cpus.append(HostCpu(id=cpu_id))

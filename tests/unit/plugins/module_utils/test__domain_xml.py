@@ -390,7 +390,7 @@ def test_invalid_layout_distances_never_reach_the_document() -> None:
 
 
 def test_one_cell_has_no_distances() -> None:
-    root, _, target = render(PLAIN, make_layout(cells=1, distances=((10,),)))
+    root, _unused, target = render(PLAIN, make_layout(cells=1, distances=((10,),)))
     assert root.find("cpu/numa/cell/distances") is None
     assert target.numa.cells[0].distances == ()
 
@@ -400,7 +400,7 @@ def test_cpuless_cell_has_no_cpus_attribute() -> None:
     layout = replace(
         layout, cells=(replace(layout.cells[0], vcpus=tuple(range(8))), replace(layout.cells[1], vcpus=()))
     )
-    root, _, _ = render(PLAIN, layout)
+    root, _unused, _unused = render(PLAIN, layout)
     cells = root.findall("cpu/numa/cell")
     assert cells[0].get("cpus") == "0-7"
     assert "cpus" not in cells[1].attrib
@@ -418,7 +418,7 @@ def states(root: Any) -> list[tuple[int, str, str, str | None]]:
 
 
 def test_vcpus_balanced_enable_order() -> None:
-    root, _, _ = render(PLAIN, make_layout(vcpus=8, current=3, enable_order=(0, 4, 1, 5, 2, 6, 3, 7)))
+    root, _unused, _unused = render(PLAIN, make_layout(vcpus=8, current=3, enable_order=(0, 4, 1, 5, 2, 6, 3, 7)))
     assert root.find("vcpu").get("current") == "3"
     assert root.find("vcpu").text == "8"
     assert states(root) == [
@@ -434,7 +434,7 @@ def test_vcpus_balanced_enable_order() -> None:
 
 
 def test_vcpus_prefix_is_the_boot_set() -> None:
-    root, _, _ = render(PLAIN, make_layout(vcpus=4, current=3, enable_order=(0, 2, 1, 3)))
+    root, _unused, _unused = render(PLAIN, make_layout(vcpus=4, current=3, enable_order=(0, 2, 1, 3)))
     assert states(root) == [(0, "yes", "no", "1"), (1, "yes", "no", "3"), (2, "yes", "no", "2"), (3, "no", "yes", None)]
 
 
@@ -463,7 +463,7 @@ def test_bad_enable_order_is_refused(enable_order: tuple[int, ...], current: int
 
 def test_vcpu_placement_auto_becomes_static_and_cpuset_stays() -> None:
     domain = PLAIN.replace("<vcpu>8</vcpu>", "<vcpu placement='auto' cpuset='0-15'>8</vcpu>")
-    root, _, _ = render(domain, make_layout())
+    root, _unused, _unused = render(domain, make_layout())
     assert dict(root.find("vcpu").attrib) == {"placement": "static", "cpuset": "0-15"}
 
 
@@ -473,7 +473,7 @@ def test_vcpu_placement_auto_becomes_static_and_cpuset_stays() -> None:
 
 
 def test_cpu_is_created_without_mode() -> None:
-    root, _, _ = render(PLAIN, make_layout())
+    root, _unused, _unused = render(PLAIN, make_layout())
     cpu = root.find("cpu")
     assert dict(cpu.attrib) == {}
     assert [child.tag for child in cpu] == ["topology", "numa"]
@@ -490,7 +490,7 @@ def test_cpu_keeps_mode_model_and_features_in_schema_order() -> None:
         "          <size value='10' unit='KiB'/>\n          <line value='8' unit='B'/>\n        </cache>\n"
         "      </cell>\n    </numa>\n  </cpu>",
     )
-    root, _, _ = render(domain, make_layout())
+    root, _unused, _unused = render(domain, make_layout())
     cpu = root.find("cpu")
     assert dict(cpu.attrib) == {"mode": "custom", "match": "exact"}
     assert [child.tag for child in cpu] == ["model", "vendor", "topology", "feature", "numa"]
@@ -517,7 +517,7 @@ def test_interconnects_naming_lost_cells_are_refused() -> None:
         target.apply(root)
     assert c14n(root) == before
     # With enough cells they are kept.
-    root, _, _ = render(domain, make_layout(cells=4))
+    root, _unused, _unused = render(domain, make_layout(cells=4))
     assert root.find("cpu/numa/interconnects/latency").get("target") == "2"
 
 
@@ -531,7 +531,7 @@ def test_numatune_is_rendered_from_the_layout() -> None:
         "<vcpu>8</vcpu>", "<vcpu>8</vcpu>\n  <numatune>\n    <memory placement='auto'/>\n  </numatune>"
     )
     spec = VnumaSpec(memory_mode="preferred")
-    root, _, _ = render(domain, make_layout(spec=spec))
+    root, _unused, _unused = render(domain, make_layout(spec=spec))
     assert same_xml(
         root.find("numatune"),
         "<numatune>\n    <memory mode='strict' nodeset='0-1'/>\n"
@@ -558,7 +558,7 @@ CPUTUNE = """
 
 
 def test_vcpupins_replace_old_ones_in_place_and_the_rest_stays() -> None:
-    root, _, _ = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout())
+    root, _unused, _unused = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout())
     cputune = root.find("cputune")
     assert [child.tag for child in cputune] == ["shares"] + ["vcpupin"] * 8 + ["emulatorpin", "iothreadpin"]
     assert [pin.get("cpuset") for pin in cputune.iterfind("vcpupin")] == ["0-3"] * 4 + ["4-7"] * 4
@@ -566,12 +566,12 @@ def test_vcpupins_replace_old_ones_in_place_and_the_rest_stays() -> None:
 
 
 def test_emulatorpin_is_replaced_when_the_layout_pins_it() -> None:
-    root, _, _ = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(emulator=(2, 3, 6)))
+    root, _unused, _unused = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(emulator=(2, 3, 6)))
     assert root.find("cputune/emulatorpin").get("cpuset") == "2-3,6"
 
 
 def test_pinning_none_removes_vcpupins_only() -> None:
-    root, _, _ = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(pins=False))
+    root, _unused, _unused = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(pins=False))
     assert [child.tag for child in root.find("cputune")] == ["shares", "emulatorpin", "iothreadpin"]
 
 
@@ -579,9 +579,9 @@ def test_cputune_left_empty_is_removed() -> None:
     domain = PLAIN.replace(
         "<vcpu>8</vcpu>", "<vcpu>8</vcpu>\n  <cputune>\n    <vcpupin vcpu='0' cpuset='0'/>\n  </cputune>"
     )
-    root, _, _ = render(domain, make_layout(pins=False))
+    root, _unused, _unused = render(domain, make_layout(pins=False))
     assert root.find("cputune") is None
-    root, _, _ = render(PLAIN, make_layout(pins=False))
+    root, _unused, _unused = render(PLAIN, make_layout(pins=False))
     assert root.find("cputune") is None
 
 
@@ -591,7 +591,7 @@ def test_cputune_left_empty_is_removed() -> None:
 
 
 def test_current_memory_follows_when_there_is_no_balloon() -> None:
-    root, _, target = render(PLAIN, make_layout(memory_kib=2 * GIB))
+    root, _unused, target = render(PLAIN, make_layout(memory_kib=2 * GIB))
     assert root.find("memory").text == str(4 * GIB)
     assert root.find("currentMemory").text == str(4 * GIB)
     assert root.find("currentMemory").get("unit") == "KiB"
@@ -600,7 +600,7 @@ def test_current_memory_follows_when_there_is_no_balloon() -> None:
 
 def test_current_memory_is_kept_when_ballooned() -> None:
     domain = PLAIN.replace("<currentMemory unit='GiB'>2</currentMemory>", "<currentMemory unit='GiB'>1</currentMemory>")
-    root, _, target = render(domain, make_layout(memory_kib=2 * GIB))
+    root, _unused, target = render(domain, make_layout(memory_kib=2 * GIB))
     assert root.find("memory").text == str(4 * GIB)
     assert target.current_memory_kib == GIB
     # Unchanged, so left as the user wrote it.
@@ -609,21 +609,21 @@ def test_current_memory_is_kept_when_ballooned() -> None:
 
 def test_absent_current_memory_stays_absent() -> None:
     domain = PLAIN.replace("  <currentMemory unit='GiB'>2</currentMemory>\n", "")
-    root, before, _ = render(domain, make_layout())
+    root, before, _unused = render(domain, make_layout())
     assert before.current_memory_kib == before.memory_kib
     assert root.find("currentMemory") is None
 
 
 def test_memory_attributes_other_than_unit_stay() -> None:
     domain = PLAIN.replace("<memory unit='GiB'>2</memory>", "<memory dumpCore='off' unit='GiB'>2</memory>")
-    root, _, _ = render(domain, make_layout(memory_kib=2 * GIB))
+    root, _unused, _unused = render(domain, make_layout(memory_kib=2 * GIB))
     assert list(root.find("memory").attrib.items()) == [("dumpCore", "off"), ("unit", "KiB")]
     assert root.find("memory").text == str(4 * GIB)
 
 
 def test_unchanged_elements_keep_their_spelling() -> None:
     domain = with_dimms(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu placement='static'>8</vcpu>"))
-    root, _, _ = render(domain, make_layout(memory_kib=GIB))
+    root, _unused, _unused = render(domain, make_layout(memory_kib=GIB))
     assert (root.find("memory").text, root.find("memory").get("unit")) == ("2816", "MiB")
     assert (root.find("maxMemory").text, root.find("maxMemory").get("unit")) == ("32", "GiB")
     assert to_text(root.find("vcpu")) == '<vcpu placement="static">8</vcpu>\n  '
@@ -682,9 +682,9 @@ def test_dimm_on_a_lost_cell_is_refused_and_nothing_is_written() -> None:
 
 
 def test_max_memory_is_written_only_when_asked() -> None:
-    root, _, _ = render(PLAIN, make_layout())
+    root, _unused, _unused = render(PLAIN, make_layout())
     assert root.find("maxMemory") is None
-    root, _, _ = render(PLAIN, make_layout(max_memory_kib=16 * GIB, memory_slots=4))
+    root, _unused, _unused = render(PLAIN, make_layout(max_memory_kib=16 * GIB, memory_slots=4))
     assert same_xml(root.find("maxMemory"), "<maxMemory slots='4' unit='KiB'>16777216</maxMemory>")
     assert root.find("maxMemory").getnext().tag == "memory"
 
@@ -700,7 +700,7 @@ def test_max_memory_below_memory_is_refused() -> None:
 
 def test_hugepages_cover_every_cell() -> None:
     domain = PLAIN.replace("<vcpu>8</vcpu>", "<memoryBacking>\n    <locked/>\n  </memoryBacking>\n  <vcpu>8</vcpu>")
-    root, _, _ = render(domain, make_layout(cells=4, hugepages_kib=2048))
+    root, _unused, _unused = render(domain, make_layout(cells=4, hugepages_kib=2048))
     assert same_xml(
         root.find("memoryBacking"),
         "<memoryBacking>\n    <hugepages>\n      <page size='2048' unit='KiB' nodeset='0-3'/>\n    </hugepages>\n"
@@ -710,10 +710,10 @@ def test_hugepages_cover_every_cell() -> None:
 
 def test_hugepages_untouched_without_request() -> None:
     domain = PLAIN.replace("<vcpu>8</vcpu>", "<memoryBacking>\n    <hugepages/>\n  </memoryBacking>\n  <vcpu>8</vcpu>")
-    root, _, target = render(domain, make_layout())
+    root, _unused, target = render(domain, make_layout())
     assert target.hugepages == Hugepages(())
     assert root.find("memoryBacking/hugepages") is not None
-    root, _, _ = render(PLAIN, make_layout())
+    root, _unused, _unused = render(PLAIN, make_layout())
     assert root.find("memoryBacking") is None
 
 
@@ -834,7 +834,7 @@ def without_owned_parts(root: Any) -> str:
 )
 def test_everything_outside_the_owned_parts_is_unchanged(domain: str, layout: Layout) -> None:
     original = xml(domain)
-    root, _, _ = render(domain, layout)
+    root, _unused, _unused = render(domain, layout)
     assert without_owned_parts(root) == without_owned_parts(original)
 
 
@@ -862,7 +862,7 @@ def layouts(draw: st.DrawFn) -> Layout:
 
 @given(layout=layouts(), domain=st.sampled_from((RICH, PLAIN)))
 def test_any_layout_keeps_the_rest_and_reads_back_as_rendered(layout: Layout, domain: str) -> None:
-    root, _, target = render(domain, layout)
+    root, _unused, target = render(domain, layout)
     assert without_owned_parts(root) == without_owned_parts(xml(domain))
     text = to_text(root)
     back = DomainNuma.from_domain(xml(text))
@@ -873,7 +873,7 @@ def test_any_layout_keeps_the_rest_and_reads_back_as_rendered(layout: Layout, do
 
 
 def test_untouched_text_keeps_its_whitespace_and_comments() -> None:
-    root, _, _ = render(RICH, make_layout())
+    root, _unused, _unused = render(RICH, make_layout())
     text = to_text(root)
     for line in (
         "  <!-- sized by the DBA team -->\n  <vcpu",
@@ -884,7 +884,7 @@ def test_untouched_text_keeps_its_whitespace_and_comments() -> None:
 
 
 def test_created_elements_are_indented_like_their_siblings() -> None:
-    root, _, _ = render(PLAIN, make_layout(current=4))
+    root, _unused, _unused = render(PLAIN, make_layout(current=4))
     text = to_text(root)
     assert '\n  <vcpus>\n    <vcpu id="0" enabled="yes" hotpluggable="no" order="1"/>\n' in text
     assert '\n  <cpu>\n    <topology sockets="2" dies="1" cores="4" threads="1"/>\n    <numa>\n' in text
@@ -894,12 +894,12 @@ def test_created_elements_are_indented_like_their_siblings() -> None:
 
 def test_compact_documents_stay_compact() -> None:
     compact = "<domain type='kvm'><name>c</name><memory>1048576</memory><vcpu>8</vcpu></domain>"
-    root, _, _ = render(compact, make_layout())
+    root, _unused, _unused = render(compact, make_layout())
     assert "\n" not in to_text(root)
 
 
 def test_applying_the_same_model_twice_changes_nothing() -> None:
-    root, _, target = render(RICH, make_layout(current=3, enable_order=(0, 4, 1, 5, 2, 6, 3, 7)))
+    root, _unused, target = render(RICH, make_layout(current=3, enable_order=(0, 4, 1, 5, 2, 6, 3, 7)))
     first = to_text(root)
     target.apply(root)
     assert to_text(root) == first

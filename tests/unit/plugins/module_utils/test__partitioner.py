@@ -1041,7 +1041,7 @@ def test_distribute_vcpus_rules(vcpus: int, count: int) -> None:
     assert all(vcpu % count == cell for cell, block in enumerate(blocks) for vcpu in block)
     assert sorted(v for block in blocks for v in block) == list(range(vcpus))
     # round-robin over a host numbering its cells node by node, with 4 CPUs per cell: contiguous blocks.
-    host_cells = [cell for cell in range(count) for _ in range(4)]
+    host_cells = [cell for cell in range(count) for _unused in range(4)]
     blocks = distribute_vcpus(vcpus, count, "round-robin", host_cells=host_cells)
     assert [v for block in blocks for v in block] == list(range(vcpus))
     for cell, block in enumerate(blocks):

@@ -123,7 +123,7 @@ def hosts(draw: st.DrawFn, memoryless: bool = False) -> HostTopology:
     odd_kinds = draw(st.sampled_from([["cpu"], ["cpu", "memory-only"], ["cpu", "memoryless"], ["cpu"] * 2]))
     if memoryless:
         odd_kinds = ["cpu", "memoryless"]
-    kinds = [draw(st.sampled_from(odd_kinds)) for _ in range(count)]
+    kinds = [draw(st.sampled_from(odd_kinds)) for _unused in range(count)]
     if memoryless:
         # the last node often: groups start from the lowest ids, so it tends to be left in a group of its own
         kinds[draw(st.sampled_from([count - 1, count - 1, draw(uniform_in(1, count - 1))]))] = "memoryless"
@@ -131,7 +131,7 @@ def hosts(draw: st.DrawFn, memoryless: bool = False) -> HostTopology:
         kinds[0] = "cpu"  # most real hosts: node 0 has CPUs and memory
     uniform = not draw(sometimes(4))
     width = draw(st.sampled_from([1, 2, 4, 8]))
-    threads = [width if uniform else draw(st.sampled_from([1, 2, 4, 8])) for _ in range(count)]
+    threads = [width if uniform else draw(st.sampled_from([1, 2, 4, 8])) for _unused in range(count)]
     cores = [draw(st.integers(1, 6)) if kind != "memory-only" else 0 for kind in kinds]
 
     # The host's core order: node by node, or alternating over the nodes (core k of every node in turn).
