@@ -110,7 +110,14 @@ def test_format(ids: object, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "canonical"),
-    [("^3,1-4", "1-4"), ("1-4,^3", "1-2,4"), ("3,2,1,0", "0-3"), (" 8 , 0-1 ", "0-1,8"), ("0-3,2-5", "0-5"), ("0-1,^0", "1")],
+    [
+        ("^3,1-4", "1-4"),
+        ("1-4,^3", "1-2,4"),
+        ("3,2,1,0", "0-3"),
+        (" 8 , 0-1 ", "0-1,8"),
+        ("0-3,2-5", "0-5"),
+        ("0-1,^0", "1"),
+    ],
 )
 def test_canonical_form(text: str, canonical: str) -> None:
     assert format_cpuset(parse_cpuset(text)) == canonical

@@ -566,12 +566,16 @@ def test_vcpupins_replace_old_ones_in_place_and_the_rest_stays() -> None:
 
 
 def test_emulatorpin_is_replaced_when_the_layout_pins_it() -> None:
-    root, _unused, _unused = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(emulator=(2, 3, 6)))
+    root, _unused, _unused = render(
+        PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(emulator=(2, 3, 6))
+    )
     assert root.find("cputune/emulatorpin").get("cpuset") == "2-3,6"
 
 
 def test_pinning_none_removes_vcpupins_only() -> None:
-    root, _unused, _unused = render(PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(pins=False))
+    root, _unused, _unused = render(
+        PLAIN.replace("<vcpu>8</vcpu>", "<vcpu>8</vcpu>" + CPUTUNE), make_layout(pins=False)
+    )
     assert [child.tag for child in root.find("cputune")] == ["shares", "emulatorpin", "iothreadpin"]
 
 
