@@ -38,6 +38,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import (
     HostCpu,
     HostNode,
     HostTopology,
+    host_cpu,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import to_kib, unit_bytes
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
@@ -127,8 +128,7 @@ def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, fr
             siblings = siblings_cache[raw_siblings]
         else:
             siblings = siblings_cache[raw_siblings] = _siblings(raw_siblings, element, node_id, what, ids)
-        # Positional: keywords cost a third more here, and HostCpu's field order is its documented signature.
-        parsed.append(HostCpu(cpu_id, socket_id, die_id, core_id, siblings))
+        parsed.append(host_cpu(cpu_id, socket_id, die_id, core_id, siblings))
     return parsed
 
 

@@ -248,35 +248,44 @@ def _format_new(element: Any, depth: int) -> None:
 
 
 def _insert(parent: Any, index: int, child: Any) -> None:
-    """Insert ``child`` at ``index`` (0 or more) and indent it like its siblings.
+    """Insert ``child`` at ``index`` (0 or more) and indent it like its siblings."""
+    _insert_run(parent, index, (child,))
 
-    The neighbours are read from ``child`` once it is in place, not from a list of the children:
-    the cost stays the same however many siblings there are (a 1024-vCPU guest has 1024 pins).
+
+def _insert_run(parent: Any, index: int, children: Sequence[Any]) -> None:
+    """Insert ``children`` one after the other from ``index``, each as ``_insert`` would.
+
+    The neighbours are read from each child once it is in place, not from a list of the children,
+    and the indentation is worked out once for the run: the cost per child stays the same however
+    many siblings there are (a 1024-vCPU guest has 1024 pins).
     """
     unit = _indent_unit(parent)
-    parent.insert(index, child)
     if unit is None:
+        for offset, child in enumerate(children):
+            parent.insert(index + offset, child)
         return
     depth = _depth(parent)
     sibling_ws = "\n" + unit * (depth + 1)
     closing_ws = "\n" + unit * depth
-    previous, following = child.getprevious(), child.getnext()
-    if previous is None and following is None:
-        # The only child.
-        if _is_blank(parent.text):
-            parent.text = sibling_ws
-        child.tail = closing_ws
-    elif following is None:
-        # Appended after the previous last child, which hands it the closing indentation.
-        before_previous = previous.getprevious()
-        before_last = parent.text if before_previous is None else before_previous.tail
-        child.tail = previous.tail
-        previous.tail = before_last if _is_blank(before_last) and before_last else sibling_ws
-    else:
-        before = parent.text if previous is None else previous.tail
-        child.tail = before if _is_blank(before) and before else sibling_ws
-    if len(child):
-        etree.indent(child, space=unit, level=depth + 1)
+    for offset, child in enumerate(children):
+        parent.insert(index + offset, child)
+        previous, following = child.getprevious(), child.getnext()
+        if previous is None and following is None:
+            # The only child.
+            if _is_blank(parent.text):
+                parent.text = sibling_ws
+            child.tail = closing_ws
+        elif following is None:
+            # Appended after the previous last child, which hands it the closing indentation.
+            before_previous = previous.getprevious()
+            before_last = parent.text if before_previous is None else before_previous.tail
+            child.tail = previous.tail
+            previous.tail = before_last if _is_blank(before_last) and before_last else sibling_ws
+        else:
+            before = parent.text if previous is None else previous.tail
+            child.tail = before if _is_blank(before) and before else sibling_ws
+        if len(child):
+            etree.indent(child, space=unit, level=depth + 1)
 
 
 def _insert_ordered(parent: Any, child: Any, order: Sequence[str]) -> None:
@@ -1422,8 +1431,7 @@ class DomainNuma:
                 first = new_pins.pop(0)
                 _insert_ordered(cputune, first, _CPUTUNE_ORDER)
                 anchor = cputune.index(first) + 1
-            for offset, pin in enumerate(new_pins):
-                _insert(cputune, anchor + offset, pin)
+            _insert_run(cputune, anchor, new_pins)
         if self.emulatorpin is None:
             _remove_child(cputune, Emulatorpin.TAG)
         else:

