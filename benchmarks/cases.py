@@ -29,7 +29,10 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_expand
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
+    parse_capabilities,
+    parsed_hosts_clear,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma, read_guest_shape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import plan_domain, render_plan, serialize_like
 from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import compute_layout
@@ -136,6 +139,12 @@ class Guest:
 Operation = tuple[str, Callable[[Any], object], Callable[[], Any] | None]
 
 
+def _cold(operation: Callable[[], object]) -> object:
+    """Run ``operation`` with no parsed host kept from earlier calls."""
+    parsed_hosts_clear()
+    return operation()
+
+
 def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
     """The timed operations for ``guest`` on the host of ``capabilities``, by key, in table order."""
     text = guest.xml
@@ -168,8 +177,10 @@ def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
             lambda _state: vnuma_layout(capabilities, guest.variant.options, vcpus=guest.vcpus, memory=guest.memory),
             None,
         ),
-        "expand": ("vnuma_expand filter", lambda _state: vnuma_expand(text, capabilities), None),
-        "caps": ("  caps parse", lambda _state: parse_capabilities(capabilities), None),
+        # The host document parsed anew (the first guest of a host), then kept (every further guest).
+        "expand_cold": ("vnuma_expand, new host", lambda _state: _cold(lambda: vnuma_expand(text, capabilities)), None),
+        "expand": ("vnuma_expand, same host", lambda _state: vnuma_expand(text, capabilities), None),
+        "caps": ("  caps parse", lambda _state: _cold(lambda: parse_capabilities(capabilities)), None),
         "read": ("  domain read", lambda _state: read_domain(), None),
         "compute": (
             "  compute_layout",

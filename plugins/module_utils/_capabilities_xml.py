@@ -183,7 +183,26 @@ def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> Ho
 
     Malformed or unsafe XML raises ``XmlError``; a document without NUMA cells, or whose cells contradict
     each other (a node or CPU twice, impossible distances), raises ``TopologyError``.
+
+    Templating a fleet expands many guests against the same host document, so the last few parsed
+    hosts are kept: a ``HostTopology`` is immutable and safe to share.  Refusals are not kept.
     """
+    if isinstance(text, str | bytes):
+        return _parse_cached(text, what)
+    return _parse(text, what)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_cached(text: str | bytes, what: str) -> HostTopology:
+    return _parse(text, what)
+
+
+def parsed_hosts_clear() -> None:
+    """Forget the kept hosts (benchmarks measure the first parse with it)."""
+    _parse_cached.cache_clear()
+
+
+def _parse(text: str | bytes, what: str) -> HostTopology:
     root = parse_xml(text, what, root_tag="capabilities")
     host = root.find("host")
     topology = host.find("topology") if host is not None else None

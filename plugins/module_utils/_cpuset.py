@@ -75,10 +75,14 @@ def parse_cpuset(text: str, what: str = "cpuset", allow_empty: bool = False) -> 
 def format_cpuset(ids: Iterable[int]) -> str:
     """Format ids canonically: ascending, consecutive runs as ``a-b``."""
     unique = set(ids)
-    for value in unique:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CPU_ID:
-            raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {value!r}")
+    # type() rather than isinstance(): bool is an int subclass and True is not CPU 1.
+    if not all(type(value) is int for value in unique):
+        bad = next(value for value in unique if type(value) is not int)
+        raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {bad!r}")
     ordered = sorted(unique)
+    if ordered and (ordered[0] < 0 or ordered[-1] > MAX_CPU_ID):
+        bad = ordered[0] if ordered[0] < 0 else ordered[-1]
+        raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {bad!r}")
     parts: list[str] = []
     index = 0
     while index < len(ordered):

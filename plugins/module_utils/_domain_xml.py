@@ -210,10 +210,8 @@ def _pin_text(cpuset: tuple[int, ...]) -> str:
 
 def _new(tag: str, attributes: Sequence[tuple[str, object | None]] = (), text: str | None = None) -> Any:
     """A new element with attributes in the given (fixed) order; None values are left out."""
-    element = etree.Element(tag)
-    for name, value in attributes:
-        if value is not None:
-            element.set(name, str(value))
+    # One call with an (insertion-ordered) dict: lxml keeps the order and skips a set() per attribute.
+    element = etree.Element(tag, {name: str(value) for name, value in attributes if value is not None})
     if text is not None:
         element.text = text
     return element

@@ -14,6 +14,7 @@ target node lands in node 0.
 from __future__ import annotations
 
 import functools
+import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from math import lcm
@@ -54,43 +55,24 @@ def balanced_enable_order(
                 units.remove(first)
                 counts[cell] += len(first)
                 order.append(first)
+    # (count + len) / size compared over one common denominator: integer keys, exact, and a heap
+    # holding at most one candidate per cell orders them in O(log cells) per unit.
+    scale = lcm(*(size for size in sizes if size)) if any(sizes) else 1
     cursor = [0] * len(pending)
-    candidates: list[tuple[int, int, int, int]] = []
-
-    def push(cell: int) -> None:
-        if cursor[cell] < len(pending[cell]):
-            unit = pending[cell][cursor[cell]]
-            # Compare (count + len) / size across cells without fractions: key = numerator, denominator.
-            candidates.append((counts[cell] + len(unit), sizes[cell], cell, cursor[cell]))
-
-    for cell in range(len(pending)):
-        push(cell)
-    # One candidate per cell at most, so a linear minimum is cheap and keeps the fractions exact.
-    while candidates:
-        best = min(candidates, key=_ShareKey)
-        candidates.remove(best)
-        _numerator, _size, cell, index = best
-        unit = pending[cell][index]
+    heap: list[tuple[int, int]] = [
+        ((counts[cell] + len(units[0])) * (scale // sizes[cell]), cell) for cell, units in enumerate(pending) if units
+    ]
+    heapq.heapify(heap)
+    while heap:
+        _share, cell = heapq.heappop(heap)
+        units = pending[cell]
+        unit = units[cursor[cell]]
         order.append(unit)
         counts[cell] += len(unit)
         cursor[cell] += 1
-        push(cell)
+        if cursor[cell] < len(units):
+            heapq.heappush(heap, ((counts[cell] + len(units[cursor[cell]])) * (scale // sizes[cell]), cell))
     return order
-
-
-class _ShareKey:
-    """Sort key for (numerator, denominator, cell, index): by the fraction, then by cell id."""
-
-    __slots__ = ("item",)
-
-    def __init__(self, item: tuple[int, int, int, int]) -> None:
-        self.item = item
-
-    def __lt__(self, other: _ShareKey) -> bool:
-        num_a, den_a, cell_a, _index = self.item
-        num_b, den_b, cell_b, _index = other.item
-        left, right = num_a * den_b, num_b * den_a
-        return left < right or (left == right and cell_a < cell_b)
 
 
 _Plan = TypeVar("_Plan", bound=Callable[..., object])

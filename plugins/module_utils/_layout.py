@@ -93,6 +93,16 @@ class Layout:
 
     def to_dict(self) -> dict[str, Any]:
         """The documented dict form (filters, module results): cpusets as libvirt strings."""
+        pins = self.vcpu_pins
+        # The vCPUs of a cell share one cpuset under node pinning: format each distinct one once.
+        texts: dict[tuple[int, ...], str] = {}
+
+        def text(cpus: tuple[int, ...]) -> str:
+            found = texts.get(cpus)
+            if found is None:
+                found = texts[cpus] = format_cpuset(cpus)
+            return found
+
         return {
             "guest": self.guest,
             "vcpus": self.vcpus,
@@ -119,18 +129,12 @@ class Layout:
                     "memory_nodes": format_cpuset(cell.memory_nodes),
                     "distances": list(cell.distances),
                     "pinning": (
-                        format_cpuset(sorted({cpu for vcpu in cell.vcpus for cpu in self.vcpu_pins[vcpu]}))
-                        if self.vcpu_pins is not None
-                        else None
+                        format_cpuset(set().union(*{pins[vcpu] for vcpu in cell.vcpus})) if pins is not None else None
                     ),
                 }
                 for cell in self.cells
             ],
-            "vcpupin": (
-                {str(vcpu): format_cpuset(cpus) for vcpu, cpus in enumerate(self.vcpu_pins)}
-                if self.vcpu_pins is not None
-                else None
-            ),
+            "vcpupin": ({str(vcpu): text(cpus) for vcpu, cpus in enumerate(pins)} if pins is not None else None),
             "emulatorpin": format_cpuset(self.emulator_pins) if self.emulator_pins is not None else None,
             "enable_order": list(self.enable_order),
             "hugepages_kib": self.hugepages_kib,

@@ -474,9 +474,7 @@ class _Partitioner:
             pool = [core for node in nodes for core in free[node]]
             if whole_cores:
                 width = max(threads, 1)
-                full = [
-                    core for core in pool if core and len(core) >= width and len(core) == self.full_width(core, nodes)
-                ]
+                full = [core for core in pool if core and len(core) >= width and len(core) == self.full_width(core)]
                 if len(full) < len(guest_cores):
                     self.refuse_dedicated(cell, nodes, len(guest_cores), len(full), "cores")
                 for guest_core, host_core in zip(guest_cores, full, strict=False):
@@ -499,14 +497,9 @@ class _Partitioner:
                     core[:] = [cpu for cpu in core if cpu not in held]
         return pins, held
 
-    def full_width(self, core: list[int], nodes: Sequence[int]) -> int:
+    def full_width(self, core: list[int]) -> int:
         """The number of online threads of the host core that ``core`` (its free threads) belongs to."""
-        first = core[0]
-        for node in nodes:
-            for host_core in self.topology.node(node).cores:
-                if first in host_core:
-                    return len(host_core)
-        return len(core)
+        return self.topology.core_width.get(core[0], len(core))
 
     def refuse_dedicated(self, cell: int, nodes: Sequence[int], need: int, have: int, unit: str) -> None:
         taken = self.owners(nodes)

@@ -162,6 +162,11 @@ class HostTopology:
         """Online CPU id -> the id of its node."""
         return {cpu: node.id for node in self.nodes for cpu in node.usable_cpus}
 
+    @cached_property
+    def core_width(self) -> dict[int, int]:
+        """Online CPU id -> the number of online threads of its physical core."""
+        return {cpu: len(core) for node in self.nodes for core in node.cores for cpu in core}
+
     def node(self, node_id: int) -> HostNode:
         try:
             return self._by_id[node_id]
