@@ -55,6 +55,8 @@ __all__ = ["GuestRequest", "GuestResult", "Converger", "dedicated_cpus", "held_c
 # metadata only, and vCPU online state is changed live when vCPUs are being added.
 _LIVE_PREFIXES = ("cputune/vcpupin", "metadata/vnuma")
 _HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
+# Values a running guest reports differently by nature: the balloon, and <memory> with live DIMMs.
+_RUNTIME_PATHS = ("memory", "currentMemory")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class _Planned:
     changes: list[Change]
     new_xml: str | None
     online: set[int] | None = None
+    # Owned values where the running guest differs from the target: what only a new boot brings.
+    pending: list[Change] = field(default_factory=list)
 
     def needs_restart(self) -> bool:
         """Whether a running guest needs a restart to run as defined."""
@@ -122,8 +126,10 @@ class _Planned:
             and self.request.current_vcpus is not None
             and self.request.current_vcpus >= len(self.online)
         )
-        for change in self.changes:
-            if change.path.startswith(_LIVE_PREFIXES):
+        # A definition changed by an earlier run (restart: never) still waits for its boot: the running
+        # guest is compared too, not just the definition.
+        for change in [*self.changes, *self.pending]:
+            if change.path.startswith(_LIVE_PREFIXES) or change.path in _RUNTIME_PATHS:
                 continue
             if adding and change.path.startswith(_HOTPLUG_PREFIXES):
                 continue
@@ -264,8 +270,14 @@ class Converger:
                 target.apply(new_root)
                 remove_stored_spec(new_root)
             new_xml = serialize_like(new_root, xml)
-        online = _online_vcpus(guest) if running else None
-        return _Planned(request, guest, xml, root, running, plan, target, changes, new_xml, online)
+        online: set[int] | None = None
+        pending: list[Change] = []
+        if running:
+            live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
+            online = _online(live)
+            # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
+            pending = [change for change in live.changes(target) if not change.path.startswith(_HOTPLUG_PREFIXES)]
+        return _Planned(request, guest, xml, root, running, plan, target, changes, new_xml, online, pending)
 
     def check_hotplug_memory(self, plan: DomainPlan, wanted_kib: int) -> None:
         present = _dimms(plan.current.memory_devices)
@@ -338,7 +350,14 @@ class Converger:
     def repin_live(self, item: _Planned, result: GuestResult) -> None:
         pins = item.plan.layout.vcpu_pins if item.plan is not None else None
         if pins is None:
-            return
+            if item.plan is None:
+                return
+            # pinning: none drops the <vcpupin>s from the definition; the running guest keeps its old
+            # pins unless they are lifted live as well: back to libvirt's default affinity, which is
+            # <vcpu cpuset> when the guest has one and every host CPU otherwise.
+            vcpu = item.target.vcpu
+            default = vcpu.cpuset if vcpu is not None and vcpu.cpuset else tuple(sorted(self.topology.cpu_node))
+            pins = (default,) * item.plan.layout.vcpus
         online = item.online or set()
         host_cpus = max(self.topology.cpu_node, default=0) + 1
         for vcpu, cpus in enumerate(pins):
@@ -384,14 +403,20 @@ class Converger:
             return
         dimms = plan_dimms(plan.layout, missing, present)
         result.changed = True
-        for dimm in dimms:
-            result.live.append(
-                f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} "
-                f"(host nodes {format_cpuset(dimm.host_nodes)})"
-            )
+        into_running = live or (item.running and result.restarted)
+        for index, dimm in enumerate(dimms, start=len(present)):
+            nodes = format_cpuset(dimm.host_nodes)
+            text = f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} (host nodes {nodes})"
+            result.changes.append(Change(f"devices/memory[{index}]", None, text))
+            if into_running:
+                result.live.append(text)
             if not self.check_mode:
+                # A guest restarted by this run already runs its new definition: it takes the DIMMs
+                # live too (otherwise they would wait in the definition for yet another restart).
                 item.guest.attach_device(
-                    dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes), live=live, persistent=True
+                    dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes),
+                    live=into_running,
+                    persistent=True,
                 )
 
 
@@ -413,9 +438,7 @@ def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
     )
 
 
-def _online_vcpus(guest: LibvirtGuest) -> set[int]:
-    root = parse_xml(guest.live_xml(), f"the running guest {guest.name}", root_tag="domain")
-    live = DomainNuma.from_domain(root)
+def _online(live: DomainNuma) -> set[int]:
     if live.vcpus is not None:
         return {state.id for state in live.vcpus.vcpus if state.enabled}
     count = live.vcpu.current or live.vcpu.count if live.vcpu is not None else 1

@@ -172,9 +172,21 @@ class LibvirtGuest:
         flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
         if persistent:
             flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        ids = format_cpuset(vcpus)
+        chosen = sorted(set(vcpus))
+        ids = format_cpuset(chosen)
         verb = "enabling" if online else "disabling"
-        self._call(f"{verb} vCPUs {ids}", self.domain.setVcpu, ids, 1 if online else 0, flags)
+        try:
+            self.domain.setVcpu(ids, 1 if online else 0, flags)
+        except libvirt.libvirtError as error:
+            # libvirt's QEMU driver changes one hot-pluggable entity per call ("only one hotpluggable
+            # entity can be selected"): on x86 that is a single vCPU, on ppc64 a whole core of threads.
+            # The request is refused before anything changes, so the vCPUs are taken one at a time.
+            if len(chosen) < 2 or error.get_error_code() != libvirt.VIR_ERR_OPERATION_UNSUPPORTED:
+                raise LibvirtOperationError(
+                    f"{verb} vCPUs {ids}: {error.get_error_message()}", guest=self.name
+                ) from None
+            for vcpu in chosen:
+                self._call(f"{verb} vCPU {vcpu}", self.domain.setVcpu, str(vcpu), 1 if online else 0, flags)
 
     def attach_device(self, xml: str, live: bool, persistent: bool) -> None:
         flags = 0
