@@ -42,7 +42,7 @@ EXAMPLES = r"""
 
 - name: Canonical form of a cpuset
   ansible.builtin.debug:
-    msg: "{{ '8,^2,0-3' | vnuma.libvirt.cpuset_parse | vnuma.libvirt.cpuset_format }}"
+    msg: "{{ '8,0-3,^2' | vnuma.libvirt.cpuset_parse | vnuma.libvirt.cpuset_format }}"
   # => "0-1,3,8"
 """
 

@@ -75,9 +75,9 @@ def parse_cpuset(text: str, what: str = "cpuset", allow_empty: bool = False) -> 
 def format_cpuset(ids: Iterable[int]) -> str:
     """Format ids canonically: ascending, consecutive runs as ``a-b``."""
     unique = set(ids)
-    # type() rather than isinstance(): bool is an int subclass and True is not CPU 1.
-    if not all(type(value) is int for value in unique):
-        bad = next(value for value in unique if type(value) is not int)
+    # bool is an int subclass, and True is not CPU 1.
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in unique):
+        bad = next(value for value in unique if not isinstance(value, int) or isinstance(value, bool))
         raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {bad!r}")
     ordered = sorted(unique)
     if ordered and (ordered[0] < 0 or ordered[-1] > MAX_CPU_ID):
