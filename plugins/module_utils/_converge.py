@@ -201,6 +201,7 @@ class Converger:
         taken: dict[int, str] = {}
         readings: dict[str, tuple[LibvirtGuest, str, Any]] = {}
         wanted = set(names)
+        running = set(self.host.running_names())
         for guest in self.host.guests():
             xml = guest.inactive_xml()
             root = parse_xml(xml, f"the definition of guest {guest.name}", root_tag="domain")
@@ -218,7 +219,7 @@ class Converger:
         for request in requests:
             guest, xml, root = readings[request.name]
             try:
-                item = self.plan_one(request, guest, xml, root, taken)
+                item = self.plan_one(request, guest, xml, root, taken, guest.name in running)
             except VnumaError as error:
                 errors.append(error.naming(request.name))
                 continue
@@ -244,9 +245,14 @@ class Converger:
         return VnumaSpec.from_mapping(base)
 
     def plan_one(
-        self, request: GuestRequest, guest: LibvirtGuest, xml: str, root: Any, taken: Mapping[int, str]
+        self,
+        request: GuestRequest,
+        guest: LibvirtGuest,
+        xml: str,
+        root: Any,
+        taken: Mapping[int, str],
+        running: bool,
     ) -> _Planned:
-        running = guest.is_running()
         others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
         if request.state == "absent":
             current = DomainNuma.from_domain(root)
