@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import GUEST_OPTIONS, SPEC_OPTIONS, run_domain
 
 URI = "qemu:///system"
 COUNTS = (1, 200)
@@ -44,7 +44,9 @@ FLAT = """<domain type='qemu'>
 
 
 def _params(prefix: str) -> dict[str, object]:
+    """The module's parameters as AnsibleModule would hand them over: every option present."""
     return {
+        **dict.fromkeys((*SPEC_OPTIONS, *GUEST_OPTIONS)),
         "uri": URI,
         "connect_timeout": 60.0,
         "host_capabilities": None,
@@ -52,8 +54,6 @@ def _params(prefix: str) -> dict[str, object]:
         "guests": [f"{prefix}*"],
         "exclude": [],
         "state": "present",
-        "current_vcpus": None,
-        "hotplug_memory": None,
         "restart": "never",
         "force": False,
         "shutdown_timeout": 120,
@@ -62,20 +62,6 @@ def _params(prefix: str) -> dict[str, object]:
         "mode": "node",
         "cells": 2,
         "distribution": "interleave",
-        **dict.fromkeys(
-            (
-                "memory",
-                "nodeset",
-                "pinning",
-                "memory_mode",
-                "memory_split",
-                "hugepages",
-                "emulator_pin",
-                "cpuless_cells",
-                "max_memory",
-                "memory_slots",
-            )
-        ),
     }
 
 
