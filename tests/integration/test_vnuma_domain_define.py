@@ -30,17 +30,16 @@ from vnuma_domain_support import (
     ROOT,
     cpuset,
     domain_root,
-    fail_module,
     inactive_xml,
     memnode_nodesets,
     numa_cells,
     parse_qemu_argv,
     rhythm,
-    run_module,
 )
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "vnuma_domain_rhythm.yml"

@@ -23,16 +23,15 @@ from vnuma_domain_support import (
     cpuset,
     domain_root,
     enabled_vcpus,
-    fail_module,
     inactive_xml,
     live_xml,
     numa_cells,
-    run_module,
 )
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import GuestTopology
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import (
     Guest,
     GuestFactory,

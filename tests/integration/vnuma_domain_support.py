@@ -22,58 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
-import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
-from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
-from ansible_collections.vnuma.libvirt.tests.support.realguest import URI
+from ansible_collections.vnuma.libvirt.tests.support.module_run import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPABILITIES = ROOT / "tests" / "unit" / "fixtures" / "capabilities"
 RING = str(CAPABILITIES / "seed-4node-ring.xml")
 MIB = 1024  # in KiB
-
-
-class ModuleExit(Exception):
-    """The module ended (exit_json or fail_json) with this result."""
-
-    def __init__(self, result: dict[str, Any], failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
-
-
-def run_module(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
-    """Run vnuma_domain's main() against the real libvirtd; its result.  A fail_json raises ModuleExit."""
-    params = {"uri": URI, **args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
-
-    def exit_json(self: Any, **result: Any) -> None:
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(self: Any, msg: str, **result: Any) -> None:
-        raise ModuleExit({"msg": msg, **result}, failed=True)
-
-    with patch_module_args(params), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vnuma_domain.AnsibleModule, "exit_json", exit_json)
-        patch.setattr(vnuma_domain.AnsibleModule, "fail_json", fail_json)
-        try:
-            vnuma_domain.main()
-        except ModuleExit as done:
-            if done.failed:
-                raise
-            # What Ansible would hand back: JSON, no Python objects.
-            return json.loads(json.dumps(done.result))
-    raise AssertionError("the module returned without exit_json or fail_json")
-
-
-def fail_module(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
-    """Run the module expecting fail_json; its result (``msg``, ``guest``)."""
-    with pytest.raises(ModuleExit) as caught:
-        run_module(args, check_mode=check_mode)
-    assert caught.value.failed, caught.value.result
-    return caught.value.result
 
 
 def inactive_xml(conn: libvirt.virConnect, name: str) -> str:

@@ -11,7 +11,6 @@ backup.  What QEMU itself accepts is covered by tests/integration on a real libv
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,51 +18,19 @@ from typing import Any
 
 import libvirt
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = str(FIXTURES / "seed-4node-ring.xml")
 
 
-class _Exit(Exception):
-    def __init__(self, result: dict[str, Any], failed: bool) -> None:
-        super().__init__(result)
-        self.result = result
-        self.failed = failed
-
-
 def run(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
-    """Run the module; return its result, raising _Exit(failed=True) on fail_json."""
-    params = {"uri": "test:///default", **args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
-
-    def exit_json(self: Any, **result: Any) -> None:
-        raise _Exit(result, failed=False)
-
-    def fail_json(self: Any, msg: str, **result: Any) -> None:
-        raise _Exit({"msg": msg, **result}, failed=True)
-
-    with (
-        patch_module_args(params),
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        patch.setattr(vnuma_domain.AnsibleModule, "exit_json", exit_json)
-        patch.setattr(vnuma_domain.AnsibleModule, "fail_json", fail_json)
-        try:
-            vnuma_domain.main()
-        except _Exit as done:
-            if done.failed:
-                raise
-            return json.loads(json.dumps(done.result))
-    raise AssertionError("the module returned without exit_json or fail_json")
+    return run_module({"uri": "test:///default", **args}, check_mode=check_mode, diff=diff)
 
 
 def fail(args: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(_Exit) as caught:
-        run(args, **kwargs)
-    assert caught.value.failed
-    return caught.value.result
+    return fail_module({"uri": "test:///default", **args}, **kwargs)
 
 
 @pytest.fixture

@@ -1,0 +1,62 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Run the vnuma_domain module's main() in the test process, with ``patch_module_args``.
+
+The unit tests run it against libvirt's test driver, the integration tests against qemu:///system.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
+
+
+class ModuleExit(Exception):
+    """The module ended (exit_json or fail_json) with this result."""
+
+    def __init__(self, result: dict[str, Any], failed: bool) -> None:
+        super().__init__(result)
+        self.result = result
+        self.failed = failed
+
+
+def run_module(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
+    """Run vnuma_domain's main() in this process, as Ansible would on the managed node; its result.
+
+    ``args`` are the module's options (without ``uri`` the module's default, qemu:///system).  A
+    fail_json raises ModuleExit.
+    """
+    params = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
+
+    def exit_json(self: Any, **result: Any) -> None:
+        raise ModuleExit(result, failed=False)
+
+    def fail_json(self: Any, msg: str, **result: Any) -> None:
+        raise ModuleExit({"msg": msg, **result}, failed=True)
+
+    with patch_module_args(params), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vnuma_domain.AnsibleModule, "exit_json", exit_json)
+        patch.setattr(vnuma_domain.AnsibleModule, "fail_json", fail_json)
+        try:
+            vnuma_domain.main()
+        except ModuleExit as done:
+            if done.failed:
+                raise
+            # What Ansible would hand back: JSON, no Python objects.
+            return json.loads(json.dumps(done.result))
+    raise AssertionError("the module returned without exit_json or fail_json")
+
+
+def fail_module(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """Run the module expecting fail_json; its result (``msg``, ``guest``)."""
+    with pytest.raises(ModuleExit) as caught:
+        run_module(args, check_mode=check_mode)
+    assert caught.value.failed, caught.value.result
+    return caught.value.result
