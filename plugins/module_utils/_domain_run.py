@@ -21,27 +21,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml im
 from ansible_collections.vnuma.libvirt.plugins.module_utils._converge import Converger, GuestRequest, GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import parse_size
 
 __all__ = ["SPEC_OPTIONS", "GUEST_OPTIONS", "run_domain", "read_host_capabilities"]
 
-# Spec options, shared by the module's top level and each entry of its guests list.
-SPEC_OPTIONS = (
-    "mode",
-    "distribution",
-    "memory",
-    "nodeset",
-    "cells",
-    "pinning",
-    "memory_mode",
-    "memory_split",
-    "hugepages",
-    "emulator_pin",
-    "cpuless_cells",
-    "max_memory",
-    "memory_slots",
-)
+# Spec options under their user-facing names (memory, hugepages, max_memory...): the spec is the
+# one list, shared by the module's top level and each entry of its guests list.
+SPEC_OPTIONS = tuple(VnumaSpec().to_mapping())
 # Per-guest options besides the spec.
 GUEST_OPTIONS = ("state", "current_vcpus", "hotplug_memory")
 

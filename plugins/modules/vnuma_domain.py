@@ -254,19 +254,28 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import run_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
+from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import (
+    DISTRIBUTIONS,
+    EMULATOR_PINS,
+    MEMORY_MODES,
+    MEMORY_SPLITS,
+    MODES,
+    PINNINGS,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import HAS_LXML, LXML_IMPORT_ERROR
 
+# Types here; the choices come from the spec itself, so the module and the <vnuma> element agree.
 SPEC_ARGS = dict(
-    mode=dict(type="str", choices=["host", "node"]),
-    distribution=dict(type="str", choices=["contiguous", "siblings", "round-robin", "interleave"]),
+    mode=dict(type="str", choices=list(MODES)),
+    distribution=dict(type="str", choices=list(DISTRIBUTIONS)),
     memory=dict(type="raw"),
     nodeset=dict(type="str"),
     cells=dict(type="int"),
-    pinning=dict(type="str", choices=["node", "core", "thread", "none"]),
-    memory_mode=dict(type="str", choices=["strict", "preferred", "interleave", "restrictive"]),
-    memory_split=dict(type="str", choices=["even", "vcpus"]),
+    pinning=dict(type="str", choices=list(PINNINGS)),
+    memory_mode=dict(type="str", choices=list(MEMORY_MODES)),
+    memory_split=dict(type="str", choices=list(MEMORY_SPLITS)),
     hugepages=dict(type="raw"),
-    emulator_pin=dict(type="str", choices=["none", "nodes"]),
+    emulator_pin=dict(type="str", choices=list(EMULATOR_PINS)),
     cpuless_cells=dict(type="bool"),
     max_memory=dict(type="raw"),
     memory_slots=dict(type="int"),

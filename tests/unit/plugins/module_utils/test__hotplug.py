@@ -6,13 +6,10 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import (
     DIMM_BLOCK_KIB,
@@ -25,19 +22,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import (
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "capabilities"
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 MIB = 1024
 GIB = 1024 * 1024
 BLOCK = DIMM_BLOCK_KIB  # 128 MiB
 GUEST = "db01"
-
-
-@functools.cache
-def host(name: str) -> HostTopology:
-    return parse_capabilities((FIXTURES / f"{name}.xml").read_text(encoding="utf-8"))
 
 
 def plan(name: str, vcpus: int, memory_kib: int, **spec: Any) -> Layout:

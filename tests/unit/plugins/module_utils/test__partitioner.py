@@ -10,14 +10,11 @@ from the partitioner's output.  Sizes are KiB; cpusets are compared in libvirt's
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
     PlacementError,
@@ -33,17 +30,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import 
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostCpu, HostNode, HostTopology
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "capabilities"
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 MIB = 1024
 GIB = 1024 * 1024
 GUEST = "db01"
-
-
-@functools.cache
-def host(name: str) -> HostTopology:
-    return parse_capabilities((FIXTURES / f"{name}.xml").read_text(encoding="utf-8"))
 
 
 def plan(

@@ -19,6 +19,7 @@ from typing import Any
 import libvirt
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "capabilities"
@@ -195,3 +196,17 @@ def test_current_vcpus_sets_a_balanced_boot_set(conn: Any, guest: str) -> None:
 def test_hotplug_memory_needs_max_memory(conn: Any, guest: str) -> None:
     result = fail({"name": guest, "host_capabilities": RING, "hotplug_memory": "1 GiB"})
     assert result["msg"] == f"guest {guest}: memory hotplug needs max_memory and memory_slots in the vnuma spec"
+
+
+def test_spec_options_agree_everywhere() -> None:
+    """The module's argspec, its documentation and the spec name the same options with the same choices."""
+    import yaml
+
+    from ansible_collections.vnuma.libvirt.plugins.doc_fragments.spec import ModuleDocFragment
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import SPEC_OPTIONS
+
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    assert set(vnuma_domain.SPEC_ARGS) == set(SPEC_OPTIONS) == set(documented)
+    for name, argument in vnuma_domain.SPEC_ARGS.items():
+        assert argument.get("choices") == documented[name].get("choices"), name
+        assert argument["type"] == documented[name]["type"], name

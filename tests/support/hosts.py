@@ -1,0 +1,21 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The host capabilities fixtures of the tests, by name, each parsed once."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
+
+CAPABILITIES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "capabilities"
+
+
+@functools.cache
+def host(name: str) -> HostTopology:
+    """The parsed fixture ``tests/unit/fixtures/capabilities/<name>.xml``."""
+    return parse_capabilities((CAPABILITIES / f"{name}.xml").read_text(encoding="utf-8"))
