@@ -180,6 +180,15 @@ def _cpuset(element: Any, name: str, what: str) -> tuple[int, ...] | None:
         raise XmlError(error.message) from None
 
 
+def _text_cpuset(element: Any, what: str) -> tuple[int, ...] | None:
+    if element is None or _is_blank(element.text):
+        return None
+    try:
+        return tuple(sorted(parse_cpuset(element.text.strip(), what)))
+    except SpecError as error:
+        raise XmlError(error.message) from None
+
+
 def _yes_no(element: Any, name: str, what: str) -> bool | None:
     raw = element.get(name)
     if raw is None:
@@ -1071,6 +1080,8 @@ class MemoryDevice:
     model: str | None
     size_kib: int
     node: int | None = None
+    # <source><nodemask>: the host nodes backing it; None when it follows its cell's <memnode>.
+    nodemask: tuple[int, ...] | None = None
 
     @classmethod
     def from_element(cls, element: Any, index: int = 0) -> MemoryDevice:
@@ -1086,6 +1097,7 @@ class MemoryDevice:
             model=model,
             size_kib=_size_kib(size.text, size.get("unit"), f"{what} <target><size>"),
             node=None if node is None else _text_int(node, f"{what} <target><node>"),
+            nodemask=_text_cpuset(element.find("source/nodemask"), f"{what} <source><nodemask>"),
         )
 
 
