@@ -27,14 +27,16 @@ PYTHON311 ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.11.*/bi
 PYTEST_ARGS ?=
 # Extra pytest arguments of `make integration` (e.g. -k hotplug).
 INTEGRATION_ARGS ?=
+# The role's molecule scenarios (extensions/molecule), in the order `make molecule` runs them.
+MOLECULE_SCENARIOS ?= default restart capacity
 
 # Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
 # and the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
-TEST_STAGES := lint unit integration playbook-tests sanity ansible-units build changelog-lint
+TEST_STAGES := lint unit integration molecule playbook-tests sanity ansible-units build changelog-lint
 
 .PHONY: help system-deps venv collection lint format unit libvirtd libvirtd-stop guest-image integration \
-	playbook-tests sanity ansible-units build changelog-lint test demo bench clean distclean
+	molecule playbook-tests sanity ansible-units build changelog-lint test demo bench clean distclean
 
 help:
 	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
@@ -47,6 +49,7 @@ help:
 	@echo "make libvirtd        start libvirtd + virtlogd for qemu:///system (scripts/libvirtd.sh; libvirtd-stop)"
 	@echo "make guest-image     build the integration tests' guest kernel + initramfs into .build/guest-image"
 	@echo "make integration     pytest tests/integration: real libvirtd, real TCG guests (INTEGRATION_ARGS=...)"
+	@echo "make molecule        molecule test of the vnuma_fleet role's scenarios on qemu:///system ($(MOLECULE_SCENARIOS))"
 	@echo "make playbook-tests  ansible-playbook tests/playbooks/test_*.yml against localhost"
 	@echo "make sanity          ansible-test sanity on a copy under .build/ansible-test"
 	@echo "make ansible-units   ansible-test units on the same copy"
@@ -124,6 +127,28 @@ integration: venv collection
 	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
 		tests/integration $(INTEGRATION_ARGS) 2>&1 | tee "$(INTEGRATION_LOG)" || rc=$$?; \
 	exit $$rc
+
+# The vnuma_fleet role's molecule scenarios (extensions/molecule, base configuration in its config.yml)
+# against qemu:///system on this machine, each with its own guests (vnuma-mol-<scenario>-*).  The
+# collection is used in place through .build/collections.  libvirtd is started as for `make integration`
+# and stopped at the end unless it ran before.  Every scenario runs, even after a failure.
+molecule: venv collection
+	@if scripts/libvirtd.sh status >/dev/null 2>&1; then \
+		echo "molecule: libvirtd already runs; leaving it running"; \
+	else \
+		trap 'scripts/libvirtd.sh stop' EXIT; \
+	fi; \
+	$(MAKE) libvirtd; \
+	export PATH="$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH="$(COLLECTIONS)" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false; \
+	if [[ ! -t 1 ]]; then export NO_COLOR=1; fi; \
+	failed=(); \
+	for scenario in $(MOLECULE_SCENARIOS); do \
+		echo "=== molecule test --scenario-name $$scenario"; t0=$$SECONDS; \
+		if "$(BIN)/molecule" test --scenario-name "$$scenario"; then status=passed; else status=FAILED; failed+=("$$scenario"); fi; \
+		echo "molecule: $$scenario $$status in $$((SECONDS - t0))s"; \
+	done; \
+	if [[ $${#failed[@]} -gt 0 ]]; then echo "molecule: FAILED scenarios: $${failed[*]}"; exit 1; fi; \
+	echo "molecule: all scenarios passed ($(MOLECULE_SCENARIOS))"
 
 playbook-tests: venv collection
 	@scripts/playbook-tests.sh
