@@ -25,7 +25,10 @@ from pathlib import Path
 from lxml import etree
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_expand
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
+    parse_capabilities,
+    parsed_hosts_clear,
+)
 
 from .cases import REFERENCE, SIZES, VARIANTS, Guest, operations
 from .timing import Timing, measure_together
@@ -102,7 +105,8 @@ def _table(results: dict[tuple[str, int], Timing], labels: dict[str, str]) -> No
     for key in ("layout", "expand", "expand_cold", *EXPAND_PARTS):
         _table_row(labels[key], [results[key, size].median for size in SIZES])
     _table_row("  sum of the steps", [sum(results[key, size].median for key in EXPAND_PARTS) for size in SIZES])
-    _table_row(labels["to_dict"], [results["to_dict", size].median for size in SIZES])
+    for key in ("to_dict", "changes"):
+        _table_row(labels[key], [results[key, size].median for size in SIZES])
     print()
 
 
@@ -124,7 +128,7 @@ def _memory_peak(capabilities: str, guest: Guest) -> tuple[int, int]:
     return peak, len(result.encode())
 
 
-def _profile(capabilities: str, vcpus: int, limit: int) -> None:
+def _profile(capabilities: str, vcpus: int, limit: int, new_host: bool) -> None:
     guest = Guest(vcpus, REFERENCE)
     xml = guest.xml
     vnuma_expand(xml, capabilities)
@@ -132,9 +136,12 @@ def _profile(capabilities: str, vcpus: int, limit: int) -> None:
     repetitions = 20 if vcpus <= TARGET_VCPUS else 3
     profiler.enable()
     for _repetition in range(repetitions):
+        if new_host:
+            parsed_hosts_clear()
         vnuma_expand(xml, capabilities)
     profiler.disable()
-    print(f"cProfile of {repetitions} vnuma_expand calls, {vcpus} vCPUs, {REFERENCE.label}")
+    host = "the host parsed anew each time" if new_host else "the host kept from an earlier call"
+    print(f"cProfile of {repetitions} vnuma_expand calls, {vcpus} vCPUs, {REFERENCE.label}, {host}")
     print("(lxml's own functions are not profiled: their time counts in the Python function that calls them)")
     stats = pstats.Stats(profiler, stream=sys.stdout)
     stats.sort_stats("tottime").print_stats(limit)
@@ -183,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"print a cProfile of vnuma_expand for a guest of VCPUS vCPUs ({', '.join(map(str, SIZES))}; "
         f"default {TARGET_VCPUS}) and stop",
     )
+    parser.add_argument(
+        "--new-host", action="store_true", help="with --profile: parse the host anew for each call, as the target does"
+    )
     args = parser.parse_args(argv)
     rounds, round_seconds = (3, 0.02) if args.quick else (args.rounds, args.round_seconds)
     capabilities = args.host.read_text(encoding="utf-8")
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         if args.profile not in SIZES:
             parser.error(f"--profile takes one of {', '.join(map(str, SIZES))}")
-        _profile(capabilities, args.profile, limit=25)
+        _profile(capabilities, args.profile, limit=25, new_host=args.new_host)
         return 0
 
     load_start = _load()

@@ -13,10 +13,12 @@ two filters as a playbook calls them, and the steps of ``expand_domain`` one by 
   parts as they are;
 - *compute_layout*: the partitioner alone, on a freshly parsed host (its per-node caches cold, as
   in a filter call);
-- *plan*: the layout as models of the owned parts, and their differences from the domain's;
+- *plan*: the layout as models of the owned parts;
 - *write + serialise*: the models written into the tree, the spec stored in ``<metadata>``, and the
   document back to text;
-- *Layout.to_dict*: the ``vnuma_layout`` filter's answer (not a step of the expansion).
+- *Layout.to_dict*: the ``vnuma_layout`` filter's answer (not a step of the expansion);
+- *change list*: the differences of the models from the domain's, value by value, which
+  ``vnuma_domain`` reports (not a step of the expansion: the filter does not ask for them).
 
 The steps call what ``_expand.expand_domain`` calls; their sum is compared with the filter's figure.
 """
@@ -159,8 +161,10 @@ def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
     _root, _request, shape, current = read_domain()
     layout = compute_layout(host, spec, shape)
 
+    target = DomainNuma.from_layout(layout, current)
+
     def plan(_state: None) -> object:
-        return current.changes(DomainNuma.from_layout(layout, current))
+        return DomainNuma.from_layout(layout, current)
 
     def planned() -> tuple[Any, Any]:
         root = read_domain()[0]
@@ -187,7 +191,8 @@ def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
             lambda fresh: compute_layout(fresh, spec, shape),
             lambda: parse_capabilities(capabilities),
         ),
-        "plan": ("  plan: models + diff", plan, None),
+        "plan": ("  plan: target models", plan, None),
         "write": ("  write + serialise", write, planned),
         "to_dict": ("Layout.to_dict", lambda _state: layout.to_dict(), None),
+        "changes": ("change list", lambda _state: current.changes(target), None),
     }

@@ -57,6 +57,10 @@ def _params(prefix: str) -> dict[str, object]:
         "restart": "never",
         "force": False,
         "shutdown_timeout": 120,
+        # The module's defaults: the capacity check is part of every call (the guests here are shut off and
+        # not autostart, so they do not count, but they are placed and checked all the same).
+        "capacity": "fail",
+        "reserved_memory": 0,
         "backup": False,
         "backup_dir": "/tmp",
         "mode": "node",
@@ -76,7 +80,7 @@ class Fleet:
 
     def __init__(self, conn: libvirt.virConnect, count: int) -> None:
         self.conn = conn
-        self.prefix = f"bench-{uuid.uuid4().hex[:6]}-"
+        self.prefix = f"vnuma-bench-{uuid.uuid4().hex[:6]}-"
         self.names = [f"{self.prefix}{index:03d}" for index in range(count)]
         # Redefining an existing name needs its uuid, so each guest keeps one across resets.
         self.flat = {name: FLAT.format(name=name, uuid=uuid.uuid4()) for name in self.names}

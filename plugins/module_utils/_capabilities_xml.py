@@ -29,6 +29,7 @@ instead of failing cleanly.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset, parse_cpuset
@@ -38,17 +39,21 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import (
     HostCpu,
     HostNode,
     HostTopology,
-    host_cpu,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import to_kib, unit_bytes
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
 
-__all__ = ["parse_capabilities", "render_capabilities"]
+__all__ = ["parse_capabilities", "read_host_capabilities", "render_capabilities"]
 
 # The largest value an ACPI SLIT entry can hold (255 means "unreachable").
 _MAX_DISTANCE = 255
 
 _NO_SIBLINGS: frozenset[int] = frozenset()
+
+# The attributes of an online CPU as libvirt writes them (virCapsHostNUMACellCPUFormat), in its order.
+_CPU_ATTRIBUTES = ["id", "socket_id", "die_id", "core_id", "siblings"]
+
+_new_tuple = tuple.__new__
 
 # Ids below this are converted by table lookup (see _canonical_ids); larger ones still parse, more slowly.
 _FAST_IDS = 4096
@@ -77,6 +82,9 @@ def _optional_number(element: Any, name: str, what: str) -> int | None:
 
 def _kib(value: int, unit: str | None, element: Any, what: str) -> int:
     # libvirt reads an absent or empty unit as the element's default, KiB for every size here.
+    if unit == "KiB" or not unit:
+        # What libvirt writes, and already in KiB (value is a non-negative integer).
+        return value
     if unit and unit_bytes(unit) is None:
         raise XmlError(f"{what}: {_describe(element)}: unknown unit {unit!r}")
     return to_kib(value, unit or "KiB", what)
@@ -94,7 +102,7 @@ def _canonical_ids() -> dict[str, int]:
 
 def _siblings(raw: str, element: Any, node_id: int, what: str, ids: dict[str, int]) -> frozenset[int]:
     try:
-        return frozenset([ids[item] for item in raw.split(",")])
+        return frozenset(map(ids.__getitem__, raw.split(",")))
     except KeyError:
         pass
     try:
@@ -106,10 +114,16 @@ def _siblings(raw: str, element: Any, node_id: int, what: str, ids: dict[str, in
 def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, frozenset[int]]) -> list[HostCpu]:
     # The hot loop of a big host (1024 CPUs and more): lookups in place of calls wherever possible.
     ids = _canonical_ids()
-    parsed = []
+    parsed: list[HostCpu] = []
+    append = parsed.append
     for element in cpus.iterchildren("cpu"):
-        get = element.get
-        raw_id, raw_socket, raw_die, raw_core = get("id"), get("socket_id"), get("die_id"), get("core_id")
+        if element.keys() == _CPU_ATTRIBUTES:
+            # libvirt's own spelling of an online CPU: two calls read all five values, in that order.
+            raw_id, raw_socket, raw_die, raw_core, raw_siblings = element.values()
+        else:
+            get = element.get
+            raw_id, raw_socket, raw_die = get("id"), get("socket_id"), get("die_id")
+            raw_core, raw_siblings = get("core_id"), get("siblings")
         try:
             cpu_id = ids[raw_id]
             socket_id = None if raw_socket is None else ids[raw_socket]
@@ -120,7 +134,6 @@ def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, fr
             socket_id = _optional_number(element, "socket_id", what)
             die_id = _optional_number(element, "die_id", what)
             core_id = _optional_number(element, "core_id", what)
-        raw_siblings = get("siblings")
         if raw_siblings is None:
             siblings = _NO_SIBLINGS
         elif raw_siblings in siblings_cache:
@@ -128,7 +141,8 @@ def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, fr
             siblings = siblings_cache[raw_siblings]
         else:
             siblings = siblings_cache[raw_siblings] = _siblings(raw_siblings, element, node_id, what, ids)
-        parsed.append(host_cpu(cpu_id, socket_id, die_id, core_id, siblings))
+        # HostCpu(...) without the keyword handling of its __new__: the fields in their order.
+        append(_new_tuple(HostCpu, (cpu_id, socket_id, die_id, core_id, siblings)))
     return parsed
 
 
@@ -178,6 +192,17 @@ def _check_distances(nodes: list[HostNode], what: str) -> None:
                 )
 
 
+def read_host_capabilities(value: str) -> str:
+    """``host_capabilities`` is XML text, or the path of a file holding it."""
+    if value.lstrip().startswith("<"):
+        return value
+    try:
+        with open(os.path.expanduser(value), encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as error:
+        raise SpecError(f"host_capabilities: cannot read {value!r}: {error.strerror}") from None
+
+
 def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> HostTopology:
     """Read the host NUMA topology out of libvirt capabilities XML; ``what`` names the document in errors.
 
@@ -203,7 +228,7 @@ def parsed_hosts_clear() -> None:
 
 
 def _parse(text: str | bytes, what: str) -> HostTopology:
-    root = parse_xml(text, what, root_tag="capabilities")
+    root = parse_xml(text, what, root_tag="capabilities", keep_blank_text=False)
     host = root.find("host")
     topology = host.find("topology") if host is not None else None
     cells = topology.find("cells") if topology is not None else None

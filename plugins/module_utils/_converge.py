@@ -8,19 +8,31 @@
 
 Plan -> compare -> apply, as models: the guest's inactive definition is read, the layout
 planned, and the owned parts compared value by value.  libvirt is called only for guests that
-differ, and only after every guest of the call has planned without error, so a refused request
-changes nothing.  After a define the definition is read back and compared again: libvirt may
-drop or rewrite what it does not accept, and that must not pass silently.
+differ, and only after every guest of the call has planned without error and the host's capacity
+has been checked across all its guests (``_capacity``), so a refused request changes nothing.
+After a define the definition is read back and compared again: libvirt may drop or rewrite what it
+does not accept, and that must not pass silently.
+
+Applying goes in phases across the guests of the call: every define first, then the restarts as
+one batch (all shut down together against one deadline, then all started), then the live changes
+(re-pinning, hot-plug) guest by guest.  N guests needing a restart are down once, together, not
+one after the other.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capacity import (
+    CapacityError,
+    CapacityReport,
+    check_capacity,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import (
     Change,
@@ -43,6 +55,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import (
 from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import plan_dimms, vcpus_to_enable
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import (
+    DimmBinding,
+    GuestBinding,
+    GuestPlacement,
+    place_guests,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._placement_xml import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
@@ -57,6 +76,10 @@ _LIVE_PREFIXES = ("cputune/vcpupin", "metadata/vnuma")
 _HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
 # Values a running guest reports differently by nature: the balloon, and <memory> with live DIMMs.
 _RUNTIME_PATHS = ("memory", "currentMemory")
+# Seconds between looks at guests asked to shut down.
+_SHUTDOWN_POLL = 0.25
+# Guests powered off at once (libvirtd's default max_workers is 20: leave it room for other clients).
+_PARALLEL = 8
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,9 @@ class GuestResult:
     restarted: bool = False
     backup_file: str | None = None
     live: list[str] = field(default_factory=list)
+    # The planned definition's alignment ({aligned, locality, cells}) and the current one's locality.
+    alignment: dict[str, Any] | None = None
+    locality_before: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +121,8 @@ class GuestResult:
             "restarted": self.restarted,
             "backup_file": self.backup_file,
             "live": list(self.live),
+            "alignment": self.alignment,
+            "locality_before": self.locality_before,
         }
 
     def diff(self) -> dict[str, dict[str, object]]:
@@ -115,6 +143,11 @@ class _Planned:
     online: set[int] | None = None
     # Owned values where the running guest differs from the target: what only a new boot brings.
     pending: list[Change] = field(default_factory=list)
+    # The definition as it is, parsed (for its locality before the change).
+    current: DomainNuma | None = None
+    # Where the planned and the current definitions put the guest on the host (set by place()).
+    placement: GuestPlacement | None = None
+    before: GuestPlacement | None = None
 
     def needs_restart(self) -> bool:
         """Whether a running guest needs a restart to run as defined."""
@@ -135,28 +168,6 @@ class _Planned:
                 continue
             return True
         return False
-
-
-def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, str]:
-    """Host CPUs a guest holds for itself: its single-CPU pins, and whole cores under ``pinning: core``.
-
-    A guest the collection placed says how in its stored spec; a hand-pinned guest counts as
-    dedicated wherever a vCPU is pinned to exactly one host CPU.
-    """
-    spec = read_stored_spec(root)
-    if spec is not None and spec.pinning not in ("core", "thread"):
-        return {}
-    held: dict[int, str] = {}
-    for element in root.iterfind("cputune/vcpupin"):
-        cpuset = element.get("cpuset", "")
-        if cpuset.isdigit():
-            held[int(cpuset)] = name
-    if spec is not None and spec.pinning == "core":
-        for node in topology.nodes:
-            for core in node.cores:
-                if any(cpu in held for cpu in core):
-                    held.update(dict.fromkeys(core, name))
-    return held
 
 
 def held_cpus(topology: HostTopology, layout: Layout) -> dict[int, str]:
@@ -181,6 +192,8 @@ class Converger:
         force: bool = False,
         shutdown_timeout: float = 120.0,
         backup_dir: str | None = None,
+        capacity: str = "fail",
+        reserved_kib: int = 0,
     ) -> None:
         self.host = host
         self.topology = topology
@@ -189,11 +202,21 @@ class Converger:
         self.force = force
         self.shutdown_timeout = shutdown_timeout
         self.backup_dir = backup_dir
+        # fail | report | ignore (_capacity.CAPACITY_MODES), and the memory kept free on every host node.
+        self.capacity = capacity
+        self.reserved_kib = reserved_kib
+        # The last plan_all's capacity check; None with capacity: ignore.
+        self.capacity_report: CapacityReport | None = None
 
     # -- planning ---------------------------------------------------------------------------------
 
     def plan_all(self, requests: Sequence[GuestRequest]) -> list[_Planned]:
-        """Plan every request; raise the first refusal (all of them, joined) before anything is written."""
+        """Plan every request, then check the host's capacity; raise before anything is written.
+
+        Refusals of several guests are joined into one error.  Guests asking for dedicated pinning
+        are planned first, so the node-pinned guests of the same call avoid their CPUs; the plans
+        keep the order of the requests.
+        """
         names = [request.name for request in requests]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -202,36 +225,122 @@ class Converger:
         readings: dict[str, tuple[LibvirtGuest, str, Any]] = {}
         wanted = set(names)
         running = set(self.host.running_names())
-        for guest in self.host.guests():
-            xml = guest.inactive_xml()
+        autostart = set(self.host.autostart_names()) if self.capacity != "ignore" else set()
+        # The counted guests outside this call, as defined; definitions it cannot read are named in a warning.
+        others: list[GuestBinding] = []
+        unread: list[str] = []
+        for guest, xml in self.host.definitions():
             root = parse_xml(xml, f"the definition of guest {guest.name}", root_tag="domain")
             if guest.name in wanted:
                 readings[guest.name] = (guest, xml, root)
-            else:
-                taken.update(dedicated_cpus(self.topology, root, guest.name))
+                continue
+            held = dedicated_cpus(self.topology, root, guest.name)
+            taken.update(held)
+            # Only running and autostart guests count (_capacity.counts): skip reading the others.
+            if self.capacity == "ignore" or not (guest.name in running or guest.name in autostart):
+                continue
+            try:
+                numa = DomainNuma.from_domain(root)
+            except VnumaError as error:
+                unread.append(f"guest {guest.name} is not counted: its definition cannot be read ({error.message})")
+                continue
+            others.append(binding_from_domain(numa, guest.name, guest.name in running, guest.name in autostart, held))
         missing = [name for name in names if name not in readings]
         if missing:
             raise LibvirtOperationError(
                 f"no guest named {', '.join(missing)} is defined at {self.host.uri}", guest=missing[0]
             )
-        planned: list[_Planned] = []
-        errors: list[VnumaError] = []
-        for request in requests:
+        planned: dict[int, _Planned] = {}
+        errors: dict[int, VnumaError] = {}
+        order = sorted(range(len(requests)), key=lambda index: (not self.dedicated(requests[index], readings), index))
+        for index in order:
+            request = requests[index]
             guest, xml, root = readings[request.name]
             try:
                 item = self.plan_one(request, guest, xml, root, taken, guest.name in running)
             except VnumaError as error:
-                errors.append(error.naming(request.name))
+                errors[index] = error.naming(request.name)
                 continue
-            planned.append(item)
+            planned[index] = item
             layout = item.plan.layout if item.plan is not None else None
             if layout is not None:
-                taken.update(held_cpus(self.topology, layout))
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise PlacementError(f"{len(errors)} guests cannot be placed: " + "; ".join(map(str, errors)))
-        return planned
+                taken.update(dict.fromkeys(held_cpus(self.topology, layout), request.name))
+        failures = [errors[index] for index in sorted(errors)]
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise PlacementError(f"{len(failures)} guests cannot be placed: " + "; ".join(map(str, failures)))
+        items = [planned[index] for index in range(len(requests))]
+        self.place(items, autostart)
+        if self.capacity != "ignore":
+            self.check_capacity(items, others, unread)
+        return items
+
+    def dedicated(self, request: GuestRequest, readings: Mapping[str, tuple[LibvirtGuest, str, Any]]) -> bool:
+        """Whether the request asks for dedicated pinning (a spec that does not parse is planned in turn)."""
+        if request.state == "absent":
+            return False
+        try:
+            return self.spec_for(request, readings[request.name][2]).pinning in ("core", "thread")
+        except VnumaError:
+            return False
+
+    def place(self, items: Sequence[_Planned], autostart: set[str]) -> None:
+        """Where each guest would be (its planned definition) and is (its current one) on the host."""
+        planned: list[GuestBinding] = []
+        current: list[GuestBinding] = []
+        for item in items:
+            name = item.request.name
+            starts = name in autostart
+            if item.plan is None:
+                # state: absent: the flat definition it is given.
+                planned.append(binding_from_domain(item.target, name, item.running, starts))
+            else:
+                planned.append(self.planned_binding(item, starts))
+            current.append(binding_from_domain(item.current or item.target, name, item.running, starts))
+        for item, after, before in zip(
+            items, place_guests(self.topology, planned), place_guests(self.topology, current), strict=True
+        ):
+            item.placement, item.before = after, before
+
+    def planned_binding(self, item: _Planned, autostart: bool) -> GuestBinding:
+        """The binding of the planned definition, with the DIMMs it keeps and those this call hot-adds."""
+        plan = item.plan
+        assert plan is not None
+        layout = plan.layout
+        dimms = [
+            DimmBinding(cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask)
+            for device in plan.target.memory_devices
+        ]
+        wanted = item.request.hotplug_memory_kib
+        present = _dimms(plan.current.memory_devices)
+        missing = 0 if wanted is None else wanted - sum(size for _cell, size in present)
+        if missing > 0:
+            dimms.extend(
+                DimmBinding(cell=dimm.cell, size_kib=dimm.size_kib, host_nodes=tuple(dimm.host_nodes))
+                for dimm in plan_dimms(layout, missing, present)
+            )
+        # Read from the definition to be written, not the layout alone: the user's own <hugepages>
+        # and <emulatorpin> stay when the spec does not set them, and they decide where memory lives.
+        written = binding_from_domain(
+            plan.target, item.request.name, item.running, autostart, held_cpus(self.topology, layout)
+        )
+        return replace(written, dimms=tuple(dimms), source="planned")
+
+    def check_capacity(self, items: Sequence[_Planned], others: Sequence[GuestBinding], unread: list[str]) -> None:
+        """Check the host's capacity with this call's plans in place.
+
+        With ``capacity: fail``, a CapacityError when a planned guest takes part in a problem.
+        """
+        placements = [item.placement for item in items if item.placement is not None]
+        report = check_capacity(
+            self.topology, [*placements, *place_guests(self.topology, others)], reserved_kib=self.reserved_kib
+        )
+        if unread:
+            report = replace(report, warnings=(*report.warnings, *unread))
+        self.capacity_report = report
+        if report.blocking and self.capacity == "fail":
+            raise CapacityError(report)
 
     def spec_for(self, request: GuestRequest, root: Any) -> VnumaSpec:
         """The stored spec with the explicitly given options on top (defaults when nothing is stored)."""
@@ -264,7 +373,7 @@ class Converger:
         else:
             spec = self.spec_for(request, root)
             plan = plan_domain(root, self.topology, spec, others, request.current_vcpus)
-            target, changes = plan.target, list(plan.changes)
+            current, target, changes = plan.current, plan.target, list(plan.changes)
             if request.hotplug_memory_kib is not None:
                 self.check_hotplug_memory(plan, request.hotplug_memory_kib)
         new_xml = None
@@ -283,7 +392,9 @@ class Converger:
             online = _online(live)
             # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
             pending = [change for change in live.changes(target) if not change.path.startswith(_HOTPLUG_PREFIXES)]
-        return _Planned(request, guest, xml, root, running, plan, target, changes, new_xml, online, pending)
+        return _Planned(
+            request, guest, xml, root, running, plan, target, changes, new_xml, online, pending, current=current
+        )
 
     def check_hotplug_memory(self, plan: DomainPlan, wanted_kib: int) -> None:
         present = _dimms(plan.current.memory_devices)
@@ -299,30 +410,87 @@ class Converger:
     # -- applying ---------------------------------------------------------------------------------
 
     def converge(self, requests: Sequence[GuestRequest]) -> list[GuestResult]:
-        return [self.apply_one(item) for item in self.plan_all(requests)]
+        """Plan everything, then define every guest, restart those that need it together, then the live changes."""
+        planned = self.plan_all(requests)
+        results = [self.define_one(item) for item in planned]
+        if self.restart == "if_needed":
+            self.restart_together(
+                [(item, result) for item, result in zip(planned, results, strict=True) if result.restart_required]
+            )
+        for item, result in zip(planned, results, strict=True):
+            self.live_changes(item, result)
+        return results
 
-    def apply_one(self, item: _Planned) -> GuestResult:
+    def define_one(self, item: _Planned) -> GuestResult:
+        """The result of one guest, and its new definition written (after a backup when asked)."""
         name = item.request.name
         result = GuestResult(name=name, changes=list(item.changes), running=item.running)
         result.layout = item.plan.layout if item.plan is not None else None
         result.changed = bool(item.changes)
         result.restart_required = item.needs_restart()
+        if item.placement is not None:
+            result.alignment = {key: value for key, value in item.placement.to_dict().items() if key != "name"}
+        if item.before is not None:
+            result.locality_before = round(item.before.locality, 4)
         if item.changes and not self.check_mode:
             if self.backup_dir is not None:
                 result.backup_file = self.write_backup(name, item.original_xml)
             self.define_and_verify(item)
-        repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
-        if item.running and repinned and not result.restart_required and item.plan is not None:
-            self.repin_live(item, result)
-        if result.restart_required and self.restart == "if_needed":
+        return result
+
+    def restart_together(self, batch: Sequence[tuple[_Planned, GuestResult]]) -> None:
+        """Shut every guest of ``batch`` down at once, wait for all against one deadline, then start them all.
+
+        After the deadline the guests still running are powered off with ``force``; without it they
+        are left running, the others are started again, and the error names those that did not stop.
+        """
+        for _item, result in batch:
+            # A restart changes the running guest even when the definition was changed by an earlier run.
             result.restarted = True
-            if not self.check_mode:
-                item.guest.shutdown(self.shutdown_timeout, self.force)
-                item.guest.start()
+            result.changed = True
             result.restart_required = False
+        if self.check_mode or not batch:
+            return
+        waiting = [item.guest for item, _result in batch if item.guest.ask_shutdown()]
+        deadline = time.monotonic() + self.shutdown_timeout
+        while waiting:
+            waiting = [guest for guest in waiting if guest.is_running()]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(min(_SHUTDOWN_POLL, max(deadline - time.monotonic(), 0.0)))
+        errors: list[VnumaError] = []
+        if self.force:
+            # libvirtd takes a second or two to power a QEMU off (SIGTERM, then it waits for the exit): in
+            # parallel, the batch is down for the slowest one, not for the sum.
+            failed = _each(waiting, LibvirtGuest.destroy)
+            errors.extend(failed.values())
+            stuck = set(failed)
+        else:
+            stuck = {guest.name for guest in waiting}
+            if stuck:
+                errors.append(_not_stopped(sorted(stuck), self.shutdown_timeout))
+        # The others are down with their new definition: started again even when some did not stop.
+        # One after the other: starting QEMUs at once only makes them compete for the host's CPUs.
+        for item, _result in batch:
+            if item.guest.name in stuck:
+                continue
+            try:
+                item.guest.start()
+            except LibvirtOperationError as error:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise LibvirtOperationError("; ".join(map(str, errors)))
+
+    def live_changes(self, item: _Planned, result: GuestResult) -> None:
+        """What a guest takes without a (further) boot: re-pinning when it keeps running, then hot-plug."""
+        repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
+        stays_up = not result.restart_required and not result.restarted
+        if item.running and repinned and stays_up and item.plan is not None:
+            self.repin_live(item, result)
         if item.plan is not None:
             self.hotplug(item, result)
-        return result
 
     def write_backup(self, name: str, xml: str) -> str:
         directory = self.backup_dir or "."
@@ -424,6 +592,35 @@ class Converger:
                     live=into_running,
                     persistent=True,
                 )
+
+
+def _each(guests: Sequence[LibvirtGuest], action: Callable[[LibvirtGuest], None]) -> dict[str, VnumaError]:
+    """Run ``action`` on every guest at once (a thread each; libvirt connections are thread-safe).
+
+    The errors by guest name; the guests without one succeeded.
+    """
+    if not guests:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(guests), _PARALLEL)) as pool:
+        futures = {guest.name: pool.submit(action, guest) for guest in guests}
+    errors: dict[str, VnumaError] = {}
+    for name, future in futures.items():
+        error = future.exception()
+        if isinstance(error, VnumaError):
+            errors[name] = error
+        elif error is not None:
+            raise error
+    return errors
+
+
+def _not_stopped(names: Sequence[str], timeout: float) -> LibvirtOperationError:
+    if len(names) == 1:
+        return LibvirtOperationError(
+            f"did not shut down within {timeout:g} seconds; set force to power it off", guest=names[0]
+        )
+    return LibvirtOperationError(
+        f"guests {', '.join(names)} did not shut down within {timeout:g} seconds; set force to power them off"
+    )
 
 
 def _dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:

@@ -13,11 +13,14 @@ dict; every refusal is a ``VnumaError`` for the module to turn into ``fail_json`
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
+    parse_capabilities,
+    read_host_capabilities,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capacity import CapacityReport
 from ansible_collections.vnuma.libvirt.plugins.module_utils._converge import Converger, GuestRequest, GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
@@ -32,17 +35,6 @@ __all__ = ["SPEC_OPTIONS", "GUEST_OPTIONS", "run_domain", "read_host_capabilitie
 SPEC_OPTIONS = tuple(VnumaSpec().to_mapping())
 # Per-guest options besides the spec.
 GUEST_OPTIONS = ("state", "current_vcpus", "hotplug_memory")
-
-
-def read_host_capabilities(value: str) -> str:
-    """``host_capabilities`` is XML text, or the path of a file holding it."""
-    if value.lstrip().startswith("<"):
-        return value
-    try:
-        with open(os.path.expanduser(value), encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as error:
-        raise SpecError(f"host_capabilities: cannot read {value!r}: {error.strerror}") from None
 
 
 _INTEGERS = ("cells", "memory_slots", "current_vcpus")
@@ -116,19 +108,30 @@ def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> 
             force=params["force"],
             shutdown_timeout=params["shutdown_timeout"],
             backup_dir=backup_dir,
+            capacity=params.get("capacity") or "fail",
+            reserved_kib=parse_size(params.get("reserved_memory") or 0, what="reserved_memory"),
         )
         requests = build_requests(params, host.guest_names())
         results = converger.converge(requests)
-    return _result(params, results, want_diff)
+    return _result(params, results, want_diff, converger.capacity_report)
 
 
-def _result(params: Mapping[str, Any], results: list[GuestResult], want_diff: bool) -> dict[str, Any]:
+def _result(
+    params: Mapping[str, Any], results: list[GuestResult], want_diff: bool, capacity: CapacityReport | None = None
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "changed": any(item.changed for item in results),
         "guests": [item.as_dict() for item in results],
         "restart_required": any(item.restart_required for item in results),
         "restart_required_guests": [item.name for item in results if item.restart_required],
     }
+    if capacity is not None:
+        result["capacity"] = capacity.to_dict()
+        # Shown by Ansible: what the report found that did not stop the call (with capacity: fail, the
+        # problems among the other guests alone; with report, every problem).
+        warnings = [f"capacity: {text}" for text in (*capacity.problems, *capacity.warnings)]
+        if warnings:
+            result["warnings"] = warnings
     if params.get("name") and results:
         single = results[0]
         result.update(
@@ -137,6 +140,8 @@ def _result(params: Mapping[str, Any], results: list[GuestResult], want_diff: bo
             restarted=single.restarted,
             backup_file=single.backup_file,
             live=single.live,
+            alignment=single.alignment,
+            locality_before=single.locality_before,
         )
         if want_diff:
             result["diff"] = single.diff()

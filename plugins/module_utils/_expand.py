@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
@@ -54,16 +55,27 @@ SPEC_SOURCES = ("element", "metadata", None)
 
 @dataclass(frozen=True)
 class ExpandResult:
-    """The expanded domain XML, the layout rendered into it, and what changed in the owned parts."""
+    """The expanded domain XML, the layout rendered into it, and what changed in the owned parts.
+
+    ``changes`` is worked out when first asked for: the ``vnuma_expand`` filter only wants the XML,
+    and a large guest has thousands of changed values.
+    """
 
     xml: str
     layout: Layout | None
     spec_source: str | None
-    changes: list[Change] = field(default_factory=list)
+    plan: DomainPlan | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def changes(self) -> list[Change]:
+        """What changed in the owned parts (the stored spec is not one of them)."""
+        if self.plan is None:
+            return []
+        return [change for change in self.plan.changes if change.path != "metadata/vnuma"]
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes) or self.spec_source == "element"
+        return self.spec_source == "element" or bool(self.changes)
 
 
 # What may surround the root element: the XML declaration, comments, processing instructions, blanks.
@@ -74,6 +86,13 @@ _MISC = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
 _TOKEN = re.compile(r"<!--.*?-->|<\?.*?\?>|<[^!?/][^>]*>", re.DOTALL)
 _DOUBLE_QUOTED = re.compile(r"(\s[^\s=<>]+=)\"([^\"']*)\"")
 _SINGLE_QUOTED = re.compile(r"\s[^\s=<>]+='")
+# Comments and processing instructions of serialised XML, as separators (kept by re.split).
+_COMMENT_OR_PI = re.compile(r"(<!--.*?-->|<\?.*?\?>)", re.DOTALL)
+# A '"' in character data: after a '>', before any '<'.  (lxml writes '<' and '>' in character data
+# and in attribute values as references, so each '<' opens markup and each '>' closes it, outside
+# comments and processing instructions.)  The text before the first '<' is looked at apart: an
+# alternative with '^' here would be tried at every position, several times slower.
+_QUOTE_IN_TEXT = re.compile(r'>[^<"]*"')
 
 
 def _single_quoted(match: re.Match[str]) -> str:
@@ -99,7 +118,22 @@ def _quotes_like(body: str, original: str) -> str:
     doubles = original.count('="')
     if singles <= doubles:
         return body
-    return _TOKEN.sub(_single_quoted, body)
+    if "<!--" not in body and "<?" not in body:
+        return _single_quoted_markup(body)
+    parts = _COMMENT_OR_PI.split(body)
+    # Odd parts are the comments and processing instructions: left as they are.
+    return "".join(part if index % 2 else _single_quoted_markup(part) for index, part in enumerate(parts))
+
+
+def _single_quoted_markup(markup: str) -> str:
+    """``markup`` (no comment or processing instruction in it) with its attribute values single-quoted."""
+    first_tag = markup.find("<")
+    leading_text = markup if first_tag < 0 else markup[:first_tag]
+    if "'" not in markup and '"' not in leading_text and not _QUOTE_IN_TEXT.search(markup):
+        # Every '"' delimits an attribute value: turn them all at once, as _single_quoted would
+        # turn each tag (a large guest has thousands of them).
+        return markup.replace('"', "'")
+    return _TOKEN.sub(_single_quoted, markup)
 
 
 def _serialize(root: Any, original: str) -> str:
@@ -126,7 +160,8 @@ class DomainPlan:
     """What a spec makes of one domain on one host, before anything is written.
 
     ``changes`` lists the owned values that differ, plus ``metadata/vnuma`` when the stored spec
-    differs from the one planned.
+    differs from the one planned.  It is worked out when first asked for, from the models: the
+    models are immutable, so it does not matter whether the plan was written into a tree since.
     """
 
     name: str | None
@@ -134,7 +169,19 @@ class DomainPlan:
     layout: Layout
     current: DomainNuma
     target: DomainNuma
-    changes: list[Change]
+    # The spec the domain's <metadata> held when planned (None: none).
+    stored: VnumaSpec | None = None
+
+    @cached_property
+    def changes(self) -> list[Change]:
+        try:
+            changes = self.current.changes(self.target)
+        except VnumaError as error:
+            raise error.naming(self.name) from None
+        if self.stored != self.spec:
+            before = None if self.stored is None else _spec_text(self.stored)
+            changes.append(Change("metadata/vnuma", before, _spec_text(self.spec)))
+        return changes
 
 
 def plan_domain(
@@ -154,14 +201,10 @@ def plan_domain(
         current = DomainNuma.from_domain(root)
         layout = compute_layout(topology, spec, guest, taken_cpus)
         target = DomainNuma.from_layout(layout, current)
-        changes = current.changes(target)
         stored = read_stored_spec(root)
-        if stored != spec:
-            before = None if stored is None else _spec_text(stored)
-            changes.append(Change("metadata/vnuma", before, _spec_text(spec)))
     except VnumaError as error:
         raise error.naming(name) from None
-    return DomainPlan(name=name, spec=spec, layout=layout, current=current, target=target, changes=changes)
+    return DomainPlan(name=name, spec=spec, layout=layout, current=current, target=target, stored=stored)
 
 
 def _spec_text(spec: VnumaSpec) -> str:
@@ -204,13 +247,14 @@ def expand_domain(
             spec = read_stored_spec(root)
             source = "metadata"
         if spec is None:
-            return ExpandResult(xml=domain_xml, layout=None, spec_source=None, changes=[])
+            return ExpandResult(xml=domain_xml, layout=None, spec_source=None)
         plan = plan_domain(root, _host_topology(host), spec, taken_cpus)
     except VnumaError as error:
         raise error.naming(name) from None
-    changes = [change for change in plan.changes if change.path != "metadata/vnuma"]
-    if source == "metadata" and not changes:
-        # Already expanded for this host: hand the document back as it came, byte for byte.
-        return ExpandResult(xml=domain_xml, layout=plan.layout, spec_source=source, changes=[])
+    if source == "metadata":
+        unchanged = ExpandResult(xml=domain_xml, layout=plan.layout, spec_source=source, plan=plan)
+        if not unchanged.changes:
+            # Already expanded for this host: hand the document back as it came, byte for byte.
+            return unchanged
     render_plan(root, plan)
-    return ExpandResult(xml=_serialize(root, domain_xml), layout=plan.layout, spec_source=source, changes=changes)
+    return ExpandResult(xml=_serialize(root, domain_xml), layout=plan.layout, spec_source=source, plan=plan)

@@ -16,7 +16,8 @@ import contextlib
 import fnmatch
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
@@ -30,7 +31,7 @@ except ImportError:  # pragma: no cover - exercised by the import sanity test
 else:
     LIBVIRT_IMPORT_ERROR = None
 
-__all__ = ["LIBVIRT_IMPORT_ERROR", "HAS_LIBVIRT", "LibvirtHost", "LibvirtGuest"]
+__all__ = ["LIBVIRT_IMPORT_ERROR", "HAS_LIBVIRT", "LibvirtHost", "LibvirtGuest", "GuestEntry"]
 
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
 
@@ -49,6 +50,52 @@ def _call(what: str, function: Callable[..., _Result], *args: Any, guest: str | 
 
 def _error_code(name: str) -> int | None:
     return getattr(libvirt, name, None)
+
+
+def _unsupported(error: Any) -> bool:
+    """Whether libvirt refused a call because the connection's driver does not implement it."""
+    return error.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT
+
+
+# virDomainState (libvirt-domain.h): the values are libvirt's stable ABI, the names those of `virsh domstate`
+# without their spaces.
+_STATES = {
+    0: "nostate",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutdown",
+    5: "shutoff",
+    6: "crashed",
+    7: "pmsuspended",
+}
+
+
+def _runs(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted ids as (first, count) runs of consecutive ids: ``0,1,2,8`` -> ``(0, 3), (8, 1)``."""
+    runs: list[tuple[int, int]] = []
+    for value in sorted(set(ids)):
+        if runs and runs[-1][0] + runs[-1][1] == value:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((value, 1))
+    return runs
+
+
+@dataclass(frozen=True)
+class GuestEntry:
+    """One defined guest as listed: its state and whether it starts with the host."""
+
+    guest: LibvirtGuest
+    # One of _STATES' names ("running", "paused", "shutoff"...).
+    state: str
+    # Whether the guest has a QEMU process (running, paused, being shut down...): what runs now.
+    active: bool
+    autostart: bool
+
+    @property
+    def name(self) -> str:
+        return self.guest.name
 
 
 class LibvirtHost:
@@ -114,9 +161,112 @@ class LibvirtHost:
             for domain in _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
         ]
 
+    def autostart_names(self) -> list[str]:
+        """Names of the guests that start with the host, in one call (capacity counts them as running)."""
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART
+        return [
+            domain.name()
+            for domain in _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
+        ]
+
+    def listing(self) -> list[GuestEntry]:
+        """Every guest with its state and autostart, sorted by name, in three calls whatever the guest count.
+
+        One ``getAllDomainStats`` per activity (it gives each domain's state with the domain) and one
+        ``listAllDomains`` of the autostart guests, instead of two round trips per guest.  A driver
+        without domain statistics is asked per guest instead.
+        """
+        what = f"listing the guests of {self.uri}"
+        autostart = set(self.autostart_names())
+        entries = []
+        for active, flag in (
+            (True, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE),
+            (False, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_INACTIVE),
+        ):
+            for domain, state in self._states(what, active, flag):
+                guest = LibvirtGuest(domain, domain.name())
+                entries.append(GuestEntry(guest, _STATES.get(state, "unknown"), active, guest.name in autostart))
+        return sorted(entries, key=lambda entry: entry.name)
+
+    def _states(self, what: str, active: bool, flag: int) -> list[tuple[Any, int]]:
+        try:
+            stats = self.connection.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, flag)
+            return [(domain, values.get("state.state", 0)) for domain, values in stats]
+        except libvirt.libvirtError as error:
+            if not _unsupported(error):
+                raise LibvirtOperationError(f"{what}: {error.get_error_message()}") from None
+        list_flag = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if active else libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE
+        domains = _call(what, self.connection.listAllDomains, list_flag)
+        return [(domain, _call(what, domain.state, 0, guest=domain.name())[0]) for domain in domains]
+
+    def free_memory_kib(self, node_ids: Iterable[int]) -> dict[int, int] | None:
+        """Free memory per host node in KiB (virNodeGetCellsFreeMemory), None when the driver cannot tell.
+
+        One call per run of consecutive node ids: libvirt counts cells by id, and a host with sparse
+        ids (0 and 8) has no cells in between to ask about.
+        """
+        # The API reports bytes; libvirt's test driver returns its cells' sizes in KiB instead
+        # (testNodeGetCellsFreeMemory), which would read as 1024 times too little.
+        scale = 1 if _call(f"reading the driver of {self.uri}", self.connection.getType) == "TEST" else 1024
+        free: dict[int, int] = {}
+        for first, count in _runs(node_ids):
+            try:
+                values = self.connection.getCellsFreeMemory(first, count)
+            except libvirt.libvirtError as error:
+                if _unsupported(error):
+                    return None
+                raise LibvirtOperationError(
+                    f"reading the free memory of host nodes {first}-{first + count - 1} at {self.uri}: "
+                    f"{error.get_error_message()}"
+                ) from None
+            free.update({first + offset: value // scale for offset, value in enumerate(values)})
+        return free
+
+    def free_pages(self, sizes: Mapping[int, Sequence[int]]) -> dict[int, dict[int, int]] | None:
+        """Free pages per host node and page size (virNodeGetFreePages), None when the driver cannot tell.
+
+        ``sizes`` maps each node to the page sizes (KiB) of its pools; each node is asked for its own
+        sizes only, as the kernel has no counter for a size a node has no pool of.  A node the driver
+        leaves out of its answer (libvirt's test driver answers nothing) is left out here too.
+        """
+        free: dict[int, dict[int, int]] = {}
+        for node, node_sizes in sorted(sizes.items()):
+            if not node_sizes:
+                continue
+            try:
+                answer = self.connection.getFreePages(list(node_sizes), node, 1, 0)
+            except libvirt.libvirtError as error:
+                if _unsupported(error):
+                    return None
+                raise LibvirtOperationError(
+                    f"reading the free hugepages of host node {node} at {self.uri}: {error.get_error_message()}"
+                ) from None
+            if node in answer:
+                free[node] = {int(size): int(count) for size, count in answer[node].items()}
+        return free
+
     def guests(self) -> list[LibvirtGuest]:
         domains = _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)
         return sorted((LibvirtGuest(domain, domain.name()) for domain in domains), key=lambda guest: guest.name)
+
+    def definitions(self) -> list[tuple[LibvirtGuest, str]]:
+        """Every guest with its inactive definition, sorted by name.
+
+        A guest undefined by another client between the listing and the read is left out: it holds
+        nothing on the host any more (and a guest asked for by name is then reported missing).
+        """
+        found = []
+        for guest in self.guests():
+            try:
+                xml = guest.domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            except libvirt.libvirtError as error:
+                if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue
+                raise LibvirtOperationError(
+                    f"reading the guest definition: {error.get_error_message()}", guest=guest.name
+                ) from None
+            found.append((guest, xml))
+        return found
 
     def define(self, xml: str, guest: str | None = None) -> LibvirtGuest:
         """Define (or redefine) a guest, validated against libvirt's schema first."""
@@ -145,21 +295,41 @@ class LibvirtGuest:
     def live_xml(self) -> str:
         return self._call("reading the running guest", self.domain.XMLDesc, 0)
 
-    def shutdown(self, timeout: float, force: bool) -> None:
-        """Shut down gracefully within ``timeout`` seconds; destroy after that only when ``force``."""
+    def xml_if_defined(self, live: bool = False) -> str | None:
+        """The persistent (or live) definition, or None when the guest was undefined since it was listed.
+
+        A listing and the reads after it are not atomic: on a busy host guests come and go.
+        """
+        flags = 0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE
+        try:
+            return self.domain.XMLDesc(flags)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            what = "reading the running guest" if live else "reading the guest definition"
+            raise LibvirtOperationError(f"{what}: {error.get_error_message()}", guest=self.name) from None
+
+    def ask_shutdown(self) -> bool:
+        """Ask a running guest to shut down (ACPI), without waiting; False when it was not running.
+
+        The caller waits: a batch of guests shares one deadline (``Converger.restart_together``).
+        """
         if not self.is_running():
-            return
+            return False
         self._call("asking the guest to shut down", self.domain.shutdown)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.is_running():
+        return True
+
+    def destroy(self) -> None:
+        """Power the guest off; a guest that stopped meanwhile is left as it is."""
+        try:
+            self.domain.destroy()
+        except libvirt.libvirtError as error:
+            # "domain is not running": it finished its own shutdown between the last look and now.
+            if error.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not self.is_running():
                 return
-            time.sleep(0.5)
-        if not force:
             raise LibvirtOperationError(
-                f"did not shut down within {timeout:g} seconds; set force to power it off", guest=self.name
-            )
-        self._call("powering the guest off", self.domain.destroy)
+                f"powering the guest off: {error.get_error_message()}", guest=self.name
+            ) from None
 
     def start(self) -> None:
         self._call("starting the guest", self.domain.create)

@@ -409,19 +409,21 @@ class _Partitioner:
     # -- distances --------------------------------------------------------------------------------
 
     def distances(self, places: list[_CellPlace]) -> list[tuple[int, ...]]:
-        rows: list[tuple[int, ...]] = []
-        for first in places:
-            row: list[int] = []
-            for second in places:
-                if first is second:
-                    row.append(LOCAL_DISTANCE)
-                elif first.nodes == second.nodes:
-                    row.append(SAME_NODE_DISTANCE)
+        count = len(places)
+        matrix = [[LOCAL_DISTANCE] * count for _place in places]
+        # The distance between two cells does not depend on their order (host_distance is symmetric,
+        # and so is the minimum over both node sets): each pair is worked out once, for both cells.
+        for index, first in enumerate(places):
+            for other in range(index + 1, count):
+                second = places[other]
+                if first.nodes == second.nodes:
+                    value = SAME_NODE_DISTANCE
                 else:
-                    value = min(self.host_distance(a, b) for a in first.nodes for b in second.nodes)
-                    row.append(max(value, SAME_NODE_DISTANCE))
-            rows.append(tuple(row))
-        return rows
+                    value = max(
+                        min(self.host_distance(a, b) for a in first.nodes for b in second.nodes), SAME_NODE_DISTANCE
+                    )
+                matrix[index][other] = matrix[other][index] = value
+        return [tuple(row) for row in matrix]
 
     # -- pinning ----------------------------------------------------------------------------------
 
@@ -460,10 +462,12 @@ class _Partitioner:
                     # A host core holding a CPU of another guest is not shared at all: its free siblings
                     # would run next to that guest's vCPU (pinning thread, docs/partitioning.md §7), and
                     # it is not whole (pinning core).
-                    free[node] = [
-                        [] if any(cpu in self.taken for cpu in core) else list(core)
-                        for core in self.topology.node(node).cores
-                    ]
+                    cores = self.topology.node(node).cores
+                    free[node] = (
+                        [[] if self.taken.keys() & core else list(core) for core in cores]
+                        if self.taken
+                        else [list(core) for core in cores]
+                    )
         pins: list[tuple[int, ...]] = [()] * self.guest.vcpus
         held: set[int] = set()
         for cell, vcpus in enumerate(cell_vcpus):
@@ -474,7 +478,13 @@ class _Partitioner:
             pool = [core for node in nodes for core in free[node]]
             if whole_cores:
                 width = max(threads, 1)
-                full = [core for core in pool if core and len(core) >= width and len(core) == self.full_width(core)]
+                # A core is whole when its free threads are all the online threads of its host core.
+                core_width = self.topology.core_width
+                full = [
+                    core
+                    for core in pool
+                    if core and len(core) >= width and len(core) == core_width.get(core[0], len(core))
+                ]
                 if len(full) < len(guest_cores):
                     self.refuse_dedicated(cell, nodes, len(guest_cores), len(full), "cores")
                 for guest_core, host_core in zip(guest_cores, full, strict=False):
@@ -496,10 +506,6 @@ class _Partitioner:
                 for core in pool:
                     core[:] = [cpu for cpu in core if cpu not in held]
         return pins, held
-
-    def full_width(self, core: list[int]) -> int:
-        """The number of online threads of the host core that ``core`` (its free threads) belongs to."""
-        return self.topology.core_width.get(core[0], len(core))
 
     def refuse_dedicated(self, cell: int, nodes: Sequence[int], need: int, have: int, unit: str) -> None:
         taken = self.owners(nodes)

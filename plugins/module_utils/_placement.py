@@ -121,7 +121,8 @@ class CellPlacement:
     memory_mode: str | None
     memory_nodes: tuple[int, ...]
     hugepage_kib: int | None
-    # Host node -> share of the cell's vCPU time there (sums to 1.0 when the cell has vCPUs).
+    # Host node -> share of the cell's vCPU time there: sums to 1.0 when the cell has vCPUs, less when
+    # some vCPU is pinned only to CPUs the host lacks (a definition for another host: it runs nowhere here).
     cpu_share: Mapping[int, float]
     # Host node -> KiB of the cell's memory there (sums to memory_kib).
     memory_share: Mapping[int, int]
@@ -224,7 +225,7 @@ class _Placer:
         self.topology = topology
         self.all_cpus = tuple(sorted(topology.cpu_node))
         self.memory_weights = {node.id: node.memory_kib for node in topology.nodes if node.memory_kib > 0}
-        self.known_nodes = {node.id for node in topology.nodes}
+        self.node_shares: dict[tuple[int, ...], dict[int, float]] = {}
 
     def memory_share(self, mode: str | None, nodes: Iterable[int], memory_kib: int) -> dict[int, int]:
         if mode is None:
@@ -234,19 +235,32 @@ class _Placer:
         return split_evenly(memory_kib, sorted(set(nodes)))
 
     def cpu_share(self, binding: GuestBinding, vcpus: Iterable[int]) -> dict[int, float]:
+        # vCPUs mostly share one affinity (the cell's nodes, or the whole host): count each once.
+        counts: dict[tuple[int, ...], int] = {}
+        for vcpu in vcpus:
+            affinity = binding.vcpu_affinity(vcpu, self.all_cpus)
+            counts[affinity] = counts.get(affinity, 0) + 1
         share: dict[int, float] = {}
-        vcpu_list = list(vcpus)
-        if not vcpu_list:
-            return share
-        for vcpu in vcpu_list:
-            cpus = [cpu for cpu in binding.vcpu_affinity(vcpu, self.all_cpus) if cpu in self.topology.cpu_node]
-            if not cpus:
-                continue
-            weight = 1.0 / (len(cpus) * len(vcpu_list))
+        for affinity, count in counts.items():
+            for node, cpus in self.nodes_of(affinity).items():
+                share[node] = share.get(node, 0.0) + count * cpus
+        # Divided once at the end: six vCPUs pinned one CPU each on one node make 6/6 = 1.0, where
+        # six additions of 1/6 make 0.9999999999999999 and a cell pinned to one node would not score 1.0.
+        total = sum(counts.values())
+        return {node: value / total for node, value in share.items()}
+
+    def nodes_of(self, cpus: tuple[int, ...]) -> dict[int, float]:
+        """Host node -> the share of ``cpus`` on it (CPUs the host lacks are left out)."""
+        found = self.node_shares.get(cpus)
+        if found is None:
+            per_node: dict[int, int] = {}
             for cpu in cpus:
-                node = self.topology.cpu_node[cpu]
-                share[node] = share.get(node, 0.0) + weight
-        return share
+                node = self.topology.cpu_node.get(cpu)
+                if node is not None:
+                    per_node[node] = per_node.get(node, 0) + 1
+            known = sum(per_node.values())
+            found = self.node_shares[cpus] = {node: count / known for node, count in per_node.items()} if known else {}
+        return found
 
     def cell(self, binding: GuestBinding, cell: CellBinding) -> CellPlacement:
         memory = self.memory_share(cell.memory_mode, cell.memory_nodes, cell.memory_kib)
@@ -258,7 +272,9 @@ class _Placer:
         if not cell.vcpus:
             aligned = cell.memory_mode is not None
         else:
-            aligned = cell.memory_mode is not None and bool(memory_nodes) and memory_nodes == cpu_nodes
+            # Every vCPU must run on the memory's nodes: one that cannot run on this host at all does not.
+            runs_here = sum(cpu.values()) > 1.0 - 1e-9
+            aligned = cell.memory_mode is not None and runs_here and bool(memory_nodes) and memory_nodes == cpu_nodes
         return CellPlacement(
             id=cell.id,
             vcpus=cell.vcpus,

@@ -4,16 +4,23 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""A domain definition as a ``GuestBinding``: its cells, memory binding and pins, hand-written ones too."""
+"""A domain definition as a ``GuestBinding``: its cells, memory binding and pins, hand-written ones too.
+
+Also the host CPUs a definition holds for itself (``dedicated_cpus``): the converge engine avoids
+them when it places other guests, and vnuma_info reports them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import CellBinding, DimmBinding, GuestBinding
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec
 
-__all__ = ["binding_from_domain"]
+__all__ = ["binding_from_domain", "dedicated_cpus"]
 
 
 def _cell_page_sizes(numa: DomainNuma) -> dict[int | None, int]:
@@ -72,7 +79,8 @@ def binding_from_domain(
         name=name,
         cells=tuple(cells),
         vcpu_cpus={pin.vcpu: pin.cpuset for pin in numa.vcpupins},
-        default_cpus=numa.vcpu.cpuset if numa.vcpu is not None else None,
+        # placement='auto' runs the vCPUs where numad advises and ignores the cpuset (formatdomain.html#cpu-allocation).
+        default_cpus=numa.vcpu.cpuset if numa.vcpu is not None and numa.vcpu.placement != "auto" else None,
         emulator_cpus=numa.emulatorpin.cpuset if numa.emulatorpin is not None else None,
         dimms=tuple(
             DimmBinding(cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask)
@@ -82,3 +90,25 @@ def binding_from_domain(
         running=running,
         autostart=autostart,
     )
+
+
+def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, str]:
+    """Host CPUs a guest holds for itself: its single-CPU pins, and whole cores under ``pinning: core``.
+
+    A guest the collection placed says how in its stored spec; a hand-pinned guest counts as
+    dedicated wherever a vCPU is pinned to exactly one host CPU.
+    """
+    spec = read_stored_spec(root)
+    if spec is not None and spec.pinning not in ("core", "thread"):
+        return {}
+    held: dict[int, str] = {}
+    for element in root.iterfind("cputune/vcpupin"):
+        cpuset = element.get("cpuset", "")
+        if cpuset.isdigit():
+            held[int(cpuset)] = name
+    if spec is not None and spec.pinning == "core":
+        for node in topology.nodes:
+            for core in node.cores:
+                if any(cpu in held for cpu in core):
+                    held.update(dict.fromkeys(core, name))
+    return held

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import NamedTuple
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import TopologyError
 
-__all__ = ["LOCAL_DISTANCE", "REMOTE_DISTANCE", "HostCpu", "HostNode", "HostTopology", "host_cpu"]
+__all__ = ["LOCAL_DISTANCE", "REMOTE_DISTANCE", "HostCpu", "HostNode", "HostTopology"]
 
 # libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
 # 20 for every other node (https://libvirt.org/formatcaps.html).
@@ -28,9 +28,13 @@ LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
 
 
-@dataclass(frozen=True)
-class HostCpu:
-    """One logical CPU.  Offline CPUs are reported by libvirt without socket/core ids."""
+class HostCpu(NamedTuple):
+    """One logical CPU.  Offline CPUs are reported by libvirt without socket/core ids.
+
+    A named tuple rather than a frozen dataclass: a large host has thousands of CPUs, and a tuple is
+    built several times faster (the capabilities parser makes one per CPU with ``tuple.__new__``),
+    while staying as immutable and comparing by value all the same.
+    """
 
     id: int
     socket_id: int | None = None
@@ -41,27 +45,6 @@ class HostCpu:
     @property
     def online(self) -> bool:
         return self.socket_id is not None
-
-
-def host_cpu(
-    id: int,
-    socket_id: int | None,
-    die_id: int | None,
-    core_id: int | None,
-    siblings: frozenset[int],
-    _new: Any = object.__new__,
-    _cls: type[HostCpu] = HostCpu,
-) -> HostCpu:
-    """``HostCpu(id, socket_id, die_id, core_id, siblings)``, built in half the time.
-
-    A frozen dataclass sets each field through ``object.__setattr__``; filling the instance's
-    dictionary at once gives an equal, as immutable object (``HostCpu`` has no ``__post_init__``).
-    The capabilities parser builds one per host CPU, thousands on a large host.  (The defaults bind
-    names once, for speed: they are not parameters.)
-    """
-    cpu = _new(_cls)
-    cpu.__dict__.update(id=id, socket_id=socket_id, die_id=die_id, core_id=core_id, siblings=siblings)
-    return cpu
 
 
 @dataclass(frozen=True)
@@ -79,25 +62,34 @@ class HostNode:
     @cached_property
     def usable_cpus(self) -> tuple[int, ...]:
         """Online CPU ids in ascending order: the CPUs a guest can be placed on."""
-        return tuple(sorted(cpu.id for cpu in self.cpus if cpu.online))
+        # `socket_id is not None` is HostCpu.online, inline: this runs once per CPU of the host.
+        return tuple(sorted([cpu.id for cpu in self.cpus if cpu.socket_id is not None]))
 
     @cached_property
     def cores(self) -> tuple[tuple[int, ...], ...]:
         """Physical cores as tuples of their online thread ids, ordered by their first thread."""
         usable = set(self.usable_cpus)
         groups: dict[object, set[int]] = {}
+        # The threads of a core share one siblings set (the parser even shares the object): work out
+        # the lowest online sibling once per distinct set, not once per thread.
+        first_of: dict[frozenset[int], int | None] = {}
         for cpu in self.cpus:
-            if not cpu.online:
+            if cpu.socket_id is None:
                 continue
-            siblings = cpu.siblings & usable
-            if siblings:
-                key: object = min(siblings)
-            elif cpu.core_id is not None:
-                key = ("core", cpu.socket_id, cpu.die_id, cpu.core_id)
+            siblings = cpu.siblings
+            if siblings in first_of:
+                key: object = first_of[siblings]
             else:
-                key = ("cpu", cpu.id)
-            groups.setdefault(key, set()).add(cpu.id)
-        return tuple(sorted((tuple(sorted(group)) for group in groups.values()), key=lambda core: core[0]))
+                online = siblings & usable
+                key = first_of[siblings] = min(online) if online else None
+            if key is None:
+                key = ("core", cpu.socket_id, cpu.die_id, cpu.core_id) if cpu.core_id is not None else ("cpu", cpu.id)
+            if key in groups:
+                groups[key].add(cpu.id)
+            else:
+                groups[key] = {cpu.id}
+        # Cores are disjoint, so their first threads differ and plain tuple order is by first thread.
+        return tuple(sorted([tuple(sorted(group)) for group in groups.values()]))
 
     @cached_property
     def threads_per_core(self) -> int:
@@ -129,17 +121,23 @@ class HostTopology:
         if not self.nodes:
             raise TopologyError("the host reports no NUMA nodes")
         by_id: dict[int, HostNode] = {}
-        owner: dict[int, int] = {}
         for node in self.nodes:
             if node.id in by_id:
                 raise TopologyError(f"host node {node.id} is reported twice")
             if node.memory_kib < 0:
                 raise TopologyError(f"host node {node.id} reports negative memory {node.memory_kib} KiB")
             by_id[node.id] = node
-            for cpu in node.cpus:
-                if cpu.id in owner:
-                    raise TopologyError(f"host CPU {cpu.id} is reported in host nodes {owner[cpu.id]} and {node.id}")
-                owner[cpu.id] = node.id
+        cpu_ids = [cpu.id for node in self.nodes for cpu in node.cpus]
+        if len(set(cpu_ids)) != len(cpu_ids):
+            # Rare, so only then is the CPU reported twice looked for, node by node, for the message.
+            owner: dict[int, int] = {}
+            for node in self.nodes:
+                for cpu in node.cpus:
+                    if cpu.id in owner:
+                        raise TopologyError(
+                            f"host CPU {cpu.id} is reported in host nodes {owner[cpu.id]} and {node.id}"
+                        )
+                    owner[cpu.id] = node.id
         ordered = tuple(sorted(self.nodes, key=lambda node: node.id))
         object.__setattr__(self, "nodes", ordered)
         object.__setattr__(self, "_by_id", by_id)

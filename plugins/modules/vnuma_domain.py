@@ -27,7 +27,13 @@ description:
   - NUMA-aware hotplug. O(current_vcpus) brings vCPUs online that keep the cells balanced, not simply the lowest ids.
     O(hotplug_memory) hot-adds DIMMs split over the cells, each bound to its cell's host nodes.
   - One call can converge many guests on one host (O(guests)). Every guest is planned before anything is written, so
-    a guest that cannot be placed stops the call with nothing changed.
+    a guest that cannot be placed stops the call with nothing changed. Guests with dedicated pinning (V(core),
+    V(thread)) are planned first, so the other guests of the call avoid their host CPUs.
+  - Before anything is written the host's capacity is checked across every guest on it that is running or autostart,
+    the planned ones with their new layout (O(capacity)). Memory bound to each host node, hugepage pools and dedicated
+    CPUs must fit; RV(capacity) explains where and who takes what.
+  - The guests of one call that need a restart are restarted together. All are shut down at once and share one
+    O(shutdown_timeout), then all are started again.
   - The rules are in the collection's C(docs/partitioning.md).
 author:
   - vnuma.libvirt contributors (@vnuma)
@@ -101,9 +107,33 @@ options:
     default: false
   shutdown_timeout:
     description:
-      - Seconds to wait for a graceful shutdown.
+      - Seconds to wait for a graceful shutdown. The guests restarted by one call share this one deadline.
     type: int
     default: 120
+  capacity:
+    description:
+      - What to do when the host cannot hold its guests with this call's plans in place.
+      - The check counts every guest on the host that is running or starts with the host (autostart). The guests of
+        this call count with their planned layout, the others with their current definition. A planned guest that is
+        shut off and not autostart does not count; a warning says when starting it now would over-commit the host.
+      - "Per host node, the normal memory bound there (cells and DIMMs) must fit the node's memory less its hugepage
+        pools and O(reserved_memory). Per node and page size, hugepage-backed memory must fit the pool. Memory bound
+        to no node must fit what the nodes have left. A dedicated host CPU must not be held by two guests nor named in
+        another guest's pins. A guest whose vCPUs are not pinned, on a host where some guest holds dedicated CPUs, is
+        a warning."
+      - V(fail) refuses the call, before anything is written, when a problem involves a guest of this call. Problems
+        among the other guests alone are reported and shown as warnings. The failure's result carries RV(capacity)
+        too.
+      - V(report) only reports, in RV(capacity) and as warnings. V(ignore) skips the check.
+    type: str
+    choices: [fail, report, ignore]
+    default: fail
+  reserved_memory:
+    description:
+      - Memory to keep free on every host node for the host itself, in KiB or with a unit (V(2 GiB)). The capacity
+        check takes it off each node's memory.
+    type: raw
+    default: 0
   backup:
     description:
       - Save each changed guest's previous inactive definition in O(backup_dir) before changing it.
@@ -115,6 +145,8 @@ options:
     type: path
     default: /var/lib/vnuma-libvirt/backups
 notes:
+  - The capacity check counts the memory a guest is given (cells and DIMMs), not what it uses at the moment. A
+    balloon does not lower it.
   - libvirt's QEMU driver rewrites some of what it is given (for example C(<memory>) becomes the sum of the cells).
     The module compares models, so those rewrites never show as changes.
   - Dedicated pinning (V(core), V(thread)) avoids host CPUs that other guests on the host hold. Such a guest was
@@ -161,7 +193,7 @@ EXAMPLES = r"""
   diff: true
   register: plan
 
-- name: Converge every web guest but the canary, restarting those that need it
+- name: Converge every web guest but the canary, restarting those that need it together
   vnuma.libvirt.vnuma_domain:
     guests:
       - web*
@@ -170,6 +202,20 @@ EXAMPLES = r"""
     exclude: [web-canary]
     restart: if_needed
     force: true
+
+- name: Plan a fleet of guests and see whether the host holds them, keeping 4 GiB per node for the host
+  vnuma.libvirt.vnuma_domain:
+    guests: ["*"]
+    mode: host
+    capacity: report
+    reserved_memory: 4 GiB
+  check_mode: true
+  register: plan
+
+- name: Show what does not fit
+  ansible.builtin.debug:
+    msg: "{{ plan.capacity.problems }}"
+  when: not plan.capacity.fits
 """
 
 RETURN = r"""
@@ -212,6 +258,94 @@ live:
   returned: with O(name)
   type: list
   elements: str
+alignment:
+  description: The planned definition's alignment and locality (with O(name)); see RV(guests[].alignment).
+  returned: with O(name)
+  type: dict
+locality_before:
+  description: The current definition's locality (with O(name)); see RV(guests[].locality_before).
+  returned: with O(name)
+  type: float
+capacity:
+  description:
+    - The host's capacity with this call's plans in place, across every guest on the host that is running or
+      autostart (see O(capacity)). Sizes are in KiB.
+  returned: unless O(capacity=ignore); also in the result of a capacity failure
+  type: dict
+  contains:
+    fits:
+      description: Whether the host holds all its counted guests (no problems).
+      type: bool
+    problems:
+      description:
+        - What does not fit, one sentence each, naming the node or CPUs, the amounts, the limit and every guest with
+          its share and why it counts (V(planned), V(running) or V(autostart)).
+      type: list
+      elements: str
+      sample:
+        - "host node 1: 12 GiB bound, 8 GiB available (8 GiB - 0 reserved): db01 8 GiB (planned), web01 4 GiB (running)"
+    blocking:
+      description: The problems a guest of this call takes part in; O(capacity=fail) fails on these.
+      type: list
+      elements: str
+    warnings:
+      description:
+        - Unpinned guests whose vCPUs may run on dedicated CPUs, planned guests that do not count but would not fit if
+          started now, and definitions that could not be read.
+      type: list
+      elements: str
+    nodes:
+      description: One entry per host node.
+      type: list
+      elements: dict
+      contains:
+        id:
+          description: The host node's id.
+          type: int
+        memory_kib:
+          description: The node's memory.
+          type: int
+        hugepages_kib:
+          description: Memory in the node's hugepage pools (not available as normal memory).
+          type: int
+        reserved_kib:
+          description: O(reserved_memory).
+          type: int
+        available_kib:
+          description: Normal memory guests may bind here, C(memory_kib - hugepages_kib - reserved_kib).
+          type: int
+        demand_kib:
+          description: Normal memory the counted guests bind here.
+          type: int
+        free_after_kib:
+          description: C(available_kib - demand_kib); negative when over-committed.
+          type: int
+        guests:
+          description:
+            - The counted guests binding normal memory here, largest first, each with C(name), C(kib), C(source)
+              (V(planned) or V(defined)), C(running) and C(autostart).
+          type: list
+          elements: dict
+        hugepages:
+          description:
+            - One entry per hugepage size the node has a pool of or a guest binds, with C(size_kib), C(pool_kib),
+              C(demand_kib) and C(guests) (as RV(capacity.nodes[].guests)).
+          type: list
+          elements: dict
+    unbound_kib:
+      description: Normal memory the counted guests bind to no host node.
+      type: int
+    unbound_available_kib:
+      description: Normal memory the nodes have left for it after the bound memory.
+      type: int
+    unbound_guests:
+      description: The guests with unbound memory, as RV(capacity.nodes[].guests).
+      type: list
+      elements: dict
+    dedicated:
+      description: Host CPU (as a string) to the guest holding it for itself.
+      type: dict
+      sample: {"0": db01, "1": db01}
 guests:
   description: One entry per guest, in the order converged.
   returned: always
@@ -247,10 +381,32 @@ guests:
       description: As RV(live).
       type: list
       elements: str
+    alignment:
+      description:
+        - Where the planned definition puts the guest on the host. C(aligned) is true when every cell's memory is bound
+          to exactly the host nodes its vCPUs run on. C(locality) (0 to 1) is the share of a vCPU's accesses to its own
+          cell's memory that stay node-local, averaged over the vCPUs.
+        - C(cells) lists each cell with C(id), C(vcpus), C(vcpu_count), C(memory_kib), C(memory_mode),
+          C(memory_nodes), C(hugepages_kib), C(cpu_nodes), C(cpu_share) (host node to share of its vCPU time),
+          C(memory_share_kib) (host node to KiB), C(aligned) and C(locality).
+      type: dict
+      sample:
+        aligned: true
+        locality: 1.0
+        cells:
+          - {id: 0, vcpus: "0-3", vcpu_count: 4, memory_kib: 8388608, memory_mode: strict, memory_nodes: "0",
+             hugepages_kib: null, cpu_nodes: "0", cpu_share: {"0": 1.0}, memory_share_kib: {"0": 8388608},
+             aligned: true, locality: 1.0}
+    locality_before:
+      description:
+        - The locality of the guest's current definition, before this call's change (see RV(guests[].alignment)).
+      type: float
+      sample: 0.25
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._capacity import CAPACITY_MODES, CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import run_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
@@ -297,6 +453,8 @@ def main() -> None:
             restart=dict(type="str", choices=["never", "if_needed"], default="never"),
             force=dict(type="bool", default=False),
             shutdown_timeout=dict(type="int", default=120),
+            capacity=dict(type="str", choices=list(CAPACITY_MODES), default="fail"),
+            reserved_memory=dict(type="raw", default=0),
             backup=dict(type="bool", default=False),
             backup_dir=dict(type="path", default="/var/lib/vnuma-libvirt/backups"),
             **SPEC_ARGS,
@@ -312,7 +470,9 @@ def main() -> None:
     try:
         result = run_domain(module.params, module.check_mode, module._diff)
     except VnumaError as error:
-        module.fail_json(msg=str(error), guest=error.guest)
+        # A capacity refusal also hands back the report: which nodes, which guests, how much.
+        extra = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
+        module.fail_json(msg=str(error), guest=error.guest, **extra)
     module.exit_json(**result)
 
 

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Run the vnuma_domain module's main() in the test process, with ``patch_module_args``.
+"""Run a module's main() (vnuma_domain by default) in the test process, with ``patch_module_args``.
 
 The unit tests run it against libvirt's test driver, the integration tests against qemu:///system.
 """
@@ -10,6 +10,7 @@ The unit tests run it against libvirt's test driver, the integration tests again
 from __future__ import annotations
 
 import json
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -27,8 +28,10 @@ class ModuleExit(Exception):
         self.failed = failed
 
 
-def run_module(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
-    """Run vnuma_domain's main() in this process, as Ansible would on the managed node; its result.
+def run_module(
+    args: dict[str, Any], check_mode: bool = False, diff: bool = False, module: ModuleType = vnuma_domain
+) -> dict[str, Any]:
+    """Run ``module``'s main() in this process, as Ansible would on the managed node; its result.
 
     ``args`` are the module's options (without ``uri`` the module's default, qemu:///system).  A
     fail_json raises ModuleExit.
@@ -42,10 +45,10 @@ def run_module(args: dict[str, Any], check_mode: bool = False, diff: bool = Fals
         raise ModuleExit({"msg": msg, **result}, failed=True)
 
     with patch_module_args(params), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vnuma_domain.AnsibleModule, "exit_json", exit_json)
-        patch.setattr(vnuma_domain.AnsibleModule, "fail_json", fail_json)
+        patch.setattr(module.AnsibleModule, "exit_json", exit_json)
+        patch.setattr(module.AnsibleModule, "fail_json", fail_json)
         try:
-            vnuma_domain.main()
+            module.main()
         except ModuleExit as done:
             if done.failed:
                 raise
@@ -54,9 +57,9 @@ def run_module(args: dict[str, Any], check_mode: bool = False, diff: bool = Fals
     raise AssertionError("the module returned without exit_json or fail_json")
 
 
-def fail_module(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+def fail_module(args: dict[str, Any], check_mode: bool = False, module: ModuleType = vnuma_domain) -> dict[str, Any]:
     """Run the module expecting fail_json; its result (``msg``, ``guest``)."""
     with pytest.raises(ModuleExit) as caught:
-        run_module(args, check_mode=check_mode)
+        run_module(args, check_mode=check_mode, module=module)
     assert caught.value.failed, caught.value.result
     return caught.value.result

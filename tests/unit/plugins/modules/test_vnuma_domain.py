@@ -11,6 +11,7 @@ backup.  What QEMU itself accepts is covered by tests/integration on a real libv
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_modu
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = str(FIXTURES / "seed-4node-ring.xml")
+GIB = 1024 * 1024  # in KiB
 
 
 def run(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
@@ -210,3 +212,223 @@ def test_spec_options_agree_everywhere() -> None:
     for name, argument in vnuma_domain.SPEC_ARGS.items():
         assert argument.get("choices") == documented[name].get("choices"), name
         assert argument["type"] == documented[name]["type"], name
+
+
+# -- capacity, alignment, restarts together ---------------------------------------------------------
+
+
+@pytest.fixture
+def pair(conn: Any) -> Iterator[tuple[str, str]]:
+    """Two guests of 6 GiB that start with the host (so they count), removed (and stopped) afterwards."""
+    prefix = f"unit-cap-{uuid.uuid4().hex[:8]}"
+    names = (f"{prefix}-a", f"{prefix}-b")
+    for name in names:
+        conn.defineXML(domain_xml(name, vcpus=2, memory_mib=6144)).setAutostart(1)
+    yield names
+    for domain in conn.listAllDomains():
+        if domain.name().startswith(prefix):
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+
+
+def test_capacity_refuses_a_plan_that_does_not_fit(conn: Any, pair: tuple[str, str]) -> None:
+    first, second = pair
+    args = {"guests": list(pair), "host_capabilities": RING, "mode": "node", "nodeset": "1"}
+    before = {name: inactive(conn, name) for name in pair}
+    problem = (
+        f"host node 1: 12 GiB bound, 8 GiB available (8 GiB - 0 reserved): {first} 6 GiB (planned), "
+        f"{second} 6 GiB (planned)"
+    )
+    for check_mode in (True, False):
+        result = fail(args, check_mode=check_mode)
+        assert result["msg"] == f"the guests do not fit the host (1 problem): {problem}"
+        assert result["capacity"]["fits"] is False
+        assert result["capacity"]["blocking"] == [problem]
+        node = result["capacity"]["nodes"][1]
+        assert (node["available_kib"], node["demand_kib"], node["free_after_kib"]) == (8 * GIB, 12 * GIB, -4 * GIB)
+        assert [guest["name"] for guest in node["guests"]] == [first, second]
+        assert {name: inactive(conn, name) for name in pair} == before, "a refused plan must change nothing"
+
+    # Each alone fits; so does the pair on two nodes.
+    assert run({**args, "guests": [first]})["capacity"]["fits"] is True
+    spread = run({"guests": [{"name": first, "nodeset": "1"}, {"name": second, "nodeset": "2"}], **_ring_node()})
+    assert spread["capacity"]["fits"] is True and spread["capacity"]["problems"] == []
+
+
+def _ring_node() -> dict[str, Any]:
+    return {"host_capabilities": RING, "mode": "node"}
+
+
+def test_capacity_report_and_ignore_go_ahead(conn: Any, pair: tuple[str, str]) -> None:
+    args = {"guests": list(pair), "host_capabilities": RING, "mode": "node", "nodeset": "1"}
+    ignored = run({**args, "capacity": "ignore"}, check_mode=True)
+    assert ignored["changed"] is True and "capacity" not in ignored and "warnings" not in ignored
+    reported = run({**args, "capacity": "report"})
+    assert reported["changed"] is True
+    assert reported["capacity"]["fits"] is False
+    assert reported["warnings"] == [f"capacity: {reported['capacity']['problems'][0]}"]
+    # Now defined that way, the pair is what the host runs at boot: a later call on anything fails.
+    assert fail({"name": pair[0], "host_capabilities": RING})["msg"].startswith("the guests do not fit the host")
+
+
+def test_reserved_memory(conn: Any, pair: tuple[str, str]) -> None:
+    args = {"name": pair[0], "host_capabilities": RING, "mode": "node", "nodeset": "1"}
+    result = fail({**args, "reserved_memory": "3 GiB"})
+    assert result["msg"] == (
+        "the guests do not fit the host (1 problem): host node 1: 6 GiB bound, 5 GiB available "
+        f"(8 GiB - 3 GiB reserved): {pair[0]} 6 GiB (planned)"
+    )
+    assert result["capacity"]["nodes"][1]["reserved_kib"] == 3 * GIB
+    assert run({**args, "reserved_memory": 2 * GIB}, check_mode=True)["capacity"]["fits"] is True
+    assert fail({**args, "reserved_memory": "lots"})["msg"] == (
+        "reserved_memory: 'lots' is not a size such as '16 GiB' or 524288"
+    )
+
+
+def test_problems_among_other_guests_alone_do_not_block(conn: Any, guest: str) -> None:
+    # The test driver's own host has 6 GiB; its running sample guest 'test' is given 8 GiB, unbound.
+    result = run({"name": guest, "memory": "1 GiB", "mode": "node", "nodeset": "0"})
+    assert result["changed"] is True
+    problem = (
+        "memory bound to no host node: 8 GiB, 6 GiB the nodes have left after the bound memory: test 8 GiB (running)"
+    )
+    assert result["capacity"]["problems"] == [problem]
+    assert result["capacity"]["blocking"] == []
+    assert result["warnings"] == [f"capacity: {problem}"]
+
+
+def test_alignment_and_locality_before(conn: Any, guest: str) -> None:
+    result = run({"name": guest, "host_capabilities": RING})
+    # A flat, unpinned guest on the 4-node ring: a quarter of its accesses are local.
+    assert result["locality_before"] == 0.25
+    alignment = result["alignment"]
+    assert alignment["aligned"] is True and alignment["locality"] == 1.0
+    assert [cell["memory_nodes"] for cell in alignment["cells"]] == ["0", "1", "2", "3"]
+    assert alignment["cells"][0]["cpu_share"] == {"0": 1.0}
+    assert result["guests"][0]["alignment"] == alignment
+    again = run({"name": guest, "host_capabilities": RING})
+    assert again["locality_before"] == 1.0 and again["alignment"] == alignment
+    # Each cell's memory on its node while its vCPUs float over the host: neither aligned nor local.
+    loose = run({"name": guest, "host_capabilities": RING, "pinning": "none"})
+    assert loose["locality_before"] == 1.0
+    assert loose["alignment"]["aligned"] is False and loose["alignment"]["locality"] == 0.25
+    assert loose["alignment"]["cells"][0]["cpu_share"] == {"0": 0.25, "1": 0.25, "2": 0.25, "3": 0.25}
+
+
+def test_dedicated_guests_are_planned_first_and_results_keep_the_order(conn: Any, guest: str) -> None:
+    other = f"{guest}-b"
+    conn.defineXML(domain_xml(other, vcpus=2, memory_mib=2048))
+    result = run(
+        {
+            "guests": [
+                {"name": guest, "pinning": "node", "memory": "2 GiB"},
+                {"name": other, "pinning": "thread"},
+            ],
+            "host_capabilities": RING,
+            "mode": "node",
+            "nodeset": "0",
+        }
+    )
+    assert [item["name"] for item in result["guests"]] == [guest, other]
+    assert result["guests"][1]["layout"]["cells"][0]["pinning"] == "0-1"
+    assert result["guests"][0]["layout"]["cells"][0]["pinning"] == "2-3", "the node-pinned guest avoids them"
+    assert result["capacity"]["dedicated"] == {}, "neither guest counts: both are shut off"
+
+
+@pytest.fixture
+def running_pair(conn: Any, guest: str) -> Iterator[tuple[str, str]]:
+    other = f"{guest}-b"
+    conn.defineXML(domain_xml(other))
+    names = (guest, other)
+    for name in names:
+        conn.lookupByName(name).create()
+    yield names
+    for name in names:
+        domain = conn.lookupByName(name)
+        if domain.isActive():
+            domain.destroy()
+
+
+def _record(monkeypatch: pytest.MonkeyPatch, *stuck: str) -> list[tuple[str, str]]:
+    """Record the restart calls; the ``stuck`` guests ignore the request to shut down, as hung guests would."""
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest
+
+    events: list[tuple[str, str]] = []
+    for method in ("ask_shutdown", "destroy", "start"):
+        original = getattr(LibvirtGuest, method)
+
+        def recorded(self: LibvirtGuest, _original: Any = original, _method: str = method) -> Any:
+            events.append((_method, self.name))
+            if _method == "ask_shutdown" and self.name in stuck:
+                return True
+            return _original(self)
+
+        monkeypatch.setattr(LibvirtGuest, method, recorded)
+    return events
+
+
+def test_guests_restart_together(conn: Any, running_pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = running_pair
+    events = _record(monkeypatch)
+    result = run({"guests": list(running_pair), "host_capabilities": RING, "restart": "if_needed"})
+    assert [(item["restarted"], item["restart_required"]) for item in result["guests"]] == [(True, False)] * 2
+    assert result["restart_required_guests"] == []
+    # Both asked to stop before either starts again: one batch, one deadline.
+    assert events == [("ask_shutdown", first), ("ask_shutdown", second), ("start", first), ("start", second)]
+    assert all(conn.lookupByName(name).isActive() for name in running_pair)
+    assert run({"guests": list(running_pair), "host_capabilities": RING})["restart_required"] is False
+
+
+def test_a_guest_that_does_not_stop(conn: Any, running_pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = running_pair
+    args = {"guests": list(running_pair), "host_capabilities": RING, "restart": "if_needed", "shutdown_timeout": 1}
+    events = _record(monkeypatch, second)
+    result = fail(args)
+    assert result["msg"] == f"guest {second}: did not shut down within 1 seconds; set force to power it off"
+    # The other one was down already: it is started again, with its new definition.
+    assert events == [("ask_shutdown", first), ("ask_shutdown", second), ("start", first)]
+    assert conn.lookupByName(first).isActive() and conn.lookupByName(second).isActive()
+    events.clear()
+    forced = run({**args, "force": True})
+    assert [item["restarted"] for item in forced["guests"]] == [False, True]
+    assert events == [("ask_shutdown", second), ("destroy", second), ("start", second)]
+    assert conn.lookupByName(second).isActive()
+
+
+def test_one_deadline_for_the_whole_batch(
+    conn: Any, running_pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = running_pair
+    _record(monkeypatch, first, second)
+    args = {"guests": list(running_pair), "host_capabilities": RING, "restart": "if_needed", "shutdown_timeout": 1}
+    began = time.monotonic()
+    result = fail(args)
+    assert time.monotonic() - began < 1.9, "two guests waited for one after the other"
+    assert result["msg"] == (
+        f"guests {first}, {second} did not shut down within 1 seconds; set force to power them off"
+    )
+    assert conn.lookupByName(first).isActive() and conn.lookupByName(second).isActive()
+
+
+def test_a_guests_own_hugepages_count_against_the_pool(conn: Any) -> None:
+    # The spec leaves hugepages alone, so the guest's own <hugepages> stay in the definition and its
+    # memory comes from the 2 MiB pools (2 GiB per node on this host), not from normal memory.
+    name = f"unit-{uuid.uuid4().hex[:8]}"
+    backing = "<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>"
+    conn.defineXML(domain_xml(name, vcpus=4, memory_mib=6144, extra=backing)).setAutostart(1)
+    try:
+        args = {"name": name, "host_capabilities": str(FIXTURES / "intel-2s-smt2.xml"), "mode": "node"}
+        result = fail({**args, "nodeset": "0"})
+        node = result["capacity"]["nodes"][0]
+        assert node["demand_kib"] == 0, "hugepage-backed memory is not taken from normal memory"
+        (pool,) = [pool for pool in node["hugepages"] if pool["size_kib"] == 2048]
+        assert (pool["pool_kib"], pool["demand_kib"]) == (2 * GIB, 6 * GIB)
+        assert result["msg"] == (
+            "the guests do not fit the host (1 problem): host node 0: 6 GiB bound in 2 MiB hugepages, "
+            f"the pool holds 2 GiB: {name} 6 GiB (planned)"
+        )
+        spread = run({**args, "nodeset": "0-1", "memory": "4 GiB"}, check_mode=True)
+        assert spread["capacity"]["fits"] is True
+    finally:
+        conn.lookupByName(name).undefine()
