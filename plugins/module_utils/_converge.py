@@ -296,17 +296,15 @@ class Converger:
                 # state: absent: the flat definition it is given.
                 planned.append(binding_from_domain(item.target, name, item.running, starts))
             else:
-                planned.append(self.planned_binding(item, starts))
+                planned.append(self.planned_binding(item, item.plan, starts))
             current.append(binding_from_domain(item.current or item.target, name, item.running, starts))
         for item, after, before in zip(
             items, place_guests(self.topology, planned), place_guests(self.topology, current), strict=True
         ):
             item.placement, item.before = after, before
 
-    def planned_binding(self, item: _Planned, autostart: bool) -> GuestBinding:
+    def planned_binding(self, item: _Planned, plan: DomainPlan, autostart: bool) -> GuestBinding:
         """The binding of the planned definition, with the DIMMs it keeps and those this call hot-adds."""
-        plan = item.plan
-        assert plan is not None
         layout = plan.layout
         dimms = [
             DimmBinding(cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask)

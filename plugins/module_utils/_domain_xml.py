@@ -244,7 +244,7 @@ def _markup(tag: str, attributes: Sequence[tuple[str, object | None]], inner: st
     parts = [f"<{tag}"]
     for name, value in attributes:
         if value is not None:
-            text = value if type(value) is int else str(value).translate(_ATTRIBUTE_ESCAPES)
+            text = value if isinstance(value, int) else str(value).translate(_ATTRIBUTE_ESCAPES)
             parts.append(f' {name}="{text}"')
     parts.append(f">{inner}</{tag}>" if inner else "/>")
     return "".join(parts)
@@ -721,7 +721,7 @@ class Sibling:
         return _new(self.TAG, (("id", self.id), ("value", self.value)))
 
     def markup(self) -> str:
-        if type(self.id) is int and type(self.value) is int:
+        if isinstance(self.id, int) and isinstance(self.value, int):
             # Written out rather than through _markup: there is one per pair of cells (256 for 16 cells).
             return f'<sibling id="{self.id}" value="{self.value}"/>'
         return _markup(self.TAG, (("id", self.id), ("value", self.value)))
@@ -1018,7 +1018,7 @@ class Vcpupin:
         """The pin as text; ``cpuset_text`` is its cpuset's text when the caller has it already."""
         if cpuset_text is None:
             cpuset_text = _pin_text(self.cpuset)
-        if type(self.vcpu) is int:
+        if isinstance(self.vcpu, int):
             # Written out rather than through _markup: there is one per vCPU.  A cpuset text is
             # digits, ',' and '-', nothing to escape.
             return f'<vcpupin vcpu="{self.vcpu}" cpuset="{cpuset_text}"/>'

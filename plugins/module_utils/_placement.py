@@ -303,7 +303,7 @@ class _Placer:
             for node, kib in share.items():
                 dimms[node] = dimms.get(node, 0) + kib
         weighted = [(len(cell.vcpus), cell.locality) for cell in cells if cell.vcpus]
-        count = sum(weight for weight, _ in weighted)
+        count = sum(weight for weight, _locality in weighted)
         locality = sum(weight * value for weight, value in weighted) / count if count else 1.0
         return GuestPlacement(binding=binding, cells=cells, dimm_share=dimms, locality=locality)
 

@@ -32,7 +32,7 @@ def test_a_plan_that_does_not_fit_changes_nothing(make_guest: GuestFactory, qemu
     caps = qemu_conn.getCapabilities()
     topology = parse_capabilities(caps)
     node = topology.cpu_node_ids[0]
-    guests = [make_guest("vnuma-cap-fit", vcpus=1, memory_mib=256, start=False) for _ in range(2)]
+    guests = [make_guest("vnuma-cap-fit", vcpus=1, memory_mib=256, start=False) for _index in range(2)]
     for guest in guests:
         guest.dom.setAutostart(1)  # defined, not running, but counted: it starts with the host
     names = [guest.name for guest in guests]
@@ -110,7 +110,7 @@ def test_guests_of_one_call_restart_together(
     make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str
 ) -> None:
     node = parse_capabilities(host_caps).cpu_node_ids[0]
-    guests = [make_guest("vnuma-cap-rs", vcpus=2, memory_mib=256, wait=True) for _ in range(2)]
+    guests = [make_guest("vnuma-cap-rs", vcpus=2, memory_mib=256, wait=True) for _index in range(2)]
     names = [guest.name for guest in guests]
     args = {"guests": names, "mode": "node", "nodeset": str(node), "cells": 2}
     pending = run_module(args)
