@@ -473,6 +473,9 @@ def main() -> None:
         # A capacity refusal also hands back the report: which nodes, which guests, how much.
         extra = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
         module.fail_json(msg=str(error), guest=error.guest, **extra)
+    # ansible-core 2.19 deprecates a warnings key in the result: hand them to module.warn() instead.
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 

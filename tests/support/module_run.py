@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible.module_utils.common import warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
@@ -39,11 +40,17 @@ def run_module(
     params = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": diff}
 
     def exit_json(self: Any, **result: Any) -> None:
+        # As AnsibleModule.exit_json does: what the module passed to warn() ends up in "warnings".
+        messages = list(warnings.get_warning_messages())
+        warnings._global_warnings.clear()  # one list per process, which runs many modules
+        if messages:
+            result["warnings"] = messages
         raise ModuleExit(result, failed=False)
 
     def fail_json(self: Any, msg: str, **result: Any) -> None:
         raise ModuleExit({"msg": msg, **result}, failed=True)
 
+    warnings._global_warnings.clear()  # nothing left from an earlier module run
     with patch_module_args(params), pytest.MonkeyPatch.context() as patch:
         patch.setattr(module.AnsibleModule, "exit_json", exit_json)
         patch.setattr(module.AnsibleModule, "fail_json", fail_json)
