@@ -187,12 +187,13 @@ demo: venv collection
 demo-expand: venv collection
 	@scripts/playbook.sh demo/expand.yml
 
-# The partitioner's figures need nothing running; the converge figures need libvirtd (started here).
+# The partitioner's figures need nothing running; the converge and fleet figures need libvirtd (started here).
 bench: venv collection
 	@export PYTHONPATH="$(COLLECTIONS):$(ROOT)"; rc=0; \
 	"$(BIN)/python" -m benchmarks || rc=1; \
 	echo; scripts/libvirtd.sh start; \
 	"$(BIN)/python" -m benchmarks.converge || rc=1; \
+	echo; "$(BIN)/python" -m benchmarks.fleet || rc=1; \
 	exit $$rc
 
 # Runs every stage, prints how long each took and the integration tests' pytest summary line, and ends with

@@ -1,0 +1,340 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Converging a fleet of 200 guests on qemu:///system with the vnuma_fleet role, as an operator runs it.
+
+200 flat guests (diskless, shut off, not autostart, 4 vCPUs, 256 MiB), defined afresh before each
+variant, converged to one spec (node mode, 2 cells, interleave) by:
+- the role: ``ansible-playbook`` of a play applying vnuma.libvirt.vnuma_fleet to them (restart never,
+  the reports written to a temporary directory);
+- the role again on the converged guests: the no-change rerun;
+- one vnuma_domain task per guest: ``ansible-playbook`` of a play with one vnuma_domain task looping
+  over the 200 names, 200 module runs;
+- the floor: plain libvirt-python that reads each guest's inactive XML and defines the final XML (the
+  role's result) with VIR_DOMAIN_DEFINE_VALIDATE.
+
+The playbooks run through scripts/playbook.sh: the venv's ansible-playbook, the venv's Python on the
+managed node (ansible_python_interpreter), the collection from .build/collections.  A callback
+(benchmarks/callback_plugins/task_times.py) times each task, to show where the role's time goes.
+Every guest is removed at the end, also after a failure or an interrupt.  Run with libvirtd up
+(make libvirtd); ``make bench`` does that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from .converge import URI, Fleet
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOK = ROOT / "scripts/playbook.sh"
+CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
+COUNT = 200
+# What benchmarks/converge.py converges to: two cells on this one-node host, memory interleaved.
+SPEC = {"mode": "node", "cells": 2, "distribution": "interleave"}
+# The target, explained in docs/benchmarks.md ("Converging a fleet with the role"): the role at least this
+# many times faster than one vnuma_domain task per guest, for 200 guests.
+PER_TASK_RATIO_TARGET = 5.0
+
+
+class BenchError(Exception):
+    """A variant did not do what it should (a failed run, guests left unconverted)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ansible-playbook run: its wall clock and what the task_times callback recorded."""
+
+    seconds: float
+    # From the process's launch to the playbook's start: the interpreter, Ansible's imports, the inventory and
+    # the playbook file read.
+    startup: float
+    tasks: list[dict[str, Any]]
+    stats: dict[str, dict[str, int]]
+
+    def task_seconds(self, keep: Callable[[dict[str, Any]], bool]) -> tuple[float, int]:
+        """Seconds and count of the tasks that ``keep`` selects."""
+        chosen = [task for task in self.tasks if keep(task)]
+        return sum(task["seconds"] for task in chosen), len(chosen)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM (a CI timeout, kill) takes the same way out as Ctrl-C: the finally blocks remove the guests.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _playbook(workdir: Path, name: str, plays: list[dict[str, Any]]) -> Run:
+    """Run ``plays`` (written as JSON, which YAML reads) with scripts/playbook.sh; raises BenchError on failure."""
+    playbook = workdir / f"{name}.yml"
+    playbook.write_text(json.dumps(plays, indent=2), encoding="utf-8")
+    times, log = workdir / f"{name}.times.json", workdir / f"{name}.log"
+    # PYTHONPATH (make bench's, for this process) stays out: the playbooks see the collection as a user's would.
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+        "ANSIBLE_CALLBACKS_ENABLED": "task_times",
+        "VNUMA_BENCH_TASK_TIMES": str(times),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    launched = time.time()
+    start = time.perf_counter()
+    with log.open("w", encoding="utf-8") as output:
+        # In a session of its own, so that an interrupt here can stop it with every module process it started
+        # before the guests are removed: a module still running could define a guest again afterwards.
+        process = subprocess.Popen(
+            [str(PLAYBOOK), str(playbook)], env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            returncode = process.wait()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    seconds = time.perf_counter() - start
+    if returncode != 0 or not times.exists():
+        tail = "\n".join(log.read_text(encoding="utf-8").splitlines()[-40:])
+        raise BenchError(f"{name}: ansible-playbook exited with {returncode}; the end of its output:\n{tail}")
+    recorded = json.loads(times.read_text(encoding="utf-8"))
+    return Run(seconds, recorded["start"] - launched, recorded["tasks"], recorded["stats"])
+
+
+def _role_plays(fleet: Fleet, report_dir: Path) -> list[dict[str, Any]]:
+    variables = {
+        "vnuma_fleet_uri": URI,
+        "vnuma_fleet_guests": [f"{fleet.prefix}*"],
+        "vnuma_fleet_spec": SPEC,
+        "vnuma_fleet_restart": "never",
+        "vnuma_fleet_report_dir": str(report_dir),
+    }
+    return [
+        {
+            "name": "Converge the benchmark's guests with the vnuma_fleet role",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "roles": [{"role": "vnuma.libvirt.vnuma_fleet", "vars": variables}],
+        }
+    ]
+
+
+def _per_task_plays(fleet: Fleet) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "Converge the benchmark's guests with one vnuma_domain task per guest",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Converge one guest",
+                    "vnuma.libvirt.vnuma_domain": {"uri": URI, "name": "{{ item }}", "restart": "never", **SPEC},
+                    "loop": fleet.names,
+                }
+            ],
+        }
+    ]
+
+
+def _floor(fleet: Fleet, final: dict[str, str]) -> float:
+    """Plain libvirt-python: connect, then read each guest's inactive XML and define its final XML validated."""
+    start = time.perf_counter()
+    conn = libvirt.open(URI)
+    try:
+        for name in fleet.names:
+            conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            conn.defineXMLFlags(final[name], libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    finally:
+        conn.close()
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class Results:
+    count: int
+    # The role for one guest (the faster of two runs): its fixed cost.
+    role_one: Run
+    role: Run
+    rerun: Run
+    per_task: Run
+    floor: float
+    # Guests whose definition after the per-task run differs from the role's.
+    per_task_differs: int
+    # The whole benchmark, guests defined and removed included, and the load average before and after.
+    elapsed: float
+    load: tuple[float, float]
+
+
+def _role(fleet: Fleet, workdir: Path, name: str, changed: int) -> Run:
+    """The role over ``fleet``, checked: every guest selected, ``changed`` of them converted, all verified."""
+    report_dir = workdir / f"report-{len(fleet.names)}"
+    run = _playbook(workdir, name, _role_plays(fleet, report_dir))
+    report = json.loads((report_dir / "localhost.json").read_text(encoding="utf-8"))
+    counts, verify = report["counts"], report["verify"] or {"ok": changed == 0}
+    if counts["selected"] != len(fleet.names) or counts["changed"] != changed or not verify["ok"]:
+        raise BenchError(
+            f"{name}: the role selected {counts['selected']} guests and changed {counts['changed']} "
+            f"(expected {len(fleet.names)} and {changed}); status {report['status']}, verify {verify}, "
+            f"failure {report['failure']}"
+        )
+    if changed == 0 and run.stats["localhost"]["changed"] != 0:
+        raise BenchError(f"{name}: the play reported changed={run.stats['localhost']['changed']}, expected 0")
+    return run
+
+
+def measure(conn: libvirt.virConnect, workdir: Path, count: int) -> Results:
+    started, load_start = time.perf_counter(), os.getloadavg()[0]
+    single, fleet = Fleet(conn, 1), Fleet(conn, count)
+    try:
+        # The role's fixed cost: the same run for one guest, the faster of two (the first also warms up).
+        role_ones = []
+        for attempt in range(2):
+            single.reset()
+            role_ones.append(_role(single, workdir, f"role-1-{attempt}", changed=1))
+        role_one = min(role_ones, key=lambda run: run.seconds)
+
+        fleet.reset()
+        role = _role(fleet, workdir, "role", changed=count)
+        final = fleet.inactive()
+        rerun = _role(fleet, workdir, "rerun", changed=0)
+
+        fleet.reset()
+        per_task = _playbook(workdir, "per-task", _per_task_plays(fleet))
+        differs = sum(xml != final[name] for name, xml in fleet.inactive().items())
+
+        fleet.reset()
+        floor = _floor(fleet, final)
+        if fleet.inactive() != final:
+            raise BenchError("the floor did not leave the role's definitions")
+    finally:
+        single.remove()
+        fleet.remove()
+    load = (load_start, os.getloadavg()[0])
+    return Results(count, role_one, role, rerun, per_task, floor, differs, time.perf_counter() - started, load)
+
+
+def _ms(seconds: float, count: int) -> float:
+    return seconds / count * 1000
+
+
+def _breakdown(run: Run) -> list[tuple[str, float, int]]:
+    """The role's run in parts: (label, seconds, tasks), which add up to its wall clock."""
+
+    def module(name: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda task: task["action"].endswith(f".{name}")
+
+    def report(task: dict[str, Any]) -> bool:
+        return task["file"] == "report.yml"
+
+    def other(task: dict[str, Any]) -> bool:
+        return not (report(task) or module("vnuma_info")(task) or module("vnuma_domain")(task))
+
+    parts = [
+        ("vnuma_info tasks (preflight, discover, verify)", *run.task_seconds(module("vnuma_info"))),
+        ("vnuma_domain tasks (plan, apply)", *run.task_seconds(module("vnuma_domain"))),
+        ("report: result, JSON, HTML, fleet summary", *run.task_seconds(report)),
+        ("every other task (set_fact, include, assert...)", *run.task_seconds(other)),
+    ]
+    counted = sum(seconds for _label, seconds, _count in parts)
+    parts.append(("ansible-playbook start, reading the playbook", run.startup, 0))
+    parts.append(("reading the role, recap, exit", run.seconds - counted - run.startup, 0))
+    return parts
+
+
+def _print(results: Results) -> bool:
+    count, role, rerun, per_task, floor = results.count, results.role, results.rerun, results.per_task, results.floor
+    fixed = results.role_one.seconds
+    spec = ", ".join(f"{key} {value}" for key, value in SPEC.items())
+    print(f"converging {count} guests on {URI} ({spec}; restart never), wall clock of each run")
+    print(f"{'':<44} {'s':>8} {'per guest ms':>13}")
+    for label, seconds, guests in (
+        ("role, 1 guest (its fixed cost)", fixed, 1),
+        (f"role, {count} guests", role.seconds, count),
+        ("role, no-change rerun", rerun.seconds, count),
+        (f"one vnuma_domain task per guest ({count} runs)", per_task.seconds, count),
+        ("floor: read + define validated", floor, count),
+    ):
+        print(f"{label:<44} {seconds:>8.2f} {_ms(seconds, guests):>13.1f}")
+    print()
+
+    # Beyond the fixed cost, from the 1-guest run: what each further guest adds.
+    marginal = (role.seconds - fixed) / (count - 1)
+    rerun_marginal = (rerun.seconds - fixed) / (count - 1)
+    per_run = per_task.seconds / count
+    print(
+        f"role, per further guest: {marginal * 1000:.1f} ms, {marginal / (floor / count):.1f}x the floor's "
+        f"{_ms(floor, count):.1f} ms; no-change rerun: {rerun_marginal * 1000:.1f} ms"
+    )
+    if 0 < marginal < per_run:
+        # role(N) = fixed + (N - 1) * marginal against N * per_run.
+        break_even = (fixed - marginal) / (per_run - marginal)
+        print(
+            f"one task per guest: {per_run * 1000:.0f} ms a guest; the role is faster from {break_even:.0f} guests on"
+        )
+    print(f"where the role's {role.seconds:.1f} s for {count} guests go ({len(role.tasks)} tasks):")
+    for label, seconds, tasks_count in _breakdown(role):
+        tasks = f"{tasks_count:>3} tasks" if tasks_count else " " * 9
+        print(f"  {label:<48} {seconds:>6.2f} s {tasks} {seconds / role.seconds:>5.0%}")
+    print()
+
+    print(
+        f"took {results.elapsed:.0f} s in all; load {results.load[0]:.2f} at the start, "
+        f"{results.load[1]:.2f} at the end, on {os.cpu_count()} CPUs"
+    )
+    ratio = per_task.seconds / role.seconds
+    print(f"role / floor:      {role.seconds / floor:.1f}x")
+    print(f"rerun / role:      {rerun.seconds / role.seconds:.2f}x")
+    print(f"per-task / role:   {ratio:.1f}x (target >= {PER_TASK_RATIO_TARGET:g}x)")
+    if results.per_task_differs:
+        print(f"FAIL: {results.per_task_differs} guests differ from the role's result after one task per guest")
+        return False
+    passed = ratio >= PER_TASK_RATIO_TARGET
+    print(
+        f"{'PASS' if passed else 'FAIL'}: the role converges {count} guests in {role.seconds:.1f} s, "
+        f"{ratio:.1f}x faster than one vnuma_domain task per guest ({per_task.seconds:.1f} s)"
+    )
+    return passed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=COUNT, help="guests, at least 2 (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true", help="keep the playbooks, logs and reports (printed path)")
+    args = parser.parse_args(argv)
+    if args.count < 2:
+        parser.error("--count must be at least 2")
+    signal.signal(signal.SIGTERM, _terminate)
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    workdir = Path(tempfile.mkdtemp(prefix="vnuma-bench-fleet-"))
+    conn = libvirt.open(URI)
+    try:
+        results = measure(conn, workdir, args.count)
+    except BenchError as error:
+        print(f"FAIL: {error}")
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the benchmark's guests were removed")
+        return 130
+    finally:
+        conn.close()
+        if args.keep:
+            print(f"playbooks, logs and reports kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if _print(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
