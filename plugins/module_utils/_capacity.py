@@ -266,7 +266,8 @@ def _demand(topology: HostTopology, placement: GuestPlacement) -> _Demand:
     for cell in placement.cells:
         page = cell.hugepage_kib if cell.hugepage_kib is not None and cell.hugepage_kib > normal_page else None
         demand.add(dict(cell.memory_share) if cell.bound else None, cell.memory_kib, page)
-    # DIMMs are normal memory, bound to their nodemask, else to their cell's nodes (as placed).
+    # DIMMs are bound to their nodemask, else to their cell's nodes (as placed), and backed by their
+    # own page size, else their cell's.
     for dimm in placement.binding.dimms:
         owner = cells.get(dimm.cell) if dimm.cell is not None else None
         if dimm.host_nodes:
@@ -275,7 +276,8 @@ def _demand(topology: HostTopology, placement: GuestPlacement) -> _Demand:
             nodes = split_evenly(dimm.size_kib, sorted(set(owner.memory_nodes)))
         else:
             nodes = None
-        demand.add(nodes, dimm.size_kib, None)
+        page = placement.binding.dimm_page_kib(dimm)
+        demand.add(nodes, dimm.size_kib, page if page is not None and page > normal_page else None)
     return demand
 
 

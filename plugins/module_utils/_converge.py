@@ -306,10 +306,12 @@ class Converger:
     def planned_binding(self, item: _Planned, plan: DomainPlan, autostart: bool) -> GuestBinding:
         """The binding of the planned definition, with the DIMMs it keeps and those this call hot-adds."""
         layout = plan.layout
-        dimms = [
-            DimmBinding(cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask)
-            for device in plan.target.memory_devices
-        ]
+        # Read from the definition to be written, not the layout alone: the user's own <hugepages>
+        # and <emulatorpin> stay when the spec does not set them, and they decide where memory lives.
+        written = binding_from_domain(
+            plan.target, item.request.name, item.running, autostart, held_cpus(self.topology, layout)
+        )
+        dimms = list(written.dimms)
         wanted = item.request.hotplug_memory_kib
         present = _dimms(plan.current.memory_devices)
         missing = 0 if wanted is None else wanted - sum(size for _cell, size in present)
@@ -318,11 +320,6 @@ class Converger:
                 DimmBinding(cell=dimm.cell, size_kib=dimm.size_kib, host_nodes=tuple(dimm.host_nodes))
                 for dimm in plan_dimms(layout, missing, present)
             )
-        # Read from the definition to be written, not the layout alone: the user's own <hugepages>
-        # and <emulatorpin> stay when the spec does not set them, and they decide where memory lives.
-        written = binding_from_domain(
-            plan.target, item.request.name, item.running, autostart, held_cpus(self.topology, layout)
-        )
         return replace(written, dimms=tuple(dimms), source="planned")
 
     def check_capacity(self, items: Sequence[_Planned], others: Sequence[GuestBinding], unread: list[str]) -> None:

@@ -180,6 +180,10 @@ def _cpuset(element: Any, name: str, what: str) -> tuple[int, ...] | None:
         raise XmlError(error.message) from None
 
 
+def _optional_size_kib(element: Any, what: str) -> int | None:
+    return None if element is None else _size_kib(element.text, element.get("unit"), what)
+
+
 def _text_cpuset(element: Any, what: str) -> tuple[int, ...] | None:
     if element is None or _is_blank(element.text):
         return None
@@ -1195,6 +1199,8 @@ class MemoryDevice:
     node: int | None = None
     # <source><nodemask>: the host nodes backing it; None when it follows its cell's <memnode>.
     nodemask: tuple[int, ...] | None = None
+    # <source><pagesize>: the page size backing it; None when it follows its cell's <hugepages>.
+    pagesize_kib: int | None = None
 
     @classmethod
     def from_element(cls, element: Any, index: int = 0) -> MemoryDevice:
@@ -1211,6 +1217,7 @@ class MemoryDevice:
             size_kib=_size_kib(size.text, size.get("unit"), f"{what} <target><size>"),
             node=None if node is None else _text_int(node, f"{what} <target><node>"),
             nodemask=_text_cpuset(element.find("source/nodemask"), f"{what} <source><nodemask>"),
+            pagesize_kib=_optional_size_kib(element.find("source/pagesize"), f"{what} <source><pagesize>"),
         )
 
 

@@ -72,6 +72,8 @@ class DimmBinding:
     cell: int | None
     size_kib: int
     host_nodes: tuple[int, ...] | None = None
+    # Its own page size (<source><pagesize>); None: the page size of its cell.
+    hugepage_kib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,17 @@ class GuestBinding:
     def pinned(self) -> bool:
         """Whether any vCPU or the emulator is confined to a subset of the host by the definition."""
         return bool(self.vcpu_cpus) or self.default_cpus is not None or self.emulator_cpus is not None
+
+    def dimm_page_kib(self, dimm: DimmBinding) -> int | None:
+        """The page size backing a DIMM: its own, else its cell's, as libvirt picks the backend's pages.
+
+        https://libvirt.org/formatdomain.html#memory-devices: ``pagesize`` overrides the page size
+        the guest NUMA node the device is targeted at is backed by.
+        """
+        if dimm.hugepage_kib is not None:
+            return dimm.hugepage_kib
+        owner = next((cell for cell in self.cells if cell.id == dimm.cell), None) if dimm.cell is not None else None
+        return owner.hugepage_kib if owner is not None else None
 
     def vcpu_affinity(self, vcpu: int, all_cpus: tuple[int, ...]) -> tuple[int, ...]:
         return self.vcpu_cpus.get(vcpu) or self.default_cpus or all_cpus
@@ -163,6 +176,8 @@ class GuestPlacement:
     # Hot-plugged memory: host node -> KiB, split like the cells' memory.
     dimm_share: Mapping[int, int]
     locality: float
+    # The same by (host node, page size in KiB or None for normal pages).
+    dimm_pages: Mapping[tuple[int, int | None], int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -180,8 +195,8 @@ class GuestPlacement:
                 continue
             for node, kib in cell.memory_share.items():
                 total[node] = total.get(node, 0) + kib
-        if hugepage_kib is None:
-            for node, kib in self.dimm_share.items():
+        for (node, page), kib in self.dimm_pages.items():
+            if page == hugepage_kib:
                 total[node] = total.get(node, 0) + kib
         return total
 
@@ -226,6 +241,7 @@ class _Placer:
         self.all_cpus = tuple(sorted(topology.cpu_node))
         self.memory_weights = {node.id: node.memory_kib for node in topology.nodes if node.memory_kib > 0}
         self.node_shares: dict[tuple[int, ...], dict[int, float]] = {}
+        self.normal_page_kib = min(topology.page_sizes_kib, default=4)
 
     def memory_share(self, mode: str | None, nodes: Iterable[int], memory_kib: int) -> dict[int, int]:
         if mode is None:
@@ -292,7 +308,11 @@ class _Placer:
         cells = tuple(self.cell(binding, cell) for cell in binding.cells)
         by_id = {cell.id: cell for cell in binding.cells}
         dimms: dict[int, int] = {}
+        pages: dict[tuple[int, int | None], int] = {}
         for dimm in binding.dimms:
+            page = binding.dimm_page_kib(dimm)
+            if page is not None and page <= self.normal_page_kib:
+                page = None  # <source><pagesize> naming the host's normal page size
             owner = by_id.get(dimm.cell) if dimm.cell is not None else None
             if dimm.host_nodes:
                 share = split_evenly(dimm.size_kib, sorted(set(dimm.host_nodes)))
@@ -302,10 +322,11 @@ class _Placer:
                 share = self.memory_share(None, (), dimm.size_kib)
             for node, kib in share.items():
                 dimms[node] = dimms.get(node, 0) + kib
+                pages[node, page] = pages.get((node, page), 0) + kib
         weighted = [(len(cell.vcpus), cell.locality) for cell in cells if cell.vcpus]
         count = sum(weight for weight, _locality in weighted)
         locality = sum(weight * value for weight, value in weighted) / count if count else 1.0
-        return GuestPlacement(binding=binding, cells=cells, dimm_share=dimms, locality=locality)
+        return GuestPlacement(binding=binding, cells=cells, dimm_share=dimms, locality=locality, dimm_pages=pages)
 
 
 def place_guest(topology: HostTopology, binding: GuestBinding) -> GuestPlacement:

@@ -83,7 +83,9 @@ def binding_from_domain(
         default_cpus=numa.vcpu.cpuset if numa.vcpu is not None and numa.vcpu.placement != "auto" else None,
         emulator_cpus=numa.emulatorpin.cpuset if numa.emulatorpin is not None else None,
         dimms=tuple(
-            DimmBinding(cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask)
+            DimmBinding(
+                cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask, hugepage_kib=device.pagesize_kib
+            )
             for device in numa.memory_devices
         ),
         dedicated_cpus=tuple(sorted(set(dedicated_cpus))),

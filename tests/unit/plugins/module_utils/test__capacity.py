@@ -380,6 +380,28 @@ def test_dimms_count_where_they_are_bound() -> None:
     assert report.unbound_kib == 2 * GIB + 256 * MIB
 
 
+def test_dimms_take_from_the_pool_that_backs_them() -> None:
+    """A DIMM is backed like its cell (hugepages there) unless its <source><pagesize> says otherwise."""
+    guest = Guest(
+        "db03",
+        (Cell((0, 1), 1 * GIB, (0,), page=2048),),
+        dimms=(
+            DimmBinding(cell=0, size_kib=1 * GIB),  # its cell's 2 MiB pages on node 0
+            DimmBinding(cell=0, size_kib=512 * MIB, hugepage_kib=4),  # normal pages by its own pagesize
+        ),
+    )
+    report = check("intel-2s-smt2", [guest])
+    (node,) = [node for node in report.nodes if node.id == 0]
+    assert node.demand_kib == 512 * MIB
+    assert report.problems == (), "2 GiB of 2 MiB pages fill the node's pool exactly"
+    (pool,) = [pool for pool in report.to_dict()["nodes"][0]["hugepages"] if pool["size_kib"] == 2048]
+    assert pool["demand_kib"] == 2 * GIB
+    bigger = Guest("db04", guest.cells, dimms=(DimmBinding(cell=0, size_kib=1 * GIB + 2 * MIB),))
+    assert check("intel-2s-smt2", [bigger]).problems == (
+        "host node 0: 2050 MiB bound in 2 MiB hugepages, the pool holds 2 GiB: db04 2050 MiB (running)",
+    )
+
+
 def test_a_planned_layout_counts_as_planned() -> None:
     """binding_from_layout (what the engine hands in for a planned guest) through the check."""
     topology = host("seed-4node-ring")

@@ -255,7 +255,7 @@ def test_guest_locality_is_the_mean_over_vcpus() -> None:
     assert placement.locality == 0.25
 
 
-def test_memory_by_node_keeps_page_sizes_apart_and_adds_dimms_to_normal_memory() -> None:
+def test_memory_by_node_keeps_page_sizes_apart_and_backs_dimms_like_their_cell() -> None:
     topology = host("intel-2s-smt2")
     cells = (
         CellBinding(0, (0, 1), 2 * GIB, "strict", (0,), hugepage_kib=2048),
@@ -263,17 +263,18 @@ def test_memory_by_node_keeps_page_sizes_apart_and_adds_dimms_to_normal_memory()
         CellBinding(2, (4, 5), 2 * GIB, "strict", (1,)),
     )
     dimms = (
-        DimmBinding(2, GIB),  # follows cell 2: node 1
-        DimmBinding(0, GIB, (0, 1)),  # its own nodemask: half each
+        DimmBinding(2, GIB),  # follows cell 2: node 1, normal pages
+        DimmBinding(0, GIB, (0, 1)),  # its own nodemask: half each, in cell 0's 2 MiB pages
+        DimmBinding(2, GIB, hugepage_kib=1048576),  # its own <source><pagesize>: cell 2's node, 1 GiB pages
         DimmBinding(None, 2 * GIB),  # no cell: unbound, by node size (equal here)
         DimmBinding(5, 2 * GIB),  # a cell the guest lacks: unbound too
     )
     placement = place_guest(topology, GuestBinding(GUEST, cells, dimms=dimms))
     assert placement.page_sizes == (2048, 1048576)
-    assert placement.memory_by_node(2048) == {0: 2 * GIB}
-    assert placement.memory_by_node(1048576) == {1: 2 * GIB}
-    assert placement.dimm_share == {0: GIB // 2 + 2 * GIB, 1: GIB + GIB // 2 + 2 * GIB}
-    assert placement.memory_by_node() == {0: GIB // 2 + 2 * GIB, 1: 2 * GIB + GIB + GIB // 2 + 2 * GIB}
+    assert placement.memory_by_node(2048) == {0: 2 * GIB + GIB // 2, 1: GIB // 2}
+    assert placement.memory_by_node(1048576) == {1: 3 * GIB}
+    assert placement.dimm_share == {0: GIB // 2 + 2 * GIB, 1: GIB + GIB // 2 + GIB + 2 * GIB}
+    assert placement.memory_by_node() == {0: 2 * GIB, 1: 2 * GIB + GIB + 2 * GIB}
     assert placement.memory_by_node(16384) == {}
 
 

@@ -264,6 +264,23 @@ ROWS = [
         memory_kib=2 * GIB,
     ),
     Row(
+        "DIMMs are backed by their cell's hugepages unless their <source><pagesize> says otherwise",
+        "intel-2s-smt2",
+        "<vcpu>4</vcpu>"
+        + pins(v0_1="0-7", v2_3="8-15")
+        + numa(("0-1", 1), ("2-3", 1))
+        + "<maxMemory slots='4' unit='GiB'>8</maxMemory>"
+        + "<numatune><memnode cellid='0' nodeset='0'/><memnode cellid='1' nodeset='1'/></numatune>"
+        + "<memoryBacking><hugepages><page size='2' unit='MiB' nodeset='0'/></hugepages></memoryBacking>"
+        + f"<devices>{dimm(512, 0)}{dimm(256, 1)}"
+        + "<memory model='dimm'><source><pagesize unit='KiB'>4</pagesize></source>"
+        + "<target><size unit='MiB'>128</size><node>0</node></target></memory></devices>",
+        (True, True),
+        (1.0, 1.0),
+        {2048: {0: GIB + 512 * MIB}, None: {0: 128 * MIB, 1: GIB + 256 * MIB}},
+        memory_kib=2 * GIB + 896 * MIB,
+    ),
+    Row(
         "hugepages: a page without nodeset backs the cells no other page names",
         "intel-2s-smt2",
         "<vcpu>4</vcpu>"
