@@ -255,7 +255,11 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
     if not page_sizes:
         page_sizes = sorted({size for node in nodes for size, _count in node.pages})
     try:
-        return HostTopology(nodes=tuple(nodes), page_sizes_kib=tuple(page_sizes) if page_sizes else (4,))
+        return HostTopology(
+            nodes=tuple(nodes),
+            page_sizes_kib=tuple(page_sizes) if page_sizes else (4,),
+            arch=(host.findtext("cpu/arch") or "").strip() or None,
+        )
     except TopologyError as error:
         raise TopologyError(f"{what}: {error.message}") from None
 
@@ -293,6 +297,8 @@ def _render_cell(node: HostNode) -> list[str]:
 def render_capabilities(topology: HostTopology) -> str:
     """Capabilities XML, in libvirt's layout, describing ``topology``: ``parse_capabilities`` reads it back."""
     lines = ["<capabilities>", "  <host>", "    <cpu>"]
+    if topology.arch is not None:
+        lines.append(f"      <arch>{topology.arch}</arch>")
     lines.extend(f"      <pages unit='KiB' size='{size}'/>" for size in topology.page_sizes_kib)
     lines.extend(["    </cpu>", "    <topology>", f"      <cells num='{len(topology.nodes)}'>"])
     for node in topology.nodes:

@@ -23,13 +23,10 @@ from typing import TypeVar
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import DIMM_BLOCK_KIB
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
 
 __all__ = ["DIMM_BLOCK_KIB", "DimmPlan", "balanced_enable_order", "dimm_granule_kib", "plan_dimms", "vcpus_to_enable"]
-
-# Linux onlines hot-added memory in blocks of 128 MiB on x86_64 (memory_block_size_bytes); a DIMM
-# that is not a whole number of blocks is only partly usable by the guest.
-DIMM_BLOCK_KIB = 128 * 1024
 
 
 def balanced_enable_order(
@@ -143,7 +140,7 @@ class DimmPlan:
 
 def dimm_granule_kib(layout: Layout) -> int:
     """The size every DIMM is a multiple of: the Linux memory block, and the hugepage size when used."""
-    return lcm(DIMM_BLOCK_KIB, layout.hugepages_kib or 1)
+    return lcm(layout.dimm_block_kib, layout.hugepages_kib or 1)
 
 
 @_naming_guest

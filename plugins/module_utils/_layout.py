@@ -18,6 +18,7 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import DIMM_BLOCK_KIB
 
 __all__ = ["GuestCell", "GuestTopology", "Layout"]
 
@@ -73,6 +74,8 @@ class Layout:
     max_memory_kib: int | None = None
     memory_slots: int | None = None
     guest: str | None = None
+    # What every hot-plugged DIMM is a multiple of on the host (HostTopology.dimm_block_kib).
+    dimm_block_kib: int = DIMM_BLOCK_KIB
 
     @property
     def memory_kib(self) -> int:

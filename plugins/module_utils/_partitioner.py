@@ -26,7 +26,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
 from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import balanced_enable_order
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import GuestCell, GuestTopology, Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import LOCAL_DISTANCE, HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import (
+    CELL_GRANULE_KIB,
+    LOCAL_DISTANCE,
+    HostTopology,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
 
 __all__ = [
@@ -40,7 +44,7 @@ __all__ = [
 
 # libvirt rounds every NUMA cell up to a whole MiB (qemuDomainAlignMemorySizes); cells that are
 # already aligned keep the sum exact and the definition idempotent.
-MEMORY_GRANULE_KIB = 1024
+MEMORY_GRANULE_KIB = CELL_GRANULE_KIB
 # Two guest cells on one host node: as close as possible without being local.  libvirt refuses 10
 # off the diagonal (https://libvirt.org/formatdomain.html#numa-node-tuning, "distances").
 SAME_NODE_DISTANCE = 11
@@ -309,16 +313,22 @@ class _Partitioner:
 
     def memory_granule(self) -> int:
         page = self.spec.hugepages_kib
+        base = self.topology.cell_granule_kib
         if page is None:
-            return MEMORY_GRANULE_KIB
+            return base
         if page not in self.topology.page_sizes_kib:
             offered = ", ".join(format_kib(size) for size in self.topology.page_sizes_kib)
             raise PlacementError(f"hugepages of {format_kib(page)} are not offered by the host (it has {offered})")
-        return lcm(MEMORY_GRANULE_KIB, page)
+        return lcm(base, page)
 
     def split_memory(self, total: int, granule: int, cell_vcpus: list[list[int]]) -> list[int]:
         if total % granule:
-            reason = "the hugepage size" if self.spec.hugepages_kib else "libvirt rounds each cell up to 1 MiB"
+            if self.spec.hugepages_kib:
+                reason = "the hugepage size"
+            elif self.topology.is_power:
+                reason = f"QEMU's pseries machine takes each NUMA node's memory in {format_kib(granule)} blocks"
+            else:
+                reason = "libvirt rounds each cell up to 1 MiB"
             raise SpecError(f"memory {format_kib(total)} is not a multiple of {format_kib(granule)} ({reason})")
         units = total // granule
         cells = len(cell_vcpus)
@@ -599,4 +609,5 @@ class _Partitioner:
             max_memory_kib=spec.max_memory_kib,
             memory_slots=spec.memory_slots,
             guest=guest.name,
+            dimm_block_kib=self.topology.dimm_block_kib,
         )

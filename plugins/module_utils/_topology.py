@@ -20,12 +20,28 @@ from typing import NamedTuple
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import TopologyError
 
-__all__ = ["LOCAL_DISTANCE", "REMOTE_DISTANCE", "HostCpu", "HostNode", "HostTopology"]
+__all__ = [
+    "LOCAL_DISTANCE",
+    "REMOTE_DISTANCE",
+    "CELL_GRANULE_KIB",
+    "DIMM_BLOCK_KIB",
+    "HostCpu",
+    "HostNode",
+    "HostTopology",
+]
 
 # libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
 # 20 for every other node (https://libvirt.org/formatcaps.html).
 LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
+# libvirt rounds every guest cell's memory up to a whole MiB.
+CELL_GRANULE_KIB = 1024
+# Linux onlines hot-added memory in blocks of 128 MiB on x86_64 (memory_block_size_bytes); a DIMM
+# that is not a whole number of blocks is only partly usable by the guest.
+DIMM_BLOCK_KIB = 128 * 1024
+# QEMU's pseries machine (ppc64) wants each NUMA node's memory and each DIMM in whole 256 MiB blocks
+# (SPAPR_MEMORY_BLOCK_SIZE, the LMB size): "Node 1 memory size 0x... is not aligned to 256 MiB".
+_POWER_BLOCK_KIB = 256 * 1024
 
 
 class HostCpu(NamedTuple):
@@ -115,7 +131,23 @@ class HostTopology:
 
     nodes: tuple[HostNode, ...]
     page_sizes_kib: tuple[int, ...] = (4,)
+    # The host CPU architecture (<host><cpu><arch>), when reported: it decides the memory granules.
+    arch: str | None = None
     _by_id: dict[int, HostNode] = field(init=False, repr=False, compare=False)
+
+    @property
+    def cell_granule_kib(self) -> int:
+        """What every guest cell's memory is a multiple of on this host."""
+        return _POWER_BLOCK_KIB if self.is_power else CELL_GRANULE_KIB
+
+    @property
+    def dimm_block_kib(self) -> int:
+        """What every hot-plugged DIMM is a multiple of on this host."""
+        return _POWER_BLOCK_KIB if self.is_power else DIMM_BLOCK_KIB
+
+    @property
+    def is_power(self) -> bool:
+        return self.arch is not None and self.arch.startswith("ppc64")
 
     def __post_init__(self) -> None:
         if not self.nodes:
