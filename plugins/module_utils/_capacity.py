@@ -248,15 +248,9 @@ class _Demand:
                 self.bound[node, page] = self.bound.get((node, page), 0) + part
 
 
-def _base_page(node: HostNode, topology: HostTopology) -> int:
-    """The node's normal page size: the smallest it lists (libvirt lists the system page size first)."""
-    return min((size for size, _count in node.pages), default=min(topology.page_sizes_kib))
-
-
-def _pools(node: HostNode, topology: HostTopology) -> dict[int, int]:
+def _pools(node: HostNode) -> dict[int, int]:
     """Hugepage size -> KiB in the node's pool; the node's normal pages are not a pool."""
-    base = _base_page(node, topology)
-    return {size: size * count for size, count in node.pages if size > base and count > 0}
+    return {size: size * count for size, count in node.pages if size in node.hugepage_sizes and count > 0}
 
 
 def _demand(topology: HostTopology, placement: GuestPlacement) -> _Demand:
@@ -309,7 +303,7 @@ def _reserve(reserved_kib: int | Mapping[int, int], node_id: int) -> int:
 def _node_capacity(
     topology: HostTopology, node: HostNode, demands: Sequence[_Demand], reserved_kib: int | Mapping[int, int]
 ) -> NodeCapacity:
-    pools = _pools(node, topology)
+    pools = _pools(node)
     sizes = sorted(set(pools) | {page for demand in demands for (at, page) in demand.bound if at == node.id and page})
     return NodeCapacity(
         id=node.id,

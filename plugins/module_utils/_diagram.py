@@ -37,7 +37,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._host_report import hugepage_sizes
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import CellPlacement, GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostNode, HostTopology
 
@@ -177,7 +176,7 @@ def _header(
         memory += f", free {short_size(free_kib)}"
     lines.append(memory)
     pools = dict(node.pages)
-    for size in hugepage_sizes(node):
+    for size in node.hugepage_sizes:
         if not pools[size]:
             continue
         line = f"{short_size(size)} pages: {pools[size]}"

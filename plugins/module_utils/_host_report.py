@@ -22,13 +22,7 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostNode, HostTopology
 
-__all__ = ["host_report", "hugepage_sizes"]
-
-
-def hugepage_sizes(node: HostNode) -> tuple[int, ...]:
-    """The node's hugepage pool sizes in KiB, ascending: every pool but the smallest (normal) pages."""
-    sizes = sorted({size for size, _count in node.pages})
-    return tuple(sizes[1:])
+__all__ = ["host_report"]
 
 
 def _node(
@@ -55,7 +49,7 @@ def _node(
                 "total": pools[size],
                 "free": None if free_pages is None else free_pages.get(size),
             }
-            for size in hugepage_sizes(node)
+            for size in node.hugepage_sizes
         ],
         # libvirt's defaults (10 local, 20 remote) when the host reports none: see distances_reported.
         "distances": {str(other): topology.distance(node.id, other) for other in topology.node_ids},

@@ -32,7 +32,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import forma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._diagram import render_diagram
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import Change, DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, TopologyError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._host_report import host_report, hugepage_sizes
+from ansible_collections.vnuma.libvirt.plugins.module_utils._host_report import host_report
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestEntry, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import GuestPlacement, place_guest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement_xml import binding_from_domain, dedicated_cpus
@@ -169,7 +169,7 @@ def _host_figures(
         return None, None
     free_kib = host.free_memory_kib(own.node_ids)
     # The connection's own pool sizes: a size its kernel has no pool of cannot be asked about.
-    free_pages = host.free_pages({node.id: hugepage_sizes(node) for node in own.nodes})
+    free_pages = host.free_pages({node.id: node.hugepage_sizes for node in own.nodes})
     return free_kib, free_pages
 
 

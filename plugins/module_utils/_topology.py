@@ -76,6 +76,16 @@ class HostNode:
     distances: tuple[tuple[int, int], ...] = ()
 
     @cached_property
+    def hugepage_sizes(self) -> tuple[int, ...]:
+        """The node's hugepage pool sizes in KiB, ascending: every page size it lists but the smallest.
+
+        libvirt lists the system page size first (4 KiB on x86, 64 KiB on POWER): that is the node's
+        normal memory, not a pool.
+        """
+        sizes = sorted({size for size, _count in self.pages})
+        return tuple(sizes[1:])
+
+    @cached_property
     def usable_cpus(self) -> tuple[int, ...]:
         """Online CPU ids in ascending order: the CPUs a guest can be placed on."""
         # `socket_id is not None` is HostCpu.online, inline: this runs once per CPU of the host.

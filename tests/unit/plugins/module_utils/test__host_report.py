@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._host_report import host_report, hugepage_sizes
+from ansible_collections.vnuma.libvirt.plugins.module_utils._host_report import host_report
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES, host
 
 GIB = 1024 * 1024
@@ -117,4 +117,4 @@ def test_every_fixture_reports_consistent_json(name: str) -> None:
     assert [cpu["id"] for cpu in report["cpus"]] == sorted(cpu["id"] for cpu in report["cpus"])
     for node in report["nodes"]:
         assert sorted(node["distances"]) == sorted(str(other) for other in topology.node_ids)
-        assert [pool["size_kib"] for pool in node["hugepages"]] == list(hugepage_sizes(topology.node(node["id"])))
+        assert [pool["size_kib"] for pool in node["hugepages"]] == list(topology.node(node["id"]).hugepage_sizes)
