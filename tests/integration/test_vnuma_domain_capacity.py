@@ -117,10 +117,12 @@ def test_guests_of_one_call_restart_together(
     assert pending["restart_required_guests"] == names
     ids = {guest.name: guest.dom.ID() for guest in guests}
 
-    # The harness's guest ignores ACPI shutdown: force powers both off after the one shared deadline.
-    timeout = 4
+    # The harness's guest mostly ignores ACPI shutdown (a guest kernel still booting may honour it):
+    # force powers off whoever is still up at the one shared deadline.
+    timeout = 6
     stopped, started = libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STARTED
     with lifecycle_events(names) as events:
+        asked = time.monotonic()
         done = run_module({**args, "restart": "if_needed", "force": True, "shutdown_timeout": timeout})
         wait_for(lambda: sum(event == started for *_seen, event in events) == 2, 10, f"both started: {events}")
     assert [(item["restarted"], item["restart_required"]) for item in done["guests"]] == [(True, False)] * 2
@@ -130,10 +132,10 @@ def test_guests_of_one_call_restart_together(
     order = [(name, event) for _at, name, event in events if event in (stopped, started)]
     assert sorted(order[:2]) == sorted((name, stopped) for name in names), events
     assert sorted(order[2:]) == sorted((name, started) for name in names), events
-    # One deadline for the pair, and powered off together: a guest after the other would stop a whole
-    # timeout later.
+    # One deadline for the pair: both are down within one timeout (plus the power-off) of the request;
+    # a deadline per guest would keep the second one up for a second whole timeout.
     stops = [at for at, _name, event in events if event == stopped]
-    assert stops[1] - stops[0] < timeout / 2, events
+    assert max(stops) - asked < 2 * timeout, (asked, events)
 
     # Both run again (new domain ids), with the new definition, and the guest kernel sees two nodes.
     for guest in guests:
