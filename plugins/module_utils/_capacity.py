@@ -6,8 +6,8 @@
 
 """Whether a host can hold its guests: memory per host node, hugepage pools, dedicated CPUs.
 
-Input: the host topology and the placements of the guests (``_placement``), planned ones from
-``binding_from_layout`` and the others from their definitions.  A guest *counts* when it runs or
+Input: the host topology and the placements of the guests (``_placement``): planned ones from the
+definitions about to be written, the others from their current definitions.  A guest *counts* when it runs or
 starts with the host (autostart): that is the memory and the CPUs the host must really provide.  A
 planned guest that is shut off and not autostart does not count (a host may hold more defined guests
 than it can run at once); instead a warning says when starting it now would over-commit the host.

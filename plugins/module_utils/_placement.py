@@ -21,8 +21,8 @@ proportion to their size.
   about 0.25.
 - A guest's locality is the mean over its vCPUs; a guest without vCPU-bearing cells scores 1.0.
 
-Pure: no Ansible, libvirt or lxml.  The XML layer turns a definition into a ``GuestBinding``;
-``binding_from_layout`` does the same for a planned layout.
+Pure: no Ansible, libvirt or lxml.  The XML layer turns a definition into a ``GuestBinding``
+(``_placement_xml.binding_from_domain``), the planned definition of a guest as well as its current one.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
 
 __all__ = [
@@ -43,7 +42,6 @@ __all__ = [
     "GuestPlacement",
     "place_guest",
     "place_guests",
-    "binding_from_layout",
     "split_evenly",
 ]
 
@@ -337,38 +335,3 @@ def place_guest(topology: HostTopology, binding: GuestBinding) -> GuestPlacement
 def place_guests(topology: HostTopology, bindings: Iterable[GuestBinding]) -> list[GuestPlacement]:
     placer = _Placer(topology)
     return [placer.guest(binding) for binding in bindings]
-
-
-def binding_from_layout(
-    layout: Layout,
-    name: str,
-    running: bool = False,
-    autostart: bool = False,
-    dedicated_cpus: Iterable[int] = (),
-    dimms: Sequence[DimmBinding] = (),
-    default_cpus: tuple[int, ...] | None = None,
-) -> GuestBinding:
-    """The binding a planned layout gives its guest once defined."""
-    pins = layout.vcpu_pins
-    return GuestBinding(
-        name=name,
-        cells=tuple(
-            CellBinding(
-                id=cell.id,
-                vcpus=cell.vcpus,
-                memory_kib=cell.memory_kib,
-                memory_mode=layout.spec.memory_mode,
-                memory_nodes=cell.memory_nodes,
-                hugepage_kib=layout.hugepages_kib,
-            )
-            for cell in layout.cells
-        ),
-        vcpu_cpus={} if pins is None else dict(enumerate(pins)),
-        default_cpus=default_cpus,
-        emulator_cpus=layout.emulator_pins,
-        dimms=tuple(dimms),
-        dedicated_cpus=tuple(sorted(set(dedicated_cpus))),
-        running=running,
-        autostart=autostart,
-        source="planned",
-    )

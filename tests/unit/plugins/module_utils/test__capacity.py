@@ -29,10 +29,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import (
     CellBinding,
     DimmBinding,
     GuestBinding,
-    binding_from_layout,
     place_guests,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 MIB = 1024
@@ -403,7 +403,7 @@ def test_dimms_take_from_the_pool_that_backs_them() -> None:
 
 
 def test_a_planned_layout_counts_as_planned() -> None:
-    """binding_from_layout (what the engine hands in for a planned guest) through the check."""
+    """A planned layout's binding through the check."""
     topology = host("seed-4node-ring")
     layout = compute_layout(
         topology,

@@ -26,13 +26,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import (
     DimmBinding,
     GuestBinding,
     GuestPlacement,
-    binding_from_layout,
     place_guest,
     place_guests,
     split_evenly,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
+from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES, host
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils.test__partitioner_properties import (
     Case,

@@ -9,7 +9,8 @@ Each table row is a host fixture, the owned parts of a definition as a user or a
 and what the row is about: per cell whether it is aligned and its locality, and the guest's memory per
 host node and page size, worked out by hand.  The property test renders every layout of the partitioner's
 random cases into a domain (``plan_domain`` / ``render_plan``, the expand path) and requires that the
-definition reads back as the binding ``binding_from_layout`` gives the engine, placed identically.
+definition reads back as the binding the layout itself describes (``tests/support/bindings.py``),
+placed identically.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import dimm
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import (
     DimmBinding,
     GuestPlacement,
-    binding_from_layout,
     place_guest,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement_xml import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import store_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml, to_text
+from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils.test__partitioner_properties import (
     Case as LayoutCase,
@@ -501,8 +502,8 @@ def template(case: LayoutCase, cpuset: str | None) -> Any:
 @scaled(300)
 @given(drawn=rendered_cases())
 def test_a_rendered_layout_reads_back_as_its_binding(drawn: tuple[LayoutCase, str | None, int]) -> None:
-    """The engine places a planned guest with ``binding_from_layout``; vnuma_info and the capacity check of
-    later runs read the definition it wrote: the two must say the same, down to the last KiB."""
+    """The engine, vnuma_info and the capacity check read a guest's binding from its definition: for a
+    rendered layout that must say what the layout itself says, down to the last KiB."""
     case, cpuset, granules = drawn
     describe(case)
     note(f"<vcpu cpuset={cpuset!r}>, {granules} hot-add granules")
