@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,7 +42,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
     LibvirtOperationError,
-    PlacementError,
     SpecError,
     VnumaError,
 )
@@ -56,6 +55,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import plan
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import (
+    CellBinding,
     DimmBinding,
     GuestBinding,
     GuestPlacement,
@@ -68,7 +68,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format
 from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec, remove_stored_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
 
-__all__ = ["GuestRequest", "GuestResult", "Converger", "dedicated_cpus", "held_cpus"]
+__all__ = ["BatchError", "GuestRequest", "GuestResult", "Converger", "held_cpus"]
 
 # Changes a running guest takes without a restart: pins are changed live, the stored spec is
 # metadata only, and vCPU online state is changed live when vCPUs are being added.
@@ -80,6 +80,8 @@ _RUNTIME_PATHS = ("memory", "currentMemory")
 _SHUTDOWN_POLL = 0.25
 # Guests powered off at once (libvirtd's default max_workers is 20: leave it room for other clients).
 _PARALLEL = 8
+# Times a guest is planned again when another client keeps changing its definition under this run.
+_REPLANS = 3
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,23 @@ class GuestResult:
     # The planned definition's alignment ({aligned, locality, cells}) and the current one's locality.
     alignment: dict[str, Any] | None = None
     locality_before: float | None = None
+    # What this run wrote for the guest, in order ("definition", "shutdown requested", ...): also when
+    # it then failed.  Empty in check mode.
+    written: list[str] = field(default_factory=list)
+    # Why the guest failed, or None; a failed guest never stops the others.
+    error: VnumaError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def wrote(self, what: str) -> None:
+        self.written.append(what)
+        self.changed = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "changed": self.changed,
+            "written": list(self.written),
+            "error": None if self.error is None else str(self.error),
             "changes": [str(change) for change in self.changes],
             "layout": None if self.layout is None else self.layout.to_dict(),
             "running": self.running,
@@ -127,6 +141,25 @@ class GuestResult:
 
     def diff(self) -> dict[str, dict[str, object]]:
         return changes_as_diff(self.changes)
+
+
+class BatchError(VnumaError):
+    """Some guests of a call failed; ``results`` holds every guest's result, what was written included."""
+
+    def __init__(self, results: Sequence[GuestResult]) -> None:
+        failed = [result for result in results if result.error is not None]
+        written = [f"guest {result.name}: {', '.join(result.written)}" for result in results if result.written]
+        if len(failed) == 1 and failed[0].error is not None:
+            message, guest = failed[0].error.message, failed[0].error.guest
+        else:
+            message, guest = (
+                f"{len(failed)} of {len(results)} guests failed: " + "; ".join(str(result.error) for result in failed),
+                None,
+            )
+        if written:
+            message += f" (written before the failure: {'; '.join(written)})"
+        super().__init__(message, guest=guest)
+        self.results = list(results)
 
 
 @dataclass
@@ -148,6 +181,7 @@ class _Planned:
     # Where the planned and the current definitions put the guest on the host (set by place()).
     placement: GuestPlacement | None = None
     before: GuestPlacement | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def needs_restart(self) -> bool:
         """Whether a running guest needs a restart to run as defined."""
@@ -207,15 +241,23 @@ class Converger:
         self.reserved_kib = reserved_kib
         # The last plan_all's capacity check; None with capacity: ignore.
         self.capacity_report: CapacityReport | None = None
+        # What plan_all learnt of the host, for planning a guest again right before its define.
+        self.taken: dict[int, str] = {}
+        self.autostart: set[str] = set()
+        self.others: list[GuestBinding] = []
+        self.unread: list[str] = []
+        self.planned_items: list[_Planned] = []
+        self.replanned: dict[str, _Planned] = {}
 
     # -- planning ---------------------------------------------------------------------------------
 
-    def plan_all(self, requests: Sequence[GuestRequest]) -> list[_Planned]:
-        """Plan every request, then check the host's capacity; raise before anything is written.
+    def plan_all(self, requests: Sequence[GuestRequest]) -> list[_Planned | VnumaError]:
+        """Plan every request, then check the host's capacity, before anything is written.
 
-        Refusals of several guests are joined into one error.  Guests asking for dedicated pinning
-        are planned first, so the node-pinned guests of the same call avoid their CPUs; the plans
-        keep the order of the requests.
+        A guest that cannot be read or planned gets its error in its place and affects nothing else:
+        it is counted as it is defined now.  Guests asking for dedicated pinning are planned first, so
+        the node-pinned guests of the same call avoid their CPUs; the plans keep the order of the
+        requests.  A capacity refusal (with ``capacity: fail``) concerns the host and raises.
         """
         names = [request.name for request in requests]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -226,62 +268,117 @@ class Converger:
         wanted = set(names)
         running = set(self.host.running_names())
         autostart = set(self.host.autostart_names()) if self.capacity != "ignore" else set()
-        # The counted guests outside this call, as defined; definitions it cannot read are named in a warning.
-        others: list[GuestBinding] = []
+        counted: dict[str, GuestBinding] = {}
         unread: list[str] = []
+        outcome: dict[int, _Planned | VnumaError] = {}
         for guest, xml in self.host.definitions():
-            root = parse_xml(xml, f"the definition of guest {guest.name}", root_tag="domain")
+            counts = self.capacity != "ignore" and (guest.name in running or guest.name in autostart)
+            try:
+                root = parse_xml(xml, f"the definition of guest {guest.name}", root_tag="domain")
+                held = dedicated_cpus(self.topology, root, guest.name)
+            except VnumaError as error:
+                # Only a requested guest fails for it; any other is counted as a whole (below).
+                if guest.name in wanted:
+                    readings[guest.name] = (guest, xml, error.naming(guest.name))
+                elif counts:
+                    unread.append(self.count_unreadable(guest, error, counted, running, autostart))
+                continue
             if guest.name in wanted:
                 readings[guest.name] = (guest, xml, root)
                 continue
-            held = dedicated_cpus(self.topology, root, guest.name)
             taken.update(held)
-            # Only running and autostart guests count (_capacity.counts): skip reading the others.
-            if self.capacity == "ignore" or not (guest.name in running or guest.name in autostart):
-                continue
-            try:
-                numa = DomainNuma.from_domain(root)
-            except VnumaError as error:
-                unread.append(f"guest {guest.name} is not counted: its definition cannot be read ({error.message})")
-                continue
-            others.append(binding_from_domain(numa, guest.name, guest.name in running, guest.name in autostart, held))
-        missing = [name for name in names if name not in readings]
-        if missing:
-            raise LibvirtOperationError(
-                f"no guest named {', '.join(missing)} is defined at {self.host.uri}", guest=missing[0]
-            )
-        planned: dict[int, _Planned] = {}
-        errors: dict[int, VnumaError] = {}
+            if counts:
+                self.count_defined(guest, root, held, counted, unread, running, autostart)
+        for index, name in enumerate(names):
+            reading = readings.get(name)
+            if reading is None:
+                outcome[index] = LibvirtOperationError(
+                    f"no guest named {name} is defined at {self.host.uri}", guest=name
+                )
+            elif isinstance(reading[2], VnumaError):
+                outcome[index] = reading[2]
         order = sorted(range(len(requests)), key=lambda index: (not self.dedicated(requests[index], readings), index))
         for index in order:
+            if index in outcome:
+                continue
             request = requests[index]
             guest, xml, root = readings[request.name]
             try:
                 item = self.plan_one(request, guest, xml, root, taken, guest.name in running)
             except VnumaError as error:
-                errors[index] = error.naming(request.name)
+                outcome[index] = error.naming(request.name)
                 continue
-            planned[index] = item
+            outcome[index] = item
             layout = item.plan.layout if item.plan is not None else None
             if layout is not None:
                 taken.update(dict.fromkeys(held_cpus(self.topology, layout), request.name))
-        failures = [errors[index] for index in sorted(errors)]
-        if len(failures) == 1:
-            raise failures[0]
-        if failures:
-            raise PlacementError(f"{len(failures)} guests cannot be placed: " + "; ".join(map(str, failures)))
-        items = [planned[index] for index in range(len(requests))]
+        results = [outcome[index] for index in range(len(requests))]
+        items = [item for item in results if isinstance(item, _Planned)]
+        # A requested guest that failed stays as it is defined, and is counted so.
+        for name, reading in readings.items():
+            guest, _xml, root = reading
+            failed = not any(item.request.name == name for item in items)
+            if failed and self.capacity != "ignore" and (name in running or name in autostart):
+                if isinstance(root, VnumaError):
+                    unread.append(self.count_unreadable(guest, root, counted, running, autostart))
+                else:
+                    self.count_defined(guest, root, (), counted, unread, running, autostart)
+        others = list(counted.values())
+        self.taken, self.autostart, self.others, self.unread = taken, autostart, others, unread
+        self.planned_items, self.replanned = items, {}
         self.place(items, autostart)
         if self.capacity != "ignore":
             self.check_capacity(items, others, unread)
-        return items
+        return results
+
+    def count_defined(
+        self,
+        guest: LibvirtGuest,
+        root: Any,
+        held: Iterable[int],
+        counted: dict[str, GuestBinding],
+        unread: list[str],
+        running: set[str],
+        autostart: set[str],
+    ) -> None:
+        """Count a guest outside the plan where its definition puts it (as a whole when that cannot be read)."""
+        try:
+            numa = DomainNuma.from_domain(root)
+        except VnumaError as error:
+            unread.append(self.count_unreadable(guest, error, counted, running, autostart))
+            return
+        counted[guest.name] = binding_from_domain(
+            numa, guest.name, guest.name in running, guest.name in autostart, held
+        )
+
+    def count_unreadable(
+        self,
+        guest: LibvirtGuest,
+        error: VnumaError,
+        counted: dict[str, GuestBinding],
+        running: set[str],
+        autostart: set[str],
+    ) -> str:
+        """Count a guest whose definition cannot be read as its whole memory, bound to no node; the warning."""
+        memory_kib = guest.memory_kib()
+        counted[guest.name] = GuestBinding(
+            name=guest.name,
+            cells=(CellBinding(id=0, vcpus=(0,), memory_kib=memory_kib),),
+            running=guest.name in running,
+            autostart=guest.name in autostart,
+        )
+        return (
+            f"guest {guest.name} is counted as {format_kib(memory_kib)} of memory on any host node: "
+            f"its definition cannot be read ({error.message})"
+        )
 
     def dedicated(self, request: GuestRequest, readings: Mapping[str, tuple[LibvirtGuest, str, Any]]) -> bool:
         """Whether the request asks for dedicated pinning (a spec that does not parse is planned in turn)."""
-        if request.state == "absent":
+        reading = readings.get(request.name)
+        if request.state == "absent" or reading is None or isinstance(reading[2], VnumaError):
             return False
         try:
-            return self.spec_for(request, readings[request.name][2]).pinning in ("core", "thread")
+            return self.spec_for(request, reading[2]).pinning in ("core", "thread")
         except VnumaError:
             return False
 
@@ -337,9 +434,27 @@ class Converger:
         if report.blocking and self.capacity == "fail":
             raise CapacityError(report)
 
-    def spec_for(self, request: GuestRequest, root: Any) -> VnumaSpec:
-        """The stored spec with the explicitly given options on top (defaults when nothing is stored)."""
-        stored = read_stored_spec(root)
+    def spec_for(self, request: GuestRequest, root: Any, warnings: list[str] | None = None) -> VnumaSpec:
+        """The stored spec with the explicitly given options on top (defaults when nothing is stored).
+
+        A stored spec that cannot be read (edited by hand, written by another tool) is replaced by the
+        options given, with a warning; without any it is an error that says how to repair the guest.
+        """
+        try:
+            stored = read_stored_spec(root)
+        except VnumaError as error:
+            if not request.options:
+                raise SpecError(
+                    f"its stored vnuma spec cannot be read ({error.message}); give the spec's options (at least "
+                    "mode) to replace it, or state: absent to remove the layout",
+                    guest=request.name,
+                ) from None
+            stored = None
+            if warnings is not None:
+                warnings.append(
+                    f"guest {request.name}: its stored vnuma spec cannot be read ({error.message}); "
+                    "replaced by the options given"
+                )
         base = {} if stored is None else {k: v for k, v in stored.to_mapping().items() if v is not None}
         base.update({key: value for key, value in request.options.items() if value is not None})
         if request.options.get("mode") == "host":
@@ -358,6 +473,7 @@ class Converger:
         running: bool,
     ) -> _Planned:
         others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
+        warnings: list[str] = []
         if request.state == "absent":
             current = DomainNuma.from_domain(root)
             target = flat_target(current, request.name)
@@ -366,11 +482,11 @@ class Converger:
                 changes.append(Change("metadata/vnuma", "stored", None))
             plan = None
         else:
-            spec = self.spec_for(request, root)
+            spec = self.spec_for(request, root, warnings)
             plan = plan_domain(root, self.topology, spec, others, request.current_vcpus)
             current, target, changes = plan.current, plan.target, list(plan.changes)
             if request.hotplug_memory_kib is not None:
-                self.check_hotplug_memory(plan, request.hotplug_memory_kib)
+                self.check_hotplug_memory(plan, request.hotplug_memory_kib, root)
         new_xml = None
         if changes:
             new_root = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
@@ -388,10 +504,23 @@ class Converger:
             # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
             pending = [change for change in live.changes(target) if not change.path.startswith(_HOTPLUG_PREFIXES)]
         return _Planned(
-            request, guest, xml, root, running, plan, target, changes, new_xml, online, pending, current=current
+            request,
+            guest,
+            xml,
+            root,
+            running,
+            plan,
+            target,
+            changes,
+            new_xml,
+            online,
+            pending,
+            current=current,
+            warnings=warnings,
         )
 
-    def check_hotplug_memory(self, plan: DomainPlan, wanted_kib: int) -> None:
+    def check_hotplug_memory(self, plan: DomainPlan, wanted_kib: int, root: Any) -> None:
+        """Everything a DIMM hot-add needs, checked before the first write (slots, sizes, ACPI)."""
         present = _dimms(plan.current.memory_devices)
         have = sum(size for _cell, size in present)
         if wanted_kib < have:
@@ -401,25 +530,73 @@ class Converger:
             )
         if wanted_kib > have:
             plan_dimms(plan.layout, wanted_kib - have, present)
+            # QEMU's device_add of a pc-dimm on x86 needs the guest's ACPI memory hotplug controller
+            # ("memory hotplug is not enabled: ... ACPI"), which libvirt only gives a guest with <acpi/>.
+            arch = root.find("os/type")
+            arch_name = arch.get("arch") if arch is not None else None
+            if arch_name in (None, "x86_64", "i686") and root.find("features/acpi") is None:
+                raise SpecError(
+                    f"hotplug_memory {format_kib(wanted_kib)} needs ACPI: the guest's <features> has no <acpi/>, "
+                    "and QEMU hot-adds DIMMs on x86 only through ACPI; add <acpi/> first"
+                )
 
     # -- applying ---------------------------------------------------------------------------------
 
     def converge(self, requests: Sequence[GuestRequest]) -> list[GuestResult]:
-        """Plan everything, then define every guest, restart those that need it together, then the live changes."""
-        planned = self.plan_all(requests)
-        results = [self.define_one(item) for item in planned]
+        """Plan everything, then define every guest, restart those that need it together, then the live changes.
+
+        A guest that fails at any step keeps its error in its result and drops out of the later steps;
+        the others go on.  When any guest failed, a ``BatchError`` carries every result, with what was
+        written for each, after all the others are done.
+        """
+        outcome = self.plan_all(requests)
+        results: list[GuestResult] = []
+        planned: list[tuple[_Planned, GuestResult]] = []
+        for request, item in zip(requests, outcome, strict=True):
+            if isinstance(item, VnumaError):
+                results.append(GuestResult(name=request.name, error=item))
+                continue
+            result = self.define_one(item)
+            results.append(result)
+            if result.error is None:
+                planned.append((self.replanned.pop(item.request.name, item), result))
         if self.restart == "if_needed":
-            self.restart_together(
-                [(item, result) for item, result in zip(planned, results, strict=True) if result.restart_required]
-            )
-        for item, result in zip(planned, results, strict=True):
-            self.live_changes(item, result)
+            self.restart_together([(item, result) for item, result in planned if result.restart_required])
+        for item, result in planned:
+            if result.error is None:
+                self.live_changes(item, result)
+        if any(result.error is not None for result in results):
+            raise BatchError(results)
         return results
 
     def define_one(self, item: _Planned) -> GuestResult:
-        """The result of one guest, and its new definition written (after a backup when asked)."""
+        """The result of one guest, and its new definition written (after a backup when asked).
+
+        The definition is read again right before the define: when another client changed it since
+        the plan, the guest is planned again from what is there now (``_REPLANS`` times at most), so
+        their change is kept, never overwritten.
+        """
         name = item.request.name
-        result = GuestResult(name=name, changes=list(item.changes), running=item.running)
+        result = GuestResult(name=name, running=item.running)
+        result.warnings.extend(item.warnings)
+        try:
+            if item.changes and not self.check_mode:
+                item = self.fresh(item)
+                result.warnings.extend(warning for warning in item.warnings if warning not in result.warnings)
+            self.describe(item, result)
+            if item.changes and not self.check_mode:
+                if self.backup_dir is not None:
+                    result.backup_file = self.write_backup(name, item.original_xml)
+                    result.wrote(f"backup {result.backup_file}")
+                self.define_and_verify(item, result)
+        except VnumaError as error:
+            result.error = error.naming(name)
+            # In a real run only what was written counts as changed; in check mode what would be.
+            result.changed = bool(result.written) if not self.check_mode else result.changed
+        return result
+
+    def describe(self, item: _Planned, result: GuestResult) -> None:
+        result.changes = list(item.changes)
         result.layout = item.plan.layout if item.plan is not None else None
         result.changed = bool(item.changes)
         result.restart_required = item.needs_restart()
@@ -427,17 +604,41 @@ class Converger:
             result.alignment = {key: value for key, value in item.placement.to_dict().items() if key != "name"}
         if item.before is not None:
             result.locality_before = round(item.before.locality, 4)
-        if item.changes and not self.check_mode:
-            if self.backup_dir is not None:
-                result.backup_file = self.write_backup(name, item.original_xml)
-            self.define_and_verify(item)
-        return result
+
+    def fresh(self, item: _Planned) -> _Planned:
+        """``item`` planned on the definition as it is now (the same item when nobody changed it)."""
+        name = item.request.name
+        for _attempt in range(_REPLANS):
+            xml = item.guest.xml_if_defined()
+            if xml is None:
+                raise LibvirtOperationError(
+                    "was undefined by another client after this run read it; nothing was written for it", guest=name
+                )
+            if xml == item.original_xml:
+                return item
+            root = parse_xml(xml, f"the definition of guest {name}", root_tag="domain")
+            running = item.guest.is_running()
+            item = self.plan_one(item.request, item.guest, xml, root, self.taken, running)
+            self.replanned[name] = item
+            self.place([item], self.autostart)
+            if self.capacity != "ignore":
+                # The new plan must fit with everything else as planned and as counted.
+                items = [self.replanned.get(other.request.name, other) for other in self.planned_items]
+                self.check_capacity(items, self.others, self.unread)
+            if not item.changes:
+                return item
+        raise LibvirtOperationError(
+            f"its definition changed {_REPLANS} times while this run planned it (another client is editing it); "
+            "nothing was written for it",
+            guest=name,
+        )
 
     def restart_together(self, batch: Sequence[tuple[_Planned, GuestResult]]) -> None:
         """Shut every guest of ``batch`` down at once, wait for all against one deadline, then start them all.
 
         After the deadline the guests still running are powered off with ``force``; without it they
-        are left running, the others are started again, and the error names those that did not stop.
+        are left running, the others are started again, and each guest that did not stop or start
+        gets its error in its result.
         """
         for _item, result in batch:
             # A restart changes the running guest even when the definition was changed by an earlier run.
@@ -446,46 +647,70 @@ class Converger:
             result.restart_required = False
         if self.check_mode or not batch:
             return
-        waiting = [item.guest for item, _result in batch if item.guest.ask_shutdown()]
+        by_name = {item.guest.name: result for item, result in batch}
+        waiting = []
+        for item, result in batch:
+            try:
+                if item.guest.ask_shutdown():
+                    result.wrote("shutdown requested")
+                    waiting.append(item.guest)
+            except VnumaError as error:
+                self.restart_failed(result, error)
         deadline = time.monotonic() + self.shutdown_timeout
         while waiting:
-            waiting = [guest for guest in waiting if guest.is_running()]
+            waiting = [guest for guest in waiting if self.still_running(guest, by_name[guest.name])]
             if not waiting or time.monotonic() >= deadline:
                 break
             time.sleep(min(_SHUTDOWN_POLL, max(deadline - time.monotonic(), 0.0)))
-        errors: list[VnumaError] = []
         if self.force:
             # libvirtd takes a second or two to power a QEMU off (SIGTERM, then it waits for the exit): in
             # parallel, the batch is down for the slowest one, not for the sum.
             failed = _each(waiting, LibvirtGuest.destroy)
-            errors.extend(failed.values())
-            stuck = set(failed)
+            for guest in waiting:
+                if guest.name in failed:
+                    self.restart_failed(by_name[guest.name], failed[guest.name])
+                else:
+                    by_name[guest.name].wrote("powered off")
         else:
-            stuck = {guest.name for guest in waiting}
-            if stuck:
-                errors.append(_not_stopped(sorted(stuck), self.shutdown_timeout))
+            for guest in waiting:
+                self.restart_failed(by_name[guest.name], _not_stopped(guest.name, self.shutdown_timeout))
         # The others are down with their new definition: started again even when some did not stop.
         # One after the other: starting QEMUs at once only makes them compete for the host's CPUs.
-        for item, _result in batch:
-            if item.guest.name in stuck:
+        for item, result in batch:
+            if result.error is not None:
                 continue
             try:
                 item.guest.start()
-            except LibvirtOperationError as error:
-                errors.append(error)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise LibvirtOperationError("; ".join(map(str, errors)))
+            except VnumaError as error:
+                self.restart_failed(result, error)
+                continue
+            result.wrote("started")
+
+    def still_running(self, guest: LibvirtGuest, result: GuestResult) -> bool:
+        try:
+            return guest.is_running()
+        except VnumaError as error:
+            self.restart_failed(result, error)
+            return False
+
+    @staticmethod
+    def restart_failed(result: GuestResult, error: VnumaError) -> None:
+        result.error = error.naming(result.name)
+        result.restarted = False
+        result.restart_required = True
+        result.changed = bool(result.written)
 
     def live_changes(self, item: _Planned, result: GuestResult) -> None:
         """What a guest takes without a (further) boot: re-pinning when it keeps running, then hot-plug."""
         repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
         stays_up = not result.restart_required and not result.restarted
-        if item.running and repinned and stays_up and item.plan is not None:
-            self.repin_live(item, result)
-        if item.plan is not None:
-            self.hotplug(item, result)
+        try:
+            if item.running and repinned and stays_up and item.plan is not None:
+                self.repin_live(item, result)
+            if item.plan is not None:
+                self.hotplug(item, result)
+        except VnumaError as error:
+            result.error = error.naming(result.name)
 
     def write_backup(self, name: str, xml: str) -> str:
         directory = self.backup_dir or "."
@@ -500,11 +725,12 @@ class Converger:
             ) from None
         return path
 
-    def define_and_verify(self, item: _Planned) -> None:
+    def define_and_verify(self, item: _Planned, result: GuestResult) -> None:
         name = item.request.name
         if item.new_xml is None:
             return
         guest = self.host.define(item.new_xml, guest=name)
+        result.wrote("definition")
         reread = parse_xml(guest.inactive_xml(), f"the definition of guest {name}", root_tag="domain")
         kept = DomainNuma.from_domain(reread)
         lost = kept.changes(item.target)
@@ -535,6 +761,7 @@ class Converger:
             result.live.append(f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}")
             if not self.check_mode:
                 item.guest.pin_vcpu_live(vcpu, cpus, host_cpus)
+                result.wrote(f"vCPU {vcpu} pinned live")
 
     def hotplug(self, item: _Planned, result: GuestResult) -> None:
         """Live (and persistent) vCPU enable and DIMM hot-add, balanced across cells."""
@@ -559,6 +786,7 @@ class Converger:
                         cores.setdefault(vcpu // threads, []).append(vcpu)
                     for core_vcpus in cores.values():
                         item.guest.set_vcpus_online(core_vcpus, True, persistent=False)
+                        result.wrote(f"vCPUs {format_cpuset(core_vcpus)} enabled live")
                     pins = plan.layout.vcpu_pins
                     if pins is not None:
                         host_cpus = max(self.topology.cpu_node, default=0) + 1
@@ -587,6 +815,7 @@ class Converger:
                     live=into_running,
                     persistent=True,
                 )
+                result.wrote(f"{text} attached{' live' if into_running else ''}")
 
 
 def _each(guests: Sequence[LibvirtGuest], action: Callable[[LibvirtGuest], None]) -> dict[str, VnumaError]:
@@ -608,13 +837,10 @@ def _each(guests: Sequence[LibvirtGuest], action: Callable[[LibvirtGuest], None]
     return errors
 
 
-def _not_stopped(names: Sequence[str], timeout: float) -> LibvirtOperationError:
-    if len(names) == 1:
-        return LibvirtOperationError(
-            f"did not shut down within {timeout:g} seconds; set force to power it off", guest=names[0]
-        )
+def _not_stopped(name: str, timeout: float) -> LibvirtOperationError:
     return LibvirtOperationError(
-        f"guests {', '.join(names)} did not shut down within {timeout:g} seconds; set force to power them off"
+        f"did not shut down within {timeout:g} seconds; set force to power it off",
+        guest=name,
     )
 
 

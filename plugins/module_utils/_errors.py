@@ -29,6 +29,9 @@ class VnumaError(Exception):
         super().__init__(message)
         self.message = message
         self.guest = guest
+        # More of the failed run's result for the module to hand back with the message (what was
+        # written, per-guest results, a capacity report).
+        self.details: dict[str, object] = {}
 
     def naming(self, guest: str | None) -> VnumaError:
         """Name ``guest`` in this error unless it already names one; return the error for ``raise``."""

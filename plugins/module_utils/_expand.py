@@ -201,7 +201,11 @@ def plan_domain(
         current = DomainNuma.from_domain(root)
         layout = compute_layout(topology, spec, guest, taken_cpus)
         target = DomainNuma.from_layout(layout, current)
-        stored = read_stored_spec(root)
+        try:
+            stored = read_stored_spec(root)
+        except VnumaError:
+            # A stored spec that cannot be read is replaced by the one planned now (the caller chose to).
+            stored = None
     except VnumaError as error:
         raise error.naming(name) from None
     return DomainPlan(name=name, spec=spec, layout=layout, current=current, target=target, stored=stored)

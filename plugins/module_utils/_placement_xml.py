@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import CellBinding, DimmBinding, GuestBinding
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec
@@ -100,7 +101,12 @@ def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, st
     A guest the collection placed says how in its stored spec; a hand-pinned guest counts as
     dedicated wherever a vCPU is pinned to exactly one host CPU.
     """
-    spec = read_stored_spec(root)
+    try:
+        spec = read_stored_spec(root)
+    except VnumaError:
+        # A stored spec that cannot be read says nothing: count the pins as a hand-pinned guest's, the
+        # conservative reading (vnuma_info reports the spec's error; it must not block other guests).
+        spec = None
     if spec is not None and spec.pinning not in ("core", "thread"):
         return {}
     held: dict[int, str] = {}

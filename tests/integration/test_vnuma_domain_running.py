@@ -393,8 +393,15 @@ def test_running_guest_live_pins_and_restarts(
     # The harness's guest ignores ACPI shutdown: without force, the restart times out and leaves it running.
     stuck_args = {**base, "cells": 1, "memory": "192 MiB", "restart": "if_needed", "shutdown_timeout": 2}
     failed = fail_module(stuck_args)
-    assert failed["msg"] == f"guest {name}: did not shut down within 2 seconds; set force to power it off"
+    assert failed["msg"] == (
+        f"guest {name}: did not shut down within 2 seconds; set force to power it off (written before the "
+        f"failure: guest {name}: definition, shutdown requested)"
+    )
     assert failed["guest"] == name
+    # The definition was written and a shutdown sent before the timeout: the failed run says so.
+    assert failed["changed"] is True
+    assert failed["guests"][0]["written"] == ["definition", "shutdown requested"]
+    assert failed["restart_required_guests"] == [name]
     assert guest.is_active()
     assert numa_cells(live_xml(qemu_conn, name)) == numa_cells(live_at_start)
     assert numa_cells(inactive_xml(qemu_conn, name)) == {0: (frozenset({0, 1}), 192 * MIB)}

@@ -10,6 +10,10 @@ The unit tests run it against libvirt's test driver, the integration tests again
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from types import ModuleType
 from typing import Any
 
@@ -74,3 +78,28 @@ def fail_module(args: dict[str, Any], check_mode: bool = False, module: ModuleTy
         run_module(args, check_mode=check_mode, module=module)
     assert caught.value.failed, caught.value.result
     return caught.value.result
+
+
+def start_module_process(args: dict[str, Any], module: str = "vnuma_domain") -> subprocess.Popen[str]:
+    """Run a module in a process of its own, as Ansible runs it on the managed node; see ``module_process_result``.
+
+    For tests where runs must really overlap (one process each, nothing shared but libvirtd and the lock).
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    command = [sys.executable, "-m", f"ansible_collections.vnuma.libvirt.plugins.modules.{module}", handle.name]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    process.args_file = handle.name  # type: ignore[attr-defined]
+    return process
+
+
+def module_process_result(process: subprocess.Popen[str], timeout: float = 300) -> dict[str, Any]:
+    """The JSON result of a module process (its ``failed`` key set when it failed)."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        os.unlink(process.args_file)  # type: ignore[attr-defined]
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        raise AssertionError(f"the module printed no JSON (exit {process.returncode}): {out}\n{err}") from None

@@ -118,17 +118,30 @@ def test_unknown_guest_and_unreachable_libvirt() -> None:
     assert result["msg"].startswith("cannot connect to libvirt at qemu+unix:///system?socket=/nonexistent/sock: ")
 
 
-def test_many_guests_plan_before_anything_is_written(conn: Any, guest: str) -> None:
+def test_a_refused_guest_affects_only_itself(conn: Any, guest: str) -> None:
     other = f"{guest}-b"
     conn.defineXML(domain_xml(other, memory_mib=65536))
     before = {name: inactive(conn, name) for name in (guest, other)}
     result = fail({"guests": [f"{guest}*"], "host_capabilities": RING})
-    assert f"guest {other}: guest cell 0 needs 16 GiB, host node 0 has 8 GiB" in result["msg"]
-    assert {name: inactive(conn, name) for name in (guest, other)} == before, "a refusal must change no guest"
+    assert result["msg"] == (
+        f"guest {other}: guest cell 0 needs 16 GiB, host node 0 has 8 GiB (written before the failure: "
+        f"guest {guest}: definition)"
+    )
+    assert result["guest"] == other
+    # The refused guest is unchanged; the other one was planned and applied, and the result says so.
+    assert inactive(conn, other) == before[other]
+    assert inactive(conn, guest) != before[guest]
+    assert result["changed"] is True
+    by_name = {item["name"]: item for item in result["guests"]}
+    assert by_name[guest]["written"] == ["definition"]
+    assert by_name[guest]["error"] is None
+    assert by_name[other]["written"] == []
+    assert by_name[other]["changed"] is False
+    assert by_name[other]["error"] == f"guest {other}: guest cell 0 needs 16 GiB, host node 0 has 8 GiB"
 
     done = run({"guests": [guest, {"name": other, "memory": "8 GiB"}], "host_capabilities": RING})
     assert [item["name"] for item in done["guests"]] == [guest, other]
-    assert all(item["changed"] for item in done["guests"])
+    assert [item["changed"] for item in done["guests"]] == [False, True]
     assert done["guests"][1]["layout"]["memory_kib"] == 8 * 1024 * 1024
     excluded = run({"guests": [f"{guest}*"], "exclude": [other], "host_capabilities": RING})
     assert [item["name"] for item in excluded["guests"]] == [guest]
@@ -385,7 +398,16 @@ def test_a_guest_that_does_not_stop(conn: Any, running_pair: tuple[str, str], mo
     args = {"guests": list(running_pair), "host_capabilities": RING, "restart": "if_needed", "shutdown_timeout": 1}
     events = _record(monkeypatch, second)
     result = fail(args)
-    assert result["msg"] == f"guest {second}: did not shut down within 1 seconds; set force to power it off"
+    assert result["msg"] == (
+        f"guest {second}: did not shut down within 1 seconds; set force to power it off (written before the "
+        f"failure: guest {first}: definition, shutdown requested, started; guest {second}: definition, shutdown "
+        "requested)"
+    )
+    assert result["changed"] is True
+    assert [(item["restarted"], item["restart_required"]) for item in result["guests"]] == [
+        (True, False),
+        (False, True),
+    ]
     # The other one was down already: it is started again, with its new definition.
     assert events == [("ask_shutdown", first), ("ask_shutdown", second), ("start", first)]
     assert conn.lookupByName(first).isActive() and conn.lookupByName(second).isActive()
@@ -406,7 +428,9 @@ def test_one_deadline_for_the_whole_batch(
     result = fail(args)
     assert time.monotonic() - began < 1.9, "two guests waited for one after the other"
     assert result["msg"] == (
-        f"guests {first}, {second} did not shut down within 1 seconds; set force to power them off"
+        f"2 of 2 guests failed: guest {first}: did not shut down within 1 seconds; set force to power it off; "
+        f"guest {second}: did not shut down within 1 seconds; set force to power it off (written before the "
+        f"failure: guest {first}: definition, shutdown requested; guest {second}: definition, shutdown requested)"
     )
     assert conn.lookupByName(first).isActive() and conn.lookupByName(second).isActive()
 

@@ -1,0 +1,172 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""No lost updates on a real libvirtd: the hypervisor's lock, and planning again what changed under a run.
+
+Two vnuma_domain runs with partial specs on one guest used to lose one of the changes while both
+reported ``changed``; a ``virsh desc --config`` made while a run was between its read and its define
+was overwritten.  Runs now take the hypervisor's lock (``_host_lock``) and read every definition
+again right before they define it.  The other client's change is made at exactly that point by
+wrapping the real ``Converger.fresh``; everything else is real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import libvirt
+import pytest
+from vnuma_domain_support import inactive_xml
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._host_lock import host_lock, lock_path
+from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.tests.support.module_run import (
+    fail_module,
+    module_process_result,
+    run_module,
+    start_module_process,
+)
+from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory
+
+
+def stored(xml: str) -> dict[str, Any]:
+    spec = read_stored_spec(parse_xml(xml, "a test definition", root_tag="domain"))
+    assert spec is not None
+    return spec.to_mapping()
+
+
+def virsh(*args: str) -> None:
+    subprocess.run(["virsh", "-q", "-c", URI, *args], check=True, capture_output=True, text=True)
+
+
+def description(xml: str) -> str | None:
+    element = parse_xml(xml, "a test definition", root_tag="domain").find("description")
+    return None if element is None else element.text
+
+
+def test_runs_wait_for_the_lock_and_both_changes_are_kept(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect
+) -> None:
+    guest = make_guest("vit-lock", vcpus=4, memory_mib=256, start=False)
+    run_module({"name": guest.name})
+    converged = inactive_xml(qemu_conn, guest.name)
+    with host_lock(URI, 0):
+        runs = [
+            start_module_process({"name": guest.name, "pinning": "none"}),
+            start_module_process({"name": guest.name, "memory_mode": "preferred"}),
+        ]
+        # While another run holds the lock, neither reads nor writes: the definition stays as it is for as
+        # long as the lock is held, several times as long as a whole run takes here.
+        until = time.monotonic() + 4
+        while time.monotonic() < until:
+            assert [run.poll() for run in runs] == [None, None], "a run went ahead while the lock was held"
+            assert inactive_xml(qemu_conn, guest.name) == converged
+            time.sleep(0.2)
+    results = [module_process_result(run) for run in runs]
+    assert [(result.get("failed", False), result["changed"]) for result in results] == [(False, True)] * 2
+    spec = stored(inactive_xml(qemu_conn, guest.name))
+    assert (spec["pinning"], spec["memory_mode"]) == ("none", "preferred")
+
+
+def test_a_run_that_cannot_have_the_lock_fails_at_once_and_changes_nothing(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect
+) -> None:
+    guest = make_guest("vit-lock", vcpus=2, memory_mib=256, start=False)
+    before = inactive_xml(qemu_conn, guest.name)
+    with host_lock(URI, 0):
+        failed = fail_module({"name": guest.name, "lock_timeout": 0})
+        # Check mode writes nothing and takes no lock.
+        assert run_module({"name": guest.name}, check_mode=True)["changed"] is True
+    assert failed["msg"] == (
+        f"another vnuma.libvirt run is changing the guests of {URI} (lock {lock_path(URI)}, held by pid "
+        f"{os.getpid()}); waited 0 seconds (lock_timeout)"
+    )
+    assert failed["changed"] is False
+    assert inactive_xml(qemu_conn, guest.name) == before
+    for bad in (-1, float("nan"), float("inf"), 86401):
+        assert fail_module({"name": guest.name, "lock_timeout": bad})["msg"].startswith(f"lock_timeout {bad:g} ")
+    assert inactive_xml(qemu_conn, guest.name) == before
+
+
+def edit_before_define(monkeypatch: pytest.MonkeyPatch, edit: Callable[[], None]) -> None:
+    """Make ``edit()`` (another client's change) happen once, right before the re-read ahead of a define."""
+    original = Converger.fresh
+
+    def fresh(self: Converger, item: Any) -> Any:
+        edit()
+        return original(self, item)
+
+    monkeypatch.setattr(Converger, "fresh", fresh)
+
+
+def test_a_change_by_another_tool_before_the_define_is_kept(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = make_guest("vit-edit", vcpus=4, memory_mib=256, start=False)
+    run_module({"name": guest.name})
+    edit_before_define(monkeypatch, lambda: virsh("desc", "--config", guest.name, "kept by the other tool"))
+    result = run_module({"name": guest.name, "pinning": "none"})
+    assert result["changed"] is True
+    assert result["guests"][0]["written"] == ["definition"]
+    xml = inactive_xml(qemu_conn, guest.name)
+    assert description(xml) == "kept by the other tool"
+    assert stored(xml)["pinning"] == "none"
+
+
+def test_an_owned_part_changed_before_the_define_is_planned_again(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = make_guest("vit-edit", vcpus=4, memory_mib=256, start=False)
+    # Another tool raises the guest's vCPUs to 6 between this run's plan (for 4) and its define: the layout
+    # written is planned from the 6, never the stale 4.
+    edit_before_define(monkeypatch, lambda: virsh("setvcpus", guest.name, "6", "--config", "--maximum"))
+    result = run_module({"name": guest.name, "mode": "node", "cells": 2})
+    assert result["layout"]["vcpus"] == 6
+    root = parse_xml(inactive_xml(qemu_conn, guest.name), "a test definition", root_tag="domain")
+    assert root.find("vcpu").text == "6"
+    assert sorted(cell.get("cpus") for cell in root.iterfind("cpu/numa/cell")) == ["0-2", "3-5"]
+
+
+def test_a_definition_that_keeps_changing_is_left_to_the_other_tool(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = make_guest("vit-edit", vcpus=4, memory_mib=256, start=False)
+    run_module({"name": guest.name})
+    converged_spec = stored(inactive_xml(qemu_conn, guest.name))
+    edits: list[int] = []
+
+    def keep_editing() -> None:
+        edits.append(1)
+        virsh("desc", "--config", guest.name, f"edit {len(edits)}")
+
+    # An edit before every read of the definition, as a tool in a loop would.
+    original = Converger.fresh
+
+    def fresh(self: Converger, item: Any) -> Any:
+        read = item.guest.xml_if_defined
+
+        def edited(live: bool = False) -> str | None:
+            keep_editing()
+            return read(live)
+
+        monkeypatch.setattr(item.guest, "xml_if_defined", edited)
+        return original(self, item)
+
+    monkeypatch.setattr(Converger, "fresh", fresh)
+    failed = fail_module({"name": guest.name, "pinning": "none"})
+    assert failed["msg"] == (
+        f"guest {guest.name}: its definition changed 3 times while this run planned it (another client is "
+        "editing it); nothing was written for it"
+    )
+    assert failed["changed"] is False
+    assert failed["guests"][0]["written"] == []
+    xml = inactive_xml(qemu_conn, guest.name)
+    assert description(xml) == f"edit {len(edits)}"
+    assert stored(xml) == converged_spec

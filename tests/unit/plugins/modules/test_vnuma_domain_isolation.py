@@ -1,0 +1,127 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One broken guest never blocks the others, and a run says what it wrote (test:///default).
+
+A guest whose stored spec is corrupt (``<vnuma mode="bogus">`` in its metadata, as a hand edit or
+another tool leaves it) used to make every call on the host fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import libvirt
+import pytest
+
+from ansible_collections.vnuma.libvirt.tests.unit.plugins.modules.test_vnuma_domain import (
+    RING,
+    domain_xml,
+    fail,
+    inactive,
+    run,
+)
+
+BOGUS = "<metadata><vnuma:vnuma xmlns:vnuma='urn:vnuma:libvirt:1.0' mode='bogus'/></metadata>"
+BOGUS_MESSAGE = "<vnuma>: mode 'bogus' is not one of host, node"
+
+
+@pytest.fixture
+def conn() -> Iterator[Any]:
+    connection = libvirt.open("test:///default")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def names(conn: Any) -> Iterator[list[str]]:
+    made: list[str] = []
+    yield made
+    for domain in conn.listAllDomains():
+        if domain.name() in made:
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+
+
+def define(conn: Any, names: list[str], extra: str = "", memory_mib: int = 4096, vcpus: int = 8) -> str:
+    name = f"iso-{uuid.uuid4().hex[:8]}"
+    conn.defineXML(domain_xml(name, vcpus=vcpus, memory_mib=memory_mib, extra=extra))
+    names.append(name)
+    return name
+
+
+@pytest.mark.parametrize("state", ["shutoff", "running", "autostart"])
+def test_a_corrupt_stored_spec_on_another_guest_blocks_nothing(conn: Any, names: list[str], state: str) -> None:
+    broken = define(conn, names, BOGUS)
+    if state == "running":
+        conn.lookupByName(broken).create()
+    elif state == "autostart":
+        conn.lookupByName(broken).setAutostart(1)
+    broken_before = inactive(conn, broken)
+    good = define(conn, names)
+    result = run({"name": good, "host_capabilities": RING})
+    assert result["changed"] is True
+    assert [item["name"] for item in result["guests"]] == [good]
+    assert result["guests"][0]["error"] is None
+    assert inactive(conn, broken) == broken_before
+    # Still counted by its definition (one 4 GiB cell, unbound) when it runs or starts with the host.
+    counted = {guest["name"] for guest in result["capacity"]["unbound_guests"]}
+    assert (broken in counted) == (state != "shutoff")
+
+
+def test_a_corrupt_stored_spec_is_an_error_of_its_own_guest_only(conn: Any, names: list[str]) -> None:
+    broken = define(conn, names, BOGUS)
+    good = define(conn, names)
+    before = inactive(conn, broken)
+    result = fail({"guests": [broken, good], "host_capabilities": RING})
+    message = (
+        f"guest {broken}: its stored vnuma spec cannot be read ({BOGUS_MESSAGE}); give the spec's options "
+        "(at least mode) to replace it, or state: absent to remove the layout"
+    )
+    assert result["msg"] == f"{message} (written before the failure: guest {good}: definition)"
+    assert result["guest"] == broken
+    assert result["changed"] is True
+    by_name = {item["name"]: item for item in result["guests"]}
+    assert by_name[broken] | {"written": [], "error": message} == by_name[broken]
+    assert by_name[good]["written"] == ["definition"]
+    assert inactive(conn, broken) == before
+
+
+def test_explicit_options_repair_a_corrupt_stored_spec(conn: Any, names: list[str]) -> None:
+    broken = define(conn, names, BOGUS)
+    repaired = run({"name": broken, "host_capabilities": RING, "mode": "node", "cells": 2})
+    assert repaired["changed"] is True
+    assert repaired["warnings"] == [
+        f"guest {broken}: its stored vnuma spec cannot be read ({BOGUS_MESSAGE}); replaced by the options given"
+    ]
+    assert "bogus" not in inactive(conn, broken)
+    assert len(repaired["layout"]["cells"]) == 2
+    # The spec stored now is the one given: a rerun without options keeps it and changes nothing.
+    again = run({"name": broken, "host_capabilities": RING})
+    assert again["changed"] is False
+    assert "warnings" not in again
+
+
+def test_hotplug_memory_without_acpi_is_refused_before_anything_is_written(conn: Any, names: list[str]) -> None:
+    guest = define(conn, names)
+    before = inactive(conn, guest)
+    args = {"name": guest, "host_capabilities": RING, "max_memory": "8 GiB", "memory_slots": 4}
+    result = fail({**args, "hotplug_memory": "1 GiB"})
+    assert result["msg"] == (
+        f"guest {guest}: hotplug_memory 1 GiB needs ACPI: the guest's <features> has no <acpi/>, and QEMU "
+        "hot-adds DIMMs on x86 only through ACPI; add <acpi/> first"
+    )
+    assert result["changed"] is False
+    assert inactive(conn, guest) == before
+
+
+def test_hotplug_memory_with_acpi_is_planned(conn: Any, names: list[str]) -> None:
+    guest = define(conn, names, "<features><acpi/></features>")
+    args = {"name": guest, "host_capabilities": RING, "max_memory": "8 GiB", "memory_slots": 4}
+    result = run({**args, "hotplug_memory": "1 GiB"}, check_mode=True)
+    assert result["changed"] is True
+    assert any(change.startswith("devices/memory[0]") for change in result["changes"])
