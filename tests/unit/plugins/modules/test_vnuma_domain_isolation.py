@@ -17,6 +17,8 @@ from typing import Any
 import libvirt
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import XmlError
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.modules.test_vnuma_domain import (
     RING,
     domain_xml,
@@ -125,3 +127,28 @@ def test_hotplug_memory_with_acpi_is_planned(conn: Any, names: list[str]) -> Non
     result = run({**args, "hotplug_memory": "1 GiB"}, check_mode=True)
     assert result["changed"] is True
     assert any(change.startswith("devices/memory[0]") for change in result["changes"])
+
+
+def test_a_counted_guest_that_cannot_be_read_counts_as_its_whole_memory(
+    conn: Any, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreadable = define(conn, names, memory_mib=3072)
+    conn.lookupByName(unreadable).create()
+    good = define(conn, names)
+    original = DomainNuma.from_domain
+
+    def from_domain(root: Any) -> DomainNuma:
+        # As a definition from a newer libvirt with a form of an owned element this version cannot read.
+        if root.findtext("name") == unreadable:
+            raise XmlError("<numatune>: a form this version cannot read")
+        return original(root)
+
+    monkeypatch.setattr(DomainNuma, "from_domain", staticmethod(from_domain))
+    result = run({"name": good, "host_capabilities": RING})
+    assert result["guests"][0]["error"] is None
+    assert (
+        f"guest {unreadable} is counted as 3 GiB of memory on any host node: its definition cannot be read "
+        "(<numatune>: a form this version cannot read)"
+    ) in result["capacity"]["warnings"]
+    counted = {guest["name"]: guest["kib"] for guest in result["capacity"]["unbound_guests"]}
+    assert counted[unreadable] == 3 * 1024 * 1024
