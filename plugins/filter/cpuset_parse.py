@@ -71,7 +71,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import shown
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind
 
 _NAME = "cpuset_parse"
@@ -80,6 +81,9 @@ _NAME = "cpuset_parse"
 def cpuset_parse(cpuset: Any, allow_empty: bool = False) -> list[int]:
     """``'0-3,^2,8'`` -> ``[0, 1, 3, 8]``."""
     if isinstance(cpuset, int) and not isinstance(cpuset, bool):
+        if not 0 <= cpuset <= MAX_CPU_ID:
+            # Checked as a number: str() of a huge int is slow, and Python refuses past 4300 digits.
+            raise AnsibleFilterError(f"vnuma.libvirt.{_NAME}: the input {shown(cpuset)} is outside 0-{MAX_CPU_ID}")
         cpuset = str(cpuset)
     if not isinstance(cpuset, str):
         raise AnsibleFilterError(f"vnuma.libvirt.{_NAME}: the input must be a cpuset string, got {kind(cpuset)}")

@@ -22,12 +22,12 @@ description:
 options:
   _input:
     description:
-      - The guest's number of vCPUs (the content of C(<vcpu>)).
+      - The guest's number of vCPUs (the content of C(<vcpu>)), at most V(4096) (KVM's limit per guest).
     type: int
     required: true
   cells:
     description:
-      - The number of guest cells.
+      - The number of guest cells, at most V(128) (QEMU's limit of guest NUMA nodes).
       - Required without O(capabilities); with it, defaults to the number of host nodes of O(nodeset).
     type: int
   distribution:
@@ -136,9 +136,11 @@ def _host_cells(capabilities: str, vcpus: Any, cells: Any, distribution: Any, no
     Memory is the least the cells can hold and binds ``preferred`` (never refused for size); CPU-less cells are
     allowed: the question is only which vCPU goes where.
     """
-    host = parse_capabilities(capabilities)
     options = {"mode": "node", "distribution": distribution, "nodeset": nodeset, "cells": cells, "pinning": "none"}
+    # The request is checked against its limits (vCPUs, cells, node ids) before the host is parsed.
     spec = VnumaSpec.from_mapping(spec_options(_NAME, {**options, "memory_mode": "preferred", "cpuless_cells": True}))
+    GuestShape(vcpus=vcpus)
+    host = parse_capabilities(capabilities)
     guest = GuestShape(vcpus=vcpus, memory_kib=MEMORY_GRANULE_KIB * (spec.cells or len(host.nodes)))
     return [format_cpuset(cell.vcpus) for cell in compute_layout(host, spec, guest).cells]
 

@@ -36,7 +36,7 @@ options:
       mode:
         description:
           - V(host) gives the guest one cell per host node with CPUs, mirroring it; O(spec.nodeset) and O(spec.cells)
-            are ignored.
+            are refused with it, since they would change nothing.
           - V(node) gives the guest O(spec.cells) cells over the host nodes of O(spec.nodeset).
         type: str
         choices: [host, node]
@@ -64,6 +64,7 @@ options:
       cells:
         description:
           - The number of guest cells in V(node) mode. Defaults to the number of nodes of O(spec.nodeset).
+          - At most V(128), QEMU's limit of guest NUMA nodes.
         type: int
       pinning:
         description:
@@ -111,6 +112,7 @@ options:
   vcpus:
     description:
       - The guest's maximum number of vCPUs (C(<vcpu>)), hot-pluggable ones included.
+      - At most V(4096), KVM's limit of vCPUs per guest.
     type: int
     required: true
   current_vcpus:
@@ -347,12 +349,15 @@ def vnuma_layout(
     """Host capabilities XML + spec + guest shape -> ``Layout.to_dict()``."""
     require_text(_NAME, "the input (host capabilities XML)", capabilities)
     guest, taken = require_name(_NAME, name), taken_cpus_map(_NAME, taken_cpus)
-    with filter_errors(_NAME):
-        host = parse_capabilities(capabilities)
+    # The request first: every number in it is held to its limit before the host document is parsed
+    # or anything is built (docs/partitioning.md, "Limits").
     with filter_errors(_NAME, guest):
         memory_kib = None if is_omitted(memory) else parse_size(memory, what="memory")
         shape = GuestShape(coerce_int(vcpus), memory_kib, coerce_int(current_vcpus), guest)
         request = VnumaSpec.from_mapping(spec_options(_NAME, spec))
+    with filter_errors(_NAME):
+        host = parse_capabilities(capabilities)
+    with filter_errors(_NAME, guest):
         return compute_layout(host, request, shape, taken).to_dict()
 
 

@@ -30,20 +30,44 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, TopologyError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import (
+    HOST_CPU_ID_REASON,
     LOCAL_DISTANCE,
+    MAX_HOST_CPU_ID,
+    MAX_NODE_ID,
+    NODE_ID_REASON,
     HostCpu,
     HostNode,
     HostTopology,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import to_kib, unit_bytes
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import (
+    MAX_INTEGER,
+    MAX_MEMORY_KIB,
+    MAX_PAGE_KIB,
+    MEMORY_LIMIT_REASON,
+    PAGE_LIMIT_REASON,
+    format_kib,
+    parse_int,
+    shown,
+    size_kib,
+    unit_bytes,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
 
-__all__ = ["parse_capabilities", "read_host_capabilities", "render_capabilities"]
+__all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities", "render_capabilities"]
+
+# The largest capabilities document read, from a file or as text: 4 MiB, libvirt's REMOTE_STRING_MAX
+# (src/remote/remote_protocol.x): libvirtd hands out no longer string, so no real host's document is
+# larger (a real 8-node, 448-CPU host takes 100 KiB).  Checked before anything is read or parsed, so the
+# work on any input is bounded by this size (a 3.4 MiB document parses in about 0.4 s).
+MAX_CAPABILITIES_BYTES = 4 * 1024 * 1024
 
 # The largest value an ACPI SLIT entry can hold (255 means "unreachable").
 _MAX_DISTANCE = 255
@@ -61,18 +85,20 @@ _FAST_IDS = 4096
 
 def _describe(element: Any) -> str:
     """``<cpu id='3' core_id='x'>``: the element as a reader would look for it in the document."""
-    attrs = " ".join(f"{name}='{value}'" for name, value in element.attrib.items())
+    attrs = " ".join(f"{name}='{_short(value)}'" for name, value in element.attrib.items())
     return f"<{element.tag} {attrs}>" if attrs else f"<{element.tag}>"
 
 
-def _number(raw: str | None, name: str, element: Any, what: str) -> int:
-    """A non-negative decimal integer; ``int()`` alone would also take ``+1``, ``1_0`` and non-ASCII digits."""
+def _short(value: str) -> str:
+    # A hostile document's attribute may be megabytes long: the message keeps its start.
+    return value if len(value) <= 40 else f"{value[:40]}..."
+
+
+def _number(raw: str | None, name: str, element: Any, what: str, limit: int = MAX_INTEGER, why: str = "") -> int:
+    """A non-negative decimal integer of ASCII digits, at most ``limit`` (the one parser, ``parse_int``)."""
     if raw is None:
         raise XmlError(f"{what}: {_describe(element)} has no {name}")
-    token = raw.strip()
-    if not (token.isascii() and token.isdigit()):
-        raise XmlError(f"{what}: {_describe(element)}: {name} {raw!r} is not a non-negative integer")
-    return int(token)
+    return parse_int(raw, f"{what}: {_describe(element)}: {name}", limit, why, XmlError)
 
 
 def _optional_number(element: Any, name: str, what: str) -> int | None:
@@ -80,14 +106,22 @@ def _optional_number(element: Any, name: str, what: str) -> int | None:
     return None if raw is None else _number(raw, name, element, what)
 
 
-def _kib(value: int, unit: str | None, element: Any, what: str) -> int:
+def _size(raw: str | None, name: str, element: Any, what: str, limit: int, why: str) -> int:
+    """A size (``name`` is ``content`` or an attribute) in the element's unit, in KiB, at most ``limit``."""
+    if raw is None:
+        raise XmlError(f"{what}: {_describe(element)} has no {name}")
+    unit = element.get("unit")
     # libvirt reads an absent or empty unit as the element's default, KiB for every size here.
-    if unit == "KiB" or not unit:
-        # What libvirt writes, and already in KiB (value is a non-negative integer).
-        return value
-    if unit and unit_bytes(unit) is None:
-        raise XmlError(f"{what}: {_describe(element)}: unknown unit {unit!r}")
-    return to_kib(value, unit or "KiB", what)
+    if unit and unit != "KiB" and unit_bytes(unit) is None:
+        raise XmlError(f"{what}: {_describe(element)}: unknown unit {shown(unit)}")
+    return size_kib(raw, unit or "KiB", f"{what}: {_describe(element)}: {name}", limit, why, XmlError)
+
+
+def _page_size(element: Any, what: str) -> int:
+    kib = _size(element.get("size"), "size", element, what, MAX_PAGE_KIB, PAGE_LIMIT_REASON)
+    if kib == 0:
+        raise XmlError(f"{what}: {_describe(element)}: a page size of 0 KiB is no page size")
+    return kib
 
 
 @functools.cache
@@ -106,7 +140,7 @@ def _siblings(raw: str, element: Any, node_id: int, what: str, ids: dict[str, in
     except KeyError:
         pass
     try:
-        return parse_cpuset(raw, "siblings", allow_empty=True)
+        return parse_cpuset(raw, "siblings", allow_empty=True, limit=MAX_HOST_CPU_ID, why=HOST_CPU_ID_REASON)
     except SpecError as error:
         raise XmlError(f"{what}: {_describe(element)} in host node {node_id}: {error.message}") from None
 
@@ -130,7 +164,7 @@ def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, fr
             die_id = None if raw_die is None else ids[raw_die]
             core_id = None if raw_core is None else ids[raw_core]
         except KeyError:
-            cpu_id = _number(raw_id, "id", element, what)
+            cpu_id = _number(raw_id, "id", element, what, MAX_HOST_CPU_ID, HOST_CPU_ID_REASON)
             socket_id = _optional_number(element, "socket_id", what)
             die_id = _optional_number(element, "die_id", what)
             core_id = _optional_number(element, "core_id", what)
@@ -147,7 +181,7 @@ def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, fr
 
 
 def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]]) -> HostNode:
-    node_id = _number(cell.get("id"), "id", cell, what)
+    node_id = _number(cell.get("id"), "id", cell, what, MAX_NODE_ID, NODE_ID_REASON)
     memory_kib = 0
     pages: list[tuple[int, int]] = []
     distances: list[tuple[int, int]] = []
@@ -155,10 +189,19 @@ def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]])
     for child in cell.iterchildren("memory", "pages", "distances", "cpus"):
         tag = child.tag
         if tag == "memory":
-            memory_kib = _kib(_number(child.text, "content", child, what), child.get("unit"), child, what)
+            memory_kib = _size(child.text, "content", child, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
         elif tag == "pages":
-            size = _kib(_number(child.get("size"), "size", child, what), child.get("unit"), child, what)
-            pages.append((size, _number(child.text, "content", child, what)))
+            size = _page_size(child, what)
+            # The pool's size has the node memory's limit: the count is at most that over the size.
+            count = _number(
+                child.text,
+                "content",
+                child,
+                what,
+                MAX_MEMORY_KIB // size,
+                f"{format_kib(MAX_MEMORY_KIB)} in {format_kib(size)} pages, {MEMORY_LIMIT_REASON}",
+            )
+            pages.append((size, count))
         elif tag == "distances":
             ids = _canonical_ids()
             for sibling in child.iterchildren("sibling"):
@@ -192,15 +235,81 @@ def _check_distances(nodes: list[HostNode], what: str) -> None:
                 )
 
 
-def read_host_capabilities(value: str) -> str:
-    """``host_capabilities`` is XML text, or the path of a file holding it."""
-    if value.lstrip().startswith("<"):
+# Linux's PATH_MAX.
+_PATH_MAX = 4096
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, for the message; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _read_at_most(handle: Any, limit: int) -> bytes:
+    """At most ``limit`` bytes, read in pieces: ``read(limit)`` would set aside ``limit`` bytes for any file."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = handle.read(min(_CHUNK, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+_CHUNK = 1024 * 1024
+
+
+def read_host_capabilities(value: str) -> str | bytes:
+    """``host_capabilities`` is XML text (returned as it is), or the path of a file holding it.
+
+    A file is returned as bytes, after checking that it parses: the XML parser decodes it as its own
+    XML declaration or byte order mark says (UTF-8 without either), and every refusal names
+    ``host_capabilities`` and the path.  (The parse is kept: ``parse_capabilities`` of the bytes
+    returned costs nothing more.)  Only a regular file of at most ``MAX_CAPABILITIES_BYTES`` is read:
+    a FIFO would block the run, a device such as /dev/zero never ends, and a directory is a mistake;
+    each is refused before it is opened for reading.
+    """
+    if not isinstance(value, str):
+        raise SpecError(f"host_capabilities must be XML text or a path, got {type(value).__name__}")
+    if value.lstrip().lstrip("\ufeff").startswith("<"):
         return value
+    path = os.path.expanduser(value)
+    # The path in full (as long as a path can be), so that the user finds the file the message means.
+    shown_path = repr(value) if len(value) <= _PATH_MAX else shown(value)
+    what = f"host_capabilities {shown_path}"
     try:
-        with open(os.path.expanduser(value), encoding="utf-8") as handle:
-            return handle.read()
+        # stat() first: opening a FIFO blocks until a writer comes, and opening some devices acts.
+        kind = _file_kind(os.stat(path).st_mode)
+        if kind is not None:
+            raise SpecError(f"{what} is {kind}, not a regular file of capabilities XML")
+        # O_NONBLOCK: should the path have become a FIFO since, opening it still does not block.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            kind = _file_kind(status.st_mode)
+            if kind is not None:
+                raise SpecError(f"{what} is {kind}, not a regular file of capabilities XML")
+            if status.st_size > MAX_CAPABILITIES_BYTES:
+                raise SpecError(f"{what} is {status.st_size} bytes, above the limit of {MAX_CAPABILITIES_BYTES}")
+            # One byte past the limit tells a file that grew since fstat() (or that lies, as /proc does).
+            data = _read_at_most(handle, MAX_CAPABILITIES_BYTES + 1)
     except OSError as error:
-        raise SpecError(f"host_capabilities: cannot read {value!r}: {error.strerror}") from None
+        raise SpecError(f"host_capabilities: cannot read {shown_path}: {error.strerror}") from None
+    if len(data) > MAX_CAPABILITIES_BYTES:
+        raise SpecError(f"{what} holds more than {MAX_CAPABILITIES_BYTES} bytes, the limit")
+    parse_capabilities(data, what)
+    return data
 
 
 def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> HostTopology:
@@ -210,21 +319,38 @@ def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> Ho
     each other (a node or CPU twice, impossible distances), raises ``TopologyError``.
 
     Templating a fleet expands many guests against the same host document, so the last few parsed
-    hosts are kept: a ``HostTopology`` is immutable and safe to share.  Refusals are not kept.
+    hosts are kept: a ``HostTopology`` is immutable and safe to share.  They are kept by the text
+    alone: ``what`` only names the document in refusals, which are not kept.
+
+    A document longer than ``MAX_CAPABILITIES_BYTES`` is refused before it is parsed.
     """
     if isinstance(text, str | bytes):
-        return _parse_cached(text, what)
+        if len(text) > MAX_CAPABILITIES_BYTES:
+            unit = "bytes" if isinstance(text, bytes) else "characters"
+            raise XmlError(f"{what} is {len(text)} {unit} long, above the limit of {MAX_CAPABILITIES_BYTES}")
+        with _PARSED_LOCK:
+            found = _PARSED.get(text)
+            if found is not None:
+                _PARSED.move_to_end(text)
+                return found
+        topology = _parse(text, what)
+        with _PARSED_LOCK:
+            _PARSED[text] = topology
+            while len(_PARSED) > _PARSED_KEPT:
+                _PARSED.popitem(last=False)
+        return topology
     return _parse(text, what)
 
 
-@functools.lru_cache(maxsize=8)
-def _parse_cached(text: str | bytes, what: str) -> HostTopology:
-    return _parse(text, what)
+# The last hosts parsed, least recently used first.
+_PARSED: OrderedDict[str | bytes, HostTopology] = OrderedDict()
+_PARSED_KEPT = 8
+_PARSED_LOCK = threading.Lock()
 
 
 def parsed_hosts_clear() -> None:
     """Forget the kept hosts (benchmarks measure the first parse with it)."""
-    _parse_cached.cache_clear()
+    _PARSED.clear()
 
 
 def _parse(text: str | bytes, what: str) -> HostTopology:
@@ -246,12 +372,7 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
             "driver reports none); give the capabilities XML of the host to plan for instead"
         )
     _check_distances(nodes, what)
-    page_sizes = sorted(
-        {
-            _kib(_number(pages.get("size"), "size", pages, what), pages.get("unit"), pages, what)
-            for pages in host.iterfind("cpu/pages")
-        }
-    )
+    page_sizes = sorted({_page_size(pages, what) for pages in host.iterfind("cpu/pages")})
     if not page_sizes:
         page_sizes = sorted({size for node in nodes for size, _count in node.pages})
     try:

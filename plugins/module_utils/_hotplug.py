@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from math import lcm
 from typing import TypeVar
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import DIMM_BLOCK_KIB
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib, shown
 
 __all__ = ["DIMM_BLOCK_KIB", "DimmPlan", "balanced_enable_order", "dimm_granule_kib", "plan_dimms", "vcpus_to_enable"]
 
@@ -110,15 +110,18 @@ def vcpus_to_enable(layout: Layout, online: Iterable[int], target: int) -> tuple
     online_set = set(online)
     unknown = sorted(online_set - set(range(layout.vcpus)))
     if unknown:
-        # format_cpuset refuses negative ids (with a message about cpusets): list those as given.
-        listed = format_cpuset(unknown) if unknown[0] >= 0 else ",".join(map(str, unknown))
+        # format_cpuset refuses ids outside libvirt's range (with a message about cpusets): list those as given.
+        in_range = unknown[0] >= 0 and unknown[-1] <= MAX_CPU_ID
+        listed = format_cpuset(unknown) if in_range else ",".join(shown(vcpu) for vcpu in unknown[:8])
+        if not in_range and len(unknown) > 8:
+            listed += f"... ({len(unknown)} ids)"
         raise SpecError(
             f"online vCPU ids {listed} are not among the guest's {layout.vcpus} vCPUs (0-{layout.vcpus - 1})"
         )
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
-        raise SpecError(f"the number of online vCPUs {target!r} must be a positive integer")
+        raise SpecError(f"the number of online vCPUs {shown(target)} must be a positive integer")
     if target > layout.vcpus:
-        raise PlacementError(f"cannot bring {target} vCPUs online: the guest's maximum is {layout.vcpus} vCPUs")
+        raise PlacementError(f"cannot bring {shown(target)} vCPUs online: the guest's maximum is {layout.vcpus} vCPUs")
     if target <= len(online_set):
         return ()
     chosen: list[int] = []
@@ -154,7 +157,7 @@ def plan_dimms(layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]
     if layout.max_memory_kib is None or layout.memory_slots is None:
         raise SpecError("memory hotplug needs max_memory and memory_slots in the vnuma spec")
     if isinstance(size_kib, bool) or not isinstance(size_kib, int) or size_kib < 1:
-        raise SpecError(f"the memory to hot-add {size_kib!r} must be a positive size")
+        raise SpecError(f"the memory to hot-add {shown(size_kib)} must be a positive size")
     granule = dimm_granule_kib(layout)
     if size_kib % granule:
         raise SpecError(
@@ -165,7 +168,7 @@ def plan_dimms(layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]
     added = [0] * cells
     for cell, size in existing:
         if not 0 <= cell < cells:
-            raise PlacementError(f"an existing DIMM targets guest cell {cell}, the guest has {cells} cells")
+            raise PlacementError(f"an existing DIMM targets guest cell {shown(cell)}, the guest has {cells} cells")
         added[cell] += size
     units = size_kib // granule
     per_cell = [units // cells] * cells

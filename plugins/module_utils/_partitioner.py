@@ -25,13 +25,20 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._hotplug import balanced_enable_order
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import GuestCell, GuestTopology, Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import (
+    CELLS_REASON,
+    MAX_CELLS,
+    MAX_VCPUS,
+    VCPUS_REASON,
+    GuestShape,
+    VnumaSpec,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import (
     CELL_GRANULE_KIB,
     LOCAL_DISTANCE,
     HostTopology,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import check_count, format_kib, shown
 
 __all__ = [
     "MAX_DISTANCE",
@@ -78,12 +85,11 @@ def distribute_vcpus(
     ``threads`` is the guest core width (``siblings``); ``host_cells`` is needed by
     ``round-robin`` only: the guest cell behind each selected host CPU, in host CPU id order.
     """
-    if isinstance(vcpus, bool) or not isinstance(vcpus, int) or vcpus < 1:
-        raise SpecError(f"vcpus {vcpus!r} must be a positive integer")
-    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-        raise SpecError(f"cells {cells!r} must be a positive integer")
+    # The limits first: a list per cell and an entry per vCPU are built below.
+    check_count("vcpus", vcpus, MAX_VCPUS, VCPUS_REASON)
+    check_count("cells", cells, MAX_CELLS, CELLS_REASON)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1 or vcpus % threads:
-        raise SpecError(f"{vcpus} vCPUs cannot be cut into guest cores of {threads!r} threads")
+        raise SpecError(f"{vcpus} vCPUs cannot be cut into guest cores of {shown(threads)} threads")
     blocks: list[list[int]] = [[] for _cell in range(cells)]
     if distribution in ("contiguous", "siblings"):
         start = 0
@@ -102,7 +108,9 @@ def distribute_vcpus(
         for vcpu in range(vcpus):
             blocks[host_cells[vcpu * len(host_cells) // vcpus]].append(vcpu)
     else:
-        raise SpecError(f"distribution {distribution!r} is not one of contiguous, siblings, round-robin, interleave")
+        raise SpecError(
+            f"distribution {shown(distribution)} is not one of contiguous, siblings, round-robin, interleave"
+        )
     return blocks
 
 
@@ -162,6 +170,19 @@ class _Partitioner:
 
     def place_cells(self, nodes: tuple[int, ...]) -> list[_CellPlace]:
         count = len(nodes) if self.spec.mode == "host" or self.spec.cells is None else self.spec.cells
+        if count > MAX_CELLS:
+            # Only a host of more than 128 nodes gets here (cells itself is held to the limit by the spec).
+            source = (
+                f"mode host mirrors the host's {count} nodes with CPUs"
+                if self.spec.mode == "host"
+                else f"nodeset {self.spec.nodeset!r} selects {count} host nodes, one guest cell each"
+                if self.spec.nodeset is not None
+                else f"mode node takes the host's {count} nodes with CPUs, one guest cell each"
+            )
+            raise SpecError(
+                f"{source}: {count} guest cells is above the limit of {MAX_CELLS} ({CELLS_REASON}); "
+                "use mode node with fewer cells"
+            )
         if count == len(nodes):
             return [_CellPlace((node,)) for node in nodes]
         if count > len(nodes):

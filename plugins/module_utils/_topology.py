@@ -19,12 +19,15 @@ from functools import cached_property
 from typing import NamedTuple
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import TopologyError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import MAX_MEMORY_KIB, format_kib
 
 __all__ = [
     "LOCAL_DISTANCE",
     "REMOTE_DISTANCE",
     "CELL_GRANULE_KIB",
     "DIMM_BLOCK_KIB",
+    "MAX_HOST_CPU_ID",
+    "MAX_NODE_ID",
     "HostCpu",
     "HostNode",
     "HostTopology",
@@ -34,6 +37,13 @@ __all__ = [
 # 20 for every other node (https://libvirt.org/formatcaps.html).
 LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
+# The largest host NUMA node id: Linux numbers nodes below MAX_NUMNODES = 1 << CONFIG_NODES_SHIFT, and
+# NODES_SHIFT is at most 10 on every architecture libvirt runs on (x86_64 and arm64 Kconfig: range 1 10).
+MAX_NODE_ID = 1023
+NODE_ID_REASON = "Linux has at most 1024 NUMA nodes (MAX_NUMNODES)"
+# The largest host CPU id: Linux numbers CPUs below NR_CPUS, at most 8192 (x86_64 with MAXSMP, ppc64).
+MAX_HOST_CPU_ID = 8191
+HOST_CPU_ID_REASON = "Linux has at most 8192 CPUs (NR_CPUS)"
 # libvirt rounds every guest cell's memory up to a whole MiB.
 CELL_GRANULE_KIB = 1024
 # Linux onlines hot-added memory in blocks of 128 MiB on x86_64 (memory_block_size_bytes); a DIMM
@@ -166,10 +176,20 @@ class HostTopology:
         for node in self.nodes:
             if node.id in by_id:
                 raise TopologyError(f"host node {node.id} is reported twice")
+            if not 0 <= node.id <= MAX_NODE_ID:
+                raise TopologyError(f"host node id {node.id} is outside 0-{MAX_NODE_ID} ({NODE_ID_REASON})")
             if node.memory_kib < 0:
                 raise TopologyError(f"host node {node.id} reports negative memory {node.memory_kib} KiB")
+            if node.memory_kib > MAX_MEMORY_KIB:
+                raise TopologyError(
+                    f"host node {node.id} reports {format_kib(node.memory_kib)} of memory, above the limit of "
+                    f"{format_kib(MAX_MEMORY_KIB)}"
+                )
             by_id[node.id] = node
         cpu_ids = [cpu.id for node in self.nodes for cpu in node.cpus]
+        if cpu_ids and not 0 <= min(cpu_ids) <= max(cpu_ids) <= MAX_HOST_CPU_ID:
+            bad = min(cpu_ids) if min(cpu_ids) < 0 else max(cpu_ids)
+            raise TopologyError(f"host CPU id {bad} is outside 0-{MAX_HOST_CPU_ID} ({HOST_CPU_ID_REASON})")
         if len(set(cpu_ids)) != len(cpu_ids):
             # Rare, so only then is the CPU reported twice looked for, node by node, for the message.
             owner: dict[int, int] = {}

@@ -13,6 +13,7 @@ XML never carries one).
 
 from __future__ import annotations
 
+import re
 import traceback
 from typing import Any
 
@@ -29,6 +30,11 @@ else:
 __all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "attr_int", "child_int", "etree", "parse_xml", "to_text"]
 
 HAS_LXML = LXML_IMPORT_ERROR is None
+
+# An XML declaration at the very start of a text (a BOM may precede it).
+_DECLARATION = re.compile(r"^\ufeff?<\?xml\s[^>]*\?>")
+# What libxml2 says when a document's bytes do not decode as its declared (or default) encoding.
+_DECODING_ERRORS = ("encoding", "not proper UTF-8", "labelled")
 
 
 def _parser(keep_blank_text: bool) -> Any:
@@ -54,7 +60,9 @@ def parse_xml(text: str | bytes, what: str, root_tag: str | None = None, keep_bl
     if not HAS_LXML:
         raise XmlError("the lxml Python library is required to read XML; install it (pip install lxml)")
     if isinstance(text, str):
-        data = text.encode("utf-8")
+        # Text is decoded already: an XML declaration's encoding (say UTF-16) no longer describes it,
+        # and the UTF-8 bytes handed to the parser would be read as that encoding.
+        data = _DECLARATION.sub("", text, count=1).encode("utf-8")
     elif isinstance(text, bytes):
         data = text
     else:
@@ -65,6 +73,12 @@ def parse_xml(text: str | bytes, what: str, root_tag: str | None = None, keep_bl
         # Strip an XML declaration's encoding concerns by parsing bytes.
         root = etree.fromstring(data, _parser(keep_blank_text))
     except etree.XMLSyntaxError as error:
+        if isinstance(text, bytes) and any(word in str(error) for word in _DECODING_ERRORS):
+            # Bytes are decoded by the parser, as the document's declaration or byte order mark says.
+            raise XmlError(
+                f"{what} cannot be decoded: {error}; its bytes must be in the encoding its XML declaration "
+                "names (UTF-8 when it names none)"
+            ) from None
         raise XmlError(f"{what} is not well-formed XML: {error}") from None
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:

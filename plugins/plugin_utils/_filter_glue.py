@@ -20,6 +20,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import shown
 
 __all__ = [
     "UNNAMED_OWNER",
@@ -40,6 +41,9 @@ UNNAMED_OWNER = "other guests"
 # ansible-core 2.17 and 2.18 render ``omit`` as a string with this prefix; 2.19 passes a singleton of this type.
 _OMIT_PREFIX = "__omit_place_holder__"
 _OMIT_TYPE = "_OmitType"
+# Digit strings longer than this are not converted (int() of a long string costs time quadratic in its
+# length, and Python refuses past 4300 digits): the pure layer refuses them as not a count.
+_MAX_COERCED_DIGITS = 100
 
 
 def _fail(filter_name: str, message: str) -> AnsibleFilterError:
@@ -108,8 +112,10 @@ def coerce_int(value: Any) -> Any:
     """A string of decimal digits (``-e vcpus=16``) as an int, an omitted value as None, anything else plain."""
     if is_omitted(value):
         return None
-    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-        return int(value)
+    if isinstance(value, str):
+        digits = value.strip()
+        if digits.isdigit() and digits.isascii() and len(digits) <= _MAX_COERCED_DIGITS:
+            return int(digits)
     return plain(value)
 
 
@@ -131,9 +137,9 @@ def require_name(filter_name: str, value: Any) -> str | None:
 
 def _cpu_id(filter_name: str, what: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(filter_name, f"{what} must hold CPU ids (integers), got {kind(value)} {value!r}")
+        raise _fail(filter_name, f"{what} must hold CPU ids (integers), got {kind(value)} {shown(value)}")
     if not 0 <= value <= MAX_CPU_ID:
-        raise _fail(filter_name, f"{what}: CPU id {value} is outside 0-{MAX_CPU_ID}")
+        raise _fail(filter_name, f"{what}: CPU id {shown(value)} is outside 0-{MAX_CPU_ID}")
     return value
 
 
@@ -159,7 +165,8 @@ def taken_cpus_map(filter_name: str, value: Any) -> dict[int, str] | None:
             taken: dict[int, str] = {}
             for key, owner in value.items():
                 if not isinstance(owner, str):
-                    raise _fail(filter_name, f"taken_cpus maps CPU ids to guest names; CPU {key} maps to {kind(owner)}")
+                    cpu = key if isinstance(key, str) and len(key) <= 40 else shown(key)
+                    raise _fail(filter_name, f"taken_cpus maps CPU ids to guest names; CPU {cpu} maps to {kind(owner)}")
                 cpus = [key] if isinstance(key, int) else parse_cpuset(key, "taken_cpus key")
                 taken.update(dict.fromkeys((_cpu_id(filter_name, "taken_cpus", cpu) for cpu in cpus), owner))
             return taken

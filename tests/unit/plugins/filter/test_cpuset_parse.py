@@ -45,7 +45,11 @@ def test_allow_empty(text: str) -> None:
         ("3-1", "vnuma.libvirt.cpuset_parse: cpuset '3-1': range 3-1 runs backwards"),
         ("0,,1", "vnuma.libvirt.cpuset_parse: cpuset '0,,1': empty item between commas"),
         ("a", "vnuma.libvirt.cpuset_parse: cpuset 'a': 'a' is not a non-negative integer"),
-        ("16384", "vnuma.libvirt.cpuset_parse: cpuset '16384': id 16384 is above the limit 16383"),
+        (
+            "16384",
+            "vnuma.libvirt.cpuset_parse: cpuset '16384': 16384 is above the limit of 16383 "
+            "(libvirt's cpuset bitmap holds 16384 ids)",
+        ),
     ],
 )
 def test_spec_errors_become_filter_errors(text: str, message: str) -> None:

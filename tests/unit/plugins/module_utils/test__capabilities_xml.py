@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from hypothesis import strategies as st
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
     parse_capabilities,
+    read_host_capabilities,
     render_capabilities,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset, parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import TopologyError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, TopologyError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import FIXTURES as GENERATED
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import GIB, HostShape, build_capabilities
@@ -619,7 +621,8 @@ def topologies(draw: st.DrawFn) -> HostTopology:
                 id=node_id,
                 memory_kib=draw(st.integers(0, 2**42)),
                 cpus=tuple(cpus),
-                pages=tuple((size, draw(st.integers(0, 2**30))) for size in sorted(sizes)),
+                # A pool holds at most the memory limit (4 PiB = 2**42 KiB).
+                pages=tuple((size, draw(st.integers(0, min(2**30, 2**42 // size)))) for size in sorted(sizes)),
                 distances=distances,
             )
         )
@@ -630,3 +633,140 @@ def topologies(draw: st.DrawFn) -> HostTopology:
 @given(topologies())
 def test_any_topology_round_trips(topology: HostTopology) -> None:
     assert parse_capabilities(render_capabilities(topology)) == topology
+
+
+# -- host_capabilities as a file: any declared encoding, regular files only (issue 8, point 6) ---------------------
+
+RING_TEXT = (FIXTURES / "seed-4node-ring.xml").read_text(encoding="utf-8")
+# A comment with a character outside ASCII: the document's bytes then depend on its encoding.
+ACCENTED = RING_TEXT.replace("<capabilities>", "<capabilities><!-- h\u00f4te \u00e0 quatre n\u0153uds -->", 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        pytest.param(
+            ("<?xml version='1.0' encoding='ISO-8859-1'?>\n" + ACCENTED.replace("\u0153", "oe")).encode("latin-1"),
+            "ISO-8859-1",
+            id="latin-1-declared",
+        ),
+        pytest.param(
+            ("<?xml version='1.0' encoding='UTF-16'?>\n" + ACCENTED).encode("utf-16"),
+            "UTF-16",
+            id="utf-16-declared-with-bom",
+        ),
+        pytest.param(ACCENTED.encode("utf-16"), "UTF-16", id="utf-16-bom-only"),
+        pytest.param(
+            ("<?xml version='1.0' encoding='UTF-32'?>\n" + ACCENTED).encode("utf-32"),
+            "UTF-32",
+            id="utf-32-declared-with-bom",
+        ),
+        pytest.param(b"\xef\xbb\xbf" + ACCENTED.encode(), "UTF-8", id="utf-8-bom"),
+        pytest.param(ACCENTED.encode(), "UTF-8", id="utf-8-undeclared"),
+        pytest.param(
+            ("<?xml version='1.0' encoding='windows-1252'?>\n" + ACCENTED.replace("\u0153", "\u20ac")).encode("cp1252"),
+            "windows-1252",
+            id="windows-1252-declared",
+        ),
+    ],
+)
+def test_a_file_is_decoded_as_it_declares(tmp_path: Path, data: bytes, encoding: str) -> None:
+    """Used to fail with a raw UnicodeDecodeError: the file was read as UTF-8 text whatever it declared."""
+    path = tmp_path / f"caps-{encoding}.xml"
+    path.write_bytes(data)
+    read = read_host_capabilities(str(path))
+    assert read == data  # the bytes, for the XML parser to decode
+    assert parse_capabilities(read) == parse_capabilities(RING_TEXT)
+
+
+def test_a_file_refusal_names_the_option_and_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "caps.xml"
+    path.write_bytes(caps(cell(0, cpu(0)) + cell(0, cpu(1))).encode())
+    with pytest.raises(TopologyError) as caught:
+        read_host_capabilities(str(path))
+    assert str(caught.value) == f"host_capabilities {str(path)!r}: host node 0 is reported twice"
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Used to hang: opening a FIFO for reading blocks until something writes to it.  Nothing writes here."""
+    path = tmp_path / "caps.fifo"
+    os.mkfifo(path)
+    with pytest.raises(SpecError) as caught:
+        read_host_capabilities(str(path))
+    assert str(caught.value) == f"host_capabilities {str(path)!r} is a FIFO, not a regular file of capabilities XML"
+
+
+def test_dev_zero_is_refused_before_it_is_read() -> None:
+    """Used to end in a bare "Module failed.": /dev/zero never ends."""
+    with pytest.raises(SpecError) as caught:
+        read_host_capabilities("/dev/zero")
+    assert str(caught.value) == (
+        "host_capabilities '/dev/zero' is a character device, not a regular file of capabilities XML"
+    )
+
+
+def test_inline_text_is_returned_as_it_is_and_its_declaration_does_not_matter() -> None:
+    text = "<?xml version='1.0' encoding='UTF-16'?>\n" + ACCENTED
+    assert read_host_capabilities(text) is text
+    assert read_host_capabilities("\ufeff" + RING_TEXT) == "\ufeff" + RING_TEXT
+    assert parse_capabilities(text) == parse_capabilities(RING_TEXT)
+
+
+def test_a_file_at_the_size_limit_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ansible_collections.vnuma.libvirt.plugins.module_utils import _capabilities_xml
+
+    data = RING_TEXT.encode()
+    monkeypatch.setattr(_capabilities_xml, "MAX_CAPABILITIES_BYTES", len(data))
+    path = tmp_path / "caps.xml"
+    path.write_bytes(data)
+    assert read_host_capabilities(str(path)) == data
+    path.write_bytes(data + b" ")
+    with pytest.raises(SpecError) as caught:
+        read_host_capabilities(str(path))
+    assert (
+        str(caught.value) == f"host_capabilities {str(path)!r} is {len(data) + 1} bytes, above the limit of {len(data)}"
+    )
+
+
+def test_a_parse_is_kept_by_the_text_alone() -> None:
+    """read_host_capabilities parses the file under its path's name; the caller's parse of the same bytes is kept."""
+    data = RING_TEXT.encode() + b"\n<!-- kept -->"
+    first = parse_capabilities(data, "host_capabilities '/some/path'")
+    assert parse_capabilities(data) is first
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        pytest.param(
+            (HostNode(id=1024, memory_kib=0),),
+            "host node id 1024 is outside 0-1023 (Linux has at most 1024 NUMA nodes (MAX_NUMNODES))",
+            id="node-id",
+        ),
+        pytest.param(
+            (HostNode(id=0, memory_kib=5 * 1024**4),),
+            "host node 0 reports 5 PiB of memory, above the limit of 4 PiB",
+            id="memory",
+        ),
+        pytest.param(
+            (HostNode(id=0, memory_kib=0, cpus=(HostCpu(id=8192),)),),
+            "host CPU id 8192 is outside 0-8191 (Linux has at most 8192 CPUs (NR_CPUS))",
+            id="cpu-id",
+        ),
+    ],
+)
+def test_a_topology_is_held_to_the_limits_too(nodes: tuple[HostNode, ...], message: str) -> None:
+    with pytest.raises(TopologyError) as caught:
+        HostTopology(nodes=nodes)
+    assert str(caught.value) == message
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    text = caps(
+        cell(1023, cpu(8191), memory=f"<memory unit='KiB'>{4 * 1024**4}</memory>")
+        + cell(0, cpu(0), extra="<pages unit='GiB' size='16'>262144</pages>")
+    )
+    topology = parse_capabilities(text)
+    assert topology.node_ids == (0, 1023)
+    assert topology.node(1023).memory_kib == 4 * 1024**4
+    assert topology.node(0).pages == ((16 * GIB, 262144),)

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import (
+    MAX_CPU_ID,
+    MAX_CPUSET_CHARS,
+    MAX_CPUSET_SPAN,
+    format_cpuset,
+    parse_cpuset,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
 
 
@@ -62,7 +68,7 @@ def test_parse(text: str, expected: set[int]) -> None:
         ("^", "'' is not a non-negative integer"),
         ("\u0661", "'\u0661' is not a non-negative integer"),  # ARABIC-INDIC DIGIT ONE: isdigit(), not ASCII
         ("3-1", "cpuset '3-1': range 3-1 runs backwards"),
-        (str(MAX_CPU_ID + 1), f"id {MAX_CPU_ID + 1} is above the limit {MAX_CPU_ID}"),
+        (str(MAX_CPU_ID + 1), f"{MAX_CPU_ID + 1} is above the limit of {MAX_CPU_ID}"),
         (f"0-{MAX_CPU_ID + 1}", "above the limit"),
         (f"1,^{MAX_CPU_ID + 1}", "above the limit"),
     ],
@@ -151,3 +157,40 @@ def test_items_apply_left_to_right(included: frozenset[int], excluded: frozenset
             expected.add(int(item))
     text = ",".join(items)
     assert parse_cpuset(text, allow_empty=True) == frozenset(expected)
+
+
+# -- bounded work (issue 8, point 3) --------------------------------------------------------------------------------
+
+
+def test_a_caller_limit_and_its_reason() -> None:
+    assert parse_cpuset("1023", "nodeset", limit=1023) == {1023}
+    with pytest.raises(SpecError) as caught:
+        parse_cpuset("0-1024", "nodeset", limit=1023, why="MAX_NUMNODES")
+    assert str(caught.value) == "nodeset '0-1024': 1024 is above the limit of 1023 (MAX_NUMNODES)"
+
+
+def test_the_text_length_is_checked_before_the_text_is_split() -> None:
+    text = "0," * (MAX_CPUSET_CHARS // 2) + "0"
+    with pytest.raises(SpecError) as caught:
+        parse_cpuset(text)
+    assert str(caught.value) == (
+        f"cpuset {('0,' * 40)!r}... ({len(text)} characters) is {len(text)} characters long, "
+        f"above the limit of {MAX_CPUSET_CHARS}"
+    )
+
+
+def test_every_id_written_out_fits_the_length_limit() -> None:
+    text = ",".join(map(str, range(MAX_CPU_ID + 1)))
+    assert len(text) <= MAX_CPUSET_CHARS
+    assert parse_cpuset(text) == frozenset(range(MAX_CPU_ID + 1))
+
+
+def test_the_ranges_together_are_bounded() -> None:
+    # Four full ranges are the most: a fifth would have the set filled again for nothing.
+    assert parse_cpuset(",".join([f"0-{MAX_CPU_ID}"] * 4)) == frozenset(range(MAX_CPU_ID + 1))
+    text = ",".join([f"0-{MAX_CPU_ID}"] * 5)
+    with pytest.raises(SpecError) as caught:
+        parse_cpuset(text)
+    assert str(caught.value) == (
+        f"cpuset {text!r}: its ranges cover more than {MAX_CPUSET_SPAN} ids in total, the limit; write each id once"
+    )

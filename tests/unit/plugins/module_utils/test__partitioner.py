@@ -176,9 +176,9 @@ CASES = {
         distances=RING, topology=(8, 1, 1, 1), numatune=("strict", "0-3"), cell_pins=RING_CPUS,
         enable_order=[0, 1, 2, 3, 4, 5, 6, 7],
     ),
-    # host mode ignores the partition (as in the cover letter).
-    "ring-host-ignores-partition": Case(
-        "seed-4node-ring", 8, 4 * GIB, {"mode": "host", "nodeset": "1", "cells": 2},
+    # host mode mirrors every node (a partition with it is refused: SPEC_ERRORS).
+    "ring-host-mirrors-every-node": Case(
+        "seed-4node-ring", 8, 4 * GIB, {"mode": "host"},
         cells=[("0-1", GIB, "0", "0"), ("2-3", GIB, "1", "1"), ("4-5", GIB, "2", "2"), ("6-7", GIB, "3", "3")],
         distances=RING, topology=(4, 1, 2, 1), numatune=("strict", "0-3"),
     ),
@@ -952,7 +952,27 @@ SPEC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
         {"max_memory": "8 GiB"},
         "max_memory and memory_slots go together: memory hotplug needs both",
     ),
-    "too-many-slots": ({"max_memory": "8 GiB", "memory_slots": 300}, "memory_slots 300 is above the limit 256"),
+    "too-many-slots": (
+        {"max_memory": "8 GiB", "memory_slots": 300},
+        "memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+    ),
+    # host mode mirrors every host node with CPUs: a partition typed with it is refused, not dropped.
+    "host-mode-nodeset": (
+        {"mode": "host", "nodeset": "1-3,^2"},
+        "nodeset '1-3,^2' applies to mode node only; mode host mirrors every host node with CPUs",
+    ),
+    "host-mode-cells": (
+        {"cells": 2},
+        "cells 2 applies to mode node only; mode host mirrors every host node with CPUs",
+    ),
+    "cells-above-limit": (
+        {"mode": "node", "cells": 1000000000},
+        "cells 1000000000 is above the limit of 128 (QEMU's MAX_NODES)",
+    ),
+    "nodeset-above-limit": (
+        {"mode": "node", "nodeset": "0,1024"},
+        "nodeset '0,1024': 1024 is above the limit of 1023 (Linux has at most 1024 NUMA nodes (MAX_NUMNODES))",
+    ),
     "unknown-option": (
         {"mode": "host", "cell": 2, "numa": True},
         "unknown vnuma option(s) cell, numa; known: cells, cpuless_cells, distribution, emulator_pin, hugepages, "
@@ -989,7 +1009,7 @@ def test_spec_accepts_exclusions_and_keeps_a_canonical_nodeset() -> None:
     assert spec.nodeset == "1,3"
     assert spec.nodes == frozenset({1, 3})
     # Items apply left to right, as in libvirt: an exclusion before the range it would cut is undone by it.
-    assert VnumaSpec(nodeset="^2,1-3").nodeset == "1-3"
+    assert VnumaSpec(mode="node", nodeset="^2,1-3").nodeset == "1-3"
     assert spec.memory_kib == 512 * MIB
     assert spec.hugepages_kib == 2048
     assert VnumaSpec.from_mapping(spec.to_mapping()) == spec

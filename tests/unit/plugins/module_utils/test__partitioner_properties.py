@@ -262,9 +262,10 @@ def cases(draw: st.DrawFn) -> Case:
         "emulator_pin": draw(st.sampled_from(EMULATOR_PINS)),
         "cpuless_cells": draw(st.booleans()),
     }
-    if draw(st.booleans()):
+    # The partition belongs to node mode: host mode refuses it (test_host_mode_refuses_a_partition).
+    if options["mode"] == "node" and draw(st.booleans()):
         options["nodeset"] = draw(nodesets(topology))
-    if draw(sometimes(3)):
+    if options["mode"] == "node" and draw(sometimes(3)):
         options["cells"] = draw(st.integers(1, 2 * nodes))
     page = None
     if draw(sometimes(4)):
