@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capacity import (
     CapacityError,
     CapacityReport,
@@ -65,7 +66,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._placement_xml impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec, remove_stored_spec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import (
+    has_original,
+    has_stored_spec,
+    read_stored_spec,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
 
 __all__ = ["BatchError", "GuestRequest", "GuestResult", "Converger", "held_cpus"]
@@ -458,9 +463,11 @@ class Converger:
         base = {} if stored is None else {k: v for k, v in stored.to_mapping().items() if v is not None}
         base.update({key: value for key, value in request.options.items() if value is not None})
         if request.options.get("mode") == "host":
-            # Partition options of a stored node-mode spec mean nothing once the mode is host.
-            base.pop("nodeset", None)
-            base.pop("cells", None)
+            # Partition options of a stored node-mode spec mean nothing once the mode is host; given now
+            # together with mode host, the spec refuses them.
+            for key in ("nodeset", "cells"):
+                if key not in request.options:
+                    base.pop(key, None)
         return VnumaSpec.from_mapping(base)
 
     def plan_one(
@@ -476,10 +483,17 @@ class Converger:
         warnings: list[str] = []
         if request.state == "absent":
             current = DomainNuma.from_domain(root)
-            target = flat_target(current, request.name)
+            # What the write below makes (render_absent on a fresh parse), read as models: the target,
+            # and the warnings (a record that cannot be used) for the result.  A stored spec that cannot
+            # be read does not matter here: absent removes it whatever it says.
+            restored = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
+            warnings.extend(render_absent(restored, request.name))
+            target = DomainNuma.from_domain(restored)
             changes = current.changes(target)
-            if read_stored_spec(root) is not None:
+            if has_stored_spec(root):
                 changes.append(Change("metadata/vnuma", "stored", None))
+            if has_original(root):
+                changes.append(Change("metadata/vnuma-original", "recorded", None))
             plan = None
         else:
             spec = self.spec_for(request, root, warnings)
@@ -493,8 +507,7 @@ class Converger:
             if plan is not None:
                 render_plan(new_root, plan)
             else:
-                target.apply(new_root)
-                remove_stored_spec(new_root)
+                render_absent(new_root, request.name)
             new_xml = serialize_like(new_root, xml)
         online: set[int] | None = None
         pending: list[Change] = []
@@ -867,26 +880,3 @@ def _online(live: DomainNuma) -> set[int]:
         return {state.id for state in live.vcpus.vcpus if state.enabled}
     count = live.vcpu.current or live.vcpu.count if live.vcpu is not None else 1
     return set(range(count))
-
-
-def flat_target(current: DomainNuma, name: str) -> DomainNuma:
-    """``state: absent``: the same guest without cells, memory binding, pins or hotplug order."""
-    if current.memory_devices:
-        raise SpecError(
-            f"has {len(current.memory_devices)} hot-plugged memory device(s), which need NUMA cells; "
-            "detach them before removing the layout",
-            guest=name,
-        )
-    vcpu = current.vcpu
-    if vcpu is not None:
-        vcpu = replace(vcpu, current=None)
-    return replace(
-        current,
-        vcpu=vcpu,
-        vcpus=None,
-        numa=None,
-        numatune=None,
-        vcpupins=(),
-        max_memory=None,
-        hugepages=None,
-    )

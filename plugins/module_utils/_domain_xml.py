@@ -28,7 +28,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import forma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import to_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import parse_int, size_kib, to_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import attr_int, etree
 
 __all__ = [
@@ -59,6 +59,8 @@ __all__ = [
     "read_guest_shape",
     "changes_as_diff",
     "insert_child",
+    "insert_children",
+    "remove_if_empty",
     "replace_child",
     "remove_child",
 ]
@@ -132,6 +134,13 @@ _CPUTUNE_ORDER = (
     "memorytune",
 )
 _MEMORY_BACKING_ORDER = ("hugepages", "nosharepages", "locked", "source", "access", "allocation", "discard")
+# The orders above by parent tag, for insert_child.
+_CHILD_ORDERS = {
+    "domain": _DOMAIN_ORDER,
+    "cpu": _CPU_ORDER,
+    "cputune": _CPUTUNE_ORDER,
+    "memoryBacking": _MEMORY_BACKING_ORDER,
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -156,7 +165,7 @@ def _text_int(element: Any, what: str) -> int:
     text = (element.text or "").strip()
     if not text.isdigit() or not text.isascii():
         raise XmlError(f"{what}: {element.text!r} is not a non-negative integer")
-    return int(text)
+    return parse_int(text, f"{what}:", error=XmlError)
 
 
 def _size_kib(value: str | None, unit: str | None, what: str) -> int:
@@ -164,10 +173,13 @@ def _size_kib(value: str | None, unit: str | None, what: str) -> int:
     text = (value or "").strip()
     if not text.isdigit() or not text.isascii():
         raise XmlError(f"{what}: {value!r} is not a non-negative integer")
+    unit = unit if unit is not None else "KiB"
     try:
-        return to_kib(int(text), unit if unit is not None else "KiB", what)
+        # The unit first, on its own: its message names the element as "<memory>: unknown unit ...".
+        to_kib(0, unit, what)
     except SpecError as error:
         raise XmlError(error.message) from None
+    return size_kib(text, unit, f"{what}:", error=XmlError)
 
 
 def _cpuset(element: Any, name: str, what: str) -> tuple[int, ...] | None:
@@ -396,15 +408,32 @@ def _remove(element: Any) -> None:
 def insert_child(parent: Any, child: Any, order: Sequence[str] | None = None) -> None:
     """Insert ``child`` into ``parent``, indented like its siblings.
 
-    It goes after the last sibling that ``order`` puts before it (under ``<domain>``: where libvirt
-    writes it), or last when there is no order.
+    It goes after the last sibling that ``order`` puts before it (under ``<domain>``, ``<cpu>``,
+    ``<cputune>`` and ``<memoryBacking>``: where libvirt writes it), or last when there is no order.
     """
     if order is None:
-        order = _DOMAIN_ORDER if parent.tag == "domain" else ()
+        order = _CHILD_ORDERS.get(parent.tag, ())
     if order:
         _insert_ordered(parent, child, order)
     else:
         _insert(parent, len(parent), child)
+
+
+def insert_children(parent: Any, children: Sequence[Any]) -> None:
+    """Insert ``children`` one after the other, the first where ``insert_child`` puts it.
+
+    The rest follow it as one run (a guest's ``<vcpupin>``s): one sibling scan, not one per child.
+    """
+    if not children:
+        return
+    first, rest = children[0], list(children[1:])
+    insert_child(parent, first)
+    _insert_run(parent, parent.index(first) + 1, rest)
+
+
+def remove_if_empty(element: Any) -> None:
+    """Remove ``element`` when it holds nothing: no child, no attribute, no text."""
+    _remove_if_empty(element)
 
 
 def replace_child(old: Any, new: Any) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._absent import record_after_apply, record_before_apply
 from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import Change, DomainNuma, read_guest_shape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError, XmlError
@@ -216,10 +217,17 @@ def _spec_text(spec: VnumaSpec) -> str:
 
 
 def render_plan(root: Any, plan: DomainPlan) -> None:
-    """Write ``plan`` into ``root`` in place: the owned parts, and the spec in ``<metadata>``."""
+    """Write ``plan`` into ``root`` in place: the owned parts, the spec and the record in ``<metadata>``.
+
+    The record (``_absent``) keeps the owned parts as they were before the collection first wrote
+    them, and the user-changeable ones as written now, for ``state: absent`` to put back.
+    """
     try:
+        before = record_before_apply(root, plan.current)
         plan.target.apply(root)
         store_spec(root, plan.spec)
+        if before is not None:
+            record_after_apply(root, before)
     except VnumaError as error:
         raise error.naming(plan.name) from None
 

@@ -19,9 +19,11 @@ extensions as further attributes and children::
     </vnuma>
 
 Everything is optional (absent means the ``VnumaSpec`` default); anything unknown is an error, so
-that a misspelt attribute cannot silently fall back to a default.  As in the proposal,
-``<partition>`` only matters in ``node`` mode; in ``host`` mode it is kept in the spec and ignored
-by the partitioner.
+that a misspelt attribute cannot silently fall back to a default.  ``<partition>`` only matters
+in ``node`` mode: in a template, ``host`` mode with a ``<partition>`` is refused (the proposal
+ignored it; the collection refuses a request it would drop, docs/partitioning.md).  A spec stored
+in ``<metadata>`` by an earlier version may hold both: there the partition is dropped, as nobody
+typed it now.
 
 A domain template carries the element as a direct child of ``<domain>`` (stock libvirt would
 refuse it, so it is taken out before anything reaches libvirt).  The collection stores the spec
@@ -35,16 +37,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import insert_child, remove_child, replace_child
+from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import (
+    DomainNuma,
+    insert_child,
+    remove_child,
+    replace_child,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import to_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import (
+    CELLS_REASON,
+    MAX_CELLS,
+    MAX_MEMORY_SLOTS,
+    SLOTS_REASON,
+    VnumaSpec,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._units import parse_int, size_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import etree
 
 __all__ = [
+    "ORIGINAL_NS",
+    "ORIGINAL_WHAT",
+    "OWNED_PARTS",
     "VNUMA_NS",
     "VNUMA_PREFIX",
     "VNUMA_TAG",
+    "WRITTEN_PARTS",
+    "has_original",
+    "has_stored_spec",
+    "owned_parts",
+    "read_original",
+    "remove_original",
+    "store_original",
+    "stripped_copy",
     "spec_from_element",
     "spec_to_element",
     "read_stored_spec",
@@ -81,17 +105,15 @@ def _namespace(tag: str) -> str | None:
     return etree.QName(tag).namespace
 
 
-def _integer(raw: str, what: str) -> int:
-    token = raw.strip()
-    if not (token.isascii() and token.isdigit()):
-        raise SpecError(f"{what} {raw!r} is not a non-negative integer")
-    return int(token)
+def _integer(raw: str, what: str, limit: int, why: str) -> int:
+    # The limits are the spec's own (VnumaSpec checks them again, for the other ways in).
+    return parse_int(raw, what, limit, why)
 
 
 def _size(raw: str | None, unit: str | None, what: str) -> int:
     if raw is None or not raw.strip():
         raise SpecError(f"{what} has no size")
-    return to_kib(_integer(raw, what), "KiB" if unit is None else unit.strip(), what)
+    return size_kib(raw, "KiB" if unit is None else unit.strip(), what)
 
 
 def _check_attributes(element: Any, allowed: tuple[str, ...], what: str) -> None:
@@ -146,7 +168,7 @@ def spec_from_element(element: Any) -> VnumaSpec:
             if child.get("nodeset") is not None:
                 values["nodeset"] = child.get("nodeset")
             if child.get("cells") is not None:
-                values["cells"] = _integer(child.get("cells"), f"{what} cells")
+                values["cells"] = _integer(child.get("cells"), f"{what} cells", MAX_CELLS, CELLS_REASON)
         elif name == "hugepages":
             _check_no_text(child, what)
             values["hugepages_kib"] = _size(child.get("size"), child.get("unit"), f"{what} size")
@@ -154,7 +176,12 @@ def spec_from_element(element: Any) -> VnumaSpec:
             if child.get("slots") is None:
                 raise SpecError(f"{what} needs a slots attribute: memory hotplug needs both size and slots")
             values["max_memory_kib"] = _size(child.text, child.get("unit"), what)
-            values["memory_slots"] = _integer(child.get("slots"), f"{what} slots")
+            values["memory_slots"] = _integer(child.get("slots"), f"{what} slots", MAX_MEMORY_SLOTS, SLOTS_REASON)
+    if namespace == VNUMA_NS and values.get("mode", "host") == "host":
+        # Stored by a version that kept <partition> in host mode (and ignored it): not refused, since
+        # nobody typed it now, and refusing would make the guest unmanageable.
+        values.pop("nodeset", None)
+        values.pop("cells", None)
     try:
         return VnumaSpec(**values)
     except SpecError as error:
@@ -244,6 +271,215 @@ def take_vnuma_element(root: Any) -> VnumaSpec | None:
 def remove_stored_spec(root: Any) -> None:
     """Remove the collection's spec from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
     for element in _stored(root):
+        remove_child(element)
+    metadata = root.find("metadata")
+    if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
+        remove_child(metadata)
+
+
+# --------------------------------------------------------------------------------------------------
+# The record of the owned parts as they were before the collection (``state: absent`` restores them)
+# --------------------------------------------------------------------------------------------------
+
+# libvirt keeps one <metadata> child per namespace and silently drops the others
+# (virXMLNodeSanitizeNamespaces), so the record cannot sit next to the spec in VNUMA_NS: it has a
+# namespace of its own, and older versions of the collection, which read VNUMA_NS only, never see it.
+ORIGINAL_NS = "urn:vnuma:libvirt:original:1.0"
+ORIGINAL_PREFIX = "vnuma-original"
+ORIGINAL_TAG = "original"
+ORIGINAL_VERSION = "1"
+# How messages name the record.
+ORIGINAL_WHAT = "the record of the definition before the collection"
+
+# Every owned part as (container, tag): a child of <domain> (container None) or of the container.
+OWNED_PARTS: tuple[tuple[str | None, str], ...] = (
+    (None, "maxMemory"),
+    (None, "memory"),
+    (None, "currentMemory"),
+    ("memoryBacking", "hugepages"),
+    (None, "vcpu"),
+    (None, "vcpus"),
+    ("cputune", "vcpupin"),
+    ("cputune", "emulatorpin"),
+    (None, "numatune"),
+    ("cpu", "topology"),
+    ("cpu", "numa"),
+)
+# The parts a user may change by hand after an apply; the record keeps them as last written too, so
+# that absent can tell a part the collection wrote from one changed since (see _absent).
+WRITTEN_PARTS: tuple[tuple[str | None, str], ...] = (
+    (None, "maxMemory"),
+    (None, "memory"),
+    (None, "currentMemory"),
+    ("memoryBacking", "hugepages"),
+    (None, "vcpu"),
+    ("cputune", "emulatorpin"),
+    ("cpu", "topology"),
+)
+_CONTAINERS = ("memoryBacking", "cputune", "cpu")
+
+
+def stripped_copy(element: Any) -> Any:
+    """A detached copy of ``element`` without its tail and without whitespace-only text.
+
+    Whitespace between elements is layout, not content: libvirt re-indents <metadata> anyway, and
+    a part put back is indented like the document it goes into.
+    """
+    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    for node in copy.iter():
+        if node.text is not None and not node.text.strip() and len(node):
+            node.text = None
+        if node is not copy and node.tail is not None and not node.tail.strip():
+            node.tail = None
+    copy.tail = None
+    return copy
+
+
+def owned_parts(root: Any, parts: tuple[tuple[str | None, str], ...] = OWNED_PARTS) -> Any:
+    """A detached ``<domain>`` holding copies of ``root``'s owned ``parts`` and nothing else.
+
+    A container (``<cpu>``, ``<cputune>``, ``<memoryBacking>``) is there, empty of anything else and
+    without attributes, when ``root`` has one: absent then knows whether the domain had it.
+    """
+    result = etree.Element("domain")
+    containers: dict[str, Any] = {}
+    for container, tag in parts:
+        source = root if container is None else root.find(container)
+        if source is None:
+            continue
+        parent = result
+        if container is not None:
+            if container not in containers:
+                containers[container] = etree.SubElement(result, container)
+            parent = containers[container]
+        for element in source.iterchildren(tag):
+            parent.append(stripped_copy(element))
+    return result
+
+
+def _rename(element: Any, namespace: str | None) -> None:
+    """Move ``element`` and its descendants into ``namespace`` (None: out of any namespace), in place.
+
+    Done once the element is under the record, lxml reuses the record's prefix declaration.
+    """
+    for node in element.iter():
+        if isinstance(node.tag, str):
+            local = etree.QName(node).localname
+            node.tag = local if namespace is None else f"{{{namespace}}}{local}"
+
+
+def _original_elements(root: Any) -> list[Any]:
+    metadata = root.find("metadata")
+    if metadata is None:
+        return []
+    return [child for child in metadata if isinstance(child.tag, str) and _namespace(child.tag) == ORIGINAL_NS]
+
+
+def has_original(root: Any) -> bool:
+    """Whether ``<metadata>`` holds a record of the owned parts (readable or not)."""
+    return bool(_original_elements(root))
+
+
+def has_stored_spec(root: Any) -> bool:
+    """Whether ``<metadata>`` holds a stored spec, readable or not (the guest was managed)."""
+    return bool(_stored(root))
+
+
+def store_original(root: Any, before: Any, written: Any) -> None:
+    """Record ``before`` and ``written`` (``<domain>``s as ``owned_parts`` gives) in ``<metadata>``.
+
+    Written as ``<vnuma-original:original version='1'>`` holding ``<before>`` and ``<written>``, each
+    with the parts in the record's namespace, so that no XPath over the domain (``//vcpu``) finds
+    them.  An existing record is replaced; other applications' metadata stays as it was.
+    """
+    record = etree.Element(f"{{{ORIGINAL_NS}}}{ORIGINAL_TAG}", nsmap={ORIGINAL_PREFIX: ORIGINAL_NS})
+    record.set("version", ORIGINAL_VERSION)
+    for name, parts in (("before", before), ("written", written)):
+        section = etree.SubElement(record, f"{{{ORIGINAL_NS}}}{name}")
+        for child in parts:
+            copy = stripped_copy(child)
+            section.append(copy)
+            _rename(copy, ORIGINAL_NS)
+    existing = _original_elements(root)
+    if existing:
+        replace_child(existing[0], record)
+        for extra in existing[1:]:
+            remove_child(extra)
+        return
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = etree.Element("metadata")
+        insert_child(root, metadata)
+    insert_child(metadata, record)
+
+
+def _record_section(record: Any, name: str, parts: tuple[tuple[str | None, str], ...]) -> Any:
+    """The ``<before>`` or ``<written>`` of a record as a plain ``<domain>``; XmlError when malformed."""
+    found = [child for child in record if isinstance(child.tag, str) and _local(child.tag) == name]
+    if len(found) != 1:
+        raise XmlError(f"it has {len(found)} <{name}> sections, it needs exactly one")
+    section = stripped_copy(found[0])
+    _rename(section, None)
+    etree.cleanup_namespaces(section)
+    allowed = {container or tag for container, tag in parts}
+    inside = {container: {tag for owner, tag in parts if owner == container} for container in _CONTAINERS}
+    seen: set[str] = set()
+    for child in section:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag not in allowed:
+            raise XmlError(f"<{name}> holds <{child.tag}>, which is not a part the collection owns")
+        if child.tag in seen:
+            raise XmlError(f"<{name}> holds <{child.tag}> more than once")
+        seen.add(child.tag)
+        inner: set[str] = set()
+        for grandchild in child if child.tag in _CONTAINERS else ():
+            if not isinstance(grandchild.tag, str):
+                continue
+            if grandchild.tag not in inside[child.tag]:
+                raise XmlError(
+                    f"<{name}><{child.tag}> holds <{grandchild.tag}>, which is not a part the collection owns"
+                )
+            # A domain has one of each, but a <vcpupin> per vCPU.
+            if grandchild.tag in inner and grandchild.tag != "vcpupin":
+                raise XmlError(f"<{name}><{child.tag}> holds <{grandchild.tag}> more than once")
+            inner.add(grandchild.tag)
+    section.tag = "domain"
+    return section
+
+
+def read_original(root: Any) -> tuple[Any, Any] | None:
+    """The recorded ``(before, written)`` parts as plain ``<domain>``s (see ``owned_parts``), or None.
+
+    XmlError (naming what is wrong) when the record is there but cannot be used: absent then falls
+    back to removing the layout (``_absent``), it never fails because of the record.
+    """
+    found = _original_elements(root)
+    if not found:
+        return None
+    what = ORIGINAL_WHAT
+    if len(found) > 1:
+        raise XmlError(f"{what}: <metadata> holds {len(found)} elements in {ORIGINAL_NS}, there must be one")
+    record = found[0]
+    try:
+        if _local(record.tag) != ORIGINAL_TAG:
+            raise XmlError(f"<{_local(record.tag)}> is not <{ORIGINAL_TAG}>")
+        version = record.get("version")
+        if version != ORIGINAL_VERSION:
+            raise XmlError(f"version {version!r} is not {ORIGINAL_VERSION!r}")
+        before = _record_section(record, "before", OWNED_PARTS)
+        written = _record_section(record, "written", WRITTEN_PARTS)
+        # Every value must read as libvirt's: a record edited by hand is refused here, not half used.
+        DomainNuma.from_domain(before)
+        DomainNuma.from_domain(written)
+    except (XmlError, SpecError) as error:
+        raise XmlError(f"{what}: {error.message}") from None
+    return before, written
+
+
+def remove_original(root: Any) -> None:
+    """Remove the record from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
+    for element in _original_elements(root):
         remove_child(element)
     metadata = root.find("metadata")
     if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
