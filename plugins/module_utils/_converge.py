@@ -42,6 +42,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import (
     changes_as_diff,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
+    LibvirtDeadlineError,
     LibvirtOperationError,
     SpecError,
     VnumaError,
@@ -742,7 +743,12 @@ class Converger:
         name = item.request.name
         if item.new_xml is None:
             return
-        guest = self.host.define(item.new_xml, guest=name)
+        try:
+            guest = self.host.define(item.new_xml, guest=name)
+        except LibvirtDeadlineError:
+            # The define was sent: libvirtd may yet carry it out, so it counts as written.
+            result.wrote("definition (unconfirmed: no answer within call_timeout)")
+            raise
         result.wrote("definition")
         reread = parse_xml(guest.inactive_xml(), f"the definition of guest {name}", root_tag="domain")
         kept = DomainNuma.from_domain(reread)

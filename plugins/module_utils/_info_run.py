@@ -19,7 +19,6 @@ another host's); elsewhere they are null.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import C
 from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError, TopologyError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._host_report import host_report
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestEntry, LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._names import check_entries, select
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import GuestPlacement, place_guest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._placement_xml import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._topology import HostTopology
@@ -52,25 +52,25 @@ _HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
 
 
 def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> list[GuestEntry]:
-    """The listed guests matching ``guests`` (names or shell patterns), none of ``exclude``, in ``guest_state``."""
-    patterns = params.get("guests") or ["*"]
+    """The listed guests that ``guests`` selects and ``exclude`` does not, in ``guest_state``.
+
+    The selection rule is ``_names``' (an exact name is that guest, anything else a shell pattern),
+    the same as vnuma_domain's.
+    """
+    patterns = params.get("guests")
+    if patterns is None:
+        patterns = ["*"]
     excludes = params.get("exclude") or []
     state = params.get("guest_state") or "all"
     if state not in GUEST_STATES:
         raise SpecError(f"guest_state {state!r} is not one of {', '.join(GUEST_STATES)}")
-    for value in (*patterns, *excludes):
-        if not isinstance(value, str):
-            raise SpecError(f"guests and exclude take names or shell patterns; got {value!r}")
-    selected = []
-    for entry in entries:
-        if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in patterns):
-            continue
-        if any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in excludes):
-            continue
-        if state != "all" and entry.active != (state == "running"):
-            continue
-        selected.append(entry)
-    return selected
+    check_entries("guests", patterns)
+    check_entries("exclude", excludes)
+    names, _ = select([entry.name for entry in entries], patterns, excludes)
+    chosen = set(names)
+    return [
+        entry for entry in entries if entry.name in chosen and (state == "all" or entry.active == (state == "running"))
+    ]
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def _host_figures(
 
 def run_info(params: Mapping[str, Any]) -> dict[str, Any]:
     """The host's topology and the selected guests' layouts and alignment; the module's result dict."""
-    with LibvirtHost(params["uri"], params["connect_timeout"]) as host:
+    with LibvirtHost.from_params(params) as host:
         own_xml = host.capabilities_xml()
         caps = params.get("host_capabilities")
         if caps:

@@ -54,27 +54,44 @@ options:
   name:
     description:
       - The guest to converge. Exactly one of O(name) and O(guests) is required.
+      - It must not be empty, and O(exclude) does not go with it.
     type: str
     aliases: [guest]
   guests:
     description:
       - Guests to converge in one call. Each entry is a guest name, a shell pattern (V(db*)), or a dict with C(name)
         and any spec option, O(state), O(current_vcpus) or O(hotplug_memory) to override the top-level value for
-        that guest.
+        that guest. The values of a dict entry are checked like the top-level options; a value of the wrong type
+        is refused, naming the guest, the option and the value.
+      - An entry that is exactly the name of a defined guest means that guest, even when the name has pattern
+        characters (a guest named V(web[1])). Any other entry is a shell pattern. An entry without pattern
+        characters that names no defined guest fails the call, as an unknown guest.
+      - Several entries may select one guest. Their options are merged. Two entries that set one option to
+        different values are refused, naming the guest and both entries; equal values (V(1 GiB) and V(1048576)
+        too) are fine.
+      - A pattern that matches no defined guest is a warning, and so is a call that selects no guest at all (an
+        empty list included); such a call changes nothing.
     type: list
     elements: raw
   exclude:
     description:
-      - Shell patterns of guest names to leave out of O(guests).
+      - Guest names or shell patterns to leave out of O(guests), by the same rule as O(guests). Exclusion wins over
+        any entry of O(guests).
     type: list
     elements: str
     default: []
   state:
     description:
       - V(present) applies the layout.
-      - V(absent) removes it and leaves a flat guest. It drops the cells, memory binding, vCPU pins, hotplug order,
-        C(<maxMemory>) and the stored spec. The vCPU and memory sizes stay. A guest with hot-plugged DIMMs cannot be
-        flattened.
+      - V(absent) undoes it. The first apply records the guest's owned parts in its C(<metadata>); absent puts them
+        back as they were and removes the record and the stored spec. A part changed by hand since the last apply
+        (such as C(virsh setvcpus --config)) stays as it is.
+      - Without a record (a guest managed by an older version), absent drops the cells, memory binding, vCPU pins,
+        hotplug order, C(<maxMemory>) and per-cell hugepages, and keeps C(<vcpu>) with its C(current), the
+        C(<cpu><topology>), C(<emulatorpin>) and the memory sizes. A guest the collection never managed is left as it
+        is. A record that cannot be used gives a warning and the same result as no record.
+      - Absent is refused when hot-plugged DIMMs would be left without NUMA cells.
+      - A O(guests) entry's C(state) takes the same two values; any other value is refused.
     type: str
     choices: [present, absent]
     default: present
@@ -108,6 +125,7 @@ options:
   shutdown_timeout:
     description:
       - Seconds to wait for a graceful shutdown. The guests restarted by one call share this one deadline.
+      - From 0 to 86400 (a day). Any other value is refused before anything is read or written.
     type: int
     default: 120
   capacity:
@@ -141,9 +159,21 @@ options:
     default: false
   backup_dir:
     description:
-      - Directory for O(backup) files on the managed node.
+      - Directory for O(backup) files on the managed node, created when missing.
+      - With O(backup=true) it must be an absolute path that is a writable directory, or that can be created in
+        one. Otherwise the call is refused before anything is read or written, in check mode too.
     type: path
     default: /var/lib/vnuma-libvirt/backups
+  lock_timeout:
+    description:
+      - Seconds to wait for another vnuma.libvirt run that is changing guests of the same O(uri) on this
+        machine; the run fails with a clear error when the lock is still held then. V(0) fails at once.
+      - Runs that write take an exclusive lock on a file named after O(uri), under C(/run/lock/vnuma.libvirt)
+        for root, from their first read to their last write, so two runs never plan from the same definition.
+        Check mode takes no lock. Other tools can take the same lock with C(flock), see docs/guarantees.md.
+      - From 0 to 86400.
+    type: float
+    default: 300
 notes:
   - The capacity check counts the memory a guest is given (cells and DIMMs), not what it uses at the moment. A
     balloon does not lower it.
@@ -347,7 +377,11 @@ capacity:
       type: dict
       sample: {"0": db01, "1": db01}
 guests:
-  description: One entry per guest, in the order converged.
+  description:
+    - One entry per guest, in the order converged.
+    - Also in the result of a failed run in which guests failed one by one (a guest that cannot be read, planned,
+      defined, restarted or hot-plugged affects no other guest); then RV(changed) says whether anything was written
+      and each entry says what (RV(guests[].written)) and why it failed (RV(guests[].error)).
   returned: always
   type: list
   elements: dict
@@ -356,8 +390,19 @@ guests:
       description: The guest's name.
       type: str
     changed:
-      description: Whether the guest changed.
+      description: Whether the guest changed (in check mode, would change).
       type: bool
+    written:
+      description:
+        - What this run wrote for the guest, in order, also when it then failed; empty in check mode and when nothing
+          was written.
+      type: list
+      elements: str
+      sample: ["backup /var/lib/vnuma-libvirt/backups/db01.20261202T101500.123.xml", "definition",
+               "shutdown requested", "started"]
+    error:
+      description: Why this guest failed, naming the guest; null when it did not.
+      type: str
     changes:
       description: As RV(changes).
       type: list
@@ -446,6 +491,7 @@ def main() -> None:
             exclude=dict(type="list", elements="str", default=[]),
             uri=dict(type="str", default="qemu:///system"),
             connect_timeout=dict(type="float", default=60),
+            call_timeout=dict(type="float", default=120),
             host_capabilities=dict(type="str"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             current_vcpus=dict(type="int", aliases=["vcpus_live"]),
@@ -457,6 +503,7 @@ def main() -> None:
             reserved_memory=dict(type="raw", default=0),
             backup=dict(type="bool", default=False),
             backup_dir=dict(type="path", default="/var/lib/vnuma-libvirt/backups"),
+            lock_timeout=dict(type="float", default=300),
             **SPEC_ARGS,
         ),
         mutually_exclusive=[("name", "guests")],
@@ -470,8 +517,13 @@ def main() -> None:
     try:
         result = run_domain(module.params, module.check_mode, module._diff)
     except VnumaError as error:
-        # A capacity refusal also hands back the report: which nodes, which guests, how much.
+        # A capacity refusal also hands back the report: which nodes, which guests, how much; a run
+        # where guests failed, every guest's result with what was written (changed says whether anything was).
         extra = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
+        extra.update(error.details)
+        for warning in extra.pop("warnings", []):
+            module.warn(warning)
+        extra.setdefault("changed", False)
         module.fail_json(msg=str(error), guest=error.guest, **extra)
     # ansible-core 2.19 deprecates a warnings key in the result: hand them to module.warn() instead.
     for warning in result.pop("warnings", []):

@@ -328,6 +328,7 @@ def main() -> None:
         argument_spec=dict(
             uri=dict(type="str", default="qemu:///system"),
             connect_timeout=dict(type="float", default=60),
+            call_timeout=dict(type="float", default=120),
             host_capabilities=dict(type="str"),
             guests=dict(type="list", elements="str", default=["*"]),
             exclude=dict(type="list", elements="str", default=[]),

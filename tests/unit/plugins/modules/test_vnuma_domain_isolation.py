@@ -18,7 +18,8 @@ import libvirt
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import LibvirtOperationError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.modules.test_vnuma_domain import (
     RING,
     domain_xml,
@@ -152,3 +153,34 @@ def test_a_counted_guest_that_cannot_be_read_counts_as_its_whole_memory(
     ) in result["capacity"]["warnings"]
     counted = {guest["name"]: guest["kib"] for guest in result["capacity"]["unbound_guests"]}
     assert counted[unreadable] == 3 * 1024 * 1024
+
+
+def test_a_define_libvirt_refuses_after_another_guest_was_written_is_reported_as_such(
+    conn: Any, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, third = define(conn, names), define(conn, names), define(conn, names)
+    before = {name: inactive(conn, name) for name in (first, second, third)}
+    original = LibvirtHost.define
+
+    def refuse_second(self: LibvirtHost, xml: str, guest: str | None = None) -> Any:
+        # libvirt's own refusal of one definition (a check only libvirt makes), between two that it takes.
+        if guest == second:
+            raise LibvirtOperationError("defining the guest: unsupported configuration: a refusal", guest=guest)
+        return original(self, xml, guest=guest)
+
+    monkeypatch.setattr(LibvirtHost, "define", refuse_second)
+    result = fail({"guests": [first, second, third], "host_capabilities": RING})
+    assert result["msg"] == (
+        f"guest {second}: defining the guest: unsupported configuration: a refusal (written before the failure: "
+        f"guest {first}: "
+        f"definition; guest {third}: definition)"
+    )
+    assert result["guest"] == second
+    assert result["changed"] is True
+    assert [(item["name"], item["written"], item["changed"]) for item in result["guests"]] == [
+        (first, ["definition"], True),
+        (second, [], False),
+        (third, ["definition"], True),
+    ]
+    assert inactive(conn, second) == before[second]
+    assert inactive(conn, first) != before[first] and inactive(conn, third) != before[third]
