@@ -19,10 +19,22 @@ options:
     default: qemu:///system
   connect_timeout:
     description:
-      - Seconds to keep retrying while a freshly started libvirtd is still probing QEMU and refuses
-        connections.
+      - Seconds to keep retrying while libvirtd is not up yet, that is while its socket refuses connections (a
+        daemon that is starting or restarting). From 0 to 3600.
+      - Every other connection error fails at once with libvirt's message and the URI, for example a missing
+        socket file, an unknown URI scheme, a missing driver or a refused authentication.
     type: float
     default: 60
+  call_timeout:
+    description:
+      - Seconds any one libvirt call may take, opening the connection included. From 1 to 3600.
+      - A call that gets no answer in time fails the run with an error naming the call and the URI, and the
+        connection is given up. This bounds the wait on a stopped or hung libvirtd, or on a guest's stopped QEMU
+        process that libvirtd waits on.
+      - Connections to a daemon also use libvirt's keepalive, so a daemon that stops answering closes the
+        connection within this time.
+    type: float
+    default: 120
   host_capabilities:
     description:
       - Host capabilities XML to plan against instead of the connection's own, as XML text or as the path of a

@@ -13,6 +13,7 @@ names the value and the limit; when the guest is known it is named first ("guest
 from __future__ import annotations
 
 __all__ = [
+    "LibvirtDeadlineError",
     "LibvirtOperationError",
     "PlacementError",
     "SpecError",
@@ -63,3 +64,7 @@ class XmlError(VnumaError, ValueError):
 
 class LibvirtOperationError(VnumaError):
     """A libvirt call failed; libvirt's own message is kept."""
+
+
+class LibvirtDeadlineError(LibvirtOperationError):
+    """A libvirt call got no answer within call_timeout: it was sent, so it may still take effect."""

@@ -8,20 +8,38 @@
 
 Every libvirt failure becomes a ``LibvirtOperationError`` that keeps libvirt's own message.
 Nothing here knows about Ansible.
+
+Deadlines.  Connecting retries only while the daemon is not up yet (its socket refuses connections)
+and for ``connect_timeout`` seconds at most; every other connection error fails at once.  Every call
+that can block on the daemon runs in a worker thread and is given up after ``call_timeout`` seconds:
+libvirt has no timeout of its own for a call the daemon accepted, and a stopped libvirtd (SIGSTOP), or
+a daemon waiting on a stopped QEMU process, would otherwise hang the run forever.  Connections to a
+daemon also use libvirt's keepalive (with libvirt's default event loop running in a daemon thread), so
+that a daemon that stopped answering closes the connection and the blocked call ends on its own.
+libvirt's test driver runs inside this process and needs none of this.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
+import errno
+import math
+import os
+import stat
+import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import LibvirtOperationError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
+    LibvirtDeadlineError,
+    LibvirtOperationError,
+    SpecError,
+)
 
 try:
     import libvirt
@@ -31,25 +49,196 @@ except ImportError:  # pragma: no cover - exercised by the import sanity test
 else:
     LIBVIRT_IMPORT_ERROR = None
 
-__all__ = ["LIBVIRT_IMPORT_ERROR", "HAS_LIBVIRT", "LibvirtHost", "LibvirtGuest", "GuestEntry"]
+__all__ = [
+    "CALL_TIMEOUT_LIMITS",
+    "CONNECT_TIMEOUT_LIMITS",
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "GuestEntry",
+    "HAS_LIBVIRT",
+    "LIBVIRT_IMPORT_ERROR",
+    "LibvirtGuest",
+    "LibvirtHost",
+    "check_seconds",
+]
 
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
 
 _Result = TypeVar("_Result")
 
-# libvirt reports these while a freshly started libvirtd is still probing QEMU or not yet listening.
-_RETRYABLE_CODES = ("VIR_ERR_SYSTEM_ERROR", "VIR_ERR_NO_CONNECT", "VIR_ERR_INTERNAL_ERROR", "VIR_ERR_RPC")
+# The connection options (seconds) and their limits: finite, and an hour at most.  A single libvirt
+# call that takes longer than an hour (the longest is starting a guest that preallocates its memory)
+# is a hung one.
+DEFAULT_CONNECT_TIMEOUT = 60.0
+DEFAULT_CALL_TIMEOUT = 120.0
+CONNECT_TIMEOUT_LIMITS = (0.0, 3600.0)
+CALL_TIMEOUT_LIMITS = (1.0, 3600.0)
+
+# The errno values of "the daemon is not up yet", the only connection errors worth waiting for: its
+# socket exists but nothing accepts on it (ECONNREFUSED: a daemon that is starting, or restarting
+# over the socket file its predecessor left), or its listen backlog is full (EAGAIN).  A missing socket
+# (ENOENT), an unknown URI scheme, a missing driver or a refused authentication never heal by waiting.
+_NOT_UP_YET = frozenset((errno.ECONNREFUSED, errno.EAGAIN))
+_RETRY_PAUSE = 0.5
+# Keepalive messages libvirt may miss before it closes the connection (see _keepalive()).
+_KEEPALIVE_COUNT = 3
 
 
-def _call(what: str, function: Callable[..., _Result], *args: Any, guest: str | None = None) -> _Result:
+def check_seconds(option: str, value: Any, limits: tuple[float, float]) -> float:
+    """``value`` as seconds within ``limits``, or a SpecError naming the option, the value and the limits."""
+    low, high = limits
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{option} {value!r} is not a number of seconds from {low:g} to {high:g}")
+    if math.isnan(value):
+        raise SpecError(f"{option} nan is not a number of seconds from {low:g} to {high:g}")
+    if not low <= value <= high:
+        raise SpecError(f"{option} {value:g} is outside {low:g} to {high:g} seconds")
+    return float(value)
+
+
+def _is_local(uri: str) -> bool:
+    """Whether the URI's driver runs inside this process (libvirt's test driver): no daemon to wait for."""
+    return uri.partition(":")[0].lower() == "test"
+
+
+def _keepalive(call_timeout: float) -> tuple[int, int]:
+    """libvirt keepalive (interval, count) that closes a silent connection within ``call_timeout``.
+
+    libvirt closes the connection after ``interval * (count + 1)`` seconds without an answer (3 s for
+    ``(1, 2)``, measured); its interval is whole seconds.  A second before the watchdog when it can, so
+    that libvirt itself ends the blocked call (120 s: after 116 s); below 3 s the watchdog may come first.
+    """
+    count = _KEEPALIVE_COUNT if call_timeout >= _KEEPALIVE_COUNT + 2 else 1
+    return max(1, int((call_timeout - 1) // (count + 1))), count
+
+
+def _local_socket(uri: str) -> str | None:
+    """The socket a URI names on this machine (``?socket=``, no host), or None."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.hostname:
+        return None  # a path on the remote host
+    sockets = urllib.parse.parse_qs(parts.query, keep_blank_values=True).get("socket")
+    return sockets[-1] if sockets else None
+
+
+def _is_socket(path: str) -> bool:
     try:
-        return function(*args)
-    except libvirt.libvirtError as error:
-        raise LibvirtOperationError(f"{what}: {error.get_error_message()}", guest=guest) from None
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
-def _error_code(name: str) -> int | None:
-    return getattr(libvirt, name, None)
+def _not_up_yet(uri: str, error: Any) -> bool:
+    """Whether a failed open is a daemon that is not up yet, worth trying again."""
+    if not (
+        error.get_error_domain() == libvirt.VIR_FROM_RPC
+        and error.get_error_code() == libvirt.VIR_ERR_SYSTEM_ERROR
+        and error.get_int1() in _NOT_UP_YET
+    ):
+        return False
+    # libvirt reports ECONNREFUSED for a socket path that is a directory, a plain file or empty too:
+    # those never become a daemon.
+    socket = _local_socket(uri)
+    return socket is None or _is_socket(socket)
+
+
+def _keepalive_closed(error: Any) -> bool:
+    # libvirt has no error code of its own for it: "internal error: connection closed due to keepalive timeout".
+    return error.get_error_domain() == libvirt.VIR_FROM_RPC and "keepalive" in (error.get_error_message() or "")
+
+
+# libvirt's default event loop: one per process, started before the first connection to a daemon.
+_EVENT_LOOP: list[threading.Thread] = []
+_EVENT_LOOP_LOCK = threading.Lock()
+
+
+def _run_event_loop() -> None:
+    while True:
+        try:
+            libvirt.virEventRunDefaultImpl()
+        except libvirt.libvirtError:
+            time.sleep(0.1)  # a failed iteration must not spin
+
+
+def _start_event_loop() -> None:
+    """Run libvirt's default event loop in a daemon thread; keepalive messages need one."""
+    with _EVENT_LOOP_LOCK:
+        if _EVENT_LOOP:
+            return
+        # Idempotent in libvirt >= 6.1 (a GLib loop registered once): safe if a caller registered it too.
+        libvirt.virEventRegisterDefaultImpl()
+        thread = threading.Thread(target=_run_event_loop, name="libvirt-event-loop", daemon=True)
+        thread.start()
+        _EVENT_LOOP.append(thread)
+
+
+class _Calls:
+    """Runs one connection's blocking libvirt calls, each within ``call_timeout`` seconds.
+
+    The call runs in a daemon thread that the caller waits for.  When the wait ends first, the call is
+    given up (libvirt cannot cancel it) and so is the connection: a thread still blocks inside it, and
+    every later call fails at once with the reason instead of waiting again.  The process ending frees
+    the thread.
+    """
+
+    def __init__(self, uri: str, call_timeout: float, bounded: bool) -> None:
+        self.uri = uri
+        self.call_timeout = call_timeout
+        self.bounded = bounded
+        # Why the connection cannot be used any more, once it cannot.
+        self.lost: str | None = None
+
+    def _where(self, what: str) -> str:
+        return what if self.uri in what else f"{what} at {self.uri}"
+
+    def raw(self, what: str, function: Callable[..., _Result], *args: Any, guest: str | None = None) -> _Result:
+        """``function(*args)`` within the deadline; libvirt's own errors are raised as they are."""
+        if self.lost is not None:
+            raise LibvirtOperationError(f"{self._where(what)}: not attempted: {self.lost}", guest=guest)
+        if not self.bounded:
+            return function(*args)
+        outcome: list[tuple[bool, Any]] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, function(*args)))
+            except BaseException as error:  # handed over to the waiting thread as it is
+                outcome.append((False, error))
+
+        worker = threading.Thread(target=run, name=f"libvirt call: {what}", daemon=True)
+        worker.start()
+        worker.join(self.call_timeout)
+        if not outcome:
+            self.lost = f"an earlier call ({what}) got no answer within {self.call_timeout:g} s"
+            raise LibvirtDeadlineError(self._no_answer(what), guest=guest)
+        done, value = outcome[0]
+        if done:
+            return value
+        if isinstance(value, libvirt.libvirtError) and _keepalive_closed(value):
+            # The daemon stopped answering even libvirt's keepalive messages: the connection is closed.
+            self.lost = f"libvirtd stopped answering during an earlier call ({what})"
+            raise LibvirtDeadlineError(
+                f"{self._no_answer(what)} (libvirt: {value.get_error_message()})", guest=guest
+            ) from None
+        raise value
+
+    def _no_answer(self, what: str) -> str:
+        return (
+            f"{self._where(what)}: no answer within {self.call_timeout:g} s (call_timeout); "
+            "libvirtd, or the guest's QEMU process it waits on, is stopped or hung"
+        )
+
+    def error(self, what: str, error: Any, guest: str | None = None) -> LibvirtOperationError:
+        """A libvirt error as the collection's, with libvirt's message; the URI when the connection failed."""
+        where = self._where(what) if error.get_error_domain() == libvirt.VIR_FROM_RPC else what
+        return LibvirtOperationError(f"{where}: {error.get_error_message()}", guest=guest)
+
+    def run(self, what: str, function: Callable[..., _Result], *args: Any, guest: str | None = None) -> _Result:
+        """``function(*args)`` within the deadline; every failure a LibvirtOperationError."""
+        try:
+            return self.raw(what, function, *args, guest=guest)
+        except libvirt.libvirtError as error:
+            raise self.error(what, error, guest) from None
 
 
 def _unsupported(error: Any) -> bool:
@@ -99,34 +288,77 @@ class GuestEntry:
 
 
 class LibvirtHost:
-    """A connection to one hypervisor."""
+    """A connection to one hypervisor.
 
-    def __init__(self, uri: str, wait_seconds: float = 60.0) -> None:
+    ``connect_timeout``: seconds to keep retrying while the daemon is not up yet (see _NOT_UP_YET);
+    ``call_timeout``: seconds any one call (opening the connection included) may take.  Both are
+    checked here, the one place, before anything is attempted.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    ) -> None:
+        connect_timeout = check_seconds("connect_timeout", connect_timeout, CONNECT_TIMEOUT_LIMITS)
+        call_timeout = check_seconds("call_timeout", call_timeout, CALL_TIMEOUT_LIMITS)
+        if not isinstance(uri, str) or not uri:
+            # libvirt would pick a URI of its own (LIBVIRT_DEFAULT_URI, or whatever driver answers first).
+            raise SpecError(f"uri {uri!r} names no hypervisor: give a libvirt connection URI such as qemu:///system")
         if not HAS_LIBVIRT:
             raise LibvirtOperationError("the libvirt Python bindings are required (pip install libvirt-python)")
         self.uri = uri
-        self.connection = self._open(uri, wait_seconds)
+        self._calls = _Calls(uri, call_timeout, bounded=not _is_local(uri))
+        if self._calls.bounded:
+            _start_event_loop()
+        self.connection = self._open(connect_timeout)
+        if self._calls.bounded:
+            interval, count = _keepalive(call_timeout)
+            # A driver without keepalive (no daemon behind it): the watchdog alone bounds its calls.
+            with contextlib.suppress(libvirt.libvirtError):
+                self._calls.raw("starting keepalive", self.connection.setKeepAlive, interval, count)
 
-    @staticmethod
-    def _open(uri: str, wait_seconds: float) -> Any:
-        retryable = {code for code in map(_error_code, _RETRYABLE_CODES) if code is not None}
-        deadline = time.monotonic() + max(wait_seconds, 0.0)
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> LibvirtHost:
+        """The connection the modules' connection options (doc fragment ``connection``) describe."""
+        return cls(
+            params["uri"],
+            params.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            params.get("call_timeout", DEFAULT_CALL_TIMEOUT),
+        )
+
+    def _open(self, connect_timeout: float) -> Any:
+        started = time.monotonic()
+        attempts = 0
         while True:
+            attempts += 1
             try:
-                return libvirt.open(uri)
+                return self._calls.raw("connecting to libvirt", libvirt.open, self.uri)
             except libvirt.libvirtError as error:
-                # The first libvirt.open() after libvirtd starts waits on, or fails during, its QEMU
-                # capability probe (several seconds); keep trying until the deadline.
-                if error.get_error_code() not in retryable or time.monotonic() >= deadline:
-                    raise LibvirtOperationError(
-                        f"cannot connect to libvirt at {uri}: {error.get_error_message()}"
-                    ) from None
-            time.sleep(0.5)
+                waited = time.monotonic() - started
+                # Only a daemon that is not up yet is waited for; anything else fails at once.
+                if _not_up_yet(self.uri, error) and waited + _RETRY_PAUSE <= connect_timeout:
+                    time.sleep(_RETRY_PAUSE)
+                    continue
+                how_long = (
+                    f" (tried {attempts} times in {waited:.1f} s; connect_timeout is {connect_timeout:g} s)"
+                    if attempts > 1
+                    else ""
+                )
+                raise LibvirtOperationError(
+                    f"cannot connect to libvirt at {self.uri}: {error.get_error_message()}{how_long}"
+                ) from None
 
     def close(self) -> None:
-        # Closing a connection that already dropped has nothing left to release.
-        with contextlib.suppress(libvirt.libvirtError):
-            self.connection.close()
+        if self._calls.lost is not None:
+            # A call still blocks inside the connection, or libvirt closed it: closing would wait on the
+            # same silent daemon.  The process ending releases it.
+            return
+        # Closing a connection that already dropped has nothing left to release; the run's outcome is
+        # known by now, so a close that gets no answer is not worth failing it for.
+        with contextlib.suppress(libvirt.libvirtError, LibvirtOperationError):
+            self._calls.raw("closing the connection", self.connection.close)
 
     def __enter__(self) -> LibvirtHost:
         return self
@@ -135,30 +367,28 @@ class LibvirtHost:
         self.close()
 
     def capabilities_xml(self) -> str:
-        return _call(f"reading the host capabilities of {self.uri}", self.connection.getCapabilities)
+        return self._calls.run(f"reading the host capabilities of {self.uri}", self.connection.getCapabilities)
 
     def guest(self, name: str) -> LibvirtGuest:
         try:
-            domain = self.connection.lookupByName(name)
+            domain = self._calls.raw("looking up guest", self.connection.lookupByName, name, guest=name)
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise LibvirtOperationError(f"no guest named {name!r} is defined at {self.uri}", guest=name) from None
-            raise LibvirtOperationError(f"looking up guest: {error.get_error_message()}", guest=name) from None
-        return LibvirtGuest(domain, name)
+            raise self._calls.error("looking up guest", error, guest=name) from None
+        return LibvirtGuest(domain, name, self._calls)
 
-    def guest_names(self, patterns: Iterable[str] = ("*",)) -> list[str]:
-        """Names of every defined guest (running or not) matching one of the shell patterns, sorted."""
-        domains = _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)
-        names = [domain.name() for domain in domains]
-        wanted = list(patterns)
-        return sorted(name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in wanted))
+    def guest_names(self) -> list[str]:
+        """Names of every defined guest (running or not), sorted; ``_names`` selects among them."""
+        domains = self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)
+        return sorted(domain.name() for domain in domains)
 
     def running_names(self) -> list[str]:
         """Names of the running guests, in one call (not one round trip per guest)."""
         flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
         return [
             domain.name()
-            for domain in _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
+            for domain in self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
         ]
 
     def autostart_names(self) -> list[str]:
@@ -166,7 +396,7 @@ class LibvirtHost:
         flags = libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART
         return [
             domain.name()
-            for domain in _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
+            for domain in self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
         ]
 
     def listing(self) -> list[GuestEntry]:
@@ -184,20 +414,20 @@ class LibvirtHost:
             (False, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_INACTIVE),
         ):
             for domain, state in self._states(what, active, flag):
-                guest = LibvirtGuest(domain, domain.name())
+                guest = LibvirtGuest(domain, domain.name(), self._calls)
                 entries.append(GuestEntry(guest, _STATES.get(state, "unknown"), active, guest.name in autostart))
         return sorted(entries, key=lambda entry: entry.name)
 
     def _states(self, what: str, active: bool, flag: int) -> list[tuple[Any, int]]:
         try:
-            stats = self.connection.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, flag)
+            stats = self._calls.raw(what, self.connection.getAllDomainStats, libvirt.VIR_DOMAIN_STATS_STATE, flag)
             return [(domain, values.get("state.state", 0)) for domain, values in stats]
         except libvirt.libvirtError as error:
             if not _unsupported(error):
-                raise LibvirtOperationError(f"{what}: {error.get_error_message()}") from None
+                raise self._calls.error(what, error) from None
         list_flag = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if active else libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE
-        domains = _call(what, self.connection.listAllDomains, list_flag)
-        return [(domain, _call(what, domain.state, 0, guest=domain.name())[0]) for domain in domains]
+        domains = self._calls.run(what, self.connection.listAllDomains, list_flag)
+        return [(domain, self._calls.run(what, domain.state, 0, guest=domain.name())[0]) for domain in domains]
 
     def free_memory_kib(self, node_ids: Iterable[int]) -> dict[int, int] | None:
         """Free memory per host node in KiB (virNodeGetCellsFreeMemory), None when the driver cannot tell.
@@ -207,18 +437,16 @@ class LibvirtHost:
         """
         # The API reports bytes; libvirt's test driver returns its cells' sizes in KiB instead
         # (testNodeGetCellsFreeMemory), which would read as 1024 times too little.
-        scale = 1 if _call(f"reading the driver of {self.uri}", self.connection.getType) == "TEST" else 1024
+        scale = 1 if self._calls.run(f"reading the driver of {self.uri}", self.connection.getType) == "TEST" else 1024
         free: dict[int, int] = {}
         for first, count in _runs(node_ids):
+            what = f"reading the free memory of host nodes {first}-{first + count - 1} at {self.uri}"
             try:
-                values = self.connection.getCellsFreeMemory(first, count)
+                values = self._calls.raw(what, self.connection.getCellsFreeMemory, first, count)
             except libvirt.libvirtError as error:
                 if _unsupported(error):
                     return None
-                raise LibvirtOperationError(
-                    f"reading the free memory of host nodes {first}-{first + count - 1} at {self.uri}: "
-                    f"{error.get_error_message()}"
-                ) from None
+                raise self._calls.error(what, error) from None
             free.update({first + offset: value // scale for offset, value in enumerate(values)})
         return free
 
@@ -233,21 +461,22 @@ class LibvirtHost:
         for node, node_sizes in sorted(sizes.items()):
             if not node_sizes:
                 continue
+            what = f"reading the free hugepages of host node {node} at {self.uri}"
             try:
-                answer = self.connection.getFreePages(list(node_sizes), node, 1, 0)
+                answer = self._calls.raw(what, self.connection.getFreePages, list(node_sizes), node, 1, 0)
             except libvirt.libvirtError as error:
                 if _unsupported(error):
                     return None
-                raise LibvirtOperationError(
-                    f"reading the free hugepages of host node {node} at {self.uri}: {error.get_error_message()}"
-                ) from None
+                raise self._calls.error(what, error) from None
             if node in answer:
                 free[node] = {int(size): int(count) for size, count in answer[node].items()}
         return free
 
     def guests(self) -> list[LibvirtGuest]:
-        domains = _call(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)
-        return sorted((LibvirtGuest(domain, domain.name()) for domain in domains), key=lambda guest: guest.name)
+        domains = self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)
+        return sorted(
+            (LibvirtGuest(domain, domain.name(), self._calls) for domain in domains), key=lambda guest: guest.name
+        )
 
     def definitions(self) -> list[tuple[LibvirtGuest, str]]:
         """Every guest with its inactive definition, sorted by name.
@@ -257,36 +486,41 @@ class LibvirtHost:
         """
         found = []
         for guest in self.guests():
+            what = "reading the guest definition"
             try:
-                xml = guest.domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                xml = self._calls.raw(what, guest.domain.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE, guest=guest.name)
             except libvirt.libvirtError as error:
                 if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     continue
-                raise LibvirtOperationError(
-                    f"reading the guest definition: {error.get_error_message()}", guest=guest.name
-                ) from None
+                raise self._calls.error(what, error, guest=guest.name) from None
             found.append((guest, xml))
         return found
 
     def define(self, xml: str, guest: str | None = None) -> LibvirtGuest:
         """Define (or redefine) a guest, validated against libvirt's schema first."""
         flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE
-        domain = _call("defining the guest", self.connection.defineXMLFlags, xml, flags, guest=guest)
-        return LibvirtGuest(domain, domain.name())
+        domain = self._calls.run("defining the guest", self.connection.defineXMLFlags, xml, flags, guest=guest)
+        return LibvirtGuest(domain, domain.name(), self._calls)
 
 
 class LibvirtGuest:
     """One defined guest (a libvirt domain)."""
 
-    def __init__(self, domain: Any, name: str) -> None:
+    def __init__(self, domain: Any, name: str, calls: _Calls | None = None) -> None:
         self.domain = domain
         self.name = name
+        # The connection's call runner (its deadline); a guest made without one calls libvirt directly.
+        self._calls = calls if calls is not None else _Calls("libvirt", DEFAULT_CALL_TIMEOUT, bounded=False)
 
     def _call(self, what: str, function: Callable[..., _Result], *args: Any) -> _Result:
-        return _call(what, function, *args, guest=self.name)
+        return self._calls.run(what, function, *args, guest=self.name)
 
     def is_running(self) -> bool:
         return bool(self._call("reading the guest state", self.domain.isActive))
+
+    def memory_kib(self) -> int:
+        """The guest's maximum memory as libvirt counts it (virDomainGetInfo), without reading its XML."""
+        return int(self._call("reading the guest's memory size", self.domain.info)[1])
 
     def inactive_xml(self) -> str:
         """The persistent definition: what the next start uses."""
@@ -301,13 +535,13 @@ class LibvirtGuest:
         A listing and the reads after it are not atomic: on a busy host guests come and go.
         """
         flags = 0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE
+        what = "reading the running guest" if live else "reading the guest definition"
         try:
-            return self.domain.XMLDesc(flags)
+            return self._calls.raw(what, self.domain.XMLDesc, flags, guest=self.name)
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
-            what = "reading the running guest" if live else "reading the guest definition"
-            raise LibvirtOperationError(f"{what}: {error.get_error_message()}", guest=self.name) from None
+            raise self._calls.error(what, error, guest=self.name) from None
 
     def ask_shutdown(self) -> bool:
         """Ask a running guest to shut down (ACPI), without waiting; False when it was not running.
@@ -321,15 +555,14 @@ class LibvirtGuest:
 
     def destroy(self) -> None:
         """Power the guest off; a guest that stopped meanwhile is left as it is."""
+        what = "powering the guest off"
         try:
-            self.domain.destroy()
+            self._calls.raw(what, self.domain.destroy, guest=self.name)
         except libvirt.libvirtError as error:
             # "domain is not running": it finished its own shutdown between the last look and now.
             if error.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not self.is_running():
                 return
-            raise LibvirtOperationError(
-                f"powering the guest off: {error.get_error_message()}", guest=self.name
-            ) from None
+            raise self._calls.error(what, error, guest=self.name) from None
 
     def start(self) -> None:
         self._call("starting the guest", self.domain.create)
@@ -354,15 +587,13 @@ class LibvirtGuest:
         ids = format_cpuset(chosen)
         verb = "enabling" if online else "disabling"
         try:
-            self.domain.setVcpu(ids, 1 if online else 0, flags)
+            self._calls.raw(f"{verb} vCPUs {ids}", self.domain.setVcpu, ids, 1 if online else 0, flags, guest=self.name)
         except libvirt.libvirtError as error:
             # libvirt's QEMU driver changes one hot-pluggable entity per call ("only one hotpluggable
             # entity can be selected"): on x86 that is a single vCPU, on ppc64 a whole core of threads.
             # The request is refused before anything changes, so the vCPUs are taken one at a time.
             if len(chosen) < 2 or error.get_error_code() != libvirt.VIR_ERR_OPERATION_UNSUPPORTED:
-                raise LibvirtOperationError(
-                    f"{verb} vCPUs {ids}: {error.get_error_message()}", guest=self.name
-                ) from None
+                raise self._calls.error(f"{verb} vCPUs {ids}", error, guest=self.name) from None
             for vcpu in chosen:
                 self._call(f"{verb} vCPU {vcpu}", self.domain.setVcpu, str(vcpu), 1 if online else 0, flags)
 

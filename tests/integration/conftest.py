@@ -17,6 +17,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd
 from ansible_collections.vnuma.libvirt.tests.support.realguest import (
     IMAGE_DIR,
     URI,
@@ -78,3 +79,19 @@ def make_guest(
         problems = factory.cleanup()
         if problems:
             pytest.fail("could not remove every guest: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def private_libvirtd() -> Iterator[PrivateLibvirtd]:
+    """A libvirtd of the test's own, never the shared one (tests/support/private_libvirtd.py).
+
+    The test may kill, stop and restart it (``.kill()``, ``.stop()``, ``.restart()``); its URI is
+    ``.uri``, its pid ``.pid``.  At the end everything it ran is killed (its QEMU processes too), also
+    when the test killed or stopped it, and its private directories are removed.
+    """
+    daemon = PrivateLibvirtd()
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.close()

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from typing import Any
 
@@ -43,6 +42,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecE
 from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import GuestCell, GuestTopology, Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import etree, parse_xml, to_text
+from ansible_collections.vnuma.libvirt.tests.support.preservation import without_owned_parts
 
 GIB = 1024 * 1024
 
@@ -793,38 +793,6 @@ RICH = """<?xml version='1.0'?>
   </devices>
   <seclabel type='none'/>
 </domain>"""
-
-OWNED = (
-    "vcpu",
-    "vcpus",
-    "cpu/topology",
-    "cpu/numa",
-    "numatune",
-    "cputune/vcpupin",
-    "cputune/emulatorpin",
-    "maxMemory",
-    "memoryBacking/hugepages",
-    "memory",
-    "currentMemory",
-)
-
-
-def without_owned_parts(root: Any) -> str:
-    root = copy.deepcopy(root)
-    for path in OWNED:
-        for element in root.findall(path):
-            element.getparent().remove(element)
-    for path in ("cpu", "cputune", "memoryBacking"):
-        element = root.find(path)
-        if element is not None and len(element) == 0 and not element.attrib:
-            root.remove(element)
-    # Whitespace around removed elements differs; every other character must not.
-    for element in root.iter():
-        if element.text is not None and not element.text.strip():
-            element.text = None
-        if element.tail is not None and not element.tail.strip():
-            element.tail = None
-    return c14n(root)
 
 
 @pytest.mark.parametrize("domain", [RICH, PLAIN])
