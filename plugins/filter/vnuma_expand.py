@@ -16,7 +16,9 @@ description:
     C(<cputune>) pinning, C(<maxMemory>) and C(<memoryBacking>) hugepages as asked. Everything else in the document
     stays as it was.
   - The C(<vnuma>) element, which stock libvirt does not know, is taken out and the spec is stored in the domain's
-    C(<metadata>) under the collection's namespace.
+    C(<metadata>) under the collection's namespace. The first expansion also records the owned parts as the template
+    had them (namespace C(urn:vnuma:libvirt:original:1.0)), so that C(state=absent) of the vnuma_domain module can
+    restore them.
   - A domain without a C(<vnuma>) element but with a stored spec (a domain already expanded or defined by the
     collection) is rendered again from that spec; expanding an expanded domain for the same host gives the same
     document, and for another host the layout of that host. A domain with neither is returned unchanged.
