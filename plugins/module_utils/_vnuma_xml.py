@@ -242,11 +242,14 @@ def store_spec(root: Any, spec: VnumaSpec) -> None:
     Other applications' metadata stays as it was; ``<metadata>`` is created where libvirt writes
     it (after name, uuid, title and description) when the domain has none.
     """
-    element = spec_to_element(spec, namespaced=True)
-    stored = _stored(root)
-    if stored:
-        replace_child(stored[0], element)
-        for extra in stored[1:]:
+    _put_metadata(root, spec_to_element(spec, namespaced=True), _stored(root))
+
+
+def _put_metadata(root: Any, element: Any, existing: list[Any]) -> None:
+    """``element`` in ``<metadata>`` in place of ``existing`` (the same namespace's children), or added."""
+    if existing:
+        replace_child(existing[0], element)
+        for extra in existing[1:]:
             remove_child(extra)
         return
     metadata = root.find("metadata")
@@ -400,17 +403,7 @@ def store_original(root: Any, before: Any, written: Any) -> None:
             copy = stripped_copy(child)
             section.append(copy)
             _rename(copy, ORIGINAL_NS)
-    existing = _original_elements(root)
-    if existing:
-        replace_child(existing[0], record)
-        for extra in existing[1:]:
-            remove_child(extra)
-        return
-    metadata = root.find("metadata")
-    if metadata is None:
-        metadata = etree.Element("metadata")
-        insert_child(root, metadata)
-    insert_child(metadata, record)
+    _put_metadata(root, record, _original_elements(root))
 
 
 def _record_section(record: Any, name: str, parts: tuple[tuple[str | None, str], ...]) -> Any:
