@@ -9,6 +9,9 @@ reported ``changed``; a ``virsh desc --config`` made while a run was between its
 was overwritten.  Runs now take the hypervisor's lock (``_host_lock``) and read every definition
 again right before they define it.  The other client's change is made at exactly that point by
 wrapping the real ``Converger.fresh``; everything else is real.
+
+The vnuma_fleet role and a vnuma_domain run on one of its guests: the play is held between two of
+its tasks (tests/support/role_run.py) while the module runs, so the interleaving is chosen, not timed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -34,6 +38,7 @@ from ansible_collections.vnuma.libvirt.tests.support.module_run import (
     start_module_process,
 )
 from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory
+from ansible_collections.vnuma.libvirt.tests.support.role_run import RoleRun
 
 
 def stored(xml: str) -> dict[str, Any]:
@@ -170,3 +175,57 @@ def test_a_definition_that_keeps_changing_is_left_to_the_other_tool(
     xml = inactive_xml(qemu_conn, guest.name)
     assert description(xml) == f"edit {len(edits)}"
     assert stored(xml) == converged_spec
+
+
+# -- the vnuma_fleet role and a vnuma_domain run on the same guests ------------------------------------
+
+# What the role asks of every guest; the module run asks what the role leaves out (memory_mode).
+ROLE_SPEC = {"mode": "node", "cells": 2, "distribution": "interleave"}
+
+
+@pytest.mark.parametrize(
+    "pause_after",
+    [
+        # The role has read and planned the guests; the module's write comes before the role's apply.
+        "Plan | Plan every selected guest in check mode",
+        # The role has written; the module's write comes before the role's verify re-reads the guests.
+        "Apply | Apply every layout in one call",
+    ],
+    ids=["module-between-role-plan-and-apply", "module-between-role-apply-and-verify"],
+)
+def test_the_role_and_a_module_run_keep_both_changes(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, tmp_path: Path, pause_after: str
+) -> None:
+    names = [make_guest(f"vit-role{index}", vcpus=2, memory_mib=256, start=False).name for index in range(3)]
+    target = names[1]
+    role = RoleRun.start(
+        tmp_path / "role",
+        {
+            "vnuma_fleet_uri": URI,
+            "vnuma_fleet_guests": names,
+            "vnuma_fleet_spec": ROLE_SPEC,
+            "vnuma_fleet_use_stored_spec": False,
+        },
+        pause_after=pause_after,
+    )
+    try:
+        role.wait_paused()
+        # The module runs in a process of its own while the play is held between two of its tasks.
+        module = module_process_result(start_module_process({"name": target, "memory_mode": "preferred"}))
+        returncode, result = role.finish()
+    finally:
+        role.kill()
+    assert (module.get("failed", False), module["changed"]) == (False, True), module
+    assert returncode == 0, role.output
+    assert result["status"] == "converted", role.output
+    assert result["verify"]["ok"], result["verify"]
+    assert sorted(result["verify"]["checked"]) == sorted(names)
+    for name in names:
+        xml = inactive_xml(qemu_conn, name)
+        spec = stored(xml)
+        # The role's layout on every guest, and the module's option on its guest only.
+        assert {key: spec[key] for key in ROLE_SPEC} == ROLE_SPEC, name
+        assert spec["memory_mode"] == ("preferred" if name == target else "strict"), name
+        root = parse_xml(xml, "a test definition", root_tag="domain")
+        assert len(root.findall("cpu/numa/cell")) == 2, name
+        assert {node.get("mode") for node in root.iterfind("numatune/memnode")} == {spec["memory_mode"]}, name
