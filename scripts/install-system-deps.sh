@@ -13,7 +13,13 @@
 #   integration  a real libvirtd with the QEMU driver (started by scripts/libvirtd.sh) and QEMU; the
 #                guest image (scripts/build-guest-image.sh) is made from downloaded packages
 #
-# To add a group: add an entry to PACKAGES below and, if `make test` needs it, its name to DEFAULT_GROUPS.
+# Each make target asks for the groups it uses, so that `make venv`, `make demo` and the other targets
+# that need no daemon install no QEMU and no libvirtd: venv (and every target built on it) build;
+# sanity also sanity; libvirtd, integration, molecule and bench also integration.  `make system-deps`
+# (the first stage of `make test`) installs every group.
+#
+# To add a group: add an entry to PACKAGES below, its name to DEFAULT_GROUPS, and a call with it to the
+# make targets that use it.
 set -euo pipefail
 
 # Debian packages per group (whitespace separated, comments not allowed inside the strings).
