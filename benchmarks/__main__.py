@@ -25,7 +25,7 @@ from pathlib import Path
 from lxml import etree
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_expand
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
     parsed_hosts_clear,
 )

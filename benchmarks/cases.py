@@ -20,7 +20,7 @@ two filters as a playbook calls them, and the steps of ``expand_domain`` one by 
 - *change list*: the differences of the models from the domain's, value by value, which
   ``vnuma_domain`` reports (not a step of the expansion: the filter does not ask for them).
 
-The steps call what ``_expand.expand_domain`` calls; their sum is compared with the filter's figure.
+The steps call what ``_xml.expand.expand_domain`` calls; their sum is compared with the filter's figure.
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_expand
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
     parsed_hosts_clear,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma, read_guest_shape
-from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import plan_domain, render_plan, serialize_like
-from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import compute_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import take_vnuma_element
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import take_vnuma_element
 
 __all__ = ["SIZES", "VARIANTS", "Guest", "Variant", "domain_xml", "operations"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import GUEST_OPTIONS, SPEC_OPTIONS, run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import GUEST_OPTIONS, SPEC_OPTIONS, run_domain
 
 URI = "qemu:///system"
 COUNTS = (1, 200)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # The vNUMA spec options: the same names as the <vnuma> element's attributes and as the
-    # keys of the vnuma_layout filter's spec (plugins/module_utils/_spec.py is the source of truth).
+    # keys of the vnuma_layout filter's spec (plugins/module_utils/_core/spec.py is the source of truth).
     DOCUMENTATION = r"""
 options:
   mode:

@@ -57,7 +57,7 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import require_cpu_ids
 
 _NAME = "cpuset_format"

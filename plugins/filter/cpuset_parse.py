@@ -71,8 +71,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind
 
 _NAME = "cpuset_parse"

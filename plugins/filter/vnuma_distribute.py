@@ -111,14 +111,14 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import (
     MEMORY_GRANULE_KIB,
     compute_layout,
     distribute_vcpus,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
     coerce_int,
     filter_errors,

@@ -94,7 +94,7 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import expand_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
     filter_errors,
     require_text,

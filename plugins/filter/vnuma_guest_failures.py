@@ -83,7 +83,7 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._fleet import guest_failures
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, is_omitted, plain
 
 _NAME = "vnuma_guest_failures"

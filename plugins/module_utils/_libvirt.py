@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     LibvirtDeadlineError,
     LibvirtOperationError,
     SpecError,
@@ -379,7 +379,7 @@ class LibvirtHost:
         return LibvirtGuest(domain, name, self._calls)
 
     def guest_names(self) -> list[str]:
-        """Names of every defined guest (running or not), sorted; ``_names`` selects among them."""
+        """Names of every defined guest (running or not), sorted; ``_core.names`` selects among them."""
         domains = self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)
         return sorted(domain.name() for domain in domains)
 

@@ -380,8 +380,8 @@ guests:
   description:
     - One entry per guest, in the order converged.
     - Also in the result of a failed run in which guests failed one by one (a guest that cannot be read, planned,
-      defined, restarted or hot-plugged affects no other guest); then RV(changed) says whether anything was written
-      and each entry says what (RV(guests[].written)) and why it failed (RV(guests[].error)).
+      defined, restarted or hot-plugged affects no other guest); then RV(ignore:changed) says whether anything was
+      written and each entry says what (RV(guests[].written)) and why it failed (RV(guests[].error)).
   returned: always
   type: list
   elements: dict
@@ -451,11 +451,9 @@ guests:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capacity import CAPACITY_MODES, CapacityError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import run_domain
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
-from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES, CapacityError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     DISTRIBUTIONS,
     EMULATOR_PINS,
     MEMORY_MODES,
@@ -463,7 +461,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import (
     MODES,
     PINNINGS,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import HAS_LXML, LXML_IMPORT_ERROR
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 # Types here; the choices come from the spec itself, so the module and the <vnuma> element agree.
 SPEC_ARGS = dict(

@@ -317,10 +317,10 @@ diagram_lines:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._info_run import GUEST_STATES, run_info
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import HAS_LXML, LXML_IMPORT_ERROR
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import GUEST_STATES, run_info
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 
 def main() -> None:

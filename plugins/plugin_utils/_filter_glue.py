@@ -18,9 +18,9 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import MAX_CPU_ID, parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
 
 __all__ = [
     "UNNAMED_OWNER",

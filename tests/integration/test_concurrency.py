@@ -6,7 +6,7 @@
 
 Two vnuma_domain runs with partial specs on one guest used to lose one of the changes while both
 reported ``changed``; a ``virsh desc --config`` made while a run was between its read and its define
-was overwritten.  Runs now take the hypervisor's lock (``_host_lock``) and read every definition
+was overwritten.  Runs now take the hypervisor's lock (``_run.lock``) and read every definition
 again right before they define it.  The other client's change is made at exactly that point by
 wrapping the real ``Converger.fresh``; everything else is real.
 
@@ -27,10 +27,10 @@ import libvirt
 import pytest
 from vnuma_domain_support import inactive_xml
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._converge import Converger
-from ansible_collections.vnuma.libvirt.plugins.module_utils._host_lock import host_lock, lock_path
-from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import read_stored_spec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock, lock_path
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 from ansible_collections.vnuma.libvirt.tests.support.module_run import (
     fail_module,
     module_process_result,

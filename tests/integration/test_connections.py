@@ -25,7 +25,10 @@ import libvirt
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils import _libvirt
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import LibvirtDeadlineError, LibvirtOperationError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
+    LibvirtDeadlineError,
+    LibvirtOperationError,
+)
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_info
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd, user_domain_xml

@@ -25,7 +25,7 @@ import libvirt
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 
 # The reference for "everything outside the owned parts is unchanged" of the XML layer's tests.

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import expand_domain
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.tests.support.realguest import GuestFactory, GuestNode, GuestReport, describe
 
 MIB = 1024  # in KiB

@@ -19,8 +19,8 @@ from typing import Any
 import libvirt
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import ORIGINAL_NS, OWNED_PARTS, VNUMA_NS
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import ORIGINAL_NS, OWNED_PARTS, VNUMA_NS
 from ansible_collections.vnuma.libvirt.tests.integration.vnuma_domain_support import (
     CAPABILITIES,
     RING,

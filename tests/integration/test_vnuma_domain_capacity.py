@@ -20,8 +20,8 @@ import libvirt
 from test_harness import BOOT_TIMEOUT
 from vnuma_domain_support import MIB, inactive_xml, live_xml, numa_cells, wait_for
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capacity import format_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import format_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory, connect
 

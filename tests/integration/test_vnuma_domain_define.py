@@ -37,8 +37,8 @@ from vnuma_domain_support import (
     rhythm,
 )
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import format_kib, parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory
 

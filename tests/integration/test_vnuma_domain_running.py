@@ -28,9 +28,9 @@ from vnuma_domain_support import (
     numa_cells,
 )
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import GuestTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import (
     Guest,

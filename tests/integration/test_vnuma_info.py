@@ -22,7 +22,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_info
 from ansible_collections.vnuma.libvirt.tests.support.module_run import run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, GuestFactory

@@ -23,8 +23,8 @@ from typing import Any
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.tests.support.module_run import run_module
 
 ROOT = Path(__file__).resolve().parents[2]

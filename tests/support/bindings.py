@@ -5,7 +5,7 @@
 """A planned layout's binding read straight off the model: the reference the XML path is held to.
 
 The engine reads a planned guest's binding from the definition it is about to write
-(``_placement_xml.binding_from_domain``); the tests compare that with this, which takes the cells,
+(``_xml.binding.binding_from_domain``); the tests compare that with this, which takes the cells,
 pins and pages from the ``Layout`` alone, so an XML reading error cannot hide behind itself.
 """
 
@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._placement import CellBinding, DimmBinding, GuestBinding
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
+    DimmBinding,
+    GuestBinding,
+)
 
 
 def binding_from_layout(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 
 # Where the owned parts live (DESIGN.md, "What a layout renders").
 OWNED = (

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._host_lock import lock_path
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import lock_path
 
 __all__ = ["PrivateLibvirtd", "user_domain_xml"]
 

@@ -29,9 +29,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._cpuset import parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._expand import ExpandResult, expand_domain
-from ansible_collections.vnuma.libvirt.plugins.module_utils._layout import GuestTopology, Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestTopology, Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import ExpandResult, expand_domain
 
 __all__ = [
     "URI",

@@ -31,22 +31,22 @@ from ansible_collections.vnuma.libvirt.plugins.filter.cpuset_parse import cpuset
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_distribute import vnuma_distribute
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_expand
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._capabilities_xml import (
-    MAX_CAPABILITIES_BYTES,
-    parse_capabilities,
-    read_host_capabilities,
-)
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     SpecError,
     TopologyError,
     VnumaError,
     XmlError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._partitioner import distribute_vcpus
-from ansible_collections.vnuma.libvirt.plugins.module_utils._spec import GuestShape, VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._units import parse_int, parse_size
-from ansible_collections.vnuma.libvirt.plugins.module_utils._vnuma_xml import spec_from_element
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import distribute_vcpus
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
+    MAX_CAPABILITIES_BYTES,
+    parse_capabilities,
+    read_host_capabilities,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import spec_from_element
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "capabilities"
 RING = (FIXTURES / "seed-4node-ring.xml").read_text(encoding="utf-8")

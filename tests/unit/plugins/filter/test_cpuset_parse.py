@@ -10,7 +10,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.filter.cpuset_parse import FilterModule, cpuset_parse
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 
 
 def test_filter_module_exposes_the_filter() -> None:

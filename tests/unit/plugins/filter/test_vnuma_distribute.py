@@ -12,7 +12,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_distribute import FilterModule, vnuma_distribute
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 
 CAPABILITIES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = (CAPABILITIES / "seed-4node-ring.xml").read_text()

@@ -14,7 +14,7 @@ from lxml import etree
 from ansible_collections.vnuma.libvirt.plugins.filter import vnuma_expand as plugin
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import FilterModule, vnuma_expand
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import PlacementError, SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, XmlError
 
 CAPABILITIES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = (CAPABILITIES / "seed-4node-ring.xml").read_text()

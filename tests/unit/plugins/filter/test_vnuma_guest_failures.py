@@ -13,8 +13,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_guest_failures import FilterModule, vnuma_guest_failures
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._fleet import guest_failures
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
 
 CORRUPT = (
     "guest bad01: its stored vnuma spec cannot be read (<vnuma>: mode 'bogus' is not one of host, node); give the "

@@ -12,7 +12,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.filter import vnuma_layout as plugin
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import FilterModule, vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     PlacementError,
     SpecError,
     TopologyError,

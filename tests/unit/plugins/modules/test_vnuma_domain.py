@@ -218,7 +218,7 @@ def test_spec_options_agree_everywhere() -> None:
     import yaml
 
     from ansible_collections.vnuma.libvirt.plugins.doc_fragments.spec import ModuleDocFragment
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_run import SPEC_OPTIONS
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import SPEC_OPTIONS
 
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
     assert set(vnuma_domain.SPEC_ARGS) == set(SPEC_OPTIONS) == set(documented)

@@ -17,9 +17,9 @@ from typing import Any
 import libvirt
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._domain_xml import DomainNuma
-from ansible_collections.vnuma.libvirt.plugins.module_utils._errors import LibvirtOperationError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.modules.test_vnuma_domain import (
     RING,
     domain_xml,

@@ -1,0 +1,634 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The partitioner: host topology + vNUMA spec + guest shape -> guest layout.
+
+Pure computation, no I/O.  The rules are those of docs/partitioning.md; every refusal is a
+``SpecError`` or ``PlacementError`` naming the guest, the value and the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from math import gcd, lcm
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
+    PlacementError,
+    SpecError,
+    TopologyError,
+    VnumaError,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import balanced_enable_order
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
+    CELLS_REASON,
+    MAX_CELLS,
+    MAX_VCPUS,
+    VCPUS_REASON,
+    GuestShape,
+    VnumaSpec,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+    CELL_GRANULE_KIB,
+    LOCAL_DISTANCE,
+    HostTopology,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_count, format_kib, shown
+
+__all__ = [
+    "MAX_DISTANCE",
+    "MEMORY_GRANULE_KIB",
+    "SAME_NODE_DISTANCE",
+    "compute_layout",
+    "distribute_vcpus",
+    "even_split",
+]
+
+# libvirt rounds every NUMA cell up to a whole MiB (qemuDomainAlignMemorySizes); cells that are
+# already aligned keep the sum exact and the definition idempotent.
+MEMORY_GRANULE_KIB = CELL_GRANULE_KIB
+# Two guest cells on one host node: as close as possible without being local.  libvirt refuses 10
+# off the diagonal (https://libvirt.org/formatdomain.html#numa-node-tuning, "distances").
+SAME_NODE_DISTANCE = 11
+MAX_DISTANCE = 255
+
+
+def even_split(total: int, parts: int) -> list[int]:
+    """Split ``total`` into ``parts`` integers differing by at most one, the larger ones first."""
+    base, extra = divmod(total, parts)
+    return [base + 1] * extra + [base] * (parts - extra)
+
+
+def _nodes_text(nodes: Sequence[int]) -> str:
+    text = format_cpuset(nodes)
+    return f"host node {text}" if len(nodes) == 1 else f"host nodes {text}"
+
+
+def _cells_text(cells: Sequence[int]) -> str:
+    return f"cell {cells[0]}" if len(cells) == 1 else f"cells {format_cpuset(cells)}"
+
+
+def distribute_vcpus(
+    vcpus: int,
+    cells: int,
+    distribution: str,
+    threads: int = 1,
+    host_cells: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """vCPU ids per guest cell for one distribution (docs/partitioning.md, "Distributions").
+
+    ``threads`` is the guest core width (``siblings``); ``host_cells`` is needed by
+    ``round-robin`` only: the guest cell behind each selected host CPU, in host CPU id order.
+    """
+    # The limits first: a list per cell and an entry per vCPU are built below.
+    check_count("vcpus", vcpus, MAX_VCPUS, VCPUS_REASON)
+    check_count("cells", cells, MAX_CELLS, CELLS_REASON)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1 or vcpus % threads:
+        raise SpecError(f"{vcpus} vCPUs cannot be cut into guest cores of {shown(threads)} threads")
+    blocks: list[list[int]] = [[] for _cell in range(cells)]
+    if distribution in ("contiguous", "siblings"):
+        start = 0
+        for cell, cores in enumerate(even_split(vcpus // threads, cells)):
+            blocks[cell] = list(range(start, start + cores * threads))
+            start += cores * threads
+    elif distribution == "interleave":
+        for vcpu in range(vcpus):
+            blocks[vcpu % cells].append(vcpu)
+    elif distribution == "round-robin":
+        if not host_cells:
+            raise SpecError("distribution round-robin follows the host's CPU numbering and needs the host topology")
+        bad = sorted({cell for cell in host_cells if not 0 <= cell < cells})
+        if bad:
+            raise SpecError(f"host CPUs are mapped to guest cells {format_cpuset(bad)}, beyond the {cells} cells")
+        for vcpu in range(vcpus):
+            blocks[host_cells[vcpu * len(host_cells) // vcpus]].append(vcpu)
+    else:
+        raise SpecError(
+            f"distribution {shown(distribution)} is not one of contiguous, siblings, round-robin, interleave"
+        )
+    return blocks
+
+
+@dataclass(frozen=True)
+class _CellPlace:
+    """Where one guest cell lives: its host nodes and, for cells sharing one node, its slice of it."""
+
+    nodes: tuple[int, ...]
+    slot: int = 0
+    slots: int = 1
+
+
+def compute_layout(
+    topology: HostTopology,
+    spec: VnumaSpec,
+    guest: GuestShape,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> Layout:
+    """Compute the guest layout.  ``taken_cpus`` maps host CPUs dedicated to other guests to their names."""
+    try:
+        return _Partitioner(topology, spec, guest, dict(taken_cpus or {})).layout()
+    except VnumaError as error:
+        raise error.naming(guest.name) from None
+
+
+class _Partitioner:
+    def __init__(self, topology: HostTopology, spec: VnumaSpec, guest: GuestShape, taken: dict[int, str]) -> None:
+        self.topology = topology
+        self.spec = spec
+        self.guest = guest
+        self.taken = taken
+
+    # -- which host nodes, and which of them behind each guest cell ------------------------------
+
+    def selected_nodes(self) -> tuple[int, ...]:
+        topology = self.topology
+        if self.spec.mode == "host" or self.spec.nodes is None:
+            # Host mode mirrors the nodes with CPUs only: memory-only (CXL, HBM) nodes would
+            # otherwise receive an even share of the guest's memory on slow memory.
+            nodes = topology.cpu_node_ids
+            if not nodes:
+                raise PlacementError("the host has no NUMA node with online CPUs")
+            return nodes
+        wanted = sorted(self.spec.nodes)
+        missing = [node for node in wanted if not topology.has_node(node)]
+        if missing:
+            raise SpecError(
+                f"nodeset {self.spec.nodeset!r} names {_nodes_text(missing)}, which the host does not have "
+                f"(it has nodes {format_cpuset(topology.node_ids)})"
+            )
+        if not any(topology.node(node).has_cpus for node in wanted):
+            raise PlacementError(
+                f"nodeset {self.spec.nodeset!r} selects only {_nodes_text(wanted)} without CPUs; "
+                "select at least one host node with CPUs"
+            )
+        return tuple(wanted)
+
+    def place_cells(self, nodes: tuple[int, ...]) -> list[_CellPlace]:
+        count = len(nodes) if self.spec.mode == "host" or self.spec.cells is None else self.spec.cells
+        if count > MAX_CELLS:
+            # Only a host of more than 128 nodes gets here (cells itself is held to the limit by the spec).
+            source = (
+                f"mode host mirrors the host's {count} nodes with CPUs"
+                if self.spec.mode == "host"
+                else f"nodeset {self.spec.nodeset!r} selects {count} host nodes, one guest cell each"
+                if self.spec.nodeset is not None
+                else f"mode node takes the host's {count} nodes with CPUs, one guest cell each"
+            )
+            raise SpecError(
+                f"{source}: {count} guest cells is above the limit of {MAX_CELLS} ({CELLS_REASON}); "
+                "use mode node with fewer cells"
+            )
+        if count == len(nodes):
+            return [_CellPlace((node,)) for node in nodes]
+        if count > len(nodes):
+            places: list[_CellPlace] = []
+            for node, slots in zip(nodes, even_split(count, len(nodes)), strict=True):
+                places.extend(_CellPlace((node,), slot, slots) for slot in range(slots))
+            return places
+        return [_CellPlace(group) for group in self.group_nodes(nodes, count)]
+
+    def group_nodes(self, nodes: tuple[int, ...], count: int) -> list[tuple[int, ...]]:
+        """Group host nodes into ``count`` groups, even in size, nearest first.
+
+        Each group starts from the lowest unassigned node and takes, one at a time, the unassigned
+        node on the seed's socket, then with the smallest total distance to the group, then the
+        lowest id.
+        """
+        topology = self.topology
+        remaining = list(nodes)
+        groups: list[tuple[int, ...]] = []
+        for size in even_split(len(nodes), count):
+            seed = remaining.pop(0)
+            seed_socket = topology.socket_of(seed)
+            group = [seed]
+            while len(group) < size:
+                best = min(
+                    remaining,
+                    key=lambda node: (
+                        0 if seed_socket is not None and topology.socket_of(node) == seed_socket else 1,
+                        sum(self.host_distance(member, node) for member in group),
+                        node,
+                    ),
+                )
+                remaining.remove(best)
+                group.append(best)
+            groups.append(tuple(sorted(group)))
+        return groups
+
+    def host_distance(self, first: int, second: int) -> int:
+        """The symmetric host distance: firmware tables are occasionally asymmetric; take the nearer."""
+        value = min(self.topology.distance(first, second), self.topology.distance(second, first))
+        if not LOCAL_DISTANCE <= value <= MAX_DISTANCE:
+            raise TopologyError(
+                f"the host reports distance {value} between nodes {first} and {second}, "
+                f"outside {LOCAL_DISTANCE}..{MAX_DISTANCE}"
+            )
+        return value
+
+    # -- vCPUs ------------------------------------------------------------------------------------
+
+    def guest_threads(self, cpu_cells: list[int], places: list[_CellPlace]) -> int:
+        if self.spec.distribution != "siblings":
+            return 1
+        widths = {
+            node: self.topology.node(node).threads_per_core
+            for cell in cpu_cells
+            for node in places[cell].nodes
+            if self.topology.node(node).has_cpus
+        }
+        if len(set(widths.values())) > 1:
+            detail = ", ".join(f"node {node}: {width}" for node, width in sorted(widths.items()))
+            raise PlacementError(
+                f"distribution siblings needs one SMT width on the selected host nodes; threads per core differ "
+                f"({detail})"
+            )
+        threads = next(iter(widths.values()))
+        if self.guest.vcpus % threads:
+            raise SpecError(
+                f"distribution siblings builds guest cores of {threads} threads like the host; "
+                f"{self.guest.vcpus} vCPUs is not a multiple of {threads}"
+            )
+        # The vCPUs online at boot are the first `current` of the enable order, which goes by whole
+        # guest cores: a count that is not whole cores would boot with a core split (and QEMU's
+        # pseries machine refuses to start: "smp_cpus (3) must be multiple of threads (2)").
+        current = self.guest.current_vcpus
+        if current is not None and current % threads:
+            raise SpecError(
+                f"distribution siblings brings guest cores of {threads} threads online whole; "
+                f"{current} vCPUs online at boot (<vcpu current>) is not a multiple of {threads}"
+            )
+        return threads
+
+    def distribute(self, cpu_cells: list[int], places: list[_CellPlace], threads: int) -> dict[int, list[int]]:
+        host_cells: list[int] | None = None
+        if self.spec.distribution == "round-robin":
+            cell_of_cpu = self.cell_of_host_cpu(cpu_cells, places)
+            host_cells = [cpu_cells.index(cell_of_cpu[cpu]) for cpu in sorted(cell_of_cpu)]
+        blocks = distribute_vcpus(self.guest.vcpus, len(cpu_cells), self.spec.distribution, threads, host_cells)
+        return dict(zip(cpu_cells, blocks, strict=True))
+
+    def cell_of_host_cpu(self, cpu_cells: list[int], places: list[_CellPlace]) -> dict[int, int]:
+        """Host CPU -> guest cell, for round-robin: a node shared by several cells is cut in slices."""
+        mapping: dict[int, int] = {}
+        for cell in cpu_cells:
+            place = places[cell]
+            for node in place.nodes:
+                cpus = self.topology.node(node).usable_cpus
+                if place.slots == 1:
+                    mapping.update(dict.fromkeys(cpus, cell))
+                    continue
+                sizes = even_split(len(cpus), place.slots)
+                start = sum(sizes[: place.slot])
+                mapping.update(dict.fromkeys(cpus[start : start + sizes[place.slot]], cell))
+        return mapping
+
+    def check_cells_have_vcpus(
+        self, cpu_cells: list[int], assigned: dict[int, list[int]], places: list[_CellPlace], threads: int
+    ) -> None:
+        if self.spec.cpuless_cells:
+            return
+        empty = [cell for cell in cpu_cells if not assigned[cell]]
+        if not empty:
+            return
+        if len(cpu_cells) * threads > self.guest.vcpus:
+            unit = "vCPUs" if threads == 1 else f"vCPUs (whole cores of {threads} threads)"
+            raise PlacementError(
+                f"{len(cpu_cells)} guest cells with host CPUs need at least {len(cpu_cells) * threads} {unit}, "
+                f"the guest has {self.guest.vcpus}; use fewer cells or set cpuless_cells to allow cells "
+                "without vCPUs"
+            )
+        cell = empty[0]
+        raise PlacementError(
+            f"distribution {self.spec.distribution} leaves guest cell {cell} ({_nodes_text(places[cell].nodes)}) "
+            f"without vCPUs for {self.guest.vcpus} vCPUs; use more vCPUs, another distribution, "
+            "or set cpuless_cells"
+        )
+
+    @staticmethod
+    def guest_topology(cell_of: list[int], threads: int) -> GuestTopology:
+        """The fewest sockets such that no socket (hence no core) spans two cells.
+
+        A socket of s vCPUs stays within one cell exactly when s divides every position where the
+        cell changes; the largest such s is their gcd with the vCPU count.
+        """
+        size = len(cell_of)
+        for position in range(1, len(cell_of)):
+            if cell_of[position] != cell_of[position - 1]:
+                size = gcd(size, position)
+                if size == threads or size == 1:
+                    break
+        return GuestTopology(sockets=len(cell_of) // size, dies=1, cores=size // threads, threads=threads)
+
+    # -- memory -----------------------------------------------------------------------------------
+
+    def memory_total(self) -> int:
+        memory = self.spec.memory_kib or self.guest.memory_kib
+        if memory is None:
+            raise SpecError("no memory size: set memory in the vnuma spec or <memory> in the domain")
+        return memory
+
+    def memory_granule(self) -> int:
+        page = self.spec.hugepages_kib
+        base = self.topology.cell_granule_kib
+        if page is None:
+            return base
+        if page not in self.topology.page_sizes_kib:
+            offered = ", ".join(format_kib(size) for size in self.topology.page_sizes_kib)
+            raise PlacementError(f"hugepages of {format_kib(page)} are not offered by the host (it has {offered})")
+        return lcm(base, page)
+
+    def split_memory(self, total: int, granule: int, cell_vcpus: list[list[int]]) -> list[int]:
+        if total % granule:
+            if self.spec.hugepages_kib:
+                reason = "the hugepage size"
+            elif self.topology.is_power:
+                reason = f"QEMU's pseries machine takes each NUMA node's memory in {format_kib(granule)} blocks"
+            else:
+                reason = "libvirt rounds each cell up to 1 MiB"
+            raise SpecError(f"memory {format_kib(total)} is not a multiple of {format_kib(granule)} ({reason})")
+        units = total // granule
+        cells = len(cell_vcpus)
+        if self.spec.memory_split == "vcpus":
+            without = [cell for cell, vcpus in enumerate(cell_vcpus) if not vcpus]
+            if without:
+                raise SpecError(
+                    f"memory_split vcpus gives memory in proportion to vCPUs, but {_cells_text(without)} "
+                    "has no vCPUs; use memory_split even"
+                )
+            weights = [len(vcpus) for vcpus in cell_vcpus]
+            shares = [units * weight // self.guest.vcpus for weight in weights]
+            for cell in range(units - sum(shares)):
+                shares[cell] += 1
+        else:
+            shares = even_split(units, cells)
+        if min(shares) == 0:
+            raise SpecError(
+                f"memory {format_kib(total)} is too small for {cells} cells of at least {format_kib(granule)} each"
+            )
+        return [share * granule for share in shares]
+
+    def holds_memory(self, node: int) -> bool:
+        page = self.spec.hugepages_kib
+        host = self.topology.node(node)
+        return (host.page_pool_kib(page) if page else host.memory_kib) > 0
+
+    def memory_nodes(self, cell: int, place: _CellPlace) -> tuple[int, ...]:
+        nodes = tuple(node for node in place.nodes if self.holds_memory(node))
+        if not nodes and all(self.topology.node(node).memory_kib == 0 for node in place.nodes):
+            # A memory-less node with CPUs (some AMD and ARM hosts) is served by the kernel from the
+            # nearest node with memory; the guest cell's memory is bound there too.
+            nodes = self.nearest_memory(place.nodes)
+        if not nodes:
+            page = self.spec.hugepages_kib
+            what = f"{format_kib(page)} hugepages" if page else "memory"
+            raise PlacementError(
+                f"guest cell {cell} would bind its memory to {_nodes_text(place.nodes)}, which has no {what}"
+            )
+        # libvirt's 'preferred' policy takes exactly one node.
+        return nodes[:1] if self.spec.memory_mode == "preferred" else nodes
+
+    def nearest_memory(self, nodes: tuple[int, ...]) -> tuple[int, ...]:
+        """The host node with memory nearest to ``nodes`` (then the lowest id), or () when none has any."""
+        candidates = [node for node in self.topology.node_ids if self.holds_memory(node)]
+        if not candidates:
+            return ()
+        return (min(candidates, key=lambda other: (min(self.host_distance(n, other) for n in nodes), other)),)
+
+    def check_memory_fits(self, memory: list[int], bound: list[tuple[int, ...]]) -> None:
+        # 'preferred' falls back to other nodes when the preferred one is full; the others do not.
+        if self.spec.memory_mode == "preferred":
+            return
+        page = self.spec.hugepages_kib
+        by_nodes: dict[tuple[int, ...], list[int]] = {}
+        for cell, nodes in enumerate(bound):
+            by_nodes.setdefault(nodes, []).append(cell)
+        # A cell on memory-less nodes binds to the nearest node with memory, which may be in another
+        # cell's group: the node sets then overlap, and their cells must also fit together in the union
+        # (12 GiB bound to nodes 0-1 and 8 GiB to node 0 fit one by one in 8 GiB nodes, not together).
+        # Groups are disjoint and such bindings are single nodes, so each set plus each union suffices.
+        unions: list[tuple[set[int], list[int]]] = []
+        for nodes, cells in by_nodes.items():
+            merged = (set(nodes), list(cells))
+            for other in [union for union in unions if union[0] & merged[0]]:
+                unions.remove(other)
+                merged = (merged[0] | other[0], merged[1] + other[1])
+            unions.append(merged)
+        for union_nodes, union_cells in unions:
+            if sorted(union_cells) != by_nodes.get(tuple(sorted(union_nodes))):
+                by_nodes[tuple(sorted(union_nodes))] = sorted(union_cells)
+        for nodes, cells in by_nodes.items():
+            need = sum(memory[cell] for cell in cells)
+            if page:
+                have = sum(self.topology.node(node).page_pool_kib(page) for node in nodes)
+            else:
+                have = sum(self.topology.node(node).memory_kib for node in nodes)
+            if need <= have:
+                continue
+            verb = "needs" if len(cells) == 1 else "need together"
+            has = "has" if len(nodes) == 1 else "have"
+            pool = f" in its {format_kib(page)} page pool" if page else ""
+            raise PlacementError(
+                f"guest {_cells_text(cells)} {verb} {format_kib(need)}, {_nodes_text(nodes)} {has} "
+                f"{format_kib(have)}{pool}"
+            )
+
+    # -- distances --------------------------------------------------------------------------------
+
+    def distances(self, places: list[_CellPlace]) -> list[tuple[int, ...]]:
+        count = len(places)
+        matrix = [[LOCAL_DISTANCE] * count for _place in places]
+        # The distance between two cells does not depend on their order (host_distance is symmetric,
+        # and so is the minimum over both node sets): each pair is worked out once, for both cells.
+        for index, first in enumerate(places):
+            for other in range(index + 1, count):
+                second = places[other]
+                if first.nodes == second.nodes:
+                    value = SAME_NODE_DISTANCE
+                else:
+                    value = max(
+                        min(self.host_distance(a, b) for a in first.nodes for b in second.nodes), SAME_NODE_DISTANCE
+                    )
+                matrix[index][other] = matrix[other][index] = value
+        return [tuple(row) for row in matrix]
+
+    # -- pinning ----------------------------------------------------------------------------------
+
+    def floating_pins(self, cell_vcpus: list[list[int]], places: list[_CellPlace]) -> list[tuple[int, ...]]:
+        pins: list[tuple[int, ...]] = [()] * self.guest.vcpus
+        for cell, vcpus in enumerate(cell_vcpus):
+            if not vcpus:
+                continue
+            nodes = places[cell].nodes
+            cpus = tuple(cpu for node in nodes for cpu in self.topology.node(node).usable_cpus if cpu not in self.taken)
+            if not cpus:
+                raise PlacementError(
+                    f"every host CPU of {_nodes_text(nodes)} is dedicated to other guests "
+                    f"({self.owners(nodes)}); guest cell {cell} has nowhere to run"
+                )
+            cpus = tuple(sorted(cpus))
+            for vcpu in vcpus:
+                pins[vcpu] = cpus
+        return pins
+
+    def owners(self, nodes: Sequence[int]) -> str:
+        names = sorted(
+            {self.taken[cpu] for node in nodes for cpu in self.topology.node(node).usable_cpus if cpu in self.taken}
+        )
+        return ", ".join(names)
+
+    def dedicated_pins(
+        self, cell_vcpus: list[list[int]], places: list[_CellPlace], threads: int
+    ) -> tuple[list[tuple[int, ...]], set[int]]:
+        """1:1 placement.  Returns the pins and every host CPU this guest holds (reserved siblings too)."""
+        whole_cores = self.spec.pinning == "core" or threads > 1
+        free: dict[int, list[list[int]]] = {}
+        for place in places:
+            for node in place.nodes:
+                if node not in free:
+                    # A host core holding a CPU of another guest is not shared at all: its free siblings
+                    # would run next to that guest's vCPU (pinning thread, docs/partitioning.md §7), and
+                    # it is not whole (pinning core).
+                    cores = self.topology.node(node).cores
+                    free[node] = (
+                        [[] if self.taken.keys() & core else list(core) for core in cores]
+                        if self.taken
+                        else [list(core) for core in cores]
+                    )
+        pins: list[tuple[int, ...]] = [()] * self.guest.vcpus
+        held: set[int] = set()
+        for cell, vcpus in enumerate(cell_vcpus):
+            if not vcpus:
+                continue
+            nodes = places[cell].nodes
+            guest_cores = [vcpus[index : index + threads] for index in range(0, len(vcpus), threads)]
+            pool = [core for node in nodes for core in free[node]]
+            if whole_cores:
+                width = max(threads, 1)
+                # A core is whole when its free threads are all the online threads of its host core.
+                core_width = self.topology.core_width
+                full = [
+                    core
+                    for core in pool
+                    if core and len(core) >= width and len(core) == core_width.get(core[0], len(core))
+                ]
+                if len(full) < len(guest_cores):
+                    self.refuse_dedicated(cell, nodes, len(guest_cores), len(full), "cores")
+                for guest_core, host_core in zip(guest_cores, full, strict=False):
+                    for vcpu, cpu in zip(guest_core, host_core, strict=False):
+                        pins[vcpu] = (cpu,)
+                    held.update(host_core)
+                    host_core.clear()
+            else:
+                threads_free = sum(len(core) for core in pool)
+                if threads_free < len(vcpus):
+                    self.refuse_dedicated(cell, nodes, len(vcpus), threads_free, "threads")
+                # Pack sibling threads: a vCPU shares a host core with the next vCPU of its own
+                # guest rather than with another guest's.
+                queue = iter([cpu for core in pool for cpu in core])
+                for vcpu in vcpus:
+                    cpu = next(queue)
+                    pins[vcpu] = (cpu,)
+                    held.add(cpu)
+                for core in pool:
+                    core[:] = [cpu for cpu in core if cpu not in held]
+        return pins, held
+
+    def refuse_dedicated(self, cell: int, nodes: Sequence[int], need: int, have: int, unit: str) -> None:
+        taken = self.owners(nodes)
+        detail = f" (others are dedicated to {taken})" if taken else ""
+        raise PlacementError(
+            f"pinning {self.spec.pinning} needs {need} free host {unit} for guest cell {cell} on "
+            f"{_nodes_text(nodes)}, {have} are free{detail}"
+        )
+
+    def emulator_pins(self, nodes: tuple[int, ...], held: set[int]) -> tuple[int, ...] | None:
+        if self.spec.emulator_pin == "none":
+            return None
+        cpus = tuple(
+            cpu
+            for node in nodes
+            for cpu in self.topology.node(node).usable_cpus
+            if cpu not in held and cpu not in self.taken
+        )
+        if not cpus:
+            raise PlacementError(
+                f"emulator_pin nodes: every host CPU of {_nodes_text(nodes)} is dedicated to vCPUs; "
+                "leave a host CPU free or set emulator_pin none"
+            )
+        return tuple(sorted(cpus))
+
+    # -- the whole layout -------------------------------------------------------------------------
+
+    def layout(self) -> Layout:
+        spec, guest = self.spec, self.guest
+        nodes = self.selected_nodes()
+        places = self.place_cells(nodes)
+        cpu_cells = [
+            cell for cell, place in enumerate(places) if any(self.topology.node(n).has_cpus for n in place.nodes)
+        ]
+        threads = self.guest_threads(cpu_cells, places)
+        assigned = self.distribute(cpu_cells, places, threads)
+        self.check_cells_have_vcpus(cpu_cells, assigned, places, threads)
+        cell_vcpus = [assigned.get(cell, []) for cell in range(len(places))]
+
+        total = self.memory_total()
+        memory = self.split_memory(total, self.memory_granule(), cell_vcpus)
+        bound = [self.memory_nodes(cell, place) for cell, place in enumerate(places)]
+        self.check_memory_fits(memory, bound)
+        if spec.max_memory_kib is not None and spec.max_memory_kib < total:
+            raise SpecError(f"max_memory {format_kib(spec.max_memory_kib)} is below the memory {format_kib(total)}")
+
+        cell_of = [0] * guest.vcpus
+        for cell, vcpus in enumerate(cell_vcpus):
+            for vcpu in vcpus:
+                cell_of[vcpu] = cell
+        topology = self.guest_topology(cell_of, threads)
+
+        held: set[int] = set()
+        pins: list[tuple[int, ...]] | None
+        if spec.pinning == "none":
+            pins = None
+        elif spec.pinning == "node":
+            pins = self.floating_pins(cell_vcpus, places)
+        else:
+            pins, held = self.dedicated_pins(cell_vcpus, places, threads)
+        emulator = self.emulator_pins(nodes, held)
+
+        distances = self.distances(places)
+        cells = tuple(
+            GuestCell(
+                id=cell,
+                vcpus=tuple(cell_vcpus[cell]),
+                memory_kib=memory[cell],
+                host_nodes=places[cell].nodes,
+                memory_nodes=bound[cell],
+                distances=distances[cell],
+            )
+            for cell in range(len(places))
+        )
+        all_memory_nodes = sorted({node for nodes_ in bound for node in nodes_})
+        numatune_nodes = tuple(bound[0]) if spec.memory_mode == "preferred" else tuple(all_memory_nodes)
+        units = [[tuple(v[i : i + threads]) for i in range(0, len(v), threads)] for v in cell_vcpus]
+        order = [vcpu for unit in balanced_enable_order(units, first=tuple(range(threads))) for vcpu in unit]
+        return Layout(
+            spec=spec,
+            vcpus=guest.vcpus,
+            current_vcpus=guest.current_vcpus or guest.vcpus,
+            cells=cells,
+            topology=topology,
+            numatune_mode=spec.memory_mode,
+            numatune_nodes=numatune_nodes,
+            vcpu_pins=tuple(pins) if pins is not None else None,
+            emulator_pins=emulator,
+            enable_order=tuple(order),
+            hugepages_kib=spec.hugepages_kib,
+            max_memory_kib=spec.max_memory_kib,
+            memory_slots=spec.memory_slots,
+            guest=guest.name,
+            dimm_block_kib=self.topology.dimm_block_kib,
+        )

@@ -1,0 +1,251 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The host's NUMA topology as libvirt reports it, as plain values.
+
+Real hosts come in many shapes: node ids may be sparse (0 and 8), nodes may differ in CPUs and
+memory, a node may have no CPUs (CXL or HBM memory) or no memory, SMT may be 1 to 8 threads, and
+sibling threads may be numbered next to each other (8,9) or far apart (8,72).  Nothing here
+assumes otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import TopologyError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_MEMORY_KIB, format_kib
+
+__all__ = [
+    "LOCAL_DISTANCE",
+    "REMOTE_DISTANCE",
+    "CELL_GRANULE_KIB",
+    "DIMM_BLOCK_KIB",
+    "MAX_HOST_CPU_ID",
+    "MAX_NODE_ID",
+    "HostCpu",
+    "HostNode",
+    "HostTopology",
+]
+
+# libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
+# 20 for every other node (https://libvirt.org/formatcaps.html).
+LOCAL_DISTANCE = 10
+REMOTE_DISTANCE = 20
+# The largest host NUMA node id: Linux numbers nodes below MAX_NUMNODES = 1 << CONFIG_NODES_SHIFT, and
+# NODES_SHIFT is at most 10 on every architecture libvirt runs on (x86_64 and arm64 Kconfig: range 1 10).
+MAX_NODE_ID = 1023
+NODE_ID_REASON = "Linux has at most 1024 NUMA nodes (MAX_NUMNODES)"
+# The largest host CPU id: Linux numbers CPUs below NR_CPUS, at most 8192 (x86_64 with MAXSMP, ppc64).
+MAX_HOST_CPU_ID = 8191
+HOST_CPU_ID_REASON = "Linux has at most 8192 CPUs (NR_CPUS)"
+# libvirt rounds every guest cell's memory up to a whole MiB.
+CELL_GRANULE_KIB = 1024
+# Linux onlines hot-added memory in blocks of 128 MiB on x86_64 (memory_block_size_bytes); a DIMM
+# that is not a whole number of blocks is only partly usable by the guest.
+DIMM_BLOCK_KIB = 128 * 1024
+# QEMU's pseries machine (ppc64) wants each NUMA node's memory and each DIMM in whole 256 MiB blocks
+# (SPAPR_MEMORY_BLOCK_SIZE, the LMB size): "Node 1 memory size 0x... is not aligned to 256 MiB".
+_POWER_BLOCK_KIB = 256 * 1024
+
+
+class HostCpu(NamedTuple):
+    """One logical CPU.  Offline CPUs are reported by libvirt without socket/core ids.
+
+    A named tuple rather than a frozen dataclass: a large host has thousands of CPUs, and a tuple is
+    built several times faster (the capabilities parser makes one per CPU with ``tuple.__new__``),
+    while staying as immutable and comparing by value all the same.
+    """
+
+    id: int
+    socket_id: int | None = None
+    die_id: int | None = None
+    core_id: int | None = None
+    siblings: frozenset[int] = frozenset()
+
+    @property
+    def online(self) -> bool:
+        return self.socket_id is not None
+
+
+@dataclass(frozen=True)
+class HostNode:
+    """One host NUMA node (a ``<cell>`` of the capabilities)."""
+
+    id: int
+    memory_kib: int
+    cpus: tuple[HostCpu, ...] = ()
+    # (page size in KiB, number of pages in this node's pool), ascending by size.
+    pages: tuple[tuple[int, int], ...] = ()
+    # (other node id, distance) exactly as reported; empty when the host reports none.
+    distances: tuple[tuple[int, int], ...] = ()
+
+    @cached_property
+    def hugepage_sizes(self) -> tuple[int, ...]:
+        """The node's hugepage pool sizes in KiB, ascending: every page size it lists but the smallest.
+
+        libvirt lists the system page size first (4 KiB on x86, 64 KiB on POWER): that is the node's
+        normal memory, not a pool.
+        """
+        sizes = sorted({size for size, _count in self.pages})
+        return tuple(sizes[1:])
+
+    @cached_property
+    def usable_cpus(self) -> tuple[int, ...]:
+        """Online CPU ids in ascending order: the CPUs a guest can be placed on."""
+        # `socket_id is not None` is HostCpu.online, inline: this runs once per CPU of the host.
+        return tuple(sorted([cpu.id for cpu in self.cpus if cpu.socket_id is not None]))
+
+    @cached_property
+    def cores(self) -> tuple[tuple[int, ...], ...]:
+        """Physical cores as tuples of their online thread ids, ordered by their first thread."""
+        usable = set(self.usable_cpus)
+        groups: dict[object, set[int]] = {}
+        # The threads of a core share one siblings set (the parser even shares the object): work out
+        # the lowest online sibling once per distinct set, not once per thread.
+        first_of: dict[frozenset[int], int | None] = {}
+        for cpu in self.cpus:
+            if cpu.socket_id is None:
+                continue
+            siblings = cpu.siblings
+            if siblings in first_of:
+                key: object = first_of[siblings]
+            else:
+                online = siblings & usable
+                key = first_of[siblings] = min(online) if online else None
+            if key is None:
+                key = ("core", cpu.socket_id, cpu.die_id, cpu.core_id) if cpu.core_id is not None else ("cpu", cpu.id)
+            if key in groups:
+                groups[key].add(cpu.id)
+            else:
+                groups[key] = {cpu.id}
+        # Cores are disjoint, so their first threads differ and plain tuple order is by first thread.
+        return tuple(sorted([tuple(sorted(group)) for group in groups.values()]))
+
+    @cached_property
+    def threads_per_core(self) -> int:
+        """The SMT width of this node's cores (the widest core; 0 for a node without CPUs)."""
+        return max((len(core) for core in self.cores), default=0)
+
+    @cached_property
+    def sockets(self) -> frozenset[int]:
+        return frozenset(cpu.socket_id for cpu in self.cpus if cpu.socket_id is not None)
+
+    @property
+    def has_cpus(self) -> bool:
+        return bool(self.usable_cpus)
+
+    def page_pool_kib(self, page_kib: int) -> int:
+        """KiB held in this node's pool of ``page_kib`` pages (0 when there is no such pool)."""
+        return sum(count * size for size, count in self.pages if size == page_kib)
+
+
+@dataclass(frozen=True)
+class HostTopology:
+    """All host nodes, ascending by id, and the page sizes the host supports."""
+
+    nodes: tuple[HostNode, ...]
+    page_sizes_kib: tuple[int, ...] = (4,)
+    # The host CPU architecture (<host><cpu><arch>), when reported: it decides the memory granules.
+    arch: str | None = None
+    _by_id: dict[int, HostNode] = field(init=False, repr=False, compare=False)
+
+    @property
+    def cell_granule_kib(self) -> int:
+        """What every guest cell's memory is a multiple of on this host."""
+        return _POWER_BLOCK_KIB if self.is_power else CELL_GRANULE_KIB
+
+    @property
+    def dimm_block_kib(self) -> int:
+        """What every hot-plugged DIMM is a multiple of on this host."""
+        return _POWER_BLOCK_KIB if self.is_power else DIMM_BLOCK_KIB
+
+    @property
+    def is_power(self) -> bool:
+        return self.arch is not None and self.arch.startswith("ppc64")
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            raise TopologyError("the host reports no NUMA nodes")
+        by_id: dict[int, HostNode] = {}
+        for node in self.nodes:
+            if node.id in by_id:
+                raise TopologyError(f"host node {node.id} is reported twice")
+            if not 0 <= node.id <= MAX_NODE_ID:
+                raise TopologyError(f"host node id {node.id} is outside 0-{MAX_NODE_ID} ({NODE_ID_REASON})")
+            if node.memory_kib < 0:
+                raise TopologyError(f"host node {node.id} reports negative memory {node.memory_kib} KiB")
+            if node.memory_kib > MAX_MEMORY_KIB:
+                raise TopologyError(
+                    f"host node {node.id} reports {format_kib(node.memory_kib)} of memory, above the limit of "
+                    f"{format_kib(MAX_MEMORY_KIB)}"
+                )
+            by_id[node.id] = node
+        cpu_ids = [cpu.id for node in self.nodes for cpu in node.cpus]
+        if cpu_ids and not 0 <= min(cpu_ids) <= max(cpu_ids) <= MAX_HOST_CPU_ID:
+            bad = min(cpu_ids) if min(cpu_ids) < 0 else max(cpu_ids)
+            raise TopologyError(f"host CPU id {bad} is outside 0-{MAX_HOST_CPU_ID} ({HOST_CPU_ID_REASON})")
+        if len(set(cpu_ids)) != len(cpu_ids):
+            # Rare, so only then is the CPU reported twice looked for, node by node, for the message.
+            owner: dict[int, int] = {}
+            for node in self.nodes:
+                for cpu in node.cpus:
+                    if cpu.id in owner:
+                        raise TopologyError(
+                            f"host CPU {cpu.id} is reported in host nodes {owner[cpu.id]} and {node.id}"
+                        )
+                    owner[cpu.id] = node.id
+        ordered = tuple(sorted(self.nodes, key=lambda node: node.id))
+        object.__setattr__(self, "nodes", ordered)
+        object.__setattr__(self, "_by_id", by_id)
+
+    @cached_property
+    def node_ids(self) -> tuple[int, ...]:
+        return tuple(node.id for node in self.nodes)
+
+    @cached_property
+    def cpu_node_ids(self) -> tuple[int, ...]:
+        """Ids of the nodes that have at least one online CPU."""
+        return tuple(node.id for node in self.nodes if node.has_cpus)
+
+    @cached_property
+    def _distance_table(self) -> dict[tuple[int, int], int]:
+        return {(node.id, other): value for node in self.nodes for other, value in node.distances}
+
+    @cached_property
+    def cpu_node(self) -> dict[int, int]:
+        """Online CPU id -> the id of its node."""
+        return {cpu: node.id for node in self.nodes for cpu in node.usable_cpus}
+
+    @cached_property
+    def core_width(self) -> dict[int, int]:
+        """Online CPU id -> the number of online threads of its physical core."""
+        return {cpu: len(core) for node in self.nodes for core in node.cores for cpu in core}
+
+    def node(self, node_id: int) -> HostNode:
+        try:
+            return self._by_id[node_id]
+        except KeyError:
+            raise TopologyError(
+                f"host node {node_id} does not exist (the host has nodes {', '.join(map(str, self.node_ids))})"
+            ) from None
+
+    def has_node(self, node_id: int) -> bool:
+        return node_id in self._by_id
+
+    def distance(self, from_id: int, to_id: int) -> int:
+        """The reported distance, or libvirt's default (10 local, 20 remote) when none is reported."""
+        value = self._distance_table.get((from_id, to_id))
+        if value is not None:
+            return value
+        return LOCAL_DISTANCE if from_id == to_id else REMOTE_DISTANCE
+
+    def socket_of(self, node_id: int) -> int | None:
+        """The socket of a node's CPUs when they all share one, else None (memory-only nodes)."""
+        sockets = self.node(node_id).sockets
+        return next(iter(sockets)) if len(sockets) == 1 else None

@@ -1,0 +1,226 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Numbers and memory sizes as users and libvirt write them, each checked against its limit.
+
+The one place where text becomes a number: ``parse_int`` for counts and ids, ``parse_size`` (and
+``size_kib`` for a number and a unit given apart) for sizes.  Both take ASCII digits only (Python's
+``int()`` also takes ``'٢٥٦'``, ``'1_0'`` and ``'+1'``; libvirt takes none of them), and compare a
+number's length with its limit's before converting it: no input makes them do work out of proportion
+to the limit, and Python's own refusal of numbers over 4300 digits never escapes as a ValueError.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
+
+__all__ = [
+    "MAX_INTEGER",
+    "MAX_MEMORY_KIB",
+    "MAX_PAGE_KIB",
+    "check_count",
+    "format_kib",
+    "parse_int",
+    "parse_size",
+    "shown",
+    "size_kib",
+    "to_kib",
+    "unit_bytes",
+]
+
+# The largest number libvirt reads anywhere (virStrToLong_ull: an unsigned long long).  A number with
+# more digits is no count or id of anything, and is refused before it is converted.
+MAX_INTEGER = 2**64 - 1
+# Guest memory, and a host node's memory: 4 PiB, all a 52-bit physical address space holds.  52 bits is
+# the widest any host or guest CPU addresses: x86_64 with 5-level paging (MAX_PHYSMEM_BITS 52, and
+# QEMU's phys-bits at most 52), arm64 with 52-bit PAs; ppc64 addresses 51 bits.
+MAX_MEMORY_KIB = 4 * 1024**4
+MEMORY_LIMIT_REASON = "all a 52-bit physical address space holds"
+# The largest page size Linux offers anywhere: 16 GiB (ppc64 16 GiB pages; arm64 with 64 KiB granules).
+# x86_64's largest is 1 GiB.
+MAX_PAGE_KIB = 16 * 1024**2
+PAGE_LIMIT_REASON = "the largest page size Linux has"
+
+_POWERS = "kmgtpe"
+
+# Characters shown of a long string (or digits of a long number) in a message.
+_SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """``value`` for an error message: its repr, cut short when long.
+
+    A message must stay readable whatever was given, and Python refuses to write an int of more than
+    4300 digits at all: such an int is shown as its order of magnitude.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() <= 128:
+            return str(value)
+        # The power of ten at or below it: (bits - 1) * log10(2) is that or one less, which one
+        # comparison settles (big-integer powers and comparisons are fast; only str() is refused).
+        exponent = int((value.bit_length() - 1) * 0.30102999566398)
+        if abs(value) >= 10 ** (exponent + 1):
+            exponent += 1
+        return f"{'-' if value < 0 else ''}about 10^{exponent}"
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= 2 * _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({type(value).__name__})"
+
+
+def _reason(why: str) -> str:
+    return f" ({why})" if why else ""
+
+
+def _digits(token: str) -> str | None:
+    """The significant digits of a plain decimal number (``"007"`` -> ``"7"``), None for anything else."""
+    if not (token.isascii() and token.isdigit()):
+        return None
+    return token.lstrip("0") or "0"
+
+
+def _shown_digits(digits: str) -> str:
+    if len(digits) <= _SHOWN_CHARS:
+        return digits
+    return f"{digits[:_SHOWN_CHARS]}... ({len(digits)} digits)"
+
+
+def parse_int(
+    raw: object,
+    what: str,
+    limit: int = MAX_INTEGER,
+    why: str = "",
+    error: type[VnumaError] = SpecError,
+) -> int:
+    """A non-negative integer written in ASCII digits (blanks around allowed), at most ``limit``.
+
+    ``what`` starts every message: ``"{what} 'x' is not a non-negative integer"``,
+    ``"{what} 5000 is above the limit of 1023 ({why})"``.  ``error`` is the error class to raise
+    (an ``XmlError`` for a document, a ``SpecError`` for a request).
+    """
+    if not isinstance(raw, str):
+        raise error(f"{what} {shown(raw)} is not a non-negative integer")
+    digits = _digits(raw.strip())
+    if digits is None:
+        raise error(f"{what} {shown(raw)} is not a non-negative integer")
+    # Lengths first: int() of a long string costs time quadratic in its length.
+    if len(digits) > len(str(limit)) or int(digits) > limit:
+        raise error(f"{what} {_shown_digits(digits)} is above the limit of {limit}{_reason(why)}")
+    return int(digits)
+
+
+def check_count(name: str, value: object, limit: int | None = None, why: str = "", minimum: int = 1) -> int:
+    """``value`` itself when it is an int (not a bool) from ``minimum`` to ``limit``, else a SpecError.
+
+    For numbers that arrive typed (module options, filter arguments, dataclass fields): the check comes
+    before anything is built in proportion to the number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise SpecError(f"{name} {shown(value)} must be {kind}")
+    if limit is not None and value > limit:
+        raise SpecError(f"{name} {shown(value)} is above the limit of {limit}{_reason(why)}")
+    return value
+
+
+def unit_bytes(unit: str) -> int | None:
+    """Bytes in one ``unit``, read as libvirt does, or None when libvirt would reject it.
+
+    libvirt (https://libvirt.org/formatdomain.html#memory-allocation) ignores case: ``b`` or
+    ``bytes``; a letter of KMGTPE alone or followed by ``iB`` is a power of 1024, followed by ``B``
+    a power of 1000.
+    """
+    lowered = unit.lower()
+    if lowered in ("b", "byte", "bytes"):  # virScaleInteger() takes all three
+        return 1
+    if not lowered or lowered[0] not in _POWERS:
+        return None
+    power = _POWERS.index(lowered[0]) + 1
+    if lowered[1:] in ("", "ib"):
+        return 1024**power
+    if lowered[1:] == "b":
+        return 1000**power
+    return None
+
+
+# [0-9], not \d: \d also matches other scripts' digits ('٢٥٦'), which int() would then read.
+_SIZE_RE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
+# Digits a size may have before it is refused unread: 4 PiB in bytes has 16.
+_SIZE_DIGITS = 24
+
+
+def to_kib(value: int, unit: str = "KiB", what: str = "memory") -> int:
+    """Convert ``value`` in ``unit`` to KiB, rounding up as libvirt does (no limit: see ``size_kib``)."""
+    scale = unit_bytes(unit) if isinstance(unit, str) else None
+    if scale is None:
+        raise SpecError(f"{what}: unknown unit {shown(unit)} (use one of KiB, MiB, GiB, TiB, b, KB, MB, GB)")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"{what}: {shown(value)} is not a non-negative integer")
+    return -(-value * scale // 1024)
+
+
+def _check_size(kib: int, what: str, given: str, limit: int, why: str, error: type[VnumaError] = SpecError) -> int:
+    if kib > limit:
+        raise error(f"{what} {given} is above the limit of {format_kib(limit)}{_reason(why)}")
+    return kib
+
+
+def size_kib(
+    number: str,
+    unit: str,
+    what: str,
+    limit: int = MAX_MEMORY_KIB,
+    why: str = MEMORY_LIMIT_REASON,
+    error: type[VnumaError] = SpecError,
+) -> int:
+    """A size written as a number and a unit apart (``<memory unit='GiB'>16</memory>``), in KiB, at most ``limit``.
+
+    ``unit`` must be one libvirt knows (the caller checks it, to name it its own way).
+    """
+    if not isinstance(number, str) or _digits(number.strip()) is None:
+        raise error(f"{what} {shown(number)} is not a non-negative integer")
+    digits = _digits(number.strip()) or "0"
+    given = f"{_shown_digits(digits)} {unit}"
+    if len(digits) > _SIZE_DIGITS:
+        raise error(f"{what} {given} is above the limit of {format_kib(limit)}{_reason(why)}")
+    return _check_size(to_kib(int(digits), unit, what), what, given, limit, why, error)
+
+
+def parse_size(
+    text: str | int,
+    default_unit: str = "KiB",
+    what: str = "memory",
+    limit: int = MAX_MEMORY_KIB,
+    why: str = MEMORY_LIMIT_REASON,
+) -> int:
+    """Parse ``"16 GiB"``, ``"512M"`` or a bare number (in ``default_unit``) into KiB, at most ``limit``."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return _check_size(to_kib(text, default_unit, what), what, f"{shown(text)} {default_unit}", limit, why)
+    if not isinstance(text, str):
+        raise SpecError(f"{what}: {shown(text)} is not a size such as '16 GiB' or 524288")
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise SpecError(f"{what}: {shown(text)} is not a size such as '16 GiB' or 524288")
+    digits = match.group(1).lstrip("0") or "0"
+    unit = match.group(2) or default_unit
+    if len(digits) > _SIZE_DIGITS:
+        # Refused unread (an unknown unit is still named first, as for a short number).
+        to_kib(0, unit, what)
+        raise SpecError(f"{what} {shown(text.strip())} is above the limit of {format_kib(limit)}{_reason(why)}")
+    return _check_size(to_kib(int(digits), unit, what), what, shown(text.strip()), limit, why)
+
+
+_BINARY_UNITS = (("EiB", 1024**5), ("PiB", 1024**4), ("TiB", 1024**3), ("GiB", 1024**2), ("MiB", 1024))
+
+
+def format_kib(kib: int) -> str:
+    """Render KiB in the largest binary unit that keeps it whole: ``16 GiB``, ``1536 MiB``, ``4 KiB``."""
+    for unit, scale in _BINARY_UNITS:
+        if kib and kib % scale == 0:
+            return f"{shown(kib // scale)} {unit}"
+    return f"{shown(kib)} KiB"

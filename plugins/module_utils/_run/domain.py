@@ -1,0 +1,352 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The vnuma_domain module's work, from its parameters to its result, without Ansible.
+
+The module hands in its validated parameters and check/diff flags and gets back the result
+dict; every refusal is a ``VnumaError`` for the module to turn into ``fail_json`` once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import (
+    check_entries,
+    check_entry,
+    excluded,
+    is_pattern,
+    matching,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
+    DISTRIBUTIONS,
+    EMULATOR_PINS,
+    MEMORY_MODES,
+    MEMORY_SPLITS,
+    MODES,
+    PINNINGS,
+    VnumaSpec,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import (
+    BatchError,
+    Converger,
+    GuestRequest,
+    GuestResult,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
+    parse_capabilities,
+    read_host_capabilities,
+)
+
+__all__ = [
+    "GUEST_OPTIONS",
+    "MAX_SHUTDOWN_TIMEOUT",
+    "SPEC_OPTIONS",
+    "STATES",
+    "build_requests",
+    "read_host_capabilities",
+    "run_domain",
+    "validate_run_options",
+]
+
+# Spec options under their user-facing names (memory, hugepages, max_memory...): the spec is the
+# one list, shared by the module's top level and each entry of its guests list.
+SPEC_OPTIONS = tuple(VnumaSpec().to_mapping())
+# Per-guest options besides the spec.
+GUEST_OPTIONS = ("state", "current_vcpus", "hotplug_memory")
+STATES = ("present", "absent")
+# Seconds.  A day is far more than any graceful shutdown takes: a larger (or negative) value is a
+# mistake, and refused before anything is read, since the restart comes after the definitions changed.
+MAX_SHUTDOWN_TIMEOUT = 86400
+
+_ENTRY_OPTIONS = (*SPEC_OPTIONS, *GUEST_OPTIONS)
+_INTEGERS = ("cells", "memory_slots", "current_vcpus")
+_SIZES = ("memory", "hugepages", "max_memory", "hotplug_memory")
+_CHOICES = {
+    "mode": MODES,
+    "distribution": DISTRIBUTIONS,
+    "pinning": PINNINGS,
+    "memory_mode": MEMORY_MODES,
+    "memory_split": MEMORY_SPLITS,
+    "emulator_pin": EMULATOR_PINS,
+    "state": STATES,
+}
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
+# ASCII digits only: str.isdigit() also takes '٢' or '²', which int() reads (or fails on) unexpectedly.
+_DIGITS = re.compile(r"\s*[0-9]+\s*")
+
+
+def _coerced(name: str | None, key: str, value: Any) -> Any:
+    """``value`` checked for option ``key``'s type, and normalised as the top level's Ansible types do.
+
+    The entries of ``guests`` are raw (Ansible checks the top level only), so templated values come as
+    strings (``"2"``, ``"yes"``); anything that is not of the option's type is refused naming ``name``.
+    """
+    try:
+        if key in _INTEGERS:
+            if isinstance(value, str) and _DIGITS.fullmatch(value):
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"{key} {value!r} must be a positive integer")
+        elif key in _CHOICES:
+            if not isinstance(value, str) or value not in _CHOICES[key]:
+                raise SpecError(f"{key} {value!r} is not one of {', '.join(_CHOICES[key])}")
+        elif key == "cpuless_cells":
+            if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+                value = _BOOLEANS[value.strip().lower()]
+            elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+                value = bool(value)
+            if not isinstance(value, bool):
+                raise SpecError(f"cpuless_cells {value!r} is not a boolean")
+        elif key in _SIZES:
+            parse_size(value, what=key)
+        elif key == "nodeset":
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            parse_cpuset(value, "nodeset")
+    except SpecError as error:
+        raise error.naming(name) from None
+    return value
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """``value`` as compared between two entries for one guest: sizes in KiB, node sets as sets."""
+    if key in _SIZES:
+        return parse_size(value, what=key)
+    if key == "nodeset":
+        return parse_cpuset(value, "nodeset")
+    return value
+
+
+def _entries(params: Mapping[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """The ``guests`` entries as (index, name or pattern, checked options), refusing malformed ones."""
+    entries = []
+    for index, entry in enumerate(params.get("guests") or []):
+        if isinstance(entry, str):
+            check_entry("guests", index, entry)
+            entries.append((index, entry, {}))
+            continue
+        if not isinstance(entry, Mapping):
+            raise SpecError(f"guests[{index}] {entry!r} is not a guest name, a shell pattern or a dict with a name")
+        pattern = entry.get("name")
+        if pattern is None:
+            raise SpecError(f"guests[{index}] has no name: a dict entry needs one (a guest name or a shell pattern)")
+        if not isinstance(pattern, str):
+            raise SpecError(f"guests[{index}].name {pattern!r} is not a guest name or a shell pattern")
+        if not pattern:
+            raise SpecError(f"guests[{index}].name is empty: give a guest name or a shell pattern")
+        unknown = sorted(str(key) for key in entry if key not in ("name", *_ENTRY_OPTIONS))
+        if unknown:
+            raise SpecError(
+                f"guests[{index}] ({pattern}): unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(_ENTRY_OPTIONS))}"
+            )
+        options = {key: _coerced(pattern, key, value) for key, value in entry.items() if key != "name"}
+        entries.append((index, pattern, {key: value for key, value in options.items() if value is not None}))
+    return entries
+
+
+def _check_backup_dir(path: Any) -> None:
+    """A backup directory the run can write, or create: checked before anything is read or written."""
+    if not path:
+        raise SpecError("backup_dir is empty: with backup true it must be an absolute path")
+    if not os.path.isabs(path):
+        # A relative path would land in the module's temporary working directory, deleted after the task.
+        raise SpecError(f"backup_dir {path!r} is a relative path: with backup true it must be an absolute one")
+    target = os.path.normpath(path)
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    # Name the path that is in the way: the directory itself, or the ancestor it would be created in.
+    where = f"backup_dir {path!r}" if existing == target else f"backup_dir {path!r} cannot be created: {existing!r}"
+    if not os.path.isdir(existing):
+        raise SpecError(f"{where} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError(f"{where} is not writable")
+
+
+def validate_run_options(params: Mapping[str, Any]) -> None:
+    """Refuse, before anything is read or written, every module option that could only fail later.
+
+    Covers what Ansible's own type checks leave open: ``name``, ``guests`` and ``exclude`` entries,
+    the per-guest options' types and values, the raw sizes, ``shutdown_timeout`` and the backup
+    directory.  The guest is named when ``name`` gives it.
+    """
+    name = params.get("name")
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise SpecError("name is empty: give the name of a defined guest")
+        if params.get("exclude"):
+            raise SpecError("exclude leaves guests out of guests; it does not go with name")
+    _entries(params)
+    check_entries("exclude", params.get("exclude") or [])
+    for key in _ENTRY_OPTIONS:
+        if params.get(key) is not None:
+            _coerced(name, key, params[key])
+    timeout = params.get("shutdown_timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_SHUTDOWN_TIMEOUT
+    ):
+        raise SpecError(f"shutdown_timeout {timeout!r} must be from 0 to {MAX_SHUTDOWN_TIMEOUT} seconds")
+    parse_size(params.get("reserved_memory") or 0, what="reserved_memory")
+    if params.get("backup"):
+        _check_backup_dir(params.get("backup_dir"))
+
+
+def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> GuestRequest:
+    """``name``'s request: the top-level options (``defaults``) with its entries' ``values`` over them."""
+    merged = {key: defaults.get(key) for key in _ENTRY_OPTIONS}
+    merged.update(values)
+    hotplug = merged["hotplug_memory"]
+    try:
+        hotplug_kib = None if hotplug is None else parse_size(hotplug, what="hotplug_memory")
+    except SpecError as error:
+        raise error.naming(name) from None
+    return GuestRequest(
+        name=name,
+        options={key: merged[key] for key in SPEC_OPTIONS if merged[key] is not None},
+        state=merged["state"] or "present",
+        current_vcpus=merged["current_vcpus"],
+        hotplug_memory_kib=hotplug_kib,
+    )
+
+
+def build_requests(
+    params: Mapping[str, Any], defined: list[str], warnings: list[str] | None = None
+) -> list[GuestRequest]:
+    """One request per guest: ``name``, or what the ``guests`` entries select less ``exclude``.
+
+    Selection follows ``_core.names``: an entry that is exactly a defined guest's name is that guest,
+    anything else a shell pattern.  Entries that select the same guest are merged; two that set one
+    option to different values are refused, naming the guest and both entries.  A pattern that
+    matches nothing, and an empty selection, are appended to ``warnings``.
+    """
+    notes = warnings if warnings is not None else []
+    if params.get("name") is not None:
+        return [_request(params["name"], {}, params)]
+    excludes = params.get("exclude") or []
+    check_entries("exclude", excludes)
+    known = frozenset(defined)
+    chosen: dict[str, dict[str, tuple[int, str, Any]]] = {}
+    matched_any = False
+    for index, pattern, values in _entries(params):
+        names = matching(pattern, defined, known)
+        if not names and is_pattern(pattern):
+            notes.append(f"guests[{index}] {pattern!r} matches no defined guest")
+            continue
+        matched_any = True
+        # A plain name that is not defined stays: the plan reports it as not defined.
+        for guest in names or [pattern]:
+            if excluded(guest, excludes, known):
+                continue
+            merged = chosen.setdefault(guest, {})
+            for key, value in values.items():
+                earlier = merged.setdefault(key, (index, pattern, value))
+                if _comparable(key, earlier[2]) != _comparable(key, value):
+                    raise SpecError(
+                        f"guests[{earlier[0]}] ({earlier[1]}) and guests[{index}] ({pattern}) set {key} "
+                        f"differently: {earlier[2]!r} and {value!r}",
+                        guest=guest,
+                    )
+    if not chosen:
+        if not params.get("guests"):
+            notes.append("no guest selected: guests is empty")
+        elif matched_any:
+            notes.append("no guest selected: exclude leaves out every guest that guests selects")
+        else:
+            notes.append("no guest selected: no entry of guests matches a defined guest")
+    return [_request(guest, {key: item[2] for key, item in merged.items()}, params) for guest, merged in chosen.items()]
+
+
+def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> dict[str, Any]:
+    """Converge the requested guests; the module's result dict.
+
+    A run that writes holds the hypervisor's lock (``_run.lock``) from its first read to its last
+    write; check mode writes nothing and takes no lock.  When guests failed, the ``BatchError`` raised
+    carries the whole result in ``details`` (``changed``, and per guest what was written and the error).
+    """
+    validate_run_options(params)
+    lock_timeout = check_lock_timeout(params.get("lock_timeout", 300))
+    selection_warnings: list[str] = []
+    with LibvirtHost.from_params(params) as host:
+        caps = params.get("host_capabilities")
+        topology: HostTopology = parse_capabilities(read_host_capabilities(caps) if caps else host.capabilities_xml())
+        backup_dir = params["backup_dir"] if params.get("backup") else None
+        converger = Converger(
+            host,
+            topology,
+            check_mode=check_mode,
+            restart=params["restart"],
+            force=params["force"],
+            shutdown_timeout=params["shutdown_timeout"],
+            backup_dir=backup_dir,
+            capacity=params.get("capacity") or "fail",
+            reserved_kib=parse_size(params.get("reserved_memory") or 0, what="reserved_memory"),
+        )
+        requests = build_requests(params, host.guest_names(), selection_warnings)
+        lock = contextlib.nullcontext() if check_mode else host_lock(params["uri"], lock_timeout)
+        try:
+            with lock:
+                results = converger.converge(requests)
+        except BatchError as error:
+            error.details = _result(params, error.results, want_diff, converger.capacity_report, selection_warnings)
+            raise
+    return _result(params, results, want_diff, converger.capacity_report, selection_warnings)
+
+
+def _result(
+    params: Mapping[str, Any],
+    results: list[GuestResult],
+    want_diff: bool,
+    capacity: CapacityReport | None = None,
+    selection_warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    # What the guests and exclude entries selected (a pattern matching nothing, no guest at all) comes first.
+    warnings = [*selection_warnings, *(warning for item in results for warning in item.warnings)]
+    result: dict[str, Any] = {
+        "changed": any(item.changed for item in results),
+        "guests": [item.as_dict() for item in results],
+        "restart_required": any(item.restart_required for item in results),
+        "restart_required_guests": [item.name for item in results if item.restart_required],
+    }
+    if capacity is not None:
+        result["capacity"] = capacity.to_dict()
+        # Shown by Ansible: what the report found that did not stop the call (with capacity: fail, the
+        # problems among the other guests alone; with report, every problem).
+        warnings.extend(f"capacity: {text}" for text in (*capacity.problems, *capacity.warnings))
+    if warnings:
+        result["warnings"] = warnings
+    if params.get("name") and results:
+        single = results[0]
+        result.update(
+            layout=single.as_dict()["layout"],
+            changes=single.as_dict()["changes"],
+            restarted=single.restarted,
+            backup_file=single.backup_file,
+            live=single.live,
+            alignment=single.alignment,
+            locality_before=single.locality_before,
+        )
+        if want_diff:
+            result["diff"] = single.diff()
+    elif want_diff:
+        diffs = {item.name: item.diff() for item in results if item.changes}
+        result["diff"] = {
+            "before": {name: diff["before"] for name, diff in diffs.items()},
+            "after": {name: diff["after"] for name, diff in diffs.items()},
+        }
+    return result

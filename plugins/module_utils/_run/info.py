@@ -1,0 +1,209 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The vnuma_info module's work, from its parameters to its result, without Ansible.  Read-only.
+
+For each selected guest the report says where its cells live on the host and how local their
+memory is (``_core.placement``).  A running guest is judged by its live definition, since that is what
+runs; ``pending`` says whether its persistent definition (what the next boot runs) differs in the
+parts the collection owns, and ``defined_alignment`` gives the alignment of that definition.  A
+guest that is not running is judged by its persistent definition.
+
+Free memory and free hugepages come from the connection.  With ``host_capabilities`` they are
+reported only when the connection's host has the same node ids (the figures would otherwise be
+another host's); elsewhere they are null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import check_entries, select
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement, place_guest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestEntry, LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.diagram import render_diagram
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.host import host_report
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
+    parse_capabilities,
+    read_host_capabilities,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import Change, DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
+
+__all__ = ["GUEST_STATES", "run_info", "select_guests"]
+
+GUEST_STATES = ("running", "shutoff", "all")
+
+# Owned values in which a running guest differs from its definition without anything waiting for a
+# boot: the balloon and hot-plugged DIMMs (<memory>, <currentMemory>), and vCPUs brought online live.
+# The same rule as vnuma_domain's restart_required.
+_RUNTIME_PATHS = ("memory", "currentMemory")
+_HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
+
+
+def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> list[GuestEntry]:
+    """The listed guests that ``guests`` selects and ``exclude`` does not, in ``guest_state``.
+
+    The selection rule is ``_core.names``' (an exact name is that guest, anything else a shell pattern),
+    the same as vnuma_domain's.
+    """
+    patterns = params.get("guests")
+    if patterns is None:
+        patterns = ["*"]
+    excludes = params.get("exclude") or []
+    state = params.get("guest_state") or "all"
+    if state not in GUEST_STATES:
+        raise SpecError(f"guest_state {state!r} is not one of {', '.join(GUEST_STATES)}")
+    check_entries("guests", patterns)
+    check_entries("exclude", excludes)
+    names = select([entry.name for entry in entries], patterns, excludes)[0]
+    chosen = set(names)
+    return [
+        entry for entry in entries if entry.name in chosen and (state == "all" or entry.active == (state == "running"))
+    ]
+
+
+@dataclass(frozen=True)
+class _GuestInfo:
+    report: dict[str, Any]
+    placement: GuestPlacement
+
+
+def _alignment(placement: GuestPlacement) -> dict[str, Any]:
+    return {
+        "aligned": placement.aligned,
+        "locality": round(placement.locality, 4),
+        "cells": [
+            {
+                "id": cell.id,
+                "aligned": cell.aligned,
+                "locality": round(cell.locality, 4),
+                "cpu_nodes": format_cpuset(cell.cpu_nodes),
+                "memory_nodes": format_cpuset(cell.memory_nodes) if cell.bound else None,
+            }
+            for cell in placement.cells
+        ],
+    }
+
+
+def _pending(live: DomainNuma, defined: DomainNuma) -> list[Change]:
+    """Owned values where the next boot (the definition) differs from what runs."""
+    return [
+        change
+        for change in live.changes(defined)
+        if change.path not in _RUNTIME_PATHS and not change.path.startswith(_HOTPLUG_PREFIXES)
+    ]
+
+
+def _guest(entry: GuestEntry, topology: HostTopology) -> _GuestInfo | None:
+    """One guest's report, or None when it was undefined since the listing."""
+    name = entry.name
+    defined_xml = entry.guest.xml_if_defined()
+    if defined_xml is None:
+        return None
+    defined_root = parse_xml(defined_xml, f"the definition of guest {name}", root_tag="domain")
+    defined = DomainNuma.from_domain(defined_root)
+    spec_error = None
+    try:
+        spec = read_stored_spec(defined_root)
+        # The spec decides whether single-CPU pins are dedicated: read as vnuma_domain reads them.
+        held: str | None = format_cpuset(dedicated_cpus(topology, defined_root, name))
+    except VnumaError as error:
+        # A broken stored spec is reported, not fatal: the report is what shows it.
+        spec, held, spec_error = None, None, str(error.naming(name))
+    current, source = defined, "inactive"
+    if entry.active:
+        live_xml = entry.guest.xml_if_defined(live=True)
+        if live_xml is not None:
+            current = DomainNuma.from_domain(parse_xml(live_xml, f"the running guest {name}", root_tag="domain"))
+            source = "live"
+    binding = binding_from_domain(current, name, running=entry.active, autostart=entry.autostart)
+    placement = place_guest(topology, binding)
+    pending = _pending(current, defined) if source == "live" else []
+    if pending:
+        defined_binding = binding_from_domain(defined, name, running=entry.active, autostart=entry.autostart)
+        defined_placement = place_guest(topology, defined_binding)
+    else:
+        defined_placement = placement
+    vcpu = current.vcpu
+    report = {
+        "name": name,
+        "state": entry.state,
+        "running": entry.active,
+        "autostart": entry.autostart,
+        "vcpus": vcpu.count if vcpu is not None else 1,
+        "current_vcpus": (vcpu.current or vcpu.count) if vcpu is not None else 1,
+        "memory_kib": current.memory_kib,
+        "spec": None if spec is None else spec.to_mapping(),
+        "spec_error": spec_error,
+        "source": source,
+        "layout": {
+            "cells": [cell.to_dict() for cell in placement.cells],
+            "numa": current.numa is not None and bool(current.numa.cells),
+            "pinning": binding.pinned,
+        },
+        "alignment": _alignment(placement),
+        "defined_alignment": _alignment(defined_placement),
+        "pending": bool(pending),
+        "pending_changes": [str(change) for change in pending],
+        "dedicated_cpus": held,
+    }
+    return _GuestInfo(report, placement)
+
+
+def _host_figures(
+    host: LibvirtHost, topology: HostTopology, own: HostTopology | None
+) -> tuple[dict[int, int] | None, dict[int, dict[int, int]] | None]:
+    """Free memory and free hugepages of the connection's host, when they describe ``topology``'s nodes."""
+    if own is None or own.node_ids != topology.node_ids:
+        return None, None
+    free_kib = host.free_memory_kib(own.node_ids)
+    # The connection's own pool sizes: a size its kernel has no pool of cannot be asked about.
+    free_pages = host.free_pages({node.id: node.hugepage_sizes for node in own.nodes})
+    return free_kib, free_pages
+
+
+def run_info(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's topology and the selected guests' layouts and alignment; the module's result dict."""
+    with LibvirtHost.from_params(params) as host:
+        own_xml = host.capabilities_xml()
+        caps = params.get("host_capabilities")
+        if caps:
+            topology = parse_capabilities(read_host_capabilities(caps))
+            try:
+                own: HostTopology | None = parse_capabilities(own_xml)
+            except TopologyError:
+                # A connection without NUMA cells (a test driver file) has no figures to give.
+                own = None
+        else:
+            topology = own = parse_capabilities(own_xml)
+        free_kib, free_pages = _host_figures(host, topology, own)
+        infos = [_guest(entry, topology) for entry in select_guests(host.listing(), params)]
+    guests = [info for info in infos if info is not None]
+    placements = [info.placement for info in guests]
+    lines = render_diagram(
+        topology,
+        placements,
+        free_kib=free_kib,
+        free_pages=free_pages,
+        states={info.report["name"]: info.report["state"] for info in guests},
+    )
+    return {
+        "changed": False,
+        "host": host_report(topology, free_kib, free_pages),
+        "guests": [info.report for info in guests],
+        "guest_count": len(guests),
+        "aligned_count": sum(1 for info in guests if info.placement.aligned),
+        "diagram": "\n".join(lines),
+        "diagram_lines": lines,
+    }

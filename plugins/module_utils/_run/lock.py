@@ -1,0 +1,107 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""One writer at a time per hypervisor: an advisory file lock, taken around every run that writes.
+
+libvirt has no compare-and-swap for a definition (``virDomainDefineXML`` replaces whatever is
+there), so two runs that read, plan and define the same guest at once lose one of the updates.
+The collection's own runs on one host therefore take an exclusive ``flock(2)`` on a file named after
+the connection URI before they read anything, and hold it until their last write.  The kernel drops
+the lock with the process, so a run that dies leaves no stale lock behind.
+
+The lock lives on the machine the module runs on: for the local URIs (``qemu:///system``) that is
+the hypervisor itself.  Other tools can join in with ``flock(1)`` on the same file, e.g.
+``flock /run/lock/vnuma.libvirt/qemu_system.lock virsh edit db01``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, SpecError
+
+__all__ = ["LOCK_TIMEOUT_LIMIT", "check_lock_timeout", "host_lock", "lock_path"]
+
+# Seconds a run may wait for another one to finish (a fleet restart batch can take minutes, a day is absurd).
+LOCK_TIMEOUT_LIMIT = 86400.0
+_POLL = 0.1
+_NAME_LIMIT = 80
+
+
+def lock_directory() -> str:
+    """Where the lock files live: /run/lock for root, the user's runtime directory (or /tmp) otherwise."""
+    if os.geteuid() == 0:
+        return "/run/lock/vnuma.libvirt"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "vnuma.libvirt")
+    return f"/tmp/vnuma.libvirt-{os.geteuid()}"
+
+
+def lock_path(uri: str) -> str:
+    """The lock file of one connection URI: ``qemu:///system`` -> ``.../qemu_system.lock``."""
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", uri).strip("_") or "default"
+    if len(name) > _NAME_LIMIT:
+        name = f"{name[:_NAME_LIMIT]}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+    return os.path.join(lock_directory(), f"{name}.lock")
+
+
+def check_lock_timeout(value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise SpecError(f"lock_timeout {value!r} is not a number of seconds")
+    if not 0 <= value <= LOCK_TIMEOUT_LIMIT:
+        raise SpecError(f"lock_timeout {value:g} is outside 0 to {LOCK_TIMEOUT_LIMIT:g} seconds")
+    return float(value)
+
+
+def _holder(handle: int) -> str:
+    """The pid the holder wrote into the file, for the error message."""
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(handle, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return f", held by pid {text}"
+    return ""
+
+
+@contextlib.contextmanager
+def host_lock(uri: str, timeout: float) -> Iterator[str]:
+    """Hold the hypervisor's lock for the block; wait at most ``timeout`` seconds for it.  Yields its path."""
+    path = lock_path(uri)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise LibvirtOperationError(f"cannot open the lock file {path} of {uri}: {error.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise LibvirtOperationError(f"cannot lock {path} for {uri}: {error.strerror}") from None
+            if time.monotonic() >= deadline:
+                raise LibvirtOperationError(
+                    f"another vnuma.libvirt run is changing the guests of {uri} (lock {path}{_holder(handle)}); "
+                    f"waited {timeout:g} seconds (lock_timeout)"
+                )
+            time.sleep(_POLL)
+        with contextlib.suppress(OSError):
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        # Closing the descriptor releases the lock (flock locks belong to the open file description).
+        os.close(handle)

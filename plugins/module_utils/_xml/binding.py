@@ -1,0 +1,126 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""A domain definition as a ``GuestBinding``: its cells, memory binding and pins, hand-written ones too.
+
+Also the host CPUs a definition holds for itself (``dedicated_cpus``): the converge engine avoids
+them when it places other guests, and vnuma_info reports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
+    DimmBinding,
+    GuestBinding,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
+
+__all__ = ["binding_from_domain", "dedicated_cpus"]
+
+
+def _cell_page_sizes(numa: DomainNuma) -> dict[int | None, int]:
+    """Guest cell id -> hugepage size; key None for pages without a nodeset (every cell)."""
+    sizes: dict[int | None, int] = {}
+    if numa.hugepages is None:
+        return sizes
+    for page in numa.hugepages.pages:
+        for cell in page.nodeset or (None,):
+            sizes[cell] = page.size_kib
+    return sizes
+
+
+def binding_from_domain(
+    numa: DomainNuma,
+    name: str,
+    running: bool = False,
+    autostart: bool = False,
+    dedicated_cpus: Iterable[int] = (),
+) -> GuestBinding:
+    """What a definition says about where the guest runs and where its memory lives.
+
+    https://libvirt.org/formatdomain.html#numa-node-tuning: a ``<memnode cellid>`` binds one cell;
+    cells without one follow ``<numatune><memory>``; ``placement='auto'`` leaves the nodes to numad,
+    which the definition cannot tell, so such memory counts as unbound.  A guest without ``<numa>``
+    is one cell holding every vCPU and all its memory.
+    """
+    memory = numa.numatune.memory if numa.numatune is not None else None
+    guest_mode = None
+    guest_nodes: tuple[int, ...] = ()
+    if memory is not None and memory.placement != "auto" and memory.nodeset:
+        guest_mode, guest_nodes = memory.mode, memory.nodeset
+    memnodes = {node.cellid: node for node in numa.numatune.memnodes} if numa.numatune is not None else {}
+    pages = _cell_page_sizes(numa)
+    vcpu_count = numa.vcpu.count if numa.vcpu is not None else 1
+    if numa.numa is not None and numa.numa.cells:
+        shapes = [(cell.id, cell.cpus, cell.memory_kib) for cell in numa.numa.cells]
+    else:
+        boot_kib = (numa.memory_kib or 0) - numa.device_memory_kib
+        shapes = [(0, tuple(range(vcpu_count)), max(boot_kib, 0))]
+    cells = []
+    for cell_id, vcpus, memory_kib in shapes:
+        memnode = memnodes.get(cell_id)
+        mode, nodes = (memnode.mode, memnode.nodeset) if memnode is not None else (guest_mode, guest_nodes)
+        cells.append(
+            CellBinding(
+                id=cell_id,
+                vcpus=tuple(vcpus),
+                memory_kib=memory_kib,
+                memory_mode=mode,
+                memory_nodes=tuple(nodes),
+                hugepage_kib=pages.get(cell_id, pages.get(None)),
+            )
+        )
+    return GuestBinding(
+        name=name,
+        cells=tuple(cells),
+        vcpu_cpus={pin.vcpu: pin.cpuset for pin in numa.vcpupins},
+        # placement='auto' runs the vCPUs where numad advises and ignores the cpuset (formatdomain.html#cpu-allocation).
+        default_cpus=numa.vcpu.cpuset if numa.vcpu is not None and numa.vcpu.placement != "auto" else None,
+        emulator_cpus=numa.emulatorpin.cpuset if numa.emulatorpin is not None else None,
+        dimms=tuple(
+            DimmBinding(
+                cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask, hugepage_kib=device.pagesize_kib
+            )
+            for device in numa.memory_devices
+        ),
+        dedicated_cpus=tuple(sorted(set(dedicated_cpus))),
+        running=running,
+        autostart=autostart,
+    )
+
+
+def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, str]:
+    """Host CPUs a guest holds for itself: its single-CPU pins, and whole cores under ``pinning: core``.
+
+    A guest the collection placed says how in its stored spec; a hand-pinned guest counts as
+    dedicated wherever a vCPU is pinned to exactly one host CPU.
+    """
+    try:
+        spec = read_stored_spec(root)
+    except VnumaError:
+        # A stored spec that cannot be read says nothing: count the pins as a hand-pinned guest's, the
+        # conservative reading (vnuma_info reports the spec's error; it must not block other guests).
+        spec = None
+    if spec is not None and spec.pinning not in ("core", "thread"):
+        return {}
+    held: dict[int, str] = {}
+    for element in root.iterfind("cputune/vcpupin"):
+        cpuset = element.get("cpuset", "")
+        if cpuset.isdigit():
+            held[int(cpuset)] = name
+    if spec is not None and spec.pinning == "core":
+        for node in topology.nodes:
+            for core in node.cores:
+                if any(cpu in held for cpu in core):
+                    held.update(dict.fromkeys(core, name))
+    return held

@@ -1,0 +1,428 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""libvirt's host capabilities XML (``virConnectGetCapabilities()``) to a ``HostTopology`` and back.
+
+Only ``<host><topology><cells>`` and the host's page sizes (``<host><cpu><pages>``) are read; the rest
+of the document (guests, security models, caches) is ignored.  The format is libvirt's
+(https://libvirt.org/formatcaps.html); the quirks it has in the wild are handled here:
+
+- a node without memory has no ``<memory>`` element at all (libvirt prints it only when non-zero);
+- an offline CPU is a bare ``<cpu id='N'/>`` (libvirt leaves out its topology, it cannot read it);
+- ``<distances>`` is absent from the test driver and from a libvirt built without numactl (with it,
+  Linux always has distances: the firmware's SLIT, or 10/20 without one);
+- ``<cells num>`` is a count libvirt prints, not something to rely on: the ``<cell>`` elements are.
+
+(libvirt's formatter: virCapabilitiesHostNUMAFormat() and virCapsHostNUMACellCPUFormat() in
+https://gitlab.com/libvirt/libvirt/-/blob/master/src/conf/capabilities.c)
+
+The host's distances are checked on the way in (10 to itself, 11-255 to other existing nodes, as
+the kernel requires of a SLIT before it uses one, see slit_valid() in
+https://github.com/torvalds/linux/blob/master/drivers/acpi/numa/srat.c): they end up in guest
+definitions, and libvirt 9.0 writes past a heap array when it rejects a bad ``<distances>`` value
+instead of failing cleanly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+    HOST_CPU_ID_REASON,
+    LOCAL_DISTANCE,
+    MAX_HOST_CPU_ID,
+    MAX_NODE_ID,
+    NODE_ID_REASON,
+    HostCpu,
+    HostNode,
+    HostTopology,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    MAX_INTEGER,
+    MAX_MEMORY_KIB,
+    MAX_PAGE_KIB,
+    MEMORY_LIMIT_REASON,
+    PAGE_LIMIT_REASON,
+    format_kib,
+    parse_int,
+    shown,
+    size_kib,
+    unit_bytes,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+
+__all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities", "render_capabilities"]
+
+# The largest capabilities document read, from a file or as text: 4 MiB, libvirt's REMOTE_STRING_MAX
+# (src/remote/remote_protocol.x): libvirtd hands out no longer string, so no real host's document is
+# larger (a real 8-node, 448-CPU host takes 100 KiB).  Checked before anything is read or parsed, so the
+# work on any input is bounded by this size (a 3.4 MiB document parses in about 0.4 s).
+MAX_CAPABILITIES_BYTES = 4 * 1024 * 1024
+
+# The largest value an ACPI SLIT entry can hold (255 means "unreachable").
+_MAX_DISTANCE = 255
+
+_NO_SIBLINGS: frozenset[int] = frozenset()
+
+# The attributes of an online CPU as libvirt writes them (virCapsHostNUMACellCPUFormat), in its order.
+_CPU_ATTRIBUTES = ["id", "socket_id", "die_id", "core_id", "siblings"]
+
+_new_tuple = tuple.__new__
+
+# Ids below this are converted by table lookup (see _canonical_ids); larger ones still parse, more slowly.
+_FAST_IDS = 4096
+
+
+def _describe(element: Any) -> str:
+    """``<cpu id='3' core_id='x'>``: the element as a reader would look for it in the document."""
+    attrs = " ".join(f"{name}='{_short(value)}'" for name, value in element.attrib.items())
+    return f"<{element.tag} {attrs}>" if attrs else f"<{element.tag}>"
+
+
+def _short(value: str) -> str:
+    # A hostile document's attribute may be megabytes long: the message keeps its start.
+    return value if len(value) <= 40 else f"{value[:40]}..."
+
+
+def _number(raw: str | None, name: str, element: Any, what: str, limit: int = MAX_INTEGER, why: str = "") -> int:
+    """A non-negative decimal integer of ASCII digits, at most ``limit`` (the one parser, ``parse_int``)."""
+    if raw is None:
+        raise XmlError(f"{what}: {_describe(element)} has no {name}")
+    return parse_int(raw, f"{what}: {_describe(element)}: {name}", limit, why, XmlError)
+
+
+def _optional_number(element: Any, name: str, what: str) -> int | None:
+    raw = element.get(name)
+    return None if raw is None else _number(raw, name, element, what)
+
+
+def _size(raw: str | None, name: str, element: Any, what: str, limit: int, why: str) -> int:
+    """A size (``name`` is ``content`` or an attribute) in the element's unit, in KiB, at most ``limit``."""
+    if raw is None:
+        raise XmlError(f"{what}: {_describe(element)} has no {name}")
+    unit = element.get("unit")
+    # libvirt reads an absent or empty unit as the element's default, KiB for every size here.
+    if unit and unit != "KiB" and unit_bytes(unit) is None:
+        raise XmlError(f"{what}: {_describe(element)}: unknown unit {shown(unit)}")
+    return size_kib(raw, unit or "KiB", f"{what}: {_describe(element)}: {name}", limit, why, XmlError)
+
+
+def _page_size(element: Any, what: str) -> int:
+    kib = _size(element.get("size"), "size", element, what, MAX_PAGE_KIB, PAGE_LIMIT_REASON)
+    if kib == 0:
+        raise XmlError(f"{what}: {_describe(element)}: a page size of 0 KiB is no page size")
+    return kib
+
+
+@functools.cache
+def _canonical_ids() -> dict[str, int]:
+    """``"0"`` .. ``"4095"`` to their values: what almost every id in a document looks like.
+
+    A lookup here both checks and converts an id several times faster than ``_number``; anything not
+    found (larger, padded, malformed or missing) takes the careful path and its error messages.
+    """
+    return {str(value): value for value in range(_FAST_IDS)}
+
+
+def _siblings(raw: str, element: Any, node_id: int, what: str, ids: dict[str, int]) -> frozenset[int]:
+    try:
+        return frozenset(map(ids.__getitem__, raw.split(",")))
+    except KeyError:
+        pass
+    try:
+        return parse_cpuset(raw, "siblings", allow_empty=True, limit=MAX_HOST_CPU_ID, why=HOST_CPU_ID_REASON)
+    except SpecError as error:
+        raise XmlError(f"{what}: {_describe(element)} in host node {node_id}: {error.message}") from None
+
+
+def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, frozenset[int]]) -> list[HostCpu]:
+    # The hot loop of a big host (1024 CPUs and more): lookups in place of calls wherever possible.
+    ids = _canonical_ids()
+    parsed: list[HostCpu] = []
+    append = parsed.append
+    for element in cpus.iterchildren("cpu"):
+        if element.keys() == _CPU_ATTRIBUTES:
+            # libvirt's own spelling of an online CPU: two calls read all five values, in that order.
+            raw_id, raw_socket, raw_die, raw_core, raw_siblings = element.values()
+        else:
+            get = element.get
+            raw_id, raw_socket, raw_die = get("id"), get("socket_id"), get("die_id")
+            raw_core, raw_siblings = get("core_id"), get("siblings")
+        try:
+            cpu_id = ids[raw_id]
+            socket_id = None if raw_socket is None else ids[raw_socket]
+            die_id = None if raw_die is None else ids[raw_die]
+            core_id = None if raw_core is None else ids[raw_core]
+        except KeyError:
+            cpu_id = _number(raw_id, "id", element, what, MAX_HOST_CPU_ID, HOST_CPU_ID_REASON)
+            socket_id = _optional_number(element, "socket_id", what)
+            die_id = _optional_number(element, "die_id", what)
+            core_id = _optional_number(element, "core_id", what)
+        if raw_siblings is None:
+            siblings = _NO_SIBLINGS
+        elif raw_siblings in siblings_cache:
+            # Every thread of a core carries the same siblings text: parse each distinct one once.
+            siblings = siblings_cache[raw_siblings]
+        else:
+            siblings = siblings_cache[raw_siblings] = _siblings(raw_siblings, element, node_id, what, ids)
+        # HostCpu(...) without the keyword handling of its __new__: the fields in their order.
+        append(_new_tuple(HostCpu, (cpu_id, socket_id, die_id, core_id, siblings)))
+    return parsed
+
+
+def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]]) -> HostNode:
+    node_id = _number(cell.get("id"), "id", cell, what, MAX_NODE_ID, NODE_ID_REASON)
+    memory_kib = 0
+    pages: list[tuple[int, int]] = []
+    distances: list[tuple[int, int]] = []
+    cpus: list[HostCpu] = []
+    for child in cell.iterchildren("memory", "pages", "distances", "cpus"):
+        tag = child.tag
+        if tag == "memory":
+            memory_kib = _size(child.text, "content", child, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
+        elif tag == "pages":
+            size = _page_size(child, what)
+            # The pool's size has the node memory's limit: the count is at most that over the size.
+            count = _number(
+                child.text,
+                "content",
+                child,
+                what,
+                MAX_MEMORY_KIB // size,
+                f"{format_kib(MAX_MEMORY_KIB)} in {format_kib(size)} pages, {MEMORY_LIMIT_REASON}",
+            )
+            pages.append((size, count))
+        elif tag == "distances":
+            ids = _canonical_ids()
+            for sibling in child.iterchildren("sibling"):
+                raw_id, raw_value = sibling.get("id"), sibling.get("value")
+                try:
+                    distances.append((ids[raw_id], ids[raw_value]))
+                except KeyError:
+                    distances.append((_number(raw_id, "id", sibling, what), _number(raw_value, "value", sibling, what)))
+        else:
+            cpus.extend(_parse_cpus(child, node_id, what, siblings_cache))
+    pages.sort()
+    return HostNode(id=node_id, memory_kib=memory_kib, cpus=tuple(cpus), pages=tuple(pages), distances=tuple(distances))
+
+
+def _check_distances(nodes: list[HostNode], what: str) -> None:
+    node_ids = {node.id for node in nodes}
+    for node in nodes:
+        for other, value in node.distances:
+            if other not in node_ids:
+                raise TopologyError(
+                    f"{what}: host node {node.id} reports a distance to node {other}, which is not a host node"
+                )
+            if other == node.id and value != LOCAL_DISTANCE:
+                raise TopologyError(
+                    f"{what}: host node {node.id} reports distance {value} to itself; it must be {LOCAL_DISTANCE}"
+                )
+            if other != node.id and not LOCAL_DISTANCE < value <= _MAX_DISTANCE:
+                raise TopologyError(
+                    f"{what}: host node {node.id} reports distance {value} to node {other}; distances between "
+                    f"two nodes must be {LOCAL_DISTANCE + 1}-{_MAX_DISTANCE}"
+                )
+
+
+# Linux's PATH_MAX.
+_PATH_MAX = 4096
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _file_kind(mode: int) -> str | None:
+    """What a non-regular file is, for the message; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _read_at_most(handle: Any, limit: int) -> bytes:
+    """At most ``limit`` bytes, read in pieces: ``read(limit)`` would set aside ``limit`` bytes for any file."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        chunk = handle.read(min(_CHUNK, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+_CHUNK = 1024 * 1024
+
+
+def read_host_capabilities(value: str) -> str | bytes:
+    """``host_capabilities`` is XML text (returned as it is), or the path of a file holding it.
+
+    A file is returned as bytes, after checking that it parses: the XML parser decodes it as its own
+    XML declaration or byte order mark says (UTF-8 without either), and every refusal names
+    ``host_capabilities`` and the path.  (The parse is kept: ``parse_capabilities`` of the bytes
+    returned costs nothing more.)  Only a regular file of at most ``MAX_CAPABILITIES_BYTES`` is read:
+    a FIFO would block the run, a device such as /dev/zero never ends, and a directory is a mistake;
+    each is refused before it is opened for reading.
+    """
+    if not isinstance(value, str):
+        raise SpecError(f"host_capabilities must be XML text or a path, got {type(value).__name__}")
+    if value.lstrip().lstrip("\ufeff").startswith("<"):
+        return value
+    path = os.path.expanduser(value)
+    # The path in full (as long as a path can be), so that the user finds the file the message means.
+    shown_path = repr(value) if len(value) <= _PATH_MAX else shown(value)
+    what = f"host_capabilities {shown_path}"
+    try:
+        # stat() first: opening a FIFO blocks until a writer comes, and opening some devices acts.
+        kind = _file_kind(os.stat(path).st_mode)
+        if kind is not None:
+            raise SpecError(f"{what} is {kind}, not a regular file of capabilities XML")
+        # O_NONBLOCK: should the path have become a FIFO since, opening it still does not block.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            kind = _file_kind(status.st_mode)
+            if kind is not None:
+                raise SpecError(f"{what} is {kind}, not a regular file of capabilities XML")
+            if status.st_size > MAX_CAPABILITIES_BYTES:
+                raise SpecError(f"{what} is {status.st_size} bytes, above the limit of {MAX_CAPABILITIES_BYTES}")
+            # One byte past the limit tells a file that grew since fstat() (or that lies, as /proc does).
+            data = _read_at_most(handle, MAX_CAPABILITIES_BYTES + 1)
+    except OSError as error:
+        raise SpecError(f"host_capabilities: cannot read {shown_path}: {error.strerror}") from None
+    if len(data) > MAX_CAPABILITIES_BYTES:
+        raise SpecError(f"{what} holds more than {MAX_CAPABILITIES_BYTES} bytes, the limit")
+    parse_capabilities(data, what)
+    return data
+
+
+def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> HostTopology:
+    """Read the host NUMA topology out of libvirt capabilities XML; ``what`` names the document in errors.
+
+    Malformed or unsafe XML raises ``XmlError``; a document without NUMA cells, or whose cells contradict
+    each other (a node or CPU twice, impossible distances), raises ``TopologyError``.
+
+    Templating a fleet expands many guests against the same host document, so the last few parsed
+    hosts are kept: a ``HostTopology`` is immutable and safe to share.  They are kept by the text
+    alone: ``what`` only names the document in refusals, which are not kept.
+
+    A document longer than ``MAX_CAPABILITIES_BYTES`` is refused before it is parsed.
+    """
+    if isinstance(text, str | bytes):
+        if len(text) > MAX_CAPABILITIES_BYTES:
+            unit = "bytes" if isinstance(text, bytes) else "characters"
+            raise XmlError(f"{what} is {len(text)} {unit} long, above the limit of {MAX_CAPABILITIES_BYTES}")
+        with _PARSED_LOCK:
+            found = _PARSED.get(text)
+            if found is not None:
+                _PARSED.move_to_end(text)
+                return found
+        topology = _parse(text, what)
+        with _PARSED_LOCK:
+            _PARSED[text] = topology
+            while len(_PARSED) > _PARSED_KEPT:
+                _PARSED.popitem(last=False)
+        return topology
+    return _parse(text, what)
+
+
+# The last hosts parsed, least recently used first.
+_PARSED: OrderedDict[str | bytes, HostTopology] = OrderedDict()
+_PARSED_KEPT = 8
+_PARSED_LOCK = threading.Lock()
+
+
+def parsed_hosts_clear() -> None:
+    """Forget the kept hosts (benchmarks measure the first parse with it)."""
+    _PARSED.clear()
+
+
+def _parse(text: str | bytes, what: str) -> HostTopology:
+    root = parse_xml(text, what, root_tag="capabilities", keep_blank_text=False)
+    host = root.find("host")
+    topology = host.find("topology") if host is not None else None
+    cells = topology.find("cells") if topology is not None else None
+    if cells is None:
+        raise TopologyError(
+            f"{what}: no <host><topology><cells>, so no NUMA topology to plan with (the host or its libvirt "
+            "driver reports none); give the capabilities XML of the host to plan for instead"
+        )
+    siblings_cache: dict[str, frozenset[int]] = {}
+    nodes = [_parse_cell(cell, what, siblings_cache) for cell in cells.iterchildren("cell")]
+    if not nodes:
+        # What a custom test driver file (test:///path/to/file.xml) reports: <cells num='0'>.
+        raise TopologyError(
+            f"{what}: <cells> lists no <cell>, so no NUMA topology to plan with (the host or its libvirt "
+            "driver reports none); give the capabilities XML of the host to plan for instead"
+        )
+    _check_distances(nodes, what)
+    page_sizes = sorted({_page_size(pages, what) for pages in host.iterfind("cpu/pages")})
+    if not page_sizes:
+        page_sizes = sorted({size for node in nodes for size, _count in node.pages})
+    try:
+        return HostTopology(
+            nodes=tuple(nodes),
+            page_sizes_kib=tuple(page_sizes) if page_sizes else (4,),
+            arch=(host.findtext("cpu/arch") or "").strip() or None,
+        )
+    except TopologyError as error:
+        raise TopologyError(f"{what}: {error.message}") from None
+
+
+def _render_cpu(cpu: HostCpu) -> str:
+    attrs = [f"id='{cpu.id}'"]
+    for name, value in (("socket_id", cpu.socket_id), ("die_id", cpu.die_id), ("core_id", cpu.core_id)):
+        if value is not None:
+            attrs.append(f"{name}='{value}'")
+    if cpu.siblings:
+        attrs.append(f"siblings='{format_cpuset(cpu.siblings)}'")
+    return f"            <cpu {' '.join(attrs)}/>"
+
+
+def _render_cell(node: HostNode) -> list[str]:
+    lines = [f"        <cell id='{node.id}'>"]
+    # As libvirt does: no <memory> for a node without memory.
+    if node.memory_kib:
+        lines.append(f"          <memory unit='KiB'>{node.memory_kib}</memory>")
+    lines.extend(f"          <pages unit='KiB' size='{size}'>{count}</pages>" for size, count in node.pages)
+    if node.distances:
+        lines.append("          <distances>")
+        lines.extend(f"            <sibling id='{other}' value='{value}'/>" for other, value in node.distances)
+        lines.append("          </distances>")
+    if node.cpus:
+        lines.append(f"          <cpus num='{len(node.cpus)}'>")
+        lines.extend(_render_cpu(cpu) for cpu in node.cpus)
+        lines.append("          </cpus>")
+    else:
+        lines.append("          <cpus num='0'/>")
+    lines.append("        </cell>")
+    return lines
+
+
+def render_capabilities(topology: HostTopology) -> str:
+    """Capabilities XML, in libvirt's layout, describing ``topology``: ``parse_capabilities`` reads it back."""
+    lines = ["<capabilities>", "  <host>", "    <cpu>"]
+    if topology.arch is not None:
+        lines.append(f"      <arch>{topology.arch}</arch>")
+    lines.extend(f"      <pages unit='KiB' size='{size}'/>" for size in topology.page_sizes_kib)
+    lines.extend(["    </cpu>", "    <topology>", f"      <cells num='{len(topology.nodes)}'>"])
+    for node in topology.nodes:
+        lines.extend(_render_cell(node))
+    lines.extend(["      </cells>", "    </topology>", "  </host>", "</capabilities>", ""])
+    return "\n".join(lines)

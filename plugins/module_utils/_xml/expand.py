@@ -1,0 +1,272 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Expand a domain XML: its vNUMA request (a ``<vnuma>`` element, or the spec stored in its
+``<metadata>``) becomes the rendered layout, all in the XML layer, with no Ansible and no libvirt.
+
+- A ``<vnuma>`` child of ``<domain>`` is parsed and taken out, the layout computed for the host,
+  the owned parts rewritten, and the spec stored in ``<metadata>``.
+- Without one, a spec stored in ``<metadata>`` is rendered again: expanding an expanded domain
+  gives the same document back (for the same host), and a changed host gives the new layout.
+- Without either, the domain is returned unchanged.
+
+Only elements the layout creates are indented (like their siblings); the rest of the document keeps
+its text.  When the document is rewritten, attributes take the quote style most of the input used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import record_after_apply, record_before_apply
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import Change, DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
+    read_stored_spec,
+    store_spec,
+    take_vnuma_element,
+)
+
+__all__ = [
+    "SPEC_SOURCES",
+    "DomainPlan",
+    "ExpandResult",
+    "expand_domain",
+    "plan_domain",
+    "render_plan",
+    "serialize_like",
+]
+
+# Where the spec came from: the template's <vnuma> element, the domain's <metadata>, or nowhere.
+SPEC_SOURCES = ("element", "metadata", None)
+
+
+@dataclass(frozen=True)
+class ExpandResult:
+    """The expanded domain XML, the layout rendered into it, and what changed in the owned parts.
+
+    ``changes`` is worked out when first asked for: the ``vnuma_expand`` filter only wants the XML,
+    and a large guest has thousands of changed values.
+    """
+
+    xml: str
+    layout: Layout | None
+    spec_source: str | None
+    plan: DomainPlan | None = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def changes(self) -> list[Change]:
+        """What changed in the owned parts (the stored spec is not one of them)."""
+        if self.plan is None:
+            return []
+        return [change for change in self.plan.changes if change.path != "metadata/vnuma"]
+
+    @property
+    def changed(self) -> bool:
+        return self.spec_source == "element" or bool(self.changes)
+
+
+# What may surround the root element: the XML declaration, comments, processing instructions, blanks.
+_MISC = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+
+
+# Markup tokens of serialised XML: comments and processing instructions (left alone), start tags.
+_TOKEN = re.compile(r"<!--.*?-->|<\?.*?\?>|<[^!?/][^>]*>", re.DOTALL)
+_DOUBLE_QUOTED = re.compile(r"(\s[^\s=<>]+=)\"([^\"']*)\"")
+_SINGLE_QUOTED = re.compile(r"\s[^\s=<>]+='")
+# Comments and processing instructions of serialised XML, as separators (kept by re.split).
+_COMMENT_OR_PI = re.compile(r"(<!--.*?-->|<\?.*?\?>)", re.DOTALL)
+# A '"' in character data: after a '>', before any '<'.  (lxml writes '<' and '>' in character data
+# and in attribute values as references, so each '<' opens markup and each '>' closes it, outside
+# comments and processing instructions.)  The text before the first '<' is looked at apart: an
+# alternative with '^' here would be tried at every position, several times slower.
+_QUOTE_IN_TEXT = re.compile(r'>[^<"]*"')
+
+
+def _single_quoted(match: re.Match[str]) -> str:
+    tag = match.group(0)
+    if tag.startswith(("<!--", "<?")):
+        return tag
+    if "'" not in tag:
+        # lxml writes every attribute as ` name="value"` and escapes '"' inside values, so in a tag
+        # without "'" each '"' delimits a value and every value turns: the same as the pattern,
+        # without a substitution per attribute.
+        return tag.replace('"', "'")
+    return _DOUBLE_QUOTED.sub(r"\1'\2'", tag)
+
+
+def _quotes_like(body: str, original: str) -> str:
+    """Quote attributes as the input mostly did.
+
+    lxml always writes double quotes; libvirt (and so most domain XML) writes single ones.  Going
+    back to the input's style keeps every untouched line as it was, so a diff of the template
+    against the result shows the layout and nothing else.  A value holding a quote keeps lxml's.
+    """
+    singles = len(_SINGLE_QUOTED.findall(original))
+    doubles = original.count('="')
+    if singles <= doubles:
+        return body
+    if "<!--" not in body and "<?" not in body:
+        return _single_quoted_markup(body)
+    parts = _COMMENT_OR_PI.split(body)
+    # Odd parts are the comments and processing instructions: left as they are.
+    return "".join(part if index % 2 else _single_quoted_markup(part) for index, part in enumerate(parts))
+
+
+def _single_quoted_markup(markup: str) -> str:
+    """``markup`` (no comment or processing instruction in it) with its attribute values single-quoted."""
+    first_tag = markup.find("<")
+    leading_text = markup if first_tag < 0 else markup[:first_tag]
+    if "'" not in markup and '"' not in leading_text and not _QUOTE_IN_TEXT.search(markup):
+        # Every '"' delimits an attribute value: turn them all at once, as _single_quoted would
+        # turn each tag (a large guest has thousands of them).
+        return markup.replace('"', "'")
+    return _TOKEN.sub(_single_quoted, markup)
+
+
+def _serialize(root: Any, original: str) -> str:
+    """The document's text with the rewritten root, keeping what the input had before and after it."""
+    body = _quotes_like(to_text(root), original)
+    prolog = _MISC.match(original).group(0)
+    end = original.rfind(f"</{root.tag}>")
+    epilog = original[end + len(root.tag) + 3 :] if end >= 0 else ""
+    if not _MISC.fullmatch(epilog):
+        epilog = ""
+    return prolog + body + epilog
+
+
+def _host_topology(host: HostTopology | str | bytes) -> HostTopology:
+    if isinstance(host, HostTopology):
+        return host
+    if isinstance(host, str | bytes):
+        return parse_capabilities(host)
+    raise XmlError(f"the host must be capabilities XML text or a HostTopology, got {type(host).__name__}")
+
+
+@dataclass(frozen=True)
+class DomainPlan:
+    """What a spec makes of one domain on one host, before anything is written.
+
+    ``changes`` lists the owned values that differ, plus ``metadata/vnuma`` when the stored spec
+    differs from the one planned.  It is worked out when first asked for, from the models: the
+    models are immutable, so it does not matter whether the plan was written into a tree since.
+    """
+
+    name: str | None
+    spec: VnumaSpec
+    layout: Layout
+    current: DomainNuma
+    target: DomainNuma
+    # The spec the domain's <metadata> held when planned (None: none).
+    stored: VnumaSpec | None = None
+
+    @cached_property
+    def changes(self) -> list[Change]:
+        try:
+            changes = self.current.changes(self.target)
+        except VnumaError as error:
+            raise error.naming(self.name) from None
+        if self.stored != self.spec:
+            before = None if self.stored is None else _spec_text(self.stored)
+            changes.append(Change("metadata/vnuma", before, _spec_text(self.spec)))
+        return changes
+
+
+def plan_domain(
+    root: Any,
+    topology: HostTopology,
+    spec: VnumaSpec,
+    taken_cpus: Mapping[int, str] | None = None,
+    current_vcpus: int | None = None,
+) -> DomainPlan:
+    """Plan ``spec`` for the parsed domain ``root``; ``current_vcpus`` overrides ``<vcpu current>``."""
+    name_element = root.find("name")
+    name = name_element.text.strip() if name_element is not None and name_element.text else None
+    try:
+        guest = read_guest_shape(root)
+        if current_vcpus is not None:
+            guest = replace(guest, current_vcpus=current_vcpus)
+        current = DomainNuma.from_domain(root)
+        layout = compute_layout(topology, spec, guest, taken_cpus)
+        target = DomainNuma.from_layout(layout, current)
+        try:
+            stored = read_stored_spec(root)
+        except VnumaError:
+            # A stored spec that cannot be read is replaced by the one planned now (the caller chose to).
+            stored = None
+    except VnumaError as error:
+        raise error.naming(name) from None
+    return DomainPlan(name=name, spec=spec, layout=layout, current=current, target=target, stored=stored)
+
+
+def _spec_text(spec: VnumaSpec) -> str:
+    return " ".join(f"{key}={value}" for key, value in spec.to_mapping().items() if value is not None)
+
+
+def render_plan(root: Any, plan: DomainPlan) -> None:
+    """Write ``plan`` into ``root`` in place: the owned parts, the spec and the record in ``<metadata>``.
+
+    The record (``_xml.absent``) keeps the owned parts as they were before the collection first wrote
+    them, and the user-changeable ones as written now, for ``state: absent`` to put back.
+    """
+    try:
+        before = record_before_apply(root, plan.current)
+        plan.target.apply(root)
+        store_spec(root, plan.spec)
+        if before is not None:
+            record_after_apply(root, before)
+    except VnumaError as error:
+        raise error.naming(plan.name) from None
+
+
+def serialize_like(root: Any, original: str) -> str:
+    """``root`` as text, keeping the original's prolog, epilog and quote style."""
+    return _serialize(root, original)
+
+
+def expand_domain(
+    domain_xml: str,
+    host: HostTopology | str | bytes,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> ExpandResult:
+    """Expand ``domain_xml`` for ``host`` (capabilities XML or a parsed topology).
+
+    ``taken_cpus`` maps host CPUs dedicated to other guests to their names (for core/thread
+    pinning).  Every error is from the collection's family and names the guest.
+    """
+    if not isinstance(domain_xml, str):
+        raise XmlError(f"the domain XML must be text, got {type(domain_xml).__name__}")
+    root = parse_xml(domain_xml, "domain XML", root_tag="domain")
+    name_element = root.find("name")
+    name = name_element.text.strip() if name_element is not None and name_element.text else None
+    try:
+        spec = take_vnuma_element(root)
+        source = "element"
+        if spec is None:
+            spec = read_stored_spec(root)
+            source = "metadata"
+        if spec is None:
+            return ExpandResult(xml=domain_xml, layout=None, spec_source=None)
+        plan = plan_domain(root, _host_topology(host), spec, taken_cpus)
+    except VnumaError as error:
+        raise error.naming(name) from None
+    if source == "metadata":
+        unchanged = ExpandResult(xml=domain_xml, layout=plan.layout, spec_source=source, plan=plan)
+        if not unchanged.changes:
+            # Already expanded for this host: hand the document back as it came, byte for byte.
+            return unchanged
+    render_plan(root, plan)
+    return ExpandResult(xml=_serialize(root, domain_xml), layout=plan.layout, spec_source=source, plan=plan)

@@ -1,0 +1,479 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The ``<vnuma>`` element <-> ``VnumaSpec``, and the spec kept in the domain's ``<metadata>``.
+
+The element is the one of the libvirt proposal (seed cover letter), with the collection's
+extensions as further attributes and children::
+
+    <vnuma mode='host|node' distribution='contiguous|siblings|round-robin|interleave'
+           pinning='node|core|thread|none' memory_mode='strict|preferred|interleave|restrictive'
+           memory_split='even|vcpus' emulator_pin='none|nodes' cpuless_cells='yes|no'>
+      <memory unit='KiB'>524288</memory>
+      <partition nodeset='1-4,^3' cells='8'/>
+      <hugepages size='2' unit='MiB'/>
+      <maxMemory slots='16' unit='GiB'>64</maxMemory>
+    </vnuma>
+
+Everything is optional (absent means the ``VnumaSpec`` default); anything unknown is an error, so
+that a misspelt attribute cannot silently fall back to a default.  ``<partition>`` only matters
+in ``node`` mode: in a template, ``host`` mode with a ``<partition>`` is refused (the proposal
+ignored it; the collection refuses a request it would drop, docs/partitioning.md).  A spec stored
+in ``<metadata>`` by an earlier version may hold both: there the partition is dropped, as nobody
+typed it now.
+
+A domain template carries the element as a direct child of ``<domain>`` (stock libvirt would
+refuse it, so it is taken out before anything reaches libvirt).  The collection stores the spec
+it applied in ``<metadata>`` as the same element in its own namespace ``VNUMA_NS``, with every
+attribute written out, so that a later re-render does not depend on defaults that may change.
+(https://libvirt.org/formatdomain.html#general-metadata: each application owns one metadata child,
+told apart by its namespace.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
+    CELLS_REASON,
+    MAX_CELLS,
+    MAX_MEMORY_SLOTS,
+    SLOTS_REASON,
+    VnumaSpec,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, size_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
+    DomainNuma,
+    insert_child,
+    remove_child,
+    replace_child,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+
+__all__ = [
+    "ORIGINAL_NS",
+    "ORIGINAL_WHAT",
+    "OWNED_PARTS",
+    "VNUMA_NS",
+    "VNUMA_PREFIX",
+    "VNUMA_TAG",
+    "WRITTEN_PARTS",
+    "has_original",
+    "has_stored_spec",
+    "owned_parts",
+    "read_original",
+    "remove_original",
+    "store_original",
+    "stripped_copy",
+    "spec_from_element",
+    "spec_to_element",
+    "read_stored_spec",
+    "remove_stored_spec",
+    "store_spec",
+    "take_vnuma_element",
+]
+
+VNUMA_NS = "urn:vnuma:libvirt:1.0"
+VNUMA_PREFIX = "vnuma"
+VNUMA_TAG = "vnuma"
+
+# Attribute name -> VnumaSpec field, in the order they are written.
+_CHOICE_ATTRIBUTES = ("mode", "distribution", "pinning", "memory_mode", "memory_split", "emulator_pin")
+_ATTRIBUTES = (*_CHOICE_ATTRIBUTES, "cpuless_cells")
+_CHILDREN = ("memory", "partition", "hugepages", "maxMemory")
+_CHILD_ATTRIBUTES = {
+    "memory": ("unit",),
+    "partition": ("nodeset", "cells"),
+    "hugepages": ("size", "unit"),
+    "maxMemory": ("slots", "unit"),
+}
+_YES_NO = {"yes": True, "no": False}
+
+
+def _local(tag: Any) -> str | None:
+    """The local name of an element tag, None for comments and processing instructions."""
+    if not isinstance(tag, str):
+        return None
+    return etree.QName(tag).localname
+
+
+def _namespace(tag: str) -> str | None:
+    return etree.QName(tag).namespace
+
+
+def _integer(raw: str, what: str, limit: int, why: str) -> int:
+    # The limits are the spec's own (VnumaSpec checks them again, for the other ways in).
+    return parse_int(raw, what, limit, why)
+
+
+def _size(raw: str | None, unit: str | None, what: str) -> int:
+    if raw is None or not raw.strip():
+        raise SpecError(f"{what} has no size")
+    return size_kib(raw, "KiB" if unit is None else unit.strip(), what)
+
+
+def _check_attributes(element: Any, allowed: tuple[str, ...], what: str) -> None:
+    unknown = sorted(name for name in element.attrib if name not in allowed)
+    if unknown:
+        raise SpecError(f"{what}: unknown attribute(s) {', '.join(unknown)}; known: {', '.join(allowed) or 'none'}")
+
+
+def _check_no_text(element: Any, what: str) -> None:
+    if element.text is not None and element.text.strip():
+        raise SpecError(f"{what} holds text {element.text.strip()!r}, which means nothing here")
+    for child in element:
+        if child.tail is not None and child.tail.strip():
+            raise SpecError(f"{what} holds text {child.tail.strip()!r}, which means nothing here")
+
+
+def spec_from_element(element: Any) -> VnumaSpec:
+    """Parse a ``<vnuma>`` element (plain, or in the collection's namespace) into a spec."""
+    if element is None or _local(element.tag) != VNUMA_TAG:
+        found = "nothing" if element is None else f"<{element.tag}>"
+        raise XmlError(f"expected a <vnuma> element, got {found}")
+    namespace = _namespace(element.tag)
+    _check_attributes(element, _ATTRIBUTES, "<vnuma>")
+    _check_no_text(element, "<vnuma>")
+    values: dict[str, Any] = {name: element.get(name).strip() for name in _CHOICE_ATTRIBUTES if name in element.attrib}
+    if "cpuless_cells" in element.attrib:
+        raw = element.get("cpuless_cells").strip()
+        if raw not in _YES_NO:
+            raise SpecError(f"<vnuma cpuless_cells={raw!r}> must be yes or no")
+        values["cpuless_cells"] = _YES_NO[raw]
+
+    seen: set[str] = set()
+    for child in element:
+        name = _local(child.tag)
+        if name is None:
+            continue
+        # Children are in the element's own namespace: none for a template, VNUMA_NS in metadata.
+        if name not in _CHILDREN or _namespace(child.tag) != namespace:
+            raise SpecError(f"<vnuma>: unknown child <{child.tag}>; known: {', '.join(_CHILDREN)}")
+        if name in seen:
+            raise SpecError(f"<vnuma>: <{name}> is given more than once")
+        seen.add(name)
+        what = f"<vnuma><{name}>"
+        _check_attributes(child, _CHILD_ATTRIBUTES[name], what)
+        nested = [grandchild.tag for grandchild in child if _local(grandchild.tag) is not None]
+        if nested:
+            raise SpecError(f"{what}: unknown child <{nested[0]}>; it takes none")
+        if name == "memory":
+            values["memory_kib"] = _size(child.text, child.get("unit"), what)
+        elif name == "partition":
+            _check_no_text(child, what)
+            if child.get("nodeset") is not None:
+                values["nodeset"] = child.get("nodeset")
+            if child.get("cells") is not None:
+                values["cells"] = _integer(child.get("cells"), f"{what} cells", MAX_CELLS, CELLS_REASON)
+        elif name == "hugepages":
+            _check_no_text(child, what)
+            values["hugepages_kib"] = _size(child.get("size"), child.get("unit"), f"{what} size")
+        else:
+            if child.get("slots") is None:
+                raise SpecError(f"{what} needs a slots attribute: memory hotplug needs both size and slots")
+            values["max_memory_kib"] = _size(child.text, child.get("unit"), what)
+            values["memory_slots"] = _integer(child.get("slots"), f"{what} slots", MAX_MEMORY_SLOTS, SLOTS_REASON)
+    if namespace == VNUMA_NS and values.get("mode", "host") == "host":
+        # Stored by a version that kept <partition> in host mode (and ignored it): not refused, since
+        # nobody typed it now, and refusing would make the guest unmanageable.
+        values.pop("nodeset", None)
+        values.pop("cells", None)
+    try:
+        return VnumaSpec(**values)
+    except SpecError as error:
+        raise SpecError(f"<vnuma>: {error.message}") from None
+
+
+def spec_to_element(spec: VnumaSpec, namespaced: bool = False) -> Any:
+    """The ``<vnuma>`` element for ``spec``, every attribute written out (defaults included).
+
+    ``namespaced`` gives the metadata form: the same element and children in ``VNUMA_NS``.
+    """
+
+    def tag(name: str) -> str:
+        return f"{{{VNUMA_NS}}}{name}" if namespaced else name
+
+    nsmap = {VNUMA_PREFIX: VNUMA_NS} if namespaced else None
+    element = etree.Element(tag(VNUMA_TAG), nsmap=nsmap)
+    for name in _CHOICE_ATTRIBUTES:
+        element.set(name, getattr(spec, name))
+    element.set("cpuless_cells", "yes" if spec.cpuless_cells else "no")
+    if spec.memory_kib is not None:
+        memory = etree.SubElement(element, tag("memory"), unit="KiB")
+        memory.text = str(spec.memory_kib)
+    if spec.nodeset is not None or spec.cells is not None:
+        partition = etree.SubElement(element, tag("partition"))
+        if spec.nodeset is not None:
+            partition.set("nodeset", spec.nodeset)
+        if spec.cells is not None:
+            partition.set("cells", str(spec.cells))
+    if spec.hugepages_kib is not None:
+        etree.SubElement(element, tag("hugepages"), size=str(spec.hugepages_kib), unit="KiB")
+    if spec.max_memory_kib is not None:
+        max_memory = etree.SubElement(element, tag("maxMemory"), slots=str(spec.memory_slots), unit="KiB")
+        max_memory.text = str(spec.max_memory_kib)
+    return element
+
+
+def _stored(root: Any) -> list[Any]:
+    metadata = root.find("metadata")
+    if metadata is None:
+        return []
+    return list(metadata.iterchildren(f"{{{VNUMA_NS}}}{VNUMA_TAG}"))
+
+
+def read_stored_spec(root: Any) -> VnumaSpec | None:
+    """The spec the collection stored in the domain's ``<metadata>``, or None."""
+    stored = _stored(root)
+    if not stored:
+        return None
+    if len(stored) > 1:
+        raise XmlError(f"<metadata> holds {len(stored)} <vnuma:vnuma> elements; there must be at most one")
+    return spec_from_element(stored[0])
+
+
+def store_spec(root: Any, spec: VnumaSpec) -> None:
+    """Store ``spec`` in ``<metadata>``, replacing only the collection's own child there.
+
+    Other applications' metadata stays as it was; ``<metadata>`` is created where libvirt writes
+    it (after name, uuid, title and description) when the domain has none.
+    """
+    _put_metadata(root, spec_to_element(spec, namespaced=True), _stored(root))
+
+
+def _put_metadata(root: Any, element: Any, existing: list[Any]) -> None:
+    """``element`` in ``<metadata>`` in place of ``existing`` (the same namespace's children), or added."""
+    if existing:
+        replace_child(existing[0], element)
+        for extra in existing[1:]:
+            remove_child(extra)
+        return
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = etree.Element("metadata")
+        insert_child(root, metadata)
+    insert_child(metadata, element)
+
+
+def take_vnuma_element(root: Any) -> VnumaSpec | None:
+    """Parse and remove the ``<vnuma>`` child of ``<domain>`` (a template's request), or None."""
+    found = list(root.iterchildren(VNUMA_TAG))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise SpecError(f"the domain has {len(found)} <vnuma> elements; there must be at most one")
+    spec = spec_from_element(found[0])
+    remove_child(found[0])
+    return spec
+
+
+def remove_stored_spec(root: Any) -> None:
+    """Remove the collection's spec from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
+    for element in _stored(root):
+        remove_child(element)
+    metadata = root.find("metadata")
+    if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
+        remove_child(metadata)
+
+
+# --------------------------------------------------------------------------------------------------
+# The record of the owned parts as they were before the collection (``state: absent`` restores them)
+# --------------------------------------------------------------------------------------------------
+
+# libvirt keeps one <metadata> child per namespace and silently drops the others
+# (virXMLNodeSanitizeNamespaces), so the record cannot sit next to the spec in VNUMA_NS: it has a
+# namespace of its own, and older versions of the collection, which read VNUMA_NS only, never see it.
+ORIGINAL_NS = "urn:vnuma:libvirt:original:1.0"
+ORIGINAL_PREFIX = "vnuma-original"
+ORIGINAL_TAG = "original"
+ORIGINAL_VERSION = "1"
+# How messages name the record.
+ORIGINAL_WHAT = "the record of the definition before the collection"
+
+# Every owned part as (container, tag): a child of <domain> (container None) or of the container.
+OWNED_PARTS: tuple[tuple[str | None, str], ...] = (
+    (None, "maxMemory"),
+    (None, "memory"),
+    (None, "currentMemory"),
+    ("memoryBacking", "hugepages"),
+    (None, "vcpu"),
+    (None, "vcpus"),
+    ("cputune", "vcpupin"),
+    ("cputune", "emulatorpin"),
+    (None, "numatune"),
+    ("cpu", "topology"),
+    ("cpu", "numa"),
+)
+# The parts a user may change by hand after an apply; the record keeps them as last written too, so
+# that absent can tell a part the collection wrote from one changed since (see _xml.absent).
+WRITTEN_PARTS: tuple[tuple[str | None, str], ...] = (
+    (None, "maxMemory"),
+    (None, "memory"),
+    (None, "currentMemory"),
+    ("memoryBacking", "hugepages"),
+    (None, "vcpu"),
+    ("cputune", "emulatorpin"),
+    ("cpu", "topology"),
+)
+_CONTAINERS = ("memoryBacking", "cputune", "cpu")
+
+
+def stripped_copy(element: Any) -> Any:
+    """A detached copy of ``element`` without its tail and without whitespace-only text.
+
+    Whitespace between elements is layout, not content: libvirt re-indents <metadata> anyway, and
+    a part put back is indented like the document it goes into.
+    """
+    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    for node in copy.iter():
+        if node.text is not None and not node.text.strip() and len(node):
+            node.text = None
+        if node is not copy and node.tail is not None and not node.tail.strip():
+            node.tail = None
+    copy.tail = None
+    return copy
+
+
+def owned_parts(root: Any, parts: tuple[tuple[str | None, str], ...] = OWNED_PARTS) -> Any:
+    """A detached ``<domain>`` holding copies of ``root``'s owned ``parts`` and nothing else.
+
+    A container (``<cpu>``, ``<cputune>``, ``<memoryBacking>``) is there, empty of anything else and
+    without attributes, when ``root`` has one: absent then knows whether the domain had it.
+    """
+    result = etree.Element("domain")
+    containers: dict[str, Any] = {}
+    for container, tag in parts:
+        source = root if container is None else root.find(container)
+        if source is None:
+            continue
+        parent = result
+        if container is not None:
+            if container not in containers:
+                containers[container] = etree.SubElement(result, container)
+            parent = containers[container]
+        for element in source.iterchildren(tag):
+            parent.append(stripped_copy(element))
+    return result
+
+
+def _rename(element: Any, namespace: str | None) -> None:
+    """Move ``element`` and its descendants into ``namespace`` (None: out of any namespace), in place.
+
+    Done once the element is under the record, lxml reuses the record's prefix declaration.
+    """
+    for node in element.iter():
+        if isinstance(node.tag, str):
+            local = etree.QName(node).localname
+            node.tag = local if namespace is None else f"{{{namespace}}}{local}"
+
+
+def _original_elements(root: Any) -> list[Any]:
+    metadata = root.find("metadata")
+    if metadata is None:
+        return []
+    return [child for child in metadata if isinstance(child.tag, str) and _namespace(child.tag) == ORIGINAL_NS]
+
+
+def has_original(root: Any) -> bool:
+    """Whether ``<metadata>`` holds a record of the owned parts (readable or not)."""
+    return bool(_original_elements(root))
+
+
+def has_stored_spec(root: Any) -> bool:
+    """Whether ``<metadata>`` holds a stored spec, readable or not (the guest was managed)."""
+    return bool(_stored(root))
+
+
+def store_original(root: Any, before: Any, written: Any) -> None:
+    """Record ``before`` and ``written`` (``<domain>``s as ``owned_parts`` gives) in ``<metadata>``.
+
+    Written as ``<vnuma-original:original version='1'>`` holding ``<before>`` and ``<written>``, each
+    with the parts in the record's namespace, so that no XPath over the domain (``//vcpu``) finds
+    them.  An existing record is replaced; other applications' metadata stays as it was.
+    """
+    record = etree.Element(f"{{{ORIGINAL_NS}}}{ORIGINAL_TAG}", nsmap={ORIGINAL_PREFIX: ORIGINAL_NS})
+    record.set("version", ORIGINAL_VERSION)
+    for name, parts in (("before", before), ("written", written)):
+        section = etree.SubElement(record, f"{{{ORIGINAL_NS}}}{name}")
+        for child in parts:
+            copy = stripped_copy(child)
+            section.append(copy)
+            _rename(copy, ORIGINAL_NS)
+    _put_metadata(root, record, _original_elements(root))
+
+
+def _record_section(record: Any, name: str, parts: tuple[tuple[str | None, str], ...]) -> Any:
+    """The ``<before>`` or ``<written>`` of a record as a plain ``<domain>``; XmlError when malformed."""
+    found = [child for child in record if isinstance(child.tag, str) and _local(child.tag) == name]
+    if len(found) != 1:
+        raise XmlError(f"it has {len(found)} <{name}> sections, it needs exactly one")
+    section = stripped_copy(found[0])
+    _rename(section, None)
+    etree.cleanup_namespaces(section)
+    allowed = {container or tag for container, tag in parts}
+    inside = {container: {tag for owner, tag in parts if owner == container} for container in _CONTAINERS}
+    seen: set[str] = set()
+    for child in section:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag not in allowed:
+            raise XmlError(f"<{name}> holds <{child.tag}>, which is not a part the collection owns")
+        if child.tag in seen:
+            raise XmlError(f"<{name}> holds <{child.tag}> more than once")
+        seen.add(child.tag)
+        inner: set[str] = set()
+        for grandchild in child if child.tag in _CONTAINERS else ():
+            if not isinstance(grandchild.tag, str):
+                continue
+            if grandchild.tag not in inside[child.tag]:
+                raise XmlError(
+                    f"<{name}><{child.tag}> holds <{grandchild.tag}>, which is not a part the collection owns"
+                )
+            # A domain has one of each, but a <vcpupin> per vCPU.
+            if grandchild.tag in inner and grandchild.tag != "vcpupin":
+                raise XmlError(f"<{name}><{child.tag}> holds <{grandchild.tag}> more than once")
+            inner.add(grandchild.tag)
+    section.tag = "domain"
+    return section
+
+
+def read_original(root: Any) -> tuple[Any, Any] | None:
+    """The recorded ``(before, written)`` parts as plain ``<domain>``s (see ``owned_parts``), or None.
+
+    XmlError (naming what is wrong) when the record is there but cannot be used: absent then falls
+    back to removing the layout (``_xml.absent``), it never fails because of the record.
+    """
+    found = _original_elements(root)
+    if not found:
+        return None
+    what = ORIGINAL_WHAT
+    if len(found) > 1:
+        raise XmlError(f"{what}: <metadata> holds {len(found)} elements in {ORIGINAL_NS}, there must be one")
+    record = found[0]
+    try:
+        if _local(record.tag) != ORIGINAL_TAG:
+            raise XmlError(f"<{_local(record.tag)}> is not <{ORIGINAL_TAG}>")
+        version = record.get("version")
+        if version != ORIGINAL_VERSION:
+            raise XmlError(f"version {version!r} is not {ORIGINAL_VERSION!r}")
+        before = _record_section(record, "before", OWNED_PARTS)
+        written = _record_section(record, "written", WRITTEN_PARTS)
+        # Every value must read as libvirt's: a record edited by hand is refused here, not half used.
+        DomainNuma.from_domain(before)
+        DomainNuma.from_domain(written)
+    except (XmlError, SpecError) as error:
+        raise XmlError(f"{what}: {error.message}") from None
+    return before, written
+
+
+def remove_original(root: Any) -> None:
+    """Remove the record from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
+    for element in _original_elements(root):
+        remove_child(element)
+    metadata = root.find("metadata")
+    if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
+        remove_child(metadata)
