@@ -57,6 +57,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import r
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
     Change,
+    ChangeKind,
     DomainNuma,
     MemoryDevice,
     changes_as_diff,
@@ -76,12 +77,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
 
 __all__ = ["BatchError", "GuestRequest", "GuestResult", "Converger", "held_cpus"]
 
-# Changes a running guest takes without a restart: pins are changed live, the stored spec is
-# metadata only, and vCPU online state is changed live when vCPUs are being added.
-_LIVE_PREFIXES = ("cputune/vcpupin", "metadata/vnuma")
-_HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
-# Values a running guest reports differently by nature: the balloon, and <memory> with live DIMMs.
-_RUNTIME_PATHS = ("memory", "currentMemory")
 # Seconds between looks at guests asked to shut down.
 _SHUTDOWN_POLL = 0.25
 # Guests powered off at once (libvirtd's default max_workers is 20: leave it room for other clients).
@@ -201,13 +196,7 @@ class _Planned:
         )
         # A definition changed by an earlier run (restart: never) still waits for its boot: the running
         # guest is compared too, not just the definition.
-        for change in [*self.changes, *self.pending]:
-            if change.path.startswith(_LIVE_PREFIXES) or change.path in _RUNTIME_PATHS:
-                continue
-            if adding and change.path.startswith(_HOTPLUG_PREFIXES):
-                continue
-            return True
-        return False
+        return any(change.kind.waits_for_boot(adding) for change in [*self.changes, *self.pending])
 
 
 def held_cpus(topology: HostTopology, layout: Layout) -> dict[int, str]:
@@ -492,9 +481,9 @@ class Converger:
             target = DomainNuma.from_domain(restored)
             changes = current.changes(target)
             if has_stored_spec(root):
-                changes.append(Change("metadata/vnuma", "stored", None))
+                changes.append(Change("metadata/vnuma", "stored", None, ChangeKind.LIVE))
             if has_original(root):
-                changes.append(Change("metadata/vnuma-original", "recorded", None))
+                changes.append(Change("metadata/vnuma-original", "recorded", None, ChangeKind.LIVE))
             plan = None
         else:
             spec = self.spec_for(request, root, warnings)
@@ -516,7 +505,7 @@ class Converger:
             live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
             online = _online(live)
             # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
-            pending = [change for change in live.changes(target) if not change.path.startswith(_HOTPLUG_PREFIXES)]
+            pending = [change for change in live.changes(target) if change.kind is not ChangeKind.HOTPLUG]
         return _Planned(
             request,
             guest,
@@ -823,7 +812,7 @@ class Converger:
         for index, dimm in enumerate(dimms, start=len(present)):
             nodes = format_cpuset(dimm.host_nodes)
             text = f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} (host nodes {nodes})"
-            result.changes.append(Change(f"devices/memory[{index}]", None, text))
+            result.changes.append(Change(f"devices/memory[{index}]", None, text, ChangeKind.HOTPLUG))
             if into_running:
                 result.live.append(text)
             if not self.check_mode:

@@ -44,12 +44,6 @@ __all__ = ["GUEST_STATES", "run_info", "select_guests"]
 
 GUEST_STATES = ("running", "shutoff", "all")
 
-# Owned values in which a running guest differs from its definition without anything waiting for a
-# boot: the balloon and hot-plugged DIMMs (<memory>, <currentMemory>), and vCPUs brought online live.
-# The same rule as vnuma_domain's restart_required.
-_RUNTIME_PATHS = ("memory", "currentMemory")
-_HOTPLUG_PREFIXES = ("vcpu/current", "vcpus/")
-
 
 def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> list[GuestEntry]:
     """The listed guests that ``guests`` selects and ``exclude`` does not, in ``guest_state``.
@@ -98,11 +92,8 @@ def _alignment(placement: GuestPlacement) -> dict[str, Any]:
 
 def _pending(live: DomainNuma, defined: DomainNuma) -> list[Change]:
     """Owned values where the next boot (the definition) differs from what runs."""
-    return [
-        change
-        for change in live.changes(defined)
-        if change.path not in _RUNTIME_PATHS and not change.path.startswith(_HOTPLUG_PREFIXES)
-    ]
+    # The rule is the change model's (ChangeKind), the same as vnuma_domain's restart_required.
+    return [change for change in live.changes(defined) if change.kind.pending_in_live()]
 
 
 def _guest(entry: GuestEntry, topology: HostTopology) -> _GuestInfo | None:

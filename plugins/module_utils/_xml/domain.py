@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any, ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
@@ -36,6 +37,7 @@ __all__ = [
     "MIN_REMOTE_DISTANCE",
     "MAX_DISTANCE",
     "Change",
+    "ChangeKind",
     "Vcpu",
     "VcpuState",
     "Vcpus",
@@ -465,6 +467,38 @@ def _remove_if_empty(element: Any) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+class ChangeKind(Enum):
+    """How a running guest takes one change: the one restart rule (issue 9).
+
+    Each element model says its own kind (``KIND``, and ``ITEM_KINDS`` for a value of another kind),
+    so the rule depends on which model changed, never on a display path.
+    """
+
+    #: taken live by this collection: vCPU pins (``virDomainPinVcpu``), the stored spec (metadata).
+    LIVE = "live"
+    #: taken live when vCPUs or memory are being added: vCPUs brought online, DIMMs attached.
+    HOTPLUG = "hotplug"
+    #: differs in a running guest by nature, nothing waits for a boot: the balloon, ``<memory>``
+    #: grown by live DIMMs.
+    RUNTIME = "runtime"
+    #: takes effect at the next boot only.
+    NEEDS_BOOT = "needs_boot"
+
+    def waits_for_boot(self, hotplugging: bool) -> bool:
+        """Whether a running guest must restart for this change; ``hotplugging``: vCPUs are being added."""
+        if self is ChangeKind.HOTPLUG:
+            return not hotplugging
+        return self is ChangeKind.NEEDS_BOOT
+
+    def pending_in_live(self) -> bool:
+        """Whether a difference between a running guest and its definition is waiting for a boot.
+
+        Hot-plugged and runtime values make the running guest differ from its definition by nature;
+        anything else (pins included: a pin changed in the definition only) is reported as pending.
+        """
+        return self is not ChangeKind.HOTPLUG and self is not ChangeKind.RUNTIME
+
+
 @dataclass(frozen=True)
 class Change:
     """One difference between two domains' owned parts, for check mode and diff.
@@ -473,19 +507,29 @@ class Change:
     attributes as the last step: ``cpu/numa/cell[1]/memory``.  A bracket holds the element's own
     id (cell id, vCPU id, memnode cellid, sibling id), not an XPath position; ``page[i]`` is the
     position of a hugepage size.  Values are plain: integers (sizes in KiB), canonical cpuset
-    strings, ``yes``/``no``; None when absent on that side.
+    strings, ``yes``/``no``; None when absent on that side.  ``kind`` is set by the element model
+    that lists the value; it is left out of equality (two equal differences are equal whoever
+    classified them).
     """
 
     path: str
     before: object
     after: object
+    kind: ChangeKind = field(default=ChangeKind.NEEDS_BOOT, compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.before!r} -> {self.after!r}"
 
 
-def _change(path: str, before: object, after: object, _new: Any = object.__new__, _cls: type = Change) -> Change:
-    """``Change(path, before, after)``, built in half the time.
+def _change(
+    path: str,
+    before: object,
+    after: object,
+    kind: ChangeKind = ChangeKind.NEEDS_BOOT,
+    _new: Any = object.__new__,
+    _cls: type = Change,
+) -> Change:
+    """``Change(path, before, after, kind)``, built in half the time.
 
     A frozen dataclass sets each field through ``object.__setattr__``; filling the instance's
     dictionary at once gives an equal, as immutable object (``Change`` has no ``__post_init__``).
@@ -493,7 +537,7 @@ def _change(path: str, before: object, after: object, _new: Any = object.__new__
     speed: they are not parameters.)
     """
     change = _new(_cls)
-    change.__dict__.update(path=path, before=before, after=after)
+    change.__dict__.update(path=path, before=before, after=after, kind=kind)
     return change
 
 
@@ -524,6 +568,9 @@ class Vcpu:
     """
 
     TAG: ClassVar[str] = "vcpu"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
+    # vCPUs online at boot: brought online live when vCPUs are being added.
+    ITEM_KINDS: ClassVar[dict[str, ChangeKind]] = {"vcpu/current": ChangeKind.HOTPLUG}
 
     count: int
     placement: str = "static"
@@ -621,6 +668,7 @@ class Vcpus:
     """``<vcpus>``: the state of every vCPU, by id."""
 
     TAG: ClassVar[str] = "vcpus"
+    KIND: ClassVar[ChangeKind] = ChangeKind.HOTPLUG
 
     vcpus: tuple[VcpuState, ...]
 
@@ -687,6 +735,7 @@ class CpuTopology:
     """``<cpu><topology sockets dies cores threads/>``; absent ``dies``/``clusters`` are libvirt's 1."""
 
     TAG: ClassVar[str] = "topology"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     sockets: int
     dies: int
@@ -866,6 +915,7 @@ class Numa:
     """``<cpu><numa>``: the guest cells, ascending by id."""
 
     TAG: ClassVar[str] = "numa"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     cells: tuple[NumaCell, ...]
 
@@ -997,6 +1047,7 @@ class Numatune:
     """``<numatune>``: the guest-wide memory policy and one ``<memnode>`` per cell."""
 
     TAG: ClassVar[str] = "numatune"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     memory: NumatuneMemory | None = None
     memnodes: tuple[Memnode, ...] = ()
@@ -1031,6 +1082,7 @@ class Vcpupin:
     """``<cputune><vcpupin vcpu cpuset/>``."""
 
     TAG: ClassVar[str] = "vcpupin"
+    KIND: ClassVar[ChangeKind] = ChangeKind.LIVE
 
     vcpu: int
     cpuset: tuple[int, ...]
@@ -1083,6 +1135,7 @@ class Emulatorpin:
     """``<cputune><emulatorpin cpuset/>``: where QEMU's own threads run."""
 
     TAG: ClassVar[str] = "emulatorpin"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     cpuset: tuple[int, ...]
 
@@ -1111,6 +1164,7 @@ class MaxMemory:
     """``<maxMemory slots unit>``: the memory hotplug ceiling (https://libvirt.org/formatdomain.html#memory-allocation)."""
 
     TAG: ClassVar[str] = "maxMemory"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     kib: int
     slots: int | None = None
@@ -1159,6 +1213,7 @@ class Hugepages:
     """``<memoryBacking><hugepages>``; no pages means the host's default huge page size for all cells."""
 
     TAG: ClassVar[str] = "hugepages"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     pages: tuple[HugePage, ...] = ()
 
@@ -1188,6 +1243,8 @@ class Memory:
     """``<memory unit>``: the guest's memory in KiB, hot-plugged memory devices included."""
 
     TAG: ClassVar[str] = "memory"
+    # The balloon and live DIMMs make a running guest report other sizes: nothing waits for a boot.
+    KIND: ClassVar[ChangeKind] = ChangeKind.RUNTIME
 
     kib: int
 
@@ -1463,18 +1520,21 @@ class DomainNuma:
 
     # ----------------------------------------------------------------------------------- compare
 
-    def _sections(self) -> list[tuple[object, Callable[[], _Items]]]:
-        """The owned parts in domain order: each as a value, and how to list it path by path."""
+    def _sections(self) -> list[tuple[object, Callable[[], _Items], type]]:
+        """The owned parts in domain order: each as a value, how to list it path by path, and its model.
 
-        def of(part: Any) -> tuple[object, Callable[[], _Items]]:
-            return part, (list if part is None else part.items)
+        The model class says each value's ``ChangeKind`` (``KIND``, ``ITEM_KINDS``).
+        """
+
+        def of(part: Any, model: type) -> tuple[object, Callable[[], _Items], type]:
+            return part, (list if part is None else part.items), model
 
         return [
-            of(self.vcpu),
-            of(self.vcpus),
-            of(self.topology),
-            of(self.numa),
-            of(self.numatune),
+            of(self.vcpu, Vcpu),
+            of(self.vcpus, Vcpus),
+            of(self.topology, CpuTopology),
+            of(self.numa, Numa),
+            of(self.numatune, Numatune),
             (
                 self.vcpupins,
                 lambda: [
@@ -1482,32 +1542,44 @@ class DomainNuma:
                     for pin, text in zip(self.vcpupins, _pin_texts(self.vcpupins), strict=True)
                     for item in pin.items(text)
                 ],
+                Vcpupin,
             ),
-            of(self.emulatorpin),
-            of(self.max_memory),
-            of(self.hugepages),
+            of(self.emulatorpin, Emulatorpin),
+            of(self.max_memory, MaxMemory),
+            of(self.hugepages, Hugepages),
             (
                 (self.memory_kib, self.current_memory_kib),
                 lambda: [("memory", self.memory_kib), ("currentMemory", self.current_memory_kib)],
+                Memory,
             ),
         ]
 
     def changes(self, other: DomainNuma) -> list[Change]:
         """What changes from this domain (before) to ``other`` (after), value by value, in domain order."""
         result: list[Change] = []
-        for (mine, my_items), (theirs, their_items) in zip(self._sections(), other._sections(), strict=True):
+        for (mine, my_items, model), (theirs, their_items, _model) in zip(
+            self._sections(), other._sections(), strict=True
+        ):
             if mine == theirs:
                 # Equal parts list equal values: nothing to compare path by path (a rerun's case;
                 # a 1024-vCPU guest has over a thousand paths).
                 continue
+            kind: ChangeKind = model.KIND
+            item_kinds: dict[str, ChangeKind] = getattr(model, "ITEM_KINDS", {})
             before = {path: value for path, value in my_items() if value is not None}
             after = {path: value for path, value in their_items() if value is not None}
             # The paths of before in their order, then those only after has (None: absent).
             for path, value in before.items():
                 new = after.get(path)
                 if value != new:
-                    result.append(_change(path, value, new))
-            result.extend([_change(path, None, value) for path, value in after.items() if path not in before])
+                    result.append(_change(path, value, new, item_kinds.get(path, kind)))
+            result.extend(
+                [
+                    _change(path, None, value, item_kinds.get(path, kind))
+                    for path, value in after.items()
+                    if path not in before
+                ]
+            )
         return result
 
     # ----------------------------------------------------------------------------------- writing

@@ -32,7 +32,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import Vn
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import record_after_apply, record_before_apply
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import Change, DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
+    Change,
+    ChangeKind,
+    DomainNuma,
+    read_guest_shape,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     read_stored_spec,
@@ -181,7 +186,7 @@ class DomainPlan:
             raise error.naming(self.name) from None
         if self.stored != self.spec:
             before = None if self.stored is None else _spec_text(self.stored)
-            changes.append(Change("metadata/vnuma", before, _spec_text(self.spec)))
+            changes.append(Change("metadata/vnuma", before, _spec_text(self.spec), ChangeKind.LIVE))
         return changes
 
 
