@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import DIMM_BLOCK_KIB
 
 __all__ = ["GuestCell", "GuestTopology", "Layout"]
@@ -92,7 +92,7 @@ class Layout:
 
     @property
     def dedicated(self) -> bool:
-        return self.spec.pinning in ("core", "thread")
+        return self.spec.pinning in DEDICATED_PINNINGS
 
     def to_dict(self) -> dict[str, Any]:
         """The documented dict form (filters, module results): cpusets as libvirt strings."""

@@ -27,11 +27,12 @@ Pure: no Ansible, libvirt or lxml.  The XML layer turns a definition into a ``Gu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 
 __all__ = [
@@ -40,10 +41,29 @@ __all__ = [
     "GuestBinding",
     "CellPlacement",
     "GuestPlacement",
+    "held_cpus",
     "place_guest",
     "place_guests",
     "split_evenly",
 ]
+
+
+def held_cpus(pins: Iterable[Collection[int]], pinning: str | None, topology: HostTopology) -> tuple[int, ...]:
+    """The host CPUs a guest holds for itself, ascending: the one dedicated-CPU rule.
+
+    ``pins`` are its vCPU pins' cpusets; ``pinning`` its spec's pinning, or None when there is no
+    spec to say (a hand-pinned guest, or a stored spec that cannot be read).  Under ``node`` and
+    ``none`` nothing is held.  Otherwise (dedicated pinning, or unknown: the conservative reading)
+    every single-CPU pin holds its CPU; a pin to several CPUs shares them.  Under ``core`` the held
+    CPUs' whole host cores are held too: their idle sibling threads run nothing else.
+    """
+    if pinning is not None and pinning not in DEDICATED_PINNINGS:
+        return ()
+    held = {cpu for cpus in pins if len(cpus) == 1 for cpu in cpus}
+    if pinning == "core" and held:
+        held.update(cpu for node in topology.nodes for core in node.cores if held.intersection(core) for cpu in core)
+    return tuple(sorted(held))
+
 
 # Memory modes that bind a cell's memory to its nodeset (https://libvirt.org/formatdomain.html#numa-node-tuning).
 BINDING_MODES = ("strict", "restrictive", "preferred", "interleave")

@@ -40,6 +40,7 @@ __all__ = [
     "MEMORY_SPLITS",
     "MODES",
     "PINNINGS",
+    "DEDICATED_PINNINGS",
     "GuestShape",
     "VnumaSpec",
 ]
@@ -47,6 +48,8 @@ __all__ = [
 MODES = ("host", "node")
 DISTRIBUTIONS = ("contiguous", "siblings", "round-robin", "interleave")
 PINNINGS = ("node", "core", "thread", "none")
+# The pinnings under which a guest holds host CPUs for itself (``_core/placement.py:held_cpus``).
+DEDICATED_PINNINGS = ("core", "thread")
 MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
 MEMORY_SPLITS = ("even", "vcpus")
 EMULATOR_PINS = ("none", "nodes")

@@ -47,9 +47,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     DimmBinding,
     GuestBinding,
     GuestPlacement,
+    held_cpus,
     place_guests,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
@@ -75,7 +76,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     read_stored_spec,
 )
 
-__all__ = ["BatchError", "GuestRequest", "GuestResult", "Converger", "held_cpus"]
+__all__ = ["BatchError", "GuestRequest", "GuestResult", "Converger"]
 
 # Seconds between looks at guests asked to shut down.
 _SHUTDOWN_POLL = 0.25
@@ -199,14 +200,9 @@ class _Planned:
         return any(change.kind.waits_for_boot(adding) for change in [*self.changes, *self.pending])
 
 
-def held_cpus(topology: HostTopology, layout: Layout) -> dict[int, str]:
-    """Host CPUs a planned layout holds for itself; under ``core`` the idle sibling threads too."""
-    if not layout.dedicated or layout.vcpu_pins is None:
-        return {}
-    pinned = {cpu for cpus in layout.vcpu_pins for cpu in cpus}
-    if layout.spec.pinning == "core":
-        pinned |= {cpu for node in topology.nodes for core in node.cores if pinned.intersection(core) for cpu in core}
-    return dict.fromkeys(pinned, layout.guest or "")
+def _layout_held(topology: HostTopology, layout: Layout) -> tuple[int, ...]:
+    """Host CPUs a planned layout holds for itself (the rule is ``_core/placement.py:held_cpus``)."""
+    return held_cpus(layout.vcpu_pins or (), layout.spec.pinning, topology)
 
 
 class Converger:
@@ -306,7 +302,7 @@ class Converger:
             outcome[index] = item
             layout = item.plan.layout if item.plan is not None else None
             if layout is not None:
-                taken.update(dict.fromkeys(held_cpus(self.topology, layout), request.name))
+                taken.update(dict.fromkeys(_layout_held(self.topology, layout), request.name))
         results = [outcome[index] for index in range(len(requests))]
         items = [item for item in results if isinstance(item, _Planned)]
         # A requested guest that failed stays as it is defined, and is counted so.
@@ -373,7 +369,7 @@ class Converger:
         if request.state == "absent" or reading is None or isinstance(reading[2], VnumaError):
             return False
         try:
-            return self.spec_for(request, reading[2]).pinning in ("core", "thread")
+            return self.spec_for(request, reading[2]).pinning in DEDICATED_PINNINGS
         except VnumaError:
             return False
 
@@ -401,7 +397,7 @@ class Converger:
         # Read from the definition to be written, not the layout alone: the user's own <hugepages>
         # and <emulatorpin> stay when the spec does not set them, and they decide where memory lives.
         written = binding_from_domain(
-            plan.target, item.request.name, item.running, autostart, held_cpus(self.topology, layout)
+            plan.target, item.request.name, item.running, autostart, _layout_held(self.topology, layout)
         )
         dimms = list(written.dimms)
         wanted = item.request.hotplug_memory_kib

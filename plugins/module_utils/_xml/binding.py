@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
     CellBinding,
     DimmBinding,
     GuestBinding,
+    held_cpus,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
@@ -100,10 +102,9 @@ def binding_from_domain(
 
 
 def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, str]:
-    """Host CPUs a guest holds for itself: its single-CPU pins, and whole cores under ``pinning: core``.
+    """Host CPUs a definition holds for itself (``_core/placement.py:held_cpus``), each to ``name``.
 
-    A guest the collection placed says how in its stored spec; a hand-pinned guest counts as
-    dedicated wherever a vCPU is pinned to exactly one host CPU.
+    A guest the collection placed says its pinning in its stored spec; a hand-pinned guest has none.
     """
     try:
         spec = read_stored_spec(root)
@@ -111,16 +112,11 @@ def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, st
         # A stored spec that cannot be read says nothing: count the pins as a hand-pinned guest's, the
         # conservative reading (vnuma_info reports the spec's error; it must not block other guests).
         spec = None
-    if spec is not None and spec.pinning not in ("core", "thread"):
-        return {}
-    held: dict[int, str] = {}
+    pins: list[frozenset[int]] = []
     for element in root.iterfind("cputune/vcpupin"):
-        cpuset = element.get("cpuset", "")
-        if cpuset.isdigit():
-            held[int(cpuset)] = name
-    if spec is not None and spec.pinning == "core":
-        for node in topology.nodes:
-            for core in node.cores:
-                if any(cpu in held for cpu in core):
-                    held.update(dict.fromkeys(core, name))
-    return held
+        try:
+            pins.append(parse_cpuset(element.get("cpuset", ""), "<vcpupin cpuset>"))
+        except VnumaError:
+            # A pin libvirt would not have stored holds nothing; reading the domain reports it.
+            continue
+    return dict.fromkeys(held_cpus(pins, None if spec is None else spec.pinning, topology), name)
