@@ -1,0 +1,390 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""One hypervisor's ``vnuma_fleet_result``: what the ``vnuma_fleet`` role reports for it.
+
+The role registers the results of its steps (vnuma_info before and after, the plan, the apply, the
+restart batches, verification, failed guests, where each guest's spec came from) and hands them
+here in one mapping; this builds the report the role writes as JSON and HTML.  It replaces a long
+Jinja ``set_fact``: the rules (which result wins for a guest, the host's status, the counts) are
+the ones that expression had, key for key.
+
+Pure: no Ansible, libvirt or lxml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+
+__all__ = ["FLEET_RESULT_INPUTS", "FLEET_VERIFY_INPUTS", "fleet_result", "fleet_summary", "fleet_verify"]
+
+# Every key the role passes, so that a missing or misspelled one fails loudly instead of silently
+# giving an empty report.
+FLEET_RESULT_INPUTS = (
+    "host",
+    "uri",
+    "check",
+    "test_driver",
+    "host_info",
+    "before",
+    "requests",
+    "sources",
+    "plan",
+    "applied",
+    "restarts",
+    "after",
+    "verify",
+    "failed_guests",
+    "failure",
+    "held_back",
+    "restart_required",
+    "selection",
+    "spec",
+    "use_stored_spec",
+    "restart_policy",
+    "restart_batch",
+    "report_dir",
+    "generated",
+)
+
+
+FLEET_VERIFY_INPUTS = ("test_driver", "plan", "todo", "applied", "after", "restarts", "locality_tolerance")
+
+_VERIFY_NOTES = {
+    True: (
+        "the test driver forgets between tasks: checked against the apply call, which re-read every definition it wrote"
+    ),
+    False: "re-read with vnuma_info: every definition, and what runs for the restarted guests",
+}
+
+
+def _require(inputs: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    """The role's inputs as a mapping with every key, or a SpecError naming what is wrong."""
+    if not isinstance(inputs, Mapping):
+        raise SpecError(f"the input must be a dict of the role's results, got {type(inputs).__name__}")
+    missing = [key for key in keys if key not in inputs]
+    if missing:
+        raise SpecError(f"the input lacks {', '.join(missing)} (it needs {', '.join(keys)})")
+    return inputs
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    # A registered result of a skipped or never-run task may be anything falsy; treat it as empty.
+    return value if isinstance(value, Mapping) else {}
+
+
+def _by_name(entries: Any) -> dict[str, Any]:
+    # Later entries win, as Jinja's dict(names | zip(entries)) did.
+    return {entry["name"]: entry for entry in entries or []}
+
+
+def _flatten(values: Any) -> list[Any]:
+    # Jinja's flatten (no depth): every nested list opened.
+    flat: list[Any] = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            flat.extend(_flatten(value))
+        else:
+            flat.append(value)
+    return flat
+
+
+def _row(guest: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """One guest's row: its state before, the plan, what was applied, what was read back after."""
+    name = guest["name"]
+    plan = ctx["planned_by"].get(name, {})
+    done = ctx["applied_by"].get(name, {})
+    failed = ctx["failed_by"].get(name)
+    now = ctx["after_by"].get(name, {})
+    layout = plan.get("layout")
+    cells_before = guest["layout"]["cells"] if guest["layout"].get("numa", False) else []
+    result = done if done else plan
+    source = _mapping(ctx["sources"].get(name))
+    if now:
+        after: dict[str, Any] | None = {
+            "aligned": now["defined_alignment"]["aligned"],
+            "locality": now["defined_alignment"]["locality"],
+            "running_aligned": now["alignment"]["aligned"] if now["running"] else None,
+            "running_locality": now["alignment"]["locality"] if now["running"] else None,
+            "pending": now["pending"],
+            "state": now["state"],
+            "read_by": "vnuma_info",
+        }
+    elif ctx["test_driver"] and done and ctx["verify"] and failed is None:
+        # The test driver forgets between tasks: the apply's own read-back is all there is.
+        after = {
+            "aligned": done["alignment"]["aligned"],
+            "locality": done["alignment"]["locality"],
+            "running_aligned": None,
+            "running_locality": None,
+            "pending": None,
+            "state": None,
+            "read_by": "apply",
+        }
+    else:
+        after = None
+    plan_alignment = _mapping(plan.get("alignment"))
+    return {
+        "name": name,
+        "state": guest["state"],
+        "running": guest["running"],
+        "autostart": guest["autostart"],
+        "spec_source": source.get("spec", "vnuma_fleet_spec"),
+        "override": source.get("override", False),
+        "request": ctx["requests_by"].get(name, {}),
+        "before": {
+            "cells": len(cells_before),
+            "vcpus": guest["vcpus"],
+            "memory_kib": guest["memory_kib"],
+            "host_nodes": [cell.get("memory_nodes") or "unbound" for cell in cells_before],
+            "aligned": guest["alignment"]["aligned"],
+            "locality": guest["alignment"]["locality"],
+        },
+        "planned": None
+        if layout is None
+        else {
+            "cells": len(layout["cells"]),
+            "vcpus": layout["vcpus"],
+            "memory_kib": layout["memory_kib"],
+            "host_nodes": [cell["host_nodes"] for cell in layout["cells"]],
+            "aligned": plan_alignment.get("aligned"),
+            "locality": plan_alignment.get("locality"),
+            "layout": layout,
+        },
+        "after": after,
+        "to_change": plan.get("changed", False),
+        "changed": done.get("changed", False),
+        "written": done.get("written", []),
+        "error": failed["error"] if failed is not None else None,
+        "failed_step": failed["step"] if failed is not None else None,
+        "changes": result.get("changes", []),
+        # and/or keep the operands' values, as the Jinja expression did.
+        "restart_required": name in ctx["restart_required"]
+        or (ctx["check"] and plan.get("restart_required", False))
+        or (failed is not None and done.get("restart_required", False)),
+        "restarted": name in ctx["restarted"],
+    }
+
+
+def _status(inputs: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
+    if inputs["failure"] is not None:
+        return "failed"
+    if inputs["held_back"] is not None:
+        return "held back"
+    if inputs["failed_guests"]:
+        return "guests failed"
+    if not rows:
+        return "no guests"
+    if inputs["check"]:
+        return "planned"
+    return "converted" if any(row["changed"] for row in rows) else "unchanged"
+
+
+def fleet_result(inputs: Any) -> dict[str, Any]:
+    """``vnuma_fleet_result`` from the role's registered results (keys: ``FLEET_RESULT_INPUTS``)."""
+    inputs = _require(inputs, FLEET_RESULT_INPUTS)
+    before = _mapping(inputs["before"])
+    plan = _mapping(inputs["plan"])
+    after_result = inputs["after"]
+    after = [] if inputs["test_driver"] or not isinstance(after_result, Mapping) else after_result.get("guests", [])
+    restarts = inputs["restarts"] or []
+    restarted = _flatten([batch["restarted"] for batch in restarts])
+    failed_guests = inputs["failed_guests"] or []
+    ctx = {
+        "planned_by": _by_name(plan.get("guests", [])),
+        "applied_by": _by_name(_mapping(inputs["applied"]).get("guests", [])),
+        "after_by": _by_name(after),
+        "requests_by": _by_name(inputs["requests"]),
+        "failed_by": _by_name(failed_guests),
+        "sources": _mapping(inputs["sources"]),
+        "test_driver": inputs["test_driver"],
+        "verify": inputs["verify"],
+        "check": inputs["check"],
+        "restart_required": inputs["restart_required"] or [],
+        "restarted": restarted,
+    }
+    rows = [_row(guest, ctx) for guest in before.get("guests", [])]
+    failure = inputs["failure"]
+    if "capacity" in plan:
+        capacity = plan["capacity"]
+    else:
+        capacity = _mapping(failure).get("capacity") if failure is not None else None
+    host_info = _mapping(inputs["host_info"])
+    host = inputs["host"]
+    report_dir = inputs["report_dir"]
+    return {
+        "host": host,
+        "uri": inputs["uri"],
+        "mode": "check" if inputs["check"] else "apply",
+        "status": _status(inputs, rows),
+        "failure": failure,
+        "held_back": inputs["held_back"],
+        "failed_guests": failed_guests,
+        "generated": inputs["generated"],
+        "topology": host_info.get("host"),
+        "selection": inputs["selection"],
+        "spec": inputs["spec"],
+        "use_stored_spec": inputs["use_stored_spec"],
+        "guests": rows,
+        "counts": {
+            "selected": len(rows),
+            "to_change": sum(1 for row in rows if row["to_change"]),
+            "changed": sum(1 for row in rows if row["changed"]),
+            "aligned_before": sum(1 for row in rows if row["before"]["aligned"]),
+            "aligned_planned": sum(1 for row in rows if row["planned"] and row["planned"]["aligned"]),
+            "restart_required": len(ctx["restart_required"]),
+            "restarted": len(restarted),
+            "failed": len(failed_guests),
+        },
+        "capacity": capacity,
+        "restart": {"policy": inputs["restart_policy"], "batch": int(inputs["restart_batch"]), "batches": restarts},
+        "restart_required": inputs["restart_required"],
+        "verify": inputs["verify"] if inputs["verify"] else None,
+        "diagram_before": before["diagram"] if "diagram" in before else host_info.get("diagram"),
+        "diagram_after": after_result.get("diagram") if isinstance(after_result, Mapping) else None,
+        "report": {"json": f"{report_dir}/{host}.json", "html": f"{report_dir}/{host}.html"},
+    }
+
+
+def _compare(
+    name: str, view: str, alignment: Mapping[str, Any], planned: Mapping[str, Any], tolerance: float
+) -> list[str]:
+    """The ways one view of a guest (its definition, or what runs) differs from its plan."""
+    problems = []
+    if alignment["aligned"] != planned["aligned"]:
+        problems.append(
+            f"guest {name}: the {view} is {'' if alignment['aligned'] else 'not '}aligned, "
+            f"the plan {'is' if planned['aligned'] else 'is not'}"
+        )
+    if abs(alignment["locality"] - planned["locality"]) > tolerance:
+        problems.append(
+            f"guest {name}: the {view} has locality {alignment['locality']}, the plan {planned['locality']}"
+        )
+    return problems
+
+
+def fleet_verify(inputs: Any) -> dict[str, Any]:
+    """Every converted guest against its plan (keys: ``FLEET_VERIFY_INPUTS``): by, note, checked, problems, ok.
+
+    A guest is checked when its plan has a layout and it is still to do (its plan did not fail).  Its
+    definition must have the alignment and (within ``locality_tolerance``) the locality its plan
+    promised; a guest restarted here must also run, run its definition, and have them while running.
+    On the test driver the apply call's own read-back stands in for a fresh read.
+    """
+    inputs = _require(inputs, FLEET_VERIFY_INPUTS)
+    test_driver = bool(inputs["test_driver"])
+    restarted = _flatten([batch["restarted"] for batch in inputs["restarts"] or []])
+    source = _mapping(inputs["applied"] if test_driver else inputs["after"]).get("guests", [])
+    by_name = _by_name(source)
+    todo = [entry["name"] for entry in inputs["todo"] or []]
+    tolerance = inputs["locality_tolerance"]
+    problems: list[str] = []
+    checked: list[str] = []
+    for planned in _mapping(inputs["plan"]).get("guests", []):
+        name = planned["name"]
+        if not planned.get("layout") or name not in todo:
+            continue
+        found = by_name.get(name)
+        views: list[tuple[str, Mapping[str, Any]]] = []
+        if found is None:
+            problems.append(f"guest {name}: not found when re-read")
+        elif test_driver:
+            views.append(("definition", found["alignment"]))
+        else:
+            views.append(("definition", found["defined_alignment"]))
+            if name in restarted:
+                views.append(("running guest", found["alignment"]))
+                if not found["running"]:
+                    problems.append(f"guest {name}: restarted, but it is {found['state']}")
+                elif found["pending"]:
+                    changes = ", ".join(found["pending_changes"])
+                    problems.append(f"guest {name}: restarted, but it does not run its definition: {changes}")
+        if found is not None:
+            checked.append(name)
+        for view, alignment in views:
+            problems.extend(_compare(name, view, alignment, planned["alignment"], tolerance))
+    return {
+        "by": "apply" if test_driver else "vnuma_info",
+        "note": _VERIFY_NOTES[test_driver],
+        "checked": checked,
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
+_UNREACHED = {
+    "step": "before the role",
+    "task": "",
+    "guest": None,
+    "capacity": None,
+    "msg": "unreachable, or failed before vnuma_fleet recorded a result",
+}
+_SUMMED = ("selected", "to_change", "changed", "restart_required", "restarted", "failed_guests")
+
+
+def _summary_row(name: str, result: Mapping[str, Any], uri: Any) -> dict[str, Any]:
+    """One hypervisor's line of the fleet summary; a host without a result of its own failed before the role."""
+    if result and result.get("host", "") == name:
+        counts = result["counts"]
+        return {
+            "host": name,
+            "uri": result["uri"],
+            "mode": result["mode"],
+            "status": result["status"],
+            "selected": counts["selected"],
+            "to_change": counts["to_change"],
+            "changed": counts["changed"],
+            "aligned_before": counts["aligned_before"],
+            "aligned_planned": counts["aligned_planned"],
+            "restart_required": counts["restart_required"],
+            "restarted": counts["restarted"],
+            "verified": result["verify"]["ok"] if result["verify"] else None,
+            "failed_guests": counts.get("failed", 0),
+            "failed_guest_names": [guest["name"] for guest in result.get("failed_guests") or []],
+            "failure": result["failure"],
+            "held_back": result["held_back"],
+            "report": {"json": f"{name}.json", "html": f"{name}.html"},
+        }
+    return {
+        "host": name,
+        "uri": uri,
+        "mode": None,
+        "status": "failed",
+        "selected": 0,
+        "to_change": 0,
+        "changed": 0,
+        "aligned_before": 0,
+        "aligned_planned": 0,
+        "restart_required": 0,
+        "restarted": 0,
+        "verified": None,
+        "failed_guests": 0,
+        "failed_guest_names": [],
+        "failure": dict(_UNREACHED),
+        "held_back": None,
+        "report": None,
+    }
+
+
+def fleet_summary(hosts: Any, generated: Any) -> dict[str, Any]:
+    """The fleet summary: one line per host of the play, in play order, and the totals.
+
+    ``hosts`` is a list of ``{"host": name, "result": its vnuma_fleet_result or {}, "uri": its
+    vnuma_fleet_uri or None}``.
+    """
+    if not isinstance(hosts, (list, tuple)):
+        raise SpecError(f"the input must be the list of the play's hosts, got {type(hosts).__name__}")
+    rows = [_summary_row(entry["host"], _mapping(entry.get("result")), entry.get("uri")) for entry in hosts]
+    totals: dict[str, Any] = {
+        "hosts": len(rows),
+        "failed": sum(1 for row in rows if row["status"] == "failed"),
+        "held_back": sum(1 for row in rows if row["status"] == "held back"),
+    }
+    totals.update({key: sum(row[key] for row in rows) for key in _SUMMED})
+    return {"generated": generated, "hosts": rows, "totals": totals}

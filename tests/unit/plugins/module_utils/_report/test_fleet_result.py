@@ -1,0 +1,218 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""fleet_result / vnuma_fleet_result: one hypervisor's vnuma_fleet result from the role's registered results.
+
+The fixtures were captured from real runs of the role (the demo on the test driver, the playbook tests
+on qemu:///system): each holds the inputs the role's report step passed and the result the role's former
+Jinja expression built from them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_fleet_result import FilterModule, vnuma_fleet_result
+from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_fleet_summary import vnuma_fleet_summary
+from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_fleet_verify import vnuma_fleet_verify
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import (
+    FLEET_RESULT_INPUTS,
+    fleet_result,
+    fleet_summary,
+    fleet_verify,
+)
+
+FIXTURES = sorted((Path(__file__).parents[3] / "fixtures" / "fleet").glob("*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[path.stem for path in FIXTURES])
+def test_captured_runs(path: Path) -> None:
+    captured = load(path)
+    assert fleet_result(captured["inputs"]) == captured["result"]
+    assert vnuma_fleet_result(captured["inputs"]) == captured["result"]
+
+
+def test_fixtures_exist() -> None:
+    assert FIXTURES
+
+
+def demo() -> dict[str, Any]:
+    return copy.deepcopy(load(FIXTURES[0])["inputs"])
+
+
+def test_status_order() -> None:
+    inputs = demo()
+    assert fleet_result(inputs)["status"] in ("converted", "unchanged", "planned")
+    inputs["check"] = True
+    assert fleet_result(inputs)["status"] == "planned"
+    inputs["failed_guests"] = [{"name": "x", "step": "plan", "error": "boom", "changed": False, "written": []}]
+    assert fleet_result(inputs)["status"] == "guests failed"
+    inputs["held_back"] = {"step": "apply"}
+    assert fleet_result(inputs)["status"] == "held back"
+    inputs["failure"] = {"step": "plan", "capacity": {"ok": False}}
+    assert fleet_result(inputs)["status"] == "failed"
+    inputs["before"] = {}
+    inputs["plan"] = {}
+    result = fleet_result(inputs)
+    assert result["guests"] == [] and result["capacity"] == {"ok": False}
+
+
+def test_no_guests() -> None:
+    inputs = demo()
+    inputs.update(before={}, plan={}, applied={}, after={}, verify={}, restarts=[], restart_required=[])
+    result = fleet_result(inputs)
+    assert result["status"] == "no guests"
+    assert result["verify"] is None and result["capacity"] is None and result["diagram_after"] is None
+    assert result["counts"]["selected"] == 0
+
+
+def test_not_a_dict() -> None:
+    with pytest.raises(SpecError, match=r"^the input must be a dict of the role's results, got list$"):
+        fleet_result([])
+
+
+def test_missing_keys_named() -> None:
+    inputs = demo()
+    del inputs["plan"]
+    with pytest.raises(SpecError, match=r"^the input lacks plan \(it needs host, "):
+        fleet_result(inputs)
+
+
+def test_filter_glue() -> None:
+    assert FilterModule().filters() == {"vnuma_fleet_result": vnuma_fleet_result}
+    with pytest.raises(AnsibleFilterError, match=r"^vnuma\.libvirt\.vnuma_fleet_result: the input lacks "):
+        vnuma_fleet_result({})
+    assert len(FLEET_RESULT_INPUTS) == len(set(FLEET_RESULT_INPUTS))
+
+
+# Verification: the captured runs' ``verify`` was built by the role's former Jinja loop from the same results.
+VERIFIED = [path for path in FIXTURES if load(path)["inputs"]["verify"]]
+
+
+def verify_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The verification's inputs as verify.yml passes them (todo: the requests whose plan and apply did not fail)."""
+    failed = [guest["name"] for guest in inputs["failed_guests"]]
+    return {
+        "test_driver": inputs["test_driver"],
+        "plan": inputs["plan"],
+        "todo": [request for request in inputs["requests"] if request["name"] not in failed],
+        "applied": inputs["applied"],
+        "after": inputs["after"],
+        "restarts": inputs["restarts"],
+        "locality_tolerance": 0.0005,
+    }
+
+
+@pytest.mark.parametrize("path", VERIFIED, ids=[path.stem for path in VERIFIED])
+def test_verify_captured_runs(path: Path) -> None:
+    inputs = load(path)["inputs"]
+    assert fleet_verify(verify_inputs(inputs)) == inputs["verify"]
+    assert vnuma_fleet_verify(verify_inputs(inputs)) == inputs["verify"]
+
+
+def test_verify_finds_differences() -> None:
+    inputs = verify_inputs(demo())
+    planned = next(guest for guest in inputs["plan"]["guests"] if guest["layout"])
+    name = planned["name"]
+    applied = next(guest for guest in inputs["applied"]["guests"] if guest["name"] == name)
+    applied["alignment"] = {"aligned": not planned["alignment"]["aligned"], "locality": -1.0}
+    result = fleet_verify(inputs)
+    assert result["ok"] is False and name in result["checked"]
+    assert result["problems"] == [
+        f"guest {name}: the definition is {'not ' if planned['alignment']['aligned'] else ''}aligned, the plan "
+        f"{'is' if planned['alignment']['aligned'] else 'is not'}",
+        f"guest {name}: the definition has locality -1.0, the plan {planned['alignment']['locality']}",
+    ]
+    inputs["applied"]["guests"] = [guest for guest in inputs["applied"]["guests"] if guest["name"] != name]
+    assert f"guest {name}: not found when re-read" in fleet_verify(inputs)["problems"]
+
+
+def test_verify_restarted_guest_must_run_its_definition() -> None:
+    alignment = {"aligned": True, "locality": 1.0}
+    inputs = {
+        "test_driver": False,
+        "plan": {"guests": [{"name": "g1", "layout": {"cells": []}, "alignment": alignment}]},
+        "todo": [{"name": "g1"}],
+        "applied": {},
+        "after": {
+            "guests": [
+                {
+                    "name": "g1",
+                    "defined_alignment": alignment,
+                    "alignment": alignment,
+                    "running": False,
+                    "state": "shut off",
+                    "pending": False,
+                    "pending_changes": [],
+                }
+            ]
+        },
+        "restarts": [{"restarted": ["g1"]}],
+        "locality_tolerance": 0.0005,
+    }
+    assert fleet_verify(inputs)["problems"] == ["guest g1: restarted, but it is shut off"]
+    inputs["after"]["guests"][0].update(running=True, pending=True, pending_changes=["cpu/numa", "vcpu"])
+    assert fleet_verify(inputs)["problems"] == [
+        "guest g1: restarted, but it does not run its definition: cpu/numa, vcpu"
+    ]
+    inputs["after"]["guests"][0].update(pending=False)
+    assert fleet_verify(inputs) == {
+        "by": "vnuma_info",
+        "note": "re-read with vnuma_info: every definition, and what runs for the restarted guests",
+        "checked": ["g1"],
+        "problems": [],
+        "ok": True,
+    }
+    with pytest.raises(AnsibleFilterError, match=r"^vnuma\.libvirt\.vnuma_fleet_verify: the input lacks test_driver"):
+        vnuma_fleet_verify({})
+
+
+# The fleet summary: captured from the demo's fleet.json, built by the role's former Jinja loop.
+SUMMARIES = sorted((Path(__file__).parents[3] / "fixtures" / "fleet" / "summary").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SUMMARIES, ids=[path.stem for path in SUMMARIES])
+def test_summary_captured_runs(path: Path) -> None:
+    captured = load(path)
+    assert fleet_summary(captured["hosts"], captured["generated"]) == captured["result"]
+    hostvars = {
+        entry["host"]: {"vnuma_fleet_result": entry["result"], "vnuma_fleet_uri": entry["uri"]}
+        for entry in captured["hosts"]
+    }
+    names = [entry["host"] for entry in captured["hosts"]]
+    assert vnuma_fleet_summary(names, hostvars, captured["generated"]) == captured["result"]
+
+
+def test_summary_host_without_result_failed() -> None:
+    captured = load(SUMMARIES[0])
+    hostvars = {"gone": {"vnuma_fleet_uri": "qemu+ssh://gone/system"}, "early": {}}
+    summary = vnuma_fleet_summary(["gone", "early"], hostvars, "t")
+    assert [row["status"] for row in summary["hosts"]] == ["failed", "failed"]
+    assert [row["uri"] for row in summary["hosts"]] == ["qemu+ssh://gone/system", None]
+    assert summary["hosts"][0]["failure"]["msg"] == "unreachable, or failed before vnuma_fleet recorded a result"
+    assert summary["totals"] == {
+        "hosts": 2,
+        "failed": 2,
+        "held_back": 0,
+        "selected": 0,
+        "to_change": 0,
+        "changed": 0,
+        "restart_required": 0,
+        "restarted": 0,
+        "failed_guests": 0,
+    }
+    assert captured["hosts"]
+    with pytest.raises(AnsibleFilterError, match=r"^vnuma\.libvirt\.vnuma_fleet_summary: hostvars must be the play's"):
+        vnuma_fleet_summary(["a"], [], "t")
