@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from math import gcd, lcm
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    LOCAL_DISTANCE,
+    MAX_DISTANCE,
+    MIN_REMOTE_DISTANCE,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     PlacementError,
     SpecError,
@@ -35,7 +40,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
     CELL_GRANULE_KIB,
-    LOCAL_DISTANCE,
     HostTopology,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_count, format_kib, shown
@@ -52,10 +56,9 @@ __all__ = [
 # libvirt rounds every NUMA cell up to a whole MiB (qemuDomainAlignMemorySizes); cells that are
 # already aligned keep the sum exact and the definition idempotent.
 MEMORY_GRANULE_KIB = CELL_GRANULE_KIB
-# Two guest cells on one host node: as close as possible without being local.  libvirt refuses 10
-# off the diagonal (https://libvirt.org/formatdomain.html#numa-node-tuning, "distances").
-SAME_NODE_DISTANCE = 11
-MAX_DISTANCE = 255
+# Two guest cells on one host node: as close as possible without being local (the limits are
+# _core/distances.py's).
+SAME_NODE_DISTANCE = MIN_REMOTE_DISTANCE
 
 
 def even_split(total: int, parts: int) -> list[int]:

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    DEFAULT_REMOTE_DISTANCE,
+    LOCAL_DISTANCE,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import TopologyError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_MEMORY_KIB, format_kib
 
@@ -34,9 +38,8 @@ __all__ = [
 ]
 
 # libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
-# 20 for every other node (https://libvirt.org/formatcaps.html).
-LOCAL_DISTANCE = 10
-REMOTE_DISTANCE = 20
+# 20 for every other node (https://libvirt.org/formatcaps.html); the limits live in _core/distances.py.
+REMOTE_DISTANCE = DEFAULT_REMOTE_DISTANCE
 # The largest host NUMA node id: Linux numbers nodes below MAX_NUMNODES = 1 << CONFIG_NODES_SHIFT, and
 # NODES_SHIFT is at most 10 on every architecture libvirt runs on (x86_64 and arm64 Kconfig: range 1 10).
 MAX_NODE_ID = 1023

@@ -36,10 +36,15 @@ from collections import OrderedDict
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    LOCAL_DISTANCE,
+    MAX_DISTANCE,
+    MIN_REMOTE_DISTANCE,
+    is_valid_distance,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
     HOST_CPU_ID_REASON,
-    LOCAL_DISTANCE,
     MAX_HOST_CPU_ID,
     MAX_NODE_ID,
     NODE_ID_REASON,
@@ -68,9 +73,6 @@ __all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabiliti
 # larger (a real 8-node, 448-CPU host takes 100 KiB).  Checked before anything is read or parsed, so the
 # work on any input is bounded by this size (a 3.4 MiB document parses in about 0.4 s).
 MAX_CAPABILITIES_BYTES = 4 * 1024 * 1024
-
-# The largest value an ACPI SLIT entry can hold (255 means "unreachable").
-_MAX_DISTANCE = 255
 
 _NO_SIBLINGS: frozenset[int] = frozenset()
 
@@ -224,15 +226,16 @@ def _check_distances(nodes: list[HostNode], what: str) -> None:
                 raise TopologyError(
                     f"{what}: host node {node.id} reports a distance to node {other}, which is not a host node"
                 )
-            if other == node.id and value != LOCAL_DISTANCE:
+            if is_valid_distance(value, other == node.id):
+                continue
+            if other == node.id:
                 raise TopologyError(
                     f"{what}: host node {node.id} reports distance {value} to itself; it must be {LOCAL_DISTANCE}"
                 )
-            if other != node.id and not LOCAL_DISTANCE < value <= _MAX_DISTANCE:
-                raise TopologyError(
-                    f"{what}: host node {node.id} reports distance {value} to node {other}; distances between "
-                    f"two nodes must be {LOCAL_DISTANCE + 1}-{_MAX_DISTANCE}"
-                )
+            raise TopologyError(
+                f"{what}: host node {node.id} reports distance {value} to node {other}; distances between "
+                f"two nodes must be {MIN_REMOTE_DISTANCE}-{MAX_DISTANCE}"
+            )
 
 
 # Linux's PATH_MAX.

@@ -26,6 +26,12 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    LOCAL_DISTANCE,
+    MAX_DISTANCE,
+    MIN_REMOTE_DISTANCE,
+    validate_distances,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
@@ -66,12 +72,6 @@ __all__ = [
     "replace_child",
     "remove_child",
 ]
-
-# libvirt's limits for <distances> (https://libvirt.org/formatdomain.html#cpu-model-and-topology):
-# a cell is 10 from itself, any other cell 11..255 (10 is reserved for "local", 255 is unreachable).
-LOCAL_DISTANCE = 10
-MIN_REMOTE_DISTANCE = 11
-MAX_DISTANCE = 255
 
 _YES_NO = {"yes": True, "no": False}
 
@@ -877,37 +877,6 @@ class NumaCell:
         ]
         items.extend((f"{prefix}/distances/sibling[{sibling.id}]", sibling.value) for sibling in self.distances)
         return items
-
-
-def validate_distances(matrix: Sequence[Sequence[int]], what: str = "guest NUMA distances") -> None:
-    """Refuse any distance matrix libvirt would refuse, before libvirt ever sees it.
-
-    libvirt 9.0 writes past a heap array when it rejects a ``<distances>`` value and the daemon
-    crashes later, on an unrelated call; so nothing invalid may leave this module: a square
-    matrix, 10 on the diagonal, 11..255 elsewhere, symmetric.
-    """
-    size = len(matrix)
-    for row_id, row in enumerate(matrix):
-        if len(row) != size:
-            raise SpecError(f"{what}: cell {row_id} has {len(row)} distances for {size} cells")
-        for column_id, value in enumerate(row):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"{what}: distance {row_id}->{column_id} {value!r} is not an integer")
-            if row_id == column_id:
-                if value != LOCAL_DISTANCE:
-                    raise SpecError(
-                        f"{what}: distance of cell {row_id} to itself is {value}, it must be {LOCAL_DISTANCE}"
-                    )
-            elif not MIN_REMOTE_DISTANCE <= value <= MAX_DISTANCE:
-                raise SpecError(
-                    f"{what}: distance {row_id}->{column_id} is {value}, it must be "
-                    f"{MIN_REMOTE_DISTANCE}..{MAX_DISTANCE} between distinct cells"
-                )
-            elif value != matrix[column_id][row_id]:
-                raise SpecError(
-                    f"{what}: distance {row_id}->{column_id} is {value} but {column_id}->{row_id} is "
-                    f"{matrix[column_id][row_id]}; distances must be symmetric"
-                )
 
 
 @dataclass(frozen=True)
