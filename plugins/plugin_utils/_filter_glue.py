@@ -20,7 +20,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits, shown
 
 __all__ = [
     "UNNAMED_OWNER",
@@ -113,9 +113,9 @@ def coerce_int(value: Any) -> Any:
     if is_omitted(value):
         return None
     if isinstance(value, str):
-        digits = value.strip()
-        if digits.isdigit() and digits.isascii() and len(digits) <= _MAX_COERCED_DIGITS:
-            return int(digits)
+        number = read_digits(value.strip(), _MAX_COERCED_DIGITS)
+        if number is not None:
+            return number
     return plain(value)
 
 

@@ -44,7 +44,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     split_evenly,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, format_kib_rounded
 
 __all__ = [
     "CAPACITY_MODES",
@@ -75,8 +75,7 @@ def format_size(kib: int) -> str:
         return text
     # Real hosts report node memory to the KiB (4548812 KiB): a rounded figure reads better, the
     # exact one is in the report's *_kib values.
-    unit, scale = ("GiB", 1024**2) if kib >= 1024**2 else ("MiB", 1024)
-    return f"{kib / scale:.2f}".rstrip("0").rstrip(".") + f" {unit}"
+    return format_kib_rounded(kib, 2)
 
 
 @dataclass(frozen=True)

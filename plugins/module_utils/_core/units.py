@@ -26,6 +26,9 @@ __all__ = [
     "check_count",
     "format_kib",
     "parse_int",
+    "read_digits",
+    "format_kib_rounded",
+    "MAX_DIGITS",
     "parse_size",
     "shown",
     "size_kib",
@@ -82,6 +85,25 @@ def _digits(token: str) -> str | None:
     if not (token.isascii() and token.isdigit()):
         return None
     return token.lstrip("0") or "0"
+
+
+# The most significant digits read as a number from text with no limit of its own: far above any
+# limit here (MAX_INTEGER has 20 digits), and int() of a longer string costs time quadratic in its
+# length (Python refuses past 4300 digits).
+MAX_DIGITS = 100
+
+
+def read_digits(token: str, max_digits: int = MAX_DIGITS) -> int | None:
+    """The int a token of ASCII decimal digits writes, None for anything else.
+
+    No sign, no blanks, no ``_`` (``int()`` takes ``'+1'``, ``' 1'``, ``'1_0'`` and ``'٢'``; libvirt
+    none of them), and at most ``max_digits`` significant digits.  The one reader of digit text:
+    ``parse_int`` adds a limit and a message; callers that pass other values on use this.
+    """
+    digits = _digits(token)
+    if digits is None or len(digits) > max_digits:
+        return None
+    return int(digits)
 
 
 def _shown_digits(digits: str) -> str:
@@ -224,3 +246,18 @@ def format_kib(kib: int) -> str:
         if kib and kib % scale == 0:
             return f"{shown(kib // scale)} {unit}"
     return f"{shown(kib)} KiB"
+
+
+_SCALES = {"TiB": 1024**3, "GiB": 1024**2, "MiB": 1024}
+
+
+def format_kib_rounded(kib: int, decimals: int, units: tuple[str, ...] = ("GiB", "MiB")) -> str:
+    """KiB in the first of ``units`` it reaches, to at most ``decimals`` places: ``4.34 GiB``, ``512 MiB``.
+
+    For the eye (messages, diagrams) where ``format_kib``'s exact figure is long; below every unit, KiB.
+    """
+    for unit in units:
+        scale = _SCALES[unit]
+        if kib >= scale:
+            return f"{kib / scale:.{decimals}f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{kib} KiB"

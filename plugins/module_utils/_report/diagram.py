@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import CellPlacement, GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib_rounded
 
 __all__ = ["MAX_WIDTH", "render_diagram", "short_size"]
 
@@ -65,11 +66,7 @@ LEGEND = (
 
 def short_size(kib: int) -> str:
     """A size for the eye: ``8 GiB``, ``1.5 GiB``, ``512 MiB`` (one decimal at most)."""
-    for unit, scale in (("TiB", 1024**3), ("GiB", 1024**2), ("MiB", 1024)):
-        if kib >= scale:
-            text = f"{kib / scale:.1f}".removesuffix(".0")
-            return f"{text} {unit}"
-    return f"{kib} KiB"
+    return format_kib_rounded(kib, 1, ("TiB", "GiB", "MiB"))
 
 
 def _vcpu_amount(count: float) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,7 +37,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     VnumaSpec,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import (
     BatchError,
@@ -86,8 +85,6 @@ _CHOICES = {
     "state": STATES,
 }
 _BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
-# ASCII digits only: str.isdigit() also takes '٢' or '²', which int() reads (or fails on) unexpectedly.
-_DIGITS = re.compile(r"\s*[0-9]+\s*")
 
 
 def _coerced(name: str | None, key: str, value: Any) -> Any:
@@ -98,8 +95,10 @@ def _coerced(name: str | None, key: str, value: Any) -> Any:
     """
     try:
         if key in _INTEGERS:
-            if isinstance(value, str) and _DIGITS.fullmatch(value):
-                value = int(value)
+            # Digit text (a templated value) reads as the number it writes (units.read_digits).
+            number = read_digits(value.strip()) if isinstance(value, str) else None
+            if number is not None:
+                value = number
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"{key} {value!r} must be a positive integer")
         elif key in _CHOICES:

@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 
 try:
     from lxml import etree
@@ -96,10 +97,11 @@ def to_text(element: Any) -> str:
 def _strict_int(raw: str) -> int:
     """``int()`` accepts ``+1``, ``1_0`` and non-ASCII digits; libvirt accepts none of them."""
     text = raw.strip()
-    digits = text[1:] if text.startswith("-") else text
-    if not digits or not digits.isascii() or not digits.isdigit():
+    negative = text.startswith("-")
+    value = read_digits(text[1:] if negative else text)
+    if value is None:
         raise ValueError(raw)
-    return int(text)
+    return -value if negative else value
 
 
 def attr_int(element: Any, name: str, what: str, default: int | None = None) -> int | None:
