@@ -101,7 +101,8 @@ def _strict_int(raw: str) -> int:
     value = read_digits(text[1:] if negative else text)
     if value is None:
         raise ValueError(raw)
-    return -value if negative else value
+    # A factor, not unary minus: pylint cannot tell that the None case has left by now.
+    return (-1 if negative else 1) * value
 
 
 def attr_int(element: Any, name: str, what: str, default: int | None = None) -> int | None:

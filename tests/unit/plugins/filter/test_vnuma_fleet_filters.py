@@ -30,7 +30,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import
     fleet_verify,
 )
 
-FIXTURES = sorted((Path(__file__).parents[3] / "fixtures" / "fleet").glob("*.json"))
+FIXTURES = sorted((Path(__file__).parents[2] / "fixtures" / "fleet").glob("*.json"))
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def test_verify_restarted_guest_must_run_its_definition() -> None:
 
 
 # The fleet summary: captured from the demo's fleet.json, built by the role's former Jinja loop.
-SUMMARIES = sorted((Path(__file__).parents[3] / "fixtures" / "fleet" / "summary").glob("*.json"))
+SUMMARIES = sorted((Path(__file__).parents[2] / "fixtures" / "fleet" / "summary").glob("*.json"))
 
 
 @pytest.mark.parametrize("path", SUMMARIES, ids=[path.stem for path in SUMMARIES])
