@@ -33,9 +33,9 @@ MOLECULE_SCENARIOS ?= default restart capacity
 # Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
 # and the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
-TEST_STAGES := lint ansible-lint unit integration molecule playbook-tests sanity ansible-units build changelog-lint
+TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests sanity ansible-units build changelog-lint
 
-.PHONY: help system-deps venv collection lint ansible-lint format unit libvirtd libvirtd-stop guest-image integration \
+.PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
 	molecule playbook-tests sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean
 
 help:
@@ -45,6 +45,7 @@ help:
 	@echo "make collection      .build/collections/ansible_collections/vnuma/libvirt -> repository root"
 	@echo "make lint            ruff check + ruff format --check"
 	@echo "make ansible-lint    ansible-lint, production profile, over the whole collection (.ansible-lint)"
+	@echo "make mypy            mypy, strict (pyproject.toml), over plugins/, tests/support and benchmarks"
 	@echo "make format          ruff check --fix + ruff format"
 	@echo "make unit            pytest tests/unit (PYTEST_ARGS='--regenerate-output' rewrites golden files)"
 	@echo "make libvirtd        start libvirtd + virtlogd for qemu:///system (scripts/libvirtd.sh; libvirtd-stop)"
@@ -100,6 +101,13 @@ lint: venv
 ansible-lint: venv collection
 	@if [[ ! -t 1 ]]; then export NO_COLOR=1; fi; \
 	PATH="$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH="$(COLLECTIONS)" "$(BIN)/ansible-lint"
+
+# The collection's code is checked under its import names (ansible_collections.vnuma.libvirt...), found
+# through .build/collections; the sed prints the paths relative to the repository root again.
+MYPY_PACKAGES := ansible_collections.vnuma.libvirt.plugins ansible_collections.vnuma.libvirt.tests.support benchmarks
+
+mypy: venv collection
+	@"$(BIN)/mypy" $(addprefix -p ,$(MYPY_PACKAGES)) 2>&1 | sed 's#^\.build/collections/ansible_collections/vnuma/libvirt/##'
 
 format: venv
 	"$(BIN)/ruff" check --fix .
