@@ -32,7 +32,7 @@ import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
@@ -65,6 +65,79 @@ __all__ = [
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
 
 _Result = TypeVar("_Result")
+
+
+# The libvirt calls this adapter makes, with the types the bindings really return.  mypy does not read
+# libvirt-python itself (pyproject.toml says why): its generated annotations say ``str`` for
+# virDomain.info and state and for virConnect.getCellsFreeMemory and getFreePages, which return lists
+# and a dict.
+class _Error(Protocol):
+    """``libvirt.libvirtError``: what is read of one."""
+
+    def get_error_code(self) -> int | None: ...
+
+    def get_error_domain(self) -> int | None: ...
+
+    def get_error_message(self) -> str | None: ...
+
+    def get_int1(self) -> int | None: ...
+
+
+class _Domain(Protocol):
+    """``libvirt.virDomain``: the calls made on one guest."""
+
+    def name(self) -> str: ...
+
+    def isActive(self) -> int: ...
+
+    # [state, maximum memory KiB, memory KiB, vCPUs, CPU time ns]
+    def info(self) -> list[int]: ...
+
+    def XMLDesc(self, flags: int = 0) -> str: ...
+
+    # [state, reason]
+    def state(self, flags: int = 0) -> list[int]: ...
+
+    def shutdown(self) -> int: ...
+
+    def destroy(self) -> int: ...
+
+    def create(self) -> int: ...
+
+    def pinVcpuFlags(self, vcpu: int, cpumap: tuple[bool, ...], flags: int = 0) -> int: ...
+
+    def setVcpu(self, vcpumap: str, state: int, flags: int = 0) -> int: ...
+
+    def attachDeviceFlags(self, xml: str, flags: int = 0) -> int: ...
+
+
+class _Connection(Protocol):
+    """``libvirt.virConnect``: the calls made on one connection."""
+
+    def setKeepAlive(self, interval: int, count: int) -> int: ...
+
+    def close(self) -> int: ...
+
+    def getCapabilities(self) -> str: ...
+
+    def getType(self) -> str: ...
+
+    def lookupByName(self, name: str) -> _Domain: ...
+
+    def listAllDomains(self, flags: int = 0) -> list[_Domain]: ...
+
+    def getAllDomainStats(self, stats: int = 0, flags: int = 0) -> list[tuple[_Domain, dict[str, Any]]]: ...
+
+    # bytes free per cell, from startCell on
+    def getCellsFreeMemory(self, startCell: int, maxCells: int) -> list[int]: ...
+
+    # {cell: {page size KiB: free pages}}
+    def getFreePages(
+        self, pages: list[int], startCell: int, maxCells: int, flags: int = 0
+    ) -> dict[int, dict[int, int]]: ...
+
+    def defineXMLFlags(self, xml: str, flags: int = 0) -> _Domain: ...
+
 
 # The connection options (seconds) and their limits: finite, and an hour at most.  A single libvirt
 # call that takes longer than an hour (the longest is starting a guest that preallocates its memory)
@@ -128,7 +201,7 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-def _not_up_yet(uri: str, error: Any) -> bool:
+def _not_up_yet(uri: str, error: _Error) -> bool:
     """Whether a failed open is a daemon that is not up yet, worth trying again."""
     if not (
         error.get_error_domain() == libvirt.VIR_FROM_RPC
@@ -142,7 +215,7 @@ def _not_up_yet(uri: str, error: Any) -> bool:
     return socket is None or _is_socket(socket)
 
 
-def _keepalive_closed(error: Any) -> bool:
+def _keepalive_closed(error: _Error) -> bool:
     # libvirt has no error code of its own for it: "internal error: connection closed due to keepalive timeout".
     return error.get_error_domain() == libvirt.VIR_FROM_RPC and "keepalive" in (error.get_error_message() or "")
 
@@ -197,23 +270,25 @@ class _Calls:
             raise LibvirtOperationError(f"{self._where(what)}: not attempted: {self.lost}", guest=guest)
         if not self.bounded:
             return function(*args)
-        outcome: list[tuple[bool, Any]] = []
+        # The worker appends to one of them, once.
+        results: list[_Result] = []
+        failures: list[BaseException] = []
 
         def run() -> None:
             try:
-                outcome.append((True, function(*args)))
+                results.append(function(*args))
             except BaseException as error:  # handed over to the waiting thread as it is
-                outcome.append((False, error))
+                failures.append(error)
 
         worker = threading.Thread(target=run, name=f"libvirt call: {what}", daemon=True)
         worker.start()
         worker.join(self.call_timeout)
-        if not outcome:
+        if results:
+            return results[0]
+        if not failures:
             self.lost = f"an earlier call ({what}) got no answer within {self.call_timeout:g} s"
             raise LibvirtDeadlineError(self._no_answer(what), guest=guest)
-        done, value = outcome[0]
-        if done:
-            return value
+        value = failures[0]
         if isinstance(value, libvirt.libvirtError) and _keepalive_closed(value):
             # The daemon stopped answering even libvirt's keepalive messages: the connection is closed.
             self.lost = f"libvirtd stopped answering during an earlier call ({what})"
@@ -228,7 +303,7 @@ class _Calls:
             "libvirtd, or the guest's QEMU process it waits on, is stopped or hung"
         )
 
-    def error(self, what: str, error: Any, guest: str | None = None) -> LibvirtOperationError:
+    def error(self, what: str, error: _Error, guest: str | None = None) -> LibvirtOperationError:
         """A libvirt error as the collection's, with libvirt's message; the URI when the connection failed."""
         where = self._where(what) if error.get_error_domain() == libvirt.VIR_FROM_RPC else what
         return LibvirtOperationError(f"{where}: {error.get_error_message()}", guest=guest)
@@ -241,9 +316,9 @@ class _Calls:
             raise self.error(what, error, guest) from None
 
 
-def _unsupported(error: Any) -> bool:
+def _unsupported(error: _Error) -> bool:
     """Whether libvirt refused a call because the connection's driver does not implement it."""
-    return error.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT
+    return bool(error.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT)
 
 
 # virDomainState (libvirt-domain.h): the values are libvirt's stable ABI, the names those of `virsh domstate`
@@ -328,13 +403,14 @@ class LibvirtHost:
             params.get("call_timeout", DEFAULT_CALL_TIMEOUT),
         )
 
-    def _open(self, connect_timeout: float) -> Any:
+    def _open(self, connect_timeout: float) -> _Connection:
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             try:
-                return self._calls.raw("connecting to libvirt", libvirt.open, self.uri)
+                connection: _Connection = self._calls.raw("connecting to libvirt", libvirt.open, self.uri)
+                return connection
             except libvirt.libvirtError as error:
                 waited = time.monotonic() - started
                 # Only a daemon that is not up yet is waited for; anything else fails at once.
@@ -418,7 +494,7 @@ class LibvirtHost:
                 entries.append(GuestEntry(guest, _STATES.get(state, "unknown"), active, guest.name in autostart))
         return sorted(entries, key=lambda entry: entry.name)
 
-    def _states(self, what: str, active: bool, flag: int) -> list[tuple[Any, int]]:
+    def _states(self, what: str, active: bool, flag: int) -> list[tuple[_Domain, int]]:
         try:
             stats = self._calls.raw(what, self.connection.getAllDomainStats, libvirt.VIR_DOMAIN_STATS_STATE, flag)
             return [(domain, values.get("state.state", 0)) for domain, values in stats]
@@ -506,7 +582,7 @@ class LibvirtHost:
 class LibvirtGuest:
     """One defined guest (a libvirt domain)."""
 
-    def __init__(self, domain: Any, name: str, calls: _Calls | None = None) -> None:
+    def __init__(self, domain: _Domain, name: str, calls: _Calls | None = None) -> None:
         self.domain = domain
         self.name = name
         # The connection's call runner (its deadline); a guest made without one calls libvirt directly.
