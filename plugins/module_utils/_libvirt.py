@@ -55,7 +55,9 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "GuestEntry",
+    "GuestHandle",
     "HAS_LIBVIRT",
+    "HostConnection",
     "LIBVIRT_IMPORT_ERROR",
     "LibvirtGuest",
     "LibvirtHost",
@@ -360,6 +362,53 @@ class GuestEntry:
     @property
     def name(self) -> str:
         return self.guest.name
+
+
+class GuestHandle(Protocol):
+    """What the orchestration (``_run``) asks of one guest: ``LibvirtGuest``, or a test's stand-in."""
+
+    @property
+    def name(self) -> str: ...
+
+    def is_running(self) -> bool: ...
+
+    def memory_kib(self) -> int: ...
+
+    def inactive_xml(self) -> str: ...
+
+    def live_xml(self) -> str: ...
+
+    def xml_if_defined(self, live: bool = False) -> str | None: ...
+
+    def ask_shutdown(self) -> bool: ...
+
+    def destroy(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None: ...
+
+    def set_vcpus_online(self, vcpus: Iterable[int], online: bool, persistent: bool) -> None: ...
+
+    def attach_device(self, xml: str, live: bool, persistent: bool) -> None: ...
+
+
+class HostConnection(Protocol):
+    """What the orchestration (``_run``) asks of a hypervisor: ``LibvirtHost``, or a test's stand-in.
+
+    Kept to the calls ``_run/converge.py`` makes, so that a stand-in is small and mypy proves it matches.
+    """
+
+    @property
+    def uri(self) -> str: ...
+
+    def running_names(self) -> list[str]: ...
+
+    def autostart_names(self) -> list[str]: ...
+
+    def definitions(self) -> Sequence[tuple[GuestHandle, str]]: ...
+
+    def define(self, xml: str, guest: str | None = None) -> GuestHandle: ...
 
 
 class LibvirtHost:

@@ -1,0 +1,260 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""An in-memory hypervisor for the orchestration's unit tests (``_run``), no libvirt needed.
+
+``FakeHost`` and ``FakeGuest`` implement what ``_run`` asks of a connection
+(``_libvirt.py:HostConnection`` and ``GuestHandle``: mypy checks that they match).  Definitions are
+XML strings held in memory; every call is recorded in ``FakeHost.calls``; faults are injected per
+guest and call.  What a define refuses is kept to what the tests need: XML that does not parse, a
+domain without a name, and a cell or pin naming a vCPU the domain does not have (libvirt's
+VIR_DOMAIN_DEFINE_VALIDATE refuses much more).
+
+Live calls (pinning, vCPU enable) are recorded only; a device attached ``persistent`` is added to the
+definition and one attached ``live`` to the running guest's XML, so a second run sees the DIMMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from lxml import etree
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
+    LibvirtOperationError,
+    VnumaError,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HostConnection
+
+URI = "fake:///vnuma"
+
+_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "m": 1024, "mib": 1024, "g": 1024**2, "gib": 1024**2}
+
+
+class Call(NamedTuple):
+    """One call made on the fake: the guest ("" for the host), the method and its arguments."""
+
+    guest: str
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+def _root(xml: str) -> Any:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    return etree.fromstring(xml.encode(), parser)
+
+
+def _refusal(xml: str) -> str | None:
+    """Why the fake's define refuses ``xml`` (a small part of libvirt's validation), or None."""
+    try:
+        root = _root(xml)
+    except etree.XMLSyntaxError as error:
+        return f"XML error: {error}"
+    name = root.findtext("name")
+    if not name:
+        return "missing name information"
+    vcpus = int(root.findtext("vcpu") or "1")
+    for cell in root.iterfind("cpu/numa/cell"):
+        cpus = cell.get("cpus")
+        if cpus and max(int(part.split("-")[-1]) for part in cpus.split(",")) >= vcpus:
+            return f"CPUs in <cell> exceed the <vcpu> count {vcpus}"
+    for pin in root.iterfind("cputune/vcpupin"):
+        if int(pin.get("vcpu", "0")) >= vcpus:
+            return f"vcpupin for vcpu {pin.get('vcpu')} is out of range of {vcpus} vCPUs"
+    return None
+
+
+def _kib(element: Any) -> int:
+    return int(int(element.text) * _KIB[(element.get("unit") or "KiB").lower()])
+
+
+def _with_device(xml: str, device: str) -> str:
+    """``xml`` with ``device`` attached; libvirt counts a memory device in ``<memory>``."""
+    root = _root(xml)
+    devices = root.find("devices")
+    if devices is None:
+        devices = etree.SubElement(root, "devices")
+    element = _root(device)
+    devices.append(element)
+    memory, size = root.find("memory"), element.find("target/size")
+    if element.tag == "memory" and memory is not None and size is not None:
+        memory.text = str(_kib(memory) + _kib(size))
+        memory.set("unit", "KiB")
+    return etree.tostring(root, encoding="unicode")
+
+
+class FakeGuest:
+    """One defined guest: its definition, its running XML (None when shut off), and its behaviour."""
+
+    def __init__(self, host: FakeHost, name: str, xml: str, running: bool = False) -> None:
+        self.host = host
+        self.name = name
+        self.xml = xml
+        self.live: str | None = xml if running else None
+        # A guest that ignores the ACPI shutdown request (no OS, or one that does not listen).
+        self.ignores_shutdown = False
+        # Another client's edits of the definition, one applied right before each re-read (xml_if_defined).
+        self.concurrent_edits: list[Callable[[str], str]] = []
+
+    def _call(self, method: str, *args: Any) -> None:
+        self.host.record(self.name, method, args)
+
+    def _require_running(self, what: str) -> str:
+        if self.live is None:
+            raise LibvirtOperationError(f"{what}: Requested operation is not valid: domain is not running", self.name)
+        return self.live
+
+    def is_running(self) -> bool:
+        self._call("is_running")
+        return self.live is not None
+
+    def memory_kib(self) -> int:
+        self._call("memory_kib")
+        memory = _root(self.xml).find("memory")
+        return 0 if memory is None or memory.text is None else _kib(memory)
+
+    def inactive_xml(self) -> str:
+        self._call("inactive_xml")
+        return self.xml
+
+    def live_xml(self) -> str:
+        self._call("live_xml")
+        return self._require_running("reading the running guest")
+
+    def xml_if_defined(self, live: bool = False) -> str | None:
+        self._call("xml_if_defined", live)
+        if self.name not in self.host.guests:
+            return None
+        if live:
+            return self.live
+        if self.concurrent_edits:
+            self.xml = self.concurrent_edits.pop(0)(self.xml)
+        return self.xml
+
+    def ask_shutdown(self) -> bool:
+        self._call("ask_shutdown")
+        if self.live is None:
+            return False
+        if not self.ignores_shutdown:
+            self.live = None
+        return True
+
+    def destroy(self) -> None:
+        self._call("destroy")
+        self.live = None
+
+    def start(self) -> None:
+        self._call("start")
+        if self.live is not None:
+            raise LibvirtOperationError(
+                "starting the guest: Requested operation is not valid: already running", self.name
+            )
+        self.live = self.xml
+
+    def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None:
+        self._call("pin_vcpu_live", vcpu, tuple(sorted(cpus)), host_cpus)
+        self._require_running(f"pinning vCPU {vcpu}")
+
+    def set_vcpus_online(self, vcpus: Iterable[int], online: bool, persistent: bool) -> None:
+        self._call("set_vcpus_online", tuple(sorted(vcpus)), online, persistent)
+        self._require_running("enabling vCPUs")
+
+    def attach_device(self, xml: str, live: bool, persistent: bool) -> None:
+        self._call("attach_device", xml, live, persistent)
+        if live:
+            self.live = _with_device(self._require_running("attaching a memory device"), xml)
+        if persistent:
+            self.xml = _with_device(self.xml, xml)
+
+
+class FakeHost:
+    """A hypervisor holding guests in memory; ``calls`` records every call, ``faults`` injects failures.
+
+    ``faults[(guest, method)]`` is raised by that guest's (or, for ``define``, that guest name's) call
+    instead of doing it, every time.  ``rewrites[name]`` changes what a define of ``name`` stores, as
+    libvirt does when it drops or rewrites what it does not keep.
+    """
+
+    def __init__(
+        self,
+        domains: Mapping[str, str] | None = None,
+        running: Iterable[str] = (),
+        autostart: Iterable[str] = (),
+    ) -> None:
+        self.uri = URI
+        self.calls: list[Call] = []
+        self.faults: dict[tuple[str, str], VnumaError] = {}
+        self.rewrites: dict[str, Callable[[str], str]] = {}
+        self.autostart = set(autostart)
+        up = set(running)
+        self.guests: dict[str, FakeGuest] = {
+            name: FakeGuest(self, name, xml, running=name in up) for name, xml in (domains or {}).items()
+        }
+
+    def record(self, guest: str, method: str, args: tuple[Any, ...] = ()) -> None:
+        self.calls.append(Call(guest, method, args))
+        fault = self.faults.get((guest, method))
+        if fault is not None:
+            raise fault
+
+    def fail(self, guest: str, method: str, message: str = "injected failure") -> None:
+        """Make every ``method`` call on ``guest`` fail with a LibvirtOperationError."""
+        self.faults[(guest, method)] = LibvirtOperationError(message, guest=guest)
+
+    def called(self, method: str, guest: str | None = None) -> list[Call]:
+        """The calls of ``method`` (on ``guest`` only when given), in order."""
+        return [call for call in self.calls if call.method == method and (guest is None or call.guest == guest)]
+
+    def writes(self) -> list[Call]:
+        """Every call that changes a guest or a definition."""
+        reads = {"is_running", "memory_kib", "inactive_xml", "live_xml", "xml_if_defined"}
+        return [call for call in self.calls if call.guest and call.method not in reads]
+
+    def running_names(self) -> list[str]:
+        self.record("", "running_names")
+        return [name for name, guest in sorted(self.guests.items()) if guest.live is not None]
+
+    def autostart_names(self) -> list[str]:
+        self.record("", "autostart_names")
+        return sorted(self.autostart & set(self.guests))
+
+    def definitions(self) -> list[tuple[FakeGuest, str]]:
+        self.record("", "definitions")
+        return [(guest, guest.xml) for _name, guest in sorted(self.guests.items())]
+
+    def define(self, xml: str, guest: str | None = None) -> FakeGuest:
+        name = guest or ""
+        self.record(name, "define", (xml,))
+        refusal = _refusal(xml)
+        if refusal is not None:
+            raise LibvirtOperationError(f"defining the guest: {refusal}", guest=guest)
+        name = _root(xml).findtext("name") or name
+        rewrite = self.rewrites.get(name)
+        stored = xml if rewrite is None else rewrite(xml)
+        existing = self.guests.get(name)
+        if existing is None:
+            existing = self.guests[name] = FakeGuest(self, name, stored)
+        existing.xml = stored
+        return existing
+
+    def undefine(self, name: str) -> None:
+        """Another client undefines ``name`` (it keeps running when it runs, as libvirt's transient guests do)."""
+        del self.guests[name]
+
+    def connection(self) -> HostConnection:
+        """This host as the orchestration types it: mypy proves here that the fake keeps to the Protocol."""
+        return self
+
+
+def domain_xml(name: str, vcpus: int = 4, memory_mib: int = 1024, current: int | None = None, extra: str = "") -> str:
+    """A small x86 guest definition as libvirt would hold it; ``extra`` goes inside ``<domain>``."""
+    vcpu = f"<vcpu current='{current}'>{vcpus}</vcpu>" if current is not None else f"<vcpu>{vcpus}</vcpu>"
+    return (
+        f"<domain type='kvm'>\n  <name>{name}</name>\n  <memory unit='MiB'>{memory_mib}</memory>\n  {vcpu}\n"
+        "  <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os>\n"
+        "  <features><acpi/><apic/></features>\n"
+        f"  <cpu mode='host-passthrough'/>{extra}\n"
+        "  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>\n</domain>\n"
+    )
