@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from typing import Any
+from typing import Protocol, cast
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
@@ -23,7 +23,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import r
 try:
     from lxml import etree
 except ImportError:  # pragma: no cover - exercised by the import sanity test
-    etree = None
+    # Only HAS_LXML guards it: parse_xml refuses to run without lxml, and nothing else reaches etree first.
+    etree = None  # type: ignore[assignment]  # the module, typed by lxml-stubs, or None when lxml is missing
     LXML_IMPORT_ERROR: str | None = traceback.format_exc()
 else:
     LXML_IMPORT_ERROR = None
@@ -32,13 +33,25 @@ __all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "attr_int", "child_int", "etree", "p
 
 HAS_LXML = LXML_IMPORT_ERROR is None
 
+
+class _DocInfo(Protocol):
+    """The parts of lxml's DocInfo read here, typed as lxml has them: lxml-stubs 0.5 lacks ``doctype``
+    and says ``internalDTD`` is never None."""
+
+    @property
+    def doctype(self) -> str: ...
+
+    @property
+    def internalDTD(self) -> etree.DTD | None: ...
+
+
 # An XML declaration at the very start of a text (a BOM may precede it).
 _DECLARATION = re.compile(r"^\ufeff?<\?xml\s[^>]*\?>")
 # What libxml2 says when a document's bytes do not decode as its declared (or default) encoding.
 _DECODING_ERRORS = ("encoding", "not proper UTF-8", "labelled")
 
 
-def _parser(keep_blank_text: bool) -> Any:
+def _parser(keep_blank_text: bool) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -52,7 +65,9 @@ def _parser(keep_blank_text: bool) -> Any:
     )
 
 
-def parse_xml(text: str | bytes, what: str, root_tag: str | None = None, keep_blank_text: bool = True) -> Any:
+def parse_xml(
+    text: str | bytes, what: str, root_tag: str | None = None, keep_blank_text: bool = True
+) -> etree._Element:
     """Parse ``text`` into an element, refusing DTDs and entities; ``what`` names it in errors.
 
     ``keep_blank_text=False`` drops the whitespace between elements, for a document that is only
@@ -72,7 +87,7 @@ def parse_xml(text: str | bytes, what: str, root_tag: str | None = None, keep_bl
         raise XmlError(f"{what} declares a DTD or entity, which is refused")
     try:
         # Strip an XML declaration's encoding concerns by parsing bytes.
-        root = etree.fromstring(data, _parser(keep_blank_text))
+        root: etree._Element = etree.fromstring(data, _parser(keep_blank_text))
     except etree.XMLSyntaxError as error:
         if isinstance(text, bytes) and any(word in str(error) for word in _DECODING_ERRORS):
             # Bytes are decoded by the parser, as the document's declaration or byte order mark says.
@@ -81,15 +96,15 @@ def parse_xml(text: str | bytes, what: str, root_tag: str | None = None, keep_bl
                 "names (UTF-8 when it names none)"
             ) from None
         raise XmlError(f"{what} is not well-formed XML: {error}") from None
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo = cast(_DocInfo, root.getroottree().docinfo)
+    if docinfo.doctype or docinfo.internalDTD is not None:
         raise XmlError(f"{what} declares a DTD or entity, which is refused")
     if root_tag is not None and root.tag != root_tag:
         raise XmlError(f"{what} must have a <{root_tag}> root element, found <{root.tag}>")
     return root
 
 
-def to_text(element: Any) -> str:
+def to_text(element: etree._Element) -> str:
     """Serialise an element as libvirt-style text (unicode, no XML declaration)."""
     return etree.tostring(element, encoding="unicode")
 
@@ -105,7 +120,7 @@ def _strict_int(raw: str) -> int:
     return (-1 if negative else 1) * value
 
 
-def attr_int(element: Any, name: str, what: str, default: int | None = None) -> int | None:
+def attr_int(element: etree._Element, name: str, what: str, default: int | None = None) -> int | None:
     """An integer attribute, ``default`` when absent; a clear error when it is not an integer."""
     raw = element.get(name)
     if raw is None:
@@ -116,7 +131,7 @@ def attr_int(element: Any, name: str, what: str, default: int | None = None) -> 
         raise XmlError(f"{what}: attribute {name}={raw!r} is not an integer") from None
 
 
-def child_int(element: Any, path: str, what: str, default: int | None = None) -> int | None:
+def child_int(element: etree._Element, path: str, what: str, default: int | None = None) -> int | None:
     """The integer text of the child at ``path``, ``default`` when absent."""
     child = element.find(path)
     if child is None or child.text is None:
