@@ -4,7 +4,12 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""The guests a ``vnuma_domain`` result reports as failed, for the ``vnuma_fleet`` role and the filter.
+"""The ``vnuma_fleet`` role's rules over guests: which options each guest is sent, and which guests failed.
+
+``fleet_requests`` decides, per selected guest, which spec options the role sends to ``vnuma_domain``
+(the fleet's spec, less what a kept stored spec already sets, then the guest's override) and says where
+the guest's spec comes from.  ``vnuma_domain`` then lays those options over the stored spec
+(``_run/converge.py:Converger.spec_for``): the role chooses what to send, the module how it combines.
 
 ``vnuma_domain`` isolates guests: one that cannot be read, parsed, planned, defined or restarted is
 reported in its ``guests`` entry with ``error`` (and ``written``, what the run wrote for it before it
@@ -23,7 +28,10 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
 
-__all__ = ["guest_failures"]
+__all__ = ["SPEC_SOURCES", "fleet_requests", "guest_failures"]
+
+# Where a guest's spec comes from, as the report's ``spec_source`` says it.
+SPEC_SOURCES = ("stored", "stored, unreadable", "vnuma_fleet_spec, over the stored spec", "vnuma_fleet_spec")
 
 
 def _kind(value: Any) -> str:
@@ -81,3 +89,61 @@ def guest_failures(result: Any, step: Any = None) -> list[dict[str, Any]]:
         raise SpecError(f"guests must be the list of per-guest results, got {_kind(guests)}")
     failures = [_entry(index, entry, step) for index, entry in enumerate(guests)]
     return [failure for failure in failures if failure is not None]
+
+
+def _options(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where} must be a dict of vnuma_domain options, got {_kind(value)}")
+    return value
+
+
+def _spec_source(stored: bool, unreadable: bool, use_stored: bool) -> str:
+    if use_stored and stored:
+        return SPEC_SOURCES[0]
+    if use_stored and unreadable:
+        return SPEC_SOURCES[1]
+    return SPEC_SOURCES[2] if stored or unreadable else SPEC_SOURCES[3]
+
+
+def fleet_requests(guests: Any, spec: Any, overrides: Any, use_stored_spec: Any) -> dict[str, Any]:
+    """One ``vnuma_domain`` guests entry per guest, and where each guest's spec comes from.
+
+    ``guests`` are ``vnuma_info``'s guests (``name``, ``spec``: the stored spec as a mapping or None,
+    ``spec_error``: why it cannot be read).  With ``use_stored_spec`` a guest that has a stored spec
+    keeps it: ``spec`` fills only the options it leaves unset.  A stored spec that cannot be read is kept
+    too: nothing of ``spec`` is sent, since ``vnuma_domain`` would replace the unknown spec with the
+    fleet's default; without options it fails that guest alone, saying how to repair it.  The guest's
+    override (``overrides[name]``, None values included) is an explicit request and goes on top.
+    ``spec``'s None values are unset options.  Returns ``{"requests": [entry...], "sources": {name:
+    {"spec": one of SPEC_SOURCES, "override": bool}}}``, in the order of ``guests``.
+    """
+    if not isinstance(guests, (list, tuple)):
+        raise SpecError(f"the input must be the guests vnuma_info read (a list), got {_kind(guests)}")
+    if not isinstance(use_stored_spec, bool):
+        raise SpecError(f"use_stored_spec must be true or false, got {_kind(use_stored_spec)} {shown(use_stored_spec)}")
+    defaults = {key: value for key, value in _options(spec, "spec").items() if value is not None}
+    overrides = _options(overrides, "overrides")
+    requests: list[dict[str, Any]] = []
+    sources: dict[str, Any] = {}
+    for index, guest in enumerate(guests):
+        if not isinstance(guest, Mapping):
+            raise SpecError(f"guests[{index}] must be a dict (one guest vnuma_info read), got {_kind(guest)}")
+        name = guest.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"guests[{index}].name must be a guest name (a non-empty string), got {_kind(name)}")
+        stored = guest.get("spec")
+        has_stored = isinstance(stored, Mapping)
+        unreadable = guest.get("spec_error") is not None
+        if use_stored_spec and has_stored:
+            options = {key: value for key, value in defaults.items() if stored.get(key) is None}
+        elif use_stored_spec and unreadable:
+            options = {}
+        else:
+            options = dict(defaults)
+        options.update(_options(overrides.get(name), f"overrides[{name}]"))
+        options["name"] = name
+        requests.append(options)
+        sources[name] = {"spec": _spec_source(has_stored, unreadable, use_stored_spec), "override": name in overrides}
+    return {"requests": requests, "sources": sources}
