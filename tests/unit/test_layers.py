@@ -57,6 +57,8 @@ LAYERS = (
     Layer("module_utils/_run/", frozenset({"_core", "_xml", "_libvirt", "_report", "_run"}), "orchestration"),
     Layer("modules/", frozenset({"ansible", "_core", "_xml", "_libvirt", "_run", "_report"}), "a module"),
     Layer("filter/", frozenset({"ansible", "_core", "_xml", "_report", "glue"}), "a filter"),
+    # Action plugins run on the controller too (the role's report writer): the filters' rules.
+    Layer("action/", frozenset({"ansible", "_core", "_xml", "_report", "glue"}), "an action plugin"),
     Layer("plugin_utils/", frozenset({"ansible", "_core", "_xml", "_report"}), "the filters' glue"),
     Layer("doc_fragments/", frozenset(), "a doc fragment"),
 )

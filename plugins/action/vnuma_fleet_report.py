@@ -1,0 +1,190 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The vnuma_fleet role's reports, written on the controller in one step that starts no module.
+
+The role used to write them with ``file``, ``copy`` and ``template``: five tasks, each starting one or
+two module processes (0.3 to 0.6 s apiece).  Here the directory is created, the JSON dumped and the
+role's templates rendered with Ansible's own templar in the controller's process, and every file is
+written atomically (a temporary file in the same directory, then a rename).  The documentation is in
+plugins/modules/vnuma_fleet_report.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible.plugins.action import ActionBase
+from ansible.plugins.filter.core import to_nice_json
+
+try:  # ansible-core 2.19 and later: templates must be marked as trusted to be rendered.
+    from ansible.template import trust_as_template
+except ImportError:  # pragma: no cover - ansible-core 2.17 and 2.18
+    trust_as_template = None
+
+_DIR_MODE = 0o755
+_FILE_MODE = 0o644
+# The templates of the role (roles/vnuma_fleet/templates) and the variable each reads its data from.
+_HOST_TEMPLATE = ("report.html.j2", "vnuma_fleet_result")
+_FLEET_TEMPLATE = ("fleet.html.j2", "__vnuma_fleet_summary")
+_ARGS = frozenset(("dir", "probe", "result", "summary"))
+
+
+def _state(path: bytes) -> str:
+    # The names the file module gives, so that messages read as they did.
+    if not os.path.lexists(path):
+        return "absent"
+    if os.path.islink(path):
+        return "link"
+    if os.path.isdir(path):
+        return "directory"
+    return "hard" if os.stat(path).st_nlink > 1 else "file"
+
+
+def make_directory(path: str) -> None:
+    """``path`` as a directory (mode 0755), created with its parents when missing, as the file module does."""
+    b_path = to_bytes(path, errors="surrogate_or_strict")
+    state = _state(b_path)
+    if state == "absent":
+        current = ""
+        try:
+            for part in path.strip("/").split("/"):
+                current = f"{current}/{part}"
+                b_current = to_bytes(current, errors="surrogate_or_strict")
+                if os.path.exists(b_current):
+                    continue
+                try:
+                    os.mkdir(b_current)
+                except OSError as error:
+                    if not (error.errno == errno.EEXIST and os.path.isdir(b_current)):
+                        raise
+                os.chmod(b_current, _DIR_MODE)
+        except Exception as error:
+            raise AnsibleActionFail(f"There was an issue creating {current} as requested: {to_native(error)}") from None
+        return
+    if state != "directory":
+        raise AnsibleActionFail(f"{path} already exists as a {state}")
+    if stat.S_IMODE(os.stat(b_path).st_mode) != _DIR_MODE:
+        os.chmod(b_path, _DIR_MODE)
+
+
+def probe_directory(path: str) -> None:
+    """Write a file in ``path`` and remove it: only a real write tells (root passes every permission check)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".vnuma-fleet-probe-", dir=path)
+    except Exception as error:
+        raise AnsibleActionFail(to_native(error)) from None
+    os.close(handle)
+    os.unlink(name)
+
+
+def write_file(path: str, text: str) -> None:
+    """``text`` as ``path`` (mode 0644), atomically: readers see the old file or the new one, never half of it."""
+    directory, base = os.path.split(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{base}.", dir=directory or ".")
+    except OSError as error:
+        raise AnsibleActionFail(f"cannot write {path}: {to_native(error)}") from None
+    try:
+        with os.fdopen(handle, "wb") as output:
+            output.write(to_bytes(text, encoding="utf-8", errors="surrogate_or_strict"))
+        os.chmod(temporary, _FILE_MODE)
+        os.replace(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise AnsibleActionFail(f"cannot write {path}: {to_native(error)}") from None
+        raise
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise AnsibleActionFail(f"{name} must be a path (a non-empty string), got {type(value).__name__}")
+    return str(value)
+
+
+class ActionModule(ActionBase):
+    """vnuma.libvirt.vnuma_fleet_report: the role's report directory, host reports and fleet summary."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def _render(self, name: str, variable: str, data: Any, task_vars: dict[str, Any]) -> str:
+        """One of the role's templates, rendered as the template module does (trim_blocks, includes found)."""
+        try:
+            source = self._find_needle("templates", name)
+        except Exception as error:
+            raise AnsibleActionFail(to_native(error)) from None
+        text = self._loader.get_text_file_contents(source) if hasattr(self._loader, "get_text_file_contents") else None
+        if text is None:  # pragma: no cover - ansible-core 2.17 and 2.18
+            with open(source, encoding="utf-8") as handle:
+                text = handle.read()
+        searchpath = []
+        for path in [*task_vars.get("ansible_search_path", []), self._loader.get_basedir(), os.path.dirname(source)]:
+            searchpath.extend((os.path.join(path, "templates"), path))
+        templar = self._templar.copy_with_new_env(
+            searchpath=searchpath, available_variables={**task_vars, variable: data}
+        )
+        overrides = {"trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"}
+        if trust_as_template is not None:
+            rendered = templar.template(trust_as_template(text), escape_backslashes=False, overrides=overrides)
+        else:  # pragma: no cover - ansible-core 2.17 and 2.18
+            templar.environment.trim_blocks = True
+            rendered = templar.template(
+                text, preserve_trailing_newlines=True, convert_data=False, escape_backslashes=False
+            )
+        return "" if rendered is None else str(rendered)
+
+    def _write_pair(
+        self, json_path: str, html_path: str, template: tuple[str, str], data: Any, task_vars: dict[str, Any]
+    ) -> list[str]:
+        html = self._render(template[0], template[1], data, task_vars)
+        write_file(json_path, to_nice_json(data, indent=2) + "\n")
+        write_file(html_path, html)
+        return [json_path, html_path]
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+        args = self._task.args
+        unknown = sorted(set(args) - _ARGS)
+        if unknown:
+            raise AnsibleActionFail(
+                f"unsupported parameter(s): {', '.join(unknown)}; known: {', '.join(sorted(_ARGS))}"
+            )
+        directory = _text(args.get("dir"), "dir")
+        if not os.path.isabs(directory):
+            raise AnsibleActionFail(f"dir must be an absolute path, got '{directory}'")
+        for name in ("result", "summary"):
+            if args.get(name) is not None and not isinstance(args[name], Mapping):
+                raise AnsibleActionFail(f"{name} must be a dict, got {type(args[name]).__name__}")
+        make_directory(directory)
+        written: list[str] = []
+        if args.get("probe", False):
+            probe_directory(directory)
+        host_result = args.get("result")
+        if host_result is not None:
+            report = host_result.get("report")
+            if not isinstance(report, Mapping):
+                raise AnsibleActionFail("result must be a vnuma_fleet_result, with report.json and report.html")
+            json_path = _text(report.get("json"), "result.report.json")
+            html_path = _text(report.get("html"), "result.report.html")
+            written += self._write_pair(json_path, html_path, _HOST_TEMPLATE, host_result, task_vars)
+        summary = args.get("summary")
+        if summary is not None:
+            fleet = os.path.join(directory, "fleet")
+            written += self._write_pair(f"{fleet}.json", f"{fleet}.html", _FLEET_TEMPLATE, summary, task_vars)
+        # The reports are the role's output, not a change to the fleet: never changed, written in check mode too.
+        result.update(changed=False, dir=directory, written=written, check_mode=bool(self._play_context.check_mode))
+        return result

@@ -1,0 +1,103 @@
+#!/usr/bin/python
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vnuma_fleet_report
+short_description: Write the vnuma_fleet role's reports on the controller
+version_added: 0.1.0
+description:
+  - The P(vnuma.libvirt.vnuma_fleet#role) role's report step. It runs on the controller and starts no module, so it
+    costs no module start: it creates the report directory, dumps a hypervisor's result or the fleet summary as JSON,
+    renders the role's HTML templates with Ansible's templar, and writes every file atomically.
+  - The reports are the role's output, not a change to the hosts. They are written in check mode too, and the task
+    never reports a change.
+  - It is the role's internal wiring; its options may change with the role.
+author:
+  - vnuma.libvirt contributors (@vnuma)
+attributes:
+  action:
+    support: full
+    details: Runs on the controller as an action plugin; the module file only holds this documentation.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    description: The reports are written in check mode too (they are what a plan produces). RV(check_mode) tells.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+  idempotent:
+    support: none
+    description: Every run writes the files again with their new timestamps, and never reports a change.
+options:
+  dir:
+    description:
+      - The report directory on the controller, an absolute path. It is created (mode C(0755)) with its parents when
+        missing.
+    type: path
+    required: true
+  probe:
+    description:
+      - Also write a probe file in O(dir) and remove it, to find out that the directory takes files before anything
+        else happens. Only a real write tells: root passes every permission check, yet cannot write in C(/proc),
+        C(/sys) or on a read-only file system.
+    type: bool
+    default: false
+  result:
+    description:
+      - One hypervisor's C(vnuma_fleet_result). Written as JSON to its C(report.json) and, through the role's
+        C(report.html.j2), as HTML to its C(report.html).
+    type: dict
+  summary:
+    description:
+      - The fleet summary. Written as C(fleet.json) and, through the role's C(fleet.html.j2), as C(fleet.html) in
+        O(dir).
+    type: dict
+notes:
+  - The templates are found as the M(ansible.builtin.template) module finds them (the role's C(templates)
+    directory), and rendered with the task's variables, with O(result) as C(vnuma_fleet_result) and O(summary) as
+    C(__vnuma_fleet_summary).
+  - Each file is written to a temporary file in its directory and renamed over the old one, mode C(0644).
+seealso:
+  - module: vnuma.libvirt.vnuma_info
+  - module: vnuma.libvirt.vnuma_domain
+"""
+
+EXAMPLES = r"""
+---
+- name: Check that the report directory takes files, first of all
+  vnuma.libvirt.vnuma_fleet_report:
+    dir: /srv/vnuma-report
+    probe: true
+
+- name: Write this hypervisor's JSON and HTML reports
+  vnuma.libvirt.vnuma_fleet_report:
+    dir: /srv/vnuma-report
+    result: "{{ vnuma_fleet_result }}"
+"""
+
+RETURN = r"""
+dir:
+  description: The report directory.
+  returned: success
+  type: str
+  sample: /srv/vnuma-report
+written:
+  description: The files written, in order.
+  returned: success
+  type: list
+  elements: str
+  sample: [/srv/vnuma-report/hv01.json, /srv/vnuma-report/hv01.html]
+check_mode:
+  description: Whether the task ran in check mode (the role learns here that it runs as a plan only).
+  returned: success
+  type: bool
+  sample: false
+"""
