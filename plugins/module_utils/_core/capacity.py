@@ -344,7 +344,8 @@ def _memory_problems(nodes: Sequence[NodeCapacity], demands: Sequence[_Demand], 
                     pool.guests,
                 )
     left = sum(max(node.free_after_kib, 0) for node in nodes)
-    sizes = sorted({page for demand in demands for page in demand.unbound})
+    # Normal memory (None) first, then the hugepage sizes: None and an int do not compare.
+    sizes = sorted({page for demand in demands for page in demand.unbound}, key=lambda page: page or 0)
     for page in sizes:
         shares = _by_size(demand.share(demand.unbound[page]) for demand in demands if page in demand.unbound)
         wanted = sum(share.kib for share in shares)
@@ -400,9 +401,9 @@ def _cpu_problems(demands: Sequence[_Demand], problems: _Problems, warnings: lis
             twice.setdefault(tuple(sorted(owner.binding.name for owner in owners)), set()).add(cpu)
     for demand in demands:
         for cpu in demand.binding.explicit_cpus():
-            for owner in holders.get(cpu, ()):
-                if owner is not demand and cpu not in demand.binding.dedicated_cpus:
-                    named.setdefault((owner.binding.name, demand.binding.name), set()).add(cpu)
+            for holder in holders.get(cpu, ()):
+                if holder is not demand and cpu not in demand.binding.dedicated_cpus:
+                    named.setdefault((holder.binding.name, demand.binding.name), set()).add(cpu)
     for names, cpus in sorted(twice.items()):
         shares = [by_name[name].share(0) for name in names]
         owners_text = " and ".join(f"{share.name} ({share.label})" for share in shares)
@@ -437,17 +438,17 @@ def _uncounted_warnings(
     topology: HostTopology, nodes: Sequence[NodeCapacity], left: int, demands: Sequence[_Demand]
 ) -> list[str]:
     """Planned guests that do not count: would starting one now over-commit the host?"""
-    free = {(node.id, None): node.free_after_kib for node in nodes}
+    free: dict[tuple[int, int | None], int] = {(node.id, None): node.free_after_kib for node in nodes}
     for node in nodes:
         free.update({(node.id, pool.size_kib): pool.pool_kib - pool.demand_kib for pool in node.hugepages})
     warnings = []
     for demand in demands:
         short = []
-        for (node, page), kib in sorted(demand.bound.items(), key=lambda item: (item[0][0], item[0][1] or 0)):
-            have = free.get((node, page), 0) if topology.has_node(node) else 0
+        for (node_id, page), kib in sorted(demand.bound.items(), key=lambda item: (item[0][0], item[0][1] or 0)):
+            have = free.get((node_id, page), 0) if topology.has_node(node_id) else 0
             if kib > have:
                 pages = f" in {format_size(page)} hugepages" if page else ""
-                short.append(f"host node {node} ({format_size(kib)}{pages} bound, {format_size(max(have, 0))} free)")
+                short.append(f"host node {node_id} ({format_size(kib)}{pages} bound, {format_size(max(have, 0))} free)")
         unbound = demand.unbound.get(None, 0)
         if unbound > left:
             short.append(f"unbound memory ({format_size(unbound)}, {format_size(left)} left)")

@@ -94,8 +94,8 @@ def format_cpuset(ids: Iterable[int]) -> str:
     unique = set(ids)
     # bool is an int subclass, and True is not CPU 1.
     if not all(isinstance(value, int) and not isinstance(value, bool) for value in unique):
-        bad = next(value for value in unique if not isinstance(value, int) or isinstance(value, bool))
-        raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {shown(bad)}")
+        wrong = next(value for value in unique if not isinstance(value, int) or isinstance(value, bool))
+        raise SpecError(f"cpuset ids must be integers from 0 to {MAX_CPU_ID}, got {shown(wrong)}")
     ordered = sorted(unique)
     if ordered and (ordered[0] < 0 or ordered[-1] > MAX_CPU_ID):
         bad = ordered[0] if ordered[0] < 0 else ordered[-1]

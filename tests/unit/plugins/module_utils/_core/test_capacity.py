@@ -402,6 +402,19 @@ def test_dimms_take_from_the_pool_that_backs_them() -> None:
     )
 
 
+def test_unbound_normal_and_hugepage_memory_together() -> None:
+    """Unbound memory of both kinds at once: normal memory and each pool are checked, none crashes the sort."""
+    normal = Guest("web01", (Cell((0, 1), 1 * GIB),))
+    report = check("intel-2s-smt2", [Guest("db01", (Cell((0, 1), 1 * GIB, page=2048),)), normal])
+    assert report.problems == ()
+    assert report.unbound_kib == 1 * GIB
+    too_big = Guest("db02", (Cell((0, 1), 5000 * GIB, page=2048),))
+    assert check("intel-2s-smt2", [too_big, normal]).problems == (
+        "2 MiB hugepages bound to no host node: 5000 GiB, 4 GiB the host's pools have left after the bound ones: "
+        "db02 5000 GiB (running)",
+    )
+
+
 def test_a_planned_layout_counts_as_planned() -> None:
     """A planned layout's binding through the check."""
     topology = host("seed-4node-ring")
