@@ -13,24 +13,41 @@ domain's ``<metadata>``; all three end as one ``VnumaSpec``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
+    CELLS_REASON,
+    DEDICATED_PINNINGS,
+    DISTRIBUTIONS,
+    EMULATOR_PINS,
+    MAX_CELLS,
+    MAX_MEMORY_SLOTS,
+    MEMORY_MODES,
+    MEMORY_SPLITS,
+    MODES,
+    PINNINGS,
+    SLOTS_REASON,
+    SPEC_OPTIONS,
+    Kind,
+    Option,
+    option,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import MAX_NODE_ID, NODE_ID_REASON
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     MAX_MEMORY_KIB,
-    MAX_PAGE_KIB,
     MEMORY_LIMIT_REASON,
-    PAGE_LIMIT_REASON,
     check_count,
     format_kib,
     parse_size,
     shown,
 )
 
+# The option constants live with the option table (_core/options.py); imported from here too.
 __all__ = [
+    "CELLS_REASON",
     "DISTRIBUTIONS",
     "EMULATOR_PINS",
     "MAX_CELLS",
@@ -41,32 +58,24 @@ __all__ = [
     "MODES",
     "PINNINGS",
     "DEDICATED_PINNINGS",
+    "SLOTS_REASON",
     "GuestShape",
     "VnumaSpec",
 ]
 
-MODES = ("host", "node")
-DISTRIBUTIONS = ("contiguous", "siblings", "round-robin", "interleave")
-PINNINGS = ("node", "core", "thread", "none")
-# The pinnings under which a guest holds host CPUs for itself (``_core/placement.py:held_cpus``).
-DEDICATED_PINNINGS = ("core", "thread")
-MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
-MEMORY_SPLITS = ("even", "vcpus")
-EMULATOR_PINS = ("none", "nodes")
-# QEMU's x86 machines offer at most 256 memory slots (ACPI_MAX_RAM_SLOTS); libvirt passes ours on.
-MAX_MEMORY_SLOTS = 256
-SLOTS_REASON = "QEMU's ACPI_MAX_RAM_SLOTS"
-# Guest NUMA cells: QEMU takes at most 128 (MAX_NODES in include/sysemu/numa.h; "Max number of NUMA
-# nodes reached" beyond).  Checked before any cell is built.
-MAX_CELLS = 128
-CELLS_REASON = "QEMU's MAX_NODES"
 # Guest vCPUs: KVM's x86 maximum per guest is 4096 (CONFIG_KVM_MAX_NR_VCPUS, capped there by the
 # Hyper-V TLFS' 64 sparse banks), and so is QEMU's q35 machine since 9.0.  Checked before any list of
 # vCPUs is built.
 MAX_VCPUS = 4096
 VCPUS_REASON = "KVM's maximum vCPUs per guest"
 
-_SIZE_FIELDS = {"memory_kib": "memory", "hugepages_kib": "hugepages", "max_memory_kib": "max_memory"}
+# Option name -> VnumaSpec field, and back.
+_FIELDS = {item.name: item.field for item in SPEC_OPTIONS}
+_NAMES = {item.field: item.name for item in SPEC_OPTIONS}
+# The order of the checks decides which error a spec with several bad values gets: the choices, then
+# the numbers, then the booleans (the nodeset is checked last, by itself).
+_CHECK_ORDER = ((Kind.CHOICE,), (Kind.SIZE, Kind.COUNT), (Kind.BOOLEAN,))
+_CHECKED = tuple(item for kinds in _CHECK_ORDER for item in SPEC_OPTIONS if item.kind in kinds)
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -79,11 +88,23 @@ def _positive(name: str, value: object, limit: int | None = None, why: str = "")
         check_count(name, value, limit, why)
 
 
-def _size(name: str, kib: object, limit: int, why: str) -> None:
+def _size(name: str, kib: object, limit: int | None, why: str) -> None:
     """A size in KiB: a positive integer at most ``limit``, shown in a readable unit when above it."""
     _positive(name, kib)
-    if isinstance(kib, int) and kib > limit:
+    if isinstance(kib, int) and limit is not None and kib > limit:
         raise SpecError(f"{name} {format_kib(kib)} is above the limit of {format_kib(limit)} ({why})")
+
+
+def _check(item: Option, value: object) -> None:
+    """``value`` checked for the spec option ``item`` (None, unset, passes every check but a choice's)."""
+    if item.kind is Kind.CHOICE:
+        _choice(item.name, value, item.choices)
+    elif item.kind is Kind.SIZE:
+        _size(item.name, value, item.limit, item.why)
+    elif item.kind is Kind.COUNT:
+        _positive(item.name, value, item.limit, item.why)
+    elif item.kind is Kind.BOOLEAN and not isinstance(value, bool):
+        raise SpecError(f"{item.name} {shown(value)} must be true or false")
 
 
 def _host_mode_refusal(option: str, value: object) -> SpecError:
@@ -93,38 +114,30 @@ def _host_mode_refusal(option: str, value: object) -> SpecError:
 
 @dataclass(frozen=True)
 class VnumaSpec:
-    """A validated vNUMA request.  Sizes are KiB; ``nodeset`` is kept in canonical cpuset syntax."""
+    """A validated vNUMA request.  Sizes are KiB; ``nodeset`` is kept in canonical cpuset syntax.
 
-    mode: str = "host"
-    distribution: str = "contiguous"
+    One field per row of ``_core/options.py:SPEC_OPTIONS``, in its order, with its default.
+    """
+
+    mode: str = option("mode").default
+    distribution: str = option("distribution").default
     memory_kib: int | None = None
     nodeset: str | None = None
     cells: int | None = None
-    pinning: str = "node"
-    memory_mode: str = "strict"
-    memory_split: str = "even"
+    pinning: str = option("pinning").default
+    memory_mode: str = option("memory_mode").default
+    memory_split: str = option("memory_split").default
     hugepages_kib: int | None = None
-    emulator_pin: str = "none"
-    cpuless_cells: bool = False
+    emulator_pin: str = option("emulator_pin").default
+    cpuless_cells: bool = option("cpuless_cells").default
     max_memory_kib: int | None = None
     memory_slots: int | None = None
 
     def __post_init__(self) -> None:
-        _choice("mode", self.mode, MODES)
-        _choice("distribution", self.distribution, DISTRIBUTIONS)
-        _choice("pinning", self.pinning, PINNINGS)
-        _choice("memory_mode", self.memory_mode, MEMORY_MODES)
-        _choice("memory_split", self.memory_split, MEMORY_SPLITS)
-        _choice("emulator_pin", self.emulator_pin, EMULATOR_PINS)
         # Every number against its limit before anything is built from it (the partitioner builds
         # one entry per cell and per vCPU).
-        _size("memory", self.memory_kib, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
-        _positive("cells", self.cells, MAX_CELLS, CELLS_REASON)
-        _size("hugepages", self.hugepages_kib, MAX_PAGE_KIB, PAGE_LIMIT_REASON)
-        _size("max_memory", self.max_memory_kib, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
-        _positive("memory_slots", self.memory_slots, MAX_MEMORY_SLOTS, SLOTS_REASON)
-        if not isinstance(self.cpuless_cells, bool):
-            raise SpecError(f"cpuless_cells {shown(self.cpuless_cells)} must be true or false")
+        for item in _CHECKED:
+            _check(item, getattr(self, item.field))
         if self.nodeset is not None:
             given = self.nodeset
             canonical = format_cpuset(parse_cpuset(given, "nodeset", limit=MAX_NODE_ID, why=NODE_ID_REASON))
@@ -150,25 +163,24 @@ class VnumaSpec:
         """
         if not isinstance(options, Mapping):
             raise SpecError(f"the vnuma spec must be a mapping, got {type(options).__name__}")
-        names = {_SIZE_FIELDS.get(f.name, f.name): f.name for f in fields(cls)}
-        unknown = sorted(key if isinstance(key, str) else shown(key) for key in options if key not in names)
+        unknown = sorted(key if isinstance(key, str) else shown(key) for key in options if key not in _FIELDS)
         if unknown:
-            raise SpecError(f"unknown vnuma option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+            raise SpecError(f"unknown vnuma option(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
         values: dict[str, Any] = {}
         for key, value in options.items():
             if value is None:
                 continue
-            attribute = names[key]
-            if attribute in _SIZE_FIELDS:
+            kind = option(key).kind
+            if kind is Kind.SIZE:
                 value = parse_size(value, what=key)
-            elif attribute == "nodeset" and isinstance(value, int) and not isinstance(value, bool):
+            elif kind is Kind.NODESET and isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
-            values[attribute] = value
+            values[_FIELDS[key]] = value
         return cls(**values)
 
     def to_mapping(self) -> dict[str, Any]:
         """The spec under its user-facing option names, sizes in KiB, defaults included."""
-        return {_SIZE_FIELDS.get(name, name): value for name, value in asdict(self).items()}
+        return {_NAMES[name]: value for name, value in asdict(self).items()}
 
 
 @dataclass(frozen=True)

@@ -38,21 +38,12 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-    CELLS_REASON,
-    MAX_CELLS,
-    MAX_MEMORY_SLOTS,
-    SLOTS_REASON,
-    VnumaSpec,
-)
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, size_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
-    DomainNuma,
-    insert_child,
-    remove_child,
-    replace_child,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_INTEGER, parse_int, size_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_child, remove_child, replace_child
 
 __all__ = [
     "ORIGINAL_NS",
@@ -81,15 +72,22 @@ VNUMA_NS = "urn:vnuma:libvirt:1.0"
 VNUMA_PREFIX = "vnuma"
 VNUMA_TAG = "vnuma"
 
-# Attribute name -> VnumaSpec field, in the order they are written.
-_CHOICE_ATTRIBUTES = ("mode", "distribution", "pinning", "memory_mode", "memory_split", "emulator_pin")
-_ATTRIBUTES = (*_CHOICE_ATTRIBUTES, "cpuless_cells")
-_CHILDREN = ("memory", "partition", "hugepages", "maxMemory")
+# Where each spec option goes, from the option table, in the order written: the options that are
+# attributes of <vnuma>, then its children with the options each holds.
+_ON_VNUMA = tuple(
+    (item.xml_attribute, item) for item in SPEC_OPTIONS if item.xml_child is None and item.xml_attribute is not None
+)
+_ATTRIBUTES = tuple(attribute for attribute, _ in _ON_VNUMA)
+_CHILDREN = tuple(dict.fromkeys(item.xml_child for item in SPEC_OPTIONS if item.xml_child is not None))
+_IN_CHILD = {child: tuple(item for item in SPEC_OPTIONS if item.xml_child == child) for child in _CHILDREN}
+# A child holding a size takes a unit for it (KiB when absent), after the options' own attributes.
+_SIZED = {child for child, items in _IN_CHILD.items() if any(item.kind is Kind.SIZE for item in items)}
 _CHILD_ATTRIBUTES = {
-    "memory": ("unit",),
-    "partition": ("nodeset", "cells"),
-    "hugepages": ("size", "unit"),
-    "maxMemory": ("slots", "unit"),
+    child: (
+        *(item.xml_attribute for item in items if item.xml_attribute is not None),
+        *(("unit",) if child in _SIZED else ()),
+    )
+    for child, items in _IN_CHILD.items()
 }
 _YES_NO = {"yes": True, "no": False}
 
@@ -103,11 +101,6 @@ def _local(tag: Any) -> str | None:
 
 def _namespace(tag: str) -> str | None:
     return etree.QName(tag).namespace
-
-
-def _integer(raw: str, what: str, limit: int, why: str) -> int:
-    # The limits are the spec's own (VnumaSpec checks them again, for the other ways in).
-    return parse_int(raw, what, limit, why)
 
 
 def _size(raw: str | None, unit: str | None, what: str) -> int:
@@ -130,6 +123,34 @@ def _check_no_text(element: Any, what: str) -> None:
             raise SpecError(f"{what} holds text {child.tail.strip()!r}, which means nothing here")
 
 
+def _read(item: Option, raw: str | None, unit: str | None, what: str) -> Any:
+    """The value of ``item`` written ``raw`` in ``<vnuma>`` (``what`` names where, for messages)."""
+    if item.kind is Kind.SIZE:
+        return _size(raw, unit, what)
+    if raw is None:
+        # Only a size is read when absent (it is its element's reason to be); kept for the types.
+        raise SpecError(f"{what} is missing")
+    if item.kind is Kind.CHOICE:
+        return raw.strip()
+    if item.kind is Kind.BOOLEAN:
+        word = raw.strip()
+        if word not in _YES_NO:
+            place = "<vnuma" if item.xml_child is None else f"<vnuma><{item.xml_child}"
+            raise SpecError(f"{place} {item.xml_attribute}={word!r}> must be yes or no")
+        return _YES_NO[word]
+    if item.kind is Kind.COUNT:
+        # The limits are the spec's own (VnumaSpec checks them again, for the other ways in).
+        return parse_int(raw, what, item.limit if item.limit is not None else MAX_INTEGER, item.why)
+    return raw
+
+
+def _written(item: Option, value: Any) -> str:
+    """``value`` of ``item`` as ``<vnuma>`` writes it: sizes in KiB, booleans as yes or no."""
+    if item.kind is Kind.BOOLEAN:
+        return "yes" if value else "no"
+    return str(value)
+
+
 def spec_from_element(element: Any) -> VnumaSpec:
     """Parse a ``<vnuma>`` element (plain, or in the collection's namespace) into a spec."""
     if element is None or _local(element.tag) != VNUMA_TAG:
@@ -138,12 +159,11 @@ def spec_from_element(element: Any) -> VnumaSpec:
     namespace = _namespace(element.tag)
     _check_attributes(element, _ATTRIBUTES, "<vnuma>")
     _check_no_text(element, "<vnuma>")
-    values: dict[str, Any] = {name: element.get(name).strip() for name in _CHOICE_ATTRIBUTES if name in element.attrib}
-    if "cpuless_cells" in element.attrib:
-        raw = element.get("cpuless_cells").strip()
-        if raw not in _YES_NO:
-            raise SpecError(f"<vnuma cpuless_cells={raw!r}> must be yes or no")
-        values["cpuless_cells"] = _YES_NO[raw]
+    values: dict[str, Any] = {}
+    for attribute, item in _ON_VNUMA:
+        raw = element.get(attribute)
+        if raw is not None:
+            values[item.field] = _read(item, raw, None, f"<vnuma> {attribute}")
 
     seen: set[str] = set()
     for child in element:
@@ -161,27 +181,22 @@ def spec_from_element(element: Any) -> VnumaSpec:
         nested = [grandchild.tag for grandchild in child if _local(grandchild.tag) is not None]
         if nested:
             raise SpecError(f"{what}: unknown child <{nested[0]}>; it takes none")
-        if name == "memory":
-            values["memory_kib"] = _size(child.text, child.get("unit"), what)
-        elif name == "partition":
+        if name == "maxMemory" and child.get("slots") is None:
+            raise SpecError(f"{what} needs a slots attribute: memory hotplug needs both size and slots")
+        items = _IN_CHILD[name]
+        if all(item.xml_attribute is not None for item in items):
             _check_no_text(child, what)
-            if child.get("nodeset") is not None:
-                values["nodeset"] = child.get("nodeset")
-            if child.get("cells") is not None:
-                values["cells"] = _integer(child.get("cells"), f"{what} cells", MAX_CELLS, CELLS_REASON)
-        elif name == "hugepages":
-            _check_no_text(child, what)
-            values["hugepages_kib"] = _size(child.get("size"), child.get("unit"), f"{what} size")
-        else:
-            if child.get("slots") is None:
-                raise SpecError(f"{what} needs a slots attribute: memory hotplug needs both size and slots")
-            values["max_memory_kib"] = _size(child.text, child.get("unit"), what)
-            values["memory_slots"] = _integer(child.get("slots"), f"{what} slots", MAX_MEMORY_SLOTS, SLOTS_REASON)
+        for item in items:
+            if item.xml_attribute is None:
+                values[item.field] = _read(item, child.text, child.get("unit"), what)
+            elif child.get(item.xml_attribute) is not None or item.kind is Kind.SIZE:
+                raw = child.get(item.xml_attribute)
+                values[item.field] = _read(item, raw, child.get("unit"), f"{what} {item.xml_attribute}")
     if namespace == VNUMA_NS and values.get("mode", "host") == "host":
         # Stored by a version that kept <partition> in host mode (and ignored it): not refused, since
         # nobody typed it now, and refusing would make the guest unmanageable.
-        values.pop("nodeset", None)
-        values.pop("cells", None)
+        for item in _IN_CHILD["partition"]:
+            values.pop(item.field, None)
     try:
         return VnumaSpec(**values)
     except SpecError as error:
@@ -199,23 +214,22 @@ def spec_to_element(spec: VnumaSpec, namespaced: bool = False) -> Any:
 
     nsmap = {VNUMA_PREFIX: VNUMA_NS} if namespaced else None
     element = etree.Element(tag(VNUMA_TAG), nsmap=nsmap)
-    for name in _CHOICE_ATTRIBUTES:
-        element.set(name, getattr(spec, name))
-    element.set("cpuless_cells", "yes" if spec.cpuless_cells else "no")
-    if spec.memory_kib is not None:
-        memory = etree.SubElement(element, tag("memory"), unit="KiB")
-        memory.text = str(spec.memory_kib)
-    if spec.nodeset is not None or spec.cells is not None:
-        partition = etree.SubElement(element, tag("partition"))
-        if spec.nodeset is not None:
-            partition.set("nodeset", spec.nodeset)
-        if spec.cells is not None:
-            partition.set("cells", str(spec.cells))
-    if spec.hugepages_kib is not None:
-        etree.SubElement(element, tag("hugepages"), size=str(spec.hugepages_kib), unit="KiB")
-    if spec.max_memory_kib is not None:
-        max_memory = etree.SubElement(element, tag("maxMemory"), slots=str(spec.memory_slots), unit="KiB")
-        max_memory.text = str(spec.max_memory_kib)
+    for attribute, item in _ON_VNUMA:
+        element.set(attribute, _written(item, getattr(spec, item.field)))
+    for name in _CHILDREN:
+        given = [(item, getattr(spec, item.field)) for item in _IN_CHILD[name]]
+        given = [(item, value) for item, value in given if value is not None]
+        if not given:
+            continue
+        child = etree.SubElement(element, tag(name))
+        for item, value in given:
+            if item.xml_attribute is not None:
+                child.set(item.xml_attribute, _written(item, value))
+        if name in _SIZED:
+            child.set("unit", "KiB")
+        for item, value in given:
+            if item.xml_attribute is None:
+                child.text = _written(item, value)
     return element
 
 

@@ -1,0 +1,297 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The spec's options, one row each: the one place that names, types, limits and documents them.
+
+Everything else is derived from ``SPEC_OPTIONS``: ``VnumaSpec``'s checks and its option names
+(``_core/spec.py``), the ``<vnuma>`` reader and writer (``_xml/vnuma.py``), the coercion of a
+``guests`` entry (``_run/domain.py``), the module's argspec (``modules/vnuma_domain.py``), and the
+static documentation that ``scripts/gen-option-docs.py`` writes (``doc_fragments/spec.py`` and the
+fleet role's ``meta/argument_specs.yml``).  docs/architecture.md says how to add an option.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import MAX_NODE_ID, NODE_ID_REASON
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    MAX_MEMORY_KIB,
+    MAX_PAGE_KIB,
+    MEMORY_LIMIT_REASON,
+    PAGE_LIMIT_REASON,
+)
+
+__all__ = [
+    "CELLS_REASON",
+    "DEDICATED_PINNINGS",
+    "DISTRIBUTIONS",
+    "EMULATOR_PINS",
+    "MAX_CELLS",
+    "MAX_MEMORY_SLOTS",
+    "MEMORY_MODES",
+    "MEMORY_SPLITS",
+    "MODES",
+    "PINNINGS",
+    "SLOTS_REASON",
+    "SPEC_OPTIONS",
+    "Kind",
+    "Option",
+    "argument_spec",
+    "option",
+    "read_boolean",
+]
+
+MODES = ("host", "node")
+DISTRIBUTIONS = ("contiguous", "siblings", "round-robin", "interleave")
+PINNINGS = ("node", "core", "thread", "none")
+# The pinnings under which a guest holds host CPUs for itself (``_core/placement.py:held_cpus``).
+DEDICATED_PINNINGS = ("core", "thread")
+MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
+MEMORY_SPLITS = ("even", "vcpus")
+EMULATOR_PINS = ("none", "nodes")
+# QEMU's x86 machines offer at most 256 memory slots (ACPI_MAX_RAM_SLOTS); libvirt passes ours on.
+MAX_MEMORY_SLOTS = 256
+SLOTS_REASON = "QEMU's ACPI_MAX_RAM_SLOTS"
+# Guest NUMA cells: QEMU takes at most 128 (MAX_NODES in include/sysemu/numa.h; "Max number of NUMA
+# nodes reached" beyond).  Checked before any cell is built.
+MAX_CELLS = 128
+CELLS_REASON = "QEMU's MAX_NODES"
+
+
+class Kind(enum.Enum):
+    """What an option's value is; each kind has one reader per way in and one Ansible type."""
+
+    CHOICE = "choice"  # one of the row's choices
+    SIZE = "size"  # KiB, or a number with a unit ("16 GiB"); the spec keeps KiB
+    COUNT = "count"  # a positive integer
+    BOOLEAN = "boolean"
+    NODESET = "nodeset"  # host node ids in libvirt cpuset syntax ("0-3,^2")
+
+    @property
+    def ansible_type(self) -> str:
+        """The type in the module's argspec and in the documentation."""
+        return _ANSIBLE_TYPES[self]
+
+
+# Sizes are raw: a number of KiB or a string with a unit.
+_ANSIBLE_TYPES = {
+    Kind.CHOICE: "str",
+    Kind.SIZE: "raw",
+    Kind.COUNT: "int",
+    Kind.BOOLEAN: "bool",
+    Kind.NODESET: "str",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One spec option.
+
+    ``name`` is what users type (module option, role key, ``<vnuma>`` attribute, ``from_mapping`` key);
+    ``field`` the ``VnumaSpec`` field (sizes end in ``_kib``).  ``default`` is the spec's value when the
+    option is unset and the guest has no stored spec (None: the mode or the guest decides).  ``limit``
+    and ``why`` bound a size (KiB), a count or a node id.  In ``<vnuma>`` the value is the attribute
+    ``xml_attribute`` of the child ``xml_child`` (None: of ``<vnuma>`` itself), or that child's text
+    when ``xml_attribute`` is None; a child holding a size also takes a ``unit`` attribute.
+    ``description`` is the documentation, one string per paragraph, in Ansible's markup (``O()``
+    names another spec option); the generator adds the default and the limit.
+    """
+
+    name: str
+    kind: Kind
+    description: tuple[str, ...]
+    field: str = ""
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    limit: int | None = None
+    why: str = ""
+    xml_child: str | None = None
+    xml_attribute: str | None = ""
+
+    def __post_init__(self) -> None:
+        if not self.field:
+            object.__setattr__(self, "field", self.name)
+        if self.xml_attribute == "":
+            object.__setattr__(self, "xml_attribute", self.name)
+
+    @property
+    def argument(self) -> dict[str, Any]:
+        """The option's entry in an Ansible argspec.  No default: unset keeps the stored spec's value."""
+        argument: dict[str, Any] = {"type": self.kind.ansible_type}
+        if self.choices:
+            argument["choices"] = list(self.choices)
+        return argument
+
+
+SPEC_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "mode",
+        Kind.CHOICE,
+        (
+            "V(host) mirrors every host node that has CPUs, one guest cell per node.",
+            "V(node) uses the nodes in O(nodeset) (default every node with CPUs), split into O(cells) guest cells.",
+            "Options left unset keep the value stored in the guest's metadata by an earlier run, or the default.",
+        ),
+        choices=MODES,
+        default="host",
+    ),
+    Option(
+        "distribution",
+        Kind.CHOICE,
+        (
+            "Which vCPU ids go to which guest cell. V(contiguous) gives blocks in order; V(siblings) gives blocks "
+            "of whole cores of the host's SMT width; V(round-robin) follows the host's own CPU numbering; "
+            "V(interleave) deals vCPUs one at a time.",
+        ),
+        choices=DISTRIBUTIONS,
+        default="contiguous",
+    ),
+    Option(
+        "memory",
+        Kind.SIZE,
+        (
+            "Guest memory to split over the cells, in KiB or with a unit (V(16 GiB)). Defaults to the guest's "
+            "C(<memory>), which becomes this value when it is set.",
+        ),
+        field="memory_kib",
+        limit=MAX_MEMORY_KIB,
+        why=MEMORY_LIMIT_REASON,
+        xml_child="memory",
+        xml_attribute=None,
+    ),
+    Option(
+        "nodeset",
+        Kind.NODESET,
+        (
+            "Host nodes to use in V(node) mode, in libvirt cpuset syntax (V(0-3,^2)). Unset, every host node "
+            "that has CPUs.",
+        ),
+        limit=MAX_NODE_ID,
+        why=NODE_ID_REASON,
+        xml_child="partition",
+    ),
+    Option(
+        "cells",
+        Kind.COUNT,
+        (
+            "Number of guest cells in V(node) mode; fewer than the nodes groups the nearest nodes, more spreads "
+            "cells evenly over them. Unset, one cell per selected node.",
+        ),
+        limit=MAX_CELLS,
+        why=CELLS_REASON,
+        xml_child="partition",
+    ),
+    Option(
+        "pinning",
+        Kind.CHOICE,
+        (
+            "V(node) lets each vCPU float over its cell's host CPUs; V(core) gives each guest core a whole "
+            "dedicated host core; V(thread) gives each vCPU a dedicated host thread; V(none) writes no "
+            "C(<vcpupin>).",
+        ),
+        choices=PINNINGS,
+        default="node",
+    ),
+    Option(
+        "memory_mode",
+        Kind.CHOICE,
+        ("Memory policy of each cell (C(<memnode mode>)).",),
+        choices=MEMORY_MODES,
+        default="strict",
+    ),
+    Option(
+        "memory_split",
+        Kind.CHOICE,
+        ("V(even) gives every cell the same memory; V(vcpus) splits it in proportion to the cells' vCPUs.",),
+        choices=MEMORY_SPLITS,
+        default="even",
+    ),
+    Option(
+        "hugepages",
+        Kind.SIZE,
+        ("Back every cell with hugepages of this size (V(2 MiB), V(1 GiB)). Unset, normal pages.",),
+        field="hugepages_kib",
+        limit=MAX_PAGE_KIB,
+        why=PAGE_LIMIT_REASON,
+        xml_child="hugepages",
+        xml_attribute="size",
+    ),
+    Option(
+        "emulator_pin",
+        Kind.CHOICE,
+        (
+            "V(nodes) pins the emulator threads to the selected nodes' CPUs that no vCPU holds exclusively; "
+            "V(none) leaves them unpinned.",
+        ),
+        choices=EMULATOR_PINS,
+        default="none",
+    ),
+    Option(
+        "cpuless_cells",
+        Kind.BOOLEAN,
+        ("Allow guest cells that receive no vCPU (more cells than vCPUs).",),
+        default=False,
+    ),
+    Option(
+        "max_memory",
+        Kind.SIZE,
+        ("Maximum memory for memory hotplug (C(<maxMemory>)); needs O(memory_slots).",),
+        field="max_memory_kib",
+        limit=MAX_MEMORY_KIB,
+        why=MEMORY_LIMIT_REASON,
+        xml_child="maxMemory",
+        xml_attribute=None,
+    ),
+    Option(
+        "memory_slots",
+        Kind.COUNT,
+        ("Number of memory slots for hot-plugged DIMMs; needs O(max_memory).",),
+        limit=MAX_MEMORY_SLOTS,
+        why=SLOTS_REASON,
+        xml_child="maxMemory",
+        xml_attribute="slots",
+    ),
+)
+
+_BY_NAME = {item.name: item for item in SPEC_OPTIONS}
+
+
+def option(name: str) -> Option:
+    """The row of the spec option ``name`` (KeyError for anything else)."""
+    return _BY_NAME[name]
+
+
+def argument_spec() -> dict[str, dict[str, Any]]:
+    """The spec options as Ansible argspec entries, for ``vnuma_domain`` (a fresh dict each call)."""
+    return {item.name: item.argument for item in SPEC_OPTIONS}
+
+
+# Ansible's usual spellings of a boolean, for values that reach the collection without Ansible's type
+# checks (the options of a ``guests`` entry, often templated into strings).
+_BOOLEAN_WORDS = {
+    "yes": True,
+    "true": True,
+    "on": True,
+    "1": True,
+    "no": False,
+    "false": False,
+    "off": False,
+    "0": False,
+}
+
+
+def read_boolean(value: object) -> bool | None:
+    """``value`` as a boolean the way Ansible's ``bool`` reads it, or None when it is not one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _BOOLEAN_WORDS.get(value.strip().lower())
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
