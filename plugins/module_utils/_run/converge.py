@@ -56,19 +56,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import f
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
-    Change,
-    ChangeKind,
-    DomainNuma,
-    MemoryDevice,
-    changes_as_diff,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind, changes_as_diff
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import (
     DomainPlan,
     plan_domain,
     render_plan,
     serialize_like,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     has_original,

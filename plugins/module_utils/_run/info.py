@@ -36,7 +36,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
     parse_capabilities,
     read_host_capabilities,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import Change, DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 

@@ -38,17 +38,17 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
-    DomainNuma,
-    Hugepages,
-    Vcpu,
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import Hugepages
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     insert_child,
     insert_children,
     remove_child,
     remove_if_empty,
     replace_child,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vcpu
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     ORIGINAL_WHAT,
     OWNED_PARTS,

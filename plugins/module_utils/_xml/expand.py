@@ -32,12 +32,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import Vn
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import record_after_apply, record_before_apply
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
-    Change,
-    ChangeKind,
-    DomainNuma,
-    read_guest_shape,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     read_stored_spec,

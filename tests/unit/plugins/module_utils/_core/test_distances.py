@@ -17,7 +17,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
     validate_distances,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import capabilities, domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import capabilities, cpu_numa
 
 
 def test_limits() -> None:
@@ -25,10 +25,10 @@ def test_limits() -> None:
 
 
 def test_every_layer_uses_the_one_set_of_limits() -> None:
-    assert domain.LOCAL_DISTANCE is distances.LOCAL_DISTANCE
-    assert domain.MIN_REMOTE_DISTANCE is distances.MIN_REMOTE_DISTANCE
-    assert domain.MAX_DISTANCE is distances.MAX_DISTANCE
-    assert domain.validate_distances is validate_distances
+    assert cpu_numa.LOCAL_DISTANCE is distances.LOCAL_DISTANCE
+    assert cpu_numa.MIN_REMOTE_DISTANCE is distances.MIN_REMOTE_DISTANCE
+    assert cpu_numa.MAX_DISTANCE is distances.MAX_DISTANCE
+    assert cpu_numa.validate_distances is validate_distances
     assert topology.LOCAL_DISTANCE is distances.LOCAL_DISTANCE
     assert topology.REMOTE_DISTANCE == distances.DEFAULT_REMOTE_DISTANCE == 20
     assert partitioner.SAME_NODE_DISTANCE == MIN_REMOTE_DISTANCE

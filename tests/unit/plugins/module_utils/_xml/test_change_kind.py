@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import Change, ChangeKind, DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 
 BASE = {

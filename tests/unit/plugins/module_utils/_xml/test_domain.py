@@ -13,35 +13,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import validate_distances
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
-    Change,
-    CpuTopology,
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, changes_as_diff
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     CurrentMemory,
-    DomainNuma,
-    Emulatorpin,
     HugePage,
     Hugepages,
     MaxMemory,
-    Memnode,
     Memory,
     MemoryDevice,
-    Numa,
-    NumaCell,
-    Numatune,
-    NumatuneMemory,
-    Sibling,
-    Vcpu,
-    Vcpupin,
-    Vcpus,
-    VcpuState,
-    changes_as_diff,
-    read_guest_shape,
-    validate_distances,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Memnode, Numatune, NumatuneMemory
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vcpu, Vcpus, VcpuState
 from ansible_collections.vnuma.libvirt.tests.support.preservation import without_owned_parts
 
 GIB = 1024 * 1024

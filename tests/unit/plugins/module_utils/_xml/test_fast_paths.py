@@ -18,44 +18,43 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import (
-    DomainNuma,
-    _insert,
-    _insert_run,
-    _markup,
-    _new,
-    _parse_markup,
-    _parse_markups,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import (
     _TOKEN,
     _quotes_like,
     _single_quoted,
     expand_domain,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import make_markup, parse_markup, parse_markups
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_at, insert_run
 
 # -- elements written as text ---------------------------------------------------------------------------------
+
+
+def _built(tag: str, attributes: tuple[tuple[str, object | None], ...]) -> Any:
+    """The element built the plain way: one lxml call, attributes in order, None values left out."""
+    return etree.Element(tag, {name: str(value) for name, value in attributes if value is not None})
 
 
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20))
 def test_markup_reads_back_any_attribute_value(value: str) -> None:
     try:
-        expected = _new("cell", (("id", 1), ("memAccess", value), ("discard", None)))
+        expected = _built("cell", (("id", 1), ("memAccess", value), ("discard", None)))
     except ValueError:
         # lxml refuses characters XML cannot hold (control characters): nothing to write either way.
         return
-    element = _parse_markup(_markup("cell", (("id", 1), ("memAccess", value), ("discard", None))))
+    element = parse_markup(make_markup("cell", (("id", 1), ("memAccess", value), ("discard", None))))
     assert element.get("memAccess") == value
     assert etree.tostring(element) == etree.tostring(expected)
 
 
 def test_markup_with_children_and_without_attributes() -> None:
-    inner = _markup("distances", (), _markup("sibling", (("id", 0), ("value", 10))))
-    element = _parse_markup(_markup("cell", (("id", 0), ("cpus", "0-3")), inner))
+    inner = make_markup("distances", (), make_markup("sibling", (("id", 0), ("value", 10))))
+    element = parse_markup(make_markup("cell", (("id", 0), ("cpus", "0-3")), inner))
     expected = b'<cell id="0" cpus="0-3"><distances><sibling id="0" value="10"/></distances></cell>'
     assert etree.tostring(element) == expected
-    assert [child.tag for child in _parse_markups(["<a/>", "<b x='1'/>"])] == ["a", "b"]
+    assert [child.tag for child in parse_markups(["<a/>", "<b x='1'/>"])] == ["a", "b"]
 
 
 # -- a run of elements inserted at once ------------------------------------------------------------------------
@@ -77,8 +76,8 @@ _PARENTS = {
 
 def _pins(count: int, nested: bool) -> list[Any]:
     if nested:
-        return [_parse_markup(f"<vcpupin vcpu='{n}'><x/></vcpupin>") for n in range(count)]
-    return _parse_markups([f"<vcpupin vcpu='{n}' cpuset='{n}'/>" for n in range(count)])
+        return [parse_markup(f"<vcpupin vcpu='{n}'><x/></vcpupin>") for n in range(count)]
+    return parse_markups([f"<vcpupin vcpu='{n}' cpuset='{n}'/>" for n in range(count)])
 
 
 @pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
@@ -89,9 +88,9 @@ def test_insert_run_is_inserting_one_by_one(parent: str, count: int, nested: boo
         one_by_one = parse_xml(_PARENTS[parent], "t")
         cputune = one_by_one.find("cputune")
         for offset, pin in enumerate(_pins(count, nested)):
-            _insert(cputune, index + offset, pin)
+            insert_at(cputune, index + offset, pin)
         as_run = parse_xml(_PARENTS[parent], "t")
-        _insert_run(as_run.find("cputune"), index, _pins(count, nested))
+        insert_run(as_run.find("cputune"), index, _pins(count, nested))
         assert to_text(as_run) == to_text(one_by_one), (parent, index)
 
 

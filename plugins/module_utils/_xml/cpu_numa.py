@@ -1,0 +1,276 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""``<cpu><topology>`` and ``<cpu><numa>``: the guest cells, their distances, and the HMAT parts kept.
+
+https://libvirt.org/formatdomain.html#cpu-model-and-topology and #numa-topology
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    LOCAL_DISTANCE,
+    MAX_DISTANCE,
+    MIN_REMOTE_DISTANCE,
+    validate_distances,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import detached_copy
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
+    attr_cpuset,
+    attr_int_or,
+    read_size_kib,
+    require_tag,
+    required_int,
+    yes_no,
+    yes_no_text,
+)
+
+# The distance limits are the core's (re-exported: the cells' distances are checked here).
+__all__ = [
+    "LOCAL_DISTANCE",
+    "MAX_DISTANCE",
+    "MIN_REMOTE_DISTANCE",
+    "CpuTopology",
+    "Numa",
+    "NumaCell",
+    "Sibling",
+    "carried_numa_parts",
+    "validate_distances",
+]
+
+
+@dataclass(frozen=True)
+class CpuTopology(ElementModel):
+    """``<cpu><topology sockets dies cores threads/>``; absent ``dies``/``clusters`` are libvirt's 1."""
+
+    TAG: ClassVar[str] = "topology"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
+
+    sockets: int
+    dies: int
+    cores: int
+    threads: int
+    # libvirt >= 10.1 writes clusters='1' too; 9.0's schema does not know it, so it is written
+    # only when it is not 1 (it then came from the domain itself).
+    clusters: int = 1
+
+    @classmethod
+    def from_element(cls, element: Any) -> CpuTopology:
+        require_tag(element, cls.TAG)
+        what = "<cpu><topology>"
+        return cls(
+            sockets=required_int(element, "sockets", what),
+            dies=attr_int_or(element, "dies", what, 1),
+            cores=required_int(element, "cores", what),
+            threads=required_int(element, "threads", what),
+            clusters=attr_int_or(element, "clusters", what, 1),
+        )
+
+    @property
+    def vcpus(self) -> int:
+        return self.sockets * self.dies * self.clusters * self.cores * self.threads
+
+    def markup(self) -> str:
+        clusters = None if self.clusters == 1 else self.clusters
+        return make_markup(
+            self.TAG,
+            (
+                ("sockets", self.sockets),
+                ("dies", self.dies),
+                ("clusters", clusters),
+                ("cores", self.cores),
+                ("threads", self.threads),
+            ),
+        )
+
+    def items(self) -> Items:
+        return [
+            ("cpu/topology/sockets", self.sockets),
+            ("cpu/topology/dies", self.dies),
+            ("cpu/topology/clusters", None if self.clusters == 1 else self.clusters),
+            ("cpu/topology/cores", self.cores),
+            ("cpu/topology/threads", self.threads),
+        ]
+
+
+@dataclass(frozen=True)
+class Sibling(ElementModel):
+    """``<distances><sibling id value/>``: the distance from the enclosing cell to cell ``id``."""
+
+    TAG: ClassVar[str] = "sibling"
+
+    id: int
+    value: int
+
+    @classmethod
+    def from_element(cls, element: Any) -> Sibling:
+        require_tag(element, cls.TAG)
+        what = "<distances><sibling>"
+        return cls(id=required_int(element, "id", what), value=required_int(element, "value", what))
+
+    def markup(self) -> str:
+        if type(self.id) is int and type(self.value) is int:
+            # Written out rather than through make_markup: there is one per pair of cells (256 for 16 cells).
+            return f'<sibling id="{self.id}" value="{self.value}"/>'
+        return make_markup(self.TAG, (("id", self.id), ("value", self.value)))
+
+
+@dataclass(frozen=True)
+class NumaCell(ElementModel):
+    """``<cell id cpus memory unit memAccess discard>`` with its ``<distances>``.
+
+    ``cpus`` is empty for a CPU-less cell (libvirt then has no ``cpus`` attribute); ``memory_kib``
+    is in KiB whatever unit the domain used.
+    """
+
+    TAG: ClassVar[str] = "cell"
+
+    id: int
+    cpus: tuple[int, ...]
+    memory_kib: int
+    mem_access: str | None = None
+    discard: bool | None = None
+    distances: tuple[Sibling, ...] = ()
+
+    @classmethod
+    def from_element(cls, element: Any, position: int = 0) -> NumaCell:
+        """Read a cell; ``position`` is its id when the cell has none (libvirt numbers them in order)."""
+        require_tag(element, cls.TAG)
+        cell_id = attr_int_or(element, "id", "<numa><cell>", position)
+        what = f"<numa><cell id='{cell_id}'>"
+        memory = element.get("memory")
+        if memory is None:
+            raise XmlError(f"{what}: attribute memory is missing")
+        siblings = [Sibling.from_element(child) for child in element.iterfind("distances/sibling")]
+        return cls(
+            id=cell_id,
+            cpus=attr_cpuset(element, "cpus", what) or (),
+            memory_kib=read_size_kib(memory, element.get("unit"), f"{what} memory"),
+            mem_access=element.get("memAccess"),
+            discard=yes_no(element, "discard", what),
+            distances=tuple(sorted(siblings, key=lambda sibling: sibling.id)),
+        )
+
+    def markup(self) -> str:
+        discard = None if self.discard is None else yes_no_text(self.discard)
+        distances = ""
+        if self.distances:
+            distances = make_markup("distances", (), "".join([sibling.markup() for sibling in self.distances]))
+        return make_markup(
+            self.TAG,
+            (
+                ("id", self.id),
+                ("cpus", format_cpuset(self.cpus) if self.cpus else None),
+                ("memory", self.memory_kib),
+                ("unit", "KiB"),
+                ("memAccess", self.mem_access),
+                ("discard", discard),
+            ),
+            distances,
+        )
+
+    def items(self) -> Items:
+        prefix = f"cpu/numa/cell[{self.id}]"
+        items: Items = [
+            (f"{prefix}/cpus", format_cpuset(self.cpus) if self.cpus else None),
+            (f"{prefix}/memory", self.memory_kib),
+            (f"{prefix}/memAccess", self.mem_access),
+            (f"{prefix}/discard", None if self.discard is None else yes_no_text(self.discard)),
+        ]
+        items.extend((f"{prefix}/distances/sibling[{sibling.id}]", sibling.value) for sibling in self.distances)
+        return items
+
+
+@dataclass(frozen=True)
+class Numa(ElementModel):
+    """``<cpu><numa>``: the guest cells, ascending by id."""
+
+    TAG: ClassVar[str] = "numa"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
+
+    cells: tuple[NumaCell, ...]
+
+    @classmethod
+    def from_element(cls, element: Any) -> Numa:
+        require_tag(element, cls.TAG)
+        cells = [NumaCell.from_element(child, position) for position, child in enumerate(element.iterchildren("cell"))]
+        return cls(tuple(sorted(cells, key=lambda cell: cell.id)))
+
+    def validate(self, vcpus: int | None = None) -> None:
+        """What libvirt checks of the cells, and the distance rules it crashes on (see validate_distances)."""
+        ids = [cell.id for cell in self.cells]
+        if ids != list(range(len(ids))):
+            raise SpecError(f"guest cell ids {ids} must be 0..{len(ids) - 1} in order")
+        owner: dict[int, int] = {}
+        for cell in self.cells:
+            for vcpu in cell.cpus:
+                if vcpu in owner:
+                    raise SpecError(f"vCPU {vcpu} is in guest cells {owner[vcpu]} and {cell.id}")
+                if vcpus is not None and vcpu >= vcpus:
+                    raise SpecError(f"guest cell {cell.id} names vCPU {vcpu}, but the guest has {vcpus} vCPUs")
+                owner[vcpu] = cell.id
+        with_distances = [cell for cell in self.cells if cell.distances]
+        if not with_distances:
+            return
+        if len(with_distances) != len(self.cells):
+            raise SpecError("either every guest cell has <distances> or none has")
+        matrix: list[list[int]] = []
+        for cell in self.cells:
+            row = {sibling.id: sibling.value for sibling in cell.distances}
+            if sorted(row) != ids or len(row) != len(cell.distances):
+                raise SpecError(
+                    f"guest cell {cell.id} has distances to cells {[s.id for s in cell.distances]}, "
+                    f"it needs exactly one to each of {ids}"
+                )
+            matrix.append([row[other] for other in ids])
+        validate_distances(matrix)
+
+    def markup(self) -> str:
+        # Not checked here: to_element checks first, DomainNuma.apply has checked the whole model.
+        return make_markup(self.TAG, (), "".join([cell.markup() for cell in self.cells]))
+
+    def items(self) -> Items:
+        return [item for cell in self.cells for item in cell.items()]
+
+
+def carried_numa_parts(root: Any, numa: Numa | None) -> tuple[dict[int, list[Any]], Any]:
+    """HMAT data of the old ``<numa>`` (cell ``<cache>``s, ``<interconnects>``) that stays valid.
+
+    Caches stay with the cell of the same id; interconnects stay when every cell they name still
+    exists, and are an error otherwise (rewriting them is the user's decision, not ours).
+    """
+    old = root.find("cpu/numa")
+    if old is None or numa is None:
+        return {}, None
+    new_ids = {cell.id for cell in numa.cells}
+    caches: dict[int, list[Any]] = {}
+    for position, cell in enumerate(old.iterchildren(NumaCell.TAG)):
+        cell_id = attr_int(cell, "id", "<numa><cell>", position)
+        found = [detached_copy(cache) for cache in cell.iterchildren("cache")]
+        if found and cell_id in new_ids:
+            caches[cell_id] = found
+    interconnects = old.find("interconnects")
+    if interconnects is None:
+        return caches, None
+    for entry in interconnects:
+        if not isinstance(entry.tag, str):
+            continue
+        for name in ("initiator", "target"):
+            value = attr_int(entry, name, f"<numa><interconnects><{entry.tag}>")
+            if value is not None and value not in new_ids:
+                raise SpecError(
+                    f"<numa><interconnects><{entry.tag} {name}='{value}'> names a guest cell the new layout "
+                    f"does not have ({len(new_ids)} cells); remove or rewrite the interconnects"
+                )
+    return caches, detached_copy(interconnects)

@@ -1,0 +1,188 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Layout -> domain: what each owned element becomes under a layout, one function per element.
+
+Each takes the layout and, where the user's own values stay, the element as the domain has it now.
+``DomainNuma.from_layout`` (``domain.py``) gathers them and checks the result.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import HugePage, Hugepages, MaxMemory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Memnode, Numatune, NumatuneMemory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import sorted_ids
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vcpu, Vcpus, VcpuState
+
+__all__ = [
+    "emulatorpin_for",
+    "hugepages_for",
+    "max_memory_for",
+    "memory_for",
+    "numa_for",
+    "numatune_for",
+    "topology_for",
+    "vcpu_for",
+    "vcpupins_for",
+    "vcpus_for",
+]
+
+
+def vcpu_for(layout: Layout, current: Vcpu | None) -> Vcpu:
+    """``<vcpu>``: the layout's vCPUs, static placement, the user's default cpuset kept."""
+    return Vcpu(
+        count=layout.vcpus,
+        # numad's advisory nodeset (placement='auto') would override the static <numatune> we write.
+        placement="static",
+        # A user's default cpuset stays: vcpupin and emulatorpin override it where they exist.
+        cpuset=None if current is None else current.cpuset,
+        # libvirt writes current only when some vCPUs are offline at boot.
+        current=layout.current_vcpus if layout.current_vcpus < layout.vcpus else None,
+    )
+
+
+def vcpus_for(layout: Layout) -> Vcpus | None:
+    """The hotplug state a layout asks for, or None when every vCPU is online at boot.
+
+    Rules (libvirt, https://libvirt.org/formatdomain.html#cpu-allocation): every vCPU is
+    listed; the online ones are the first ``current_vcpus`` of the enable order; the online
+    vCPUs that form the prefix 0..p-1 of ids are the boot set (``hotpluggable='no'``: QEMU's
+    ``-smp`` creates exactly those, and vCPU 0 must be one of them); every other vCPU is
+    hot-pluggable, as libvirt requires of disabled ones; ``order`` is the 1-based position in
+    the enable order, given for every online vCPU and no offline one, because libvirt wants it
+    on all online vCPUs once it is used at all.
+    """
+    if layout.current_vcpus >= layout.vcpus:
+        return None
+    _check_enable_order(layout)
+    online = set(layout.enable_order[: layout.current_vcpus])
+    position = {vcpu: index + 1 for index, vcpu in enumerate(layout.enable_order)}
+    prefix = 0
+    while prefix in online:
+        prefix += 1
+    return Vcpus(
+        tuple(
+            VcpuState(
+                id=vcpu,
+                enabled=vcpu in online,
+                hotpluggable=vcpu >= prefix,
+                order=position[vcpu] if vcpu in online else None,
+            )
+            for vcpu in range(layout.vcpus)
+        )
+    )
+
+
+def _check_enable_order(layout: Layout) -> None:
+    order = layout.enable_order
+    if sorted(order) != list(range(layout.vcpus)):
+        raise SpecError(f"the vCPU enable order {list(order)} is not a permutation of vCPUs 0-{layout.vcpus - 1}")
+    if layout.current_vcpus < 1 or 0 not in order[: layout.current_vcpus]:
+        raise SpecError("vCPU 0 must be online at boot (QEMU cannot hot-plug or unplug it)")
+
+
+def topology_for(layout: Layout) -> CpuTopology:
+    """``<cpu><topology>``: the layout's guest topology."""
+    topology = layout.topology
+    return CpuTopology(sockets=topology.sockets, dies=topology.dies, cores=topology.cores, threads=topology.threads)
+
+
+def numa_for(layout: Layout, current: Numa | None) -> Numa:
+    """``<cpu><numa>``: the layout's cells and distances; the user's backing of each cell id kept."""
+    cell_count = len(layout.cells)
+    previous_cells = {cell.id: cell for cell in current.cells} if current is not None else {}
+    cells = []
+    for cell in layout.cells:
+        before = previous_cells.get(cell.id)
+        cells.append(
+            NumaCell(
+                id=cell.id,
+                cpus=sorted_ids(cell.vcpus),
+                memory_kib=cell.memory_kib,
+                # memAccess/discard describe how the user backs that cell; keep them per cell id.
+                mem_access=None if before is None else before.mem_access,
+                discard=None if before is None else before.discard,
+                # One cell has nothing to be distant from: <distances> only with 2+ cells.
+                distances=(
+                    tuple(Sibling(other, value) for other, value in enumerate(cell.distances)) if cell_count > 1 else ()
+                ),
+            )
+        )
+    return Numa(tuple(cells))
+
+
+def numatune_for(layout: Layout) -> Numatune:
+    """``<numatune>``: the guest-wide ``<memory>`` over the selected host nodes, one ``<memnode>`` per cell.
+
+    Each in the spec's memory mode (https://libvirt.org/formatdomain.html#numa-node-tuning).
+    """
+    memnodes = []
+    for cell in layout.cells:
+        if not cell.memory_nodes:
+            raise SpecError(f"guest cell {cell.id} has no host node for its memory")
+        memnodes.append(Memnode(cellid=cell.id, mode=layout.spec.memory_mode, nodeset=sorted_ids(cell.memory_nodes)))
+    if not layout.numatune_nodes:
+        raise SpecError("the guest's memory is bound to no host node")
+    return Numatune(
+        memory=NumatuneMemory(mode=layout.numatune_mode, nodeset=sorted_ids(layout.numatune_nodes)),
+        memnodes=tuple(memnodes),
+    )
+
+
+def vcpupins_for(layout: Layout) -> tuple[Vcpupin, ...]:
+    """``<vcpupin>``s: one per vCPU; none with pinning ``none`` (existing pins would contradict the cells)."""
+    if layout.vcpu_pins is None:
+        return ()
+    # The vCPUs of one cell float over one cpuset: sort each distinct cpuset once.  The
+    # partitioner hands the vCPUs of a cell the same tuple, so a run of it is not even hashed
+    # again (a cpuset of a large node has dozens of CPUs).  The pins keep sharing one tuple
+    # (see cputune.pin_texts).
+    cpusets: dict[tuple[int, ...], tuple[int, ...]] = {}
+    pins: list[Vcpupin] = []
+    last: tuple[int, ...] | None = None
+    cpuset: tuple[int, ...] = ()
+    for index, cpus in enumerate(layout.vcpu_pins):
+        if cpus is not last:
+            last = cpus
+            cpuset = cpusets[cpus] if cpus in cpusets else cpusets.setdefault(cpus, sorted_ids(cpus))
+        pins.append(Vcpupin(index, cpuset))
+    return tuple(pins)
+
+
+def emulatorpin_for(layout: Layout, current: Emulatorpin | None) -> Emulatorpin | None:
+    """``<emulatorpin>``: only touched when the spec pins the emulator."""
+    return Emulatorpin(sorted_ids(layout.emulator_pins)) if layout.emulator_pins is not None else current
+
+
+def hugepages_for(layout: Layout, current: Hugepages | None) -> Hugepages | None:
+    """``<hugepages>``: one page size for every cell when the spec asks; otherwise the user's stay as written."""
+    if layout.hugepages_kib is None:
+        return current
+    return Hugepages((HugePage(size_kib=layout.hugepages_kib, nodeset=tuple(range(len(layout.cells)))),))
+
+
+def max_memory_for(layout: Layout, current: MaxMemory | None) -> MaxMemory | None:
+    """``<maxMemory>``: the hotplug ceiling when the spec asks; otherwise the user's stays as written."""
+    if layout.max_memory_kib is None:
+        return current
+    return MaxMemory(kib=layout.max_memory_kib, slots=layout.memory_slots)
+
+
+def memory_for(
+    layout: Layout, memory_kib: int | None, current_memory_kib: int | None, device_memory_kib: int
+) -> tuple[int, int]:
+    """``<memory>`` and ``<currentMemory>`` in KiB, from the domain's (``memory_kib``...) as they are."""
+    # libvirt's <memory> counts the memory devices on top of the cells.
+    memory = layout.memory_kib + device_memory_kib
+    # With no balloon (currentMemory == memory) the balloon target follows the new size;
+    # a deliberate balloon target is kept (libvirt clamps it to <memory> if it is larger).
+    if current_memory_kib is None or current_memory_kib == memory_kib:
+        return memory, memory
+    return memory, current_memory_kib

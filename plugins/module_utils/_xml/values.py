@@ -1,0 +1,131 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The values of the owned elements: small readers and formatters shared by the element models.
+
+Readers accept every spelling libvirt accepts and raise ``XmlError`` naming the element; values are
+models, never text: cpusets are ascending tuples, sizes are KiB.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, size_kib, to_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int
+
+__all__ = [
+    "attr_cpuset",
+    "attr_int_or",
+    "format_ids",
+    "optional_size_kib",
+    "pin_text",
+    "read_size_kib",
+    "require_tag",
+    "required_int",
+    "sorted_ids",
+    "text_cpuset",
+    "text_int",
+    "yes_no",
+    "yes_no_text",
+]
+
+_YES_NO = {"yes": True, "no": False}
+
+
+def require_tag(element: Any, tag: str) -> None:
+    if element is None or element.tag != tag:
+        found = "nothing" if element is None else f"<{element.tag}>"
+        raise XmlError(f"expected a <{tag}> element, got {found}")
+
+
+def required_int(element: Any, name: str, what: str) -> int:
+    value = attr_int(element, name, what)
+    if value is None:
+        raise XmlError(f"{what}: attribute {name} is missing")
+    return value
+
+
+def attr_int_or(element: Any, name: str, what: str, default: int) -> int:
+    """An integer attribute, ``default`` when absent (libvirt's value for an attribute left out)."""
+    value = attr_int(element, name, what)
+    return default if value is None else value
+
+
+def text_int(element: Any, what: str) -> int:
+    text = (element.text or "").strip()
+    if not text.isdigit() or not text.isascii():
+        raise XmlError(f"{what}: {element.text!r} is not a non-negative integer")
+    return parse_int(text, f"{what}:", error=XmlError)
+
+
+def read_size_kib(value: str | None, unit: str | None, what: str) -> int:
+    """A size in any unit libvirt accepts, in KiB (https://libvirt.org/formatdomain.html#memory-allocation)."""
+    text = (value or "").strip()
+    if not text.isdigit() or not text.isascii():
+        raise XmlError(f"{what}: {value!r} is not a non-negative integer")
+    unit = unit if unit is not None else "KiB"
+    try:
+        # The unit first, on its own: its message names the element as "<memory>: unknown unit ...".
+        to_kib(0, unit, what)
+    except SpecError as error:
+        raise XmlError(error.message) from None
+    return size_kib(text, unit, f"{what}:", error=XmlError)
+
+
+def attr_cpuset(element: Any, name: str, what: str) -> tuple[int, ...] | None:
+    raw = element.get(name)
+    if raw is None:
+        return None
+    try:
+        return tuple(sorted(parse_cpuset(raw, f"{what} {name}")))
+    except SpecError as error:
+        raise XmlError(error.message) from None
+
+
+def optional_size_kib(element: Any, what: str) -> int | None:
+    return None if element is None else read_size_kib(element.text, element.get("unit"), what)
+
+
+def text_cpuset(element: Any, what: str) -> tuple[int, ...] | None:
+    if element is None or not (element.text or "").strip():
+        return None
+    try:
+        return tuple(sorted(parse_cpuset(element.text.strip(), what)))
+    except SpecError as error:
+        raise XmlError(error.message) from None
+
+
+def yes_no(element: Any, name: str, what: str) -> bool | None:
+    raw = element.get(name)
+    if raw is None:
+        return None
+    try:
+        return _YES_NO[raw.strip()]
+    except KeyError:
+        raise XmlError(f"{what}: attribute {name}={raw!r} is not yes or no") from None
+
+
+def yes_no_text(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def sorted_ids(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(sorted(set(values)))
+
+
+def format_ids(ids: Iterable[int] | None) -> str | None:
+    return None if ids is None else format_cpuset(ids)
+
+
+@functools.lru_cache(maxsize=1024)
+def pin_text(cpuset: tuple[int, ...]) -> str:
+    """``format_cpuset`` of a pin's cpuset: the vCPUs of a cell share one, so each is formatted once."""
+    return format_cpuset(cpuset)
