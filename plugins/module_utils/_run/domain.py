@@ -27,15 +27,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import (
     is_pattern,
     matching,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-    DISTRIBUTIONS,
-    EMULATOR_PINS,
-    MEMORY_MODES,
-    MEMORY_SPLITS,
-    MODES,
-    PINNINGS,
-    VnumaSpec,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import Kind, Option, read_boolean
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
@@ -62,61 +55,56 @@ __all__ = [
     "validate_run_options",
 ]
 
-# Spec options under their user-facing names (memory, hugepages, max_memory...): the spec is the
-# one list, shared by the module's top level and each entry of its guests list.
-SPEC_OPTIONS = tuple(VnumaSpec().to_mapping())
-# Per-guest options besides the spec.
-GUEST_OPTIONS = ("state", "current_vcpus", "hotplug_memory")
 STATES = ("present", "absent")
+# The per-guest options besides the spec, typed like the spec's (the module documents them).
+_GUEST_ROWS = (
+    Option("state", Kind.CHOICE, (), choices=STATES),
+    Option("current_vcpus", Kind.COUNT, ()),
+    Option("hotplug_memory", Kind.SIZE, ()),
+)
+# Spec options under their user-facing names (memory, hugepages, max_memory...): the option table is
+# the one list, shared by the module's top level and each entry of its guests list.
+SPEC_OPTIONS = tuple(item.name for item in SPEC_ROWS)
+GUEST_OPTIONS = tuple(item.name for item in _GUEST_ROWS)
 # Seconds.  A day is far more than any graceful shutdown takes: a larger (or negative) value is a
 # mistake, and refused before anything is read, since the restart comes after the definitions changed.
 MAX_SHUTDOWN_TIMEOUT = 86400
 
 _ENTRY_OPTIONS = (*SPEC_OPTIONS, *GUEST_OPTIONS)
-_INTEGERS = ("cells", "memory_slots", "current_vcpus")
-_SIZES = ("memory", "hugepages", "max_memory", "hotplug_memory")
-_CHOICES = {
-    "mode": MODES,
-    "distribution": DISTRIBUTIONS,
-    "pinning": PINNINGS,
-    "memory_mode": MEMORY_MODES,
-    "memory_split": MEMORY_SPLITS,
-    "emulator_pin": EMULATOR_PINS,
-    "state": STATES,
-}
-_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True, "no": False, "false": False, "off": False, "0": False}
+_ENTRY_ROWS = {item.name: item for item in (*SPEC_ROWS, *_GUEST_ROWS)}
 
 
 def _coerced(name: str | None, key: str, value: Any) -> Any:
-    """``value`` checked for option ``key``'s type, and normalised as the top level's Ansible types do.
+    """``value`` checked for option ``key``'s kind, and normalised as the top level's Ansible types do.
 
     The entries of ``guests`` are raw (Ansible checks the top level only), so templated values come as
     strings (``"2"``, ``"yes"``); anything that is not of the option's type is refused naming ``name``.
+    Limits are left to the spec (``VnumaSpec``), which checks them for each guest.
     """
+    kind = _ENTRY_ROWS[key].kind
     try:
-        if key in _INTEGERS:
+        if kind is Kind.COUNT:
             # Digit text (a templated value) reads as the number it writes (units.read_digits).
             number = read_digits(value.strip()) if isinstance(value, str) else None
             if number is not None:
                 value = number
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SpecError(f"{key} {value!r} must be a positive integer")
-        elif key in _CHOICES:
-            if not isinstance(value, str) or value not in _CHOICES[key]:
-                raise SpecError(f"{key} {value!r} is not one of {', '.join(_CHOICES[key])}")
-        elif key == "cpuless_cells":
-            if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
-                value = _BOOLEANS[value.strip().lower()]
-            elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
-                value = bool(value)
-            if not isinstance(value, bool):
-                raise SpecError(f"cpuless_cells {value!r} is not a boolean")
-        elif key in _SIZES:
+        elif kind is Kind.CHOICE:
+            choices = _ENTRY_ROWS[key].choices
+            if not isinstance(value, str) or value not in choices:
+                raise SpecError(f"{key} {value!r} is not one of {', '.join(choices)}")
+        elif kind is Kind.BOOLEAN:
+            flag = read_boolean(value)
+            if flag is None:
+                raise SpecError(f"{key} {value!r} is not a boolean")
+            value = flag
+        elif kind is Kind.SIZE:
             parse_size(value, what=key)
-        elif key == "nodeset":
+        elif kind is Kind.NODESET:
             if isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
-            parse_cpuset(value, "nodeset")
+            parse_cpuset(value, key)
     except SpecError as error:
         raise error.naming(name) from None
     return value
@@ -124,16 +112,17 @@ def _coerced(name: str | None, key: str, value: Any) -> Any:
 
 def _comparable(key: str, value: Any) -> Any:
     """``value`` as compared between two entries for one guest: sizes in KiB, node sets as sets."""
-    if key in _SIZES:
+    kind = _ENTRY_ROWS[key].kind
+    if kind is Kind.SIZE:
         return parse_size(value, what=key)
-    if key == "nodeset":
-        return parse_cpuset(value, "nodeset")
+    if kind is Kind.NODESET:
+        return parse_cpuset(value, key)
     return value
 
 
 def _entries(params: Mapping[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
     """The ``guests`` entries as (index, name or pattern, checked options), refusing malformed ones."""
-    entries = []
+    entries: list[tuple[int, str, dict[str, Any]]] = []
     for index, entry in enumerate(params.get("guests") or []):
         if isinstance(entry, str):
             check_entry("guests", index, entry)
@@ -182,8 +171,8 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
     """Refuse, before anything is read or written, every module option that could only fail later.
 
     Covers what Ansible's own type checks leave open: ``name``, ``guests`` and ``exclude`` entries,
-    the per-guest options' types and values, the raw sizes, ``shutdown_timeout`` and the backup
-    directory.  The guest is named when ``name`` gives it.
+    the per-guest options' types and values, the raw sizes, ``shutdown_timeout``, the backup
+    directory and ``lock_timeout``.  The guest is named when ``name`` gives it.
     """
     name = params.get("name")
     if name is not None:
@@ -204,6 +193,7 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
     parse_size(params.get("reserved_memory") or 0, what="reserved_memory")
     if params.get("backup"):
         _check_backup_dir(params.get("backup_dir"))
+    check_lock_timeout(params.get("lock_timeout", 300))
 
 
 def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> GuestRequest:
@@ -279,7 +269,7 @@ def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> 
     carries the whole result in ``details`` (``changed``, and per guest what was written and the error).
     """
     validate_run_options(params)
-    lock_timeout = check_lock_timeout(params.get("lock_timeout", 300))
+    lock_timeout = float(params.get("lock_timeout", 300))
     selection_warnings: list[str] = []
     with LibvirtHost.from_params(params) as host:
         caps = params.get("host_capabilities")
