@@ -449,38 +449,19 @@ guests:
       sample: 0.25
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES, CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-    DISTRIBUTIONS,
-    EMULATOR_PINS,
-    MEMORY_MODES,
-    MEMORY_SPLITS,
-    MODES,
-    PINNINGS,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import argument_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import STATES, run_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
-# Types here; the choices come from the spec itself, so the module and the <vnuma> element agree.
-SPEC_ARGS = dict(
-    mode=dict(type="str", choices=list(MODES)),
-    distribution=dict(type="str", choices=list(DISTRIBUTIONS)),
-    memory=dict(type="raw"),
-    nodeset=dict(type="str"),
-    cells=dict(type="int"),
-    pinning=dict(type="str", choices=list(PINNINGS)),
-    memory_mode=dict(type="str", choices=list(MEMORY_MODES)),
-    memory_split=dict(type="str", choices=list(MEMORY_SPLITS)),
-    hugepages=dict(type="raw"),
-    emulator_pin=dict(type="str", choices=list(EMULATOR_PINS)),
-    cpuless_cells=dict(type="bool"),
-    max_memory=dict(type="raw"),
-    memory_slots=dict(type="int"),
-)
+# From the option table, like the <vnuma> element and the doc fragment (scripts/gen-option-docs.py).
+SPEC_ARGS = argument_spec()
 
 
 def main() -> None:
@@ -493,7 +474,7 @@ def main() -> None:
             connect_timeout=dict(type="float", default=60),
             call_timeout=dict(type="float", default=120),
             host_capabilities=dict(type="str"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state=dict(type="str", choices=list(STATES), default="present"),
             current_vcpus=dict(type="int", aliases=["vcpus_live"]),
             hotplug_memory=dict(type="raw"),
             restart=dict(type="str", choices=["never", "if_needed"], default="never"),
@@ -519,7 +500,7 @@ def main() -> None:
     except VnumaError as error:
         # A capacity refusal also hands back the report: which nodes, which guests, how much; a run
         # where guests failed, every guest's result with what was written (changed says whether anything was).
-        extra = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
+        extra: dict[str, Any] = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
         extra.update(error.details)
         for warning in extra.pop("warnings", []):
             module.warn(warning)
