@@ -84,12 +84,16 @@ def is_omitted(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(_OMIT_PREFIX)
 
 
+# bool before int: True is an int too.  type[Any]: each is called on a value of its own type.
+_SCALARS: tuple[type[Any], ...] = (bool, int, float, str, bytes)
+
+
 def plain(value: Any) -> Any:
     """The builtin value behind ansible-core 2.19's tagged scalars and lazy containers.
 
     The pure layer names the type of a value it refuses; this makes that ``list``, not ``_AnsibleLazyTemplateList``.
     """
-    for builtin in (bool, int, float, str, bytes):
+    for builtin in _SCALARS:
         if isinstance(value, builtin):
             return builtin(value)
     if isinstance(value, Mapping):

@@ -78,10 +78,10 @@ def host_report(
             "siblings": format_cpuset(cpu.siblings),
             "online": cpu.online,
         }
-        for node in topology.nodes
-        for cpu in node.cpus
+        for node, cpu in sorted(
+            ((node, cpu) for node in topology.nodes for cpu in node.cpus), key=lambda pair: pair[1].id
+        )
     ]
-    cpus.sort(key=lambda cpu: cpu["id"])
     online = [cpu for node in topology.nodes for cpu in node.cpus if cpu.online]
     return {
         "nodes": [_node(topology, node, free_kib.get(node.id), free_pages.get(node.id)) for node in topology.nodes],
