@@ -19,6 +19,11 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/vnuma/libvirt
 UNIT_LOG := $(BUILD)/unit.log
 INTEGRATION_LOG := $(BUILD)/integration.log
 GUEST_IMAGE := $(BUILD)/guest-image
+LAB_DIR := $(BUILD)/lab
+# Topology files of `make lab-up` (docs/lab.md); `make lab` boots the ones its tests use.
+LAB_TOPOLOGY ?= tests/lab/four-node.yml
+LAB_TEST_TOPOLOGY := tests/lab/four-node.yml tests/lab/two-node.yml
+LAB := PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" scripts/lab/lab.py --dir "$(LAB_DIR)"
 
 # Python 3.11 to create the venv with: a pyenv 3.11 install when there is one (the `python3` on PATH is a
 # pyenv shim that may point at another version), else python3.11 from PATH.  Override: make PYTHON311=...
@@ -36,7 +41,8 @@ TEST_SETUP := system-deps venv collection
 TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests sanity ansible-units build changelog-lint
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
-	molecule playbook-tests sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean
+	molecule playbook-tests sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
+	lab-image lab-up lab-down lab
 
 help:
 	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
@@ -57,6 +63,9 @@ help:
 	@echo "make ansible-units   ansible-test units on the same copy"
 	@echo "make build           ansible-galaxy collection build into .build/ + install test"
 	@echo "make changelog-lint  antsibull-changelog lint"
+	@echo "make lab-image       build the lab hypervisor's Debian image into .build/lab/image (docs/lab.md)"
+	@echo "make lab-up          boot the lab's multi-node hypervisors (LAB_TOPOLOGY=$(LAB_TOPOLOGY)); lab-down stops them"
+	@echo "make lab             lab-up with the lab tests' topologies, pytest tests/lab, lab-down"
 	@echo "make demo            the vnuma_fleet role converts a test-driver hypervisor (demo/demo.yml)"
 	@echo "make demo-expand     example guests expanded for the proposal's 4-node host (demo/expand.yml)"
 	@echo "make bench           the benchmarks (benchmarks/)"
@@ -196,6 +205,28 @@ build: venv
 
 changelog-lint: venv
 	"$(BIN)/antsibull-changelog" lint
+
+# The lab (docs/lab.md): nested multi-node hypervisors under QEMU TCG, with their own libvirtd; never this
+# machine's libvirtd.  `make lab` leaves a lab that was up before it running, as `make integration` does
+# with libvirtd.
+lab-image:
+	@scripts/install-system-deps.sh lab
+	@scripts/lab/build-image.sh "$(LAB_DIR)/image"
+
+lab-up: venv collection lab-image
+	@$(LAB) up $(LAB_TOPOLOGY)
+
+lab-down: venv collection
+	@$(LAB) down
+
+lab: venv collection lab-image
+	@if $(LAB) status >/dev/null 2>&1; then \
+		echo "lab: the lab is already up; leaving it running"; \
+	else \
+		trap '$(LAB) down' EXIT; \
+	fi; \
+	$(LAB) up $(LAB_TEST_TOPOLOGY); \
+	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 tests/lab $(PYTEST_ARGS)
 
 # The demos need no libvirt daemon: the fleet demo runs the vnuma_fleet role against libvirt's
 # in-process test driver, the expand demo only renders XML.  Skipped tasks are not shown (the role

@@ -12,6 +12,8 @@
 #   sanity       tools ansible-test sanity uses when present (shellcheck for the shell scripts)
 #   integration  a real libvirtd with the QEMU driver (started by scripts/libvirtd.sh) and QEMU; the
 #                guest image (scripts/build-guest-image.sh) is made from downloaded packages
+#   lab          the multi-node lab (scripts/lab/): mmdebstrap builds the lab hypervisor's image, QEMU
+#                boots it, ssh reaches it
 #
 # Each make target asks for the groups it uses, so that `make venv`, `make demo` and the other targets
 # that need no daemon install no QEMU and no libvirtd: venv (and every target built on it) build;
@@ -36,6 +38,9 @@ declare -A PACKAGES=(
     # kernel and busybox (which also packs the initramfs) are downloaded with apt-get download, not
     # installed.
     [integration]="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86"
+    # The lab's image is a Debian root filesystem (mmdebstrap, from the machine's apt sources) packed
+    # as ext4 (e2fsprogs); QEMU runs it (TCG); ssh and ssh-keygen reach it.
+    [lab]="mmdebstrap e2fsprogs qemu-system-x86 openssh-client"
 )
 
 DEFAULT_GROUPS=(build sanity integration)

@@ -1,0 +1,121 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The QEMU command line of one lab hypervisor (a pure function of its topology)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab_topology import LabHypervisor
+
+QEMU = "qemu-system-x86_64"
+# Every lab process carries this in its -name, so that `lab-down` recognises what the lab started.
+PROCESS_PREFIX = "vnuma-lab-"
+# HMAT figures derived from the distances: latency grows and bandwidth shrinks with distance.
+LOCAL_LATENCY_NS_PER_DISTANCE = 10
+LOCAL_BANDWIDTH_MIB_S = 20480
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """The lab image (scripts/lab/build-image.sh): kernel, initrd and root filesystem."""
+
+    kernel: Path
+    initrd: Path
+    rootfs: Path
+
+    @classmethod
+    def under(cls, directory: Path) -> BootFiles:
+        return cls(directory / "vmlinuz", directory / "initrd.img", directory / "rootfs.ext4")
+
+
+def process_name(hypervisor: LabHypervisor) -> str:
+    return f"{PROCESS_PREFIX}{hypervisor.name}"
+
+
+def kernel_cmdline(hypervisor: LabHypervisor) -> str:
+    """The lab kernel's command line: root on the virtio disk, serial console, per-node 2 MiB pools.
+
+    The pools are reserved at boot (`hugepages=NODE:COUNT,...`, Linux 5.17 and later), before memory
+    fragments; the lab checks them over SSH once it is up.
+    """
+    words = ["root=/dev/vda", "rw", "console=ttyS0", "quiet", "mitigations=off", "systemd.show_status=0"]
+    pools = [f"{node.id}:{node.hugepages_2m}" for node in hypervisor.nodes if node.hugepages_2m]
+    if pools:
+        words += ["hugepagesz=2M", f"hugepages={','.join(pools)}"]
+    return " ".join(words)
+
+
+def numa_args(hypervisor: LabHypervisor) -> list[str]:
+    """The -object / -numa options: one memory backend per node, cores per node, distances, HMAT."""
+    args: list[str] = []
+    for node in hypervisor.nodes:
+        args += ["-object", f"memory-backend-ram,id=mem{node.id},size={node.memory_mib}M"]
+        numa = f"node,nodeid={node.id},memdev=mem{node.id}"
+        if hypervisor.hmat:
+            numa += f",initiator={hypervisor.initiator(node)}"
+        args += ["-numa", numa]
+    for node in hypervisor.nodes:
+        for socket, core in hypervisor.core_positions(node):
+            args += ["-numa", f"cpu,node-id={node.id},socket-id={socket},core-id={core}"]
+    count = len(hypervisor.nodes)
+    for source in range(count):
+        for target in range(count):
+            if source != target:
+                args += ["-numa", f"dist,src={source},dst={target},val={hypervisor.distances[source][target]}"]
+    if hypervisor.hmat:
+        for initiator in hypervisor.cpu_nodes:
+            for target in hypervisor.nodes:
+                distance = hypervisor.distances[initiator.id][target.id]
+                latency = distance * LOCAL_LATENCY_NS_PER_DISTANCE
+                bandwidth = LOCAL_BANDWIDTH_MIB_S * 10 // distance
+                lb = f"hmat-lb,initiator={initiator.id},target={target.id},hierarchy=memory"
+                args += ["-numa", f"{lb},data-type=access-latency,latency={latency}"]
+                args += ["-numa", f"{lb},data-type=access-bandwidth,bandwidth={bandwidth}M"]
+    return args
+
+
+def qemu_argv(hypervisor: LabHypervisor, files: BootFiles, ssh_port: int, console: Path) -> list[str]:
+    """The whole command line: TCG, the topology, the image read-only, SSH on loopback only."""
+    machine = "q35,hmat=on" if hypervisor.hmat else "q35"
+    return [
+        QEMU,
+        "-name",
+        f"{process_name(hypervisor)},process={process_name(hypervisor)}",
+        "-machine",
+        machine,
+        "-accel",
+        "tcg,thread=multi",
+        # Without the vendor, TCG's `max` CPU is AMD-flavoured and Linux sees cores, not SMT siblings.
+        "-cpu",
+        "max,vendor=GenuineIntel",
+        "-smp",
+        f"{hypervisor.cpus},sockets={hypervisor.sockets},cores={hypervisor.cores_per_socket},"
+        f"threads={hypervisor.threads_per_core}",
+        "-m",
+        f"{hypervisor.memory_mib}M",
+        *numa_args(hypervisor),
+        "-kernel",
+        str(files.kernel),
+        "-initrd",
+        str(files.initrd),
+        "-append",
+        kernel_cmdline(hypervisor),
+        # snapshot=on: writes go to a temporary file, so the image stays as built and labs share it.
+        "-drive",
+        f"file={files.rootfs},if=virtio,format=raw,snapshot=on",
+        # restrict=on: the lab reaches nothing outside; only the forwarded SSH port reaches in.
+        "-netdev",
+        f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        f"file:{console}",
+        "-no-reboot",
+    ]
