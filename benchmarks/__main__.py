@@ -148,7 +148,9 @@ def _profile(capabilities: str, vcpus: int, limit: int, new_host: bool) -> None:
     stats.sort_stats("cumulative").print_stats(limit)
 
 
-def _variants(capabilities: str, results: dict[tuple[str, int], Timing], rounds: int, round_seconds: float) -> dict:
+def _variants(
+    capabilities: str, results: dict[tuple[str, int], Timing], rounds: int, round_seconds: float
+) -> dict[str, Timing]:
     """Time the spec variants at the target size; returns their vnuma_expand timings by label."""
     print(
         f"{'spec at ' + str(TARGET_VCPUS) + ' vCPUs':<36} {'expand, new host':>16} {'expand, same host':>17} "

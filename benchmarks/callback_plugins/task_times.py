@@ -18,8 +18,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 from ansible.plugins.callback import CallbackBase
+
+if TYPE_CHECKING:
+    from ansible.executor.stats import AggregateStats
+    from ansible.playbook import Playbook
+    from ansible.playbook.task import Task
 
 DOCUMENTATION = """
     name: task_times
@@ -38,23 +44,23 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "task_times"
     CALLBACK_NEEDS_ENABLED = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start = time.time()
-        self._tasks = []
-        self._current = None
+        self._tasks: list[dict[str, Any]] = []
+        self._current: dict[str, Any] | None = None
         self._since = 0.0
 
-    def _close(self):
+    def _close(self) -> None:
         if self._current is not None:
             self._current["seconds"] = time.perf_counter() - self._since
             self._tasks.append(self._current)
             self._current = None
 
-    def v2_playbook_on_start(self, playbook):
+    def v2_playbook_on_start(self, playbook: Playbook) -> None:
         self._start = time.time()
 
-    def v2_playbook_on_task_start(self, task, is_conditional):
+    def v2_playbook_on_task_start(self, task: Task, is_conditional: bool) -> None:
         self._close()
         path = task.get_path() or ""
         self._current = {
@@ -64,10 +70,10 @@ class CallbackModule(CallbackBase):
         }
         self._since = time.perf_counter()
 
-    def v2_playbook_on_handler_task_start(self, task):
+    def v2_playbook_on_handler_task_start(self, task: Task) -> None:
         self.v2_playbook_on_task_start(task, False)
 
-    def v2_playbook_on_stats(self, stats):
+    def v2_playbook_on_stats(self, stats: AggregateStats) -> None:
         self._close()
         target = os.environ.get("VNUMA_BENCH_TASK_TIMES")
         if not target:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 __all__ = ["GIB", "FIXTURES", "HostShape", "build_capabilities", "cpu_layout", "write_fixtures"]
 
@@ -256,9 +257,18 @@ def build_capabilities(shape: HostShape) -> str:
     return "\n".join(lines)
 
 
-_POWER9 = {"arch": "ppc64le", "model": "POWER9", "vendor": "IBM", "page_sizes_kib": (64, 2048, 1048576)}
+class _Processor(TypedDict):
+    """The HostShape fields that one processor family sets."""
+
+    arch: str
+    model: str
+    vendor: str
+    page_sizes_kib: Sequence[int]
+
+
+_POWER9: _Processor = {"arch": "ppc64le", "model": "POWER9", "vendor": "IBM", "page_sizes_kib": (64, 2048, 1048576)}
 # POWER8 runs the hash MMU: 16 MiB and 16 GiB huge pages.
-_POWER8 = {"arch": "ppc64le", "model": "POWER8", "vendor": "IBM", "page_sizes_kib": (64, 16384, 16777216)}
+_POWER8: _Processor = {"arch": "ppc64le", "model": "POWER8", "vendor": "IBM", "page_sizes_kib": (64, 16384, 16777216)}
 
 FIXTURES: dict[str, HostShape] = {
     "sparse-ids": HostShape(
