@@ -13,7 +13,6 @@ them when it places other guests, and vnuma_info reports them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
@@ -25,6 +24,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
 __all__ = ["binding_from_domain", "dedicated_cpus"]
@@ -101,7 +101,7 @@ def binding_from_domain(
     )
 
 
-def dedicated_cpus(topology: HostTopology, root: Any, name: str) -> dict[int, str]:
+def dedicated_cpus(topology: HostTopology, root: etree._Element, name: str) -> dict[int, str]:
     """Host CPUs a definition holds for itself (``_core/placement.py:held_cpus``), each to ``name``.
 
     A guest the collection placed says its pinning in its stored spec; a hand-pinned guest has none.

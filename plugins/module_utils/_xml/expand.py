@@ -23,7 +23,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
@@ -34,7 +33,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import r
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     read_stored_spec,
     store_spec,
@@ -138,10 +137,11 @@ def _single_quoted_markup(markup: str) -> str:
     return _TOKEN.sub(_single_quoted, markup)
 
 
-def _serialize(root: Any, original: str) -> str:
+def _serialize(root: etree._Element, original: str) -> str:
     """The document's text with the rewritten root, keeping what the input had before and after it."""
     body = _quotes_like(to_text(root), original)
-    prolog = _MISC.match(original).group(0)
+    # _MISC matches the empty string too: a prolog is always found, maybe empty.
+    prolog = found.group(0) if (found := _MISC.match(original)) else ""
     end = original.rfind(f"</{root.tag}>")
     epilog = original[end + len(root.tag) + 3 :] if end >= 0 else ""
     if not _MISC.fullmatch(epilog):
@@ -187,7 +187,7 @@ class DomainPlan:
 
 
 def plan_domain(
-    root: Any,
+    root: etree._Element,
     topology: HostTopology,
     spec: VnumaSpec,
     taken_cpus: Mapping[int, str] | None = None,
@@ -217,7 +217,7 @@ def _spec_text(spec: VnumaSpec) -> str:
     return " ".join(f"{key}={value}" for key, value in spec.to_mapping().items() if value is not None)
 
 
-def render_plan(root: Any, plan: DomainPlan) -> None:
+def render_plan(root: etree._Element, plan: DomainPlan) -> None:
     """Write ``plan`` into ``root`` in place: the owned parts, the spec and the record in ``<metadata>``.
 
     The record (``_xml.absent``) keeps the owned parts as they were before the collection first wrote
@@ -233,7 +233,7 @@ def render_plan(root: Any, plan: DomainPlan) -> None:
         raise error.naming(plan.name) from None
 
 
-def serialize_like(root: Any, original: str) -> str:
+def serialize_like(root: etree._Element, original: str) -> str:
     """``root`` as text, keeping the original's prolog, epilog and quote style."""
     return _serialize(root, original)
 
