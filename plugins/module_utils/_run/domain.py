@@ -32,13 +32,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import (
-    BatchError,
-    Converger,
-    GuestRequest,
-    GuestResult,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
     read_host_capabilities,

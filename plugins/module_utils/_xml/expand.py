@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from functools import cached_property
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
@@ -186,14 +187,27 @@ class DomainPlan:
         return changes
 
 
+class _NotRead(Enum):
+    NOT_READ = "not read"
+
+
+# plan_domain's ``stored`` when the caller has not read the domain's stored spec (None means "none stored").
+NOT_READ = _NotRead.NOT_READ
+
+
 def plan_domain(
     root: etree._Element,
     topology: HostTopology,
     spec: VnumaSpec,
     taken_cpus: Mapping[int, str] | None = None,
     current_vcpus: int | None = None,
+    stored: VnumaSpec | _NotRead | None = NOT_READ,
 ) -> DomainPlan:
-    """Plan ``spec`` for the parsed domain ``root``; ``current_vcpus`` overrides ``<vcpu current>``."""
+    """Plan ``spec`` for the parsed domain ``root``; ``current_vcpus`` overrides ``<vcpu current>``.
+
+    ``stored`` is the domain's stored spec when the caller already read it (None: none, or one that
+    cannot be read), so that one run reads it once.
+    """
     name_element = root.find("name")
     name = name_element.text.strip() if name_element is not None and name_element.text else None
     try:
@@ -203,11 +217,12 @@ def plan_domain(
         current = DomainNuma.from_domain(root)
         layout = compute_layout(topology, spec, guest, taken_cpus)
         target = DomainNuma.from_layout(layout, current)
-        try:
-            stored = read_stored_spec(root)
-        except VnumaError:
-            # A stored spec that cannot be read is replaced by the one planned now (the caller chose to).
-            stored = None
+        if stored is NOT_READ:
+            try:
+                stored = read_stored_spec(root)
+            except VnumaError:
+                # A stored spec that cannot be read is replaced by the one planned now (the caller chose to).
+                stored = None
     except VnumaError as error:
         raise error.naming(name) from None
     return DomainPlan(name=name, spec=spec, layout=layout, current=current, target=target, stored=stored)
@@ -261,7 +276,9 @@ def expand_domain(
             source = "metadata"
         if spec is None:
             return ExpandResult(xml=domain_xml, layout=None, spec_source=None)
-        plan = plan_domain(root, _host_topology(host), spec, taken_cpus)
+        plan = plan_domain(
+            root, _host_topology(host), spec, taken_cpus, stored=spec if source == "metadata" else NOT_READ
+        )
     except VnumaError as error:
         raise error.naming(name) from None
     if source == "metadata":

@@ -139,7 +139,7 @@ class CurrentMemory(Memory):
 
 @dataclass(frozen=True)
 class MemoryDevice:
-    """A ``<devices><memory>`` (DIMM, NVDIMM, virtio-mem...), read only here.
+    """A ``<devices><memory>`` (DIMM, NVDIMM, virtio-mem...): read from a domain, written for a hot-add.
 
     ``index`` is its position among the domain's memory devices; ``node`` its ``<target><node>``.
     (https://libvirt.org/formatdomain.html#memory-devices)
@@ -172,6 +172,27 @@ class MemoryDevice:
             node=None if node is None else text_int(node, f"{what} <target><node>"),
             nodemask=text_cpuset(element.find("source/nodemask"), f"{what} <source><nodemask>"),
             pagesize_kib=optional_size_kib(element.find("source/pagesize"), f"{what} <source><pagesize>"),
+        )
+
+    def markup(self) -> str:
+        """The device as libvirt writes it (``virDomainMemoryDefFormat``), ``index`` aside.
+
+        ``<source>`` binds the backing memory to host nodes and page size, ``<target><node>`` puts the
+        device in a guest cell.
+        """
+        source = "".join(
+            [
+                make_markup("pagesize", (("unit", "KiB"),), str(self.pagesize_kib)) if self.pagesize_kib else "",
+                make_markup("nodemask", (), format_ids(self.nodemask) or "") if self.nodemask is not None else "",
+            ]
+        )
+        target = make_markup("size", (("unit", "KiB"),), str(self.size_kib))
+        if self.node is not None:
+            target += make_markup("node", (), str(self.node))
+        return make_markup(
+            self.TAG,
+            (("model", self.model),),
+            (make_markup("source", (), source) if source else "") + make_markup("target", (), target),
         )
 
 

@@ -31,7 +31,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     place_guest,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import dimm_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import dimm_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan

@@ -1,0 +1,133 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""One guest through a run: what it asks for, its definition as read, the spec they make, and its plan.
+
+The stored spec (``<metadata>``) is read once per definition read (``Reading.of``); everything after
+works on that reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
+
+__all__ = ["GuestRequest", "Planned", "Reading", "spec_for"]
+
+
+@dataclass(frozen=True)
+class GuestRequest:
+    """What one guest should become.  ``options`` are user-facing spec options given explicitly."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    state: str = "present"
+    current_vcpus: int | None = None
+    hotplug_memory_kib: int | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A requested guest's definition as read, parsed, and its stored spec.
+
+    ``root`` is the error when the definition does not parse; ``stored`` the error when the stored
+    spec cannot be read (``spec_for`` decides what that means).
+    """
+
+    guest: GuestHandle
+    xml: str
+    root: Any
+    stored: VnumaSpec | VnumaError | None = None
+
+    @classmethod
+    def of(cls, guest: GuestHandle, xml: str, root: Any) -> Reading:
+        if isinstance(root, VnumaError):
+            return cls(guest, xml, root)
+        try:
+            return cls(guest, xml, root, read_stored_spec(root))
+        except VnumaError as error:
+            return cls(guest, xml, root, error)
+
+
+def spec_for(
+    request: GuestRequest, stored: VnumaSpec | VnumaError | None, warnings: list[str] | None = None
+) -> VnumaSpec:
+    """The stored spec with the explicitly given options on top (defaults when nothing is stored).
+
+    ``stored`` is the guest's stored spec as read (``Reading.stored``), the error when it cannot be read.
+    A stored spec that cannot be read (edited by hand, written by another tool) is replaced by the
+    options given, with a warning; without any it is an error that says how to repair the guest.
+    """
+    if isinstance(stored, VnumaError):
+        if not request.options:
+            raise SpecError(
+                f"its stored vnuma spec cannot be read ({stored.message}); give the spec's options (at least "
+                "mode) to replace it, or state: absent to remove the layout",
+                guest=request.name,
+            )
+        if warnings is not None:
+            warnings.append(
+                f"guest {request.name}: its stored vnuma spec cannot be read ({stored.message}); "
+                "replaced by the options given"
+            )
+        stored = None
+    base = {} if stored is None else {k: v for k, v in stored.to_mapping().items() if v is not None}
+    base.update({key: value for key, value in request.options.items() if value is not None})
+    if request.options.get("mode") == "host":
+        # Partition options of a stored node-mode spec mean nothing once the mode is host; given now
+        # together with mode host, the spec refuses them.
+        for key in ("nodeset", "cells"):
+            if key not in request.options:
+                base.pop(key, None)
+    return VnumaSpec.from_mapping(base)
+
+
+@dataclass
+class Planned:
+    """One guest planned: its definition as read, the plan, and the definition to write (None: no change)."""
+
+    request: GuestRequest
+    guest: GuestHandle
+    original_xml: str
+    root: Any
+    running: bool
+    plan: DomainPlan | None  # None for state=absent
+    target: DomainNuma
+    changes: list[Change]
+    new_xml: str | None
+    online: set[int] | None = None
+    # Owned values where the running guest differs from the target: what only a new boot brings.
+    pending: list[Change] = field(default_factory=list)
+    # The definition as it is, parsed (for its locality before the change).
+    current: DomainNuma | None = None
+    # Where the planned and the current definitions put the guest on the host (set by capacity.place).
+    placement: GuestPlacement | None = None
+    before: GuestPlacement | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def needs_restart(self) -> bool:
+        """Whether a running guest needs a restart to run as defined."""
+        if not self.running:
+            return False
+        adding = (
+            self.plan is not None
+            and self.online is not None
+            and self.request.current_vcpus is not None
+            and self.request.current_vcpus >= len(self.online)
+        )
+        # A definition changed by an earlier run (restart: never) still waits for its boot: the running
+        # guest is compared too, not just the definition.
+        return any(change.kind.waits_for_boot(adding) for change in [*self.changes, *self.pending])

@@ -1,0 +1,145 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""What a running guest takes without a (further) boot: re-pinning its vCPUs, vCPU and DIMM hot-plug.
+
+Which vCPUs to enable and how a memory hot-add is cut into DIMMs are the pure core's rules
+(``_core/hotplug.py``); each DIMM is written by its element model (``_xml/memory.py:MemoryDevice``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import plan_dimms, vcpus_to_enable
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
+
+__all__ = ["check_hotplug_memory", "dimm_xml", "live_changes", "present_dimms"]
+
+
+def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
+    """The (guest cell, KiB) of the memory devices already in a guest cell."""
+    return [(device.node, device.size_kib) for device in devices if device.node is not None]
+
+
+def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
+    """A DIMM for guest cell ``cell`` whose memory comes from ``host_nodes``."""
+    return MemoryDevice(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes)).markup()
+
+
+def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: Any) -> None:
+    """Everything a DIMM hot-add needs, checked before the first write (slots, sizes, ACPI)."""
+    present = present_dimms(plan.current.memory_devices)
+    have = sum(size for _cell, size in present)
+    if wanted_kib < have:
+        raise SpecError(
+            f"hotplug_memory {format_kib(wanted_kib)} is below the {format_kib(have)} already hot-plugged; "
+            "memory is never unplugged by this module"
+        )
+    if wanted_kib > have:
+        plan_dimms(plan.layout, wanted_kib - have, present)
+        # QEMU's device_add of a pc-dimm on x86 needs the guest's ACPI memory hotplug controller
+        # ("memory hotplug is not enabled: ... ACPI"), which libvirt only gives a guest with <acpi/>.
+        arch = root.find("os/type")
+        arch_name = arch.get("arch") if arch is not None else None
+        if arch_name in (None, "x86_64", "i686") and root.find("features/acpi") is None:
+            raise SpecError(
+                f"hotplug_memory {format_kib(wanted_kib)} needs ACPI: the guest's <features> has no <acpi/>, "
+                "and QEMU hot-adds DIMMs on x86 only through ACPI; add <acpi/> first"
+            )
+
+
+def live_changes(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
+    """Re-pinning when the guest keeps running, then hot-plug; a failure goes into ``result``."""
+    repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
+    stays_up = not result.restart_required and not result.restarted
+    try:
+        if item.running and repinned and stays_up and item.plan is not None:
+            _repin_live(topology, item, result, check_mode)
+        if item.plan is not None:
+            _hotplug(topology, item, item.plan, result, check_mode)
+    except VnumaError as error:
+        result.error = error.naming(result.name)
+
+
+def _repin_live(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
+    if item.plan is None:
+        return
+    pins = item.plan.layout.vcpu_pins
+    if pins is None:
+        # pinning: none drops the <vcpupin>s from the definition; the running guest keeps its old
+        # pins unless they are lifted live as well: back to libvirt's default affinity, which is
+        # <vcpu cpuset> when the guest has one and every host CPU otherwise.
+        own = item.target.vcpu
+        default = own.cpuset if own is not None and own.cpuset else tuple(sorted(topology.cpu_node))
+        pins = (default,) * item.plan.layout.vcpus
+    online = item.online or set()
+    host_cpus = max(topology.cpu_node, default=0) + 1
+    for vcpu, cpus in enumerate(pins):
+        if vcpu not in online:
+            continue
+        result.live.append(f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}")
+        if not check_mode:
+            item.guest.pin_vcpu_live(vcpu, cpus, host_cpus)
+            result.wrote(f"vCPU {vcpu} pinned live")
+
+
+def _hotplug(topology: HostTopology, item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
+    """Live (and persistent) vCPU enable and DIMM hot-add, balanced across cells."""
+    request = item.request
+    live = item.running and not result.restart_required and not result.restarted
+    if request.current_vcpus is not None and live:
+        enable = vcpus_to_enable(plan.layout, item.online or set(), request.current_vcpus)
+        if enable:
+            result.changed = True
+            result.live.append(f"enabled vCPUs {format_cpuset(enable)}")
+            if not check_mode:
+                # Persistent too: the definition's current count was already set by the define.
+                # One call per guest core: libvirt's QEMU driver refuses several hot-pluggable
+                # entities in one setVcpu() ("only one hotpluggable entity can be selected").
+                threads = plan.layout.topology.threads
+                cores: dict[int, list[int]] = {}
+                for vcpu in enable:
+                    cores.setdefault(vcpu // threads, []).append(vcpu)
+                for core_vcpus in cores.values():
+                    item.guest.set_vcpus_online(core_vcpus, True, persistent=False)
+                    result.wrote(f"vCPUs {format_cpuset(core_vcpus)} enabled live")
+                pins = plan.layout.vcpu_pins
+                if pins is not None:
+                    host_cpus = max(topology.cpu_node, default=0) + 1
+                    for vcpu in enable:
+                        item.guest.pin_vcpu_live(vcpu, pins[vcpu], host_cpus)
+    if request.hotplug_memory_kib is None:
+        return
+    present = present_dimms(plan.current.memory_devices)
+    missing = request.hotplug_memory_kib - sum(size for _cell, size in present)
+    if missing <= 0:
+        return
+    dimms = plan_dimms(plan.layout, missing, present)
+    result.changed = True
+    into_running = live or (item.running and result.restarted)
+    for index, dimm in enumerate(dimms, start=len(present)):
+        nodes = format_cpuset(dimm.host_nodes)
+        text = f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} (host nodes {nodes})"
+        result.changes.append(Change(f"devices/memory[{index}]", None, text, ChangeKind.HOTPLUG))
+        if into_running:
+            result.live.append(text)
+        if not check_mode:
+            # A guest restarted by this run already runs its new definition: it takes the DIMMs
+            # live too (otherwise they would wait in the definition for yet another restart).
+            item.guest.attach_device(
+                dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes), live=into_running, persistent=True
+            )
+            result.wrote(f"{text} attached{' live' if into_running else ''}")

@@ -1,0 +1,285 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Planning every guest of a call before anything is written: read, plan, compare, then the host's capacity.
+
+``Planner.plan_all`` reads every definition of the host once, plans each requested guest
+(``Planned``: the new definition, its changes, what the running guest differs in) and checks the
+host's capacity with every plan in place (``_run/capacity.py``).  A guest that cannot be read or
+planned fails alone.  ``Planner.replan`` plans one guest again from a definition another client
+changed since (``_run/apply.py:fresh``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, CapacityReport
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
+    LibvirtOperationError,
+    SpecError,
+    VnumaError,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
+    GuestBinding,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle, HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import has_original, has_stored_spec
+
+__all__ = ["Planner"]
+
+
+class Planner:
+    """Plans a batch of guest requests on one host, and keeps what it learnt of the host for a re-plan."""
+
+    def __init__(
+        self, host: HostConnection, topology: HostTopology, capacity: str = "fail", reserved_kib: int = 0
+    ) -> None:
+        self.host = host
+        self.topology = topology
+        # fail | report | ignore (_core.capacity.CAPACITY_MODES), and the memory kept free on every host node.
+        self.capacity = capacity
+        self.reserved_kib = reserved_kib
+        # The last capacity check; None with capacity: ignore.
+        self.capacity_report: CapacityReport | None = None
+        # What plan_all learnt of the host, for planning a guest again right before its define.
+        self.taken: dict[int, str] = {}
+        self.autostart: set[str] = set()
+        self.others: list[GuestBinding] = []
+        self.unread: list[str] = []
+        self.planned_items: list[Planned] = []
+        self.replanned: dict[str, Planned] = {}
+
+    def plan_all(self, requests: Sequence[GuestRequest]) -> list[Planned | VnumaError]:
+        """Plan every request, then check the host's capacity, before anything is written.
+
+        A guest that cannot be read or planned gets its error in its place and affects nothing else:
+        it is counted as it is defined now.  Guests asking for dedicated pinning are planned first, so
+        the node-pinned guests of the same call avoid their CPUs; the plans keep the order of the
+        requests.  A capacity refusal (with ``capacity: fail``) concerns the host and raises.
+        """
+        names = [request.name for request in requests]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise SpecError(f"guests {', '.join(duplicates)} are requested more than once")
+        taken: dict[int, str] = {}
+        readings: dict[str, Reading] = {}
+        wanted = set(names)
+        running = set(self.host.running_names())
+        autostart = set(self.host.autostart_names()) if self.capacity != "ignore" else set()
+        counted: dict[str, GuestBinding] = {}
+        unread: list[str] = []
+        outcome: dict[int, Planned | VnumaError] = {}
+        for guest, xml in self.host.definitions():
+            counts = self.capacity != "ignore" and (guest.name in running or guest.name in autostart)
+            try:
+                root = parse_xml(xml, f"the definition of guest {guest.name}", root_tag="domain")
+                if guest.name in wanted:
+                    # Its stored spec is read once, here: planning holds its own CPUs, not these.
+                    readings[guest.name] = Reading.of(guest, xml, root)
+                    continue
+                held = dedicated_cpus(self.topology, root, guest.name)
+            except VnumaError as error:
+                # Only a requested guest fails for it; any other is counted as a whole (below).
+                if guest.name in wanted:
+                    readings[guest.name] = Reading(guest, xml, error.naming(guest.name))
+                elif counts:
+                    unread.append(self.count_unreadable(guest, error, counted, running, autostart))
+                continue
+            taken.update(held)
+            if counts:
+                self.count_defined(guest, root, held, counted, unread, running, autostart)
+        for index, name in enumerate(names):
+            reading = readings.get(name)
+            if reading is None:
+                outcome[index] = LibvirtOperationError(
+                    f"no guest named {name} is defined at {self.host.uri}", guest=name
+                )
+            elif isinstance(reading.root, VnumaError):
+                outcome[index] = reading.root
+        order = sorted(range(len(requests)), key=lambda index: (not self.dedicated(requests[index], readings), index))
+        for index in order:
+            if index in outcome:
+                continue
+            request = requests[index]
+            reading = readings[request.name]
+            try:
+                item = self.plan_one(request, reading, taken, reading.guest.name in running)
+            except VnumaError as error:
+                outcome[index] = error.naming(request.name)
+                continue
+            outcome[index] = item
+            layout = item.plan.layout if item.plan is not None else None
+            if layout is not None:
+                taken.update(dict.fromkeys(layout_held(self.topology, layout), request.name))
+        results = [outcome[index] for index in range(len(requests))]
+        items = [item for item in results if isinstance(item, Planned)]
+        # A requested guest that failed stays as it is defined, and is counted so.
+        for name, reading in readings.items():
+            guest, root = reading.guest, reading.root
+            failed = not any(item.request.name == name for item in items)
+            if failed and self.capacity != "ignore" and (name in running or name in autostart):
+                if isinstance(root, VnumaError):
+                    unread.append(self.count_unreadable(guest, root, counted, running, autostart))
+                else:
+                    self.count_defined(guest, root, (), counted, unread, running, autostart)
+        others = list(counted.values())
+        self.taken, self.autostart, self.others, self.unread = taken, autostart, others, unread
+        self.planned_items, self.replanned = items, {}
+        place(self.topology, items, autostart)
+        if self.capacity != "ignore":
+            self.check_capacity(items)
+        return results
+
+    def count_defined(
+        self,
+        guest: GuestHandle,
+        root: Any,
+        held: Iterable[int],
+        counted: dict[str, GuestBinding],
+        unread: list[str],
+        running: set[str],
+        autostart: set[str],
+    ) -> None:
+        """Count a guest outside the plan where its definition puts it (as a whole when that cannot be read)."""
+        try:
+            numa = DomainNuma.from_domain(root)
+        except VnumaError as error:
+            unread.append(self.count_unreadable(guest, error, counted, running, autostart))
+            return
+        counted[guest.name] = binding_from_domain(
+            numa, guest.name, guest.name in running, guest.name in autostart, held
+        )
+
+    @staticmethod
+    def count_unreadable(
+        guest: GuestHandle,
+        error: VnumaError,
+        counted: dict[str, GuestBinding],
+        running: set[str],
+        autostart: set[str],
+    ) -> str:
+        """Count a guest whose definition cannot be read as its whole memory, bound to no node; the warning."""
+        memory_kib = guest.memory_kib()
+        counted[guest.name] = GuestBinding(
+            name=guest.name,
+            cells=(CellBinding(id=0, vcpus=(0,), memory_kib=memory_kib),),
+            running=guest.name in running,
+            autostart=guest.name in autostart,
+        )
+        return (
+            f"guest {guest.name} is counted as {format_kib(memory_kib)} of memory on any host node: "
+            f"its definition cannot be read ({error.message})"
+        )
+
+    @staticmethod
+    def dedicated(request: GuestRequest, readings: Mapping[str, Reading]) -> bool:
+        """Whether the request asks for dedicated pinning (a spec that does not parse is planned in turn)."""
+        reading = readings.get(request.name)
+        if request.state == "absent" or reading is None or isinstance(reading.root, VnumaError):
+            return False
+        try:
+            return spec_for(request, reading.stored).pinning in DEDICATED_PINNINGS
+        except VnumaError:
+            return False
+
+    def check_capacity(self, items: Sequence[Planned]) -> None:
+        """Check the host's capacity with this call's plans in place; with ``capacity: fail`` a CapacityError."""
+        report = check_fit(self.topology, items, self.others, self.unread, self.reserved_kib)
+        self.capacity_report = report
+        if report.blocking and self.capacity == "fail":
+            raise CapacityError(report)
+
+    def plan_one(self, request: GuestRequest, reading: Reading, taken: Mapping[int, str], running: bool) -> Planned:
+        guest, xml, root = reading.guest, reading.xml, reading.root
+        others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
+        warnings: list[str] = []
+        if request.state == "absent":
+            current = DomainNuma.from_domain(root)
+            # What the write below makes (render_absent on a fresh parse), read as models: the target,
+            # and the warnings (a record that cannot be used) for the result.  A stored spec that cannot
+            # be read does not matter here: absent removes it whatever it says.
+            restored = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
+            warnings.extend(render_absent(restored, request.name))
+            target = DomainNuma.from_domain(restored)
+            changes = current.changes(target)
+            if has_stored_spec(root):
+                changes.append(Change("metadata/vnuma", "stored", None, ChangeKind.LIVE))
+            if has_original(root):
+                changes.append(Change("metadata/vnuma-original", "recorded", None, ChangeKind.LIVE))
+            plan = None
+        else:
+            spec = spec_for(request, reading.stored, warnings)
+            stored = None if isinstance(reading.stored, VnumaError) else reading.stored
+            plan = plan_domain(root, self.topology, spec, others, request.current_vcpus, stored)
+            current, target, changes = plan.current, plan.target, list(plan.changes)
+            if request.hotplug_memory_kib is not None:
+                check_hotplug_memory(plan, request.hotplug_memory_kib, root)
+        new_xml = None
+        if changes:
+            new_root = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
+            if plan is not None:
+                render_plan(new_root, plan)
+            else:
+                render_absent(new_root, request.name)
+            new_xml = serialize_like(new_root, xml)
+        online: set[int] | None = None
+        pending: list[Change] = []
+        if running:
+            live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
+            online = _online(live)
+            # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
+            pending = [change for change in live.changes(target) if change.kind is not ChangeKind.HOTPLUG]
+        return Planned(
+            request,
+            guest,
+            xml,
+            root,
+            running,
+            plan,
+            target,
+            changes,
+            new_xml,
+            online,
+            pending,
+            current=current,
+            warnings=warnings,
+        )
+
+    def replan(self, item: Planned, xml: str) -> Planned:
+        """``item`` planned again on ``xml``, its definition as another client left it, and checked to fit."""
+        name = item.request.name
+        root = parse_xml(xml, f"the definition of guest {name}", root_tag="domain")
+        running = item.guest.is_running()
+        item = self.plan_one(item.request, Reading.of(item.guest, xml, root), self.taken, running)
+        self.replanned[name] = item
+        place(self.topology, [item], self.autostart)
+        if self.capacity != "ignore":
+            # The new plan must fit with everything else as planned and as counted.
+            self.check_capacity([self.replanned.get(other.request.name, other) for other in self.planned_items])
+        return item
+
+
+def _online(live: DomainNuma) -> set[int]:
+    """The vCPUs a running guest has online."""
+    if live.vcpus is not None:
+        return {state.id for state in live.vcpus.vcpus if state.enabled}
+    count = live.vcpu.current or live.vcpu.count if live.vcpu is not None else 1
+    return set(range(count))

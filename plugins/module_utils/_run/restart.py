@@ -1,0 +1,127 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Restarting the guests a new definition waits for, as one batch: N guests are down once, together.
+
+Every guest of the batch is asked to shut down at once, all are waited for against one deadline, the
+ones still running are powered off (with ``force``, in parallel) and then every guest that stopped is
+started again, one after the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
+
+__all__ = ["restart_together"]
+
+# Seconds between looks at guests asked to shut down.
+_SHUTDOWN_POLL = 0.25
+# Guests powered off at once (libvirtd's default max_workers is 20: leave it room for other clients).
+_PARALLEL = 8
+
+
+def restart_together(
+    batch: Sequence[tuple[Planned, GuestResult]], shutdown_timeout: float, force: bool, check_mode: bool
+) -> None:
+    """Shut every guest of ``batch`` down at once, wait for all against one deadline, then start them all.
+
+    After the deadline the guests still running are powered off with ``force``; without it they
+    are left running, the others are started again, and each guest that did not stop or start
+    gets its error in its result.
+    """
+    for _item, result in batch:
+        # A restart changes the running guest even when the definition was changed by an earlier run.
+        result.restarted = True
+        result.changed = True
+        result.restart_required = False
+    if check_mode or not batch:
+        return
+    by_name = {item.guest.name: result for item, result in batch}
+    waiting = []
+    for item, result in batch:
+        try:
+            if item.guest.ask_shutdown():
+                result.wrote("shutdown requested")
+                waiting.append(item.guest)
+        except VnumaError as error:
+            _failed(result, error)
+    deadline = time.monotonic() + shutdown_timeout
+    while waiting:
+        waiting = [guest for guest in waiting if _still_running(guest, by_name[guest.name])]
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(min(_SHUTDOWN_POLL, max(deadline - time.monotonic(), 0.0)))
+    if force:
+        # libvirtd takes a second or two to power a QEMU off (SIGTERM, then it waits for the exit): in
+        # parallel, the batch is down for the slowest one, not for the sum.
+        failed = _each(waiting, lambda guest: guest.destroy())
+        for guest in waiting:
+            if guest.name in failed:
+                _failed(by_name[guest.name], failed[guest.name])
+            else:
+                by_name[guest.name].wrote("powered off")
+    else:
+        for guest in waiting:
+            _failed(by_name[guest.name], _not_stopped(guest.name, shutdown_timeout))
+    # The others are down with their new definition: started again even when some did not stop.
+    # One after the other: starting QEMUs at once only makes them compete for the host's CPUs.
+    for item, result in batch:
+        if result.error is not None:
+            continue
+        try:
+            item.guest.start()
+        except VnumaError as error:
+            _failed(result, error)
+            continue
+        result.wrote("started")
+
+
+def _still_running(guest: GuestHandle, result: GuestResult) -> bool:
+    try:
+        return guest.is_running()
+    except VnumaError as error:
+        _failed(result, error)
+        return False
+
+
+def _failed(result: GuestResult, error: VnumaError) -> None:
+    result.error = error.naming(result.name)
+    result.restarted = False
+    result.restart_required = True
+    result.changed = bool(result.written)
+
+
+def _each(guests: Sequence[GuestHandle], action: Callable[[GuestHandle], None]) -> dict[str, VnumaError]:
+    """Run ``action`` on every guest at once (a thread each; libvirt connections are thread-safe).
+
+    The errors by guest name; the guests without one succeeded.
+    """
+    if not guests:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(guests), _PARALLEL)) as pool:
+        futures = {guest.name: pool.submit(action, guest) for guest in guests}
+    errors: dict[str, VnumaError] = {}
+    for name, future in futures.items():
+        error = future.exception()
+        if isinstance(error, VnumaError):
+            errors[name] = error
+        elif error is not None:
+            raise error
+    return errors
+
+
+def _not_stopped(name: str, timeout: float) -> LibvirtOperationError:
+    return LibvirtOperationError(
+        f"did not shut down within {timeout:g} seconds; set force to power it off",
+        guest=name,
+    )

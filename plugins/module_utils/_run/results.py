@@ -1,0 +1,86 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""What a run tells about each guest: ``GuestResult``, and ``BatchError`` when some of them failed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, changes_as_diff
+
+__all__ = ["BatchError", "GuestResult"]
+
+
+@dataclass
+class GuestResult:
+    """What happened (or, in check mode, would happen) to one guest."""
+
+    name: str
+    changed: bool = False
+    changes: list[Change] = field(default_factory=list)
+    layout: Layout | None = None
+    running: bool = False
+    restart_required: bool = False
+    restarted: bool = False
+    backup_file: str | None = None
+    live: list[str] = field(default_factory=list)
+    # The planned definition's alignment ({aligned, locality, cells}) and the current one's locality.
+    alignment: dict[str, Any] | None = None
+    locality_before: float | None = None
+    # What this run wrote for the guest, in order ("definition", "shutdown requested", ...): also when
+    # it then failed.  Empty in check mode.
+    written: list[str] = field(default_factory=list)
+    # Why the guest failed, or None; a failed guest never stops the others.
+    error: VnumaError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def wrote(self, what: str) -> None:
+        self.written.append(what)
+        self.changed = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "changed": self.changed,
+            "written": list(self.written),
+            "error": None if self.error is None else str(self.error),
+            "changes": [str(change) for change in self.changes],
+            "layout": None if self.layout is None else self.layout.to_dict(),
+            "running": self.running,
+            "restart_required": self.restart_required,
+            "restarted": self.restarted,
+            "backup_file": self.backup_file,
+            "live": list(self.live),
+            "alignment": self.alignment,
+            "locality_before": self.locality_before,
+        }
+
+    def diff(self) -> dict[str, dict[str, object]]:
+        return changes_as_diff(self.changes)
+
+
+class BatchError(VnumaError):
+    """Some guests of a call failed; ``results`` holds every guest's result, what was written included."""
+
+    def __init__(self, results: Sequence[GuestResult]) -> None:
+        failed = [result for result in results if result.error is not None]
+        written = [f"guest {result.name}: {', '.join(result.written)}" for result in results if result.written]
+        if len(failed) == 1 and failed[0].error is not None:
+            message, guest = failed[0].error.message, failed[0].error.guest
+        else:
+            message, guest = (
+                f"{len(failed)} of {len(results)} guests failed: " + "; ".join(str(result.error) for result in failed),
+                None,
+            )
+        if written:
+            message += f" (written before the failure: {'; '.join(written)})"
+        super().__init__(message, guest=guest)
+        self.results = list(results)

@@ -1,0 +1,145 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Planning a batch of guests against an in-memory hypervisor: what is read, what is refused, what is written."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
+from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost, domain_xml
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+
+# libvirt's test driver host: 2 nodes of 8 CPUs, 2 and 4 GiB.
+TOPOLOGY = host("testdriver-default")
+HOST = {"mode": "host"}
+
+
+def fake(*names: str, running: tuple[str, ...] = ()) -> FakeHost:
+    return FakeHost({name: domain_xml(name) for name in names}, running=running)
+
+
+def converged(*names: str) -> FakeHost:
+    """Guests already given their layout by an earlier run."""
+    hypervisor = fake(*names)
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest(name, HOST) for name in names])
+    hypervisor.calls.clear()
+    return hypervisor
+
+
+def test_the_fake_is_a_host_connection() -> None:
+    # mypy checks FakeHost.connection against the Protocol the real adapter satisfies too.
+    assert FakeHost().connection().uri == "fake:///vnuma"
+
+
+def test_check_mode_reads_and_writes_nothing() -> None:
+    hypervisor = fake("a", "b", running=("b",))
+    before = {name: guest.xml for name, guest in hypervisor.guests.items()}
+    results = Converger(hypervisor, TOPOLOGY, check_mode=True, restart="if_needed").converge(
+        [GuestRequest("a", HOST), GuestRequest("b", HOST)]
+    )
+    assert [(result.changed, result.written) for result in results] == [(True, []), (True, [])]
+    assert results[1].restarted  # would be restarted
+    assert hypervisor.writes() == []
+    # Planned from the one listing of the definitions: nothing is read again, nothing defined.
+    assert hypervisor.called("xml_if_defined") == []
+    assert {name: guest.xml for name, guest in hypervisor.guests.items()} == before
+
+
+def test_only_the_guests_that_differ_are_defined() -> None:
+    hypervisor = converged("a", "b")
+    hypervisor.guests["c"] = fake("c").guests["c"]
+    hypervisor.guests["c"].host = hypervisor
+    results = Converger(hypervisor, TOPOLOGY).converge([GuestRequest(name, HOST) for name in ("a", "b", "c")])
+    assert [(result.name, result.changed, result.written) for result in results] == [
+        ("a", False, []),
+        ("b", False, []),
+        ("c", True, ["definition"]),
+    ]
+    assert [call.guest for call in hypervisor.called("define")] == ["c"]
+    # The unchanged guests are not even read again.
+    assert [call.guest for call in hypervisor.called("xml_if_defined")] == ["c"]
+
+
+def test_a_second_run_changes_nothing() -> None:
+    hypervisor = converged("a")
+    results = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert (results[0].changed, results[0].changes) == (False, [])
+    assert hypervisor.writes() == []
+
+
+def test_a_guest_that_cannot_be_planned_fails_alone() -> None:
+    hypervisor = fake("a", "b")
+    with pytest.raises(BatchError) as raised:
+        Converger(hypervisor, TOPOLOGY).converge(
+            [GuestRequest("a", {"mode": "node", "cells": 9}), GuestRequest("b", HOST)]
+        )
+    a, b = raised.value.results
+    assert a.error is not None and a.error.guest == "a" and a.written == []
+    assert (b.error, b.written) == (None, ["definition"])
+    assert [call.guest for call in hypervisor.called("define")] == ["b"]
+    assert "written before the failure: guest b: definition" in str(raised.value)
+
+
+def test_a_missing_guest_is_reported_by_name() -> None:
+    hypervisor = fake("a")
+    with pytest.raises(BatchError) as raised:
+        Converger(hypervisor, TOPOLOGY).converge([GuestRequest("ghost", HOST)])
+    assert str(raised.value) == "guest ghost: no guest named ghost is defined at fake:///vnuma"
+    assert hypervisor.writes() == []
+
+
+def test_a_guest_requested_twice_is_refused_before_anything_is_read() -> None:
+    hypervisor = fake("a")
+    with pytest.raises(SpecError, match="guests a are requested more than once"):
+        Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a"), GuestRequest("a")])
+    assert hypervisor.calls == []
+
+
+def test_a_capacity_refusal_changes_nothing() -> None:
+    # Each guest fits alone; together (both start with the host) they bind 3 GiB to node 0, which has 2 GiB:
+    # the whole call is refused.
+    hypervisor = FakeHost(
+        {"a": domain_xml("a", memory_mib=3072), "b": domain_xml("b", memory_mib=3072)}, autostart=("a", "b")
+    )
+    before = {name: guest.xml for name, guest in hypervisor.guests.items()}
+    converger = Converger(hypervisor, TOPOLOGY)
+    with pytest.raises(CapacityError):
+        converger.converge([GuestRequest("b", HOST), GuestRequest("a", HOST)])
+    assert hypervisor.writes() == []
+    assert {name: guest.xml for name, guest in hypervisor.guests.items()} == before
+    assert converger.capacity_report is not None and converger.capacity_report.blocking
+
+
+def test_capacity_report_mode_writes_and_reports() -> None:
+    hypervisor = FakeHost(
+        {"a": domain_xml("a", memory_mib=3072), "b": domain_xml("b", memory_mib=3072)}, autostart=("a", "b")
+    )
+    converger = Converger(hypervisor, TOPOLOGY, capacity="report")
+    results = converger.converge([GuestRequest("a", HOST), GuestRequest("b", HOST)])
+    assert [result.written for result in results] == [["definition"], ["definition"]]
+    assert converger.capacity_report is not None and converger.capacity_report.blocking
+
+
+def test_the_stored_spec_is_read_once_per_guest_per_run(spec_reads: Counter[str]) -> None:
+    hypervisor = converged("a", "b", "c")
+    spec_reads.clear()
+    # a unchanged, b changed (pinning), c another guest on the host, counted for capacity.
+    hypervisor.guests["c"].start()
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a"), GuestRequest("b", {"pinning": "none"})])
+    assert spec_reads == {"a": 1, "b": 1, "c": 1}
+
+
+def test_the_stored_spec_is_read_once_in_check_mode(spec_reads: Counter[str]) -> None:
+    hypervisor = converged("a")
+    spec_reads.clear()
+    Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", {"pinning": "none"})])
+    assert spec_reads == {"a": 1}

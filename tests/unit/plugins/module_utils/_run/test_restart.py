@@ -1,0 +1,122 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Restarting the guests a new layout waits for: one batch, all shut down before any is started.
+
+Every test gives the guests no time to shut down (``shutdown_timeout=0``): the fake's guests stop at
+once when asked, or never, so nothing here waits or depends on timing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
+from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost, domain_xml
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+
+TOPOLOGY = host("testdriver-default")
+HOST = {"mode": "host"}
+NAMES = ("a", "b", "c")
+
+
+def running(*names: str) -> FakeHost:
+    return FakeHost({name: domain_xml(name) for name in names}, running=names)
+
+
+def restart(hypervisor: FakeHost, force: bool = False) -> Converger:
+    return Converger(hypervisor, TOPOLOGY, restart="if_needed", force=force, shutdown_timeout=0)
+
+
+def lifecycle(hypervisor: FakeHost) -> list[tuple[str, str]]:
+    return [(call.method, call.guest) for call in hypervisor.writes() if call.method != "define"]
+
+
+def test_every_guest_is_shut_down_before_any_is_started() -> None:
+    hypervisor = running(*NAMES)
+    results = restart(hypervisor).converge([GuestRequest(name, HOST) for name in NAMES])
+    assert lifecycle(hypervisor) == [
+        ("ask_shutdown", "a"),
+        ("ask_shutdown", "b"),
+        ("ask_shutdown", "c"),
+        ("start", "a"),
+        ("start", "b"),
+        ("start", "c"),
+    ]
+    # Every define comes before the batch.
+    methods = [call.method for call in hypervisor.writes()]
+    assert methods.index("ask_shutdown") > max(i for i, method in enumerate(methods) if method == "define")
+    for result in results:
+        assert result.written == ["definition", "shutdown requested", "started"]
+        assert (result.restarted, result.restart_required) == (True, False)
+    assert all(guest.live == guest.xml for guest in hypervisor.guests.values())
+
+
+def test_without_restart_the_guests_are_left_running_and_told_to_restart() -> None:
+    hypervisor = running("a")
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert (result.restart_required, result.restarted, result.written) == (True, False, ["definition"])
+    assert lifecycle(hypervisor) == []
+
+
+def test_a_shut_off_guest_is_not_restarted() -> None:
+    hypervisor = FakeHost({"a": domain_xml("a")})
+    (result,) = restart(hypervisor).converge([GuestRequest("a", HOST)])
+    assert (result.restart_required, result.restarted) == (False, False)
+    assert lifecycle(hypervisor) == []
+
+
+def test_a_guest_that_will_not_stop_is_left_running_and_the_others_restart() -> None:
+    hypervisor = running(*NAMES)
+    hypervisor.guests["b"].ignores_shutdown = True
+    with pytest.raises(BatchError) as raised:
+        restart(hypervisor).converge([GuestRequest(name, HOST) for name in NAMES])
+    a, b, c = raised.value.results
+    assert str(b.error) == "guest b: did not shut down within 0 seconds; set force to power it off"
+    assert (b.restarted, b.restart_required, b.written) == (False, True, ["definition", "shutdown requested"])
+    assert (a.restarted, c.restarted) == (True, True)
+    assert ("start", "b") not in lifecycle(hypervisor) and ("destroy", "b") not in lifecycle(hypervisor)
+    assert hypervisor.guests["b"].live is not None
+
+
+def test_with_force_a_guest_that_will_not_stop_is_powered_off() -> None:
+    hypervisor = running(*NAMES)
+    hypervisor.guests["b"].ignores_shutdown = True
+    results = restart(hypervisor, force=True).converge([GuestRequest(name, HOST) for name in NAMES])
+    assert results[1].written == ["definition", "shutdown requested", "powered off", "started"]
+    calls = lifecycle(hypervisor)
+    assert calls.index(("destroy", "b")) < calls.index(("start", "a"))
+
+
+def test_a_guest_that_cannot_be_powered_off_fails_alone() -> None:
+    hypervisor = running("a", "b")
+    hypervisor.guests["b"].ignores_shutdown = True
+    hypervisor.fail("b", "destroy", "powering the guest off: injected failure")
+    with pytest.raises(BatchError) as raised:
+        restart(hypervisor, force=True).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    a, b = raised.value.results
+    assert str(b.error) == "guest b: powering the guest off: injected failure"
+    assert (a.restarted, a.written) == (True, ["definition", "shutdown requested", "started"])
+
+
+def test_a_guest_that_does_not_start_again_is_reported() -> None:
+    hypervisor = running("a", "b")
+    hypervisor.fail("a", "start", "starting the guest: injected failure")
+    with pytest.raises(BatchError) as raised:
+        restart(hypervisor).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    a, b = raised.value.results
+    assert str(a.error) == "guest a: starting the guest: injected failure"
+    assert (a.restarted, a.restart_required, a.written) == (False, True, ["definition", "shutdown requested"])
+    assert b.written == ["definition", "shutdown requested", "started"]
+    assert "written before the failure: guest a: definition, shutdown requested; guest b:" in str(raised.value)
+
+
+def test_a_guest_whose_define_failed_is_not_restarted() -> None:
+    hypervisor = running("a", "b")
+    hypervisor.fail("a", "define")
+    with pytest.raises(BatchError):
+        restart(hypervisor).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    assert lifecycle(hypervisor) == [("ask_shutdown", "b"), ("start", "b")]
