@@ -42,7 +42,7 @@ TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests s
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
 	molecule playbook-tests sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
-	lab-image lab-up lab-down lab
+	lab-image lab-up lab-down lab options-docs
 
 help:
 	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
@@ -53,6 +53,7 @@ help:
 	@echo "make ansible-lint    ansible-lint, production profile, over the whole collection (.ansible-lint)"
 	@echo "make mypy            mypy, strict (pyproject.toml), over plugins/, tests/support and benchmarks"
 	@echo "make format          ruff check --fix + ruff format"
+	@echo "make options-docs    write the spec options' doc fragment and role argument specs from the option table"
 	@echo "make unit            pytest tests/unit (PYTEST_ARGS='--regenerate-output' rewrites golden files)"
 	@echo "make libvirtd        start libvirtd + virtlogd for qemu:///system (scripts/libvirtd.sh; libvirtd-stop)"
 	@echo "make guest-image     build the integration tests' guest kernel + initramfs into .build/guest-image"
@@ -236,6 +237,11 @@ demo: venv collection
 
 demo-expand: venv collection
 	@scripts/playbook.sh demo/expand.yml
+
+# The spec options' static documentation from plugins/module_utils/_core/options.py; tests/unit/test_option_docs.py
+# fails while the committed files differ from it.
+options-docs: venv collection
+	@PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" scripts/gen-option-docs.py
 
 # The partitioner's figures need nothing running; the converge and fleet figures need libvirtd (started here).
 bench: venv collection

@@ -174,6 +174,52 @@ def test_written_with_every_attribute_in_a_fixed_order() -> None:
     )
 
 
+def test_every_option_written_where_the_table_says() -> None:
+    spec = VnumaSpec(
+        mode="node",
+        distribution="interleave",
+        memory_kib=GIB,
+        nodeset="0-1",
+        cells=4,
+        pinning="core",
+        memory_mode="preferred",
+        memory_split="vcpus",
+        hugepages_kib=2048,
+        emulator_pin="nodes",
+        cpuless_cells=True,
+        max_memory_kib=4 * GIB,
+        memory_slots=8,
+    )
+    assert to_text(spec_to_element(spec)) == (
+        '<vnuma mode="node" distribution="interleave" pinning="core" memory_mode="preferred" memory_split="vcpus" '
+        'emulator_pin="nodes" cpuless_cells="yes"><memory unit="KiB">1048576</memory>'
+        '<partition nodeset="0-1" cells="4"/><hugepages size="2048" unit="KiB"/>'
+        '<maxMemory slots="8" unit="KiB">4194304</maxMemory></vnuma>'
+    )
+    assert spec_from_element(spec_to_element(spec)) == spec
+
+
+def test_the_known_attributes_and_children_come_from_the_table() -> None:
+    with pytest.raises(SpecError) as caught:
+        spec_of("<vnuma colour='red'/>")
+    assert str(caught.value) == (
+        "<vnuma>: unknown attribute(s) colour; known: mode, distribution, pinning, memory_mode, memory_split, "
+        "emulator_pin, cpuless_cells"
+    )
+    with pytest.raises(SpecError) as caught:
+        spec_of("<vnuma><numa/></vnuma>")
+    assert str(caught.value) == "<vnuma>: unknown child <numa>; known: memory, partition, hugepages, maxMemory"
+    for child, known in (
+        ("memory", "unit"),
+        ("partition", "nodeset, cells"),
+        ("hugepages", "size, unit"),
+        ("maxMemory", "slots, unit"),
+    ):
+        with pytest.raises(SpecError) as caught:
+            spec_of(f"<vnuma><{child} colour='red'/></vnuma>")
+        assert str(caught.value) == f"<vnuma><{child}>: unknown attribute(s) colour; known: {known}"
+
+
 def test_namespaced_form() -> None:
     element = spec_to_element(VnumaSpec(hugepages_kib=2048, max_memory_kib=16 * GIB, memory_slots=4), namespaced=True)
     assert element.tag == f"{{{VNUMA_NS}}}vnuma"

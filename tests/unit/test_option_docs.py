@@ -1,0 +1,123 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The committed option documentation is what the option table gives (scripts/gen-option-docs.py).
+
+``plugins/doc_fragments/spec.py`` and the ``vnuma_fleet_spec`` suboptions of the role's
+``meta/argument_specs.yml`` are static YAML generated from ``_core/options.py:SPEC_OPTIONS``.  These
+tests fail when either differs from the table: first by name, type, choice, default and description,
+which says what differs, then as text, which catches the rest.  The fix is ``make options-docs``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = "run `make options-docs` (scripts/gen-option-docs.py) and commit the result"
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_option_docs", ROOT / "scripts" / "gen-option-docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATOR = _generator()
+
+
+def fragment_options() -> dict[str, Any]:
+    from ansible_collections.vnuma.libvirt.plugins.doc_fragments.spec import ModuleDocFragment
+
+    options: dict[str, Any] = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    return options
+
+
+def role_options() -> dict[str, Any]:
+    specs = yaml.safe_load((ROOT / "roles" / "vnuma_fleet" / "meta" / "argument_specs.yml").read_text())
+    options: dict[str, Any] = specs["argument_specs"]["main"]["options"]["vnuma_fleet_spec"]["options"]
+    return options
+
+
+def role_text(text: str) -> str:
+    """An option reference as the role writes it."""
+    return re.sub(r"O\((\w+)\)", lambda match: f"O(vnuma_fleet_spec.{match[1]})", text)
+
+
+DOCUMENTED = [
+    pytest.param(fragment_options, lambda text: text, id="doc-fragment"),
+    pytest.param(role_options, role_text, id="role-argument-specs"),
+]
+
+
+@pytest.mark.parametrize(("documented", "qualified"), DOCUMENTED)
+def test_the_documented_options_are_the_table(documented: Any, qualified: Any) -> None:
+    options = documented()
+    assert list(options) == [item.name for item in SPEC_OPTIONS], FIX
+    for item in SPEC_OPTIONS:
+        entry = options[item.name]
+        assert entry["type"] == item.kind.ansible_type, f"{item.name}: {FIX}"
+        assert entry.get("choices") == (list(item.choices) or None), f"{item.name}: {FIX}"
+        # Unset means "keep the stored spec's value": the default is a sentence, never a default key.
+        assert "default" not in entry, f"{item.name}: {FIX}"
+        description = entry["description"]
+        assert description[: len(item.description)] == [qualified(text) for text in item.description], (
+            f"{item.name}: {FIX}"
+        )
+        assert description == [qualified(text) for text in GENERATOR.paragraphs(item)], f"{item.name}: {FIX}"
+
+
+def test_the_committed_files_are_the_generator_output() -> None:
+    for path, text in GENERATOR.outputs().items():
+        assert path.read_text(encoding="utf-8") == text, f"{path.relative_to(ROOT)}: {FIX}"
+
+
+def test_the_check_mode_finds_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert GENERATOR.main(["--check"]) == 0
+    assert "matches the option table" in capsys.readouterr().out
+
+
+def by(kind: Kind) -> Option:
+    return next(item for item in SPEC_OPTIONS if item.kind is kind)
+
+
+@pytest.mark.parametrize(
+    ("item", "added"),
+    [
+        pytest.param(by(Kind.CHOICE), ["The default is V(host)."], id="choice-default"),
+        pytest.param(by(Kind.BOOLEAN), ["The default is V(false)."], id="boolean-default"),
+        pytest.param(by(Kind.COUNT), ["From 1 to 128 (QEMU's MAX_NODES)."], id="count-limit"),
+        pytest.param(by(Kind.SIZE), ["At most 4 PiB (all a 52-bit physical address space holds)."], id="size-limit"),
+        pytest.param(
+            by(Kind.NODESET),
+            ["Node ids go from 0 to 1023: Linux has at most 1024 NUMA nodes (MAX_NUMNODES)."],
+            id="nodeset-limit",
+        ),
+    ],
+)
+def test_the_generator_adds_the_default_and_the_limit(item: Option, added: list[str]) -> None:
+    assert GENERATOR.paragraphs(item) == [*item.description, *added]
+
+
+def test_a_description_that_yaml_would_misread_is_quoted() -> None:
+    text = "key: value # not a comment"
+    lines = GENERATOR._scalar(text, 6)
+    assert yaml.safe_load("\n".join(lines)) == [text]
+    assert lines == ['      - "key: value # not a comment"']
+
+
+def test_the_role_block_needs_its_markers() -> None:
+    with pytest.raises(SystemExit, match="expected one"):
+        GENERATOR.role_text("argument_specs: {}\n")
