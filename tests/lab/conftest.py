@@ -1,0 +1,74 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The lab tests: they run against a lab that is up (`make lab` boots it, runs them, stops it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "lab"))
+
+from lab import DEFAULT_DIR, LabDir, Running, is_ours, read_state, ssh  # noqa: E402
+from lab_topology import LabHypervisor, load_topology  # noqa: E402
+
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+PLAYBOOK_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One lab hypervisor that runs: its topology and how to reach it."""
+
+    topology: LabHypervisor
+    running: Running
+    lab_dir: LabDir
+
+    def run(self, command: str, timeout: float = 120) -> str:
+        result = ssh(self.lab_dir, self.running, command, timeout=timeout)
+        assert result.returncode == 0, f"{self.topology.name}: {command}: {result.stderr}"
+        return result.stdout
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The lab that is up."""
+
+    lab_dir: LabDir
+    hosts: dict[str, LabHost]
+
+    def playbook(self, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """ansible-playbook with the lab's inventory and this collection (from .build/collections)."""
+        bin_dir = Path(sys.executable).parent
+        env = dict(
+            os.environ,
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+            ANSIBLE_HOST_KEY_CHECKING="false",
+            ANSIBLE_RETRY_FILES_ENABLED="false",
+            ANSIBLE_CALLBACK_RESULT_FORMAT="yaml",
+            PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+        argv = [str(bin_dir / "ansible-playbook"), "-i", str(self.lab_dir.inventory), str(PLAYBOOKS / name), *extra]
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT_S, check=False)
+        assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    lab_dir = LabDir(Path(os.environ.get("VNUMA_LAB_DIR", DEFAULT_DIR)).resolve())
+    paths, running = read_state(lab_dir)
+    if not running or not all(is_ours(entry) for entry in running):
+        pytest.fail(f"the lab is not up (no running lab in {lab_dir}): run the lab tests with `make lab`")
+    topology = {hypervisor.name: hypervisor for hypervisor in load_topology(paths).hypervisors}
+    hosts = {entry.name: LabHost(topology[entry.name], entry, lab_dir) for entry in running}
+    return Lab(lab_dir, hosts)
