@@ -396,7 +396,7 @@ class GuestHandle(Protocol):
 class HostConnection(Protocol):
     """What the orchestration (``_run``) asks of a hypervisor: ``LibvirtHost``, or a test's stand-in.
 
-    Kept to the calls ``_run/converge.py`` makes, so that a stand-in is small and mypy proves it matches.
+    Kept to the calls ``_run/`` makes, so that a stand-in is small and mypy proves it matches.
     """
 
     @property
@@ -671,7 +671,7 @@ class LibvirtGuest:
     def ask_shutdown(self) -> bool:
         """Ask a running guest to shut down (ACPI), without waiting; False when it was not running.
 
-        The caller waits: a batch of guests shares one deadline (``Converger.restart_together``).
+        The caller waits: a batch of guests shares one deadline (``_run/restart.py:restart_together``).
         """
         if not self.is_running():
             return False

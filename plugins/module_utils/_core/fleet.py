@@ -9,7 +9,7 @@
 ``fleet_requests`` decides, per selected guest, which spec options the role sends to ``vnuma_domain``
 (the fleet's spec, less what a kept stored spec already sets, then the guest's override) and says where
 the guest's spec comes from.  ``vnuma_domain`` then lays those options over the stored spec
-(``_run/converge.py:Converger.spec_for``): the role chooses what to send, the module how it combines.
+(``_run/guest.py:spec_for``): the role chooses what to send, the module how it combines.
 
 ``vnuma_domain`` isolates guests: one that cannot be read, parsed, planned, defined or restarted is
 reported in its ``guests`` entry with ``error`` (and ``written``, what the run wrote for it before it
