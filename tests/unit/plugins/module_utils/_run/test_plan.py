@@ -143,3 +143,47 @@ def test_the_stored_spec_is_read_once_in_check_mode(spec_reads: Counter[str]) ->
     spec_reads.clear()
     Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", {"pinning": "none"})])
     assert spec_reads == {"a": 1}
+
+
+def test_a_definition_changed_before_the_define_has_its_own_spec_read_once_more(spec_reads: Counter[str]) -> None:
+    hypervisor = converged("a")
+    spec_reads.clear()
+    hypervisor.guests["a"].concurrent_edits.append(lambda xml: xml.replace("<vcpu>4</vcpu>", "<vcpu>6</vcpu>"))
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", {"pinning": "none"})])
+    # Once from the listing, once from the definition the other client left: once per definition read.
+    assert spec_reads == {"a": 2}
+
+
+def test_a_stored_spec_that_cannot_be_read_is_replaced_by_the_options_given() -> None:
+    hypervisor = converged("a")
+    guest = hypervisor.guests["a"]
+    guest.xml = guest.xml.replace("mode='host'", "mode='sideways'")
+    with pytest.raises(BatchError) as raised:
+        Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert "its stored vnuma spec cannot be read" in str(raised.value)
+    assert "give the spec's options (at least mode)" in str(raised.value)
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert result.written == ["definition"]
+    assert any("replaced by the options given" in warning for warning in result.warnings)
+
+
+def test_state_absent_gives_the_guest_its_definition_back() -> None:
+    hypervisor = fake("a")
+    original = hypervisor.guests["a"].xml
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", state="absent")])
+    assert result.written == ["definition"] and result.layout is None
+    assert "vnuma" not in hypervisor.guests["a"].xml
+    assert "<numatune>" not in hypervisor.guests["a"].xml and "<vcpu>4</vcpu>" in original
+
+
+def test_guests_asking_for_dedicated_cpus_are_planned_first() -> None:
+    # b floats over its cells' CPUs; a, later in the call, holds whole cores: b must avoid them.
+    hypervisor = fake("b", "a")
+    results = Converger(hypervisor, TOPOLOGY).converge(
+        [GuestRequest("b", HOST), GuestRequest("a", {"mode": "host", "pinning": "core"})]
+    )
+    b, a = (result.layout for result in results)
+    assert a is not None and b is not None and a.vcpu_pins is not None and b.vcpu_pins is not None
+    held = {cpu for pin in a.vcpu_pins for cpu in pin}
+    assert held and not held & {cpu for pin in b.vcpu_pins for cpu in pin}
