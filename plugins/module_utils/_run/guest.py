@@ -23,6 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import Gues
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
 __all__ = ["GuestRequest", "Planned", "Reading", "spec_for"]
@@ -49,11 +50,11 @@ class Reading:
 
     guest: GuestHandle
     xml: str
-    root: Any
+    root: etree._Element | VnumaError
     stored: VnumaSpec | VnumaError | None = None
 
     @classmethod
-    def of(cls, guest: GuestHandle, xml: str, root: Any) -> Reading:
+    def of(cls, guest: GuestHandle, xml: str, root: etree._Element | VnumaError) -> Reading:
         if isinstance(root, VnumaError):
             return cls(guest, xml, root)
         try:
@@ -102,7 +103,7 @@ class Planned:
     request: GuestRequest
     guest: GuestHandle
     original_xml: str
-    root: Any
+    root: etree._Element
     running: bool
     plan: DomainPlan | None  # None for state=absent
     target: DomainNuma

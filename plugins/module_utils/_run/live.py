@@ -13,7 +13,6 @@ Which vCPUs to enable and how a memory hot-add is cut into DIMMs are the pure co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
@@ -25,6 +24,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 
 __all__ = ["check_hotplug_memory", "dimm_xml", "live_changes", "present_dimms"]
 
@@ -39,7 +39,7 @@ def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
     return MemoryDevice(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes)).markup()
 
 
-def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: Any) -> None:
+def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element) -> None:
     """Everything a DIMM hot-add needs, checked before the first write (slots, sizes, ACPI)."""
     present = present_dimms(plan.current.memory_devices)
     have = sum(size for _cell, size in present)

@@ -16,7 +16,6 @@ changed since (``_run/apply.py:fresh``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, CapacityReport
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
@@ -40,7 +39,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import has_original, has_stored_spec
 
 __all__ = ["Planner"]
@@ -133,13 +132,13 @@ class Planner:
         items = [item for item in results if isinstance(item, Planned)]
         # A requested guest that failed stays as it is defined, and is counted so.
         for name, reading in readings.items():
-            guest, root = reading.guest, reading.root
+            guest, parsed = reading.guest, reading.root
             failed = not any(item.request.name == name for item in items)
             if failed and self.capacity != "ignore" and (name in running or name in autostart):
-                if isinstance(root, VnumaError):
-                    unread.append(self.count_unreadable(guest, root, counted, running, autostart))
+                if isinstance(parsed, VnumaError):
+                    unread.append(self.count_unreadable(guest, parsed, counted, running, autostart))
                 else:
-                    self.count_defined(guest, root, (), counted, unread, running, autostart)
+                    self.count_defined(guest, parsed, (), counted, unread, running, autostart)
         others = list(counted.values())
         self.taken, self.autostart, self.others, self.unread = taken, autostart, others, unread
         self.planned_items, self.replanned = items, {}
@@ -151,7 +150,7 @@ class Planner:
     def count_defined(
         self,
         guest: GuestHandle,
-        root: Any,
+        root: etree._Element,
         held: Iterable[int],
         counted: dict[str, GuestBinding],
         unread: list[str],
@@ -209,6 +208,8 @@ class Planner:
 
     def plan_one(self, request: GuestRequest, reading: Reading, taken: Mapping[int, str], running: bool) -> Planned:
         guest, xml, root = reading.guest, reading.xml, reading.root
+        if isinstance(root, VnumaError):
+            raise root  # plan_all reports a definition that does not parse without planning it
         others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
         warnings: list[str] = []
         if request.state == "absent":
