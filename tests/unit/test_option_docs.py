@@ -4,8 +4,9 @@
 
 """The committed option documentation is what the option table gives (scripts/gen-option-docs.py).
 
-``plugins/doc_fragments/spec.py`` and the ``vnuma_fleet_spec`` suboptions of the role's
-``meta/argument_specs.yml`` are static YAML generated from ``_core/options.py:SPEC_OPTIONS``.  These
+``plugins/doc_fragments/spec.py``, the ``vnuma_fleet_spec`` suboptions of the role's
+``meta/argument_specs.yml`` and the option names in its ``vars/main.yml`` are static YAML generated
+from ``_core/options.py:SPEC_OPTIONS``.  These
 tests fail when either differs from the table: first by name, type, choice, default and description,
 which says what differs, then as text, which catches the rest.  The fix is ``make options-docs``.
 """
@@ -77,6 +78,11 @@ def test_the_documented_options_are_the_table(documented: Any, qualified: Any) -
             f"{item.name}: {FIX}"
         )
         assert description == [qualified(text) for text in GENERATOR.paragraphs(item)], f"{item.name}: {FIX}"
+
+
+def test_the_role_accepts_the_table_options_in_its_overrides() -> None:
+    internals = yaml.safe_load((ROOT / "roles" / "vnuma_fleet" / "vars" / "main.yml").read_text())
+    assert internals["__vnuma_fleet_spec_options"] == [item.name for item in SPEC_OPTIONS], FIX
 
 
 def test_the_committed_files_are_the_generator_output() -> None:
