@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, VnumaError
@@ -68,13 +68,60 @@ def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> l
     ]
 
 
+class CellAlignment(TypedDict):
+    """One guest cell in ``guests[].alignment.cells`` (vnuma_info's RETURN)."""
+
+    id: int
+    aligned: bool
+    locality: float
+    cpu_nodes: str
+    memory_nodes: str | None
+
+
+class Alignment(TypedDict):
+    """``guests[].alignment`` and ``guests[].defined_alignment``."""
+
+    aligned: bool
+    locality: float
+    cells: list[CellAlignment]
+
+
+class GuestLayout(TypedDict):
+    """``guests[].layout``."""
+
+    cells: list[dict[str, Any]]
+    numa: bool
+    pinning: bool
+
+
+class GuestReport(TypedDict):
+    """One entry of vnuma_info's ``guests``."""
+
+    name: str
+    state: str
+    running: bool
+    autostart: bool
+    vcpus: int
+    current_vcpus: int
+    memory_kib: int | None
+    spec: dict[str, Any] | None
+    spec_error: str | None
+    source: str
+    layout: GuestLayout
+    alignment: Alignment
+    defined_alignment: Alignment
+    pending: bool
+    pending_changes: list[str]
+    dedicated_cpus: str | None
+
+
 @dataclass(frozen=True)
 class _GuestInfo:
-    report: dict[str, Any]
+    report: GuestReport
     placement: GuestPlacement
 
 
-def _alignment(placement: GuestPlacement) -> dict[str, Any]:
+def _alignment(placement: GuestPlacement) -> Alignment:
     return {
         "aligned": placement.aligned,
         "locality": round(placement.locality, 4),
@@ -128,7 +175,7 @@ def _guest(entry: GuestEntry, topology: HostTopology) -> _GuestInfo | None:
     else:
         defined_placement = placement
     vcpu = current.vcpu
-    report = {
+    report: GuestReport = {
         "name": name,
         "state": entry.state,
         "running": entry.active,
