@@ -12,7 +12,7 @@ https://libvirt.org/formatdomain.html#cpu-model-and-topology and #numa-topology
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
@@ -24,7 +24,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import detached_copy
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
@@ -66,7 +66,7 @@ class CpuTopology(ElementModel):
     clusters: int = 1
 
     @classmethod
-    def from_element(cls, element: Any) -> CpuTopology:
+    def from_element(cls, element: etree._Element) -> CpuTopology:
         require_tag(element, cls.TAG)
         what = "<cpu><topology>"
         return cls(
@@ -114,7 +114,7 @@ class Sibling(ElementModel):
     value: int
 
     @classmethod
-    def from_element(cls, element: Any) -> Sibling:
+    def from_element(cls, element: etree._Element) -> Sibling:
         require_tag(element, cls.TAG)
         what = "<distances><sibling>"
         return cls(id=required_int(element, "id", what), value=required_int(element, "value", what))
@@ -144,7 +144,7 @@ class NumaCell(ElementModel):
     distances: tuple[Sibling, ...] = ()
 
     @classmethod
-    def from_element(cls, element: Any, position: int = 0) -> NumaCell:
+    def from_element(cls, element: etree._Element, position: int = 0) -> NumaCell:
         """Read a cell; ``position`` is its id when the cell has none (libvirt numbers them in order)."""
         require_tag(element, cls.TAG)
         cell_id = attr_int_or(element, "id", "<numa><cell>", position)
@@ -202,7 +202,7 @@ class Numa(ElementModel):
     cells: tuple[NumaCell, ...]
 
     @classmethod
-    def from_element(cls, element: Any) -> Numa:
+    def from_element(cls, element: etree._Element) -> Numa:
         require_tag(element, cls.TAG)
         cells = [NumaCell.from_element(child, position) for position, child in enumerate(element.iterchildren("cell"))]
         return cls(tuple(sorted(cells, key=lambda cell: cell.id)))
@@ -244,7 +244,9 @@ class Numa(ElementModel):
         return [item for cell in self.cells for item in cell.items()]
 
 
-def carried_numa_parts(root: Any, numa: Numa | None) -> tuple[dict[int, list[Any]], Any]:
+def carried_numa_parts(
+    root: etree._Element, numa: Numa | None
+) -> tuple[dict[int, list[etree._Element]], etree._Element | None]:
     """HMAT data of the old ``<numa>`` (cell ``<cache>``s, ``<interconnects>``) that stays valid.
 
     Caches stay with the cell of the same id; interconnects stay when every cell they name still
@@ -254,7 +256,7 @@ def carried_numa_parts(root: Any, numa: Numa | None) -> tuple[dict[int, list[Any
     if old is None or numa is None:
         return {}, None
     new_ids = {cell.id for cell in numa.cells}
-    caches: dict[int, list[Any]] = {}
+    caches: dict[int, list[etree._Element]] = {}
     for position, cell in enumerate(old.iterchildren(NumaCell.TAG)):
         cell_id = attr_int(cell, "id", "<numa><cell>", position)
         found = [detached_copy(cache) for cache in cell.iterchildren("cache")]
@@ -264,7 +266,9 @@ def carried_numa_parts(root: Any, numa: Numa | None) -> tuple[dict[int, list[Any
     if interconnects is None:
         return caches, None
     for entry in interconnects:
-        if not isinstance(entry.tag, str):
+        # Comments and processing instructions have no string tag (lxml-stubs says every tag is one).
+        tag: object = entry.tag
+        if not isinstance(tag, str):
             continue
         for name in ("initiator", "target"):
             value = attr_int(entry, name, f"<numa><interconnects><{entry.tag}>")

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
     pin_text,
@@ -40,7 +41,7 @@ class Vcpupin(ElementModel):
     cpuset: tuple[int, ...]
 
     @classmethod
-    def from_element(cls, element: Any) -> Vcpupin:
+    def from_element(cls, element: etree._Element) -> Vcpupin:
         require_tag(element, cls.TAG)
         vcpu = required_int(element, "vcpu", "<cputune><vcpupin>")
         cpuset = attr_cpuset(element, "cpuset", f"<cputune><vcpupin vcpu='{vcpu}'>")
@@ -89,7 +90,7 @@ class Emulatorpin(ElementModel):
     cpuset: tuple[int, ...]
 
     @classmethod
-    def from_element(cls, element: Any) -> Emulatorpin:
+    def from_element(cls, element: etree._Element) -> Emulatorpin:
         require_tag(element, cls.TAG)
         cpuset = attr_cpuset(element, "cpuset", "<cputune><emulatorpin>")
         if cpuset is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
@@ -64,8 +64,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vc
 
 __all__ = ["DomainNuma", "read_guest_shape"]
 
+_Model = TypeVar("_Model", bound=ElementModel)
 
-def _find_parse(root: Any, path: str, kind: Any) -> Any:
+
+def _find_parse(root: etree._Element, path: str, kind: type[_Model]) -> _Model | None:
     element = root.find(path)
     return None if element is None else kind.from_element(element)
 
@@ -95,7 +97,7 @@ class DomainNuma:
     # ----------------------------------------------------------------------------------- reading
 
     @classmethod
-    def from_domain(cls, root: Any) -> DomainNuma:
+    def from_domain(cls, root: etree._Element) -> DomainNuma:
         """Read the owned parts of any domain, hand-written ones included."""
         require_tag(root, "domain")
         memory = _find_parse(root, Memory.TAG, Memory)
@@ -261,7 +263,7 @@ class DomainNuma:
 
     # ----------------------------------------------------------------------------------- writing
 
-    def apply(self, root: Any) -> None:
+    def apply(self, root: etree._Element) -> None:
         """Make the owned parts of ``root`` equal to this model, in place; nothing else is touched.
 
         Everything is checked first (this model, and the domain's memory devices, cell caches and
@@ -278,7 +280,7 @@ class DomainNuma:
         self._apply_numatune(root)
         self._apply_cputune(root)
 
-    def _apply_memory(self, root: Any) -> None:
+    def _apply_memory(self, root: etree._Element) -> None:
         if self.max_memory is None:
             remove_children(root, MaxMemory.TAG)
         else:
@@ -296,14 +298,15 @@ class DomainNuma:
                 insert_ordered(root, CurrentMemory(self.current_memory_kib).to_element(), DOMAIN_ORDER)
         backing = root.find("memoryBacking")
         if self.hugepages is None:
-            if backing is not None and backing.find(Hugepages.TAG) is not None:
-                remove_child(backing.find(Hugepages.TAG))
+            hugepages = None if backing is None else backing.find(Hugepages.TAG)
+            if hugepages is not None:
+                remove_child(hugepages)
                 remove_if_empty(backing)
         else:
             backing = child_or_insert(root, "memoryBacking", DOMAIN_ORDER)
             put_model(backing, self.hugepages, MEMORY_BACKING_ORDER)
 
-    def _apply_vcpu(self, root: Any) -> None:
+    def _apply_vcpu(self, root: etree._Element) -> None:
         if self.vcpu is not None:
             element = root.find(Vcpu.TAG)
             if element is None:
@@ -315,7 +318,9 @@ class DomainNuma:
         else:
             put_model(root, self.vcpus, DOMAIN_ORDER)
 
-    def _apply_cpu(self, root: Any, carried: tuple[dict[int, list[Any]], Any]) -> None:
+    def _apply_cpu(
+        self, root: etree._Element, carried: tuple[dict[int, list[etree._Element]], etree._Element | None]
+    ) -> None:
         cpu = root.find("cpu")
         if cpu is None and self.topology is None and self.numa is None:
             return
@@ -332,24 +337,24 @@ class DomainNuma:
             # apply() has validated the whole model, these cells included: written unchecked.
             numa = parse_markup(self.numa.markup())
             caches, interconnects = carried
-            for cell in numa.iterchildren(NumaCell.TAG):
-                for cache in caches.get(int(cell.get("id")), ()):
+            # The cells were written in the model's order.
+            for cell, model in zip(numa.iterchildren(NumaCell.TAG), self.numa.cells, strict=True):
+                for cache in caches.get(model.id, ()):
                     cell.append(cache)
             if interconnects is not None:
                 numa.append(interconnects)
             put_model(cpu, self.numa, CPU_ORDER, numa)
         remove_if_empty(cpu)
 
-    def _apply_numatune(self, root: Any) -> None:
+    def _apply_numatune(self, root: etree._Element) -> None:
         if self.numatune is None:
             remove_children(root, Numatune.TAG)
         else:
             put_model(root, self.numatune, DOMAIN_ORDER)
 
-    def _apply_cputune(self, root: Any) -> None:
+    def _apply_cputune(self, root: etree._Element) -> None:
         cputune = root.find("cputune")
-        created = cputune is None
-        if created:
+        if cputune is None:
             if not self.vcpupins and self.emulatorpin is None:
                 return
             cputune = etree.Element("cputune")
@@ -377,7 +382,7 @@ class DomainNuma:
         remove_if_empty(cputune)
 
 
-def read_guest_shape(root: Any) -> GuestShape:
+def read_guest_shape(root: etree._Element) -> GuestShape:
     """Name, vCPUs (maximum and online at boot) and boot memory of a domain.
 
     Boot memory is ``<memory>`` less the memory devices, which libvirt counts in ``<memory>``.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar, Self
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
@@ -47,17 +47,17 @@ def make_markup(tag: str, attributes: Sequence[tuple[str, object | None]], inner
 
 
 @functools.cache
-def _markup_parser() -> Any:
+def _markup_parser() -> etree.XMLParser:
     # Markup written by the element models: no DTD, no entity, nothing to fetch; refused all the same.
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, collect_ids=False)
 
 
-def parse_markup(markup: str) -> Any:
+def parse_markup(markup: str) -> etree._Element:
     """The element written as ``markup`` (see ``make_markup``)."""
     return etree.fromstring(markup, _markup_parser())
 
 
-def parse_markups(markups: Iterable[str]) -> list[Any]:
+def parse_markups(markups: Iterable[str]) -> list[etree._Element]:
     """The elements written as ``markups``, parsed together (under a wrapper, then taken out of it)."""
     # Inserting one elsewhere moves it out of the wrapper, its tail too.
     return list(parse_markup(f"<_>{''.join(markups)}</_>"))
@@ -70,6 +70,11 @@ class ElementModel:
     #: How a running guest takes a change of this element (set by the models of owned elements).
     KIND: ClassVar[ChangeKind]
 
+    @classmethod
+    def from_element(cls, element: etree._Element) -> Self:
+        """The model of ``element``, accepting every spelling libvirt accepts."""
+        raise NotImplementedError
+
     def markup(self) -> str:
         """The element as text: the one writer of this element."""
         raise NotImplementedError
@@ -77,12 +82,12 @@ class ElementModel:
     def validate(self) -> None:
         """What must hold before the element is written; nothing unless the model says so."""
 
-    def to_element(self) -> Any:
+    def to_element(self) -> etree._Element:
         """The element ``markup`` writes, checked first (``validate``)."""
         self.validate()
         return parse_markup(self.markup())
 
-    def overwrite(self, element: Any, names: Sequence[str]) -> None:
+    def overwrite(self, element: etree._Element, names: Sequence[str]) -> None:
         """Give an existing, childless ``element`` this model's text and its values of the attributes ``names``.
 
         The element's other attributes and their order stay; an attribute of ``names`` that the
@@ -93,6 +98,7 @@ class ElementModel:
         for name in names:
             value = written.get(name)
             if value is None:
-                element.attrib.pop(name, None)
+                if name in element.attrib:
+                    del element.attrib[name]
             else:
                 element.set(name, value)

@@ -12,12 +12,12 @@ https://libvirt.org/formatdomain.html#memory-allocation and #memory-backing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
     format_ids,
@@ -42,7 +42,7 @@ class MaxMemory(ElementModel):
     slots: int | None = None
 
     @classmethod
-    def from_element(cls, element: Any) -> MaxMemory:
+    def from_element(cls, element: etree._Element) -> MaxMemory:
         require_tag(element, cls.TAG)
         return cls(
             kib=read_size_kib(element.text, element.get("unit"), "<maxMemory>"),
@@ -66,7 +66,7 @@ class HugePage(ElementModel):
     nodeset: tuple[int, ...] | None = None
 
     @classmethod
-    def from_element(cls, element: Any) -> HugePage:
+    def from_element(cls, element: etree._Element) -> HugePage:
         require_tag(element, cls.TAG)
         size = element.get("size")
         if size is None:
@@ -90,7 +90,7 @@ class Hugepages(ElementModel):
     pages: tuple[HugePage, ...] = ()
 
     @classmethod
-    def from_element(cls, element: Any) -> Hugepages:
+    def from_element(cls, element: etree._Element) -> Hugepages:
         require_tag(element, cls.TAG)
         return cls(tuple(HugePage.from_element(child) for child in element.iterchildren(HugePage.TAG)))
 
@@ -118,14 +118,14 @@ class Memory(ElementModel):
     kib: int
 
     @classmethod
-    def from_element(cls, element: Any) -> Memory:
+    def from_element(cls, element: etree._Element) -> Memory:
         require_tag(element, cls.TAG)
         return cls(read_size_kib(element.text, element.get("unit"), f"<{cls.TAG}>"))
 
     def markup(self) -> str:
         return make_markup(self.TAG, (("unit", "KiB"),), str(self.kib))
 
-    def update(self, element: Any) -> None:
+    def update(self, element: etree._Element) -> None:
         """Write the size into an existing element, keeping its other attributes (``dumpCore``)."""
         self.overwrite(element, ("unit",))
 
@@ -157,7 +157,7 @@ class MemoryDevice:
     pagesize_kib: int | None = None
 
     @classmethod
-    def from_element(cls, element: Any, index: int = 0) -> MemoryDevice:
+    def from_element(cls, element: etree._Element, index: int = 0) -> MemoryDevice:
         require_tag(element, cls.TAG)
         model = element.get("model")
         what = f"memory device {index} (model {model})"
@@ -196,7 +196,7 @@ class MemoryDevice:
         )
 
 
-def memory_devices_of(root: Any) -> tuple[MemoryDevice, ...]:
+def memory_devices_of(root: etree._Element) -> tuple[MemoryDevice, ...]:
     """The memory devices of a domain, in document order."""
     return tuple(
         MemoryDevice.from_element(element, index) for index, element in enumerate(root.iterfind("devices/memory"))

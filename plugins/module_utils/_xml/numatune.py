@@ -12,12 +12,13 @@ https://libvirt.org/formatdomain.html#numa-node-tuning
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
     format_ids,
@@ -43,7 +44,7 @@ class NumatuneMemory(ElementModel):
     placement: str | None = None
 
     @classmethod
-    def from_element(cls, element: Any) -> NumatuneMemory:
+    def from_element(cls, element: etree._Element) -> NumatuneMemory:
         require_tag(element, cls.TAG)
         placement = element.get("placement")
         return cls(
@@ -76,7 +77,7 @@ class Memnode(ElementModel):
     nodeset: tuple[int, ...]
 
     @classmethod
-    def from_element(cls, element: Any) -> Memnode:
+    def from_element(cls, element: etree._Element) -> Memnode:
         require_tag(element, cls.TAG)
         what = "<numatune><memnode>"
         cellid = required_int(element, "cellid", what)
@@ -106,7 +107,7 @@ class Numatune(ElementModel):
     memnodes: tuple[Memnode, ...] = ()
 
     @classmethod
-    def from_element(cls, element: Any) -> Numatune:
+    def from_element(cls, element: etree._Element) -> Numatune:
         require_tag(element, cls.TAG)
         memory = element.find(NumatuneMemory.TAG)
         memnodes = [Memnode.from_element(child) for child in element.iterchildren(Memnode.TAG)]

@@ -15,8 +15,9 @@ writes them (the order tables below).  Used for the owned elements (``domain.py`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 
 __all__ = [
@@ -115,7 +116,7 @@ CHILD_ORDERS = {
 # --------------------------------------------------------------------------------------------------
 
 
-def _indent_unit(element: Any) -> str | None:
+def _indent_unit(element: etree._Element) -> str | None:
     """The document's indentation step, or None when it is not pretty-printed (then add no whitespace)."""
     root = element.getroottree().getroot()
     text: str | None = root.text
@@ -124,7 +125,7 @@ def _indent_unit(element: Any) -> str | None:
     return text.rsplit("\n", 1)[1]
 
 
-def _depth(element: Any) -> int:
+def _depth(element: etree._Element) -> int:
     return sum(1 for _ancestor in element.iterancestors())
 
 
@@ -132,18 +133,18 @@ def is_blank(text: str | None) -> bool:
     return text is None or not text.strip()
 
 
-def _format_new(element: Any, depth: int) -> None:
+def _format_new(element: etree._Element, depth: int) -> None:
     unit = _indent_unit(element)
     if unit is not None and len(element):
         etree.indent(element, space=unit, level=depth)
 
 
-def insert_at(parent: Any, index: int, child: Any) -> None:
+def insert_at(parent: etree._Element, index: int, child: etree._Element) -> None:
     """Insert ``child`` at ``index`` (0 or more) and indent it like its siblings."""
     insert_run(parent, index, (child,))
 
 
-def insert_run(parent: Any, index: int, children: Sequence[Any]) -> None:
+def insert_run(parent: etree._Element, index: int, children: Sequence[etree._Element]) -> None:
     """Insert ``children`` one after the other from ``index``, each as ``insert_at`` would.
 
     Only the first child's neighbours are read: after it, each next child of the run would find the
@@ -168,7 +169,7 @@ def insert_run(parent: Any, index: int, children: Sequence[Any]) -> None:
         if is_blank(parent.text):
             parent.text = sibling_ws
         first.tail = closing_ws
-    elif following is None:
+    elif following is None and previous is not None:
         # Appended after the previous last child, which hands it the closing indentation.
         before_previous = previous.getprevious()
         before_last = parent.text if before_previous is None else before_previous.tail
@@ -178,6 +179,8 @@ def insert_run(parent: Any, index: int, children: Sequence[Any]) -> None:
         before = parent.text if previous is None else previous.tail
         first.tail = before if is_blank(before) and before else sibling_ws
     if rest:
+        run_ws: str | None
+        last_tail: str | None
         if following is None:
             # At the end: the closing indentation moves on to the last child of the run, and the
             # first one gets the indentation that precedes it, as each next child would give it.
@@ -196,7 +199,14 @@ def insert_run(parent: Any, index: int, children: Sequence[Any]) -> None:
             etree.indent(child, space=unit, level=depth + 1)
 
 
-def insert_ordered(parent: Any, child: Any, order: Sequence[str]) -> None:
+def _parent(element: etree._Element) -> etree._Element:
+    parent = element.getparent()
+    if parent is None:
+        raise XmlError(f"<{element.tag}> is the root element: it cannot be replaced or removed")
+    return parent
+
+
+def insert_ordered(parent: etree._Element, child: etree._Element, order: Sequence[str]) -> None:
     """Insert ``child`` after the last sibling that libvirt writes before it (or first)."""
     rank = order.index(child.tag) if child.tag in order else len(order)
     index = 0
@@ -206,16 +216,16 @@ def insert_ordered(parent: Any, child: Any, order: Sequence[str]) -> None:
     insert_at(parent, index, child)
 
 
-def replace_child(old: Any, new: Any) -> None:
+def replace_child(old: etree._Element, new: etree._Element) -> None:
     """Put ``new`` where ``old`` was, keeping the whitespace around it and indenting ``new``'s inside."""
     new.tail = old.tail
-    old.getparent().replace(old, new)
+    _parent(old).replace(old, new)
     _format_new(new, _depth(new))
 
 
-def remove_child(element: Any) -> None:
+def remove_child(element: etree._Element) -> None:
     """Remove ``element`` and its tail, leaving the whitespace of its siblings tidy."""
-    parent = element.getparent()
+    parent = _parent(element)
     previous = element.getprevious()
     tail = element.tail
     if element.getnext() is None:
@@ -224,7 +234,7 @@ def remove_child(element: Any) -> None:
             previous.tail = tail
         elif is_blank(parent.text) and is_blank(tail):
             parent.text = None
-    elif not is_blank(tail):
+    elif tail is not None and tail.strip():
         if previous is not None:
             previous.tail = (previous.tail or "") + tail
         else:
@@ -232,7 +242,7 @@ def remove_child(element: Any) -> None:
     parent.remove(element)
 
 
-def insert_child(parent: Any, child: Any, order: Sequence[str] | None = None) -> None:
+def insert_child(parent: etree._Element, child: etree._Element, order: Sequence[str] | None = None) -> None:
     """Insert ``child`` into ``parent``, indented like its siblings.
 
     It goes after the last sibling that ``order`` puts before it (under ``<domain>``, ``<cpu>``,
@@ -246,7 +256,7 @@ def insert_child(parent: Any, child: Any, order: Sequence[str] | None = None) ->
         insert_at(parent, len(parent), child)
 
 
-def insert_children(parent: Any, children: Sequence[Any]) -> None:
+def insert_children(parent: etree._Element, children: Sequence[etree._Element]) -> None:
     """Insert ``children`` one after the other, the first where ``insert_child`` puts it.
 
     The rest follow it as one run (a guest's ``<vcpupin>``s): one sibling scan, not one per child.
@@ -258,7 +268,7 @@ def insert_children(parent: Any, children: Sequence[Any]) -> None:
     insert_run(parent, parent.index(first) + 1, rest)
 
 
-def child_or_insert(parent: Any, tag: str, order: Sequence[str]) -> Any:
+def child_or_insert(parent: etree._Element, tag: str, order: Sequence[str]) -> etree._Element:
     """The child ``tag`` of ``parent``, created empty where libvirt writes it when there is none."""
     child = parent.find(tag)
     if child is None:
@@ -267,26 +277,28 @@ def child_or_insert(parent: Any, tag: str, order: Sequence[str]) -> Any:
     return child
 
 
-def remove_if_empty(element: Any) -> None:
+def remove_if_empty(element: etree._Element | None) -> None:
     """Remove ``element`` (when there is one) if it holds nothing: no child, no attribute, no text."""
     if element is not None and len(element) == 0 and is_blank(element.text) and not element.attrib:
         remove_child(element)
 
 
-def remove_children(parent: Any, tag: str) -> None:
+def remove_children(parent: etree._Element, tag: str) -> None:
     """Remove every ``tag`` child of ``parent``."""
     for child in parent.findall(tag):
         remove_child(child)
 
 
-def detached_copy(element: Any) -> Any:
+def detached_copy(element: etree._Element) -> etree._Element:
     """A copy of ``element`` in a document of its own, without its tail."""
     copy = etree.fromstring(etree.tostring(element, with_tail=False))
     copy.tail = None
     return copy
 
 
-def put_model(parent: Any, model: Any, order: Sequence[str], element: Any = None) -> None:
+def put_model(
+    parent: etree._Element, model: ElementModel, order: Sequence[str], element: etree._Element | None = None
+) -> None:
     """Make ``parent``'s child of ``model``'s kind equal to ``model``.
 
     A child that already reads as ``model`` is left exactly as written (its units, its spelling);

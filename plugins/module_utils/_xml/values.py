@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, size_kib, to_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
 
 __all__ = [
     "attr_cpuset",
@@ -40,26 +39,26 @@ __all__ = [
 _YES_NO = {"yes": True, "no": False}
 
 
-def require_tag(element: Any, tag: str) -> None:
+def require_tag(element: etree._Element, tag: str) -> None:
     if element is None or element.tag != tag:
         found = "nothing" if element is None else f"<{element.tag}>"
         raise XmlError(f"expected a <{tag}> element, got {found}")
 
 
-def required_int(element: Any, name: str, what: str) -> int:
+def required_int(element: etree._Element, name: str, what: str) -> int:
     value = attr_int(element, name, what)
     if value is None:
         raise XmlError(f"{what}: attribute {name} is missing")
     return value
 
 
-def attr_int_or(element: Any, name: str, what: str, default: int) -> int:
+def attr_int_or(element: etree._Element, name: str, what: str, default: int) -> int:
     """An integer attribute, ``default`` when absent (libvirt's value for an attribute left out)."""
     value = attr_int(element, name, what)
     return default if value is None else value
 
 
-def text_int(element: Any, what: str) -> int:
+def text_int(element: etree._Element, what: str) -> int:
     text = (element.text or "").strip()
     if not text.isdigit() or not text.isascii():
         raise XmlError(f"{what}: {element.text!r} is not a non-negative integer")
@@ -80,7 +79,7 @@ def read_size_kib(value: str | None, unit: str | None, what: str) -> int:
     return size_kib(text, unit, f"{what}:", error=XmlError)
 
 
-def attr_cpuset(element: Any, name: str, what: str) -> tuple[int, ...] | None:
+def attr_cpuset(element: etree._Element, name: str, what: str) -> tuple[int, ...] | None:
     raw = element.get(name)
     if raw is None:
         return None
@@ -90,20 +89,21 @@ def attr_cpuset(element: Any, name: str, what: str) -> tuple[int, ...] | None:
         raise XmlError(error.message) from None
 
 
-def optional_size_kib(element: Any, what: str) -> int | None:
+def optional_size_kib(element: etree._Element | None, what: str) -> int | None:
     return None if element is None else read_size_kib(element.text, element.get("unit"), what)
 
 
-def text_cpuset(element: Any, what: str) -> tuple[int, ...] | None:
-    if element is None or not (element.text or "").strip():
+def text_cpuset(element: etree._Element | None, what: str) -> tuple[int, ...] | None:
+    text = None if element is None else element.text
+    if text is None or not text.strip():
         return None
     try:
-        return tuple(sorted(parse_cpuset(element.text.strip(), what)))
+        return tuple(sorted(parse_cpuset(text.strip(), what)))
     except SpecError as error:
         raise XmlError(error.message) from None
 
 
-def yes_no(element: Any, name: str, what: str) -> bool | None:
+def yes_no(element: etree._Element, name: str, what: str) -> bool | None:
     raw = element.get(name)
     if raw is None:
         return None

@@ -12,12 +12,12 @@ https://libvirt.org/formatdomain.html#cpu-allocation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
     format_ids,
@@ -50,7 +50,7 @@ class Vcpu(ElementModel):
     current: int | None = None
 
     @classmethod
-    def from_element(cls, element: Any) -> Vcpu:
+    def from_element(cls, element: etree._Element) -> Vcpu:
         require_tag(element, cls.TAG)
         count = text_int(element, "<vcpu>")
         current = attr_int(element, "current", "<vcpu>")
@@ -65,7 +65,7 @@ class Vcpu(ElementModel):
         attributes = (("placement", self.placement), ("cpuset", format_ids(self.cpuset)), ("current", self.current))
         return make_markup(self.TAG, attributes, str(self.count))
 
-    def update(self, element: Any) -> None:
+    def update(self, element: etree._Element) -> None:
         """Write this model into an existing ``<vcpu>``, keeping its other attributes and their order."""
         self.overwrite(element, ("placement", "cpuset", "current"))
 
@@ -90,7 +90,7 @@ class VcpuState(ElementModel):
     order: int | None = None
 
     @classmethod
-    def from_element(cls, element: Any) -> VcpuState:
+    def from_element(cls, element: etree._Element) -> VcpuState:
         require_tag(element, cls.TAG)
         what = "<vcpus><vcpu>"
         enabled = yes_no(element, "enabled", what)
@@ -134,7 +134,7 @@ class Vcpus(ElementModel):
     vcpus: tuple[VcpuState, ...]
 
     @classmethod
-    def from_element(cls, element: Any) -> Vcpus:
+    def from_element(cls, element: etree._Element) -> Vcpus:
         require_tag(element, cls.TAG)
         states = [VcpuState.from_element(child) for child in element.iterchildren(VcpuState.TAG)]
         return cls(tuple(sorted(states, key=lambda state: state.id)))
