@@ -32,7 +32,7 @@ import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, TypeVarTuple
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
@@ -67,6 +67,8 @@ __all__ = [
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
 
 _Result = TypeVar("_Result")
+# A call's arguments, checked against the function's (the Protocols below) by mypy.
+_Args = TypeVarTuple("_Args")
 
 
 # The libvirt calls this adapter makes, with the types the bindings really return.  mypy does not read
@@ -266,7 +268,7 @@ class _Calls:
     def _where(self, what: str) -> str:
         return what if self.uri in what else f"{what} at {self.uri}"
 
-    def raw(self, what: str, function: Callable[..., _Result], *args: Any, guest: str | None = None) -> _Result:
+    def raw(self, what: str, function: Callable[[*_Args], _Result], *args: *_Args, guest: str | None = None) -> _Result:
         """``function(*args)`` within the deadline; libvirt's own errors are raised as they are."""
         if self.lost is not None:
             raise LibvirtOperationError(f"{self._where(what)}: not attempted: {self.lost}", guest=guest)
@@ -310,7 +312,7 @@ class _Calls:
         where = self._where(what) if error.get_error_domain() == libvirt.VIR_FROM_RPC else what
         return LibvirtOperationError(f"{where}: {error.get_error_message()}", guest=guest)
 
-    def run(self, what: str, function: Callable[..., _Result], *args: Any, guest: str | None = None) -> _Result:
+    def run(self, what: str, function: Callable[[*_Args], _Result], *args: *_Args, guest: str | None = None) -> _Result:
         """``function(*args)`` within the deadline; every failure a LibvirtOperationError."""
         try:
             return self.raw(what, function, *args, guest=guest)
@@ -637,7 +639,7 @@ class LibvirtGuest:
         # The connection's call runner (its deadline); a guest made without one calls libvirt directly.
         self._calls = calls if calls is not None else _Calls("libvirt", DEFAULT_CALL_TIMEOUT, bounded=False)
 
-    def _call(self, what: str, function: Callable[..., _Result], *args: Any) -> _Result:
+    def _call(self, what: str, function: Callable[[*_Args], _Result], *args: *_Args) -> _Result:
         return self._calls.run(what, function, *args, guest=self.name)
 
     def is_running(self) -> bool:
