@@ -496,15 +496,6 @@ class LibvirtHost:
     def capabilities_xml(self) -> str:
         return self._calls.run(f"reading the host capabilities of {self.uri}", self.connection.getCapabilities)
 
-    def guest(self, name: str) -> LibvirtGuest:
-        try:
-            domain = self._calls.raw("looking up guest", self.connection.lookupByName, name, guest=name)
-        except libvirt.libvirtError as error:
-            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise LibvirtOperationError(f"no guest named {name!r} is defined at {self.uri}", guest=name) from None
-            raise self._calls.error("looking up guest", error, guest=name) from None
-        return LibvirtGuest(domain, name, self._calls)
-
     def guest_names(self) -> list[str]:
         """Names of every defined guest (running or not), sorted; ``_core.names`` selects among them."""
         domains = self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)

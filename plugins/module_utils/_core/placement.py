@@ -65,10 +65,6 @@ def held_cpus(pins: Iterable[Collection[int]], pinning: str | None, topology: Ho
     return tuple(sorted(held))
 
 
-# Memory modes that bind a cell's memory to its nodeset (https://libvirt.org/formatdomain.html#numa-node-tuning).
-BINDING_MODES = ("strict", "restrictive", "preferred", "interleave")
-
-
 @dataclass(frozen=True)
 class CellBinding:
     """What a definition says about one guest cell."""

@@ -35,7 +35,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
     LOCAL_DISTANCE,
     MAX_DISTANCE,
@@ -66,7 +66,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 
-__all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities", "render_capabilities"]
+__all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities"]
 
 # The largest capabilities document read, from a file or as text: 4 MiB, libvirt's REMOTE_STRING_MAX
 # (src/remote/remote_protocol.x): libvirtd hands out no longer string, so no real host's document is
@@ -386,46 +386,3 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
         )
     except TopologyError as error:
         raise TopologyError(f"{what}: {error.message}") from None
-
-
-def _render_cpu(cpu: HostCpu) -> str:
-    attrs = [f"id='{cpu.id}'"]
-    for name, value in (("socket_id", cpu.socket_id), ("die_id", cpu.die_id), ("core_id", cpu.core_id)):
-        if value is not None:
-            attrs.append(f"{name}='{value}'")
-    if cpu.siblings:
-        attrs.append(f"siblings='{format_cpuset(cpu.siblings)}'")
-    return f"            <cpu {' '.join(attrs)}/>"
-
-
-def _render_cell(node: HostNode) -> list[str]:
-    lines = [f"        <cell id='{node.id}'>"]
-    # As libvirt does: no <memory> for a node without memory.
-    if node.memory_kib:
-        lines.append(f"          <memory unit='KiB'>{node.memory_kib}</memory>")
-    lines.extend(f"          <pages unit='KiB' size='{size}'>{count}</pages>" for size, count in node.pages)
-    if node.distances:
-        lines.append("          <distances>")
-        lines.extend(f"            <sibling id='{other}' value='{value}'/>" for other, value in node.distances)
-        lines.append("          </distances>")
-    if node.cpus:
-        lines.append(f"          <cpus num='{len(node.cpus)}'>")
-        lines.extend(_render_cpu(cpu) for cpu in node.cpus)
-        lines.append("          </cpus>")
-    else:
-        lines.append("          <cpus num='0'/>")
-    lines.append("        </cell>")
-    return lines
-
-
-def render_capabilities(topology: HostTopology) -> str:
-    """Capabilities XML, in libvirt's layout, describing ``topology``: ``parse_capabilities`` reads it back."""
-    lines = ["<capabilities>", "  <host>", "    <cpu>"]
-    if topology.arch is not None:
-        lines.append(f"      <arch>{topology.arch}</arch>")
-    lines.extend(f"      <pages unit='KiB' size='{size}'/>" for size in topology.page_sizes_kib)
-    lines.extend(["    </cpu>", "    <topology>", f"      <cells num='{len(topology.nodes)}'>"])
-    for node in topology.nodes:
-        lines.extend(_render_cell(node))
-    lines.extend(["      </cells>", "    </topology>", "  </host>", "</capabilities>", ""])
-    return "\n".join(lines)

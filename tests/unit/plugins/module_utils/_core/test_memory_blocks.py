@@ -15,11 +15,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
-    parse_capabilities,
-    render_capabilities,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+from ansible_collections.vnuma.libvirt.tests.support.render_capabilities import render_capabilities
 
 MIB = 1024
 GIB = 1024 * MIB

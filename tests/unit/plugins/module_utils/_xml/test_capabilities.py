@@ -23,10 +23,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
     read_host_capabilities,
-    render_capabilities,
 )
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import FIXTURES as GENERATED
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import GIB, HostShape, build_capabilities
+from ansible_collections.vnuma.libvirt.tests.support.render_capabilities import render_capabilities
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "capabilities"
 

@@ -1,0 +1,60 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A parsed host written back as capabilities XML, for tests that edit a host and parse it again.
+
+``render_capabilities(parse_capabilities(xml))`` is libvirt's layout of what the collection read, so
+that ``parse_capabilities`` reads it back to the same ``HostTopology``.  (``hostgen.py`` builds hosts
+from a shape instead, without the collection's models.)
+"""
+
+from __future__ import annotations
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
+
+__all__ = ["render_capabilities"]
+
+
+def _render_cpu(cpu: HostCpu) -> str:
+    attrs = [f"id='{cpu.id}'"]
+    for name, value in (("socket_id", cpu.socket_id), ("die_id", cpu.die_id), ("core_id", cpu.core_id)):
+        if value is not None:
+            attrs.append(f"{name}='{value}'")
+    if cpu.siblings:
+        attrs.append(f"siblings='{format_cpuset(cpu.siblings)}'")
+    return f"            <cpu {' '.join(attrs)}/>"
+
+
+def _render_cell(node: HostNode) -> list[str]:
+    lines = [f"        <cell id='{node.id}'>"]
+    # As libvirt does: no <memory> for a node without memory.
+    if node.memory_kib:
+        lines.append(f"          <memory unit='KiB'>{node.memory_kib}</memory>")
+    lines.extend(f"          <pages unit='KiB' size='{size}'>{count}</pages>" for size, count in node.pages)
+    if node.distances:
+        lines.append("          <distances>")
+        lines.extend(f"            <sibling id='{other}' value='{value}'/>" for other, value in node.distances)
+        lines.append("          </distances>")
+    if node.cpus:
+        lines.append(f"          <cpus num='{len(node.cpus)}'>")
+        lines.extend(_render_cpu(cpu) for cpu in node.cpus)
+        lines.append("          </cpus>")
+    else:
+        lines.append("          <cpus num='0'/>")
+    lines.append("        </cell>")
+    return lines
+
+
+def render_capabilities(topology: HostTopology) -> str:
+    """Capabilities XML, in libvirt's layout, describing ``topology``: ``parse_capabilities`` reads it back."""
+    lines = ["<capabilities>", "  <host>", "    <cpu>"]
+    if topology.arch is not None:
+        lines.append(f"      <arch>{topology.arch}</arch>")
+    lines.extend(f"      <pages unit='KiB' size='{size}'/>" for size in topology.page_sizes_kib)
+    lines.extend(["    </cpu>", "    <topology>", f"      <cells num='{len(topology.nodes)}'>"])
+    for node in topology.nodes:
+        lines.extend(_render_cell(node))
+    lines.extend(["      </cells>", "    </topology>", "  </host>", "</capabilities>", ""])
+    return "\n".join(lines)
