@@ -134,10 +134,11 @@ def fleet_requests(guests: Any, spec: Any, overrides: Any, use_stored_spec: Any)
         if not isinstance(name, str) or not name:
             raise SpecError(f"guests[{index}].name must be a guest name (a non-empty string), got {_kind(name)}")
         stored = guest.get("spec")
-        has_stored = isinstance(stored, Mapping)
+        stored_spec: Mapping[str, Any] | None = stored if isinstance(stored, Mapping) else None
+        has_stored = stored_spec is not None
         unreadable = guest.get("spec_error") is not None
-        if use_stored_spec and has_stored:
-            options = {key: value for key, value in defaults.items() if stored.get(key) is None}
+        if use_stored_spec and stored_spec is not None:
+            options = {key: value for key, value in defaults.items() if stored_spec.get(key) is None}
         elif use_stored_spec and unreadable:
             options = {}
         else:
