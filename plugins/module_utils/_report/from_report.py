@@ -143,14 +143,14 @@ def free_figures(host: Any) -> tuple[dict[int, int], dict[int, dict[int, int]]]:
     return free_kib, free_pages
 
 
-def _shares(value: Any, what: str, number: type) -> dict[int, Any]:
-    shares = _mapping(value if value is not None else {}, what)
-    result = {}
-    for node, share in shares.items():
-        if isinstance(share, bool) or not isinstance(share, (int, float) if number is float else int):
+def _by_node(value: Any, what: str) -> dict[int, int | float]:
+    """A share per host node (``{"0": 0.5}``): node ids as integers, shares as numbers."""
+    shares = {}
+    for node, share in _mapping(value if value is not None else {}, what).items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)):
             raise SpecError(f"{what}: the share of host node {node} must be a number, got {type(share).__name__}")
-        result[int(node)] = number(share)
-    return result
+        shares[_int(int(node) if isinstance(node, str) and node.isdigit() else node, f"{what}: a node id")] = share
+    return shares
 
 
 def placement_from_report(guest: Any) -> GuestPlacement:
@@ -171,8 +171,8 @@ def placement_from_report(guest: Any) -> GuestPlacement:
                 memory_mode=None if mode is None else str(mode),
                 memory_nodes=_ids(cell.get("memory_nodes"), f"{what}: memory_nodes"),
                 hugepage_kib=_optional_int(cell.get("hugepages_kib"), f"{what}: hugepages_kib"),
-                cpu_share=_shares(cell.get("cpu_share"), f"{what}: cpu_share", float),
-                memory_share=_shares(cell.get("memory_share_kib"), f"{what}: memory_share_kib", int),
+                cpu_share={node: float(share) for node, share in _by_node(cell.get("cpu_share"), what).items()},
+                memory_share={node: int(kib) for node, kib in _by_node(cell.get("memory_share_kib"), what).items()},
                 aligned=bool(cell.get("aligned", False)),
                 locality=float(cell.get("locality", 0.0)),
             )

@@ -348,7 +348,7 @@ def render_svg(
             drawing.parts.append(_text(_MARGIN, y - 4, _fit(line, chars), "vn-muted"))
     height = y + _MARGIN
     label = title or "host diagram"
-    return "".join(
+    return "\n".join(
         [
             f'<svg{_XMLNS if standalone else ""} xml:space="preserve" class="vn-diagram" '
             f'width="{width}" height="{height}" '
