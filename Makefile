@@ -38,10 +38,10 @@ MOLECULE_SCENARIOS ?= default restart capacity
 # Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
 # and the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
-TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests sanity ansible-units build changelog-lint
+TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests browser sanity ansible-units build changelog-lint
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
-	molecule playbook-tests sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
+	molecule playbook-tests browser sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
 	lab-image lab-up lab-down lab options-docs
 
 help:
@@ -60,6 +60,7 @@ help:
 	@echo "make integration     pytest tests/integration: real libvirtd, real TCG guests (INTEGRATION_ARGS=...)"
 	@echo "make molecule        molecule test of the vnuma_fleet role's scenarios on qemu:///system ($(MOLECULE_SCENARIOS))"
 	@echo "make playbook-tests  ansible-playbook tests/playbooks/test_*.yml against localhost"
+	@echo "make browser         the role's HTML reports in headless chromium at 1400 and 420 px (.build/screenshots/)"
 	@echo "make sanity          ansible-test sanity on a copy under .build/ansible-test"
 	@echo "make ansible-units   ansible-test units on the same copy"
 	@echo "make build           ansible-galaxy collection build into .build/ + install test"
@@ -181,6 +182,13 @@ molecule: venv collection
 
 playbook-tests: venv collection
 	@scripts/playbook-tests.sh
+
+# The role's HTML reports, rendered from recorded role data, opened in Debian's headless chromium at a
+# desktop and a phone width: no sideways overflow, the SVG diagrams drawn, screenshots kept in
+# .build/screenshots/ for a human to look at.
+browser: venv collection
+	@scripts/install-system-deps.sh browser
+	@PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider tests/browser $(PYTEST_ARGS)
 
 sanity: venv
 	@scripts/install-system-deps.sh sanity

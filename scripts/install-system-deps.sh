@@ -12,13 +12,15 @@
 #   sanity       tools ansible-test sanity uses when present (shellcheck for the shell scripts)
 #   integration  a real libvirtd with the QEMU driver (started by scripts/libvirtd.sh) and QEMU; the
 #                guest image (scripts/build-guest-image.sh) is made from downloaded packages
+#   browser      a headless browser (Debian's chromium build without a window) and a monospace font,
+#                for the HTML report checks (tests/browser)
 #   lab          the multi-node lab (scripts/lab/): mmdebstrap builds the lab hypervisor's image, QEMU
 #                boots it, ssh reaches it
 #
 # Each make target asks for the groups it uses, so that `make venv`, `make demo` and the other targets
 # that need no daemon install no QEMU and no libvirtd: venv (and every target built on it) build;
-# sanity also sanity; libvirtd, integration, molecule and bench also integration.  `make system-deps`
-# (the first stage of `make test`) installs every group.
+# sanity also sanity; libvirtd, integration, molecule and bench also integration; browser also browser.
+# `make system-deps` (the first stage of `make test`) installs every group.
 #
 # To add a group: add an entry to PACKAGES below, its name to DEFAULT_GROUPS, and a call with it to the
 # make targets that use it.
@@ -41,9 +43,12 @@ declare -A PACKAGES=(
     # The lab's image is a Debian root filesystem (mmdebstrap, from the machine's apt sources) packed
     # as ext4 (e2fsprogs); QEMU runs it (TCG); ssh and ssh-keygen reach it.
     [lab]="mmdebstrap e2fsprogs qemu-system-x86 openssh-client"
+    # chromium-headless-shell is chromium's build without a window (no X server, no window toolkit); the
+    # reports' SVG diagrams size their text for DejaVu Sans Mono.
+    [browser]="chromium-headless-shell fonts-dejavu-core"
 )
 
-DEFAULT_GROUPS=(build sanity integration)
+DEFAULT_GROUPS=(build sanity integration browser)
 
 groups=("$@")
 if [[ ${#groups[@]} -eq 0 ]]; then
