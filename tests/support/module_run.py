@@ -80,7 +80,13 @@ def fail_module(args: dict[str, Any], check_mode: bool = False, module: ModuleTy
     return caught.value.result
 
 
-def start_module_process(args: dict[str, Any], module: str = "vnuma_domain") -> subprocess.Popen[str]:
+class ModuleProcess(subprocess.Popen[str]):
+    """A module's process, and the arguments file it reads (removed by ``module_process_result``)."""
+
+    args_file: str
+
+
+def start_module_process(args: dict[str, Any], module: str = "vnuma_domain") -> ModuleProcess:
     """Run a module in a process of its own, as Ansible runs it on the managed node; see ``module_process_result``.
 
     For tests where runs must really overlap (one process each, nothing shared but libvirtd and the lock).
@@ -88,17 +94,17 @@ def start_module_process(args: dict[str, Any], module: str = "vnuma_domain") -> 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
     command = [sys.executable, "-m", f"ansible_collections.vnuma.libvirt.plugins.modules.{module}", handle.name]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
-    process.args_file = handle.name  # type: ignore[attr-defined]
+    process = ModuleProcess(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    process.args_file = handle.name
     return process
 
 
-def module_process_result(process: subprocess.Popen[str], timeout: float = 300) -> dict[str, Any]:
+def module_process_result(process: ModuleProcess, timeout: float = 300) -> dict[str, Any]:
     """The JSON result of a module process (its ``failed`` key set when it failed)."""
     try:
         out, err = process.communicate(timeout=timeout)
     finally:
-        os.unlink(process.args_file)  # type: ignore[attr-defined]
+        os.unlink(process.args_file)
     try:
         return json.loads(out)
     except json.JSONDecodeError:

@@ -18,7 +18,7 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from math import lcm
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
@@ -72,23 +72,26 @@ def balanced_enable_order(
     return order
 
 
-_Plan = TypeVar("_Plan", bound=Callable[..., object])
+_Args = ParamSpec("_Args")
+_Result = TypeVar("_Result")
 
 
-def _naming_guest(function: _Plan) -> _Plan:
+def _naming_guest(
+    function: Callable[Concatenate[Layout, _Args], _Result],
+) -> Callable[Concatenate[Layout, _Args], _Result]:
     """Name the layout's guest in every refusal (``guest db01: ...``), as the partitioner's checks do.
 
     The layout knows its guest (``Layout.guest``), and _core.errors asks that a known guest be named first.
     """
 
     @functools.wraps(function)
-    def wrapper(layout: Layout, *args: object, **kwargs: object) -> object:
+    def wrapper(layout: Layout, /, *args: _Args.args, **kwargs: _Args.kwargs) -> _Result:
         try:
             return function(layout, *args, **kwargs)
         except VnumaError as error:
             raise error.naming(layout.guest) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _units_by_cell(layout: Layout) -> list[list[tuple[int, ...]]]:
