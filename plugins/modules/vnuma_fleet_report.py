@@ -10,9 +10,9 @@ module: vnuma_fleet_report
 short_description: Write the vnuma_fleet role's reports on the controller
 version_added: 0.1.0
 description:
-  - The P(vnuma.libvirt.vnuma_fleet#role) role's report step. It runs on the controller and starts no module, so it
-    costs no module start: it creates the report directory, dumps a hypervisor's result or the fleet summary as JSON,
-    renders the role's HTML templates with Ansible's templar, and writes every file atomically.
+  - The P(vnuma.libvirt.vnuma_fleet#role) role's report step. It runs on the controller and starts no module. It
+    creates the report directory, dumps a hypervisor's result or the fleet summary as JSON, renders the role's HTML
+    templates with Ansible's templar, and writes every file atomically.
   - The reports are the role's output, not a change to the hosts. They are written in check mode too, and the task
     never reports a change.
   - It is the role's internal wiring; its options may change with the role.
@@ -21,18 +21,23 @@ author:
 attributes:
   action:
     support: full
-    details: Runs on the controller as an action plugin; the module file only holds this documentation.
+    description: Runs on the controller as an action plugin; the module file only holds this documentation.
   async:
     support: none
+    description: The files are written within the task.
   bypass_host_loop:
     support: none
+    description: Runs once per host (use C(run_once) for the fleet summary).
   check_mode:
     support: full
     description: The reports are written in check mode too (they are what a plan produces). RV(check_mode) tells.
   diff_mode:
     support: none
+    description: The reports are output, not a change; there is nothing to show.
   platform:
+    support: full
     platforms: posix
+    description: The controller's file system.
   idempotent:
     support: none
     description: Every run writes the files again with their new timestamps, and never reports a change.
@@ -46,7 +51,7 @@ options:
   probe:
     description:
       - Also write a probe file in O(dir) and remove it, to find out that the directory takes files before anything
-        else happens. Only a real write tells: root passes every permission check, yet cannot write in C(/proc),
+        else happens. Only a real write tells, since root passes every permission check yet cannot write in C(/proc),
         C(/sys) or on a read-only file system.
     type: bool
     default: false

@@ -22,7 +22,14 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 
-__all__ = ["FLEET_RESULT_INPUTS", "FLEET_VERIFY_INPUTS", "fleet_result", "fleet_summary", "fleet_verify"]
+__all__ = [
+    "FLEET_RESULT_INPUTS",
+    "FLEET_VERIFY_INPUTS",
+    "fleet_failure",
+    "fleet_result",
+    "fleet_summary",
+    "fleet_verify",
+]
 
 # Every key the role passes, so that a missing or misspelled one fails loudly instead of silently
 # giving an empty report.
@@ -388,3 +395,32 @@ def fleet_summary(hosts: Any, generated: Any) -> dict[str, Any]:
     }
     totals.update({key: sum(row[key] for row in rows) for key in _SUMMED})
     return {"generated": generated, "hosts": rows, "totals": totals}
+
+
+def fleet_failure(result: Any, report_written: Any) -> str | None:
+    """Why the role fails this hypervisor at its very end, in one line, or None when it does not.
+
+    A step that failed, or a gate that held the hypervisor back, and the guests that failed alone (the
+    others went on), from its ``vnuma_fleet_result``; then where its report is, or that none was written.
+    """
+    result = _mapping(result)
+    if not result or not isinstance(report_written, bool):
+        raise SpecError("the input must be a vnuma_fleet_result and report_written true or false")
+    parts: list[str] = []
+    failure = result.get("failure")
+    if failure is not None:
+        parts.append(f"step {failure['step']} failed: {failure['msg']}")
+    elif result.get("held_back") is not None:
+        parts.append(str(result["held_back"]))
+    failed_guests = result.get("failed_guests") or []
+    if failed_guests:
+        names = ", ".join(guest["name"] for guest in failed_guests)
+        errors = "; ".join(guest["error"] for guest in failed_guests)
+        parts.append(
+            f"{len(failed_guests)} of {len(result.get('guests') or [])} guests failed ({names}), "
+            f"the others went on: {errors}"
+        )
+    if not parts:
+        return None
+    where = f" (report: {result['report']['html']})" if report_written else " (no report written)"
+    return f"{result['host']}: {'; '.join(parts)}{where}"
