@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised by the import sanity test
 else:
     LXML_IMPORT_ERROR = None
 
-__all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "attr_int", "child_int", "etree", "parse_xml", "to_text"]
+__all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "attr_int", "etree", "parse_xml", "to_text"]
 
 HAS_LXML = LXML_IMPORT_ERROR is None
 
@@ -129,14 +129,3 @@ def attr_int(element: etree._Element, name: str, what: str, default: int | None 
         return _strict_int(raw)
     except ValueError:
         raise XmlError(f"{what}: attribute {name}={raw!r} is not an integer") from None
-
-
-def child_int(element: etree._Element, path: str, what: str, default: int | None = None) -> int | None:
-    """The integer text of the child at ``path``, ``default`` when absent."""
-    child = element.find(path)
-    if child is None or child.text is None:
-        return default
-    try:
-        return _strict_int(child.text)
-    except ValueError:
-        raise XmlError(f"{what}: <{path}> holds {child.text!r}, not an integer") from None
