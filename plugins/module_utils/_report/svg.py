@@ -100,6 +100,8 @@ _STYLE = (
 )
 
 # Characters XML 1.0 cannot carry at all, escaped or not.
+# Where the text of each legend line starts ("legend: NAME cN   guest NAME's...").
+_LEGEND_TEXT = len(LEGEND[0]) - len(LEGEND[0].split("   ", 1)[1])
 _XMLNS = ' xmlns="http://www.w3.org/2000/svg"'
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -252,7 +254,7 @@ class _Drawing:
                 f"<title>{_escape(tip)}</title></rect>"
             )
             left += width
-        text, css = f"guests: {short_size(total)} of {short_size(box.node.memory_kib)}", "vn-muted"
+        text, css = f"guests {short_size(total)} of {short_size(box.node.memory_kib)}", "vn-muted"
         if total > box.node.memory_kib:
             out.append(f'<rect class="vn-over" x="{x}" y="{y}" width="{_INNER}" height="{_BAR}"/>')
             text, css = f"{text}, {short_size(total - box.node.memory_kib)} over", "vn-bad"
@@ -341,8 +343,8 @@ def render_svg(
     notes.extend(LEGEND)
     chars = int((width - 2 * _MARGIN) / _CHAR)
     for note in notes:
-        # Wrapped, not cut: a continuation line keeps the indentation of the legend's text column.
-        indent = " " * (len(note) - len(note.lstrip()) or (10 if note.startswith("legend:") else 2))
+        # Wrapped, not cut: a legend line goes on under its text column, other notes indented.
+        indent = " " * (_LEGEND_TEXT if note in LEGEND else 2)
         for line in textwrap.wrap(note, chars, subsequent_indent=indent, break_on_hyphens=False) or [""]:
             y += _LINE
             drawing.parts.append(_text(_MARGIN, y - 4, _fit(line, chars), "vn-muted"))

@@ -185,7 +185,7 @@ def test_memory_over_a_node_is_shown() -> None:
     topology = host("seed-4node-ring")
     greedy = GuestBinding("greedy", (CellBinding(0, (0,), 10 * GIB, "strict", (0,)),), vcpu_cpus={0: (0,)})
     lines = texts(ET.fromstring(render_svg(topology, place_guests(topology, [greedy]))))
-    assert "guests: 10 GiB of 8 GiB, 2 GiB over" in lines
+    assert "guests 10 GiB of 8 GiB, 2 GiB over" in lines
 
 
 def test_inline_form_has_no_namespace_and_the_output_does_not_depend_on_guest_order() -> None:
