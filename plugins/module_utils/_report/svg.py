@@ -99,10 +99,10 @@ _STYLE = (
     ".vn-muted{fill:#5a6473}.vn-bad{fill:#9b1c1c;font-weight:700}.vn-rule{stroke:#d5dbe3}"
 )
 
-# Characters XML 1.0 cannot carry at all, escaped or not.
 # Where the text of each legend line starts ("legend: NAME cN   guest NAME's...").
 _LEGEND_TEXT = len(LEGEND[0]) - len(LEGEND[0].split("   ", 1)[1])
 _XMLNS = ' xmlns="http://www.w3.org/2000/svg"'
+# Characters XML 1.0 cannot carry at all, escaped or not.
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -133,6 +133,22 @@ def _cpu_order(node: HostNode) -> list[tuple[int, bool]]:
     return order
 
 
+def _cap_lists(header: Sequence[str]) -> list[str]:
+    """The header with each wrapped CPU list (continuation lines are indented) cut to ``MAX_CPUSET_LINES``."""
+    groups: list[list[str]] = []
+    for line in header:
+        if line.startswith(" ") and groups:
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+    lines = []
+    for group in groups:
+        if len(group) > MAX_CPUSET_LINES:
+            group = [*group[: MAX_CPUSET_LINES - 1], group[MAX_CPUSET_LINES - 1].rstrip(",") + " \u2026"]
+        lines.extend(group)
+    return lines
+
+
 class _Box:
     """One node's box: its parts' text and figures, and its height."""
 
@@ -146,11 +162,7 @@ class _Box:
     ) -> None:
         self.node = node
         header = _header(node, _TEXT_CHARS, free_kib, free_pages)
-        cpuset = [line for line in header if line.startswith(("CPUs ", "     "))]
-        rest = header[len(cpuset) :]
-        if len(cpuset) > MAX_CPUSET_LINES:
-            cpuset = [*cpuset[: MAX_CPUSET_LINES - 1], cpuset[MAX_CPUSET_LINES - 1].rstrip(",") + " \u2026"]
-        self.header = [_fit(line, _TEXT_CHARS) for line in cpuset + rest]
+        self.header = [_fit(line, _TEXT_CHARS) for line in _cap_lists(header)]
         cpus = _cpu_order(node)
         self.cpus = cpus[:MAX_CPUS]
         self.more_cpus = len(cpus) - len(self.cpus)
@@ -181,9 +193,8 @@ class _Drawing:
     def __init__(self, guests: Sequence[GuestPlacement]) -> None:
         names = sorted({placement.name for placement in guests})
         self.colour = {name: _COLOURS[index % len(_COLOURS)] for index, name in enumerate(names)}
-        self.holder = {
-            cpu: placement.name for placement in guests for cpu in getattr(placement.binding, "dedicated_cpus", ())
-        }
+        # Host CPU -> the guest that holds it for itself (dedicated pinning).
+        self.holder = {cpu: placement.name for placement in guests for cpu in placement.binding.dedicated_cpus}
         self.parts: list[str] = []
 
     def box(self, box: _Box, x: int, y: int, height: int, formatter: _Formatter) -> None:

@@ -27,6 +27,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._report.svg import (
     BOX_WIDTH,
     MAX_CELLS,
     MAX_CPUS,
+    MAX_CPUSET_LINES,
     MAX_NODES,
     render_svg,
 )
@@ -165,6 +166,19 @@ def test_what_is_drawn_is_capped_and_says_how_much_more() -> None:
     # Node 0 holds every guest: MAX_CELLS - 1 lines and the count of the rest.
     assert "+5 more cells" in lines
     assert sum(1 for line in lines if line[:1] == "g" and line[1:3].isdigit()) == MAX_CELLS - 1
+
+
+def test_a_long_cpu_list_is_cut_after_a_few_lines() -> None:
+    # Every other CPU of a node: a list too long for MAX_CPUSET_LINES lines of a box.
+    cpus = tuple(HostCpu(cpu, 0, 0, cpu, frozenset({cpu})) for cpu in range(0, 400, 2))
+    offline = tuple(HostCpu(cpu) for cpu in range(1, 400, 2))
+    lines = texts(ET.fromstring(render_svg(HostTopology((HostNode(0, 64 * GIB, cpus + offline),)))))
+    start, offline_start = lines.index("NODE 0") + 2, lines.index("200 CPUs, socket 0") + 1
+    online_list, offline_list = lines[start : start + 3], lines[offline_start : offline_start + 3]
+    assert online_list[0].startswith("CPUs 0,2,4,") and online_list[-1].endswith("\u2026")
+    assert lines[start + MAX_CPUSET_LINES] == "200 CPUs, socket 0"
+    assert offline_list[0].startswith("offline CPUs 1,3,5,") and offline_list[-1].endswith("\u2026")
+    assert lines[offline_start + MAX_CPUSET_LINES].startswith("memory 64 GiB")
 
 
 def test_cpus_held_by_a_guest_take_its_colour() -> None:
