@@ -6,11 +6,14 @@
 
 Writes OUT_DIR/hv01.html (the demo's hypervisor: ``tests/unit/fixtures/fleet/demo_hv01.json`` holds
 what the role registered in ``make demo``), OUT_DIR/big16.html (a 16-node host with the text diagram
-tests' guests) and OUT_DIR/fleet.html (the fleet summary over both and two hosts that failed, with
-long names and URIs).  Ansible's own templar renders them as the role does (trim_blocks, the style
-sheet included from next to the template), in this process: a play with the template module costs
-seconds of CPU per page.  Ansible's collection loader must be set up before anything of the
-collection is imported, hence a process of its own.
+tests' guests), OUT_DIR/mixed.html and OUT_DIR/failed.html (recorded playbook test runs: a hypervisor
+with failed guests, one that could not be reached) and OUT_DIR/fleet.html (the fleet summary over
+hv01, big16 and two hosts that failed, with long names and URIs).
+
+Ansible's own templar renders them as the role does (trim_blocks, the style sheet included from next
+to the template), in this process: a play with the template module costs seconds of CPU per page.
+Ansible's collection loader must be set up before anything of the collection is imported, hence a
+process of its own.
 
 ``VNUMA_REPORT_TEMPLATES=DIR`` renders the templates of DIR instead of ``roles/vnuma_fleet/templates``.
 """
@@ -25,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "tests" / "unit" / "fixtures" / "fleet" / "demo_hv01.json"
+FLEET = ROOT / "tests" / "unit" / "fixtures" / "fleet"
+DEMO = FLEET / "demo_hv01.json"
+# Recorded runs of the playbook tests on qemu:///system: a hypervisor with failed guests, one that failed.
+RECORDED = {"mixed": "playbook_hv-mixed_apply_guests_failed.json", "failed": "playbook_hv-bad_apply_failed.json"}
 LONG_NAME = "hypervisor-with-a-rather-long-name-042.rack12.west.example.com"
 
 
@@ -70,7 +76,7 @@ def report_vars() -> dict[str, dict[str, Any]]:
         ],
         "2026-12-02T00:00:00Z",
     )
-    return {
+    pages = {
         "hv01": {"vnuma_fleet_result": demo["result"], "__vnuma_fleet_before": demo["inputs"]["before"]},
         "big16": {
             "vnuma_fleet_result": big,
@@ -78,6 +84,10 @@ def report_vars() -> dict[str, dict[str, Any]]:
         },
         "fleet": {"__vnuma_fleet_summary": summary},
     }
+    for page, name in RECORDED.items():
+        recorded = json.loads((FLEET / name).read_text(encoding="utf-8"))
+        pages[page] = {"vnuma_fleet_result": recorded["result"], "__vnuma_fleet_before": recorded["inputs"]["before"]}
+    return pages
 
 
 def render(out: Path) -> None:

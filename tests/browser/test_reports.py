@@ -4,10 +4,11 @@
 
 """The vnuma_fleet role's HTML reports in a real headless browser (``make browser``).
 
-The role's templates are rendered by Ansible's templar (render_reports.py) from recorded role data: the demo's
-hypervisor (``tests/unit/fixtures/fleet/demo_hv01.json``, what the role registered in ``make demo``),
-a 16-node host with the text diagram tests' guests, and a fleet summary with the demo's hypervisor
-and two that failed with long names, URIs and messages.  Each page is opened at 1400x900 and
+The role's templates are rendered by Ansible's templar (render_reports.py) from recorded role data:
+the demo's hypervisor (``tests/unit/fixtures/fleet/demo_hv01.json``, what the role registered in
+``make demo``), a 16-node host with the text diagram tests' guests, two recorded playbook test runs
+(failed guests, an unreachable hypervisor), and a fleet summary with two more failed hosts with long
+names, URIs and messages.  Each page is opened at 1400x900 and
 420x900 in Debian's chromium (``chromium-headless-shell``, or ``chromium``), which writes a
 screenshot to ``.build/screenshots/`` for a human to look at and dumps the DOM after check.js has
 measured the page.  Asserted: the page does not scroll sideways and nothing reaches past the
@@ -40,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 BUILD = ROOT / ".build" / "browser"
 SCREENSHOTS = ROOT / ".build" / "screenshots"
 SIZES = ((1400, 900), (420, 900))
-PAGES = ("hv01", "big16", "fleet")
+PAGES = ("hv01", "big16", "mixed", "failed", "fleet")
 BROWSERS = ("chromium-headless-shell", "chromium")
 # A page of text and boxes has far more colours than this once anti-aliased; a blank or one-colour page has 1 or 2.
 MIN_COLOURS = 16
@@ -171,11 +172,11 @@ def test_tables_fit_a_desktop_window(opened: dict[tuple[str, int], dict[str, Any
 
 
 @pytest.mark.parametrize("width", [width for width, _height in SIZES])
-@pytest.mark.parametrize("page", ["hv01", "big16"])
+@pytest.mark.parametrize("page", ["hv01", "big16", "mixed", "failed"])
 def test_host_diagrams_are_drawn(opened: dict[tuple[str, int], dict[str, Any]], page: str, width: int) -> None:
     svgs = opened[(page, width)]["check"]["svgs"]
-    # Before and after.
-    assert len(svgs) == 2, svgs
+    # Before and after; none for a hypervisor whose topology was never read.
+    assert len(svgs) == (0 if page == "failed" else 2), svgs
     for svg in svgs:
         assert svg["width"] > 0 and svg["height"] > 0, svgs
         assert svg["right"] <= width, svgs
