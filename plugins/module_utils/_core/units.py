@@ -30,6 +30,7 @@ __all__ = [
     "format_kib_rounded",
     "MAX_DIGITS",
     "parse_size",
+    "plain_int",
     "shown",
     "size_kib",
     "to_kib",
@@ -50,6 +51,9 @@ MAX_PAGE_KIB = 16 * 1024**2
 PAGE_LIMIT_REASON = "the largest page size Linux has"
 
 _POWERS = "kmgtpe"
+# Bytes in one unit of each power's letter: 1024**n (KiB, k, K) and 1000**n (KB).
+_BINARY_SCALES: dict[str, int] = {letter: 1024 ** (index + 1) for index, letter in enumerate(_POWERS)}
+_DECIMAL_SCALES: dict[str, int] = {letter: 1000 ** (index + 1) for index, letter in enumerate(_POWERS)}
 
 # Characters shown of a long string (or digits of a long number) in a message.
 _SHOWN_CHARS = 80
@@ -106,6 +110,25 @@ def read_digits(token: str, max_digits: int = MAX_DIGITS) -> int | None:
     return int(digits)
 
 
+# The most digits a number may have to take ``plain_int``'s fast path: any such number is below 2**64,
+# so int() of it is cheap and its comparison with any limit here is exact.
+_PLAIN_DIGITS = 19
+
+
+def plain_int(raw: object, limit: int = MAX_INTEGER) -> int | None:
+    """``raw`` as an int when it is bare ASCII digits (at most 19) no larger than ``limit``; else None.
+
+    The fast path of readers of many machine-written numbers (a host's capabilities): it builds no
+    text.  None sends the caller to ``parse_int`` or ``size_kib``, which refuse with a message, or
+    accept what this leaves to them (blanks around the digits, more than 19 digits of leading zeros).
+    """
+    if isinstance(raw, str) and len(raw) <= _PLAIN_DIGITS and raw.isdigit() and raw.isascii():
+        value = int(raw)
+        if value <= limit:
+            return value
+    return None
+
+
 def _shown_digits(digits: str) -> str:
     if len(digits) <= _SHOWN_CHARS:
         return digits
@@ -125,6 +148,9 @@ def parse_int(
     ``"{what} 5000 is above the limit of 1023 ({why})"``.  ``error`` is the error class to raise
     (an ``XmlError`` for a document, a ``SpecError`` for a request).
     """
+    value = plain_int(raw, limit)
+    if value is not None:
+        return value
     if not isinstance(raw, str):
         raise error(f"{what} {shown(raw)} is not a non-negative integer")
     digits = _digits(raw.strip())
@@ -162,11 +188,10 @@ def unit_bytes(unit: str) -> int | None:
         return 1
     if not lowered or lowered[0] not in _POWERS:
         return None
-    power = _POWERS.index(lowered[0]) + 1
     if lowered[1:] in ("", "ib"):
-        return 1024**power
+        return _BINARY_SCALES[lowered[0]]
     if lowered[1:] == "b":
-        return 1000**power
+        return _DECIMAL_SCALES[lowered[0]]
     return None
 
 

@@ -60,6 +60,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     PAGE_LIMIT_REASON,
     format_kib,
     parse_int,
+    plain_int,
     shown,
     size_kib,
     unit_bytes,
@@ -98,6 +99,11 @@ def _short(value: str) -> str:
 
 def _number(raw: str | None, name: str, element: Any, what: str, limit: int = MAX_INTEGER, why: str = "") -> int:
     """A non-negative decimal integer of ASCII digits, at most ``limit`` (the one parser, ``parse_int``)."""
+    # Machine-written digits take the fast path; the message naming the element is built only when
+    # the careful path needs it.
+    value = plain_int(raw, limit)
+    if value is not None:
+        return value
     if raw is None:
         raise XmlError(f"{what}: {_describe(element)} has no {name}")
     return parse_int(raw, f"{what}: {_describe(element)}: {name}", limit, why, XmlError)
@@ -110,9 +116,14 @@ def _optional_number(element: Any, name: str, what: str) -> int | None:
 
 def _size(raw: str | None, name: str, element: Any, what: str, limit: int, why: str) -> int:
     """A size (``name`` is ``content`` or an attribute) in the element's unit, in KiB, at most ``limit``."""
+    unit = element.get("unit")
+    if not unit or unit == "KiB":
+        # What libvirt writes: already in KiB, so plain digits within the limit are the answer.
+        value = plain_int(raw, limit)
+        if value is not None:
+            return value
     if raw is None:
         raise XmlError(f"{what}: {_describe(element)} has no {name}")
-    unit = element.get("unit")
     # libvirt reads an absent or empty unit as the element's default, KiB for every size here.
     if unit and unit != "KiB" and unit_bytes(unit) is None:
         raise XmlError(f"{what}: {_describe(element)}: unknown unit {shown(unit)}")
@@ -195,14 +206,16 @@ def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]])
         elif tag == "pages":
             size = _page_size(child, what)
             # The pool's size has the node memory's limit: the count is at most that over the size.
-            count = _number(
-                child.text,
-                "content",
-                child,
-                what,
-                MAX_MEMORY_KIB // size,
-                f"{format_kib(MAX_MEMORY_KIB)} in {format_kib(size)} pages, {MEMORY_LIMIT_REASON}",
-            )
+            count = plain_int(child.text, MAX_MEMORY_KIB // size)
+            if count is None:
+                count = _number(
+                    child.text,
+                    "content",
+                    child,
+                    what,
+                    MAX_MEMORY_KIB // size,
+                    f"{format_kib(MAX_MEMORY_KIB)} in {format_kib(size)} pages, {MEMORY_LIMIT_REASON}",
+                )
             pages.append((size, count))
         elif tag == "distances":
             ids = _canonical_ids()
@@ -315,7 +328,7 @@ def read_host_capabilities(value: str) -> str | bytes:
     return data
 
 
-def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> HostTopology:
+def parse_capabilities(text: object, what: str = "host capabilities") -> HostTopology:
     """Read the host NUMA topology out of libvirt capabilities XML; ``what`` names the document in errors.
 
     Malformed or unsafe XML raises ``XmlError``; a document without NUMA cells, or whose cells contradict
@@ -325,24 +338,25 @@ def parse_capabilities(text: str | bytes, what: str = "host capabilities") -> Ho
     hosts are kept: a ``HostTopology`` is immutable and safe to share.  They are kept by the text
     alone: ``what`` only names the document in refusals, which are not kept.
 
-    A document longer than ``MAX_CAPABILITIES_BYTES`` is refused before it is parsed.
+    A document longer than ``MAX_CAPABILITIES_BYTES`` is refused before it is parsed, and anything
+    but text (``str`` or ``bytes``) before that.
     """
-    if isinstance(text, str | bytes):
-        if len(text) > MAX_CAPABILITIES_BYTES:
-            unit = "bytes" if isinstance(text, bytes) else "characters"
-            raise XmlError(f"{what} is {len(text)} {unit} long, above the limit of {MAX_CAPABILITIES_BYTES}")
-        with _PARSED_LOCK:
-            found = _PARSED.get(text)
-            if found is not None:
-                _PARSED.move_to_end(text)
-                return found
-        topology = _parse(text, what)
-        with _PARSED_LOCK:
-            _PARSED[text] = topology
-            while len(_PARSED) > _PARSED_KEPT:
-                _PARSED.popitem(last=False)
-        return topology
-    return _parse(text, what)
+    if not isinstance(text, str | bytes):
+        raise XmlError(f"{what} must be XML text, got {type(text).__name__}")
+    if len(text) > MAX_CAPABILITIES_BYTES:
+        unit = "bytes" if isinstance(text, bytes) else "characters"
+        raise XmlError(f"{what} is {len(text)} {unit} long, above the limit of {MAX_CAPABILITIES_BYTES}")
+    with _PARSED_LOCK:
+        found = _PARSED.get(text)
+        if found is not None:
+            _PARSED.move_to_end(text)
+            return found
+    topology = _parse(text, what)
+    with _PARSED_LOCK:
+        _PARSED[text] = topology
+        while len(_PARSED) > _PARSED_KEPT:
+            _PARSED.popitem(last=False)
+    return topology
 
 
 # The last hosts parsed, least recently used first.
@@ -361,7 +375,7 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
     host = root.find("host")
     topology = host.find("topology") if host is not None else None
     cells = topology.find("cells") if topology is not None else None
-    if cells is None:
+    if host is None or cells is None:
         raise TopologyError(
             f"{what}: no <host><topology><cells>, so no NUMA topology to plan with (the host or its libvirt "
             "driver reports none); give the capabilities XML of the host to plan for instead"

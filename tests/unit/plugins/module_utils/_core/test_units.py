@@ -18,6 +18,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     format_kib,
     parse_int,
     parse_size,
+    plain_int,
     shown,
     size_kib,
     to_kib,
@@ -233,6 +234,43 @@ def test_parse_int_refusals(raw: object, message: str) -> None:
 def test_parse_int_raises_the_callers_error_class() -> None:
     with pytest.raises(XmlError, match=r"^<cell id='x'>: id 'x' is not a non-negative integer$"):
         parse_int("x", "<cell id='x'>: id", error=XmlError)
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "value"),
+    [
+        ("0", 128, 0),
+        ("128", 128, 128),
+        ("007", 128, 7),
+        ("9" * 19, MAX_INTEGER, int("9" * 19)),
+        # Everything else is left to parse_int: above the limit, blanks, signs, other scripts' digits,
+        # more than 19 digits (even leading zeros), and what is not text at all.
+        ("129", 128, None),
+        (" 1", 128, None),
+        ("+1", 128, None),
+        ("\u0662", 128, None),
+        ("\u00b2", 128, None),
+        ("", 128, None),
+        ("0" * 20, 128, None),
+        (None, 128, None),
+        (1, 128, None),
+    ],
+)
+def test_plain_int_is_the_fast_path_of_parse_int(raw: object, limit: int, value: int | None) -> None:
+    assert plain_int(raw, limit) == value
+    if value is not None:
+        assert parse_int(raw, "count", limit) == value
+
+
+@given(st.text(st.sampled_from("0123456789 +-_x\u0662"), max_size=22), st.integers(0, MAX_INTEGER))
+def test_plain_int_never_accepts_what_parse_int_refuses(raw: str, limit: int) -> None:
+    fast = plain_int(raw, limit)
+    try:
+        careful = parse_int(raw, "count", limit)
+    except SpecError:
+        assert fast is None
+    else:
+        assert fast in (None, careful)
 
 
 def test_parse_int_never_converts_a_number_longer_than_its_limit() -> None:

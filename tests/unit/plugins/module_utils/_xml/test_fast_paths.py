@@ -140,6 +140,32 @@ def test_cpus_in_any_attribute_order_read_alike() -> None:
     assert parse_capabilities(other_orders) == parse_capabilities(libvirt_order)
 
 
+def _cell(memory: str, pages: str, cell_id: str = "0") -> str:
+    return (
+        f"<capabilities><host><cpu><pages unit='KiB' size='4'/></cpu><topology><cells num='1'><cell id={cell_id}>"
+        f"{memory}{pages}<cpus num='1'><cpu id='0' socket_id='0' die_id='0' core_id='0' siblings='0'/></cpus>"
+        "</cell></cells></topology></host></capabilities>"
+    )
+
+
+def test_sizes_and_counts_in_other_spellings_read_alike() -> None:
+    """Plain digits in KiB take the fast path; blanks, zeros and other units the careful one."""
+    plain = parse_capabilities(
+        _cell("<memory unit='KiB'>4194304</memory>", "<pages unit='KiB' size='2048'>16</pages>", "'1'")
+    )
+    other = parse_capabilities(
+        _cell(
+            "<memory unit='GiB'> 4 </memory>",
+            "<pages unit='MiB' size='0002'> 016 </pages>",
+            "' 0001 '",
+        )
+    )
+    unitless = parse_capabilities(_cell("<memory>4194304</memory>", "<pages size='2048'>16</pages>", "'1'"))
+    assert plain == other == unitless
+    assert plain.nodes[0].memory_kib == 4194304
+    assert plain.nodes[0].pages == ((2048, 16),)
+
+
 # -- the change list, worked out when asked for ----------------------------------------------------------------
 
 
