@@ -120,10 +120,11 @@ class Sibling(ElementModel):
         return cls(id=required_int(element, "id", what), value=required_int(element, "value", what))
 
     def markup(self) -> str:
-        if type(self.id) is int and type(self.value) is int:
+        if isinstance(self.id, int) and isinstance(self.value, int):
             # Written out rather than through make_markup: there is one per pair of cells (256 for 16 cells).
             return f'<sibling id="{self.id}" value="{self.value}"/>'
-        return make_markup(self.TAG, (("id", self.id), ("value", self.value)))
+        # Only a model built from other values than the typed ints (not by this collection) gets here.
+        return make_markup(self.TAG, (("id", self.id), ("value", self.value)))  # type: ignore[unreachable]
 
 
 @dataclass(frozen=True)

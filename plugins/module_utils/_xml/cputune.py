@@ -53,11 +53,12 @@ class Vcpupin(ElementModel):
         """The pin as text; ``cpuset_text`` is its cpuset's text when the caller has it already."""
         if cpuset_text is None:
             cpuset_text = pin_text(self.cpuset)
-        if type(self.vcpu) is int:
+        if isinstance(self.vcpu, int):
             # Written out rather than through make_markup: there is one per vCPU.  A cpuset text is
             # digits, ',' and '-', nothing to escape.
             return f'<vcpupin vcpu="{self.vcpu}" cpuset="{cpuset_text}"/>'
-        return make_markup(self.TAG, (("vcpu", self.vcpu), ("cpuset", cpuset_text)))
+        # Only a model built from other values than the typed ints (not by this collection) gets here.
+        return make_markup(self.TAG, (("vcpu", self.vcpu), ("cpuset", cpuset_text)))  # type: ignore[unreachable]
 
     def items(self, cpuset_text: str | None = None) -> Items:
         return [(f"cputune/vcpupin[{self.vcpu}]", pin_text(self.cpuset) if cpuset_text is None else cpuset_text)]
