@@ -12,7 +12,13 @@ variant, converged to one spec (node mode, 2 cells, interleave) by:
 - one vnuma_domain task per guest: ``ansible-playbook`` of a play with one vnuma_domain task looping
   over the 200 names, 200 module runs;
 - the floor: plain libvirt-python that reads each guest's inactive XML and defines the final XML (the
-  role's result) with VIR_DOMAIN_DEFINE_VALIDATE.
+  role's result) with VIR_DOMAIN_DEFINE_VALIDATE; its read-only loop (the same reads, no define) is the
+  floor of the no-change rerun;
+- the skeleton: Ansible's fixed per-task cost, a play with one task for each task the no-change rerun ran,
+  in the same order, each doing nothing (``ping`` where the rerun started a module, ``set_fact``
+  elsewhere);
+- a fleet of 20 hypervisors on libvirt's test driver (the demo's hypervisor, one copy each, local
+  connection) converted by one play with forks 5: the time per hypervisor.
 
 The playbooks run through scripts/playbook.sh: the venv's ansible-playbook, the venv's Python on the
 managed node (ansible_python_interpreter), the collection from .build/collections.  A callback
@@ -50,6 +56,18 @@ SPEC = {"mode": "node", "cells": 2, "distribution": "interleave"}
 # The target, explained in docs/benchmarks.md ("Converging a fleet with the role"): the role at least this
 # many times faster than one vnuma_domain task per guest, for 200 guests.
 PER_TASK_RATIO_TARGET = 5.0
+# The speed targets (docs/benchmarks.md): the role within this many times the floor, and the no-change
+# rerun within this many times the floor's read-only loop plus the skeleton (Ansible's fixed per-task cost).
+FLOOR_RATIO_TARGET = 2.5
+RERUN_READ_RATIO_TARGET = 2.0
+# The fleet of test-driver hypervisors: how many, and Ansible's forks.
+HYPERVISORS = 20
+FORKS = 5
+DEMO = ROOT / "demo"
+# Tasks that start a module process on the managed node (or a process on the controller); every other task
+# the role runs is handled inside ansible-playbook (set_fact, include_tasks, assert, fail, debug, the
+# vnuma_fleet_report action).
+MODULE_STARTS = frozenset({"vnuma_info", "vnuma_domain", "file", "copy", "template", "tempfile", "raw", "ping"})
 
 
 class BenchError(Exception):
@@ -78,7 +96,7 @@ def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _playbook(workdir: Path, name: str, plays: list[dict[str, Any]]) -> Run:
+def _playbook(workdir: Path, name: str, plays: list[dict[str, Any]], options: tuple[str, ...] = ()) -> Run:
     """Run ``plays`` (written as JSON, which YAML reads) with scripts/playbook.sh; raises BenchError on failure."""
     playbook = workdir / f"{name}.yml"
     playbook.write_text(json.dumps(plays, indent=2), encoding="utf-8")
@@ -97,7 +115,11 @@ def _playbook(workdir: Path, name: str, plays: list[dict[str, Any]]) -> Run:
         # In a session of its own, so that an interrupt here can stop it with every module process it started
         # before the guests are removed: a module still running could define a guest again afterwards.
         process = subprocess.Popen(
-            [str(PLAYBOOK), str(playbook)], env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            [str(PLAYBOOK), str(playbook), *options],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             returncode = process.wait()
@@ -161,6 +183,73 @@ def _floor(fleet: Fleet, final: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def _floor_read(fleet: Fleet) -> float:
+    """The floor's read-only loop: connect, then read each guest's inactive XML (what a no-change rerun must do)."""
+    start = time.perf_counter()
+    conn = libvirt.open(URI)
+    try:
+        for name in fleet.names:
+            conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    finally:
+        conn.close()
+    return time.perf_counter() - start
+
+
+def _starts_module(task: dict[str, Any]) -> bool:
+    return task["action"].rsplit(".", 1)[-1] in MODULE_STARTS
+
+
+def _skeleton_plays(rerun: Run) -> list[dict[str, Any]]:
+    """One task per task of ``rerun``, in its order, each doing nothing: Ansible's fixed cost of that run."""
+    tasks = [
+        {"name": f"Start a module in place of {task['name']}", "ansible.builtin.ping": {}}
+        if _starts_module(task)
+        else {"name": f"Do nothing in place of {task['name']}", "ansible.builtin.set_fact": {"skeleton_step": index}}
+        for index, task in enumerate(rerun.tasks)
+    ]
+    return [{"name": "The no-change rerun's tasks, each doing nothing", "hosts": "localhost", "gather_facts": False,
+             "tasks": tasks}]  # fmt: skip
+
+
+def _hypervisor_plays(workdir: Path, report_dir: Path) -> tuple[list[dict[str, Any]], Path]:
+    """The role over HYPERVISORS test-driver hypervisors (copies of the demo's), and their inventory."""
+    hosts = {}
+    for index in range(1, HYPERVISORS + 1):
+        name = f"hv{index:02d}"
+        driver = workdir / f"{name}.xml"
+        shutil.copyfile(DEMO / "fleet" / "hypervisor.xml", driver)
+        hosts[name] = {"vnuma_fleet_uri": f"test://{driver}"}
+    inventory = workdir / "hypervisors.json"
+    common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory.write_text(json.dumps({"hypervisors": {"hosts": hosts, "vars": common}}), encoding="utf-8")
+    variables = {
+        "vnuma_fleet_host_capabilities": str(DEMO / "host.xml"),
+        "vnuma_fleet_exclude": ["legacy-*"],
+        "vnuma_fleet_spec": {"mode": "host"},
+        "vnuma_fleet_overrides": {
+            "web01": {"mode": "node", "nodeset": "1"},
+            "cache01": {"mode": "node", "nodeset": "0"},
+        },
+        "vnuma_fleet_restart": "never",
+        "vnuma_fleet_report_dir": str(report_dir),
+    }
+    plays = [{"name": "Convert the test-driver hypervisors", "hosts": "hypervisors", "gather_facts": False,
+              "roles": [{"role": "vnuma.libvirt.vnuma_fleet", "vars": variables}]}]  # fmt: skip
+    return plays, inventory
+
+
+def _hypervisors(workdir: Path) -> Run:
+    """The role over the test-driver hypervisors with forks FORKS, checked: every hypervisor converted."""
+    report_dir = workdir / "report-hypervisors"
+    plays, inventory = _hypervisor_plays(workdir, report_dir)
+    run = _playbook(workdir, "hypervisors", plays, ("-i", str(inventory), "--forks", str(FORKS)))
+    summary = json.loads((report_dir / "fleet.json").read_text(encoding="utf-8"))
+    statuses = {row["host"]: row["status"] for row in summary["hosts"]}
+    if len(statuses) != HYPERVISORS or set(statuses.values()) != {"converted"}:
+        raise BenchError(f"hypervisors: expected {HYPERVISORS} converted hypervisors, got {statuses}")
+    return run
+
+
 @dataclass(frozen=True)
 class Results:
     count: int
@@ -170,6 +259,9 @@ class Results:
     rerun: Run
     per_task: Run
     floor: float
+    floor_read: float
+    skeleton: Run
+    hypervisors: Run
     # Guests whose definition after the per-task run differs from the role's.
     per_task_differs: int
     # The whole benchmark, guests defined and removed included, and the load average before and after.
@@ -218,11 +310,17 @@ def measure(conn: libvirt.virConnect, workdir: Path, count: int) -> Results:
         floor = _floor(fleet, final)
         if fleet.inactive() != final:
             raise BenchError("the floor did not leave the role's definitions")
+        floor_read = _floor_read(fleet)
     finally:
         single.remove()
         fleet.remove()
+    skeleton = _playbook(workdir, "skeleton", _skeleton_plays(rerun))
+    hypervisors = _hypervisors(workdir)
     load = (load_start, os.getloadavg()[0])
-    return Results(count, role_one, role, rerun, per_task, floor, differs, time.perf_counter() - started, load)
+    return Results(
+        count, role_one, role, rerun, per_task, floor, floor_read, skeleton, hypervisors, differs,
+        time.perf_counter() - started, load,
+    )  # fmt: skip
 
 
 def _ms(seconds: float, count: int) -> float:
@@ -265,6 +363,9 @@ def _print(results: Results) -> bool:
         ("role, no-change rerun", rerun.seconds, count),
         (f"one vnuma_domain task per guest ({count} runs)", per_task.seconds, count),
         ("floor: read + define validated", floor, count),
+        ("floor, read only (the rerun's floor)", results.floor_read, count),
+        (f"skeleton: the rerun's {len(rerun.tasks)} tasks, doing nothing", results.skeleton.seconds, count),
+        (f"role over {HYPERVISORS} test-driver hypervisors, forks {FORKS}", results.hypervisors.seconds, HYPERVISORS),
     ):
         print(f"{label:<44} {seconds:>8.2f} {_ms(seconds, guests):>13.1f}")
     print()
@@ -294,9 +395,22 @@ def _print(results: Results) -> bool:
         f"{results.load[1]:.2f} at the end, on {os.cpu_count()} CPUs"
     )
     ratio = per_task.seconds / role.seconds
-    print(f"role / floor:      {role.seconds / floor:.1f}x")
+    modules = sum(1 for task in rerun.tasks if _starts_module(task))
+    rerun_bound = RERUN_READ_RATIO_TARGET * results.floor_read + results.skeleton.seconds
+    print(f"skeleton: {len(rerun.tasks)} tasks, {modules} of them start a module (ping)")
+    print(f"role / floor:      {role.seconds / floor:.1f}x (target <= {FLOOR_RATIO_TARGET:g}x)")
+    print(
+        f"rerun / ({RERUN_READ_RATIO_TARGET:g} x floor read + skeleton): {rerun.seconds:.2f} / {rerun_bound:.2f} s = "
+        f"{rerun.seconds / rerun_bound:.2f} (target <= 1)"
+    )
     print(f"rerun / role:      {rerun.seconds / role.seconds:.2f}x")
+    print(f"{HYPERVISORS} hypervisors, forks {FORKS}: {results.hypervisors.seconds / HYPERVISORS:.2f} s per hypervisor")
     print(f"per-task / role:   {ratio:.1f}x (target >= {PER_TASK_RATIO_TARGET:g}x)")
+    for label, met in (
+        (f"role within {FLOOR_RATIO_TARGET:g}x the floor", role.seconds <= FLOOR_RATIO_TARGET * floor),
+        ("no-change rerun within 2x the floor's reads plus the skeleton", rerun.seconds <= rerun_bound),
+    ):
+        print(f"{'PASS' if met else 'MISS'}: {label}")
     if results.per_task_differs:
         print(f"FAIL: {results.per_task_differs} guests differ from the role's result after one task per guest")
         return False
