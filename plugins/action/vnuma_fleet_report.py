@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
@@ -26,10 +26,11 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_nice_json
 
+_trust_as_template: Callable[[str], Any] | None
 try:  # ansible-core 2.19 and later: templates must be marked as trusted to be rendered.
-    from ansible.template import trust_as_template
+    from ansible.template import trust_as_template as _trust_as_template
 except ImportError:  # pragma: no cover - ansible-core 2.17 and 2.18
-    trust_as_template = None
+    _trust_as_template = None
 
 _DIR_MODE = 0o755
 _FILE_MODE = 0o644
@@ -129,15 +130,15 @@ class ActionModule(ActionBase):
         if text is None:  # pragma: no cover - ansible-core 2.17 and 2.18
             with open(source, encoding="utf-8") as handle:
                 text = handle.read()
-        searchpath = []
+        searchpath: list[str] = []
         for path in [*task_vars.get("ansible_search_path", []), self._loader.get_basedir(), os.path.dirname(source)]:
             searchpath.extend((os.path.join(path, "templates"), path))
         templar = self._templar.copy_with_new_env(
             searchpath=searchpath, available_variables={**task_vars, variable: data}
         )
         overrides = {"trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"}
-        if trust_as_template is not None:
-            rendered = templar.template(trust_as_template(text), escape_backslashes=False, overrides=overrides)
+        if _trust_as_template is not None:
+            rendered = templar.template(_trust_as_template(text), escape_backslashes=False, overrides=overrides)
         else:  # pragma: no cover - ansible-core 2.17 and 2.18
             templar.environment.trim_blocks = True
             rendered = templar.template(
