@@ -142,9 +142,11 @@ def merged_parts(before: Any, written: Any, root: Any, now: DomainNuma) -> tuple
             found = [vcpu_element]
         parent = result
         if container is not None:
-            if container not in containers and (found or before.find(container) is not None):
+            if container not in containers:
+                if not found and before.find(container) is None:
+                    continue
                 containers[container] = etree.SubElement(result, container)
-            parent = containers.get(container)
+            parent = containers[container]
         for element in found:
             parent.append(stripped_copy(element))
     return result, kept
@@ -247,10 +249,12 @@ def put_parts(root: Any, parts: Any) -> None:
             remove_child(element)
         if not copies:
             continue
-        parent = root if container is None else root.find(container)
-        if parent is None:
-            parent = etree.Element(container)
-            insert_child(root, parent)
+        parent = root
+        if container is not None:
+            parent = root.find(container)
+            if parent is None:
+                parent = etree.Element(container)
+                insert_child(root, parent)
         insert_children(parent, copies)
     for container in _CONTAINERS:
         element = root.find(container)

@@ -380,8 +380,10 @@ def _rename(element: Any, namespace: str | None) -> None:
     Done once the element is under the record, lxml reuses the record's prefix declaration.
     """
     for node in element.iter():
-        if isinstance(node.tag, str):
-            local = etree.QName(node).localname
+        tag = node.tag
+        if isinstance(tag, str):
+            # "{namespace}local" or "local": the text after the last "}" (no QName object per node).
+            local = tag.rpartition("}")[2]
             node.tag = local if namespace is None else f"{{{namespace}}}{local}"
 
 
@@ -407,16 +409,18 @@ def store_original(root: Any, before: Any, written: Any) -> None:
 
     Written as ``<vnuma-original:original version='1'>`` holding ``<before>`` and ``<written>``, each
     with the parts in the record's namespace, so that no XPath over the domain (``//vcpu``) finds
-    them.  An existing record is replaced; other applications' metadata stays as it was.
+    them.  An existing record is replaced; other applications' metadata stays as it was.  The parts
+    move into the record: ``before`` and ``written`` are left empty.
     """
     record = etree.Element(f"{{{ORIGINAL_NS}}}{ORIGINAL_TAG}", nsmap={ORIGINAL_PREFIX: ORIGINAL_NS})
     record.set("version", ORIGINAL_VERSION)
     for name, parts in (("before", before), ("written", written)):
         section = etree.SubElement(record, f"{{{ORIGINAL_NS}}}{name}")
-        for child in parts:
-            copy = stripped_copy(child)
-            section.append(copy)
-            _rename(copy, ORIGINAL_NS)
+        # The parts are stripped copies made for the record (owned_parts, merged_parts): moved, not
+        # copied a second time (a guest's 256 <vcpupin>s were parsed twice over).
+        for child in list(parts):
+            section.append(child)
+            _rename(child, ORIGINAL_NS)
     _put_metadata(root, record, _original_elements(root))
 
 
