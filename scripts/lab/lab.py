@@ -51,7 +51,8 @@ SSH_OPTIONS = (
     "-o",
     "BatchMode=yes",
     "-o",
-    "ConnectTimeout=5",
+    # A lab under TCG on a busy machine may take many seconds to answer the SSH banner.
+    "ConnectTimeout=60",
 )
 
 

@@ -32,7 +32,7 @@ class LabHost:
     running: Running
     lab_dir: LabDir
 
-    def run(self, command: str, timeout: float = 120) -> str:
+    def run(self, command: str, timeout: float = 300) -> str:
         result = ssh(self.lab_dir, self.running, command, timeout=timeout)
         assert result.returncode == 0, f"{self.topology.name}: {command}: {result.stderr}"
         return result.stdout
