@@ -7,6 +7,8 @@
     python scripts/gen-option-docs.py           rewrite the files below from the table
     python scripts/gen-option-docs.py --check   only say which of them differ (exit status 1)
 
+with the collection importable (``PYTHONPATH=.build/collections``, as ``make options-docs`` sets it).
+
 The table is ``plugins/module_utils/_core/options.py:SPEC_OPTIONS``.  Ansible reads documentation as
 static YAML, so it is generated, committed, and checked against the table by
 ``tests/unit/test_option_docs.py``:
@@ -30,15 +32,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / ".build" / "collections"))
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (  # noqa: E402
-    SPEC_OPTIONS,
-    Kind,
-    Option,
-)
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FRAGMENT = ROOT / "plugins" / "doc_fragments" / "spec.py"
 ROLE_SPECS = ROOT / "roles" / "vnuma_fleet" / "meta" / "argument_specs.yml"

@@ -77,7 +77,7 @@ VNUMA_TAG = "vnuma"
 _ON_VNUMA = tuple(
     (item.xml_attribute, item) for item in SPEC_OPTIONS if item.xml_child is None and item.xml_attribute is not None
 )
-_ATTRIBUTES = tuple(attribute for attribute, _ in _ON_VNUMA)
+_ATTRIBUTES = tuple(attribute for attribute, _item in _ON_VNUMA)
 _CHILDREN = tuple(dict.fromkeys(item.xml_child for item in SPEC_OPTIONS if item.xml_child is not None))
 _IN_CHILD = {child: tuple(item for item in SPEC_OPTIONS if item.xml_child == child) for child in _CHILDREN}
 # A child holding a size takes a unit for it (KiB when absent), after the options' own attributes.
