@@ -51,6 +51,7 @@ else:
 
 __all__ = [
     "CALL_TIMEOUT_LIMITS",
+    "CONNECTION_ARGS",
     "CONNECT_TIMEOUT_LIMITS",
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -150,6 +151,16 @@ DEFAULT_CONNECT_TIMEOUT = 60.0
 DEFAULT_CALL_TIMEOUT = 120.0
 CONNECT_TIMEOUT_LIMITS = (0.0, 3600.0)
 CALL_TIMEOUT_LIMITS = (1.0, 3600.0)
+DEFAULT_URI = "qemu:///system"
+
+# The connection options of every module, in the argument spec's terms (documented once, in
+# plugins/doc_fragments/connection.py).
+CONNECTION_ARGS: dict[str, dict[str, object]] = {
+    "uri": {"type": "str", "default": DEFAULT_URI},
+    "connect_timeout": {"type": "float", "default": DEFAULT_CONNECT_TIMEOUT},
+    "call_timeout": {"type": "float", "default": DEFAULT_CALL_TIMEOUT},
+    "host_capabilities": {"type": "str"},
+}
 
 # The errno values of "the daemon is not up yet", the only connection errors worth waiting for: its
 # socket exists but nothing accepts on it (ECONNREFUSED: a daemon that is starting, or restarting

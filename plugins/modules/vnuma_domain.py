@@ -456,7 +456,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES, CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import argument_spec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
+    CONNECTION_ARGS,
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import STATES, run_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
@@ -470,10 +474,7 @@ def main() -> None:
             name=dict(type="str", aliases=["guest"]),
             guests=dict(type="list", elements="raw"),
             exclude=dict(type="list", elements="str", default=[]),
-            uri=dict(type="str", default="qemu:///system"),
-            connect_timeout=dict(type="float", default=60),
-            call_timeout=dict(type="float", default=120),
-            host_capabilities=dict(type="str"),
+            **CONNECTION_ARGS,
             state=dict(type="str", choices=list(STATES), default="present"),
             current_vcpus=dict(type="int", aliases=["vcpus_live"]),
             hotplug_memory=dict(type="raw"),

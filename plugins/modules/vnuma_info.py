@@ -318,7 +318,11 @@ diagram_lines:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
+    CONNECTION_ARGS,
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import GUEST_STATES, run_info
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
@@ -326,10 +330,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HA
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type="str", default="qemu:///system"),
-            connect_timeout=dict(type="float", default=60),
-            call_timeout=dict(type="float", default=120),
-            host_capabilities=dict(type="str"),
+            **CONNECTION_ARGS,
             guests=dict(type="list", elements="str", default=["*"]),
             exclude=dict(type="list", elements="str", default=[]),
             guest_state=dict(type="str", choices=list(GUEST_STATES), default="all"),
