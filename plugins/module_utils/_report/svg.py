@@ -190,6 +190,8 @@ class _Box:
 
 
 class _Drawing:
+    """The SVG elements of one drawing, and what every box shares: the guests' colours, who holds which CPU."""
+
     def __init__(self, guests: Sequence[GuestPlacement]) -> None:
         names = sorted({placement.name for placement in guests})
         self.colour = {name: _COLOURS[index % len(_COLOURS)] for index, name in enumerate(names)}
