@@ -63,9 +63,9 @@ def numa_args(hypervisor: LabHypervisor) -> list[str]:
             args += ["-numa", f"cpu,node-id={node.id},socket-id={socket},core-id={core}"]
     count = len(hypervisor.nodes)
     for source in range(count):
-        for target in range(count):
-            if source != target:
-                args += ["-numa", f"dist,src={source},dst={target},val={hypervisor.distances[source][target]}"]
+        for other in range(count):
+            if source != other:
+                args += ["-numa", f"dist,src={source},dst={other},val={hypervisor.distances[source][other]}"]
     if hypervisor.hmat:
         for initiator in hypervisor.cpu_nodes:
             for target in hypervisor.nodes:
