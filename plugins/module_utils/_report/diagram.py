@@ -41,7 +41,19 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib_rounded
 
-__all__ = ["MAX_WIDTH", "render_diagram", "short_size"]
+# The cell entries, node headers and the "elsewhere" lines are shared with the SVG drawing (svg.py).
+__all__ = [
+    "LEGEND",
+    "MAX_WIDTH",
+    "MISALIGNED",
+    "CellEntry",
+    "CellFormatter",
+    "cell_entries",
+    "elsewhere_lines",
+    "node_header",
+    "render_diagram",
+    "short_size",
+]
 
 # The widest line the drawing may have (a 16-node host in rows of 4 included).
 MAX_WIDTH = 132
@@ -87,7 +99,7 @@ def _shorten(name: str, width: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class CellEntry:
     """One line of a node box: a guest cell's (or its DIMMs') share of that node."""
 
     guest: str
@@ -108,9 +120,9 @@ def _marks(cell: CellPlacement | None, spread: bool, running: bool) -> str:
     return marks
 
 
-def _entries(guests: Sequence[GuestPlacement]) -> dict[int, list[_Entry]]:
+def cell_entries(guests: Sequence[GuestPlacement]) -> dict[int, list[CellEntry]]:
     """Host node id -> the lines of its box (node ids the host does not have included)."""
-    by_node: dict[int, list[_Entry]] = {}
+    by_node: dict[int, list[CellEntry]] = {}
     for placement in sorted(guests, key=lambda placement: placement.name):
         running = placement.binding.running
         for cell in sorted(placement.cells, key=lambda cell: cell.id):
@@ -119,7 +131,7 @@ def _entries(guests: Sequence[GuestPlacement]) -> dict[int, list[_Entry]]:
             nodes = sorted(cpu_nodes | memory_nodes)
             marks = _marks(cell, len(nodes) > 1, running)
             for node in nodes:
-                entry = _Entry(
+                entry = CellEntry(
                     guest=placement.name,
                     label=f"c{cell.id}",
                     vcpus=_vcpu_amount(cell.cpu_share.get(node, 0.0) * len(cell.vcpus)),
@@ -130,7 +142,7 @@ def _entries(guests: Sequence[GuestPlacement]) -> dict[int, list[_Entry]]:
         dimm_nodes = sorted(node for node, kib in placement.dimm_share.items() if kib > 0)
         for node in dimm_nodes:
             marks = _marks(None, len(dimm_nodes) > 1, running)
-            entry = _Entry(placement.name, "dimm", "-", short_size(placement.dimm_share[node]), marks)
+            entry = CellEntry(placement.name, "dimm", "-", short_size(placement.dimm_share[node]), marks)
             by_node.setdefault(node, []).append(entry)
     return by_node
 
@@ -150,7 +162,7 @@ def _wrap_cpuset(prefix: str, cpus: Sequence[int], width: int) -> list[str]:
     return lines
 
 
-def _header(
+def node_header(
     node: HostNode,
     width: int,
     free_kib: int | None,
@@ -190,16 +202,16 @@ def _fixed_header_width(
     """The widest header line that cannot wrap (cpusets wrap to the box)."""
     widest = 0
     for node in topology.nodes:
-        for line in _header(node, 10**6, free_kib.get(node.id), free_pages.get(node.id)):
+        for line in node_header(node, 10**6, free_kib.get(node.id), free_pages.get(node.id)):
             if not line.startswith(("CPUs ", "offline CPUs ")):
                 widest = max(widest, len(line))
     return widest
 
 
-class _Formatter:
+class CellFormatter:
     """Lays one guest entry out in columns shared by every box of the drawing."""
 
-    def __init__(self, entries: Sequence[_Entry], max_inner: int) -> None:
+    def __init__(self, entries: Sequence[CellEntry], max_inner: int) -> None:
         self.label = max((len(entry.label) for entry in entries), default=0)
         self.vcpus = max((len(entry.vcpus) for entry in entries), default=0)
         self.memory = max((len(entry.memory) for entry in entries), default=0)
@@ -210,7 +222,7 @@ class _Formatter:
         self.name = min(widest_name, _MAX_NAME, max(max_inner - rest - 1, _MIN_NAME))
         self.width = self.name + 1 + rest if entries else 0
 
-    def line(self, entry: _Entry) -> str:
+    def line(self, entry: CellEntry) -> str:
         text = (
             f"{_shorten(entry.guest, self.name):<{self.name}} {entry.label:<{self.label}} "
             f"{entry.vcpus:>{self.vcpus}} {entry.memory:>{self.memory}}"
@@ -222,10 +234,10 @@ class _Formatter:
 
 def _grid(
     topology: HostTopology,
-    by_node: Mapping[int, Sequence[_Entry]],
+    by_node: Mapping[int, Sequence[CellEntry]],
     free_kib: Mapping[int, int],
     free_pages: Mapping[int, Mapping[int, int]],
-) -> tuple[int, int, _Formatter]:
+) -> tuple[int, int, CellFormatter]:
     """Boxes per row, the boxes' inner width, and the guest line format.
 
     A square-ish grid of up to 4 columns (a 16-node host is 4 x 4), fewer when the guest lines
@@ -238,7 +250,7 @@ def _grid(
     most = 1 if node_count == 1 else max(2, min(4, math.ceil(math.sqrt(node_count))))
     for columns in range(most, 0, -1):
         max_inner = (MAX_WIDTH - len(_GAP) * (columns - 1)) // columns - 4
-        formatter = _Formatter(entries, max_inner)
+        formatter = CellFormatter(entries, max_inner)
         inner = max(fixed, formatter.width)
         if inner <= max_inner or columns <= min(2, node_count):
             return columns, min(inner, max_inner), formatter
@@ -247,7 +259,7 @@ def _grid(
 
 def _box_rows(
     topology: HostTopology,
-    by_node: Mapping[int, Sequence[_Entry]],
+    by_node: Mapping[int, Sequence[CellEntry]],
     free_kib: Mapping[int, int],
     free_pages: Mapping[int, Mapping[int, int]],
 ) -> list[str]:
@@ -257,7 +269,7 @@ def _box_rows(
     nodes = list(topology.nodes)
     for start in range(0, len(nodes), columns):
         row = nodes[start : start + columns]
-        headers = [_header(node, inner, free_kib.get(node.id), free_pages.get(node.id)) for node in row]
+        headers = [node_header(node, inner, free_kib.get(node.id), free_pages.get(node.id)) for node in row]
         bodies = [[formatter.line(entry) for entry in by_node.get(node.id, ())] for node in row]
         header_height = max(len(header) for header in headers)
         body_height = max(len(body) for body in bodies)
@@ -277,7 +289,7 @@ def _box_rows(
     return lines
 
 
-def _elsewhere(guests: Sequence[GuestPlacement], topology: HostTopology) -> list[str]:
+def elsewhere_lines(guests: Sequence[GuestPlacement], topology: HostTopology) -> list[str]:
     """Memory bound to nodes the host does not have (a definition written for another host)."""
     lines = []
     for placement in sorted(guests, key=lambda placement: placement.name):
@@ -353,9 +365,9 @@ def render_diagram(
     ``free_kib`` and ``free_pages`` (host node -> KiB; host node -> page KiB -> pages) are shown
     where given; ``states`` names each guest's state in the summary (default: running or shutoff).
     """
-    by_node = _entries(guests)
+    by_node = cell_entries(guests)
     lines = _box_rows(topology, by_node, free_kib or {}, free_pages or {})
-    for section in (_elsewhere(guests, topology), _distances(topology), _summary(guests, states or {}), LEGEND):
+    for section in (elsewhere_lines(guests, topology), _distances(topology), _summary(guests, states or {}), LEGEND):
         if section:
             lines.append("")
             lines.extend(section)

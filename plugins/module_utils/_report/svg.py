@@ -35,15 +35,15 @@ from collections.abc import Mapping, Sequence
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
 
-# The text drawing's own rules and lines (package-private): one drawing, two renderings.
+# The text drawing's own rules and lines: one drawing, two renderings.
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.diagram import (
     LEGEND,
     MISALIGNED,
-    _elsewhere,
-    _entries,
-    _Entry,
-    _Formatter,
-    _header,
+    CellEntry,
+    CellFormatter,
+    cell_entries,
+    elsewhere_lines,
+    node_header,
     short_size,
 )
 
@@ -155,13 +155,13 @@ class _Box:
     def __init__(
         self,
         node: HostNode,
-        entries: Sequence[_Entry],
+        entries: Sequence[CellEntry],
         memory: Mapping[str, int],
         free_kib: int | None,
         free_pages: Mapping[int, int] | None,
     ) -> None:
         self.node = node
-        header = _header(node, _TEXT_CHARS, free_kib, free_pages)
+        header = node_header(node, _TEXT_CHARS, free_kib, free_pages)
         self.header = [_fit(line, _TEXT_CHARS) for line in _cap_lists(header)]
         cpus = _cpu_order(node)
         self.cpus = cpus[:MAX_CPUS]
@@ -199,7 +199,7 @@ class _Drawing:
         self.holder = {cpu: placement.name for placement in guests for cpu in placement.binding.dedicated_cpus}
         self.parts: list[str] = []
 
-    def box(self, box: _Box, x: int, y: int, height: int, formatter: _Formatter) -> None:
+    def box(self, box: _Box, x: int, y: int, height: int, formatter: CellFormatter) -> None:
         node = box.node
         cpu_less = not node.has_cpus
         out = self.parts
@@ -273,7 +273,7 @@ class _Drawing:
             text, css = f"{text}, {short_size(total - box.node.memory_kib)} over", "vn-bad"
         out.append(_text(x, y + _BAR + _LINE - 2, _fit(text, _TEXT_CHARS), css))
 
-    def entry(self, entry: _Entry, x: int, bottom: int, formatter: _Formatter) -> None:
+    def entry(self, entry: CellEntry, x: int, bottom: int, formatter: CellFormatter) -> None:
         line = formatter.line(entry)
         marks = line[len(line) - formatter.marks :] if formatter.marks else ""
         body = _fit(line[: len(line) - len(marks)].rstrip(), _ENTRY_CHARS - len(marks) - 1)
@@ -325,7 +325,7 @@ def render_svg(
     """
     free_kib = free_kib or {}
     free_pages = free_pages or {}
-    by_node = _entries(guests)
+    by_node = cell_entries(guests)
     memory = _memory_by_node(guests)
     nodes = list(topology.nodes)
     drawn = nodes[:MAX_NODES]
@@ -334,7 +334,7 @@ def render_svg(
         for node in drawn
     ]
     # One column layout for every box (as in the text drawing), fitted to the space beside the swatch.
-    formatter = _Formatter([entry for box in boxes for entry in box.entries], _ENTRY_CHARS)
+    formatter = CellFormatter([entry for box in boxes for entry in box.entries], _ENTRY_CHARS)
     columns = _columns(len(drawn))
     width = 2 * _MARGIN + columns * BOX_WIDTH + (columns - 1) * _GAP
     drawing = _Drawing(guests)
@@ -352,7 +352,7 @@ def render_svg(
     notes = []
     if len(nodes) > len(drawn):
         notes.append(f"+{len(nodes) - len(drawn)} more host nodes not drawn (nodes {nodes[len(drawn)].id} and up)")
-    notes.extend(_elsewhere(guests, topology))
+    notes.extend(elsewhere_lines(guests, topology))
     notes.extend(LEGEND)
     chars = int((width - 2 * _MARGIN) / _CHAR)
     for note in notes:
