@@ -122,7 +122,6 @@ def test_guests_of_one_call_restart_together(
     timeout = 6
     stopped, started = libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STARTED
     with lifecycle_events(names) as events:
-        asked = time.monotonic()
         done = run_module({**args, "restart": "if_needed", "force": True, "shutdown_timeout": timeout})
         wait_for(lambda: sum(event == started for *_seen, event in events) == 2, 10, f"both started: {events}")
     assert [(item["restarted"], item["restart_required"]) for item in done["guests"]] == [(True, False)] * 2
@@ -132,10 +131,8 @@ def test_guests_of_one_call_restart_together(
     order = [(name, event) for _at, name, event in events if event in (stopped, started)]
     assert sorted(order[:2]) == sorted((name, stopped) for name in names), events
     assert sorted(order[2:]) == sorted((name, started) for name in names), events
-    # One deadline for the pair: both are down within one timeout (plus the power-off) of the request;
-    # a deadline per guest would keep the second one up for a second whole timeout.
-    stops = [at for at, _name, event in events if event == stopped]
-    assert max(stops) - asked < 2 * timeout, (asked, events)
+    # One deadline for the pair, not one per guest, is held on the batch's own clock (no wall clock):
+    # tests/unit/plugins/modules/test_vnuma_domain.py:test_one_deadline_for_the_whole_batch.
 
     # Both run again (new domain ids), with the new definition, and the guest kernel sees two nodes.
     for guest in guests:

@@ -11,7 +11,6 @@ backup.  What QEMU itself accepts is covered by tests/integration on a real libv
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import libvirt
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run import restart as restart_phase
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 
@@ -363,6 +363,21 @@ def running_pair(conn: Any, guest: str) -> Iterator[tuple[str, str]]:
             domain.destroy()
 
 
+class _FakeClock:
+    """Stands in for the ``time`` module of the restart phase: sleeping moves the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
 def _record(monkeypatch: pytest.MonkeyPatch, *stuck: str) -> list[tuple[str, str]]:
     """Record the restart calls; the ``stuck`` guests ignore the request to shut down, as hung guests would."""
     from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest
@@ -424,9 +439,12 @@ def test_one_deadline_for_the_whole_batch(
     first, second = running_pair
     _record(monkeypatch, first, second)
     args = {"guests": list(running_pair), "host_capabilities": RING, "restart": "if_needed", "shutdown_timeout": 1}
-    began = time.monotonic()
+    clock = _FakeClock()
+    monkeypatch.setattr(restart_phase, "time", clock)
     result = fail(args)
-    assert time.monotonic() - began < 1.9, "two guests waited for one after the other"
+    # The batch's clock, not the wall clock: one deadline for both guests is 1 s of waiting; waiting for
+    # one guest after the other would be 2 s.
+    assert clock.slept == pytest.approx(1.0), "two guests waited for one after the other"
     assert result["msg"] == (
         f"2 of 2 guests failed: guest {first}: did not shut down within 1 seconds; set force to power it off; "
         f"guest {second}: did not shut down within 1 seconds; set force to power it off (written before the "
