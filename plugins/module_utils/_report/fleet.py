@@ -17,7 +17,7 @@ Pure: no Ansible, libvirt or lxml.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
@@ -29,6 +29,7 @@ __all__ = [
     "fleet_result",
     "fleet_summary",
     "fleet_verify",
+    "restart_record",
 ]
 
 # Every key the role passes, so that a missing or misspelled one fails loudly instead of silently
@@ -424,3 +425,24 @@ def fleet_failure(result: Any, report_written: Any) -> str | None:
         return None
     where = f" (report: {result['report']['html']})" if report_written else " (no report written)"
     return f"{result['host']}: {'; '.join(parts)}{where}"
+
+
+def restart_record(number: Any, guests: Any, result: Any, finished: Any) -> dict[str, Any]:
+    """The report's record of one restart batch: its number (from 1), its guests, the guests that
+    vnuma_domain restarted and those that still need a restart (from the batch call's ``result``), and
+    when it finished."""
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise SpecError(f"the batch number must be an integer from 1, got {number!r}")
+    if not isinstance(guests, Sequence) or isinstance(guests, str) or not all(isinstance(name, str) for name in guests):
+        raise SpecError("the batch's guests must be a list of guest names")
+    result = _mapping(result)
+    entries = result.get("guests")
+    if not isinstance(entries, Sequence) or not all(isinstance(entry, Mapping) for entry in entries):
+        raise SpecError("the batch's result must be what vnuma_domain returned, with its guests")
+    return {
+        "batch": number,
+        "guests": list(guests),
+        "restarted": [str(entry["name"]) for entry in entries if entry.get("restarted")],
+        "restart_required": list(result.get("restart_required_guests") or []),
+        "finished": str(finished),
+    }
