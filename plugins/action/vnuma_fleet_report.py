@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_nice_json
@@ -69,7 +69,7 @@ def make_directory(path: str) -> None:
                     if not (error.errno == errno.EEXIST and os.path.isdir(b_current)):
                         raise
                 os.chmod(b_current, _DIR_MODE)
-        except Exception as error:
+        except (OSError, UnicodeError) as error:
             raise AnsibleActionFail(f"There was an issue creating {current} as requested: {to_native(error)}") from None
         return
     if state != "directory":
@@ -82,7 +82,7 @@ def probe_directory(path: str) -> None:
     """Write a file in ``path`` and remove it: only a real write tells (root passes every permission check)."""
     try:
         handle, name = tempfile.mkstemp(prefix=".vnuma-fleet-probe-", dir=path)
-    except Exception as error:
+    except OSError as error:
         raise AnsibleActionFail(to_native(error)) from None
     os.close(handle)
     os.unlink(name)
@@ -124,7 +124,7 @@ class ActionModule(ActionBase):
         """One of the role's templates, rendered as the template module does (trim_blocks, includes found)."""
         try:
             source = self._find_needle("templates", name)
-        except Exception as error:
+        except AnsibleError as error:
             raise AnsibleActionFail(to_native(error)) from None
         text = self._loader.get_text_file_contents(source) if hasattr(self._loader, "get_text_file_contents") else None
         if text is None:  # pragma: no cover - ansible-core 2.17 and 2.18
