@@ -18,6 +18,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.tests.support.layouts import cell_of_vcpu, online_at_boot
 from ansible_collections.vnuma.libvirt.tests.support.realguest import GuestFactory, GuestNode, GuestReport, describe
 
 MIB = 1024  # in KiB
@@ -131,14 +132,14 @@ def test_hot_added_vcpu_comes_online_in_its_planned_node(make_guest: GuestFactor
     vnuma = f"<vnuma mode='node' distribution='interleave'><partition nodeset='{host_node}' cells='2'/></vnuma>"
     guest = make_guest("vit-hotplug", vcpus=4, memory_mib=512, current_vcpus=2, vnuma=vnuma, wait=True)
     layout = guest.layout
-    assert layout.online_at_boot == (0, 1)
+    assert online_at_boot(layout) == (0, 1)
     assert [cell.vcpus for cell in layout.cells] == [(0, 2), (1, 3)]
 
     first = guest.report(BOOT_TIMEOUT)
     assert first.online == {0, 1}
     assert first.possible == {0, 1, 2, 3}
     for vcpu in (0, 1):
-        assert first.node_of_vcpu(layout.topology, vcpu) == layout.cell_of_vcpu[vcpu], first.cpus
+        assert first.node_of_vcpu(layout.topology, vcpu) == cell_of_vcpu(layout)[vcpu], first.cpus
 
     guest.dom.setVcpu("3", True, libvirt.VIR_DOMAIN_AFFECT_LIVE)
     assert _enabled_vcpus(guest.live_xml()) == {0, 1, 3}
@@ -148,9 +149,9 @@ def test_hot_added_vcpu_comes_online_in_its_planned_node(make_guest: GuestFactor
 
     after = guest.report(HOTPLUG_TIMEOUT, after=first.seq, until=three_online)
     # The guest numbers the new CPU 2 (the next free number): found by its package (socket) id instead.
-    assert after.node_of_vcpu(layout.topology, 3) == layout.cell_of_vcpu[3] == 1, describe(guest.reports())
+    assert after.node_of_vcpu(layout.topology, 3) == cell_of_vcpu(layout)[3] == 1, describe(guest.reports())
     assert after.node_of_vcpu(layout.topology, 2) is None
     for vcpu in (0, 1):
-        assert after.node_of_vcpu(layout.topology, vcpu) == layout.cell_of_vcpu[vcpu]
+        assert after.node_of_vcpu(layout.topology, vcpu) == cell_of_vcpu(layout)[vcpu]
     assert after.nodes[1].cpus == {1, 2}
     assert after.distance_matrix == [[10, 11], [11, 10]]

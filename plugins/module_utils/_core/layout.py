@@ -13,7 +13,6 @@ the same XML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
@@ -81,14 +80,6 @@ class Layout:
     def memory_kib(self) -> int:
         """Boot memory: the sum of the cells."""
         return sum(cell.memory_kib for cell in self.cells)
-
-    @cached_property
-    def cell_of_vcpu(self) -> dict[int, int]:
-        return {vcpu: cell.id for cell in self.cells for vcpu in cell.vcpus}
-
-    @property
-    def online_at_boot(self) -> tuple[int, ...]:
-        return tuple(sorted(self.enable_order[: self.current_vcpus]))
 
     @property
     def dedicated(self) -> bool:

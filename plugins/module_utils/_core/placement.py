@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 
 __all__ = [
     "CellBinding",
@@ -41,6 +43,7 @@ __all__ = [
     "GuestBinding",
     "CellPlacement",
     "GuestPlacement",
+    "check_preallocation",
     "held_cpus",
     "place_guest",
     "place_guests",
@@ -201,19 +204,6 @@ class GuestPlacement:
     def aligned(self) -> bool:
         return all(cell.aligned for cell in self.cells)
 
-    def memory_by_node(self, hugepage_kib: int | None = None) -> dict[int, int]:
-        """KiB the guest takes from each host node, from the pool of ``hugepage_kib`` pages (None: normal)."""
-        total: dict[int, int] = {}
-        for cell in self.cells:
-            if cell.hugepage_kib != hugepage_kib:
-                continue
-            for node, kib in cell.memory_share.items():
-                total[node] = total.get(node, 0) + kib
-        for (node, page), kib in self.dimm_pages.items():
-            if page == hugepage_kib:
-                total[node] = total.get(node, 0) + kib
-        return total
-
     @property
     def page_sizes(self) -> tuple[int, ...]:
         """The hugepage sizes (KiB) some cell is backed by."""
@@ -351,3 +341,32 @@ def place_guest(topology: HostTopology, binding: GuestBinding) -> GuestPlacement
 def place_guests(topology: HostTopology, bindings: Iterable[GuestBinding]) -> list[GuestPlacement]:
     placer = _Placer(topology)
     return [placer.guest(binding) for binding in bindings]
+
+
+def check_preallocation(topology: HostTopology, cells: Iterable[CellBinding], immediate: bool) -> None:
+    """Refuse a cell whose memory libvirt would preallocate on host nodes that have no CPUs.
+
+    libvirt preallocates hugepage-backed memory, and all memory under ``<allocation mode='immediate'/>``.
+    libvirt 9.0 with QEMU 7.2 runs the preallocation threads on the CPUs of the nodes the memory is bound
+    to; on CPU-less (memory-only) nodes there are none, and QEMU exits at start ("The nodes select no
+    CPUs").  The definition itself is valid, so libvirt's define accepts it: only a start would fail.
+    A cell bound with ``restrictive`` has no host-nodes on its memory backend, so nothing pins its threads.
+    """
+    normal = min(topology.page_sizes_kib)
+    for cell in cells:
+        nodes = cell.memory_nodes
+        if not nodes or cell.memory_mode == "restrictive" or not all(topology.has_node(node) for node in nodes):
+            continue
+        if any(topology.node(node).has_cpus for node in nodes):
+            continue
+        huge = cell.hugepage_kib is not None and cell.hugepage_kib > normal
+        if not huge and not immediate:
+            continue
+        what = f"{format_kib(cell.hugepage_kib or 0)} hugepages" if huge else "<allocation mode='immediate'/>"
+        fix = "leave hugepages unset for it" if huge else "remove <allocation mode='immediate'/>"
+        nodes_text = f"host node{'s' if len(nodes) > 1 else ''} {format_cpuset(nodes)}"
+        raise PlacementError(
+            f"guest cell {cell.id} is bound to {nodes_text}, which has no CPUs, and {what} makes libvirt "
+            "preallocate its memory with threads on that node's CPUs: the guest would fail to start (libvirt "
+            f"9.0 with QEMU 7.2: 'The nodes select no CPUs'); {fix}, or keep the cell off CPU-less nodes"
+        )

@@ -31,6 +31,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner im
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+from ansible_collections.vnuma.libvirt.tests.support.layouts import online_at_boot
 
 MIB = 1024
 GIB = 1024 * 1024
@@ -739,7 +740,7 @@ def test_current_vcpus_and_online_at_boot() -> None:
     layout = plan("seed-4node-ring", 8, 4 * GIB, current=3)
     assert layout.current_vcpus == 3
     # enable order 0 (cell 0), 2 (cell 1), 4 (cell 2), 6 (cell 3)...: the first three are online at boot.
-    assert layout.online_at_boot == (0, 2, 4)
+    assert online_at_boot(layout) == (0, 2, 4)
 
 
 def test_layout_dict_form() -> None:

@@ -46,6 +46,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     VnumaSpec,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
+from ansible_collections.vnuma.libvirt.tests.support.layouts import cell_of_vcpu, online_at_boot
 
 MIB = 1024
 GIB = 1024 * 1024
@@ -420,7 +421,7 @@ def check_vcpus(topology: HostTopology, spec: VnumaSpec, layout: Layout) -> list
         assert widths == {threads}, "guest threads = the host's SMT width"
     else:
         assert threads == 1
-    cell_of = layout.cell_of_vcpu
+    cell_of = cell_of_vcpu(layout)
     blocks = [list(layout.cells[c].vcpus) for c in cpu_cells]
     if spec.distribution in ("contiguous", "siblings"):
         assert [vcpu for block in blocks for vcpu in block] == list(range(vcpus)), "blocks in id order"
@@ -452,7 +453,7 @@ def check_topology(layout: Layout) -> None:
     assert t.sockets * t.dies * t.cores * t.threads == vcpus
     assert t.dies == 1
     size = t.cores * t.threads
-    cell_of = layout.cell_of_vcpu
+    cell_of = cell_of_vcpu(layout)
     for socket in range(t.sockets):
         assert len({cell_of[v] for v in range(socket * size, (socket + 1) * size)}) == 1, "a socket spans cells"
     changes = [p for p in range(1, vcpus) if cell_of[p] != cell_of[p - 1]]
@@ -586,7 +587,7 @@ def check_enable_order(layout: Layout, guest: GuestShape, cpu_cells: list[int], 
     vcpus = layout.vcpus
     assert sorted(order) == list(range(vcpus))
     assert order[:threads] == list(range(threads)), "vCPU 0's core comes first"
-    cell_of = layout.cell_of_vcpu
+    cell_of = cell_of_vcpu(layout)
     for index in range(0, vcpus, threads):
         unit = order[index : index + threads]
         assert unit == list(range(unit[0], unit[0] + threads)) and unit[0] % threads == 0, "whole guest cores"
@@ -609,7 +610,7 @@ def check_enable_order(layout: Layout, guest: GuestShape, cpu_cells: list[int], 
                     assert online[i] * sizes[j] <= (online[j] + threads) * sizes[i], (index, i, j, online)
     assert layout.current_vcpus == (guest.current_vcpus or vcpus)
     assert layout.current_vcpus % threads == 0, "whole guest cores online at boot"
-    assert layout.online_at_boot == tuple(sorted(order[: layout.current_vcpus]))
+    assert online_at_boot(layout) == tuple(sorted(order[: layout.current_vcpus]))
     # a live hot-add from a prefix of the order continues the same order
     prefix = threads * (1 + unit_check % (vcpus // threads))
     assert vcpus_to_enable(layout, order[:prefix], vcpus) == tuple(order[prefix:])

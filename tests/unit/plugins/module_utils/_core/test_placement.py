@@ -34,6 +34,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import Gu
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES, host
+from ansible_collections.vnuma.libvirt.tests.support.layouts import memory_by_node
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils._core.test_partitioner_properties import (
     Case,
     cases,
@@ -112,7 +113,7 @@ def test_unpinned_unbound_guest_on_the_ring_scores_a_quarter() -> None:
     placement = place_guest(host("seed-4node-ring"), one_cell(4, 4 * GIB))
     assert placement.locality == 0.25
     assert placement.cells[0].memory_share == dict.fromkeys(range(4), GIB)
-    assert placement.memory_by_node() == dict.fromkeys(range(4), GIB)
+    assert memory_by_node(placement) == dict.fromkeys(range(4), GIB)
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,7 @@ def test_memory_bound_to_a_node_the_host_lacks_is_kept_by_its_id() -> None:
     """A definition written for another host: capacity checks must be able to name node 7."""
     placement = place_guest(host("seed-4node-ring"), one_cell(2, 2 * GIB, "strict", (7, 0)))
     assert placement.cells[0].memory_share == {0: GIB, 7: GIB}
-    assert placement.memory_by_node() == {0: GIB, 7: GIB}
+    assert memory_by_node(placement) == {0: GIB, 7: GIB}
 
 
 def test_vcpus_pinned_to_cpus_the_host_lacks() -> None:
@@ -217,7 +218,7 @@ def test_sparse_node_ids() -> None:
         ((0,), True, 1.0),
         ((8,), True, 1.0),
     ]
-    assert placement.memory_by_node() == {0: 2 * GIB, 8: 2 * GIB}
+    assert memory_by_node(placement) == {0: 2 * GIB, 8: 2 * GIB}
     # Unbound: half the vCPU time and half the memory on each chip.
     assert place_guest(topology, one_cell(4, 4 * GIB)).cells[0].memory_share == {0: 2 * GIB, 8: 2 * GIB}
 
@@ -238,7 +239,7 @@ def test_cpuless_cells_count_for_alignment_not_for_locality() -> None:
     ]
     assert placement.locality == 1.0
     assert not placement.aligned, "cell 2's memory is bound nowhere"
-    assert placement.memory_by_node()[4] == 4 * GIB + GIB  # cell 1, and 1/4 of the unbound cell 2
+    assert memory_by_node(placement)[4] == 4 * GIB + GIB  # cell 1, and 1/4 of the unbound cell 2
 
 
 def test_a_guest_without_vcpu_bearing_cells_scores_one() -> None:
@@ -271,11 +272,11 @@ def test_memory_by_node_keeps_page_sizes_apart_and_backs_dimms_like_their_cell()
     )
     placement = place_guest(topology, GuestBinding(GUEST, cells, dimms=dimms))
     assert placement.page_sizes == (2048, 1048576)
-    assert placement.memory_by_node(2048) == {0: 2 * GIB + GIB // 2, 1: GIB // 2}
-    assert placement.memory_by_node(1048576) == {1: 3 * GIB}
+    assert memory_by_node(placement, 2048) == {0: 2 * GIB + GIB // 2, 1: GIB // 2}
+    assert memory_by_node(placement, 1048576) == {1: 3 * GIB}
     assert placement.dimm_share == {0: GIB // 2 + 2 * GIB, 1: GIB + GIB // 2 + GIB + 2 * GIB}
-    assert placement.memory_by_node() == {0: 2 * GIB, 1: 2 * GIB + GIB + 2 * GIB}
-    assert placement.memory_by_node(16384) == {}
+    assert memory_by_node(placement) == {0: 2 * GIB, 1: 2 * GIB + GIB + 2 * GIB}
+    assert memory_by_node(placement, 16384) == {}
 
 
 def test_a_dimm_follows_its_cells_binding_mode() -> None:
@@ -368,8 +369,8 @@ def test_binding_from_layout_takes_the_layouts_cells_pins_and_pages() -> None:
     assert (binding.running, binding.autostart, binding.source) == (True, True, "planned")
     placement = place_guest(topology, binding)
     assert (placement.aligned, placement.locality) == (True, 1.0)
-    assert placement.memory_by_node(2048) == {0: 2 * GIB, 1: 2 * GIB}
-    assert placement.memory_by_node() == {}
+    assert memory_by_node(placement, 2048) == {0: 2 * GIB, 1: 2 * GIB}
+    assert memory_by_node(placement) == {}
     # Without pinning the guest floats over the whole host: half its vCPU time is remote.
     loose = compute_layout(topology, VnumaSpec(mode="host", pinning="none"), GuestShape(4, 4 * GIB, name=GUEST))
     assert binding_from_layout(loose, GUEST).vcpu_cpus == {}
@@ -588,5 +589,5 @@ def test_hand_written_bindings_keep_the_invariants(guest: tuple[HostTopology, Gu
             # All of its vCPU time and all of its memory on one node.
             assert len(placed.cpu_nodes) == 1 and placed.memory_share[placed.cpu_nodes[0]] == cell.memory_kib
     total = sum(cell.memory_kib for cell in binding.cells) + sum(dimm.size_kib for dimm in binding.dimms)
-    by_page = [placement.memory_by_node(page) for page in (None, *placement.page_sizes)]
+    by_page = [memory_by_node(placement, page) for page in (None, *placement.page_sizes)]
     assert sum(kib for memory in by_page for kib in memory.values()) == total, "every KiB on some node"

@@ -39,6 +39,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import pa
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import store_spec
 from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+from ansible_collections.vnuma.libvirt.tests.support.layouts import memory_by_node
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils._core.test_partitioner_properties import (
     Case as LayoutCase,
 )
@@ -422,7 +423,7 @@ def test_definition_placement(row: Row) -> None:
     if row.guest_locality is not None:
         assert placement.locality == pytest.approx(row.guest_locality, abs=1e-9)
     for page, expected in row.memory.items():
-        assert placement.memory_by_node(page) == expected, page
+        assert memory_by_node(placement, page) == expected, page
     if row.cpu_share is not None:
         assert [dict(cell.cpu_share) for cell in placement.cells] == [pytest.approx(share) for share in row.cpu_share]
     for cell in placement.cells:
@@ -536,7 +537,7 @@ def test_a_rendered_layout_reads_back_as_its_binding(drawn: tuple[LayoutCase, st
     assert planned.dimm_share == defined.dimm_share
     assert planned.locality == defined.locality
     for page in (None, *planned.page_sizes):
-        assert planned.memory_by_node(page) == defined.memory_by_node(page)
-    assert sum(sum(planned.memory_by_node(page).values()) for page in (None, *planned.page_sizes)) == (
+        assert memory_by_node(planned, page) == memory_by_node(defined, page)
+    assert sum(sum(memory_by_node(planned, page).values()) for page in (None, *planned.page_sizes)) == (
         layout.memory_kib + sum(dimm.size_kib for dimm in dimms)
     )
