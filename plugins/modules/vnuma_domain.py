@@ -164,6 +164,25 @@ options:
         one. Otherwise the call is refused before anything is read or written, in check mode too.
     type: path
     default: /var/lib/vnuma-libvirt/backups
+  fleet:
+    description:
+      - The first steps of the P(vnuma.libvirt.vnuma_fleet#role) role in one call, which plans and never writes (as in
+        check mode). The host is read (as M(vnuma.libvirt.vnuma_info) with every guest excluded), then the
+        selected guests, their guests entries are built by the role's rule (the C(vnuma_fleet_requests) filter),
+        and they are planned with O(capacity=report).
+      - Keys C(guests), C(exclude), C(guest_state) (as M(vnuma.libvirt.vnuma_info)'s options), C(spec),
+        C(overrides) and C(use_stored_spec) (as the filter's).
+      - A host that cannot be read fails the call. A failure of a later step is returned in RV(failure), naming the
+        step.
+      - It is the role's internal wiring; its input and output may change with the role. Exactly one of O(name),
+        O(guests) and O(fleet) is required.
+    type: dict
+  report_after:
+    description:
+      - Also return the guests as M(vnuma.libvirt.vnuma_info) reports them after the call (RV(after)): those with a
+        layout and no error. With O(fleet), only when the plan changes nothing. Not in check mode otherwise.
+    type: bool
+    default: false
   lock_timeout:
     description:
       - Seconds to wait for another vnuma.libvirt run that is changing guests of the same O(uri) on this
@@ -376,6 +395,41 @@ capacity:
       description: Host CPU (as a string) to the guest holding it for itself.
       type: dict
       sample: {"0": db01, "1": db01}
+after:
+  description:
+    - The result of M(vnuma.libvirt.vnuma_info) for the guests of RV(guests) that have a layout and no error, read at
+      the end of the call.
+  returned: with O(report_after), when the call read them
+  type: dict
+host_info:
+  description: The result of M(vnuma.libvirt.vnuma_info) with every guest excluded (with O(fleet)).
+  returned: with O(fleet)
+  type: dict
+before:
+  description: The result of M(vnuma.libvirt.vnuma_info) for the selected guests (with O(fleet)).
+  returned: with O(fleet)
+  type: dict
+requests:
+  description: The guests entries planned (with O(fleet)), as the C(vnuma_fleet_requests) filter returns them.
+  returned: with O(fleet)
+  type: list
+  elements: dict
+sources:
+  description: Where each guest's spec comes from (with O(fleet)), as the C(vnuma_fleet_requests) filter says.
+  returned: with O(fleet)
+  type: dict
+plan:
+  description:
+    - This module's result for the requests in check mode with O(capacity=report) (with O(fleet)); when it failed,
+      with C(failed), C(msg) and C(guest) as a failed task returns them.
+  returned: with O(fleet)
+  type: dict
+failure:
+  description:
+    - The step of O(fleet) that failed (C(step) V(discover) or V(plan), C(msg), C(guest), C(capacity)); null when none
+      did. Guests that failed one by one are in RV(plan), not here.
+  returned: with O(fleet)
+  type: dict
 guests:
   description:
     - One entry per guest, in the order converged.
@@ -449,11 +503,10 @@ guests:
       sample: 0.25
 """
 
-from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES, CapacityError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import argument_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
@@ -462,6 +515,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     LIBVIRT_IMPORT_ERROR,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import STATES, run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.fleet import after_read, error_result, run_fleet_plan
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 # From the option table, like the <vnuma> element and the doc fragment (scripts/gen-option-docs.py).
@@ -486,30 +540,43 @@ def main() -> None:
             backup=dict(type="bool", default=False),
             backup_dir=dict(type="path", default="/var/lib/vnuma-libvirt/backups"),
             lock_timeout=dict(type="float", default=300),
+            fleet=dict(type="dict"),
+            report_after=dict(type="bool", default=False),
             **SPEC_ARGS,
         ),
-        mutually_exclusive=[("name", "guests")],
-        required_one_of=[("name", "guests")],
+        mutually_exclusive=[("name", "guests", "fleet")],
+        required_one_of=[("name", "guests", "fleet")],
         supports_check_mode=True,
     )
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
     if not HAS_LXML:
         module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
+    params = module.params
     try:
-        result = run_domain(module.params, module.check_mode, module._diff)
+        if params["fleet"] is not None:
+            result = run_fleet_plan(params, module._diff)
+        else:
+            try:
+                result = run_domain(params, module.check_mode, module._diff)
+            except VnumaError as error:
+                # A capacity refusal also hands back the report, a run where guests failed every guest's result.
+                result = error_result(error)
+            if params["report_after"] and not module.check_mode and "guests" in result:
+                result["after"] = after_read(params, result["guests"])
     except VnumaError as error:
-        # A capacity refusal also hands back the report: which nodes, which guests, how much; a run
-        # where guests failed, every guest's result with what was written (changed says whether anything was).
-        extra: dict[str, Any] = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
-        extra.update(error.details)
-        for warning in extra.pop("warnings", []):
-            module.warn(warning)
-        extra.setdefault("changed", False)
-        module.fail_json(msg=str(error), guest=error.guest, **extra)
+        result = error_result(error)
     # ansible-core 2.19 deprecates a warnings key in the result: hand them to module.warn() instead.
     for warning in result.pop("warnings", []):
         module.warn(warning)
+    plan = result.get("plan")
+    if isinstance(plan, dict):
+        for warning in plan.pop("warnings", []):
+            module.warn(warning)
+        if "diff" in plan:
+            result["diff"] = plan["diff"]
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

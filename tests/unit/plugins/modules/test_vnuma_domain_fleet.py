@@ -1,0 +1,169 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""vnuma_domain's fleet and report_after options against libvirt's in-process test driver.
+
+The fleet option does in one call what the vnuma_fleet role did in three module tasks (vnuma_info of the
+host, vnuma_info of the selected guests with the vnuma_fleet_requests filter, vnuma_domain in check mode):
+each part of its result must equal what those calls return, and a failure must name the step.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import libvirt
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_info
+from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
+
+RING = str(CAPABILITIES / "seed-4node-ring.xml")
+URI = "test:///default"
+
+
+def domain(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    return run_module({"uri": URI, "host_capabilities": RING, **args}, check_mode=check_mode)
+
+
+def info(args: dict[str, Any]) -> dict[str, Any]:
+    return run_module({"uri": URI, "host_capabilities": RING, **args}, module=vnuma_info)
+
+
+def domain_xml(name: str, vcpus: int = 4, memory_mib: int = 2048) -> str:
+    return (
+        f"<domain type='test'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
+        f"<vcpu>{vcpus}</vcpu><os><type>hvm</type></os></domain>"
+    )
+
+
+@pytest.fixture
+def fleet_names() -> Iterator[list[str]]:
+    conn = libvirt.open(URI)
+    prefix = f"unit-fleet-{uuid.uuid4().hex[:8]}"
+    names = [f"{prefix}-{index}" for index in range(3)]
+    for name in names:
+        conn.defineXML(domain_xml(name))
+    yield names
+    for item in conn.listAllDomains():
+        if item.name().startswith(prefix):
+            item.undefine()
+    conn.close()
+
+
+def fleet(names: list[str], **extra: Any) -> dict[str, Any]:
+    prefix = names[0].rsplit("-", 1)[0]
+    return {
+        "guests": [f"{prefix}-*"],
+        "exclude": [names[2]],
+        "guest_state": "all",
+        "spec": {"mode": "host"},
+        "overrides": {names[1]: {"mode": "node", "nodeset": "0-1"}},
+        "use_stored_spec": True,
+        **extra,
+    }
+
+
+def test_fleet_equals_the_three_calls_it_replaces(fleet_names: list[str]) -> None:
+    options = fleet(fleet_names)
+    result = domain({"fleet": options, "report_after": True}, check_mode=True)
+    host = info({"exclude": ["*"]})
+    before = info({key: options[key] for key in ("guests", "exclude", "guest_state")})
+    built = fleet_requests(before["guests"], options["spec"], options["overrides"], True)
+    plan = domain({"guests": built["requests"], "capacity": "report", "restart": "never"}, check_mode=True)
+    assert result["failure"] is None
+    assert result["changed"] is False
+    assert result["host_info"] == host
+    assert result["before"] == before
+    assert [guest["name"] for guest in before["guests"]] == fleet_names[:2]
+    assert (result["requests"], result["sources"]) == (built["requests"], built["sources"])
+    assert result["plan"] == plan
+    assert result["plan"]["changed"] is True
+    # The plan changes something: the role's apply call reads the guests back, not this one.
+    assert result["after"] is None
+
+
+def test_fleet_writes_nothing_and_reads_after_when_nothing_changes(fleet_names: list[str]) -> None:
+    conn = libvirt.open(URI)
+    try:
+        original = {name: conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for name in fleet_names}
+        options = fleet(fleet_names)
+        domain({"fleet": options}, check_mode=False)
+        now = {name: conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for name in fleet_names}
+        assert now == original, "the fleet option plans only, also outside check mode"
+        requests = domain({"fleet": options}, check_mode=True)["requests"]
+        applied = domain({"guests": requests, "report_after": True})
+        assert applied["changed"] is True
+        # The apply call's own read at its end is vnuma_info's reading of the guests with a layout.
+        assert applied["after"] == info({"guests": fleet_names[:2]})
+        again = domain({"fleet": options, "report_after": True}, check_mode=True)
+    finally:
+        conn.close()
+    assert again["plan"]["changed"] is False
+    assert again["after"] == info({"guests": fleet_names[:2]})
+    assert again["after"]["aligned_count"] == 2
+
+
+def test_report_after_is_not_read_in_check_mode(fleet_names: list[str]) -> None:
+    assert "after" not in domain({"guests": fleet_names, "report_after": True}, check_mode=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "step", "msg", "guest"),
+    [
+        ({"guests": ["unit-*", ""]}, "discover", "guests[1] is empty: give a guest name or a shell pattern", None),
+        ({"exclude": [""]}, "discover", "exclude[0] is empty: give a guest name or a shell pattern", None),
+        (
+            {"overrides": {"{0}": {"state": "bogus"}}},
+            "plan",
+            "guest {0}: state 'bogus' is not one of present, absent",
+            "{0}",
+        ),
+    ],
+    ids=["guests-empty-entry", "exclude-empty-entry", "override-state-bogus"],
+)
+def test_a_failed_step_is_named(
+    fleet_names: list[str], change: dict[str, Any], step: str, msg: str, guest: str | None
+) -> None:
+    first = fleet_names[0]
+    options = fleet(fleet_names)
+    for key, value in change.items():
+        options[key] = {k.format(first): v for k, v in value.items()} if isinstance(value, dict) else value
+    result = domain({"fleet": options}, check_mode=True)
+    assert result["failure"] == {
+        "step": step,
+        "msg": msg.format(first),
+        "guest": None if guest is None else guest.format(first),
+        "capacity": None,
+    }
+    assert result["changed"] is False
+
+
+def test_a_bad_reserved_memory_fails_the_plan_step(fleet_names: list[str]) -> None:
+    result = domain({"fleet": fleet(fleet_names), "reserved_memory": "lots"}, check_mode=True)
+    assert result["failure"]["step"] == "plan"
+    assert result["failure"]["msg"] == "reserved_memory: 'lots' is not a size such as '16 GiB' or 524288"
+    assert result["plan"]["failed"] is True
+
+
+def test_a_guest_that_fails_its_plan_is_in_the_plan_not_a_step_failure(fleet_names: list[str]) -> None:
+    options = fleet(fleet_names)
+    options["overrides"] = {fleet_names[1]: {"mode": "node", "nodeset": "7"}}
+    result = domain({"fleet": options}, check_mode=True)
+    assert result["failure"] is None
+    failed = [guest["name"] for guest in result["plan"]["guests"] if guest["error"]]
+    assert failed == [fleet_names[1]]
+    assert result["plan"]["failed"] is True
+
+
+def test_a_host_that_cannot_be_read_fails_the_call() -> None:
+    result = fail_module(
+        {"fleet": {}, "uri": "qemu+unix:///system?socket=/nonexistent/sock", "connect_timeout": 0},
+        module=vnuma_domain,
+    )
+    assert result["msg"].startswith("cannot connect to libvirt at qemu+unix:///system?socket=/nonexistent/sock: ")
