@@ -28,9 +28,11 @@ from functools import cached_property
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import check_preallocation
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import record_after_apply, record_before_apply
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
@@ -217,6 +219,10 @@ def plan_domain(
         current = DomainNuma.from_domain(root)
         layout = compute_layout(topology, spec, guest, taken_cpus)
         target = DomainNuma.from_layout(layout, current)
+        # The user's own <hugepages> and <allocation> stay: judge the definition about to be written.
+        allocation = root.find("memoryBacking/allocation")
+        immediate = allocation is not None and allocation.get("mode") == "immediate"
+        check_preallocation(topology, binding_from_domain(target, name or "").cells, immediate)
         if stored is NOT_READ:
             try:
                 stored = read_stored_spec(root)
