@@ -254,7 +254,7 @@ options-docs: venv collection
 # The partitioner's figures need nothing running; the converge and fleet figures need libvirtd (started here).
 bench: venv collection
 	@export PYTHONPATH="$(COLLECTIONS):$(ROOT)"; rc=0; \
-	"$(BIN)/python" -m benchmarks || rc=1; \
+	scripts/install-system-deps.sh bench; "$(BIN)/python" -m benchmarks || rc=1; \
 	echo; scripts/install-system-deps.sh integration; scripts/libvirtd.sh start; \
 	"$(BIN)/python" -m benchmarks.converge || rc=1; \
 	echo; "$(BIN)/python" -m benchmarks.fleet || rc=1; \

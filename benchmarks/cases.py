@@ -42,7 +42,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import p
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import take_vnuma_element
 
-__all__ = ["SIZES", "VARIANTS", "Guest", "Variant", "domain_xml", "operations"]
+__all__ = ["SIZES", "VARIANTS", "Guest", "Variant", "domain_xml", "expand_new_host", "operations"]
 
 # Guest sizes in vCPUs: a small guest, the target's 256, and one as large as the host.
 SIZES = (16, 256, 1024)
@@ -147,6 +147,12 @@ def _cold(operation: Callable[[], object]) -> object:
     return operation()
 
 
+def expand_new_host(capabilities: str, guest: Guest) -> Callable[[], object]:
+    """``vnuma_expand`` of ``guest`` with the host document parsed anew: the operation the target is for."""
+    text = guest.xml
+    return lambda: _cold(lambda: vnuma_expand(text, capabilities))
+
+
 def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
     """The timed operations for ``guest`` on the host of ``capabilities``, by key, in table order."""
     text = guest.xml
@@ -159,6 +165,7 @@ def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
         return root, request, read_guest_shape(root), DomainNuma.from_domain(root)
 
     _root, _request, shape, current = read_domain()
+    expand_cold = expand_new_host(capabilities, guest)
     layout = compute_layout(host, spec, shape)
 
     target = DomainNuma.from_layout(layout, current)
@@ -182,7 +189,7 @@ def operations(capabilities: str, guest: Guest) -> dict[str, Operation]:
             None,
         ),
         # The host document parsed anew (the first guest of a host), then kept (every further guest).
-        "expand_cold": ("vnuma_expand, new host", lambda _state: _cold(lambda: vnuma_expand(text, capabilities)), None),
+        "expand_cold": ("vnuma_expand, new host", lambda _state: expand_cold(), None),
         "expand": ("vnuma_expand, same host", lambda _state: vnuma_expand(text, capabilities), None),
         "caps": ("  caps parse", lambda _state: _cold(lambda: parse_capabilities(capabilities)), None),
         "read": ("  domain read", lambda _state: read_domain(), None),

@@ -16,10 +16,12 @@
 #                for the HTML report checks (tests/browser)
 #   lab          the multi-node lab (scripts/lab/): mmdebstrap builds the lab hypervisor's image, QEMU
 #                boots it, ssh reaches it
+#   bench        valgrind, whose callgrind counts the instructions the expansion benchmark is judged by
 #
 # Each make target asks for the groups it uses, so that `make venv`, `make demo` and the other targets
 # that need no daemon install no QEMU and no libvirtd: venv (and every target built on it) build;
-# sanity also sanity; libvirtd, integration, molecule and bench also integration; browser also browser.
+# sanity also sanity; libvirtd, integration, molecule and bench also integration; bench also bench; browser
+# also browser.
 # `make system-deps` (the first stage of `make test`) installs every group.
 #
 # To add a group: add an entry to PACKAGES below, its name to DEFAULT_GROUPS, and a call with it to the
@@ -46,6 +48,8 @@ declare -A PACKAGES=(
     # chromium-headless-shell is chromium's build without a window (no X server, no window toolkit); the
     # reports' SVG diagrams size their text for DejaVu Sans Mono.
     [browser]="chromium-headless-shell fonts-dejavu-core"
+    # The expansion benchmark's verdict counts instructions with valgrind's callgrind (docs/benchmarks.md).
+    [bench]="valgrind"
 )
 
 DEFAULT_GROUPS=(build sanity integration browser)
