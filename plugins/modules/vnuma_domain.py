@@ -179,7 +179,7 @@ options:
     type: dict
   report_after:
     description:
-      - Also return the guests as M(vnuma.libvirt.vnuma_info) reports them after the call (RV(after)): those with a
+      - Also return the guests as M(vnuma.libvirt.vnuma_info) reports them after the call (RV(after)), those with a
         layout and no error. With O(fleet), only when the plan changes nothing. Not in check mode otherwise.
     type: bool
     default: false
@@ -401,6 +401,13 @@ after:
       the end of the call.
   returned: with O(report_after), when the call read them
   type: dict
+failed_guests:
+  description:
+    - The guests of RV(guests) that failed, in their order, each with C(name), C(error), C(changed) and C(written), as
+      the C(vnuma.libvirt.vnuma_guest_failures) filter gives them. Empty when none failed.
+  returned: always, except with O(fleet) and when the call failed before any guest
+  type: list
+  elements: dict
 host_info:
   description: The result of M(vnuma.libvirt.vnuma_info) with every guest excluded (with O(fleet)).
   returned: with O(fleet)
@@ -424,6 +431,17 @@ plan:
       with C(failed), C(msg) and C(guest) as a failed task returns them.
   returned: with O(fleet)
   type: dict
+plan_failures:
+  description: The guests whose plan failed (with O(fleet)), as RV(failed_guests), each with C(step) V(plan).
+  returned: with O(fleet)
+  type: list
+  elements: dict
+after_is_before:
+  description:
+    - True with O(fleet) and O(report_after) when the plan changes nothing and the guests to read are those of
+      RV(before). RV(after) is then left out, since it would be RV(before) again.
+  returned: with O(fleet)
+  type: bool
 failure:
   description:
     - The step of O(fleet) that failed (C(step) V(discover) or V(plan), C(msg), C(guest), C(capacity)); null when none
@@ -508,6 +526,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import argument_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGS,
@@ -562,8 +581,10 @@ def main() -> None:
             except VnumaError as error:
                 # A capacity refusal also hands back the report, a run where guests failed every guest's result.
                 result = error_result(error)
-            if params["report_after"] and not module.check_mode and "guests" in result:
-                result["after"] = after_read(params, result["guests"])
+            if "guests" in result:
+                result["failed_guests"] = guest_failures(result)
+                if params["report_after"] and not module.check_mode:
+                    result["after"] = after_read(params, result["guests"])
     except VnumaError as error:
         result = error_result(error)
     # ansible-core 2.19 deprecates a warnings key in the result: hand them to module.warn() instead.

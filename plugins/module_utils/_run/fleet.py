@@ -55,8 +55,12 @@ def after_read(params: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) 
 
     Those are the guests the role verifies: it read them with vnuma_info after the apply call.
     """
-    names = [item["name"] for item in results if item.get("layout") and item.get("error") is None]
-    return run_info({**_connection(params), "guests": names})
+    return run_info({**_connection(params), "guests": [item["name"] for item in _verified(results)]})
+
+
+def _verified(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The guests of a vnuma_domain result that the role verifies: those with a layout and no error."""
+    return [item for item in results if item.get("layout") and item.get("error") is None]
 
 
 def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]:
@@ -65,8 +69,11 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
     Keys: ``host_info`` (vnuma_info with every guest excluded), ``before`` (vnuma_info of the
     selection), ``requests`` and ``sources`` (``_core.fleet.fleet_requests``), ``plan`` (vnuma_domain's
     result in check mode with ``capacity: report``, or its failure as ``fail_json`` would give it),
-    ``after`` (with ``report_after``, when the plan changes nothing: the guests as the role's verify
-    reads them) and ``failure`` (``step``, ``msg``, ``guest``, ``capacity``; null when none failed).
+    ``plan_failures`` (the guests whose plan failed, as ``_core.fleet.guest_failures`` gives them
+    with step ``plan``), ``after`` (with ``report_after``, when the plan changes nothing: the guests
+    as the role's verify reads them; ``after_is_before`` instead when that read would be ``before``
+    itself, the same guests read in this call) and ``failure`` (``step``, ``msg``, ``guest``,
+    ``capacity``; null when none failed).
     A host that cannot be read raises, as vnuma_info did at preflight.
     """
     fleet = params["fleet"]
@@ -79,7 +86,9 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
         "requests": [],
         "sources": {},
         "plan": {},
+        "plan_failures": [],
         "after": None,
+        "after_is_before": False,
         "failure": None,
     }
     try:
@@ -116,10 +125,16 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
     except VnumaError as error:
         plan = error_result(error)
     result["plan"] = plan
-    if plan.get("failed") and not guest_failures(plan):
+    result["plan_failures"] = guest_failures(plan, "plan")
+    if plan.get("failed") and not result["plan_failures"]:
         failure = {"step": "plan", "msg": plan["msg"], "guest": plan["guest"], "capacity": plan.get("capacity")}
         result["failure"] = failure
         return result
     if params.get("report_after") and not plan["changed"]:
-        result["after"] = after_read(params, plan["guests"])
+        # Nothing was written since ``before`` was read: when the same guests would be read, ``before`` is that
+        # read, and the role is spared a second copy of a few hundred guests' reports.
+        if [item["name"] for item in _verified(plan["guests"])] == [guest["name"] for guest in before["guests"]]:
+            result["after_is_before"] = True
+        else:
+            result["after"] = after_read(params, plan["guests"])
     return result

@@ -19,6 +19,7 @@ import libvirt
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures as fleet_failures
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_info
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
@@ -82,7 +83,9 @@ def test_fleet_equals_the_three_calls_it_replaces(fleet_names: list[str]) -> Non
     assert result["before"] == before
     assert [guest["name"] for guest in before["guests"]] == fleet_names[:2]
     assert (result["requests"], result["sources"]) == (built["requests"], built["sources"])
-    assert result["plan"] == plan
+    # The module call's own list of failed guests is plan_failures in the fleet result.
+    assert result["plan"] == {key: value for key, value in plan.items() if key != "failed_guests"}
+    assert result["plan_failures"] == plan.pop("failed_guests") == []
     assert result["plan"]["changed"] is True
     # The plan changes something: the role's apply call reads the guests back, not this one.
     assert result["after"] is None
@@ -105,8 +108,35 @@ def test_fleet_writes_nothing_and_reads_after_when_nothing_changes(fleet_names: 
     finally:
         conn.close()
     assert again["plan"]["changed"] is False
-    assert again["after"] == info({"guests": fleet_names[:2]})
-    assert again["after"]["aligned_count"] == 2
+    # Nothing was written since the guests were read, and the same guests are verified: the read is ``before``.
+    assert again["after_is_before"] is True
+    assert again["after"] is None
+    assert again["before"] == info({"guests": fleet_names[:2]})
+    assert again["before"]["aligned_count"] == 2
+
+
+def test_after_is_read_when_it_differs_from_before(fleet_names: list[str]) -> None:
+    options = fleet(fleet_names)
+    domain({"guests": [fleet_names[0]], "mode": "host"})
+    # The second guest's plan fails: it is not verified, so the read after holds the first guest alone.
+    options["overrides"] = {fleet_names[1]: {"mode": "node", "nodeset": "7"}}
+    result = domain({"fleet": options, "report_after": True}, check_mode=True)
+    assert result["plan"]["changed"] is False
+    assert [item["name"] for item in result["plan_failures"]] == [fleet_names[1]]
+    assert result["plan_failures"][0]["step"] == "plan"
+    assert result["after_is_before"] is False
+    assert result["after"] == info({"guests": [fleet_names[0]]})
+
+
+def test_failed_guests_lists_what_the_filter_finds(fleet_names: list[str]) -> None:
+    result = fail_module(
+        {"uri": URI, "host_capabilities": RING, "guests": [{"name": fleet_names[0], "nodeset": "7", "mode": "node"},
+                                                            fleet_names[1]]},
+        module=vnuma_domain,
+    )  # fmt: skip
+    assert [item["name"] for item in result["failed_guests"]] == [fleet_names[0]]
+    assert result["failed_guests"] == fleet_failures(result)
+    assert domain({"guests": fleet_names[1:]})["failed_guests"] == []
 
 
 def test_report_after_is_not_read_in_check_mode(fleet_names: list[str]) -> None:
