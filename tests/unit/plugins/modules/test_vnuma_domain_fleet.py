@@ -20,6 +20,7 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures as fleet_failures
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_result
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_info
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
@@ -197,3 +198,26 @@ def test_a_host_that_cannot_be_read_fails_the_call() -> None:
         module=vnuma_domain,
     )
     assert result["msg"].startswith("cannot connect to libvirt at qemu+unix:///system?socket=/nonexistent/sock: ")
+
+
+def test_a_skipped_apply_changes_no_report_row(fleet_names: list[str]) -> None:
+    """report.yml hands the result filter no apply result when the call was skipped: the rows must not change.
+
+    The call is skipped when the plan changes nothing and no guest failed; the plan then stands for it.
+    """
+    options = fleet(fleet_names)
+    domain({"guests": domain({"fleet": options}, check_mode=True)["requests"]})
+    read = domain({"fleet": options, "report_after": True}, check_mode=True)
+    assert read["plan"]["changed"] is False and read["plan_failures"] == []
+    inputs = {
+        "host": "hv", "uri": URI, "check": False, "test_driver": False, "host_info": read["host_info"],
+        "before": read["before"], "requests": read["requests"], "sources": read["sources"], "plan": read["plan"],
+        "applied": read["plan"], "restarts": [], "after": read["before"], "verify": {"ok": True},
+        "failed_guests": [], "failure": None, "held_back": None, "restart_required": [], "selection": {},
+        "spec": options["spec"], "use_stored_spec": True, "restart_policy": "never", "restart_batch": 1,
+        "report_dir": "/r", "generated": "now",
+    }  # fmt: skip
+    with_plan = fleet_result(inputs)
+    assert fleet_result({**inputs, "applied": {}}) == with_plan
+    assert with_plan["status"] == "unchanged"
+    assert [row["after"]["aligned"] for row in with_plan["guests"]] == [True, True]
