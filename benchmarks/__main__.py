@@ -48,7 +48,7 @@ REFERENCE_INSTRUCTIONS = 67.5e6
 REFERENCE_MS = 5.76
 REFERENCE_RATE = REFERENCE_INSTRUCTIONS / REFERENCE_MS  # instructions per ms
 BUDGET = TARGET_MS * REFERENCE_RATE
-# Calls per counted figure: counts of one call repeat within a few instructions, so few are needed.
+# Calls per counted figure: a count changes little from call to call or run to run (0.3 %), so few do.
 COUNT_REPETITIONS = 2
 # The steps of vnuma_expand, whose sum the table compares with the filter's own figure.
 EXPAND_PARTS = ("caps", "read", "compute", "plan", "write")
