@@ -196,7 +196,7 @@ def _floor_read(fleet: Fleet) -> float:
 
 
 def _starts_module(task: dict[str, Any]) -> bool:
-    return task["action"].rsplit(".", 1)[-1] in MODULE_STARTS
+    return task["action"].rsplit(".", 1)[-1] in MODULE_STARTS and not task.get("skipped", False)
 
 
 def _skeleton_plays(rerun: Run) -> list[dict[str, Any]]:
@@ -207,6 +207,10 @@ def _skeleton_plays(rerun: Run) -> list[dict[str, Any]]:
         else {"name": f"Do nothing in place of {task['name']}", "ansible.builtin.set_fact": {"skeleton_step": index}}
         for index, task in enumerate(rerun.tasks)
     ]
+    # A task the rerun skipped is skipped here too: it templated its condition and started nothing.
+    for task, mirror in zip(rerun.tasks, tasks, strict=True):
+        if task.get("skipped", False):
+            mirror["when"] = False
     return [{"name": "The no-change rerun's tasks, each doing nothing", "hosts": "localhost", "gather_facts": False,
              "tasks": tasks}]  # fmt: skip
 
