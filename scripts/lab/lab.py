@@ -38,6 +38,12 @@ INVENTORY_NAME = "inventory.yml"
 # Boot to libvirtd answering takes about a minute under TCG (92 s the very first time): leave room for a
 # busy machine.
 BOOT_TIMEOUT_S = 600
+# What the image's lab-ready.service writes on the serial console once libvirtd answers
+# (scripts/lab/rootfs/etc/systemd/system/lab-ready.service), followed by the uptime in seconds.
+READY_PREFIX = "vnuma-lab: ready after "
+# How often the console is read, and how long to wait between SSH tries when the console says nothing.
+POLL_S = 0.5
+SSH_FALLBACK_S = 30
 STOP_TIMEOUT_S = 15
 # Memory the machine keeps for itself beyond the lab's own, when the lab boots.
 HOST_RESERVE_MIB = 1024
@@ -167,37 +173,73 @@ def start(lab_dir: LabDir, hypervisor: LabHypervisor) -> Running:
     return entry
 
 
-def wait_for_libvirtd(lab_dir: LabDir, entry: Running, started: float) -> None:
-    """Until the lab's libvirtd answers over SSH; fails early when QEMU has exited."""
+def console_ready(console: Path) -> float | None:
+    """The lab hypervisor's own uptime when it said it was ready on its console, or None before that."""
+    try:
+        text = console.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        # A line still being written has no " s" yet: wait for the whole of it.
+        if line.startswith(READY_PREFIX) and line.rstrip().endswith(" s"):
+            try:
+                return float(line[len(READY_PREFIX) :].split()[0])
+            except ValueError:
+                return None
+    return None
+
+
+def wait_for_libvirtd(lab_dir: LabDir, entry: Running, started: float) -> float | None:
+    """Until the lab's libvirtd answers over SSH; fails early when QEMU has exited.
+
+    The image says on the console when libvirtd answers (lab-ready.service): SSH is tried then, since
+    every SSH handshake costs the emulated machine seconds.  Without that line (a console that lost it),
+    SSH is still tried now and then.  Returns the hypervisor's uptime from that line, when there was one.
+    """
+    console = Path(entry.console)
+    last_try = time.monotonic()
     while True:
         if not is_ours(entry):
             log = lab_dir.path / f"{entry.name}.qemu.log"
             tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
             raise LabError(f"{entry.name}: QEMU exited during boot: " + " | ".join(tail))
-        try:
-            result = ssh(lab_dir, entry, "virsh -c qemu:///system capabilities >/dev/null", timeout=30)
-            if result.returncode == 0:
-                return
-        except subprocess.TimeoutExpired:
-            pass
+        uptime = console_ready(console)
+        if uptime is not None or time.monotonic() - last_try > SSH_FALLBACK_S:
+            last_try = time.monotonic()
+            try:
+                result = ssh(lab_dir, entry, "virsh -c qemu:///system capabilities >/dev/null", timeout=60)
+                if result.returncode == 0:
+                    return uptime
+            except subprocess.TimeoutExpired:
+                pass
         if time.monotonic() - started > BOOT_TIMEOUT_S:
             raise LabError(
                 f"{entry.name}: libvirtd did not answer within {BOOT_TIMEOUT_S} s (console: {entry.console})"
             )
-        time.sleep(3)
+        time.sleep(POLL_S)
+
+
+def hugepages_path(node_id: int) -> str:
+    return f"/sys/devices/system/node/node{node_id}/hugepages/hugepages-2048kB/nr_hugepages"
+
+
+def read_pools(lab_dir: LabDir, entry: Running, hypervisor: LabHypervisor) -> dict[int, int]:
+    """Every node's 2 MiB pool, in one SSH call."""
+    command = " ".join(["cat", *(hugepages_path(node.id) for node in hypervisor.nodes)])
+    values = ssh(lab_dir, entry, command).stdout.split()
+    return {node.id: int(value) for node, value in zip(hypervisor.nodes, values, strict=False)}
 
 
 def reserve_hugepages(lab_dir: LabDir, entry: Running, hypervisor: LabHypervisor) -> None:
     """Check the per-node 2 MiB pools reserved at boot; top them up through sysfs when the kernel fell short."""
+    have = read_pools(lab_dir, entry, hypervisor)
+    short = [node for node in hypervisor.nodes if have.get(node.id) != node.hugepages_2m]
+    if short:
+        ssh(lab_dir, entry, "; ".join(f"echo {node.hugepages_2m} > {hugepages_path(node.id)}" for node in short))
+        have = read_pools(lab_dir, entry, hypervisor)
     for node in hypervisor.nodes:
-        path = f"/sys/devices/system/node/node{node.id}/hugepages/hugepages-2048kB/nr_hugepages"
-        result = ssh(lab_dir, entry, f"cat {path}")
-        have = int(result.stdout.strip() or 0)
-        if have != node.hugepages_2m:
-            ssh(lab_dir, entry, f"echo {node.hugepages_2m} > {path}")
-            have = int(ssh(lab_dir, entry, f"cat {path}").stdout.strip() or 0)
-        if have != node.hugepages_2m:
-            raise LabError(f"{entry.name}: node {node.id} has {have} 2 MiB pages, not {node.hugepages_2m}")
+        if have.get(node.id) != node.hugepages_2m:
+            raise LabError(f"{entry.name}: node {node.id} has {have.get(node.id)} 2 MiB pages, not {node.hugepages_2m}")
 
 
 def write_inventory(lab_dir: LabDir, running: Sequence[Running]) -> None:
@@ -230,7 +272,7 @@ def up(lab_dir: LabDir, paths: Sequence[str]) -> int:
         say("a previous lab is gone; forgetting its state")
         stop_all(lab_dir)
     files = BootFiles.under(lab_dir.image)
-    missing = [str(path) for path in (files.kernel, files.initrd, files.rootfs, lab_dir.key) if not path.exists()]
+    missing = [str(path) for path in (files.kernel, files.rootfs, lab_dir.key) if not path.exists()]
     if missing:
         raise LabError(f"the lab image is missing ({', '.join(missing)}): run `make lab-image`")
     available = available_mib()
@@ -246,9 +288,10 @@ def up(lab_dir: LabDir, paths: Sequence[str]) -> int:
             running.append(start(lab_dir, hypervisor))
             write_state(lab_dir, paths, running)
         for entry, hypervisor in zip(running, lab.hypervisors, strict=True):
-            wait_for_libvirtd(lab_dir, entry, started)
+            uptime = wait_for_libvirtd(lab_dir, entry, started)
             reserve_hugepages(lab_dir, entry, hypervisor)
-            say(f"{entry.name}: libvirtd answers after {time.monotonic() - started:.0f} s")
+            inside = f" (ready after {uptime:.0f} s of its own uptime)" if uptime is not None else ""
+            say(f"{entry.name}: libvirtd answers after {time.monotonic() - started:.0f} s{inside}")
     except BaseException:
         say("boot failed; stopping what was started")
         stop_all(lab_dir)
