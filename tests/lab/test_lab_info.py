@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""vnuma_info, run by ansible-playbook over SSH inside each lab hypervisor, reports its topology file."""
+"""vnuma_info, run by ansible-playbook over SSH inside each lab hypervisor, reports its topology file; on lab4,
+with guests running, its free memory, free hugepages and the guests' alignment and locality match what the
+lab's kernel says (/sys/devices/system/node, /proc/<qemu pid>/numa_maps, the vCPU threads' affinity)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ from typing import Any
 
 import pytest
 from conftest import Lab, LabHost
+from lab_capacity import CPULESS, SPREAD, CapacityRun, capacity_run_once
+from lab_checks import MIN_TOUCHED, POLICY_OF_MODE, memory_by_policy, parse_cpuset
 
 # The kernel keeps part of every node for itself: a node reports less than the topology gives it.
 MIN_MEMORY_SHARE = 0.8
+# Free memory moves between two reads of it (the page cache, the hypervisor's own processes): vnuma_info's
+# figure must lie between the kernel's readings right before and after it, give or take this.
+FREE_SLACK_KIB = 16 * 1024
+# vnuma_info works out locality from the definition (memory bound to several nodes spread evenly, a vCPU
+# running evenly over its CPUs); numa_maps gives the pages the kernel really placed.  They agree to this.
+LOCALITY_TOLERANCE = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +95,87 @@ def test_the_inventory_reaches_each_hypervisor_on_loopback(lab: Lab) -> None:
         assert variables["ansible_host"] == "127.0.0.1"
         assert variables["ansible_port"] == lab.hosts[name].running.port
         assert variables["ansible_user"] == "root"
+
+
+@pytest.fixture(scope="module")
+def capacity_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> CapacityRun:
+    return capacity_run_once(lab, tmp_path_factory)
+
+
+def test_free_memory_and_free_hugepages_are_the_kernels(capacity_run: CapacityRun) -> None:
+    before, after = capacity_run.nodes_before, capacity_run.nodes_after
+    report = capacity_run["info"]["host"]
+    assert [node["id"] for node in report["nodes"]] == sorted(before.free_kib)
+    for node in report["nodes"]:
+        node_id = node["id"]
+        low, high = sorted((before.free_kib[node_id], after.free_kib[node_id]))
+        assert low - FREE_SLACK_KIB <= node["free_kib"] <= high + FREE_SLACK_KIB, (node_id, node["free_kib"], low, high)
+        pool = next(pool for pool in node["hugepages"] if pool["size_kib"] == 2048)
+        low_pages, high_pages = sorted((before.free_2m[node_id], after.free_2m[node_id]))
+        assert low_pages <= pool["free"] <= high_pages, (node_id, pool, low_pages, high_pages)
+    assert report["free_kib"] == sum(node["free_kib"] for node in report["nodes"])
+
+
+def _nodes(value: object) -> frozenset[int]:
+    """A node list as the report gives it: a list of ids or libvirt's text ("1-2")."""
+    if isinstance(value, list):
+        return frozenset(int(node) for node in value)
+    return parse_cpuset(str(value))
+
+
+def test_each_running_guests_alignment_and_locality_match_numa_maps(capacity_run: CapacityRun) -> None:
+    """What vnuma_info works out from the live definition against where the kernel put the pages.
+
+    libvirt gives each cell its configured size; numa_maps counts the pages faulted in, a little less
+    (the payload starts at 2 MiB, and QEMU's own ROMs have other policies).  So shares are compared,
+    not sizes, and the touched share is checked apart.
+    """
+    node_of = {cpu: node for node, cpus in capacity_run.node_cpus.items() for cpu in cpus}
+    reported = {guest["name"]: guest for guest in capacity_run["info"]["guests"]}
+    assert set(reported) == {CPULESS, SPREAD}
+    for name, guest in reported.items():
+        kernel = capacity_run.guests[name]
+        assert guest["running"] is True and guest["source"] == "live"
+        by_policy = memory_by_policy(kernel.regions)
+        affinity = kernel.vcpu_affinity()
+        weighted = 0.0
+        vcpus = 0
+        for cell, aligned in zip(guest["layout"]["cells"], guest["alignment"]["cells"], strict=True):
+            where = (POLICY_OF_MODE[cell["memory_mode"]], _nodes(cell["memory_nodes"]))
+            pages = by_policy[where]
+            touched = sum(pages.values())
+            assert touched >= MIN_TOUCHED * cell["memory_kib"], (name, cell["id"], dict(pages))
+            memory_share = {node: kib / touched for node, kib in pages.items()}
+            reported_memory = {int(node): kib / cell["memory_kib"] for node, kib in cell["memory_share_kib"].items()}
+            for node in set(memory_share) | set(reported_memory):
+                assert abs(memory_share.get(node, 0.0) - reported_memory.get(node, 0.0)) <= LOCALITY_TOLERANCE, (
+                    name,
+                    cell["id"],
+                    memory_share,
+                    reported_memory,
+                )
+            if not cell["vcpus"]:
+                # A memory-only cell: aligned when its memory is bound at all.
+                assert aligned["aligned"] is True
+                continue
+            cell_vcpus = sorted(parse_cpuset(cell["vcpus"]) if isinstance(cell["vcpus"], str) else cell["vcpus"])
+            cpu_share: dict[int, float] = {}
+            for vcpu in cell_vcpus:
+                allowed = affinity[vcpu]
+                for cpu in allowed:
+                    cpu_share[node_of[cpu]] = cpu_share.get(node_of[cpu], 0.0) + 1 / len(allowed) / len(cell_vcpus)
+            reported_cpu = {int(node): share for node, share in cell["cpu_share"].items()}
+            assert {node: round(share, 3) for node, share in cpu_share.items()} == {
+                node: round(share, 3) for node, share in reported_cpu.items() if share
+            }
+            measured = sum(share * memory_share.get(node, 0.0) for node, share in cpu_share.items())
+            assert abs(aligned["locality"] - measured) <= LOCALITY_TOLERANCE, (name, cell["id"], measured, aligned)
+            assert aligned["aligned"] is (set(cpu_share) == set(memory_share))
+            weighted += measured * len(cell_vcpus)
+            vcpus += len(cell_vcpus)
+        assert abs(guest["alignment"]["locality"] - weighted / vcpus) <= LOCALITY_TOLERANCE, (name, guest["alignment"])
+    # What the two guests are about: one aligned guest, its memory-only cell included; one whose single cell
+    # spreads over two nodes, each vCPU on either, so half of its accesses are remote.
+    assert reported[CPULESS]["alignment"]["aligned"] is True
+    assert reported[CPULESS]["alignment"]["locality"] == 1.0
+    assert abs(reported[SPREAD]["alignment"]["locality"] - 0.5) <= LOCALITY_TOLERANCE
