@@ -347,8 +347,8 @@ def _breakdown(run: Run) -> list[tuple[str, float, int]]:
         return not (report(task) or module("vnuma_info")(task) or module("vnuma_domain")(task))
 
     parts = [
-        ("vnuma_info tasks (preflight, discover, verify)", *run.task_seconds(module("vnuma_info"))),
-        ("vnuma_domain tasks (plan, apply)", *run.task_seconds(module("vnuma_domain"))),
+        ("vnuma_domain tasks (preflight's plan call, apply)", *run.task_seconds(module("vnuma_domain"))),
+        ("vnuma_info tasks (verify's re-read)", *run.task_seconds(module("vnuma_info"))),
         ("report: result, JSON, HTML, fleet summary", *run.task_seconds(report)),
         ("every other task (set_fact, include, assert...)", *run.task_seconds(other)),
     ]
