@@ -18,6 +18,7 @@ COLLECTIONS := $(BUILD)/collections
 COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/vnuma/libvirt
 UNIT_LOG := $(BUILD)/unit.log
 INTEGRATION_LOG := $(BUILD)/integration.log
+LAB_LOG := $(BUILD)/lab.log
 GUEST_IMAGE := $(BUILD)/guest-image
 LAB_DIR := $(BUILD)/lab
 # Topology files of `make lab-up` (docs/lab.md); `make lab` boots the ones its tests use.
@@ -38,7 +39,8 @@ MOLECULE_SCENARIOS ?= default restart capacity
 # Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
 # and the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
-TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests browser sanity ansible-units build changelog-lint
+# lab goes last: it is the longest stage (image build, boot, nested TCG guests) and needs nothing after it.
+TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests browser sanity ansible-units build changelog-lint lab
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
 	molecule playbook-tests browser sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
@@ -228,14 +230,18 @@ lab-up: venv collection lab-image
 lab-down: venv collection
 	@$(LAB) down
 
+# The lab stage of `make test`: the lab is stopped whatever the outcome (a failed boot or test, Ctrl-C, a
+# TERM from a CI timeout); INT and TERM exit so that the EXIT trap runs.
 lab: venv collection lab-image
+	@mkdir -p "$(BUILD)"; rm -f "$(LAB_LOG)"
 	@if $(LAB) status >/dev/null 2>&1; then \
 		echo "lab: the lab is already up; leaving it running"; \
 	else \
-		trap '$(LAB) down' EXIT; \
+		trap '$(LAB) down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	fi; \
-	$(LAB) up $(LAB_TEST_TOPOLOGY); \
-	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 tests/lab $(PYTEST_ARGS)
+	t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab: booted in $$((SECONDS - t0)) s"; \
+	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
+		tests/lab $(PYTEST_ARGS) 2>&1 | tee "$(LAB_LOG)"
 
 # The demos need no libvirt daemon: the fleet demo runs the vnuma_fleet role against libvirt's
 # in-process test driver, the expand demo only renders XML.  Skipped tasks are not shown (the role
@@ -251,13 +257,15 @@ demo-expand: venv collection
 options-docs: venv collection
 	@PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" scripts/gen-option-docs.py
 
-# The partitioner's figures need nothing running; the converge and fleet figures need libvirtd (started here).
+# The partitioner's figures need nothing running; the converge and fleet figures need libvirtd (started here);
+# the lab's figures build the lab image from scratch and boot a lab of their own unless one is up.
 bench: venv collection
 	@export PYTHONPATH="$(COLLECTIONS):$(ROOT)"; rc=0; \
 	scripts/install-system-deps.sh bench; "$(BIN)/python" -m benchmarks || rc=1; \
 	echo; scripts/install-system-deps.sh integration; scripts/libvirtd.sh start; \
 	"$(BIN)/python" -m benchmarks.converge || rc=1; \
 	echo; "$(BIN)/python" -m benchmarks.fleet || rc=1; \
+	echo; scripts/install-system-deps.sh lab; "$(BIN)/python" -m benchmarks.lab || rc=1; \
 	exit $$rc
 
 # Runs every stage, prints how long each took and the integration tests' pytest summary line, and ends with
@@ -277,6 +285,9 @@ test:
 	echo "make test: integration tests (pytest tests/integration):"; \
 	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(INTEGRATION_LOG)" 2>/dev/null | tail -n 1 || true); \
 	echo "$${summary:-no pytest summary: the integration stage did not run}"; \
+	echo "make test: lab tests (pytest tests/lab):"; \
+	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(LAB_LOG)" 2>/dev/null | tail -n 1 || true); \
+	echo "$${summary:-no pytest summary: the lab stage did not run}"; \
 	echo "make test: unit tests (pytest tests/unit):"; \
 	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(UNIT_LOG)" 2>/dev/null | tail -n 1 || true); \
 	echo "$${summary:-no pytest summary: the unit stage did not run}"; \
