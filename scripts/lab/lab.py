@@ -42,8 +42,10 @@ BOOT_TIMEOUT_S = 600
 # (scripts/lab/rootfs/etc/systemd/system/lab-ready.service), followed by the uptime in seconds.
 READY_PREFIX = "vnuma-lab: ready after "
 # How often the console is read, and how long to wait between SSH tries when the console says nothing.
+# The fallback is rare and slow on purpose: an SSH try before sshd listens blocks until its timeout (QEMU
+# accepts the forwarded connection at once), which delayed seeing the ready line by up to a minute.
 POLL_S = 0.5
-SSH_FALLBACK_S = 30
+SSH_FALLBACK_S = 120
 STOP_TIMEOUT_S = 15
 # Memory the machine keeps for itself beyond the lab's own, when the lab boots.
 HOST_RESERVE_MIB = 1024
@@ -194,7 +196,7 @@ def wait_for_libvirtd(lab_dir: LabDir, entry: Running, started: float) -> float 
 
     The image says on the console when libvirtd answers (lab-ready.service): SSH is tried then, since
     every SSH handshake costs the emulated machine seconds.  Without that line (a console that lost it),
-    SSH is still tried now and then.  Returns the hypervisor's uptime from that line, when there was one.
+    SSH is still tried every SSH_FALLBACK_S.  Returns the hypervisor's uptime from that line, if any.
     """
     console = Path(entry.console)
     last_try = time.monotonic()
