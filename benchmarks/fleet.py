@@ -201,7 +201,7 @@ def _starts_module(task: dict[str, Any]) -> bool:
 
 def _skeleton_plays(rerun: Run) -> list[dict[str, Any]]:
     """One task per task of ``rerun``, in its order, each doing nothing: Ansible's fixed cost of that run."""
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {"name": f"Start a module in place of {task['name']}", "ansible.builtin.ping": {}}
         if _starts_module(task)
         else {"name": f"Do nothing in place of {task['name']}", "ansible.builtin.set_fact": {"skeleton_step": index}}
