@@ -1,0 +1,152 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A real guest kernel inside a lab hypervisor: the project's guest image (make guest-image) boots in a
+guest laid out by vnuma_domain on lab4 (every host node, the CPU-less one too), and the kernel's own
+report (/sys/devices/system/node, per-CPU topology) has the planned nodes, CPUs per node, memory per node
+and distances.
+
+Nested TCG (the guest's QEMU emulated inside the lab's emulated CPUs) makes the boot slow: this test is
+marked ``lab_boot``, left out of `make lab` and run by `make lab-boot-test` (docs/lab.md has the time).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import ROOT, Lab, LabHost
+from lab import SSH_OPTIONS
+from test_lab_fleet import lab_python, start_code
+from test_lab_placement import parse_cpuset
+
+from ansible_collections.vnuma.libvirt.tests.integration.test_harness import check_node_memory
+from ansible_collections.vnuma.libvirt.tests.support.realguest import (
+    GuestReport,
+    ReportError,
+    domain_xml,
+    parse_reports,
+)
+
+pytestmark = pytest.mark.lab_boot
+
+HOST = "lab4"
+GUEST = "lab-boot-numa"
+IMAGE_SRC = ROOT / ".build" / "guest-image"
+IMAGE_DIR = f"/var/lib/libvirt/images/{GUEST}"
+CONSOLE_LOG = f"/var/log/libvirt/qemu/{GUEST}.serial.log"
+VCPUS = 6
+MEMORY_MIB = 512
+# Seconds from start to the kernel's report.  Under nested TCG the boot takes minutes (docs/lab.md).
+BOOT_TIMEOUT_S = 1200
+POLL_S = 5
+
+
+def remove_guest(host: LabHost) -> None:
+    lab_python(
+        host,
+        f"""
+import os, shutil
+try:
+    dom = conn.lookupByName({GUEST!r})
+    if dom.isActive():
+        dom.destroy()
+    dom.undefine()
+except libvirt.libvirtError:
+    pass
+shutil.rmtree({IMAGE_DIR!r}, ignore_errors=True)
+for path in ({CONSOLE_LOG!r}, "/var/log/libvirt/qemu/{GUEST}.log"):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+""",
+    )
+
+
+def wait_for_report(host: LabHost) -> GuestReport:
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    text = ""
+    while time.monotonic() < deadline:
+        text = host.run(f"cat {CONSOLE_LOG} 2>/dev/null; true")
+        reports = parse_reports(text)
+        if reports:
+            return reports[0]
+        if "Kernel panic" in text or "VNUMA-POWEROFF" in text:
+            break
+        time.sleep(POLL_S)
+    tail = "\n".join(text.replace("\r", "").splitlines()[-40:])
+    raise ReportError(f"no report from {GUEST} on {HOST} in {CONSOLE_LOG}\n--- end of the console:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHost, dict[str, Any], GuestReport]]:
+    host = lab.hosts.get(HOST)
+    if host is None:
+        pytest.fail(f"the lab has no hypervisor {HOST} (tests/lab/four-node.yml)")
+    if not (IMAGE_SRC / "vmlinuz").is_file() or not (IMAGE_SRC / "initrd.img").is_file():
+        pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab-boot-test does)")
+    out = tmp_path_factory.mktemp("lab-boot")
+    nodeset = ",".join(str(node.id) for node in host.topology.nodes)
+    xml = domain_xml(GUEST, VCPUS, MEMORY_MIB, CONSOLE_LOG, image_dir=IMAGE_DIR)
+    try:
+        # Define the flat guest and copy the image in two SSH connections: each costs seconds in the lab.
+        remove_guest(host)
+        lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
+        copy = ["scp", *SSH_OPTIONS, "-i", str(host.lab_dir.key), "-P", str(host.running.port)]
+        files = [str(IMAGE_SRC / "vmlinuz"), str(IMAGE_SRC / "initrd.img")]
+        subprocess.run([*copy, *files, f"root@127.0.0.1:{IMAGE_DIR}/"], check=True, timeout=900)
+        lab.playbook(
+            "boot.yml",
+            "--limit",
+            HOST,
+            "--extra-vars",
+            json.dumps({"lab_out": str(out), "guest": GUEST, "guest_nodeset": nodeset}),
+        )
+        applied = json.loads((out / "applied.json").read_text())
+        started = time.monotonic()
+        lab_python(host, start_code(GUEST))
+        report = wait_for_report(host)
+        # The figure docs/lab.md quotes; printed for `pytest -s` and make lab-boot-test's log.
+        seen = time.monotonic() - started
+        print(
+            f"\n{GUEST} on {HOST}: kernel report at guest uptime {report.uptime:.0f} s, read {seen:.0f} s after start"
+        )
+        yield host, applied["layout"], report
+    finally:
+        remove_guest(host)
+
+
+def test_the_guest_kernel_sees_the_planned_nodes_cpus_memory_and_distances(
+    booted: tuple[LabHost, dict[str, Any], GuestReport],
+) -> None:
+    host, layout, report = booted
+    cells = layout["cells"]
+    # One cell per host node, the CPU-less one included, and the kernel has exactly those nodes.
+    assert [cell["host_nodes"] for cell in cells] == [str(node.id) for node in host.topology.nodes]
+    assert sorted(report.nodes) == [cell["id"] for cell in cells]
+    assert report.online == frozenset(range(VCPUS))
+    for cell in cells:
+        node = report.nodes[cell["id"]]
+        what = f"guest node {cell['id']} (host node {cell['host_nodes']})"
+        # No vCPU is hot-plugged: the guest's CPU numbers are libvirt's vCPU ids.
+        assert node.cpus == frozenset(parse_cpuset(cell["vcpus"])), what
+        assert all(report.cpus[cpu].node == cell["id"] for cpu in node.cpus), what
+        assert list(node.distances) == cell["distances"], what
+        check_node_memory(node, cell["memory_kib"], cell["id"] == 0, what)
+    # The CPU-less host node gives a guest node with memory and no CPUs.
+    cpuless = [cell["id"] for cell in cells if not cell["vcpus"]]
+    assert cpuless == [node.id for node in host.topology.nodes if not node.cpus]
+    # Whole cores of the host's SMT width (distribution siblings): each guest core's threads on one node.
+    threads = host.topology.threads_per_core
+    assert layout["topology"]["threads"] == threads
+    cores: dict[tuple[int, int], set[int]] = {}
+    for cpu, where in report.cpus.items():
+        cores.setdefault((where.package, where.core), set()).add(cpu)
+    assert all(len(cpus) == threads for cpus in cores.values()), cores
+    assert all(len({report.cpus[cpu].node for cpu in cpus}) == 1 for cpus in cores.values()), cores
