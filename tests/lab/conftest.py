@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "lab"))
 
 from lab import DEFAULT_DIR, LabDir, Running, is_ours, read_state, ssh  # noqa: E402
+from lab_checks import ModesRun, run_modes  # noqa: E402
 from lab_topology import LabHypervisor, load_topology  # noqa: E402
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -72,3 +73,9 @@ def lab() -> Lab:
     topology = {hypervisor.name: hypervisor for hypervisor in load_topology(paths).hypervisors}
     hosts = {entry.name: LabHost(topology[entry.name], entry, lab_dir) for entry in running}
     return Lab(lab_dir, hosts)
+
+
+@pytest.fixture(scope="session")
+def modes_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> ModesRun:
+    """The modes playbook's guests on lab4, run once for the tests of modes, pinning and hugepages."""
+    return run_modes(lab, tmp_path_factory.mktemp("lab-modes"))

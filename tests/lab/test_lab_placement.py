@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Lab, LabHost
+from lab_checks import parse_cpuset
 from touch_payload import payload
 
 GUEST = "vnuma-lab-place"
@@ -25,14 +26,6 @@ MIN_ON_NODE = 0.99
 # The payload writes every page from 2 MiB up: nearly all of the guest's memory is faulted in.
 MIN_TOUCHED = 0.9
 HOST = "lab4"
-
-
-def parse_cpuset(text: str) -> set[int]:
-    cpus: set[int] = set()
-    for part in filter(None, text.strip().split(",")):
-        first, _dash, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +62,7 @@ def placed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         )
 
 
-def live_cells(host: LabHost) -> tuple[dict[int, set[int]], dict[int, set[int]], dict[int, set[int]]]:
+def live_cells(host: LabHost) -> tuple[dict[int, frozenset[int]], dict[int, frozenset[int]], dict[int, frozenset[int]]]:
     """From the running guest's XML: each cell's vCPUs and bound host nodes, and each vCPU's pin."""
     domain = ET.fromstring(host.run(f"virsh -c qemu:///system dumpxml {GUEST}"))
     vcpus = {int(cell.get("id", "")): parse_cpuset(cell.get("cpus", "")) for cell in domain.iter("cell")}

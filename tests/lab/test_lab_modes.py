@@ -1,0 +1,165 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Every mode, distribution, pinning and memory mode on a real 4-node SMT2 lab hypervisor.
+
+vnuma_domain lays out two waves of guests (lab_checks.FLOATING, then lab_checks.DEDICATED), which boot
+the touch payload.  What the module returned as its plan is compared with what the lab's kernel
+reports while they run: where each cell's pages are (numa_maps), where each vCPU thread and each
+emulator thread may run (their affinity).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+
+import pytest
+from lab_checks import (
+    DEDICATED,
+    FLOATING,
+    MIN_ON_NODE,
+    MIN_TOUCHED,
+    POLICY_OF_MODE,
+    ModesRun,
+    PlannedGuest,
+    memory_by_policy,
+    parse_cpuset,
+    share_on,
+)
+
+ALL = [guest["name"] for guest in FLOATING + DEDICATED]
+# Pages below 2 MiB are the payload's own and the firmware's: it writes every page from there up.
+UNTOUCHED_KIB = 2048
+
+
+def planned_memory(guest: PlannedGuest) -> dict[tuple[str, frozenset[int]], int]:
+    """KiB per (numa_maps policy, policy nodes), from the cells vnuma_domain planned."""
+    policy = POLICY_OF_MODE[guest.layout["memory_mode"]]
+    planned: Counter[tuple[str, frozenset[int]]] = Counter()
+    for cell in guest.layout["cells"]:
+        planned[policy, parse_cpuset(cell["memory_nodes"])] += cell["memory_kib"]
+    return dict(planned)
+
+
+def host_cpus_of_nodes(run: ModesRun, nodes: frozenset[int]) -> frozenset[int]:
+    return frozenset().union(*(run.node_cpus[node] for node in nodes))
+
+
+def test_every_mode_meets_every_distribution_and_pinning(modes_run: ModesRun) -> None:
+    layouts = [guest.layout for guest in modes_run.guests.values()]
+    combos = {(layout["mode"], layout["distribution"]) for layout in layouts}
+    assert combos >= {
+        (mode, distribution)
+        for mode in ("host", "node")
+        for distribution in ("contiguous", "siblings", "round-robin", "interleave")
+    }
+    assert {layout["pinning"] for layout in layouts} == {"node", "core", "thread", "none"}
+    assert {layout["memory_mode"] for layout in layouts} == set(POLICY_OF_MODE)
+
+
+def test_host_mode_mirrors_the_nodes_with_cpus(modes_run: ModesRun) -> None:
+    with_cpus = [node.id for node in modes_run.host.topology.nodes if node.cpus]
+    for guest in modes_run.guests.values():
+        if guest.layout["mode"] == "host":
+            assert [cell["host_nodes"] for cell in guest.layout["cells"]] == [str(node) for node in with_cpus]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_cells_memory_is_on_its_planned_nodes(modes_run: ModesRun, name: str) -> None:
+    guest = modes_run.guests[name]
+    huge = guest.layout["hugepages_kib"] is not None
+    planned = planned_memory(guest)
+    found = memory_by_policy(guest.kernel.regions, huge=huge)
+    if guest.layout["memory_mode"] == "restrictive":
+        # No memory policy: the cgroup's cpuset.mems confines the whole guest to the planned nodes.
+        allowed = parse_cpuset(guest.layout["numatune"]["nodeset"])
+        assert found == {}, f"{name}: restrictive set a memory policy: {found}"
+        for thread in guest.kernel.threads:
+            assert thread.mems == allowed, f"{name}: thread {thread.name} may allocate on {sorted(thread.mems)}"
+        return
+    assert set(found) == set(planned), f"{name}: numa_maps policies {sorted(found)}, planned {sorted(planned)}"
+    for (policy, nodes), planned_kib in planned.items():
+        counts = found[policy, nodes]
+        resident = sum(counts.values())
+        where = f"{name}: {policy}:{sorted(nodes)} {dict(counts)} KiB"
+        assert MIN_TOUCHED * planned_kib - UNTOUCHED_KIB <= resident <= planned_kib, where
+        assert share_on(counts, nodes) >= MIN_ON_NODE, where
+        if policy == "interleave":
+            # Interleaving deals pages round-robin: every node of the set holds its share.
+            for node in nodes:
+                assert counts[node] >= 0.8 * resident / len(nodes), where
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_vcpu_thread_runs_on_its_planned_cpus(modes_run: ModesRun, name: str) -> None:
+    guest = modes_run.guests[name]
+    affinity = guest.kernel.vcpu_affinity()
+    assert sorted(affinity) == list(range(guest.layout["vcpus"]))
+    pins = guest.layout["vcpupin"]
+    if pins is None:
+        # No <vcpupin>: libvirt leaves the threads on the CPUs its strict binding gives the whole process.
+        everywhere = host_cpus_of_nodes(modes_run, parse_cpuset(guest.layout["numatune"]["nodeset"]))
+        assert all(cpus == everywhere for cpus in affinity.values()), f"{name}: {affinity}"
+        return
+    for cell in guest.layout["cells"]:
+        cell_cpus = host_cpus_of_nodes(modes_run, parse_cpuset(cell["host_nodes"]))
+        for vcpu in parse_cpuset(cell["vcpus"]):
+            planned = parse_cpuset(pins[str(vcpu)])
+            assert affinity[vcpu] == planned, f"{name}: vCPU {vcpu} of cell {cell['id']}"
+            # The plan itself keeps a vCPU on its own cell's host nodes.
+            assert planned <= cell_cpus, f"{name}: vCPU {vcpu} planned off its cell's nodes"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_emulator_threads_run_where_planned(modes_run: ModesRun, name: str) -> None:
+    guest = modes_run.guests[name]
+    if guest.layout["emulatorpin"] is None:
+        return
+    planned = parse_cpuset(guest.layout["emulatorpin"])
+    threads = guest.kernel.emulator_threads()
+    assert threads
+    for thread in threads:
+        assert thread.cpus == planned, f"{name}: emulator thread {thread.tid} ({thread.name})"
+
+
+def test_dedicated_guests_never_share_a_host_cpu(modes_run: ModesRun) -> None:
+    held: dict[str, frozenset[int]] = {}
+    for spec in DEDICATED:
+        guest = modes_run.guests[spec["name"]]
+        affinity = guest.kernel.vcpu_affinity()
+        assert all(len(cpus) == 1 for cpus in affinity.values()), f"{guest.name}: {affinity}"
+        held[guest.name] = frozenset().union(*affinity.values())
+        assert len(held[guest.name]) == guest.layout["vcpus"], f"{guest.name}: two vCPUs on one host CPU"
+    for first, second in combinations(held, 2):
+        assert not held[first] & held[second], f"{first} and {second} share host CPUs"
+    # Together they use every host CPU: the idle sibling of the single-vCPU core is the only one unused.
+    host_cpus = frozenset().union(*modes_run.node_cpus.values())
+    assert host_cpus - frozenset().union(*held.values()) == modes_run.siblings_of(
+        next(iter(held["lab-mode-core-single"]))
+    )
+
+
+def test_pinning_core_gives_each_guest_core_a_whole_host_core(modes_run: ModesRun) -> None:
+    pair = modes_run.guests["lab-mode-core-siblings"]
+    affinity = pair.kernel.vcpu_affinity()
+    assert pair.layout["topology"]["threads"] == 2
+    cpus = frozenset().union(*affinity.values())
+    # Guest core 0 (vCPUs 0 and 1) is one host core's two sibling threads, one each.
+    assert cpus == modes_run.siblings_of(next(iter(cpus)))
+    single = modes_run.guests["lab-mode-core-single"]
+    [cpu] = single.kernel.vcpu_affinity()[0]
+    idle = modes_run.siblings_of(cpu) - {cpu}
+    assert idle
+    for guest in modes_run.guests.values():
+        if guest.wave == "dedicated":
+            assert not any(idle & cpus for cpus in guest.kernel.vcpu_affinity().values()), guest.name
+
+
+def test_pinning_thread_gives_each_vcpu_one_host_thread(modes_run: ModesRun) -> None:
+    guest = modes_run.guests["lab-mode-thread-pair"]
+    affinity = guest.kernel.vcpu_affinity()
+    assert sorted(affinity) == [0, 1]
+    assert all(len(cpus) == 1 for cpus in affinity.values())
+    assert affinity[0] != affinity[1]
