@@ -63,11 +63,15 @@ def parse_numa_maps(text: str) -> list[Region]:
         fields = line.split()
         if len(fields) < 2:
             continue
-        # 'bind:1', 'prefer:0', 'interleave:0-1', 'default'; a mode flag may follow '=' ('bind=static:1').
+        # 'bind:1', 'prefer:0', 'interleave:0-1', 'default', 'prefer (many):0' (a process-wide preferred
+        # policy); a mode flag may follow '=' ('bind=static:1').
+        rest = 2
+        if len(fields) > 2 and fields[2].startswith("(many)"):
+            fields[1:3] = [f"{fields[1]} {fields[2]}"]
         kind, _colon, nodes = fields[1].partition(":")
         pages: Counter[int] = Counter()
         page_kib = 4
-        for item in fields[2:]:
+        for item in fields[rest:]:
             key, _eq, value = item.partition("=")
             if re.fullmatch(r"N\d+", key):
                 pages[int(key[1:])] += int(value)
@@ -104,8 +108,23 @@ class GuestReport:
         return found
 
     def emulator_threads(self) -> list[Thread]:
-        """Every thread that is not a vCPU: the main thread and QEMU's helpers, which libvirt's emulatorpin covers."""
-        return [thread for thread in self.threads if not VCPU_THREAD.fullmatch(thread.name)]
+        """The main thread and QEMU's helpers, which libvirt's emulatorpin covers: neither vCPUs nor the
+        thread contexts QEMU 7.2 preallocates a cell's memory with ('TC tc-ram-node<cell>'), which libvirt
+        runs on that cell's host nodes."""
+        return [
+            thread
+            for thread in self.threads
+            if not VCPU_THREAD.fullmatch(thread.name) and not thread.name.startswith("TC ")
+        ]
+
+    def memory_contexts(self) -> dict[int, frozenset[int]]:
+        """Guest cell -> the host CPUs of the thread context that preallocates its memory."""
+        found = {}
+        for thread in self.threads:
+            match = re.fullmatch(r"TC tc-ram-node(\d+)", thread.name)
+            if match:
+                found[int(match.group(1))] = thread.cpus
+        return found
 
 
 @dataclass
