@@ -118,7 +118,9 @@ def parse_kernel(text: str) -> tuple[dict[int, frozenset[int]], dict[str, GuestR
         else:
             maps[guest.name].append(line)
     for name, lines in maps.items():
-        guests[name].regions = parse_numa_maps("\n".join(lines))
+        # File-backed mappings (QEMU's binary, its libraries) are the page cache: shared, and wherever they
+        # were first read, whatever the process's policy.  They are not the guest's memory.
+        guests[name].regions = parse_numa_maps("\n".join(line for line in lines if " file=" not in line))
     return node_cpus, guests
 
 
