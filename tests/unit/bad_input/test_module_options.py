@@ -63,10 +63,10 @@ CASES = [
     pytest.param(
         "domain",
         {"name": "{a}", "guests": ["{b}"]},
-        "parameters are mutually exclusive: name|guests",
+        "parameters are mutually exclusive: name|guests|fleet",
         id="name-and-guests",
     ),
-    pytest.param("domain", {}, "one of the following is required: name, guests", id="neither-name-nor-guests"),
+    pytest.param("domain", {}, "one of the following is required: name, guests, fleet", id="neither-name-nor-guests"),
     pytest.param(
         "domain",
         {"guests": ["{a}", ""]},
