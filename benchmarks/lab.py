@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .converge import FLAT
 from .fleet import BenchError, _playbook, _terminate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,18 +53,12 @@ SPEC = {"mode": "host", "distribution": "interleave"}
 RATIO_TARGET = 3.0
 
 # Run inside the lab with its python3 and python3-libvirt: `define PREFIX N`, `floor PREFIX`, `remove PREFIX`.
+# Its guests are the converge benchmark's flat domain, so both floors define the same XML.
 IN_LAB = r"""
 import json, sys, time, uuid
 import libvirt
 
-FLAT = '''<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>256</memory>
-  <vcpu>4</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
-</domain>'''
+FLAT = @FLAT@
 
 command, prefix = sys.argv[1], sys.argv[2]
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -97,7 +92,7 @@ elif command == "floor":
 elif command == "remove":
     for domain in ours():
         domain.undefine()
-"""
+""".replace("@FLAT@", repr(FLAT))
 
 
 @dataclass(frozen=True)
