@@ -130,11 +130,8 @@ def test_after_is_read_when_it_differs_from_before(fleet_names: list[str]) -> No
 
 
 def test_failed_guests_lists_what_the_filter_finds(fleet_names: list[str]) -> None:
-    result = fail_module(
-        {"uri": URI, "host_capabilities": RING, "guests": [{"name": fleet_names[0], "nodeset": "7", "mode": "node"},
-                                                            fleet_names[1]]},
-        module=vnuma_domain,
-    )  # fmt: skip
+    guests = [{"name": fleet_names[0], "nodeset": "7", "mode": "node"}, fleet_names[1]]
+    result = fail_module({"uri": URI, "host_capabilities": RING, "guests": guests}, module=vnuma_domain)
     assert [item["name"] for item in result["failed_guests"]] == [fleet_names[0]]
     assert result["failed_guests"] == fleet_failures(result)
     assert domain({"guests": fleet_names[1:]})["failed_guests"] == []
