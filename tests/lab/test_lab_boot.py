@@ -45,6 +45,10 @@ MEMORY_MIB = 512
 # Seconds from start to the kernel's report.  Under nested TCG the boot takes minutes (docs/lab.md).
 BOOT_TIMEOUT_S = 1200
 POLL_S = 5
+# TCG's default and `maximum` CPUs are AMD-flavoured without topoext, and Linux then sees every thread
+# as a core of its own (ENVIRONMENT.md: the lab itself needs vendor=GenuineIntel for the same reason).
+# kvm64 is an Intel model that TCG runs, with CPUID leaf 0xB, so the guest kernel sees SMT siblings.
+CPU_XML = "<cpu mode='custom' match='exact' check='none'><model fallback='allow'>kvm64</model></cpu>"
 
 
 def remove_guest(host: LabHost) -> None:
@@ -93,7 +97,7 @@ def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab-boot-test does)")
     out = tmp_path_factory.mktemp("lab-boot")
     nodeset = ",".join(str(node.id) for node in host.topology.nodes)
-    xml = domain_xml(GUEST, VCPUS, MEMORY_MIB, CONSOLE_LOG, image_dir=IMAGE_DIR)
+    xml = domain_xml(GUEST, VCPUS, MEMORY_MIB, CONSOLE_LOG, image_dir=IMAGE_DIR, cpu_xml=CPU_XML)
     try:
         # Define the flat guest and copy the image in two SSH connections: each costs seconds in the lab.
         remove_guest(host)
