@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests, guest_failures
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import CONNECTION_ARGS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import run_domain
@@ -77,6 +77,10 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
     A host that cannot be read raises, as vnuma_info did at preflight.
     """
     fleet = params["fleet"]
+    # The option is a plain dict for Ansible: a misspelt key must not just disappear.
+    unknown = sorted(set(fleet) - set(FLEET_KEYS))
+    if unknown:
+        raise SpecError(f"fleet: unknown key {', '.join(unknown)}; the keys are {', '.join(FLEET_KEYS)}")
     connection = _connection(params)
     host_info = run_info({**connection, "guests": ["*"], "exclude": ["*"]})
     result: dict[str, Any] = {

@@ -69,6 +69,12 @@ CASES = [
     pytest.param("domain", {}, "one of the following is required: name, guests, fleet", id="neither-name-nor-guests"),
     pytest.param(
         "domain",
+        {"fleet": {"guests": ["{a}"], "specs": {"mode": "host"}}},
+        "fleet: unknown key specs; the keys are guests, exclude, guest_state, spec, overrides, use_stored_spec",
+        id="fleet-unknown-key",
+    ),
+    pytest.param(
+        "domain",
         {"guests": ["{a}", ""]},
         "guests[1] is empty: give a guest name or a shell pattern",
         id="guests-empty-entry",
