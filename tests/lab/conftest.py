@@ -46,6 +46,12 @@ class Lab:
     lab_dir: LabDir
     hosts: dict[str, LabHost]
 
+    def host(self, name: str) -> LabHost:
+        """The lab hypervisor ``name``; the test fails, naming it, when the lab that is up lacks it."""
+        if name not in self.hosts:
+            pytest.fail(f"the lab has no hypervisor {name}; up: {', '.join(sorted(self.hosts)) or 'none'}")
+        return self.hosts[name]
+
     def playbook(self, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
         """ansible-playbook with the lab's inventory and this collection (from .build/collections)."""
         bin_dir = Path(sys.executable).parent

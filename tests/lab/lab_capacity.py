@@ -148,9 +148,7 @@ def capacity_run_once(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Cap
 
 
 def run_capacity(lab: Lab, out: Path) -> CapacityRun:
-    host = lab.hosts.get(HOST)
-    if host is None:
-        raise AssertionError(f"the lab has no hypervisor {HOST} (tests/lab/four-node.yml)")
+    host = lab.host(HOST)
     nodes = host.topology.nodes
     cpuless_node = next(node.id for node in nodes if not node.cpus)
     # The first node with CPUs after node 0 (where the hypervisor's own processes live), and the two after it.

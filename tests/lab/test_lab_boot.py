@@ -90,9 +90,7 @@ def wait_for_report(host: LabHost) -> GuestReport:
 
 @pytest.fixture(scope="module")
 def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHost, dict[str, Any], GuestReport]]:
-    host = lab.hosts.get(HOST)
-    if host is None:
-        pytest.fail(f"the lab has no hypervisor {HOST} (tests/lab/four-node.yml)")
+    host = lab.host(HOST)
     if not (IMAGE_SRC / "vmlinuz").is_file() or not (IMAGE_SRC / "initrd.img").is_file():
         pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab-boot-test does)")
     out = tmp_path_factory.mktemp("lab-boot")

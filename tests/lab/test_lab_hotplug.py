@@ -35,9 +35,7 @@ MIN_FAULTED = 0.95
 
 @pytest.fixture(scope="module")
 def hotplug(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHost, dict[str, Any]]]:
-    host = lab.hosts.get(HOST)
-    if host is None:
-        pytest.fail(f"the lab has no hypervisor {HOST} (tests/lab/four-node.yml)")
+    host = lab.host(HOST)
     out = tmp_path_factory.mktemp("lab-hotplug")
     (out / "touch.bin").write_bytes(payload())
     nodes = [node.id for node in host.topology.nodes if node.cpus and node.id != 0][:2]

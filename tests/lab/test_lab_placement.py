@@ -30,9 +30,7 @@ HOST = "lab4"
 
 @pytest.fixture(scope="module")
 def placed(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHost, dict[str, object]]]:
-    host = lab.hosts.get(HOST)
-    if host is None:
-        pytest.fail(f"the lab has no hypervisor {HOST} (tests/lab/four-node.yml)")
+    host = lab.host(HOST)
     out = tmp_path_factory.mktemp("lab-place")
     (out / "touch.bin").write_bytes(payload())
     nodeset = ",".join(str(node.id) for node in host.topology.nodes)
