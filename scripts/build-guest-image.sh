@@ -5,8 +5,8 @@
 #
 # Builds the tiny boot image the integration tests start under libvirt (direct kernel boot, no disk):
 #   OUTDIR/vmlinuz      Debian's cloud kernel (NUMA, ACPI NUMA, serial console, CPU and memory hotplug built in)
-#   OUTDIR/initrd.img   a gzip'd newc initramfs: a static busybox and an /init that reports, on the
-#                       serial console, the NUMA topology the guest kernel sees
+#   OUTDIR/initrd.img   a gzip'd newc initramfs: a static busybox, the virtio-mem modules, and an /init
+#                       that reports, on the serial console, the NUMA topology the guest kernel sees
 #   OUTDIR/image.txt    the package versions it was made from
 # Both packages are fetched with `apt-get download` (nothing is installed); building takes seconds.  The
 # build is skipped when OUTDIR holds an image made by this very version of the script (OUTDIR/.stamp).
@@ -92,15 +92,28 @@ say "apt-get download $kernel_package busybox-static"
 kernel_deb=$(ls "$tmp"/debs/linux-image-*.deb)
 busybox_deb=$(ls "$tmp"/debs/busybox-static_*.deb)
 
-# Only the kernel image: the package's modules are not needed (everything the tests use is built in).
-dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$tmp/kernel" --wildcards './boot/vmlinuz-*'
+# The kernel image, and the modules virtio-mem needs (the cloud kernel builds them as modules: VIRTIO,
+# VIRTIO_PCI, VIRTIO_MEM =m).  Everything else the tests use is built in.  Modules load only into the
+# kernel of the very same package build, hence from this package.  /init loads them in this order.
+virtio_modules=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_mem)
+module_paths=()
+for module in "${virtio_modules[@]}"; do
+    module_paths+=("./lib/modules/*/kernel/drivers/virtio/$module.ko")
+done
+dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$tmp/kernel" --wildcards './boot/vmlinuz-*' "${module_paths[@]}"
 dpkg-deb -x "$busybox_deb" "$tmp/busybox"
 busybox="$tmp/busybox/bin/busybox"
 [[ -x $busybox ]] || die "no bin/busybox in $busybox_deb"
 
 root="$tmp/root"
-mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp}
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,lib/modules}
 cp "$busybox" "$root/bin/busybox"
+for module in "${virtio_modules[@]}"; do
+    found=$(ls "$tmp"/kernel/lib/modules/*/kernel/drivers/virtio/"$module.ko" 2>/dev/null) ||
+        die "no $module.ko in $kernel_deb"
+    cp "$found" "$root/lib/modules/"
+done
+echo "${virtio_modules[*]}" >"$root/lib/modules/order"
 while read -r applet; do
     if [[ $applet != */* || -e $root/$applet || -L $root/$applet ]]; then
         continue
@@ -120,6 +133,11 @@ if [ -c /dev/console ]; then
 fi
 # Only alerts from the kernel from now on: its messages would otherwise cut through the report's lines.
 echo "1 4 1 7" >/proc/sys/kernel/printk
+# The virtio PCI transport and virtio-mem, in dependency order: a virtio-mem device's memory is plugged
+# only once its driver is bound.
+for module in $(cat /lib/modules/order); do
+    insmod "/lib/modules/$module.ko" || echo "VNUMA-INIT insmod $module failed"
+done
 
 wait=0
 timeout=120
