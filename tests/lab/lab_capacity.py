@@ -132,7 +132,7 @@ def remove_guests(host: LabHost) -> None:
         " virsh -c qemu:///system destroy $guest >/dev/null 2>&1;"
         " virsh -c qemu:///system undefine $guest >/dev/null 2>&1;"
         " rm -f /var/log/libvirt/qemu/$guest.serial.log /tmp/$guest.xml /tmp/$guest.err /tmp/$guest.dmesg; done;"
-        f" rm -f /var/lib/libvirt/images/{PREFIX}touch.bin; true"
+        f" rm -f /var/lib/libvirt/images/{PREFIX}touch.bin /usr/local/bin/lab-python3-node0; true"
     )
 
 
