@@ -17,10 +17,13 @@ options:
     description:
       - V(host) mirrors every host node that has CPUs, one guest cell per node.
       - V(node) uses the nodes in O(nodeset) (default every node with CPUs), split into O(cells) guest cells.
+      - V(auto) chooses the fewest host nodes with CPUs that hold the guest, given what the running and autostart guests
+        use, then lays it out as V(node) does on them. The choice is stored as O(nodeset) with the spec and kept by
+        later runs; O(replan=true) chooses again.
       - Options left unset keep the value stored in the guest's metadata by an earlier run, or the default.
       - The default is V(host).
     type: str
-    choices: [host, node]
+    choices: [host, node, auto]
   distribution:
     description:
       - Which vCPU ids go to which guest cell. V(contiguous) gives blocks in order; V(siblings) gives blocks of whole
@@ -38,6 +41,7 @@ options:
   nodeset:
     description:
       - Host nodes to use in V(node) mode, in libvirt cpuset syntax (V(0-3,^2)). Unset, every host node that has CPUs.
+        In V(auto) mode it is the stored choice and cannot be given.
       - "Node ids go from 0 to 1023: Linux has at most 1024 NUMA nodes (MAX_NUMNODES)."
     type: str
   cells:

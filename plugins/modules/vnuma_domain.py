@@ -60,9 +60,9 @@ options:
   guests:
     description:
       - Guests to converge in one call. Each entry is a guest name, a shell pattern (V(db*)), or a dict with C(name)
-        and any spec option, O(state), O(current_vcpus) or O(hotplug_memory) to override the top-level value for
-        that guest. The values of a dict entry are checked like the top-level options; a value of the wrong type
-        is refused, naming the guest, the option and the value.
+        and any spec option, O(state), O(current_vcpus), O(hotplug_memory) or O(replan) to override the top-level
+        value for that guest. The values of a dict entry are checked like the top-level options; a value of the
+        wrong type is refused, naming the guest, the option and the value.
       - An entry that is exactly the name of a defined guest means that guest, even when the name has pattern
         characters (a guest named V(web[1])). Any other entry is a shell pattern. An entry without pattern
         characters that names no defined guest fails the call, as an unknown guest.
@@ -110,6 +110,14 @@ options:
         guest runs, and into the definition in any case. Needs O(max_memory) and O(memory_slots).
       - Memory is never unplugged; a value below what is already hot-plugged is an error.
     type: raw
+  replan:
+    description:
+      - With O(mode=auto), choose the host nodes again from the host's load now, instead of keeping the nodes stored
+        with the spec by an earlier run. A guest that runs then needs a restart to move (RV(restart_required)).
+      - Without it, the stored choice is kept whatever the load, and a new choice is made only when there is none or
+        when it names host nodes with CPUs that this host does not have.
+    type: bool
+    default: false
   restart:
     description:
       - What to do with a running guest whose definition changed in a way that needs a new boot.
@@ -234,6 +242,17 @@ EXAMPLES = r"""
     memory_slots: 16
     hotplug_memory: 4 GiB
 
+- name: Let the collection choose the fewest host nodes that hold the guest, and say why
+  vnuma.libvirt.vnuma_domain:
+    name: web03
+    mode: auto
+    memory: 8 GiB
+  register: placed
+
+- name: Show the choice
+  ansible.builtin.debug:
+    msg: "{{ placed.auto.nodes }}: {{ placed.auto.why }}"
+
 - name: Plan a layout for another host without touching anything
   vnuma.libvirt.vnuma_domain:
     name: db01
@@ -315,6 +334,10 @@ locality_before:
   description: The current definition's locality (with O(name)); see RV(guests[].locality_before).
   returned: with O(name)
   type: float
+auto:
+  description: With O(mode=auto), the host nodes chosen or kept and why (with O(name)); see RV(guests[].auto).
+  returned: with O(name)
+  type: dict
 capacity:
   description:
     - The host's capacity with this call's plans in place, across every guest on the host that is running or
@@ -519,6 +542,29 @@ guests:
         - The locality of the guest's current definition, before this call's change (see RV(guests[].alignment)).
       type: float
       sample: 0.25
+    auto:
+      description:
+        - With O(mode=auto), the host nodes of the guest and why; null in the other modes. Also in check mode.
+        - C(nodes) (a cpuset), C(how) (V(chosen) now, or V(kept) from the spec stored by an earlier run), C(why) (one
+          sentence), C(memory_kib) and C(hugepages_kib) (what the guest needs), C(considered) (node sets laid out).
+        - C(nodes_left) lists each host node with CPUs (and any node the guest binds memory to) with C(id),
+          C(capacity_kib) (normal memory guests may bind, or the pool of the guest's page size), C(committed_kib) (what
+          the other counted guests and this call's earlier plans bind there), C(free_kib), C(planned_kib) (this guest),
+          C(left_kib) and C(load) (committed share).
+      type: dict
+      sample:
+        nodes: "1"
+        how: chosen
+        why: >-
+          host node 1 holds the guest (4 GiB) alone; of 2 equally near nodes that do, the least loaded (0 % committed)
+        memory_kib: 4194304
+        hugepages_kib: null
+        considered: 2
+        nodes_left:
+          - {id: 0, capacity_kib: 8388608, committed_kib: 6291456, free_kib: 2097152, planned_kib: 0,
+             left_kib: 2097152, load: 0.75}
+          - {id: 1, capacity_kib: 8388608, committed_kib: 0, free_kib: 8388608, planned_kib: 4194304,
+             left_kib: 4194304, load: 0.0}
 """
 
 
@@ -561,6 +607,7 @@ def main() -> None:
             lock_timeout=dict(type="float", default=300),
             fleet=dict(type="dict"),
             report_after=dict(type="bool", default=False),
+            replan=dict(type="bool", default=False),
             **SPEC_ARGS,
         ),
         mutually_exclusive=[("name", "guests", "fleet")],

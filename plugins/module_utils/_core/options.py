@@ -47,7 +47,7 @@ __all__ = [
     "read_boolean",
 ]
 
-MODES = ("host", "node")
+MODES = ("host", "node", "auto")
 DISTRIBUTIONS = ("contiguous", "siblings", "round-robin", "interleave")
 PINNINGS = ("node", "core", "thread", "none")
 # The pinnings under which a guest holds host CPUs for itself (``_core/placement.py:held_cpus``).
@@ -136,6 +136,9 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         (
             "V(host) mirrors every host node that has CPUs, one guest cell per node.",
             "V(node) uses the nodes in O(nodeset) (default every node with CPUs), split into O(cells) guest cells.",
+            "V(auto) chooses the fewest host nodes with CPUs that hold the guest, given what the running and autostart "
+            "guests use, then lays it out as V(node) does on them. The choice is stored as O(nodeset) with the spec "
+            "and kept by later runs; O(replan=true) chooses again.",
             "Options left unset keep the value stored in the guest's metadata by an earlier run, or the default.",
         ),
         choices=MODES,
@@ -170,7 +173,7 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         Kind.NODESET,
         (
             "Host nodes to use in V(node) mode, in libvirt cpuset syntax (V(0-3,^2)). Unset, every host node "
-            "that has CPUs.",
+            "that has CPUs. In V(auto) mode it is the stored choice and cannot be given.",
         ),
         limit=MAX_NODE_ID,
         why=NODE_ID_REASON,

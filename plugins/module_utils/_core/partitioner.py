@@ -150,6 +150,12 @@ class _Partitioner:
 
     def selected_nodes(self) -> tuple[int, ...]:
         topology = self.topology
+        if self.spec.mode == "auto" and self.spec.nodes is None:
+            # The choice needs the host's load, which only the orchestration sees (_run/auto.py).
+            raise SpecError(
+                "mode auto chooses its host nodes from what the host's guests use; choose them first "
+                "(vnuma_domain, or the vnuma_auto_nodes filter) or use mode node with a nodeset"
+            )
         if self.spec.mode == "host" or self.spec.nodes is None:
             # Host mode mirrors the nodes with CPUs only: memory-only (CXL, HBM) nodes would
             # otherwise receive an even share of the guest's memory on slow memory.

@@ -63,6 +63,7 @@ def describe(item: Planned, result: GuestResult) -> None:
         result.alignment = {key: value for key, value in item.placement.to_dict().items() if key != "name"}
     if item.before is not None:
         result.locality_before = round(item.before.locality, 4)
+    result.auto = item.auto.to_dict() if item.auto is not None else None
 
 
 def define_and_verify(host: HostConnection, item: Planned, result: GuestResult) -> None:

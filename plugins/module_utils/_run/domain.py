@@ -58,6 +58,7 @@ _GUEST_ROWS = (
     Option("state", Kind.CHOICE, (), choices=STATES),
     Option("current_vcpus", Kind.COUNT, ()),
     Option("hotplug_memory", Kind.SIZE, ()),
+    Option("replan", Kind.BOOLEAN, ()),
 )
 # Spec options under their user-facing names (memory, hugepages, max_memory...): the option table is
 # the one list, shared by the module's top level and each entry of its guests list.
@@ -208,6 +209,7 @@ def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) 
         state=merged["state"] or "present",
         current_vcpus=merged["current_vcpus"],
         hotplug_memory_kib=hotplug_kib,
+        replan=bool(merged["replan"]),
     )
 
 
@@ -326,6 +328,7 @@ def _result(
             live=single.live,
             alignment=single.alignment,
             locality_before=single.locality_before,
+            auto=single.auto,
         )
         if want_diff:
             result["diff"] = single.diff()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import AutoChoice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
@@ -38,6 +39,10 @@ class GuestRequest:
     state: str = "present"
     current_vcpus: int | None = None
     hotplug_memory_kib: int | None = None
+    # memory_device virtio-mem: the guest's memory in total, set through the devices' requested sizes.
+    total_memory_kib: int | None = None
+    # mode auto: choose the host nodes again instead of keeping the stored choice.
+    replan: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ class Planned:
     placement: GuestPlacement | None = None
     before: GuestPlacement | None = None
     warnings: list[str] = field(default_factory=list)
+    # mode auto: the host nodes chosen or kept, and why.
+    auto: AutoChoice | None = None
 
     def needs_restart(self) -> bool:
         """Whether a running guest needs a restart to run as defined."""

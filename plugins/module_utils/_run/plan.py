@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import AutoChoice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, CapacityReport
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     LibvirtOperationError,
@@ -31,6 +32,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DE
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle, HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import is_auto, resolve_auto, room_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
@@ -113,14 +115,28 @@ class Planner:
                 )
             elif isinstance(reading.root, VnumaError):
                 outcome[index] = reading.root
-        order = sorted(range(len(requests)), key=lambda index: (not self.dedicated(requests[index], readings), index))
+        # mode auto guests come last, so that their choice sees every other plan of the call.
+        order = sorted(
+            range(len(requests)),
+            key=lambda index: (
+                self.automatic(requests[index], readings),
+                not self.dedicated(requests[index], readings),
+                index,
+            ),
+        )
         for index in order:
             if index in outcome:
                 continue
             request = requests[index]
             reading = readings[request.name]
+            room = None
+            if self.automatic(request, readings):
+                done = [item for item in outcome.values() if isinstance(item, Planned)]
+                planned = {item.request.name for item in done} | {request.name}
+                waiting = self.waiting(readings, planned, running, autostart)
+                room = room_for(self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib)
             try:
-                item = self.plan_one(request, reading, taken, reading.guest.name in running)
+                item = self.plan_one(request, reading, taken, reading.guest.name in running, room)
             except VnumaError as error:
                 outcome[index] = error.naming(request.name)
                 continue
@@ -189,6 +205,39 @@ class Planner:
         )
 
     @staticmethod
+    def waiting(
+        readings: Mapping[str, Reading], planned: set[str], running: set[str], autostart: set[str]
+    ) -> list[GuestBinding]:
+        """The requested guests not planned yet that count, where their definitions put them now."""
+        bindings: list[GuestBinding] = []
+        for name, reading in readings.items():
+            if name in planned or isinstance(reading.root, VnumaError) or not (name in running or name in autostart):
+                continue
+            try:
+                numa = DomainNuma.from_domain(reading.root)
+            except VnumaError:
+                continue  # planned in its turn, where its error is reported
+            bindings.append(binding_from_domain(numa, name, name in running, name in autostart))
+        return bindings
+
+    @staticmethod
+    def automatic(request: GuestRequest, readings: Mapping[str, Reading]) -> bool:
+        """Whether the request is in mode auto (a spec that does not parse is planned in turn)."""
+        reading = readings.get(request.name)
+        if request.state == "absent" or reading is None or isinstance(reading.root, VnumaError):
+            return False
+        try:
+            return is_auto(spec_for(request, reading.stored))
+        except VnumaError:
+            return False
+
+    def room(self, name: str) -> CapacityReport:
+        """What the host has left for ``name`` with everything else of the call as planned (for a re-plan)."""
+        planned = [self.replanned.get(item.request.name, item) for item in self.planned_items]
+        done = [item for item in planned if item.request.name != name]
+        return room_for(self.topology, self.others, done, self.autostart, self.reserved_kib)
+
+    @staticmethod
     def dedicated(request: GuestRequest, readings: Mapping[str, Reading]) -> bool:
         """Whether the request asks for dedicated pinning (a spec that does not parse is planned in turn)."""
         reading = readings.get(request.name)
@@ -206,12 +255,21 @@ class Planner:
         if report.blocking and self.capacity == "fail":
             raise CapacityError(report)
 
-    def plan_one(self, request: GuestRequest, reading: Reading, taken: Mapping[int, str], running: bool) -> Planned:
+    def plan_one(
+        self,
+        request: GuestRequest,
+        reading: Reading,
+        taken: Mapping[int, str],
+        running: bool,
+        room: CapacityReport | None = None,
+    ) -> Planned:
+        """Plan one guest; ``room`` is what the host has left for it (mode auto; None: worked out here)."""
         guest, xml, root = reading.guest, reading.xml, reading.root
         if isinstance(root, VnumaError):
             raise root  # plan_all reports a definition that does not parse without planning it
         others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
         warnings: list[str] = []
+        choice: AutoChoice | None = None
         if request.state == "absent":
             current = DomainNuma.from_domain(root)
             # What the write below makes (render_absent on a fresh parse), read as models: the target,
@@ -228,6 +286,10 @@ class Planner:
             plan = None
         else:
             spec = spec_for(request, reading.stored, warnings)
+            if is_auto(spec):
+                report = room if room is not None else self.room(request.name)
+                choice = resolve_auto(self.topology, request, root, spec, reading.stored, report, others)
+                spec = choice.spec
             stored = None if isinstance(reading.stored, VnumaError) else reading.stored
             plan = plan_domain(root, self.topology, spec, others, request.current_vcpus, stored)
             current, target, changes = plan.current, plan.target, list(plan.changes)
@@ -262,6 +324,7 @@ class Planner:
             pending,
             current=current,
             warnings=warnings,
+            auto=choice,
         )
 
     def replan(self, item: Planned, xml: str) -> Planned:

@@ -41,6 +41,8 @@ class GuestResult:
     # Why the guest failed, or None; a failed guest never stops the others.
     error: VnumaError | None = None
     warnings: list[str] = field(default_factory=list)
+    # mode auto: the host nodes chosen or kept, why, and what is left on each node (AutoChoice.to_dict).
+    auto: dict[str, Any] | None = None
 
     def wrote(self, what: str) -> None:
         self.written.append(what)
@@ -61,6 +63,7 @@ class GuestResult:
             "live": list(self.live),
             "alignment": self.alignment,
             "locality_before": self.locality_before,
+            "auto": self.auto,
         }
 
     def diff(self) -> dict[str, dict[str, object]]:

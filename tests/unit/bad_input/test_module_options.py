@@ -30,7 +30,7 @@ URI = "test:///default"
 
 SIZE = "is not a size such as '16 GiB' or 524288"
 CHOICES = {
-    "mode": "host, node",
+    "mode": "host, node, auto",
     "distribution": "contiguous, siblings, round-robin, interleave",
     "pinning": "node, core, thread, none",
     "memory_mode": "strict, preferred, interleave, restrictive",
@@ -40,7 +40,7 @@ CHOICES = {
 }
 KNOWN = (
     "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hotplug_memory, hugepages, max_memory, "
-    "memory, memory_mode, memory_slots, memory_split, mode, nodeset, pinning, state"
+    "memory, memory_mode, memory_slots, memory_split, mode, nodeset, pinning, replan, state"
 )
 
 

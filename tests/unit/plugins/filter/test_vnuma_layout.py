@@ -133,7 +133,7 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"spec": {"mode": "nodes"}}, "guest db01: mode 'nodes' is not one of host, node"),
+        ({"spec": {"mode": "nodes"}}, "guest db01: mode 'nodes' is not one of host, node, auto"),
         ({"spec": {"cells": "two"}}, "guest db01: cells 'two' must be a positive integer"),
         (
             {"spec": {"nodeset": "0-9", "mode": "node"}},
@@ -235,5 +235,5 @@ def test_error_chain_and_naming(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_spec_error_is_chained() -> None:
     with pytest.raises(AnsibleFilterError) as caught:
         vnuma_layout(RING, {"mode": "nodes"}, vcpus=8, memory="8 GiB")
-    assert str(caught.value) == "vnuma.libvirt.vnuma_layout: mode 'nodes' is not one of host, node"
+    assert str(caught.value) == "vnuma.libvirt.vnuma_layout: mode 'nodes' is not one of host, node, auto"
     assert isinstance(caught.value.__cause__, SpecError)

@@ -29,7 +29,7 @@ from ansible_collections.vnuma.libvirt.tests.unit.plugins.modules.test_vnuma_dom
 )
 
 BOGUS = "<metadata><vnuma:vnuma xmlns:vnuma='urn:vnuma:libvirt:1.0' mode='bogus'/></metadata>"
-BOGUS_MESSAGE = "<vnuma>: mode 'bogus' is not one of host, node"
+BOGUS_MESSAGE = "<vnuma>: mode 'bogus' is not one of host, node, auto"
 
 
 @pytest.fixture

@@ -59,7 +59,9 @@ def test_the_option_names_are_the_mapping_keys() -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        pytest.param({"mode": "bogus", "memory_kib": 0}, "mode 'bogus' is not one of host, node", id="choices-first"),
+        pytest.param(
+            {"mode": "bogus", "memory_kib": 0}, "mode 'bogus' is not one of host, node, auto", id="choices-first"
+        ),
         pytest.param({"memory_kib": 0, "cells": 0}, "memory 0 must be a positive integer", id="sizes-in-order"),
         pytest.param({"cells": 0, "hugepages_kib": 0}, "cells 0 must be a positive integer", id="counts-in-order"),
         pytest.param(
@@ -83,7 +85,7 @@ def test_the_spec_checks_each_kind_in_a_fixed_order(values: dict[str, Any], mess
 
 def test_the_argspec_follows_the_kinds() -> None:
     assert argument_spec() == {
-        "mode": {"type": "str", "choices": ["host", "node"]},
+        "mode": {"type": "str", "choices": ["host", "node", "auto"]},
         "distribution": {"type": "str", "choices": ["contiguous", "siblings", "round-robin", "interleave"]},
         "memory": {"type": "raw"},
         "nodeset": {"type": "str"},

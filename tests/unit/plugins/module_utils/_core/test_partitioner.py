@@ -935,7 +935,7 @@ SPEC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
     "nodeset-empty-item": ({"nodeset": "0,,1"}, "nodeset '0,,1': empty item between commas"),
     "cells-zero": ({"cells": 0}, "cells 0 must be a positive integer"),
     "cells-negative": ({"cells": -2}, "cells -2 must be a positive integer"),
-    "unknown-mode": ({"mode": "nodes"}, "mode 'nodes' is not one of host, node"),
+    "unknown-mode": ({"mode": "nodes"}, "mode 'nodes' is not one of host, node, auto"),
     "unknown-distribution": (
         {"distribution": "roundrobin"},
         "distribution 'roundrobin' is not one of contiguous, siblings, round-robin, interleave",

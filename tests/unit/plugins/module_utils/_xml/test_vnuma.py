@@ -129,7 +129,7 @@ def test_a_stored_partition_is_dropped_in_host_mode() -> None:
         ("<vnuma><memory>1</memory><memory>2</memory></vnuma>", ("<memory> is given more than once",)),
         ("<vnuma><hugepages size='2'><page/></hugepages></vnuma>", ("unknown child <page>",)),
         ("<vnuma><x:memory xmlns:x='urn:x'>1</x:memory></vnuma>", ("unknown child",)),
-        ("<vnuma mode='hots'/>", ("<vnuma>: mode 'hots' is not one of host, node",)),
+        ("<vnuma mode='hots'/>", ("<vnuma>: mode 'hots' is not one of host, node, auto",)),
         ("<vnuma distribution='spread'/>", ("distribution 'spread'",)),
         ("<vnuma pinning='socket'/>", ("pinning 'socket'",)),
         ("<vnuma memory_mode='lax'/>", ("memory_mode 'lax'",)),

@@ -1,0 +1,387 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""``mode: auto``: the fewest host nodes that hold a guest, given what the host's other guests use.
+
+Input: the host topology, the guest's spec and shape, and the capacity check's view of the host
+without this guest (``_core/capacity.py``: what the running and autostart guests bind per node and per
+hugepage pool).  The rules (docs/partitioning.md, "mode: auto"):
+
+- Only host nodes with CPUs are candidates.  A memory-only (CXL, HBM) node is a slower tier that a
+  user picks on purpose with ``mode: node``; auto never puts a guest's memory there.
+- Sets of 1, 2, ... nodes are tried in turn: the first size with a set that holds the guest wins.
+- Within a size, the nearest sets come first (smallest sum of host distances between their nodes,
+  then fewest sockets); ties go to the least loaded (smallest largest committed share of a node's
+  memory of the kind the guest uses, then smallest sum), then the lowest ids.
+- A set holds the guest when the layout ``mode: node`` computes on it (the partitioner, with the
+  dedicated CPUs of other guests taken) puts on each node no more memory than the node has left: its
+  normal memory less what is bound there, or its pool of the guest's hugepage size less what is bound
+  in it.  The partitioner also refuses a set without enough free host cores or threads for dedicated
+  pinning.
+
+Pure: no Ansible, libvirt or lxml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import combinations
+from math import comb
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, format_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import DEDICATED_PINNINGS
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import split_evenly
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+
+__all__ = ["AutoChoice", "NodeRoom", "choose_nodes", "keep_nodes", "node_rooms", "stored_nodes_usable"]
+
+# Node sets of one size examined one by one; above it, one set per starting node, grown nearest first
+# (a 16-node host has 12870 sets of 8).
+_EXHAUSTIVE_SETS = 256
+
+
+@dataclass(frozen=True)
+class NodeRoom:
+    """One host node as the choice sees it: its memory of the guest's kind, what is committed, what is planned."""
+
+    id: int
+    # Normal memory guests may bind (the capacity check's available_kib), or the pool of the guest's page size.
+    capacity_kib: int
+    committed_kib: int
+    planned_kib: int = 0
+
+    @property
+    def free_kib(self) -> int:
+        return max(self.capacity_kib - self.committed_kib, 0)
+
+    @property
+    def left_kib(self) -> int:
+        return self.free_kib - self.planned_kib
+
+    @property
+    def load(self) -> float:
+        """The committed share of the node's memory (1.0 for a node without any)."""
+        return min(self.committed_kib / self.capacity_kib, 1.0) if self.capacity_kib > 0 else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "capacity_kib": self.capacity_kib,
+            "committed_kib": self.committed_kib,
+            "free_kib": self.free_kib,
+            "planned_kib": self.planned_kib,
+            "left_kib": self.left_kib,
+            "load": round(self.load, 4),
+        }
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """The host nodes of a ``mode: auto`` guest, the layout on them, and why."""
+
+    nodes: tuple[int, ...]
+    spec: VnumaSpec
+    layout: Layout
+    # "chosen" now, or "kept" from the spec stored with the guest.
+    how: str
+    why: str
+    memory_kib: int
+    hugepages_kib: int | None
+    # Per host node with CPUs (and any node the layout binds memory to): before and after the guest.
+    rooms: tuple[NodeRoom, ...]
+    considered: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": format_cpuset(self.nodes),
+            "how": self.how,
+            "why": self.why,
+            "memory_kib": self.memory_kib,
+            "hugepages_kib": self.hugepages_kib,
+            "considered": self.considered,
+            "nodes_left": [room.to_dict() for room in self.rooms],
+        }
+
+
+def _page(topology: HostTopology, spec: VnumaSpec) -> int | None:
+    """The guest's hugepage size, None for the host's normal pages (as the capacity check counts them)."""
+    page = spec.hugepages_kib
+    return page if page is not None and page > min(topology.page_sizes_kib, default=4) else None
+
+
+def node_rooms(topology: HostTopology, report: CapacityReport, page_kib: int | None) -> dict[int, NodeRoom]:
+    """Every host node's room for memory of the kind ``page_kib`` (None: normal), from the capacity check."""
+    rooms: dict[int, NodeRoom] = {}
+    for node in report.nodes:
+        if page_kib is None:
+            rooms[node.id] = NodeRoom(node.id, node.available_kib, node.demand_kib)
+            continue
+        pool = next((pool for pool in node.hugepages if pool.size_kib == page_kib), None)
+        rooms[node.id] = NodeRoom(node.id, pool.pool_kib if pool else 0, pool.demand_kib if pool else 0)
+    for host_node in topology.nodes:
+        rooms.setdefault(host_node.id, NodeRoom(host_node.id, 0, 0))
+    return rooms
+
+
+def _planned(layout: Layout) -> dict[int, int]:
+    """KiB the layout binds on each host node, split as the capacity check splits it (placement.split_evenly)."""
+    planned: dict[int, int] = {}
+    for cell in layout.cells:
+        for node, kib in split_evenly(cell.memory_kib, sorted(set(cell.memory_nodes))).items():
+            planned[node] = planned.get(node, 0) + kib
+    return planned
+
+
+def _distance(topology: HostTopology, nodes: Sequence[int]) -> int:
+    """The sum of host distances between the set's nodes (the nearer direction of an asymmetric table)."""
+    return sum(min(topology.distance(a, b), topology.distance(b, a)) for a, b in combinations(nodes, 2))
+
+
+def _sockets(topology: HostTopology, nodes: Sequence[int]) -> int:
+    return len({topology.socket_of(node) for node in nodes})
+
+
+class _Search:
+    def __init__(
+        self,
+        topology: HostTopology,
+        spec: VnumaSpec,
+        guest: GuestShape,
+        report: CapacityReport,
+        taken: Mapping[int, str],
+    ) -> None:
+        self.topology = topology
+        self.spec = spec
+        self.guest = guest
+        self.taken = dict(taken)
+        self.page = _page(topology, spec)
+        self.rooms = node_rooms(topology, report, self.page)
+        self.memory = spec.memory_kib or guest.memory_kib or 0
+        self.errors: list[tuple[tuple[int, ...], VnumaError]] = []
+        self.considered = 0
+
+    def key(self, nodes: tuple[int, ...]) -> tuple[int, int, float, float, tuple[int, ...]]:
+        loads = [self.rooms[node].load for node in nodes]
+        return (_distance(self.topology, nodes), _sockets(self.topology, nodes), max(loads), sum(loads), nodes)
+
+    def candidates(self) -> list[int]:
+        """Nodes with CPUs that have room (or no memory at all: the kernel serves them from the nearest)."""
+        return [
+            node
+            for node in self.topology.cpu_node_ids
+            if self.rooms[node].free_kib > 0 or self.topology.node(node).memory_kib == 0
+        ]
+
+    def sets(self, nodes: list[int], size: int) -> list[tuple[int, ...]]:
+        if comb(len(nodes), size) <= _EXHAUSTIVE_SETS:
+            found: Iterable[tuple[int, ...]] = combinations(nodes, size)
+        else:
+            grown: set[tuple[int, ...]] = set()
+            for seed in nodes:
+                group = [seed]
+                while len(group) < size:
+                    rest = [node for node in nodes if node not in group]
+                    group.append(min(rest, key=lambda node: self.key(tuple(sorted([*group, node])))))
+                grown.add(tuple(sorted(group)))
+            found = grown
+        return sorted(found, key=self.key)
+
+    def trial(self, nodes: tuple[int, ...]) -> Layout | None:
+        """The layout on ``nodes`` when it fits what they have left, else None (the reason kept)."""
+        has_memory = all(self.topology.node(node).memory_kib > 0 for node in nodes)
+        if has_memory and sum(self.rooms[node].free_kib for node in nodes) < self.memory:
+            return None
+        self.considered += 1
+        try:
+            layout = compute_layout(
+                self.topology, replace(self.spec, nodeset=format_cpuset(nodes)), self.guest, self.taken
+            )
+        except (SpecError, PlacementError) as error:
+            self.errors.append((nodes, error))
+            return None
+        planned = _planned(layout)
+        if any(kib > self.rooms[node].free_kib for node, kib in planned.items()):
+            return None
+        return layout
+
+    def choose(self) -> AutoChoice:
+        nodes = self.candidates()
+        for size in range(1, len(nodes) + 1):
+            ordered = self.sets(nodes, size)
+            for index, chosen in enumerate(ordered):
+                layout = self.trial(chosen)
+                if layout is None:
+                    continue
+                near = self.key(chosen)[:2]
+                # The other sets as near that also hold the guest: what the load decided between.
+                ties = [
+                    other
+                    for other in ordered[index + 1 :]
+                    if self.key(other)[:2] == near and self.trial(other) is not None
+                ]
+                why = self.explain(chosen, size, ties)
+                return _choice(self.topology, self.spec, chosen, layout, "chosen", why, self)
+        raise self.refusal()
+
+    def explain(self, chosen: tuple[int, ...], size: int, ties: list[tuple[int, ...]]) -> str:
+        what = self.need_text()
+        nodes_text = _nodes_text(chosen)
+        if size == 1:
+            text = f"{nodes_text} holds the guest ({what}) alone"
+        else:
+            richest = max(self.candidates(), key=lambda node: (self.rooms[node].free_kib, -node))
+            smaller = (
+                f"no single host node holds it (the most free: node {richest}, "
+                f"{format_size(self.rooms[richest].free_kib)})"
+                if size == 2
+                else f"no set of {size - 1} host nodes holds it"
+            )
+            distance = _distance(self.topology, chosen)
+            text = f"{smaller}; {nodes_text} are the nearest {size} that hold the guest ({what}), distance {distance}"
+        if ties:
+            worst = max(self.rooms[node].load for node in chosen)
+            sets = "nodes" if size == 1 else "sets"
+            text += f"; of {len(ties) + 1} equally near {sets} that do, "
+            if any(self.key(other)[2:4] != self.key(chosen)[2:4] for other in ties):
+                text += f"the least loaded ({round(worst * 100)} % committed)"
+            else:
+                text += f"all {round(worst * 100)} % committed, the lowest ids"
+        return text
+
+    def need_text(self) -> str:
+        text = format_size(self.memory)
+        if self.page is not None:
+            text += f" in {format_size(self.page)} hugepages"
+        if self.spec.pinning in DEDICATED_PINNINGS:
+            unit = "cores" if self.spec.pinning == "core" else "threads"
+            text += f", {self.guest.vcpus} vCPUs on dedicated host {unit}"
+        return text
+
+    def refusal(self) -> VnumaError:
+        # A request that no set can make a layout of at all (memory not a multiple of the page, siblings
+        # on a mixed host...) is wrong in itself: its own error says so.
+        # The first set tried is the most likely to hold the guest.
+        if self.errors and isinstance(self.errors[0][1], SpecError):
+            return self.errors[0][1]
+        cpu_nodes = self.topology.cpu_node_ids
+        free = sorted(cpu_nodes, key=lambda node: (-self.rooms[node].free_kib, node))
+        # Under mode node's even split, k nodes offer k times the k-th largest free memory.
+        best_size, best = max(
+            ((size, size * self.rooms[free[size - 1]].free_kib) for size in range(1, len(free) + 1)),
+            key=lambda item: (item[1], -item[0]),
+            default=(0, 0),
+        )
+        best_nodes = tuple(sorted(free[:best_size]))
+        kind = f" in {format_size(self.page)} hugepages" if self.page is not None else ""
+        offered = (
+            f"the most any set of host nodes with CPUs offers (split evenly) is {format_size(best)}{kind}, "
+            f"on {_nodes_text(best_nodes)}"
+            if best
+            else f"no host node with CPUs has any memory{kind} left"
+        )
+        per_node = ", ".join(f"node {node}: {format_size(self.rooms[node].free_kib)}" for node in cpu_nodes)
+        text = (
+            f"mode auto finds no host nodes that hold the guest: it needs {self.need_text()}; {offered}; "
+            f"free: {per_node}"
+        )
+        if self.spec.pinning in DEDICATED_PINNINGS:
+            text += f"; {self.free_cpus_text()}"
+        placement = [(nodes, error) for nodes, error in self.errors if isinstance(error, PlacementError)]
+        if placement:
+            nodes, error = placement[0]
+            text += f"; on {_nodes_text(nodes)}: {error.message}"
+        return PlacementError(text)
+
+    def free_cpus_text(self) -> str:
+        cores = [
+            core
+            for node in self.topology.cpu_node_ids
+            for core in self.topology.node(node).cores
+            if not self.taken.keys() & set(core)
+        ]
+        return f"{len(cores)} host cores ({sum(len(core) for core in cores)} threads) are free of other guests"
+
+
+def _nodes_text(nodes: Sequence[int]) -> str:
+    return f"host node {nodes[0]}" if len(nodes) == 1 else f"host nodes {format_cpuset(nodes)}"
+
+
+def _choice(
+    topology: HostTopology,
+    spec: VnumaSpec,
+    nodes: tuple[int, ...],
+    layout: Layout,
+    how: str,
+    why: str,
+    search: _Search,
+) -> AutoChoice:
+    planned = _planned(layout)
+    shown = sorted(set(topology.cpu_node_ids) | set(planned))
+    rooms = tuple(replace(search.rooms[node], planned_kib=planned.get(node, 0)) for node in shown)
+    return AutoChoice(
+        nodes=nodes,
+        spec=replace(spec, nodeset=format_cpuset(nodes)),
+        layout=layout,
+        how=how,
+        why=why,
+        memory_kib=layout.memory_kib,
+        hugepages_kib=search.page,
+        rooms=rooms,
+        considered=search.considered,
+    )
+
+
+def choose_nodes(
+    topology: HostTopology,
+    spec: VnumaSpec,
+    guest: GuestShape,
+    report: CapacityReport,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> AutoChoice:
+    """Choose the host nodes of the ``mode: auto`` guest ``guest``.
+
+    ``report`` is the host's capacity without this guest (``check_capacity`` over the other guests
+    that count); ``taken_cpus`` maps host CPUs dedicated to other guests to their names.  A
+    ``PlacementError`` naming the guest, what it needs and the most the host offers when no set fits.
+    """
+    try:
+        return _Search(topology, spec, guest, report, taken_cpus or {}).choose()
+    except VnumaError as error:
+        raise error.naming(guest.name) from None
+
+
+def stored_nodes_usable(topology: HostTopology, spec: VnumaSpec) -> bool:
+    """Whether the nodes stored with an auto spec are all host nodes with CPUs here (else choose again)."""
+    nodes = spec.nodes
+    if not nodes:
+        return False
+    return all(topology.has_node(node) and topology.node(node).has_cpus for node in nodes)
+
+
+def keep_nodes(
+    topology: HostTopology,
+    spec: VnumaSpec,
+    guest: GuestShape,
+    report: CapacityReport,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> AutoChoice:
+    """The stored choice of an auto spec, laid out, with what it leaves on each node (no new choice).
+
+    The load may have changed since: a kept choice is not judged against it (the capacity check is).
+    """
+    nodes = tuple(sorted(spec.nodes or frozenset()))
+    search = _Search(topology, spec, guest, report, taken_cpus or {})
+    # compute_layout names the guest in its errors.
+    layout = compute_layout(topology, spec, guest, taken_cpus)
+    why = f"{_nodes_text(nodes)} stored with the spec by an earlier run: kept (replan chooses again)"
+    return _choice(topology, spec, nodes, layout, "kept", why, search)

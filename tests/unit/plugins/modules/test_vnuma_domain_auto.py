@@ -1,0 +1,156 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""vnuma_domain with mode auto against libvirt's test driver and the 4-node ring host (8 GiB a node).
+
+The choice in check mode and diff, the guests of one call placed one after the other, the choice
+stored with the spec and kept by a rerun whatever the load, replan, and refusals that change nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import VNUMA_NS
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
+
+RING = str(Path(__file__).parents[2] / "fixtures" / "capabilities" / "seed-4node-ring.xml")
+GIB = 1024 * 1024  # in KiB
+
+
+def run(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
+    return run_module({"uri": "test:///default", "host_capabilities": RING, **args}, check_mode=check_mode, diff=diff)
+
+
+def fail(args: dict[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    return fail_module({"uri": "test:///default", "host_capabilities": RING, **args}, check_mode=check_mode)
+
+
+@pytest.fixture
+def conn() -> Iterator[Any]:
+    connection = libvirt.open("test:///default")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def guests(conn: Any) -> Iterator[list[str]]:
+    """Five shut-off guests of 4 vCPUs and 6 GiB."""
+    prefix = f"auto-{uuid.uuid4().hex[:8]}-"
+    names = [f"{prefix}{index}" for index in range(5)]
+    for name in names:
+        conn.defineXML(
+            f"<domain type='test'><name>{name}</name><memory unit='GiB'>6</memory><vcpu>4</vcpu>"
+            "<os><type>hvm</type></os></domain>"
+        )
+    yield names
+    for domain in conn.listAllDomains():
+        if domain.name().startswith(prefix):
+            domain.undefine()
+
+
+def inactive(conn: Any, name: str) -> str:
+    return conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+
+def nodes_of(result: dict[str, Any]) -> list[str]:
+    return [guest["auto"]["nodes"] for guest in result["guests"]]
+
+
+def test_a_call_places_its_guests_one_after_the_other_and_a_rerun_keeps_them(conn: Any, guests: list[str]) -> None:
+    four = guests[:4]
+    args = {"guests": four, "mode": "auto"}
+    before = {name: inactive(conn, name) for name in four}
+    planned = run(args, check_mode=True, diff=True)
+    assert {name: inactive(conn, name) for name in four} == before, "check mode must write nothing"
+    # Each guest sees the ones planned before it in the call: one node each, the least loaded first.
+    assert nodes_of(planned) == ["0", "1", "2", "3"]
+    assert [guest["auto"]["how"] for guest in planned["guests"]] == ["chosen"] * 4
+    first = planned["guests"][0]
+    assert first["auto"]["why"].startswith("host node 0 holds the guest (6 GiB) alone")
+    assert first["layout"]["cells"][0]["memory_nodes"] == "0"
+    # The diff shows the choice, stored with the spec.
+    assert "mode=auto" in planned["diff"]["after"][four[1]]["metadata/vnuma"]
+    assert "nodeset=1 " in planned["diff"]["after"][four[1]]["metadata/vnuma"]
+    assert planned["capacity"]["fits"] is True
+
+    applied = run(args)
+    assert applied["changed"] is True and nodes_of(applied) == nodes_of(planned)
+    stored = ET.fromstring(inactive(conn, four[2])).find(f"metadata/{{{VNUMA_NS}}}vnuma")
+    assert stored is not None and stored.get("mode") == "auto"
+    assert stored.find(f"{{{VNUMA_NS}}}partition").get("nodeset") == "2"
+
+    # The four now start with the host: they count.  A rerun keeps every choice and changes nothing.
+    for name in four:
+        conn.lookupByName(name).setAutostart(1)
+    again = run(args)
+    assert again["changed"] is False
+    assert nodes_of(again) == ["0", "1", "2", "3"]
+    assert [guest["auto"]["how"] for guest in again["guests"]] == ["kept"] * 4
+    kept = {room["id"]: room for room in again["guests"][0]["auto"]["nodes_left"]}
+    # Node 0 holds the guest itself: the others commit nothing there.
+    assert (kept[0]["committed_kib"], kept[0]["planned_kib"]) == (0, 6 * GIB)
+    assert kept[1]["committed_kib"] == 6 * GIB
+
+
+def test_the_stored_choice_stays_when_the_load_changes_and_replan_chooses_again(conn: Any, guests: list[str]) -> None:
+    first, crowd = guests[0], guests[1]
+    assert run({"name": first, "mode": "auto"})["auto"]["nodes"] == "0"
+    # Another guest is put on node 0 by hand, and starts with the host: node 0 is full now.
+    run({"name": crowd, "mode": "node", "nodeset": "0", "memory": "2 GiB"})
+    conn.lookupByName(crowd).setAutostart(1)
+    kept = run({"name": first, "mode": "auto", "capacity": "report"})
+    assert kept["changed"] is False
+    assert kept["auto"]["nodes"] == "0" and kept["auto"]["how"] == "kept"
+    assert kept["auto"]["why"] == "host node 0 stored with the spec by an earlier run: kept (replan chooses again)"
+    # replan chooses from the load now, in check mode first.
+    before = inactive(conn, first)
+    moved = run({"name": first, "mode": "auto", "replan": True}, check_mode=True, diff=True)
+    assert inactive(conn, first) == before
+    assert moved["changed"] is True and moved["auto"]["nodes"] == "1" and moved["auto"]["how"] == "chosen"
+    assert moved["diff"]["before"]["numatune/memnode[0]/nodeset"] == "0"
+    assert moved["diff"]["after"]["numatune/memnode[0]/nodeset"] == "1"
+    assert run({"name": first, "mode": "auto", "replan": True})["auto"]["nodes"] == "1"
+    assert run({"name": first, "mode": "auto"})["changed"] is False
+
+
+def test_a_guest_that_fits_nowhere_is_refused_and_nothing_changes(conn: Any, guests: list[str]) -> None:
+    run({"guests": guests[:4], "mode": "auto"})
+    for name in guests[:4]:
+        conn.lookupByName(name).setAutostart(1)
+    last = guests[4]
+    before = inactive(conn, last)
+    for check_mode in (True, False):
+        result = fail({"name": last, "mode": "auto", "memory": "10 GiB"}, check_mode=check_mode)
+        assert result["msg"] == (
+            f"guest {last}: mode auto finds no host nodes that hold the guest: it needs 10 GiB; the most any set of "
+            "host nodes with CPUs offers (split evenly) is 8 GiB, on host nodes 0-3; free: node 0: 2 GiB, "
+            "node 1: 2 GiB, node 2: 2 GiB, node 3: 2 GiB"
+        )
+        assert result["changed"] is False
+        assert inactive(conn, last) == before
+    # 6 GiB does fit, over three nodes.
+    assert run({"name": last, "mode": "auto"}, check_mode=True)["auto"]["nodes"] == "0-2"
+
+
+def test_a_nodeset_with_mode_auto_is_refused(conn: Any, guests: list[str]) -> None:
+    before = inactive(conn, guests[0])
+    result = fail({"name": guests[0], "mode": "auto", "nodeset": "1"})
+    assert result["msg"] == (
+        f"guest {guests[0]}: nodeset '1' is what mode auto chooses; use mode node to name the host nodes, or "
+        "replan to have them chosen again"
+    )
+    assert inactive(conn, guests[0]) == before
+
+
+def test_other_modes_report_no_choice(conn: Any, guests: list[str]) -> None:
+    result = run({"name": guests[0], "mode": "node", "nodeset": "2"}, check_mode=True)
+    assert result["auto"] is None and result["guests"][0]["auto"] is None
