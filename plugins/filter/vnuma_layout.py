@@ -38,8 +38,11 @@ options:
           - V(host) gives the guest one cell per host node with CPUs, mirroring it; O(spec.nodeset) and O(spec.cells)
             are refused with it, since they would change nothing.
           - V(node) gives the guest O(spec.cells) cells over the host nodes of O(spec.nodeset).
+          - V(auto) is laid out as V(node) on the nodes of O(spec.nodeset), the choice a spec stored by
+            M(vnuma.libvirt.vnuma_domain) holds; without one it is refused (the C(vnuma.libvirt.vnuma_auto_nodes) filter
+            chooses).
         type: str
-        choices: [host, node]
+        choices: [host, node, auto]
         default: host
       distribution:
         description:
@@ -321,13 +324,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
-    coerce_int,
     filter_errors,
-    is_omitted,
+    guest_shape,
     require_name,
     require_text,
     spec_options,
@@ -352,8 +353,7 @@ def vnuma_layout(
     # The request first: every number in it is held to its limit before the host document is parsed
     # or anything is built (docs/partitioning.md, "Limits").
     with filter_errors(_NAME, guest):
-        memory_kib = None if is_omitted(memory) else parse_size(memory, what="memory")
-        shape = GuestShape(coerce_int(vcpus), memory_kib, coerce_int(current_vcpus), guest)
+        shape = guest_shape(vcpus, memory, current_vcpus, guest)
         request = VnumaSpec.from_mapping(spec_options(_NAME, spec))
     with filter_errors(_NAME):
         host = parse_capabilities(capabilities)

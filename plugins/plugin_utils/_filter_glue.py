@@ -20,12 +20,14 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits, shown
 
 __all__ = [
     "UNNAMED_OWNER",
     "coerce_int",
     "filter_errors",
+    "guest_shape",
     "is_omitted",
     "kind",
     "plain",
@@ -121,6 +123,12 @@ def coerce_int(value: Any) -> Any:
         if number is not None:
             return number
     return plain(value)
+
+
+def guest_shape(vcpus: Any, memory: Any, current_vcpus: Any, guest: str | None) -> GuestShape:
+    """The guest a layout filter plans for, from its keyword arguments (sizes with a unit, counts as text)."""
+    memory_kib = None if is_omitted(memory) else parse_size(memory, what="memory")
+    return GuestShape(coerce_int(vcpus), memory_kib, coerce_int(current_vcpus), guest)
 
 
 def require_text(filter_name: str, what: str, value: Any) -> str:

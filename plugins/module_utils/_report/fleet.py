@@ -164,6 +164,8 @@ def _row(guest: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
             "aligned": plan_alignment.get("aligned"),
             "locality": plan_alignment.get("locality"),
             "layout": layout,
+            # mode auto: the nodes chosen or kept and why (only then, so other reports keep their shape).
+            **({"auto": plan["auto"]} if plan.get("auto") else {}),
         },
         "after": after,
         "to_change": plan.get("changed", False),
