@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: vnuma_auto_nodes
 short_description: The host nodes mode auto chooses for a guest
-version_added: 0.2.0
+version_added: 0.1.0
 author: vnuma.libvirt contributors (@vnuma)
 description:
   - Choose, as M(vnuma.libvirt.vnuma_domain) does with O(vnuma.libvirt.vnuma_domain#module:mode=auto), the fewest
