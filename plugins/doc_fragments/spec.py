@@ -96,4 +96,15 @@ options:
       - Number of memory slots for hot-plugged DIMMs; needs O(max_memory).
       - From 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS).
     type: int
+  memory_device:
+    description:
+      - How memory hotplug reaches the cells. V(dimm) hot-adds DIMMs of fixed size (vnuma_domain's C(hotplug_memory)),
+        never taken back.
+      - V(virtio-mem) gives each cell one virtio-mem device bound like the cell, sized for the cell's share of
+        O(max_memory) above the boot memory; vnuma_domain's C(total_memory) grows and shrinks a running guest by setting
+        each device's requested size. Needs O(max_memory), one of O(memory_slots) per cell, and a guest kernel with the
+        C(virtio_mem) driver (Linux 5.8 or later).
+      - The default is V(dimm).
+    type: str
+    choices: [dimm, virtio-mem]
 """

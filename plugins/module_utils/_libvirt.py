@@ -115,6 +115,8 @@ class _Domain(Protocol):
 
     def attachDeviceFlags(self, xml: str, flags: int = 0) -> int: ...
 
+    def updateDeviceFlags(self, xml: str, flags: int = 0) -> int: ...
+
 
 class _Connection(Protocol):
     """``libvirt.virConnect``: the calls made on one connection."""
@@ -404,6 +406,8 @@ class GuestHandle(Protocol):
     def set_vcpus_online(self, vcpus: Iterable[int], online: bool, persistent: bool) -> None: ...
 
     def attach_device(self, xml: str, live: bool, persistent: bool) -> None: ...
+
+    def update_device(self, xml: str, live: bool, persistent: bool) -> None: ...
 
 
 class HostConnection(Protocol):
@@ -727,9 +731,18 @@ class LibvirtGuest:
                 self._call(f"{verb} vCPU {vcpu}", self.domain.setVcpu, str(vcpu), 1 if online else 0, flags)
 
     def attach_device(self, xml: str, live: bool, persistent: bool) -> None:
-        flags = 0
-        if live:
-            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
-        if persistent:
-            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        self._call("attaching a memory device", self.domain.attachDeviceFlags, xml, flags)
+        self._call("attaching a memory device", self.domain.attachDeviceFlags, xml, _affect(live, persistent))
+
+    def update_device(self, xml: str, live: bool, persistent: bool) -> None:
+        """Change a device in place (virDomainUpdateDeviceFlags): a virtio-mem device's requested size."""
+        self._call("updating a memory device", self.domain.updateDeviceFlags, xml, _affect(live, persistent))
+
+
+def _affect(live: bool, persistent: bool) -> int:
+    """The virDomainModificationImpact flags: the running guest, its definition, or both."""
+    flags = 0
+    if live:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if persistent:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    return flags

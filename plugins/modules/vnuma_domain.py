@@ -26,6 +26,8 @@ description:
     O(restart=if_needed) it is shut down and started again. Pinning is also changed live.
   - NUMA-aware hotplug. O(current_vcpus) brings vCPUs online that keep the cells balanced, not simply the lowest ids.
     O(hotplug_memory) hot-adds DIMMs split over the cells, each bound to its cell's host nodes.
+  - Resizable memory per cell. With O(memory_device=virtio-mem) each cell gets a virtio-mem device bound like the
+    cell, and O(total_memory) grows or shrinks a running guest, spread over the cells by their memory's balance rule.
   - One call can converge many guests on one host (O(guests)). Every guest is planned before anything is written, so
     a guest that cannot be placed stops the call with nothing changed. Guests with dedicated pinning (V(core),
     V(thread)) are planned first, so the other guests of the call avoid their host CPUs.
@@ -109,6 +111,18 @@ options:
         128 MiB. Each DIMM has C(<target><node>) and is bound to its cell's host nodes. It goes in live when the
         guest runs, and into the definition in any case. Needs O(max_memory) and O(memory_slots).
       - Memory is never unplugged; a value below what is already hot-plugged is an error.
+      - Refused with O(memory_device=virtio-mem); use O(total_memory) there.
+    type: raw
+  total_memory:
+    description:
+      - For a guest with O(memory_device=virtio-mem), the memory it should have in total, in KiB or with a unit
+        (V(6 GiB)), counting its boot memory, any other memory devices, and what its virtio-mem devices plug.
+      - The part above the boot memory is split over the cells by the rule that splits the cells' memory
+        (O(memory_split)), in whole blocks of the device (2 MiB, or the hugepage size), and set as each device's
+        requested size, in the definition and, when the guest runs, live. Lower values shrink the guest live.
+      - Refused above the most the devices hold (O(max_memory)) or below the boot memory, and with
+        O(memory_device=dimm); nothing is changed then. The guest kernel needs the C(virtio_mem) driver, and
+        takes memory back reliably only when it onlined it movable (C(memhp_default_state=online_movable)).
     type: raw
   replan:
     description:
@@ -241,6 +255,16 @@ EXAMPLES = r"""
     max_memory: 64 GiB
     memory_slots: 16
     hotplug_memory: 4 GiB
+
+- name: Give each cell a virtio-mem device, then grow the running guest to 24 GiB, spread over its cells
+  vnuma.libvirt.vnuma_domain:
+    name: db03
+    mode: host
+    memory: 16 GiB
+    max_memory: 64 GiB
+    memory_slots: 8
+    memory_device: virtio-mem
+    total_memory: 24 GiB
 
 - name: Let the collection choose the fewest host nodes that hold the guest, and say why
   vnuma.libvirt.vnuma_domain:
@@ -597,6 +621,7 @@ def main() -> None:
             state=dict(type="str", choices=list(STATES), default="present"),
             current_vcpus=dict(type="int", aliases=["vcpus_live"]),
             hotplug_memory=dict(type="raw"),
+            total_memory=dict(type="raw"),
             restart=dict(type="str", choices=["never", "if_needed"], default="never"),
             force=dict(type="bool", default=False),
             shutdown_timeout=dict(type="int", default=120),

@@ -85,6 +85,19 @@ def _with_device(xml: str, device: str) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
+def _with_updated_device(xml: str, device: str) -> str:
+    """``xml`` with the device of the same alias replaced by ``device`` (libvirt's device update)."""
+    root = _root(xml)
+    new = _root(device)
+    alias = new.find("alias")
+    for element in root.iterfind(f"devices/{new.tag}"):
+        found = element.find("alias")
+        if alias is not None and found is not None and found.get("name") == alias.get("name"):
+            element.getparent().replace(element, new)
+            return etree.tostring(root, encoding="unicode")
+    raise LibvirtOperationError("updating a memory device: device not found")
+
+
 class FakeGuest:
     """One defined guest: its definition, its running XML (None when shut off), and its behaviour."""
 
@@ -167,6 +180,13 @@ class FakeGuest:
             self.live = _with_device(self._require_running("attaching a memory device"), xml)
         if persistent:
             self.xml = _with_device(self.xml, xml)
+
+    def update_device(self, xml: str, live: bool, persistent: bool) -> None:
+        self._call("update_device", xml, live, persistent)
+        if live:
+            self.live = _with_updated_device(self._require_running("updating a memory device"), xml)
+        if persistent:
+            self.xml = _with_updated_device(self.xml, xml)
 
 
 class FakeHost:

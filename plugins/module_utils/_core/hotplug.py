@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import heapq
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import lcm
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -26,7 +26,47 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import DIMM_BLOCK_KIB
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, shown
 
-__all__ = ["DIMM_BLOCK_KIB", "DimmPlan", "balanced_enable_order", "dimm_granule_kib", "plan_dimms", "vcpus_to_enable"]
+__all__ = [
+    "DIMM_BLOCK_KIB",
+    "VIRTIO_MEM_BLOCK_KIB",
+    "DimmPlan",
+    "VirtioMemPlan",
+    "balanced_enable_order",
+    "balanced_shares",
+    "dimm_granule_kib",
+    "plan_dimms",
+    "plan_requested",
+    "plan_virtio_mem",
+    "vcpus_to_enable",
+    "virtio_mem_block_kib",
+]
+
+# virtio-mem plugs and unplugs in blocks of at least the host's transparent huge page (2 MiB on x86);
+# QEMU refuses a smaller block for RAM-backed memory.
+VIRTIO_MEM_BLOCK_KIB = 2048
+
+
+def balanced_shares(units: int, cells: int, weights: Sequence[int] | None = None) -> list[int]:
+    """Split ``units`` over ``cells``: evenly (``weights`` None), or in proportion to ``weights``.
+
+    The one balance rule of a guest's memory: the cells' boot memory (``memory_split``), the
+    virtio-mem devices' sizes and their requested sizes all follow it.  Even shares differ by at
+    most one, the larger first; proportional shares are rounded down and the rest goes one unit
+    each to the first cells.
+    """
+    if weights is None:
+        base, extra = divmod(units, cells)
+        return [base + 1] * extra + [base] * (cells - extra)
+    total = sum(weights)
+    shares = [units * weight // total for weight in weights]
+    for cell in range(units - sum(shares)):
+        shares[cell] += 1
+    return shares
+
+
+def _cell_weights(layout: Layout) -> list[int] | None:
+    """The balance rule's weights for a layout: None (even), or the cells' vCPU counts (``memory_split: vcpus``)."""
+    return [len(cell.vcpus) for cell in layout.cells] if layout.spec.memory_split == "vcpus" else None
 
 
 def balanced_enable_order(
@@ -195,3 +235,113 @@ def plan_dimms(layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]
             f"above max_memory {format_kib(layout.max_memory_kib)}"
         )
     return plan
+
+
+@dataclass(frozen=True)
+class VirtioMemPlan:
+    """The virtio-mem device of one guest cell: its size, block, requested size and backing."""
+
+    cell: int
+    size_kib: int
+    block_kib: int
+    host_nodes: tuple[int, ...]
+    # The hugepage size backing it (``<source><pagesize>``), None for normal pages.
+    page_kib: int | None = None
+    requested_kib: int = 0
+
+
+def virtio_mem_block_kib(layout: Layout) -> int:
+    """The block a cell's virtio-mem device plugs in: the hugepage size when used, else 2 MiB."""
+    return max(VIRTIO_MEM_BLOCK_KIB, layout.hugepages_kib or 0)
+
+
+@_naming_guest
+def plan_virtio_mem(layout: Layout, other_kib: int = 0, other_devices: int = 0) -> tuple[VirtioMemPlan, ...]:
+    """One virtio-mem device per cell, sharing the hotpluggable range by the cells' balance rule.
+
+    The range is ``max_memory`` less the boot memory and less ``other_kib``, the memory of the
+    guest's other memory devices (``other_devices`` of them, each holding a memory slot too).  Each
+    size is whole blocks; what does not make a whole block is left unused.  Nothing is requested.
+    """
+    if layout.max_memory_kib is None or layout.memory_slots is None:
+        raise SpecError("memory_device virtio-mem needs max_memory and memory_slots in the vnuma spec")
+    cells = len(layout.cells)
+    block = virtio_mem_block_kib(layout)
+    free_slots = layout.memory_slots - other_devices
+    if cells > free_slots:
+        held = f" ({other_devices} held by other memory devices)" if other_devices else ""
+        raise PlacementError(
+            f"memory_device virtio-mem needs one memory slot per cell, {cells}; memory_slots is "
+            f"{layout.memory_slots}{held}"
+        )
+    hotpluggable = layout.max_memory_kib - layout.memory_kib - other_kib
+    shares = balanced_shares(max(hotpluggable, 0) // block, cells, _cell_weights(layout))
+    if min(shares) == 0:
+        others = f" and {format_kib(other_kib)} of other memory devices" if other_kib else ""
+        raise PlacementError(
+            f"max_memory {format_kib(layout.max_memory_kib)} leaves {format_kib(max(hotpluggable, 0))} above the "
+            f"boot memory {format_kib(layout.memory_kib)}{others}: too little for a virtio-mem block of "
+            f"{format_kib(block)} in each of {cells} cells"
+        )
+    return tuple(
+        VirtioMemPlan(
+            cell=cell.id,
+            size_kib=share * block,
+            block_kib=block,
+            host_nodes=cell.memory_nodes,
+            page_kib=layout.hugepages_kib,
+        )
+        for cell, share in zip(layout.cells, shares, strict=True)
+    )
+
+
+@_naming_guest
+def plan_requested(
+    layout: Layout, devices: Sequence[VirtioMemPlan], total_kib: int, other_kib: int = 0
+) -> tuple[VirtioMemPlan, ...]:
+    """``devices`` with the requested sizes that bring the guest's memory to ``total_kib``.
+
+    The guest's memory is its boot memory, ``other_kib`` (its other memory devices) and what the
+    virtio-mem devices have plugged.  The plugged part is split over the cells by the cells'
+    balance rule, in whole blocks; a cell whose device is full passes the rest on to the next cells.
+    """
+    if isinstance(total_kib, bool) or not isinstance(total_kib, int) or total_kib < 1:
+        raise SpecError(f"total_memory {shown(total_kib)} must be a positive size")
+    fixed = layout.memory_kib + other_kib
+    most = fixed + sum(device.size_kib for device in devices)
+    others = f" and {format_kib(other_kib)} of other memory devices" if other_kib else ""
+    if total_kib < fixed:
+        raise PlacementError(
+            f"total_memory {format_kib(total_kib)} is below the boot memory {format_kib(layout.memory_kib)}{others}: "
+            "virtio-mem can only take back what it plugged"
+        )
+    if total_kib > most:
+        ceiling = f"max_memory {format_kib(layout.max_memory_kib)}" if layout.max_memory_kib else "no max_memory"
+        raise PlacementError(
+            f"total_memory {format_kib(total_kib)} is above the {format_kib(most)} the guest can hold "
+            f"({ceiling}: boot memory {format_kib(layout.memory_kib)}{others} and its virtio-mem devices)"
+        )
+    block = max((device.block_kib for device in devices), default=VIRTIO_MEM_BLOCK_KIB)
+    plugged = total_kib - fixed
+    if plugged % block or any(device.block_kib != block for device in devices):
+        raise SpecError(
+            f"total_memory {format_kib(total_kib)} leaves {format_kib(plugged)} to plug, not a multiple of the "
+            f"virtio-mem block {format_kib(block)}"
+        )
+    by_cell = {cell.id: index for index, cell in enumerate(layout.cells)}
+    weights = _cell_weights(layout)
+    chosen = [
+        weights[by_cell[device.cell]] if weights is not None and device.cell in by_cell else 1 for device in devices
+    ]
+    shares = balanced_shares(plugged // block, len(devices), chosen if weights is not None else None)
+    room = [device.size_kib // block for device in devices]
+    spill = 0
+    for index in range(len(devices)):
+        over = max(shares[index] - room[index], 0)
+        shares[index] -= over
+        spill += over
+    for index in range(len(devices)):
+        extra = min(spill, room[index] - shares[index])
+        shares[index] += extra
+        spill -= extra
+    return tuple(replace(device, requested_kib=share * block) for device, share in zip(devices, shares, strict=True))

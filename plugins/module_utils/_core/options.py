@@ -34,6 +34,7 @@ __all__ = [
     "EMULATOR_PINS",
     "MAX_CELLS",
     "MAX_MEMORY_SLOTS",
+    "MEMORY_DEVICES",
     "MEMORY_MODES",
     "MEMORY_SPLITS",
     "MODES",
@@ -55,6 +56,9 @@ DEDICATED_PINNINGS = ("core", "thread")
 MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
 MEMORY_SPLITS = ("even", "vcpus")
 EMULATOR_PINS = ("none", "nodes")
+# What memory hotplug adds to a guest cell: DIMMs hot-added in fixed sizes, or one virtio-mem device
+# per cell that grows and shrinks (_core/hotplug.py).
+MEMORY_DEVICES = ("dimm", "virtio-mem")
 # QEMU's x86 machines offer at most 256 memory slots (ACPI_MAX_RAM_SLOTS); libvirt passes ours on.
 MAX_MEMORY_SLOTS = 256
 SLOTS_REASON = "QEMU's ACPI_MAX_RAM_SLOTS"
@@ -259,6 +263,20 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         why=SLOTS_REASON,
         xml_child="maxMemory",
         xml_attribute="slots",
+    ),
+    Option(
+        "memory_device",
+        Kind.CHOICE,
+        (
+            "How memory hotplug reaches the cells. V(dimm) hot-adds DIMMs of fixed size (vnuma_domain's "
+            "C(hotplug_memory)), never taken back.",
+            "V(virtio-mem) gives each cell one virtio-mem device bound like the cell, sized for the cell's share of "
+            "O(max_memory) above the boot memory; vnuma_domain's C(total_memory) grows and shrinks a running guest by "
+            "setting each device's requested size. Needs O(max_memory), one of O(memory_slots) per cell, and a guest "
+            "kernel with the C(virtio_mem) driver (Linux 5.8 or later).",
+        ),
+        choices=MEMORY_DEVICES,
+        default="dimm",
     ),
 )
 

@@ -28,7 +28,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     TopologyError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import balanced_enable_order
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import balanced_enable_order, balanced_shares
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     CELLS_REASON,
@@ -369,12 +369,9 @@ class _Partitioner:
                     f"memory_split vcpus gives memory in proportion to vCPUs, but {_cells_text(without)} "
                     "has no vCPUs; use memory_split even"
                 )
-            weights = [len(vcpus) for vcpus in cell_vcpus]
-            shares = [units * weight // self.guest.vcpus for weight in weights]
-            for cell in range(units - sum(shares)):
-                shares[cell] += 1
+            shares = balanced_shares(units, cells, [len(vcpus) for vcpus in cell_vcpus])
         else:
-            shares = even_split(units, cells)
+            shares = balanced_shares(units, cells)
         if min(shares) == 0:
             raise SpecError(
                 f"memory {format_kib(total)} is too small for {cells} cells of at least {format_kib(granule)} each"

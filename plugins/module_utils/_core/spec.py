@@ -132,6 +132,7 @@ class VnumaSpec:
     cpuless_cells: bool = option("cpuless_cells").default
     max_memory_kib: int | None = None
     memory_slots: int | None = None
+    memory_device: str = option("memory_device").default
 
     def __post_init__(self) -> None:
         # Every number against its limit before anything is built from it (the partitioner builds
@@ -148,6 +149,11 @@ class VnumaSpec:
             raise _host_mode_refusal("cells", self.cells)
         if (self.max_memory_kib is None) != (self.memory_slots is None):
             raise SpecError("max_memory and memory_slots go together: memory hotplug needs both")
+        if self.memory_device == "virtio-mem" and self.max_memory_kib is None:
+            raise SpecError(
+                "memory_device virtio-mem needs max_memory and memory_slots: its devices share the memory "
+                "between the boot memory and max_memory"
+            )
 
     @property
     def nodes(self) -> frozenset[int] | None:

@@ -58,6 +58,7 @@ _GUEST_ROWS = (
     Option("state", Kind.CHOICE, (), choices=STATES),
     Option("current_vcpus", Kind.COUNT, ()),
     Option("hotplug_memory", Kind.SIZE, ()),
+    Option("total_memory", Kind.SIZE, ()),
     Option("replan", Kind.BOOLEAN, ()),
 )
 # Spec options under their user-facing names (memory, hugepages, max_memory...): the option table is
@@ -198,9 +199,10 @@ def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) 
     """``name``'s request: the top-level options (``defaults``) with its entries' ``values`` over them."""
     merged = {key: defaults.get(key) for key in _ENTRY_OPTIONS}
     merged.update(values)
-    hotplug = merged["hotplug_memory"]
+    hotplug, total = merged["hotplug_memory"], merged["total_memory"]
     try:
         hotplug_kib = None if hotplug is None else parse_size(hotplug, what="hotplug_memory")
+        total_kib = None if total is None else parse_size(total, what="total_memory")
     except SpecError as error:
         raise error.naming(name) from None
     return GuestRequest(
@@ -209,6 +211,7 @@ def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) 
         state=merged["state"] or "present",
         current_vcpus=merged["current_vcpus"],
         hotplug_memory_kib=hotplug_kib,
+        total_memory_kib=total_kib,
         replan=bool(merged["replan"]),
     )
 

@@ -4,10 +4,13 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""What a running guest takes without a (further) boot: re-pinning its vCPUs, vCPU and DIMM hot-plug.
+"""What a running guest takes without a (further) boot: re-pinning its vCPUs, vCPU and DIMM hot-plug,
+and the requested sizes of its virtio-mem cells.
 
-Which vCPUs to enable and how a memory hot-add is cut into DIMMs are the pure core's rules
-(``_core/hotplug.py``); each DIMM is written by its element model (``_xml/memory.py:MemoryDevice``).
+Which vCPUs to enable, how a memory hot-add is cut into DIMMs and how a new total is spread over the
+virtio-mem cells are the pure core's rules (``_core/hotplug.py``); each device is written by its
+element model (``_xml/memory.py:MemoryDevice``).  A virtio-mem resize reaches the definition with the
+define, like every owned value, and the running guest here, device by device.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ from collections.abc import Sequence
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import plan_dimms, vcpus_to_enable
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice, requested_update
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 
-__all__ = ["check_hotplug_memory", "dimm_xml", "live_changes", "present_dimms"]
+__all__ = ["check_hotplug_memory", "check_memory_options", "dimm_xml", "live_changes", "present_dimms"]
 
 
 def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
@@ -37,6 +41,21 @@ def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
 def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
     """A DIMM for guest cell ``cell`` whose memory comes from ``host_nodes``."""
     return MemoryDevice(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes)).markup()
+
+
+def check_memory_options(spec: VnumaSpec, request: GuestRequest) -> None:
+    """Each memory hotplug option with the memory device it drives, refused before anything is planned."""
+    if request.total_memory_kib is not None and spec.memory_device != "virtio-mem":
+        raise SpecError(
+            f"total_memory {format_kib(request.total_memory_kib)} sets the requested sizes of virtio-mem cells, "
+            f"but the guest has memory_device {spec.memory_device}; set memory_device virtio-mem (with max_memory "
+            "and memory_slots), or hot-add DIMMs with hotplug_memory"
+        )
+    if request.hotplug_memory_kib is not None and spec.memory_device == "virtio-mem":
+        raise SpecError(
+            f"hotplug_memory {format_kib(request.hotplug_memory_kib)} hot-adds DIMMs, but the guest's cells grow "
+            "through virtio-mem (memory_device virtio-mem); give the guest's new size as total_memory"
+        )
 
 
 def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element) -> None:
@@ -70,6 +89,8 @@ def live_changes(topology: HostTopology, item: Planned, result: GuestResult, che
             _repin_live(topology, item, result, check_mode)
         if item.plan is not None:
             _hotplug(topology, item, item.plan, result, check_mode)
+        if item.running and stays_up and item.plan is not None:
+            _resize_live(item, item.plan, result, check_mode)
     except VnumaError as error:
         result.error = error.naming(result.name)
 
@@ -143,3 +164,30 @@ def _hotplug(topology: HostTopology, item: Planned, plan: DomainPlan, result: Gu
                 dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes), live=into_running, persistent=True
             )
             result.wrote(f"{text} attached{' live' if into_running else ''}")
+
+
+def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
+    """The running guest's virtio-mem cells take the requested sizes of the definition just written.
+
+    Only a device the running guest has as planned (same cell, size and block) is resized live; a
+    device that differs comes with the guest's next boot (the run reports ``restart_required``).
+    """
+    wanted = {device.alias: device for device in plan.target.virtio_mem.devices}
+    if not wanted:
+        return
+    name = item.request.name
+    live = parse_xml(item.guest.live_xml(), f"the running guest {name}", root_tag="domain")
+    for element in live.iterfind("devices/memory"):
+        device = MemoryDevice.from_element(element)
+        target = wanted.get(device.alias) if device.cell_owned is not None else None
+        if target is None or (device.requested_kib or 0) == target.requested_kib:
+            continue
+        if (device.node, device.size_kib, device.block_kib) != (target.node, target.size_kib, target.block_kib):
+            continue
+        before, after = device.requested_kib or 0, target.requested_kib or 0
+        text = f"virtio-mem of guest cell {target.node} requested {format_kib(before)} -> {format_kib(after)}"
+        result.changed = True
+        result.live.append(text)
+        if not check_mode:
+            item.guest.update_device(requested_update(element, after), live=True, persistent=False)
+            result.wrote(f"{text} live")

@@ -35,7 +35,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import Gues
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import is_auto, resolve_auto, room_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory, check_memory_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
@@ -291,7 +291,10 @@ class Planner:
                 choice = resolve_auto(self.topology, request, root, spec, reading.stored, report, others)
                 spec = choice.spec
             stored = None if isinstance(reading.stored, VnumaError) else reading.stored
-            plan = plan_domain(root, self.topology, spec, others, request.current_vcpus, stored)
+            check_memory_options(spec, request)
+            plan = plan_domain(
+                root, self.topology, spec, others, request.current_vcpus, stored, request.total_memory_kib
+            )
             current, target, changes = plan.current, plan.target, list(plan.changes)
             if request.hotplug_memory_kib is not None:
                 check_hotplug_memory(plan, request.hotplug_memory_kib, root)

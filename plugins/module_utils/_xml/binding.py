@@ -90,8 +90,12 @@ def binding_from_domain(
         default_cpus=numa.vcpu.cpuset if numa.vcpu is not None and numa.vcpu.placement != "auto" else None,
         emulator_cpus=numa.emulatorpin.cpuset if numa.emulatorpin is not None else None,
         dimms=tuple(
+            # A virtio-mem device holds host memory for what it is asked to plug, not for its whole size.
             DimmBinding(
-                cell=device.node, size_kib=device.size_kib, host_nodes=device.nodemask, hugepage_kib=device.pagesize_kib
+                cell=device.node,
+                size_kib=device.committed_kib,
+                host_nodes=device.nodemask,
+                hugepage_kib=device.pagesize_kib,
             )
             for device in numa.memory_devices
         ),

@@ -42,6 +42,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     MaxMemory,
     Memory,
     MemoryDevice,
+    VirtioMemCells,
+    VirtioMemRequests,
     memory_devices_of,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Numatune
@@ -52,12 +54,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     DOMAIN_ORDER,
     MEMORY_BACKING_ORDER,
     child_or_insert,
+    detached_copy,
+    insert_at,
     insert_ordered,
     insert_run,
     put_model,
     remove_child,
     remove_children,
     remove_if_empty,
+    replace_child,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import require_tag
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vcpu, Vcpus
@@ -65,6 +70,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vc
 __all__ = ["DomainNuma", "read_guest_shape"]
 
 _Model = TypeVar("_Model", bound=ElementModel)
+# What lists an owned part's values and says their ChangeKind: an element model, or the virtio-mem devices.
+_Section = type[ElementModel] | type[VirtioMemCells] | type[VirtioMemRequests]
 
 
 def _find_parse(root: etree._Element, path: str, kind: type[_Model]) -> _Model | None:
@@ -93,6 +100,8 @@ class DomainNuma:
     # None only when <memory> is absent too: an absent <currentMemory> is libvirt's "same as <memory>".
     current_memory_kib: int | None = None
     memory_devices: tuple[MemoryDevice, ...] = field(default=(), compare=False)
+    # The collection's own virtio-mem devices (one per cell, ``memory_device: virtio-mem``): written.
+    virtio_mem: VirtioMemCells = field(default_factory=VirtioMemCells)
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -104,6 +113,7 @@ class DomainNuma:
         current = _find_parse(root, CurrentMemory.TAG, CurrentMemory)
         pins = [Vcpupin.from_element(element) for element in root.iterfind("cputune/vcpupin")]
         memory_kib = None if memory is None else memory.kib
+        devices = memory_devices_of(root)
         return cls(
             vcpu=_find_parse(root, Vcpu.TAG, Vcpu),
             vcpus=_find_parse(root, Vcpus.TAG, Vcpus),
@@ -116,7 +126,8 @@ class DomainNuma:
             hugepages=_find_parse(root, "memoryBacking/hugepages", Hugepages),
             memory_kib=memory_kib,
             current_memory_kib=memory_kib if current is None else current.kib,
-            memory_devices=memory_devices_of(root),
+            memory_devices=devices,
+            virtio_mem=VirtioMemCells.of(devices),
         )
 
     @property
@@ -127,10 +138,11 @@ class DomainNuma:
     # ----------------------------------------------------------------------------------- target
 
     @classmethod
-    def from_layout(cls, layout: Layout, current: DomainNuma) -> DomainNuma:
+    def from_layout(cls, layout: Layout, current: DomainNuma, total_memory_kib: int | None = None) -> DomainNuma:
         """What the owned parts of the domain read as ``current`` must become under ``layout``.
 
         Each element's rule is in ``layout_policy.py``; the result is checked as a whole.
+        ``total_memory_kib`` asks for a new total of a guest with virtio-mem cells (``virtio_mem_for``).
         """
         vcpu = policy.vcpu_for(layout, current.vcpu)
         numa = policy.numa_for(layout, current.numa)
@@ -139,8 +151,10 @@ class DomainNuma:
         emulatorpin = policy.emulatorpin_for(layout, current.emulatorpin)
         hugepages = policy.hugepages_for(layout, current.hugepages)
         max_memory = policy.max_memory_for(layout, current.max_memory)
+        virtio_mem = policy.virtio_mem_for(layout, current.memory_devices, total_memory_kib)
+        devices = (*_others(current.memory_devices), *virtio_mem.devices)
         memory_kib, current_memory_kib = policy.memory_for(
-            layout, current.memory_kib, current.current_memory_kib, current.device_memory_kib
+            layout, current.memory_kib, current.current_memory_kib, sum(device.size_kib for device in devices)
         )
         target = cls(
             vcpu=vcpu,
@@ -154,7 +168,8 @@ class DomainNuma:
             hugepages=hugepages,
             memory_kib=memory_kib,
             current_memory_kib=current_memory_kib,
-            memory_devices=current.memory_devices,
+            memory_devices=devices,
+            virtio_mem=virtio_mem,
         )
         target.validate()
         return target
@@ -199,13 +214,13 @@ class DomainNuma:
 
     # ----------------------------------------------------------------------------------- compare
 
-    def _sections(self) -> list[tuple[object, Callable[[], Items], type[ElementModel]]]:
+    def _sections(self) -> list[tuple[object, Callable[[], Items], _Section]]:
         """The owned parts in domain order: each as a value, how to list it path by path, and its model.
 
         The model class says each value's ``ChangeKind`` (``KIND``, ``ITEM_KINDS``).
         """
 
-        def of(part: Any, model: type[ElementModel]) -> tuple[object, Callable[[], Items], type[ElementModel]]:
+        def of(part: Any, model: _Section) -> tuple[object, Callable[[], Items], _Section]:
             return part, (list if part is None else part.items), model
 
         return [
@@ -231,6 +246,8 @@ class DomainNuma:
                 lambda: [("memory", self.memory_kib), ("currentMemory", self.current_memory_kib)],
                 Memory,
             ),
+            of(self.virtio_mem, VirtioMemCells),
+            of(self.virtio_mem.requests, VirtioMemRequests),
         ]
 
     def changes(self, other: DomainNuma) -> list[Change]:
@@ -270,7 +287,8 @@ class DomainNuma:
         interconnects against the new cells), so a refusal leaves ``root`` exactly as it was.
         """
         require_tag(root, "domain")
-        target = replace(self, memory_devices=memory_devices_of(root))
+        # The collection's virtio-mem devices are replaced by this model's; everyone else's stay.
+        target = replace(self, memory_devices=(*_others(memory_devices_of(root)), *self.virtio_mem.devices))
         target.validate()
         carried = carried_numa_parts(root, target.numa)
 
@@ -279,6 +297,7 @@ class DomainNuma:
         self._apply_cpu(root, carried)
         self._apply_numatune(root)
         self._apply_cputune(root)
+        self._apply_virtio_mem(root)
 
     def _apply_memory(self, root: etree._Element) -> None:
         if self.max_memory is None:
@@ -380,6 +399,40 @@ class DomainNuma:
             put_model(cputune, self.emulatorpin, CPUTUNE_ORDER)
         # An emptied <cputune> carries nothing: drop it, whether we created it or the user did.
         remove_if_empty(cputune)
+
+    def _apply_virtio_mem(self, root: etree._Element) -> None:
+        """The collection's virtio-mem devices, each rewritten in place (its PCI address kept), added or removed."""
+        devices = root.find("devices")
+        present = {}
+        if devices is not None:
+            for element in devices.iterfind(MemoryDevice.TAG):
+                owned = MemoryDevice.from_element(element)
+                if owned.cell_owned is not None:
+                    present[owned.alias] = (element, owned.as_written())
+        wanted = {device.alias for device in self.virtio_mem.devices}
+        for alias, (element, _device) in present.items():
+            if alias not in wanted:
+                remove_child(element)
+        for device in self.virtio_mem.devices:
+            found = present.get(device.alias)
+            if found is not None and found[1] == device:
+                continue
+            new = parse_markup(device.markup())
+            if found is not None:
+                # libvirt's own children (<address>) stay: the device keeps its slot in the guest.
+                for child in found[0]:
+                    if isinstance(child.tag, str) and child.tag not in ("source", "target", "alias"):
+                        new.append(detached_copy(child))
+                replace_child(found[0], new)
+            else:
+                if devices is None:
+                    devices = child_or_insert(root, "devices", DOMAIN_ORDER)
+                insert_at(devices, len(devices), new)
+
+
+def _others(devices: tuple[MemoryDevice, ...]) -> tuple[MemoryDevice, ...]:
+    """The memory devices that are not the collection's virtio-mem devices."""
+    return tuple(device for device in devices if device.cell_owned is None)
 
 
 def read_guest_shape(root: etree._Element) -> GuestShape:

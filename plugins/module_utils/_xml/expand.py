@@ -204,8 +204,11 @@ def plan_domain(
     taken_cpus: Mapping[int, str] | None = None,
     current_vcpus: int | None = None,
     stored: VnumaSpec | _NotRead | None = NOT_READ,
+    total_memory_kib: int | None = None,
 ) -> DomainPlan:
     """Plan ``spec`` for the parsed domain ``root``; ``current_vcpus`` overrides ``<vcpu current>``.
+
+    ``total_memory_kib`` resizes a guest with virtio-mem cells (``layout_policy.virtio_mem_for``).
 
     ``stored`` is the domain's stored spec when the caller already read it (None: none, or one that
     cannot be read), so that one run reads it once.
@@ -218,7 +221,7 @@ def plan_domain(
             guest = replace(guest, current_vcpus=current_vcpus)
         current = DomainNuma.from_domain(root)
         layout = compute_layout(topology, spec, guest, taken_cpus)
-        target = DomainNuma.from_layout(layout, current)
+        target = DomainNuma.from_layout(layout, current, total_memory_kib)
         # The user's own <hugepages> and <allocation> stay: judge the definition about to be written.
         allocation = root.find("memoryBacking/allocation")
         immediate = allocation is not None and allocation.get("mode") == "immediate"

@@ -13,10 +13,22 @@ Each takes the layout and, where the user's own values stay, the element as the 
 from __future__ import annotations
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
+    VirtioMemPlan,
+    plan_requested,
+    plan_virtio_mem,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import HugePage, Hugepages, MaxMemory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
+    HugePage,
+    Hugepages,
+    MaxMemory,
+    MemoryDevice,
+    VirtioMemCells,
+    virtio_mem_alias,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Memnode, Numatune, NumatuneMemory
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import sorted_ids
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vcpu, Vcpus, VcpuState
@@ -32,6 +44,7 @@ __all__ = [
     "vcpu_for",
     "vcpupins_for",
     "vcpus_for",
+    "virtio_mem_for",
 ]
 
 
@@ -173,6 +186,49 @@ def max_memory_for(layout: Layout, current: MaxMemory | None) -> MaxMemory | Non
     if layout.max_memory_kib is None:
         return current
     return MaxMemory(kib=layout.max_memory_kib, slots=layout.memory_slots)
+
+
+def virtio_mem_for(
+    layout: Layout, current: tuple[MemoryDevice, ...], total_memory_kib: int | None = None
+) -> VirtioMemCells:
+    """The collection's virtio-mem devices: one per cell with ``memory_device: virtio-mem``, else none.
+
+    ``current`` are the domain's memory devices.  The user's own (any without the collection's
+    alias) stay and keep their memory and slots out of the cells' share.  Each device keeps the
+    requested size it has (a resize of an earlier run), up to its new size, unless
+    ``total_memory_kib`` asks for a new total (``_core/hotplug.py:plan_requested``).
+    """
+    others = [device for device in current if device.cell_owned is None]
+    if layout.spec.memory_device != "virtio-mem":
+        return VirtioMemCells()
+    plans = plan_virtio_mem(layout, sum(device.size_kib for device in others), len(others))
+    if total_memory_kib is not None:
+        plans = plan_requested(layout, plans, total_memory_kib, sum(device.size_kib for device in others))
+    else:
+        had = {device.cell_owned: device.requested_kib or 0 for device in current if device.cell_owned is not None}
+        plans = tuple(_keep_requested(plan, had.get(plan.cell, 0)) for plan in plans)
+    return VirtioMemCells(
+        tuple(
+            MemoryDevice(
+                index=0,
+                model="virtio-mem",
+                size_kib=plan.size_kib,
+                node=plan.cell,
+                nodemask=plan.host_nodes,
+                pagesize_kib=plan.page_kib,
+                block_kib=plan.block_kib,
+                requested_kib=plan.requested_kib,
+                alias=virtio_mem_alias(plan.cell),
+            )
+            for plan in plans
+        )
+    )
+
+
+def _keep_requested(plan: VirtioMemPlan, requested_kib: int) -> VirtioMemPlan:
+    # Whole blocks, and no more than the device now holds.
+    kept = min(requested_kib - requested_kib % plan.block_kib, plan.size_kib)
+    return VirtioMemPlan(plan.cell, plan.size_kib, plan.block_kib, plan.host_nodes, plan.page_kib, kept)
 
 
 def memory_for(

@@ -11,7 +11,7 @@ https://libvirt.org/formatdomain.html#memory-allocation and #memory-backing
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
@@ -28,7 +28,25 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     text_int,
 )
 
-__all__ = ["CurrentMemory", "HugePage", "Hugepages", "MaxMemory", "Memory", "MemoryDevice", "memory_devices_of"]
+__all__ = [
+    "VIRTIO_MEM_ALIAS",
+    "CurrentMemory",
+    "HugePage",
+    "Hugepages",
+    "MaxMemory",
+    "Memory",
+    "MemoryDevice",
+    "VirtioMemCells",
+    "VirtioMemRequests",
+    "memory_devices_of",
+    "requested_update",
+    "virtio_mem_alias",
+]
+
+# The alias (a libvirt user alias: "ua-" and a name of our own) of the virtio-mem device the collection
+# gives guest cell N.  It tells the collection's devices from the user's, in the definition and in the
+# running guest alike, and libvirt finds the device by it when its requested size is updated.
+VIRTIO_MEM_ALIAS = "ua-vnuma-cell"
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,12 @@ class MemoryDevice:
     nodemask: tuple[int, ...] | None = None
     # <source><pagesize>: the page size backing it; None when it follows its cell's <hugepages>.
     pagesize_kib: int | None = None
+    # virtio-mem only: <target><block>, <requested> (what the guest should have plugged) and, in a
+    # running guest, <current> (what it has plugged).
+    block_kib: int | None = None
+    requested_kib: int | None = None
+    current_kib: int | None = None
+    alias: str | None = None
 
     @classmethod
     def from_element(cls, element: etree._Element, index: int = 0) -> MemoryDevice:
@@ -165,6 +189,7 @@ class MemoryDevice:
         if size is None:
             raise XmlError(f"{what}: <target><size> is missing")
         node = element.find("target/node")
+        alias = element.find("alias")
         return cls(
             index=index,
             model=model,
@@ -172,7 +197,33 @@ class MemoryDevice:
             node=None if node is None else text_int(node, f"{what} <target><node>"),
             nodemask=text_cpuset(element.find("source/nodemask"), f"{what} <source><nodemask>"),
             pagesize_kib=optional_size_kib(element.find("source/pagesize"), f"{what} <source><pagesize>"),
+            block_kib=optional_size_kib(element.find("target/block"), f"{what} <target><block>"),
+            requested_kib=optional_size_kib(element.find("target/requested"), f"{what} <target><requested>"),
+            current_kib=optional_size_kib(element.find("target/current"), f"{what} <target><current>"),
+            alias=None if alias is None else alias.get("name"),
         )
+
+    @property
+    def cell_owned(self) -> int | None:
+        """The guest cell whose virtio-mem device the collection made this, or None for anyone else's device."""
+        if self.model != "virtio-mem" or self.alias is None or not self.alias.startswith(VIRTIO_MEM_ALIAS):
+            return None
+        number = self.alias[len(VIRTIO_MEM_ALIAS) :]
+        return int(number) if number.isdigit() and number.isascii() else None
+
+    @property
+    def committed_kib(self) -> int:
+        """Host memory the device holds for the guest: a virtio-mem device's requested size, any other's size.
+
+        A virtio-mem device's size is only its ceiling; the guest gets (and the host backs) what is requested.
+        """
+        if self.model == "virtio-mem":
+            return self.requested_kib or 0
+        return self.size_kib
+
+    def as_written(self) -> MemoryDevice:
+        """The device as a definition states it: no position, no running guest's ``<current>``."""
+        return replace(self, index=0, current_kib=None)
 
     def markup(self) -> str:
         """The device as libvirt writes it (``virDomainMemoryDefFormat``), ``index`` aside.
@@ -189,11 +240,79 @@ class MemoryDevice:
         target = make_markup("size", (("unit", "KiB"),), str(self.size_kib))
         if self.node is not None:
             target += make_markup("node", (), str(self.node))
+        for tag, kib in (("block", self.block_kib), ("requested", self.requested_kib), ("current", self.current_kib)):
+            if kib is not None:
+                target += make_markup(tag, (("unit", "KiB"),), str(kib))
+        alias = make_markup("alias", (("name", self.alias),)) if self.alias is not None else ""
         return make_markup(
             self.TAG,
             (("model", self.model),),
-            (make_markup("source", (), source) if source else "") + make_markup("target", (), target),
+            (make_markup("source", (), source) if source else "") + make_markup("target", (), target) + alias,
         )
+
+    def paths(self) -> str:
+        """The start of this device's change paths: ``devices/memory[ALIAS]``."""
+        return f"devices/memory[{self.alias}]"
+
+
+def virtio_mem_alias(cell: int) -> str:
+    """The alias of the collection's virtio-mem device of guest cell ``cell``."""
+    return f"{VIRTIO_MEM_ALIAS}{cell}"
+
+
+@dataclass(frozen=True)
+class VirtioMemCells:
+    """The collection's virtio-mem devices (one per guest cell), as written in a definition.
+
+    Their size, cell, block and backing take effect at the next boot; the requested sizes are listed
+    apart (``VirtioMemRequests``), since a running guest takes them live.
+    (https://libvirt.org/formatdomain.html#memory-devices)
+    """
+
+    # Not one element but several <devices><memory>: listed and compared like an element model, written
+    # device by device (DomainNuma._apply_virtio_mem).
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
+
+    devices: tuple[MemoryDevice, ...] = ()
+
+    @classmethod
+    def of(cls, devices: tuple[MemoryDevice, ...]) -> VirtioMemCells:
+        """The collection's devices among a domain's memory devices, by cell."""
+        owned = [device.as_written() for device in devices if device.cell_owned is not None]
+        return cls(tuple(sorted(owned, key=lambda device: device.cell_owned or 0)))
+
+    @property
+    def requests(self) -> VirtioMemRequests:
+        return VirtioMemRequests(tuple((device.alias or "", device.requested_kib or 0) for device in self.devices))
+
+    def items(self) -> Items:
+        items: Items = []
+        for device in self.devices:
+            path = device.paths()
+            items.extend(
+                [
+                    (f"{path}/size", device.size_kib),
+                    (f"{path}/node", device.node),
+                    (f"{path}/block", device.block_kib),
+                    (f"{path}/nodemask", format_ids(device.nodemask)),
+                    (f"{path}/pagesize", device.pagesize_kib),
+                ]
+            )
+        return items
+
+
+@dataclass(frozen=True)
+class VirtioMemRequests:
+    """The requested sizes of the collection's virtio-mem devices: a running guest takes them live."""
+
+    # Set live by the collection (updateDeviceFlags), like the vCPU pins: nothing waits for a boot.
+    KIND: ClassVar[ChangeKind] = ChangeKind.LIVE
+
+    # (alias, requested KiB) per device, in cell order.
+    requests: tuple[tuple[str, int], ...] = ()
+
+    def items(self) -> Items:
+        return [(f"devices/memory[{alias}]/requested", kib) for alias, kib in self.requests]
 
 
 def memory_devices_of(root: etree._Element) -> tuple[MemoryDevice, ...]:
@@ -201,3 +320,22 @@ def memory_devices_of(root: etree._Element) -> tuple[MemoryDevice, ...]:
     return tuple(
         MemoryDevice.from_element(element, index) for index, element in enumerate(root.iterfind("devices/memory"))
     )
+
+
+def requested_update(element: etree._Element, requested_kib: int) -> str:
+    """A running guest's ``<memory>`` device as libvirt's device update takes it, asking for ``requested_kib``.
+
+    The device is the one libvirt wrote (alias, address, ``<current>`` and all): libvirt finds it by
+    its alias and refuses an update that changes anything but the requested size.
+    """
+    require_tag(element, MemoryDevice.TAG)
+    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    target = copy.find("target")
+    if target is None:
+        raise XmlError("memory device without <target>: nothing to resize")
+    requested = target.find("requested")
+    if requested is None:
+        requested = etree.SubElement(target, "requested")
+    requested.set("unit", "KiB")
+    requested.text = str(requested_kib)
+    return str(etree.tostring(copy, encoding="unicode"))

@@ -40,7 +40,8 @@ CHOICES = {
 }
 KNOWN = (
     "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hotplug_memory, hugepages, max_memory, "
-    "memory, memory_mode, memory_slots, memory_split, mode, nodeset, pinning, replan, state"
+    "memory, memory_device, "
+    "memory_mode, memory_slots, memory_split, mode, nodeset, pinning, replan, state, total_memory"
 )
 
 

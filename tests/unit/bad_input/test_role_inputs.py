@@ -38,7 +38,7 @@ DRIVER = str(HERE.parents[1] / "playbooks" / "files" / "fleet-test-driver.xml")
 
 ENTRY_OPTIONS = (
     "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hotplug_memory, hugepages, max_memory, "
-    "memory, memory_mode, memory_slots, memory_split, mode, nodeset, pinning, state"
+    "memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pinning, state"
 )
 RANGES = (
     "vnuma_fleet_restart_batch must be at least 1 (got {batch}), vnuma_fleet_shutdown_timeout from 0 to 86400 "
@@ -85,7 +85,8 @@ CASES = [
         {"vnuma_fleet_spec": {"mode": "host", "bogus": 1}},
         "arguments",
         ARGS + "vnuma_fleet_spec.bogus. Supported parameters include: cells, cpuless_cells, distribution, "
-        "emulator_pin, hugepages, max_memory, memory, memory_mode, memory_slots, memory_split, mode, nodeset, pinning.",
+        "emulator_pin, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, "
+        "memory_split, mode, nodeset, pinning.",
         id="spec-unknown-option",
     ),
     pytest.param(

@@ -22,7 +22,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import (
 
 def test_the_entry_options_are_the_table_and_the_guest_options() -> None:
     assert tuple(item.name for item in SPEC_ROWS) == SPEC_OPTIONS
-    assert GUEST_OPTIONS == ("state", "current_vcpus", "hotplug_memory", "replan")
+    assert GUEST_OPTIONS == ("state", "current_vcpus", "hotplug_memory", "total_memory", "replan")
 
 
 def entry_options(**options: Any) -> dict[str, Any]:
