@@ -154,7 +154,9 @@ def _committed(capacity: Any) -> tuple[GuestBinding | None, dict[int, int], dict
         node_id = _number(node["id"], "a node's id")
         reserved[node_id] = _number(node.get("reserved_kib", 0), f"node {node_id}'s reserved_kib")
         # Each use is a cell bound to its node: the capacity check then counts it there, as it counted the guests.
-        used = [(_number(node.get("demand_kib", 0), f"node {node_id}'s demand_kib"), None)]
+        used: list[tuple[int, int | None]] = [
+            (_number(node.get("demand_kib", 0), f"node {node_id}'s demand_kib"), None)
+        ]
         for pool in node.get("hugepages") or []:
             used.append(
                 (_number(pool.get("demand_kib", 0), "a pool's demand_kib"), _number(pool.get("size_kib"), "size_kib"))
