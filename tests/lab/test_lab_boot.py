@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, Lab, LabHost
 from lab import SSH_OPTIONS
 from test_lab_fleet import lab_python, start_code
-from test_lab_placement import parse_cpuset
+from lab_checks import parse_cpuset
 
 from ansible_collections.vnuma.libvirt.tests.integration.test_harness import check_node_memory
 from ansible_collections.vnuma.libvirt.tests.support.realguest import (

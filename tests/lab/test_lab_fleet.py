@@ -8,7 +8,7 @@ Both hypervisors get the same flat guests (playbooks/fleet-setup.yml); the role 
 selects only the test's guests, gives each a layout that mirrors its own host, restarts the running
 one, verifies and writes its reports on the controller.  A shut-off guest is started afterwards, and a
 rerun of the role must change nothing.  Where the started guests' memory and vCPU threads really are is
-read on each hypervisor (numa_maps, thread affinity), as in test_lab_placement.py.
+read on each hypervisor (numa_maps, thread affinity), as in test_lab_modes.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 from conftest import Lab, LabHost
-from test_lab_placement import MIN_ON_NODE, MIN_TOUCHED, parse_cpuset
+from lab_checks import MIN_ON_NODE, MIN_TOUCHED, parse_cpuset
 from touch_payload import payload
 
 HOSTS = ("lab4", "lab2")
@@ -97,7 +97,7 @@ def flat_guests(host: LabHost) -> dict[str, int]:
 
 
 def flat_domain(name: str, vcpus: int) -> str:
-    """A diskless guest without a layout that boots the touch payload (as playbooks/place.yml defines one)."""
+    """A diskless guest without a layout that boots the touch payload (as playbooks/modes.yml defines them)."""
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>{MEMORY_MIB[name]}</memory>

@@ -67,6 +67,19 @@ def test_host_mode_mirrors_the_nodes_with_cpus(modes_run: ModesRun) -> None:
             assert [cell["host_nodes"] for cell in guest.layout["cells"]] == [str(node) for node in with_cpus]
 
 
+def test_a_cell_per_host_node_includes_a_memory_only_cell_on_the_cpu_less_node(modes_run: ModesRun) -> None:
+    # node-contiguous asks for every lab node, the CPU-less one included: one cell each, and the cell on
+    # the CPU-less node has memory and no vCPUs (its memory's placement is checked below like any cell's).
+    cells = modes_run.guests["lab-mode-node-contiguous"].layout["cells"]
+    assert sorted(parse_cpuset(cell["memory_nodes"]) for cell in cells) == [
+        frozenset({node}) for node in sorted(modes_run.node_cpus)
+    ]
+    for cell in cells:
+        (node,) = parse_cpuset(cell["memory_nodes"])
+        assert bool(parse_cpuset(cell["vcpus"])) == bool(modes_run.node_cpus[node]), cell
+        assert cell["memory_kib"] > 0, cell
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_each_cells_memory_is_on_its_planned_nodes(modes_run: ModesRun, name: str) -> None:
     guest = modes_run.guests[name]
