@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from conftest import ROOT, Lab, LabHost
 from lab import SSH_OPTIONS
-from test_lab_fleet import lab_python, start_code
 from lab_checks import parse_cpuset
+from test_lab_fleet import lab_python, start_code
 
 from ansible_collections.vnuma.libvirt.tests.integration.test_harness import check_node_memory
 from ansible_collections.vnuma.libvirt.tests.support.realguest import (
