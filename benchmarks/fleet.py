@@ -9,6 +9,8 @@ variant, converged to one spec (node mode, 2 cells, interleave) by:
 - the role: ``ansible-playbook`` of a play applying vnuma.libvirt.vnuma_fleet to them (restart never,
   the reports written to a temporary directory);
 - the role again on the converged guests: the no-change rerun;
+- the role with ``vnuma_fleet_plan_and_apply: apart``: a plan call, then an apply call, as on a play of
+  several hypervisors (one hypervisor makes them one call by default);
 - one vnuma_domain task per guest: ``ansible-playbook`` of a play with one vnuma_domain task looping
   over the 200 names, 200 module runs;
 - the floor: plain libvirt-python that reads each guest's inactive XML and defines the final XML (the
@@ -135,13 +137,14 @@ def _playbook(workdir: Path, name: str, plays: list[dict[str, Any]], options: tu
     return Run(seconds, recorded["start"] - launched, recorded["tasks"], recorded["stats"])
 
 
-def _role_plays(fleet: Fleet, report_dir: Path) -> list[dict[str, Any]]:
+def _role_plays(fleet: Fleet, report_dir: Path, plan_and_apply: str = "auto") -> list[dict[str, Any]]:
     variables = {
         "vnuma_fleet_uri": URI,
         "vnuma_fleet_guests": [f"{fleet.prefix}*"],
         "vnuma_fleet_spec": SPEC,
         "vnuma_fleet_restart": "never",
         "vnuma_fleet_report_dir": str(report_dir),
+        "vnuma_fleet_plan_and_apply": plan_and_apply,
     }
     return [
         {
@@ -261,6 +264,8 @@ class Results:
     role_one: Run
     role: Run
     rerun: Run
+    # The role with its plan and apply in two calls (vnuma_fleet_plan_and_apply: apart).
+    role_apart: Run
     # None with --no-per-task.
     per_task: Run | None
     floor: float
@@ -274,10 +279,10 @@ class Results:
     load: tuple[float, float]
 
 
-def _role(fleet: Fleet, workdir: Path, name: str, changed: int) -> Run:
+def _role(fleet: Fleet, workdir: Path, name: str, changed: int, plan_and_apply: str = "auto") -> Run:
     """The role over ``fleet``, checked: every guest selected, ``changed`` of them converted, all verified."""
     report_dir = workdir / f"report-{len(fleet.names)}"
-    run = _playbook(workdir, name, _role_plays(fleet, report_dir))
+    run = _playbook(workdir, name, _role_plays(fleet, report_dir, plan_and_apply))
     report = json.loads((report_dir / "localhost.json").read_text(encoding="utf-8"))
     counts, verify = report["counts"], report["verify"] or {"ok": changed == 0}
     if counts["selected"] != len(fleet.names) or counts["changed"] != changed or not verify["ok"]:
@@ -306,6 +311,10 @@ def measure(conn: libvirt.virConnect, workdir: Path, count: int, per_task_run: b
         role = _role(fleet, workdir, "role", changed=count)
         final = fleet.inactive()
         rerun = _role(fleet, workdir, "rerun", changed=0)
+        fleet.reset()
+        role_apart = _role(fleet, workdir, "role-apart", changed=count, plan_and_apply="apart")
+        if fleet.inactive() != final:
+            raise BenchError("the role with its plan and apply apart left other definitions")
 
         per_task, differs = None, 0
         if per_task_run:
@@ -325,7 +334,7 @@ def measure(conn: libvirt.virConnect, workdir: Path, count: int, per_task_run: b
     hypervisors = _hypervisors(workdir)
     load = (load_start, os.getloadavg()[0])
     return Results(
-        count, role_one, role, rerun, per_task, floor, floor_read, skeleton, hypervisors, differs,
+        count, role_one, role, rerun, role_apart, per_task, floor, floor_read, skeleton, hypervisors, differs,
         time.perf_counter() - started, load,
     )  # fmt: skip
 
@@ -371,6 +380,7 @@ def _print(results: Results) -> bool:
         ("role, 1 guest (its fixed cost)", fixed, 1),
         (f"role, {count} guests", role.seconds, count),
         ("role, no-change rerun", rerun.seconds, count),
+        (f"role, {count} guests, plan and apply apart", results.role_apart.seconds, count),
         *per_task_row,
         ("floor: read + define validated", floor, count),
         ("floor, read only (the rerun's floor)", results.floor_read, count),
@@ -394,10 +404,12 @@ def _print(results: Results) -> bool:
         print(
             f"one task per guest: {per_run * 1000:.0f} ms a guest; the role is faster from {break_even:.0f} guests on"
         )
-    print(f"where the role's {role.seconds:.1f} s for {count} guests go ({len(role.tasks)} tasks):")
-    for label, seconds, tasks_count in _breakdown(role):
-        tasks = f"{tasks_count:>3} tasks" if tasks_count else " " * 9
-        print(f"  {label:<48} {seconds:>6.2f} s {tasks} {seconds / role.seconds:>5.0%}")
+    breakdowns = (("role's", role), ("no-change rerun's", rerun), ("role's, plan and apply apart,", results.role_apart))
+    for what, run in breakdowns:
+        print(f"where the {what} {run.seconds:.1f} s for {count} guests go ({len(run.tasks)} tasks):")
+        for label, seconds, tasks_count in _breakdown(run):
+            tasks = f"{tasks_count:>3} tasks" if tasks_count else " " * 9
+            print(f"  {label:<48} {seconds:>6.2f} s {tasks} {seconds / run.seconds:>5.0%}")
     print()
 
     print(
@@ -408,6 +420,7 @@ def _print(results: Results) -> bool:
     rerun_bound = RERUN_READ_RATIO_TARGET * results.floor_read + results.skeleton.seconds
     print(f"skeleton: {len(rerun.tasks)} tasks, {modules} of them start a module (ping)")
     print(f"role / floor:      {role.seconds / floor:.1f}x (target <= {FLOOR_RATIO_TARGET:g}x)")
+    print(f"role apart / role: {results.role_apart.seconds / role.seconds:.2f}x (two calls against one)")
     print(
         f"rerun / ({RERUN_READ_RATIO_TARGET:g} x floor read + skeleton): {rerun.seconds:.2f} / {rerun_bound:.2f} s = "
         f"{rerun.seconds / rerun_bound:.2f} (target <= 1)"

@@ -48,16 +48,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_summary
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import SUMMARY_KEYS, fleet_summary
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
 
 _NAME = "vnuma_fleet_summary"
 
 
 def _host(hostvars: Any, name: str) -> dict[str, Any]:
-    # Read two variables of one host, not every variable of every host (hostvars templates on access).
+    # Read two variables of one host, not every variable of every host (hostvars templates on access), and of
+    # the result only what the summary reads: its guests' rows are most of it.
     own = hostvars.get(name, {})
-    return {"host": name, "result": plain(own.get("vnuma_fleet_result", {})), "uri": plain(own.get("vnuma_fleet_uri"))}
+    result = own.get("vnuma_fleet_result", {})
+    if isinstance(result, Mapping):
+        result = {key: plain(result[key]) for key in SUMMARY_KEYS if key in result}
+    return {"host": name, "result": plain(result), "uri": plain(own.get("vnuma_fleet_uri"))}
 
 
 def vnuma_fleet_summary(hosts: Any, hostvars: Any, generated: Any) -> dict[str, Any]:

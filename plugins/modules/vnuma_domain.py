@@ -193,7 +193,11 @@ options:
         selected guests, their guests entries are built by the role's rule (the C(vnuma_fleet_requests) filter),
         and they are planned with O(capacity=report).
       - Keys C(guests), C(exclude), C(guest_state) (as M(vnuma.libvirt.vnuma_info)'s options), C(spec),
-        C(overrides) and C(use_stored_spec) (as the filter's).
+        C(overrides) and C(use_stored_spec) (as the filter's), and C(apply).
+      - With C(apply=true), not in check mode, the call then applies the plan as the role's apply step does, from the
+        same plans (RV(applied)). It does so only when the plan changes something or guests failed at it, and neither
+        the plan nor the capacity failed; only the guests whose plan went well are applied. The hypervisor's lock is
+        held from the plan's read to the last write.
       - A host that cannot be read fails the call. A failure of a later step is returned in RV(failure), naming the
         step.
       - It is the role's internal wiring; its input and output may change with the role. Exactly one of O(name),
@@ -202,7 +206,8 @@ options:
   report_after:
     description:
       - Also return the guests as M(vnuma.libvirt.vnuma_info) reports them after the call (RV(after)), those with a
-        layout and no error. With O(fleet), only when the plan changes nothing. Not in check mode otherwise.
+        layout and no error. With O(fleet), only when the plan changes nothing (in RV(applied) when it applied). Not
+        in check mode otherwise.
     type: bool
     default: false
   lock_timeout:
@@ -483,6 +488,14 @@ plan_failures:
   returned: with O(fleet)
   type: list
   elements: dict
+applied:
+  description:
+    - With O(fleet) and its C(apply) key, what this module returns for the guests whose plan went well, applied with
+      O(capacity=fail) and O(restart=never), RV(failed_guests) and RV(after) included; when it failed, as a failed
+      task returns it. When the plan changes nothing, C(skipped) is true and nothing was written; null when the plan
+      or the capacity failed.
+  returned: with O(fleet) and its C(apply) key, not in check mode
+  type: dict
 after_is_before:
   description:
     - True with O(fleet) and O(report_after) when the plan changes nothing and the guests to read are those of
@@ -491,8 +504,8 @@ after_is_before:
   type: bool
 failure:
   description:
-    - The step of O(fleet) that failed (C(step) V(discover) or V(plan), C(msg), C(guest), C(capacity)); null when none
-      did. Guests that failed one by one are in RV(plan), not here.
+    - The step of O(fleet) that failed (C(step) V(discover), V(plan) or, with C(apply), V(apply); C(msg), C(guest),
+      C(capacity)); null when none did. Guests that failed one by one are in RV(plan) and RV(applied), not here.
   returned: with O(fleet)
   type: dict
 guests:
@@ -596,7 +609,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CAPACITY_MODES
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import argument_spec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGS,
@@ -604,7 +616,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     LIBVIRT_IMPORT_ERROR,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import STATES, run_domain
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.fleet import after_read, error_result, run_fleet_plan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.fleet import (
+    applied_result,
+    error_result,
+    run_fleet_plan,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 # From the option table, like the <vnuma> element and the doc fragment (scripts/gen-option-docs.py).
@@ -646,28 +662,26 @@ def main() -> None:
     params = module.params
     try:
         if params["fleet"] is not None:
-            result = run_fleet_plan(params, module._diff)
+            result = run_fleet_plan(params, module._diff, module.check_mode)
         else:
             try:
                 result = run_domain(params, module.check_mode, module._diff)
             except VnumaError as error:
                 # A capacity refusal also hands back the report, a run where guests failed every guest's result.
                 result = error_result(error)
-            if "guests" in result:
-                result["failed_guests"] = guest_failures(result)
-                if params["report_after"] and not module.check_mode:
-                    result["after"] = after_read(params, result["guests"])
+            result = applied_result(params, result, module.check_mode)
     except VnumaError as error:
         result = error_result(error)
     # ansible-core 2.19 deprecates a warnings key in the result: hand them to module.warn() instead.
-    for warning in result.pop("warnings", []):
+    warned = result.pop("warnings", [])
+    # With fleet: the plan's, then what the apply of the same plans adds (its own warnings repeat the plan's).
+    for part in (result.get("plan"), result.get("applied")):
+        if isinstance(part, dict):
+            warned.extend(warning for warning in part.pop("warnings", []) if warning not in warned)
+            if "diff" in part:
+                result["diff"] = part["diff"]
+    for warning in warned:
         module.warn(warning)
-    plan = result.get("plan")
-    if isinstance(plan, dict):
-        for warning in plan.pop("warnings", []):
-            module.warn(warning)
-        if "diff" in plan:
-            result["diff"] = plan["diff"]
     if result.pop("failed", False):
         module.fail_json(**result)
     module.exit_json(**result)

@@ -205,6 +205,8 @@ def test_the_role_and_a_module_run_keep_both_changes(
             "vnuma_fleet_guests": names,
             "vnuma_fleet_spec": ROLE_SPEC,
             "vnuma_fleet_use_stored_spec": False,
+            # A plan call and an apply call, so that the module can run between them.
+            "vnuma_fleet_plan_and_apply": "apart",
         },
         pause_after=pause_after,
     )

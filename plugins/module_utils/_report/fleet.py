@@ -25,6 +25,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 __all__ = [
     "FLEET_RESULT_INPUTS",
     "FLEET_VERIFY_INPUTS",
+    "SUMMARY_KEYS",
     "fleet_failure",
     "fleet_result",
     "fleet_summary",
@@ -336,6 +337,9 @@ _UNREACHED = {
     "msg": "unreachable, or failed before vnuma_fleet recorded a result",
 }
 _SUMMED = ("selected", "to_change", "changed", "restart_required", "restarted", "failed_guests")
+# The keys of a vnuma_fleet_result that its summary row reads: a caller can hand over these alone, without the
+# guests' rows and diagrams (a few hundred guests' result costs Ansible to template).
+SUMMARY_KEYS = ("host", "uri", "mode", "status", "counts", "verify", "failed_guests", "failure", "held_back")
 
 
 def _summary_row(name: str, result: Mapping[str, Any], uri: Any) -> dict[str, Any]:

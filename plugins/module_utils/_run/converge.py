@@ -68,7 +68,17 @@ class Converger(Planner):
         When any guest failed, a ``BatchError`` carries every result, with what was written for each,
         after all the others are done.
         """
-        outcome = self.plan_all(requests)
+        return self.apply_plans(requests, self.plan_all(requests))
+
+    def apply_plans(
+        self, requests: Sequence[GuestRequest], outcome: Sequence[Planned | VnumaError]
+    ) -> list[GuestResult]:
+        """``converge`` after its plan: ``outcome`` is what ``plan_all`` returned for ``requests``.
+
+        The plans are used as they are (a guest is planned again only when its definition changed since,
+        ``fresh``), so a caller that showed the plan first applies exactly that plan without reading and
+        planning every guest a second time.
+        """
         results: list[GuestResult] = []
         planned: list[tuple[Planned, GuestResult]] = []
         for request, item in zip(requests, outcome, strict=True):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport
@@ -47,6 +47,8 @@ __all__ = [
     "SPEC_OPTIONS",
     "STATES",
     "build_requests",
+    "converging",
+    "domain_result",
     "read_host_capabilities",
     "run_domain",
     "validate_run_options",
@@ -263,15 +265,16 @@ def build_requests(
     return [_request(guest, {key: item[2] for key, item in merged.items()}, params) for guest, merged in chosen.items()]
 
 
-def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> dict[str, Any]:
-    """Converge the requested guests; the module's result dict.
+@contextlib.contextmanager
+def converging(
+    params: Mapping[str, Any], check_mode: bool
+) -> Iterator[tuple[Converger, list[GuestRequest], list[str]]]:
+    """A run's ``Converger`` on its open connection, its requests, and what the selection warned about.
 
-    A run that writes holds the hypervisor's lock (``_run.lock``) from its first read to its last
-    write; check mode writes nothing and takes no lock.  When guests failed, the ``BatchError`` raised
-    carries the whole result in ``details`` (``changed``, and per guest what was written and the error).
+    The options are checked before anything is read.  ``run_domain`` converges with it; the fleet's
+    plan-and-apply call (``_run/fleet.py``) shows the plan first and then applies the same plans.
     """
     validate_run_options(params)
-    lock_timeout = float(params.get("lock_timeout", 300))
     selection_warnings: list[str] = []
     with LibvirtHost.from_params(params) as host:
         caps = params.get("host_capabilities")
@@ -289,23 +292,38 @@ def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> 
             reserved_kib=parse_size(params.get("reserved_memory") or 0, what="reserved_memory"),
         )
         requests = build_requests(params, host.guest_names(), selection_warnings)
+        yield converger, requests, selection_warnings
+
+
+def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> dict[str, Any]:
+    """Converge the requested guests; the module's result dict.
+
+    A run that writes holds the hypervisor's lock (``_run.lock``) from its first read to its last
+    write; check mode writes nothing and takes no lock.  When guests failed, the ``BatchError`` raised
+    carries the whole result in ``details`` (``changed``, and per guest what was written and the error).
+    """
+    with converging(params, check_mode) as (converger, requests, selection_warnings):
+        lock_timeout = float(params.get("lock_timeout", 300))
         lock = contextlib.nullcontext() if check_mode else host_lock(params["uri"], lock_timeout)
         try:
             with lock:
                 results = converger.converge(requests)
         except BatchError as error:
-            error.details = _result(params, error.results, want_diff, converger.capacity_report, selection_warnings)
+            error.details = domain_result(
+                params, error.results, want_diff, converger.capacity_report, selection_warnings
+            )
             raise
-    return _result(params, results, want_diff, converger.capacity_report, selection_warnings)
+    return domain_result(params, results, want_diff, converger.capacity_report, selection_warnings)
 
 
-def _result(
+def domain_result(
     params: Mapping[str, Any],
     results: list[GuestResult],
     want_diff: bool,
     capacity: CapacityReport | None = None,
     selection_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """The module's result for ``results``: the guests, restarts, capacity report, warnings and diff."""
     # What the guests and exclude entries selected (a pattern matching nothing, no guest at all) comes first.
     warnings = [*selection_warnings, *(warning for item in results for warning in item.warnings)]
     result: dict[str, Any] = {

@@ -14,10 +14,18 @@ discover or plan.  A failure to read the host is raised, as vnuma_info's was: th
 
 ``report_after`` (``after_read``) reads the guests as vnuma_info reports them, for the role's verify step
 when nothing was restarted since: it saves the role a module start.
+
+With the ``apply`` key the same call then applies the plan, as the role's apply call would (restart
+never, capacity fail, the guests whose plan failed left out), from the plans it just made: the guests
+are not read and planned a second time, and the role starts one module instead of two.  The role asks
+for it when its gate across hypervisors cannot hold anything back (``vnuma_fleet_plan_and_apply``).
+The hypervisor's lock is held from the plan's read to the last write, so the plan and its capacity
+check stand for the apply as the apply call's own would.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,13 +33,19 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests, guest_failures
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import CONNECTION_ARGS
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import converging, domain_result, run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import run_info
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
 
-__all__ = ["FLEET_KEYS", "after_read", "error_result", "run_fleet_plan"]
+__all__ = ["FLEET_KEYS", "after_read", "applied_result", "error_result", "run_fleet_plan"]
 
-# The keys of vnuma_domain's fleet option: the role's selection and spec inputs.
-FLEET_KEYS = ("guests", "exclude", "guest_state", "spec", "overrides", "use_stored_spec")
+# The keys of vnuma_domain's fleet option: the role's selection and spec inputs, and whether to apply the plan.
+FLEET_KEYS = ("guests", "exclude", "guest_state", "spec", "overrides", "use_stored_spec", "apply")
+# What ``applied`` is when the plan wrote nothing because it changes nothing: as a skipped apply task registers.
+NOTHING_TO_APPLY = {"changed": False, "skipped": True}
 
 
 def error_result(error: VnumaError) -> dict[str, Any]:
@@ -58,12 +72,25 @@ def after_read(params: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) 
     return run_info({**_connection(params), "guests": [item["name"] for item in _verified(results)]})
 
 
+def applied_result(params: Mapping[str, Any], result: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """A vnuma_domain run's ``result`` with what the module adds: the failed guests, and the read after when asked.
+
+    ``failed_guests`` are ``_core.fleet.guest_failures``' entries; ``after`` (``report_after``, not in check
+    mode) is ``after_read`` of the guests that got a layout.
+    """
+    if "guests" in result:
+        result["failed_guests"] = guest_failures(result)
+        if params.get("report_after") and not check_mode:
+            result["after"] = after_read(params, result["guests"])
+    return result
+
+
 def _verified(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The guests of a vnuma_domain result that the role verifies: those with a layout and no error."""
     return [item for item in results if item.get("layout") and item.get("error") is None]
 
 
-def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]:
+def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool = True) -> dict[str, Any]:
     """The host, the selected guests, their requests and their plan (check mode); ``failure`` names the step.
 
     Keys: ``host_info`` (vnuma_info with every guest excluded), ``before`` (vnuma_info of the
@@ -73,7 +100,8 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
     with step ``plan``), ``after`` (with ``report_after``, when the plan changes nothing: the guests
     as the role's verify reads them; ``after_is_before`` instead when that read would be ``before``
     itself, the same guests read in this call) and ``failure`` (``step``, ``msg``, ``guest``,
-    ``capacity``; null when none failed).
+    ``capacity``; null when none failed).  With the ``apply`` key, not in ``check_mode``, also ``applied``
+    (``_plan_and_apply``), and ``changed`` is whether it wrote anything.
     A host that cannot be read raises, as vnuma_info did at preflight.
     """
     fleet = params["fleet"]
@@ -124,16 +152,32 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
         "capacity": "report",
         "restart": "never",
     }
+    if fleet.get("apply") and not check_mode and host_info["host"]["nodes"]:
+        return _plan_and_apply(params, plan_params, want_diff, result)
     try:
         plan = run_domain(plan_params, True, want_diff)
     except VnumaError as error:
         plan = error_result(error)
+    if _plan_failed(result, plan):
+        return result
+    _read_after_plan(params, result, before)
+    return result
+
+
+def _plan_failed(result: dict[str, Any], plan: dict[str, Any]) -> bool:
+    """Put ``plan`` and its failed guests into ``result``; whether the plan failed as a whole (``failure``)."""
     result["plan"] = plan
     result["plan_failures"] = guest_failures(plan, "plan")
     if plan.get("failed") and not result["plan_failures"]:
         failure = {"step": "plan", "msg": plan["msg"], "guest": plan["guest"], "capacity": plan.get("capacity")}
         result["failure"] = failure
-        return result
+        return True
+    return False
+
+
+def _read_after_plan(params: Mapping[str, Any], result: dict[str, Any], before: Mapping[str, Any]) -> None:
+    """With ``report_after``, when the plan changes nothing: the guests as the role's verify reads them."""
+    plan = result["plan"]
     if params.get("report_after") and not plan["changed"]:
         # Nothing was written since ``before`` was read: when the same guests would be read, ``before`` is that
         # read, and the role is spared a second copy of a few hundred guests' reports.
@@ -141,4 +185,91 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]
             result["after_is_before"] = True
         else:
             result["after"] = after_read(params, plan["guests"])
+
+
+def _plan_and_apply(
+    params: Mapping[str, Any], plan_params: Mapping[str, Any], want_diff: bool, result: dict[str, Any]
+) -> dict[str, Any]:
+    """``run_fleet_plan``'s plan, then, from the same plans, what the role's apply call returns (``applied``).
+
+    The apply is what the role's apply step does after a plan: only when the plan changes something or
+    guests failed at it, neither the plan as a whole nor the capacity failed, and only for the guests whose
+    plan went well, with ``capacity: fail`` for a guest planned again.  ``applied`` is ``NOTHING_TO_APPLY``
+    when there was nothing to write, null when the plan or the capacity failed.  A failure of the apply as
+    a whole (the lock, the connection) is ``failure`` with step ``apply``, and ``applied`` holds it as
+    ``fail_json`` would.
+    """
+    apply_params = {**plan_params, "capacity": "fail", "report_after": params.get("report_after", False)}
+    try:
+        with converging(plan_params, True) as (converger, requests, selection_warnings), contextlib.ExitStack() as held:
+            try:
+                held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
+            except VnumaError as error:
+                locked: dict[str, Any] | None = error_result(error)
+            else:
+                locked = None
+                outcome = converger.plan_all(requests)
+                plan = _outcome(plan_params, want_diff, converger, selection_warnings, requests, outcome)
+                if _plan_failed(result, plan):
+                    return result
+                failed = {entry["name"] for entry in result["plan_failures"]}
+                if (plan.get("capacity") or {}).get("blocking") or not (plan["changed"] or failed):
+                    # capacity.yml fails on a plan that does not fit; a plan that changes nothing writes nothing.
+                    result["applied"] = None if plan.get("capacity", {}).get("blocking") else dict(NOTHING_TO_APPLY)
+                    _read_after_plan(params, result, result["before"])
+                    return result
+                todo = [
+                    (request, item)
+                    for request, item in zip(requests, outcome, strict=True)
+                    if isinstance(item, Planned) and request.name not in failed
+                ]
+                # The plans as the apply call would make them, written: capacity fail for a guest planned again.
+                converger.check_mode, converger.capacity = False, "fail"
+                try:
+                    applied = _outcome(
+                        apply_params, want_diff, converger, (), [pair[0] for pair in todo], [pair[1] for pair in todo]
+                    )
+                except VnumaError as error:
+                    applied = error_result(error)
+    except VnumaError as error:
+        # The options, the connection, the host's topology: the plan failed, as run_domain's would.
+        _plan_failed(result, error_result(error))
+        return result
+    if locked is not None:
+        # Another run holds the hypervisor: the plan is made without writing, as the role's plan call makes
+        # it, and the apply fails on the lock, as the role's apply call would.
+        try:
+            plan = run_domain(plan_params, True, want_diff)
+        except VnumaError as error:
+            plan = error_result(error)
+        if _plan_failed(result, plan):
+            return result
+        applied = locked
+    result["changed"] = bool(applied.get("changed"))
+    result["applied"] = applied_result(apply_params, applied, False)
+    if applied.get("failed") and not result["applied"].get("failed_guests"):
+        result["failure"] = {
+            "step": "apply",
+            "msg": applied["msg"],
+            "guest": applied.get("guest"),
+            "capacity": applied.get("capacity"),
+        }
     return result
+
+
+def _outcome(
+    params: Mapping[str, Any],
+    want_diff: bool,
+    converger: Converger,
+    selection_warnings: Sequence[str],
+    requests: Sequence[GuestRequest],
+    outcome: Sequence[Planned | VnumaError],
+) -> dict[str, Any]:
+    """vnuma_domain's result for ``converger.apply_plans(requests, outcome)``: as ``run_domain`` returns it, or as
+    the module hands a run where guests failed to ``fail_json``."""
+    try:
+        results = converger.apply_plans(requests, outcome)
+    except BatchError as error:
+        error.details = domain_result(params, error.results, want_diff, converger.capacity_report, selection_warnings)
+        return error_result(error)
+    return domain_result(params, results, want_diff, converger.capacity_report, selection_warnings)

@@ -71,7 +71,7 @@ CASES = [
     pytest.param(
         "domain",
         {"fleet": {"guests": ["{a}"], "specs": {"mode": "host"}}},
-        "fleet: unknown key specs; the keys are guests, exclude, guest_state, spec, overrides, use_stored_spec",
+        "fleet: unknown key specs; the keys are guests, exclude, guest_state, spec, overrides, use_stored_spec, apply",
         id="fleet-unknown-key",
     ),
     pytest.param(

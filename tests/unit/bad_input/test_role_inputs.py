@@ -139,6 +139,13 @@ CASES = [
         {"vnuma_fleet_max_fail_percentage": -1}, "preflight", ranges(percent=-1), id="max-fail-percentage-negative"
     ),
     pytest.param(
+        # The apply gate needs every hypervisor's plan before any apply; this play has several hypervisors.
+        {"vnuma_fleet_plan_and_apply": "together", "vnuma_fleet_max_fail_percentage": 50},
+        "preflight",
+        ranges(percent=50) + ", and 100 with vnuma_fleet_plan_and_apply together on several hypervisors",
+        id="plan-and-apply-together-with-a-gate",
+    ),
+    pytest.param(
         {"vnuma_fleet_overrides": {"fleet-db01": 5}},
         "preflight",
         "vnuma_fleet_overrides maps guest names to mappings of vnuma_domain options; not a mapping: fleet-db01",

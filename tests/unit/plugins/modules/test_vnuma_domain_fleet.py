@@ -6,11 +6,14 @@
 
 The fleet option does in one call what the vnuma_fleet role did in three module tasks (vnuma_info of the
 host, vnuma_info of the selected guests with the vnuma_fleet_requests filter, vnuma_domain in check mode):
-each part of its result must equal what those calls return, and a failure must name the step.
+each part of its result must equal what those calls return, and a failure must name the step.  With its
+apply key it also does what the role's apply call does, from the same plans: that part must equal the
+apply call's result and write the same definitions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +24,7 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures as fleet_failures
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_result
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import lock_path
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_info
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
@@ -218,3 +222,96 @@ def test_a_skipped_apply_changes_no_report_row(fleet_names: list[str]) -> None:
     assert fleet_result({**inputs, "applied": {}}) == with_plan
     assert with_plan["status"] == "unchanged"
     assert [row["after"]["aligned"] for row in with_plan["guests"]] == [True, True]
+
+
+# -- fleet with apply: the plan, then the role's apply call, in one call ----------------------------------
+
+
+def _definitions(names: list[str]) -> dict[str, str]:
+    conn = libvirt.open(URI)
+    try:
+        return {name: conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for name in names}
+    finally:
+        conn.close()
+
+
+def _restore(definitions: dict[str, str]) -> None:
+    conn = libvirt.open(URI)
+    try:
+        for xml in definitions.values():
+            conn.defineXML(xml)
+    finally:
+        conn.close()
+
+
+def test_fleet_apply_equals_the_plan_then_the_apply_call(fleet_names: list[str]) -> None:
+    options = fleet(fleet_names)
+    # The second guest's plan fails: the apply leaves it out, as the role's apply call does.
+    options["overrides"] = {fleet_names[1]: {"mode": "node", "nodeset": "7"}}
+    original = _definitions(fleet_names)
+    together = domain({"fleet": {**options, "apply": True}, "report_after": True})
+    written = _definitions(fleet_names)
+    _restore(original)
+    plan = domain({"fleet": options, "report_after": True}, check_mode=True)
+    failed = {item["name"] for item in plan["plan_failures"]}
+    todo = [entry for entry in plan["requests"] if entry["name"] not in failed]
+    apart = domain({"guests": todo, "capacity": "fail", "restart": "never", "report_after": True})
+    assert _definitions(fleet_names) == written
+    assert written[fleet_names[0]] != original[fleet_names[0]]
+    assert written[fleet_names[1]] == original[fleet_names[1]]
+    # The host's free memory aside (host_info), the plan part is the plan call's.
+    for key in ("before", "requests", "sources", "plan", "plan_failures", "failure"):
+        assert together[key] == plan[key], key
+    assert together["changed"] is True
+    assert [item["name"] for item in together["plan_failures"]] == [fleet_names[1]]
+    applied = together["applied"]
+    for key in ("changed", "guests", "restart_required_guests", "failed_guests"):
+        assert applied[key] == apart[key], key
+    assert [guest["name"] for guest in applied["guests"]] == [fleet_names[0]]
+    # vnuma_info's read at the end, as the apply call's (the free memory of the host aside).
+    assert applied["after"]["guests"] == apart["after"]["guests"]
+
+
+def test_fleet_apply_writes_nothing_when_the_plan_changes_nothing(fleet_names: list[str]) -> None:
+    options = {**fleet(fleet_names), "apply": True}
+    assert domain({"fleet": options})["changed"] is True
+    again = domain({"fleet": options, "report_after": True})
+    # As the role's apply task registers when it is skipped; the read after is the discover read.
+    assert again["applied"] == {"changed": False, "skipped": True}
+    assert (again["changed"], again["failure"], again["after_is_before"]) == (False, None, True)
+
+
+def test_fleet_apply_only_plans_in_check_mode(fleet_names: list[str]) -> None:
+    original = _definitions(fleet_names)
+    result = domain({"fleet": {**fleet(fleet_names), "apply": True}}, check_mode=True)
+    assert "applied" not in result
+    assert result["plan"]["changed"] is True
+    assert _definitions(fleet_names) == original
+
+
+def test_fleet_apply_writes_nothing_when_the_plan_does_not_fit(fleet_names: list[str]) -> None:
+    conn = libvirt.open(URI)
+    try:
+        # Capacity counts the guests that run or start with the host.
+        for name in fleet_names:
+            conn.lookupByName(name).setAutostart(1)
+    finally:
+        conn.close()
+    original = _definitions(fleet_names)
+    # Every host node of the ring keeps more memory back than it has: the plan cannot fit (capacity.yml fails).
+    result = domain({"fleet": {**fleet(fleet_names), "apply": True}, "reserved_memory": "1 TiB"})
+    assert result["plan"]["capacity"]["blocking"]
+    assert (result["applied"], result["changed"], result["failure"]) == (None, False, None)
+    assert _definitions(fleet_names) == original
+
+
+def test_fleet_apply_failure_as_a_whole_is_the_apply_step(fleet_names: list[str]) -> None:
+    # Another run holds the hypervisor's lock: the plan is made as in check mode, the apply fails on the lock.
+    original = _definitions(fleet_names)
+    with open(lock_path(URI), "a+", encoding="utf-8") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = domain({"fleet": {**fleet(fleet_names), "apply": True}, "lock_timeout": 0})
+    assert result["failure"]["step"] == "apply", result["failure"]
+    assert result["failure"]["msg"] == result["applied"]["msg"]
+    assert result["plan"]["changed"] is True and result["changed"] is False
+    assert _definitions(fleet_names) == original
