@@ -154,14 +154,18 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
     }
     if fleet.get("apply") and not check_mode and host_info["host"]["nodes"]:
         return _plan_and_apply(params, plan_params, want_diff, result)
-    try:
-        plan = run_domain(plan_params, True, want_diff)
-    except VnumaError as error:
-        plan = error_result(error)
-    if _plan_failed(result, plan):
+    if _plan_failed(result, _check_plan(plan_params, want_diff)):
         return result
     _read_after_plan(params, result, before)
     return result
+
+
+def _check_plan(plan_params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]:
+    """vnuma_domain's result for the requests in check mode, or its failure as ``fail_json`` would give it."""
+    try:
+        return run_domain(plan_params, True, want_diff)
+    except VnumaError as error:
+        return error_result(error)
 
 
 def _plan_failed(result: dict[str, Any], plan: dict[str, Any]) -> bool:
@@ -238,11 +242,7 @@ def _plan_and_apply(
     if locked is not None:
         # Another run holds the hypervisor: the plan is made without writing, as the role's plan call makes
         # it, and the apply fails on the lock, as the role's apply call would.
-        try:
-            plan = run_domain(plan_params, True, want_diff)
-        except VnumaError as error:
-            plan = error_result(error)
-        if _plan_failed(result, plan):
+        if _plan_failed(result, _check_plan(plan_params, want_diff)):
             return result
         applied = locked
     result["changed"] = bool(applied.get("changed"))
