@@ -78,7 +78,7 @@ CASES = [
     pytest.param(
         {"vnuma_fleet_spec": {"mode": "bogus"}},
         "arguments",
-        ARGS + "value of mode must be one of: host, node, got: bogus found in vnuma_fleet_spec",
+        ARGS + "value of mode must be one of: host, node, auto, got: bogus found in vnuma_fleet_spec",
         id="spec-mode-choice",
     ),
     pytest.param(
