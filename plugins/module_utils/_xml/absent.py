@@ -39,7 +39,7 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import Hugepages
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import Hugepages, VirtioMemCells
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     insert_child,
@@ -186,6 +186,25 @@ def _check_memory_devices(current: DomainNuma, parts: Any, name: str) -> None:
             )
 
 
+def _without_virtio_mem(current: DomainNuma) -> DomainNuma:
+    """``current`` without the collection's virtio-mem devices: they go with the layout that made them.
+
+    The memory they held leaves ``<memory>`` with them; the user's own devices stay and are checked.
+    """
+    owned = sum(device.size_kib for device in current.memory_devices if device.cell_owned is not None)
+    if not owned:
+        return current
+    memory = None if current.memory_kib is None else current.memory_kib - owned
+    balloon = current.current_memory_kib
+    return replace(
+        current,
+        memory_kib=memory,
+        current_memory_kib=None if balloon is None or memory is None else min(balloon, memory),
+        memory_devices=tuple(device for device in current.memory_devices if device.cell_owned is None),
+        virtio_mem=VirtioMemCells(),
+    )
+
+
 def _devices_need_cells(current: DomainNuma, name: str) -> SpecError:
     return SpecError(
         f"has {len(current.memory_devices)} hot-plugged memory device(s), which need NUMA cells; "
@@ -269,7 +288,8 @@ def render_absent(root: Any, name: str) -> list[str]:
     without their cells.
     """
     warnings: list[str] = []
-    current = DomainNuma.from_domain(root)
+    read = DomainNuma.from_domain(root)
+    current = _without_virtio_mem(read)
     parts = None
     try:
         record = read_original(root)
@@ -283,7 +303,7 @@ def render_absent(root: Any, name: str) -> list[str]:
         record = None
         warnings.append(f"guest {name}: {error.message}; the layout was removed without restoring it")
     if record is not None:
-        parts, kept = merged_parts(record[0], record[1], root, current)
+        parts, kept = merged_parts(record[0], record[1], root, read)
         try:
             _check(parts)
         except VnumaError as error:
@@ -298,6 +318,8 @@ def render_absent(root: Any, name: str) -> list[str]:
     if parts is not None:
         _check_memory_devices(current, parts, name)
         put_parts(root, parts)
+        # The record has the sizes from before the collection; its virtio-mem devices go too.
+        replace(DomainNuma.from_domain(root), virtio_mem=VirtioMemCells()).apply(root)
     elif has_original(root) or has_stored_spec(root):
         flat_target(current, name).apply(root)
     remove_original(root)

@@ -7,8 +7,10 @@ device update sends to libvirt, and what capacity counts (the requested size, no
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
@@ -65,3 +67,34 @@ def test_the_update_is_the_running_device_with_another_requested_size() -> None:
     # The element read is left as it was.
     assert MemoryDevice.from_element(live).requested_kib == 131072
     assert sent.cell_owned == 1
+
+
+TEMPLATE = """<domain type='kvm'>
+  <name>g</name>
+  <memory unit='MiB'>4096</memory>
+  <vcpu>8</vcpu>
+  <vnuma mode='host' memory_device='virtio-mem'><maxMemory slots='8' unit='GiB'>12</maxMemory></vnuma>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <console type='pty'/>
+  </devices>
+</domain>"""
+
+
+def _absent(text: str) -> tuple[list[str], DomainNuma]:
+    root = parse_xml(text, "domain")
+    warnings = render_absent(root, "g")
+    return warnings, DomainNuma.from_domain(root)
+
+
+def test_absent_takes_the_virtio_mem_devices_with_the_layout() -> None:
+    expanded = expand_domain(TEMPLATE, (FIXTURES / "capabilities" / "seed-4node-ring.xml").read_text()).xml
+    # A resize since: the devices' requested sizes are in the definition.
+    resized = expanded.replace("<requested unit='KiB'>0</requested>", "<requested unit='KiB'>4096</requested>")
+    warnings, restored = _absent(resized)
+    assert warnings == []
+    assert (restored.memory_devices, restored.numa, restored.memory_kib) == ((), None, 4096 * MIB)
+    # Without the record (a guest an older version managed): the devices' memory leaves <memory> with them.
+    flat = re.sub(r"<vnuma-original:original.*?</vnuma-original:original>", "", resized, flags=re.S)
+    warnings, restored = _absent(flat)
+    assert (restored.memory_devices, restored.numa, restored.memory_kib) == ((), None, 4096 * MIB)
