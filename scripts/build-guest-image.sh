@@ -19,6 +19,9 @@
 #   system online=CPULIST present=CPULIST possible=CPULIST
 #   node id=ID cpulist=CPULIST mem_kib=KIB present_kib=KIB distance=D0,D1,...
 #                                    (one per node: its MemTotal, and its present memory from /proc/zoneinfo)
+#   access node=ID initiators=NODELIST read_latency=NS write_latency=NS read_bandwidth=MIBS write_bandwidth=MIBS
+#                                    (one per node with HMAT: its access0 initiators and figures, - when absent)
+#   cache node=ID level=L size=BYTES line=BYTES indexing=I write_policy=W     (one per memory-side cache)
 #   cpu id=ID package=P die=D core=C node=NODE                     (one per online CPU)
 #   VNUMA-REPORT-END seq=N
 # Kernel command line options read by /init:
@@ -167,6 +170,15 @@ online_all() {
     done
 }
 
+# A sysfs value, or - when the kernel has no such file.
+value() {
+    if [ -f "$1" ]; then
+        cat "$1"
+    else
+        echo -
+    fi
+}
+
 report() {
     read -r online </sys/devices/system/cpu/online
     read -r present </sys/devices/system/cpu/present
@@ -183,6 +195,22 @@ report() {
         present=$(awk -v node="$id" '/^Node/ { n = $2; sub(",", "", n) } n == node && $1 == "present" { p += $2 }
             END { print p * 4 }' /proc/zoneinfo)
         echo "node id=$id cpulist=$cpulist mem_kib=$mem present_kib=$present distance=$(echo "$distance" | tr ' ' ',')"
+        # HMAT as Linux applied it: the node's best initiators and the figures from them (drivers/base/node.c).
+        access=$d/access0/initiators
+        if [ -d "$access" ]; then
+            initiators=
+            for n in "$access"/node[0-9]*; do
+                [ -e "$n" ] && initiators=$initiators${initiators:+,}${n##*/node}
+            done
+            echo "access node=$id initiators=${initiators:--} read_latency=$(value "$access/read_latency")" \
+                "write_latency=$(value "$access/write_latency") read_bandwidth=$(value "$access/read_bandwidth")" \
+                "write_bandwidth=$(value "$access/write_bandwidth")"
+        fi
+        for c in "$d"/memory_side_cache/index[0-9]*; do
+            [ -d "$c" ] || continue
+            echo "cache node=$id level=${c##*/index} size=$(value "$c/size") line=$(value "$c/line_size")" \
+                "indexing=$(value "$c/indexing") write_policy=$(value "$c/write_policy")"
+        done
     done
     for c in /sys/devices/system/cpu/cpu[0-9]*; do
         state=1

@@ -107,4 +107,16 @@ options:
       - The default is V(dimm).
     type: str
     choices: [dimm, virtio-mem]
+  hmat:
+    description:
+      - Memory latency and bandwidth the guest sees per cell, as ACPI HMAT (C(<cpu><numa><interconnects>) and the cells'
+        memory-side C(<cache>)s). V(none) writes none and keeps any hand-written HMAT as it is.
+      - V(host) gives each cell the host's figures for its memory nodes (the worst of them for a cell over several
+        nodes); refused when the host reports none. V(synthesize) derives them from the distances (distance x 10 ns, 20
+        GiB/s x 10 / distance), so that a cell without vCPUs on a far node is a slower tier.
+      - Every cell without vCPUs gets the nearest cell with vCPUs as its initiator. The collection's HMAT replaces a
+        hand-written one.
+      - The default is V(none).
+    type: str
+    choices: [none, host, synthesize]
 """

@@ -22,12 +22,12 @@ from typing import Any
 
 import libvirt
 import pytest
-from lxml import etree
 from vnuma_domain_support import (
     CAPABILITIES,
     MIB,
     RING,
     ROOT,
+    bind_to_this_host,
     cpuset,
     domain_root,
     inactive_xml,
@@ -222,23 +222,6 @@ FIXTURES = sorted(path.name for path in CAPABILITIES.glob("*.xml"))
 def test_every_fixture_is_covered() -> None:
     assert len(FIXTURES) >= 15
     assert {fixture for fixture, _distribution in CANNOT_HOLD} <= set(FIXTURES)
-
-
-def bind_to_this_host(xml: str, here: set[int]) -> tuple[str, bool]:
-    """The definition with every memory binding to a node this host lacks moved to this host's lowest node.
-
-    libvirt refuses to build the command line for host nodes it does not have ("NUMA node 1 is
-    unavailable"), so the plans of other hosts are rendered with their bindings moved here; the rest of the
-    command line (cells, CPUs, distances, topology, backend sizes) is as planned.
-    """
-    root = domain_root(xml)
-    moved = False
-    for element in root.iterfind("numatune/*"):
-        nodes = cpuset(element.get("nodeset", ""))
-        if nodes and not nodes <= here:
-            element.set("nodeset", str(min(here)))
-            moved = True
-    return etree.tostring(root, encoding="unicode"), moved
 
 
 def check_qemu_command_line(

@@ -24,7 +24,7 @@ from typing import Any
 import libvirt
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.tests.support.module_run import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,6 +106,23 @@ def cpuset(text: str) -> frozenset[int]:
     return frozenset(parse_cpuset(text, "cpuset", allow_empty=True)) if text else frozenset()
 
 
+def bind_to_this_host(xml: str, here: set[int]) -> tuple[str, bool]:
+    """The definition with every memory binding to a node this host lacks moved to this host's lowest node.
+
+    libvirt refuses to build the command line for host nodes it does not have ("NUMA node 1 is
+    unavailable"), so the plans of other hosts are rendered with their bindings moved here; the rest of the
+    command line (cells, CPUs, distances, topology, backend sizes) is as planned.
+    """
+    root = domain_root(xml)
+    moved = False
+    for element in root.iterfind("numatune/*"):
+        nodes = cpuset(element.get("nodeset", ""))
+        if nodes and not nodes <= here:
+            element.set("nodeset", str(min(here)))
+            moved = True
+    return etree.tostring(root, encoding="unicode"), moved
+
+
 # -- the QEMU command line -------------------------------------------------------------------------
 
 
@@ -122,6 +139,10 @@ class QemuNuma:
     memory_mib: int | None = None  # -m (size, without slots and maxmem)
     maxmem: str | None = None
     slots: int | None = None
+    initiators: dict[int, int] = field(default_factory=dict)  # -numa node,initiator=: node id -> initiator
+    # -numa hmat-lb: (initiator, target, hierarchy, data-type) -> latency or bandwidth as QEMU was given it
+    hmat_lb: dict[tuple[int, int, str, str], str] = field(default_factory=dict)
+    hmat_cache: dict[tuple[int, int], dict[str, str]] = field(default_factory=dict)  # (node-id, level) -> the rest
 
 
 def _options(text: str) -> list[tuple[str, str]]:
@@ -153,10 +174,21 @@ def parse_qemu_argv(argv: str) -> QemuNuma:
                 result.nodes[node] = frozenset(cpus)
                 if "memdev" in values:
                     result.memdev[node] = values["memdev"][0]
+                if "initiator" in values:
+                    result.initiators[node] = int(values["initiator"][0])
             elif kind == "dist":
                 key = (int(values["src"][0]), int(values["dst"][0]))
                 assert key not in result.distances, f"-numa dist {key} twice"
                 result.distances[key] = int(values["val"][0])
+            elif kind == "hmat-lb":
+                data_type = values["data-type"][0]
+                lb = (int(values["initiator"][0]), int(values["target"][0]), values["hierarchy"][0], data_type)
+                assert lb not in result.hmat_lb, f"-numa hmat-lb {lb} twice"
+                result.hmat_lb[lb] = values["latency" if data_type.endswith("latency") else "bandwidth"][0]
+            elif kind == "hmat-cache":
+                cache = (int(values["node-id"][0]), int(values["level"][0]))
+                rest = {key: items[0] for key, items in values.items() if key not in ("node-id", "level")}
+                result.hmat_cache[cache] = rest
             else:
                 raise AssertionError(f"unexpected -numa {value}")
         elif option == "-smp":

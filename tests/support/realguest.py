@@ -39,6 +39,8 @@ __all__ = [
     "QEMU_LOG_DIR",
     "BASE_CMDLINE",
     "OWNER_NS",
+    "GuestAccess",
+    "GuestCache",
     "GuestCpu",
     "GuestNode",
     "GuestReport",
@@ -101,6 +103,28 @@ class GuestCpu(NamedTuple):
     node: int
 
 
+def _figure(text: str) -> int | None:
+    return None if text == "-" else int(text)
+
+
+class GuestAccess(NamedTuple):
+    """A node's HMAT as the guest kernel applied it (access0): its initiators, ns and MiB/s (None: absent)."""
+
+    initiators: frozenset[int]
+    read_latency: int | None
+    write_latency: int | None
+    read_bandwidth: int | None
+    write_bandwidth: int | None
+
+
+class GuestCache(NamedTuple):
+    """A memory-side cache of a node as the guest kernel sees it (sizes in bytes)."""
+
+    level: int
+    size: int | None
+    line: int | None
+
+
 @dataclass(frozen=True)
 class GuestNode:
     """One NUMA node as the guest kernel sees it."""
@@ -124,6 +148,9 @@ class GuestReport:
     possible: frozenset[int]
     nodes: dict[int, GuestNode]
     cpus: dict[int, GuestCpu]
+    # HMAT: node -> its access0 figures, node -> its memory-side caches (only nodes that have them).
+    access: dict[int, GuestAccess] = field(default_factory=dict)
+    caches: dict[int, tuple[GuestCache, ...]] = field(default_factory=dict)
 
     @property
     def distance_matrix(self) -> list[list[int]]:
@@ -171,6 +198,8 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
     system: dict[str, str] = {}
     nodes: dict[int, GuestNode] = {}
     cpus: dict[int, GuestCpu] = {}
+    access: dict[int, GuestAccess] = {}
+    caches: dict[int, tuple[GuestCache, ...]] = {}
     for raw in body.splitlines():
         line = raw.strip()
         if not line:
@@ -185,6 +214,18 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
                 mem_kib=int(values["mem_kib"]),
                 present_kib=int(values["present_kib"]),
             )
+        elif kind == "access":
+            initiators = values["initiators"]
+            access[int(values["node"])] = GuestAccess(
+                initiators=frozenset() if initiators == "-" else parse_cpuset(initiators, "initiators"),
+                read_latency=_figure(values["read_latency"]),
+                write_latency=_figure(values["write_latency"]),
+                read_bandwidth=_figure(values["read_bandwidth"]),
+                write_bandwidth=_figure(values["write_bandwidth"]),
+            )
+        elif kind == "cache":
+            cache = GuestCache(int(values["level"]), _figure(values["size"]), _figure(values["line"]))
+            caches[int(values["node"])] = (*caches.get(int(values["node"]), ()), cache)
         elif kind == "cpu":
             cpus[int(values["id"])] = GuestCpu(
                 package=int(values["package"]),
@@ -204,6 +245,8 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
         possible=parse_cpuset(system["possible"], "possible CPUs"),
         nodes=nodes,
         cpus=cpus,
+        access=access,
+        caches=caches,
     )
 
 

@@ -37,6 +37,16 @@ def _render_cell(node: HostNode) -> list[str]:
         lines.append("          <distances>")
         lines.extend(f"            <sibling id='{other}' value='{value}'/>" for other, value in node.distances)
         lines.append("          </distances>")
+    for cache in node.caches:
+        attrs = f"level='{cache.level}'"
+        for name, value in (("associativity", cache.associativity), ("policy", cache.policy)):
+            if value is not None:
+                attrs += f" {name}='{value}'"
+        lines.append(f"          <cache {attrs}>")
+        lines.append(f"            <size value='{cache.size_kib}' unit='KiB'/>")
+        if cache.line_bytes:
+            lines.append(f"            <line value='{cache.line_bytes}' unit='B'/>")
+        lines.append("          </cache>")
     if node.cpus:
         lines.append(f"          <cpus num='{len(node.cpus)}'>")
         lines.extend(_render_cpu(cpu) for cpu in node.cpus)
@@ -56,5 +66,16 @@ def render_capabilities(topology: HostTopology) -> str:
     lines.extend(["    </cpu>", "    <topology>", f"      <cells num='{len(topology.nodes)}'>"])
     for node in topology.nodes:
         lines.extend(_render_cell(node))
-    lines.extend(["      </cells>", "    </topology>", "  </host>", "</capabilities>", ""])
+    lines.append("      </cells>")
+    if topology.interconnects:
+        lines.append("      <interconnects>")
+        for entry in topology.interconnects:
+            cache = f" cache='{entry.cache}'" if entry.cache else ""
+            unit = " unit='KiB'" if entry.kind == "bandwidth" else ""
+            lines.append(
+                f"        <{entry.kind} initiator='{entry.initiator}' target='{entry.target}'{cache} "
+                f"type='{entry.access}' value='{entry.value}'{unit}/>"
+            )
+        lines.append("      </interconnects>")
+    lines.extend(["    </topology>", "  </host>", "</capabilities>", ""])
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hmat import GuestHmat
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import DIMM_BLOCK_KIB
 
@@ -75,6 +76,8 @@ class Layout:
     guest: str | None = None
     # What every hot-plugged DIMM is a multiple of on the host (HostTopology.dimm_block_kib).
     dimm_block_kib: int = DIMM_BLOCK_KIB
+    # The guest's HMAT (spec option hmat), or None when it asks for none.
+    hmat: GuestHmat | None = None
 
     @property
     def memory_kib(self) -> int:
@@ -134,4 +137,5 @@ class Layout:
             "hugepages_kib": self.hugepages_kib,
             "max_memory_kib": self.max_memory_kib,
             "memory_slots": self.memory_slots,
+            "hmat": None if self.hmat is None else self.hmat.to_dict(),
         }

@@ -32,6 +32,7 @@ __all__ = [
     "DEDICATED_PINNINGS",
     "DISTRIBUTIONS",
     "EMULATOR_PINS",
+    "HMAT_MODES",
     "MAX_CELLS",
     "MAX_MEMORY_SLOTS",
     "MEMORY_DEVICES",
@@ -56,6 +57,8 @@ DEDICATED_PINNINGS = ("core", "thread")
 MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
 MEMORY_SPLITS = ("even", "vcpus")
 EMULATOR_PINS = ("none", "nodes")
+# Guest HMAT (``_core/hmat.py``): none, the host's figures, or figures derived from the distances.
+HMAT_MODES = ("none", "host", "synthesize")
 # What memory hotplug adds to a guest cell: DIMMs hot-added in fixed sizes, or one virtio-mem device
 # per cell that grows and shrinks (_core/hotplug.py).
 MEMORY_DEVICES = ("dimm", "virtio-mem")
@@ -277,6 +280,22 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         ),
         choices=MEMORY_DEVICES,
         default="dimm",
+    ),
+    Option(
+        "hmat",
+        Kind.CHOICE,
+        (
+            "Memory latency and bandwidth the guest sees per cell, as ACPI HMAT (C(<cpu><numa><interconnects>) and the "
+            "cells' memory-side C(<cache>)s). V(none) writes none and keeps any hand-written HMAT as it is.",
+            "V(host) gives each cell the host's figures for its memory nodes (the worst of them for a cell over "
+            "several nodes); refused when the host reports none. V(synthesize) derives them from the distances "
+            "(distance x 10 ns, 20 GiB/s x 10 / distance), so that a cell without vCPUs on a far node is a slower "
+            "tier.",
+            "Every cell without vCPUs gets the nearest cell with vCPUs as its initiator. The collection's HMAT "
+            "replaces a hand-written one.",
+        ),
+        choices=HMAT_MODES,
+        default="none",
     ),
 )
 

@@ -28,6 +28,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     TopologyError,
     VnumaError,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hmat import guest_hmat
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import balanced_enable_order, balanced_shares
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
@@ -636,5 +637,6 @@ class _Partitioner:
             max_memory_kib=spec.max_memory_kib,
             memory_slots=spec.memory_slots,
             guest=guest.name,
+            hmat=guest_hmat(self.topology, cells, spec.hmat),
             dimm_block_kib=self.topology.dimm_block_kib,
         )

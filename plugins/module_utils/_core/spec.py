@@ -133,6 +133,7 @@ class VnumaSpec:
     max_memory_kib: int | None = None
     memory_slots: int | None = None
     memory_device: str = option("memory_device").default
+    hmat: str = option("hmat").default
 
     def __post_init__(self) -> None:
         # Every number against its limit before anything is built from it (the partitioner builds

@@ -32,9 +32,14 @@ __all__ = [
     "DIMM_BLOCK_KIB",
     "MAX_HOST_CPU_ID",
     "MAX_NODE_ID",
+    "HMAT_ACCESS_TYPES",
+    "HMAT_KINDS",
+    "HostCache",
     "HostCpu",
+    "HostInterconnect",
     "HostNode",
     "HostTopology",
+    "MAX_CACHE_LEVEL",
 ]
 
 # libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
@@ -55,6 +60,42 @@ DIMM_BLOCK_KIB = 128 * 1024
 # QEMU's pseries machine (ppc64) wants each NUMA node's memory and each DIMM in whole 256 MiB blocks
 # (SPAPR_MEMORY_BLOCK_SIZE, the LMB size): "Node 1 memory size 0x... is not aligned to 256 MiB".
 _POWER_BLOCK_KIB = 256 * 1024
+
+
+# The HMAT figures libvirt reports (https://libvirt.org/formatcaps.html, <interconnects>): latency in
+# nanoseconds, bandwidth in KiB per second, each for reads, writes or both ("access").
+HMAT_KINDS = ("latency", "bandwidth")
+HMAT_ACCESS_TYPES = ("access", "read", "write")
+# ACPI HMAT describes at most three levels of memory-side cache (libvirt refuses a fourth).
+MAX_CACHE_LEVEL = 3
+
+
+class HostCache(NamedTuple):
+    """A memory-side cache in front of a node's memory (``<cell><cache>``, Linux's memory_side_cache).
+
+    ``associativity`` and ``policy`` are libvirt's words (none/direct/full, none/writeback/writethrough).
+    """
+
+    level: int
+    size_kib: int
+    line_bytes: int = 0
+    associativity: str | None = None
+    policy: str | None = None
+
+
+class HostInterconnect(NamedTuple):
+    """One HMAT figure from ``<interconnects>``: from the CPUs of ``initiator`` to the memory of ``target``.
+
+    ``value`` is nanoseconds for a latency, KiB per second for a bandwidth; ``cache`` is the level of
+    the target's memory-side cache the figure is for (0: its memory).
+    """
+
+    kind: str
+    initiator: int
+    target: int
+    access: str
+    value: int
+    cache: int = 0
 
 
 class HostCpu(NamedTuple):
@@ -87,6 +128,8 @@ class HostNode:
     pages: tuple[tuple[int, int], ...] = ()
     # (other node id, distance) exactly as reported; empty when the host reports none.
     distances: tuple[tuple[int, int], ...] = ()
+    # Memory-side caches, ascending by level; empty on most hosts.
+    caches: tuple[HostCache, ...] = ()
 
     @cached_property
     def hugepage_sizes(self) -> tuple[int, ...]:
@@ -156,6 +199,8 @@ class HostTopology:
     page_sizes_kib: tuple[int, ...] = (4,)
     # The host CPU architecture (<host><cpu><arch>), when reported: it decides the memory granules.
     arch: str | None = None
+    # HMAT figures as reported (Linux reports each node's from its nearest initiators); empty without HMAT.
+    interconnects: tuple[HostInterconnect, ...] = ()
     _by_id: dict[int, HostNode] = field(init=False, repr=False, compare=False)
 
     @property
@@ -203,9 +248,32 @@ class HostTopology:
                             f"host CPU {cpu.id} is reported in host nodes {owner[cpu.id]} and {node.id}"
                         )
                     owner[cpu.id] = node.id
+        self._check_hmat(by_id)
         ordered = tuple(sorted(self.nodes, key=lambda node: node.id))
         object.__setattr__(self, "nodes", ordered)
         object.__setattr__(self, "_by_id", by_id)
+
+    def _check_hmat(self, by_id: dict[int, HostNode]) -> None:
+        """HMAT figures that name no node, or that no kernel reports, are refused: they reach guests."""
+        for node in self.nodes:
+            levels = [cache.level for cache in node.caches]
+            if len(set(levels)) != len(levels):
+                raise TopologyError(f"host node {node.id} reports a memory-side cache level twice")
+            for cache in node.caches:
+                if not 1 <= cache.level <= MAX_CACHE_LEVEL:
+                    raise TopologyError(
+                        f"host node {node.id} reports a memory-side cache of level {cache.level}; "
+                        f"HMAT has levels 1-{MAX_CACHE_LEVEL}"
+                    )
+        for entry in self.interconnects:
+            what = f"host <interconnects> <{entry.kind} initiator='{entry.initiator}' target='{entry.target}'>"
+            if entry.kind not in HMAT_KINDS or entry.access not in HMAT_ACCESS_TYPES:
+                raise TopologyError(f"{what}: unknown figure {entry.kind} of type {entry.access}")
+            for role, node_id in (("initiator", entry.initiator), ("target", entry.target)):
+                if node_id not in by_id:
+                    raise TopologyError(f"{what}: the {role} is not a host node")
+            if entry.cache and entry.cache not in {cache.level for cache in by_id[entry.target].caches}:
+                raise TopologyError(f"{what}: node {entry.target} reports no memory-side cache of level {entry.cache}")
 
     @cached_property
     def node_ids(self) -> tuple[int, ...]:

@@ -6,8 +6,9 @@
 
 """libvirt's host capabilities XML (``virConnectGetCapabilities()``) to a ``HostTopology`` and back.
 
-Only ``<host><topology><cells>`` and the host's page sizes (``<host><cpu><pages>``) are read; the rest
-of the document (guests, security models, caches) is ignored.  The format is libvirt's
+Only ``<host><topology>`` (the cells, their memory-side caches, and the HMAT ``<interconnects>``) and
+the host's page sizes (``<host><cpu><pages>``) are read; the rest of the document (guests, security
+models, CPU caches) is ignored.  The format is libvirt's
 (https://libvirt.org/formatcaps.html); the quirks it has in the wild are handled here:
 
 - a node without memory has no ``<memory>`` element at all (libvirt prints it only when non-zero);
@@ -44,11 +45,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+    HMAT_ACCESS_TYPES,
     HOST_CPU_ID_REASON,
+    MAX_CACHE_LEVEL,
     MAX_HOST_CPU_ID,
     MAX_NODE_ID,
     NODE_ID_REASON,
+    HostCache,
     HostCpu,
+    HostInterconnect,
     HostNode,
     HostTopology,
 )
@@ -193,15 +198,82 @@ def _parse_cpus(cpus: Any, node_id: int, what: str, siblings_cache: dict[str, fr
     return parsed
 
 
+# libvirt's words for a memory-side cache (virNumaCacheAssociativity, virNumaCachePolicy).
+_ASSOCIATIVITIES = ("none", "direct", "full")
+_CACHE_POLICIES = ("none", "writeback", "writethrough")
+
+
+def _word(element: Any, name: str, words: tuple[str, ...], what: str) -> str | None:
+    value: str | None = element.get(name)
+    if value is not None and value not in words:
+        raise XmlError(f"{what}: {_describe(element)}: {name} {shown(value)} is not one of {', '.join(words)}")
+    return value
+
+
+def _parse_cache(element: Any, what: str) -> HostCache:
+    """``<cache level associativity policy><size value unit/><line value unit/></cache>`` of a cell."""
+    level = _number(element.get("level"), "level", element, what, MAX_CACHE_LEVEL, "HMAT's cache levels")
+    size = element.find("size")
+    if size is None:
+        raise XmlError(f"{what}: {_describe(element)} has no <size>")
+    size_kib = _size(size.get("value"), "value", size, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
+    line = element.find("line")
+    line_bytes = 0
+    if line is not None:
+        # The line is a few dozen bytes: read in bytes, which libvirt writes it in (unit='B').
+        scale = unit_bytes(line.get("unit") or "B")
+        if scale is None:
+            raise XmlError(f"{what}: {_describe(line)}: unknown unit {shown(line.get('unit'))}")
+        line_bytes = _number(line.get("value"), "value", line, what) * scale
+    return HostCache(
+        level=level,
+        size_kib=size_kib,
+        line_bytes=line_bytes,
+        associativity=_word(element, "associativity", _ASSOCIATIVITIES, what),
+        policy=_word(element, "policy", _CACHE_POLICIES, what),
+    )
+
+
+def _parse_interconnects(element: Any, what: str) -> list[HostInterconnect]:
+    """``<interconnects>``: ``<latency|bandwidth initiator target [cache] type value [unit]/>``."""
+    entries = []
+    for entry in element.iterchildren("latency", "bandwidth"):
+        kind = entry.tag
+        if kind == "latency":
+            value = _number(entry.get("value"), "value", entry, what)
+        else:
+            # A bandwidth is a size per second: KiB unless the unit says otherwise.
+            value = _size(entry.get("value"), "value", entry, what, MAX_INTEGER, "")
+        access = entry.get("type")
+        if access not in HMAT_ACCESS_TYPES:
+            raise XmlError(
+                f"{what}: {_describe(entry)}: type {shown(access)} is not one of {', '.join(HMAT_ACCESS_TYPES)}"
+            )
+        entries.append(
+            HostInterconnect(
+                kind=kind,
+                initiator=_number(entry.get("initiator"), "initiator", entry, what, MAX_NODE_ID, NODE_ID_REASON),
+                target=_number(entry.get("target"), "target", entry, what, MAX_NODE_ID, NODE_ID_REASON),
+                access=access,
+                value=value,
+                cache=_optional_number(entry, "cache", what) or 0,
+            )
+        )
+    return entries
+
+
 def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]]) -> HostNode:
     node_id = _number(cell.get("id"), "id", cell, what, MAX_NODE_ID, NODE_ID_REASON)
     memory_kib = 0
     pages: list[tuple[int, int]] = []
     distances: list[tuple[int, int]] = []
     cpus: list[HostCpu] = []
-    for child in cell.iterchildren("memory", "pages", "distances", "cpus"):
+    caches: list[HostCache] = []
+    for child in cell.iterchildren("memory", "pages", "distances", "cpus", "cache"):
         tag = child.tag
-        if tag == "memory":
+        if tag == "cache":
+            caches.append(_parse_cache(child, f"{what}: host node {node_id}"))
+        elif tag == "memory":
             memory_kib = _size(child.text, "content", child, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
         elif tag == "pages":
             size = _page_size(child, what)
@@ -228,7 +300,14 @@ def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]])
         else:
             cpus.extend(_parse_cpus(child, node_id, what, siblings_cache))
     pages.sort()
-    return HostNode(id=node_id, memory_kib=memory_kib, cpus=tuple(cpus), pages=tuple(pages), distances=tuple(distances))
+    return HostNode(
+        id=node_id,
+        memory_kib=memory_kib,
+        cpus=tuple(cpus),
+        pages=tuple(pages),
+        distances=tuple(distances),
+        caches=tuple(sorted(caches)),
+    )
 
 
 def _check_distances(nodes: list[HostNode], what: str) -> None:
@@ -392,11 +471,14 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
     page_sizes = sorted({_page_size(pages, what) for pages in host.iterfind("cpu/pages")})
     if not page_sizes:
         page_sizes = sorted({size for node in nodes for size, _count in node.pages})
+    # ``topology`` holds the cells found above, so it is there.
+    interconnects = None if topology is None else topology.find("interconnects")
     try:
         return HostTopology(
             nodes=tuple(nodes),
             page_sizes_kib=tuple(page_sizes) if page_sizes else (4,),
             arch=(host.findtext("cpu/arch") or "").strip() or None,
+            interconnects=() if interconnects is None else tuple(_parse_interconnects(interconnects, what)),
         )
     except TopologyError as error:
         raise TopologyError(f"{what}: {error.message}") from None

@@ -4,7 +4,10 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""``<cpu><topology>`` and ``<cpu><numa>``: the guest cells, their distances, and the HMAT parts kept.
+"""``<cpu><topology>`` and ``<cpu><numa>``: the guest cells, their distances, and their HMAT.
+
+The HMAT elements themselves (a cell's ``<cache>``, an ``<interconnects>`` figure) are in ``hmat.py``;
+the checks libvirt makes of them as a whole are here, with the cells they name.
 
 https://libvirt.org/formatdomain.html#cpu-model-and-topology and #numa-topology
 """
@@ -22,10 +25,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
     validate_distances,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HMAT_KINDS, MAX_CACHE_LEVEL
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import detached_copy
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
     attr_int_or,
@@ -45,7 +49,6 @@ __all__ = [
     "Numa",
     "NumaCell",
     "Sibling",
-    "carried_numa_parts",
     "validate_distances",
 ]
 
@@ -132,7 +135,7 @@ class NumaCell(ElementModel):
     """``<cell id cpus memory unit memAccess discard>`` with its ``<distances>``.
 
     ``cpus`` is empty for a CPU-less cell (libvirt then has no ``cpus`` attribute); ``memory_kib``
-    is in KiB whatever unit the domain used.
+    is in KiB whatever unit the domain used; ``caches`` are its memory-side caches (HMAT).
     """
 
     TAG: ClassVar[str] = "cell"
@@ -143,6 +146,7 @@ class NumaCell(ElementModel):
     mem_access: str | None = None
     discard: bool | None = None
     distances: tuple[Sibling, ...] = ()
+    caches: tuple[NumaCache, ...] = ()
 
     @classmethod
     def from_element(cls, element: etree._Element, position: int = 0) -> NumaCell:
@@ -161,6 +165,7 @@ class NumaCell(ElementModel):
             mem_access=element.get("memAccess"),
             discard=yes_no(element, "discard", what),
             distances=tuple(sorted(siblings, key=lambda sibling: sibling.id)),
+            caches=tuple(NumaCache.from_element(child) for child in element.iterchildren(NumaCache.TAG)),
         )
 
     def markup(self) -> str:
@@ -168,6 +173,7 @@ class NumaCell(ElementModel):
         distances = ""
         if self.distances:
             distances = make_markup("distances", (), "".join([sibling.markup() for sibling in self.distances]))
+        caches = "".join(cache.markup() for cache in self.caches)
         return make_markup(
             self.TAG,
             (
@@ -178,7 +184,7 @@ class NumaCell(ElementModel):
                 ("memAccess", self.mem_access),
                 ("discard", discard),
             ),
-            distances,
+            distances + caches,
         )
 
     def items(self) -> Items:
@@ -190,23 +196,29 @@ class NumaCell(ElementModel):
             (f"{prefix}/discard", None if self.discard is None else yes_no_text(self.discard)),
         ]
         items.extend((f"{prefix}/distances/sibling[{sibling.id}]", sibling.value) for sibling in self.distances)
+        for cache in self.caches:
+            items.extend(cache.items(self.id))
         return items
 
 
 @dataclass(frozen=True)
 class Numa(ElementModel):
-    """``<cpu><numa>``: the guest cells, ascending by id."""
+    """``<cpu><numa>``: the guest cells, ascending by id, and the HMAT ``<interconnects>`` in their order."""
 
     TAG: ClassVar[str] = "numa"
     KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
 
     cells: tuple[NumaCell, ...]
+    interconnects: tuple[Interconnect, ...] = ()
 
     @classmethod
     def from_element(cls, element: etree._Element) -> Numa:
         require_tag(element, cls.TAG)
         cells = [NumaCell.from_element(child, position) for position, child in enumerate(element.iterchildren("cell"))]
-        return cls(tuple(sorted(cells, key=lambda cell: cell.id)))
+        found = element.find(Interconnect.TAG)
+        # libvirt reads the first <interconnects> only, and skips what is neither latency nor bandwidth.
+        entries = () if found is None else tuple(map(Interconnect.from_element, found.iterchildren(*HMAT_KINDS)))
+        return cls(tuple(sorted(cells, key=lambda cell: cell.id)), entries)
 
     def validate(self, vcpus: int | None = None) -> None:
         """What libvirt checks of the cells, and the distance rules it crashes on (see validate_distances)."""
@@ -221,6 +233,7 @@ class Numa(ElementModel):
                 if vcpus is not None and vcpu >= vcpus:
                     raise SpecError(f"guest cell {cell.id} names vCPU {vcpu}, but the guest has {vcpus} vCPUs")
                 owner[vcpu] = cell.id
+        self._validate_hmat()
         with_distances = [cell for cell in self.cells if cell.distances]
         if not with_distances:
             return
@@ -237,45 +250,65 @@ class Numa(ElementModel):
             matrix.append([row[other] for other in ids])
         validate_distances(matrix)
 
+    def _validate_hmat(self) -> None:
+        """libvirt's checks of the HMAT (virDomainNumaDefValidate), and the initiator QEMU needs per cell."""
+        for cell in self.cells:
+            levels = [cache.level for cache in cell.caches]
+            for level in levels:
+                if not 1 <= level <= MAX_CACHE_LEVEL:
+                    raise SpecError(
+                        f"guest cell {cell.id} has a memory-side cache of level {level}; HMAT has levels "
+                        f"1-{MAX_CACHE_LEVEL}"
+                    )
+            if len(set(levels)) != len(levels):
+                raise SpecError(f"guest cell {cell.id} has a memory-side cache level twice")
+        by_id = {cell.id: cell for cell in self.cells}
+        seen: set[tuple[str, int, int, int, str]] = set()
+        links: set[tuple[int, int]] = set()
+        for entry in self.interconnects:
+            what = f"<numa><interconnects>{entry.describe()}"
+            for name, cell_id in (("initiator", entry.initiator), ("target", entry.target)):
+                if cell_id not in by_id:
+                    raise SpecError(
+                        f"<numa><interconnects><{entry.kind} {name}='{cell_id}'> names a guest cell the layout does "
+                        f"not have ({len(by_id)} cells); remove or rewrite the interconnects"
+                    )
+            if not by_id[entry.initiator].cpus:
+                raise SpecError(f"{what}: guest cell {entry.initiator} has no vCPUs, so it cannot be an initiator")
+            if entry.cache and entry.cache not in {cache.level for cache in by_id[entry.target].caches}:
+                raise SpecError(f"{what}: guest cell {entry.target} has no memory-side cache of level {entry.cache}")
+            key = (entry.kind, entry.initiator, entry.target, entry.cache, entry.access)
+            if key in seen:
+                raise SpecError(f"{what} is given twice")
+            seen.add(key)
+            # libvirt keeps one direction per pair of cells ("Link already defined").
+            if entry.initiator != entry.target:
+                if (entry.target, entry.initiator) in links:
+                    raise SpecError(
+                        f"{what}: the link between cells {entry.target} and {entry.initiator} is given "
+                        "the other way too; libvirt takes one direction per pair"
+                    )
+                links.add((entry.initiator, entry.target))
+        if not self.interconnects and not any(cell.caches for cell in self.cells):
+            return
+        # With HMAT, libvirt gives QEMU an initiator for every cell: a cell's own, or for a cell without
+        # vCPUs the initiator of its best figure; a cell with neither makes the guest fail to start.
+        targets = {entry.target for entry in self.interconnects}
+        for cell in self.cells:
+            if not cell.cpus and cell.id not in targets:
+                raise SpecError(
+                    f"guest cell {cell.id} has no vCPUs and no <interconnects> figure names it as target, so "
+                    "it has no initiator, which QEMU needs with HMAT; add a figure from a cell with vCPUs"
+                )
+
     def markup(self) -> str:
         # Not checked here: to_element checks first, DomainNuma.apply has checked the whole model.
-        return make_markup(self.TAG, (), "".join([cell.markup() for cell in self.cells]))
+        inner = "".join([cell.markup() for cell in self.cells])
+        if self.interconnects:
+            inner += make_markup(Interconnect.TAG, (), "".join(entry.markup() for entry in self.interconnects))
+        return make_markup(self.TAG, (), inner)
 
     def items(self) -> Items:
-        return [item for cell in self.cells for item in cell.items()]
-
-
-def carried_numa_parts(
-    root: etree._Element, numa: Numa | None
-) -> tuple[dict[int, list[etree._Element]], etree._Element | None]:
-    """HMAT data of the old ``<numa>`` (cell ``<cache>``s, ``<interconnects>``) that stays valid.
-
-    Caches stay with the cell of the same id; interconnects stay when every cell they name still
-    exists, and are an error otherwise (rewriting them is the user's decision, not ours).
-    """
-    old = root.find("cpu/numa")
-    if old is None or numa is None:
-        return {}, None
-    new_ids = {cell.id for cell in numa.cells}
-    caches: dict[int, list[etree._Element]] = {}
-    for position, cell in enumerate(old.iterchildren(NumaCell.TAG)):
-        cell_id = attr_int(cell, "id", "<numa><cell>", position)
-        found = [detached_copy(cache) for cache in cell.iterchildren("cache")]
-        if found and cell_id in new_ids:
-            caches[cell_id] = found
-    interconnects = old.find("interconnects")
-    if interconnects is None:
-        return caches, None
-    for entry in interconnects:
-        # Comments and processing instructions have no string tag (lxml-stubs says every tag is one).
-        tag: object = entry.tag
-        if not isinstance(tag, str):
-            continue
-        for name in ("initiator", "target"):
-            value = attr_int(entry, name, f"<numa><interconnects><{entry.tag}>")
-            if value is not None and value not in new_ids:
-                raise SpecError(
-                    f"<numa><interconnects><{entry.tag} {name}='{value}'> names a guest cell the new layout "
-                    f"does not have ({len(new_ids)} cells); remove or rewrite the interconnects"
-                )
-    return caches, detached_copy(interconnects)
+        items = [item for cell in self.cells for item in cell.items()]
+        items.extend((entry.path, entry.value) for entry in self.interconnects)
+        return items

@@ -28,12 +28,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import layout_policy as policy
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind, Items, new_change
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import (
-    CpuTopology,
-    Numa,
-    NumaCell,
-    carried_numa_parts,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin, pin_texts
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, parse_markup, parse_markups
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
@@ -283,18 +278,17 @@ class DomainNuma:
     def apply(self, root: etree._Element) -> None:
         """Make the owned parts of ``root`` equal to this model, in place; nothing else is touched.
 
-        Everything is checked first (this model, and the domain's memory devices, cell caches and
-        interconnects against the new cells), so a refusal leaves ``root`` exactly as it was.
+        Everything is checked first (this model, HMAT included, and the domain's memory devices against
+        the new cells), so a refusal leaves ``root`` exactly as it was.
         """
         require_tag(root, "domain")
         # The collection's virtio-mem devices are replaced by this model's; everyone else's stay.
         target = replace(self, memory_devices=(*_others(memory_devices_of(root)), *self.virtio_mem.devices))
         target.validate()
-        carried = carried_numa_parts(root, target.numa)
 
         self._apply_memory(root)
         self._apply_vcpu(root)
-        self._apply_cpu(root, carried)
+        self._apply_cpu(root)
         self._apply_numatune(root)
         self._apply_cputune(root)
         self._apply_virtio_mem(root)
@@ -337,9 +331,7 @@ class DomainNuma:
         else:
             put_model(root, self.vcpus, DOMAIN_ORDER)
 
-    def _apply_cpu(
-        self, root: etree._Element, carried: tuple[dict[int, list[etree._Element]], etree._Element | None]
-    ) -> None:
+    def _apply_cpu(self, root: etree._Element) -> None:
         cpu = root.find("cpu")
         if cpu is None and self.topology is None and self.numa is None:
             return
@@ -353,16 +345,8 @@ class DomainNuma:
         if self.numa is None:
             remove_children(cpu, Numa.TAG)
         else:
-            # apply() has validated the whole model, these cells included: written unchecked.
-            numa = parse_markup(self.numa.markup())
-            caches, interconnects = carried
-            # The cells were written in the model's order.
-            for cell, model in zip(numa.iterchildren(NumaCell.TAG), self.numa.cells, strict=True):
-                for cache in caches.get(model.id, ()):
-                    cell.append(cache)
-            if interconnects is not None:
-                numa.append(interconnects)
-            put_model(cpu, self.numa, CPU_ORDER, numa)
+            # apply() has validated the whole model, these cells and their HMAT included: written unchecked.
+            put_model(cpu, self.numa, CPU_ORDER, parse_markup(self.numa.markup()))
         remove_if_empty(cpu)
 
     def _apply_numatune(self, root: etree._Element) -> None:

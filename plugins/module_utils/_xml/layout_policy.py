@@ -21,6 +21,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import hmat_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     HugePage,
     Hugepages,
@@ -108,9 +109,19 @@ def topology_for(layout: Layout) -> CpuTopology:
 
 
 def numa_for(layout: Layout, current: Numa | None) -> Numa:
-    """``<cpu><numa>``: the layout's cells and distances; the user's backing of each cell id kept."""
+    """``<cpu><numa>``: the layout's cells and distances; the user's backing of each cell id kept.
+
+    HMAT: the layout's when the spec asks for it (it then replaces what the domain had); otherwise the
+    domain's own, hand-written one, caches with the cell of the same id (``Numa.validate`` refuses
+    figures naming cells the layout no longer has).
+    """
     cell_count = len(layout.cells)
     previous_cells = {cell.id: cell for cell in current.cells} if current is not None else {}
+    if layout.hmat is not None:
+        caches, interconnects = hmat_for(layout.hmat)
+    else:
+        caches = {cell_id: cell.caches for cell_id, cell in previous_cells.items()}
+        interconnects = () if current is None else current.interconnects
     cells = []
     for cell in layout.cells:
         before = previous_cells.get(cell.id)
@@ -126,9 +137,10 @@ def numa_for(layout: Layout, current: Numa | None) -> Numa:
                 distances=(
                     tuple(Sibling(other, value) for other, value in enumerate(cell.distances)) if cell_count > 1 else ()
                 ),
+                caches=caches.get(cell.id, ()),
             )
         )
-    return Numa(tuple(cells))
+    return Numa(tuple(cells), interconnects)
 
 
 def numatune_for(layout: Layout) -> Numatune:

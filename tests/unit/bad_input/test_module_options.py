@@ -39,7 +39,7 @@ CHOICES = {
     "state": "present, absent",
 }
 KNOWN = (
-    "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hotplug_memory, hugepages, max_memory, "
+    "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hmat, hotplug_memory, hugepages, max_memory, "
     "memory, memory_device, "
     "memory_mode, memory_slots, memory_split, mode, nodeset, pinning, replan, state, total_memory"
 )

@@ -399,7 +399,8 @@ CASES = [
         (RING, {HUGE: 1}),
         F,
         f"{LAYOUT}unknown vnuma option(s) about 10^5000; known: cells, cpuless_cells, distribution, emulator_pin, "
-        "hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pinning",
+        "hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
+        "pinning",
         "layout-spec-huge-int-key",
         vcpus=4,
         memory="4 GiB",

@@ -83,6 +83,7 @@ def test_node_mode_layout() -> None:
         "hugepages_kib": None,
         "max_memory_kib": None,
         "memory_slots": None,
+        "hmat": None,
     }
 
 
@@ -142,8 +143,8 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
         (
             {"spec": {"bogus": 1}},
             "guest db01: unknown vnuma option(s) bogus; known: cells, cpuless_cells, distribution, emulator_pin, "
-            "hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
-            "pinning",
+            "hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, "
+            "nodeset, pinning",
         ),
         ({"memory": "64 GiB"}, "guest db01: guest cell 0 needs 16 GiB, host node 0 has 8 GiB"),
         ({"memory": None}, "guest db01: no memory size: set memory in the vnuma spec or <memory> in the domain"),

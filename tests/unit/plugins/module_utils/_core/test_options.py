@@ -98,6 +98,7 @@ def test_the_argspec_follows_the_kinds() -> None:
         "cpuless_cells": {"type": "bool"},
         "max_memory": {"type": "raw"},
         "memory_slots": {"type": "int"},
+        "hmat": {"type": "str", "choices": ["none", "host", "synthesize"]},
         "memory_device": {"type": "str", "choices": ["dimm", "virtio-mem"]},
     }
     # Each call builds its own: Ansible may change what it is given.

@@ -55,6 +55,9 @@ CASES = {
     "ring-virtio-mem": "seed-4node-ring",
     # A domain as libvirt itself prints it after an earlier expansion: the spec is in <metadata>.
     "ring-already-expanded": "seed-4node-ring",
+    # HMAT: the host's figures and caches on CXL nodes; figures derived from the lab's distances.
+    "cxl-hmat-host": "cxl-hmat-cache",
+    "lab4-hmat-synthesize": "lab4-hmat",
 }
 
 

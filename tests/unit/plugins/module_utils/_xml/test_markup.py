@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import cpu_numa, cputune, memory, numatune, vcpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     CurrentMemory,
@@ -35,6 +36,8 @@ MODELS: list[ElementModel] = [
     Sibling(0, 10),
     _CELL,
     Numa((NumaCell(0, (0, 1), GIB, distances=(Sibling(0, 10), Sibling(1, 21))), _CELL)),
+    NumaCache(1, 262144, 64, "direct", "writeback"),
+    Interconnect("bandwidth", 0, 1, "read", 9986048),
     NumatuneMemory("strict", (0, 1), None),
     Memnode(0, "preferred", (1,)),
     Numatune(NumatuneMemory("interleave", (0,)), (Memnode(0, "strict", (0,)),)),

@@ -1,0 +1,160 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Guest HMAT (_core/hmat.py): the host's figures mapped onto the cells, the aggregate, the synthesis, initiators."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hmat import (
+    CellAccess,
+    NodeAccess,
+    guest_hmat,
+    host_access,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+    HostCache,
+    HostInterconnect,
+    HostTopology,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+
+CAPABILITIES = Path(__file__).resolve().parents[3] / "fixtures" / "capabilities"
+GIB = 1024 * 1024
+
+
+def host(name: str) -> HostTopology:
+    return parse_capabilities((CAPABILITIES / f"{name}.xml").read_text(encoding="utf-8"))
+
+
+def plan(name: str, vcpus: int, memory_kib: int, **spec: object) -> tuple[CellAccess, ...]:
+    layout = compute_layout(host(name), VnumaSpec(**spec), GuestShape(vcpus=vcpus, memory_kib=memory_kib))  # type: ignore[arg-type]
+    assert layout.hmat is not None
+    return layout.hmat.accesses
+
+
+def test_the_host_reports_each_node_from_its_nearest_initiator() -> None:
+    lab = host("lab4-hmat")
+    assert host_access(lab, 3) == NodeAccess(2, 210, 210, 9986048, 9986048)
+    assert host_access(lab, 0) == NodeAccess(0, 100, 100, 20971520, 20971520)
+    cxl = host("cxl-hmat-cache")
+    assert host_access(cxl, 2) == NodeAccess(0, 248, 270, 33554432, 26214400)
+    assert cxl.node(2).caches == (HostCache(1, 262144, 64, "direct", "writeback"),)
+    assert host_access(host("seed-4node-ring"), 0) is None
+
+
+def test_access_counts_for_reads_and_writes_and_the_best_initiator_wins() -> None:
+    base = host("seed-4node-ring")
+    figures = (
+        HostInterconnect("latency", 1, 0, "access", 120),
+        HostInterconnect("latency", 0, 0, "access", 80),
+        HostInterconnect("latency", 0, 0, "write", 90),
+        HostInterconnect("bandwidth", 0, 0, "access", 4096),
+    )
+    topology = replace(base, interconnects=figures)
+    assert host_access(topology, 0) == NodeAccess(0, 80, 90, 4096, 4096)
+
+
+def test_host_mode_mirrors_the_lab_and_gives_the_cpuless_cell_the_host_initiator() -> None:
+    accesses = plan("lab4-hmat", 6, GIB, mode="node", nodeset="0-3", cpuless_cells=True, hmat="host")
+    assert [(a.cell, a.initiator, a.read_latency_ns, a.read_bandwidth_kib) for a in accesses] == [
+        (0, 0, 100, 20971520),
+        (1, 1, 100, 20971520),
+        (2, 2, 100, 20971520),
+        # The CXL-like node 3: the host's initiator (node 2) is guest cell 2, its figures the host's.
+        (3, 2, 210, 9986048),
+    ]
+
+
+def test_reads_and_writes_stay_apart() -> None:
+    accesses = plan("cxl-hmat-cache", 4, 4 * GIB, mode="node", nodeset="0-3", cpuless_cells=True, hmat="host")
+    assert accesses[2] == CellAccess(2, 0, 248, 270, 33554432, 26214400)
+    assert accesses[3] == CellAccess(3, 1, 248, 270, 33554432, 26214400)
+
+
+def test_a_cell_over_several_nodes_takes_the_worst_of_them() -> None:
+    # Two cells over four nodes: nearest first groups 0 with 2 (CXL, distance 14) and 1 with 3.
+    accesses = plan("cxl-hmat-cache", 4, 4 * GIB, mode="node", nodeset="0-3", cells=2, hmat="host")
+    assert accesses[0] == CellAccess(0, 0, 248, 270, 33554432, 26214400)
+
+
+def test_synthesize_derives_the_figures_from_the_distances() -> None:
+    accesses = plan("seed-4node-ring", 4, 4 * GIB, mode="node", nodeset="0-3", cells=4, hmat="synthesize")
+    assert {(a.read_latency_ns, a.write_bandwidth_kib) for a in accesses} == {(100, 20 * GIB)}
+    # A CPU-less cell: the nearest cell with vCPUs, then d x 10 ns and 20 GiB/s x 10 / d (in whole MiB/s).
+    accesses = plan("lab4-hmat", 4, GIB, mode="node", nodeset="1-3", cpuless_cells=True, hmat="synthesize")
+    assert accesses[2] == CellAccess(2, 1, 210, 210, 20480 * 10 // 21 * 1024, 20480 * 10 // 21 * 1024)
+
+
+def test_the_nearest_cell_with_vcpus_is_the_initiator_when_the_host_one_is_not_in_the_guest() -> None:
+    # Nodes 0 and 3 only: node 3's host initiator (node 2) is not in the guest; cell 0 (node 0) serves it.
+    accesses = plan("lab4-hmat", 2, GIB // 2, mode="node", nodeset="0,3", cpuless_cells=True, hmat="host")
+    assert (accesses[1].initiator, accesses[1].read_latency_ns) == (0, 210)
+
+
+def test_none_gives_no_hmat_and_host_without_figures_is_refused() -> None:
+    layout = compute_layout(host("lab4-hmat"), VnumaSpec(), GuestShape(vcpus=3, memory_kib=GIB))
+    assert layout.hmat is None
+    with pytest.raises(SpecError, match=r"no HMAT latency or bandwidth for node 0.*synthesize or none"):
+        compute_layout(host("seed-4node-ring"), VnumaSpec(hmat="host"), GuestShape(vcpus=4, memory_kib=4 * GIB))
+
+
+def test_caches_follow_their_node() -> None:
+    layout = compute_layout(
+        host("cxl-hmat-cache"),
+        VnumaSpec(mode="node", nodeset="0-3", cpuless_cells=True, hmat="host"),
+        GuestShape(vcpus=4, memory_kib=4 * GIB),
+    )
+    assert layout.hmat is not None
+    assert layout.hmat.caches[0] == ()
+    assert layout.hmat.caches[2] == (HostCache(1, 262144, 64, "direct", "writeback"),)
+    assert layout.to_dict()["hmat"]["cells"][2]["initiator"] == 0
+
+
+def test_figures_fit_qemus_16_bit_entries() -> None:
+    lab = host("lab4-hmat")
+    huge = (
+        HostInterconnect("latency", 0, 0, "access", 70000),
+        HostInterconnect("latency", 1, 1, "access", 123),
+        HostInterconnect("bandwidth", 0, 0, "access", 2**40 + 5),
+        HostInterconnect("bandwidth", 1, 1, "access", 1000),
+    )
+    topology = replace(lab, interconnects=huge)
+    layout = compute_layout(
+        topology,
+        VnumaSpec(mode="node", nodeset="0-1", hmat="host"),
+        GuestShape(vcpus=2, memory_kib=GIB),
+    )
+    assert layout.hmat is not None
+    first, second = layout.hmat.accesses
+    # Latencies over a power of ten (70000 needs 10 ns steps), bandwidths in whole MiB/s over a power of
+    # two (2^30 MiB/s needs 2^15 MiB/s steps, which the small one is rounded up to): 16 bits each.
+    assert (first.read_latency_ns, second.read_latency_ns) == (70000, 130)
+    assert (first.read_bandwidth_kib, second.read_bandwidth_kib) == (2**30 * 1024, 2**15 * 1024)
+
+
+def test_impossible_host_figures_are_refused() -> None:
+    lab = host("lab4-hmat")
+    with pytest.raises(TopologyError, match="the target is not a host node"):
+        replace(lab, interconnects=(HostInterconnect("latency", 0, 9, "access", 5),))
+    with pytest.raises(TopologyError, match="no memory-side cache of level 2"):
+        replace(lab, interconnects=(HostInterconnect("latency", 0, 0, "access", 5, cache=2),))
+    with pytest.raises(TopologyError, match="HMAT has levels 1-3"):
+        replace(lab, nodes=(replace(lab.nodes[0], caches=(HostCache(4, 1024),)), *lab.nodes[1:]))
+
+
+def test_guest_hmat_of_no_cells_with_vcpus_is_refused() -> None:
+    layout = compute_layout(
+        host("lab4-hmat"), VnumaSpec(mode="node", nodeset="0"), GuestShape(vcpus=1, memory_kib=GIB // 2)
+    )
+    lonely = replace(layout.cells[0], id=0, vcpus=())
+    with pytest.raises(SpecError, match="no cell with vCPUs"):
+        guest_hmat(host("lab4-hmat"), [lonely], "synthesize")
