@@ -209,6 +209,17 @@ CASES = [
     pytest.param(
         "domain", entry(cpuless_cells=5), "guest {a}: cpuless_cells 5 is not a boolean", id="entry-cpuless-int"
     ),
+    # YAML reads a bare off as false: the words are none, host and synthesize.
+    pytest.param(
+        "domain", entry(hmat=False), "guest {a}: hmat False is not one of none, host, synthesize", id="entry-hmat-off"
+    ),
+    pytest.param(
+        "domain",
+        entry(hmat="host"),
+        "guest {a}: hmat host: the host reports no HMAT latency or bandwidth for node 0 (guest cell 0's memory); "
+        "use hmat synthesize or none",
+        id="entry-hmat-host-without-hmat",
+    ),
     pytest.param("domain", entry(memory="lots"), f"guest {{a}}: memory: 'lots' {SIZE}", id="entry-memory-word"),
     pytest.param("domain", entry(memory=[1]), f"guest {{a}}: memory: [1] {SIZE}", id="entry-memory-list"),
     pytest.param(
