@@ -60,6 +60,13 @@ options:
       - One hypervisor's C(vnuma_fleet_result). Written as JSON to its C(report.json) and, through the role's
         C(report.html.j2), as HTML to its C(report.html).
     type: dict
+  result_var:
+    description:
+      - The name of a variable that holds O(result), used in its place. A mapping is read as it is stored (a
+        C(set_fact)'s value is already templated); templating a few hundred guests' result again, as the task's
+        argument would be, costs Ansible a noticeable part of a second. Anything else is templated.
+      - Mutually exclusive with O(result).
+    type: str
   summary:
     description:
       - The fleet summary. Written as C(fleet.json) and, through the role's C(fleet.html.j2), as C(fleet.html) in
@@ -85,7 +92,7 @@ EXAMPLES = r"""
 - name: Write this hypervisor's JSON and HTML reports
   vnuma.libvirt.vnuma_fleet_report:
     dir: /srv/vnuma-report
-    result: "{{ vnuma_fleet_result }}"
+    result_var: vnuma_fleet_result
 """
 
 RETURN = r"""
