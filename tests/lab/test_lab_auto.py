@@ -1,0 +1,175 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""mode auto on a real multi-node hypervisor (lab4, tests/lab/four-node.yml), one playbook run.
+
+A series of guests placed by mode auto fills the nodes with CPUs: no node is given more than the
+capacity check says it has, each guest starts and its memory is on the nodes chosen (numa_maps), a
+rerun with the guests running keeps every choice, and a guest larger than what is left is refused with
+nothing changed.  The reserve is sized from what the collection finds left on the fullest node, so other
+lab tests' guests running at the same time only shift the choices, which are checked against the figures
+each choice reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import Lab, LabHost
+from lab_capacity import parse_kernel
+from lab_checks import MIN_ON_NODE, MIN_TOUCHED, GuestReport, memory_by_policy, parse_cpuset, share_on
+from touch_payload import payload
+
+HOST = "lab4"
+PREFIX = "lab-auto-"
+# Room per node with CPUs for the series (MiB): three of 96 take one node each, then 128 takes two nodes
+# (no node has 128 left), then 64 fills the last.  Small guests: the nested TCG touches every page.
+ROOM_MIB = 160
+SERIES = [("a", 96), ("b", 96), ("c", 96), ("d", 128), ("e", 64)]
+REFUSED = PREFIX + "z"
+VCPUS = 2
+MIB = 1024
+
+
+@dataclass(frozen=True)
+class AutoRun:
+    result: dict[str, Any]
+    cpu_nodes: frozenset[int]
+    guests: dict[str, GuestReport]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.result[key]
+
+    def placed(self) -> dict[str, dict[str, Any]]:
+        """The guests of the series that were placed (others' guests may have left no room for the last)."""
+        return {entry["name"]: entry for entry in self.result["placed"]["guests"] if entry["error"] is None}
+
+    def series_sizes(self) -> list[tuple[str, int]]:
+        placed = self.placed()
+        return [(PREFIX + name, memory) for name, memory in SERIES if PREFIX + name in placed]
+
+
+def remove_guests(host: LabHost) -> None:
+    """Destroy and undefine this run's guests, whatever a failed run left (other lab tests' guests stay)."""
+    names = " ".join([PREFIX + name for name, _memory in SERIES] + [REFUSED])
+    host.run(
+        f"for guest in {names}; do"
+        " virsh -c qemu:///system destroy $guest >/dev/null 2>&1;"
+        " virsh -c qemu:///system undefine $guest >/dev/null 2>&1;"
+        " rm -f /var/log/libvirt/qemu/$guest.serial.log /tmp/$guest.xml /tmp/$guest.err; done;"
+        f" rm -f /var/lib/libvirt/images/{PREFIX}touch.bin; true"
+    )
+
+
+@pytest.fixture(scope="module")
+def auto_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoRun]:
+    host = lab.host(HOST)
+    out = tmp_path_factory.mktemp("lab-auto")
+    (out / "touch.bin").write_bytes(payload())
+    cpu_nodes = frozenset(node.id for node in host.topology.nodes if node.cpus)
+    variables = {
+        "lab_out": str(out),
+        "payload_src": str(out / "touch.bin"),
+        "series": [{"name": PREFIX + name, "memory_mib": memory} for name, memory in SERIES],
+        "refused": {"name": REFUSED, "memory_mib": 64},
+        "vcpus": VCPUS,
+        "room_mib": ROOM_MIB,
+        "cpu_node_ids": sorted(cpu_nodes),
+    }
+    remove_guests(host)
+    try:
+        lab.playbook("auto.yml", "--limit", HOST, "--extra-vars", json.dumps(variables))
+    finally:
+        remove_guests(host)
+    result = json.loads((out / "auto.json").read_text())
+    _node_cpus, guests = parse_kernel(result["kernel"].replace("\r", ""))
+    yield AutoRun(result, cpu_nodes, guests)
+
+
+def test_the_series_fills_the_nodes_with_cpus_and_no_node_is_given_more_than_it_has(auto_run: AutoRun) -> None:
+    entries = auto_run["placed"]["guests"]
+    assert [entry["name"] for entry in entries] == [PREFIX + name for name, _memory in SERIES]
+    placed = auto_run.placed()
+    # The first guest always finds the room the reserve left it; a later one may find other lab tests' guests.
+    assert PREFIX + SERIES[0][0] in placed, entries[0]["error"]
+    for entry in entries:
+        if entry["error"] is not None:
+            # Refused for room, and only for room, naming what was left.
+            assert entry["error"].startswith(f"guest {entry['name']}: mode auto finds no host nodes that hold"), entry
+            assert entry["written"] == []
+    planned: dict[int, int] = {}
+    for guest, memory in auto_run.series_sizes():
+        entry = placed[guest]
+        choice = entry["auto"]
+        nodes = parse_cpuset(choice["nodes"])
+        assert choice["how"] == "chosen"
+        # Only nodes with CPUs: the memory-only node 3 is never chosen.
+        assert nodes <= auto_run.cpu_nodes, choice
+        rooms = {room["id"]: room for room in choice["nodes_left"]}
+        # The fewest nodes: with two, no single node had the guest's memory left when it was chosen.
+        if len(nodes) > 1:
+            assert all(rooms[node]["free_kib"] < memory * MIB for node in auto_run.cpu_nodes), choice
+        # What each node was given is what it had left at most.
+        for node in nodes:
+            assert 0 < rooms[node]["planned_kib"] <= rooms[node]["free_kib"], choice
+            planned[node] = planned.get(node, 0) + rooms[node]["planned_kib"]
+        cells = entry["layout"]["cells"]
+        assert {cell["memory_nodes"] for cell in cells} == {str(node) for node in nodes}
+        assert sum(cell["memory_kib"] for cell in cells) == memory * MIB
+    # Summed over the series: no node is given more than the capacity check of the placing call says it has
+    # left (its memory less its pools, the reserve and what the other counted guests bind there).  The series
+    # was shut off then, so that call counted the other guests only.
+    for node in auto_run["placed"]["capacity"]["nodes"]:
+        assert node["reserved_kib"] == auto_run["reserved_kib"]
+        assert planned.get(node["id"], 0) <= node["available_kib"] - node["demand_kib"], node
+    assert sum(planned.values()) == sum(memory for _guest, memory in auto_run.series_sizes()) * MIB
+
+
+def test_every_guest_runs_with_its_memory_on_the_nodes_chosen(auto_run: AutoRun) -> None:
+    assert set(auto_run.guests) == set(auto_run.placed())
+    for guest, memory in auto_run.series_sizes():
+        entry = auto_run.placed()[guest]
+        kernel = auto_run.guests[guest]
+        by_policy = memory_by_policy(kernel.regions)
+        for cell in entry["layout"]["cells"]:
+            node = frozenset({int(cell["memory_nodes"])})
+            on_node = by_policy[("bind", node)]
+            # Strict binding: the cell's pages are on its node, and the payload touched them.
+            assert share_on(on_node, node) >= MIN_ON_NODE, (guest, cell, dict(on_node))
+            assert sum(on_node.values()) >= MIN_TOUCHED * cell["memory_kib"], (guest, cell, dict(on_node))
+        # Every bound mapping of the guest's QEMU is on the nodes chosen (the guest-wide <memory> and the cells).
+        chosen = parse_cpuset(entry["auto"]["nodes"])
+        assert all(nodes <= chosen for policy, nodes in by_policy if policy == "bind"), (guest, list(by_policy))
+        assert memory * MIB == sum(cell["memory_kib"] for cell in entry["layout"]["cells"])
+
+
+def test_a_rerun_with_the_guests_running_keeps_every_choice_and_writes_nothing(auto_run: AutoRun) -> None:
+    again = {entry["name"]: entry for entry in auto_run["again"]["guests"]}
+    assert auto_run["again"]["changed"] is False
+    for name, entry in auto_run.placed().items():
+        assert again[name]["auto"]["how"] == "kept"
+        assert again[name]["auto"]["nodes"] == entry["auto"]["nodes"]
+        assert again[name]["changes"] == [] and again[name]["written"] == []
+    # Now the guests run, and the capacity check counts each on the nodes it was placed on.
+    for node in auto_run["again"]["capacity"]["nodes"]:
+        counted = {share["name"]: share for share in node["guests"] if share["name"].startswith(PREFIX)}
+        for name, share in counted.items():
+            assert share["running"] is True
+            assert node["id"] in parse_cpuset(auto_run.placed()[name]["auto"]["nodes"]), (name, node["id"])
+    placed_on = {share["name"] for node in auto_run["again"]["capacity"]["nodes"] for share in node["guests"]}
+    assert set(auto_run.placed()) <= placed_on
+
+
+def test_the_next_guest_that_does_not_fit_is_refused_and_nothing_changes(auto_run: AutoRun) -> None:
+    refused = auto_run["too_big"]
+    assert refused["changed"] is False
+    message = refused["msg"]
+    assert message.startswith(f"guest {REFUSED}: mode auto finds no host nodes that hold the guest: it needs "), message
+    assert "free: node 0: " in message and "node 3" not in message
+    assert auto_run["refused_after"] == auto_run["refused_before"]
+    assert "<numatune>" not in auto_run["refused_after"]
