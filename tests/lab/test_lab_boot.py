@@ -5,7 +5,8 @@
 """A real guest kernel inside a lab hypervisor: the project's guest image (make guest-image) boots in a
 guest laid out by vnuma_domain on lab4 (every host node, the CPU-less one too), and the kernel's own
 report (/sys/devices/system/node, per-CPU topology) has the planned nodes, CPUs per node, memory per node
-and distances.
+and distances, and, with the lab's HMAT given to the guest (hmat: host), each node's access0 initiator and
+figures.
 
 Nested TCG (the guest's QEMU emulated inside the lab's emulated CPUs) makes the boot slow: this test is
 marked ``lab_boot``, left out of `make lab` and run by `make lab-boot-test` (docs/lab.md has the time).
@@ -152,3 +153,20 @@ def test_the_guest_kernel_sees_the_planned_nodes_cpus_memory_and_distances(
         cores.setdefault((where.package, where.core), set()).add(cpu)
     assert all(len(cpus) == threads for cpus in cores.values()), cores
     assert all(len({report.cpus[cpu].node for cpu in cpus}) == 1 for cpus in cores.values()), cores
+
+
+def test_the_guest_kernel_sees_the_labs_hmat(booted: tuple[LabHost, dict[str, Any], GuestReport]) -> None:
+    _host, layout, report = booted
+    figures = {figure["id"]: figure for figure in layout["hmat"]["cells"]}
+    assert sorted(report.access) == sorted(figures), report.access
+    for cell, figure in figures.items():
+        seen = report.access[cell]
+        assert seen.initiators == {figure["initiator"]}, (cell, seen)
+        assert (seen.read_latency, seen.write_latency) == (figure["read_latency_ns"], figure["write_latency_ns"])
+        assert (seen.read_bandwidth, seen.write_bandwidth) == (
+            figure["read_bandwidth_kib"] // 1024,
+            figure["write_bandwidth_kib"] // 1024,
+        )
+    # The CPU-less node 3 is the slower tier, served by the cell of node 2 (210 ns, 9752 MiB/s in the lab).
+    tier = report.access[3]
+    assert (tier.initiators, tier.read_latency, tier.read_bandwidth) == ({2}, 210, 9752)
