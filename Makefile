@@ -254,7 +254,7 @@ lab-boot-test: venv collection lab-image guest-image
 	fi; \
 	$(LAB) up tests/lab/four-node.yml; \
 	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -s -p no:cacheprovider --durations=0 \
-		-m lab_boot tests/lab/test_lab_boot.py $(PYTEST_ARGS)
+		-m lab_boot tests/lab/test_lab_boot.py tests/lab/test_lab_virtio_mem.py $(PYTEST_ARGS)
 
 # The demos need no libvirt daemon: the fleet demo runs the vnuma_fleet role against libvirt's
 # in-process test driver, the expand demo only renders XML.  Skipped tasks are not shown (the role
