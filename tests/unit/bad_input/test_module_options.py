@@ -134,6 +134,14 @@ CASES = [
         "domain", entry(cells=True), "guest {a}: cells True must be a positive integer", id="entry-cells-bool"
     ),
     pytest.param("domain", entry(cells=1.5), "guest {a}: cells 1.5 must be a positive integer", id="entry-cells-float"),
+    pytest.param("domain", entry(replan="maybe"), "guest {a}: replan 'maybe' is not a boolean", id="entry-replan-word"),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "mode": "auto", "nodeset": "1"},
+        "guest {a}: nodeset '1' is what mode auto chooses; use mode node to name the host nodes, or replan to have "
+        "them chosen again",
+        id="auto-with-nodeset",
+    ),
     pytest.param(
         "domain", entry(cells="٢"), "guest {a}: cells '٢' must be a positive integer", id="entry-cells-arabic-digit"
     ),
