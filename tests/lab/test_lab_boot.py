@@ -52,20 +52,29 @@ POLL_S = 5
 CPU_XML = "<cpu mode='custom' match='exact' check='none'><model fallback='allow'>kvm64</model></cpu>"
 
 
-def remove_guest(host: LabHost) -> None:
+def image_dir(guest: str) -> str:
+    return f"/var/lib/libvirt/images/{guest}"
+
+
+def console_log(guest: str) -> str:
+    return f"/var/log/libvirt/qemu/{guest}.serial.log"
+
+
+def remove_guest(host: LabHost, guest: str = GUEST) -> None:
+    """Destroy and undefine a boot guest, and remove its image copy and logs (test_lab_virtio_mem.py too)."""
     lab_python(
         host,
         f"""
 import os, shutil
 try:
-    dom = conn.lookupByName({GUEST!r})
+    dom = conn.lookupByName({guest!r})
     if dom.isActive():
         dom.destroy()
     dom.undefine()
 except libvirt.libvirtError:
     pass
-shutil.rmtree({IMAGE_DIR!r}, ignore_errors=True)
-for path in ({CONSOLE_LOG!r}, "/var/log/libvirt/qemu/{GUEST}.log"):
+shutil.rmtree({image_dir(guest)!r}, ignore_errors=True)
+for path in ({console_log(guest)!r}, "/var/log/libvirt/qemu/{guest}.log"):
     try:
         os.remove(path)
     except FileNotFoundError:
@@ -74,11 +83,13 @@ for path in ({CONSOLE_LOG!r}, "/var/log/libvirt/qemu/{GUEST}.log"):
     )
 
 
-def wait_for_report(host: LabHost) -> GuestReport:
+def wait_for_report(host: LabHost, guest: str = GUEST) -> GuestReport:
+    """The first report on a boot guest's serial log, waiting BOOT_TIMEOUT_S at most."""
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     text = ""
+    log = console_log(guest)
     while time.monotonic() < deadline:
-        text = host.run(f"cat {CONSOLE_LOG} 2>/dev/null; true")
+        text = host.run(f"cat {log} 2>/dev/null; true")
         reports = parse_reports(text)
         if reports:
             return reports[0]
@@ -86,7 +97,7 @@ def wait_for_report(host: LabHost) -> GuestReport:
             break
         time.sleep(POLL_S)
     tail = "\n".join(text.replace("\r", "").splitlines()[-40:])
-    raise ReportError(f"no report from {GUEST} on {HOST} in {CONSOLE_LOG}\n--- end of the console:\n{tail}")
+    raise ReportError(f"no report from {guest} on {host.topology.name} in {log}\n--- end of the console:\n{tail}")
 
 
 @pytest.fixture(scope="module")

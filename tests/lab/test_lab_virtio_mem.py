@@ -25,17 +25,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ROOT, Lab, LabHost
+from conftest import ROOT, Lab
 from lab import SSH_OPTIONS
 from lab_checks import Region, parse_numa_maps
-from test_lab_boot import CPU_XML
+from test_lab_boot import CPU_XML, console_log, image_dir, remove_guest, wait_for_report
 from test_lab_fleet import lab_python, start_code
 
 from ansible_collections.vnuma.libvirt.tests.support.realguest import (
     GuestReport,
-    ReportError,
     domain_xml,
-    parse_reports,
 )
 
 pytestmark = pytest.mark.lab_boot
@@ -43,8 +41,8 @@ pytestmark = pytest.mark.lab_boot
 HOST = "lab4"
 GUEST = "lab-vmem-numa"
 IMAGE_SRC = ROOT / ".build" / "guest-image"
-IMAGE_DIR = f"/var/lib/libvirt/images/{GUEST}"
-CONSOLE_LOG = f"/var/log/libvirt/qemu/{GUEST}.serial.log"
+IMAGE_DIR = image_dir(GUEST)
+CONSOLE_LOG = console_log(GUEST)
 VCPUS = 6
 MIB = 1024
 # Three cells of 256 MiB; max_memory leaves 3 x 192 MiB for the devices; the total plugs 64 MiB in each.
@@ -52,7 +50,6 @@ MEMORY_MIB = 768
 MAX_MEMORY_MIB = 768 + 3 * 192
 TOTAL_MIB = 768 + 3 * 64
 BOOT_TIMEOUT_S = 1200
-POLL_S = 5
 # The guest onlines plugged memory movable (a shrink then always completes, docs/vnuma_domain.md), and
 # stays up after its report (vnuma.wait) so that its QEMU process can be read.
 CMDLINE = f"memhp_default_state=online_movable vnuma.wait=1 vnuma.timeout={BOOT_TIMEOUT_S}"
@@ -68,43 +65,6 @@ for line in open(f'/proc/{{pid}}/maps'):
 for line in open(f'/proc/{{pid}}/numa_maps'):
     print(sizes.get(line.split()[0].lstrip('0') or '0', sizes.get(line.split()[0], 0)), line.rstrip())
 """
-
-
-def remove_guest(host: LabHost) -> None:
-    lab_python(
-        host,
-        f"""
-import os, shutil
-try:
-    dom = conn.lookupByName({GUEST!r})
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-except libvirt.libvirtError:
-    pass
-shutil.rmtree({IMAGE_DIR!r}, ignore_errors=True)
-for path in ({CONSOLE_LOG!r}, "/var/log/libvirt/qemu/{GUEST}.log"):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-""",
-    )
-
-
-def wait_for_report(host: LabHost) -> GuestReport:
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
-    text = ""
-    while time.monotonic() < deadline:
-        text = host.run(f"cat {CONSOLE_LOG} 2>/dev/null; true")
-        reports = parse_reports(text)
-        if reports:
-            return reports[0]
-        if "Kernel panic" in text or "VNUMA-POWEROFF" in text:
-            break
-        time.sleep(POLL_S)
-    tail = "\n".join(text.replace("\r", "").splitlines()[-40:])
-    raise ReportError(f"no report from {GUEST} on {HOST} in {CONSOLE_LOG}\n--- end of the console:\n{tail}")
 
 
 def sized_regions(text: str) -> list[tuple[int, Region]]:
@@ -135,7 +95,7 @@ def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         extra_xml=ALLOCATION,
     )
     try:
-        remove_guest(host)
+        remove_guest(host, GUEST)
         lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
         copy = ["scp", *SSH_OPTIONS, "-i", str(host.lab_dir.key), "-P", str(host.running.port)]
         files = [str(IMAGE_SRC / "vmlinuz"), str(IMAGE_SRC / "initrd.img")]
@@ -159,14 +119,14 @@ def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         applied = json.loads((out / "applied.json").read_text())
         started = time.monotonic()
         lab_python(host, start_code(GUEST))
-        report = wait_for_report(host)
+        report = wait_for_report(host, GUEST)
         # Plugging (and QEMU's preallocation of each plugged block) follows the driver's load.
         time.sleep(10)
         maps = lab_python(host, NUMA_MAPS_CODE)
         print(f"\n{GUEST} on {HOST}: kernel report {time.monotonic() - started:.0f} s after start")
         yield applied, report, maps
     finally:
-        remove_guest(host)
+        remove_guest(host, GUEST)
 
 
 def test_each_cells_plugged_memory_is_on_its_host_node(booted: tuple[dict[str, Any], GuestReport, str]) -> None:
