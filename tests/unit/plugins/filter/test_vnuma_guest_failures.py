@@ -17,8 +17,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
 
 CORRUPT = (
-    "guest bad01: its stored vnuma spec cannot be read (<vnuma>: mode 'bogus' is not one of host, node); give the "
-    "spec's options (at least mode) to replace it, or state: absent to remove the layout"
+    "guest bad01: its stored vnuma spec cannot be read (<vnuma>: mode 'bogus' is not one of host, node, auto); "
+    "give the spec's options (at least mode) to replace it, or state: absent to remove the layout"
 )
 
 

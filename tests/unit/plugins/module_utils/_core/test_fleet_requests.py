@@ -14,7 +14,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
 
 SPEC = {"mode": "host", "distribution": "siblings", "pinning": None}
-UNREADABLE = "<vnuma>: mode 'bogus' is not one of host, node"
+UNREADABLE = "<vnuma>: mode 'bogus' is not one of host, node, auto"
 
 
 def guest(name: str, spec: dict[str, Any] | None = None, spec_error: str | None = None) -> dict[str, Any]:
