@@ -112,13 +112,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import choose_nodes
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
-    CellBinding,
-    GuestBinding,
-    place_guests,
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+    check_capacity,
+    commitments_from_result,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
@@ -132,42 +131,6 @@ from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import 
 )
 
 _NAME = "vnuma_auto_nodes"
-
-
-def _number(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(f"capacity: {what} must be a number of KiB, got {value!r}")
-    return value
-
-
-def _committed(capacity: Any) -> tuple[GuestBinding | None, dict[int, int], dict[int, str]]:
-    """What a vnuma_domain capacity result says the guests use: one binding, the reserve per node, dedicated CPUs."""
-    if is_omitted(capacity):
-        return None, {}, {}
-    if not isinstance(capacity, Mapping):
-        raise SpecError(f"capacity must be the capacity result of vnuma_domain (a dict), got {type(capacity).__name__}")
-    cells: list[CellBinding] = []
-    reserved: dict[int, int] = {}
-    for node in plain(capacity.get("nodes") or []):
-        if not isinstance(node, Mapping) or "id" not in node:
-            raise SpecError(f"capacity: each of nodes must be a dict with an id, got {node!r}")
-        node_id = _number(node["id"], "a node's id")
-        reserved[node_id] = _number(node.get("reserved_kib", 0), f"node {node_id}'s reserved_kib")
-        # Each use is a cell bound to its node: the capacity check then counts it there, as it counted the guests.
-        used: list[tuple[int, int | None]] = [
-            (_number(node.get("demand_kib", 0), f"node {node_id}'s demand_kib"), None)
-        ]
-        for pool in node.get("hugepages") or []:
-            used.append(
-                (_number(pool.get("demand_kib", 0), "a pool's demand_kib"), _number(pool.get("size_kib"), "size_kib"))
-            )
-        cells.extend(
-            CellBinding(len(cells) + index, (), kib, "strict", (node_id,), page)
-            for index, (kib, page) in enumerate(item for item in used if item[0] > 0)
-        )
-    dedicated = {int(cpu): str(owner) for cpu, owner in (plain(capacity.get("dedicated")) or {}).items()}
-    binding = GuestBinding("the host's other guests", tuple(cells), running=True) if cells else None
-    return binding, reserved, dedicated
 
 
 def vnuma_auto_nodes(
@@ -190,7 +153,11 @@ def vnuma_auto_nodes(
         if options.get("nodeset") is not None:
             raise SpecError(f"nodeset {options['nodeset']!r} is what mode auto chooses; leave it out")
         request = VnumaSpec.from_mapping(options)
-        binding, reserved, dedicated = _committed(capacity)
+        if not is_omitted(capacity) and not isinstance(capacity, Mapping):
+            raise SpecError(
+                f"capacity must be the capacity result of vnuma_domain (a dict), got {type(capacity).__name__}"
+            )
+        binding, reserved, dedicated = commitments_from_result({} if is_omitted(capacity) else plain(capacity))
     with filter_errors(_NAME):
         host = parse_capabilities(capabilities)
     with filter_errors(_NAME, guest):

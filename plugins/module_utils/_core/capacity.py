@@ -37,14 +37,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
     GuestBinding,
     GuestPlacement,
     split_evenly,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, format_kib_rounded
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    check_count,
+    format_kib,
+    format_kib_rounded,
+)
 
 __all__ = [
     "CAPACITY_MODES",
@@ -485,3 +490,44 @@ def check_capacity(
         warnings=tuple(warnings),
         blocking=tuple(problems.blocking),
     )
+
+
+def commitments_from_result(
+    result: Mapping[str, Any],
+) -> tuple[GuestBinding | None, dict[int, int], dict[int, str]]:
+    """What a capacity result (``CapacityReport.to_dict()``) says the host's guests use, read back.
+
+    For choices made away from the host (the vnuma_auto_nodes filter): one binding whose cells are each
+    node's normal and hugepage demand bound there, so that ``check_capacity`` counts them where the host
+    counted the guests; the reserve per node; the dedicated CPUs and their owners.
+    """
+    cells: list[CellBinding] = []
+    reserved: dict[int, int] = {}
+    for node in result.get("nodes") or []:
+        if not isinstance(node, Mapping) or "id" not in node:
+            raise SpecError(f"capacity: each of nodes must be a dict with an id, got {node!r}")
+        node_id = check_count("capacity: a node's id", node["id"], minimum=0)
+        reserved[node_id] = check_count(
+            f"capacity: node {node_id}'s reserved_kib", node.get("reserved_kib", 0), minimum=0
+        )
+        used: list[tuple[int, int | None]] = [
+            (check_count(f"capacity: node {node_id}'s demand_kib", node.get("demand_kib", 0), minimum=0), None)
+        ]
+        for pool in node.get("hugepages") or []:
+            what = f"capacity: node {node_id}'s hugepage pool"
+            used.append(
+                (
+                    check_count(f"{what} demand_kib", pool.get("demand_kib", 0), minimum=0),
+                    check_count(f"{what} size_kib", pool.get("size_kib")),
+                )
+            )
+        cells.extend(
+            CellBinding(len(cells) + index, (), kib, "strict", (node_id,), page)
+            for index, (kib, page) in enumerate(item for item in used if item[0] > 0)
+        )
+    dedicated = {
+        check_count("capacity: a dedicated CPU", int(cpu), minimum=0): str(owner)
+        for cpu, owner in (result.get("dedicated") or {}).items()
+    }
+    binding = GuestBinding("the host's other guests", tuple(cells), running=True) if cells else None
+    return binding, reserved, dedicated

@@ -77,7 +77,7 @@ def test_bad_input_is_refused_clearly() -> None:
     assert "capacity must be the capacity result of vnuma_domain (a dict), got list" in fail_text(
         vcpus=2, memory="1 GiB", capacity=[1]
     )
-    assert "capacity: node 0's demand_kib must be a number of KiB, got 'lots'" in fail_text(
+    assert "capacity: node 0's demand_kib 'lots' must be an integer of at least 0" in fail_text(
         vcpus=2, memory="1 GiB", capacity={"nodes": [{"id": 0, "demand_kib": "lots"}]}
     )
     assert fail_text(vcpus=2, memory="40 GiB", name="web").startswith(
