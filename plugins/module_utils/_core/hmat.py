@@ -29,7 +29,7 @@ figure of one kind within the 16 bits QEMU keeps per entry over a common base.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -134,15 +134,18 @@ class GuestHmat:
         }
 
 
-def host_access(host: HostTopology, node_id: int) -> NodeAccess | None:
+def host_access(host: HostTopology, node_id: int, initiators: Collection[int] | None = None) -> NodeAccess | None:
     """The host's figures for the memory of ``node_id``, from its best initiator; None without any.
 
     Linux (and so libvirt) reports a node's figures from its nearest initiators only; when several
     are reported, the one with the lowest latency (then the highest bandwidth, then the lowest id).
+    With ``initiators``, only figures from those host nodes count.
     """
     by_initiator: dict[int, dict[str, int]] = {}
     for entry in host.interconnects:
         if entry.target != node_id or entry.cache:
+            continue
+        if initiators is not None and entry.initiator not in initiators:
             continue
         figures = by_initiator.setdefault(entry.initiator, {})
         # "access" is both reads and writes; a figure given for one of them as well wins for that one.
@@ -208,7 +211,7 @@ def _fit_bandwidths(values: list[int]) -> list[int]:
     """Bandwidths rounded down to whole MiB/s (at least 1), then to a power of two keeping 16 bits."""
     mib = [max(1, value // _MIB) for value in values]
     base = 1
-    while max(mib, default=0) // base > _ENTRY_LIMIT:
+    while max(mib, default=0) // base >= _ENTRY_LIMIT:
         base *= 2
     return [max(base, value // base * base) * _MIB for value in mib]
 
@@ -234,6 +237,40 @@ def _fitted(accesses: list[CellAccess]) -> list[CellAccess]:
     return result
 
 
+def _nodes_text(nodes: Sequence[int]) -> str:
+    return ", ".join(map(str, nodes))
+
+
+_FIGURES = {
+    "read_latency_ns": "read latency",
+    "write_latency_ns": "write latency",
+    "read_bandwidth_kib": "read bandwidth",
+    "write_bandwidth_kib": "write bandwidth",
+}
+
+
+def _check_complete(accesses: Sequence[CellAccess], cells: Sequence[HmatCell]) -> None:
+    """Every cell has each kind of figure or none has it: Linux reads a missing entry as 0."""
+    nodes = {cell.id: cell.memory_nodes for cell in cells}
+    for name, words in _FIGURES.items():
+        lacking = [access.cell for access in accesses if getattr(access, name) is None]
+        if lacking and len(lacking) < len(accesses):
+            first = lacking[0]
+            raise SpecError(
+                f"hmat host: the host reports a {words} for some of the guest's memory but not for node "
+                f"{_nodes_text(nodes[first])} (guest cell {first}); the guest would read 0 there: use hmat "
+                "synthesize, or leave that node out"
+            )
+    for access in accesses:
+        given = (access.read_latency_ns, access.write_latency_ns, access.read_bandwidth_kib, access.write_bandwidth_kib)
+        if access.initiator != access.cell and all(figure is None for figure in given):
+            # Without a figure naming it, libvirt finds no initiator for a cell without vCPUs.
+            raise SpecError(
+                f"hmat host: guest cell {access.cell} has no vCPUs and the host reports no figure for its node "
+                f"{_nodes_text(nodes[access.cell])}: use hmat synthesize, or leave that node out"
+            )
+
+
 def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> GuestHmat | None:
     """The HMAT of a guest whose cells are ``cells`` (``GuestCell``s, by id) under ``mode``; None for ``none``.
 
@@ -244,6 +281,7 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
     if mode not in HMAT_MODES:
         raise SpecError(f"hmat {mode!r} is not one of {', '.join(HMAT_MODES)}")
     accesses: list[CellAccess] = []
+    by_id = {cell.id: cell for cell in cells}
     for cell in cells:
         reported = {node: host_access(host, node) for node in cell.memory_nodes}
         if mode == "host":
@@ -256,7 +294,19 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
         initiators = {access.initiator for access in reported.values() if access is not None}
         initiator = _initiator(cell, cells, initiators if mode == "host" else set())
         if mode == "host":
-            figures = [access.figures for access in reported.values() if access is not None]
+            # The figures the guest sees for this cell are from its initiator cell: they must be the
+            # host's from that cell's nodes, never another node's (the guest would see faster memory).
+            serving = by_id[initiator].host_nodes
+            served = {node: host_access(host, node, serving) for node in cell.memory_nodes}
+            unserved = sorted(node for node, access in served.items() if access is None)
+            if unserved:
+                raise SpecError(
+                    f"hmat host: the host reports no figures from node {_nodes_text(serving)} (guest cell "
+                    f"{initiator}, the initiator of guest cell {cell.id}) for node {_nodes_text(unserved)} "
+                    f"(guest cell {cell.id}'s memory); its figures are from node "
+                    f"{_nodes_text(sorted(initiators))}: add that node to the guest, or use hmat synthesize"
+                )
+            figures = [access.figures for access in served.values() if access is not None]
             read_latency, write_latency, read_bandwidth, write_bandwidth = (
                 _worst([row[index] for row in figures], latency=index < 2) for index in range(4)
             )
@@ -274,15 +324,6 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
                 write_bandwidth_kib=write_bandwidth,
             )
         )
-    for access in accesses:
-        given = (
-            access.read_latency_ns,
-            access.write_latency_ns,
-            access.read_bandwidth_kib,
-            access.write_bandwidth_kib,
-        )
-        if access.initiator != access.cell and all(figure is None for figure in given):
-            # Without a figure naming it, libvirt finds no initiator for a cell without vCPUs.
-            raise SpecError(f"hmat: guest cell {access.cell} has no vCPUs and the host gives no figure for it")
+    _check_complete(accesses, cells)
     caches = tuple(_caches(host, cell.memory_nodes) for cell in cells)
     return GuestHmat(mode=mode, accesses=tuple(_fitted(accesses)), caches=caches)

@@ -94,10 +94,19 @@ def test_synthesize_derives_the_figures_from_the_distances() -> None:
     assert accesses[2] == CellAccess(2, 1, 210, 210, 20480 * 10 // 21 * 1024, 20480 * 10 // 21 * 1024)
 
 
-def test_the_nearest_cell_with_vcpus_is_the_initiator_when_the_host_one_is_not_in_the_guest() -> None:
-    # Nodes 0 and 3 only: node 3's host initiator (node 2) is not in the guest; cell 0 (node 0) serves it.
-    accesses = plan("lab4-hmat", 2, GIB // 2, mode="node", nodeset="0,3", cpuless_cells=True, hmat="host")
-    assert (accesses[1].initiator, accesses[1].read_latency_ns) == (0, 210)
+def test_host_figures_from_a_node_outside_the_guest_are_refused() -> None:
+    # Nodes 0 and 3 only: node 3's host initiator (node 2) is not in the guest.  Cell 0 (node 0) would be
+    # its initiator, and the host reports nothing from node 0 to node 3: node 2's 210 ns would make the
+    # guest see memory faster than it is from cell 0.
+    with pytest.raises(
+        SpecError,
+        match=r"no figures from node 0 \(guest cell 0, the initiator of guest cell 1\) for node 3 .*figures are "
+        r"from node 2: add that node to the guest, or use hmat synthesize",
+    ):
+        plan("lab4-hmat", 2, GIB // 2, mode="node", nodeset="0,3", cpuless_cells=True, hmat="host")
+    # synthesize still serves it from the nearest cell with vCPUs, by the guest's distance.
+    accesses = plan("lab4-hmat", 2, GIB // 2, mode="node", nodeset="0,3", cpuless_cells=True, hmat="synthesize")
+    assert accesses[1].initiator == 0
 
 
 def test_none_gives_no_hmat_and_host_without_figures_is_refused() -> None:
@@ -158,3 +167,29 @@ def test_guest_hmat_of_no_cells_with_vcpus_is_refused() -> None:
     lonely = replace(layout.cells[0], id=0, vcpus=())
     with pytest.raises(SpecError, match="no cell with vCPUs"):
         guest_hmat(host("lab4-hmat"), [lonely], "synthesize")
+
+
+def test_a_figure_the_host_gives_for_some_nodes_only_is_refused() -> None:
+    # Node 3's write bandwidth dropped: its cell would show 0 in the guest (Linux reads a missing entry so).
+    lab = host("lab4-hmat")
+    partial = replace(
+        lab,
+        interconnects=tuple(
+            entry
+            for entry in lab.interconnects
+            if not (entry.kind == "bandwidth" and entry.target == 3 and entry.access == "write")
+        ),
+    )
+    spec = VnumaSpec(mode="node", nodeset="1-3", cpuless_cells=True, hmat="host")
+    with pytest.raises(
+        SpecError, match=r"write bandwidth for some of the guest's memory but not for node 3 \(guest cell 2\)"
+    ):
+        compute_layout(partial, spec, GuestShape(vcpus=4, memory_kib=GIB))
+
+
+def test_bandwidths_fit_below_qemus_16_bit_entry_limit() -> None:
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hmat import _fit_bandwidths
+
+    # 65535 MiB/s is one over what QEMU keeps in an entry of base 1 MiB/s: the base doubles.
+    assert _fit_bandwidths([65535 * 1024, 1024]) == [65534 * 1024, 2 * 1024]
+    assert _fit_bandwidths([65534 * 1024]) == [65534 * 1024]
