@@ -127,3 +127,14 @@ def test_a_description_that_yaml_would_misread_is_quoted() -> None:
 def test_the_role_block_needs_its_markers() -> None:
     with pytest.raises(SystemExit, match="expected one"):
         GENERATOR.role_text("argument_specs: {}\n")
+
+
+def test_the_roles_override_keys_are_a_guests_entrys_options() -> None:
+    # vnuma_fleet_overrides takes what a vnuma_domain guests entry takes: without a key here the role
+    # refuses it (replan, total_memory) although the module takes it.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import GUEST_OPTIONS
+
+    text = (ROOT / "roles" / "vnuma_fleet" / "vars" / "main.yml").read_text(encoding="utf-8")
+    match = re.search(r"__vnuma_fleet_entry_options: .*__vnuma_fleet_spec_options \+ \[([^\]]*)\]", text)
+    assert match is not None
+    assert tuple(re.findall(r"'([a-z_]+)'", match.group(1))) == GUEST_OPTIONS
