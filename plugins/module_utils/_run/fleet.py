@@ -191,6 +191,20 @@ def _read_after_plan(params: Mapping[str, Any], result: dict[str, Any], before: 
             result["after"] = after_read(params, plan["guests"])
 
 
+def _nothing_to_apply(params: Mapping[str, Any], result: dict[str, Any], plan: Mapping[str, Any]) -> bool:
+    """Whether the role's apply step would not run after ``plan``; if so, ``applied`` says so in ``result``.
+
+    capacity.yml fails on a plan that does not fit (``applied`` null); a plan that changes nothing and
+    fails no guest writes nothing (``applied`` as Ansible registers a skipped task).
+    """
+    blocking = bool((plan.get("capacity") or {}).get("blocking"))
+    if not blocking and (plan["changed"] or result["plan_failures"]):
+        return False
+    result["applied"] = None if blocking else dict(NOTHING_TO_APPLY)
+    _read_after_plan(params, result, result["before"])
+    return True
+
+
 def _plan_and_apply(
     params: Mapping[str, Any], plan_params: Mapping[str, Any], want_diff: bool, result: dict[str, Any]
 ) -> dict[str, Any]:
@@ -216,12 +230,9 @@ def _plan_and_apply(
                 plan = _outcome(plan_params, want_diff, converger, selection_warnings, requests, outcome)
                 if _plan_failed(result, plan):
                     return result
-                failed = {entry["name"] for entry in result["plan_failures"]}
-                if (plan.get("capacity") or {}).get("blocking") or not (plan["changed"] or failed):
-                    # capacity.yml fails on a plan that does not fit; a plan that changes nothing writes nothing.
-                    result["applied"] = None if plan.get("capacity", {}).get("blocking") else dict(NOTHING_TO_APPLY)
-                    _read_after_plan(params, result, result["before"])
+                if _nothing_to_apply(params, result, plan):
                     return result
+                failed = {entry["name"] for entry in result["plan_failures"]}
                 todo = [
                     (request, item)
                     for request, item in zip(requests, outcome, strict=True)
@@ -242,7 +253,9 @@ def _plan_and_apply(
     if locked is not None:
         # Another run holds the hypervisor: the plan is made without writing, as the role's plan call makes
         # it, and the apply fails on the lock, as the role's apply call would.
-        if _plan_failed(result, _check_plan(plan_params, want_diff)):
+        plan = _check_plan(plan_params, want_diff)
+        if _plan_failed(result, plan) or _nothing_to_apply(params, result, plan):
+            # A plan with nothing to write does not need the lock, as the role's skipped apply call does not.
             return result
         applied = locked
     result["changed"] = bool(applied.get("changed"))

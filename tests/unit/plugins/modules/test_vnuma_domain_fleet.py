@@ -315,3 +315,14 @@ def test_fleet_apply_failure_as_a_whole_is_the_apply_step(fleet_names: list[str]
     assert result["failure"]["msg"] == result["applied"]["msg"]
     assert result["plan"]["changed"] is True and result["changed"] is False
     assert _definitions(fleet_names) == original
+
+
+def test_fleet_apply_with_nothing_to_write_does_not_wait_for_the_lock(fleet_names: list[str]) -> None:
+    # Converged guests, and another run holds the hypervisor: nothing to write, so no lock needed and no
+    # failure, as the role's apply call is skipped when its plan changes nothing.
+    options = {**fleet(fleet_names), "apply": True}
+    assert domain({"fleet": options})["changed"] is True
+    with open(lock_path(URI), "a+", encoding="utf-8") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        again = domain({"fleet": options, "lock_timeout": 0})
+    assert (again["changed"], again["failure"], again["applied"]) == (False, None, {"changed": False, "skipped": True})
