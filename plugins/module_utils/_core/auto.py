@@ -167,6 +167,11 @@ class _Search:
         self.page = _page(topology, spec)
         self.rooms = node_rooms(topology, report, self.page)
         self.memory = spec.memory_kib or guest.memory_kib or 0
+        # Guests bound to no node (no <numatune>: most guests on a host not yet converted) take normal
+        # memory from whichever node: the capacity check counts it against what all nodes have left, so
+        # the auto guest's normal memory must fit in what the nodes keep after it too.
+        self.unbound_kib = report.unbound_kib if self.page is None else 0
+        self.unbound_left_kib = report.unbound_available_kib - self.unbound_kib
         self.errors: list[tuple[tuple[int, ...], VnumaError]] = []
         self.considered = 0
 
@@ -200,6 +205,8 @@ class _Search:
         """The layout on ``nodes`` when it fits what they have left, else None (the reason kept)."""
         has_memory = all(self.topology.node(node).memory_kib > 0 for node in nodes)
         if has_memory and sum(self.rooms[node].free_kib for node in nodes) < self.memory:
+            return None
+        if self.unbound_kib and self.memory > self.unbound_left_kib:
             return None
         self.considered += 1
         try:
@@ -294,6 +301,11 @@ class _Search:
             f"mode auto finds no host nodes that hold the guest: it needs {self.need_text()}; {offered}; "
             f"free: {per_node}"
         )
+        if self.unbound_kib:
+            text += (
+                f"; guests bound to no host node use {format_size(self.unbound_kib)} of that, leaving "
+                f"{format_size(max(self.unbound_left_kib, 0))}"
+            )
         if self.spec.pinning in DEDICATED_PINNINGS:
             text += f"; {self.free_cpus_text()}"
         placement = [(nodes, error) for nodes, error in self.errors if isinstance(error, PlacementError)]

@@ -498,8 +498,9 @@ def commitments_from_result(
     """What a capacity result (``CapacityReport.to_dict()``) says the host's guests use, read back.
 
     For choices made away from the host (the vnuma_auto_nodes filter): one binding whose cells are each
-    node's normal and hugepage demand bound there, so that ``check_capacity`` counts them where the host
-    counted the guests; the reserve per node; the dedicated CPUs and their owners.
+    node's normal and hugepage demand bound there, and the memory bound to no node, so that
+    ``check_capacity`` counts them where the host counted the guests; the reserve per node; the
+    dedicated CPUs and their owners.
     """
     cells: list[CellBinding] = []
     reserved: dict[int, int] = {}
@@ -525,6 +526,10 @@ def commitments_from_result(
             CellBinding(len(cells) + index, (), kib, "strict", (node_id,), page)
             for index, (kib, page) in enumerate(item for item in used if item[0] > 0)
         )
+    unbound = check_count("capacity: unbound_kib", result.get("unbound_kib", 0), minimum=0)
+    if unbound:
+        # Memory bound to no node: a cell without a binding, counted against what all nodes have left.
+        cells.append(CellBinding(len(cells), (), unbound))
     dedicated = {
         check_count("capacity: a dedicated CPU", int(cpu), minimum=0): str(owner)
         for cpu, owner in (result.get("dedicated") or {}).items()

@@ -24,7 +24,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import (
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestBinding, place_guests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
+    GuestBinding,
+    place_guests,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
@@ -247,3 +251,17 @@ def test_the_explanation_as_a_result() -> None:
         "left_kib": 2 * GIB,
         "load": 0.0,
     }
+
+
+def test_memory_bound_to_no_node_is_counted_against_every_node() -> None:
+    # A guest of the host with no <numatune> holds 28 of the ring's 32 GiB somewhere: each node alone
+    # still shows 8 GiB free, but a 6 GiB guest does not fit anywhere, and the refusal says why.
+    ring = host(RING)
+    unbound = GuestBinding("legacy", (CellBinding(0, (), 28 * GIB),), running=True)
+    busy = report(ring, [unbound])
+    assert all(node.demand_kib == 0 for node in busy.nodes) and busy.unbound_kib == 28 * GIB
+    with pytest.raises(PlacementError, match=r"guests bound to no host node use 28 GiB of that, leaving 4 GiB"):
+        choose_nodes(ring, auto(6 * GIB), GuestShape(vcpus=2, name="big"), busy)
+    # 4 GiB still fits: one node, as without the unbound guest.
+    choice = choose_nodes(ring, auto(4 * GIB), GuestShape(vcpus=2, name="small"), busy)
+    assert len(choice.nodes) == 1
