@@ -89,7 +89,9 @@ def live_changes(topology: HostTopology, item: Planned, result: GuestResult, che
             _repin_live(topology, item, result, check_mode)
         if item.plan is not None:
             _hotplug(topology, item, item.plan, result, check_mode)
-        if item.running and stays_up and item.plan is not None:
+        # A resize reaches a running guest even when another change waits for its next boot: only devices
+        # the running guest has as planned are resized (_resize_live), so nothing else is touched.
+        if item.running and not result.restarted and item.plan is not None:
             _resize_live(item, item.plan, result, check_mode)
     except VnumaError as error:
         result.error = error.naming(result.name)
@@ -180,7 +182,17 @@ def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mod
     for element in live.iterfind("devices/memory"):
         device = MemoryDevice.from_element(element)
         target = wanted.get(device.alias) if device.cell_owned is not None else None
-        if target is None or (device.requested_kib or 0) == target.requested_kib:
+        if target is None:
+            continue
+        if (device.requested_kib or 0) == target.requested_kib:
+            if (device.current_kib or 0) > (target.requested_kib or 0):
+                # The guest has not given the memory back (not onlined movable, or still busy): say so,
+                # or a shrink that never happens would look done.
+                plugged, requested = format_kib(device.current_kib or 0), format_kib(target.requested_kib or 0)
+                result.warnings.append(
+                    f"virtio-mem of guest cell {target.node}: the guest still has {plugged} plugged of {requested} "
+                    "requested; it gives memory back only when it onlined it movable (docs/vnuma_domain.md, virtio-mem)"
+                )
             continue
         if (device.node, device.size_kib, device.block_kib) != (target.node, target.size_kib, target.block_kib):
             continue
