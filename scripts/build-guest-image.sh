@@ -22,7 +22,10 @@
 #   access node=ID initiators=NODELIST read_latency=NS write_latency=NS read_bandwidth=MIBS write_bandwidth=MIBS
 #                                    (one per node with HMAT: its access0 initiators and figures, - when absent)
 #   cache node=ID level=L size=BYTES line=BYTES indexing=I write_policy=W     (one per memory-side cache)
-#   cpu id=ID package=P die=D core=C node=NODE                     (one per online CPU)
+#   cpu id=ID package=P die=D core=C node=NODE l3=CPULIST          (one per online CPU; l3: the CPUs sharing
+#                                    its level 3 cache, shared_cpu_list, - when it has none)
+#   dmesg TEXT                       (one per kernel message saying a CPU's sibling is on another node:
+#                                    "CPU #1's llc-sibling CPU #2 is not on the same node!")
 #   VNUMA-REPORT-END seq=N
 # Kernel command line options read by /init:
 #   vnuma.wait=1        stay up: every 0.5 s, online any offline CPU and memory block (hot-added ones),
@@ -223,8 +226,15 @@ report() {
         for n in "$c"/node[0-9]*; do
             [ -e "$n" ] && node=${n##*/node}
         done
-        echo "cpu id=${c##*/cpu} package=$package die=$die core=$core node=$node"
+        # The CPUs sharing its L3: the index whose level is 3 (index3 on x86, but the numbering is the kernel's).
+        l3=-
+        for i in "$c"/cache/index[0-9]*; do
+            [ -f "$i/level" ] && [ "$(cat "$i/level")" = 3 ] && l3=$(cat "$i/shared_cpu_list")
+        done
+        echo "cpu id=${c##*/cpu} package=$package die=$die core=$core node=$node l3=$l3"
     done
+    # Linux warns once when a CPU's SMT, L2 or LLC sibling lies in another node (topology_sane()).
+    dmesg | grep -e 'sibling CPU' -e 'not on the same node' | sed 's/^\[[^]]*\] *//; s/^/dmesg /'
 }
 
 echo "VNUMA-INIT wait=$wait timeout=$timeout"

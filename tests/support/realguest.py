@@ -101,6 +101,8 @@ class GuestCpu(NamedTuple):
     die: int
     core: int
     node: int
+    # The CPUs sharing its level 3 cache (shared_cpu_list); empty when it has none or the report predates it.
+    l3: frozenset[int] = frozenset()
 
 
 def _figure(text: str) -> int | None:
@@ -151,6 +153,8 @@ class GuestReport:
     # HMAT: node -> its access0 figures, node -> its memory-side caches (only nodes that have them).
     access: dict[int, GuestAccess] = field(default_factory=dict)
     caches: dict[int, tuple[GuestCache, ...]] = field(default_factory=dict)
+    # The kernel's messages that a CPU's SMT, L2 or LLC sibling lies in another node, as logged.
+    sibling_warnings: tuple[str, ...] = ()
 
     @property
     def distance_matrix(self) -> list[list[int]]:
@@ -183,6 +187,10 @@ def vcpu_position(topology: GuestTopology, vcpu: int) -> tuple[int, int, int, in
     return socket, die, core, thread
 
 
+def _l3(text: str) -> frozenset[int]:
+    return frozenset() if text == "-" else parse_cpuset(text, "l3 shared_cpu_list")
+
+
 def _fields(line: str) -> tuple[str, dict[str, str]]:
     kind, *pairs = line.split()
     values = {}
@@ -200,9 +208,14 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
     cpus: dict[int, GuestCpu] = {}
     access: dict[int, GuestAccess] = {}
     caches: dict[int, tuple[GuestCache, ...]] = {}
+    warnings: list[str] = []
     for raw in body.splitlines():
         line = raw.strip()
         if not line:
+            continue
+        if line.startswith("dmesg "):
+            # Free text: the kernel's own words.
+            warnings.append(line.removeprefix("dmesg "))
             continue
         kind, values = _fields(line)
         if kind == "system":
@@ -232,6 +245,7 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
                 die=int(values["die"]),
                 core=int(values["core"]),
                 node=int(values["node"]),
+                l3=_l3(values.get("l3", "-")),
             )
         else:
             raise ValueError(f"unknown report line {line!r}")
@@ -247,6 +261,7 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
         cpus=cpus,
         access=access,
         caches=caches,
+        sibling_warnings=tuple(warnings),
     )
 
 
