@@ -77,5 +77,14 @@ def render_capabilities(topology: HostTopology) -> str:
                 f"type='{entry.access}' value='{entry.value}'{unit}/>"
             )
         lines.append("      </interconnects>")
-    lines.extend(["    </topology>", "  </host>", "</capabilities>", ""])
+    lines.append("    </topology>")
+    if topology.cache_banks:
+        lines.append("    <cache>")
+        lines.extend(
+            f"      <bank id='{bank.id}' level='{bank.level}' type='{bank.kind}' size='{bank.size_kib}' unit='KiB' "
+            f"cpus='{format_cpuset(bank.cpus)}'/>"
+            for bank in topology.cache_banks
+        )
+        lines.append("    </cache>")
+    lines.extend(["  </host>", "</capabilities>", ""])
     return "\n".join(lines)

@@ -35,11 +35,13 @@ __all__ = [
     "HMAT_ACCESS_TYPES",
     "HMAT_KINDS",
     "HostCache",
+    "HostCacheBank",
     "HostCpu",
     "HostInterconnect",
     "HostNode",
     "HostTopology",
     "MAX_CACHE_LEVEL",
+    "L3_LEVEL",
 ]
 
 # libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
@@ -68,6 +70,8 @@ HMAT_KINDS = ("latency", "bandwidth")
 HMAT_ACCESS_TYPES = ("access", "read", "write")
 # ACPI HMAT describes at most three levels of memory-side cache (libvirt refuses a fourth).
 MAX_CACHE_LEVEL = 3
+# The CPU cache level the guest's cells follow (docs/cache-locality.md): the last level on x86 and arm64.
+L3_LEVEL = 3
 
 
 class HostCache(NamedTuple):
@@ -81,6 +85,20 @@ class HostCache(NamedTuple):
     line_bytes: int = 0
     associativity: str | None = None
     policy: str | None = None
+
+
+class HostCacheBank(NamedTuple):
+    """One CPU cache bank of the host (``<host><cache><bank>``): the CPUs sharing one cache of a level.
+
+    ``kind`` is libvirt's ``type``: both (unified), code or data.  An L3 bank is what the CPUs of an AMD
+    CCX or CCD share, or a whole Intel socket (spanning its sub-NUMA nodes).
+    """
+
+    id: int
+    level: int
+    kind: str
+    size_kib: int
+    cpus: frozenset[int]
 
 
 class HostInterconnect(NamedTuple):
@@ -201,6 +219,8 @@ class HostTopology:
     arch: str | None = None
     # HMAT figures as reported (Linux reports each node's from its nearest initiators); empty without HMAT.
     interconnects: tuple[HostInterconnect, ...] = ()
+    # CPU cache banks as reported (<host><cache>), ascending by level then id; empty when not reported.
+    cache_banks: tuple[HostCacheBank, ...] = ()
     _by_id: dict[int, HostNode] = field(init=False, repr=False, compare=False)
 
     @property
@@ -249,6 +269,7 @@ class HostTopology:
                         )
                     owner[cpu.id] = node.id
         self._check_hmat(by_id)
+        self._check_cache_banks(set(cpu_ids))
         ordered = tuple(sorted(self.nodes, key=lambda node: node.id))
         object.__setattr__(self, "nodes", ordered)
         object.__setattr__(self, "_by_id", by_id)
@@ -274,6 +295,44 @@ class HostTopology:
                     raise TopologyError(f"{what}: the {role} is not a host node")
             if entry.cache and entry.cache not in {cache.level for cache in by_id[entry.target].caches}:
                 raise TopologyError(f"{what}: node {entry.target} reports no memory-side cache of level {entry.cache}")
+
+    def _check_cache_banks(self, cpu_ids: set[int]) -> None:
+        """A bank naming a CPU the host lacks, or a CPU in two banks of one level, would mislead the cells."""
+        owner: dict[tuple[int, str, int], int] = {}
+        for bank in self.cache_banks:
+            what = f"host <cache><bank id='{bank.id}' level='{bank.level}'>"
+            unknown = sorted(bank.cpus - cpu_ids)
+            if unknown:
+                raise TopologyError(f"{what} names CPU {unknown[0]}, which no host node has")
+            for cpu in bank.cpus:
+                key = (bank.level, bank.kind, cpu)
+                if key in owner and owner[key] != bank.id:
+                    raise TopologyError(f"{what}: CPU {cpu} is in bank {owner[key]} of the same level too")
+                owner[key] = bank.id
+
+    @cached_property
+    def l3_banks(self) -> tuple[frozenset[int], ...]:
+        """The host's L3 banks as sets of online CPUs, ascending by their lowest CPU; empty when not reported.
+
+        Offline CPUs are left out: a bank with none online is left out too.
+        """
+        online = self.cpu_node
+        banks = {
+            frozenset(cpu for cpu in bank.cpus if cpu in online)
+            for bank in self.cache_banks
+            if bank.level == L3_LEVEL and bank.kind in ("both", "data")
+        }
+        return tuple(sorted((bank for bank in banks if bank), key=min))
+
+    @cached_property
+    def l3_bank_of(self) -> dict[int, int]:
+        """Online CPU id -> the index of its L3 bank in ``l3_banks`` (CPUs without a reported bank: absent)."""
+        return {cpu: index for index, bank in enumerate(self.l3_banks) for cpu in bank}
+
+    def node_l3_banks(self, node_id: int) -> tuple[int, ...]:
+        """Indexes (in ``l3_banks``) of the L3 banks holding the node's online CPUs, ascending."""
+        bank_of = self.l3_bank_of
+        return tuple(sorted({bank_of[cpu] for cpu in self.node(node_id).usable_cpus if cpu in bank_of}))
 
     @cached_property
     def node_ids(self) -> tuple[int, ...]:

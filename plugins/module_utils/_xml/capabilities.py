@@ -6,9 +6,9 @@
 
 """libvirt's host capabilities XML (``virConnectGetCapabilities()``) to a ``HostTopology`` and back.
 
-Only ``<host><topology>`` (the cells, their memory-side caches, and the HMAT ``<interconnects>``) and
-the host's page sizes (``<host><cpu><pages>``) are read; the rest of the document (guests, security
-models, CPU caches) is ignored.  The format is libvirt's
+Only ``<host><topology>`` (the cells, their memory-side caches, and the HMAT ``<interconnects>``), the
+host's page sizes (``<host><cpu><pages>``) and its CPU cache banks (``<host><cache>``) are read; the
+rest of the document (guests, security models) is ignored.  The format is libvirt's
 (https://libvirt.org/formatcaps.html); the quirks it has in the wild are handled here:
 
 - a node without memory has no ``<memory>`` element at all (libvirt prints it only when non-zero);
@@ -52,6 +52,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology impor
     MAX_NODE_ID,
     NODE_ID_REASON,
     HostCache,
+    HostCacheBank,
     HostCpu,
     HostInterconnect,
     HostNode,
@@ -260,6 +261,36 @@ def _parse_interconnects(element: Any, what: str) -> list[HostInterconnect]:
             )
         )
     return entries
+
+
+# libvirt's words for a CPU cache bank's type (virCacheType).
+_BANK_TYPES = ("both", "code", "data")
+# The deepest CPU cache level any CPU has (x86 and arm64 report up to L4 on a few parts).
+_MAX_CPU_CACHE_LEVEL = 4
+
+
+def _parse_cache_banks(element: Any, what: str) -> list[HostCacheBank]:
+    """``<host><cache>``: ``<bank id level type size unit cpus>`` (its ``<control>`` children are resctrl's)."""
+    banks = []
+    for bank in element.iterchildren("bank"):
+        kind = _word(bank, "type", _BANK_TYPES, what) or "both"
+        cpus = bank.get("cpus")
+        if cpus is None:
+            raise XmlError(f"{what}: {_describe(bank)} has no cpus")
+        try:
+            cpu_ids = parse_cpuset(cpus, "cpus", limit=MAX_HOST_CPU_ID, why=HOST_CPU_ID_REASON)
+        except SpecError as error:
+            raise XmlError(f"{what}: {_describe(bank)}: {error.message}") from None
+        banks.append(
+            HostCacheBank(
+                id=_number(bank.get("id"), "id", bank, what),
+                level=_number(bank.get("level"), "level", bank, what, _MAX_CPU_CACHE_LEVEL, "CPU cache levels"),
+                kind=kind,
+                size_kib=_size(bank.get("size"), "size", bank, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON),
+                cpus=cpu_ids,
+            )
+        )
+    return banks
 
 
 def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]]) -> HostNode:
@@ -473,12 +504,15 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
         page_sizes = sorted({size for node in nodes for size, _count in node.pages})
     # ``topology`` holds the cells found above, so it is there.
     interconnects = None if topology is None else topology.find("interconnects")
+    caches = host.find("cache")
+    banks = [] if caches is None else _parse_cache_banks(caches, what)
     try:
         return HostTopology(
             nodes=tuple(nodes),
             page_sizes_kib=tuple(page_sizes) if page_sizes else (4,),
             arch=(host.findtext("cpu/arch") or "").strip() or None,
             interconnects=() if interconnects is None else tuple(_parse_interconnects(interconnects, what)),
+            cache_banks=tuple(sorted(banks, key=lambda bank: (bank.level, bank.id, bank.kind))),
         )
     except TopologyError as error:
         raise TopologyError(f"{what}: {error.message}") from None

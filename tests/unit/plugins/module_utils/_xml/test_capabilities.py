@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,6 +59,7 @@ class Host:
     offline: frozenset[int] = frozenset()
     reports_distances: bool = True
     cpu_nodes: tuple[int, ...] | None = None  # default: every node
+    l3_banks: tuple[str, ...] = ()  # the L3 banks' online CPUs, cpuset syntax, in bank order
 
     @property
     def expected_cpu_nodes(self) -> tuple[int, ...]:
@@ -68,6 +69,20 @@ class Host:
 R4 = range(4)
 R16 = range(16)
 STD_PAGES_32G = ((4, 7340032), (2048, 1024), (1048576, 0))
+
+# EPYC 7502P (Zen 2) in NPS1: one node of 32 cores, eight CCXs of four cores, 16 MiB of L3 each.
+EPYC_NPS1 = Host(
+    nodes=(0,),
+    cpus={0: "0-63"},
+    cores={0: 32},
+    threads={0: 2},
+    memory_kib={0: 128 * GIB},
+    pages={0: ((4, 32 * GIB - 524288), (2048, 1024), (1048576, 0))},
+    distances={(0, 0): 10},
+    sockets={0: 0},
+    first_core={0: (0, 32)},
+    l3_banks=tuple(f"{4 * k}-{4 * k + 3},{32 + 4 * k}-{35 + 4 * k}" for k in range(8)),
+)
 
 HOSTS: dict[str, Host] = {
     "seed-4node-ring": Host(
@@ -260,6 +275,7 @@ HOSTS: dict[str, Host] = {
         sockets={0: 0, 1: 1, 2: 2, 3: None},
         first_core={0: (0, 1), 2: (4, 5)},
         cpu_nodes=(0, 1, 2),
+        l3_banks=("0-1", "2-3", "4-5"),
     ),
     "cxl-hmat-cache": Host(
         nodes=(0, 1, 2, 3),
@@ -272,6 +288,35 @@ HOSTS: dict[str, Host] = {
         sockets={0: 0, 1: 1, 2: None, 3: None},
         first_core={0: (0, 4), 1: (2, 6)},
         cpu_nodes=(0, 1),
+    ),
+    "amd-epyc-nps1-ccx": EPYC_NPS1,
+    # The same host as a libvirt that reports no <cache>.
+    "amd-epyc-nps1-nocache": replace(EPYC_NPS1, l3_banks=()),
+    # The same chip in NPS4: each quadrant (one CCD, two CCXs) a node.
+    "amd-epyc-nps4-ccx": Host(
+        nodes=(0, 1, 2, 3),
+        cpus={node: f"{8 * node}-{8 * node + 7},{32 + 8 * node}-{39 + 8 * node}" for node in R4},
+        cores=each(R4, 8),
+        threads=each(R4, 2),
+        memory_kib=each(R4, 32 * GIB),
+        pages={0: ((4, 8 * GIB - 524288), (2048, 1024), (1048576, 0))},
+        distances={(0, 1): 12, (3, 0): 12, (2, 2): 10},
+        sockets=each(R4, 0),
+        first_core={1: (8, 40)},
+        l3_banks=tuple(f"{4 * k}-{4 * k + 3},{32 + 4 * k}-{35 + 4 * k}" for k in range(8)),
+    ),
+    # Two Xeon sockets of 8 cores in SNC2: one 48 MiB L3 per socket spans its two sub-NUMA nodes.
+    "intel-snc2-l3": Host(
+        nodes=(0, 1, 2, 3),
+        cpus={node: f"{4 * node}-{4 * node + 3},{16 + 4 * node}-{19 + 4 * node}" for node in R4},
+        cores=each(R4, 4),
+        threads=each(R4, 2),
+        memory_kib=each(R4, 16 * GIB),
+        pages={0: ((4, 4 * GIB - 524288), (2048, 1024), (1048576, 0))},
+        distances={(0, 1): 11, (0, 2): 21, (2, 3): 11, (3, 1): 21},
+        sockets={0: 0, 1: 0, 2: 1, 3: 1},
+        first_core={2: (8, 24)},
+        l3_banks=("0-7,16-23", "8-15,24-31"),
     ),
 }
 
@@ -355,6 +400,63 @@ def test_offline_cpus_are_kept_but_not_usable(name: str, parsed: dict[str, HostT
     for node in topology.nodes:
         assert offline.isdisjoint(node.usable_cpus)
         assert all(cpu.socket_id is None and cpu.core_id is None for cpu in node.cpus if cpu.id in offline)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_l3_banks(name: str, parsed: dict[str, HostTopology]) -> None:
+    host, topology = HOSTS[name], parsed[name]
+    assert tuple(format_cpuset(bank) for bank in topology.l3_banks) == host.l3_banks
+    # Every online CPU of a host that reports banks is in exactly one.
+    if host.l3_banks:
+        assert sorted(topology.l3_bank_of) == sorted(topology.cpu_node)
+
+
+def test_l3_banks_per_node() -> None:
+    assert [parse_capabilities(read("amd-epyc-nps4-ccx")).node_l3_banks(node) for node in R4] == [
+        (0, 1),
+        (2, 3),
+        (4, 5),
+        (6, 7),
+    ]
+    # SNC: one bank behind both nodes of a socket.
+    assert [parse_capabilities(read("intel-snc2-l3")).node_l3_banks(node) for node in R4] == [(0,), (0,), (1,), (1,)]
+    nps1 = parse_capabilities(read("amd-epyc-nps1-ccx"))
+    assert nps1.node_l3_banks(0) == tuple(range(8))
+    assert {bank.size_kib for bank in nps1.cache_banks} == {16 * 1024}
+    assert parse_capabilities(read("amd-epyc-nps1-nocache")).node_l3_banks(0) == ()
+
+
+def test_l3_banks_leave_offline_cpus_and_other_levels_out() -> None:
+    text = read("offline-cpus").replace(
+        "</topology>",
+        "</topology><cache><bank id='0' level='3' type='both' size='8' unit='MiB' cpus='0-3'/>"
+        "<bank id='0' level='2' type='both' size='1' unit='MiB' cpus='0'/></cache>",
+    )
+    topology = parse_capabilities(text)
+    assert len(topology.cache_banks) == 2
+    # CPUs 1-3 are offline.
+    assert topology.l3_banks == (frozenset({0}),)
+
+
+@pytest.mark.parametrize(
+    ("bank", "message"),
+    [
+        ("<bank id='0' level='3' type='both' size='8' unit='MiB' cpus='0-99'/>", "names CPU 16, which no host node"),
+        (
+            "<bank id='0' level='3' type='both' size='8' unit='MiB' cpus='0-3'/>"
+            "<bank id='1' level='3' type='both' size='8' unit='MiB' cpus='3-7'/>",
+            "CPU 3 is in bank 0 of the same level too",
+        ),
+        ("<bank id='0' level='3' type='unified' size='8' unit='MiB' cpus='0-3'/>", "type 'unified' is not one of"),
+        ("<bank id='0' level='3' type='both' size='8' unit='MiB'/>", "has no cpus"),
+        ("<bank id='0' level='3' type='both' size='8' unit='MiB' cpus='x'/>", "<bank id='0'"),
+        ("<bank id='0' level='9' type='both' size='8' unit='MiB' cpus='0'/>", "level"),
+    ],
+)
+def test_bad_cache_banks_are_refused(bank: str, message: str) -> None:
+    text = read("seed-4node-ring").replace("</topology>", f"</topology><cache>{bank}</cache>")
+    with pytest.raises((XmlError, TopologyError), match=message):
+        parse_capabilities(text)
 
 
 @pytest.mark.parametrize("name", NAMES)
