@@ -26,6 +26,8 @@
 #                                    its level 3 cache, shared_cpu_list, - when it has none)
 #   dmesg TEXT                       (one per kernel message saying a CPU's sibling is on another node:
 #                                    "CPU #1's llc-sibling CPU #2 is not on the same node!")
+#   pci address=DDDD:BB:SS.F vendor=0xVVVV device=0xDDDD class=0xCCCCCC node=NODE
+#                                    (one per PCI function; node -1 when the kernel gives it none)
 #   VNUMA-REPORT-END seq=N
 # Kernel command line options read by /init:
 #   vnuma.wait=1        stay up: every 0.5 s, online any offline CPU and memory block (hot-added ones),
@@ -235,6 +237,13 @@ report() {
     done
     # Linux warns once when a CPU's SMT, L2 or LLC sibling lies in another node (topology_sane()).
     dmesg | grep -e 'sibling CPU' -e 'not on the same node' | sed 's/^\[[^]]*\] *//; s/^/dmesg /'
+    # Every PCI function and the node the kernel gives it (-1: none; from the ACPI _PXM of its host bridge,
+    # which QEMU's pxb writes from its numa_node).  No driver is needed for these files.
+    for p in /sys/bus/pci/devices/*; do
+        [ -e "$p/numa_node" ] || continue
+        echo "pci address=${p##*/} vendor=$(value "$p/vendor") device=$(value "$p/device")" \
+            "class=$(value "$p/class") node=$(value "$p/numa_node")"
+    done
 }
 
 echo "VNUMA-INIT wait=$wait timeout=$timeout"

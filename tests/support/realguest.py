@@ -43,6 +43,7 @@ __all__ = [
     "GuestCache",
     "GuestCpu",
     "GuestNode",
+    "GuestPci",
     "GuestReport",
     "ReportError",
     "Guest",
@@ -127,6 +128,15 @@ class GuestCache(NamedTuple):
     line: int | None
 
 
+class GuestPci(NamedTuple):
+    """A PCI function as the guest kernel sees it: its ids and its node (-1: none)."""
+
+    vendor: str
+    device: str
+    pci_class: str
+    node: int
+
+
 @dataclass(frozen=True)
 class GuestNode:
     """One NUMA node as the guest kernel sees it."""
@@ -155,6 +165,8 @@ class GuestReport:
     caches: dict[int, tuple[GuestCache, ...]] = field(default_factory=dict)
     # The kernel's messages that a CPU's SMT, L2 or LLC sibling lies in another node, as logged.
     sibling_warnings: tuple[str, ...] = ()
+    # PCI address (0000:ff:00.0) -> the function's ids and node.
+    pci: dict[str, GuestPci] = field(default_factory=dict)
 
     @property
     def distance_matrix(self) -> list[list[int]]:
@@ -209,6 +221,7 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
     access: dict[int, GuestAccess] = {}
     caches: dict[int, tuple[GuestCache, ...]] = {}
     warnings: list[str] = []
+    pci: dict[str, GuestPci] = {}
     for raw in body.splitlines():
         line = raw.strip()
         if not line:
@@ -247,6 +260,8 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
                 node=int(values["node"]),
                 l3=_l3(values.get("l3", "-")),
             )
+        elif kind == "pci":
+            pci[values["address"]] = GuestPci(values["vendor"], values["device"], values["class"], int(values["node"]))
         else:
             raise ValueError(f"unknown report line {line!r}")
     if not system:
@@ -262,6 +277,7 @@ def _parse_report(seq: int, uptime: float, body: str) -> GuestReport:
         access=access,
         caches=caches,
         sibling_warnings=tuple(warnings),
+        pci=pci,
     )
 
 
