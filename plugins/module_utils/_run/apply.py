@@ -59,6 +59,7 @@ def describe(item: Planned, result: GuestResult) -> None:
     result.layout = item.plan.layout if item.plan is not None else None
     result.changed = bool(item.changes)
     result.restart_required = item.needs_restart()
+    result.definition = item.original_xml
     if item.placement is not None:
         result.alignment = {key: value for key, value in item.placement.to_dict().items() if key != "name"}
     if item.before is not None:
@@ -78,7 +79,8 @@ def define_and_verify(host: HostConnection, item: Planned, result: GuestResult) 
         result.wrote("definition (unconfirmed: no answer within call_timeout)")
         raise
     result.wrote("definition")
-    reread = parse_xml(guest.inactive_xml(), f"the definition of guest {name}", root_tag="domain")
+    result.definition = guest.inactive_xml()
+    reread = parse_xml(result.definition, f"the definition of guest {name}", root_tag="domain")
     kept = DomainNuma.from_domain(reread)
     lost = kept.changes(item.target)
     if lost:

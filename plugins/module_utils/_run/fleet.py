@@ -27,18 +27,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests, guest_failures
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import CONNECTION_ARGS
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
+    CONNECTION_ARGS,
+    GuestHandle,
+    HostConnection,
+    LibvirtHost,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import converging, domain_result, run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import converging, domain_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import run_info
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
 
 __all__ = ["FLEET_KEYS", "after_read", "applied_result", "error_result", "run_fleet_plan"]
 
@@ -64,30 +69,66 @@ def _connection(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: params.get(key) for key in CONNECTION_ARGS}
 
 
-def after_read(params: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def after_read(
+    params: Mapping[str, Any], results: Sequence[Mapping[str, Any]], known: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """vnuma_info's result for the guests of ``results`` that have a layout and no error.
 
-    Those are the guests the role verifies: it read them with vnuma_info after the apply call.
+    Those are the guests the role verifies: it read them with vnuma_info after the apply call.  ``known``:
+    definitions this call read last (the read-back of each define), which are not read again.
     """
-    return run_info({**_connection(params), "guests": [item["name"] for item in _verified(results)]})
+    return run_info({**_connection(params), "guests": [item["name"] for item in _verified(results)]}, known)
 
 
-def applied_result(params: Mapping[str, Any], result: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+def applied_result(
+    params: Mapping[str, Any], result: dict[str, Any], check_mode: bool, known: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """A vnuma_domain run's ``result`` with what the module adds: the failed guests, and the read after when asked.
 
     ``failed_guests`` are ``_core.fleet.guest_failures``' entries; ``after`` (``report_after``, not in check
-    mode) is ``after_read`` of the guests that got a layout.
+    mode) is ``after_read`` of the guests that got a layout (``known`` as there).
     """
     if "guests" in result:
         result["failed_guests"] = guest_failures(result)
         if params.get("report_after") and not check_mode:
-            result["after"] = after_read(params, result["guests"])
+            result["after"] = after_read(params, result["guests"], known)
     return result
 
 
 def _verified(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The guests of a vnuma_domain result that the role verifies: those with a layout and no error."""
     return [item for item in results if item.get("layout") and item.get("error") is None]
+
+
+class _ReadOnce:
+    """A connection whose guests' definitions were read earlier in the call: ``definitions`` does not read them again.
+
+    The fleet call reads every definition of the host once, for its discover step (``before``), and plans
+    from the same read.  A guest defined since that read (one the listing has and the read has not) makes
+    ``definitions`` read every guest afresh, as the connection's own does; a guest undefined since is left
+    out, as the connection's own leaves it out.  Everything else is the connection's.
+    """
+
+    def __init__(self, host: HostConnection, known: Mapping[str, str]) -> None:
+        self._host = host
+        self._known = known
+
+    def definitions(self) -> Sequence[tuple[GuestHandle, str]]:
+        if not isinstance(self._host, LibvirtHost):
+            return self._host.definitions()
+        listed = self._host.guests()
+        if any(guest.name not in self._known for guest in listed):
+            return self._host.definitions()
+        return [(guest, self._known[guest.name]) for guest in listed]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+
+def _read_definitions(params: Mapping[str, Any]) -> dict[str, str]:
+    """Every inactive definition of the host by guest name: the one read of the guests before the plan."""
+    with LibvirtHost.from_params(_connection(params)) as host:
+        return {guest.name: xml for guest, xml in host.definitions()}
 
 
 def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool = True) -> dict[str, Any]:
@@ -101,14 +142,43 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
     as the role's verify reads them; ``after_is_before`` instead when that read would be ``before``
     itself, the same guests read in this call) and ``failure`` (``step``, ``msg``, ``guest``,
     ``capacity``; null when none failed).  With the ``apply`` key, not in ``check_mode``, also ``applied``
-    (``_plan_and_apply``), and ``changed`` is whether it wrote anything.
+    (``_apply``), and ``changed`` is whether it wrote anything.
     A host that cannot be read raises, as vnuma_info did at preflight.
+
+    Every definition is read once: ``before`` and the plan come from the same read, and the read after an
+    apply is each define's read-back.  With ``apply`` the hypervisor's lock is taken before that read and
+    held to the last write, so the plan stands for the apply as an apply call's own would.
     """
     fleet = params["fleet"]
     # The option is a plain dict for Ansible: a misspelt key must not just disappear.
     unknown = sorted(set(fleet) - set(FLEET_KEYS))
     if unknown:
         raise SpecError(f"fleet: unknown key {', '.join(unknown)}; the keys are {', '.join(FLEET_KEYS)}")
+    apply = bool(fleet.get("apply")) and not check_mode
+    with contextlib.ExitStack() as held:
+        # Another run holds the hypervisor: the plan is made without writing all the same, and the apply
+        # fails on the lock, as the role's apply call would (or is not needed, when the plan writes nothing).
+        locked: dict[str, Any] | None = None
+        if apply and _valid_lock_timeout(params.get("lock_timeout", 300)):
+            try:
+                held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
+            except VnumaError as error:
+                locked = error_result(error)
+        return _fleet(params, want_diff, apply, locked)
+
+
+def _valid_lock_timeout(value: Any) -> bool:
+    # A bad one fails the plan, with the other options, before anything is read (_run/domain.py:converging).
+    try:
+        check_lock_timeout(value)
+    except SpecError:
+        return False
+    return True
+
+
+def _fleet(params: Mapping[str, Any], want_diff: bool, apply: bool, locked: dict[str, Any] | None) -> dict[str, Any]:
+    """``run_fleet_plan`` once the lock is held (with ``apply``), or ``locked`` says why it is not."""
+    fleet = params["fleet"]
     connection = _connection(params)
     host_info = run_info({**connection, "guests": ["*"], "exclude": ["*"]})
     result: dict[str, Any] = {
@@ -124,13 +194,15 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
         "failure": None,
     }
     try:
+        known = _read_definitions(params)
         before = run_info(
             {
                 **connection,
                 "guests": fleet.get("guests", ["*"]),
                 "exclude": fleet.get("exclude") or [],
                 "guest_state": fleet.get("guest_state") or "all",
-            }
+            },
+            known,
         )
         built = fleet_requests(
             before["guests"], fleet.get("spec") or {}, fleet.get("overrides") or {}, fleet.get("use_stored_spec", True)
@@ -152,20 +224,39 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
         "capacity": "report",
         "restart": "never",
     }
-    if fleet.get("apply") and not check_mode and host_info["host"]["nodes"]:
-        return _plan_and_apply(params, plan_params, want_diff, result)
-    if _plan_failed(result, _check_plan(plan_params, want_diff)):
-        return result
-    _read_after_plan(params, result, before)
-    return result
-
-
-def _check_plan(plan_params: Mapping[str, Any], want_diff: bool) -> dict[str, Any]:
-    """vnuma_domain's result for the requests in check mode, or its failure as ``fail_json`` would give it."""
+    apply = apply and bool(host_info["host"]["nodes"])
     try:
-        return run_domain(plan_params, True, want_diff)
+        with converging(plan_params, True) as (converger, requests, selection_warnings):
+            converger.host = cast(HostConnection, _ReadOnce(converger.host, known))
+            outcome = converger.plan_all(requests)
+            plan = _outcome(plan_params, want_diff, converger, selection_warnings, requests, outcome)[0]
+            if _plan_failed(result, plan):
+                return result
+            if not apply:
+                _read_after_plan(params, result, before, known)
+                return result
+            if _nothing_to_apply(params, result, plan, known):
+                return result
+            written: dict[str, str] = {}
+            if locked is not None:
+                applied = locked
+            else:
+                applied, written = _apply(params, plan_params, want_diff, result, converger, requests, outcome)
     except VnumaError as error:
-        return error_result(error)
+        # The options, the connection, the host's topology: the plan failed, as run_domain's would.
+        _plan_failed(result, error_result(error))
+        return result
+    apply_params = {**plan_params, "capacity": "fail", "report_after": params.get("report_after", False)}
+    result["changed"] = bool(applied.get("changed"))
+    result["applied"] = applied_result(apply_params, applied, False, written)
+    if applied.get("failed") and not result["applied"].get("failed_guests"):
+        result["failure"] = {
+            "step": "apply",
+            "msg": applied["msg"],
+            "guest": applied.get("guest"),
+            "capacity": applied.get("capacity"),
+        }
+    return result
 
 
 def _plan_failed(result: dict[str, Any], plan: dict[str, Any]) -> bool:
@@ -179,7 +270,9 @@ def _plan_failed(result: dict[str, Any], plan: dict[str, Any]) -> bool:
     return False
 
 
-def _read_after_plan(params: Mapping[str, Any], result: dict[str, Any], before: Mapping[str, Any]) -> None:
+def _read_after_plan(
+    params: Mapping[str, Any], result: dict[str, Any], before: Mapping[str, Any], known: Mapping[str, str]
+) -> None:
     """With ``report_after``, when the plan changes nothing: the guests as the role's verify reads them."""
     plan = result["plan"]
     if params.get("report_after") and not plan["changed"]:
@@ -188,10 +281,12 @@ def _read_after_plan(params: Mapping[str, Any], result: dict[str, Any], before: 
         if [item["name"] for item in _verified(plan["guests"])] == [guest["name"] for guest in before["guests"]]:
             result["after_is_before"] = True
         else:
-            result["after"] = after_read(params, plan["guests"])
+            result["after"] = after_read(params, plan["guests"], known)
 
 
-def _nothing_to_apply(params: Mapping[str, Any], result: dict[str, Any], plan: Mapping[str, Any]) -> bool:
+def _nothing_to_apply(
+    params: Mapping[str, Any], result: dict[str, Any], plan: Mapping[str, Any], known: Mapping[str, str]
+) -> bool:
     """Whether the role's apply step would not run after ``plan``; if so, ``applied`` says so in ``result``.
 
     capacity.yml fails on a plan that does not fit (``applied`` null); a plan that changes nothing and
@@ -201,73 +296,39 @@ def _nothing_to_apply(params: Mapping[str, Any], result: dict[str, Any], plan: M
     if not blocking and (plan["changed"] or result["plan_failures"]):
         return False
     result["applied"] = None if blocking else dict(NOTHING_TO_APPLY)
-    _read_after_plan(params, result, result["before"])
+    _read_after_plan(params, result, result["before"], known)
     return True
 
 
-def _plan_and_apply(
-    params: Mapping[str, Any], plan_params: Mapping[str, Any], want_diff: bool, result: dict[str, Any]
-) -> dict[str, Any]:
-    """``run_fleet_plan``'s plan, then, from the same plans, what the role's apply call returns (``applied``).
+def _apply(
+    params: Mapping[str, Any],
+    plan_params: Mapping[str, Any],
+    want_diff: bool,
+    result: Mapping[str, Any],
+    converger: Converger,
+    requests: Sequence[GuestRequest],
+    outcome: Sequence[Planned | VnumaError],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the role's apply call returns for the plans of ``outcome``, written; and the definitions read back.
 
-    The apply is what the role's apply step does after a plan: only when the plan changes something or
-    guests failed at it, neither the plan as a whole nor the capacity failed, and only for the guests whose
-    plan went well, with ``capacity: fail`` for a guest planned again.  ``applied`` is ``NOTHING_TO_APPLY``
-    when there was nothing to write, null when the plan or the capacity failed.  A failure of the apply as
-    a whole (the lock, the connection) is ``failure`` with step ``apply``, and ``applied`` holds it as
-    ``fail_json`` would.
+    Only the guests whose plan went well are written, with ``capacity: fail`` for a guest planned again.  A
+    failure of the apply as a whole (the connection) is returned as ``fail_json`` would give it.  The read-backs
+    of guests that do not run stand for the read after (``after_read``): a running guest's live changes may
+    touch its definition after the read-back, so it is read again.
     """
     apply_params = {**plan_params, "capacity": "fail", "report_after": params.get("report_after", False)}
+    failed = {entry["name"] for entry in result["plan_failures"]}
+    todo = [
+        (request, item)
+        for request, item in zip(requests, outcome, strict=True)
+        if isinstance(item, Planned) and request.name not in failed
+    ]
+    # The plans as the apply call would make them, written: capacity fail for a guest planned again.
+    converger.check_mode, converger.capacity = False, "fail"
     try:
-        with converging(plan_params, True) as (converger, requests, selection_warnings), contextlib.ExitStack() as held:
-            try:
-                held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
-            except VnumaError as error:
-                locked: dict[str, Any] | None = error_result(error)
-            else:
-                locked = None
-                outcome = converger.plan_all(requests)
-                plan = _outcome(plan_params, want_diff, converger, selection_warnings, requests, outcome)
-                if _plan_failed(result, plan):
-                    return result
-                if _nothing_to_apply(params, result, plan):
-                    return result
-                failed = {entry["name"] for entry in result["plan_failures"]}
-                todo = [
-                    (request, item)
-                    for request, item in zip(requests, outcome, strict=True)
-                    if isinstance(item, Planned) and request.name not in failed
-                ]
-                # The plans as the apply call would make them, written: capacity fail for a guest planned again.
-                converger.check_mode, converger.capacity = False, "fail"
-                try:
-                    applied = _outcome(
-                        apply_params, want_diff, converger, (), [pair[0] for pair in todo], [pair[1] for pair in todo]
-                    )
-                except VnumaError as error:
-                    applied = error_result(error)
+        return _outcome(apply_params, want_diff, converger, (), [pair[0] for pair in todo], [pair[1] for pair in todo])
     except VnumaError as error:
-        # The options, the connection, the host's topology: the plan failed, as run_domain's would.
-        _plan_failed(result, error_result(error))
-        return result
-    if locked is not None:
-        # Another run holds the hypervisor: the plan is made without writing, as the role's plan call makes
-        # it, and the apply fails on the lock, as the role's apply call would.
-        plan = _check_plan(plan_params, want_diff)
-        if _plan_failed(result, plan) or _nothing_to_apply(params, result, plan):
-            # A plan with nothing to write does not need the lock, as the role's skipped apply call does not.
-            return result
-        applied = locked
-    result["changed"] = bool(applied.get("changed"))
-    result["applied"] = applied_result(apply_params, applied, False)
-    if applied.get("failed") and not result["applied"].get("failed_guests"):
-        result["failure"] = {
-            "step": "apply",
-            "msg": applied["msg"],
-            "guest": applied.get("guest"),
-            "capacity": applied.get("capacity"),
-        }
-    return result
+        return error_result(error), {}
 
 
 def _outcome(
@@ -277,12 +338,17 @@ def _outcome(
     selection_warnings: Sequence[str],
     requests: Sequence[GuestRequest],
     outcome: Sequence[Planned | VnumaError],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
     """vnuma_domain's result for ``converger.apply_plans(requests, outcome)``: as ``run_domain`` returns it, or as
-    the module hands a run where guests failed to ``fail_json``."""
+    the module hands a run where guests failed to ``fail_json``; and the definitions of the guests that do not run
+    as the run last read them (by name)."""
     try:
         results = converger.apply_plans(requests, outcome)
     except BatchError as error:
         error.details = domain_result(params, error.results, want_diff, converger.capacity_report, selection_warnings)
-        return error_result(error)
-    return domain_result(params, results, want_diff, converger.capacity_report, selection_warnings)
+        return error_result(error), _last_read(error.results)
+    return domain_result(params, results, want_diff, converger.capacity_report, selection_warnings), _last_read(results)
+
+
+def _last_read(results: Sequence[GuestResult]) -> dict[str, str]:
+    return {item.name: item.definition for item in results if item.definition is not None and not item.running}

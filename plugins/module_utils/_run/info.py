@@ -144,10 +144,13 @@ def _pending(live: DomainNuma, defined: DomainNuma) -> list[Change]:
     return [change for change in live.changes(defined) if change.kind.pending_in_live()]
 
 
-def _guest(entry: GuestEntry, topology: HostTopology) -> _GuestInfo | None:
-    """One guest's report, or None when it was undefined since the listing."""
+def _guest(entry: GuestEntry, topology: HostTopology, known: Mapping[str, str]) -> _GuestInfo | None:
+    """One guest's report, or None when it was undefined since the listing.
+
+    ``known`` holds definitions the caller read in this call (by name): those are not read again.
+    """
     name = entry.name
-    defined_xml = entry.guest.xml_if_defined()
+    defined_xml = known[name] if name in known else entry.guest.xml_if_defined()
     if defined_xml is None:
         return None
     defined_root = parse_xml(defined_xml, f"the definition of guest {name}", root_tag="domain")
@@ -212,8 +215,12 @@ def _host_figures(
     return free_kib, free_pages
 
 
-def run_info(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The host's topology and the selected guests' layouts and alignment; the module's result dict."""
+def run_info(params: Mapping[str, Any], known: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The host's topology and the selected guests' layouts and alignment; the module's result dict.
+
+    ``known``: inactive definitions by guest name that the caller read in the same call (vnuma_domain's
+    fleet option, which reads every guest once); the others are read here.
+    """
     with LibvirtHost.from_params(params) as host:
         own_xml = host.capabilities_xml()
         caps = params.get("host_capabilities")
@@ -227,7 +234,7 @@ def run_info(params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             topology = own = parse_capabilities(own_xml)
         free_kib, free_pages = _host_figures(host, topology, own)
-        infos = [_guest(entry, topology) for entry in select_guests(host.listing(), params)]
+        infos = [_guest(entry, topology, known or {}) for entry in select_guests(host.listing(), params)]
     guests = [info for info in infos if info is not None]
     placements = [info.placement for info in guests]
     lines = render_diagram(

@@ -43,6 +43,9 @@ class GuestResult:
     warnings: list[str] = field(default_factory=list)
     # mode auto: the host nodes chosen or kept, why, and what is left on each node (AutoChoice.to_dict).
     auto: dict[str, Any] | None = None
+    # The inactive definition as this run last read it: the read-back after its define, else the plan's read.
+    # Not in the result: a caller that reports the guest after the run reads it from here, not from libvirt.
+    definition: str | None = None
 
     def wrote(self, what: str) -> None:
         self.written.append(what)

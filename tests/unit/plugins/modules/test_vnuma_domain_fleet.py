@@ -326,3 +326,36 @@ def test_fleet_apply_with_nothing_to_write_does_not_wait_for_the_lock(fleet_name
         fcntl.flock(held, fcntl.LOCK_EX)
         again = domain({"fleet": options, "lock_timeout": 0})
     assert (again["changed"], again["failure"], again["applied"]) == (False, None, {"changed": False, "skipped": True})
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts each guest's reads of its inactive definition from here on (libvirt's own call, which still runs)."""
+    reads: dict[str, int] = {}
+    original = libvirt.virDomain.XMLDesc
+
+    def counted(self: libvirt.virDomain, flags: int = 0) -> str:
+        if flags & libvirt.VIR_DOMAIN_XML_INACTIVE:
+            reads[self.name()] = reads.get(self.name(), 0) + 1
+        return original(self, flags)
+
+    monkeypatch.setattr(libvirt.virDomain, "XMLDesc", counted)
+    return reads
+
+
+def test_fleet_apply_reads_each_definition_once_and_reads_back_what_it_writes(
+    fleet_names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read for the discover step and the plan; a written guest is read again right before its define
+    (another client may have changed it) and once after it, and that read-back is the read after."""
+    options = {**fleet(fleet_names), "apply": True}
+    reads = _count_reads(monkeypatch)
+    result = domain({"fleet": options, "report_after": True})
+    assert result["changed"] is True and result["failure"] is None
+    assert {name: reads.get(name) for name in fleet_names} == dict.fromkeys(fleet_names[:2], 3) | {fleet_names[2]: 1}
+    monkeypatch.undo()
+    # The read after is what vnuma_info reads now.
+    assert result["applied"]["after"]["guests"] == info({"guests": fleet_names[:2]})["guests"]
+    reads = _count_reads(monkeypatch)
+    again = domain({"fleet": options, "report_after": True})
+    assert (again["changed"], again["after_is_before"]) == (False, True)
+    assert {name: reads.get(name) for name in fleet_names} == dict.fromkeys(fleet_names, 1)
