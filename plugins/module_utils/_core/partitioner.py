@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import gcd, lcm
+from typing import TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
@@ -29,7 +30,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     VnumaError,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hmat import guest_hmat
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import balanced_enable_order, balanced_shares
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
+    balanced_enable_order,
+    balanced_shares,
+    even_split,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     CELLS_REASON,
@@ -57,15 +62,11 @@ __all__ = [
 # libvirt rounds every NUMA cell up to a whole MiB (qemuDomainAlignMemorySizes); cells that are
 # already aligned keep the sum exact and the definition idempotent.
 MEMORY_GRANULE_KIB = CELL_GRANULE_KIB
+T = TypeVar("T")
+
 # Two guest cells on one host node: as close as possible without being local (the limits are
 # _core/distances.py's).
 SAME_NODE_DISTANCE = MIN_REMOTE_DISTANCE
-
-
-def even_split(total: int, parts: int) -> list[int]:
-    """Split ``total`` into ``parts`` integers differing by at most one, the larger ones first."""
-    base, extra = divmod(total, parts)
-    return [base + 1] * extra + [base] * (parts - extra)
 
 
 def _nodes_text(nodes: Sequence[int]) -> str:
@@ -75,6 +76,15 @@ def _nodes_text(nodes: Sequence[int]) -> str:
 
 def _cells_text(cells: Sequence[int]) -> str:
     return f"cell {cells[0]}" if len(cells) == 1 else f"cells {format_cpuset(cells)}"
+
+
+def _even_slices(items: Sequence[T], parts: int) -> tuple[tuple[T, ...], ...]:
+    """``items`` cut in ``parts`` consecutive slices whose sizes differ by at most one, the larger first."""
+    slices, start = [], 0
+    for size in even_split(len(items), parts):
+        slices.append(tuple(items[start : start + size]))
+        start += size
+    return tuple(slices)
 
 
 def distribute_vcpus(
@@ -206,8 +216,8 @@ class _Partitioner:
         """Group host nodes into ``count`` groups, even in size, nearest first.
 
         Each group starts from the lowest unassigned node and takes, one at a time, the unassigned
-        node on the seed's socket, then with the smallest total distance to the group, then the
-        lowest id.
+        node sharing an L3 cache bank with the group (an Intel socket's sub-NUMA nodes), then on the
+        seed's socket, then with the smallest total distance to the group, then the lowest id.
         """
         topology = self.topology
         remaining = list(nodes)
@@ -216,10 +226,12 @@ class _Partitioner:
             seed = remaining.pop(0)
             seed_socket = topology.socket_of(seed)
             group = [seed]
+            banks = set(topology.node_l3_banks(seed))
             while len(group) < size:
                 best = min(
                     remaining,
                     key=lambda node: (
+                        0 if banks.intersection(topology.node_l3_banks(node)) else 1,
                         0 if seed_socket is not None and topology.socket_of(node) == seed_socket else 1,
                         sum(self.host_distance(member, node) for member in group),
                         node,
@@ -227,8 +239,56 @@ class _Partitioner:
                 )
                 remaining.remove(best)
                 group.append(best)
+                banks.update(topology.node_l3_banks(best))
             groups.append(tuple(sorted(group)))
         return groups
+
+    def slot_cpus(self, node: int, slots: int) -> tuple[tuple[int, ...], ...]:
+        """The node's online CPUs cut into ``slots`` slices, one per guest cell on the node.
+
+        On a node of two or more L3 banks the cuts fall on bank boundaries (docs/cache-locality.md):
+        with as many banks as cells or more, each cell takes whole banks, in bank order, their counts
+        differing by at most one; with fewer, the cells are spread evenly over the banks and those of
+        one bank share its cores in equal slices (a core is never cut).  Without banks the node's CPUs
+        are cut evenly in id order.
+        """
+        banks = self.node_banks(node)
+        if len(banks) < 2:
+            return _even_slices(self.topology.node(node).usable_cpus, slots)
+        if len(banks) >= slots:
+            groups: list[list[tuple[int, ...]]] = []
+            start = 0
+            for count in even_split(len(banks), slots):
+                groups.append([core for bank in banks[start : start + count] for core in bank])
+                start += count
+        else:
+            groups = [
+                list(piece)
+                for bank, count in zip(banks, even_split(slots, len(banks)), strict=True)
+                for piece in _even_slices(bank, count)
+            ]
+        return tuple(tuple(sorted(cpu for core in group for cpu in core)) for group in groups)
+
+    def node_banks(self, node: int) -> list[tuple[tuple[int, ...], ...]]:
+        """The node's cores per L3 bank, in bank order; a single group when the host reports no banks."""
+        bank_of = self.topology.l3_bank_of
+        banks: dict[int, list[tuple[int, ...]]] = {}
+        for core in self.topology.node(node).cores:
+            banks.setdefault(bank_of.get(core[0], -1), []).append(core)
+        return [tuple(banks[bank]) for bank in sorted(banks)]
+
+    def cell_home(self, place: _CellPlace) -> tuple[int, ...] | None:
+        """The host CPUs a cell sharing its node floats over: the whole L3 banks of its slice.
+
+        None for a cell that has its nodes to itself, or whose node has fewer than two L3 banks: it
+        floats over its whole nodes, as without banks.
+        """
+        node = place.nodes[0]
+        if place.slots == 1 or len(self.node_banks(node)) < 2:
+            return None
+        mine = set(self.slot_cpus(node, place.slots)[place.slot])
+        banks = [[cpu for core in bank for cpu in core] for bank in self.node_banks(node)]
+        return tuple(sorted(cpu for bank in banks if mine.intersection(bank) for cpu in bank))
 
     def host_distance(self, first: int, second: int) -> int:
         """The symmetric host distance: firmware tables are occasionally asymmetric; take the nearer."""
@@ -292,9 +352,7 @@ class _Partitioner:
                 if place.slots == 1:
                     mapping.update(dict.fromkeys(cpus, cell))
                     continue
-                sizes = even_split(len(cpus), place.slots)
-                start = sum(sizes[: place.slot])
-                mapping.update(dict.fromkeys(cpus[start : start + sizes[place.slot]], cell))
+                mapping.update(dict.fromkeys(self.slot_cpus(node, place.slots)[place.slot], cell))
         return mapping
 
     def check_cells_have_vcpus(
@@ -471,7 +529,10 @@ class _Partitioner:
             if not vcpus:
                 continue
             nodes = places[cell].nodes
-            cpus = tuple(cpu for node in nodes for cpu in self.topology.node(node).usable_cpus if cpu not in self.taken)
+            home = self.cell_home(places[cell])
+            if home is None:
+                home = tuple(cpu for node in nodes for cpu in self.topology.node(node).usable_cpus)
+            cpus = tuple(cpu for cpu in home if cpu not in self.taken)
             if not cpus:
                 raise PlacementError(
                     f"every host CPU of {_nodes_text(nodes)} is dedicated to other guests "
@@ -513,7 +574,7 @@ class _Partitioner:
                 continue
             nodes = places[cell].nodes
             guest_cores = [vcpus[index : index + threads] for index in range(0, len(vcpus), threads)]
-            pool = [core for node in nodes for core in free[node]]
+            pool = self.dedicated_pool(places[cell], free)
             if whole_cores:
                 width = max(threads, 1)
                 # A core is whole when its free threads are all the online threads of its host core.
@@ -544,6 +605,24 @@ class _Partitioner:
                 for core in pool:
                     core[:] = [cpu for cpu in core if cpu not in held]
         return pins, held
+
+    def dedicated_pool(self, place: _CellPlace, free: dict[int, list[list[int]]]) -> list[list[int]]:
+        """The free cores a cell takes from, in the order it takes them (the lists of ``free`` themselves).
+
+        Cores go bank by bank, so that a cell's vCPUs fill one L3 bank before the next; a cell sharing
+        its node takes the cores of its own slice's banks first (docs/cache-locality.md).
+        """
+        bank_of = self.topology.l3_bank_of
+        if not bank_of:
+            return [core for node in place.nodes for core in free[node]]
+        home = set(self.cell_home(place) or ())
+        keyed = []
+        for node in place.nodes:
+            for core, host_core in zip(free[node], self.topology.node(node).cores, strict=True):
+                first = host_core[0]
+                keyed.append(((0 if first in home or not home else 1, bank_of.get(first, -1)), core))
+        # sorted() is stable: within a bank, cores keep the node's order.
+        return [core for _key, core in sorted(keyed, key=lambda item: item[0])]
 
     def refuse_dedicated(self, cell: int, nodes: Sequence[int], need: int, have: int, unit: str) -> None:
         taken = self.owners(nodes)
