@@ -246,28 +246,40 @@ class _Partitioner:
     def slot_cpus(self, node: int, slots: int) -> tuple[tuple[int, ...], ...]:
         """The node's online CPUs cut into ``slots`` slices, one per guest cell on the node.
 
-        On a node of two or more L3 banks the cuts fall on bank boundaries (docs/cache-locality.md):
-        with as many banks as cells or more, each cell takes whole banks, in bank order, their counts
-        differing by at most one; with fewer, the cells are spread evenly over the banks and those of
-        one bank share its cores in equal slices (a core is never cut).  Without banks the node's CPUs
-        are cut evenly in id order.
+        On a node of two or more L3 banks the cuts fall on bank boundaries (``slot_banks``); cells that
+        share a bank share its cores in equal slices (a core is never cut).  Without banks the node's
+        CPUs are cut evenly in id order.
         """
         banks = self.node_banks(node)
         if len(banks) < 2:
             return _even_slices(self.topology.node(node).usable_cpus, slots)
-        if len(banks) >= slots:
-            groups: list[list[tuple[int, ...]]] = []
-            start = 0
-            for count in even_split(len(banks), slots):
-                groups.append([core for bank in banks[start : start + count] for core in bank])
-                start += count
+        if slots <= len(banks):
+            slices = [
+                tuple(core for bank in group for core in banks[bank]) for group in self.slot_banks(len(banks), slots)
+            ]
         else:
-            groups = [
-                list(piece)
+            # The cells in slot_banks' order: a bank's cells one after the other.
+            slices = [
+                piece
                 for bank, count in zip(banks, even_split(slots, len(banks)), strict=True)
                 for piece in _even_slices(bank, count)
             ]
-        return tuple(tuple(sorted(cpu for core in group for cpu in core)) for group in groups)
+        return tuple(tuple(sorted(cpu for core in piece for cpu in core)) for piece in slices)
+
+    @staticmethod
+    def slot_banks(banks: int, slots: int) -> list[tuple[int, ...]]:
+        """The banks (indexes in the node's bank order) of each of ``slots`` cells on a node (docs/cache-locality.md).
+
+        With as many banks as cells or more, each cell takes whole banks, in bank order, their counts
+        differing by at most one; with fewer, the cells are spread evenly over the banks, each in one.
+        """
+        if banks >= slots:
+            groups, start = [], 0
+            for count in even_split(banks, slots):
+                groups.append(tuple(range(start, start + count)))
+                start += count
+            return groups
+        return [(bank,) for bank, count in enumerate(even_split(slots, banks)) for _slot in range(count)]
 
     def node_banks(self, node: int) -> list[tuple[tuple[int, ...], ...]]:
         """The node's cores per L3 bank, in bank order; a single group when the host reports no banks."""
@@ -283,12 +295,11 @@ class _Partitioner:
         None for a cell that has its nodes to itself, or whose node has fewer than two L3 banks: it
         floats over its whole nodes, as without banks.
         """
-        node = place.nodes[0]
-        if place.slots == 1 or len(self.node_banks(node)) < 2:
+        banks = self.node_banks(place.nodes[0])
+        if place.slots == 1 or len(banks) < 2:
             return None
-        mine = set(self.slot_cpus(node, place.slots)[place.slot])
-        banks = [[cpu for core in bank for cpu in core] for bank in self.node_banks(node)]
-        return tuple(sorted(cpu for bank in banks if mine.intersection(bank) for cpu in bank))
+        group = self.slot_banks(len(banks), place.slots)[place.slot]
+        return tuple(sorted(cpu for bank in group for core in banks[bank] for cpu in core))
 
     def host_distance(self, first: int, second: int) -> int:
         """The symmetric host distance: firmware tables are occasionally asymmetric; take the nearer."""

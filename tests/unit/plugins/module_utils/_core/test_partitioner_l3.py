@@ -76,6 +76,12 @@ def test_more_cells_than_banks_share_a_bank_and_never_span_two() -> None:
     assert cell_cpus(layout) == [ccx(k // 2) for k in range(16)]
 
 
+def test_more_cells_than_cores_in_a_bank_float_over_the_bank() -> None:
+    # Five cells per CCX of four cores: the fifth has no core of its own to slice, it floats all the same.
+    layout = plan(NPS1, 40, mode="node", cells=40)
+    assert cell_cpus(layout) == [ccx(k // 5) for k in range(40)]
+
+
 def test_round_robin_cuts_a_shared_bank_by_whole_cores() -> None:
     # Two cells per CCX: the first takes its first two cores (both threads), the second the others.
     layout = plan(NPS1, 64, mode="node", cells=16, distribution="round-robin", pinning="none")
