@@ -34,6 +34,7 @@ __all__ = [
     "balanced_enable_order",
     "balanced_shares",
     "dimm_granule_kib",
+    "even_split",
     "plan_dimms",
     "plan_requested",
     "plan_virtio_mem",
@@ -46,8 +47,14 @@ __all__ = [
 VIRTIO_MEM_BLOCK_KIB = 2048
 
 
+def even_split(total: int, parts: int) -> list[int]:
+    """Split ``total`` into ``parts`` integers differing by at most one, the larger ones first."""
+    base, extra = divmod(total, parts)
+    return [base + 1] * extra + [base] * (parts - extra)
+
+
 def balanced_shares(units: int, cells: int, weights: Sequence[int] | None = None) -> list[int]:
-    """Split ``units`` over ``cells``: evenly (``weights`` None), or in proportion to ``weights``.
+    """Split ``units`` over ``cells``: evenly (``weights`` None, ``even_split``), or in proportion to ``weights``.
 
     The one balance rule of a guest's memory: the cells' boot memory (``memory_split``), the
     virtio-mem devices' sizes and their requested sizes all follow it.  Even shares differ by at
@@ -55,8 +62,7 @@ def balanced_shares(units: int, cells: int, weights: Sequence[int] | None = None
     each to the first cells.
     """
     if weights is None:
-        base, extra = divmod(units, cells)
-        return [base + 1] * extra + [base] * (cells - extra)
+        return even_split(units, cells)
     total = sum(weights)
     shares = [units * weight // total for weight in weights]
     for cell in range(units - sum(shares)):
