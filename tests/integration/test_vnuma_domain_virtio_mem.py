@@ -22,6 +22,7 @@ from test_harness import BOOT_TIMEOUT, HOTPLUG_TIMEOUT
 from vnuma_domain_support import MIB, domain_root, inactive_xml, live_xml
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import GuestFactory, GuestReport, describe
 
@@ -63,6 +64,21 @@ def requested(changes: list[str]) -> dict[int, tuple[int, int]]:
     return found
 
 
+def live_sizes(conn: libvirt.virConnect, name: str, planned: dict[int, int]) -> dict[int, tuple[int, int | None]]:
+    """The running guest's (requested, current) per cell once both are ``planned``, or as they are at the deadline.
+
+    libvirt learns ``<current>`` from QEMU's size-change events, which QEMU sends at most once a second.
+    """
+    wanted = {cell: (kib, kib) for cell, kib in planned.items()}
+    deadline = time.monotonic() + HOTPLUG_TIMEOUT
+    while True:
+        live = devices(live_xml(conn, name))
+        seen = {cell: (live[cell]["requested"], live[cell].get("current")) for cell in live}
+        if seen == wanted or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.5)
+
+
 def test_virtio_mem_cells_grow_and_shrink_by_their_planned_shares(
     make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str
 ) -> None:
@@ -100,26 +116,24 @@ def test_virtio_mem_cells_grow_and_shrink_by_their_planned_shares(
     # Grow to 1030 MiB: 518 MiB to plug, 259 blocks of 2 MiB, 130 to cell 0 and 129 to cell 1.
     grow = {**base, "total_memory": "1030 MiB"}
     before = inactive_xml(qemu_conn, guest.name)
+    running_before = devices(live_xml(qemu_conn, guest.name))
     plan = run_module(grow, check_mode=True, diff=True)
     assert plan["changed"] is True
     assert requested(plan["changes"]) == {0: (0, 260 * MIB), 1: (0, 258 * MIB)}, plan["changes"]
     assert plan["diff"]["after"]["devices/memory[ua-vnuma-cell0]/requested"] == 260 * MIB
     assert plan["restart_required"] is False
     assert inactive_xml(qemu_conn, guest.name) == before, "check mode wrote to the definition"
+    # Nor to the running guest: libvirt's live devices ask for what they asked before.
+    assert devices(live_xml(qemu_conn, guest.name)) == running_before, "check mode resized the running guest"
     grown = run_module(grow)
     assert grown["changed"] is True
     assert grown["restart_required"] is False
     assert len(grown["live"]) == 2, grown["live"]
     report = wait_for({0: 260 * MIB, 1: 258 * MIB}, boot)
-    # libvirt learns <current> from QEMU's size-change events, which QEMU sends at most once a second.
-    deadline = time.monotonic() + HOTPLUG_TIMEOUT
-    while True:
-        live = devices(live_xml(qemu_conn, guest.name))
-        seen = {cell: (live[cell]["requested"], live[cell].get("current")) for cell in live}
-        if seen == {0: (260 * MIB, 260 * MIB), 1: (258 * MIB, 258 * MIB)} or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert seen == {0: (260 * MIB, 260 * MIB), 1: (258 * MIB, 258 * MIB)}
+    assert live_sizes(qemu_conn, guest.name, {0: 260 * MIB, 1: 258 * MIB}) == {
+        0: (260 * MIB, 260 * MIB),
+        1: (258 * MIB, 258 * MIB),
+    }
     assert {cell: values["requested"] for cell, values in devices(inactive_xml(qemu_conn, guest.name)).items()} == {
         0: 260 * MIB,
         1: 258 * MIB,
@@ -139,11 +153,46 @@ def test_virtio_mem_cells_grow_and_shrink_by_their_planned_shares(
 
     # Shrink to 646 MiB: 134 MiB, 67 blocks, 34 to cell 0 and 33 to cell 1; the guest gives back the rest.
     shrink = {**base, "total_memory": "646 MiB"}
+    running_before = devices(live_xml(qemu_conn, guest.name))
+    checked = run_module(shrink, check_mode=True)
+    assert requested(checked["changes"]) == {0: (260 * MIB, 68 * MIB), 1: (258 * MIB, 66 * MIB)}
+    assert inactive_xml(qemu_conn, guest.name) == settled, "check mode wrote to the definition"
+    assert devices(live_xml(qemu_conn, guest.name)) == running_before, "check mode resized the running guest"
     shrunk = run_module(shrink, diff=True)
     assert requested(shrunk["changes"]) == {0: (260 * MIB, 68 * MIB), 1: (258 * MIB, 66 * MIB)}
     report = wait_for({0: 68 * MIB, 1: 66 * MIB}, report)
     assert report.nodes[0].cpus and report.nodes[1].cpus, describe([report])
+    # libvirt's live state agrees with the plan and the guest kernel: each device asks for its share, and
+    # (after QEMU's next size-change event) has exactly that plugged.
+    assert live_sizes(qemu_conn, guest.name, {0: 68 * MIB, 1: 66 * MIB}) == {
+        0: (68 * MIB, 68 * MIB),
+        1: (66 * MIB, 66 * MIB),
+    }
+    assert {cell: report.nodes[cell].mem_kib - baseline[cell] for cell in (0, 1)} == {0: 68 * MIB, 1: 66 * MIB}
     assert run_module(shrink)["changed"] is False
+
+    # A resize made by hand (virsh update-memory-device --live) is left alone by a run without total_memory,
+    # which says so; a run with total_memory converges the running guest again.
+    (element,) = [
+        item
+        for item in domain_root(live_xml(qemu_conn, guest.name)).iterfind("devices/memory")
+        if item.find("alias").get("name") == "ua-vnuma-cell0"
+    ]
+    element.find("target/requested").text = str(100 * MIB)
+    domain = qemu_conn.lookupByName(guest.name)
+    domain.updateDeviceFlags(etree.tostring(element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    left = run_module(base)
+    assert left["changed"] is False
+    said = (
+        "virtio-mem of guest cell 0: the running guest requests 100 MiB, its definition 68 MiB; left as it is "
+        "without total_memory (give total_memory to set both)"
+    )
+    assert [warning for warning in left.get("warnings", []) if warning.endswith(said)], left.get("warnings")
+    assert devices(live_xml(qemu_conn, guest.name))[0]["requested"] == 100 * MIB
+    assert devices(inactive_xml(qemu_conn, guest.name))[0]["requested"] == 68 * MIB
+    converged = run_module(shrink)
+    assert converged["changed"] is True
+    assert devices(live_xml(qemu_conn, guest.name))[0]["requested"] == 68 * MIB
 
 
 def test_virtio_mem_options_are_refused_where_they_do_not_apply(make_guest: GuestFactory, host_caps: str) -> None:
@@ -165,6 +214,30 @@ def test_virtio_mem_options_are_refused_where_they_do_not_apply(make_guest: Gues
     assert refused["msg"] == (
         f"guest {guest.name}: memory_device virtio-mem needs one memory slot per cell, 2; memory_slots is 1"
     )
+
+
+def test_each_virtio_mem_device_takes_a_memory_slot_in_libvirt(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str
+) -> None:
+    """Why fewer memory_slots than cells is refused: libvirt counts each virtio-mem device against the slots."""
+    node = parse_capabilities(host_caps).cpu_node_ids[0]
+    guest = make_guest("vmem-slots", vcpus=2, memory_mib=512, start=False)
+    run_module({"name": guest.name, "nodeset": str(node), **SPEC, "memory_slots": 2})
+    written = domain_root(inactive_xml(qemu_conn, guest.name))
+    assert len(devices(inactive_xml(qemu_conn, guest.name))) == 2
+    # One slot fewer than devices: libvirt's own validation refuses the definition the module refuses to write.
+    written.find("maxMemory").set("slots", "1")
+    try:
+        qemu_conn.defineXMLFlags(etree.tostring(written, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    except libvirt.libvirtError as error:
+        assert "memory device count '2' exceeds slots count '1'" in str(error), str(error)
+    else:
+        raise AssertionError("libvirt accepted two virtio-mem devices in one memory slot")
+    # As many slots as devices: accepted, and the guest starts.
+    written.find("maxMemory").set("slots", "2")
+    qemu_conn.defineXMLFlags(etree.tostring(written, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    guest.start()
+    assert guest.is_active()
 
 
 def test_dimm_guests_are_unchanged_by_the_option(make_guest: GuestFactory, host_caps: str) -> None:

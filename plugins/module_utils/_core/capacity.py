@@ -40,6 +40,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
     CellBinding,
+    DimmBinding,
     GuestBinding,
     GuestPlacement,
     split_evenly,
@@ -60,6 +61,7 @@ __all__ = [
     "PoolCapacity",
     "check_capacity",
     "counts",
+    "device_kib",
     "format_size",
 ]
 
@@ -252,6 +254,15 @@ class _Demand:
                 self.bound[node, page] = self.bound.get((node, page), 0) + part
 
 
+def device_kib(dimm: DimmBinding, running: bool) -> int:
+    """Host memory a memory device holds: its size (a virtio-mem device's requested size), or more while running.
+
+    A running guest's virtio-mem device holds what it has plugged until the guest gives it back: a shrink
+    still pending (live ``<current>`` above ``<requested>``) holds the larger figure.
+    """
+    return max(dimm.size_kib, dimm.plugged_kib) if running else dimm.size_kib
+
+
 def _pools(node: HostNode) -> dict[int, int]:
     """Hugepage size -> KiB in the node's pool; the node's normal pages are not a pool."""
     return {size: size * count for size, count in node.pages if size in node.hugepage_sizes and count > 0}
@@ -268,14 +279,15 @@ def _demand(topology: HostTopology, placement: GuestPlacement) -> _Demand:
     # own page size, else their cell's.
     for dimm in placement.binding.dimms:
         owner = cells.get(dimm.cell) if dimm.cell is not None else None
+        size = device_kib(dimm, placement.binding.running)
         if dimm.host_nodes:
-            nodes: dict[int, int] | None = split_evenly(dimm.size_kib, sorted(set(dimm.host_nodes)))
+            nodes: dict[int, int] | None = split_evenly(size, sorted(set(dimm.host_nodes)))
         elif owner is not None and owner.bound:
-            nodes = split_evenly(dimm.size_kib, sorted(set(owner.memory_nodes)))
+            nodes = split_evenly(size, sorted(set(owner.memory_nodes)))
         else:
             nodes = None
         page = placement.binding.dimm_page_kib(dimm)
-        demand.add(nodes, dimm.size_kib, page if page is not None and page > normal_page else None)
+        demand.add(nodes, size, page if page is not None and page > normal_page else None)
     return demand
 
 

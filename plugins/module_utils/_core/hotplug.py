@@ -23,6 +23,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import DIMM_BLOCK_KIB
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, shown
 
@@ -33,8 +34,10 @@ __all__ = [
     "VirtioMemPlan",
     "balanced_enable_order",
     "balanced_shares",
+    "check_memory_options",
     "dimm_granule_kib",
     "even_split",
+    "keep_requested",
     "plan_dimms",
     "plan_requested",
     "plan_virtio_mem",
@@ -299,6 +302,27 @@ def plan_virtio_mem(layout: Layout, other_kib: int = 0, other_devices: int = 0) 
         )
         for cell, share in zip(layout.cells, shares, strict=True)
     )
+
+
+def keep_requested(plan: VirtioMemPlan, requested_kib: int) -> VirtioMemPlan:
+    """``plan`` asking for the ``requested_kib`` its device has (an earlier resize): whole blocks, at most its size."""
+    kept = min(requested_kib - requested_kib % plan.block_kib, plan.size_kib)
+    return replace(plan, requested_kib=kept)
+
+
+def check_memory_options(spec: VnumaSpec, total_memory_kib: int | None, hotplug_memory_kib: int | None) -> None:
+    """Each memory hotplug option with the memory device it drives, refused before anything is planned."""
+    if total_memory_kib is not None and spec.memory_device != "virtio-mem":
+        raise SpecError(
+            f"total_memory {format_kib(total_memory_kib)} sets the requested sizes of virtio-mem cells, "
+            f"but the guest has memory_device {spec.memory_device}; set memory_device virtio-mem (with max_memory "
+            "and memory_slots), or hot-add DIMMs with hotplug_memory"
+        )
+    if hotplug_memory_kib is not None and spec.memory_device == "virtio-mem":
+        raise SpecError(
+            f"hotplug_memory {format_kib(hotplug_memory_kib)} hot-adds DIMMs, but the guest's cells grow "
+            "through virtio-mem (memory_device virtio-mem); give the guest's new size as total_memory"
+        )
 
 
 @_naming_guest

@@ -91,6 +91,8 @@ class DimmBinding:
     host_nodes: tuple[int, ...] | None = None
     # Its own page size (<source><pagesize>); None: the page size of its cell.
     hugepage_kib: int | None = None
+    # What a running guest's virtio-mem device has plugged now (the live <current>); 0 when not known.
+    plugged_kib: int = 0
 
 
 @dataclass(frozen=True)

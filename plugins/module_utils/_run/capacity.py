@@ -50,7 +50,9 @@ def place(topology: HostTopology, items: Sequence[Planned], autostart: set[str])
             planned.append(binding_from_domain(item.target, name, item.running, starts))
         else:
             planned.append(planned_binding(topology, item, item.plan, starts))
-        current.append(binding_from_domain(item.current or item.target, name, item.running, starts))
+        current.append(
+            binding_from_domain(item.current or item.target, name, item.running, starts, plugged=item.plugged)
+        )
     for item, after, before in zip(
         items, place_guests(topology, planned), place_guests(topology, current), strict=True
     ):
@@ -63,7 +65,7 @@ def planned_binding(topology: HostTopology, item: Planned, plan: DomainPlan, aut
     # Read from the definition to be written, not the layout alone: the user's own <hugepages>
     # and <emulatorpin> stay when the spec does not set them, and they decide where memory lives.
     written = binding_from_domain(
-        plan.target, item.request.name, item.running, autostart, layout_held(topology, layout)
+        plan.target, item.request.name, item.running, autostart, layout_held(topology, layout), item.plugged
     )
     dimms = list(written.dimms)
     wanted = item.request.hotplug_memory_kib

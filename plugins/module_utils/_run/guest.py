@@ -125,6 +125,8 @@ class Planned:
     warnings: list[str] = field(default_factory=list)
     # mode auto: the host nodes chosen or kept, and why.
     auto: AutoChoice | None = None
+    # A running guest's memory devices by alias -> what each has plugged now (live <current>).
+    plugged: dict[str, int] = field(default_factory=dict)
 
     def needs_restart(self) -> bool:
         """Whether a running guest needs a restart to run as defined."""

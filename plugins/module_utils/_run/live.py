@@ -20,17 +20,16 @@ from collections.abc import Sequence
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import plan_dimms, vcpus_to_enable
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice, requested_update
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 
-__all__ = ["check_hotplug_memory", "check_memory_options", "dimm_xml", "live_changes", "present_dimms"]
+__all__ = ["check_hotplug_memory", "dimm_xml", "live_changes", "present_dimms"]
 
 
 def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
@@ -41,21 +40,6 @@ def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
 def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
     """A DIMM for guest cell ``cell`` whose memory comes from ``host_nodes``."""
     return MemoryDevice(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes)).markup()
-
-
-def check_memory_options(spec: VnumaSpec, request: GuestRequest) -> None:
-    """Each memory hotplug option with the memory device it drives, refused before anything is planned."""
-    if request.total_memory_kib is not None and spec.memory_device != "virtio-mem":
-        raise SpecError(
-            f"total_memory {format_kib(request.total_memory_kib)} sets the requested sizes of virtio-mem cells, "
-            f"but the guest has memory_device {spec.memory_device}; set memory_device virtio-mem (with max_memory "
-            "and memory_slots), or hot-add DIMMs with hotplug_memory"
-        )
-    if request.hotplug_memory_kib is not None and spec.memory_device == "virtio-mem":
-        raise SpecError(
-            f"hotplug_memory {format_kib(request.hotplug_memory_kib)} hot-adds DIMMs, but the guest's cells grow "
-            "through virtio-mem (memory_device virtio-mem); give the guest's new size as total_memory"
-        )
 
 
 def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element) -> None:
@@ -171,18 +155,28 @@ def _hotplug(topology: HostTopology, item: Planned, plan: DomainPlan, result: Gu
 def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
     """The running guest's virtio-mem cells take the requested sizes of the definition just written.
 
-    Only a device the running guest has as planned (same cell, size and block) is resized live; a
-    device that differs comes with the guest's next boot (the run reports ``restart_required``).
+    Only with ``total_memory``: a run without it leaves the running guest's requested sizes as they
+    are (a live resize made with virsh stays) and says so when they differ from the definition.  Only
+    a device the running guest has as planned (same cell, size and block) is resized live; a device
+    that differs comes with the guest's next boot (the run reports ``restart_required``).
     """
     wanted = {device.alias: device for device in plan.target.virtio_mem.devices}
     if not wanted:
         return
     name = item.request.name
+    resize = item.request.total_memory_kib is not None
     live = parse_xml(item.guest.live_xml(), f"the running guest {name}", root_tag="domain")
     for element in live.iterfind("devices/memory"):
         device = MemoryDevice.from_element(element)
         target = wanted.get(device.alias) if device.cell_owned is not None else None
         if target is None:
+            continue
+        if not resize and (device.requested_kib or 0) != (target.requested_kib or 0):
+            result.warnings.append(
+                f"virtio-mem of guest cell {target.node}: the running guest requests "
+                f"{format_kib(device.requested_kib or 0)}, its definition {format_kib(target.requested_kib or 0)}; "
+                "left as it is without total_memory (give total_memory to set both)"
+            )
             continue
         if (device.requested_kib or 0) == target.requested_kib:
             if (device.current_kib or 0) > (target.requested_kib or 0):

@@ -12,7 +12,7 @@ them when it places other guests, and vnuma_info reports them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
@@ -47,13 +47,16 @@ def binding_from_domain(
     running: bool = False,
     autostart: bool = False,
     dedicated_cpus: Iterable[int] = (),
+    plugged: Mapping[str, int] | None = None,
 ) -> GuestBinding:
     """What a definition says about where the guest runs and where its memory lives.
 
     https://libvirt.org/formatdomain.html#numa-node-tuning: a ``<memnode cellid>`` binds one cell;
     cells without one follow ``<numatune><memory>``; ``placement='auto'`` leaves the nodes to numad,
     which the definition cannot tell, so such memory counts as unbound.  A guest without ``<numa>``
-    is one cell holding every vCPU and all its memory.
+    is one cell holding every vCPU and all its memory.  ``plugged`` maps a device's alias to what the
+    running guest's device has plugged (its live ``<current>``), for a definition read inactive; a live
+    definition states it itself.
     """
     memory = numa.numatune.memory if numa.numatune is not None else None
     guest_mode = None
@@ -96,6 +99,7 @@ def binding_from_domain(
                 size_kib=device.committed_kib,
                 host_nodes=device.nodemask,
                 hugepage_kib=device.pagesize_kib,
+                plugged_kib=device.current_kib or (plugged or {}).get(device.alias or "", 0),
             )
             for device in numa.memory_devices
         ),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
-    VirtioMemPlan,
+    keep_requested,
     plan_requested,
     plan_virtio_mem,
 )
@@ -218,7 +218,7 @@ def virtio_mem_for(
         plans = plan_requested(layout, plans, total_memory_kib, sum(device.size_kib for device in others))
     else:
         had = {device.cell_owned: device.requested_kib or 0 for device in current if device.cell_owned is not None}
-        plans = tuple(_keep_requested(plan, had.get(plan.cell, 0)) for plan in plans)
+        plans = tuple(keep_requested(plan, had.get(plan.cell, 0)) for plan in plans)
     return VirtioMemCells(
         tuple(
             MemoryDevice(
@@ -235,12 +235,6 @@ def virtio_mem_for(
             for plan in plans
         )
     )
-
-
-def _keep_requested(plan: VirtioMemPlan, requested_kib: int) -> VirtioMemPlan:
-    # Whole blocks, and no more than the device now holds.
-    kept = min(requested_kib - requested_kib % plan.block_kib, plan.size_kib)
-    return VirtioMemPlan(plan.cell, plan.size_kib, plan.block_kib, plan.host_nodes, plan.page_kib, kept)
 
 
 def memory_for(

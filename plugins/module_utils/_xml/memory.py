@@ -11,6 +11,7 @@ https://libvirt.org/formatdomain.html#memory-allocation and #memory-backing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -39,6 +40,7 @@ __all__ = [
     "VirtioMemCells",
     "VirtioMemRequests",
     "memory_devices_of",
+    "plugged_of",
     "requested_update",
     "virtio_mem_alias",
 ]
@@ -320,6 +322,11 @@ def memory_devices_of(root: etree._Element) -> tuple[MemoryDevice, ...]:
     return tuple(
         MemoryDevice.from_element(element, index) for index, element in enumerate(root.iterfind("devices/memory"))
     )
+
+
+def plugged_of(devices: Sequence[MemoryDevice]) -> dict[str, int]:
+    """A running guest's memory devices by alias -> what each has plugged (live ``<current>``), where known."""
+    return {device.alias: device.current_kib for device in devices if device.alias and device.current_kib}
 
 
 def requested_update(element: etree._Element, requested_kib: int) -> str:

@@ -11,7 +11,7 @@ and the exact problems, warnings and blocking problems the check finds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -464,3 +464,18 @@ def test_which_guests_count() -> None:
 )
 def test_sizes_in_messages(kib: int, text: str) -> None:
     assert format_size(kib) == text
+
+
+def test_a_running_virtio_mem_device_holds_what_it_still_has_plugged() -> None:
+    """Requested 256 MiB, 512 MiB still plugged (a shrink the guest has not finished): 512 MiB while running."""
+    topology = host("seed-4node-ring")
+    device = DimmBinding(cell=0, size_kib=256 * MIB, host_nodes=(1,), plugged_kib=512 * MIB)
+    guest = GuestBinding("vm", (CellBinding(0, (0,), 1 * GIB, "strict", (1,)),), dimms=(device,), running=True)
+    node = check_capacity(topology, place_guests(topology, [guest])).nodes[1]
+    assert node.demand_kib == 1 * GIB + 512 * MIB
+    # Shut off but starting with the host: it boots with the requested size.
+    autostart = replace(guest, running=False, autostart=True)
+    assert check_capacity(topology, place_guests(topology, [autostart])).nodes[1].demand_kib == 1 * GIB + 256 * MIB
+    # Plugged below the request (a grow still under way): the request.
+    growing = replace(guest, dimms=(replace(device, plugged_kib=128 * MIB),))
+    assert check_capacity(topology, place_guests(topology, [growing])).nodes[1].demand_kib == 1 * GIB + 256 * MIB

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core import partitioner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
     balanced_shares,
+    check_memory_options,
+    even_split,
+    keep_requested,
     plan_requested,
     plan_virtio_mem,
 )
@@ -165,3 +169,29 @@ def test_virtio_mem_needs_max_memory() -> None:
         "memory_device virtio-mem needs max_memory and memory_slots: its devices share the memory between the "
         "boot memory and max_memory"
     )
+
+
+def test_the_even_rule_is_written_once() -> None:
+    """balanced_shares without weights is even_split, the partitioner's rule for vCPUs, nodes and memory."""
+    assert partitioner.even_split is even_split
+    for units, cells in ((10, 4), (3, 5), (0, 2), (7, 7)):
+        assert balanced_shares(units, cells) == even_split(units, cells)
+
+
+def test_an_earlier_resize_is_kept_in_whole_blocks_up_to_the_device_size() -> None:
+    (plan, *_rest) = plan_virtio_mem(layout(max_memory="12 GiB", memory_slots=4, memory="4 GiB"))
+    assert plan.size_kib == 2 * GIB and plan.block_kib == 2 * MIB
+    assert keep_requested(plan, 513 * MIB).requested_kib == 512 * MIB
+    assert keep_requested(plan, 3 * GIB).requested_kib == 2 * GIB
+    assert keep_requested(plan, 0).requested_kib == 0
+
+
+def test_memory_options_are_checked_against_the_memory_device() -> None:
+    dimm = VnumaSpec.from_mapping({"max_memory": "8 GiB", "memory_slots": 4})
+    virtio = VnumaSpec.from_mapping({"max_memory": "8 GiB", "memory_slots": 4, "memory_device": "virtio-mem"})
+    check_memory_options(dimm, None, 512 * MIB)
+    check_memory_options(virtio, 6 * GIB, None)
+    with pytest.raises(SpecError, match="total_memory 6 GiB sets the requested sizes of virtio-mem cells"):
+        check_memory_options(dimm, 6 * GIB, None)
+    with pytest.raises(SpecError, match="hotplug_memory 512 MiB hot-adds DIMMs"):
+        check_memory_options(virtio, None, 512 * MIB)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
@@ -13,8 +15,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Gu
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import dimm_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
-from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import Call, FakeHost, domain_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
+from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import Call, FakeGuest, FakeHost, domain_xml
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 TOPOLOGY = host("testdriver-default")
@@ -141,3 +143,101 @@ def test_a_dimm_is_written_by_its_element_model_and_reads_back_the_same(device: 
 def test_dimm_xml_binds_the_dimm_to_its_cell_and_host_nodes() -> None:
     written = MemoryDevice.from_element(parse_xml(dimm_xml(1, 131072, (2, 3)), "a DIMM"))
     assert (written.model, written.node, written.size_kib, written.nodemask) == ("dimm", 1, 131072, (2, 3))
+
+
+VIRTIO_MEM = {"mode": "host", "max_memory": "4 GiB", "memory_slots": 4, "memory_device": "virtio-mem"}
+MIB = 1024
+
+
+def set_live_device(hypervisor: FakeHost, cell: int, requested_mib: int, current_mib: int) -> None:
+    """What libvirt's live XML says after a resize made elsewhere (virsh) or a shrink the guest has not finished."""
+    guest = hypervisor.guests["a"]
+    root = parse_xml(guest.live, "the running guest", root_tag="domain")
+    for element in root.iterfind("devices/memory"):
+        if element.find("alias").get("name") == f"ua-vnuma-cell{cell}":
+            target = element.find("target")
+            for tag, mib in (("requested", requested_mib), ("current", current_mib)):
+                child = target.find(tag)
+                if child is None:
+                    child = etree.SubElement(target, tag)
+                child.set("unit", "KiB")
+                child.text = str(mib * MIB)
+    guest.live = etree.tostring(root, encoding="unicode")
+
+
+def live_requested(hypervisor: FakeHost) -> dict[str, int]:
+    root = parse_xml(hypervisor.guests["a"].live, "the running guest", root_tag="domain")
+    return {
+        element.find("alias").get("name"): int(element.find("target/requested").text)
+        for element in root.iterfind("devices/memory")
+    }
+
+
+def test_a_resize_reaches_the_running_guest_with_total_memory() -> None:
+    hypervisor = started(VIRTIO_MEM)
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=2048 * MIB)])
+    assert [call.method for call in live_calls(hypervisor)] == ["update_device", "update_device"]
+    assert live_requested(hypervisor) == {"ua-vnuma-cell0": 512 * MIB, "ua-vnuma-cell1": 512 * MIB}
+    assert result.warnings == []
+
+
+def test_without_total_memory_a_live_resize_made_elsewhere_stays_and_the_run_says_so() -> None:
+    hypervisor = started(VIRTIO_MEM)
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=2048 * MIB)])
+    # virsh update-memory-device grows cell 0 live only: the definition still asks for 512 MiB.
+    set_live_device(hypervisor, 0, 1024, 1024)
+    hypervisor.calls.clear()
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert live_calls(hypervisor) == [] and result.changed is False
+    assert live_requested(hypervisor)["ua-vnuma-cell0"] == 1024 * MIB
+    assert result.warnings == [
+        "virtio-mem of guest cell 0: the running guest requests 1 GiB, its definition 512 MiB; left as it is "
+        "without total_memory (give total_memory to set both)"
+    ]
+    # With total_memory the run converges both: the live size goes back to the planned share.
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=2048 * MIB)])
+    assert [(call.method, call.args[1:]) for call in live_calls(hypervisor)] == [("update_device", (True, False))]
+    assert live_requested(hypervisor)["ua-vnuma-cell0"] == 512 * MIB
+    assert result.live == ["virtio-mem of guest cell 0 requested 1 GiB -> 512 MiB"]
+
+
+def test_a_device_at_its_requested_size_with_more_still_plugged_warns() -> None:
+    hypervisor = started(VIRTIO_MEM)
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=2048 * MIB)])
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=1536 * MIB)])
+    # The guest has given back only part of cell 1's memory: 256 MiB requested, 384 MiB still plugged.
+    set_live_device(hypervisor, 1, 256, 384)
+    hypervisor.calls.clear()
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=1536 * MIB)])
+    assert live_calls(hypervisor) == [] and result.changed is False
+    assert result.warnings == [
+        "virtio-mem of guest cell 1: the guest still has 384 MiB plugged of 256 MiB requested; it gives memory "
+        "back only when it onlined it movable (docs/vnuma_domain.md, virtio-mem)"
+    ]
+
+
+def test_capacity_counts_what_a_running_guest_still_has_plugged() -> None:
+    """A shrink still pending holds the larger live size on the cell's node; the definition's size otherwise."""
+    hypervisor = started(VIRTIO_MEM)
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=2048 * MIB)])
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=1536 * MIB)])
+    set_live_device(hypervisor, 1, 256, 384)
+    hypervisor.guests["b"] = FakeGuest(hypervisor, "b", domain_xml("b", memory_mib=256))
+
+    def node_share(report: Any, node: int, name: str) -> int:
+        shares = [share.kib for entry in report.nodes if entry.id == node for share in entry.guests]
+        names = [share.name for entry in report.nodes if entry.id == node for share in entry.guests]
+        return shares[names.index(name)]
+
+    # Planned (a is requested): the planned binding takes the live figure.
+    planned = Converger(hypervisor, TOPOLOGY, capacity="report")
+    planned.converge([GuestRequest("a", total_memory_kib=1536 * MIB)])
+    assert planned.capacity_report is not None
+    # Cell 1's boot memory (512 MiB) and its device's 384 MiB still plugged; cell 0 its 256 MiB requested.
+    assert node_share(planned.capacity_report, 1, "a") == (512 + 384) * MIB
+    assert node_share(planned.capacity_report, 0, "a") == (512 + 256) * MIB
+    # Counted (another guest is requested): the same figure, read from the running guest.
+    other = Converger(hypervisor, TOPOLOGY, capacity="report")
+    other.converge([GuestRequest("b")])
+    assert other.capacity_report is not None
+    assert node_share(other.capacity_report, 1, "a") == (512 + 384) * MIB
