@@ -25,7 +25,10 @@ def read_back(root: etree._Element, what: str) -> etree._Element:
     ``root`` gets a unique name (and uuid, when it has one): the test driver keeps its domains for the
     life of the process.
     """
-    root.find("name").text = f"vnuma-{what}-{uuid.uuid4().hex[:8]}"
+    name = root.find("name")
+    if name is None:
+        raise ValueError(f"{what}: the domain has no <name>")
+    name.text = f"vnuma-{what}-{uuid.uuid4().hex[:8]}"
     uuid_element = root.find("uuid")
     if uuid_element is not None:
         uuid_element.text = str(uuid.uuid4())
