@@ -118,6 +118,14 @@ class _Domain(Protocol):
     def updateDeviceFlags(self, xml: str, flags: int = 0) -> int: ...
 
 
+class _NodeDevice(Protocol):
+    """``libvirt.virNodeDevice``: a host device (node-device XML)."""
+
+    def name(self) -> str: ...
+
+    def XMLDesc(self, flags: int = 0) -> str: ...
+
+
 class _Connection(Protocol):
     """``libvirt.virConnect``: the calls made on one connection."""
 
@@ -144,6 +152,8 @@ class _Connection(Protocol):
     ) -> dict[int, dict[int, int]]: ...
 
     def defineXMLFlags(self, xml: str, flags: int = 0) -> _Domain: ...
+
+    def listAllDevices(self, flags: int = 0) -> list[_NodeDevice]: ...
 
 
 # The connection options (seconds) and their limits: finite, and an hour at most.  A single libvirt
@@ -427,6 +437,8 @@ class HostConnection(Protocol):
 
     def define(self, xml: str, guest: str | None = None) -> GuestHandle: ...
 
+    def pci_device_xmls(self) -> Sequence[str]: ...
+
 
 class LibvirtHost:
     """A connection to one hypervisor.
@@ -450,6 +462,8 @@ class LibvirtHost:
         if not HAS_LIBVIRT:
             raise LibvirtOperationError("the libvirt Python bindings are required (pip install libvirt-python)")
         self.uri = uri
+        # The host's PCI node devices, read once per connection (a run): they change only with hardware.
+        self._pci_devices: list[str] | None = None
         self._calls = _Calls(uri, call_timeout, bounded=not _is_local(uri))
         if self._calls.bounded:
             _start_event_loop()
@@ -604,6 +618,33 @@ class LibvirtHost:
             if node in answer:
                 free[node] = {int(size): int(count) for size, count in answer[node].items()}
         return free
+
+    def pci_device_xmls(self) -> list[str]:
+        """The node-device XML of every host PCI device, read once per connection; empty when the driver has none.
+
+        A device removed between the listing and its read is left out.
+        """
+        if self._pci_devices is not None:
+            return self._pci_devices
+        what = f"listing the PCI devices of {self.uri}"
+        try:
+            devices = self._calls.raw(
+                what, self.connection.listAllDevices, libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV
+            )
+        except libvirt.libvirtError as error:
+            if not _unsupported(error):
+                raise self._calls.error(what, error) from None
+            devices = []
+        xmls = []
+        for device in devices:
+            what = f"reading the node device {device.name()} of {self.uri}"
+            try:
+                xmls.append(self._calls.raw(what, device.XMLDesc, 0))
+            except libvirt.libvirtError as error:
+                if error.get_error_code() != libvirt.VIR_ERR_NO_NODE_DEVICE:
+                    raise self._calls.error(what, error) from None
+        self._pci_devices = xmls
+        return xmls
 
     def guests(self) -> list[LibvirtGuest]:
         domains = self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, 0)

@@ -208,6 +208,8 @@ class FakeHost:
         self.faults: dict[tuple[str, str], VnumaError] = {}
         self.rewrites: dict[str, Callable[[str], str]] = {}
         self.autostart = set(autostart)
+        # The host's PCI node-device XML documents (pci_device_xmls).
+        self.node_devices: list[str] = []
         up = set(running)
         self.guests: dict[str, FakeGuest] = {
             name: FakeGuest(self, name, xml, running=name in up) for name, xml in (domains or {}).items()
@@ -258,6 +260,10 @@ class FakeHost:
             existing = self.guests[name] = FakeGuest(self, name, stored)
         existing.xml = stored
         return existing
+
+    def pci_device_xmls(self) -> list[str]:
+        self.record("", "pci_device_xmls")
+        return list(self.node_devices)
 
     def undefine(self, name: str) -> None:
         """Another client undefines ``name`` (it keeps running when it runs, as libvirt's transient guests do)."""

@@ -33,8 +33,10 @@ from itertools import combinations
 from math import comb
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.affinity import admits, misses
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, format_size
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import DEDICATED_PINNINGS
@@ -159,8 +161,13 @@ class _Search:
         guest: GuestShape,
         report: CapacityReport,
         taken: Mapping[int, str],
+        devices: Sequence[GuestDevice] = (),
     ) -> None:
         self.topology = topology
+        # The guest's PCI passthrough devices: the affinity policy keeps the sets it admits, those local
+        # to more devices first (_core/affinity.py).
+        self.devices = tuple(devices)
+        self.policy = spec.pci_numa_affinity
         self.spec = spec
         self.guest = guest
         self.taken = dict(taken)
@@ -199,7 +206,8 @@ class _Search:
                     group.append(min(rest, key=lambda node: self.key(tuple(sorted([*group, node])))))
                 grown.add(tuple(sorted(group)))
             found = grown
-        return sorted(found, key=self.key)
+        admitted = (nodes for nodes in found if admits(self.topology, self.policy, self.devices, nodes))
+        return sorted(admitted, key=lambda nodes: (misses(self.devices, nodes), self.key(nodes)))
 
     def trial(self, nodes: tuple[int, ...]) -> Layout | None:
         """The layout on ``nodes`` when it fits what they have left, else None (the reason kept)."""
@@ -229,12 +237,12 @@ class _Search:
                 layout = self.trial(chosen)
                 if layout is None:
                     continue
-                near = self.key(chosen)[:2]
+                near = (misses(self.devices, chosen), *self.key(chosen)[:2])
                 # The other sets as near that also hold the guest: what the load decided between.
                 ties = [
                     other
                     for other in ordered[index + 1 :]
-                    if self.key(other)[:2] == near and self.trial(other) is not None
+                    if (misses(self.devices, other), *self.key(other)[:2]) == near and self.trial(other) is not None
                 ]
                 why = self.explain(chosen, size, ties)
                 return _choice(self.topology, self.spec, chosen, layout, "chosen", why, self)
@@ -255,6 +263,9 @@ class _Search:
             )
             distance = _distance(self.topology, chosen)
             text = f"{smaller}; {nodes_text} are the nearest {size} that hold the guest ({what}), distance {distance}"
+        if self.devices:
+            local = len(self.devices) - misses(self.devices, chosen)
+            text += f"; {local} of {len(self.devices)} PCI devices local (pci_numa_affinity {self.policy})"
         if ties:
             worst = max(self.rooms[node].load for node in chosen)
             sets = "nodes" if size == 1 else "sets"
@@ -308,6 +319,12 @@ class _Search:
             )
         if self.spec.pinning in DEDICATED_PINNINGS:
             text += f"; {self.free_cpus_text()}"
+        if self.devices and self.policy != "preferred":
+            where = ", ".join(
+                f"{device.name} on host node {device.host_node if device.host_node is not None else 'unknown'}"
+                for device in self.devices
+            )
+            text += f"; pci_numa_affinity {self.policy} admits only host nodes near its devices ({where})"
         placement = [(nodes, error) for nodes, error in self.errors if isinstance(error, PlacementError)]
         if placement:
             nodes, error = placement[0]
@@ -359,15 +376,17 @@ def choose_nodes(
     guest: GuestShape,
     report: CapacityReport,
     taken_cpus: Mapping[int, str] | None = None,
+    devices: Sequence[GuestDevice] = (),
 ) -> AutoChoice:
     """Choose the host nodes of the ``mode: auto`` guest ``guest``.
 
     ``report`` is the host's capacity without this guest (``check_capacity`` over the other guests
-    that count); ``taken_cpus`` maps host CPUs dedicated to other guests to their names.  A
-    ``PlacementError`` naming the guest, what it needs and the most the host offers when no set fits.
+    that count); ``taken_cpus`` maps host CPUs dedicated to other guests to their names; ``devices``
+    are its PCI passthrough devices with their host nodes (the spec's ``pci_numa_affinity`` applies).
+    A ``PlacementError`` naming the guest, what it needs and the most the host offers when no set fits.
     """
     try:
-        return _Search(topology, spec, guest, report, taken_cpus or {}).choose()
+        return _Search(topology, spec, guest, report, taken_cpus or {}, devices).choose()
     except VnumaError as error:
         raise error.naming(guest.name) from None
 

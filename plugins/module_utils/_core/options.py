@@ -39,6 +39,7 @@ __all__ = [
     "MEMORY_MODES",
     "MEMORY_SPLITS",
     "MODES",
+    "PCI_NUMA_AFFINITY_POLICIES",
     "PINNINGS",
     "SLOTS_REASON",
     "SPEC_OPTIONS",
@@ -62,6 +63,9 @@ HMAT_MODES = ("none", "host", "synthesize")
 # What memory hotplug adds to a guest cell: DIMMs hot-added in fixed sizes, or one virtio-mem device
 # per cell that grows and shrinks (_core/hotplug.py).
 MEMORY_DEVICES = ("dimm", "virtio-mem")
+# Which host nodes a guest with PCI passthrough devices may use: Nova's hw:pci_numa_affinity_policy values,
+# with Nova's meanings (_core/affinity.py).
+PCI_NUMA_AFFINITY_POLICIES = ("required", "preferred", "socket", "legacy")
 # QEMU's x86 machines offer at most 256 memory slots (ACPI_MAX_RAM_SLOTS); libvirt passes ours on.
 MAX_MEMORY_SLOTS = 256
 SLOTS_REASON = "QEMU's ACPI_MAX_RAM_SLOTS"
@@ -296,6 +300,22 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         ),
         choices=HMAT_MODES,
         default="none",
+    ),
+    Option(
+        "pci_numa_affinity",
+        Kind.CHOICE,
+        (
+            "Which host nodes the guest's cells may use, given the host nodes of its PCI passthrough devices "
+            "(C(<hostdev type='pci'>) and C(<interface type='hostdev'>)), with OpenStack Nova's meanings.",
+            "V(required) puts every device on a host node the cells use, and refuses a device whose node is unknown. "
+            "V(preferred) prefers such nodes and only warns otherwise. V(socket) needs every device to share a host "
+            "socket with a node the cells use. V(legacy) is V(required) for a device that reports its node, and "
+            "allows anything for one that does not.",
+            "In V(host) and V(node) mode a layout that breaks the policy is refused (a warning under V(preferred)); "
+            "in V(auto) mode the devices steer the choice of nodes.",
+        ),
+        choices=PCI_NUMA_AFFINITY_POLICIES,
+        default="legacy",
     ),
 )
 

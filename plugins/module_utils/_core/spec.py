@@ -134,6 +134,7 @@ class VnumaSpec:
     memory_slots: int | None = None
     memory_device: str = option("memory_device").default
     hmat: str = option("hmat").default
+    pci_numa_affinity: str = option("pci_numa_affinity").default
 
     def __post_init__(self) -> None:
         # Every number against its limit before anything is built from it (the partitioner builds

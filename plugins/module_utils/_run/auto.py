@@ -23,6 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import (
     stored_nodes_usable,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestBinding, place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
@@ -66,8 +67,13 @@ def resolve_auto(
     stored: VnumaSpec | VnumaError | None,
     report: CapacityReport,
     taken: Mapping[int, str],
+    devices: Sequence[GuestDevice] = (),
 ) -> AutoChoice:
-    """The nodes of the auto ``spec``: the stored choice, kept, or a new one (``replan``, or none usable)."""
+    """The nodes of the auto ``spec``: the stored choice, kept, or a new one (``replan``, or none usable).
+
+    ``devices`` (its PCI passthrough devices, with their host nodes) steer a new choice; a kept one is
+    judged by the affinity policy like any layout (``_run/plan.py``).
+    """
     if request.options.get("nodeset") is not None:
         raise SpecError(
             f"nodeset {request.options['nodeset']!r} is what mode auto chooses; use mode node to name the host "
@@ -86,4 +92,4 @@ def resolve_auto(
                 f"{error.message} (on the host nodes mode auto chose earlier; replan chooses again)",
                 guest=request.name,
             ) from None
-    return choose_nodes(topology, replace(spec, nodeset=None), guest, report, taken)
+    return choose_nodes(topology, replace(spec, nodeset=None), guest, report, taken, devices)

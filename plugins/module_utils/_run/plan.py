@@ -17,14 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.affinity import check_affinity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import AutoChoice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, CapacityReport
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import (
+    GuestDevice,
+    HostPciDevice,
+    PciAddress,
+    with_host_nodes,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     LibvirtOperationError,
     SpecError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import check_memory_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
     CellBinding,
     GuestBinding,
@@ -36,13 +42,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import Gues
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import is_auto, resolve_auto, room_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory, check_memory_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import memory_devices_of, plugged_of
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import guest_pci_devices, host_pci_devices
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import has_original, has_stored_spec
 
@@ -69,6 +75,17 @@ class Planner:
         self.unread: list[str] = []
         self.planned_items: list[Planned] = []
         self.replanned: dict[str, Planned] = {}
+        # The host's PCI devices, read when the first guest with a passthrough device is planned.
+        self.host_pci: dict[PciAddress, HostPciDevice] | None = None
+
+    def guest_devices(self, root: etree._Element) -> list[GuestDevice]:
+        """The guest's PCI passthrough devices with their host nodes (the host is read once, when needed)."""
+        devices = guest_pci_devices(root)
+        if not devices:
+            return []
+        if self.host_pci is None:
+            self.host_pci = host_pci_devices(self.host.pci_device_xmls())
+        return with_host_nodes(devices, self.host_pci)
 
     def plan_all(self, requests: Sequence[GuestRequest]) -> list[Planned | VnumaError]:
         """Plan every request, then check the host's capacity, before anything is written.
@@ -181,16 +198,8 @@ class Planner:
         except VnumaError as error:
             unread.append(self.count_unreadable(guest, error, counted, running, autostart))
             return
-        plugged: dict[str, int] = {}
-        if guest.name in running and any(device.model == "virtio-mem" for device in numa.memory_devices):
-            # A virtio-mem device may hold more than its definition requests (a shrink still pending).
-            try:
-                live = parse_xml(guest.live_xml(), f"the running guest {guest.name}", root_tag="domain")
-                plugged = plugged_of(memory_devices_of(live))
-            except VnumaError:
-                pass  # stopped since the listing, or unreadable: its definition is what it holds
         counted[guest.name] = binding_from_domain(
-            numa, guest.name, guest.name in running, guest.name in autostart, held, plugged
+            numa, guest.name, guest.name in running, guest.name in autostart, held
         )
 
     @staticmethod
@@ -296,16 +305,19 @@ class Planner:
             plan = None
         else:
             spec = spec_for(request, reading.stored, warnings)
+            devices = self.guest_devices(root)
             if is_auto(spec):
                 report = room if room is not None else self.room(request.name)
-                choice = resolve_auto(self.topology, request, root, spec, reading.stored, report, others)
+                choice = resolve_auto(self.topology, request, root, spec, reading.stored, report, others, devices)
                 spec = choice.spec
             stored = None if isinstance(reading.stored, VnumaError) else reading.stored
-            check_memory_options(spec, request.total_memory_kib, request.hotplug_memory_kib)
+            check_memory_options(spec, request)
             plan = plan_domain(
                 root, self.topology, spec, others, request.current_vcpus, stored, request.total_memory_kib
             )
             current, target, changes = plan.current, plan.target, list(plan.changes)
+            if devices:
+                warnings.extend(check_affinity(self.topology, plan.layout, devices, request.name))
             if request.hotplug_memory_kib is not None:
                 check_hotplug_memory(plan, request.hotplug_memory_kib, root)
         new_xml = None
@@ -318,11 +330,9 @@ class Planner:
             new_xml = serialize_like(new_root, xml)
         online: set[int] | None = None
         pending: list[Change] = []
-        plugged: dict[str, int] = {}
         if running:
             live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
             online = _online(live)
-            plugged = plugged_of(live.memory_devices)
             # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
             pending = [change for change in live.changes(target) if change.kind is not ChangeKind.HOTPLUG]
         return Planned(
@@ -340,7 +350,6 @@ class Planner:
             current=current,
             warnings=warnings,
             auto=choice,
-            plugged=plugged,
         )
 
     def replan(self, item: Planned, xml: str) -> Planned:

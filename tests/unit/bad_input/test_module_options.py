@@ -41,7 +41,7 @@ CHOICES = {
 KNOWN = (
     "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hmat, hotplug_memory, hugepages, max_memory, "
     "memory, memory_device, "
-    "memory_mode, memory_slots, memory_split, mode, nodeset, pinning, replan, state, total_memory"
+    "memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, replan, state, total_memory"
 )
 
 

@@ -400,7 +400,7 @@ CASES = [
         F,
         f"{LAYOUT}unknown vnuma option(s) about 10^5000; known: cells, cpuless_cells, distribution, emulator_pin, "
         "hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
-        "pinning",
+        "pci_numa_affinity, pinning",
         "layout-spec-huge-int-key",
         vcpus=4,
         memory="4 GiB",

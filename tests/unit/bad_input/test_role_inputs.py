@@ -38,8 +38,8 @@ DRIVER = str(HERE.parents[1] / "playbooks" / "files" / "fleet-test-driver.xml")
 
 ENTRY_OPTIONS = (
     "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hmat, hotplug_memory, hugepages, max_memory, "
-    "memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pinning, replan, state, "
-    "total_memory"
+    "memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, "
+    "replan, state, total_memory"
 )
 RANGES = (
     "vnuma_fleet_restart_batch must be at least 1 (got {batch}), vnuma_fleet_shutdown_timeout from 0 to 86400 "
@@ -87,7 +87,7 @@ CASES = [
         "arguments",
         ARGS + "vnuma_fleet_spec.bogus. Supported parameters include: cells, cpuless_cells, distribution, "
         "emulator_pin, hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, "
-        "memory_split, mode, nodeset, pinning.",
+        "memory_split, mode, nodeset, pci_numa_affinity, pinning.",
         id="spec-unknown-option",
     ),
     pytest.param(

@@ -1,0 +1,106 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""pci_numa_affinity in a run: the host's devices read once, a refusal changes nothing, auto follows the devices.
+
+The host is the amd-2s-nps4 fixture (nodes 0-3 on socket 0, 4-7 on socket 1) with its node devices:
+a NIC on node 2, a GPU on node 5.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
+from ansible_collections.vnuma.libvirt.tests.support.devices import hostdev, node_device_xmls, passthrough_domain
+from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost, domain_xml
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+
+TOPOLOGY = host("amd-2s-nps4")
+NIC = hostdev("0000:41:00.0", alias="ua-nic0")  # node 2
+GPU = hostdev("0000:c1:00.0", alias="ua-gpu0")  # node 5
+
+
+def fake(**guests: str) -> FakeHost:
+    hypervisor = FakeHost({name: passthrough_domain(name, devices) for name, devices in guests.items()})
+    hypervisor.node_devices = node_device_xmls("amd-2s-nps4")
+    return hypervisor
+
+
+def test_a_layout_the_policy_refuses_changes_nothing() -> None:
+    hypervisor = fake(db=NIC + GPU, web="")
+    before = {name: guest.xml for name, guest in hypervisor.guests.items()}
+    with pytest.raises(BatchError) as error:
+        Converger(hypervisor, TOPOLOGY).converge(
+            [
+                GuestRequest("db", {"mode": "node", "nodeset": "0-1", "pci_numa_affinity": "required"}),
+                GuestRequest("web", {"mode": "node", "nodeset": "0-1"}),
+            ]
+        )
+    db, web = error.value.results
+    assert isinstance(db.error, PlacementError)
+    assert str(db.error).startswith(
+        "guest db: PCI device 0000:41:00.0 (ua-nic0) is on host node 2; PCI device 0000:c1:00.0 (ua-gpu0) is on "
+        "host node 5; pci_numa_affinity required needs each device on a host node the cells use (nodes 0-1)"
+    )
+    assert db.written == []
+    # The other guest of the call goes on; the refused one is left exactly as it was.
+    assert web.error is None and web.written == ["definition"]
+    assert hypervisor.guests["db"].xml == before["db"]
+    assert [call.guest for call in hypervisor.called("define")] == ["web"]
+
+
+def test_the_default_legacy_refuses_a_device_elsewhere_and_accepts_it_at_home() -> None:
+    hypervisor = fake(db=NIC)
+    with pytest.raises(BatchError, match="pci_numa_affinity legacy needs each device that reports its node"):
+        Converger(hypervisor, TOPOLOGY).converge([GuestRequest("db", {"mode": "node", "nodeset": "0"})])
+    results = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("db", {"mode": "node", "nodeset": "2"})])
+    assert results[0].written == ["definition"] and results[0].warnings == []
+
+
+def test_preferred_warns_and_writes() -> None:
+    hypervisor = fake(db=GPU)
+    request = GuestRequest("db", {"mode": "node", "nodeset": "0", "pci_numa_affinity": "preferred"})
+    result = Converger(hypervisor, TOPOLOGY).converge([request])[0]
+    assert result.written == ["definition"]
+    assert result.warnings == [
+        "guest db: PCI device 0000:c1:00.0 (ua-gpu0) is on host node 5; pci_numa_affinity preferred needs each "
+        "device on a host node the cells use (node 0) (cell 0 on host node(s) 0)"
+    ]
+    # The policy is stored with the spec, so the next run without the option keeps it.
+    again = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("db")])[0]
+    assert again.changed is False and again.warnings == result.warnings
+
+
+def test_socket_accepts_a_node_of_the_devices_socket() -> None:
+    hypervisor = fake(db=GPU)
+    request = GuestRequest("db", {"mode": "node", "nodeset": "7", "pci_numa_affinity": "socket"})
+    assert Converger(hypervisor, TOPOLOGY).converge([request])[0].written == ["definition"]
+    with pytest.raises(BatchError, match=r"is on host node 5 \(socket 1\)"):
+        Converger(hypervisor, TOPOLOGY).converge([GuestRequest("db", {"mode": "node", "nodeset": "3"})])
+
+
+def test_mode_auto_chooses_the_devices_nodes() -> None:
+    hypervisor = fake(db=GPU, web=NIC + GPU)
+    results = Converger(hypervisor, TOPOLOGY).converge(
+        [
+            GuestRequest("db", {"mode": "auto", "pci_numa_affinity": "required"}),
+            GuestRequest("web", {"mode": "auto"}),
+        ]
+    )
+    assert [result.auto["nodes"] for result in results if result.auto] == ["5", "2,5"]
+
+
+def test_the_host_devices_are_read_once_and_only_when_a_guest_has_one() -> None:
+    plain = FakeHost({"a": domain_xml("a"), "b": domain_xml("b")})
+    Converger(plain, TOPOLOGY).converge([GuestRequest(name, {"mode": "node", "nodeset": "0"}) for name in ("a", "b")])
+    assert plain.called("pci_device_xmls") == []
+    hypervisor = fake(db=NIC, web=NIC)
+    Converger(hypervisor, TOPOLOGY).converge(
+        [GuestRequest(name, {"mode": "node", "nodeset": "2"}) for name in ("db", "web")]
+    )
+    assert len(hypervisor.called("pci_device_xmls")) == 1
