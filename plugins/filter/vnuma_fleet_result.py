@@ -45,8 +45,8 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_result
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, plain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_result
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_data, plain
 
 _NAME = "vnuma_fleet_result"
 
@@ -54,7 +54,10 @@ _NAME = "vnuma_fleet_result"
 def vnuma_fleet_result(inputs: Any) -> dict[str, Any]:
     """The role's registered results -> vnuma_fleet_result."""
     with filter_errors(_NAME):
-        return fleet_result(plain(inputs))
+        given = plain(inputs)
+        if isinstance(given, dict):
+            given.update({key: module_data(given[key]) for key in MODULE_RESULT_INPUTS if key in given})
+        return fleet_result(given)
 
 
 class FilterModule:

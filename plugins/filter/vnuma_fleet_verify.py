@@ -62,8 +62,8 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_verify
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, plain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_verify
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_data, plain
 
 _NAME = "vnuma_fleet_verify"
 
@@ -71,7 +71,10 @@ _NAME = "vnuma_fleet_verify"
 def vnuma_fleet_verify(inputs: Any) -> dict[str, Any]:
     """The role's plan, apply and re-read results -> the verification (by, note, checked, problems, ok)."""
     with filter_errors(_NAME):
-        return fleet_verify(plain(inputs))
+        given = plain(inputs)
+        if isinstance(given, dict):
+            given.update({key: module_data(given[key]) for key in MODULE_RESULT_INPUTS if key in given})
+        return fleet_verify(given)
 
 
 class FilterModule:

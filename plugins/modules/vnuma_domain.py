@@ -194,10 +194,15 @@ options:
         and they are planned with O(capacity=report).
       - Keys C(guests), C(exclude), C(guest_state) (as M(vnuma.libvirt.vnuma_info)'s options), C(spec),
         C(overrides) and C(use_stored_spec) (as the filter's), and C(apply).
-      - With C(apply=true), not in check mode, the call then applies the plan as the role's apply step does, from the
+      - C(apply) is V(true) (plan and apply), V(false) (plan only), or the role's C(plan_and_apply) (V(auto),
+        V(together) or V(apart)) with C(hypervisors), the number of hypervisors in the play; V(auto) applies when
+        that is 1. RV(together) says what the call decided.
+      - When it applies, not in check mode, the call then applies the plan as the role's apply step does, from the
         same plans (RV(applied)). It does so only when the plan changes something or guests failed at it, and neither
-        the plan nor the capacity failed; only the guests whose plan went well are applied. The hypervisor's lock is
-        held from the plan's read to the last write.
+        the plan nor the capacity failed (RV(apply_needed)); only the guests whose plan went well are applied. The
+        hypervisor's lock is taken before the first read and held to the last write.
+      - Every definition is read once for the discover step and the plan; the read after an apply (RV(after) in
+        RV(applied)) is each define's read-back, and a running guest's definition is read again.
       - A host that cannot be read fails the call. A failure of a later step is returned in RV(failure), naming the
         step.
       - It is the role's internal wiring; its input and output may change with the role. Exactly one of O(name),
@@ -490,12 +495,23 @@ plan_failures:
   elements: dict
 applied:
   description:
-    - With O(fleet) and its C(apply) key, what this module returns for the guests whose plan went well, applied with
-      O(capacity=fail) and O(restart=never), RV(failed_guests) and RV(after) included; when it failed, as a failed
-      task returns it. When the plan changes nothing, C(skipped) is true and nothing was written; null when the plan
-      or the capacity failed.
-  returned: with O(fleet) and its C(apply) key, not in check mode
+    - With O(fleet) when the call applies (RV(together)), what this module returns for the guests whose plan went
+      well, applied with O(capacity=fail) and O(restart=never), RV(failed_guests) and RV(after) included; when it
+      failed, as a failed task returns it. When the plan changes nothing, C(skipped) is true and nothing was
+      written (also when the call does not apply, with its C(apply) key: the role's apply step has nothing to do);
+      null when the plan or the capacity failed.
+  returned: with O(fleet) and its C(apply) key, not in check mode, when the call applies or there is nothing to apply
   type: dict
+together:
+  description: With O(fleet), whether the call applied its plan too (its C(apply) key; never in check mode).
+  returned: with O(fleet), unless the host cannot be read
+  type: bool
+apply_needed:
+  description:
+    - With O(fleet), whether the role's apply step has anything to do after the plan, decided once here: no step
+      failed, the plan fits (no C(capacity.blocking)), and it changes something or guests failed at it.
+  returned: with O(fleet), unless the host cannot be read
+  type: bool
 after_is_before:
   description:
     - True with O(fleet) and O(report_after) when the plan changes nothing and the guests to read are those of

@@ -30,6 +30,7 @@ __all__ = [
     "guest_shape",
     "is_omitted",
     "kind",
+    "module_data",
     "plain",
     "require_cpu_ids",
     "require_name",
@@ -103,6 +104,25 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return list(value)
     return value
+
+
+def module_data(value: Any) -> Any:
+    """A module's registered result (or a part of it) as Ansible stores it, without templating each value read.
+
+    ansible-core 2.19 hands a filter its input as lazy containers that template every value on access: on a
+    few hundred guests' results that costs more than the filter's own work.  A module's output is never
+    trusted as a template, so templating it changes nothing; this takes its values as they are stored.
+    Only for what a module returned: a role's own values may hold templates.  Earlier ansible-core versions
+    pass plain containers, which are returned as they are.
+    """
+    copy = getattr(value, "_non_lazy_copy", None)
+    if copy is None:
+        return value
+    stored = copy()
+    # Values read before this call may be lazy containers again; the values under a stored one are plain.
+    if isinstance(stored, Mapping):
+        return {key: module_data(item) for key, item in stored.items()}
+    return [module_data(item) for item in stored]
 
 
 def spec_options(filter_name: str, value: Any) -> dict[Any, Any]:

@@ -24,6 +24,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 
 __all__ = [
     "FLEET_RESULT_INPUTS",
+    "MODULE_RESULT_INPUTS",
     "FLEET_VERIFY_INPUTS",
     "SUMMARY_KEYS",
     "fleet_failure",
@@ -64,6 +65,8 @@ FLEET_RESULT_INPUTS = (
 
 
 FLEET_VERIFY_INPUTS = ("test_driver", "plan", "todo", "applied", "after", "restarts", "locality_tolerance")
+# The inputs that are what vnuma_info and vnuma_domain returned, as registered: plain data, never a template.
+MODULE_RESULT_INPUTS = ("host_info", "before", "requests", "sources", "plan", "applied", "after")
 
 _VERIFY_NOTES = {
     True: (

@@ -32,6 +32,7 @@ from typing import Any, cast
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests, guest_failures
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGS,
     GuestHandle,
@@ -45,10 +46,21 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import run
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
 
-__all__ = ["FLEET_KEYS", "after_read", "applied_result", "error_result", "run_fleet_plan"]
+__all__ = [
+    "FLEET_KEYS",
+    "PLAN_AND_APPLY",
+    "after_read",
+    "applied_result",
+    "apply_needed",
+    "error_result",
+    "plans_and_applies",
+    "run_fleet_plan",
+]
 
 # The keys of vnuma_domain's fleet option: the role's selection and spec inputs, and whether to apply the plan.
 FLEET_KEYS = ("guests", "exclude", "guest_state", "spec", "overrides", "use_stored_spec", "apply")
+# vnuma_fleet_plan_and_apply's choices (apply's plan_and_apply); apply true and false are together and apart.
+PLAN_AND_APPLY = ("auto", "together", "apart")
 # What ``applied`` is when the plan wrote nothing because it changes nothing: as a skipped apply task registers.
 NOTHING_TO_APPLY = {"changed": False, "skipped": True}
 
@@ -154,7 +166,7 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
     unknown = sorted(set(fleet) - set(FLEET_KEYS))
     if unknown:
         raise SpecError(f"fleet: unknown key {', '.join(unknown)}; the keys are {', '.join(FLEET_KEYS)}")
-    apply = bool(fleet.get("apply")) and not check_mode
+    apply = plans_and_applies(fleet, check_mode)
     with contextlib.ExitStack() as held:
         # Another run holds the hypervisor: the plan is made without writing all the same, and the apply
         # fails on the lock, as the role's apply call would (or is not needed, when the plan writes nothing).
@@ -164,7 +176,45 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
                 held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
             except VnumaError as error:
                 locked = error_result(error)
-        return _fleet(params, want_diff, apply, locked)
+        # The role's call outside check mode: its apply step comes after this call when the call does not apply.
+        apply_step = "apply" in fleet and not check_mode
+        result = _fleet(params, want_diff, apply, locked, apply_step)
+    result["together"] = apply
+    result["apply_needed"] = result["failure"] is None and bool(result["plan"]) and apply_needed(result, result["plan"])
+    return result
+
+
+def plans_and_applies(fleet: Mapping[str, Any], check_mode: bool) -> bool:
+    """Whether the fleet call applies its plan too (vnuma_fleet_plan_and_apply), decided once for the role.
+
+    ``apply`` is true, false, or the role's ``{plan_and_apply, hypervisors}`` (its choice and the number of
+    hypervisors in the play).  Never in check mode.  ``together`` (or true) always; ``auto`` with one
+    hypervisor in the play, where the role's gate across hypervisors cannot hold anything back; ``apart``
+    (or false, or no ``apply``) never: every hypervisor then plans before any applies.
+    """
+    given = fleet.get("apply", False)
+    choice = given.get("plan_and_apply") if isinstance(given, Mapping) else given
+    if isinstance(choice, bool):
+        choice = "together" if choice else "apart"
+    if choice not in PLAN_AND_APPLY:
+        raise SpecError(f"fleet: apply {given!r} is not true, false or a plan_and_apply of {', '.join(PLAN_AND_APPLY)}")
+    if choice == "auto":
+        count = given.get("hypervisors") if isinstance(given, Mapping) else None
+        number = read_digits(count.strip()) if isinstance(count, str) else count
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise SpecError(f"fleet: hypervisors {count!r} must be a positive integer with apply auto")
+        return not check_mode and number == 1
+    return not check_mode and choice == "together"
+
+
+def apply_needed(result: Mapping[str, Any], plan: Mapping[str, Any]) -> bool:
+    """Whether the role's apply step has work after ``plan``: it changes something or guests failed at it, and fits.
+
+    A plan that changes nothing and fails no guest would write nothing; one that does not fit fails the capacity
+    step (capacity.yml) before any write.
+    """
+    blocking = bool((plan.get("capacity") or {}).get("blocking"))
+    return not blocking and bool(plan.get("changed") or result["plan_failures"])
 
 
 def _valid_lock_timeout(value: Any) -> bool:
@@ -176,8 +226,14 @@ def _valid_lock_timeout(value: Any) -> bool:
     return True
 
 
-def _fleet(params: Mapping[str, Any], want_diff: bool, apply: bool, locked: dict[str, Any] | None) -> dict[str, Any]:
-    """``run_fleet_plan`` once the lock is held (with ``apply``), or ``locked`` says why it is not."""
+def _fleet(
+    params: Mapping[str, Any], want_diff: bool, apply: bool, locked: dict[str, Any] | None, apply_step: bool
+) -> dict[str, Any]:
+    """``run_fleet_plan`` once the lock is held (with ``apply``), or ``locked`` says why it is not.
+
+    ``apply_step``: the role applies after this call when it does not apply itself; when that step would have
+    nothing to do, ``applied`` says so as in the call that applies (``_nothing_to_apply``).
+    """
     fleet = params["fleet"]
     connection = _connection(params)
     host_info = run_info({**connection, "guests": ["*"], "exclude": ["*"]})
@@ -233,7 +289,8 @@ def _fleet(params: Mapping[str, Any], want_diff: bool, apply: bool, locked: dict
             if _plan_failed(result, plan):
                 return result
             if not apply:
-                _read_after_plan(params, result, before, known)
+                if not (apply_step and _nothing_to_apply(params, result, plan, known)):
+                    _read_after_plan(params, result, before, known)
                 return result
             if _nothing_to_apply(params, result, plan, known):
                 return result
@@ -292,10 +349,9 @@ def _nothing_to_apply(
     capacity.yml fails on a plan that does not fit (``applied`` null); a plan that changes nothing and
     fails no guest writes nothing (``applied`` as Ansible registers a skipped task).
     """
-    blocking = bool((plan.get("capacity") or {}).get("blocking"))
-    if not blocking and (plan["changed"] or result["plan_failures"]):
+    if apply_needed(result, plan):
         return False
-    result["applied"] = None if blocking else dict(NOTHING_TO_APPLY)
+    result["applied"] = None if (plan.get("capacity") or {}).get("blocking") else dict(NOTHING_TO_APPLY)
     _read_after_plan(params, result, result["before"], known)
     return True
 

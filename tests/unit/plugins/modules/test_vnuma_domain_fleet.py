@@ -359,3 +359,63 @@ def test_fleet_apply_reads_each_definition_once_and_reads_back_what_it_writes(
     again = domain({"fleet": options, "report_after": True})
     assert (again["changed"], again["after_is_before"]) == (False, True)
     assert {name: reads.get(name) for name in fleet_names} == dict.fromkeys(fleet_names, 1)
+
+
+@pytest.mark.parametrize(
+    ("apply", "hypervisors", "check_mode", "together"),
+    [
+        ("auto", 1, False, True),
+        ("auto", "1", False, True),
+        ("auto", 3, False, False),
+        ("auto", 1, True, False),
+        ("together", 3, False, True),
+        (True, None, False, True),
+        ("apart", 1, False, False),
+        (False, 1, False, False),
+    ],
+)
+def test_the_call_decides_whether_it_applies(
+    fleet_names: list[str], apply: Any, hypervisors: Any, check_mode: bool, together: bool
+) -> None:
+    original = _definitions(fleet_names)
+    choice = apply if isinstance(apply, bool) else {"plan_and_apply": apply, "hypervisors": hypervisors}
+    options = {**fleet(fleet_names), "apply": choice}
+    result = domain({"fleet": options, "report_after": True}, check_mode=check_mode)
+    # The new guests' plan changes them either way: the apply step has work, done in this call or after it.
+    assert (result["together"], result["apply_needed"], result["changed"]) == (together, True, together)
+    assert ("applied" in result) is together
+    assert (_definitions(fleet_names) != original) is together
+
+
+def test_the_apply_step_has_nothing_to_do_when_the_plan_changes_nothing(fleet_names: list[str]) -> None:
+    options = {**fleet(fleet_names), "apply": {"plan_and_apply": "apart", "hypervisors": 2}}
+    first = domain({"fleet": options})
+    assert (first["apply_needed"], "applied" in first) == (True, False)
+    domain({"guests": first["requests"]})
+    again = domain({"fleet": options, "report_after": True})
+    # As the call that applies says it: the role's apply step is skipped and the plan stands for it.
+    assert (again["apply_needed"], again["applied"], again["after_is_before"]) == (
+        False,
+        {"changed": False, "skipped": True},
+        True,
+    )
+    assert "applied" not in domain({"fleet": options}, check_mode=True)
+
+
+@pytest.mark.parametrize(
+    ("apply", "hypervisors", "msg"),
+    [
+        (
+            "sometimes",
+            1,
+            "fleet: apply {'plan_and_apply': 'sometimes', 'hypervisors': 1} is not true, false or a plan_and_apply "
+            "of auto, together, apart",
+        ),
+        ("auto", 0, "fleet: hypervisors 0 must be a positive integer with apply auto"),
+        ("auto", None, "fleet: hypervisors None must be a positive integer with apply auto"),
+    ],
+)
+def test_a_bad_apply_choice_is_refused(fleet_names: list[str], apply: Any, hypervisors: Any, msg: str) -> None:
+    options = {**fleet(fleet_names), "apply": {"plan_and_apply": apply, "hypervisors": hypervisors}}
+    result = fail_module({"uri": URI, "host_capabilities": RING, "fleet": options}, module=vnuma_domain)
+    assert result["msg"] == msg
