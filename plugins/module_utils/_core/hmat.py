@@ -21,7 +21,9 @@ The rules (docs/partitioning.md, "Guest HMAT"):
 - ``synthesize``: figures from the guest distance d between the initiator and the cell, as the lab's
   firmware tables are made: ``d`` x 10 ns and 20 GiB/s x 10 / d (100 ns and 20 GiB/s for a cell's
   own memory, 210 ns and 9752 MiB/s at distance 21).
-- A cell's memory-side caches are its memory nodes' (when they all report the same ones).
+- ``host``: a cell's memory-side caches are its memory nodes' (when they all report the same ones).
+  ``synthesize`` takes nothing from the host, caches included: every host gives the same HMAT (and a
+  guest keeps it across a migration, DESIGN.md section 5).
 
 Figures are fitted to what QEMU can put in the ACPI table: bandwidths in whole MiB/s, and every
 figure of one kind within the 16 bits QEMU keeps per entry over a common base.
@@ -325,5 +327,5 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
             )
         )
     _check_complete(accesses, cells)
-    caches = tuple(_caches(host, cell.memory_nodes) for cell in cells)
+    caches = tuple(_caches(host, cell.memory_nodes) if mode == "host" else () for cell in cells)
     return GuestHmat(mode=mode, accesses=tuple(_fitted(accesses)), caches=caches)

@@ -14,6 +14,7 @@ assumes otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -72,6 +73,20 @@ HMAT_ACCESS_TYPES = ("access", "read", "write")
 MAX_CACHE_LEVEL = 3
 # The CPU cache level the guest's cells follow (docs/cache-locality.md): the last level on x86 and arm64.
 L3_LEVEL = 3
+
+
+def cache_level_problem(levels: Sequence[int]) -> str | None:
+    """What is wrong with the memory-side cache levels of one node or guest cell, or None.
+
+    HMAT has levels 1-3, each at most once; the host's capabilities and a guest's ``<cell><cache>``
+    are held to the same rule (libvirt's virDomainNumaDefValidate), phrased after the owner's name.
+    """
+    for level in levels:
+        if not 1 <= level <= MAX_CACHE_LEVEL:
+            return f"a memory-side cache of level {level}; HMAT has levels 1-{MAX_CACHE_LEVEL}"
+    if len(set(levels)) != len(levels):
+        return "a memory-side cache level twice"
+    return None
 
 
 class HostCache(NamedTuple):
@@ -277,15 +292,9 @@ class HostTopology:
     def _check_hmat(self, by_id: dict[int, HostNode]) -> None:
         """HMAT figures that name no node, or that no kernel reports, are refused: they reach guests."""
         for node in self.nodes:
-            levels = [cache.level for cache in node.caches]
-            if len(set(levels)) != len(levels):
-                raise TopologyError(f"host node {node.id} reports a memory-side cache level twice")
-            for cache in node.caches:
-                if not 1 <= cache.level <= MAX_CACHE_LEVEL:
-                    raise TopologyError(
-                        f"host node {node.id} reports a memory-side cache of level {cache.level}; "
-                        f"HMAT has levels 1-{MAX_CACHE_LEVEL}"
-                    )
+            problem = cache_level_problem([cache.level for cache in node.caches])
+            if problem is not None:
+                raise TopologyError(f"host node {node.id} reports {problem}")
         for entry in self.interconnects:
             what = f"host <interconnects> <{entry.kind} initiator='{entry.initiator}' target='{entry.target}'>"
             if entry.kind not in HMAT_KINDS or entry.access not in HMAT_ACCESS_TYPES:

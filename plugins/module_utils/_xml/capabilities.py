@@ -71,6 +71,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     size_kib,
     unit_bytes,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import cache_line_bytes
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 
 __all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities"]
@@ -218,18 +219,10 @@ def _parse_cache(element: Any, what: str) -> HostCache:
     if size is None:
         raise XmlError(f"{what}: {_describe(element)} has no <size>")
     size_kib = _size(size.get("value"), "value", size, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
-    line = element.find("line")
-    line_bytes = 0
-    if line is not None:
-        # The line is a few dozen bytes: read in bytes, which libvirt writes it in (unit='B').
-        scale = unit_bytes(line.get("unit") or "B")
-        if scale is None:
-            raise XmlError(f"{what}: {_describe(line)}: unknown unit {shown(line.get('unit'))}")
-        line_bytes = _number(line.get("value"), "value", line, what) * scale
     return HostCache(
         level=level,
         size_kib=size_kib,
-        line_bytes=line_bytes,
+        line_bytes=cache_line_bytes(element.find("line"), f"{what}: {_describe(element)}") or 0,
         associativity=_word(element, "associativity", _ASSOCIATIVITIES, what),
         policy=_word(element, "policy", _CACHE_POLICIES, what),
     )

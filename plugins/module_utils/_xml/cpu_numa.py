@@ -25,7 +25,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
     validate_distances,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HMAT_KINDS, MAX_CACHE_LEVEL
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HMAT_KINDS, cache_level_problem
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
@@ -253,15 +253,9 @@ class Numa(ElementModel):
     def _validate_hmat(self) -> None:
         """libvirt's checks of the HMAT (virDomainNumaDefValidate), and the initiator QEMU needs per cell."""
         for cell in self.cells:
-            levels = [cache.level for cache in cell.caches]
-            for level in levels:
-                if not 1 <= level <= MAX_CACHE_LEVEL:
-                    raise SpecError(
-                        f"guest cell {cell.id} has a memory-side cache of level {level}; HMAT has levels "
-                        f"1-{MAX_CACHE_LEVEL}"
-                    )
-            if len(set(levels)) != len(levels):
-                raise SpecError(f"guest cell {cell.id} has a memory-side cache level twice")
+            problem = cache_level_problem([cache.level for cache in cell.caches])
+            if problem is not None:
+                raise SpecError(f"guest cell {cell.id} has {problem}")
         by_id = {cell.id: cell for cell in self.cells}
         seen: set[tuple[str, int, int, int, str]] = set()
         links: set[tuple[int, int]] = set()

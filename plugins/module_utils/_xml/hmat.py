@@ -33,6 +33,20 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
 __all__ = ["Interconnect", "NumaCache", "hmat_for"]
 
 
+def cache_line_bytes(line: etree._Element | None, what: str) -> int | None:
+    """A memory-side cache's ``<line value unit/>`` in bytes (libvirt writes ``unit='B'``), None without one.
+
+    The one reading of the line, for the host's capabilities and a guest's ``<cell><cache>`` alike.
+    """
+    if line is None:
+        return None
+    unit = line.get("unit") or "B"
+    scale = unit_bytes(unit)
+    if scale is None:
+        raise XmlError(f"{what}<line>: unknown unit {unit!r}")
+    return required_int(line, "value", f"{what}<line>") * scale
+
+
 @dataclass(frozen=True)
 class NumaCache(ElementModel):
     """``<cell><cache level associativity policy><size/><line/></cache>``: sizes in KiB, the line in bytes."""
@@ -53,18 +67,10 @@ class NumaCache(ElementModel):
         size = element.find("size")
         if size is None:
             raise XmlError(f"{what}: <size> is missing")
-        line = element.find("line")
-        line_bytes = None
-        if line is not None:
-            unit = line.get("unit") or "B"
-            scale = unit_bytes(unit)
-            if scale is None:
-                raise XmlError(f"{what}<line>: unknown unit {unit!r}")
-            line_bytes = required_int(line, "value", f"{what}<line>") * scale
         return cls(
             level=required_int(element, "level", what),
             size_kib=read_size_kib(size.get("value"), size.get("unit"), f"{what}<size>"),
-            line_bytes=line_bytes,
+            line_bytes=cache_line_bytes(element.find("line"), what),
             associativity=element.get("associativity"),
             policy=element.get("policy"),
         )

@@ -128,6 +128,18 @@ def test_caches_follow_their_node() -> None:
     assert layout.to_dict()["hmat"]["cells"][2]["initiator"] == 0
 
 
+def test_synthesize_takes_no_caches_from_the_host() -> None:
+    """synthesize derives the figures from the distances and nothing else: the host's caches stay out too."""
+    layout = compute_layout(
+        host("cxl-hmat-cache"),
+        VnumaSpec(mode="node", nodeset="0-3", cpuless_cells=True, hmat="synthesize"),
+        GuestShape(vcpus=4, memory_kib=4 * GIB),
+    )
+    assert layout.hmat is not None
+    assert layout.hmat.caches == ((), (), (), ())
+    assert all(cell["caches"] == [] for cell in layout.to_dict()["hmat"]["cells"])
+
+
 def test_figures_fit_qemus_16_bit_entries() -> None:
     lab = host("lab4-hmat")
     huge = (

@@ -6,12 +6,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCache, HostInterconnect
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+    HostCache,
+    HostInterconnect,
+    cache_level_problem,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import Numa, NumaCell
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
@@ -154,3 +159,48 @@ def test_a_rerun_changes_nothing() -> None:
     again = expand_domain(first.xml, CXL)
     assert again.changes == []
     assert again.xml == first.xml
+
+
+@pytest.mark.parametrize(
+    ("levels", "problem"),
+    [
+        ((1, 2, 3), None),
+        ((), None),
+        ((4,), "a memory-side cache of level 4; HMAT has levels 1-3"),
+        ((0,), "a memory-side cache of level 0; HMAT has levels 1-3"),
+        ((1, 1), "a memory-side cache level twice"),
+    ],
+)
+def test_the_host_and_a_guest_cell_are_held_to_one_cache_level_rule(
+    levels: tuple[int, ...], problem: str | None
+) -> None:
+    assert cache_level_problem(levels) == problem
+    caches = tuple(NumaCache(level, 1024) for level in levels)
+    numa = Numa((NumaCell(0, (0,), 1024 * 1024, caches=caches),))
+    if problem is None:
+        numa.validate()
+    else:
+        with pytest.raises(SpecError, match=f"^guest cell 0 has {problem}$"):
+            numa.validate()
+
+
+@pytest.mark.parametrize(("unit", "value", "line_bytes"), [("B", 64, 64), (None, 128, 128), ("KiB", 1, 1024)])
+def test_a_cache_line_reads_the_same_in_the_host_and_in_a_guest_cell(
+    unit: str | None, value: int, line_bytes: int
+) -> None:
+    unit_attr = f" unit='{unit}'" if unit is not None else ""
+    cache = (
+        f"<cache level='1' associativity='direct' policy='writeback'><size value='262144' unit='KiB'/>"
+        f"<line value='{value}'{unit_attr}/></cache>"
+    )
+    fixture = (CAPABILITIES / "cxl-hmat-cache.xml").read_text()
+    host_text = re.sub(r"<cache level='1'.*?</cache>", cache, fixture, count=1, flags=re.S)
+    host = parse_capabilities(host_text)
+    (host_cache,) = next(node.caches for node in host.nodes if node.caches)
+    guest_cache = NumaCache.from_element(parse_xml(cache, "cache", root_tag="cache"))
+    assert host_cache.line_bytes == guest_cache.line_bytes == line_bytes
+    bad = cache.replace(f"value='{value}'{unit_attr}", "value='64' unit='parsec'")
+    with pytest.raises(XmlError, match=r"<line>: unknown unit 'parsec'"):
+        NumaCache.from_element(parse_xml(bad, "cache", root_tag="cache"))
+    with pytest.raises(XmlError, match=r"<line>: unknown unit 'parsec'"):
+        parse_capabilities(re.sub(r"<cache level='1'.*?</cache>", bad, fixture, count=1, flags=re.S))
