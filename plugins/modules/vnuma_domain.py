@@ -498,7 +498,8 @@ applied:
     - With O(fleet) when the call applies (RV(together)), what this module returns for the guests whose plan went
       well, applied with O(capacity=fail) and O(restart=never), RV(failed_guests) and RV(after) included; when it
       failed, as a failed task returns it. When the plan changes nothing, C(skipped) is true and nothing was
-      written (also when the call does not apply, with its C(apply) key: the role's apply step has nothing to do);
+      written (also when the call does not apply, with its C(apply) key, since the role's apply step has nothing
+      to do);
       null when the plan or the capacity failed.
   returned: with O(fleet) and its C(apply) key, not in check mode, when the call applies or there is nothing to apply
   type: dict
@@ -508,8 +509,8 @@ together:
   type: bool
 apply_needed:
   description:
-    - With O(fleet), whether the role's apply step has anything to do after the plan, decided once here: no step
-      failed, the plan fits (no C(capacity.blocking)), and it changes something or guests failed at it.
+    - With O(fleet), whether the role's apply step has anything to do after the plan, decided once here. It has when
+      no step failed, the plan fits (no C(capacity.blocking)), and it changes something or guests failed at it.
   returned: with O(fleet), unless the host cannot be read
   type: bool
 after_is_before:
