@@ -31,6 +31,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     SpecError,
     VnumaError,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import check_memory_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
     CellBinding,
     GuestBinding,
@@ -42,12 +43,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import Gues
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import is_auto, resolve_auto, room_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory, check_memory_options
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import memory_devices_of, plugged_of
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import guest_pci_devices, host_pci_devices
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import has_original, has_stored_spec
@@ -198,8 +200,16 @@ class Planner:
         except VnumaError as error:
             unread.append(self.count_unreadable(guest, error, counted, running, autostart))
             return
+        plugged: dict[str, int] = {}
+        if guest.name in running and any(device.model == "virtio-mem" for device in numa.memory_devices):
+            # A virtio-mem device may hold more than its definition requests (a shrink still pending).
+            try:
+                live = parse_xml(guest.live_xml(), f"the running guest {guest.name}", root_tag="domain")
+                plugged = plugged_of(memory_devices_of(live))
+            except VnumaError:
+                pass  # stopped since the listing, or unreadable: its definition is what it holds
         counted[guest.name] = binding_from_domain(
-            numa, guest.name, guest.name in running, guest.name in autostart, held
+            numa, guest.name, guest.name in running, guest.name in autostart, held, plugged
         )
 
     @staticmethod
@@ -311,7 +321,7 @@ class Planner:
                 choice = resolve_auto(self.topology, request, root, spec, reading.stored, report, others, devices)
                 spec = choice.spec
             stored = None if isinstance(reading.stored, VnumaError) else reading.stored
-            check_memory_options(spec, request)
+            check_memory_options(spec, request.total_memory_kib, request.hotplug_memory_kib)
             plan = plan_domain(
                 root, self.topology, spec, others, request.current_vcpus, stored, request.total_memory_kib
             )
@@ -330,9 +340,11 @@ class Planner:
             new_xml = serialize_like(new_root, xml)
         online: set[int] | None = None
         pending: list[Change] = []
+        plugged: dict[str, int] = {}
         if running:
             live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
             online = _online(live)
+            plugged = plugged_of(live.memory_devices)
             # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
             pending = [change for change in live.changes(target) if change.kind is not ChangeKind.HOTPLUG]
         return Planned(
@@ -350,6 +362,7 @@ class Planner:
             current=current,
             warnings=warnings,
             auto=choice,
+            plugged=plugged,
         )
 
     def replan(self, item: Planned, xml: str) -> Planned:
