@@ -207,6 +207,13 @@ host:
     distances_reported:
       description: Whether the host reports node distances.
       type: bool
+    pci_devices:
+      description:
+        - The connection's PCI devices (libvirt's node devices) by the host node they are attached to, keyed by node id,
+          and V(unknown) for those whose node the host does not report. Each a PCI address. Empty for a driver without
+          node devices (libvirt's test driver).
+      type: dict
+      sample: {"0": ["0000:01:00.0"], "2": ["0000:41:00.0", "0000:41:00.1"], "unknown": ["0000:00:14.0"]}
 guests:
   description: The selected guests, sorted by name.
   returned: always
@@ -295,6 +302,43 @@ guests:
         - Host CPUs the guest holds for itself (single-CPU pins; whole cores with the stored pinning V(core)), as
           M(vnuma.libvirt.vnuma_domain) counts them. Empty when none; null when the stored spec cannot be read.
       type: str
+    devices:
+      description:
+        - The guest's host PCI devices, C(<hostdev type='pci'>) and C(<interface type='hostdev'>), in the order of its
+          definition, with the host node each is attached to and the guest cell it is local to.
+      type: list
+      elements: dict
+      contains:
+        address:
+          description: The device's PCI address on the host.
+          type: str
+          sample: "0000:41:00.0"
+        element:
+          description: The element of the guest's definition, V(hostdev) or V(interface).
+          type: str
+        alias:
+          description: The device's C(<alias name>); null when it has none.
+          type: str
+        mac:
+          description: The MAC address of an interface; null for a C(<hostdev>).
+          type: str
+        kind:
+          description: What the PCI class says the device is (V(network), V(storage), V(display)...), else V(other).
+          type: str
+        host_node:
+          description: The host node the device is attached to; null when the host does not say.
+          type: int
+        known:
+          description: Whether the host has a PCI device at this address.
+          type: bool
+        local:
+          description:
+            - Whether the device is on a host node of one of the guest's cells (where the cell's vCPUs run, or for a
+              cell without vCPUs its memory). Null when the device's host node is unknown.
+          type: bool
+        cell:
+          description: The guest cell the device is local to (the first with vCPUs on its node); null when none.
+          type: int
 guest_count:
   description: Number of guests reported.
   returned: always

@@ -55,7 +55,9 @@ def check_l3_inside_nodes(report: GuestReport, cells: int) -> None:
     for cpu, where in sorted(report.cpus.items()):
         node_cpus = report.nodes[where.node].cpus
         assert where.l3, f"guest CPU {cpu} reports no L3"
-        assert cpu in where.l3 <= node_cpus, f"guest CPU {cpu} (node {where.node} {sorted(node_cpus)}): L3 {where.l3}"
+        assert cpu in where.l3 and where.l3 <= node_cpus, (
+            f"guest CPU {cpu} (node {where.node} {sorted(node_cpus)}): L3 {where.l3}"
+        )
 
 
 def configure(make_guest: GuestFactory, args: dict[str, Any], vcpus: int, **template: str) -> tuple[Any, dict]:

@@ -18,7 +18,7 @@ Pure: no Ansible, libvirt or lxml.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,7 +31,9 @@ __all__ = [
     "PciAddress",
     "cell_for_host_node",
     "cells_for_host_node",
+    "device_report",
     "devices_by_node",
+    "local_cell",
     "pci_class_kind",
     "with_host_nodes",
 ]
@@ -156,18 +158,41 @@ def cells_for_host_node(layout: Layout, node: int) -> tuple[int, ...]:
     return tuple(cell.id for cell in layout.cells if node in cell.host_nodes)
 
 
-def cell_for_host_node(layout: Layout, node: int | None) -> int | None:
-    """The guest cell a device on host node ``node`` is local to: the first that mirrors it, else None.
+def local_cell(node: int | None, cells: Iterable[tuple[int, Collection[int], bool]]) -> int | None:
+    """The cell a device on host node ``node`` is local to, of ``cells`` as (id, host nodes, has vCPUs).
 
-    A cell with vCPUs comes before a CPU-less one on the same node: the device's interrupts and DMA
-    serve the vCPUs.
+    The first cell on that node, a cell with vCPUs before a CPU-less one: the device's interrupts and
+    DMA serve the vCPUs.  None when the node is unknown or no cell is on it.
     """
     if node is None:
         return None
-    cells = [cell for cell in layout.cells if node in cell.host_nodes]
-    with_cpus = [cell.id for cell in cells if cell.vcpus]
-    found = with_cpus or [cell.id for cell in cells]
+    on_node = [(cell, has_vcpus) for cell, nodes, has_vcpus in cells if node in nodes]
+    found = [cell for cell, has_vcpus in on_node if has_vcpus] or [cell for cell, _has_vcpus in on_node]
     return found[0] if found else None
+
+
+def cell_for_host_node(layout: Layout, node: int | None) -> int | None:
+    """The guest cell of ``layout`` a device on host node ``node`` is local to (``local_cell``), else None."""
+    return local_cell(node, ((cell.id, cell.host_nodes, bool(cell.vcpus)) for cell in layout.cells))
+
+
+def device_report(device: GuestDevice, cells: Iterable[tuple[int, Collection[int], bool]]) -> dict[str, Any]:
+    """One guest device as vnuma_info reports it: where it is on the host and the cell it is local to.
+
+    ``local`` is null when the host does not say where the device is.
+    """
+    cell = local_cell(device.host_node, cells)
+    return {
+        "address": str(device.source),
+        "element": device.element,
+        "alias": device.alias,
+        "mac": device.mac,
+        "kind": device.kind,
+        "host_node": device.host_node,
+        "known": device.known,
+        "local": None if device.host_node is None else cell is not None,
+        "cell": cell,
+    }
 
 
 def devices_by_node(devices: Sequence[HostPciDevice]) -> dict[str, list[str]]:

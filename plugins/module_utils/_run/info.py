@@ -24,6 +24,13 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import (
+    HostPciDevice,
+    PciAddress,
+    device_report,
+    devices_by_node,
+    with_host_nodes,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import check_entries, select
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement, place_guest
@@ -38,6 +45,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import guest_pci_devices, host_pci_devices
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
@@ -113,6 +121,7 @@ class GuestReport(TypedDict):
     pending: bool
     pending_changes: list[str]
     dedicated_cpus: str | None
+    devices: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -144,10 +153,16 @@ def _pending(live: DomainNuma, defined: DomainNuma) -> list[Change]:
     return [change for change in live.changes(defined) if change.kind.pending_in_live()]
 
 
-def _guest(entry: GuestEntry, topology: HostTopology, known: Mapping[str, str]) -> _GuestInfo | None:
+def _guest(
+    entry: GuestEntry,
+    topology: HostTopology,
+    known: Mapping[str, str],
+    host_pci: Mapping[PciAddress, HostPciDevice],
+) -> _GuestInfo | None:
     """One guest's report, or None when it was undefined since the listing.
 
-    ``known`` holds definitions the caller read in this call (by name): those are not read again.
+    ``known`` holds definitions the caller read in this call (by name): those are not read again;
+    ``host_pci`` the connection's PCI devices, which give the guest's passthrough devices their nodes.
     """
     name = entry.name
     defined_xml = known[name] if name in known else entry.guest.xml_if_defined()
@@ -163,11 +178,12 @@ def _guest(entry: GuestEntry, topology: HostTopology, known: Mapping[str, str]) 
     except VnumaError as error:
         # A broken stored spec is reported, not fatal: the report is what shows it.
         spec, held, spec_error = None, None, str(error.naming(name))
-    current, source = defined, "inactive"
+    current, source, current_root = defined, "inactive", defined_root
     if entry.active:
         live_xml = entry.guest.xml_if_defined(live=True)
         if live_xml is not None:
-            current = DomainNuma.from_domain(parse_xml(live_xml, f"the running guest {name}", root_tag="domain"))
+            current_root = parse_xml(live_xml, f"the running guest {name}", root_tag="domain")
+            current = DomainNuma.from_domain(current_root)
             source = "live"
     binding = binding_from_domain(current, name, running=entry.active, autostart=entry.autostart)
     placement = place_guest(topology, binding)
@@ -178,6 +194,11 @@ def _guest(entry: GuestEntry, topology: HostTopology, known: Mapping[str, str]) 
     else:
         defined_placement = placement
     vcpu = current.vcpu
+    # A device is local to a cell whose vCPUs run on its node (a cell without vCPUs: whose memory is there).
+    cells = [
+        (cell.id, cell.cpu_nodes if cell.vcpus else cell.memory_nodes, bool(cell.vcpus)) for cell in placement.cells
+    ]
+    devices = with_host_nodes(guest_pci_devices(current_root), host_pci)
     report: GuestReport = {
         "name": name,
         "state": entry.state,
@@ -199,6 +220,7 @@ def _guest(entry: GuestEntry, topology: HostTopology, known: Mapping[str, str]) 
         "pending": bool(pending),
         "pending_changes": [str(change) for change in pending],
         "dedicated_cpus": held,
+        "devices": [device_report(device, cells) for device in devices],
     }
     return _GuestInfo(report, placement)
 
@@ -234,7 +256,9 @@ def run_info(params: Mapping[str, Any], known: Mapping[str, str] | None = None) 
         else:
             topology = own = parse_capabilities(own_xml)
         free_kib, free_pages = _host_figures(host, topology, own)
-        infos = [_guest(entry, topology, known or {}) for entry in select_guests(host.listing(), params)]
+        # The connection's PCI devices, read once for the host report and every guest's devices.
+        host_pci = host_pci_devices(host.pci_device_xmls())
+        infos = [_guest(entry, topology, known or {}, host_pci) for entry in select_guests(host.listing(), params)]
     guests = [info for info in infos if info is not None]
     placements = [info.placement for info in guests]
     lines = render_diagram(
@@ -246,7 +270,10 @@ def run_info(params: Mapping[str, Any], known: Mapping[str, str] | None = None) 
     )
     return {
         "changed": False,
-        "host": host_report(topology, free_kib, free_pages),
+        "host": {
+            **host_report(topology, free_kib, free_pages),
+            "pci_devices": devices_by_node(list(host_pci.values())),
+        },
         "guests": [info.report for info in guests],
         "guest_count": len(guests),
         "aligned_count": sum(1 for info in guests if info.placement.aligned),

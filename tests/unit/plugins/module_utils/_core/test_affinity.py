@@ -21,7 +21,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import
     PciAddress,
     cell_for_host_node,
     cells_for_host_node,
+    device_report,
     devices_by_node,
+    local_cell,
     with_host_nodes,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
@@ -218,3 +220,24 @@ def test_bad_pci_addresses_are_refused(text: object, message: str) -> None:
 def test_a_bad_policy_is_refused() -> None:
     with pytest.raises(SpecError, match="pci_numa_affinity 'strict' is not one of required, preferred, socket, legacy"):
         VnumaSpec.from_mapping({"pci_numa_affinity": "strict"})
+
+
+def test_the_report_of_a_guests_devices() -> None:
+    nic, vf, unknown = devices(NIC, VF, "0000:99:00.0")
+    # (cell id, host nodes, has vCPUs): a CPU-less cell on node 2 comes after the cell with vCPUs there.
+    cells = [(0, (0,), True), (1, (2,), False), (2, (2,), True)]
+    assert device_report(nic, cells) == {
+        "address": NIC,
+        "element": "hostdev",
+        "alias": "ua-0",
+        "mac": None,
+        "kind": "network",
+        "host_node": 2,
+        "known": True,
+        "local": True,
+        "cell": 2,
+    }
+    assert local_cell(2, cells[:2]) == 1
+    assert (device_report(nic, cells[:1])["local"], device_report(nic, cells[:1])["cell"]) == (False, None)
+    assert (device_report(vf, cells)["local"], device_report(vf, cells)["host_node"]) == (None, None)
+    assert (device_report(unknown, cells)["known"], device_report(unknown, cells)["kind"]) == (False, "other")
