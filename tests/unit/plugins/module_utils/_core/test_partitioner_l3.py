@@ -12,11 +12,15 @@ in SNC2 (one L3 per socket across two nodes).
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import even_split
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
@@ -158,3 +162,58 @@ def test_no_guest_socket_spans_two_cells(name: str, distribution: str, cells: in
     cell_of = {vcpu: cell.id for cell in layout.cells for vcpu in cell.vcpus}
     for socket in range(layout.topology.sockets):
         assert len({cell_of[vcpu] for vcpu in range(socket * per_socket, (socket + 1) * per_socket)}) == 1
+
+
+@st.composite
+def banked_hosts(draw: st.DrawFn) -> tuple[HostTopology, int]:
+    """NPS1's node of 32 cores cut into 2 to 8 banks of any sizes, in core order; and the bank count."""
+    count = draw(st.integers(2, 8))
+    cuts = sorted(draw(st.sets(st.integers(1, 31), min_size=count - 1, max_size=count - 1)))
+    edges = [0, *cuts, 32]
+    banks = tuple(
+        HostCacheBank(
+            id=index,
+            level=3,
+            kind="both",
+            size_kib=16384,
+            cpus=frozenset(cpu for core in range(start, end) for cpu in (core, core + 32)),
+        )
+        for index, (start, end) in enumerate(pairwise(edges))
+    )
+    return replace(host("amd-epyc-nps1-nocache"), cache_banks=banks), count
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=banked_hosts(),
+    cells=st.integers(2, 12),
+    pinning=st.sampled_from(["node", "core", "thread"]),
+    per_cell=st.integers(1, 3),
+)
+def test_cells_never_share_a_bank_they_can_avoid(
+    shape: tuple[HostTopology, int], cells: int, pinning: str, per_cell: int
+) -> None:
+    """With banks to spare every cell has banks of its own; with fewer, a cell's vCPUs stay in one bank.
+    Dedicated cells stay in their own banks whenever those have the cores."""
+    topology, banks = shape
+    # Dedicated cells need their cores (the node has 32): more is refused, as without banks.
+    assume(pinning == "node" or per_cell * cells <= 32)
+    vcpus = 2 * per_cell * cells
+    layout = plan(topology, vcpus, mode="node", cells=cells, pinning=pinning, distribution="siblings")
+    used = [banks_of(topology, cpus) for cpus in cell_cpus(layout)]
+    if pinning == "node":
+        if cells <= banks:
+            assert sum(len(found) for found in used) == len(set().union(*used)), used
+        else:
+            assert all(len(found) == 1 for found in used), used
+        return
+    # Dedicated, banks to spare: cell i's own banks are the i-th of even groups in bank order; when every
+    # group has the cores its cell needs, no cell takes a core outside its own banks.
+    if cells > banks:
+        return
+    groups, start = [], 0
+    for size in even_split(banks, cells):
+        groups.append(set(range(start, start + size)))
+        start += size
+    if all(sum(len(topology.l3_banks[bank]) // 2 for bank in group) >= per_cell for group in groups):
+        assert all(found <= group for found, group in zip(used, groups, strict=True)), (used, groups)
