@@ -295,8 +295,10 @@ class _Partitioner:
         None for a cell that has its nodes to itself, or whose node has fewer than two L3 banks: it
         floats over its whole nodes, as without banks.
         """
+        if place.slots == 1 or not self.topology.l3_bank_of:
+            return None
         banks = self.node_banks(place.nodes[0])
-        if place.slots == 1 or len(banks) < 2:
+        if len(banks) < 2:
             return None
         group = self.slot_banks(len(banks), place.slots)[place.slot]
         return tuple(sorted(cpu for bank in group for core in banks[bank] for cpu in core))
