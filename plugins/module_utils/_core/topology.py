@@ -338,10 +338,21 @@ class HostTopology:
         """Online CPU id -> the index of its L3 bank in ``l3_banks`` (CPUs without a reported bank: absent)."""
         return {cpu: index for index, bank in enumerate(self.l3_banks) for cpu in bank}
 
+    @cached_property
+    def _node_l3_banks(self) -> dict[int, tuple[int, ...]]:
+        bank_of = self.l3_bank_of
+        return {
+            node.id: tuple(sorted({bank_of[cpu] for cpu in node.usable_cpus if cpu in bank_of})) for node in self.nodes
+        }
+
     def node_l3_banks(self, node_id: int) -> tuple[int, ...]:
         """Indexes (in ``l3_banks``) of the L3 banks holding the node's online CPUs, ascending."""
-        bank_of = self.l3_bank_of
-        return tuple(sorted({bank_of[cpu] for cpu in self.node(node_id).usable_cpus if cpu in bank_of}))
+        try:
+            return self._node_l3_banks[node_id]
+        except KeyError:
+            # Not a host node: the refusal that names the host's nodes.
+            self.node(node_id)
+            raise
 
     @cached_property
     def node_ids(self) -> tuple[int, ...]:
