@@ -119,4 +119,38 @@ options:
       - The default is V(none).
     type: str
     choices: [none, host, synthesize]
+  pci_numa_affinity:
+    description:
+      - Which host nodes the guest's cells may use, given the host nodes of its PCI passthrough devices (C(<hostdev
+        type='pci'>) and C(<interface type='hostdev'>)), with OpenStack Nova's meanings.
+      - V(required) puts every device on a host node the cells use, and refuses a device whose node is unknown.
+        V(preferred) prefers such nodes and only warns otherwise. V(socket) needs every device to share a host socket
+        with a node the cells use. V(legacy) is V(required) for a device that reports its node, and allows anything for
+        one that does not.
+      - In V(host) and V(node) mode a layout that breaks the policy is refused (a warning under V(preferred)); in
+        V(auto) mode the devices steer the choice of nodes.
+      - The default is V(legacy).
+    type: str
+    choices: [required, preferred, socket, legacy]
+  device_locality:
+    description:
+      - Which PCI devices the guest sees near a cell. Each sits behind a PCI expander bus whose node is that cell
+        (C(pcie-expander-bus) and a C(pcie-root-port) per device on q35, C(pci-expander-bus) on i440fx), so the guest
+        kernel reports the cell in the device's C(numa_node).
+      - V(none) moves nothing and removes the collection's expander buses. V(hostdev) moves each PCI passthrough device
+        (C(<hostdev>), C(<interface type='hostdev'>)) near the cell that mirrors its host node, and every device named
+        in O(device_cells). V(all) also moves every virtio disk, network interface and random number generator, near the
+        cell O(device_cells) gives it, else cell 0.
+      - A moved device's own PCI address is replaced; every other device keeps its address. The change takes effect at
+        the next boot.
+      - The default is V(none).
+    type: str
+    choices: [none, hostdev, all]
+  device_cells:
+    description:
+      - The guest cell each named device sits near, before the cell of a passthrough device's host node. A list of
+        mappings, each with a C(cell) and one of C(alias) (a user alias, V(ua-nic0)), C(target) (a disk's, V(vda)) or
+        C(mac) (an interface's MAC address); or the same as text, V(ua-nic0=1,vda=0). Needs O(device_locality)
+        V(hostdev) or V(all).
+    type: raw
 """

@@ -30,6 +30,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
 __all__ = [
     "CELLS_REASON",
     "DEDICATED_PINNINGS",
+    "DEVICE_LOCALITIES",
     "DISTRIBUTIONS",
     "EMULATOR_PINS",
     "HMAT_MODES",
@@ -63,6 +64,8 @@ HMAT_MODES = ("none", "host", "synthesize")
 # What memory hotplug adds to a guest cell: DIMMs hot-added in fixed sizes, or one virtio-mem device
 # per cell that grows and shrinks (_core/hotplug.py).
 MEMORY_DEVICES = ("dimm", "virtio-mem")
+# Which devices the guest sees near a cell, behind that cell's PCI expander bus (_xml/pci_locality.py).
+DEVICE_LOCALITIES = ("none", "hostdev", "all")
 # Which host nodes a guest with PCI passthrough devices may use: Nova's hw:pci_numa_affinity_policy values,
 # with Nova's meanings (_core/affinity.py).
 PCI_NUMA_AFFINITY_POLICIES = ("required", "preferred", "socket", "legacy")
@@ -83,6 +86,7 @@ class Kind(enum.Enum):
     COUNT = "count"  # a positive integer
     BOOLEAN = "boolean"
     NODESET = "nodeset"  # host node ids in libvirt cpuset syntax ("0-3,^2")
+    DEVICE_CELLS = "device_cells"  # devices and their guest cells ("vda=1,ua-nic0=0", or a list of mappings)
 
     @property
     def ansible_type(self) -> str:
@@ -97,6 +101,7 @@ _ANSIBLE_TYPES = {
     Kind.COUNT: "int",
     Kind.BOOLEAN: "bool",
     Kind.NODESET: "str",
+    Kind.DEVICE_CELLS: "raw",
 }
 
 
@@ -316,6 +321,35 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         ),
         choices=PCI_NUMA_AFFINITY_POLICIES,
         default="legacy",
+    ),
+    Option(
+        "device_locality",
+        Kind.CHOICE,
+        (
+            "Which PCI devices the guest sees near a cell. Each sits behind a PCI expander bus whose node is that cell "
+            "(C(pcie-expander-bus) and a C(pcie-root-port) per device on q35, C(pci-expander-bus) on i440fx), so the "
+            "guest kernel reports the cell in the device's C(numa_node).",
+            "V(none) moves nothing and removes the collection's expander buses. V(hostdev) moves each PCI passthrough "
+            "device (C(<hostdev>), C(<interface type='hostdev'>)) near the cell that mirrors its host node, and every "
+            "device named in O(device_cells). V(all) also moves every virtio disk, network interface and random "
+            "number generator, near the cell O(device_cells) gives it, else cell 0.",
+            "A moved device's own PCI address is replaced; every other device keeps its address. The change "
+            "takes effect at the next boot.",
+        ),
+        choices=DEVICE_LOCALITIES,
+        default="none",
+    ),
+    Option(
+        "device_cells",
+        Kind.DEVICE_CELLS,
+        (
+            "The guest cell each named device sits near, before the cell of a passthrough device's host node. A list "
+            "of mappings, each with a C(cell) and one of C(alias) (a user alias, V(ua-nic0)), C(target) (a disk's, "
+            "V(vda)) or C(mac) (an interface's MAC address); or the same as text, V(ua-nic0=1,vda=0). Needs "
+            "O(device_locality) V(hostdev) or V(all).",
+        ),
+        xml_child="devices",
+        xml_attribute="cells",
     ),
 )
 

@@ -35,6 +35,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import
     Option,
     option,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
+    format_device_cells,
+    parse_device_cells,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import MAX_NODE_ID, NODE_ID_REASON
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     MAX_MEMORY_KIB,
@@ -135,6 +139,9 @@ class VnumaSpec:
     memory_device: str = option("memory_device").default
     hmat: str = option("hmat").default
     pci_numa_affinity: str = option("pci_numa_affinity").default
+    device_locality: str = option("device_locality").default
+    # Canonical text (``_core/pci_locality.py:format_device_cells``), so that specs compare as values.
+    device_cells: str | None = None
 
     def __post_init__(self) -> None:
         # Every number against its limit before anything is built from it (the partitioner builds
@@ -149,6 +156,11 @@ class VnumaSpec:
             object.__setattr__(self, "nodeset", canonical)
         if self.mode == "host" and self.cells is not None:
             raise _host_mode_refusal("cells", self.cells)
+        if self.device_cells is not None:
+            cells = format_device_cells(parse_device_cells(self.device_cells))
+            # With none nothing is moved: overrides kept from an earlier run's stored spec mean nothing, and
+            # keeping them would make "device_locality: none" alone fail to remove the locality.
+            object.__setattr__(self, "device_cells", None if self.device_locality == "none" else cells or None)
         if (self.max_memory_kib is None) != (self.memory_slots is None):
             raise SpecError("max_memory and memory_slots go together: memory hotplug needs both")
         if self.memory_device == "virtio-mem" and self.max_memory_kib is None:

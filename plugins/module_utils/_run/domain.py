@@ -29,6 +29,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import Kind, Option, read_boolean
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
+    format_device_cells,
+    parse_device_cells,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
@@ -106,6 +110,8 @@ def _coerced(name: str | None, key: str, value: Any) -> Any:
             if isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
             parse_cpuset(value, key)
+        elif kind is Kind.DEVICE_CELLS:
+            parse_device_cells(value)
     except SpecError as error:
         raise error.naming(name) from None
     return value
@@ -118,6 +124,8 @@ def _comparable(key: str, value: Any) -> Any:
         return parse_size(value, what=key)
     if kind is Kind.NODESET:
         return parse_cpuset(value, key)
+    if kind is Kind.DEVICE_CELLS:
+        return format_device_cells(parse_device_cells(value))
     return value
 
 

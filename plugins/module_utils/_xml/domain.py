@@ -18,11 +18,12 @@ Elements are documented at https://libvirt.org/formatdomain.html (anchors named 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, Union
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import PciAddress
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
@@ -43,6 +44,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Numatune
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import (
+    PciDomain,
+    PciLocality,
+    pci_locality_for,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     CPU_ORDER,
     CPUTUNE_ORDER,
@@ -67,7 +73,7 @@ __all__ = ["DomainNuma", "read_guest_shape"]
 _Model = TypeVar("_Model", bound=ElementModel)
 # What lists an owned part's values and says their ChangeKind: an element model, or the virtio-mem devices.
 # Union rather than |: ansible-test's pylint refuses | between type[...] aliases at runtime.
-_Section = Union[type[ElementModel], type[VirtioMemCells], type[VirtioMemRequests]]  # noqa: UP007
+_Section = Union[type[ElementModel], type[VirtioMemCells], type[VirtioMemRequests], type[PciLocality]]  # noqa: UP007
 
 
 def _find_parse(root: etree._Element, path: str, kind: type[_Model]) -> _Model | None:
@@ -98,6 +104,10 @@ class DomainNuma:
     memory_devices: tuple[MemoryDevice, ...] = field(default=(), compare=False)
     # The collection's own virtio-mem devices (one per cell, ``memory_device: virtio-mem``): written.
     virtio_mem: VirtioMemCells = field(default_factory=VirtioMemCells)
+    # The collection's PCI expander buses and the devices it moved behind them (``pci_locality.py``).
+    pci: PciLocality = field(default_factory=PciLocality)
+    # What the PCI locality is worked out from (machine, controllers, devices): read, never written.
+    pci_domain: PciDomain = field(default_factory=PciDomain, compare=False)
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -110,6 +120,7 @@ class DomainNuma:
         pins = [Vcpupin.from_element(element) for element in root.iterfind("cputune/vcpupin")]
         memory_kib = None if memory is None else memory.kib
         devices = memory_devices_of(root)
+        pci_domain = PciDomain.read(root)
         return cls(
             vcpu=_find_parse(root, Vcpu.TAG, Vcpu),
             vcpus=_find_parse(root, Vcpus.TAG, Vcpus),
@@ -124,6 +135,8 @@ class DomainNuma:
             current_memory_kib=memory_kib if current is None else current.kib,
             memory_devices=devices,
             virtio_mem=VirtioMemCells.of(devices),
+            pci=PciLocality.of(pci_domain),
+            pci_domain=pci_domain,
         )
 
     @property
@@ -134,11 +147,18 @@ class DomainNuma:
     # ----------------------------------------------------------------------------------- target
 
     @classmethod
-    def from_layout(cls, layout: Layout, current: DomainNuma, total_memory_kib: int | None = None) -> DomainNuma:
+    def from_layout(
+        cls,
+        layout: Layout,
+        current: DomainNuma,
+        total_memory_kib: int | None = None,
+        host_nodes: Mapping[PciAddress, int | None] | None = None,
+    ) -> DomainNuma:
         """What the owned parts of the domain read as ``current`` must become under ``layout``.
 
         Each element's rule is in ``layout_policy.py``; the result is checked as a whole.
         ``total_memory_kib`` asks for a new total of a guest with virtio-mem cells (``virtio_mem_for``).
+        ``host_nodes`` gives the host node of each passthrough device (``pci_locality_for``).
         """
         vcpu = policy.vcpu_for(layout, current.vcpu)
         numa = policy.numa_for(layout, current.numa)
@@ -166,6 +186,8 @@ class DomainNuma:
             current_memory_kib=current_memory_kib,
             memory_devices=devices,
             virtio_mem=virtio_mem,
+            pci=pci_locality_for(layout, current.pci_domain, host_nodes),
+            pci_domain=current.pci_domain,
         )
         target.validate()
         return target
@@ -244,6 +266,7 @@ class DomainNuma:
             ),
             of(self.virtio_mem, VirtioMemCells),
             of(self.virtio_mem.requests, VirtioMemRequests),
+            of(self.pci, PciLocality),
         ]
 
     def changes(self, other: DomainNuma) -> list[Change]:
@@ -293,6 +316,7 @@ class DomainNuma:
         self._apply_numatune(root)
         self._apply_cputune(root)
         self._apply_virtio_mem(root)
+        self.pci.apply(root)
 
     def _apply_memory(self, root: etree._Element) -> None:
         if self.max_memory is None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import PciAddress
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
@@ -205,10 +206,12 @@ def plan_domain(
     current_vcpus: int | None = None,
     stored: VnumaSpec | _NotRead | None = NOT_READ,
     total_memory_kib: int | None = None,
+    host_nodes: Mapping[PciAddress, int | None] | None = None,
 ) -> DomainPlan:
     """Plan ``spec`` for the parsed domain ``root``; ``current_vcpus`` overrides ``<vcpu current>``.
 
     ``total_memory_kib`` resizes a guest with virtio-mem cells (``layout_policy.virtio_mem_for``).
+    ``host_nodes`` gives the host node of each PCI passthrough device (``pci_locality.pci_locality_for``).
 
     ``stored`` is the domain's stored spec when the caller already read it (None: none, or one that
     cannot be read), so that one run reads it once.
@@ -221,7 +224,7 @@ def plan_domain(
             guest = replace(guest, current_vcpus=current_vcpus)
         current = DomainNuma.from_domain(root)
         layout = compute_layout(topology, spec, guest, taken_cpus)
-        target = DomainNuma.from_layout(layout, current, total_memory_kib)
+        target = DomainNuma.from_layout(layout, current, total_memory_kib, host_nodes)
         # The user's own <hugepages> and <allocation> stay: judge the definition about to be written.
         allocation = root.find("memoryBacking/allocation")
         immediate = allocation is not None and allocation.get("mode") == "immediate"

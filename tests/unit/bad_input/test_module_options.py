@@ -39,7 +39,8 @@ CHOICES = {
     "state": "present, absent",
 }
 KNOWN = (
-    "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hmat, hotplug_memory, hugepages, max_memory, "
+    "cells, cpuless_cells, current_vcpus, device_cells, device_locality, distribution, emulator_pin, hmat, "
+    "hotplug_memory, hugepages, max_memory, "
     "memory, memory_device, "
     "memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, replan, state, total_memory"
 )

@@ -398,7 +398,8 @@ CASES = [
         vnuma_layout,
         (RING, {HUGE: 1}),
         F,
-        f"{LAYOUT}unknown vnuma option(s) about 10^5000; known: cells, cpuless_cells, distribution, emulator_pin, "
+        f"{LAYOUT}unknown vnuma option(s) about 10^5000; known: cells, cpuless_cells, device_cells, device_locality, "
+        "distribution, emulator_pin, "
         "hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
         "pci_numa_affinity, pinning",
         "layout-spec-huge-int-key",

@@ -37,7 +37,8 @@ RING = str(HERE.parent / "fixtures" / "capabilities" / "seed-4node-ring.xml")
 DRIVER = str(HERE.parents[1] / "playbooks" / "files" / "fleet-test-driver.xml")
 
 ENTRY_OPTIONS = (
-    "cells, cpuless_cells, current_vcpus, distribution, emulator_pin, hmat, hotplug_memory, hugepages, max_memory, "
+    "cells, cpuless_cells, current_vcpus, device_cells, device_locality, distribution, emulator_pin, hmat, "
+    "hotplug_memory, hugepages, max_memory, "
     "memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, "
     "replan, state, total_memory"
 )
@@ -85,7 +86,8 @@ CASES = [
     pytest.param(
         {"vnuma_fleet_spec": {"mode": "host", "bogus": 1}},
         "arguments",
-        ARGS + "vnuma_fleet_spec.bogus. Supported parameters include: cells, cpuless_cells, distribution, "
+        ARGS + "vnuma_fleet_spec.bogus. Supported parameters include: cells, cpuless_cells, device_cells, "
+        "device_locality, distribution, "
         "emulator_pin, hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, "
         "memory_split, mode, nodeset, pci_numa_affinity, pinning.",
         id="spec-unknown-option",

@@ -134,7 +134,7 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
         (
             domain("<vnuma speed='fast'/>"),
             "guest db01: <vnuma>: unknown attribute(s) speed; known: mode, distribution, pinning, memory_mode, "
-            "memory_split, emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity",
+            "memory_split, emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity, device_locality",
         ),
     ],
 )

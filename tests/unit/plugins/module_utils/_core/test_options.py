@@ -101,6 +101,8 @@ def test_the_argspec_follows_the_kinds() -> None:
         "hmat": {"type": "str", "choices": ["none", "host", "synthesize"]},
         "memory_device": {"type": "str", "choices": ["dimm", "virtio-mem"]},
         "pci_numa_affinity": {"type": "str", "choices": ["required", "preferred", "socket", "legacy"]},
+        "device_locality": {"type": "str", "choices": ["none", "hostdev", "all"]},
+        "device_cells": {"type": "raw"},
     }
     # Each call builds its own: Ansible may change what it is given.
     assert argument_spec() is not argument_spec()

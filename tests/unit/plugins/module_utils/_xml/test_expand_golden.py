@@ -58,6 +58,10 @@ CASES = {
     # HMAT: the host's figures and caches on CXL nodes; figures derived from the lab's distances.
     "cxl-hmat-host": "cxl-hmat-cache",
     "lab4-hmat-synthesize": "lab4-hmat",
+    # PCI locality: an expander bus per cell near its devices (q35: a root port per device; i440fx: none);
+    # the user's root ports, bridges and the addresses of devices not moved stay.
+    "pci-q35": "seed-4node-ring",
+    "pci-i440fx": "seed-4node-ring",
 }
 
 

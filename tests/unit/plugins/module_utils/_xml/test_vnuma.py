@@ -170,8 +170,8 @@ def test_written_with_every_attribute_in_a_fixed_order() -> None:
     element = spec_to_element(VnumaSpec(mode="node", nodeset="1-2", memory_kib=GIB))
     assert to_text(element) == (
         '<vnuma mode="node" distribution="contiguous" pinning="node" memory_mode="strict" memory_split="even" '
-        'emulator_pin="none" cpuless_cells="no" memory_device="dimm" hmat="none" pci_numa_affinity="legacy">'
-        '<memory unit="KiB">1048576</memory><partition nodeset="1-2"/></vnuma>'
+        'emulator_pin="none" cpuless_cells="no" memory_device="dimm" hmat="none" pci_numa_affinity="legacy" '
+        'device_locality="none"><memory unit="KiB">1048576</memory><partition nodeset="1-2"/></vnuma>'
     )
 
 
@@ -192,14 +192,17 @@ def test_every_option_written_where_the_table_says() -> None:
         memory_slots=8,
         hmat="synthesize",
         pci_numa_affinity="socket",
+        device_locality="all",
+        device_cells=[{"target": "vda", "cell": 1}, {"mac": "52:54:00:12:34:56", "cell": 0}],
     )
     assert to_text(spec_to_element(spec)) == (
         '<vnuma mode="node" distribution="interleave" pinning="core" memory_mode="preferred" memory_split="vcpus" '
         'emulator_pin="nodes" cpuless_cells="yes" memory_device="dimm" hmat="synthesize" '
-        'pci_numa_affinity="socket">'
+        'pci_numa_affinity="socket" device_locality="all">'
         '<memory unit="KiB">1048576</memory>'
         '<partition nodeset="0-1" cells="4"/><hugepages size="2048" unit="KiB"/>'
-        '<maxMemory slots="8" unit="KiB">4194304</maxMemory></vnuma>'
+        '<maxMemory slots="8" unit="KiB">4194304</maxMemory>'
+        '<devices cells="vda=1,52:54:00:12:34:56=0"/></vnuma>'
     )
     assert spec_from_element(spec_to_element(spec)) == spec
 
@@ -209,16 +212,19 @@ def test_the_known_attributes_and_children_come_from_the_table() -> None:
         spec_of("<vnuma colour='red'/>")
     assert str(caught.value) == (
         "<vnuma>: unknown attribute(s) colour; known: mode, distribution, pinning, memory_mode, memory_split, "
-        "emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity"
+        "emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity, device_locality"
     )
     with pytest.raises(SpecError) as caught:
         spec_of("<vnuma><numa/></vnuma>")
-    assert str(caught.value) == "<vnuma>: unknown child <numa>; known: memory, partition, hugepages, maxMemory"
+    assert str(caught.value) == (
+        "<vnuma>: unknown child <numa>; known: memory, partition, hugepages, maxMemory, devices"
+    )
     for child, known in (
         ("memory", "unit"),
         ("partition", "nodeset, cells"),
         ("hugepages", "size, unit"),
         ("maxMemory", "slots, unit"),
+        ("devices", "cells"),
     ):
         with pytest.raises(SpecError) as caught:
             spec_of(f"<vnuma><{child} colour='red'/></vnuma>")

@@ -1,0 +1,548 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""PCI locality the guest can see: one expander bus per guest cell that has a device, devices behind it.
+
+A device behind a PCI expander bus whose ``<target><node>`` is guest cell C reads C in the guest's
+``/sys/bus/pci/devices/*/numa_node`` (QEMU's ``pxb``/``pxb-pcie`` with ``numa_node``).  On q35 the
+expander bus is a ``pcie-expander-bus`` with one ``pcie-root-port`` per device (a PCIe device plugs into a
+port, never into the expander bus itself); on i440fx it is a ``pci-expander-bus`` with the devices
+directly in its slots (https://libvirt.org/formatdomain.html#controllers).
+
+The collection owns these controllers (libvirt user aliases ``ua-vnuma-pxbC`` and ``ua-vnuma-portC-J``)
+and the guest PCI address of each device it moves.  Every other controller and every other device's
+address stays as written.  The rules without XML (overrides, bus numbers) are ``_core/pci_locality.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import PciAddress, cell_for_host_node
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
+    DeviceCell,
+    bus_numbers,
+    parse_device_cells,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import make_markup, parse_markup
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_at, remove_child, replace_child
+
+__all__ = ["PciDevice", "PciDomain", "PciLocality", "pci_locality_for"]
+
+PXB_ALIAS = "ua-vnuma-pxb"
+PORT_ALIAS = "ua-vnuma-port"
+_PCIE_EXPANDER = "pcie-expander-bus"
+_PCI_EXPANDER = "pci-expander-bus"
+_ROOT_PORT = "pcie-root-port"
+_EXPANDERS = (_PCIE_EXPANDER, _PCI_EXPANDER)
+_ROOTS = ("pci-root", "pcie-root")
+# Slots of one bus (PCI's 5-bit slot number); an expander bus takes devices (or root ports) in all 32.
+_SLOTS = 32
+# Bus numbers an expander bus spans besides those of its root ports: its own bus, and on i440fx the
+# bridge inside QEMU's pxb (libvirt's qemuDomainAddressFindNewBusNr counts 2 for each pxb).
+_PCIE_SPAN = 1
+_PCI_SPAN = 2
+
+
+def _int(raw: str | None, what: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip(), 0)
+    except ValueError:
+        raise XmlError(f"{what} {raw!r} is not a number") from None
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    """A guest PCI address on domain 0 (libvirt's ``<address type='pci'>``); ``bus`` is a controller index."""
+
+    bus: int
+    slot: int
+    function: int = 0
+
+    def __str__(self) -> str:
+        return f"0000:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
+
+    def markup(self) -> str:
+        return make_markup(
+            "address",
+            (
+                ("type", "pci"),
+                ("domain", "0x0000"),
+                ("bus", f"{self.bus:#04x}"),
+                ("slot", f"{self.slot:#04x}"),
+                ("function", f"{self.function:#x}"),
+            ),
+        )
+
+    @classmethod
+    def of(cls, element: etree._Element | None, what: str) -> Slot | None:
+        """The PCI address ``element`` (an ``<address>``) gives, None when it is none or not PCI."""
+        if element is None or element.get("type") != "pci":
+            return None
+        return cls(
+            _int(element.get("bus"), f"{what} bus") or 0,
+            _int(element.get("slot"), f"{what} slot") or 0,
+            _int(element.get("function"), f"{what} function") or 0,
+        )
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    """A device of the domain that sits on a PCI bus and that the collection can move.
+
+    ``path`` names it in changes: ``devices/disk[vda]``, ``devices/interface[52:54:00:12:34:56]``,
+    ``devices/rng[0]``, ``devices/hostdev[0000:03:00.0]``.  ``source`` is a passthrough device's host
+    address (None for an emulated one).
+    """
+
+    tag: str
+    path: str
+    address: Slot | None
+    alias: str | None = None
+    target: str | None = None
+    mac: str | None = None
+    source: PciAddress | None = None
+
+    @property
+    def passthrough(self) -> bool:
+        return self.source is not None
+
+    def named(self, override: DeviceCell) -> bool:
+        names = {"alias": self.alias, "target": self.target, "mac": self.mac}
+        return names.get(override.key) == override.value
+
+
+def _source_address(element: etree._Element, what: str) -> PciAddress | None:
+    address = element.find("source/address")
+    if address is None:
+        return None
+    values = [_int(address.get(name), f"{what} <source><address> {name}") for name in ("domain", "bus", "slot")]
+    function = _int(address.get("function"), f"{what} <source><address> function")
+    return PciAddress(values[0] or 0, values[1] or 0, values[2] or 0, function or 0)
+
+
+def _devices_of(root: etree._Element) -> list[tuple[PciDevice, etree._Element]]:
+    """The movable PCI devices of a domain with their elements, in document order."""
+    found: list[tuple[PciDevice, etree._Element]] = []
+    counts: dict[str, int] = {}
+    for element in root.iterfind("devices/*"):
+        tag = element.tag
+        # Comments and processing instructions have a function as their tag.
+        if not isinstance(tag, str) or tag in ("emulator", "controller"):
+            continue
+        number = counts.get(tag, 0)
+        counts[tag] = number + 1
+        alias_element = element.find("alias")
+        alias = None if alias_element is None else alias_element.get("name")
+        what = f"<{tag}> {number}"
+        address = Slot.of(element.find("address"), f"{what} <address>")
+        if element.find("address") is not None and address is None:
+            continue  # on another kind of bus (drive, ccw, virtio-mmio): not ours to move
+        device: PciDevice | None = None
+        if tag == "disk":
+            target = element.find("target")
+            dev = None if target is None else target.get("dev")
+            if target is not None and target.get("bus") == "virtio" and dev:
+                device = PciDevice(tag, f"devices/disk[{dev}]", address, alias=alias, target=dev)
+        elif tag == "interface":
+            mac_element = element.find("mac")
+            mac = None if mac_element is None else (mac_element.get("address") or "").lower() or None
+            path = f"devices/interface[{mac or alias or number}]"
+            source = _source_address(element, what) if element.get("type") == "hostdev" else None
+            device = PciDevice(tag, path, address, alias=alias, mac=mac, source=source)
+        elif tag == "rng" and element.get("model") == "virtio":
+            device = PciDevice(tag, f"devices/rng[{alias or number}]", address, alias=alias)
+        elif tag == "hostdev" and element.get("mode", "subsystem") == "subsystem" and element.get("type") == "pci":
+            source = _source_address(element, what)
+            if source is not None:
+                device = PciDevice(tag, f"devices/hostdev[{source}]", address, alias=alias, source=source)
+        if device is not None:
+            found.append((device, element))
+    return found
+
+
+@dataclass(frozen=True)
+class Controller:
+    """A PCI controller of the domain as far as bus numbering goes."""
+
+    index: int
+    model: str
+    alias: str | None = None
+    bus_nr: int | None = None
+    node: int | None = None
+    address: Slot | None = None
+
+    @property
+    def owned(self) -> bool:
+        return self.alias is not None and (self.alias.startswith(PXB_ALIAS) or self.alias.startswith(PORT_ALIAS))
+
+
+def _controllers_of(root: etree._Element) -> list[tuple[Controller, etree._Element]]:
+    found = []
+    for element in root.iterfind("devices/controller"):
+        if element.get("type") != "pci":
+            continue
+        what = f"PCI controller {element.get('index')}"
+        index = _int(element.get("index"), f"{what} index")
+        alias = element.find("alias")
+        node = element.find("target/node")
+        found.append(
+            (
+                Controller(
+                    index=0 if index is None else index,
+                    model=element.get("model") or "",
+                    alias=None if alias is None else alias.get("name"),
+                    bus_nr=_int(_target_attribute(element, "busNr"), f"{what} busNr"),
+                    node=None if node is None else _int(node.text, f"{what} <target><node>"),
+                    address=Slot.of(element.find("address"), f"{what} <address>"),
+                ),
+                element,
+            )
+        )
+    return found
+
+
+def _target_attribute(element: etree._Element, name: str) -> str | None:
+    target = element.find("target")
+    return None if target is None else target.get(name)
+
+
+@dataclass(frozen=True)
+class PciDomain:
+    """What a domain has that PCI locality works from: machine type, PCI controllers, movable devices."""
+
+    machine: str | None = None
+    controllers: tuple[Controller, ...] = ()
+    devices: tuple[PciDevice, ...] = ()
+    # Every controller index a guest PCI address names (a bus libvirt adds a controller for when none has it).
+    buses_named: frozenset[int] = frozenset()
+
+    @classmethod
+    def read(cls, root: etree._Element) -> PciDomain:
+        os_type = root.find("os/type")
+        named = set()
+        for address in root.iterfind("devices//address[@type='pci']"):
+            parent = address.getparent()
+            # A passthrough device's <source><address> is on the host, not in the guest.
+            if parent is not None and parent.tag != "source":
+                slot = Slot.of(address, "<address>")
+                if slot is not None:
+                    named.add(slot.bus)
+        return cls(
+            machine=None if os_type is None else os_type.get("machine"),
+            controllers=tuple(controller for controller, _element in _controllers_of(root)),
+            devices=tuple(device for device, _element in _devices_of(root)),
+            buses_named=frozenset(named),
+        )
+
+    @property
+    def pcie(self) -> bool:
+        """Whether the machine's root bus is PCIe (q35), or PCI (i440fx: libvirt's ``pc``, the x86 default)."""
+        machine = self.machine or "pc"
+        if "q35" in machine:
+            return True
+        if machine == "pc" or machine.startswith("pc-i440fx") or machine.startswith("pc-"):
+            return False
+        raise SpecError(
+            f"device_locality needs a q35 or i440fx (pc) machine, the guest's is {machine}: "
+            "its PCI expander buses are QEMU's pxb-pcie and pxb"
+        )
+
+
+@dataclass(frozen=True)
+class ExpanderBus:
+    """The collection's expander bus of guest cell ``cell`` (``<controller type='pci' model='...-expander-bus'>``)."""
+
+    cell: int
+    index: int
+    pcie: bool
+    bus_nr: int
+
+    @property
+    def alias(self) -> str:
+        return f"{PXB_ALIAS}{self.cell}"
+
+    @property
+    def model(self) -> str:
+        return _PCIE_EXPANDER if self.pcie else _PCI_EXPANDER
+
+    def markup(self) -> str:
+        target = make_markup("target", (("busNr", self.bus_nr),), make_markup("node", (), str(self.cell)))
+        return make_markup(
+            "controller",
+            (("type", "pci"), ("index", self.index), ("model", self.model)),
+            target + make_markup("alias", (("name", self.alias),)),
+        )
+
+    def reads_as(self, controller: Controller) -> bool:
+        return (controller.index, controller.model, controller.bus_nr, controller.node) == (
+            self.index,
+            self.model,
+            self.bus_nr,
+            self.cell,
+        )
+
+    def items(self) -> Items:
+        path = f"devices/controller[{self.alias}]"
+        return [(f"{path}/index", self.index), (f"{path}/busNr", self.bus_nr), (f"{path}/node", self.cell)]
+
+
+@dataclass(frozen=True)
+class RootPort:
+    """The collection's ``pcie-root-port`` number ``port`` on cell ``cell``'s expander bus (q35 only)."""
+
+    cell: int
+    port: int
+    index: int
+    address: Slot
+
+    @property
+    def alias(self) -> str:
+        return f"{PORT_ALIAS}{self.cell}-{self.port}"
+
+    def markup(self) -> str:
+        return make_markup(
+            "controller",
+            (("type", "pci"), ("index", self.index), ("model", _ROOT_PORT)),
+            make_markup("alias", (("name", self.alias),)) + self.address.markup(),
+        )
+
+    def reads_as(self, controller: Controller) -> bool:
+        return (controller.index, controller.model, controller.address) == (self.index, _ROOT_PORT, self.address)
+
+    def items(self) -> Items:
+        path = f"devices/controller[{self.alias}]"
+        return [(f"{path}/index", self.index), (f"{path}/address", str(self.address))]
+
+
+@dataclass(frozen=True)
+class PciLocality:
+    """The collection's expander buses, root ports, and the guest address of each device it moved.
+
+    Read from a domain (``of``), the moved devices are those whose address is on one of the collection's
+    buses.  ``warnings`` name the passthrough devices left where they are (not compared).
+    """
+
+    # Controllers and addresses are read when the guest starts: a change waits for the next boot.
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
+
+    buses: tuple[ExpanderBus, ...] = ()
+    ports: tuple[RootPort, ...] = ()
+    # (device path, its address), in document order.
+    placements: tuple[tuple[str, Slot], ...] = ()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def of(cls, domain: PciDomain) -> PciLocality:
+        owned = [controller for controller in domain.controllers if controller.owned]
+        buses = []
+        ports = []
+        for controller in owned:
+            alias = controller.alias or ""
+            if alias.startswith(PXB_ALIAS) and alias[len(PXB_ALIAS) :].isdigit():
+                buses.append(
+                    ExpanderBus(
+                        cell=int(alias[len(PXB_ALIAS) :]),
+                        index=controller.index,
+                        pcie=controller.model == _PCIE_EXPANDER,
+                        bus_nr=-1 if controller.bus_nr is None else controller.bus_nr,
+                    )
+                )
+            elif alias.startswith(PORT_ALIAS):
+                cell, _sep, port = alias[len(PORT_ALIAS) :].partition("-")
+                if cell.isdigit() and port.isdigit():
+                    ports.append(RootPort(int(cell), int(port), controller.index, controller.address or Slot(0, 0)))
+        indices = {controller.index for controller in owned}
+        placements = tuple(
+            (device.path, device.address)
+            for device in domain.devices
+            if device.address is not None and device.address.bus in indices
+        )
+        return cls(
+            tuple(sorted(buses, key=lambda bus: bus.cell)),
+            tuple(sorted(ports, key=lambda port: (port.cell, port.port))),
+            placements,
+        )
+
+    def items(self) -> Items:
+        items: Items = []
+        for bus in self.buses:
+            items.extend(bus.items())
+        for port in self.ports:
+            items.extend(port.items())
+        items.extend((f"{path}/address", str(slot)) for path, slot in self.placements)
+        return items
+
+    def apply(self, root: etree._Element) -> None:
+        """Make ``root``'s owned controllers and moved devices' addresses equal to this model, in place.
+
+        A device moved before and not now loses its address: libvirt places it again, as it does any
+        device without one.
+        """
+        devices = root.find("devices")
+        if devices is None:
+            if not self.buses:
+                return
+            raise SpecError("the guest has no <devices>: no PCI device to place near a cell")
+        controllers = _controllers_of(root)
+        # In index order, as libvirt writes controllers: each expander bus before its root ports.
+        ordered: list[ExpanderBus | RootPort] = sorted([*self.buses, *self.ports], key=lambda item: item.index)
+        wanted: dict[str, ExpanderBus | RootPort] = {item.alias: item for item in ordered}
+        present: dict[str, tuple[Controller, etree._Element]] = {}
+        for controller, element in controllers:
+            if controller.owned:
+                if controller.alias in wanted and controller.alias not in present:
+                    present[controller.alias or ""] = (controller, element)
+                else:
+                    remove_child(element)
+        anchor = None
+        for controller, element in controllers:
+            if not controller.owned:
+                anchor = element
+        for alias, item in wanted.items():
+            found = present.get(alias)
+            if found is not None and item.reads_as(found[0]):
+                anchor = found[1]
+                continue  # libvirt's own additions (<model name>, its address, chassis) stay
+            new = parse_markup(item.markup())
+            if found is not None:
+                replace_child(found[1], new)
+            else:
+                position = len(devices) if anchor is None else devices.index(anchor) + 1
+                insert_at(devices, position, new)
+            anchor = new
+        moved = dict(self.placements)
+        owned_indices = {item.index for item in wanted.values()} | {
+            controller.index for controller, _element in controllers if controller.owned
+        }
+        for device, element in _devices_of(root):
+            slot = moved.get(device.path)
+            old = element.find("address")
+            if slot is not None:
+                if device.address == slot:
+                    continue
+                new = parse_markup(slot.markup())
+                if old is not None:
+                    replace_child(old, new)
+                else:
+                    insert_at(element, len(element), new)
+            elif old is not None and device.address is not None and device.address.bus in owned_indices:
+                remove_child(old)
+
+
+def _placed_cells(
+    layout: Layout, domain: PciDomain, host_nodes: Mapping[PciAddress, int | None]
+) -> tuple[list[tuple[PciDevice, int]], list[str]]:
+    """Each device to move with its cell, in document order, and warnings for passthrough devices left alone."""
+    spec = layout.spec
+    overrides = parse_device_cells(spec.device_cells or "")
+    cells = len(layout.cells)
+    chosen: dict[str, int] = {}
+    for override in overrides:
+        named = [device for device in domain.devices if device.named(override)]
+        if not named:
+            known = ", ".join(device.target or device.mac or device.alias or device.path for device in domain.devices)
+            raise SpecError(
+                f"device_cells names {override.key} {override.value}, but the guest has no PCI device of that "
+                f"{override.key} (its movable PCI devices: {known or 'none'})"
+            )
+        if override.cell >= cells:
+            raise SpecError(
+                f"device_cells puts device {override.value} near cell {override.cell}, but the guest has "
+                f"{cells} cells (0-{cells - 1})"
+            )
+        for device in named:
+            chosen[device.path] = override.cell
+    placed: list[tuple[PciDevice, int]] = []
+    warnings: list[str] = []
+    for device in domain.devices:
+        cell = chosen.get(device.path)
+        if cell is None and device.source is not None:
+            node = host_nodes.get(device.source)
+            cell = cell_for_host_node(layout, node)
+            if cell is None:
+                where = "reports no host node" if node is None else f"is on host node {node}, which no guest cell uses"
+                warnings.append(f"PCI device {device.source} ({device.path}) {where}: it stays where it is")
+        elif cell is None and spec.device_locality == "all":
+            cell = 0
+        if cell is not None:
+            placed.append((device, cell))
+    return placed, warnings
+
+
+def pci_locality_for(
+    layout: Layout, domain: PciDomain, host_nodes: Mapping[PciAddress, int | None] | None = None
+) -> PciLocality:
+    """What the collection's expander buses and the moved devices' addresses become under ``layout``.
+
+    ``host_nodes`` gives the host node of each passthrough device by host address (``_xml/nodedev.py``);
+    a device missing from it has no known node.  Indices of the collection's controllers are kept from
+    ``domain`` where they still fit, so that a rerun writes nothing; new ones come after every index in use.
+    """
+    if layout.spec.device_locality == "none":
+        return PciLocality()
+    placed, warnings = _placed_cells(layout, domain, host_nodes or {})
+    if not placed:
+        return PciLocality(warnings=tuple(warnings))
+    pcie = domain.pcie
+    by_cell: dict[int, list[PciDevice]] = {}
+    for device, cell in sorted(placed, key=lambda pair: pair[1]):
+        by_cell.setdefault(cell, []).append(device)
+    for cell, members in by_cell.items():
+        if len(members) > _SLOTS:
+            raise SpecError(
+                f"{len(members)} PCI devices near cell {cell}, but an expander bus has {_SLOTS} slots; "
+                "spread them over more cells with device_cells"
+            )
+    others = [controller for controller in domain.controllers if not controller.owned]
+    current = PciLocality.of(domain)
+    owned: list[ExpanderBus | RootPort] = [*current.buses, *current.ports]
+    had: dict[str, int] = {item.alias: item.index for item in owned}
+    # Indices other controllers have, or that addresses name outside the collection's own buses.
+    used: set[int] = {controller.index for controller in others} | (domain.buses_named - set(had.values()))
+
+    def index_for(alias: str, above: int) -> int:
+        kept = had.get(alias)
+        if kept is not None and kept not in used and kept > above:
+            used.add(kept)
+            return kept
+        fresh = max([*used, *had.values(), 0]) + 1
+        used.add(fresh)
+        return fresh
+
+    lowest = min([controller.bus_nr for controller in others if controller.bus_nr is not None] + [256])
+    behind_root = sum(1 for controller in others if controller.model not in (*_ROOTS, *_EXPANDERS))
+    sizes = [(cell, _PCIE_SPAN + len(members) if pcie else _PCI_SPAN) for cell, members in by_cell.items()]
+    numbers = bus_numbers(sizes, lowest, behind_root)
+    buses: list[ExpanderBus] = []
+    ports: list[RootPort] = []
+    placements: dict[str, Slot] = {}
+    for cell, members in by_cell.items():
+        bus = ExpanderBus(cell, index_for(f"{PXB_ALIAS}{cell}", 0), pcie, numbers[cell])
+        buses.append(bus)
+        for number, device in enumerate(members):
+            if pcie:
+                index = index_for(f"{PORT_ALIAS}{cell}-{number}", bus.index)
+                port = RootPort(cell, number, index, Slot(bus.index, number))
+                ports.append(port)
+                placements[device.path] = Slot(port.index, 0)
+            else:
+                placements[device.path] = Slot(bus.index, number)
+    order = [device.path for device in domain.devices if device.path in placements]
+    return PciLocality(
+        tuple(buses),
+        tuple(ports),
+        tuple((path, placements[path]) for path in order),
+        tuple(warnings),
+    )

@@ -1,0 +1,403 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""PCI locality the guest can see: expander buses per cell, devices moved behind them, and nothing else.
+
+The golden cases (``pci-q35``, ``pci-i440fx``) are in test_expand_golden.py, with libvirt's own parser.
+Here: which devices move under each ``device_locality``, what stays (the user's controllers, addresses,
+expander buses), a rerun after libvirt added controllers of its own, removal, and bad input refused with
+nothing changed (the parsed domain, and through the module a test-driver guest's definition).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
+    bus_numbers,
+    format_device_cells,
+    parse_device_cells,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain, plan_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+RING = FIXTURES / "capabilities" / "seed-4node-ring.xml"
+Q35 = (FIXTURES / "domains" / "pci-q35-in.xml").read_text(encoding="utf-8")
+I440FX = (FIXTURES / "domains" / "pci-i440fx-in.xml").read_text(encoding="utf-8")
+Q35_OUT = (FIXTURES / "domains" / "pci-q35-out.xml").read_text(encoding="utf-8")
+SPEC_ELEMENT = "<vnuma mode='host' device_locality='all'><devices cells='vdb=1,ua-nic0=2,ua-rng1=3'/></vnuma>"
+
+
+def _host() -> str:
+    return RING.read_text(encoding="utf-8")
+
+
+def _with_spec(text: str, element: str) -> str:
+    assert SPEC_ELEMENT in text
+    return text.replace(SPEC_ELEMENT, element)
+
+
+def _addresses(text: str) -> dict[str, str | None]:
+    """Each device's PCI address as bus:slot, by its target dev, MAC, or tag."""
+    root = parse_xml(text, "domain")
+    found: dict[str, str | None] = {}
+    for element in root.iterfind("devices/*"):
+        if element.tag in ("emulator", "controller"):
+            continue
+        target = element.find("target")
+        mac = element.find("mac")
+        key = (
+            target.get("dev")
+            if element.tag == "disk" and target is not None
+            else mac.get("address")
+            if mac is not None
+            else element.tag
+        )
+        address = element.find("address")
+        found[key] = None if address is None else f"{address.get('bus')}:{address.get('slot')}"
+    return found
+
+
+def _controllers(text: str) -> list[tuple[str, str, str | None, str | None]]:
+    """The PCI controllers: (index, model, busNr, alias)."""
+    root = parse_xml(text, "domain")
+    result = []
+    for element in root.iterfind("devices/controller[@type='pci']"):
+        target = element.find("target")
+        alias = element.find("alias")
+        result.append(
+            (
+                element.get("index") or "",
+                element.get("model") or "",
+                None if target is None else target.get("busNr"),
+                None if alias is None else alias.get("name"),
+            )
+        )
+    return result
+
+
+# ------------------------------------------------------------------------------------------ the pure rules
+
+
+def test_overrides_read_as_text_or_mappings_into_one_canonical_text() -> None:
+    text = parse_device_cells("vda=1, ua-nic0=0 52:54:00:AB:CD:EF=2")
+    mappings = parse_device_cells(
+        [{"target": "vda", "cell": 1}, {"alias": "ua-nic0", "cell": "0"}, {"mac": "52:54:00:ab:cd:ef", "cell": 2}]
+    )
+    assert text == mappings
+    assert format_device_cells(text) == "vda=1,ua-nic0=0,52:54:00:ab:cd:ef=2"
+    assert [item.key for item in text] == ["target", "alias", "mac"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("vda", "must read DEVICE=CELL"),
+        ("vda=-1", "which is not a cell id"),
+        ("vda=1,vda=2", "names device vda more than once"),
+        ("VDA=1", "neither a user alias"),
+        ([{"target": "vda"}], "must hold one of alias, target, mac and a cell"),
+        ([{"alias": "nic0", "cell": 1}], "'nic0' is not a alias"),
+        ([{"target": "vda", "alias": "ua-x", "cell": 1}], "must hold one of"),
+        (5, "must be a list of devices and cells"),
+    ],
+)
+def test_bad_overrides_are_refused(value: Any, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_device_cells(value)
+
+
+def test_bus_numbers_go_down_from_the_top_below_the_users_own() -> None:
+    assert bus_numbers([(0, 2), (1, 3)], 256, 4) == {0: 254, 1: 251}
+    assert bus_numbers([(0, 2)], 200, 0) == {0: 198}
+    with pytest.raises(SpecError, match="need 8 PCI bus numbers, but only 7 are free"):
+        bus_numbers([(cell, 2) for cell in range(4)], 8, 0)
+
+
+def test_device_locality_none_drops_stored_overrides() -> None:
+    spec = VnumaSpec(device_locality="none", device_cells="vda=1")
+    assert spec.device_cells is None
+    assert VnumaSpec(device_locality="all", device_cells=[{"target": "vda", "cell": 1}]).device_cells == "vda=1"
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+
+def test_hostdev_mode_moves_only_the_named_device_and_keeps_every_other_address() -> None:
+    given = _with_spec(Q35, "<vnuma mode='host' device_locality='hostdev'><devices cells='ua-rng1=3'/></vnuma>")
+    result = expand_domain(given, _host())
+    assert _addresses(result.xml) == {
+        "vda": "0x01:0x00",
+        "vdb": None,
+        "sda": None,
+        "52:54:00:12:34:56": "0x02:0x00",
+        "rng": "0x04:0x00",
+        "memballoon": None,
+    }
+    # The user's controllers first, as written; one expander bus for cell 3 with one root port.
+    assert _controllers(result.xml) == [
+        ("0", "pcie-root", None, None),
+        ("1", "pcie-root-port", None, None),
+        ("2", "pcie-root-port", None, None),
+        ("3", "pcie-expander-bus", "254", "ua-vnuma-pxb3"),
+        ("4", "pcie-root-port", None, "ua-vnuma-port3-0"),
+    ]
+    paths = {change.path: change.after for change in result.changes if change.path.startswith("devices/")}
+    assert paths["devices/rng[ua-rng1]/address"] == "0000:04:00.0"
+    assert paths["devices/controller[ua-vnuma-pxb3]/node"] == 3
+
+
+def test_all_mode_puts_unnamed_devices_near_cell_0() -> None:
+    result = expand_domain(_with_spec(Q35, "<vnuma mode='host' device_locality='all'/>"), _host())
+    controllers = _controllers(result.xml)
+    assert [entry[3] for entry in controllers if entry[3]] == [
+        "ua-vnuma-pxb0",
+        "ua-vnuma-port0-0",
+        "ua-vnuma-port0-1",
+        "ua-vnuma-port0-2",
+        "ua-vnuma-port0-3",
+    ]
+    # One bus number for the expander bus and one per root port, from 255 down.
+    assert ("3", "pcie-expander-bus", "251", "ua-vnuma-pxb0") in controllers
+    addresses = _addresses(result.xml)
+    assert [addresses[key] for key in ("vda", "vdb", "52:54:00:12:34:56", "rng")] == [
+        "0x04:0x00",
+        "0x05:0x00",
+        "0x06:0x00",
+        "0x07:0x00",
+    ]
+    assert addresses["sda"] is None and addresses["memballoon"] is None
+
+
+def test_the_users_own_expander_bus_keeps_its_numbers_and_ours_go_below() -> None:
+    users = (
+        "<controller type='pci' index='3' model='pcie-expander-bus'><target busNr='200'><node>0</node></target>"
+        "</controller>\n    <controller type='usb'"
+    )
+    given = Q35.replace("<controller type='usb'", users, 1)
+    result = expand_domain(given, _host())
+    controllers = _controllers(result.xml)
+    assert ("3", "pcie-expander-bus", "200", None) in controllers
+    ours = {alias: bus for _index, model, bus, alias in controllers if model == "pcie-expander-bus" and alias}
+    # Four cells with one device each: two bus numbers per cell, from 199 down.
+    assert ours == {"ua-vnuma-pxb0": "198", "ua-vnuma-pxb1": "196", "ua-vnuma-pxb2": "194", "ua-vnuma-pxb3": "192"}
+
+
+def test_a_rerun_after_libvirt_added_its_own_root_port_changes_nothing() -> None:
+    # libvirt adds a root port (after every index in use) for a device without an address.
+    added = (
+        "<controller type='pci' index='11' model='pcie-root-port'><model name='pcie-root-port'/>"
+        "<target chassis='11' port='0x10'/>"
+        "<address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/></controller>\n"
+        "    <controller type='usb'"
+    )
+    text = Q35_OUT.replace("<controller type='usb'", added, 1)
+    again = expand_domain(text, _host())
+    assert again.changes == []
+    assert again.xml == text
+
+
+def test_device_locality_none_removes_the_buses_and_gives_the_devices_back_to_libvirt() -> None:
+    none = Q35_OUT.replace("device_locality='all'", "device_locality='none'")
+    assert none != Q35_OUT
+    result = expand_domain(none, _host())
+    assert [entry for entry in _controllers(result.xml) if entry[3]] == []
+    # The user's controllers stay; the moved devices lose their address (libvirt places them again).
+    assert _controllers(result.xml) == _controllers(Q35)
+    assert _addresses(result.xml) == {
+        "vda": None,
+        "vdb": None,
+        "sda": None,
+        "52:54:00:12:34:56": None,
+        "rng": None,
+        "memballoon": None,
+    }
+    removed = {change.path: change.before for change in result.changes if change.after is None}
+    assert removed["devices/rng[ua-rng1]/address"] == "0000:0a:00.0"
+    assert removed["devices/controller[ua-vnuma-pxb1]/busNr"] == 252
+    assert expand_domain(result.xml, _host()).changes == []
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("text", "element", "message"),
+    [
+        (
+            Q35,
+            "<vnuma mode='host' device_locality='all'><devices cells='ua-rng1=4'/></vnuma>",
+            "device_cells puts device ua-rng1 near cell 4, but the guest has 4 cells (0-3)",
+        ),
+        (
+            Q35,
+            "<vnuma mode='host' device_locality='all'><devices cells='vdz=1'/></vnuma>",
+            "device_cells names target vdz, but the guest has no PCI device of that target "
+            "(its movable PCI devices: vda, vdb, 52:54:00:12:34:56, ua-rng1)",
+        ),
+        (
+            I440FX.replace(
+                "<controller type='usb'",
+                "<controller type='pci' index='3' model='pci-expander-bus'><target busNr='9'/></controller>\n"
+                "    <controller type='usb'",
+                1,
+            ),
+            SPEC_ELEMENT,
+            "the expander buses of 4 cells need 8 PCI bus numbers, but only 6 are free (bus numbers 1-255: "
+            "2 used behind the root bus, 9-255 by the domain's own expander buses); give fewer devices their own cell",
+        ),
+        (
+            Q35.replace("pc-q35-7.2", "virt"),
+            SPEC_ELEMENT,
+            "device_locality needs a q35 or i440fx (pc) machine, the guest's is virt: "
+            "its PCI expander buses are QEMU's pxb-pcie and pxb",
+        ),
+    ],
+    ids=["cell-out-of-range", "override-naming-no-device", "i440fx-out-of-bus-numbers", "not-x86"],
+)
+def test_bad_input_is_refused_naming_the_guest_with_nothing_changed(text: str, element: str, message: str) -> None:
+    given = _with_spec(text, element)
+    root = parse_xml(given, "domain")
+    spec_element = root.find("vnuma")
+    assert spec_element is not None
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import spec_from_element
+
+    spec = spec_from_element(spec_element)
+    root.remove(spec_element)
+    before = to_text(root)
+    with pytest.raises(VnumaError) as caught:
+        plan_domain(root, parse_capabilities(_host()), spec)
+    name = parse_xml(text, "domain").findtext("name")
+    assert str(caught.value) == f"guest {name}: {message}"
+    assert to_text(root) == before
+
+
+@pytest.fixture
+def test_guest() -> Iterator[tuple[Any, str]]:
+    """A q35 guest of the in-process test driver with a virtio disk and an aliased virtio-rng."""
+    conn = libvirt.open("test:///default")
+    name = f"h5-pci-{uuid.uuid4().hex[:8]}"
+    xml = (
+        f"<domain type='test'><name>{name}</name><memory unit='GiB'>4</memory><vcpu>8</vcpu>"
+        "<os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os><devices>"
+        "<disk type='file' device='disk'><source file='/tmp/a.img'/><target dev='vda' bus='virtio'/></disk>"
+        "<rng model='virtio'><backend model='random'>/dev/urandom</backend><alias name='ua-rng0'/></rng>"
+        "</devices></domain>"
+    )
+    dom = conn.defineXML(xml)
+    try:
+        yield conn, name
+    finally:
+        dom.undefine()
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"device_cells": [{"alias": "ua-rng0", "cell": 9}]}, "near cell 9, but the guest has 4 cells (0-3)"),
+        ({"device_cells": [{"target": "vdq", "cell": 1}]}, "names target vdq, but the guest has no PCI device"),
+        ({"device_cells": "nonsense"}, "must read DEVICE=CELL"),
+    ],
+)
+def test_the_module_refuses_bad_overrides_and_leaves_the_definition(
+    test_guest: tuple[Any, str], options: dict[str, Any], message: str
+) -> None:
+    conn, name = test_guest
+    before = conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    result = fail_module(
+        {
+            "uri": "test:///default",
+            "host_capabilities": str(RING),
+            "name": name,
+            "mode": "host",
+            "device_locality": "all",
+            **options,
+        }
+    )
+    assert message in result["msg"], result["msg"]
+    assert conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
+
+
+def test_state_absent_removes_the_buses_and_the_moved_devices_addresses() -> None:
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
+
+    root = parse_xml(Q35_OUT, "domain")
+    assert render_absent(root, "pci-q35") == []
+    text = to_text(root)
+    assert _controllers(text) == _controllers(Q35)
+    assert set(_addresses(text).values()) == {None}
+
+
+HOSTDEVS = """<domain type='kvm'>
+  <name>pci-hostdev</name>
+  <memory unit='GiB'>4</memory>
+  <vcpu>8</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>
+  </os>
+  <devices>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x0000' bus='0x41' slot='0x00' function='0x0'/></source>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </hostdev>
+    <interface type='hostdev' managed='yes'>
+      <mac address='52:54:00:00:00:02'/>
+      <source><address type='pci' domain='0x0000' bus='0xc1' slot='0x00' function='0x0'/></source>
+    </interface>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source>
+    </hostdev>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+  </devices>
+</domain>
+"""
+
+
+def test_passthrough_devices_go_near_the_cell_of_their_host_node_and_unknown_ones_stay() -> None:
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import PciAddress
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import render_plan
+
+    root = parse_xml(HOSTDEVS, "domain")
+    nodes = {PciAddress.parse("0000:41:00.0"): 2, PciAddress.parse("0000:c1:00.0"): 1}
+    # 0000:03:00.0 reports no node; the virtio-rng is not moved under hostdev.
+    plan = plan_domain(root, parse_capabilities(_host()), VnumaSpec(device_locality="hostdev"), host_nodes=nodes)
+    assert plan.target.pci.warnings == (
+        "PCI device 0000:03:00.0 (devices/hostdev[0000:03:00.0]) reports no host node: it stays where it is",
+    )
+    render_plan(root, plan)
+    text = to_text(root)
+    assert [entry[3] for entry in _controllers(text)] == [
+        "ua-vnuma-pxb1",
+        "ua-vnuma-port1-0",
+        "ua-vnuma-pxb2",
+        "ua-vnuma-port2-0",
+    ]
+    placed = dict(plan.target.pci.placements)
+    # Index 1 is named by the first device's own address (libvirt adds a controller for it): ours start at 2.
+    assert {path: str(slot) for path, slot in placed.items()} == {
+        "devices/hostdev[0000:41:00.0]": "0000:05:00.0",
+        "devices/interface[52:54:00:00:00:02]": "0000:03:00.0",
+    }
+    # The device with no known node and the rng keep what they had (none: libvirt places them).
+    assert [element.find("address") for element in root.iterfind("devices/hostdev")][1] is None
+    assert root.find("devices/rng/address") is None
+    # A node no guest cell uses: the device stays, named in the warning.
+    spec = VnumaSpec(mode="node", nodeset="0-1", device_locality="hostdev")
+    again = plan_domain(parse_xml(HOSTDEVS, "domain"), parse_capabilities(_host()), spec, host_nodes=nodes)
+    assert (
+        "PCI device 0000:41:00.0 (devices/hostdev[0000:41:00.0]) is on host node 2, which no guest cell uses: "
+        "it stays where it is"
+    ) in again.target.pci.warnings
