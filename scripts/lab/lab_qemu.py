@@ -105,6 +105,28 @@ def numa_args(hypervisor: LabHypervisor) -> list[str]:
     return args
 
 
+# The first bus number of each node's PCI expander bus: 16 apart from 128 up, room for its root port's bus.
+PXB_FIRST_BUS = 128
+PXB_BUS_STEP = 16
+
+
+def device_args(hypervisor: LabHypervisor) -> list[str]:
+    """One PCI device per node, so that the lab's own node-device XML reports real host nodes.
+
+    Each node gets a PCIe expander bus (``pxb-pcie``) with ``numa_node`` set, a root port on it and a
+    virtio RNG behind the port (a PCIe device cannot sit on the expander bus itself).  The lab's kernel
+    reads the node from the firmware's proximity for the expander's host bridge, as on real hardware,
+    and libvirt reports it in ``<numa node>`` (docs/lab.md).
+    """
+    args: list[str] = []
+    for index, node in enumerate(hypervisor.nodes):
+        bus = PXB_FIRST_BUS + index * PXB_BUS_STEP
+        args += ["-device", f"pxb-pcie,id=pxb{node.id},bus_nr={bus},numa_node={node.id},bus=pcie.0"]
+        args += ["-device", f"pcie-root-port,id=pxb{node.id}-port,bus=pxb{node.id},chassis={index + 1},slot=0"]
+        args += ["-device", f"virtio-rng-pci,id=rng{node.id},bus=pxb{node.id}-port"]
+    return args
+
+
 def qemu_argv(hypervisor: LabHypervisor, files: BootFiles, ssh_port: int, console: Path) -> list[str]:
     """The whole command line: TCG, the topology, the image read-only, SSH on loopback only."""
     machine = "q35,hmat=on" if hypervisor.hmat else "q35"
@@ -140,6 +162,7 @@ def qemu_argv(hypervisor: LabHypervisor, files: BootFiles, ssh_port: int, consol
         # romfile=: no iPXE option ROM for the firmware to run (the kernel is loaded directly).
         "-device",
         "virtio-net-pci,netdev=net0,romfile=",
+        *device_args(hypervisor),
         "-nodefaults",
         "-display",
         "none",

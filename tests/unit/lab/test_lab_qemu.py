@@ -121,3 +121,16 @@ def test_two_nodes_in_one_socket_without_smt_or_hmat() -> None:
         "dist,src=1,dst=0,val=12",
     ]
     assert not [entry for entry in numa if entry.startswith("hmat-lb,")]
+
+
+def test_every_node_gets_a_pci_device_on_its_own_expander_bus() -> None:
+    """The lab's node-device XML then reports real nodes (tests/lab/test_lab_devices.py)."""
+    four = hypervisors()[0]
+    devices = options(qemu_argv(four, FILES, 40022, Path("/lab/lab4.console.log")), "-device")
+    expanders = [entry for entry in devices if entry.startswith("pxb-pcie,")]
+    assert expanders == [
+        f"pxb-pcie,id=pxb{node},bus_nr={128 + 16 * node},numa_node={node},bus=pcie.0" for node in range(4)
+    ]
+    for node in range(4):
+        assert f"pcie-root-port,id=pxb{node}-port,bus=pxb{node},chassis={node + 1},slot=0" in devices
+        assert f"virtio-rng-pci,id=rng{node},bus=pxb{node}-port" in devices
