@@ -322,12 +322,15 @@ class Planner:
                 spec = choice.spec
             stored = None if isinstance(reading.stored, VnumaError) else reading.stored
             check_memory_options(spec, request.total_memory_kib, request.hotplug_memory_kib)
+            # Each passthrough device's host node places it near its cell (device_locality).
+            host_nodes = {device.source: device.host_node for device in devices}
             plan = plan_domain(
-                root, self.topology, spec, others, request.current_vcpus, stored, request.total_memory_kib
+                root, self.topology, spec, others, request.current_vcpus, stored, request.total_memory_kib, host_nodes
             )
             current, target, changes = plan.current, plan.target, list(plan.changes)
             if devices:
                 warnings.extend(check_affinity(self.topology, plan.layout, devices, request.name))
+            warnings.extend(f"guest {request.name}: {warning}" for warning in plan.target.pci.warnings)
             if request.hotplug_memory_kib is not None:
                 check_hotplug_memory(plan, request.hotplug_memory_kib, root)
         new_xml = None

@@ -401,3 +401,42 @@ def test_passthrough_devices_go_near_the_cell_of_their_host_node_and_unknown_one
         "PCI device 0000:41:00.0 (devices/hostdev[0000:41:00.0]) is on host node 2, which no guest cell uses: "
         "it stays where it is"
     ) in again.target.pci.warnings
+
+
+def test_a_run_places_each_passthrough_device_near_the_cell_of_its_host_node() -> None:
+    # The amd-2s-nps4 fixture host with its node devices: 0000:41:00.0 on node 2, 0000:c1:00.0 on node 5,
+    # 0000:e1:00.2 reporting -1.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
+    from ansible_collections.vnuma.libvirt.tests.support.devices import hostdev, node_device_xmls, passthrough_domain
+    from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost
+    from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+
+    devices = hostdev("0000:41:00.0", "ua-nic0") + hostdev("0000:c1:00.0", "ua-gpu0") + hostdev("0000:e1:00.2")
+    hypervisor = FakeHost({"db": passthrough_domain("db", devices)})
+    hypervisor.node_devices = node_device_xmls("amd-2s-nps4")
+    request = GuestRequest("db", {"mode": "node", "nodeset": "2,5", "device_locality": "hostdev"})
+    [result] = Converger(hypervisor, host("amd-2s-nps4")).converge([request])
+    assert result.error is None and result.written == ["definition"]
+    assert result.warnings == [
+        "guest db: PCI device 0000:e1:00.2 (devices/hostdev[0000:e1:00.2]) reports no host node: it stays where it is"
+    ]
+    text = hypervisor.guests["db"].xml
+    root = parse_xml(text, "db")
+    nodes = {
+        element.find("alias").get("name"): element.findtext("target/node")
+        for element in root.iterfind("devices/controller[@model='pcie-expander-bus']")
+    }
+    # Cell 0 mirrors node 2, cell 1 node 5.
+    assert nodes == {"ua-vnuma-pxb0": "0", "ua-vnuma-pxb1": "1"}
+    ports = {
+        element.find("alias").get("name"): int(element.get("index"), 0)
+        for element in root.iterfind("devices/controller[@model='pcie-root-port']")
+    }
+    buses = [
+        None if element.find("address") is None else int(element.find("address").get("bus"), 0)
+        for element in root.iterfind("devices/hostdev")
+    ]
+    assert buses == [ports["ua-vnuma-port0-0"], ports["ua-vnuma-port1-0"], None]
+    [again] = Converger(hypervisor, host("amd-2s-nps4")).converge([request])
+    assert again.changed is False and again.written == []
