@@ -111,7 +111,7 @@ _value:
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import choose_nodes
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import choose_nodes, nodeset_refusal
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
     check_capacity,
     commitments_from_result,
@@ -151,7 +151,7 @@ def vnuma_auto_nodes(
         if options["mode"] != "auto":
             raise SpecError(f"mode {options['mode']!r}: {_NAME} chooses nodes for mode auto only")
         if options.get("nodeset") is not None:
-            raise SpecError(f"nodeset {options['nodeset']!r} is what mode auto chooses; leave it out")
+            raise nodeset_refusal(options["nodeset"])
         request = VnumaSpec.from_mapping(options)
         if not is_omitted(capacity) and not isinstance(capacity, Mapping):
             raise SpecError(

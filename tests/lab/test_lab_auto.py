@@ -4,12 +4,13 @@
 
 """mode auto on a real multi-node hypervisor (lab4, tests/lab/four-node.yml), one playbook run.
 
-A series of guests placed by mode auto fills the nodes with CPUs: no node is given more than the
-capacity check says it has, each guest starts and its memory is on the nodes chosen (numa_maps), a
-rerun with the guests running keeps every choice, and a guest larger than what is left is refused with
-nothing changed.  The reserve is sized from what the collection finds left on the fullest node, so other
-lab tests' guests running at the same time only shift the choices, which are checked against the figures
-each choice reports.
+A series of guests placed by mode auto on the nodes with CPUs: no node is given more than the capacity
+check says it has, each guest starts and its memory is on the nodes chosen (numa_maps), a rerun with the
+guests running keeps every choice, and a guest larger than what is left is refused with nothing changed.
+The reserve is sized from what the collection finds left on the roomiest node, and the series' first
+guest asks for 2 MiB more than that: no single node holds it, so mode auto must take two, the nearest
+that do, and its memory must be on both.  Other lab tests' guests running at the same time only shift
+the choices, which are checked against the figures each choice reports.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from touch_payload import payload
 
 HOST = "lab4"
 PREFIX = "lab-auto-"
-# Room per node with CPUs for the series (MiB): three of 96 take one node each, then 128 takes two nodes
-# (no node has 128 left), then 64 fills the last.  Small guests: the nested TCG touches every page.
-ROOM_MIB = 160
+# Room on the node with CPUs that has the most left (MiB; the others have less by what the host gives them
+# less).  The first guest of the series, PAIR, asks for 2 MiB more: it takes two nodes, half on each, which
+# need half the room; the rest of the series follows in what is left.  Small guests: the nested TCG
+# touches every page.
+ROOM_MIB = 384
+PAIR = "lab-auto-pair"
+PAIR_MIB = ROOM_MIB + 2
 SERIES = [("a", 96), ("b", 96), ("c", 96), ("d", 128), ("e", 64)]
 REFUSED = PREFIX + "z"
 VCPUS = 2
@@ -41,6 +46,8 @@ class AutoRun:
     result: dict[str, Any]
     cpu_nodes: frozenset[int]
     guests: dict[str, GuestReport]
+    # The lab host's node distances, (from, to) -> distance.
+    distances: dict[tuple[int, int], int]
 
     def __getitem__(self, key: str) -> Any:
         return self.result[key]
@@ -50,13 +57,15 @@ class AutoRun:
         return {entry["name"]: entry for entry in self.result["placed"]["guests"] if entry["error"] is None}
 
     def series_sizes(self) -> list[tuple[str, int]]:
+        """The placed guests of the call with their memory (MiB), PAIR first."""
         placed = self.placed()
-        return [(PREFIX + name, memory) for name, memory in SERIES if PREFIX + name in placed]
+        sizes = [(PAIR, PAIR_MIB)] + [(PREFIX + name, memory) for name, memory in SERIES]
+        return [(name, memory) for name, memory in sizes if name in placed]
 
 
 def remove_guests(host: LabHost) -> None:
     """Destroy and undefine this run's guests, whatever a failed run left (other lab tests' guests stay)."""
-    names = " ".join([PREFIX + name for name, _memory in SERIES] + [REFUSED])
+    names = " ".join([PAIR] + [PREFIX + name for name, _memory in SERIES] + [REFUSED])
     host.run(
         f"for guest in {names}; do"
         " virsh -c qemu:///system destroy $guest >/dev/null 2>&1;"
@@ -77,6 +86,7 @@ def auto_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
         "payload_src": str(out / "touch.bin"),
         "series": [{"name": PREFIX + name, "memory_mib": memory} for name, memory in SERIES],
         "refused": {"name": REFUSED, "memory_mib": 64},
+        "pair_name": PAIR,
         "vcpus": VCPUS,
         "room_mib": ROOM_MIB,
         "cpu_node_ids": sorted(cpu_nodes),
@@ -88,15 +98,17 @@ def auto_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aut
         remove_guests(host)
     result = json.loads((out / "auto.json").read_text())
     _node_cpus, guests = parse_kernel(result["kernel"].replace("\r", ""))
-    yield AutoRun(result, cpu_nodes, guests)
+    matrix = host.topology.distances
+    distances = {(a, b): matrix[a][b] for a in range(len(matrix)) for b in range(len(matrix))}
+    yield AutoRun(result, cpu_nodes, guests, distances)
 
 
 def test_the_series_fills_the_nodes_with_cpus_and_no_node_is_given_more_than_it_has(auto_run: AutoRun) -> None:
     entries = auto_run["placed"]["guests"]
-    assert [entry["name"] for entry in entries] == [PREFIX + name for name, _memory in SERIES]
+    assert [entry["name"] for entry in entries] == [PAIR] + [PREFIX + name for name, _memory in SERIES]
     placed = auto_run.placed()
-    # The first guest always finds the room the reserve left it; a later one may find other lab tests' guests.
-    assert PREFIX + SERIES[0][0] in placed, entries[0]["error"]
+    # The first two always find the room the reserve left them; a later one may find other lab tests' guests.
+    assert PAIR in placed and PREFIX + SERIES[0][0] in placed, (entries[0]["error"], entries[1]["error"])
     for entry in entries:
         if entry["error"] is not None:
             # Refused for room, and only for room, naming what was left.
@@ -173,3 +185,33 @@ def test_the_next_guest_that_does_not_fit_is_refused_and_nothing_changes(auto_ru
     assert "free: node 0: " in message and "node 3" not in message
     assert auto_run["refused_after"] == auto_run["refused_before"]
     assert "<numatune>" not in auto_run["refused_after"]
+
+
+def test_a_guest_no_single_node_holds_takes_the_nearest_two_and_runs_on_both(auto_run: AutoRun) -> None:
+    entry = auto_run.placed()[PAIR]
+    choice = entry["auto"]
+    nodes = parse_cpuset(choice["nodes"])
+    rooms = {room["id"]: room for room in choice["nodes_left"]}
+    assert choice["how"] == "chosen" and len(nodes) == 2, choice
+    assert choice["why"].startswith("no single host node holds it"), choice["why"]
+    # Forced: no node with CPUs had the guest's memory left, and the two give half each.
+    assert all(rooms[node]["free_kib"] < PAIR_MIB * MIB for node in auto_run.cpu_nodes), choice
+    half = PAIR_MIB // 2 * MIB
+    assert [rooms[node]["planned_kib"] for node in sorted(nodes)] == [half, half], choice
+    # The nearest pair of those that had room for half each.
+    holding = [
+        (a, b)
+        for a in sorted(auto_run.cpu_nodes)
+        for b in sorted(auto_run.cpu_nodes)
+        if a < b and min(rooms[a]["free_kib"], rooms[b]["free_kib"]) >= half
+    ]
+    assert auto_run.distances[min(nodes), max(nodes)] == min(auto_run.distances[pair] for pair in holding), holding
+    # Its memory is on both nodes, each cell's on its own (numa_maps of its running QEMU).
+    by_policy = memory_by_policy(auto_run.guests[PAIR].regions)
+    cells = entry["layout"]["cells"]
+    assert sorted(int(cell["memory_nodes"]) for cell in cells) == sorted(nodes)
+    for cell in cells:
+        node = frozenset({int(cell["memory_nodes"])})
+        on_node = by_policy[("bind", node)]
+        assert share_on(on_node, node) >= MIN_ON_NODE, (cell, dict(on_node))
+        assert sum(on_node.values()) >= MIN_TOUCHED * cell["memory_kib"], (cell, dict(on_node))

@@ -45,7 +45,17 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 
-__all__ = ["AutoChoice", "NodeRoom", "choose_nodes", "keep_nodes", "node_rooms", "stored_nodes_usable"]
+__all__ = [
+    "AutoChoice",
+    "AutoRequest",
+    "NodeRoom",
+    "choose_nodes",
+    "keep_nodes",
+    "node_rooms",
+    "nodeset_refusal",
+    "rechosen",
+    "stored_nodes_usable",
+]
 
 # Node sets of one size examined one by one; above it, one set per starting node, grown nearest first
 # (a 16-node host has 12870 sets of 8).
@@ -341,6 +351,44 @@ class _Search:
         return f"{len(cores)} host cores ({sum(len(core) for core in cores)} threads) are free of other guests"
 
 
+def nodeset_refusal(nodeset: object) -> SpecError:
+    """The refusal of a nodeset given with mode auto (the module and the vnuma_auto_nodes filter alike)."""
+    return SpecError(
+        f"nodeset {nodeset!r} is what mode auto chooses; leave it out, or use mode node to name the host nodes"
+    )
+
+
+@dataclass(frozen=True)
+class AutoRequest:
+    """What a mode auto choice is made for: the guest's memory, vCPUs, hugepage size and pinning.
+
+    A stored choice is kept only for the request it was made for; when one of these changed, the
+    nodes are chosen again (docs/partitioning.md, "mode: auto").
+    """
+
+    memory_kib: int
+    vcpus: int
+    hugepages_kib: int | None
+    pinning: str
+
+    def changes_since(self, before: AutoRequest) -> list[str]:
+        """What differs from ``before``, as ``memory 512 MiB -> 1 GiB``; empty when nothing does."""
+
+        def pages(kib: int | None) -> str:
+            return "none" if kib is None else format_size(kib)
+
+        found = []
+        if self.memory_kib != before.memory_kib:
+            found.append(f"memory {format_size(before.memory_kib)} -> {format_size(self.memory_kib)}")
+        if self.vcpus != before.vcpus:
+            found.append(f"vCPUs {before.vcpus} -> {self.vcpus}")
+        if self.hugepages_kib != before.hugepages_kib:
+            found.append(f"hugepages {pages(before.hugepages_kib)} -> {pages(self.hugepages_kib)}")
+        if self.pinning != before.pinning:
+            found.append(f"pinning {before.pinning} -> {self.pinning}")
+        return found
+
+
 def _nodes_text(nodes: Sequence[int]) -> str:
     return f"host node {nodes[0]}" if len(nodes) == 1 else f"host nodes {format_cpuset(nodes)}"
 
@@ -397,6 +445,16 @@ def stored_nodes_usable(topology: HostTopology, spec: VnumaSpec) -> bool:
     if not nodes:
         return False
     return all(topology.has_node(node) and topology.node(node).has_cpus for node in nodes)
+
+
+def rechosen(choice: AutoChoice, stored_nodes: Sequence[int], changes: Sequence[str]) -> AutoChoice:
+    """A new choice made because the request changed since ``stored_nodes`` were chosen: its ``why`` says so."""
+    why = (
+        f"the request changed since {_nodes_text(sorted(stored_nodes))} {'was' if len(stored_nodes) == 1 else 'were'} "
+        f"chosen ({', '.join(changes)}): "
+        f"chosen again; {choice.why}"
+    )
+    return replace(choice, why=why)
 
 
 def keep_nodes(

@@ -33,7 +33,7 @@ Pure: no Ansible, libvirt or lxml.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
@@ -63,6 +63,8 @@ __all__ = [
     "counts",
     "device_kib",
     "format_size",
+    "with_guest",
+    "without_guest",
 ]
 
 CAPACITY_MODES = ("fail", "report", "ignore")
@@ -502,6 +504,56 @@ def check_capacity(
         warnings=tuple(warnings),
         blocking=tuple(problems.blocking),
     )
+
+
+def _with_shares(
+    report: CapacityReport, shares: Mapping[tuple[int, int | None], GuestShare], unbound: GuestShare | None, drop: str
+) -> CapacityReport:
+    """``report`` without the shares of ``drop`` and with ``shares`` (per node and page size) and ``unbound``."""
+    nodes = []
+    for node in report.nodes:
+        guests = [share for share in node.guests if share.name != drop]
+        added = shares.get((node.id, None))
+        pools = []
+        for pool in node.hugepages:
+            kept = [share for share in pool.guests if share.name != drop]
+            extra = shares.get((node.id, pool.size_kib))
+            pools.append(replace(pool, guests=_by_size([*kept, extra] if extra else kept)))
+        known = {pool.size_kib for pool in node.hugepages}
+        pools.extend(
+            PoolCapacity(size_kib=page, pool_kib=0, guests=(share,))
+            for (at, page), share in sorted(shares.items(), key=lambda item: (item[0][0], item[0][1] or 0))
+            if at == node.id and page is not None and page not in known
+        )
+        nodes.append(replace(node, guests=_by_size([*guests, added] if added else guests), hugepages=tuple(pools)))
+    rest = [share for share in report.unbound if share.name != drop]
+    return replace(
+        report,
+        nodes=tuple(nodes),
+        unbound=_by_size([*rest, unbound] if unbound else rest),
+        unbound_available_kib=sum(max(node.free_after_kib, 0) for node in nodes),
+    )
+
+
+def without_guest(report: CapacityReport, name: str) -> CapacityReport:
+    """The memory figures of ``report`` without guest ``name`` (as if it did not count).
+
+    Only the figures mode auto chooses by change (per node, per pool, unbound); problems and warnings
+    stay those of the check that made ``report``.
+    """
+    return _with_shares(report, {}, None, name)
+
+
+def with_guest(report: CapacityReport, topology: HostTopology, placement: GuestPlacement) -> CapacityReport:
+    """The memory figures of ``report`` with one more counted guest, in place of what it counted before.
+
+    A call that places guest after guest (mode auto) updates one report this way instead of checking
+    the whole host again for each guest; problems and warnings are not worked out again.
+    """
+    demand = _demand(topology, placement)
+    shares = {key: demand.share(kib) for key, kib in demand.bound.items()}
+    unbound = demand.share(demand.unbound[None]) if None in demand.unbound else None
+    return _with_shares(report, shares, unbound, placement.binding.name)
 
 
 def commitments_from_result(

@@ -18,26 +18,49 @@ from dataclasses import replace
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import (
     AutoChoice,
+    AutoRequest,
     choose_nodes,
     keep_nodes,
+    nodeset_refusal,
+    rechosen,
     stored_nodes_usable,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestBinding, place_guests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    GuestBinding,
+    GuestPlacement,
+    place_guests,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import planned_binding
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 
-__all__ = ["is_auto", "resolve_auto", "room_for"]
+__all__ = ["is_auto", "placed_for_room", "resolve_auto", "room_for"]
 
 
 def is_auto(spec: VnumaSpec | None) -> bool:
     return spec is not None and spec.mode == "auto"
+
+
+def _counted_binding(topology: HostTopology, item: Planned, plan: DomainPlan, autostart: set[str]) -> GuestBinding:
+    binding = planned_binding(topology, item, plan, item.request.name in autostart)
+    # A call places its guests together: one planned before counts for the next choice even when it
+    # is shut off now (it is about to be started, or the two would be chosen onto the same nodes).
+    return replace(binding, running=True)
+
+
+def placed_for_room(topology: HostTopology, item: Planned, autostart: set[str]) -> GuestPlacement:
+    """A guest this call planned, placed as the next mode auto choice counts it (``room_for``)."""
+    if item.plan is None:
+        raise ValueError(f"guest {item.request.name} has no plan to count")
+    (placement,) = place_guests(topology, [_counted_binding(topology, item, item.plan, autostart)])
+    return placement
 
 
 def room_for(
@@ -49,14 +72,24 @@ def room_for(
 ) -> CapacityReport:
     """The host's capacity with ``others`` (as counted) and ``planned`` (this call's plans so far) in place."""
     bindings = list(others)
-    for item in planned:
-        if item.plan is None:
-            continue
-        binding = planned_binding(topology, item, item.plan, item.request.name in autostart)
-        # A call places its guests together: one planned before counts for the next choice even when it
-        # is shut off now (it is about to be started, or the two would be chosen onto the same nodes).
-        bindings.append(replace(binding, running=True))
+    bindings.extend(_counted_binding(topology, item, item.plan, autostart) for item in planned if item.plan is not None)
     return check_capacity(topology, place_guests(topology, bindings), reserved_kib=reserved_kib)
+
+
+def _made_for(root: etree._Element, stored: VnumaSpec) -> AutoRequest:
+    """The request a stored choice was made for: the stored spec and the cells its layout wrote.
+
+    The definition is the record: its cells hold the memory and the vCPUs the choice was laid out
+    for.  A definition without cells (edited since) was made for nothing this run can tell: 0 and 0.
+    """
+    numa = DomainNuma.from_domain(root).numa
+    cells = numa.cells if numa is not None else ()
+    return AutoRequest(
+        sum(cell.memory_kib for cell in cells),
+        sum(len(cell.cpus) for cell in cells),
+        stored.hugepages_kib,
+        stored.pinning,
+    )
 
 
 def resolve_auto(
@@ -75,16 +108,18 @@ def resolve_auto(
     judged by the affinity policy like any layout (``_run/plan.py``).
     """
     if request.options.get("nodeset") is not None:
-        raise SpecError(
-            f"nodeset {request.options['nodeset']!r} is what mode auto chooses; use mode node to name the host "
-            "nodes, or replan to have them chosen again",
-            guest=request.name,
-        )
+        raise nodeset_refusal(request.options["nodeset"]).naming(request.name)
     guest = read_guest_shape(root)
     if request.current_vcpus is not None:
         guest = replace(guest, current_vcpus=request.current_vcpus)
     kept = isinstance(stored, VnumaSpec) and is_auto(stored) and stored.nodeset is not None
     if kept and not request.replan and stored_nodes_usable(topology, spec):
+        assert isinstance(stored, VnumaSpec)
+        now = AutoRequest(spec.memory_kib or guest.memory_kib or 0, guest.vcpus, spec.hugepages_kib, spec.pinning)
+        changes = now.changes_since(_made_for(root, stored))
+        if changes:
+            fresh = choose_nodes(topology, replace(spec, nodeset=None), guest, report, taken, devices)
+            return rechosen(fresh, sorted(spec.nodes or ()), changes)
         try:
             return keep_nodes(topology, spec, guest, report, taken)
         except PlacementError as error:

@@ -19,7 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.affinity import check_affinity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import AutoChoice
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, CapacityReport
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+    CapacityError,
+    CapacityReport,
+    with_guest,
+    without_guest,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import (
     GuestDevice,
     HostPciDevice,
@@ -40,7 +45,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DE
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle, HostConnection
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import is_auto, resolve_auto, room_for
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import (
+    is_auto,
+    placed_for_room,
+    resolve_auto,
+    room_for,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
@@ -145,23 +155,34 @@ class Planner:
                 index,
             ),
         )
+        # The host as the mode auto guests see it: checked once, before the first of them, then updated
+        # as each is placed (a host's worth of guests is not checked again for every one).
+        host_room: CapacityReport | None = None
         for index in order:
             if index in outcome:
                 continue
             request = requests[index]
             reading = readings[request.name]
             room = None
-            if self.automatic(request, readings):
-                done = [item for item in outcome.values() if isinstance(item, Planned)]
-                planned = {item.request.name for item in done} | {request.name}
-                waiting = self.waiting(readings, planned, running, autostart)
-                room = room_for(self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib)
+            automatic = self.automatic(request, readings)
+            if automatic:
+                if host_room is None:
+                    done = [item for item in outcome.values() if isinstance(item, Planned)]
+                    planned = {item.request.name for item in done}
+                    waiting = self.waiting(readings, planned, running, autostart)
+                    host_room = room_for(
+                        self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib
+                    )
+                # Without its own definition: the guest is what is being placed.
+                room = without_guest(host_room, request.name)
             try:
                 item = self.plan_one(request, reading, taken, reading.guest.name in running, room)
             except VnumaError as error:
                 outcome[index] = error.naming(request.name)
                 continue
             outcome[index] = item
+            if automatic and host_room is not None and item.plan is not None:
+                host_room = with_guest(host_room, self.topology, placed_for_room(self.topology, item, autostart))
             layout = item.plan.layout if item.plan is not None else None
             if layout is not None:
                 taken.update(dict.fromkeys(layout_held(self.topology, layout), request.name))

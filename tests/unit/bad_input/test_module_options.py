@@ -139,8 +139,7 @@ CASES = [
     pytest.param(
         "domain",
         {"name": "{a}", "mode": "auto", "nodeset": "1"},
-        "guest {a}: nodeset '1' is what mode auto chooses; use mode node to name the host nodes, or replan to have "
-        "them chosen again",
+        "guest {a}: nodeset '1' is what mode auto chooses; leave it out, or use mode node to name the host nodes",
         id="auto-with-nodeset",
     ),
     pytest.param(

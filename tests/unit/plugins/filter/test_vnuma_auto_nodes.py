@@ -72,7 +72,8 @@ def test_bad_input_is_refused_clearly() -> None:
         "vnuma.libvirt.vnuma_auto_nodes: mode 'node': vnuma_auto_nodes chooses nodes for mode auto only"
     )
     assert fail_text(spec={"nodeset": "1"}, vcpus=2, memory="1 GiB", name="web") == (
-        "vnuma.libvirt.vnuma_auto_nodes: guest web: nodeset '1' is what mode auto chooses; leave it out"
+        "vnuma.libvirt.vnuma_auto_nodes: guest web: nodeset '1' is what mode auto chooses; leave it out, or use mode "
+        "node to name the host nodes"
     )
     assert "capacity must be the capacity result of vnuma_domain (a dict), got list" in fail_text(
         vcpus=2, memory="1 GiB", capacity=[1]

@@ -148,9 +148,10 @@ def test_a_guest_that_fits_nowhere_is_refused_and_nothing_changes(conn: Any, gue
 def test_a_nodeset_with_mode_auto_is_refused(conn: Any, guests: list[str]) -> None:
     before = inactive(conn, guests[0])
     result = fail({"name": guests[0], "mode": "auto", "nodeset": "1"})
+    # The one message of _core/auto.py:nodeset_refusal, as the vnuma_auto_nodes filter words it too.
     assert result["msg"] == (
-        f"guest {guests[0]}: nodeset '1' is what mode auto chooses; use mode node to name the host nodes, or "
-        "replan to have them chosen again"
+        f"guest {guests[0]}: nodeset '1' is what mode auto chooses; leave it out, or use mode node to name the host "
+        "nodes"
     )
     assert inactive(conn, guests[0]) == before
 
@@ -158,3 +159,57 @@ def test_a_nodeset_with_mode_auto_is_refused(conn: Any, guests: list[str]) -> No
 def test_other_modes_report_no_choice(conn: Any, guests: list[str]) -> None:
     result = run({"name": guests[0], "mode": "node", "nodeset": "2"}, check_mode=True)
     assert result["auto"] is None and result["guests"][0]["auto"] is None
+
+
+def test_a_changed_request_is_chosen_again_and_the_result_says_why(conn: Any, guests: list[str]) -> None:
+    name = guests[0]
+    assert run({"name": name, "mode": "auto"})["auto"]["nodes"] == "0"
+    assert run({"name": name, "mode": "auto"})["auto"]["how"] == "kept"
+    # 10 GiB: the stored node 0 was chosen for 6 GiB and holds 8; kept, the capacity check would refuse it.
+    before = inactive(conn, name)
+    grown = run({"name": name, "mode": "auto", "memory": "10 GiB"}, check_mode=True)
+    assert inactive(conn, name) == before
+    assert grown["auto"]["how"] == "chosen" and grown["auto"]["nodes"] == "0-1", grown["auto"]
+    assert grown["auto"]["why"].startswith(
+        "the request changed since host node 0 was chosen (memory 6 GiB -> 10 GiB): chosen again; no single host "
+        "node holds it"
+    ), grown["auto"]["why"]
+    assert run({"name": name, "mode": "auto", "memory": "10 GiB"})["auto"]["nodes"] == "0-1"
+    # Stored with the new request: the next run keeps it.
+    again = run({"name": name, "mode": "auto", "memory": "10 GiB"})
+    assert again["changed"] is False and again["auto"]["how"] == "kept"
+    # Pinning and hugepages are part of the request too.
+    pinned = run({"name": name, "mode": "auto", "memory": "10 GiB", "pinning": "core"}, check_mode=True)
+    assert pinned["auto"]["how"] == "chosen"
+    assert pinned["auto"]["why"].startswith(
+        "the request changed since host nodes 0-1 were chosen (pinning node -> core): chosen again; "
+    ), pinned["auto"]["why"]
+
+
+def test_a_call_of_many_auto_guests_checks_the_host_once(
+    conn: Any, guests: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's capacity is checked once for the call's mode auto guests, then updated as each is placed."""
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run import auto as run_auto
+
+    prefix = guests[0].rsplit("-", 1)[0]
+    many = [f"{prefix}-small{index}" for index in range(12)]
+    for guest in many:
+        conn.defineXML(
+            f"<domain type='test'><name>{guest}</name><memory unit='MiB'>1024</memory><vcpu>2</vcpu>"
+            "<os><type>hvm</type></os></domain>"
+        )
+    checks: list[int] = []
+    real = run_auto.check_capacity
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        checks.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_auto, "check_capacity", counted)
+    result = run({"guests": many, "mode": "auto"}, check_mode=True)
+    assert len(checks) == 1, f"the host was checked {len(checks)} times for {len(many)} guests"
+    # Each guest still saw the ones placed before it: the least loaded node each time, round the ring.
+    assert nodes_of(result) == ["0", "1", "2", "3"] * 3
+    left = {room["id"]: room for room in result["guests"][-1]["auto"]["nodes_left"]}
+    assert [left[node]["committed_kib"] for node in range(4)] == [3 * GIB, 3 * GIB, 3 * GIB, 2 * GIB]

@@ -17,6 +17,7 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import (
     AutoChoice,
+    AutoRequest,
     choose_nodes,
     keep_nodes,
     stored_nodes_usable,
@@ -265,3 +266,15 @@ def test_memory_bound_to_no_node_is_counted_against_every_node() -> None:
     # 4 GiB still fits: one node, as without the unbound guest.
     choice = choose_nodes(ring, auto(4 * GIB), GuestShape(vcpus=2, name="small"), busy)
     assert len(choice.nodes) == 1
+
+
+def test_a_changed_request_names_each_change() -> None:
+    before = AutoRequest(memory_kib=6 * GIB, vcpus=4, hugepages_kib=None, pinning="node")
+    assert before.changes_since(before) == []
+    after = AutoRequest(memory_kib=10 * GIB, vcpus=8, hugepages_kib=2048, pinning="core")
+    assert after.changes_since(before) == [
+        "memory 6 GiB -> 10 GiB",
+        "vCPUs 4 -> 8",
+        "hugepages none -> 2 MiB",
+        "pinning node -> core",
+    ]
