@@ -51,11 +51,14 @@ def run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     # The device on the last node with CPUs, the guest first planned on another one (mode node needs CPUs).
     with_cpus = [node.id for node in host.topology.nodes if node.cpus]
     device_node, other_node = with_cpus[-1], with_cpus[0]
-    address = next(
+    rngs = [
         address
         for address, (node, ids) in sorted(kernel[policy_host].items())
         if ids == VIRTIO_RNG and node == device_node
-    )
+    ]
+    if not rngs:
+        pytest.fail(f"{policy_host} has no virtio RNG on node {device_node} (scripts/lab/lab_qemu.py:device_args)")
+    address = rngs[0]
     guest = f"h4-dev-{secrets.token_hex(3)}"
     xml = (
         f"<domain type='qemu'><name>{guest}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
