@@ -15,7 +15,7 @@ is checked beside it.
 The guest kernel's own report must show each node grown by exactly what its device plugged.
 
 Nested TCG makes the boot slow: marked ``lab_boot`` like test_lab_boot.py (`make lab-boot-test` runs the
-boot proofs alone, `make lab` with the rest; docs/lab.md has the time).
+boot proofs; `make lab` leaves them out for the time budget; docs/lab.md has the time).
 """
 
 from __future__ import annotations

@@ -112,11 +112,10 @@ def resolve_auto(
     guest = read_guest_shape(root)
     if request.current_vcpus is not None:
         guest = replace(guest, current_vcpus=request.current_vcpus)
-    kept = isinstance(stored, VnumaSpec) and is_auto(stored) and stored.nodeset is not None
-    if kept and not request.replan and stored_nodes_usable(topology, spec):
-        assert isinstance(stored, VnumaSpec)
+    kept = stored if isinstance(stored, VnumaSpec) and is_auto(stored) and stored.nodeset is not None else None
+    if kept is not None and not request.replan and stored_nodes_usable(topology, spec):
         now = AutoRequest(spec.memory_kib or guest.memory_kib or 0, guest.vcpus, spec.hugepages_kib, spec.pinning)
-        changes = now.changes_since(_made_for(root, stored))
+        changes = now.changes_since(_made_for(root, kept))
         if changes:
             fresh = choose_nodes(topology, replace(spec, nodeset=None), guest, report, taken, devices)
             return rechosen(fresh, sorted(spec.nodes or ()), changes)
