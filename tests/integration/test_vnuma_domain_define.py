@@ -190,6 +190,15 @@ CANNOT_HOLD = {
         "8 guest cells with host CPUs need at least 16 vCPUs (whole cores of 2 threads), the guest has 6; "
         "use fewer cells or set cpuless_cells to allow cells without vCPUs"
     ),
+    # Four nodes of SMT2 cores: siblings needs whole cores, two vCPUs per cell.
+    ("amd-epyc-nps4-ccx.xml", "siblings"): (
+        "4 guest cells with host CPUs need at least 8 vCPUs (whole cores of 2 threads), the guest has 6; "
+        "use fewer cells or set cpuless_cells to allow cells without vCPUs"
+    ),
+    ("intel-snc2-l3.xml", "siblings"): (
+        "4 guest cells with host CPUs need at least 8 vCPUs (whole cores of 2 threads), the guest has 6; "
+        "use fewer cells or set cpuless_cells to allow cells without vCPUs"
+    ),
     ("large-16node-1024cpu.xml", "contiguous"): (
         "16 guest cells with host CPUs need at least 16 vCPUs, the guest has 6; use fewer cells or set "
         "cpuless_cells to allow cells without vCPUs"
