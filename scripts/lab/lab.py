@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab_network import PeerLink, peer_links, setup_script
 from lab_qemu import PROCESS_PREFIX, BootFiles, qemu_argv
 from lab_topology import Lab, LabHypervisor, TopologyError, load_topology
 
@@ -130,8 +131,8 @@ def is_ours(entry: Running) -> bool:
     return wanted in argv and f"hostfwd=tcp:127.0.0.1:{entry.port}-:22".encode() in b" ".join(argv)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
@@ -141,9 +142,11 @@ def ssh_argv(lab_dir: LabDir, entry: Running, command: str | None = None) -> lis
     return [*argv, command] if command is not None else argv
 
 
-def ssh(lab_dir: LabDir, entry: Running, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def ssh(
+    lab_dir: LabDir, entry: Running, command: str, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ssh_argv(lab_dir, entry, command), capture_output=True, text=True, timeout=timeout, check=False
+        ssh_argv(lab_dir, entry, command), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -154,11 +157,11 @@ def available_mib() -> int:
     raise LabError("/proc/meminfo has no MemAvailable")
 
 
-def start(lab_dir: LabDir, hypervisor: LabHypervisor) -> Running:
+def start(lab_dir: LabDir, hypervisor: LabHypervisor, links: Sequence[PeerLink]) -> Running:
     port = free_port()
     console = lab_dir.path / f"{hypervisor.name}.console.log"
     log = lab_dir.path / f"{hypervisor.name}.qemu.log"
-    argv = qemu_argv(hypervisor, BootFiles.under(lab_dir.image), port, console)
+    argv = qemu_argv(hypervisor, BootFiles.under(lab_dir.image), port, console, links)
     with log.open("w", encoding="utf-8") as output:
         output.write(shlex.join(argv) + "\n")
         output.flush()
@@ -244,6 +247,24 @@ def reserve_hugepages(lab_dir: LabDir, entry: Running, hypervisor: LabHypervisor
             raise LabError(f"{entry.name}: node {node.id} has {have.get(node.id)} 2 MiB pages, not {node.hugepages_2m}")
 
 
+def lab_links(lab: Lab) -> dict[str, list[PeerLink]]:
+    """The links between every pair of the lab's hypervisors, on free UDP ports of 127.0.0.1."""
+    count = len(lab.hypervisors)
+    ports = {(index, other): free_port(socket.SOCK_DGRAM) for index in range(count) for other in range(count)}
+    return peer_links([hypervisor.name for hypervisor in lab.hypervisors], ports)
+
+
+def join_network(lab_dir: LabDir, entry: Running, lab: Lab, links: Sequence[PeerLink]) -> None:
+    """Give a booted hypervisor its lab network address, routes, host names and the key to reach its peers."""
+    if not links:
+        return
+    names = [hypervisor.name for hypervisor in lab.hypervisors]
+    script = setup_script(entry.name, names, links, lab_dir.key.read_text(encoding="utf-8"))
+    result = ssh(lab_dir, entry, "sh -s", stdin=script)
+    if result.returncode != 0:
+        raise LabError(f"{entry.name}: joining the lab network failed: {result.stderr.strip()}")
+
+
 def write_inventory(lab_dir: LabDir, running: Sequence[Running]) -> None:
     """One host per lab hypervisor, in the group vnuma_lab (JSON is YAML: no YAML writer needed)."""
     hosts = {
@@ -285,13 +306,15 @@ def up(lab_dir: LabDir, paths: Sequence[str]) -> int:
         )
     started = time.monotonic()
     running = []
+    links = lab_links(lab)
     try:
         for hypervisor in lab.hypervisors:
-            running.append(start(lab_dir, hypervisor))
+            running.append(start(lab_dir, hypervisor, links[hypervisor.name]))
             write_state(lab_dir, paths, running)
         for entry, hypervisor in zip(running, lab.hypervisors, strict=True):
             uptime = wait_for_libvirtd(lab_dir, entry, started)
             reserve_hugepages(lab_dir, entry, hypervisor)
+            join_network(lab_dir, entry, lab, links[hypervisor.name])
             inside = f" (ready after {uptime:.0f} s of its own uptime)" if uptime is not None else ""
             say(f"{entry.name}: libvirtd answers after {time.monotonic() - started:.0f} s{inside}")
     except BaseException:

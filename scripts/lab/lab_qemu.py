@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab_network import PeerLink
+from lab_network import qemu_args as link_args
 from lab_topology import LabHypervisor
 
 QEMU = "qemu-system-x86_64"
@@ -127,8 +130,10 @@ def device_args(hypervisor: LabHypervisor) -> list[str]:
     return args
 
 
-def qemu_argv(hypervisor: LabHypervisor, files: BootFiles, ssh_port: int, console: Path) -> list[str]:
-    """The whole command line: TCG, the topology, the image read-only, SSH on loopback only."""
+def qemu_argv(
+    hypervisor: LabHypervisor, files: BootFiles, ssh_port: int, console: Path, links: Sequence[PeerLink] = ()
+) -> list[str]:
+    """The whole command line: TCG, the topology, the image read-only, SSH on loopback only, the peer links."""
     machine = "q35,hmat=on" if hypervisor.hmat else "q35"
     return [
         QEMU,
@@ -162,6 +167,8 @@ def qemu_argv(hypervisor: LabHypervisor, files: BootFiles, ssh_port: int, consol
         # romfile=: no iPXE option ROM for the firmware to run (the kernel is loaded directly).
         "-device",
         "virtio-net-pci,netdev=net0,romfile=",
+        # After the user network's NIC, so that it stays eth0 (the image's lab-network.service).
+        *link_args(links),
         *device_args(hypervisor),
         "-nodefaults",
         "-display",
