@@ -54,6 +54,10 @@ __all__ = [
     "MAX_DISTANCE",
     "MEMORY_GRANULE_KIB",
     "SAME_NODE_DISTANCE",
+    "CellBindings",
+    "CellPlace",
+    "bind_cells",
+    "cell_distance",
     "compute_layout",
     "distribute_vcpus",
     "even_split",
@@ -129,12 +133,55 @@ def distribute_vcpus(
 
 
 @dataclass(frozen=True)
-class _CellPlace:
+class CellPlace:
     """Where one guest cell lives: its host nodes and, for cells sharing one node, its slice of it."""
 
     nodes: tuple[int, ...]
     slot: int = 0
     slots: int = 1
+
+
+@dataclass(frozen=True)
+class CellBindings:
+    """The host side of placed guest cells: memory binding, pins, and the distances the nodes give."""
+
+    # Per guest cell, the host nodes its memory is bound to (``<memnode nodeset>``).
+    memory_nodes: tuple[tuple[int, ...], ...]
+    numatune_nodes: tuple[int, ...]
+    vcpu_pins: tuple[tuple[int, ...], ...] | None
+    emulator_pins: tuple[int, ...] | None
+    # Host CPUs the dedicated pins hold (reserved siblings included).
+    held: tuple[int, ...]
+    # Guest cell distances as the chosen host nodes give them (the spec's rule for new guests).
+    distances: tuple[tuple[int, ...], ...]
+
+
+def bind_cells(
+    topology: HostTopology,
+    spec: VnumaSpec,
+    guest: GuestShape,
+    places: Sequence[CellPlace],
+    cell_vcpus: Sequence[Sequence[int]],
+    memory_kib: Sequence[int],
+    threads: int = 1,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> CellBindings:
+    """The spec's host-side rules for cells whose host nodes are already chosen (a guest that moves).
+
+    ``places`` and ``cell_vcpus`` and ``memory_kib`` are per guest cell, in cell id order; ``threads`` is
+    the guest core width dedicated pinning keeps whole.
+    """
+    try:
+        return _Partitioner(topology, spec, guest, dict(taken_cpus or {})).bindings(
+            list(places), [list(vcpus) for vcpus in cell_vcpus], list(memory_kib), threads
+        )
+    except VnumaError as error:
+        raise error.naming(guest.name) from None
+
+
+def cell_distance(topology: HostTopology, first: Sequence[int], second: Sequence[int]) -> int:
+    """The guest distance the spec gives two distinct cells on host node sets ``first`` and ``second``."""
+    return _Partitioner(topology, VnumaSpec(), GuestShape(vcpus=1), {}).cell_distance(tuple(first), tuple(second))
 
 
 def compute_layout(
@@ -188,7 +235,7 @@ class _Partitioner:
             )
         return tuple(wanted)
 
-    def place_cells(self, nodes: tuple[int, ...]) -> list[_CellPlace]:
+    def place_cells(self, nodes: tuple[int, ...]) -> list[CellPlace]:
         count = len(nodes) if self.spec.mode == "host" or self.spec.cells is None else self.spec.cells
         if count > MAX_CELLS:
             # Only a host of more than 128 nodes gets here (cells itself is held to the limit by the spec).
@@ -204,13 +251,13 @@ class _Partitioner:
                 "use mode node with fewer cells"
             )
         if count == len(nodes):
-            return [_CellPlace((node,)) for node in nodes]
+            return [CellPlace((node,)) for node in nodes]
         if count > len(nodes):
-            places: list[_CellPlace] = []
+            places: list[CellPlace] = []
             for node, slots in zip(nodes, even_split(count, len(nodes)), strict=True):
-                places.extend(_CellPlace((node,), slot, slots) for slot in range(slots))
+                places.extend(CellPlace((node,), slot, slots) for slot in range(slots))
             return places
-        return [_CellPlace(group) for group in self.group_nodes(nodes, count)]
+        return [CellPlace(group) for group in self.group_nodes(nodes, count)]
 
     def group_nodes(self, nodes: tuple[int, ...], count: int) -> list[tuple[int, ...]]:
         """Group host nodes into ``count`` groups, even in size, nearest first.
@@ -289,7 +336,7 @@ class _Partitioner:
             banks.setdefault(bank_of.get(core[0], -1), []).append(core)
         return [tuple(banks[bank]) for bank in sorted(banks)]
 
-    def cell_home(self, place: _CellPlace) -> tuple[int, ...] | None:
+    def cell_home(self, place: CellPlace) -> tuple[int, ...] | None:
         """The host CPUs a cell sharing its node floats over: the whole L3 banks of its slice.
 
         None for a cell that has its nodes to itself, or whose node has fewer than two L3 banks: it
@@ -315,7 +362,7 @@ class _Partitioner:
 
     # -- vCPUs ------------------------------------------------------------------------------------
 
-    def guest_threads(self, cpu_cells: list[int], places: list[_CellPlace]) -> int:
+    def guest_threads(self, cpu_cells: list[int], places: list[CellPlace]) -> int:
         if self.spec.distribution != "siblings":
             return 1
         widths = {
@@ -347,7 +394,7 @@ class _Partitioner:
             )
         return threads
 
-    def distribute(self, cpu_cells: list[int], places: list[_CellPlace], threads: int) -> dict[int, list[int]]:
+    def distribute(self, cpu_cells: list[int], places: list[CellPlace], threads: int) -> dict[int, list[int]]:
         host_cells: list[int] | None = None
         if self.spec.distribution == "round-robin":
             cell_of_cpu = self.cell_of_host_cpu(cpu_cells, places)
@@ -355,7 +402,7 @@ class _Partitioner:
         blocks = distribute_vcpus(self.guest.vcpus, len(cpu_cells), self.spec.distribution, threads, host_cells)
         return dict(zip(cpu_cells, blocks, strict=True))
 
-    def cell_of_host_cpu(self, cpu_cells: list[int], places: list[_CellPlace]) -> dict[int, int]:
+    def cell_of_host_cpu(self, cpu_cells: list[int], places: list[CellPlace]) -> dict[int, int]:
         """Host CPU -> guest cell, for round-robin: a node shared by several cells is cut in slices."""
         mapping: dict[int, int] = {}
         for cell in cpu_cells:
@@ -369,7 +416,7 @@ class _Partitioner:
         return mapping
 
     def check_cells_have_vcpus(
-        self, cpu_cells: list[int], assigned: dict[int, list[int]], places: list[_CellPlace], threads: int
+        self, cpu_cells: list[int], assigned: dict[int, list[int]], places: list[CellPlace], threads: int
     ) -> None:
         if self.spec.cpuless_cells:
             return
@@ -455,7 +502,7 @@ class _Partitioner:
         host = self.topology.node(node)
         return (host.page_pool_kib(page) if page else host.memory_kib) > 0
 
-    def memory_nodes(self, cell: int, place: _CellPlace) -> tuple[int, ...]:
+    def memory_nodes(self, cell: int, place: CellPlace) -> tuple[int, ...]:
         nodes = tuple(node for node in place.nodes if self.holds_memory(node))
         if not nodes and all(self.topology.node(node).memory_kib == 0 for node in place.nodes):
             # A memory-less node with CPUs (some AMD and ARM hosts) is served by the kernel from the
@@ -517,26 +564,25 @@ class _Partitioner:
 
     # -- distances --------------------------------------------------------------------------------
 
-    def distances(self, places: list[_CellPlace]) -> list[tuple[int, ...]]:
+    def distances(self, places: list[CellPlace]) -> list[tuple[int, ...]]:
         count = len(places)
         matrix = [[LOCAL_DISTANCE] * count for _place in places]
         # The distance between two cells does not depend on their order (host_distance is symmetric,
         # and so is the minimum over both node sets): each pair is worked out once, for both cells.
         for index, first in enumerate(places):
             for other in range(index + 1, count):
-                second = places[other]
-                if first.nodes == second.nodes:
-                    value = SAME_NODE_DISTANCE
-                else:
-                    value = max(
-                        min(self.host_distance(a, b) for a in first.nodes for b in second.nodes), SAME_NODE_DISTANCE
-                    )
-                matrix[index][other] = matrix[other][index] = value
+                matrix[index][other] = matrix[other][index] = self.cell_distance(first.nodes, places[other].nodes)
         return [tuple(row) for row in matrix]
+
+    def cell_distance(self, first: tuple[int, ...], second: tuple[int, ...]) -> int:
+        """The guest distance between two distinct cells on host node sets ``first`` and ``second``."""
+        if first == second:
+            return SAME_NODE_DISTANCE
+        return max(min(self.host_distance(a, b) for a in first for b in second), SAME_NODE_DISTANCE)
 
     # -- pinning ----------------------------------------------------------------------------------
 
-    def floating_pins(self, cell_vcpus: list[list[int]], places: list[_CellPlace]) -> list[tuple[int, ...]]:
+    def floating_pins(self, cell_vcpus: list[list[int]], places: list[CellPlace]) -> list[tuple[int, ...]]:
         pins: list[tuple[int, ...]] = [()] * self.guest.vcpus
         for cell, vcpus in enumerate(cell_vcpus):
             if not vcpus:
@@ -563,7 +609,7 @@ class _Partitioner:
         return ", ".join(names)
 
     def dedicated_pins(
-        self, cell_vcpus: list[list[int]], places: list[_CellPlace], threads: int
+        self, cell_vcpus: list[list[int]], places: list[CellPlace], threads: int
     ) -> tuple[list[tuple[int, ...]], set[int]]:
         """1:1 placement.  Returns the pins and every host CPU this guest holds (reserved siblings too)."""
         whole_cores = self.spec.pinning == "core" or threads > 1
@@ -619,7 +665,7 @@ class _Partitioner:
                     core[:] = [cpu for cpu in core if cpu not in held]
         return pins, held
 
-    def dedicated_pool(self, place: _CellPlace, free: dict[int, list[list[int]]]) -> list[list[int]]:
+    def dedicated_pool(self, place: CellPlace, free: dict[int, list[list[int]]]) -> list[list[int]]:
         """The free cores a cell takes from, in the order it takes them (the lists of ``free`` themselves).
 
         Cores go bank by bank, so that a cell's vCPUs fill one L3 bank before the next; a cell sharing
@@ -661,6 +707,39 @@ class _Partitioner:
             )
         return tuple(sorted(cpus))
 
+    def pins(
+        self, cell_vcpus: list[list[int]], places: list[CellPlace], threads: int
+    ) -> tuple[list[tuple[int, ...]] | None, set[int]]:
+        """The vCPU pins of the spec's pinning (None for none) and the host CPUs they hold."""
+        if self.spec.pinning == "none":
+            return None, set()
+        if self.spec.pinning == "node":
+            return self.floating_pins(cell_vcpus, places), set()
+        return self.dedicated_pins(cell_vcpus, places, threads)
+
+    def numatune_nodes(self, bound: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+        """``<numatune><memory nodeset>``: every bound node; libvirt's 'preferred' takes exactly one."""
+        if self.spec.memory_mode == "preferred":
+            return tuple(bound[0])
+        return tuple(sorted({node for nodes in bound for node in nodes}))
+
+    def bindings(
+        self, places: list[CellPlace], cell_vcpus: list[list[int]], memory: list[int], threads: int
+    ) -> CellBindings:
+        """The host side of cells already placed (a guest that moves keeps everything else)."""
+        bound = [self.memory_nodes(cell, place) for cell, place in enumerate(places)]
+        self.check_memory_fits(memory, bound)
+        pins, held = self.pins(cell_vcpus, places, threads)
+        nodes = tuple(sorted({node for place in places for node in place.nodes}))
+        return CellBindings(
+            memory_nodes=tuple(bound),
+            numatune_nodes=self.numatune_nodes(bound),
+            vcpu_pins=tuple(pins) if pins is not None else None,
+            emulator_pins=self.emulator_pins(nodes, held),
+            held=tuple(sorted(held)),
+            distances=tuple(self.distances(places)),
+        )
+
     # -- the whole layout -------------------------------------------------------------------------
 
     def layout(self) -> Layout:
@@ -688,14 +767,7 @@ class _Partitioner:
                 cell_of[vcpu] = cell
         topology = self.guest_topology(cell_of, threads)
 
-        held: set[int] = set()
-        pins: list[tuple[int, ...]] | None
-        if spec.pinning == "none":
-            pins = None
-        elif spec.pinning == "node":
-            pins = self.floating_pins(cell_vcpus, places)
-        else:
-            pins, held = self.dedicated_pins(cell_vcpus, places, threads)
+        pins, held = self.pins(cell_vcpus, places, threads)
         emulator = self.emulator_pins(nodes, held)
 
         distances = self.distances(places)
@@ -710,8 +782,7 @@ class _Partitioner:
             )
             for cell in range(len(places))
         )
-        all_memory_nodes = sorted({node for nodes_ in bound for node in nodes_})
-        numatune_nodes = tuple(bound[0]) if spec.memory_mode == "preferred" else tuple(all_memory_nodes)
+        numatune_nodes = self.numatune_nodes(bound)
         units = [[tuple(v[i : i + threads]) for i in range(0, len(v), threads)] for v in cell_vcpus]
         order = [vcpu for unit in balanced_enable_order(units, first=tuple(range(threads))) for vcpu in unit]
         return Layout(

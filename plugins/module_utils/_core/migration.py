@@ -1,0 +1,670 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""Where a guest that moves lives on its destination host (docs/migration.md).
+
+A guest keeps everything it sees across a live migration or a restore: its cells, their vCPUs and
+memory, distances, CPU topology.  Only the host side is planned again here: which destination nodes
+hold each cell, the memory binding, the vCPU and emulator pins.  Cells that shared host nodes on the
+source share them on the destination; a cell spread over several source nodes gets as many destination
+nodes.  Among the node choices where every cell's memory fits (with what other guests hold) and its
+dedicated CPUs are free, the planner takes the one whose distances between cells are closest to the
+guest's own: the sum over cell pairs of |guest distance - host distance| is the smallest; every choice
+is examined up to ``EXHAUSTIVE_CHOICES``, above that the cells are placed one by one, largest first.
+The pins and memory nodes then come from the spec's own rules (``_core/partitioner.py:bind_cells``).
+
+Pure: no Ansible, libvirt or lxml.  ``_xml/migration.py`` reads a ``MovingGuest`` from a domain XML and
+writes a ``DestinationPlan`` back into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations, product
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import node_rooms
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    DEFAULT_REMOTE_DISTANCE,
+    LOCAL_DISTANCE,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
+    DEDICATED_PINNINGS,
+    EMULATOR_PINS,
+    MEMORY_MODES,
+    PINNINGS,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import (
+    SAME_NODE_DISTANCE,
+    CellPlace,
+    bind_cells,
+    cell_distance,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
+    DimmBinding,
+    GuestBinding,
+    split_evenly,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+
+__all__ = [
+    "EXHAUSTIVE_CHOICES",
+    "CellPlan",
+    "DestinationPlan",
+    "MovingCell",
+    "MovingGuest",
+    "plan_destination",
+]
+
+# Complete choices (one node set per group of cells) examined one by one; a 4-cell guest on an 8-node
+# host has 8^4 = 4096.  Above it the groups are placed one at a time, largest first.
+EXHAUSTIVE_CHOICES = 20000
+# Node sets of one size a group may take, at most; above it the sets grown nearest first from each node.
+_MAX_SETS = 256
+
+
+@dataclass(frozen=True)
+class MovingCell:
+    """One guest cell as the guest sees it, and where its memory is bound on the source."""
+
+    id: int
+    vcpus: tuple[int, ...]
+    memory_kib: int
+    # The page size backing the cell in KiB; None for the host's normal pages.
+    hugepage_kib: int | None = None
+    # The source's ``<memnode nodeset>`` (or ``<numatune><memory nodeset>``); () when unbound.
+    source_nodes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MovingGuest:
+    """What the planner needs of a guest that moves: its cells and how its spec pins and binds."""
+
+    name: str
+    vcpus: int
+    cells: tuple[MovingCell, ...]
+    # The guest's distance matrix by cell position (10 on the diagonal); () when the guest has none,
+    # which the guest kernel reads as 10 local and 20 remote.
+    distances: tuple[tuple[int, ...], ...] = ()
+    # The spec's pinning: node (shared), core or thread (dedicated), none.
+    pinning: str = "node"
+    # The guest core width (``<cpu><topology threads>``): dedicated pins keep a guest core on one host core.
+    threads: int = 1
+    memory_mode: str = "strict"
+    emulator_pin: str = "none"
+    # Memory devices (DIMM, virtio-mem), each bound like its cell: counted for capacity.
+    dimms: tuple[DimmBinding, ...] = ()
+    # The source host's topology when known: a cell on a CPU-less source node prefers one on the destination.
+    source: HostTopology | None = None
+
+    def __post_init__(self) -> None:
+        for name, value, choices in (
+            ("pinning", self.pinning, PINNINGS),
+            ("memory_mode", self.memory_mode, MEMORY_MODES),
+            ("emulator_pin", self.emulator_pin, EMULATOR_PINS),
+        ):
+            if value not in choices:
+                raise SpecError(f"{name} {value!r} is not one of {', '.join(choices)}", self.name)
+        if not self.cells:
+            raise SpecError("the guest has no NUMA cells to place", self.name)
+        ids = [cell.id for cell in self.cells]
+        if ids != list(range(len(ids))):
+            raise SpecError(f"guest cell ids {ids} are not 0..{len(ids) - 1} in order", self.name)
+        if self.distances and (
+            len(self.distances) != len(self.cells) or any(len(row) != len(self.cells) for row in self.distances)
+        ):
+            raise SpecError(f"the distance matrix is not {len(self.cells)} by {len(self.cells)}", self.name)
+
+    def distance(self, first: int, second: int) -> int:
+        if first == second:
+            return LOCAL_DISTANCE
+        return self.distances[first][second] if self.distances else DEFAULT_REMOTE_DISTANCE
+
+    @property
+    def dedicated(self) -> bool:
+        return self.pinning in DEDICATED_PINNINGS
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One guest cell on the destination."""
+
+    id: int
+    vcpus: tuple[int, ...]
+    memory_kib: int
+    # The destination nodes the cell lives on, and those its memory is bound to (<memnode nodeset>).
+    host_nodes: tuple[int, ...]
+    memory_nodes: tuple[int, ...]
+    source_nodes: tuple[int, ...]
+    # The cell's distances as the guest sees them and as the destination nodes give them.
+    guest_distances: tuple[int, ...]
+    host_distances: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "vcpus": format_cpuset(self.vcpus),
+            "memory_kib": self.memory_kib,
+            "host_nodes": format_cpuset(self.host_nodes),
+            "memory_nodes": format_cpuset(self.memory_nodes),
+            "source_nodes": format_cpuset(self.source_nodes),
+            "guest_distances": list(self.guest_distances),
+            "host_distances": list(self.host_distances),
+        }
+
+
+@dataclass(frozen=True)
+class DestinationPlan:
+    """The host-side bindings of a guest on its destination, and why."""
+
+    guest: str
+    cells: tuple[CellPlan, ...]
+    memory_mode: str
+    # <numatune><memory nodeset>.
+    numatune_nodes: tuple[int, ...]
+    # vCPU id -> host CPUs (<vcpupin>); empty under pinning none.
+    vcpu_pins: Mapping[int, tuple[int, ...]]
+    # <emulatorpin>, or None when the guest does not pin its emulator.
+    emulator_pins: tuple[int, ...] | None
+    # Host CPUs for the emulator and I/O threads: the chosen nodes' CPUs no vCPU holds (<iothreadpin>).
+    shared_cpus: tuple[int, ...]
+    # Host CPUs the dedicated pins hold.
+    held_cpus: tuple[int, ...]
+    # Sum over cell pairs of |guest distance - destination distance|: 0 when the destination keeps them.
+    distance_error: int
+    why: str
+    considered: int = 0
+    dimms: tuple[DimmBinding, ...] = field(default=(), compare=False)
+
+    def cell(self, cell_id: int) -> CellPlan:
+        return self.cells[cell_id]
+
+    @property
+    def host_nodes(self) -> tuple[int, ...]:
+        return tuple(sorted({node for cell in self.cells for node in cell.host_nodes}))
+
+    def binding(self, running: bool = True) -> GuestBinding:
+        """The guest as it will be on the destination, for the capacity check."""
+        return GuestBinding(
+            name=self.guest,
+            cells=tuple(
+                CellBinding(
+                    id=cell.id,
+                    vcpus=cell.vcpus,
+                    memory_kib=cell.memory_kib,
+                    memory_mode=self.memory_mode,
+                    memory_nodes=cell.memory_nodes,
+                    hugepage_kib=None,
+                )
+                for cell in self.cells
+            ),
+            vcpu_cpus=dict(self.vcpu_pins),
+            emulator_cpus=self.emulator_pins,
+            dimms=tuple(
+                DimmBinding(
+                    cell=dimm.cell,
+                    size_kib=dimm.size_kib,
+                    host_nodes=self.cells[dimm.cell].memory_nodes
+                    if dimm.cell is not None and 0 <= dimm.cell < len(self.cells)
+                    else dimm.host_nodes,
+                    hugepage_kib=dimm.hugepage_kib,
+                    plugged_kib=dimm.plugged_kib,
+                )
+                for dimm in self.dimms
+            ),
+            dedicated_cpus=self.held_cpus,
+            running=running,
+            source="planned",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "guest": self.guest,
+            "cells": [cell.to_dict() for cell in self.cells],
+            "host_nodes": format_cpuset(self.host_nodes),
+            "memory_mode": self.memory_mode,
+            "numatune_nodes": format_cpuset(self.numatune_nodes),
+            "vcpu_pins": {str(vcpu): format_cpuset(cpus) for vcpu, cpus in sorted(self.vcpu_pins.items())},
+            "emulator_pins": None if self.emulator_pins is None else format_cpuset(self.emulator_pins),
+            "shared_cpus": format_cpuset(self.shared_cpus),
+            "held_cpus": format_cpuset(self.held_cpus),
+            "distance_error": self.distance_error,
+            "considered": self.considered,
+            "why": self.why,
+        }
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Guest cells that shared their source nodes: they share destination nodes too."""
+
+    cells: tuple[int, ...]
+    width: int
+    memory_kib: int
+    page_kib: int | None
+    vcpus: int
+    source_nodes: tuple[int, ...]
+    cpuless_source: bool
+
+
+def _cells_text(cells: Sequence[int]) -> str:
+    return f"cell {cells[0]}" if len(cells) == 1 else f"cells {format_cpuset(cells)}"
+
+
+def _nodes_text(nodes: Sequence[int]) -> str:
+    return f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {format_cpuset(nodes)}"
+
+
+class _Planner:
+    def __init__(
+        self,
+        guest: MovingGuest,
+        topology: HostTopology,
+        report: CapacityReport | None,
+        taken: Mapping[int, str],
+    ) -> None:
+        self.guest = guest
+        self.topology = topology
+        self.taken = dict(taken)
+        self.normal_page = min(topology.page_sizes_kib, default=4)
+        self.rooms: dict[int | None, dict[int, int]] = {}
+        self.report = report
+        self.groups = self.make_groups()
+        self.distance_memo: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+
+    # -- what each group needs, and what each node has -------------------------------------------
+
+    def page_of(self, cell: MovingCell) -> int | None:
+        page = cell.hugepage_kib
+        return page if page is not None and page > self.normal_page else None
+
+    def make_groups(self) -> list[_Group]:
+        by_source: dict[tuple[int, ...], list[MovingCell]] = {}
+        alone: list[list[MovingCell]] = []
+        for cell in self.guest.cells:
+            if cell.source_nodes:
+                by_source.setdefault(cell.source_nodes, []).append(cell)
+            else:
+                alone.append([cell])
+        groups = []
+        usable = len(self.topology.nodes)
+        source = self.guest.source
+        for key, cells in [*by_source.items(), *(((), cells) for cells in alone)]:
+            cpuless = (
+                source is not None
+                and bool(key)
+                and all(source.has_node(node) and not source.node(node).has_cpus for node in key)
+            )
+            groups.append(
+                _Group(
+                    cells=tuple(cell.id for cell in cells),
+                    width=min(max(len(key), 1), usable),
+                    memory_kib=sum(cell.memory_kib for cell in cells),
+                    page_kib=self.page_of(cells[0]),
+                    vcpus=sum(len(cell.vcpus) for cell in cells),
+                    source_nodes=key,
+                    cpuless_source=cpuless,
+                )
+            )
+        return sorted(groups, key=lambda group: group.cells[0])
+
+    def room(self, page: int | None) -> dict[int, int]:
+        """Destination node -> KiB of ``page`` memory (None: normal) other guests leave free."""
+        if page not in self.rooms:
+            if self.report is not None:
+                self.rooms[page] = {
+                    node: room.free_kib for node, room in node_rooms(self.topology, self.report, page).items()
+                }
+            else:
+                self.rooms[page] = {
+                    node.id: node.page_pool_kib(page) if page else node.memory_kib for node in self.topology.nodes
+                }
+        return self.rooms[page]
+
+    def free_threads(self, node: int) -> int:
+        return sum(1 for cpu in self.topology.node(node).usable_cpus if cpu not in self.taken)
+
+    def free_cores(self, node: int, width: int) -> int:
+        return sum(
+            1 for core in self.topology.node(node).cores if len(core) >= width and not self.taken.keys() & set(core)
+        )
+
+    def cpu_units(self, group: _Group, nodes: tuple[int, ...]) -> tuple[str, int, dict[int, int]]:
+        """What dedicated pinning takes of each node: the unit (threads or cores), the need, the supply."""
+        threads = self.threads_on(nodes)
+        if self.guest.pinning == "core" or threads > 1:
+            width = max(threads, 1)
+            cores = -(-group.vcpus // width) if threads > 1 else group.vcpus
+            return "cores", cores, {node: self.free_cores(node, width) for node in nodes}
+        return "threads", group.vcpus, {node: self.free_threads(node) for node in nodes}
+
+    def threads_on(self, nodes: Sequence[int]) -> int:
+        """The guest core width dedicated pins keep whole on ``nodes``: 1 when their cores are narrower."""
+        widths = [self.topology.node(node).threads_per_core for node in nodes if self.topology.node(node).has_cpus]
+        return self.guest.threads if widths and min(widths) >= self.guest.threads else 1
+
+    # -- the node sets each group may take ------------------------------------------------------
+
+    def candidates(self, group: _Group) -> list[tuple[int, ...]]:
+        nodes = [node.id for node in self.topology.nodes if self.room(group.page_kib).get(node.id, 0) > 0]
+        if group.vcpus:
+            sets = [s for s in self.sets(nodes, group.width) if any(self.topology.node(n).has_cpus for n in s)]
+        else:
+            sets = self.sets(nodes, group.width)
+        return [s for s in sets if self.fits_alone(group, s) is None]
+
+    def sets(self, nodes: list[int], width: int) -> list[tuple[int, ...]]:
+        if width > len(nodes):
+            return []
+        all_sets = combinations(nodes, width)
+        chosen: list[tuple[int, ...]] = []
+        for index, node_set in enumerate(all_sets):
+            if index >= _MAX_SETS:
+                break
+            chosen.append(node_set)
+        else:
+            return chosen
+        # Too many: from each node, the set grown nearest first.
+        grown = set()
+        for seed in nodes:
+            members = [seed]
+            while len(members) < width:
+                members.append(
+                    min(
+                        (node for node in nodes if node not in members),
+                        key=lambda node: (sum(self.topology.distance(m, node) for m in members), node),
+                    )
+                )
+            grown.add(tuple(sorted(members)))
+        return sorted(grown)
+
+    def fits_alone(self, group: _Group, nodes: tuple[int, ...]) -> str | None:
+        """Why ``group`` cannot live on ``nodes`` even with the rest of the host empty of this guest, or None."""
+        room = self.room(group.page_kib)
+        have = sum(room.get(node, 0) for node in nodes)
+        if group.memory_kib > have:
+            pool = f" in {format_kib(group.page_kib)} pages" if group.page_kib else ""
+            return f"needs {format_kib(group.memory_kib)}{pool}, {_nodes_text(nodes)} has {format_kib(have)} free"
+        if self.guest.dedicated and group.vcpus:
+            unit, need, supply = self.cpu_units(group, nodes)
+            if need > sum(supply.values()):
+                return (
+                    f"needs {need} free host {unit} for pinning {self.guest.pinning}, "
+                    f"{_nodes_text(nodes)} has {sum(supply.values())}"
+                )
+        return None
+
+    # -- choosing ---------------------------------------------------------------------------------
+
+    def set_distance(self, first: tuple[int, ...], second: tuple[int, ...]) -> int:
+        key = (first, second) if first <= second else (second, first)
+        if key not in self.distance_memo:
+            self.distance_memo[key] = cell_distance(self.topology, key[0], key[1])
+        return self.distance_memo[key]
+
+    def pair_error(
+        self, first: _Group, first_nodes: tuple[int, ...], second: _Group, second_nodes: tuple[int, ...]
+    ) -> int:
+        host = self.set_distance(first_nodes, second_nodes)
+        return sum(abs(self.guest.distance(a, b) - host) for a in first.cells for b in second.cells)
+
+    def inner_error(self, group: _Group) -> int:
+        """Cells of one group share their nodes: the spec's distance between them (11) against the guest's."""
+        return sum(abs(self.guest.distance(a, b) - SAME_NODE_DISTANCE) for a, b in combinations(group.cells, 2))
+
+    def feasible(self, choice: Sequence[tuple[int, ...]]) -> bool:
+        """Whether every group fits at once: memory per node and dedicated CPUs per node, shared nodes summed."""
+        memory: dict[tuple[int | None, int], int] = {}
+        for group, nodes in zip(self.groups, choice, strict=False):
+            for node, kib in split_evenly(group.memory_kib, nodes).items():
+                memory[group.page_kib, node] = memory.get((group.page_kib, node), 0) + kib
+        for (page, node), kib in memory.items():
+            if kib > self.room(page).get(node, 0):
+                return False
+        if not self.guest.dedicated:
+            return True
+        used: dict[tuple[str, int], int] = {}
+        for group, nodes in zip(self.groups, choice, strict=False):
+            if not group.vcpus:
+                continue
+            unit, need, supply = self.cpu_units(group, nodes)
+            for node in nodes:
+                take = min(need, supply[node] - used.get((unit, node), 0))
+                if take > 0:
+                    used[unit, node] = used.get((unit, node), 0) + take
+                    need -= take
+            if need > 0:
+                return False
+        return True
+
+    def key(self, choice: Sequence[tuple[int, ...]]) -> tuple[int, int, int, int, int, tuple[tuple[int, ...], ...]]:
+        """Smaller is better (docs/migration.md): cells keep nodes of their own, CPUs enough, distances, kind."""
+        groups = self.groups[: len(choice)]
+        pairs = list(combinations(list(zip(groups, choice, strict=False)), 2))
+        shared = sum(1 for (_a, first), (_b, second) in pairs if set(first) & set(second))
+        error = sum(self.inner_error(group) for group in groups)
+        error += sum(self.pair_error(a, first, b, second) for (a, first), (b, second) in pairs)
+        load: dict[int, float] = {}
+        moved = 0
+        kind = 0
+        for group, nodes in zip(groups, choice, strict=False):
+            for node in nodes:
+                load[node] = load.get(node, 0.0) + group.vcpus / len(nodes)
+            moved += 0 if nodes == group.source_nodes else 1
+            has_cpus = any(self.topology.node(node).has_cpus for node in nodes)
+            kind += 1 if group.cpuless_source and has_cpus else 0
+        crowded = sum(1 for node, vcpus in load.items() if vcpus > self.free_threads(node))
+        return (shared, crowded, error, kind, moved, tuple(choice))
+
+    def refuse(self, options: list[list[tuple[int, ...]]]) -> VnumaError:
+        for group, sets in zip(self.groups, options, strict=True):
+            if sets:
+                continue
+            nodes = [node.id for node in self.topology.nodes]
+            if group.vcpus:
+                nodes = [node for node in nodes if self.topology.node(node).has_cpus]
+            reasons = [why for s in self.sets(nodes, group.width) if (why := self.fits_alone(group, s)) is not None]
+            width = "one destination node" if group.width == 1 else f"{group.width} destination nodes"
+            shared = " together (they share their source nodes)" if len(group.cells) > 1 else ""
+            best = self.best_reason(group)
+            detail = f"; the roomiest {best}" if best else (f"; {reasons[0]}" if reasons else "")
+            return PlacementError(
+                f"guest {_cells_text(group.cells)} ({format_kib(group.memory_kib)}, {group.vcpus} vCPUs) must live "
+                f"on {width}{shared}, and none of the destination's nodes {format_cpuset(nodes) or '(none)'} "
+                f"can hold it{detail}"
+            )
+        need = sum(group.memory_kib for group in self.groups)
+        usable = sorted({node for sets in options for node_set in sets for node in node_set})
+        room = self.room(None)
+        free = ", ".join(f"node {node} {format_kib(room.get(node, 0))}" for node in usable)
+        dedicated = (
+            f" and {self.guest.vcpus} dedicated host CPUs (pinning {self.guest.pinning}; "
+            f"{len(self.taken)} are dedicated to other guests)"
+            if self.guest.dedicated
+            else ""
+        )
+        return PlacementError(
+            f"every guest cell fits the destination alone, but not all at once: the cells need {format_kib(need)}"
+            f"{dedicated} on destination {_nodes_text(usable)}, which have {free} free"
+        )
+
+    def best_reason(self, group: _Group) -> str | None:
+        room = self.room(group.page_kib)
+        if not room:
+            return None
+        node = max(sorted(room), key=lambda node: room[node])
+        pool = f" {format_kib(group.page_kib)} pages" if group.page_kib else ""
+        text = f"destination node {node} has {format_kib(room[node])}{pool} free"
+        if self.guest.dedicated and group.vcpus:
+            unit, _need, supply = self.cpu_units(group, (node,))
+            text += f" and {supply[node]} free host {unit} for pinning {self.guest.pinning}"
+        return text
+
+    def search(self, options: list[list[tuple[int, ...]]]) -> tuple[list[tuple[int, ...]], int, str]:
+        total = 1
+        for sets in options:
+            total *= len(sets)
+        if total <= EXHAUSTIVE_CHOICES:
+            best: list[tuple[int, ...]] | None = None
+            best_key = None
+            considered = 0
+            for choice in product(*options):
+                considered += 1
+                if not self.feasible(choice):
+                    continue
+                key = self.key(choice)
+                if best_key is None or key < best_key:
+                    best, best_key = list(choice), key
+            if best is None:
+                raise self.refuse(options)
+            return best, considered, f"exhaustive over {considered} choices"
+        # Largest groups first; each takes the set that keeps its distances to those placed closest.
+        order = sorted(range(len(self.groups)), key=lambda index: (-self.groups[index].memory_kib, index))
+        chosen: dict[int, tuple[int, ...]] = {}
+        considered = 0
+        for index in order:
+            best_set, best_key = None, None
+            for node_set in options[index]:
+                considered += 1
+                trial = {**chosen, index: node_set}
+                placed = sorted(trial)
+                saved = self.groups
+                self.groups = [saved[i] for i in placed]
+                try:
+                    choice = [trial[i] for i in placed]
+                    if not self.feasible(choice):
+                        continue
+                    key = self.key(choice)
+                finally:
+                    self.groups = saved
+                if best_key is None or key < best_key:
+                    best_set, best_key = node_set, key
+            if best_set is None:
+                raise self.refuse([[] if i == index else sets for i, sets in enumerate(options)])
+            chosen[index] = best_set
+        return (
+            [chosen[i] for i in range(len(self.groups))],
+            considered,
+            f"greedy, largest cells first, {considered} sets tried",
+        )
+
+    # -- the plan ---------------------------------------------------------------------------------
+
+    def plan(self) -> DestinationPlan:
+        guest = self.guest
+        options = [self.candidates(group) for group in self.groups]
+        if any(not sets for sets in options):
+            raise self.refuse(options)
+        choice, considered, how = self.search(options)
+        places: list[CellPlace] = [CellPlace(())] * len(guest.cells)
+        for group, nodes in zip(self.groups, choice, strict=True):
+            for slot, cell in enumerate(group.cells):
+                places[cell] = CellPlace(nodes, slot, len(group.cells))
+        pages = {self.page_of(cell) for cell in guest.cells}
+        page = pages.pop() if len(pages) == 1 else None
+        threads = self.threads_on([node for nodes in choice for node in nodes])
+        shape = GuestShape(vcpus=guest.vcpus, name=guest.name)
+
+        def bind(emulator_pin: str) -> Any:
+            spec = VnumaSpec(
+                mode="node",
+                pinning=guest.pinning,
+                memory_mode=guest.memory_mode,
+                emulator_pin=emulator_pin,
+                hugepages_kib=page,
+            )
+            return bind_cells(
+                self.topology,
+                spec,
+                shape,
+                places,
+                [cell.vcpus for cell in guest.cells],
+                [cell.memory_kib for cell in guest.cells],
+                threads,
+                self.taken,
+            )
+
+        bound = bind("nodes" if guest.emulator_pin == "nodes" else "none")
+        try:
+            shared = bound.emulator_pins if guest.emulator_pin == "nodes" else bind("nodes").emulator_pins
+        except PlacementError:
+            # Every CPU of the chosen nodes runs a dedicated vCPU: I/O threads float with the emulator.
+            shared = None
+        pins = {vcpu: cpus for vcpu, cpus in enumerate(bound.vcpu_pins or ()) if cpus}
+        cells = tuple(
+            CellPlan(
+                id=cell.id,
+                vcpus=cell.vcpus,
+                memory_kib=cell.memory_kib,
+                host_nodes=places[cell.id].nodes,
+                memory_nodes=bound.memory_nodes[cell.id],
+                source_nodes=cell.source_nodes,
+                guest_distances=tuple(guest.distance(cell.id, other.id) for other in guest.cells),
+                host_distances=bound.distances[cell.id],
+            )
+            for cell in guest.cells
+        )
+        error = (
+            sum(abs(a - b) for cell in cells for a, b in zip(cell.guest_distances, cell.host_distances, strict=True))
+            // 2
+        )
+        return DestinationPlan(
+            guest=guest.name,
+            cells=cells,
+            memory_mode=guest.memory_mode,
+            numatune_nodes=bound.numatune_nodes,
+            vcpu_pins=pins,
+            emulator_pins=bound.emulator_pins if guest.emulator_pin == "nodes" else None,
+            shared_cpus=shared or (),
+            held_cpus=bound.held,
+            distance_error=error,
+            why=self.explain(cells, error, how, threads),
+            considered=considered,
+            dimms=guest.dimms,
+        )
+
+    def explain(self, cells: Sequence[CellPlan], error: int, how: str, threads: int) -> str:
+        moves = "; ".join(
+            f"cell {cell.id} {_nodes_text(cell.source_nodes) if cell.source_nodes else 'unbound'} -> "
+            f"{_nodes_text(cell.host_nodes)}"
+            for cell in cells
+        )
+        kept = "the guest's distances kept exactly" if error == 0 else f"distance error {error} (sum over cell pairs)"
+        text = f"{moves}; {kept}; {how}"
+        if self.guest.dedicated and self.guest.threads > 1 and threads == 1:
+            text += (
+                f"; the destination's cores have fewer than {self.guest.threads} threads: "
+                "each vCPU is pinned to a host thread of its own"
+            )
+        return text
+
+
+def plan_destination(
+    guest: MovingGuest,
+    topology: HostTopology,
+    report: CapacityReport | None = None,
+    taken_cpus: Mapping[int, str] | None = None,
+) -> DestinationPlan:
+    """Plan ``guest``'s host-side bindings on the destination ``topology``.
+
+    ``report`` is the destination's capacity check without this guest (what other guests hold per
+    node; None: the nodes are empty); ``taken_cpus`` maps the host CPUs other guests hold for
+    themselves to their names (``report.dedicated`` when None).  Raises ``PlacementError`` naming the
+    guest, the cell and the limit when no choice of nodes holds it.
+    """
+    taken = dict(taken_cpus) if taken_cpus is not None else dict(report.dedicated) if report is not None else {}
+    taken = {cpu: name for cpu, name in taken.items() if name != guest.name}
+    try:
+        return _Planner(guest, topology, report, taken).plan()
+    except VnumaError as error:
+        raise error.naming(guest.name) from None

@@ -1,0 +1,267 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The destination planner over pairs of fixture hosts: a guest laid out on one host, planned onto another.
+
+Each guest is laid out by the partitioner on its source host, as vnuma_domain lays it out, and taken as
+it is (cells, distances, pins, bindings); the plan on the destination is checked against the
+destination's own topology: memory on nodes that hold it, pins on the CPUs of the planned nodes, whole
+host cores for a guest's cores, other guests' dedicated CPUs and memory left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
+    DestinationPlan,
+    MovingCell,
+    MovingGuest,
+    plan_destination,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
+    CellBinding,
+    GuestBinding,
+    place_guest,
+    place_guests,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+
+MIB = 1024
+GIB = 1024 * 1024
+
+
+def laid_out(source: str, vcpus: int, memory_kib: int, **options: object) -> Layout:
+    return compute_layout(
+        host(source), VnumaSpec.from_mapping({"memory": memory_kib, **options}), GuestShape(vcpus=vcpus, name="db01")
+    )
+
+
+def moving(layout: Layout, source: HostTopology | None = None) -> MovingGuest:
+    """The guest as it runs: what the XML reader gets from its live definition."""
+    return MovingGuest(
+        name="db01",
+        vcpus=layout.vcpus,
+        cells=tuple(
+            MovingCell(cell.id, cell.vcpus, cell.memory_kib, layout.hugepages_kib, cell.memory_nodes)
+            for cell in layout.cells
+        ),
+        distances=tuple(cell.distances for cell in layout.cells),
+        pinning=layout.spec.pinning,
+        threads=layout.topology.threads,
+        memory_mode=layout.spec.memory_mode,
+        emulator_pin=layout.spec.emulator_pin,
+        source=source,
+    )
+
+
+def check_plan(plan: DestinationPlan, guest: MovingGuest, destination: HostTopology) -> None:
+    """What holds for every plan: cells whole, memory and vCPUs on the planned nodes of the destination."""
+    assert [cell.id for cell in plan.cells] == [cell.id for cell in guest.cells]
+    for cell, moved in zip(plan.cells, guest.cells, strict=True):
+        assert cell.vcpus == moved.vcpus and cell.memory_kib == moved.memory_kib
+        assert set(cell.memory_nodes) <= set(cell.host_nodes)
+        node_cpus = {cpu for node in cell.host_nodes for cpu in destination.node(node).usable_cpus}
+        for vcpu in cell.vcpus:
+            if guest.pinning != "none":
+                assert set(plan.vcpu_pins[vcpu]) <= node_cpus, (vcpu, plan.vcpu_pins[vcpu], cell.host_nodes)
+    assert set(plan.numatune_nodes) == {node for cell in plan.cells for node in cell.memory_nodes}
+    if guest.dedicated:
+        pinned = [plan.vcpu_pins[vcpu] for vcpu in range(guest.vcpus)]
+        assert all(len(cpus) == 1 for cpus in pinned)
+        assert len({cpus[0] for cpus in pinned}) == guest.vcpus
+
+
+def test_the_same_host_keeps_every_binding() -> None:
+    """A restore on the host the guest was laid out on: the plan is the layout's own host side."""
+    layout = laid_out("seed-4node-ring", 8, 8 * GIB, mode="host", pinning="core", emulator_pin="nodes")
+    ring = host("seed-4node-ring")
+    plan = plan_destination(moving(layout, ring), ring)
+    assert [cell.host_nodes for cell in plan.cells] == [cell.host_nodes for cell in layout.cells]
+    assert [cell.memory_nodes for cell in plan.cells] == [cell.memory_nodes for cell in layout.cells]
+    assert layout.vcpu_pins is not None
+    assert [plan.vcpu_pins[vcpu] for vcpu in range(8)] == list(layout.vcpu_pins)
+    assert plan.emulator_pins == layout.emulator_pins
+    assert plan.distance_error == 0
+    assert "kept exactly" in plan.why
+
+
+def test_other_node_ids_and_cpu_numbering() -> None:
+    """POWER nodes 0 and 1 (SMT4) to a host numbering its nodes 0 and 8: cells follow, pins on node 8's CPUs."""
+    layout = laid_out("smt4-power", 16, 8 * GIB, mode="host", distribution="siblings", pinning="thread")
+    destination = host("sparse-ids")
+    guest = moving(layout, host("smt4-power"))
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    assert [cell.host_nodes for cell in plan.cells] == [(0,), (8,)]
+    assert [cell.source_nodes for cell in plan.cells] == [(0,), (1,)]
+    assert plan.numatune_nodes == (0, 8)
+    node8 = set(destination.node(8).usable_cpus)
+    assert all(plan.vcpu_pins[vcpu][0] in node8 for vcpu in plan.cells[1].vcpus)
+    # Each guest core of four threads stays on one host core of four.
+    cores = {cpu: core for node in destination.nodes for core in node.cores for cpu in core}
+    for first in range(0, 16, 4):
+        assert len({cores[plan.vcpu_pins[vcpu][0]] for vcpu in range(first, first + 4)}) == 1
+
+
+def test_far_siblings_keep_guest_cores_on_host_cores() -> None:
+    """SMT2 numbered 8,9 to SMT2 numbered 0,64: a guest core's two vCPUs land on one host core's two threads."""
+    layout = laid_out("intel-2s-smt2", 8, 8 * GIB, mode="host", distribution="siblings", pinning="thread")
+    destination = host("smt2-far-siblings")
+    guest = moving(layout)
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    for first in range(0, 8, 2):
+        a, b = plan.vcpu_pins[first][0], plan.vcpu_pins[first + 1][0]
+        assert abs(a - b) == 64, (first, a, b)
+
+
+def test_narrower_cores_pin_thread_by_thread_and_say_so() -> None:
+    """A guest of two-thread cores on a host without SMT: one host CPU per vCPU, and the plan says why."""
+    layout = laid_out("intel-2s-smt2", 8, 8 * GIB, mode="host", distribution="siblings", pinning="thread")
+    destination = host("seed-4node-ring")
+    guest = moving(layout)
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    assert "fewer than 2 threads" in plan.why
+    # Two cells on a ring of four nodes: two neighbours (21), never the diagonal (31), nearest the guest's 21.
+    first, second = plan.cells[0].host_nodes[0], plan.cells[1].host_nodes[0]
+    assert destination.distance(first, second) == 21
+    assert plan.distance_error == 0
+
+
+def test_cells_keep_nodes_of_their_own_before_distances() -> None:
+    """Four cells of one NPS4 socket (distance 12) onto the ring: four nodes, not one node at 11, though 11 is nearer."""
+    layout = laid_out("amd-2s-nps4", 8, 8 * GIB, mode="node", nodeset="0-3")
+    destination = host("seed-4node-ring")
+    guest = moving(layout)
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    assert sorted(cell.host_nodes for cell in plan.cells) == [(0,), (1,), (2,), (3,)]
+    # |12 - 21| for four neighbour pairs, |12 - 31| for the two diagonals.
+    assert plan.distance_error == 4 * 9 + 2 * 19
+
+
+def test_distances_choose_the_socket() -> None:
+    """Two cells of one NPS4 socket (12 apart) with nodes 0 and 1 full: the other two of that socket, not across."""
+    layout = laid_out("amd-2s-nps4", 4, 4 * GIB, mode="node", nodeset="0-1")
+    destination = host("amd-2s-nps4")
+    others = [
+        GuestBinding(
+            name=f"big{node}",
+            cells=(CellBinding(0, (0,), 29 * GIB, "strict", (node,)),),
+            running=True,
+        )
+        for node in (0, 1)
+    ]
+    report = check_capacity(destination, place_guests(destination, others))
+    guest = moving(layout)
+    plan = plan_destination(guest, destination, report)
+    check_plan(plan, guest, destination)
+    nodes = sorted(node for cell in plan.cells for node in cell.host_nodes)
+    assert nodes == [2, 3]
+    assert plan.distance_error == 0
+    # The planned guest fits the destination with the others.
+    after = check_capacity(destination, [*place_guests(destination, others), place_guest(destination, plan.binding())])
+    assert after.fits, after.problems
+
+
+def test_dedicated_cpus_of_other_guests_are_left_alone() -> None:
+    layout = laid_out("seed-4node-ring", 4, 4 * GIB, mode="node", nodeset="0", pinning="core")
+    destination = host("seed-4node-ring")
+    taken: Mapping[int, str] = dict.fromkeys((0, 1, 2, 3, 4, 5), "web01")
+    guest = moving(layout)
+    plan = plan_destination(guest, destination, taken_cpus=taken)
+    check_plan(plan, guest, destination)
+    assert not set(plan.held_cpus) & set(taken)
+    # Node 0 is all web01's, node 1 half: the cell takes a node whose four CPUs are free.
+    assert plan.cells[0].host_nodes in ((2,), (3,))
+
+
+def test_cells_that_shared_a_node_share_one_again() -> None:
+    """Two cells on one source node (distance 11) share a destination node, in two slices."""
+    layout = laid_out("intel-2s-smt2", 8, 4 * GIB, mode="node", nodeset="1", cells=2, pinning="thread")
+    destination = host("unequal-nodes")
+    guest = moving(layout)
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    assert plan.cells[0].host_nodes == plan.cells[1].host_nodes
+    assert plan.distance_error == 0
+
+
+def test_a_smaller_host_refuses_naming_guest_cell_and_limit() -> None:
+    layout = laid_out("intel-2s-smt2", 8, 40 * GIB, mode="host")
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(moving(layout), host("single-node"))
+    message = str(caught.value)
+    assert message.startswith("guest db01: guest cell 0 (20 GiB, 4 vCPUs) must live on one destination node")
+    assert "destination node 0 has 16 GiB free" in message
+
+
+def test_cells_that_fit_alone_but_not_together_are_refused() -> None:
+    """Four 512 MiB cells with vCPUs, three CPU nodes of under 1 GiB each: no node takes two."""
+    layout = laid_out("intel-snc2-cxl", 4, 2 * GIB, mode="host")
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(moving(layout), host("lab4-hmat"))
+    message = str(caught.value)
+    assert "fits the destination alone, but not all at once" in message
+    assert "destination nodes 0-2" in message
+
+
+def test_dedicated_cpus_refusal_names_the_unit() -> None:
+    layout = laid_out("amd-2s-nps4", 12, 8 * GIB, mode="node", nodeset="0", pinning="thread")
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(moving(layout), host("seed-4node-ring"))
+    message = str(caught.value)
+    assert message.startswith("guest db01: guest cell 0 (8 GiB, 12 vCPUs) must live on one destination node")
+    assert "4 free host threads for pinning thread" in message
+
+
+def test_many_cells_are_placed_greedily_and_stay_whole() -> None:
+    """Sixteen cells on a sixteen-node host: too many choices to try all, placed largest first."""
+    layout = laid_out("large-16node-1024cpu", 64, 64 * GIB, mode="host", pinning="core")
+    destination = host("large-16node-1024cpu")
+    guest = moving(layout)
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    assert "greedy" in plan.why
+    assert plan.distance_error == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "options"),
+    [
+        ("seed-4node-ring", "amd-2s-nps4", {"mode": "host"}),
+        ("amd-2s-nps4", "intel-2s-smt2", {"mode": "node", "nodeset": "0,4"}),
+        ("intel-2s-smt2", "sparse-ids", {"mode": "host", "pinning": "core"}),
+        ("unequal-nodes", "smt2-far-siblings", {"mode": "host", "emulator_pin": "nodes"}),
+        ("intel-snc2-cxl", "seed-4node-ring", {"mode": "node", "nodeset": "0-1,4", "cpuless_cells": True}),
+    ],
+)
+def test_fixture_pairs(source: str, destination: str, options: Mapping[str, object]) -> None:
+    layout = laid_out(source, 4, 3 * GIB, **options)
+    target = host(destination)
+    guest = moving(layout, host(source))
+    plan = plan_destination(guest, target)
+    check_plan(plan, guest, target)
+    if plan.emulator_pins is not None:
+        assert set(plan.emulator_pins) <= {cpu for node in plan.host_nodes for cpu in target.node(node).usable_cpus}
+    assert plan.to_dict()["guest"] == "db01"
+
+
+def test_guest_without_distances_is_read_as_twenty() -> None:
+    cells: Sequence[MovingCell] = (MovingCell(0, (0, 1), 1 * GIB, None, ()), MovingCell(1, (2, 3), 1 * GIB, None, ()))
+    guest = MovingGuest(name="db01", vcpus=4, cells=tuple(cells))
+    plan = plan_destination(guest, host("intel-2s-smt2"))
+    # intel-2s-smt2 reports 21 between its sockets: one off the guest's 20, on the one pair of cells.
+    assert [cell.host_nodes for cell in plan.cells] == [(0,), (1,)]
+    assert plan.distance_error == 1
