@@ -29,7 +29,7 @@ without a record but with a stored spec (an older version of the collection mana
 layout and keeps its sizes (``flat_target``); a guest with neither is not the collection's: absent
 leaves it alone.  Hot-plugged memory devices need cells: absent is refused when the cells it
 leaves do not hold them.  The collection's PCI expander buses go in every case, and the devices moved behind them
-lose their address, so that libvirt places them again (``_xml/pci_locality.py``).
+go back to their addresses from before the move (none: libvirt places them again; ``_xml/pci_locality.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import Hugepages, VirtioMemCells
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciDomain, restored_locality
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     insert_child,
     insert_children,
@@ -325,8 +325,8 @@ def render_absent(root: Any, name: str) -> list[str]:
     elif has_original(root) or has_stored_spec(root):
         flat_target(current, name).apply(root)
     if parts is not None or has_original(root) or has_stored_spec(root):
-        # The collection's expander buses go, and the devices behind them go back to libvirt's placement.
-        PciLocality().apply(root)
+        # The collection's expander buses go, and the devices behind them go back to where they were.
+        restored_locality(PciDomain.read(root)).apply(root)
     remove_original(root)
     remove_stored_spec(root)
     return warnings

@@ -283,16 +283,20 @@ class DomainNuma:
             item_kinds: dict[str, ChangeKind] = getattr(model, "ITEM_KINDS", {})
             before = {path: value for path, value in my_items() if value is not None}
             after = {path: value for path, value in their_items() if value is not None}
+            # Values a side has but does not own (a device's address before the collection moves it):
+            # the other end of a value only one side owns.
+            my_own = dict(getattr(mine, "unowned_items", list)())
+            their_own = dict(getattr(theirs, "unowned_items", list)())
             # The paths of before in their order, then those only after has (None: absent).
             for path, value in before.items():
-                new = after.get(path)
+                new = after.get(path, their_own.get(path))
                 if value != new:
                     result.append(new_change(path, value, new, item_kinds.get(path, kind)))
             result.extend(
                 [
-                    new_change(path, None, value, item_kinds.get(path, kind))
+                    new_change(path, my_own.get(path), value, item_kinds.get(path, kind))
                     for path, value in after.items()
-                    if path not in before
+                    if path not in before and my_own.get(path) != value
                 ]
             )
         return result

@@ -14,7 +14,10 @@ directly in its slots (https://libvirt.org/formatdomain.html#controllers).
 
 The collection owns these controllers (libvirt user aliases ``ua-vnuma-pxbC`` and ``ua-vnuma-portC-J``)
 and the guest PCI address of each device it moves.  Every other controller and every other device's
-address stays as written.  The rules without XML (overrides, bus numbers) are ``_core/pci_locality.py``.
+address stays as written.  The address a device had before its first move is kept in ``<metadata>``
+(``ADDRESSES_NS``) and put back when the device is no longer moved (``device_locality: none``, an
+override removed, ``state: absent``); a controller of the collection's that something else still uses
+stays.  The rules without XML (overrides, bus numbers) are ``_core/pci_locality.py``.
 """
 
 from __future__ import annotations
@@ -34,9 +37,14 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality i
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import make_markup, parse_markup
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_at, remove_child, replace_child
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
+    insert_at,
+    insert_child,
+    remove_child,
+    replace_child,
+)
 
-__all__ = ["PciDevice", "PciDomain", "PciLocality", "pci_locality_for"]
+__all__ = ["ADDRESSES_NS", "PciDevice", "PciDomain", "PciLocality", "pci_locality_for", "restored_locality"]
 
 PXB_ALIAS = "ua-vnuma-pxb"
 PORT_ALIAS = "ua-vnuma-port"
@@ -51,6 +59,12 @@ _SLOTS = 32
 # bridge inside QEMU's pxb (libvirt's qemuDomainAddressFindNewBusNr counts 2 for each pxb).
 _PCIE_SPAN = 1
 _PCI_SPAN = 2
+# The addresses devices had before the collection moved them.  libvirt keeps one <metadata> child per
+# namespace (virXMLNodeSanitizeNamespaces), so they have a namespace of their own, as the record of the
+# owned parts has (_xml/vnuma.py ORIGINAL_NS).
+ADDRESSES_NS = "urn:vnuma:libvirt:addresses:1.0"
+_ADDRESSES_PREFIX = "vnuma-addresses"
+_ADDRESSES_TAG = "addresses"
 
 
 def _int(raw: str | None, what: str) -> int | None:
@@ -69,21 +83,22 @@ class Slot:
     bus: int
     slot: int
     function: int = 0
+    # libvirt's multifunction='on|off' of a function 0: carried back with an address put back, not compared.
+    multifunction: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"0000:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
 
-    def markup(self) -> str:
-        return make_markup(
-            "address",
-            (
-                ("type", "pci"),
-                ("domain", "0x0000"),
-                ("bus", f"{self.bus:#04x}"),
-                ("slot", f"{self.slot:#04x}"),
-                ("function", f"{self.function:#x}"),
-            ),
+    def attributes(self) -> tuple[tuple[str, str], ...]:
+        values = (
+            ("bus", f"{self.bus:#04x}"),
+            ("slot", f"{self.slot:#04x}"),
+            ("function", f"{self.function:#x}"),
         )
+        return values + ((("multifunction", self.multifunction),) if self.multifunction else ())
+
+    def markup(self) -> str:
+        return make_markup("address", (("type", "pci"), ("domain", "0x0000"), *self.attributes()))
 
     @classmethod
     def of(cls, element: etree._Element | None, what: str) -> Slot | None:
@@ -94,6 +109,7 @@ class Slot:
             _int(element.get("bus"), f"{what} bus") or 0,
             _int(element.get("slot"), f"{what} slot") or 0,
             _int(element.get("function"), f"{what} function") or 0,
+            element.get("multifunction"),
         )
 
 
@@ -102,8 +118,8 @@ class PciDevice:
     """A device of the domain that sits on a PCI bus and that the collection can move.
 
     ``path`` names it in changes: ``devices/disk[vda]``, ``devices/interface[52:54:00:12:34:56]``,
-    ``devices/rng[0]``, ``devices/hostdev[0000:03:00.0]``.  ``source`` is a passthrough device's host
-    address (None for an emulated one).
+    ``devices/rng[ua-rng0]`` (``devices/rng[0]`` without a user alias), ``devices/hostdev[0000:03:00.0]``.
+    ``source`` is a passthrough device's host address (None for an emulated one).
     """
 
     tag: str
@@ -145,6 +161,9 @@ def _devices_of(root: etree._Element) -> list[tuple[PciDevice, etree._Element]]:
         counts[tag] = number + 1
         alias_element = element.find("alias")
         alias = None if alias_element is None else alias_element.get("name")
+        # Only user aliases name a device in both the definition and the running guest (libvirt gives
+        # the others, rng0 or net0, to the running guest only).
+        alias = alias if alias is not None and alias.startswith("ua-") else None
         what = f"<{tag}> {number}"
         address = Slot.of(element.find("address"), f"{what} <address>")
         if element.find("address") is not None and address is None:
@@ -218,6 +237,69 @@ def _target_attribute(element: etree._Element, name: str) -> str | None:
     return None if target is None else target.get(name)
 
 
+def _address_of(element: etree._Element) -> tuple[str, Slot] | None:
+    """One ``<vnuma-addresses:address device=PATH bus slot function/>`` of the record, None when unusable."""
+    path = element.get("device")
+    try:
+        slot = Slot(
+            int(element.get("bus") or "", 0),
+            int(element.get("slot") or "", 0),
+            int(element.get("function") or "0", 0),
+            element.get("multifunction"),
+        )
+    except ValueError:
+        return None
+    return None if not path else (path, slot)
+
+
+def _records(root: etree._Element) -> list[etree._Element]:
+    metadata = root.find("metadata")
+    if metadata is None:
+        return []
+    return list(metadata.iterchildren(f"{{{ADDRESSES_NS}}}{_ADDRESSES_TAG}"))
+
+
+def _read_originals(root: etree._Element) -> tuple[tuple[str, Slot], ...]:
+    """The addresses devices had before the collection moved them, from ``<metadata>``.
+
+    An entry that does not read as an address is skipped: its device then goes back to libvirt's
+    placement, as one moved before the addresses were kept.
+    """
+    found: dict[str, Slot] = {}
+    for record in _records(root):
+        for element in record.iterchildren(f"{{{ADDRESSES_NS}}}address"):
+            entry = _address_of(element)
+            if entry is not None and entry[0] not in found:
+                found[entry[0]] = entry[1]
+    return tuple(found.items())
+
+
+def _store_originals(root: etree._Element, originals: tuple[tuple[str, Slot], ...]) -> None:
+    """``originals`` in ``<metadata>`` in place of the collection's earlier ones; none: the element goes."""
+    existing = _records(root)
+    if [_read_originals_of(element) for element in existing] == [originals]:
+        return
+    for element in existing:
+        remove_child(element)
+    metadata = root.find("metadata")
+    if not originals:
+        if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
+            remove_child(metadata)
+        return
+    record = etree.Element(f"{{{ADDRESSES_NS}}}{_ADDRESSES_TAG}", nsmap={_ADDRESSES_PREFIX: ADDRESSES_NS})
+    for path, slot in originals:
+        etree.SubElement(record, f"{{{ADDRESSES_NS}}}address", {"device": path, **dict(slot.attributes())})
+    if metadata is None:
+        metadata = etree.Element("metadata")
+        insert_child(root, metadata)
+    insert_child(metadata, record)
+
+
+def _read_originals_of(record: etree._Element) -> tuple[tuple[str, Slot], ...]:
+    entries = (_address_of(element) for element in record.iterchildren(f"{{{ADDRESSES_NS}}}address"))
+    return tuple(entry for entry in entries if entry is not None)
+
+
 @dataclass(frozen=True)
 class PciDomain:
     """What a domain has that PCI locality works from: machine type, PCI controllers, movable devices."""
@@ -227,23 +309,47 @@ class PciDomain:
     devices: tuple[PciDevice, ...] = ()
     # Every controller index a guest PCI address names (a bus libvirt adds a controller for when none has it).
     buses_named: frozenset[int] = frozenset()
+    # Every guest PCI address in <devices>, with who has it: a movable device's path, a controller as
+    # devices/controller[alias or index], anything else as devices/TAG[n].
+    addresses: tuple[tuple[str, Slot], ...] = ()
+    # The address each device the collection moved had before (``ADDRESSES_NS`` in <metadata>).
+    originals: tuple[tuple[str, Slot], ...] = ()
 
     @classmethod
     def read(cls, root: etree._Element) -> PciDomain:
         os_type = root.find("os/type")
+        devices = _devices_of(root)
+        paths = {id(element): device.path for device, element in devices}
         named = set()
-        for address in root.iterfind("devices//address[@type='pci']"):
-            parent = address.getparent()
-            # A passthrough device's <source><address> is on the host, not in the guest.
-            if parent is not None and parent.tag != "source":
+        addresses: list[tuple[str, Slot]] = []
+        counts: dict[str, int] = {}
+        for element in root.iterfind("devices/*"):
+            tag = element.tag
+            # Comments and processing instructions have a function as their tag.
+            if not isinstance(tag, str) or not tag:
+                continue
+            number = counts.get(tag, 0)
+            counts[tag] = number + 1
+            owner = paths.get(id(element))
+            if owner is None and tag == "controller":
+                alias = element.find("alias")
+                owner = f"devices/controller[{element.get('index') if alias is None else alias.get('name')}]"
+            for address in element.iter("address"):
+                parent = address.getparent()
+                # A passthrough device's <source><address> is on the host, not in the guest.
+                if parent is None or parent.tag == "source":
+                    continue
                 slot = Slot.of(address, "<address>")
                 if slot is not None:
                     named.add(slot.bus)
+                    addresses.append((owner or f"devices/{tag}[{number}]", slot))
         return cls(
             machine=None if os_type is None else os_type.get("machine"),
             controllers=tuple(controller for controller, _element in _controllers_of(root)),
-            devices=tuple(device for device, _element in _devices_of(root)),
+            devices=tuple(device for device, _element in devices),
             buses_named=frozenset(named),
+            addresses=tuple(addresses),
+            originals=_read_originals(root),
         )
 
     @property
@@ -286,7 +392,8 @@ class ExpanderBus:
         )
 
     def reads_as(self, controller: Controller) -> bool:
-        return (controller.index, controller.model, controller.bus_nr, controller.node) == (
+        bus_nr = -1 if controller.bus_nr is None else controller.bus_nr
+        return (controller.index, controller.model, bus_nr, controller.node) == (
             self.index,
             self.model,
             self.bus_nr,
@@ -328,10 +435,11 @@ class RootPort:
 
 @dataclass(frozen=True)
 class PciLocality:
-    """The collection's expander buses, root ports, and the guest address of each device it moved.
+    """The collection's expander buses, root ports, and the guest address of each device it moved or puts back.
 
     Read from a domain (``of``), the moved devices are those whose address is on one of the collection's
-    buses.  ``warnings`` name the passthrough devices left where they are (not compared).
+    buses.  ``warnings`` name the passthrough devices left where they are, and devices that cannot go
+    back to their old address (not compared).
     """
 
     # Controllers and addresses are read when the guest starts: a change waits for the next boot.
@@ -339,8 +447,14 @@ class PciLocality:
 
     buses: tuple[ExpanderBus, ...] = ()
     ports: tuple[RootPort, ...] = ()
-    # (device path, its address), in document order.
-    placements: tuple[tuple[str, Slot], ...] = ()
+    # (device path, its address), in document order: the devices moved, and those put back (None: the
+    # device had no address before, libvirt places it).
+    placements: tuple[tuple[str, Slot | None], ...] = ()
+    # The address each moved device had before its first move, kept in <metadata> to be put back.
+    originals: tuple[tuple[str, Slot], ...] = field(default=(), compare=False)
+    # Every movable device's address as this model leaves it (None: none).  Not compared, the collection
+    # owns only the addresses it moves: it gives the diff the address a device had before its first move.
+    addresses: tuple[tuple[str, Slot | None], ...] = field(default=(), compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -364,7 +478,7 @@ class PciLocality:
                 if cell.isdigit() and port.isdigit():
                     ports.append(RootPort(int(cell), int(port), controller.index, controller.address or Slot(0, 0)))
         indices = {controller.index for controller in owned}
-        placements = tuple(
+        placements: tuple[tuple[str, Slot | None], ...] = tuple(
             (device.path, device.address)
             for device in domain.devices
             if device.address is not None and device.address.bus in indices
@@ -373,7 +487,13 @@ class PciLocality:
             tuple(sorted(buses, key=lambda bus: bus.cell)),
             tuple(sorted(ports, key=lambda port: (port.cell, port.port))),
             placements,
+            domain.originals,
+            tuple((device.path, device.address) for device in domain.devices),
         )
+
+    @property
+    def controllers(self) -> tuple[ExpanderBus | RootPort, ...]:
+        return (*self.buses, *self.ports)
 
     def items(self) -> Items:
         items: Items = []
@@ -381,18 +501,23 @@ class PciLocality:
             items.extend(bus.items())
         for port in self.ports:
             items.extend(port.items())
-        items.extend((f"{path}/address", str(slot)) for path, slot in self.placements)
+        items.extend((f"{path}/address", str(slot)) for path, slot in self.placements if slot is not None)
         return items
+
+    def unowned_items(self) -> Items:
+        """Every movable device's address, by the paths of ``items``: the other side of a device's move."""
+        return [(f"{path}/address", str(slot)) for path, slot in self.addresses if slot is not None]
 
     def apply(self, root: etree._Element) -> None:
         """Make ``root``'s owned controllers and moved devices' addresses equal to this model, in place.
 
-        A device moved before and not now loses its address: libvirt places it again, as it does any
-        device without one.
+        A device put back gets the address it had before the collection moved it, or none (libvirt places
+        it again) when it had none.  The addresses from before are kept in ``<metadata>`` while moved.
         """
         devices = root.find("devices")
         if devices is None:
             if not self.buses:
+                _store_originals(root, self.originals)
                 return
             raise SpecError("the guest has no <devices>: no PCI device to place near a cell")
         controllers = _controllers_of(root)
@@ -422,23 +547,32 @@ class PciLocality:
                 position = len(devices) if anchor is None else devices.index(anchor) + 1
                 insert_at(devices, position, new)
             anchor = new
-        moved = dict(self.placements)
-        owned_indices = {item.index for item in wanted.values()} | {
-            controller.index for controller, _element in controllers if controller.owned
-        }
+        placed = dict(self.placements)
+        kept = {item.index for item in wanted.values()}
+        owned_indices = {controller.index for controller, _element in controllers if controller.owned}
         for device, element in _devices_of(root):
-            slot = moved.get(device.path)
             old = element.find("address")
-            if slot is not None:
-                if device.address == slot:
+            if device.path in placed:
+                slot = placed[device.path]
+                if slot is None:
+                    if old is not None:
+                        remove_child(old)
+                    continue
+                if device.address == slot and (old is None or old.get("multifunction") == slot.multifunction):
                     continue
                 new = parse_markup(slot.markup())
                 if old is not None:
                     replace_child(old, new)
                 else:
                     insert_at(element, len(element), new)
-            elif old is not None and device.address is not None and device.address.bus in owned_indices:
+            elif (
+                old is not None
+                and device.address is not None
+                and device.address.bus in owned_indices
+                and device.address.bus not in kept
+            ):
                 remove_child(old)
+        _store_originals(root, self.originals)
 
 
 def _placed_cells(
@@ -489,12 +623,87 @@ def pci_locality_for(
     ``host_nodes`` gives the host node of each passthrough device by host address (``_xml/nodedev.py``);
     a device missing from it has no known node.  Indices of the collection's controllers are kept from
     ``domain`` where they still fit, so that a rerun writes nothing; new ones come after every index in use.
+    A device moved before and not now goes back to the address it had before its first move.
     """
     if layout.spec.device_locality == "none":
-        return PciLocality()
+        return restored_locality(domain)
     placed, warnings = _placed_cells(layout, domain, host_nodes or {})
+    return _locality(domain, placed, warnings)
+
+
+def restored_locality(domain: PciDomain) -> PciLocality:
+    """No device near a cell (``device_locality: none``, ``state: absent``): each moved device goes back to
+    its address from before the move, and the collection's controllers go unless something else uses them."""
+    return _locality(domain, [], [])
+
+
+def _put_back(
+    domain: PciDomain, current: PciLocality, leaving: set[str], kept: set[int]
+) -> tuple[dict[str, Slot | None], list[str]]:
+    """Where each device behind the collection's controllers that moves no more goes: its address from before,
+    or none (libvirt places it) when it had none, when its bus is gone, or when another device took it."""
+    recorded = dict(domain.originals)
+    owned = {item.index for item in current.controllers}
+    buses = {controller.index for controller in domain.controllers if not controller.owned} | kept | {0}
+    taken = {
+        (slot.bus, slot.slot, slot.function): owner
+        for owner, slot in domain.addresses
+        if owner not in leaving and (slot.bus not in owned or slot.bus in kept)
+    }
+    result: dict[str, Slot | None] = {}
+    warnings: list[str] = []
+    for path, _slot in current.placements:
+        if path in leaving and path not in result:
+            original = recorded.get(path)
+            if original is not None:
+                other = taken.get((original.bus, original.slot, original.function))
+                if other is not None or original.bus not in buses:
+                    why = f"{other} has it now" if other is not None else f"its bus {original.bus} is gone"
+                    warnings.append(
+                        f"{path} cannot go back to its address from before the move, {original} ({why}): "
+                        "libvirt places it"
+                    )
+                    original = None
+                else:
+                    taken[(original.bus, original.slot, original.function)] = path
+            result[path] = original
+    return result, warnings
+
+
+def _still_used(domain: PciDomain, current: PciLocality, leaving: set[str]) -> set[int]:
+    """Indices of the collection's controllers that something it does not move sits on (a device the user
+    placed there, or one libvirt put on a free root port): they stay, with the expander bus behind them."""
+    owned = {item.index for item in current.controllers}
+    own_paths = {f"devices/controller[{item.alias}]" for item in current.controllers}
+    used = {
+        slot.bus
+        for owner, slot in domain.addresses
+        if slot.bus in owned and owner not in leaving and owner not in own_paths
+    }
+    used.update(port.address.bus for port in current.ports if port.index in used)
+    return used
+
+
+def _locality(domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: list[str]) -> PciLocality:
+    current = PciLocality.of(domain)
+    moving = {device.path for device, _cell in placed}
+    moved_before = {path for path, _slot in current.placements}
+    still_used = _still_used(domain, current, moved_before | moving)
+    stay_buses = [bus for bus in current.buses if bus.index in still_used]
+    stay_ports = [port for port in current.ports if port.index in still_used]
+    back, back_warnings = _put_back(domain, current, moved_before - moving, still_used)
+    warnings = [*warnings, *back_warnings]
+    addresses = dict(current.addresses)
+    addresses.update(back)
     if not placed:
-        return PciLocality(warnings=tuple(warnings))
+        return PciLocality(
+            tuple(stay_buses),
+            tuple(stay_ports),
+            tuple((path, back[path]) for path in addresses if path in back),
+            (),
+            tuple(addresses.items()),
+            tuple(warnings),
+        )
     pcie = domain.pcie
     by_cell: dict[int, list[PciDevice]] = {}
     for device, cell in sorted(placed, key=lambda pair: pair[1]):
@@ -505,29 +714,48 @@ def pci_locality_for(
                 f"{len(members)} PCI devices near cell {cell}, but an expander bus has {_SLOTS} slots; "
                 "spread them over more cells with device_cells"
             )
+    wanted = {f"{PXB_ALIAS}{cell}" for cell in by_cell}
+    if pcie:
+        wanted.update(
+            f"{PORT_ALIAS}{cell}-{number}" for cell, members in by_cell.items() for number in range(len(members))
+        )
+    # The collection's controllers something else still uses and this plan does not want: they stay as they are.
+    staying: list[ExpanderBus | RootPort] = [
+        item for item in current.controllers if item.index in still_used and item.alias not in wanted
+    ]
     others = [controller for controller in domain.controllers if not controller.owned]
-    current = PciLocality.of(domain)
-    owned: list[ExpanderBus | RootPort] = [*current.buses, *current.ports]
-    had: dict[str, int] = {item.alias: item.index for item in owned}
+    owned = current.controllers
+    had: dict[str, int] = {item.alias: item.index for item in owned if item.alias in wanted}
     # Indices other controllers have, or that addresses name outside the collection's own buses.
-    used: set[int] = {controller.index for controller in others} | (domain.buses_named - set(had.values()))
+    used: set[int] = (
+        {controller.index for controller in others}
+        | {item.index for item in staying}
+        | (domain.buses_named - {item.index for item in owned})
+    )
 
     def index_for(alias: str, above: int) -> int:
         kept = had.get(alias)
         if kept is not None and kept not in used and kept > above:
             used.add(kept)
             return kept
-        fresh = max([*used, *had.values(), 0]) + 1
+        fresh = max([*used, *had.values(), *(item.index for item in owned), 0]) + 1
         used.add(fresh)
         return fresh
 
-    lowest = min([controller.bus_nr for controller in others if controller.bus_nr is not None] + [256])
+    lowest = min(
+        [controller.bus_nr for controller in others if controller.bus_nr is not None]
+        + [item.bus_nr for item in staying if isinstance(item, ExpanderBus) and item.bus_nr >= 0]
+        + [256]
+    )
     behind_root = sum(1 for controller in others if controller.model not in (*_ROOTS, *_EXPANDERS))
     sizes = [(cell, _PCIE_SPAN + len(members) if pcie else _PCI_SPAN) for cell, members in by_cell.items()]
     numbers = bus_numbers(sizes, lowest, behind_root)
-    buses: list[ExpanderBus] = []
-    ports: list[RootPort] = []
-    placements: dict[str, Slot] = {}
+    buses: list[ExpanderBus] = [item for item in staying if isinstance(item, ExpanderBus)]
+    ports: list[RootPort] = [item for item in staying if isinstance(item, RootPort)]
+    placements: dict[str, Slot | None] = dict(back)
+    recorded = dict(domain.originals)
+    owned_indices = {item.index for item in owned}
+    originals: dict[str, Slot] = {}
     for cell, members in by_cell.items():
         bus = ExpanderBus(cell, index_for(f"{PXB_ALIAS}{cell}", 0), pcie, numbers[cell])
         buses.append(bus)
@@ -539,10 +767,19 @@ def pci_locality_for(
                 placements[device.path] = Slot(port.index, 0)
             else:
                 placements[device.path] = Slot(bus.index, number)
-    order = [device.path for device in domain.devices if device.path in placements]
+            # The address from before the first move; one moved by a version that kept none has none.
+            original = recorded.get(device.path)
+            if original is None and device.address is not None and device.address.bus not in owned_indices:
+                original = device.address
+            if original is not None:
+                originals[device.path] = original
+    addresses.update(placements)
+    order = [path for path in addresses if path in placements]
     return PciLocality(
-        tuple(buses),
-        tuple(ports),
+        tuple(sorted(buses, key=lambda bus: bus.cell)),
+        tuple(sorted(ports, key=lambda port: (port.cell, port.port))),
         tuple((path, placements[path]) for path in order),
+        tuple((path, originals[path]) for path in order if path in originals),
+        tuple(addresses.items()),
         tuple(warnings),
     )

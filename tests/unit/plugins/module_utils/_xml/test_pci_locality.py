@@ -209,24 +209,170 @@ def test_a_rerun_after_libvirt_added_its_own_root_port_changes_nothing() -> None
     assert again.xml == text
 
 
-def test_device_locality_none_removes_the_buses_and_gives_the_devices_back_to_libvirt() -> None:
+def test_device_locality_none_removes_the_buses_and_puts_each_device_back() -> None:
     none = Q35_OUT.replace("device_locality='all'", "device_locality='none'")
     assert none != Q35_OUT
     result = expand_domain(none, _host())
     assert [entry for entry in _controllers(result.xml) if entry[3]] == []
-    # The user's controllers stay; the moved devices lose their address (libvirt places them again).
+    # The user's controllers stay; each moved device goes back to its address from before (none: libvirt
+    # places it again), and the record of those addresses goes.
     assert _controllers(result.xml) == _controllers(Q35)
-    assert _addresses(result.xml) == {
-        "vda": None,
-        "vdb": None,
-        "sda": None,
-        "52:54:00:12:34:56": None,
-        "rng": None,
-        "memballoon": None,
+    assert _addresses(result.xml) == _addresses(Q35)
+    assert "vnuma-addresses" not in result.xml
+    changes = {change.path: (change.before, change.after) for change in result.changes}
+    assert changes["devices/disk[vda]/address"] == ("0000:04:00.0", "0000:01:00.0")
+    assert changes["devices/rng[ua-rng1]/address"] == ("0000:0a:00.0", None)
+    assert changes["devices/controller[ua-vnuma-pxb1]/busNr"] == (252, None)
+    assert expand_domain(result.xml, _host()).changes == []
+
+
+# A q35 guest as libvirt's QEMU driver keeps it: every device has an address, on root ports libvirt added.
+FILLED = """<domain type='kvm'>
+  <name>pci-filled</name>
+  <memory unit='GiB'>4</memory>
+  <vcpu>8</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>
+  </os>
+  <devices>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' index='1' model='pcie-root-port'>
+      <model name='pcie-root-port'/>
+      <target chassis='1' port='0x10'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0' multifunction='on'/>
+    </controller>
+    <controller type='pci' index='2' model='pcie-root-port'>
+      <model name='pcie-root-port'/>
+      <target chassis='2' port='0x11'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x1'/>
+    </controller>
+    <controller type='pci' index='3' model='pcie-root-port'>
+      <model name='pcie-root-port'/>
+      <target chassis='3' port='0x12'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x2'/>
+    </controller>
+    <disk type='file' device='disk'>
+      <source file='/var/lib/a.img'/>
+      <target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </disk>
+    <interface type='user'>
+      <mac address='52:54:00:12:34:56'/>
+      <model type='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/>
+    </interface>
+    <rng model='virtio'>
+      <backend model='random'>/dev/urandom</backend>
+      <alias name='ua-rng1'/>
+      <address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>
+    </rng>
+    <memballoon model='virtio'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
+    </memballoon>
+  </devices>
+</domain>
+"""
+
+
+def _devices_model(text: str) -> list[tuple[str, dict[str, str], dict[str, str] | None]]:
+    """Every device of a domain as (tag, attributes, its guest address's attributes): a model, not text."""
+    root = parse_xml(text, "domain")
+    result = []
+    for element in root.iterfind("devices/*"):
+        address = element.find("address")
+        result.append((element.tag, dict(element.attrib), None if address is None else dict(address.attrib)))
+    return result
+
+
+def _spec(text: str, element: str) -> str:
+    return text.replace("<os>", f"{element}\n  <os>", 1)
+
+
+def test_the_first_move_shows_each_address_libvirt_gave_and_the_new_one() -> None:
+    result = expand_domain(_spec(FILLED, "<vnuma mode='host' device_locality='all'/>"), _host())
+    moves = {change.path: (change.before, change.after) for change in result.changes if change.path.endswith("address")}
+    assert moves == {
+        "devices/disk[vda]/address": ("0000:01:00.0", "0000:05:00.0"),
+        "devices/interface[52:54:00:12:34:56]/address": ("0000:02:00.0", "0000:06:00.0"),
+        "devices/rng[ua-rng1]/address": ("0000:03:00.0", "0000:07:00.0"),
+        # The expander bus's root ports, named by the collection's aliases.
+        "devices/controller[ua-vnuma-port0-0]/address": (None, "0000:04:00.0"),
+        "devices/controller[ua-vnuma-port0-1]/address": (None, "0000:04:01.0"),
+        "devices/controller[ua-vnuma-port0-2]/address": (None, "0000:04:02.0"),
     }
-    removed = {change.path: change.before for change in result.changes if change.after is None}
-    assert removed["devices/rng[ua-rng1]/address"] == "0000:0a:00.0"
-    assert removed["devices/controller[ua-vnuma-pxb1]/busNr"] == 252
+
+
+@pytest.mark.parametrize("undo", ["none", "absent"])
+def test_move_then_unmove_gives_back_the_definition_from_before(undo: str) -> None:
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
+
+    moved = expand_domain(_spec(FILLED, "<vnuma mode='host' device_locality='all'/>"), _host()).xml
+    assert _devices_model(moved) != _devices_model(FILLED)
+    if undo == "none":
+        result = expand_domain(moved.replace("device_locality='all'", "device_locality='none'"), _host())
+        back = result.xml
+        assert result.plan is not None and result.plan.target.pci.warnings == ()
+        assert expand_domain(back, _host()).changes == []
+    else:
+        root = parse_xml(moved, "domain")
+        assert render_absent(root, "pci-filled") == []
+        back = to_text(root)
+        assert parse_xml(back, "domain").find("metadata") is None
+    # Every device, controller and address as before: multifunction='on' of root port 1 included.
+    assert _devices_model(back) == _devices_model(FILLED)
+    assert "vnuma-addresses" not in back
+
+
+def test_a_device_no_longer_named_goes_back_and_the_others_stay() -> None:
+    named = "<vnuma mode='host' device_locality='hostdev'><devices cells='ua-rng1=3,vda=1'/></vnuma>"
+    moved = expand_domain(_spec(FILLED, named), _host()).xml
+    assert _addresses(moved)["rng"] != "0x03:0x00" and _addresses(moved)["vda"] != "0x01:0x00"
+    result = expand_domain(moved.replace("cells='ua-rng1=3,vda=1'", "cells='vda=1'"), _host())
+    assert _addresses(result.xml)["rng"] == "0x03:0x00"
+    assert _addresses(result.xml)["vda"] == _addresses(moved)["vda"]
+    assert [entry[3] for entry in _controllers(result.xml) if entry[3]] == ["ua-vnuma-pxb1", "ua-vnuma-port1-0"]
+    # vda's address from before is still kept, for when it goes back too.
+    assert "device='devices/disk[vda]' bus='0x01'" in result.xml
+    assert "devices/rng" not in result.xml.split("<vnuma-addresses:addresses", 1)[1].split("</metadata>")[0]
+
+
+def test_an_address_taken_since_the_move_is_left_to_libvirt_with_a_warning() -> None:
+    moved = expand_domain(_spec(FILLED, "<vnuma mode='host' device_locality='all'/>"), _host()).xml
+    # A disk the user added since, at the rng's old address.
+    added = (
+        "<disk type='file' device='disk'><source file='/var/lib/d.img'/><target dev='vdd' bus='virtio'/>"
+        "<address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></disk>\n    <rng"
+    )
+    result = expand_domain(
+        moved.replace("device_locality='all'", "device_locality='none'").replace("<rng", added, 1), _host()
+    )
+    assert result.plan is not None
+    assert result.plan.target.pci.warnings == (
+        "devices/rng[ua-rng1] cannot go back to its address from before the move, 0000:03:00.0 "
+        "(devices/disk[vdd] has it now): libvirt places it",
+    )
+    addresses = _addresses(result.xml)
+    assert addresses["rng"] is None and addresses["vdd"] == "0x03:0x00" and addresses["vda"] == "0x01:0x00"
+
+
+def test_the_collections_controllers_stay_while_something_else_uses_them() -> None:
+    moved = expand_domain(_spec(FILLED, "<vnuma mode='host' device_locality='all'/>"), _host()).xml
+    pxb = next(entry for entry in _controllers(moved) if entry[3] == "ua-vnuma-pxb0")
+    # The user's own root port, plugged into the collection's expander bus since.
+    users = (
+        f"<controller type='pci' index='9' model='pcie-root-port'><address type='pci' domain='0x0000' "
+        f"bus='{int(pxb[0]):#04x}' slot='0x07' function='0x0'/></controller>\n    <disk"
+    )
+    given = moved.replace("<disk", users, 1).replace("device_locality='all'", "device_locality='none'")
+    result = expand_domain(given, _host())
+    # The expander bus stays, with the user's port on it; the collection's own ports go.
+    assert [entry[3] for entry in _controllers(result.xml) if entry[3]] == ["ua-vnuma-pxb0"]
+    assert ("9", "pcie-root-port", None, None) in _controllers(result.xml)
+    assert [_addresses(result.xml)[key] for key in ("vda", "52:54:00:12:34:56", "rng")] == [
+        "0x01:0x00",
+        "0x02:0x00",
+        "0x03:0x00",
+    ]
     assert expand_domain(result.xml, _host()).changes == []
 
 
@@ -331,14 +477,14 @@ def test_the_module_refuses_bad_overrides_and_leaves_the_definition(
     assert conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
 
 
-def test_state_absent_removes_the_buses_and_the_moved_devices_addresses() -> None:
+def test_state_absent_removes_the_buses_and_puts_the_moved_devices_back() -> None:
     from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 
     root = parse_xml(Q35_OUT, "domain")
     assert render_absent(root, "pci-q35") == []
     text = to_text(root)
     assert _controllers(text) == _controllers(Q35)
-    assert set(_addresses(text).values()) == {None}
+    assert _addresses(text) == _addresses(Q35)
 
 
 HOSTDEVS = """<domain type='kvm'>
