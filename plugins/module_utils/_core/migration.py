@@ -422,10 +422,10 @@ class _Planner:
         """Cells of one group share their nodes: the spec's distance between them (11) against the guest's."""
         return sum(abs(self.guest.distance(a, b) - SAME_NODE_DISTANCE) for a, b in combinations(group.cells, 2))
 
-    def feasible(self, choice: Sequence[tuple[int, ...]]) -> bool:
+    def feasible(self, groups: Sequence[_Group], choice: Sequence[tuple[int, ...]]) -> bool:
         """Whether every group fits at once: memory per node and dedicated CPUs per node, shared nodes summed."""
         memory: dict[tuple[int | None, int], int] = {}
-        for group, nodes in zip(self.groups, choice, strict=False):
+        for group, nodes in zip(groups, choice, strict=True):
             for node, kib in split_evenly(group.memory_kib, nodes).items():
                 memory[group.page_kib, node] = memory.get((group.page_kib, node), 0) + kib
         for (page, node), kib in memory.items():
@@ -434,7 +434,7 @@ class _Planner:
         if not self.guest.dedicated:
             return True
         used: dict[tuple[str, int], int] = {}
-        for group, nodes in zip(self.groups, choice, strict=False):
+        for group, nodes in zip(groups, choice, strict=True):
             if not group.vcpus:
                 continue
             unit, need, supply = self.cpu_units(group, nodes)
@@ -447,9 +447,10 @@ class _Planner:
                 return False
         return True
 
-    def key(self, choice: Sequence[tuple[int, ...]]) -> tuple[int, int, int, int, int, tuple[tuple[int, ...], ...]]:
+    def key(
+        self, groups: Sequence[_Group], choice: Sequence[tuple[int, ...]]
+    ) -> tuple[int, int, int, int, int, tuple[tuple[int, ...], ...]]:
         """Smaller is better (docs/migration.md): cells keep nodes of their own, CPUs enough, distances, kind."""
-        groups = self.groups[: len(choice)]
         pairs = list(combinations(list(zip(groups, choice, strict=False)), 2))
         shared = sum(1 for (_a, first), (_b, second) in pairs if set(first) & set(second))
         error = sum(self.inner_error(group) for group in groups)
@@ -520,9 +521,9 @@ class _Planner:
             considered = 0
             for choice in product(*options):
                 considered += 1
-                if not self.feasible(choice):
+                if not self.feasible(self.groups, choice):
                     continue
-                key = self.key(choice)
+                key = self.key(self.groups, choice)
                 if best_key is None or key < best_key:
                     best, best_key = list(choice), key
             if best is None:
@@ -538,15 +539,11 @@ class _Planner:
                 considered += 1
                 trial = {**chosen, index: node_set}
                 placed = sorted(trial)
-                saved = self.groups
-                self.groups = [saved[i] for i in placed]
-                try:
-                    choice = [trial[i] for i in placed]
-                    if not self.feasible(choice):
-                        continue
-                    key = self.key(choice)
-                finally:
-                    self.groups = saved
+                groups = [self.groups[i] for i in placed]
+                sets = [trial[i] for i in placed]
+                if not self.feasible(groups, sets):
+                    continue
+                key = self.key(groups, sets)
                 if best_key is None or key < best_key:
                     best_set, best_key = node_set, key
             if best_set is None:

@@ -140,7 +140,7 @@ def test_narrower_cores_pin_thread_by_thread_and_say_so() -> None:
 
 
 def test_cells_keep_nodes_of_their_own_before_distances() -> None:
-    """Four cells of one NPS4 socket (distance 12) onto the ring: four nodes, not one node at 11, though 11 is nearer."""
+    """Four cells of one NPS4 socket (12 apart) onto the ring: four nodes, not one node at 11, though 11 is nearer."""
     layout = laid_out("amd-2s-nps4", 8, 8 * GIB, mode="node", nodeset="0-3")
     destination = host("seed-4node-ring")
     guest = moving(layout)

@@ -1,0 +1,169 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""A guest that moves, in and out of its domain XML (docs/migration.md).
+
+``moving_guest_from_xml`` reads what ``_core/migration.py:plan_destination`` needs from a domain XML
+(the live XML of a running guest, or a saved image's XML) and the spec stored in its metadata.
+``rewrite_host_bindings`` writes a ``DestinationPlan`` back: only the host side changes (``<numatune>``
+nodesets, ``<vcpupin>``, ``<emulatorpin>``, ``<iothreadpin>``, ``<vcpu cpuset>``, memory devices'
+``<source><nodemask>``); every other byte stays as it was, as libvirt's ABI check on a migration or a
+restore wants for everything the guest sees.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
+    DestinationPlan,
+    MovingCell,
+    MovingGuest,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Vcpupin
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import _serialize
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_children
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
+
+__all__ = [
+    "HOST_SIDE_PATHS",
+    "moving_guest_from_root",
+    "moving_guest_from_xml",
+    "rewrite_host_bindings",
+    "rewrite_root",
+]
+
+# What a move may change (docs/migration.md): the host side, nothing the guest sees.
+HOST_SIDE_PATHS = (
+    "numatune/memory[@nodeset]",
+    "numatune/memnode[@nodeset]",
+    "vcpu[@cpuset]",
+    "cputune/vcpupin[@cpuset]",
+    "cputune/emulatorpin[@cpuset]",
+    "cputune/iothreadpin[@cpuset]",
+    "devices/memory/source/nodemask",
+)
+
+
+def _name(root: etree._Element) -> str:
+    element = root.find("name")
+    return element.text.strip() if element is not None and element.text else "(unnamed)"
+
+
+def _pinning(numa: DomainNuma) -> str:
+    """The pinning of a guest without a stored spec, read from its pins as _core/placement.py:held_cpus reads them."""
+    if not numa.vcpupins:
+        return "none"
+    return "thread" if all(len(pin.cpuset) == 1 for pin in numa.vcpupins) else "node"
+
+
+def moving_guest_from_root(root: etree._Element, source: HostTopology | None = None) -> MovingGuest:
+    """What the destination planner needs of the domain ``root``: cells, distances, and how it pins and binds."""
+    name = _name(root)
+    try:
+        numa = DomainNuma.from_domain(root)
+        binding = binding_from_domain(numa, name)
+        spec = read_stored_spec(root)
+        cells = tuple(
+            MovingCell(
+                id=cell.id,
+                vcpus=cell.vcpus,
+                memory_kib=cell.memory_kib,
+                hugepage_kib=cell.hugepage_kib,
+                source_nodes=cell.memory_nodes if cell.memory_mode is not None else (),
+            )
+            for cell in binding.cells
+        )
+        distances: tuple[tuple[int, ...], ...] = ()
+        if numa.numa is not None and any(cell.distances for cell in numa.numa.cells):
+            by_cell = {cell.id: {sibling.id: sibling.value for sibling in cell.distances} for cell in numa.numa.cells}
+            ids = [cell.id for cell in cells]
+            distances = tuple(tuple(by_cell.get(a, {}).get(b, 10 if a == b else 20) for b in ids) for a in ids)
+        modes = [cell.memory_mode for cell in binding.cells if cell.memory_mode is not None]
+        return MovingGuest(
+            name=name,
+            vcpus=numa.vcpu.count if numa.vcpu is not None else max(len(binding.vcpu_cpus), 1),
+            cells=cells,
+            distances=distances,
+            pinning=spec.pinning if spec is not None else _pinning(numa),
+            threads=numa.topology.threads if numa.topology is not None else 1,
+            memory_mode=spec.memory_mode if spec is not None else (modes[0] if modes else "strict"),
+            emulator_pin="nodes" if numa.emulatorpin is not None else "none",
+            dimms=binding.dimms,
+            source=source,
+        )
+    except VnumaError as error:
+        raise error.naming(name) from None
+
+
+def moving_guest_from_xml(domain_xml: str, source: HostTopology | None = None) -> MovingGuest:
+    """``moving_guest_from_root`` of a domain XML text."""
+    return moving_guest_from_root(parse_xml(domain_xml, "the domain XML", "domain"), source)
+
+
+def _set(element: etree._Element, attribute: str, cpus: tuple[int, ...]) -> None:
+    text = format_cpuset(cpus)
+    if element.get(attribute) != text:
+        element.set(attribute, text)
+
+
+def rewrite_root(root: etree._Element, plan: DestinationPlan) -> None:
+    """Write ``plan``'s host side into the domain ``root`` in place; see ``rewrite_host_bindings``."""
+    name = _name(root)
+    if name != plan.guest:
+        raise XmlError(f"the plan is for guest {plan.guest}, the domain XML is guest {name}")
+    cells = {cell.id: cell for cell in plan.cells}
+    memory = root.find("numatune/memory")
+    if memory is not None and memory.get("nodeset") is not None:
+        _set(memory, "nodeset", plan.numatune_nodes)
+    for memnode in root.iterfind("numatune/memnode"):
+        cell = cells.get(int(memnode.get("cellid", "-1")))
+        if cell is None:
+            raise XmlError(f"<numatune><memnode cellid='{memnode.get('cellid')}'> names no guest cell", name)
+        _set(memnode, "nodeset", cell.memory_nodes)
+    floating = tuple(sorted({*plan.shared_cpus, *plan.held_cpus}))
+    vcpu = root.find("vcpu")
+    if vcpu is not None and vcpu.get("cpuset") is not None and floating:
+        _set(vcpu, "cpuset", floating)
+    cputune = root.find("cputune")
+    if cputune is not None:
+        pinned = set()
+        for pin in cputune.iterfind("vcpupin"):
+            number = int(pin.get("vcpu", "-1"))
+            pinned.add(number)
+            if number in plan.vcpu_pins:
+                _set(pin, "cpuset", plan.vcpu_pins[number])
+        # A vCPU the source left unpinned gets its plan's pin: a source CPU it floats over may not exist here.
+        missing = [
+            Vcpupin(vcpu, cpus).to_element() for vcpu, cpus in sorted(plan.vcpu_pins.items()) if vcpu not in pinned
+        ]
+        if missing and pinned:
+            insert_children(cputune, missing)
+        emulator = cputune.find("emulatorpin")
+        if emulator is not None:
+            _set(emulator, "cpuset", plan.emulator_pins or plan.shared_cpus or floating)
+        for iothread in cputune.iterfind("iothreadpin"):
+            _set(iothread, "cpuset", plan.shared_cpus or floating)
+    for device in root.iterfind("devices/memory"):
+        nodemask = device.find("source/nodemask")
+        target = device.findtext("target/node")
+        if nodemask is None or target is None:
+            continue
+        cell = cells.get(int(target.strip()))
+        if cell is not None:
+            nodemask.text = format_cpuset(cell.memory_nodes)
+
+
+def rewrite_host_bindings(domain_xml: str, plan: DestinationPlan) -> str:
+    """``domain_xml`` with ``plan``'s host-side bindings and every other part as it was, byte for byte."""
+    root = parse_xml(domain_xml, "the domain XML", "domain")
+    rewrite_root(root, plan)
+    # Written back as expansion writes a document: the input's quotes, prolog and epilog kept.
+    return _serialize(root, domain_xml)

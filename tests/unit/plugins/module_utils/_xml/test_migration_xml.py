@@ -1,0 +1,135 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A guest that moves, in its domain XML: the planner's inputs read back, and the host side rewritten.
+
+Golden cases: an expansion's golden output (``fixtures/domains/<case>-out.xml``, laid out for its host)
+planned for another host and rewritten must give ``fixtures/migration/<case>-to-<host>.xml`` exactly;
+``pytest --regenerate-output`` rewrites them.  Every case also checks that nothing but the host side
+changed: the documents with the host-side values blanked are equal in canonical form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
+    HOST_SIDE_PATHS,
+    moving_guest_from_xml,
+    rewrite_host_bindings,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
+from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+DOMAINS = FIXTURES / "domains"
+MIGRATION = FIXTURES / "migration"
+
+# (golden expansion output, the host it was laid out for, the destination)
+CASES = [
+    ("smt2-thread-pinning", "intel-2s-smt2", "smt2-far-siblings"),
+    ("smt2-core-pinning", "intel-2s-smt2", "unequal-nodes"),
+    ("host-ring-contiguous", "seed-4node-ring", "amd-2s-nps4"),
+    ("node-ring-more-cells", "seed-4node-ring", "intel-2s-smt2"),
+    ("ring-memory-hotplug", "seed-4node-ring", "unequal-nodes"),
+    ("ring-virtio-mem", "seed-4node-ring", "amd-2s-nps4"),
+    ("node-cxl-cpuless-cell", "intel-snc2-cxl", "cxl-hmat-cache"),
+]
+
+
+def _source(case: str) -> str:
+    return (DOMAINS / f"{case}-out.xml").read_text(encoding="utf-8")
+
+
+def guest_side(text: str) -> str:
+    """The document with every host-side value blanked, in canonical form: what the guest sees."""
+    root = parse_xml(text, "domain")
+    for path in HOST_SIDE_PATHS:
+        if path.endswith("]"):
+            element_path, attribute = path[:-1].split("[@")
+            for element in root.iterfind(element_path):
+                if element.get(attribute) is not None:
+                    element.set(attribute, "")
+        else:
+            for element in root.iterfind(path):
+                element.text = ""
+    for pin in root.iterfind("cputune/vcpupin"):
+        # A pin added for a vCPU the source left unpinned is host side too.
+        parent = pin.getparent()
+        assert parent is not None
+        parent.remove(pin)
+    return etree.tostring(root, method="c14n").decode()
+
+
+@pytest.mark.parametrize(("case", "source", "destination"), CASES, ids=[f"{c}-to-{d}" for c, _s, d in CASES])
+def test_golden(case: str, source: str, destination: str, regenerate_output: bool) -> None:
+    text = _source(case)
+    guest = moving_guest_from_xml(text, host(source))
+    plan = plan_destination(guest, host(destination))
+    result = rewrite_host_bindings(text, plan)
+    expected = MIGRATION / f"{case}-to-{destination}.xml"
+    if regenerate_output:
+        expected.parent.mkdir(parents=True, exist_ok=True)
+        expected.write_text(result, encoding="utf-8")
+    assert result == expected.read_text(encoding="utf-8")
+    assert guest_side(result) == guest_side(text)
+    # The rewritten guest reads back as the plan says, and planning it again on the destination keeps it.
+    again = moving_guest_from_xml(result, host(destination))
+    assert [cell.source_nodes for cell in again.cells] == [cell.memory_nodes for cell in plan.cells]
+    replanned = plan_destination(again, host(destination))
+    assert replanned.vcpu_pins == plan.vcpu_pins
+    assert [cell.host_nodes for cell in replanned.cells] == [cell.host_nodes for cell in plan.cells]
+
+
+def test_reader_takes_the_stored_spec_and_the_live_layout() -> None:
+    guest = moving_guest_from_xml(_source("smt2-core-pinning"))
+    assert guest.name == "smt2-core"
+    assert guest.pinning == "core"
+    assert [cell.source_nodes for cell in guest.cells] == [(0,), (1,)]
+    assert guest.distances == ((10, 21), (21, 10))
+    assert guest.threads == 2
+
+
+def test_reader_of_a_hand_pinned_guest() -> None:
+    """No stored spec: single-CPU pins read as dedicated (the conservative reading), emulatorpin as nodes."""
+    text = """<domain type='qemu'><name>hand</name><memory unit='MiB'>512</memory><vcpu>2</vcpu>
+      <cputune><vcpupin vcpu='0' cpuset='3'/><vcpupin vcpu='1' cpuset='4'/><emulatorpin cpuset='5'/></cputune>
+      <numatune><memnode cellid='0' mode='preferred' nodeset='1'/></numatune>
+      <cpu><numa><cell id='0' cpus='0-1' memory='512' unit='MiB'/></numa></cpu></domain>"""
+    guest = moving_guest_from_xml(text)
+    assert (guest.pinning, guest.memory_mode, guest.emulator_pin) == ("thread", "preferred", "nodes")
+    assert guest.distances == ()
+    assert guest.cells[0].source_nodes == (1,)
+
+
+def test_a_plan_for_another_guest_is_refused() -> None:
+    text = _source("smt2-core-pinning")
+    plan = plan_destination(moving_guest_from_xml(text), host("intel-2s-smt2"))
+    other = text.replace("<name>smt2-core</name>", "<name>other</name>")
+    with pytest.raises(XmlError, match="the plan is for guest smt2-core, the domain XML is guest other"):
+        rewrite_host_bindings(other, plan)
+
+
+def test_a_destination_too_small_names_the_cell() -> None:
+    """The ring's 1 GiB cells on the lab's nodes of under 1 GiB each."""
+    guest = moving_guest_from_xml(_source("ring-memory-hotplug"))
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(guest, host("lab4-hmat"))
+    assert str(caught.value) == (
+        "guest ring-hotplug: guest cell 0 (1 GiB, 2 vCPUs) must live on one destination node, and none of the "
+        "destination's nodes 0-2 can hold it; the roomiest destination node 2 has 1031528 KiB free"
+    )
+
+
+def test_restore_on_the_same_host_changes_nothing() -> None:
+    text = _source("host-ring-contiguous")
+    plan = plan_destination(moving_guest_from_xml(text), host("seed-4node-ring"))
+    assert parse_xml(rewrite_host_bindings(text, plan), "x").getroottree() is not None
+    assert etree.tostring(parse_xml(rewrite_host_bindings(text, plan), "x"), method="c14n") == etree.tostring(
+        parse_xml(text, "x"), method="c14n"
+    )
