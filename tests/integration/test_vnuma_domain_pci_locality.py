@@ -8,9 +8,10 @@ One guest, one boot (q35, TCG): two cells on this machine's node, a virtio-rng n
 alias and a virtio disk on a tiny file that ``device_locality: all`` puts near cell 0.  vnuma_domain writes
 an expander bus per cell with a root port per device (libvirt's VIR_DOMAIN_DEFINE_VALIDATE accepts it; a
 rerun changes nothing), and the guest kernel's own report (``/sys/bus/pci/devices/*/numa_node``, /init of
-scripts/build-guest-image.sh) gives each device the planned cell.  Then, with the guest still running,
-``device_locality: none`` removes the buses and gives the devices back to libvirt's placement, waiting for
-the next boot.
+scripts/build-guest-image.sh) gives each device the planned cell.  The diff of the move shows each device's
+address as libvirt gave it and the new one.  Then, with the guest still running, ``device_locality: none``
+removes the buses and puts every device back where libvirt had it, waiting for the next boot: the
+definition's devices are those from before the move, compared as models.
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ def owned_controllers(xml: str) -> dict[str, tuple[str, str | None]]:
     return found
 
 
+def devices_model(xml: str) -> list[tuple[str, dict[str, str], dict[str, str] | None]]:
+    """Every device of a definition as (tag, attributes, its guest address's attributes)."""
+    return [
+        (
+            element.tag,
+            dict(element.attrib),
+            None if element.find("address") is None else dict(element.find("address").attrib),
+        )
+        for element in domain_root(xml).iterfind("devices/*")
+    ]
+
+
+def pci_address(xml: str, path: str) -> str:
+    """The guest PCI address of the device at ``path`` as the collection's diff writes it (0000:bb:ss.f)."""
+    address = domain_root(xml).find(f"{path}/address")
+    assert address is not None and address.get("type") == "pci", xml
+    bus, slot, function = (int(address.get(name, "0"), 0) for name in ("bus", "slot", "function"))
+    return f"0000:{bus:02x}:{slot:02x}.{function:x}"
+
+
 def test_a_virtio_device_near_cell_1_reads_node_1_in_the_guest(
     make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str, tmp_path: Path
 ) -> None:
@@ -67,6 +88,10 @@ def test_a_virtio_device_near_cell_1_reads_node_1_in_the_guest(
     assert plan["changed"] is True
     assert plan["diff"]["after"]["devices/controller[ua-vnuma-pxb1]/node"] == 1, plan["diff"]["after"]
     assert "devices/rng[ua-rng0]/address" in plan["diff"]["after"], plan["diff"]["after"]
+    # The first move shows where libvirt had put each device (the definition had no address for them).
+    for path, key in (("devices/rng", "devices/rng[ua-rng0]/address"), ("devices/disk", "devices/disk[vda]/address")):
+        assert plan["diff"]["before"][key] == pci_address(before, path), plan["diff"]["before"]
+        assert plan["diff"]["after"][key] != plan["diff"]["before"][key]
     assert inactive_xml(qemu_conn, guest.name) == before, "check mode wrote to the definition"
 
     applied = run_module(near)
@@ -98,16 +123,14 @@ def test_a_virtio_device_near_cell_1_reads_node_1_in_the_guest(
     others = {address: function.node for address, function in report.pci.items() if function.vendor != VIRTIO_VENDOR}
     assert others and set(others.values()) <= {-1, 0, 1}, others
 
-    # Removing the option: no owned controller left, the devices placed by libvirt again, at the next boot.
+    # Removing the option: no owned controller left, every device back where libvirt had it, at the next boot.
     removed = run_module({**base, "device_locality": "none"})
     assert removed["changed"] is True
     assert removed["restart_required"] is True
     flat = inactive_xml(qemu_conn, guest.name)
     assert owned_controllers(flat) == {}, flat
-    root = domain_root(flat)
-    for path in ("devices/disk/address", "devices/rng/address"):
-        address = root.find(path)
-        assert address is not None and address.get("type") == "pci", flat
+    assert devices_model(flat) == devices_model(before), flat
+    assert "vnuma-addresses" not in flat
     again = run_module({**base, "device_locality": "none"})
     assert again["changed"] is False, again
 
