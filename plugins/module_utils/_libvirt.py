@@ -117,6 +117,8 @@ class _Domain(Protocol):
 
     def updateDeviceFlags(self, xml: str, flags: int = 0) -> int: ...
 
+    def migrate3(self, dconn: Any, params: dict[str, Any], flags: int = 0) -> Any: ...
+
 
 class _NodeDevice(Protocol):
     """``libvirt.virNodeDevice``: a host device (node-device XML)."""
@@ -152,6 +154,10 @@ class _Connection(Protocol):
     ) -> dict[int, dict[int, int]]: ...
 
     def defineXMLFlags(self, xml: str, flags: int = 0) -> _Domain: ...
+
+    def saveImageGetXMLDesc(self, file: str, flags: int = 0) -> str: ...
+
+    def restoreFlags(self, frm: str, dxml: str | None = None, flags: int = 0) -> int: ...
 
     def listAllDevices(self, flags: int = 0) -> list[_NodeDevice]: ...
 
@@ -676,6 +682,29 @@ class LibvirtHost:
         domain = self._calls.run("defining the guest", self.connection.defineXMLFlags, xml, flags, guest=guest)
         return LibvirtGuest(domain, domain.name(), self._calls)
 
+    def guest_if_defined(self, name: str) -> LibvirtGuest | None:
+        """The guest called ``name``, or None when this host has none."""
+        what = "looking the guest up"
+        try:
+            domain = self._calls.raw(what, self.connection.lookupByName, name, guest=name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise self._calls.error(what, error, guest=name) from None
+        return LibvirtGuest(domain, name, self._calls)
+
+    def saved_image_xml(self, path: str) -> str:
+        """The domain XML stored in a save image (virDomainSaveImageGetXMLDesc), without restoring it."""
+        return self._calls.run(f"reading the save image {path}", self.connection.saveImageGetXMLDesc, path, 0)
+
+    def restore(self, path: str, xml: str, guest: str | None = None) -> None:
+        """Restore a save image running, with ``xml`` in place of the XML it holds (virDomainRestoreFlags).
+
+        libvirt checks that ``xml`` changes nothing the guest sees (its ABI): only host-side parts may differ.
+        """
+        flags = libvirt.VIR_DOMAIN_SAVE_RUNNING
+        self._calls.run(f"restoring {path}", self.connection.restoreFlags, path, xml, flags, guest=guest)
+
 
 class LibvirtGuest:
     """One defined guest (a libvirt domain)."""
@@ -702,6 +731,17 @@ class LibvirtGuest:
 
     def live_xml(self) -> str:
         return self._call("reading the running guest", self.domain.XMLDesc, 0)
+
+    def migratable_xml(self, persistent: bool) -> str:
+        """The running guest (or its definition) as libvirt wants it for a migration's destination XML.
+
+        VIR_DOMAIN_XML_MIGRATABLE leaves out what only this host's libvirt adds (aliases of defaults,
+        runtime state), as libvirt's own migration does; secure parts are kept so that nothing is lost.
+        """
+        flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+        if persistent:
+            flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
+        return self._call("reading the guest for its migration", self.domain.XMLDesc, flags)
 
     def xml_if_defined(self, live: bool = False) -> str | None:
         """The persistent (or live) definition, or None when the guest was undefined since it was listed.
@@ -740,6 +780,28 @@ class LibvirtGuest:
 
     def start(self) -> None:
         self._call("starting the guest", self.domain.create)
+
+    def migrate_live(self, destination: LibvirtHost, xml: str, persistent_xml: str, migration_uri: str | None) -> None:
+        """Migrate the running guest live to ``destination`` (virDomainMigrate3), which keeps it defined.
+
+        ``xml`` is what it runs with there and ``persistent_xml`` its definition there (the destination XML
+        and persistent XML parameters); the source's definition goes (undefine-source).  ``migration_uri``
+        is where the migration data goes (the destination's own choice when None).
+        """
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        params: dict[str, Any] = {
+            libvirt.VIR_MIGRATE_PARAM_DEST_XML: xml,
+            libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persistent_xml,
+        }
+        if migration_uri:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = migration_uri
+        self._call(
+            f"migrating the guest live to {destination.uri}",
+            self.domain.migrate3,
+            destination.connection,
+            params,
+            flags,
+        )
 
     def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None:
         cpu_set = set(cpus)

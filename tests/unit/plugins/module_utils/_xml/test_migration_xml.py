@@ -4,8 +4,8 @@
 
 """A guest that moves, in its domain XML: the planner's inputs read back, and the host side rewritten.
 
-Golden cases: an expansion's golden output (``fixtures/domains/<case>-out.xml``, laid out for its host)
-planned for another host and rewritten must give ``fixtures/migration/<case>-to-<host>.xml`` exactly;
+Golden cases: a guest laid out for its host (``fixtures/migration/<case>-in.xml``, copies of expansion
+outputs) planned for another host and rewritten must give ``fixtures/migration/<case>-to-<host>.xml`` exactly;
 ``pytest --regenerate-output`` rewrites them.  Every case also checks that nothing but the host side
 changed: the documents with the host-side values blanked are equal in canonical form.
 """
@@ -27,7 +27,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import et
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
-DOMAINS = FIXTURES / "domains"
 MIGRATION = FIXTURES / "migration"
 
 # (golden expansion output, the host it was laid out for, the destination)
@@ -43,7 +42,7 @@ CASES = [
 
 
 def _source(case: str) -> str:
-    return (DOMAINS / f"{case}-out.xml").read_text(encoding="utf-8")
+    return (MIGRATION / f"{case}-in.xml").read_text(encoding="utf-8")
 
 
 def guest_side(text: str) -> str:

@@ -1,0 +1,292 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+
+"""The ``vnuma_migrate`` run: move a guest to another host, or restore a saved one, with bindings planned there.
+
+1. Read the guest as it runs (its live XML) and, for a restore, the XML stored in the save image.
+2. Read the destination: its topology (capabilities, or ``host_capabilities``), the guests it runs or
+   starts with it, and the CPUs other guests hold (``_run/plan.py:Planner`` reads them as vnuma_domain does).
+3. Plan (``_core/migration.py:plan_destination``) and check the destination's capacity with the planned
+   guest in place (``_core/capacity.py:check_capacity``).  Nothing has changed on either host yet; a
+   refusal stops here.  Check mode stops here too, and returns the plan and the host-side changes.
+4. Rewrite the host side (``_xml/migration.py:rewrite_host_bindings``) and move: a live migration with
+   the destination and persistent XML, or a restore with the rewritten XML.
+5. Read the guest on the destination and check that its pins and memory binding are the plan's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+    CapacityError,
+    CapacityReport,
+    check_capacity,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
+    LibvirtOperationError,
+    SpecError,
+    VnumaError,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import DestinationPlan, plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guest, place_guests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
+    parse_capabilities,
+    read_host_capabilities,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
+    moving_guest_from_root,
+    rewrite_host_bindings,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
+
+__all__ = ["OPERATIONS", "host_side", "run_migrate", "verify_placement"]
+
+OPERATIONS = ("migrate", "restore")
+
+
+def _root(xml: str, what: str) -> etree._Element:
+    return parse_xml(xml, what, root_tag="domain")
+
+
+def host_side(root: etree._Element) -> dict[str, str]:
+    """The host-side values of a domain, by path: what a move may change, for the diff and the check after."""
+    values: dict[str, str] = {}
+    memory = root.find("numatune/memory")
+    if memory is not None and memory.get("nodeset") is not None:
+        values["numatune/memory/nodeset"] = memory.get("nodeset", "")
+    for memnode in root.iterfind("numatune/memnode"):
+        values[f"numatune/memnode[{memnode.get('cellid')}]/nodeset"] = memnode.get("nodeset", "")
+    vcpu = root.find("vcpu")
+    if vcpu is not None and vcpu.get("cpuset") is not None:
+        values["vcpu/cpuset"] = vcpu.get("cpuset", "")
+    for pin in root.iterfind("cputune/vcpupin"):
+        values[f"cputune/vcpupin[{pin.get('vcpu')}]/cpuset"] = pin.get("cpuset", "")
+    for tag in ("emulatorpin", "iothreadpin"):
+        for index, element in enumerate(root.iterfind(f"cputune/{tag}")):
+            key = f"cputune/{tag}" if tag == "emulatorpin" else f"cputune/iothreadpin[{element.get('iothread', index)}]"
+            values[f"{key}/cpuset"] = element.get("cpuset", "")
+    for index, device in enumerate(root.iterfind("devices/memory")):
+        nodemask = device.findtext("source/nodemask")
+        if nodemask is not None:
+            values[f"devices/memory[{index}]/source/nodemask"] = nodemask.strip()
+    return values
+
+
+def _canonical(path: str, value: str) -> str:
+    """Cpusets and nodesets compare as sets: libvirt may print ``0,1`` as ``0-1``."""
+    if path.endswith(("nodeset", "cpuset", "nodemask")):
+        with contextlib.suppress(VnumaError):
+            return format_cpuset(parse_cpuset(value, path))
+    return value
+
+
+def changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[dict[str, str | None]]:
+    """The host-side values that differ, one entry per path."""
+    return [
+        {"path": path, "before": before.get(path), "after": after.get(path)}
+        for path in sorted(set(before) | set(after))
+        if _canonical(path, before.get(path) or "") != _canonical(path, after.get(path) or "")
+    ]
+
+
+def verify_placement(name: str, live_xml: str, plan: DestinationPlan) -> None:
+    """Refuse unless the guest's live pins and memory binding on the destination are the plan's."""
+    root = _root(live_xml, f"the running guest {name}")
+    numa = DomainNuma.from_domain(root)
+    problems = []
+    pins = {pin.vcpu: pin.cpuset for pin in numa.vcpupins}
+    for vcpu, cpus in sorted(plan.vcpu_pins.items()):
+        if pins.get(vcpu) != cpus:
+            got = format_cpuset(pins[vcpu]) if vcpu in pins else "no pin"
+            problems.append(f"vCPU {vcpu} is pinned to {got}, the plan says {format_cpuset(cpus)}")
+    memnodes = {node.cellid: node.nodeset for node in numa.numatune.memnodes} if numa.numatune is not None else {}
+    for cell in plan.cells:
+        if cell.id in memnodes and tuple(memnodes[cell.id]) != cell.memory_nodes:
+            problems.append(
+                f"cell {cell.id}'s memory is bound to host nodes {format_cpuset(memnodes[cell.id])}, "
+                f"the plan says {format_cpuset(cell.memory_nodes)}"
+            )
+    emulator = numa.emulatorpin
+    if plan.emulator_pins is not None and emulator is not None and tuple(emulator.cpuset) != plan.emulator_pins:
+        problems.append(
+            f"the emulator is pinned to {format_cpuset(emulator.cpuset)}, "
+            f"the plan says {format_cpuset(plan.emulator_pins)}"
+        )
+    if problems:
+        raise LibvirtOperationError(
+            "the guest runs on the destination, but not as planned: " + "; ".join(problems), guest=name
+        )
+
+
+class _Destination:
+    """The destination host as the planner sees it: topology, the room other guests leave, their CPUs."""
+
+    def __init__(self, host: LibvirtHost, caps: str | None, guest: str) -> None:
+        self.host = host
+        self.topology: HostTopology = parse_capabilities(
+            read_host_capabilities(caps) if caps else host.capabilities_xml()
+        )
+        planner = Planner(host, self.topology, capacity="report")
+        # No requests: the planner only reads the host, counting running and autostart guests as they are.
+        planner.plan_all([])
+        self.others = [binding for binding in planner.others if binding.name != guest]
+        self.taken = {cpu: owner for cpu, owner in planner.taken.items() if owner != guest}
+        self.unread = planner.unread
+        self.report: CapacityReport = check_capacity(self.topology, place_guests(self.topology, self.others))
+
+    def check_fit(self, plan: DestinationPlan) -> CapacityReport:
+        placements = [*place_guests(self.topology, self.others), place_guest(self.topology, plan.binding())]
+        report = check_capacity(self.topology, placements)
+        if self.unread:
+            report = replace(report, warnings=(*report.warnings, *self.unread))
+        if report.blocking:
+            raise CapacityError(replace(report, problems=report.blocking))
+        return report
+
+
+def _check_params(params: Mapping[str, Any]) -> str:
+    operation = params.get("operation") or "migrate"
+    if operation not in OPERATIONS:
+        raise SpecError(f"operation {operation!r} is not one of {', '.join(OPERATIONS)}")
+    if operation == "migrate":
+        if not params.get("name"):
+            raise SpecError("operation migrate needs name: the running guest to move")
+        if not params.get("destination_uri"):
+            raise SpecError("operation migrate needs destination_uri: the hypervisor to move the guest to")
+        if params.get("restore_from"):
+            raise SpecError("restore_from goes with operation restore, not migrate")
+    else:
+        if not params.get("restore_from"):
+            raise SpecError("operation restore needs restore_from: the path of the save image on the host")
+        if params.get("destination_uri"):
+            raise SpecError(
+                "operation restore brings the guest up on the host of uri; destination_uri goes with operation migrate"
+            )
+    check_lock_timeout(params.get("lock_timeout", 300))
+    return str(operation)
+
+
+@contextlib.contextmanager
+def _locked(uri: str, params: Mapping[str, Any], check_mode: bool) -> Iterator[None]:
+    if check_mode:
+        yield
+        return
+    with host_lock(uri, float(params.get("lock_timeout", 300))):
+        yield
+
+
+def _result(plan: DestinationPlan, before: Mapping[str, str], after_xml: str, report: CapacityReport) -> dict[str, Any]:
+    after = host_side(_root(after_xml, "the rewritten domain XML"))
+    return {
+        "plan": plan.to_dict(),
+        "host_changes": changes(before, after),
+        "capacity": report.to_dict(),
+    }
+
+
+def run_migrate(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """The module's run; raises a ``VnumaError`` naming the guest, the option and the limit on any refusal."""
+    operation = _check_params(params)
+    if operation == "migrate":
+        return _migrate(params, check_mode)
+    return _restore(params, check_mode)
+
+
+def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+    name = str(params["name"])
+    source_uri, destination_uri = params["uri"], params["destination_uri"]
+    if source_uri == destination_uri:
+        raise SpecError(f"destination_uri {destination_uri} is the source's uri: a guest moves to another host")
+    timeouts = (params.get("connect_timeout", 60.0), params.get("call_timeout", 120.0))
+    try:
+        with LibvirtHost(source_uri, *timeouts) as source, LibvirtHost(destination_uri, *timeouts) as target:
+            guest = source.guest_if_defined(name)
+            if guest is None:
+                raise LibvirtOperationError(f"no guest named {name} is defined at {source_uri}")
+            if not guest.is_running():
+                raise LibvirtOperationError(
+                    f"the guest is not running at {source_uri}: a live migration moves a running guest"
+                )
+            if target.guest_if_defined(name) is not None:
+                raise LibvirtOperationError(
+                    f"a guest named {name} is already defined at {destination_uri}; undefine it there first"
+                )
+            live_xml, persistent_xml = guest.migratable_xml(persistent=False), guest.migratable_xml(persistent=True)
+            source_topology = parse_capabilities(source.capabilities_xml())
+            live = _root(live_xml, f"the running guest {name}")
+            destination = _Destination(target, params.get("host_capabilities"), name)
+            plan = plan_destination(
+                moving_guest_from_root(live, source_topology),
+                destination.topology,
+                destination.report,
+                destination.taken,
+            )
+            report = destination.check_fit(plan)
+            moved_xml = rewrite_host_bindings(live_xml, plan)
+            moved_persistent = rewrite_host_bindings(persistent_xml, plan)
+            result = _result(plan, host_side(live), moved_xml, report)
+            result.update(operation="migrate", source_uri=source_uri, destination_uri=destination_uri)
+            if check_mode:
+                return {**result, "changed": True, "moved": False}
+            with _locked(destination_uri, params, check_mode):
+                guest.migrate_live(target, moved_xml, moved_persistent, params.get("migration_uri"))
+                moved = target.guest_if_defined(name)
+                if moved is None:
+                    raise LibvirtOperationError(f"the migration ended but {destination_uri} has no guest named {name}")
+                verify_placement(name, moved.live_xml(), plan)
+            return {**result, "changed": True, "moved": True}
+    except VnumaError as error:
+        raise error.naming(name) from None
+
+
+def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+    path = str(params["restore_from"])
+    uri = params["uri"]
+    timeouts = (params.get("connect_timeout", 60.0), params.get("call_timeout", 120.0))
+    name: str | None = params.get("name")
+    try:
+        with LibvirtHost(uri, *timeouts) as host:
+            saved_xml = host.saved_image_xml(path)
+            saved = _root(saved_xml, f"the domain XML of the save image {path}")
+            saved_name = (saved.findtext("name") or "").strip()
+            if name and saved_name != name:
+                raise SpecError(f"restore_from {path} holds guest {saved_name}, not {name}")
+            name = saved_name
+            existing = host.guest_if_defined(name)
+            if existing is not None and existing.is_running():
+                raise LibvirtOperationError(f"the guest is already running at {uri}; a restore would start it twice")
+            destination = _Destination(host, params.get("host_capabilities"), name)
+            plan = plan_destination(
+                moving_guest_from_root(saved), destination.topology, destination.report, destination.taken
+            )
+            report = destination.check_fit(plan)
+            restored_xml = rewrite_host_bindings(saved_xml, plan)
+            result = _result(plan, host_side(saved), restored_xml, report)
+            result.update(operation="restore", restore_from=path, uri=uri)
+            if check_mode:
+                return {**result, "changed": True, "moved": False}
+            with _locked(uri, params, check_mode):
+                host.restore(path, restored_xml, guest=name)
+                restored = host.guest_if_defined(name)
+                if restored is None:
+                    raise LibvirtOperationError(f"the restore ended but {uri} has no guest named {name}")
+                verify_placement(name, restored.live_xml(), plan)
+                if existing is not None:
+                    # Its definition here moves with it: the next start uses the bindings it runs with.
+                    host.define(rewrite_host_bindings(restored.inactive_xml(), plan), guest=name)
+            return {**result, "changed": True, "moved": True, "name": name}
+    except VnumaError as error:
+        raise error.naming(name) from None
