@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - The P(vnuma.libvirt.vnuma_fleet#role) role's report step. It runs on the controller and starts no module. It
     creates the report directory, dumps a hypervisor's result or the fleet summary as JSON, renders the role's HTML
-    templates with Ansible's templar, and writes every file atomically.
+    templates with Jinja2, and writes every file atomically.
   - The reports are the role's output, not a change to the hosts. They are written in check mode too, and the task
     never reports a change.
   - It is the role's internal wiring; its options may change with the role.
@@ -74,8 +74,10 @@ options:
     type: dict
 notes:
   - The templates are found as the M(ansible.builtin.template) module finds them (the role's C(templates)
-    directory), and rendered with the task's variables, with O(result) as C(vnuma_fleet_result) and O(summary) as
-    C(__vnuma_fleet_summary).
+    directory). They are rendered by plain Jinja2 with the template module's settings, not by Ansible's templar,
+    which costs several times as much for a few hundred guests; the pages are the same byte for byte.
+  - A template sees O(result) as C(vnuma_fleet_result), O(summary) as C(__vnuma_fleet_summary), and the role's
+    C(__vnuma_fleet_before); it may use Jinja2's filters and tests, C(to_json) and C(vnuma.libvirt.vnuma_host_svg).
   - Each file is written to a temporary file in its directory and renamed over the old one, mode C(0644).
 seealso:
   - module: vnuma.libvirt.vnuma_info

@@ -58,7 +58,8 @@ LAYERS = (
     Layer("modules/", frozenset({"ansible", "_core", "_xml", "_libvirt", "_run", "_report"}), "a module"),
     Layer("filter/", frozenset({"ansible", "_core", "_xml", "_report", "glue"}), "a filter"),
     # Action plugins run on the controller too (the role's report writer): the filters' rules.
-    Layer("action/", frozenset({"ansible", "_core", "_xml", "_report", "glue"}), "an action plugin"),
+    # It renders the role's templates with jinja2, ansible-core's own template engine.
+    Layer("action/", frozenset({"ansible", "jinja2", "_core", "_xml", "_report", "glue"}), "an action plugin"),
     Layer("plugin_utils/", frozenset({"ansible", "_core", "_xml", "_report"}), "the filters' glue"),
     Layer("doc_fragments/", frozenset(), "a doc fragment"),
 )
@@ -70,7 +71,7 @@ SOLE_IMPORTERS = {"lxml": "module_utils/_xml/parse.py", "libvirt": "module_utils
 def kind_of(module: str) -> str | None:
     """The kind of an absolute module name, or None for the standard library."""
     top = module.split(".")[0]
-    if top in ("ansible", "lxml", "libvirt"):
+    if top in ("ansible", "lxml", "libvirt", "jinja2"):
         return top
     if not module.startswith(COLLECTION + "plugins."):
         # Another collection or a third-party package: neither belongs in this collection's plugins.
