@@ -40,6 +40,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.topology_cache import refresh_if_installed
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
     read_host_capabilities,
@@ -286,7 +287,11 @@ def converging(
     selection_warnings: list[str] = []
     with LibvirtHost.from_params(params) as host:
         caps = params.get("host_capabilities")
-        topology: HostTopology = parse_capabilities(read_host_capabilities(caps) if caps else host.capabilities_xml())
+        own_xml = None if caps else host.capabilities_xml()
+        topology: HostTopology = parse_capabilities(read_host_capabilities(caps) if caps else own_xml)
+        if own_xml is not None and not check_mode:
+            # The migration hook plans with this host's topology (docs/migration.md): keep its cache current.
+            refresh_if_installed(params["uri"], own_xml)
         backup_dir = params["backup_dir"] if params.get("backup") else None
         converger = Converger(
             host,

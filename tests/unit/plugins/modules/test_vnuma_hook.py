@@ -1,0 +1,162 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""vnuma_hook: installs the hook, its library and the topology cache into temporary directories.
+
+The installed copy is then run as libvirtd runs it, in a fresh ``python -I`` (no PYTHONPATH, so the
+collection is not importable but from the copy), to show that it needs nothing but the copy.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_install import HOOK_FILE, hook_sources
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_hook
+from tests.support.module_run import ModuleExit, run_module
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+CAPS = FIXTURES / "capabilities" / "seed-4node-ring.xml"
+OTHER_CAPS = FIXTURES / "capabilities" / "intel-2s-smt2.xml"
+PLAIN_GUEST = """<domain type='qemu'>
+  <name>plain</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>2</vcpu>
+  <numatune><memory mode='strict' nodeset='7'/></numatune>
+  <os><type arch='x86_64'>hvm</type></os>
+</domain>
+"""
+
+
+def _args(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "hooks_dir": str(tmp_path / "hooks"),
+        "lib_dir": str(tmp_path / "lib"),
+        "cache_path": str(tmp_path / "cache" / "host-capabilities.xml"),
+        "state_dir": str(tmp_path / "state"),
+        "host_capabilities": str(CAPS),
+        **extra,
+    }
+
+
+def _run(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
+    return run_module(args, check_mode=check_mode, diff=diff, module=vnuma_hook)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_check_mode_writes_nothing_and_says_what_would_change(tmp_path: Path) -> None:
+    result = _run(_args(tmp_path), check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["cache_changed"] is True
+    assert result["reload_required"] is True
+    assert list(tmp_path.iterdir()) == []
+    assert "_run/hook.py" in result["diff"]["after"]
+    assert result["diff"]["before"] == ""
+
+
+def test_present_installs_a_hook_that_runs_from_its_own_copy(tmp_path: Path) -> None:
+    result = _run(_args(tmp_path))
+    hook = tmp_path / "hooks" / "qemu.d" / HOOK_FILE
+    assert result["changed"] is True
+    assert result["hook_path"] == str(hook)
+    assert stat.S_IMODE(hook.stat().st_mode) == 0o755
+    assert hook.read_text().startswith(f"#!{sys.executable} -I\n")
+    assert (tmp_path / "cache" / "host-capabilities.xml").read_bytes() == CAPS.read_bytes()
+    library = _tree(tmp_path / "lib")
+    assert set(library) == set(result["files"]) == set(hook_sources())
+    # Never the libvirt adapter: the hook must not reach libvirt.
+    assert not [path for path in library if path.endswith("_libvirt.py")]
+    assert "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py" in library
+
+    # libvirtd's environment: no PYTHONPATH; -I in the script ignores it anyway.
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C"}
+    other = subprocess.run(
+        [str(hook), "plain", "start", "begin", "-"], input=PLAIN_GUEST, capture_output=True, text=True, env=env
+    )
+    assert (other.returncode, other.stdout, other.stderr) == (0, "", "")
+    moved = subprocess.run(
+        [str(hook), "plain", "migrate", "begin", "-"], input=PLAIN_GUEST, capture_output=True, text=True, env=env
+    )
+    # No stored spec: the guest passes through unchanged (empty output is libvirt's "keep the XML").
+    assert (moved.returncode, moved.stdout, moved.stderr) == (0, "", "")
+
+
+def test_a_second_run_changes_nothing_and_a_new_topology_only_the_cache(tmp_path: Path) -> None:
+    _run(_args(tmp_path))
+    before = _tree(tmp_path)
+    again = _run(_args(tmp_path))
+    assert (again["changed"], again["cache_changed"], again["reload_required"]) == (False, False, False)
+    assert _tree(tmp_path) == before
+    grown = _run(_args(tmp_path, host_capabilities=str(OTHER_CAPS)))
+    assert (grown["changed"], grown["cache_changed"]) == (True, True)
+    after = _tree(tmp_path)
+    assert after.pop("cache/host-capabilities.xml") == OTHER_CAPS.read_bytes()
+    before.pop("cache/host-capabilities.xml")
+    assert after == before
+
+
+def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
+    _run(_args(tmp_path))
+    stale = tmp_path / "lib" / "ansible_collections" / "old.py"
+    stale.write_text("x = 1\n")
+    parse = tmp_path / "lib" / "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"
+    parse.write_text("broken\n")
+    result = _run(_args(tmp_path), diff=True)
+    assert result["changed"] is True
+    assert not stale.exists()
+    assert parse.read_text() == hook_sources()["ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"]
+    assert "library ansible_collections/old.py" in result["diff"]["before"]
+    assert "library ansible_collections/old.py" not in result["diff"]["after"]
+
+
+def test_reload_is_required_only_when_libvirtd_runs_no_qemu_hook_yet(tmp_path: Path) -> None:
+    other = tmp_path / "hooks" / "qemu.d" / "10-disks"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    result = _run(_args(tmp_path))
+    assert result["changed"] is True
+    assert result["other_hooks"] == [str(other)]
+    assert result["reload_required"] is False
+
+
+def test_absent_removes_everything_once(tmp_path: Path) -> None:
+    _run(_args(tmp_path))
+    checked = _run(_args(tmp_path, state="absent"), check_mode=True)
+    assert checked["changed"] is True
+    assert (tmp_path / "hooks" / "qemu.d" / HOOK_FILE).exists()
+    removed = _run(_args(tmp_path, state="absent"))
+    assert removed["changed"] is True
+    assert not (tmp_path / "hooks" / "qemu.d" / HOOK_FILE).exists()
+    assert not (tmp_path / "lib").exists()
+    assert not (tmp_path / "cache" / "host-capabilities.xml").exists()
+    assert _run(_args(tmp_path, state="absent"))["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"interpreter": "/bin/false"}, "interpreter /bin/false cannot import lxml"),
+        ({"interpreter": "/nonexistent/python3"}, "interpreter /nonexistent/python3: cannot run it"),
+        ({"host_capabilities": None, "uri": "qemu+ssh://hv1/system"}, "is not a daemon on this machine"),
+        ({"host_capabilities": "<capabilities><host/></capabilities>"}, "no <host><topology><cells>"),
+        ({"lib_dir": "relative/lib"}, "lib_dir 'relative/lib' is not an absolute path"),
+    ],
+)
+def test_refusals_write_nothing(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ModuleExit) as raised:
+        _run(_args(tmp_path, **extra))
+    assert raised.value.failed
+    assert message in raised.value.result["msg"]
+    assert list(tmp_path.iterdir()) == []
