@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.topology_cache import DEFAULT_CACHE_PATH
-
 __all__ = ["DEFAULT_STATE_DIR", "FILTER_OPERATIONS", "HookOutcome", "main", "run_hook"]
 
 # Where libvirtd's QEMU driver keeps the live XML of each running guest (qemu:///system).
@@ -96,13 +94,18 @@ def run_hook(argv: Sequence[str], domain_xml: str, cache_path: str, state_dir: s
 
 def main(
     argv: Sequence[str] | None = None,
-    cache_path: str = DEFAULT_CACHE_PATH,
+    *,
+    cache_path: str,
     state_dir: str = DEFAULT_STATE_DIR,
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
 ) -> int:
-    """The installed hook script's entry point; returns the exit status."""
+    """The installed hook script's entry point; returns the exit status.
+
+    ``cache_path`` is the installer's (the script passes it): this file imports nothing of the collection
+    at its top, so that the calls that only pass through stay as quick as Python's start.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     # Read all of stdin whatever the operation: libvirtd writes the whole XML to the pipe.
     domain_xml = (stdin or sys.stdin).read()

@@ -165,8 +165,8 @@ def test_main_reads_stdin_and_writes_what_libvirt_expects() -> None:
     out, err = io.StringIO(), io.StringIO()
     status = main(
         ["mig2-db", "migrate", "begin", "-"],
-        cache("intel-2s-smt2"),
-        "/nonexistent",
+        cache_path=cache("intel-2s-smt2"),
+        state_dir="/nonexistent",
         stdin=io.StringIO(arriving),
         stdout=out,
         stderr=err,
@@ -175,7 +175,13 @@ def test_main_reads_stdin_and_writes_what_libvirt_expects() -> None:
     assert guest_visible(out.getvalue()) == guest_visible(arriving)
     # Unreadable XML is no reason for a traceback: libvirt gets a status and a line.
     out, err = io.StringIO(), io.StringIO()
-    status = main(["g", "restore", "begin", "-"], cache("intel-2s-smt2"), "/x", io.StringIO("<domain"), out, err)
+    status = main(
+        ["g", "restore", "begin", "-"],
+        cache_path=cache("intel-2s-smt2"),
+        stdin=io.StringIO("<domain"),
+        stdout=out,
+        stderr=err,
+    )
     assert status != 0
     assert out.getvalue() == ""
     assert err.getvalue().startswith("vnuma.libvirt hook: ")
