@@ -153,4 +153,28 @@ options:
         C(mac) (an interface's MAC address); or the same as text, V(ua-nic0=1,vda=0). Needs O(device_locality)
         V(hostdev) or V(all).
     type: raw
+  emulator_threads:
+    description:
+      - Where QEMU's emulator threads run, with OpenStack Nova's meanings (C(hw:emulator_threads_policy)).
+      - V(share) lets them share host CPUs with the guest, where O(emulator_pin) puts them. They are unpinned under
+        V(none), and on the selected nodes' CPUs that no vCPU holds exclusively (the shared set) under V(nodes).
+      - V(isolate) pins them to one more dedicated host CPU on the host node of guest cell 0 (a whole core under
+        O(pinning) V(core)), which no vCPU and no other guest uses; the capacity check counts it. Needs O(pinning)
+        V(core) or V(thread), and O(emulator_pin) V(none).
+      - The default is V(share).
+    type: str
+    choices: [share, isolate]
+  iothreads:
+    description:
+      - I/O threads for the guest's virtio disks (C(<iothreads>), C(<cputune><iothreadpin>), each disk's C(<driver
+        iothread>)).
+      - V(none) leaves the guest's own I/O threads and disks as they are. V(per_cell) gives each cell with vCPUs one I/O
+        thread, pinned to the host CPUs of that cell's vCPUs, and puts each virtio disk on the I/O thread of its cell,
+        the cell of its PCI expander bus (O(device_locality)), else cell 0. V(per_disk) gives each virtio disk an I/O
+        thread of its own, pinned the same way.
+      - Under V(per_cell) and V(per_disk) the collection owns the I/O threads, their pins and the disks' C(iothread).
+        New pins take effect live; a new I/O thread or disk assignment at the next boot.
+      - The default is V(none).
+    type: str
+    choices: [none, per_cell, per_disk]
 """

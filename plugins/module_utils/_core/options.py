@@ -33,7 +33,9 @@ __all__ = [
     "DEVICE_LOCALITIES",
     "DISTRIBUTIONS",
     "EMULATOR_PINS",
+    "EMULATOR_THREADS",
     "HMAT_MODES",
+    "IOTHREADS",
     "MAX_CELLS",
     "MAX_MEMORY_SLOTS",
     "MEMORY_DEVICES",
@@ -59,6 +61,11 @@ DEDICATED_PINNINGS = ("core", "thread")
 MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
 MEMORY_SPLITS = ("even", "vcpus")
 EMULATOR_PINS = ("none", "nodes")
+# Where QEMU's emulator threads run, with Nova's hw:emulator_threads_policy meanings (docs/iothreads.md):
+# beside the guest's vCPUs, or on one more dedicated host CPU.
+EMULATOR_THREADS = ("share", "isolate")
+# The guest's I/O threads for its virtio disks: the user's own left alone, one per cell, or one per disk.
+IOTHREADS = ("none", "per_cell", "per_disk")
 # Guest HMAT (``_core/hmat.py``): none, the host's figures, or figures derived from the distances.
 HMAT_MODES = ("none", "host", "synthesize")
 # What memory hotplug adds to a guest cell: DIMMs hot-added in fixed sizes, or one virtio-mem device
@@ -350,6 +357,37 @@ SPEC_OPTIONS: tuple[Option, ...] = (
         ),
         xml_child="devices",
         xml_attribute="cells",
+    ),
+    Option(
+        "emulator_threads",
+        Kind.CHOICE,
+        (
+            "Where QEMU's emulator threads run, with OpenStack Nova's meanings (C(hw:emulator_threads_policy)).",
+            "V(share) lets them share host CPUs with the guest, where O(emulator_pin) puts them. They are unpinned "
+            "under V(none), and on the selected nodes' CPUs that no vCPU holds exclusively (the shared set) under "
+            "V(nodes).",
+            "V(isolate) pins them to one more dedicated host CPU on the host node of guest cell 0 (a whole core "
+            "under O(pinning) V(core)), which no vCPU and no other guest uses; the capacity check counts it. Needs "
+            "O(pinning) V(core) or V(thread), and O(emulator_pin) V(none).",
+        ),
+        choices=EMULATOR_THREADS,
+        default="share",
+    ),
+    Option(
+        "iothreads",
+        Kind.CHOICE,
+        (
+            "I/O threads for the guest's virtio disks (C(<iothreads>), C(<cputune><iothreadpin>), each disk's "
+            "C(<driver iothread>)).",
+            "V(none) leaves the guest's own I/O threads and disks as they are. V(per_cell) gives each cell with "
+            "vCPUs one I/O thread, pinned to the host CPUs of that cell's vCPUs, and puts each virtio disk on the "
+            "I/O thread of its cell, the cell of its PCI expander bus (O(device_locality)), else cell 0. V(per_disk) "
+            "gives each virtio disk an I/O thread of its own, pinned the same way.",
+            "Under V(per_cell) and V(per_disk) the collection owns the I/O threads, their pins and the disks' "
+            "C(iothread). New pins take effect live; a new I/O thread or disk assignment at the next boot.",
+        ),
+        choices=IOTHREADS,
+        default="none",
     ),
 )
 

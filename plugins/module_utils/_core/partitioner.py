@@ -35,7 +35,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
     balanced_shares,
     even_split,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.iothreads import (
+    isolated_emulator_cpu,
+    isolation_node,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     CELLS_REASON,
     MAX_CELLS,
@@ -691,7 +696,18 @@ class _Partitioner:
             f"{_nodes_text(nodes)}, {have} are free{detail}"
         )
 
-    def emulator_pins(self, nodes: tuple[int, ...], held: set[int]) -> tuple[int, ...] | None:
+    def emulator_pins(
+        self, nodes: tuple[int, ...], held: set[int], places: Sequence[CellPlace]
+    ) -> tuple[int, ...] | None:
+        """``<emulatorpin>``: the shared set under emulator_pin nodes, or one more dedicated CPU to isolate them.
+
+        An isolated emulator's CPU joins ``held`` (its whole core under pinning core), as a vCPU's would.
+        """
+        if self.spec.isolates_emulator:
+            node = isolation_node(self.topology, [place.nodes for place in places])
+            cpu = isolated_emulator_cpu(self.topology, self.spec.pinning, node, held, self.taken)
+            held.update(held_cpus((cpu,), self.spec.pinning, self.topology))
+            return cpu
         if self.spec.emulator_pin == "none":
             return None
         cpus = tuple(
@@ -735,7 +751,7 @@ class _Partitioner:
             memory_nodes=tuple(bound),
             numatune_nodes=self.numatune_nodes(bound),
             vcpu_pins=tuple(pins) if pins is not None else None,
-            emulator_pins=self.emulator_pins(nodes, held),
+            emulator_pins=self.emulator_pins(nodes, held, places),
             held=tuple(sorted(held)),
             distances=tuple(self.distances(places)),
         )
@@ -768,7 +784,7 @@ class _Partitioner:
         topology = self.guest_topology(cell_of, threads)
 
         pins, held = self.pins(cell_vcpus, places, threads)
-        emulator = self.emulator_pins(nodes, held)
+        emulator = self.emulator_pins(nodes, held, places)
 
         distances = self.distances(places)
         cells = tuple(

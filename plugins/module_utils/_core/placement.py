@@ -51,7 +51,12 @@ __all__ = [
 ]
 
 
-def held_cpus(pins: Iterable[Collection[int]], pinning: str | None, topology: HostTopology) -> tuple[int, ...]:
+def held_cpus(
+    pins: Iterable[Collection[int]],
+    pinning: str | None,
+    topology: HostTopology,
+    emulator: Collection[int] | None = None,
+) -> tuple[int, ...]:
     """The host CPUs a guest holds for itself, ascending: the one dedicated-CPU rule.
 
     ``pins`` are its vCPU pins' cpusets; ``pinning`` its spec's pinning, or None when there is no
@@ -59,10 +64,12 @@ def held_cpus(pins: Iterable[Collection[int]], pinning: str | None, topology: Ho
     ``none`` nothing is held.  Otherwise (dedicated pinning, or unknown: the conservative reading)
     every single-CPU pin holds its CPU; a pin to several CPUs shares them.  Under ``core`` the held
     CPUs' whole host cores are held too: their idle sibling threads run nothing else.
+    ``emulator`` is the emulator pin of a guest that isolates its emulator threads
+    (``emulator_threads: isolate``): it holds its CPU as one more vCPU pin would.
     """
     if pinning is not None and pinning not in DEDICATED_PINNINGS:
         return ()
-    held = {cpu for cpus in pins if len(cpus) == 1 for cpu in cpus}
+    held = {cpu for cpus in (*pins, emulator or ()) if len(cpus) == 1 for cpu in cpus}
     if pinning == "core" and held:
         held.update(cpu for node in topology.nodes for core in node.cores if held.intersection(core) for cpu in core)
     return tuple(sorted(held))

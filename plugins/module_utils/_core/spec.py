@@ -142,6 +142,8 @@ class VnumaSpec:
     device_locality: str = option("device_locality").default
     # Canonical text (``_core/pci_locality.py:format_device_cells``), so that specs compare as values.
     device_cells: str | None = None
+    emulator_threads: str = option("emulator_threads").default
+    iothreads: str = option("iothreads").default
 
     def __post_init__(self) -> None:
         # Every number against its limit before anything is built from it (the partitioner builds
@@ -163,11 +165,26 @@ class VnumaSpec:
             object.__setattr__(self, "device_cells", None if self.device_locality == "none" else cells or None)
         if (self.max_memory_kib is None) != (self.memory_slots is None):
             raise SpecError("max_memory and memory_slots go together: memory hotplug needs both")
+        if self.isolates_emulator and self.pinning not in DEDICATED_PINNINGS:
+            raise SpecError(
+                f"emulator_threads isolate needs pinning core or thread, not {self.pinning}: "
+                "vCPUs that float would run on the emulator's host CPU too"
+            )
+        if self.isolates_emulator and self.emulator_pin != "none":
+            raise SpecError(
+                f"emulator_threads isolate and emulator_pin {self.emulator_pin} both place the emulator threads; "
+                "set emulator_pin none"
+            )
         if self.memory_device == "virtio-mem" and self.max_memory_kib is None:
             raise SpecError(
                 "memory_device virtio-mem needs max_memory and memory_slots: its devices share the memory "
                 "between the boot memory and max_memory"
             )
+
+    @property
+    def isolates_emulator(self) -> bool:
+        """Whether the emulator threads hold a dedicated host CPU of their own (``emulator_threads: isolate``)."""
+        return self.emulator_threads == "isolate"
 
     @property
     def nodes(self) -> frozenset[int] | None:

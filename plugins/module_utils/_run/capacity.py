@@ -35,7 +35,8 @@ __all__ = ["check_fit", "layout_held", "place", "planned_binding"]
 
 def layout_held(topology: HostTopology, layout: Layout) -> tuple[int, ...]:
     """Host CPUs a planned layout holds for itself (the rule is ``_core/placement.py:held_cpus``)."""
-    return held_cpus(layout.vcpu_pins or (), layout.spec.pinning, topology)
+    emulator = layout.emulator_pins if layout.spec.isolates_emulator else None
+    return held_cpus(layout.vcpu_pins or (), layout.spec.pinning, topology, emulator)
 
 
 def place(topology: HostTopology, items: Sequence[Planned], autostart: set[str]) -> None:

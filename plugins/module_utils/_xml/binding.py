@@ -127,4 +127,11 @@ def dedicated_cpus(topology: HostTopology, root: etree._Element, name: str) -> d
         except VnumaError:
             # A pin libvirt would not have stored holds nothing; reading the domain reports it.
             continue
-    return dict.fromkeys(held_cpus(pins, None if spec is None else spec.pinning, topology), name)
+    emulator = None
+    if spec is not None and spec.isolates_emulator:
+        pin = root.find("cputune/emulatorpin")
+        try:
+            emulator = None if pin is None else parse_cpuset(pin.get("cpuset", ""), "<emulatorpin cpuset>")
+        except VnumaError:
+            emulator = None
+    return dict.fromkeys(held_cpus(pins, None if spec is None else spec.pinning, topology, emulator), name)

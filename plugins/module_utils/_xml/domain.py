@@ -31,6 +31,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import layout_p
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind, Items, new_change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin, pin_texts
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.iothreads import IothreadPins, IoThreads, iothreads_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, parse_markup, parse_markups
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     CurrentMemory,
@@ -73,7 +74,14 @@ __all__ = ["DomainNuma", "read_guest_shape"]
 _Model = TypeVar("_Model", bound=ElementModel)
 # What lists an owned part's values and says their ChangeKind: an element model, or the virtio-mem devices.
 # Union rather than |: ansible-test's pylint refuses | between type[...] aliases at runtime.
-_Section = Union[type[ElementModel], type[VirtioMemCells], type[VirtioMemRequests], type[PciLocality]]  # noqa: UP007
+_Section = Union[  # noqa: UP007
+    type[ElementModel],
+    type[VirtioMemCells],
+    type[VirtioMemRequests],
+    type[PciLocality],
+    type[IoThreads],
+    type[IothreadPins],
+]
 
 
 def _find_parse(root: etree._Element, path: str, kind: type[_Model]) -> _Model | None:
@@ -108,6 +116,9 @@ class DomainNuma:
     pci: PciLocality = field(default_factory=PciLocality)
     # What the PCI locality is worked out from (machine, controllers, devices): read, never written.
     pci_domain: PciDomain = field(default_factory=PciDomain, compare=False)
+    # I/O threads and the virtio disks' threads, and their pins (``iothreads.py``): owned unless iothreads none.
+    iothreads: IoThreads = field(default_factory=IoThreads)
+    iothreadpins: IothreadPins = field(default_factory=IothreadPins)
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -137,6 +148,8 @@ class DomainNuma:
             virtio_mem=VirtioMemCells.of(devices),
             pci=PciLocality.of(pci_domain),
             pci_domain=pci_domain,
+            iothreads=IoThreads.of(root),
+            iothreadpins=IothreadPins.of(root),
         )
 
     @property
@@ -172,6 +185,10 @@ class DomainNuma:
         memory_kib, current_memory_kib = policy.memory_for(
             layout, current.memory_kib, current.current_memory_kib, sum(device.size_kib for device in devices)
         )
+        pci = pci_locality_for(layout, current.pci_domain, host_nodes)
+        iothreads, iothreadpins = iothreads_for(
+            layout, current.pci_domain, pci, current.iothreads, current.iothreadpins
+        )
         target = cls(
             vcpu=vcpu,
             vcpus=policy.vcpus_for(layout),
@@ -186,8 +203,10 @@ class DomainNuma:
             current_memory_kib=current_memory_kib,
             memory_devices=devices,
             virtio_mem=virtio_mem,
-            pci=pci_locality_for(layout, current.pci_domain, host_nodes),
+            pci=pci,
             pci_domain=current.pci_domain,
+            iothreads=iothreads,
+            iothreadpins=iothreadpins,
         )
         target.validate()
         return target
@@ -244,6 +263,7 @@ class DomainNuma:
         return [
             of(self.vcpu, Vcpu),
             of(self.vcpus, Vcpus),
+            of(self.iothreads, IoThreads),
             of(self.topology, CpuTopology),
             of(self.numa, Numa),
             of(self.numatune, Numatune),
@@ -257,6 +277,7 @@ class DomainNuma:
                 Vcpupin,
             ),
             of(self.emulatorpin, Emulatorpin),
+            of(self.iothreadpins, IothreadPins),
             of(self.max_memory, MaxMemory),
             of(self.hugepages, Hugepages),
             (
@@ -319,6 +340,8 @@ class DomainNuma:
         self._apply_cpu(root)
         self._apply_numatune(root)
         self._apply_cputune(root)
+        self.iothreads.apply(root)
+        self.iothreadpins.apply(root)
         self._apply_virtio_mem(root)
         self.pci.apply(root)
 

@@ -39,8 +39,8 @@ CHOICES = {
     "state": "present, absent",
 }
 KNOWN = (
-    "cells, cpuless_cells, current_vcpus, device_cells, device_locality, distribution, emulator_pin, hmat, "
-    "hotplug_memory, hugepages, max_memory, "
+    "cells, cpuless_cells, current_vcpus, device_cells, device_locality, distribution, emulator_pin, "
+    "emulator_threads, hmat, hotplug_memory, hugepages, iothreads, max_memory, "
     "memory, memory_device, "
     "memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, replan, state, total_memory"
 )

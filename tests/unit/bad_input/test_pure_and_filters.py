@@ -399,8 +399,8 @@ CASES = [
         (RING, {HUGE: 1}),
         F,
         f"{LAYOUT}unknown vnuma option(s) about 10^5000; known: cells, cpuless_cells, device_cells, device_locality, "
-        "distribution, emulator_pin, "
-        "hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
+        "distribution, emulator_pin, emulator_threads, "
+        "hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
         "pci_numa_affinity, pinning",
         "layout-spec-huge-int-key",
         vcpus=4,

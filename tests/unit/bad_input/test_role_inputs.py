@@ -37,8 +37,8 @@ RING = str(HERE.parent / "fixtures" / "capabilities" / "seed-4node-ring.xml")
 DRIVER = str(HERE.parents[1] / "playbooks" / "files" / "fleet-test-driver.xml")
 
 ENTRY_OPTIONS = (
-    "cells, cpuless_cells, current_vcpus, device_cells, device_locality, distribution, emulator_pin, hmat, "
-    "hotplug_memory, hugepages, max_memory, "
+    "cells, cpuless_cells, current_vcpus, device_cells, device_locality, distribution, emulator_pin, "
+    "emulator_threads, hmat, hotplug_memory, hugepages, iothreads, max_memory, "
     "memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, "
     "replan, state, total_memory"
 )
@@ -88,7 +88,7 @@ CASES = [
         "arguments",
         ARGS + "vnuma_fleet_spec.bogus. Supported parameters include: cells, cpuless_cells, device_cells, "
         "device_locality, distribution, "
-        "emulator_pin, hmat, hugepages, max_memory, memory, memory_device, memory_mode, memory_slots, "
+        "emulator_pin, emulator_threads, hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, "
         "memory_split, mode, nodeset, pci_numa_affinity, pinning.",
         id="spec-unknown-option",
     ),

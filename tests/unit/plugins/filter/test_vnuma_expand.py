@@ -134,7 +134,8 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
         (
             domain("<vnuma speed='fast'/>"),
             "guest db01: <vnuma>: unknown attribute(s) speed; known: mode, distribution, pinning, memory_mode, "
-            "memory_split, emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity, device_locality",
+            "memory_split, emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity, device_locality, "
+            "emulator_threads, iothreads",
         ),
     ],
 )

@@ -103,6 +103,8 @@ def test_the_argspec_follows_the_kinds() -> None:
         "pci_numa_affinity": {"type": "str", "choices": ["required", "preferred", "socket", "legacy"]},
         "device_locality": {"type": "str", "choices": ["none", "hostdev", "all"]},
         "device_cells": {"type": "raw"},
+        "emulator_threads": {"type": "str", "choices": ["share", "isolate"]},
+        "iothreads": {"type": "str", "choices": ["none", "per_cell", "per_disk"]},
     }
     # Each call builds its own: Ansible may change what it is given.
     assert argument_spec() is not argument_spec()

@@ -29,6 +29,8 @@ BASE = {
         "<cpu><topology sockets='1' dies='1' cores='4' threads='1'/><numa>"
         "<cell id='0' cpus='0-3' memory='4194304' unit='KiB'/></numa></cpu>"
     ),
+    "iothreads": "",
+    "devices": "",
 }
 
 
@@ -79,6 +81,21 @@ CASES = [
         {"hugepages": "<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>"},
         ChangeKind.NEEDS_BOOT,
         id="hugepages",
+    ),
+    pytest.param({"iothreads": "<iothreads>2</iothreads>"}, ChangeKind.NEEDS_BOOT, id="iothreads"),
+    pytest.param(
+        {"cputune": BASE["cputune"].replace("</cputune>", "<iothreadpin iothread='1' cpuset='1'/></cputune>")},
+        ChangeKind.LIVE,
+        id="iothreadpin",
+    ),
+    pytest.param(
+        {
+            "devices": (
+                "<devices><disk type='file'><driver iothread='1'/><target dev='vda' bus='virtio'/></disk></devices>"
+            )
+        },
+        ChangeKind.NEEDS_BOOT,
+        id="disk-iothread",
     ),
     pytest.param({"memory": "<memory unit='KiB'>5242880</memory>"}, ChangeKind.RUNTIME, id="memory"),
     pytest.param(

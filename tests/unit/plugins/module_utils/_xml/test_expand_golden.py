@@ -61,6 +61,10 @@ CASES = {
     # the user's root ports, bridges and the addresses of devices not moved stay.
     "pci-q35": "seed-4node-ring",
     "pci-i440fx": "seed-4node-ring",
+    # I/O threads per cell, each pinned to its cell's vCPUs' host CPUs, the disks on their cells' threads
+    # (vdb behind cell 1's expander bus); the user's I/O thread and its pin replaced, <shares> and the
+    # disks' other <driver> attributes kept; the emulator on one more dedicated thread of node 0.
+    "iothreads-q35": "intel-2s-smt2",
 }
 
 

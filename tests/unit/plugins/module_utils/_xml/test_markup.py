@@ -12,6 +12,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import cpu_numa
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.iothreads import Iothreadpin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     CurrentMemory,
@@ -43,6 +44,7 @@ MODELS: list[ElementModel] = [
     Numatune(NumatuneMemory("interleave", (0,)), (Memnode(0, "strict", (0,)),)),
     Vcpupin(5, (0, 1, 2, 8)),
     Emulatorpin((0, 4)),
+    Iothreadpin(2, (0, 4)),
     MaxMemory(8 * GIB, 4),
     HugePage(2048, (0, 1)),
     Hugepages((HugePage(2048, (0,)), HugePage(1048576))),

@@ -171,7 +171,8 @@ def test_written_with_every_attribute_in_a_fixed_order() -> None:
     assert to_text(element) == (
         '<vnuma mode="node" distribution="contiguous" pinning="node" memory_mode="strict" memory_split="even" '
         'emulator_pin="none" cpuless_cells="no" memory_device="dimm" hmat="none" pci_numa_affinity="legacy" '
-        'device_locality="none"><memory unit="KiB">1048576</memory><partition nodeset="1-2"/></vnuma>'
+        'device_locality="none" emulator_threads="share" iothreads="none"><memory unit="KiB">1048576</memory>'
+        '<partition nodeset="1-2"/></vnuma>'
     )
 
 
@@ -194,11 +195,13 @@ def test_every_option_written_where_the_table_says() -> None:
         pci_numa_affinity="socket",
         device_locality="all",
         device_cells=[{"target": "vda", "cell": 1}, {"mac": "52:54:00:12:34:56", "cell": 0}],
+        emulator_threads="share",
+        iothreads="per_disk",
     )
     assert to_text(spec_to_element(spec)) == (
         '<vnuma mode="node" distribution="interleave" pinning="core" memory_mode="preferred" memory_split="vcpus" '
         'emulator_pin="nodes" cpuless_cells="yes" memory_device="dimm" hmat="synthesize" '
-        'pci_numa_affinity="socket" device_locality="all">'
+        'pci_numa_affinity="socket" device_locality="all" emulator_threads="share" iothreads="per_disk">'
         '<memory unit="KiB">1048576</memory>'
         '<partition nodeset="0-1" cells="4"/><hugepages size="2048" unit="KiB"/>'
         '<maxMemory slots="8" unit="KiB">4194304</maxMemory>'
@@ -212,7 +215,8 @@ def test_the_known_attributes_and_children_come_from_the_table() -> None:
         spec_of("<vnuma colour='red'/>")
     assert str(caught.value) == (
         "<vnuma>: unknown attribute(s) colour; known: mode, distribution, pinning, memory_mode, memory_split, "
-        "emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity, device_locality"
+        "emulator_pin, cpuless_cells, memory_device, hmat, pci_numa_affinity, device_locality, emulator_threads, "
+        "iothreads"
     )
     with pytest.raises(SpecError) as caught:
         spec_of("<vnuma><numa/></vnuma>")
