@@ -132,6 +132,18 @@ options:
         when it names host nodes with CPUs that this host does not have.
     type: bool
     default: false
+  rerender:
+    description:
+      - What to do with a guest that M(vnuma.libvirt.vnuma_migrate) moved here with its topology kept. Its
+        C(<metadata>) records the move.
+      - V(keep) leaves the guest as it is, with the topology it had on its earlier host and the host-side
+        bindings the move planned for this host. Nothing is written, and a warning says why.
+      - V(next_boot) renders its spec for this host, as for any other guest, and drops the record of the move. What
+        the guest sees may change then, which needs a new boot (RV(restart_required)).
+      - Guests that did not move are rendered either way. It applies to every guest of the call.
+    type: str
+    choices: [keep, next_boot]
+    default: keep
   restart:
     description:
       - What to do with a running guest whose definition changed in a way that needs a new boot.
@@ -666,6 +678,7 @@ def main() -> None:
             fleet=dict(type="dict"),
             report_after=dict(type="bool", default=False),
             replan=dict(type="bool", default=False),
+            rerender=dict(type="str", choices=["keep", "next_boot"], default="keep"),
             **SPEC_ARGS,
         ),
         mutually_exclusive=[("name", "guests", "fleet")],

@@ -217,6 +217,8 @@ operation:
   type: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
@@ -253,7 +255,8 @@ def main() -> None:
     try:
         result = run_migrate(module.params, module.check_mode)
     except VnumaError as error:
-        module.fail_json(msg=str(error), guest=error.guest, **error.details)
+        details: dict[str, Any] = {**error.details, "guest": error.guest}
+        module.fail_json(msg=str(error), **details)
     module.exit_json(**result)
 
 

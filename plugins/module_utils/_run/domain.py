@@ -224,6 +224,8 @@ def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) 
         hotplug_memory_kib=hotplug_kib,
         total_memory_kib=total_kib,
         replan=bool(merged["replan"]),
+        # For the whole call, not per entry: a move is undone for the guests it names.
+        rerender=defaults.get("rerender") or "keep",
     )
 
 

@@ -43,6 +43,8 @@ class GuestRequest:
     total_memory_kib: int | None = None
     # mode auto: choose the host nodes again instead of keeping the stored choice.
     replan: bool = False
+    # A guest that moved keeps its topology (keep) until asked to render the spec again (next_boot).
+    rerender: str = "keep"
 
 
 @dataclass(frozen=True)

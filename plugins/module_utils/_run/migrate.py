@@ -41,6 +41,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
     read_host_capabilities,
@@ -143,7 +144,14 @@ class _Destination:
         # No requests: the planner only reads the host, counting running and autostart guests as they are.
         planner.plan_all([])
         self.others = [binding for binding in planner.others if binding.name != guest]
-        self.taken = {cpu: owner for cpu, owner in planner.taken.items() if owner != guest}
+        # The CPUs other guests hold, each guest read as the planner reads it; the planner's own table
+        # keeps one owner per CPU, and the moving guest's stale definition here may be that owner.
+        self.taken: dict[int, str] = {}
+        for other, xml in host.definitions():
+            if other.name != guest:
+                with contextlib.suppress(VnumaError):
+                    root = parse_xml(xml, f"the definition of guest {other.name}", root_tag="domain")
+                    self.taken.update(dedicated_cpus(self.topology, root, other.name))
         self.unread = planner.unread
         self.report: CapacityReport = check_capacity(self.topology, place_guests(self.topology, self.others))
 
@@ -153,7 +161,9 @@ class _Destination:
         if self.unread:
             report = replace(report, warnings=(*report.warnings, *self.unread))
         if report.blocking:
-            raise CapacityError(replace(report, problems=report.blocking))
+            error = CapacityError(replace(report, problems=report.blocking))
+            error.details["capacity"] = report.to_dict()
+            raise error
         return report
 
 
@@ -208,10 +218,10 @@ def run_migrate(params: Mapping[str, Any], check_mode: bool = False) -> dict[str
 def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     name = str(params["name"])
     source_uri, destination_uri = params["uri"], params["destination_uri"]
-    if source_uri == destination_uri:
-        raise SpecError(f"destination_uri {destination_uri} is the source's uri: a guest moves to another host")
     timeouts = (params.get("connect_timeout", 60.0), params.get("call_timeout", 120.0))
     try:
+        if source_uri == destination_uri:
+            raise SpecError(f"destination_uri {destination_uri} is the source's uri: a guest moves to another host")
         with LibvirtHost(source_uri, *timeouts) as source, LibvirtHost(destination_uri, *timeouts) as target:
             guest = source.guest_if_defined(name)
             if guest is None:
@@ -235,8 +245,8 @@ def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
                 destination.taken,
             )
             report = destination.check_fit(plan)
-            moved_xml = rewrite_host_bindings(live_xml, plan)
-            moved_persistent = rewrite_host_bindings(persistent_xml, plan)
+            moved_xml = rewrite_host_bindings(live_xml, plan, ("migrate", source_uri))
+            moved_persistent = rewrite_host_bindings(persistent_xml, plan, ("migrate", source_uri))
             result = _result(plan, host_side(live), moved_xml, report)
             result.update(operation="migrate", source_uri=source_uri, destination_uri=destination_uri)
             if check_mode:
@@ -273,7 +283,7 @@ def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
                 moving_guest_from_root(saved), destination.topology, destination.report, destination.taken
             )
             report = destination.check_fit(plan)
-            restored_xml = rewrite_host_bindings(saved_xml, plan)
+            restored_xml = rewrite_host_bindings(saved_xml, plan, ("restore", path))
             result = _result(plan, host_side(saved), restored_xml, report)
             result.update(operation="restore", restore_from=path, uri=uri)
             if check_mode:
@@ -286,7 +296,7 @@ def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
                 verify_placement(name, restored.live_xml(), plan)
                 if existing is not None:
                     # Its definition here moves with it: the next start uses the bindings it runs with.
-                    host.define(rewrite_host_bindings(restored.inactive_xml(), plan), guest=name)
+                    host.define(rewrite_host_bindings(restored.inactive_xml(), plan, ("restore", path)), guest=name)
             return {**result, "changed": True, "moved": True, "name": name}
     except VnumaError as error:
         raise error.naming(name) from None

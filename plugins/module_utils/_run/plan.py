@@ -60,6 +60,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import memory_devices_of, plugged_of
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import moved_from, unmark_moved
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import guest_pci_devices, host_pci_devices
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import has_original, has_stored_spec
@@ -334,6 +335,14 @@ class Planner:
             if has_original(root):
                 changes.append(Change("metadata/vnuma-original", "recorded", None, ChangeKind.LIVE))
             plan = None
+        elif request.rerender == "keep" and (moved := moved_from(root)) is not None:
+            # A guest that moved keeps what it sees; its host side was planned for this host by the move.
+            current = target = DomainNuma.from_domain(root)
+            changes, plan = [], None
+            warnings.append(
+                f"guest {request.name} came here by {moved} and keeps its topology: nothing is rendered for it; "
+                "rerender: next_boot renders its spec for this host, for its next boot"
+            )
         else:
             spec = spec_for(request, reading.stored, warnings)
             devices = self.guest_devices(root)
@@ -354,6 +363,9 @@ class Planner:
             warnings.extend(f"guest {request.name}: {warning}" for warning in plan.target.pci.warnings)
             if request.hotplug_memory_kib is not None:
                 check_hotplug_memory(plan, request.hotplug_memory_kib, root)
+        if (plan is not None or request.state == "absent") and moved_from(root) is not None:
+            # Rendered again (or given back) here: the record of the move goes with the kept topology.
+            changes.append(Change("metadata/vnuma-moved", "kept", None, ChangeKind.LIVE))
         new_xml = None
         if changes:
             new_root = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
@@ -361,6 +373,7 @@ class Planner:
                 render_plan(new_root, plan)
             else:
                 render_absent(new_root, request.name)
+            unmark_moved(new_root)
             new_xml = serialize_like(new_root, xml)
         online: set[int] | None = None
         pending: list[Change] = []

@@ -27,13 +27,17 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Vcpupin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import _serialize
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import serialize_like
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_children
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_children, remove_child
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import _put_metadata, read_stored_spec
 
 __all__ = [
     "HOST_SIDE_PATHS",
+    "MOVED_NS",
+    "mark_moved",
+    "moved_from",
+    "unmark_moved",
     "moving_guest_from_root",
     "moving_guest_from_xml",
     "rewrite_host_bindings",
@@ -50,6 +54,40 @@ HOST_SIDE_PATHS = (
     "cputune/iothreadpin[@cpuset]",
     "devices/memory/source/nodemask",
 )
+
+
+# The record that a guest moved with its topology kept (docs/migration.md): vnuma_domain keeps the topology
+# of a guest that has it until asked to render the spec again (rerender: next_boot).  libvirt keeps one
+# <metadata> child per namespace, so it has its own.
+MOVED_NS = "urn:vnuma:libvirt:moved:1.0"
+_MOVED = f"{{{MOVED_NS}}}moved"
+
+
+def _moved(root: etree._Element) -> list[etree._Element]:
+    metadata = root.find("metadata")
+    return [] if metadata is None else list(metadata.iterchildren(_MOVED))
+
+
+def moved_from(root: etree._Element) -> str | None:
+    """How and from where the guest moved with its topology kept (``migrate from URI``), or None."""
+    found = _moved(root)
+    if not found:
+        return None
+    return f"{found[0].get('operation', 'a move')} from {found[0].get('source', 'another host')}"
+
+
+def mark_moved(root: etree._Element, operation: str, source: str) -> None:
+    """Record in ``<metadata>`` that the guest moved by ``operation`` from ``source``, its topology kept."""
+    element = etree.Element(_MOVED, nsmap={"vnuma-moved": MOVED_NS})
+    element.set("operation", operation)
+    element.set("source", source)
+    _put_metadata(root, element, _moved(root))
+
+
+def unmark_moved(root: etree._Element) -> None:
+    """Remove the record of a move (the spec is rendered for this host again)."""
+    for element in _moved(root):
+        remove_child(element)
 
 
 def _name(root: etree._Element) -> str:
@@ -161,9 +199,15 @@ def rewrite_root(root: etree._Element, plan: DestinationPlan) -> None:
             nodemask.text = format_cpuset(cell.memory_nodes)
 
 
-def rewrite_host_bindings(domain_xml: str, plan: DestinationPlan) -> str:
-    """``domain_xml`` with ``plan``'s host-side bindings and every other part as it was, byte for byte."""
+def rewrite_host_bindings(domain_xml: str, plan: DestinationPlan, moved: tuple[str, str] | None = None) -> str:
+    """``domain_xml`` with ``plan``'s host-side bindings and every other part as it was, byte for byte.
+
+    ``moved`` (operation, source) also records the move in ``<metadata>`` (``mark_moved``), which is not
+    part of what the guest sees.
+    """
     root = parse_xml(domain_xml, "the domain XML", "domain")
     rewrite_root(root, plan)
+    if moved is not None:
+        mark_moved(root, *moved)
     # Written back as expansion writes a document: the input's quotes, prolog and epilog kept.
-    return _serialize(root, domain_xml)
+    return serialize_like(root, domain_xml)

@@ -1,0 +1,187 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""vnuma_migrate against the real libvirtd: a saved guest restored with its pins planned again.
+
+This machine has one NUMA node and two CPUs, so what a restore can prove here is the CPU side: a guest
+laid out with a dedicated CPU is saved, another guest takes that CPU while it is away (as on another
+host, where its CPU belongs to someone else), and the restore brings it up on the CPU that is free, its
+QEMU vCPU thread's affinity included, with everything the guest sees as it was.  The move between hosts
+of other shapes is proven in the lab (docs/migration.md); a live migration needs two hosts, so here
+it is planned in check mode against a fixture topology and refused when the destination is too small.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+from vnuma_domain_support import numa_cells
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_migrate
+from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
+from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
+from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, GuestFactory
+
+PINNED = "<vnuma mode='host' pinning='thread'/>"
+
+
+def pins(xml: str) -> dict[int, str]:
+    root = parse_xml(xml, "domain")
+    return {int(pin.get("vcpu", "-1")): pin.get("cpuset", "") for pin in root.iterfind("cputune/vcpupin")}
+
+
+def guest_view(xml: str) -> tuple[object, ...]:
+    """What the guest sees of its NUMA shape: cells with their vCPUs and memory, distances, CPU topology."""
+    root = parse_xml(xml, "domain")
+    topology = root.find("cpu/topology")
+    distances = sorted(
+        (cell.get("id"), sibling.get("id"), sibling.get("value"))
+        for cell in root.iterfind("cpu/numa/cell")
+        for sibling in cell.iterfind("distances/sibling")
+    )
+    shape: dict[str, str] | None = (
+        {str(key): str(value) for key, value in topology.attrib.items()} if topology is not None else None
+    )
+    return (numa_cells(xml), shape, distances)
+
+
+def thread_affinity(dom: libvirt.virDomain) -> dict[int, set[int]]:
+    """vCPU -> the host CPUs its QEMU thread may run on now (libvirt reads the thread's real affinity)."""
+    info, maps = dom.vcpus()
+    return {
+        entry[0]: {cpu for cpu, allowed in enumerate(cpumap) if allowed}
+        for entry, cpumap in zip(info, maps, strict=True)
+    }
+
+
+@pytest.fixture
+def save_dir(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "save"
+    directory.mkdir()
+    yield directory
+
+
+def hand_pinned(make_guest: GuestFactory, cpu: int) -> Guest:
+    """A defined (not running) guest pinned by hand to one CPU: the collection counts the CPU as held."""
+    return make_guest(
+        "mig1-holder",
+        vcpus=1,
+        memory_mib=128,
+        extra_xml=f"<cputune><vcpupin vcpu='0' cpuset='{cpu}'/></cputune>",
+        start=False,
+    )
+
+
+def test_restore_moves_a_dedicated_vcpu_to_the_free_cpu(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, save_dir: Path
+) -> None:
+    guest = make_guest("mig1-restore", vcpus=1, memory_mib=256, vnuma=PINNED, wait=True)
+    guest.report()  # the guest kernel is up: what is saved is a running Linux
+    first = guest.layout.vcpu_pins[0][0] if guest.layout.vcpu_pins else None
+    assert first is not None
+    other = 1 - first
+    view = guest_view(guest.live_xml())
+    image = save_dir / f"{guest.name}.save"
+    guest.dom.save(str(image))
+    assert not guest.is_active()
+    # While it is away its CPU goes to another guest.
+    hand_pinned(make_guest, first)
+    definition = guest.inactive_xml()
+    args = {"operation": "restore", "restore_from": str(image)}
+
+    planned = run_module(args, check_mode=True, module=vnuma_migrate)
+    assert planned["moved"] is False and planned["changed"] is True
+    assert planned["plan"]["vcpu_pins"] == {"0": str(other)}
+    assert {"path": "cputune/vcpupin[0]/cpuset", "before": str(first), "after": str(other)} in planned["host_changes"]
+    assert not guest.is_active() and guest.inactive_xml() == definition, "check mode must change nothing"
+
+    restored = run_module(args, module=vnuma_migrate)
+    assert restored["moved"] is True and restored["name"] == guest.name
+    assert guest.is_active()
+    live = guest.live_xml()
+    assert pins(live) == {0: str(other)}
+    assert thread_affinity(guest.dom) == {0: {other}}, "QEMU's vCPU thread must run on the planned CPU"
+    assert guest_view(live) == view, "what the guest sees must not change"
+    # Its definition moves with it: the next boot uses the CPU it runs on.
+    assert pins(guest.inactive_xml()) == {0: str(other)}
+    assert guest_view(guest.inactive_xml()) == guest_view(definition)
+
+
+def test_a_restore_without_a_free_cpu_is_refused_and_changes_nothing(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, save_dir: Path
+) -> None:
+    guest = make_guest("mig1-full", vcpus=1, memory_mib=256, vnuma=PINNED)
+    image = save_dir / f"{guest.name}.save"
+    guest.dom.save(str(image))
+    for cpu in (0, 1):
+        hand_pinned(make_guest, cpu)
+    definition = guest.inactive_xml()
+    saved = image.read_bytes()
+    for check_mode in (True, False):
+        failed = fail_module(
+            {"operation": "restore", "restore_from": str(image)}, check_mode=check_mode, module=vnuma_migrate
+        )
+        assert failed["msg"].startswith(
+            f"guest {guest.name}: guest cell 0 (256 MiB, 1 vCPUs) must live on one destination node"
+        ), failed["msg"]
+        assert "0 free host threads for pinning thread" in failed["msg"]
+        assert failed["guest"] == guest.name
+        assert not guest.is_active() and guest.inactive_xml() == definition
+        assert image.read_bytes() == saved
+
+
+def test_a_live_migration_is_planned_in_check_mode_and_refused_when_too_small(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect
+) -> None:
+    """The destination is the in-process test driver with a fixture topology: planning only, nothing moves."""
+    guest = make_guest(
+        "mig1-live", vcpus=2, memory_mib=1024, vnuma="<vnuma mode='node'><partition cells='2'/></vnuma>", wait=True
+    )
+    guest.report()
+    definition, live = guest.inactive_xml(), guest.live_xml()
+    args = {
+        "name": guest.name,
+        "destination_uri": "test:///default",
+        "host_capabilities": str(CAPABILITIES / "amd-2s-nps4.xml"),
+    }
+    planned = run_module(args, check_mode=True, module=vnuma_migrate)
+    assert planned["moved"] is False
+    # Two cells that shared this host's one node share one destination node, in two slices of its CPUs.
+    cells = planned["plan"]["cells"]
+    assert cells[0]["host_nodes"] == cells[1]["host_nodes"]
+    assert planned["plan"]["distance_error"] == 0
+    assert planned["capacity"]["fits"] is True
+    assert {change["path"] for change in planned["host_changes"]} >= {
+        "cputune/vcpupin[0]/cpuset",
+        "cputune/vcpupin[1]/cpuset",
+    }
+    assert guest.is_active() and guest.inactive_xml() == definition and guest.live_xml() == live
+
+    small = {**args, "host_capabilities": str(CAPABILITIES / "lab4-hmat.xml")}
+    for check_mode in (True, False):
+        failed = fail_module(small, check_mode=check_mode, module=vnuma_migrate)
+        assert "guest cells 0-1 (1 GiB, 2 vCPUs) must live on one destination node together" in failed["msg"], failed[
+            "msg"
+        ]
+        # Node 2 of the lab fixture: 1007 MiB less its 2 MiB page pool.
+        assert "the roomiest destination node 2 has 965992 KiB free" in failed["msg"]
+        assert guest.is_active() and guest.inactive_xml() == definition
+
+
+def test_option_errors_name_the_option() -> None:
+    name = f"mig1-none-{secrets.token_hex(3)}"
+    failed = fail_module({"name": name, "destination_uri": "qemu:///system"}, module=vnuma_migrate)
+    assert (
+        failed["msg"]
+        == "guest " + name + ": destination_uri qemu:///system is the source's uri: a guest moves to another host"
+    )
+    failed = fail_module({"name": name, "destination_uri": "test:///default"}, module=vnuma_migrate)
+    assert failed["msg"] == f"guest {name}: no guest named {name} is defined at qemu:///system"
+    failed = fail_module({"operation": "restore", "restore_from": "/nonexistent/x.save"}, module=vnuma_migrate)
+    assert "/nonexistent/x.save" in failed["msg"]
