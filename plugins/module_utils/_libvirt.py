@@ -112,6 +112,8 @@ class _Domain(Protocol):
 
     def pinVcpuFlags(self, vcpu: int, cpumap: tuple[bool, ...], flags: int = 0) -> int: ...
 
+    def pinIOThread(self, iothreads_id: int, cpumap: tuple[bool, ...], flags: int = 0) -> int: ...
+
     def setVcpu(self, vcpumap: str, state: int, flags: int = 0) -> int: ...
 
     def attachDeviceFlags(self, xml: str, flags: int = 0) -> int: ...
@@ -457,6 +459,8 @@ class GuestHandle(Protocol):
     def start(self) -> None: ...
 
     def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None: ...
+
+    def pin_iothread_live(self, iothread: int, cpus: Iterable[int], host_cpus: int) -> None: ...
 
     def set_vcpus_online(self, vcpus: Iterable[int], online: bool, persistent: bool) -> None: ...
 
@@ -849,6 +853,17 @@ class LibvirtGuest:
             f"pinning vCPU {vcpu} to host CPUs {format_cpuset(cpu_set)}",
             self.domain.pinVcpuFlags,
             vcpu,
+            cpumap,
+            libvirt.VIR_DOMAIN_AFFECT_LIVE,
+        )
+
+    def pin_iothread_live(self, iothread: int, cpus: Iterable[int], host_cpus: int) -> None:
+        cpu_set = set(cpus)
+        cpumap = tuple(cpu in cpu_set for cpu in range(host_cpus))
+        self._call(
+            f"pinning I/O thread {iothread} to host CPUs {format_cpuset(cpu_set)}",
+            self.domain.pinIOThread,
+            iothread,
             cpumap,
             libvirt.VIR_DOMAIN_AFFECT_LIVE,
         )

@@ -170,6 +170,10 @@ class FakeGuest:
         self._call("pin_vcpu_live", vcpu, tuple(sorted(cpus)), host_cpus)
         self._require_running(f"pinning vCPU {vcpu}")
 
+    def pin_iothread_live(self, iothread: int, cpus: Iterable[int], host_cpus: int) -> None:
+        self._call("pin_iothread_live", iothread, tuple(sorted(cpus)), host_cpus)
+        self._require_running(f"pinning I/O thread {iothread}")
+
     def set_vcpus_online(self, vcpus: Iterable[int], online: bool, persistent: bool) -> None:
         self._call("set_vcpus_online", tuple(sorted(vcpus)), online, persistent)
         self._require_running("enabling vCPUs")

@@ -67,10 +67,13 @@ def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element
 def live_changes(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
     """Re-pinning when the guest keeps running, then hot-plug; a failure goes into ``result``."""
     repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
+    io_repinned = any(change.path.startswith("cputune/iothreadpin") for change in item.changes)
     stays_up = not result.restart_required and not result.restarted
     try:
         if item.running and repinned and stays_up and item.plan is not None:
             _repin_live(topology, item, result, check_mode)
+        if item.running and io_repinned and stays_up:
+            _repin_iothreads_live(topology, item, result, check_mode)
         if item.plan is not None:
             _hotplug(topology, item, item.plan, result, check_mode)
         # A resize reaches a running guest even when another change waits for its next boot: only devices
@@ -101,6 +104,24 @@ def _repin_live(topology: HostTopology, item: Planned, result: GuestResult, chec
         if not check_mode:
             item.guest.pin_vcpu_live(vcpu, cpus, host_cpus)
             result.wrote(f"vCPU {vcpu} pinned live")
+
+
+def _repin_iothreads_live(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
+    """The running guest's I/O threads pinned as the definition now says (virDomainPinIOThread).
+
+    Only pins change here: a guest that stays up has the definition's I/O threads already (a new thread
+    waits for a boot).  A thread left without a pin goes back to libvirt's default affinity.
+    """
+    own = item.target.vcpu
+    default = own.cpuset if own is not None and own.cpuset else tuple(sorted(topology.cpu_node))
+    pins = {pin.iothread: pin.cpuset for pin in item.target.iothreadpins.pins}
+    host_cpus = max(topology.cpu_node, default=0) + 1
+    for iothread in item.target.iothreads.ids:
+        cpus = pins.get(iothread, default)
+        result.live.append(f"I/O thread {iothread} pinned to host CPUs {format_cpuset(cpus)}")
+        if not check_mode:
+            item.guest.pin_iothread_live(iothread, cpus, host_cpus)
+            result.wrote(f"I/O thread {iothread} pinned live")
 
 
 def _hotplug(topology: HostTopology, item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
