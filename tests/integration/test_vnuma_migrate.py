@@ -111,6 +111,10 @@ def test_restore_moves_a_dedicated_vcpu_to_the_free_cpu(
     # Its definition moves with it: the next boot uses the CPU it runs on.
     assert pins(guest.inactive_xml()) == {0: str(other)}
     assert guest_view(guest.inactive_xml()) == guest_view(definition)
+    # vnuma_domain keeps the moved guest as it is until asked to render its spec again.
+    kept = run_module({"name": guest.name}, check_mode=True)
+    assert kept["changed"] is False
+    assert any(f"came here by restore from {image}" in warning for warning in kept["warnings"])
 
 
 def test_a_restore_without_a_free_cpu_is_refused_and_changes_nothing(
