@@ -78,6 +78,9 @@ class Layout:
     dimm_block_kib: int = DIMM_BLOCK_KIB
     # The guest's HMAT (spec option hmat), or None when it asks for none.
     hmat: GuestHmat | None = None
+    # Whether the host's L3 banks shaped the cells (HostTopology.l3_shapes_cells): the guest's L3 is then
+    # QEMU's own, one per guest die (docs/cache-locality.md).
+    l3_cells: bool = False
 
     @property
     def memory_kib(self) -> int:

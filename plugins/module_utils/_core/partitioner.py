@@ -818,4 +818,5 @@ class _Partitioner:
             guest=guest.name,
             hmat=guest_hmat(self.topology, cells, spec.hmat),
             dimm_block_kib=self.topology.dimm_block_kib,
+            l3_cells=self.topology.l3_shapes_cells,
         )

@@ -345,6 +345,15 @@ class HostTopology:
             node.id: tuple(sorted({bank_of[cpu] for cpu in node.usable_cpus if cpu in bank_of})) for node in self.nodes
         }
 
+    @cached_property
+    def l3_shapes_cells(self) -> bool:
+        """Whether the host's L3 banks shape guest cells: a node with two or more, or a bank across nodes."""
+        per_node = self._node_l3_banks
+        if any(len(banks) > 1 for banks in per_node.values()):
+            return True
+        owners = [{self.cpu_node[cpu] for cpu in bank} for bank in self.l3_banks]
+        return any(len(nodes) > 1 for nodes in owners)
+
     def node_l3_banks(self, node_id: int) -> tuple[int, ...]:
         """Indexes (in ``l3_banks``) of the L3 banks holding the node's online CPUs, ascending."""
         try:

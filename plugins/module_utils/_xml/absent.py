@@ -12,8 +12,8 @@ that writes also records the parts a user may change by hand as the collection w
 (``written``).  Absent then, per part:
 
 - the layout proper (``<cpu><numa>``, ``<numatune>``, ``<cputune><vcpupin>``) goes back to ``before``;
-- ``<memory>`` with ``<currentMemory>``, ``<cpu><topology>``, ``<emulatorpin>``, ``<maxMemory>`` and
-  ``<hugepages>`` go back to ``before`` when they still read as ``written``; one changed since (by
+- ``<memory>`` with ``<currentMemory>``, ``<cpu><topology>``, ``<cpu><cache>``, ``<emulatorpin>``,
+  ``<maxMemory>`` and ``<hugepages>`` go back to ``before`` when they still read as ``written``; one changed since (by
   hand, another tool) is kept as it is now;
 - ``<vcpu>`` goes field by field (count, placement, cpuset, current) by the same rule; ``<vcpus>``
   goes back with it when ``<vcpu>`` is entirely back to ``before``, and is dropped otherwise
@@ -71,6 +71,7 @@ _CONTAINERS = ("memoryBacking", "cputune", "cpu")
 # Parts kept when changed since the last apply: DomainNuma field, (container, tag).
 _KEPT_IF_CHANGED = (
     ("topology", ("cpu", "topology")),
+    ("cache", ("cpu", "cache")),
     ("emulatorpin", ("cputune", "emulatorpin")),
     ("max_memory", (None, "maxMemory")),
     ("hugepages", ("memoryBacking", "hugepages")),

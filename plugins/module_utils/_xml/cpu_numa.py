@@ -4,7 +4,7 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""``<cpu><topology>`` and ``<cpu><numa>``: the guest cells, their distances, and their HMAT.
+"""``<cpu><topology>``, ``<cpu><cache>`` and ``<cpu><numa>``: the guest cells, their distances, and their HMAT.
 
 The HMAT elements themselves (a cell's ``<cache>``, an ``<interconnects>`` figure) are in ``hmat.py``;
 the checks libvirt makes of them as a whole are here, with the cells they name.
@@ -29,7 +29,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
     attr_int_or,
@@ -42,9 +42,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
 
 # The distance limits are the core's (re-exported: the cells' distances are checked here).
 __all__ = [
+    "L3_EMULATED",
     "LOCAL_DISTANCE",
     "MAX_DISTANCE",
     "MIN_REMOTE_DISTANCE",
+    "CpuCache",
     "CpuTopology",
     "Numa",
     "NumaCell",
@@ -105,6 +107,43 @@ class CpuTopology(ElementModel):
             ("cpu/topology/cores", self.cores),
             ("cpu/topology/threads", self.threads),
         ]
+
+
+@dataclass(frozen=True)
+class CpuCache(ElementModel):
+    """``<cpu><cache level mode/>``: the CPU caches QEMU shows the guest (one element at most, libvirt's rule).
+
+    libvirt 9.0 takes ``level='3'`` with ``emulate`` only (QEMU's ``l3-cache=on``, and ``host-cache-info=off``
+    for host-passthrough and maximum CPUs), and no level with ``passthrough`` (host-passthrough and maximum
+    CPUs only) or ``disable``.  See docs/cache-locality.md for what each means for the cells.
+    """
+
+    TAG: ClassVar[str] = "cache"
+    KIND: ClassVar[ChangeKind] = ChangeKind.NEEDS_BOOT
+    MODES: ClassVar[tuple[str, ...]] = ("emulate", "passthrough", "disable")
+
+    mode: str
+    level: int | None = None
+
+    @classmethod
+    def from_element(cls, element: etree._Element) -> CpuCache:
+        require_tag(element, cls.TAG)
+        what = "<cpu><cache>"
+        mode = element.get("mode")
+        if mode not in cls.MODES:
+            raise XmlError(f"{what} mode {mode!r} is not one of {', '.join(cls.MODES)}")
+        return cls(mode=mode, level=attr_int(element, "level", what))
+
+    def markup(self) -> str:
+        return make_markup(self.TAG, (("level", self.level), ("mode", self.mode)))
+
+    def items(self) -> Items:
+        return [("cpu/cache/level", self.level), ("cpu/cache/mode", self.mode)]
+
+
+# What the collection writes when the host's L3 banks shape the cells: QEMU's own L3, shared by one guest
+# die, so that no guest L3 spans two cells whatever the host's caches are (docs/cache-locality.md).
+L3_EMULATED = CpuCache(mode="emulate", level=3)
 
 
 @dataclass(frozen=True)

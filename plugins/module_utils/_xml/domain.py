@@ -29,7 +29,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import layout_policy as policy
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind, Items, new_change
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuCache, CpuTopology, Numa
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin, pin_texts
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.iothreads import IothreadPins, IoThreads, iothreads_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, parse_markup, parse_markups
@@ -100,6 +100,8 @@ class DomainNuma:
     vcpu: Vcpu | None = None
     vcpus: Vcpus | None = None
     topology: CpuTopology | None = None
+    # <cpu><cache> (docs/cache-locality.md): written when the host's L3 banks shape the cells, else kept.
+    cache: CpuCache | None = None
     numa: Numa | None = None
     numatune: Numatune | None = None
     vcpupins: tuple[Vcpupin, ...] = ()
@@ -136,6 +138,7 @@ class DomainNuma:
             vcpu=_find_parse(root, Vcpu.TAG, Vcpu),
             vcpus=_find_parse(root, Vcpus.TAG, Vcpus),
             topology=_find_parse(root, "cpu/topology", CpuTopology),
+            cache=_find_parse(root, "cpu/cache", CpuCache),
             numa=_find_parse(root, "cpu/numa", Numa),
             numatune=_find_parse(root, Numatune.TAG, Numatune),
             vcpupins=tuple(sorted(pins, key=lambda pin: pin.vcpu)),
@@ -193,6 +196,7 @@ class DomainNuma:
             vcpu=vcpu,
             vcpus=policy.vcpus_for(layout),
             topology=policy.topology_for(layout),
+            cache=policy.cache_for(layout, current.cache),
             numa=numa,
             numatune=numatune,
             vcpupins=vcpupins,
@@ -265,6 +269,7 @@ class DomainNuma:
             of(self.vcpus, Vcpus),
             of(self.iothreads, IoThreads),
             of(self.topology, CpuTopology),
+            of(self.cache, CpuCache),
             of(self.numa, Numa),
             of(self.numatune, Numatune),
             (
@@ -385,7 +390,7 @@ class DomainNuma:
 
     def _apply_cpu(self, root: etree._Element) -> None:
         cpu = root.find("cpu")
-        if cpu is None and self.topology is None and self.numa is None:
+        if cpu is None and self.topology is None and self.cache is None and self.numa is None:
             return
         if cpu is None:
             # A bare <cpu> (no mode) is valid and keeps the hypervisor's default CPU model.
@@ -394,6 +399,10 @@ class DomainNuma:
             remove_children(cpu, CpuTopology.TAG)
         else:
             put_model(cpu, self.topology, CPU_ORDER)
+        if self.cache is None:
+            remove_children(cpu, CpuCache.TAG)
+        else:
+            put_model(cpu, self.cache, CPU_ORDER)
         if self.numa is None:
             remove_children(cpu, Numa.TAG)
         else:

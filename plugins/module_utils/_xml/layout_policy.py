@@ -19,7 +19,14 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
     plan_virtio_mem,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import (
+    L3_EMULATED,
+    CpuCache,
+    CpuTopology,
+    Numa,
+    NumaCell,
+    Sibling,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import hmat_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
@@ -106,6 +113,18 @@ def topology_for(layout: Layout) -> CpuTopology:
     """``<cpu><topology>``: the layout's guest topology."""
     topology = layout.topology
     return CpuTopology(sockets=topology.sockets, dies=topology.dies, cores=topology.cores, threads=topology.threads)
+
+
+def cache_for(layout: Layout, current: CpuCache | None) -> CpuCache | None:
+    """``<cpu><cache>``: QEMU's emulated L3 when the host's L3 banks shape the cells and the guest has none.
+
+    A ``<cache>`` already there stays, whoever wrote it: the user's passthrough or disable is a choice,
+    and the collection's own element must not change when the guest moves to a host without banks
+    (what the guest sees is kept across a migration).  ``state: absent`` removes the one it wrote.
+    """
+    if current is not None or not layout.l3_cells:
+        return current
+    return L3_EMULATED
 
 
 def numa_for(layout: Layout, current: Numa | None) -> Numa:

@@ -320,6 +320,7 @@ OWNED_PARTS: tuple[tuple[str | None, str], ...] = (
     ("cputune", "emulatorpin"),
     (None, "numatune"),
     ("cpu", "topology"),
+    ("cpu", "cache"),
     ("cpu", "numa"),
 )
 # The parts a user may change by hand after an apply; the record keeps them as last written too, so
@@ -332,6 +333,7 @@ WRITTEN_PARTS: tuple[tuple[str | None, str], ...] = (
     (None, "vcpu"),
     ("cputune", "emulatorpin"),
     ("cpu", "topology"),
+    ("cpu", "cache"),
 )
 _CONTAINERS = ("memoryBacking", "cputune", "cpu")
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import cpu_numa, cputune, memory, numatune, vcpus
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import CpuTopology, Numa, NumaCell, Sibling
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cpu_numa import (
+    CpuCache,
+    CpuTopology,
+    Numa,
+    NumaCell,
+    Sibling,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Emulatorpin, Vcpupin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.iothreads import Iothreadpin
@@ -34,6 +40,7 @@ MODELS: list[ElementModel] = [
     VcpuState(3, True, True, 2),
     Vcpus((VcpuState(0, True, False, 1), VcpuState(1, False, True))),
     CpuTopology(1, 1, 2, 2, clusters=2),
+    CpuCache("emulate", 3),
     Sibling(0, 10),
     _CELL,
     Numa((NumaCell(0, (0, 1), GIB, distances=(Sibling(0, 10), Sibling(1, 21))), _CELL)),
