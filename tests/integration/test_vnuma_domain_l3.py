@@ -11,8 +11,9 @@ inside its node and no such warning.
 
 This machine has one node of two CPUs and one L3.  The host given to vnuma_domain is its own
 capabilities with that L3 reported as two banks, one per CPU: two CCXs in one node, the shape on which
-the cells follow the banks.  Every binding and pin is to this machine's node and CPUs, so the guest runs
-as planned.
+the cells follow the banks, and on which vnuma_domain writes ``<cpu><cache level='3' mode='emulate'/>``
+(QEMU's ``l3-cache=on``: one guest L3 per die).  Every binding and pin is to this machine's node and
+CPUs, so the guest runs as planned.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def configure(make_guest: GuestFactory, args: dict[str, Any], vcpus: int, **temp
 def test_cells_on_l3_banks_boot_with_each_l3_inside_its_node(
     make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str, tmp_path: Path
 ) -> None:
-    """Two cells on a node of two L3 banks: each floats over its own bank, one guest socket each."""
+    """Two cells on a node of two L3 banks: each floats over its own bank, one guest socket each, and the guest's
+    L3 is QEMU's emulated one (the collection's <cpu><cache>)."""
     caps, banks = two_bank_host(host_caps, tmp_path / "two-banks.xml")
     guest, layout = configure(make_guest, {"host_capabilities": str(caps), "mode": "node", "cells": 2}, vcpus=4)
     assert [cell["pinning"] for cell in layout["cells"]] == [str(cpu) for cpu in banks]
@@ -81,6 +83,11 @@ def test_cells_on_l3_banks_boot_with_each_l3_inside_its_node(
     root = domain_root(inactive_xml(qemu_conn, guest.name))
     pins = {int(pin.get("vcpu")): pin.get("cpuset") for pin in root.iterfind("cputune/vcpupin")}
     assert pins == {0: str(banks[0]), 1: str(banks[0]), 2: str(banks[1]), 3: str(banks[1])}
+    assert [cache.attrib for cache in root.iterfind("cpu/cache")] == [{"level": "3", "mode": "emulate"}]
+    # What QEMU is told: its own L3 per die, not the host's (the maximum CPU model would pass that through).
+    argv = qemu_conn.domainXMLToNative("qemu-argv", inactive_xml(qemu_conn, guest.name), 0)
+    cpu_arg = argv.split(" -cpu ", 1)[1].split(" ", 1)[0]
+    assert "l3-cache=on" in cpu_arg.split(",") and "host-cache-info=off" in cpu_arg.split(","), cpu_arg
 
     guest.start()
     report = guest.report(BOOT_TIMEOUT)
@@ -100,6 +107,7 @@ def test_three_cells_with_the_hosts_cache_passed_through(
     guest, layout = configure(make_guest, {"mode": "node", "cells": 3, "pinning": "none"}, vcpus=6, cpu_xml=cpu_xml)
     assert layout["topology"]["sockets"] == 3
     root = domain_root(inactive_xml(qemu_conn, guest.name))
+    # Kept as the user wrote it: the collection adds no <cache> where one is (nor here, with no L3 banks).
     assert [cache.attrib for cache in root.iterfind("cpu/cache")] == [{"mode": "passthrough"}]
     guest.start()
     check_l3_inside_nodes(guest.report(BOOT_TIMEOUT), 3)
