@@ -72,6 +72,14 @@ DEMO = ROOT / "demo"
 MODULE_STARTS = frozenset({"vnuma_info", "vnuma_domain", "file", "copy", "template", "tempfile", "raw", "ping"})
 
 
+# The daemon the guests are converged on (--uri).
+_URI = [URI]
+
+
+def _uri() -> str:
+    return _URI[0]
+
+
 class BenchError(Exception):
     """A variant did not do what it should (a failed run, guests left unconverted)."""
 
@@ -139,7 +147,7 @@ def _playbook(workdir: Path, name: str, plays: list[dict[str, Any]], options: tu
 
 def _role_plays(fleet: Fleet, report_dir: Path, plan_and_apply: str = "auto") -> list[dict[str, Any]]:
     variables = {
-        "vnuma_fleet_uri": URI,
+        "vnuma_fleet_uri": _uri(),
         "vnuma_fleet_guests": [f"{fleet.prefix}*"],
         "vnuma_fleet_spec": SPEC,
         "vnuma_fleet_restart": "never",
@@ -165,7 +173,7 @@ def _per_task_plays(fleet: Fleet) -> list[dict[str, Any]]:
             "tasks": [
                 {
                     "name": "Converge one guest",
-                    "vnuma.libvirt.vnuma_domain": {"uri": URI, "name": "{{ item }}", "restart": "never", **SPEC},
+                    "vnuma.libvirt.vnuma_domain": {"uri": _uri(), "name": "{{ item }}", "restart": "never", **SPEC},
                     "loop": fleet.names,
                 }
             ],
@@ -176,7 +184,7 @@ def _per_task_plays(fleet: Fleet) -> list[dict[str, Any]]:
 def _floor(fleet: Fleet, final: dict[str, str]) -> float:
     """Plain libvirt-python: connect, then read each guest's inactive XML and define its final XML validated."""
     start = time.perf_counter()
-    conn = libvirt.open(URI)
+    conn = libvirt.open(_uri())
     try:
         for name in fleet.names:
             conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -189,7 +197,7 @@ def _floor(fleet: Fleet, final: dict[str, str]) -> float:
 def _floor_read(fleet: Fleet) -> float:
     """The floor's read-only loop: connect, then read each guest's inactive XML (what a no-change rerun must do)."""
     start = time.perf_counter()
-    conn = libvirt.open(URI)
+    conn = libvirt.open(_uri())
     try:
         for name in fleet.names:
             conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -371,7 +379,7 @@ def _print(results: Results) -> bool:
     count, role, rerun, per_task, floor = results.count, results.role, results.rerun, results.per_task, results.floor
     fixed = results.role_one.seconds
     spec = ", ".join(f"{key} {value}" for key, value in SPEC.items())
-    print(f"converging {count} guests on {URI} ({spec}; restart never), wall clock of each run")
+    print(f"converging {count} guests on {_uri()} ({spec}; restart never), wall clock of each run")
     print(f"{'':<44} {'s':>8} {'per guest ms':>13}")
     per_task_row = (
         [] if per_task is None else [(f"one vnuma_domain task per guest ({count} runs)", per_task.seconds, count)]
@@ -457,13 +465,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip one vnuma_domain task per guest (minutes of module starts): the role, floor and skeleton only",
     )
+    parser.add_argument(
+        "--uri",
+        default=URI,
+        help="the libvirt daemon to converge on (default: %(default)s); a private one keeps other clients' guests, "
+        "which change the plans between runs, out of the figures",
+    )
     args = parser.parse_args(argv)
     if args.count < 2:
         parser.error("--count must be at least 2")
     signal.signal(signal.SIGTERM, _terminate)
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     workdir = Path(tempfile.mkdtemp(prefix="vnuma-bench-fleet-"))
-    conn = libvirt.open(URI)
+    _URI[0] = args.uri
+    conn = libvirt.open(args.uri)
     try:
         results = measure(conn, workdir, args.count, per_task_run=not args.no_per_task)
     except BenchError as error:
