@@ -28,6 +28,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run import topology_cache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_hook
 from ansible_collections.vnuma.libvirt.tests.support.host_side import host_side
@@ -35,6 +36,7 @@ from ansible_collections.vnuma.libvirt.tests.support.module_run import run_modul
 from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd, user_domain_xml
 
 SPEC = {"mode": "node", "nodeset": "0", "cells": 2, "pinning": "thread"}
+STALE_CAPS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "capabilities" / "seed-4node-ring.xml"
 # How long libvirtd may take to act on SIGHUP (it rescans the hooks in a thread of its own).
 RELOAD_DEADLINE = 60.0
 
@@ -50,7 +52,7 @@ def daemon() -> Iterator[PrivateLibvirtd]:
 
 
 def virsh(daemon: PrivateLibvirtd, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["virsh", "-c", daemon.uri, *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(["virsh", "-c", daemon.uri, *args], capture_output=True, text=True, timeout=300, check=False)
 
 
 def guest_sees(xml: str) -> bytes:
@@ -86,7 +88,7 @@ def thread_affinity(domain: libvirt.virDomain) -> dict[int, frozenset[int]]:
 
 
 def test_virsh_restore_rebinds_through_the_hook_and_refuses_what_does_not_fit(
-    daemon: PrivateLibvirtd, tmp_path: Path
+    daemon: PrivateLibvirtd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = libvirt.open(daemon.uri)
     try:
@@ -100,10 +102,15 @@ def test_virsh_restore_rebinds_through_the_hook_and_refuses_what_does_not_fit(
             module=vnuma_hook,
         )
         assert (installed["changed"], installed["reload_required"]) == (True, True)
-        assert (tmp_path / "cache" / "host-capabilities.xml").read_text() == conn.getCapabilities()
+        cache = tmp_path / "cache" / "host-capabilities.xml"
+        assert cache.read_text() == conn.getCapabilities()
+        # A vnuma_domain run on a local URI brings a stale cache up to date (the default path, pointed here).
+        monkeypatch.setattr(topology_cache, "DEFAULT_CACHE_PATH", str(cache))
+        cache.write_text(STALE_CAPS.read_text())
 
         moving = f"{daemon.guest_prefix()}-moving"
         domain = lay_out(daemon, conn, moving)
+        assert cache.read_text() == conn.getCapabilities()
         here = host_side(domain.XMLDesc(0))
         seen = guest_sees(domain.XMLDesc(0))
         image = str(tmp_path / "moving.save")

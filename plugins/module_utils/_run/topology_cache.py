@@ -102,13 +102,15 @@ def read_cache(path: str) -> HostTopology:
     return parse_capabilities(read_host_capabilities(path), f"the host topology cache {path}")
 
 
-def refresh_if_installed(uri: str, capabilities_xml: str, path: str = DEFAULT_CACHE_PATH) -> bool:
+def refresh_if_installed(uri: str, capabilities_xml: str, path: str | None = None) -> bool:
     """Bring the cache up to date after a run read the host's capabilities; whether it wrote.
 
     Only where the hook is installed (the file exists) and only for a daemon on this machine.  A cache
     that cannot be written stays as it was: the run's own work does not depend on it, and
     ``vnuma_hook`` reports the error when it runs.
     """
+    # The default is read at each call, not bound at import: the integration test points it elsewhere.
+    path = path or DEFAULT_CACHE_PATH
     if not is_local_uri(uri) or not os.path.isfile(path):
         return False
     try:
