@@ -9,12 +9,14 @@ laid out with a dedicated CPU is saved, another guest takes that CPU while it is
 host, where its CPU belongs to someone else), and the restore brings it up on the CPU that is free, its
 QEMU vCPU thread's affinity included, with everything the guest sees as it was.  The move between hosts
 of other shapes is proven in the lab (docs/migration.md); a live migration needs two hosts, so here
-it is planned in check mode against a fixture topology and refused when the destination is too small.
+it runs between this machine's libvirtd and a private one (another host as libvirt sees it), and is
+planned in check mode against fixture topologies, and refused when the destination is too small.
 """
 
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import pa
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_migrate
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
+from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd
 from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, GuestFactory
 
 PINNED = "<vnuma mode='host' pinning='thread'/>"
@@ -82,7 +85,6 @@ def test_restore_moves_a_dedicated_vcpu_to_the_free_cpu(
     make_guest: GuestFactory, qemu_conn: libvirt.virConnect, save_dir: Path
 ) -> None:
     guest = make_guest("mig1-restore", vcpus=1, memory_mib=256, vnuma=PINNED, wait=True)
-    guest.report()  # the guest kernel is up: what is saved is a running Linux
     first = guest.layout.vcpu_pins[0][0] if guest.layout.vcpu_pins else None
     assert first is not None
     other = 1 - first
@@ -138,6 +140,53 @@ def test_a_restore_without_a_free_cpu_is_refused_and_changes_nothing(
         assert failed["guest"] == guest.name
         assert not guest.is_active() and guest.inactive_xml() == definition
         assert image.read_bytes() == saved
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_live_migration_to_another_libvirtd_moves_the_dedicated_vcpu(
+    make_guest: GuestFactory, private_libvirtd: PrivateLibvirtd
+) -> None:
+    """A real live migration between two daemons of this machine: the destination plans the free CPU.
+
+    The private libvirtd is another host as libvirt sees it (its own host UUID, state and guests); the
+    migration data goes over loopback.  A guest there holds the CPU the moving guest is pinned to.
+    """
+    guest = make_guest("mig1-move", vcpus=1, memory_mib=256, vnuma=PINNED, wait=True)
+    first = guest.layout.vcpu_pins[0][0] if guest.layout.vcpu_pins else None
+    assert first is not None
+    other = 1 - first
+    view = guest_view(guest.live_xml())
+    destination = libvirt.open(private_libvirtd.uri)
+    try:
+        destination.defineXML(
+            f"<domain type='qemu'><name>mig1-holder</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
+            f"<cputune><vcpupin vcpu='0' cpuset='{first}'/></cputune><os><type arch='x86_64'>hvm</type></os></domain>"
+        )
+        args = {
+            "name": guest.name,
+            "destination_uri": private_libvirtd.uri,
+            "migration_uri": f"tcp://127.0.0.1:{free_port()}",
+        }
+        moved = run_module(args, module=vnuma_migrate)
+        assert moved["moved"] is True and moved["plan"]["vcpu_pins"] == {"0": str(other)}
+        assert guest.name not in [dom.name() for dom in guest.conn.listAllDomains()], "undefine-source"
+        there = destination.lookupByName(guest.name)
+        assert there.isActive() and there.isPersistent()
+        live = there.XMLDesc(0)
+        assert pins(live) == {0: str(other)}
+        assert thread_affinity(there) == {0: {other}}, "QEMU's vCPU thread must run on the planned CPU"
+        assert guest_view(live) == view, "what the guest sees must not change"
+        assert pins(there.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) == {0: str(other)}
+        # A second run finds no guest to move: nothing happens.
+        again = fail_module(args, module=vnuma_migrate)
+        assert again["msg"] == f"guest {guest.name}: no guest named {guest.name} is defined at qemu:///system"
+    finally:
+        destination.close()
 
 
 def test_a_live_migration_is_planned_in_check_mode_and_refused_when_too_small(
