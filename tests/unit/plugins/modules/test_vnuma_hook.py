@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run import hook_install
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_install import HOOK_FILE, hook_sources
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_hook
 from tests.support.module_run import ModuleExit, run_module
@@ -160,4 +161,19 @@ def test_refusals_write_nothing(tmp_path: Path, extra: dict[str, Any], message: 
         _run(_args(tmp_path, **extra))
     assert raised.value.failed
     assert message in raised.value.result["msg"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hook_that_would_reach_libvirt_is_never_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The copy is refused when the hook's imports reach the libvirt adapter (libvirtd would deadlock on a call)."""
+    # vnuma_info's runner stands in for a hook that imports _libvirt.py.
+    runner = "ansible_collections.vnuma.libvirt.plugins.module_utils._run.info"
+    monkeypatch.setattr(hook_install, "_ENTRY", runner)
+    monkeypatch.setattr(hook_install, "_HOOK_MODULES", hook_install._HOOK_MODULES | {runner})
+    with pytest.raises(ModuleExit) as raised:
+        _run(_args(tmp_path))
+    assert (
+        "the hook would import ansible_collections.vnuma.libvirt.plugins.module_utils._" in raised.value.result["msg"]
+    )
+    assert "it may use only the pure core and the XML layer" in raised.value.result["msg"]
     assert list(tmp_path.iterdir()) == []
