@@ -149,6 +149,8 @@ class CellPlan:
     # The cell's distances as the guest sees them and as the destination nodes give them.
     guest_distances: tuple[int, ...]
     host_distances: tuple[int, ...]
+    # The page size backing the cell in KiB (kept from the guest); None for normal pages.
+    hugepage_kib: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -204,7 +206,7 @@ class DestinationPlan:
                     memory_kib=cell.memory_kib,
                     memory_mode=self.memory_mode,
                     memory_nodes=cell.memory_nodes,
-                    hugepage_kib=None,
+                    hugepage_kib=cell.hugepage_kib,
                 )
                 for cell in self.cells
             ),
@@ -608,6 +610,7 @@ class _Planner:
                 source_nodes=cell.source_nodes,
                 guest_distances=tuple(guest.distance(cell.id, other.id) for other in guest.cells),
                 host_distances=bound.distances[cell.id],
+                hugepage_kib=cell.hugepage_kib,
             )
             for cell in guest.cells
         )

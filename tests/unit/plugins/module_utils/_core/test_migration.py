@@ -265,3 +265,18 @@ def test_guest_without_distances_is_read_as_twenty() -> None:
     # intel-2s-smt2 reports 21 between its sockets: one off the guest's 20, on the one pair of cells.
     assert [cell.host_nodes for cell in plan.cells] == [(0,), (1,)]
     assert plan.distance_error == 1
+
+
+def test_hugepage_cells_count_against_the_destinations_pools() -> None:
+    """2 MiB pages: the plan's binding counts in the destination's 2 MiB pools (2 GiB a node on intel-snc2-cxl)."""
+    cells = (MovingCell(0, (0, 1), 3 * GIB, 2048, (0,)),)
+    guest = MovingGuest(name="db01", vcpus=2, cells=cells)
+    destination = host("intel-snc2-cxl")
+    with pytest.raises(PlacementError, match="needs 3 GiB in 2 MiB pages|has 2 GiB 2 MiB pages free"):
+        plan_destination(guest, destination)
+    small = MovingGuest(name="db01", vcpus=2, cells=(MovingCell(0, (0, 1), 1 * GIB, 2048, (0,)),))
+    plan = plan_destination(small, destination)
+    report = check_capacity(destination, [place_guest(destination, plan.binding())])
+    pools = {node.id: node.hugepages for node in report.nodes}
+    used = [pool for pool in pools[plan.cells[0].memory_nodes[0]] if pool.size_kib == 2048]
+    assert used and used[0].demand_kib == 1 * GIB
