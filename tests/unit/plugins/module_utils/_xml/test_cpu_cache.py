@@ -64,8 +64,10 @@ def _caches(text: str) -> list[dict[str, str]]:
         ("amd-epyc-nps4-ccx", True),
         # One L3 per socket across its two SNC nodes.
         ("intel-snc2-l3", True),
-        # One bank per node (the lab's hypervisor: one per guest socket of QEMU's).
+        # One bank per node (the lab's four-node hypervisor: QEMU's L3 is one per socket, a socket per node).
         ("lab4-hmat", False),
+        # The lab's two-node hypervisor: one socket, so one L3 bank, across its two nodes.
+        ("lab2-snc-l3", True),
         # No <cache> reported at all.
         ("amd-epyc-nps1-nocache", False),
     ],
@@ -131,3 +133,13 @@ def test_an_unknown_cache_mode_is_refused() -> None:
     with pytest.raises(XmlError, match="<cpu><cache> mode 'emulated' is not one of emulate, passthrough, disable"):
         CpuCache.from_element(parse_xml("<cache level='3' mode='emulated'/>", "cache"))
     assert CpuCache.from_element(parse_xml("<cache level='3' mode='emulate'/>", "cache")) == L3_EMULATED
+
+
+def test_a_guest_of_the_labs_two_node_hypervisor_gets_qemus_l3() -> None:
+    # lab2's libvirt reports one L3 across both nodes (tests/lab/two-node.yml): a guest cell per node would
+    # otherwise see whatever L3 the CPU model gives, here QEMU's per die, set explicitly.
+    given = _given(NO_CPU, "0-1").replace("<vcpu>8</vcpu>", "<vcpu>4</vcpu>")
+    result = expand_domain(given, _host("lab2-snc-l3"))
+    assert _caches(result.xml) == [{"level": "3", "mode": "emulate"}]
+    back = read_back(parse_xml(result.xml, "domain"), "l3-lab2")
+    assert [dict(element.attrib) for element in back.iterfind("cpu/cache")] == [{"level": "3", "mode": "emulate"}]
