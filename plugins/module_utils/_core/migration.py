@@ -506,8 +506,8 @@ class _Planner:
         if not room:
             return None
         node = max(sorted(room), key=lambda node: room[node])
-        pool = f" {format_kib(group.page_kib)} pages" if group.page_kib else ""
-        text = f"destination node {node} has {format_kib(room[node])}{pool} free"
+        pool = f" in {format_kib(group.page_kib)} pages" if group.page_kib else ""
+        text = f"destination node {node} has {format_kib(room[node])} free{pool}"
         if self.guest.dedicated and group.vcpus:
             unit, _need, supply = self.cpu_units(group, (node,))
             text += f" and {supply[node]} free host {unit} for pinning {self.guest.pinning}"

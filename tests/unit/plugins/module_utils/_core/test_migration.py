@@ -274,7 +274,7 @@ def test_hugepage_cells_count_against_the_destinations_pools() -> None:
     destination = host("intel-snc2-cxl")
     with pytest.raises(PlacementError) as caught:
         plan_destination(guest, destination)
-    assert str(caught.value).endswith("; the roomiest destination node 0 has 2 GiB 2 MiB pages free")
+    assert str(caught.value).endswith("; the roomiest destination node 0 has 2 GiB free in 2 MiB pages")
     small = MovingGuest(name="db01", vcpus=2, cells=(MovingCell(0, (0, 1), 1 * GIB, 2048, (0,)),))
     plan = plan_destination(small, destination)
     report = check_capacity(destination, [place_guest(destination, plan.binding())])
