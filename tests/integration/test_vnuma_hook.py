@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The migration hook under a real libvirtd: ``virsh save``, then ``virsh restore`` without ``--xml``.
+"""The migration hook under a real libvirtd: ``virsh save`` and ``virsh restore`` without ``--xml``, and a
+plain ``virsh migrate --live`` between two libvirtds on this machine.
 
 A private libvirtd (tests/support/private_libvirtd.py) has its own /etc/libvirt, so the hook is
 installed into its hooks directory by ``vnuma_hook`` and never runs for the other tests' guests.
@@ -22,6 +23,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +174,60 @@ def test_virsh_restore_rebinds_through_the_hook_and_refuses_what_does_not_fit(
         assert guest_sees(plain_after) == guest_sees(plain_before)
     finally:
         conn.close()
+
+
+def test_virsh_migrate_live_rebinds_on_the_destination(tmp_path: Path) -> None:
+    """A plain ``virsh migrate --live`` between two libvirtds: the destination's hook plans the pins again.
+
+    The source's vCPU pins are swapped live first (vCPU 0 on CPU 1, vCPU 1 on CPU 0), so the XML that
+    arrives is not the plan; on the destination the guest runs with the hook's plan.
+    """
+    source, destination = PrivateLibvirtd("mig2"), PrivateLibvirtd("mig2")
+    src = dst = None
+    try:
+        source.start()
+        destination.start()
+        # Two daemons on one machine: libvirt refuses to migrate between hosts with the same UUID.
+        with open(destination.root / "etc" / "libvirtd.conf", "a", encoding="utf-8") as conf:
+            conf.write(f'host_uuid = "{uuid.uuid4()}"\n')
+        installed = run_module(
+            {
+                "uri": destination.uri,
+                "hooks_dir": str(destination.root / "etc" / "hooks"),
+                "lib_dir": str(tmp_path / "lib"),
+                "cache_path": str(tmp_path / "cache" / "host-capabilities.xml"),
+            },
+            module=vnuma_hook,
+        )
+        assert installed["reload_required"] is True
+        destination.restart()  # reads host_uuid, and finds the hook
+        src, dst = libvirt.open(source.uri), libvirt.open(destination.uri)
+        # libvirt names a guest's cgroup after its id and name, and both daemons count ids from 1: a guest
+        # started and stopped on the destination first keeps the two QEMU processes' cgroups apart.
+        spacer = dst.defineXML(user_domain_xml(f"{destination.guest_prefix()}-spacer", vcpus=1, memory_mib=64))
+        spacer.create()
+        spacer.destroy()
+
+        moving = f"{source.guest_prefix()}-moving"
+        domain = lay_out(source, src, moving)
+        planned = host_side(domain.XMLDesc(0))
+        assert planned[1] == {0: {0}, 1: {1}}
+        for vcpu, cpu in ((0, "1"), (1, "0")):
+            assert virsh(source, "vcpupin", moving, str(vcpu), cpu, "--live").returncode == 0
+        assert host_side(domain.XMLDesc(0))[1] == {0: {1}, 1: {0}}
+        seen = guest_sees(domain.XMLDesc(0))
+
+        moved = virsh(source, "migrate", "--live", moving, destination.uri, "--migrateuri", "tcp://127.0.0.1")
+        assert moved.returncode == 0, moved.stderr
+        arrived = dst.lookupByName(moving)
+        live = arrived.XMLDesc(0)
+        assert host_side(live) == planned
+        assert thread_affinity(arrived) == planned[1]
+        assert guest_sees(live) == seen
+    finally:
+        for conn in (src, dst):
+            if conn is not None:
+                conn.close()
+        # The destination first: the moved guest's cgroup carries the source's name, which removes it.
+        destination.close()
+        source.close()
