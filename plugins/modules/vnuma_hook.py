@@ -55,8 +55,8 @@ options:
     default: /etc/libvirt/hooks
   lib_dir:
     description:
-      - Directory that holds the hook's copy of the collection's code. It belongs to the hook alone. Files in it
-        that the hook no longer needs are removed.
+      - Directory that holds the hook's copy of the collection's code, in an C(ansible_collections) tree. Files in
+        that tree that the hook no longer needs are removed; nothing else in the directory is touched.
     type: path
     default: /usr/local/lib/vnuma-libvirt
   cache_path:

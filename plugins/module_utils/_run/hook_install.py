@@ -62,6 +62,8 @@ DEFAULT_LIB_DIR = "/usr/local/lib/vnuma-libvirt"
 # previous one's output.
 HOOK_FILE = "vnuma-libvirt"
 COLLECTION = "ansible_collections.vnuma.libvirt"
+# The one directory the installer writes under lib_dir: the collection's package tree.
+_TOP = COLLECTION.split(".", 1)[0]
 _MODULE_UTILS = f"{COLLECTION}.plugins.module_utils"
 _ENTRY = _hook.__name__
 # What the hook may reach: it runs inside libvirtd's call and must never open a connection, so the
@@ -156,15 +158,26 @@ def _digest(data: bytes) -> str:
 
 
 def _library_files(lib_dir: str) -> dict[str, bytes]:
-    """The files under ``lib_dir`` now (relative path -> content); the directory is the hook's alone."""
+    """The hook's files under ``lib_dir`` now (relative path -> content).
+
+    Only the ``ansible_collections`` tree the installer writes counts: whatever else a user keeps in
+    ``lib_dir`` (a shared directory given by mistake) is never read, replaced or removed.
+    """
     found: dict[str, bytes] = {}
-    for root, _dirs, files in os.walk(lib_dir):
+    for root, _dirs, files in os.walk(os.path.join(lib_dir, _TOP)):
         for name in files:
             path = os.path.join(root, name)
             data = read_file(path)
             if data is not None:
                 found[os.path.relpath(path, lib_dir)] = data
     return found
+
+
+def _remove_library(lib_dir: str) -> None:
+    """Remove the installer's tree, then ``lib_dir`` itself when nothing else is left in it."""
+    shutil.rmtree(os.path.join(lib_dir, _TOP), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(lib_dir)
 
 
 def _other_hooks(hooks_dir: str) -> list[str]:
@@ -239,16 +252,17 @@ def install_hook(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
         "other_hooks": others,
     }
     if state == "absent":
-        changed = before_script is not None or bool(before_files) or os.path.exists(cache_path)
+        had_cache = os.path.exists(cache_path)
+        changed = before_script is not None or bool(before_files) or had_cache
         if changed and not check_mode:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(hook_path)
-            shutil.rmtree(lib_dir, ignore_errors=True)
+            _remove_library(lib_dir)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(cache_path)
         after_files: dict[str, bytes] = {}
         script = b""
-        result.update(changed=changed, cache_changed=os.path.exists(cache_path) or changed, reload_required=False)
+        result.update(changed=changed, cache_changed=had_cache, reload_required=False)
     else:
         _check_interpreter(interpreter)
         capabilities_xml = host_capabilities_xml(params)

@@ -109,6 +109,10 @@ def test_a_second_run_changes_nothing_and_a_new_topology_only_the_cache(tmp_path
 
 
 def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
+    # Someone else's file in lib_dir, outside the installer's tree, is never touched.
+    foreign = tmp_path / "lib" / "site.py"
+    foreign.parent.mkdir()
+    foreign.write_text("kept = True\n")
     _run(_args(tmp_path))
     stale = tmp_path / "lib" / "ansible_collections" / "old.py"
     stale.write_text("x = 1\n")
@@ -120,6 +124,9 @@ def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
     assert parse.read_text() == hook_sources()["ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"]
     assert "library ansible_collections/old.py" in result["diff"]["before"]
     assert "library ansible_collections/old.py" not in result["diff"]["after"]
+    _run(_args(tmp_path, state="absent"))
+    assert [path.name for path in (tmp_path / "lib").iterdir()] == ["site.py"]
+    assert foreign.read_text() == "kept = True\n"
 
 
 def test_reload_is_required_only_when_libvirtd_runs_no_qemu_hook_yet(tmp_path: Path) -> None:
@@ -139,11 +146,12 @@ def test_absent_removes_everything_once(tmp_path: Path) -> None:
     assert checked["changed"] is True
     assert (tmp_path / "hooks" / "qemu.d" / HOOK_FILE).exists()
     removed = _run(_args(tmp_path, state="absent"))
-    assert removed["changed"] is True
+    assert (removed["changed"], removed["cache_changed"]) == (True, True)
     assert not (tmp_path / "hooks" / "qemu.d" / HOOK_FILE).exists()
     assert not (tmp_path / "lib").exists()
     assert not (tmp_path / "cache" / "host-capabilities.xml").exists()
-    assert _run(_args(tmp_path, state="absent"))["changed"] is False
+    again = _run(_args(tmp_path, state="absent"))
+    assert (again["changed"], again["cache_changed"]) == (False, False)
 
 
 @pytest.mark.parametrize(
