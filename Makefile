@@ -44,7 +44,7 @@ TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests b
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
 	molecule playbook-tests browser sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
-	lab-image lab-up lab-down lab lab-boot-test options-docs
+	lab-image lab-up lab-down lab lab-boot-test lab-migration-test options-docs
 
 help:
 	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
@@ -71,6 +71,7 @@ help:
 	@echo "make lab-up          boot the lab's multi-node hypervisors (LAB_TOPOLOGY=$(LAB_TOPOLOGY)); lab-down stops them"
 	@echo "make lab             lab-up with the lab tests' topologies, pytest tests/lab, lab-down"
 	@echo "make lab-boot-test   like make lab, only the tests that boot a real guest kernel in the lab (minutes)"
+	@echo "make lab-migration-test  like make lab, only the live migrations lab4 -> lab2 over the lab network"
 	@echo "make demo            the vnuma_fleet role converts a test-driver hypervisor (demo/demo.yml)"
 	@echo "make demo-expand     example guests expanded for the proposal's 4-node host (demo/expand.yml)"
 	@echo "make bench           the benchmarks (benchmarks/)"
@@ -244,7 +245,7 @@ lab: venv collection lab-image guest-image
 	fi; \
 	t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab: booted in $$((SECONDS - t0)) s"; \
 	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
-		-m "not lab_boot" tests/lab $(PYTEST_ARGS) 2>&1 | tee "$(LAB_LOG)"
+		-m "not lab_boot and not lab_migration" tests/lab $(PYTEST_ARGS) 2>&1 | tee "$(LAB_LOG)"
 
 # Only the lab tests that wait for the guest image's kernel inside lab4 (marker lab_boot: in test_lab_boot.py
 # and test_lab_virtio_mem.py, minutes under nested TCG; docs/lab.md).  The lab is booted and stopped as
@@ -258,6 +259,18 @@ lab-boot-test: venv collection lab-image guest-image
 	$(LAB) up tests/lab/four-node.yml; \
 	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -s -p no:cacheprovider --durations=0 \
 		-m lab_boot tests/lab $(PYTEST_ARGS)
+
+# Only the live migrations between lab hypervisors (marker lab_migration: test_lab_migration.py, lab4 -> lab2
+# over the lab network; docs/lab.md has its cost).  Both topologies are booted and stopped as `make lab` does.
+lab-migration-test: venv collection lab-image
+	@if $(LAB) status >/dev/null 2>&1; then \
+		echo "lab-migration-test: the lab is already up; leaving it running"; \
+	else \
+		trap '$(LAB) down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	fi; \
+	t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab-migration-test: booted in $$((SECONDS - t0)) s"; \
+	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
+		-m lab_migration tests/lab $(PYTEST_ARGS)
 
 # The demos need no libvirt daemon: the fleet demo runs the vnuma_fleet role against libvirt's
 # in-process test driver, the expand demo only renders XML.  Skipped tasks are not shown (the role

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ MIN_TOUCHED = 0.9
 # memory policy: cgroups' cpuset.mems confines the memory instead, so numa_maps says 'default'.
 POLICY_OF_MODE = {"strict": "bind", "preferred": "prefer", "interleave": "interleave", "restrictive": "default"}
 VCPU_THREAD = re.compile(r"CPU (\d+)/TCG")
+# QEMU names an I/O thread's thread after its object id, which libvirt makes 'iothread<id>'.
+IOTHREAD_THREAD = re.compile(r"IO iothread(\d+)")
 
 
 def parse_cpuset(text: str) -> frozenset[int]:
@@ -97,6 +100,8 @@ class GuestReport:
     pid: int
     regions: list[Region] = field(default_factory=list)
     threads: list[Thread] = field(default_factory=list)
+    # I/O thread id -> its host CPUs as libvirt reports them (virsh iothreadinfo).
+    iothreadinfo: dict[int, frozenset[int]] = field(default_factory=dict)
 
     def vcpu_affinity(self) -> dict[int, frozenset[int]]:
         """vCPU id -> the host CPUs its thread may run on (QEMU names TCG vCPU threads 'CPU n/TCG')."""
@@ -110,12 +115,23 @@ class GuestReport:
     def emulator_threads(self) -> list[Thread]:
         """The main thread and QEMU's helpers, which libvirt's emulatorpin covers: neither vCPUs nor the
         thread contexts QEMU 7.2 preallocates a cell's memory with ('TC tc-ram-node<cell>'), which libvirt
-        runs on that cell's host nodes."""
+        runs on that cell's host nodes, nor I/O threads (iothreadpin)."""
         return [
             thread
             for thread in self.threads
-            if not VCPU_THREAD.fullmatch(thread.name) and not thread.name.startswith("TC ")
+            if not VCPU_THREAD.fullmatch(thread.name)
+            and not thread.name.startswith("TC ")
+            and not IOTHREAD_THREAD.fullmatch(thread.name)
         ]
+
+    def iothread_affinity(self) -> dict[int, frozenset[int]]:
+        """I/O thread id -> the host CPUs its QEMU thread may run on."""
+        found = {}
+        for thread in self.threads:
+            match = IOTHREAD_THREAD.fullmatch(thread.name)
+            if match:
+                found[int(match.group(1))] = thread.cpus
+        return found
 
     def memory_contexts(self) -> dict[int, frozenset[int]]:
         """Guest cell -> the host CPUs of the thread context that preallocates its memory."""
@@ -167,7 +183,73 @@ def parse_wave_report(text: str) -> WaveReport:
         elif section == "threads" and guest is not None:
             tid, name, cpus, mems = line.split("|")
             guest.threads.append(Thread(int(tid), name, parse_cpuset(cpus), parse_cpuset(mems)))
+        elif section == "iothreadinfo" and guest is not None:
+            # virsh's table: a header, a rule, then ' <id>   <cpus>' rows.
+            match = re.fullmatch(r"\s*(\d+)\s+([\d,-]+)\s*", line)
+            if match:
+                guest.iothreadinfo[int(match.group(1))] = parse_cpuset(match.group(2))
     return report
+
+
+# What a host may change when a guest moves (docs/migration.md): the host-side bindings, what libvirt
+# writes for the host it runs on, and the metadata (vnuma_migrate notes the move there; libvirt's ABI check
+# ignores it).  Everything else of a domain XML is what the guest sees.
+HOST_SIDE_ELEMENTS = ("numatune", "cputune", "resource", "seclabel", "metadata")
+
+
+def guest_visible(domain_xml: str) -> str:
+    """A domain XML without its host-side parts, canonical, to compare a guest before and after a move."""
+    root = ET.fromstring(domain_xml)
+    root.attrib.pop("id", None)
+    for parent in list(root.iter()):
+        for child in list(parent):
+            host_side = parent is root and child.tag in HOST_SIDE_ELEMENTS
+            if host_side or (parent.tag == "source" and child.tag == "nodemask"):
+                parent.remove(child)
+    for vcpu in root.iter("vcpu"):
+        vcpu.attrib.pop("cpuset", None)
+    return ET.canonicalize(ET.tostring(root, encoding="unicode"), strip_text=True)
+
+
+def sections(text: str, marker: str) -> dict[str, str]:
+    """The '@@ <marker> <name>' sections of a raw task's output, by name (up to the next '@@' line)."""
+    found: dict[str, str] = {}
+    name = None
+    for line in text.replace("\r", "").splitlines():
+        if line.startswith("@@ "):
+            words = line.split()
+            name = words[2] if words[1] == marker and len(words) > 2 else None
+            if name:
+                found[name] = ""
+            continue
+        if name:
+            found[name] += line + "\n"
+    return found
+
+
+@dataclass(frozen=True)
+class Bindings:
+    """A domain XML's host-side bindings as libvirt keeps them, and its vCPUs' cells."""
+
+    memnodes: dict[int, frozenset[int]]
+    pins: dict[int, frozenset[int]]
+    cell_of: dict[int, int]
+
+    @classmethod
+    def of(cls, domain_xml: str) -> Bindings:
+        root = ET.fromstring(domain_xml)
+        return cls(
+            {int(node.get("cellid", "-1")): parse_cpuset(node.get("nodeset", "")) for node in root.iter("memnode")},
+            {int(pin.get("vcpu", "-1")): parse_cpuset(pin.get("cpuset", "")) for pin in root.iter("vcpupin")},
+            {
+                vcpu: int(cell.get("id", "-1"))
+                for cell in root.iterfind("cpu/numa/cell")
+                for vcpu in parse_cpuset(cell.get("cpus", ""))
+            },
+        )
+
+    def held(self) -> frozenset[int]:
+        return frozenset().union(*self.pins.values())
 
 
 def memory_by_policy(regions: list[Region], huge: bool = False) -> dict[tuple[str, frozenset[int]], Counter[int]]:
@@ -194,15 +276,23 @@ MODES_HOST = "lab4"
 PREFIX = "lab-mode-"
 
 
-def _guest(name: str, memory_mib: int, vcpus: int, **spec: Any) -> dict[str, Any]:
-    return {"name": PREFIX + name, "memory_mib": memory_mib, "vcpus": vcpus, "spec": {"name": PREFIX + name, **spec}}
+def _guest(name: str, memory_mib: int, vcpus: int, *, disk: bool = False, **spec: Any) -> dict[str, Any]:
+    """A guest of the modes run; ``disk`` gives it a virtio disk (a 1 MiB file the payload never reads)."""
+    return {
+        "name": PREFIX + name,
+        "memory_mib": memory_mib,
+        "vcpus": vcpus,
+        "disk": disk,
+        "spec": {"name": PREFIX + name, **spec},
+    }
 
 
 # First wave: every mode with every distribution, one guest each (every guest start costs seconds in the
 # lab), vCPUs floating over their cells' nodes or unpinned, and among them every memory mode, the emulator
 # pin, cells on the memory-only node, more and fewer cells than nodes, and a hugepage-backed guest.
 FLOATING = [
-    _guest("host-contiguous", 48, 6, mode="host", distribution="contiguous"),
+    # One I/O thread per cell, each on its own node's CPUs; the disk on cell 0's.
+    _guest("host-contiguous", 48, 6, mode="host", distribution="contiguous", iothreads="per_cell", disk=True),
     _guest("host-siblings", 48, 6, mode="host", distribution="siblings", memory_mode="restrictive"),
     _guest("host-round-robin", 48, 3, mode="host", distribution="round-robin", memory_mode="preferred", pinning="none"),
     _guest("host-interleave", 48, 6, mode="host", distribution="interleave"),
@@ -237,11 +327,22 @@ FLOATING = [
 ]
 HUGEPAGES_GUEST = PREFIX + "node-siblings"
 # Second wave: dedicated host CPUs.  Together the three guests hold every CPU of the host: a whole core for
-# two sibling vCPUs, a core for one vCPU (its sibling held idle), and one thread per vCPU.
+# two sibling vCPUs, a core for one vCPU (its sibling held idle), and one thread for a vCPU with the other
+# thread of its core for its isolated emulator threads (its disk's I/O thread on the vCPU's thread).
 DEDICATED = [
     _guest("core-siblings", 32, 2, mode="node", nodeset="0", distribution="siblings", pinning="core"),
     _guest("core-single", 32, 1, mode="node", nodeset="1", pinning="core"),
-    _guest("thread-pair", 32, 2, mode="node", nodeset="2", pinning="thread"),
+    _guest(
+        "thread-isolate",
+        32,
+        1,
+        mode="node",
+        nodeset="2",
+        pinning="thread",
+        emulator_threads="isolate",
+        iothreads="per_disk",
+        disk=True,
+    ),
 ]
 WAVES = {"floating": FLOATING, "dedicated": DEDICATED}
 
@@ -279,10 +380,29 @@ def remove_guests(host: LabHost) -> None:
         f"for guest in $(virsh -c qemu:///system list --all --name | grep '^{PREFIX}'); do"
         " virsh -c qemu:///system destroy $guest >/dev/null 2>&1;"
         " virsh -c qemu:///system undefine $guest >/dev/null 2>&1;"
-        " rm -f /var/log/libvirt/qemu/$guest.serial.log /tmp/$guest.xml; done;"
+        " rm -f /var/log/libvirt/qemu/$guest.serial.log /tmp/$guest.xml /var/lib/libvirt/images/$guest.img; done;"
         f" rm -f /var/lib/libvirt/images/{PREFIX}touch.bin; true",
         # A loaded lab takes its time to stop a dozen guests.
         timeout=900,
+    )
+
+
+# What vnuma_hook installs with its defaults (docs/migration.md).
+HOOK_PATHS = ("/etc/libvirt/hooks/qemu.d/vnuma-libvirt", "/usr/local/lib/vnuma-libvirt", "/var/lib/vnuma-libvirt")
+
+
+def remove_moved(host: LabHost, guests: list[str], files: list[str]) -> None:
+    """Remove guests, files and the collection's hook from a lab hypervisor, whatever a failed run left.
+
+    libvirtd reloads after the hook goes, so that no later guest meets it.
+    """
+    host.run(
+        f"for guest in {' '.join(guests)}; do virsh -c qemu:///system destroy $guest >/dev/null 2>&1;"
+        " virsh -c qemu:///system undefine $guest >/dev/null 2>&1;"
+        " rm -f /var/log/libvirt/qemu/$guest.serial.log /tmp/$guest.xml; done;"
+        f" rm -f {' '.join(files)};"
+        f" if [ -e {HOOK_PATHS[0]} ]; then rm -rf {' '.join(HOOK_PATHS)}; systemctl reload libvirtd; fi; true",
+        timeout=600,
     )
 
 
