@@ -277,7 +277,7 @@ def _read_originals(root: etree._Element) -> tuple[tuple[str, Slot], ...]:
 def _store_originals(root: etree._Element, originals: tuple[tuple[str, Slot], ...]) -> None:
     """``originals`` in ``<metadata>`` in place of the collection's earlier ones; none: the element goes."""
     existing = _records(root)
-    if [_read_originals_of(element) for element in existing] == [originals]:
+    if [_read_originals_of(element) for element in existing] == ([originals] if originals else []):
         return
     for element in existing:
         remove_child(element)

@@ -586,3 +586,13 @@ def test_a_run_places_each_passthrough_device_near_the_cell_of_its_host_node() -
     assert buses == [ports["ua-vnuma-port0-0"], ports["ua-vnuma-port1-0"], None]
     [again] = Converger(hypervisor, host("amd-2s-nps4")).converge([request])
     assert again.changed is False and again.written == []
+
+
+def test_on_i440fx_a_move_and_its_undo_give_back_every_address() -> None:
+    # Devices in slots of the pci-expander-bus, then back behind the user's pci-bridges.
+    i440fx_in = _with_spec(I440FX, "<vnuma mode='host' device_locality='all'/>")
+    moved = expand_domain(i440fx_in, _host()).xml
+    assert [entry[3] for entry in _controllers(moved) if entry[3]] == ["ua-vnuma-pxb0"]
+    back = expand_domain(moved.replace("device_locality='all'", "device_locality='none'"), _host()).xml
+    assert _devices_model(back) == _devices_model(_with_spec(I440FX, ""))
+    assert "vnuma-addresses" not in back
