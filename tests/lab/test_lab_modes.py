@@ -6,8 +6,8 @@
 
 vnuma_domain lays out two waves of guests (lab_checks.FLOATING, then lab_checks.DEDICATED), which boot
 the touch payload.  What the module returned as its plan is compared with what the lab's kernel
-reports while they run: where each cell's pages are (numa_maps), where each vCPU thread and each
-emulator thread may run (their affinity).
+reports while they run: where each cell's pages are (numa_maps), where each vCPU thread, each
+emulator thread and each I/O thread may run (their affinity, and libvirt's iothreadinfo).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from lab_checks import (
 )
 
 ALL = [guest["name"] for guest in FLOATING + DEDICATED]
+WITH_IOTHREADS = [guest["name"] for guest in FLOATING + DEDICATED if "iothreads" in guest["spec"]]
 # Pages below 2 MiB are the payload's own and the firmware's: it writes every page from there up.
 UNTOUCHED_KIB = 2048
 
@@ -159,8 +160,13 @@ def test_dedicated_guests_never_share_a_host_cpu(modes_run: ModesRun) -> None:
         guest = modes_run.guests[spec["name"]]
         affinity = guest.kernel.vcpu_affinity()
         assert all(len(cpus) == 1 for cpus in affinity.values()), f"{guest.name}: {affinity}"
-        held[guest.name] = frozenset().union(*affinity.values())
-        assert len(held[guest.name]) == guest.layout["vcpus"], f"{guest.name}: two vCPUs on one host CPU"
+        vcpu_cpus = frozenset().union(*affinity.values())
+        assert len(vcpu_cpus) == guest.layout["vcpus"], f"{guest.name}: two vCPUs on one host CPU"
+        # An isolated emulator holds its host CPU as a vCPU does.
+        isolated = spec["spec"].get("emulator_threads") == "isolate"
+        emulator = parse_cpuset(guest.layout["emulatorpin"]) if isolated else frozenset()
+        assert not emulator & vcpu_cpus, f"{guest.name}: the emulator shares a vCPU's host CPU"
+        held[guest.name] = vcpu_cpus | emulator
     for first, second in combinations(held, 2):
         assert not held[first] & held[second], f"{first} and {second} share host CPUs"
     # Together they use every host CPU: the idle sibling of the single-vCPU core is the only one unused.
@@ -185,9 +191,35 @@ def test_pinning_core_gives_each_guest_core_a_whole_host_core(modes_run: ModesRu
             assert not any(idle & cpus for cpus in guest.kernel.vcpu_affinity().values()), guest.name
 
 
-def test_pinning_thread_gives_each_vcpu_one_host_thread(modes_run: ModesRun) -> None:
-    guest = modes_run.guests["lab-mode-thread-pair"]
+def test_pinning_thread_holds_one_thread_and_isolate_gives_the_emulator_the_other(modes_run: ModesRun) -> None:
+    guest = modes_run.guests["lab-mode-thread-isolate"]
     affinity = guest.kernel.vcpu_affinity()
-    assert sorted(affinity) == [0, 1]
-    assert all(len(cpus) == 1 for cpus in affinity.values())
-    assert affinity[0] != affinity[1]
+    assert sorted(affinity) == [0]
+    [cpu] = affinity[0]
+    emulator = parse_cpuset(guest.layout["emulatorpin"])
+    # Pinning thread holds the vCPU's thread only (core would hold its sibling idle): the sibling is free,
+    # and emulator_threads isolate takes it, on the node of cell 0.
+    assert emulator == modes_run.siblings_of(cpu) - {cpu}, f"emulator on {sorted(emulator)}, vCPU on {cpu}"
+    threads = guest.kernel.emulator_threads()
+    assert threads and all(thread.cpus == emulator for thread in threads), threads
+
+
+@pytest.mark.parametrize("name", WITH_IOTHREADS)
+def test_io_threads_run_on_their_cells_host_cpus(modes_run: ModesRun, name: str) -> None:
+    guest = modes_run.guests[name]
+    pins = guest.layout["vcpupin"]
+    cells = [cell for cell in guest.layout["cells"] if parse_cpuset(cell["vcpus"])]
+    cell_cpus = [
+        frozenset().union(*(parse_cpuset(pins[str(vcpu)]) for vcpu in parse_cpuset(cell["vcpus"]))) for cell in cells
+    ]
+    for cell, cpus in zip(cells, cell_cpus, strict=True):
+        assert cpus <= host_cpus_of_nodes(modes_run, parse_cpuset(cell["host_nodes"])), f"{name}: cell {cell['id']}"
+    if guest.spec["iothreads"] == "per_cell":
+        # One thread per cell with vCPUs, each on its own node's CPUs.
+        planned = {number + 1: cpus for number, cpus in enumerate(cell_cpus)}
+        assert len(set(planned.values())) == len(cells) > 1, planned
+    else:
+        # per_disk: the one disk, on the root bus, goes with cell 0.
+        planned = {1: cell_cpus[0]}
+    assert guest.kernel.iothreadinfo == planned, f"{name}: virsh iothreadinfo"
+    assert guest.kernel.iothread_affinity() == planned, f"{name}: QEMU's I/O threads"
