@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab_network import PeerLink, peer_links, setup_script
+from lab_network import PeerLink, lab_address, peer_links, setup_script
 from lab_qemu import PROCESS_PREFIX, BootFiles, qemu_argv
 from lab_topology import Lab, LabHypervisor, TopologyError, load_topology
 
@@ -260,9 +260,12 @@ def join_network(lab_dir: LabDir, entry: Running, lab: Lab, links: Sequence[Peer
         return
     names = [hypervisor.name for hypervisor in lab.hypervisors]
     script = setup_script(entry.name, names, links, lab_dir.key.read_text(encoding="utf-8"))
+    started = time.monotonic()
     result = ssh(lab_dir, entry, "sh -s", stdin=script)
     if result.returncode != 0:
         raise LabError(f"{entry.name}: joining the lab network failed: {result.stderr.strip()}")
+    address = lab_address(names.index(entry.name))
+    say(f"{entry.name}: on the lab network as {address} ({time.monotonic() - started:.1f} s)")
 
 
 def write_inventory(lab_dir: LabDir, running: Sequence[Running]) -> None:
