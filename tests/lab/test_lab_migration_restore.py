@@ -35,7 +35,7 @@ from lab_checks import (
 )
 from touch_payload import payload
 
-# Out of make lab for now: measured at 300 s under load (three module runs, two saves and restores of
+# Out of make lab for now: measured at 169 to 300 s under load (three module runs, two saves and restores of
 # 128 MiB under TCG), more than make test's lab stage has room for (docs/lab.md); make lab-migration-test.
 pytestmark = pytest.mark.lab_migration
 
