@@ -129,10 +129,11 @@ format: venv
 	"$(BIN)/ruff" format .
 
 # pytest's exit status 5 means that no test was collected: not a failure while tests/unit is still empty.
+# Two workers (pytest-xdist): the unit tests share nothing and the machines have two cores.
 unit: venv collection
 	@mkdir -p "$(BUILD)"
 	@rc=0; \
-	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS) \
+	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider -n 2 tests/unit $(PYTEST_ARGS) \
 		2>&1 | tee "$(UNIT_LOG)" || rc=$$?; \
 	if [[ $$rc -eq 5 ]]; then echo "unit: no unit tests collected"; rc=0; fi; \
 	exit $$rc

@@ -400,7 +400,8 @@ CASES = [
         F,
         f"{LAYOUT}unknown vnuma option(s) about 10^5000; known: cells, cpuless_cells, device_cells, device_locality, "
         "distribution, emulator_pin, emulator_threads, "
-        "hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
+        "hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, "
+        "mode, nodeset, "
         "pci_numa_affinity, pinning",
         "layout-spec-huge-int-key",
         vcpus=4,

@@ -88,7 +88,8 @@ CASES = [
         "arguments",
         ARGS + "vnuma_fleet_spec.bogus. Supported parameters include: cells, cpuless_cells, device_cells, "
         "device_locality, distribution, "
-        "emulator_pin, emulator_threads, hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, "
+        "emulator_pin, emulator_threads, hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, "
+        "memory_slots, "
         "memory_split, mode, nodeset, pci_numa_affinity, pinning.",
         id="spec-unknown-option",
     ),

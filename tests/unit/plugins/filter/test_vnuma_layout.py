@@ -144,7 +144,8 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
             {"spec": {"bogus": 1}},
             "guest db01: unknown vnuma option(s) bogus; known: cells, cpuless_cells, device_cells, device_locality, "
             "distribution, emulator_pin, emulator_threads, "
-            "hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, "
+            "hmat, hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, "
+            "mode, "
             "nodeset, pci_numa_affinity, pinning",
         ),
         ({"memory": "64 GiB"}, "guest db01: guest cell 0 needs 16 GiB, host node 0 has 8 GiB"),

@@ -978,7 +978,8 @@ SPEC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
         {"mode": "host", "cell": 2, "numa": True},
         "unknown vnuma option(s) cell, numa; known: cells, cpuless_cells, device_cells, device_locality, distribution, "
         "emulator_pin, emulator_threads, hmat, "
-        "hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, "
+        "hugepages, iothreads, max_memory, memory, memory_device, memory_mode, memory_slots, memory_split, mode, "
+        "nodeset, "
         "pci_numa_affinity, pinning",
     ),
 }
