@@ -149,7 +149,9 @@ guest-image:
 	@scripts/build-guest-image.sh "$(GUEST_IMAGE)"
 
 # Starts libvirtd for the run and stops it at the end, whatever the outcome; a libvirtd that was already
-# running before (`make libvirtd`) is left running.
+# running before (`make libvirtd`) is left running.  Two passes: the tests run two files at a time
+# (pytest-xdist), then those marked host_cpus run alone: they dedicate host CPUs, and this machine's two
+# would leave a test running beside them nowhere to place a guest.  INTEGRATION_ARGS goes to both.
 integration: venv collection
 	@mkdir -p "$(BUILD)"; rm -f "$(INTEGRATION_LOG)"
 	@if scripts/libvirtd.sh status >/dev/null 2>&1; then \
@@ -159,8 +161,10 @@ integration: venv collection
 	fi; \
 	$(MAKE) libvirtd guest-image; \
 	rc=0; \
+	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 -n 2 --dist loadfile \
+		-m "not host_cpus" tests/integration $(INTEGRATION_ARGS) 2>&1 | tee "$(INTEGRATION_LOG)" || rc=$$?; \
 	PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
-		tests/integration $(INTEGRATION_ARGS) 2>&1 | tee "$(INTEGRATION_LOG)" || rc=$$?; \
+		-m host_cpus tests/integration $(INTEGRATION_ARGS) 2>&1 | tee -a "$(INTEGRATION_LOG)" || rc=$$?; \
 	exit $$rc
 
 # The vnuma_fleet role's molecule scenarios (extensions/molecule, base configuration in its config.yml)
@@ -313,7 +317,7 @@ test:
 	if [[ $${#failed[@]} -gt 0 ]]; then echo "make test: FAILED stages: $${failed[*]}"; \
 	else echo "make test: all stages passed"; fi; \
 	echo "make test: integration tests (pytest tests/integration):"; \
-	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(INTEGRATION_LOG)" 2>/dev/null | tail -n 1 || true); \
+	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(INTEGRATION_LOG)" 2>/dev/null | tail -n 2 || true); \
 	echo "$${summary:-no pytest summary: the integration stage did not run}"; \
 	echo "make test: lab tests (pytest tests/lab):"; \
 	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(LAB_LOG)" 2>/dev/null | tail -n 1 || true); \

@@ -37,6 +37,9 @@ from ansible_collections.vnuma.libvirt.tests.support.host_side import host_side
 from ansible_collections.vnuma.libvirt.tests.support.module_run import run_module
 from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd, user_domain_xml
 
+# Dedicates host CPUs: runs after the other integration tests, alone (make integration).
+pytestmark = pytest.mark.host_cpus
+
 SPEC = {"mode": "node", "nodeset": "0", "cells": 2, "pinning": "thread"}
 STALE_CAPS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "capabilities" / "seed-4node-ring.xml"
 # How long libvirtd may take to act on SIGHUP (it rescans the hooks in a thread of its own).

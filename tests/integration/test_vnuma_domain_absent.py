@@ -30,6 +30,9 @@ from ansible_collections.vnuma.libvirt.tests.integration.vnuma_domain_support im
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import GuestFactory
 
+# Dedicates host CPUs: runs after the other integration tests, alone (make integration).
+pytestmark = pytest.mark.host_cpus
+
 SMT2 = str(CAPABILITIES / "intel-2s-smt2.xml")
 RECORD = f"metadata/{{{ORIGINAL_NS}}}original"
 SPEC = f"metadata/{{{VNUMA_NS}}}vnuma"

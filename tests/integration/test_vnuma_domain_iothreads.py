@@ -31,6 +31,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
 from ansible_collections.vnuma.libvirt.tests.support.module_run import ModuleExit, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import GuestFactory, describe
 
+# Dedicates host CPUs: runs after the other integration tests, alone (make integration).
+pytestmark = pytest.mark.host_cpus
+
 VIRTIO_VENDOR = "0x1af4"
 VIRTIO_BLK = "0x1042"
 PID_DIR = Path("/run/libvirt/qemu")

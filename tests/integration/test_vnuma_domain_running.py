@@ -40,6 +40,9 @@ from ansible_collections.vnuma.libvirt.tests.support.realguest import (
     vcpu_position,
 )
 
+# Dedicates host CPUs: runs after the other integration tests, alone (make integration).
+pytestmark = pytest.mark.host_cpus
+
 # Seconds until the guest reports two vCPUs hot-added at once online.  Under TCG the guest kernel
 # brings the second one up slowly: 10-45 s measured here, and on some runs over a minute (RCU stalls
 # and soft lockups reported by the guest kernel on the new CPU).  HOTPLUG_TIMEOUT is for one vCPU.

@@ -31,6 +31,9 @@ from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_modu
 from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd
 from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, GuestFactory
 
+# Dedicates host CPUs: runs after the other integration tests, alone (make integration).
+pytestmark = pytest.mark.host_cpus
+
 PINNED = "<vnuma mode='host' pinning='thread'/>"
 
 
