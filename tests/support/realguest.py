@@ -547,7 +547,7 @@ class GuestFactory:
         devices_xml: str = "",
         cmdline: str = "",
         wait: bool = False,
-        guest_timeout: int = 120,
+        guest_timeout: int = 300,
         start: bool = True,
         **template: str,
     ) -> Guest:
