@@ -88,6 +88,9 @@ def _source(name: str) -> tuple[str, bool]:
     text = get_source(name) if get_source is not None else None
     if text is None:
         raise SpecError(f"cannot read the source of {name} to install the hook")
+    # Ansible's collection loader (ansible-test units, a controller-side import) gives bytes, not str.
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     return text, spec.submodule_search_locations is not None
 
 
