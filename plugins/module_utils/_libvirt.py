@@ -409,6 +409,11 @@ _STATES = {
 }
 
 
+def _cpumap(cpus: set[int], host_cpus: int) -> tuple[bool, ...]:
+    """libvirt's CPU map for a pin call: one flag per host CPU."""
+    return tuple(cpu in cpus for cpu in range(host_cpus))
+
+
 def _runs(ids: Iterable[int]) -> list[tuple[int, int]]:
     """Sorted ids as (first, count) runs of consecutive ids: ``0,1,2,8`` -> ``(0, 3), (8, 1)``."""
     runs: list[tuple[int, int]] = []
@@ -848,23 +853,21 @@ class LibvirtGuest:
 
     def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None:
         cpu_set = set(cpus)
-        cpumap = tuple(cpu in cpu_set for cpu in range(host_cpus))
         self._call(
             f"pinning vCPU {vcpu} to host CPUs {format_cpuset(cpu_set)}",
             self.domain.pinVcpuFlags,
             vcpu,
-            cpumap,
+            _cpumap(cpu_set, host_cpus),
             libvirt.VIR_DOMAIN_AFFECT_LIVE,
         )
 
     def pin_iothread_live(self, iothread: int, cpus: Iterable[int], host_cpus: int) -> None:
         cpu_set = set(cpus)
-        cpumap = tuple(cpu in cpu_set for cpu in range(host_cpus))
         self._call(
             f"pinning I/O thread {iothread} to host CPUs {format_cpuset(cpu_set)}",
             self.domain.pinIOThread,
             iothread,
-            cpumap,
+            _cpumap(cpu_set, host_cpus),
             libvirt.VIR_DOMAIN_AFFECT_LIVE,
         )
 
