@@ -408,6 +408,18 @@ _STATES = {
     7: "pmsuspended",
 }
 
+# virDomainShutoffReason: why a guest that should run is shut off (`virsh domstate --reason`).
+_SHUTOFF_REASONS = {
+    1: "shut down",
+    2: "destroyed",
+    3: "crashed",
+    4: "migrated",
+    5: "saved",
+    6: "failed",
+    7: "from snapshot",
+    8: "daemon",
+}
+
 
 def _cpumap(cpus: set[int], host_cpus: int) -> tuple[bool, ...]:
     """libvirt's CPU map for a pin call: one flag per host CPU."""
@@ -768,6 +780,14 @@ class LibvirtGuest:
 
     def is_running(self) -> bool:
         return bool(self._call("reading the guest state", self.domain.isActive))
+
+    def state_text(self) -> str:
+        """The guest's state and, when shut off, why: ``running``, ``shutoff (crashed)``."""
+        state, reason = self._call("reading the guest state", self.domain.state)[:2]
+        name = _STATES.get(state, "unknown")
+        if state == libvirt.VIR_DOMAIN_SHUTOFF and reason in _SHUTOFF_REASONS:
+            return f"{name} ({_SHUTOFF_REASONS[reason]})"
+        return name
 
     def memory_kib(self) -> int:
         """The guest's maximum memory as libvirt counts it (virDomainGetInfo), without reading its XML."""

@@ -27,7 +27,7 @@ from vnuma_domain_support import numa_cells
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_migrate
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
-from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
+from ansible_collections.vnuma.libvirt.tests.support.module_run import ModuleExit, fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd
 from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, GuestFactory
 
@@ -175,7 +175,15 @@ def test_a_live_migration_to_another_libvirtd_moves_the_dedicated_vcpu(
             "destination_uri": private_libvirtd.uri,
             "migration_uri": f"tcp://127.0.0.1:{free_port()}",
         }
-        moved = run_module(args, module=vnuma_migrate)
+        try:
+            moved = run_module(args, module=vnuma_migrate)
+        except ModuleExit as failed:
+            # Why the guest is not running there, from the destination QEMU's log and the guest's console.
+            logs = {
+                path: path.read_text(errors="replace")[-3000:] if path.exists() else "(none)"
+                for path in (private_libvirtd.root / "log" / "qemu" / f"{guest.name}.log", Path(guest.console_log))
+            }
+            pytest.fail(f"{failed.result}\n" + "\n".join(f"--- {path}:\n{text}" for path, text in logs.items()))
         assert moved["moved"] is True and moved["plan"]["vcpu_pins"] == {"0": str(other)}
         assert guest.name not in [dom.name() for dom in guest.conn.listAllDomains()], "undefine-source"
         there = destination.lookupByName(guest.name)

@@ -38,7 +38,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import DestinationPlan, plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guest, place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import dedicated_cpus
@@ -207,6 +207,23 @@ def _result(plan: DestinationPlan, before: Mapping[str, str], after_xml: str, re
     }
 
 
+@contextlib.contextmanager
+def _after_the_move(result: Mapping[str, Any]) -> Iterator[None]:
+    """A failure once the guest has moved says so: the failed result has the plan, changed and moved."""
+    try:
+        yield
+    except VnumaError as error:
+        error.details.update({**result, "changed": True, "moved": True})
+        raise
+
+
+def _verify_running(guest: LibvirtGuest, uri: str) -> None:
+    # An inactive domain's XMLDesc(0) is its definition, which has the planned bindings too: the
+    # placement check alone would pass for a guest that died on arrival.
+    if not guest.is_running():
+        raise LibvirtOperationError(f"the guest moved but does not run at {uri}: it is {guest.state_text()}")
+
+
 def run_migrate(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, Any]:
     """The module's run; raises a ``VnumaError`` naming the guest, the option and the limit on any refusal."""
     operation = _check_params(params)
@@ -253,10 +270,14 @@ def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
                 return {**result, "changed": True, "moved": False}
             with _locked(destination_uri, params, check_mode):
                 guest.migrate_live(target, moved_xml, moved_persistent, params.get("migration_uri"))
-                moved = target.guest_if_defined(name)
-                if moved is None:
-                    raise LibvirtOperationError(f"the migration ended but {destination_uri} has no guest named {name}")
-                verify_placement(name, moved.live_xml(), plan)
+                with _after_the_move(result):
+                    moved = target.guest_if_defined(name)
+                    if moved is None:
+                        raise LibvirtOperationError(
+                            f"the migration ended but {destination_uri} has no guest named {name}"
+                        )
+                    _verify_running(moved, destination_uri)
+                    verify_placement(name, moved.live_xml(), plan)
             return {**result, "changed": True, "moved": True}
     except VnumaError as error:
         raise error.naming(name) from None
@@ -290,13 +311,15 @@ def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
                 return {**result, "changed": True, "moved": False}
             with _locked(uri, params, check_mode):
                 host.restore(path, restored_xml, guest=name)
-                restored = host.guest_if_defined(name)
-                if restored is None:
-                    raise LibvirtOperationError(f"the restore ended but {uri} has no guest named {name}")
-                verify_placement(name, restored.live_xml(), plan)
-                if existing is not None:
-                    # Its definition here moves with it: the next start uses the bindings it runs with.
-                    host.define(rewrite_host_bindings(restored.inactive_xml(), plan, ("restore", path)), guest=name)
+                with _after_the_move({**result, "name": name}):
+                    restored = host.guest_if_defined(name)
+                    if restored is None:
+                        raise LibvirtOperationError(f"the restore ended but {uri} has no guest named {name}")
+                    _verify_running(restored, uri)
+                    verify_placement(name, restored.live_xml(), plan)
+                    if existing is not None:
+                        # Its definition here moves with it: the next start uses the bindings it runs with.
+                        host.define(rewrite_host_bindings(restored.inactive_xml(), plan, ("restore", path)), guest=name)
             return {**result, "changed": True, "moved": True, "name": name}
     except VnumaError as error:
         raise error.naming(name) from None

@@ -12,7 +12,10 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.migrate import (
+    _after_the_move,
+    _verify_running,
     changes,
     host_side,
     run_migrate,
@@ -65,6 +68,24 @@ def test_the_check_after_the_move_names_what_differs() -> None:
         "guest smt2-thread: the guest runs on the destination, but not as planned: vCPU 1 is pinned to 65, the plan "
         "says 64; cell 1's memory is bound to host nodes 0, the plan says 1"
     )
+
+
+class _DiedOnArrival:
+    """A domain libvirt reports shut off, crashed (virDomainState 5, virDomainShutoffReason 3)."""
+
+    def isActive(self) -> int:
+        return 0
+
+    def state(self, flags: int = 0) -> list[int]:
+        return [5, 3]
+
+
+def test_a_guest_that_died_on_arrival_fails_the_run_which_says_it_moved() -> None:
+    result = {"plan": {"vcpu_pins": {"0": "1"}}, "operation": "migrate"}
+    with pytest.raises(LibvirtOperationError) as raised, _after_the_move(result):
+        _verify_running(LibvirtGuest(_DiedOnArrival(), "g1"), "qemu+ssh://b/system")  # type: ignore[arg-type]
+    assert str(raised.value) == "the guest moved but does not run at qemu+ssh://b/system: it is shutoff (crashed)"
+    assert raised.value.details == {**result, "changed": True, "moved": True}
 
 
 @pytest.mark.parametrize(
