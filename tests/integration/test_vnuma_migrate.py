@@ -15,6 +15,7 @@ planned in check mode against fixture topologies, and refused when the destinati
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 from collections.abc import Iterator
@@ -197,6 +198,9 @@ def test_a_live_migration_to_another_libvirtd_moves_the_dedicated_vcpu(
         again = fail_module(args, module=vnuma_migrate)
         assert again["msg"] == f"guest {guest.name}: no guest named {guest.name} is defined at qemu:///system"
     finally:
+        # Stopped by its libvirtd, which removes its cgroups; killed with the namespace, they would stay.
+        with contextlib.suppress(libvirt.libvirtError):
+            destination.lookupByName(guest.name).destroy()
         destination.close()
 
 
