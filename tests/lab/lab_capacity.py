@@ -11,6 +11,7 @@ vnuma_info call while two guests run (one with a memory-only cell, one spread ov
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -153,10 +154,9 @@ def run_capacity(lab: Lab, out: Path) -> CapacityRun:
     cpuless_node = next(node.id for node in nodes if not node.cpus)
     # The first node with CPUs after node 0 (where the hypervisor's own processes live), and the two after it.
     cpu_nodes = [node.id for node in nodes if node.cpus and node.id != 0]
-    (out / "touch.bin").write_bytes(payload())
     variables = {
         "lab_out": str(out),
-        "payload_src": str(out / "touch.bin"),
+        "payload_base64": base64.b64encode(payload()).decode(),
         "guest_memory_mib": GUEST_MEMORY_MIB,
         "cpu_node": cpu_nodes[0],
         "cpuless_node": cpuless_node,

@@ -15,6 +15,7 @@ the choices, which are checked against the figures each choice reports.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,11 +80,10 @@ def remove_guests(host: LabHost) -> None:
 def auto_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AutoRun]:
     host = lab.host(HOST)
     out = tmp_path_factory.mktemp("lab-auto")
-    (out / "touch.bin").write_bytes(payload())
     cpu_nodes = frozenset(node.id for node in host.topology.nodes if node.cpus)
     variables = {
         "lab_out": str(out),
-        "payload_src": str(out / "touch.bin"),
+        "payload_base64": base64.b64encode(payload()).decode(),
         "series": [{"name": PREFIX + name, "memory_mib": memory} for name, memory in SERIES],
         "refused": {"name": REFUSED, "memory_mib": 64},
         "pair_name": PAIR,

@@ -14,6 +14,7 @@ memory is not touched again.
 
 from __future__ import annotations
 
+import base64
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -37,12 +38,11 @@ MIN_FAULTED = 0.95
 def hotplug(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHost, dict[str, Any]]]:
     host = lab.host(HOST)
     out = tmp_path_factory.mktemp("lab-hotplug")
-    (out / "touch.bin").write_bytes(payload())
     nodes = [node.id for node in host.topology.nodes if node.cpus and node.id != 0][:2]
     variables = {
         "lab_out": str(out),
         "guest": GUEST,
-        "payload_src": str(out / "touch.bin"),
+        "payload_base64": base64.b64encode(payload()).decode(),
         "guest_memory_mib": MEMORY_MIB,
         "dimm_mib": DIMM_MIB,
         "guest_nodeset": ",".join(map(str, nodes)),

@@ -35,10 +35,6 @@ from lab_checks import (
 )
 from touch_payload import payload
 
-# Out of make lab for now: measured at 169 to 300 s under load (three module runs, two saves and restores of
-# 128 MiB under TCG), more than make test's lab stage has room for (docs/lab.md); make lab-migration-test.
-pytestmark = pytest.mark.lab_migration
-
 HOST = "lab4"
 SAVED = "mig3-saved"
 BLOCKER_2 = "mig3-block2"
