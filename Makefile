@@ -240,7 +240,8 @@ lab-down: venv collection
 # The lab stage of `make test`: the lab is stopped whatever the outcome (a failed boot or test, Ctrl-C, a
 # TERM from a CI timeout); INT and TERM exit so that the EXIT trap runs.  It runs every lab test but those
 # that wait for the guest image's kernel inside lab4 (marker lab_boot, nested TCG: about 400 s more, over the
-# suite's 25-minute budget; `make lab-boot-test` runs them, docs/lab.md has their cost).
+# suite's 25-minute budget; `make lab-boot-test` runs them, docs/lab.md has their cost) and the live migrations
+# between lab hypervisors (marker lab_migration: `make lab-migration-test`).
 lab: venv collection lab-image guest-image
 	@mkdir -p "$(BUILD)"; rm -f "$(LAB_LOG)"
 	@if $(LAB) status >/dev/null 2>&1; then \
