@@ -36,11 +36,20 @@ INTEGRATION_ARGS ?=
 # The role's molecule scenarios (extensions/molecule), in the order `make molecule` runs them.
 MOLECULE_SCENARIOS ?= default restart capacity
 
-# Stages of `make test`, in order.  system-deps and venv stop the run when they fail; the others all run
-# and the run fails at the end when any of them failed.
+# Stages of `make test` (scripts/test-stages.sh runs them).  The setup goes first, one stage after the
+# other, and stops the run when one fails; it installs every Debian package the stages need, the lab's too,
+# so that no two stages run apt at the same time.  Then two chains side by side: the stages with guests on
+# this machine's libvirtd, one after the other, and those that need no daemon (the lab's image is built
+# there).  lab goes last, alone: it is the longest stage (boot, nested TCG guests) and needs nothing after
+# it.  Every stage after the setup runs; the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
-# lab goes last: it is the longest stage (image build, boot, nested TCG guests) and needs nothing after it.
-TEST_STAGES := lint ansible-lint mypy unit integration molecule playbook-tests browser sanity ansible-units build changelog-lint lab
+TEST_DAEMON_STAGES := integration molecule playbook-tests browser
+TEST_OFFLINE_STAGES := lint ansible-lint mypy unit sanity ansible-units build changelog-lint lab-image
+TEST_LAST := lab
+TEST_STAGES := $(TEST_DAEMON_STAGES) $(TEST_OFFLINE_STAGES) $(TEST_LAST)
+# The Debian package groups `make system-deps` installs (scripts/install-system-deps.sh; empty: its
+# default groups, all but the lab's and the benchmarks').
+SYSTEM_DEPS_GROUPS ?=
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
 	molecule playbook-tests browser sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
@@ -78,7 +87,7 @@ help:
 	@echo "make clean           remove .build, tests/output and tool caches (distclean: also .venv)"
 
 system-deps:
-	@scripts/install-system-deps.sh
+	@scripts/install-system-deps.sh $(SYSTEM_DEPS_GROUPS)
 
 venv: $(VENV_STAMP)
 
@@ -303,30 +312,12 @@ bench: venv collection
 	echo; scripts/install-system-deps.sh lab; "$(BIN)/python" -m benchmarks.lab || rc=1; \
 	exit $$rc
 
-# Runs every stage, prints how long each took and the integration tests' pytest summary line, and ends with
-# the unit tests' pytest summary line.
+# Runs every stage (scripts/test-stages.sh: the setup, then the daemon and offline chains side by side, then
+# the lab), prints how long each took, and the unit, integration and lab tests' pytest summary lines.
 test:
-	@start=$$SECONDS; failed=(); report=(); \
-	for stage in $(TEST_SETUP) $(TEST_STAGES); do \
-		echo; echo "=== make $$stage"; t0=$$SECONDS; \
-		if $(MAKE) $$stage; then status=ok; else status=FAILED; failed+=("$$stage"); fi; \
-		report+=("$$(printf '%-16s %5ss  %s' "$$stage" $$((SECONDS - t0)) "$$status")"); \
-		if [[ $$status != ok && " $(TEST_SETUP) " == *" $$stage "* ]]; then break; fi; \
-	done; \
-	echo; echo "=== make test: stage times"; printf '%s\n' "$${report[@]}"; \
-	printf '%-16s %5ss\n' total $$((SECONDS - start)); \
-	if [[ $${#failed[@]} -gt 0 ]]; then echo "make test: FAILED stages: $${failed[*]}"; \
-	else echo "make test: all stages passed"; fi; \
-	echo "make test: integration tests (pytest tests/integration):"; \
-	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(INTEGRATION_LOG)" 2>/dev/null | tail -n 2 || true); \
-	echo "$${summary:-no pytest summary: the integration stage did not run}"; \
-	echo "make test: lab tests (pytest tests/lab):"; \
-	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(LAB_LOG)" 2>/dev/null | tail -n 1 || true); \
-	echo "$${summary:-no pytest summary: the lab stage did not run}"; \
-	echo "make test: unit tests (pytest tests/unit):"; \
-	summary=$$(grep -E '[0-9]+ (passed|failed|errors?)|no tests ran' "$(UNIT_LOG)" 2>/dev/null | tail -n 1 || true); \
-	echo "$${summary:-no pytest summary: the unit stage did not run}"; \
-	[[ $${#failed[@]} -eq 0 ]]
+	@MAKE="$(MAKE)" UNIT_LOG="$(UNIT_LOG)" INTEGRATION_LOG="$(INTEGRATION_LOG)" LAB_LOG="$(LAB_LOG)" \
+		STAGE_LOGS="$(BUILD)/stages" SYSTEM_DEPS_GROUPS="build sanity integration browser lab" \
+		scripts/test-stages.sh "$(TEST_SETUP)" "$(TEST_DAEMON_STAGES)" "$(TEST_OFFLINE_STAGES)" "$(TEST_LAST)"
 
 clean:
 	rm -rf "$(BUILD)" tests/output .pytest_cache .ruff_cache .hypothesis
