@@ -175,12 +175,14 @@ online_all() {
     done
 }
 
-# A sysfs value, or - when the kernel has no such file.
-value() {
+# A sysfs value in $v, or - when the kernel has no such file.  Read by the shell itself: a process start
+# costs a tenth of a second and more under nested TCG, and a report reads a few hundred values.  Not for
+# binary attributes (a node's cpulist in 6.1), which the shell's `read`, one byte at a time, gets nothing of.
+get() {
+    v=-
     if [ -f "$1" ]; then
-        cat "$1"
-    else
-        echo -
+        v=
+        read -r v <"$1"
     fi
 }
 
@@ -189,17 +191,35 @@ report() {
     read -r present </sys/devices/system/cpu/present
     read -r possible </sys/devices/system/cpu/possible
     echo "system online=$online present=$present possible=$possible"
+    # Present pages of each node's zones, in KiB: its memory before the kernel's boot-time reservations.
+    presents=$(awk '/^Node/ { n = $2; sub(",", "", n) } $1 == "present" { p[n] += $2 }
+        END { for (n in p) print n, p[n] * 4 }' /proc/zoneinfo)
     for d in /sys/devices/system/node/node[0-9]*; do
         [ -d "$d" ] || continue
         # cpulist is a binary sysfs attribute in 6.1: the shell's `read` (one byte at a time) gets nothing.
         cpulist=$(cat "$d/cpulist")
         read -r distance <"$d/distance"
         id=${d##*/node}
-        mem=$(sed -n 's/^.*MemTotal: *\([0-9]*\) kB.*$/\1/p' "$d/meminfo")
-        # Present pages of the node's zones: its memory before the kernel's boot-time reservations.
-        present=$(awk -v node="$id" '/^Node/ { n = $2; sub(",", "", n) } n == node && $1 == "present" { p += $2 }
-            END { print p * 4 }' /proc/zoneinfo)
-        echo "node id=$id cpulist=$cpulist mem_kib=$mem present_kib=$present distance=$(echo "$distance" | tr ' ' ',')"
+        # "Node <id> MemTotal: <kB> kB", the file's first line.
+        mem=
+        while read -r _node _id key kib _unit; do
+            if [ "$key" = MemTotal: ]; then
+                mem=$kib
+                break
+            fi
+        done <"$d/meminfo"
+        # "<node> <KiB>" pairs, split into words on purpose.
+        set -- $presents
+        node_present=0
+        while [ $# -ge 2 ]; do
+            [ "$1" = "$id" ] && node_present=$2
+            shift 2
+        done
+        distances=
+        for to in $distance; do
+            distances=$distances${distances:+,}$to
+        done
+        echo "node id=$id cpulist=$cpulist mem_kib=$mem present_kib=$node_present distance=$distances"
         # HMAT as Linux applied it: the node's best initiators and the figures from them (drivers/base/node.c).
         access=$d/access0/initiators
         if [ -d "$access" ]; then
@@ -207,14 +227,20 @@ report() {
             for n in "$access"/node[0-9]*; do
                 [ -e "$n" ] && initiators=$initiators${initiators:+,}${n##*/node}
             done
-            echo "access node=$id initiators=${initiators:--} read_latency=$(value "$access/read_latency")" \
-                "write_latency=$(value "$access/write_latency") read_bandwidth=$(value "$access/read_bandwidth")" \
-                "write_bandwidth=$(value "$access/write_bandwidth")"
+            get "$access/read_latency"; read_latency=$v
+            get "$access/write_latency"; write_latency=$v
+            get "$access/read_bandwidth"; read_bandwidth=$v
+            get "$access/write_bandwidth"; write_bandwidth=$v
+            echo "access node=$id initiators=${initiators:--} read_latency=$read_latency" \
+                "write_latency=$write_latency read_bandwidth=$read_bandwidth write_bandwidth=$write_bandwidth"
         fi
         for c in "$d"/memory_side_cache/index[0-9]*; do
             [ -d "$c" ] || continue
-            echo "cache node=$id level=${c##*/index} size=$(value "$c/size") line=$(value "$c/line_size")" \
-                "indexing=$(value "$c/indexing") write_policy=$(value "$c/write_policy")"
+            get "$c/size"; size=$v
+            get "$c/line_size"; line=$v
+            get "$c/indexing"; indexing=$v
+            get "$c/write_policy"; write_policy=$v
+            echo "cache node=$id level=${c##*/index} size=$size line=$line indexing=$indexing write_policy=$write_policy"
         done
     done
     for c in /sys/devices/system/cpu/cpu[0-9]*; do
@@ -231,7 +257,11 @@ report() {
         # The CPUs sharing its L3: the index whose level is 3 (index3 on x86, but the numbering is the kernel's).
         l3=-
         for i in "$c"/cache/index[0-9]*; do
-            [ -f "$i/level" ] && [ "$(cat "$i/level")" = 3 ] && l3=$(cat "$i/shared_cpu_list")
+            get "$i/level"
+            if [ "$v" = 3 ]; then
+                get "$i/shared_cpu_list"
+                l3=$v
+            fi
         done
         echo "cpu id=${c##*/cpu} package=$package die=$die core=$core node=$node l3=$l3"
     done
@@ -241,8 +271,11 @@ report() {
     # which QEMU's pxb writes from its numa_node).  No driver is needed for these files.
     for p in /sys/bus/pci/devices/*; do
         [ -e "$p/numa_node" ] || continue
-        echo "pci address=${p##*/} vendor=$(value "$p/vendor") device=$(value "$p/device")" \
-            "class=$(value "$p/class") node=$(value "$p/numa_node")"
+        get "$p/vendor"; vendor=$v
+        get "$p/device"; device=$v
+        get "$p/class"; class=$v
+        get "$p/numa_node"; pci_node=$v
+        echo "pci address=${p##*/} vendor=$vendor device=$device class=$class node=$pci_node"
     done
 }
 

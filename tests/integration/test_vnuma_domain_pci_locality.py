@@ -74,6 +74,8 @@ def test_a_virtio_device_near_cell_1_reads_node_1_in_the_guest(
         vcpus=2,
         memory_mib=512,
         start=False,
+        # Up after its report: the option's removal below must find it running (a restart then pending).
+        wait=True,
         devices_xml=(
             "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
             f"<source file='{disk}'/><target dev='vda' bus='virtio'/><readonly/></disk>"
