@@ -247,10 +247,10 @@ lab-down: venv collection
 	@$(LAB) down
 
 # The lab stage of `make test`: the lab is stopped whatever the outcome (a failed boot or test, Ctrl-C, a
-# TERM from a CI timeout); INT and TERM exit so that the EXIT trap runs.  It runs every lab test but those
-# that wait for the guest image's kernel inside lab4 (marker lab_boot, nested TCG: about 400 s more, over the
-# suite's 25-minute budget; `make lab-boot-test` runs them, docs/lab.md has their cost) and the live migrations
-# between lab hypervisors (marker lab_migration: `make lab-migration-test`).
+# TERM from a CI timeout); INT and TERM exit so that the EXIT trap runs.  It runs every lab test but the live
+# migrations between lab hypervisors (marker lab_migration: `make lab-migration-test`).  The tests that boot
+# the guest image's kernel inside lab4 (marker lab_boot) go last, their two guests booting side by side
+# (tests/lab/conftest.py; docs/lab.md has their cost).
 lab: venv collection lab-image guest-image
 	@mkdir -p "$(BUILD)"; rm -f "$(LAB_LOG)"
 	@if $(LAB) status >/dev/null 2>&1; then \
@@ -260,11 +260,11 @@ lab: venv collection lab-image guest-image
 	fi; \
 	t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab: booted in $$((SECONDS - t0)) s"; \
 	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
-		-m "not lab_boot and not lab_migration" tests/lab $(PYTEST_ARGS) 2>&1 | tee "$(LAB_LOG)"
+		-m "not lab_migration" tests/lab $(PYTEST_ARGS) 2>&1 | tee "$(LAB_LOG)"
 
 # Only the lab tests that wait for the guest image's kernel inside lab4 (marker lab_boot: in test_lab_boot.py
-# and test_lab_virtio_mem.py, minutes under nested TCG; docs/lab.md).  The lab is booted and stopped as
-# `make lab` does.
+# and test_lab_virtio_mem.py; `make lab` runs them too, last), for working on them alone.  The lab is booted
+# and stopped as `make lab` does.
 lab-boot-test: venv collection lab-image guest-image
 	@if $(LAB) status >/dev/null 2>&1; then \
 		echo "lab-boot-test: the lab is already up; leaving it running"; \

@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,16 @@ from lab_topology import LabHypervisor, load_topology  # noqa: E402
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 PLAYBOOK_TIMEOUT_S = 900
+# The modules whose guests boot the guest image's kernel inside a lab hypervisor (nested TCG: minutes).
+# Each has HOST, GUEST, start_guest(lab, out) and uses remove_guest of test_lab_boot.
+BOOT_MODULES = ("test_lab_boot", "test_lab_virtio_mem")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The boot modules' tests go last (the order is otherwise kept): their guests then boot side by side
+    (boot_guests), after the other tests' guests are gone, so that no other test's memory or CPU figures
+    meet them and each boot has the lab to itself and the other boot."""
+    items.sort(key=lambda item: item.path.stem in BOOT_MODULES)
 
 
 @dataclass(frozen=True)
@@ -85,3 +98,26 @@ def lab() -> Lab:
 def modes_run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> ModesRun:
     """The modes playbook's guests on lab4, run once for the tests of modes, pinning and hugepages."""
     return run_modes(lab, tmp_path_factory.mktemp("lab-modes"))
+
+
+@pytest.fixture(scope="session")
+def boot_guests(
+    request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The guest of every boot module with a selected test, each started before any is waited for.
+
+    Two nested boots side by side take little more than the longer one alone: each keeps about one of the
+    lab's vCPUs busy, and the lab has six on this machine's two cores (docs/lab.md has the figures).
+    Guest name -> what its module's start_guest returned; every guest is removed at the end.
+    """
+    selected = {item.path.stem for item in request.session.items}
+    modules = [importlib.import_module(name) for name in BOOT_MODULES if name in selected]
+    remove_guest = importlib.import_module("test_lab_boot").remove_guest
+    started: dict[str, Any] = {}
+    try:
+        for module in modules:
+            started[module.GUEST] = module.start_guest(lab, tmp_path_factory.mktemp(module.GUEST))
+        yield started
+    finally:
+        for module in modules:
+            remove_guest(lab.host(module.HOST), module.GUEST)

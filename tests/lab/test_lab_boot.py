@@ -7,12 +7,14 @@ guest laid out by vnuma_domain on lab4 (every host node, the CPU-less one too), 
 report (/sys/devices/system/node, per-CPU topology) has the planned nodes, CPUs per node, memory per node
 and distances, and, with the lab's HMAT given to the guest (hmat: host), each node's access0 initiator and
 figures.  The same guest, before it starts, shows that the plan carries the figures the lab's QEMU was given
-and that the lab's libvirt keeps them and hands QEMU the planned initiators and hmat-lb values.
+and that the lab's libvirt keeps them and hands QEMU the planned initiators and hmat-lb values.  A virtio-rng
+named near the cell of host node 2 (``device_cells``) sits behind that cell's expander bus, and the guest
+kernel reads that node in its ``/sys/bus/pci/devices/*/numa_node``.
 
 Nested TCG (the guest's QEMU emulated inside the lab's emulated CPUs) makes the boot slow: one boot proves
-all of this.  The tests that wait for the kernel's report are marked ``lab_boot``: `make lab` leaves them to
-`make lab-boot-test` (docs/lab.md has the time); the plan, libvirt and QEMU command-line checks need only the
-start and run in `make lab`.
+all of this.  The tests that wait for the kernel's report are marked ``lab_boot``; this module's tests run
+after every other lab test, and its guest boots beside test_lab_virtio_mem.py's (conftest.py: boot_guests;
+docs/lab.md has the time).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import json
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from conftest import ROOT, Lab, LabHost
@@ -61,6 +65,13 @@ CPU_XML = "<cpu mode='custom' match='exact' check='none'><model fallback='allow'
 # no_timer_check and tsc=reliable the timer and TSC checks, and nowatchdog the soft-lockup warnings that a
 # loaded machine's stalls would otherwise print.  The boot messages stay on: they tell where a slow boot is.
 LAB_CMDLINE = "cryptomgr.notests no_timer_check tsc=reliable nowatchdog"
+# The guest's one PCI device besides the root complex's own, placed by device_cells near guest cell 2 (host
+# node 2: one cell per host node).  virtio's vendor id and a modern (virtio 1.0) entropy source's device id.
+RNG_ALIAS = "ua-rng0"
+RNG_CELL = 2
+RNG_XML = f"<rng model='virtio'><backend model='random'>/dev/urandom</backend><alias name='{RNG_ALIAS}'/></rng>"
+VIRTIO_VENDOR = "0x1af4"
+VIRTIO_RNG = "0x1044"
 
 
 def image_dir(guest: str) -> str:
@@ -155,34 +166,52 @@ class Booted:
     report: GuestReport
 
 
-@pytest.fixture(scope="module")
-def started(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
+def start_guest(lab: Lab, out: Path) -> Started:
+    """Define the guest, lay it out (boot.yml) and start it; the conftest's boot_guests calls this."""
     host = lab.host(HOST)
     if not (IMAGE_SRC / "vmlinuz").is_file() or not (IMAGE_SRC / "initrd.img").is_file():
         pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab does)")
-    out = tmp_path_factory.mktemp("lab-boot")
     nodeset = ",".join(str(node.id) for node in host.topology.nodes)
-    xml = domain_xml(GUEST, VCPUS, MEMORY_MIB, CONSOLE_LOG, image_dir=IMAGE_DIR, cpu_xml=CPU_XML, cmdline=LAB_CMDLINE)
-    try:
-        # Define the flat guest and copy the image in two SSH connections: each costs seconds in the lab.
-        remove_guest(host)
-        lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
-        copy_image(host, GUEST)
-        lab.playbook(
-            "boot.yml",
-            "--limit",
-            HOST,
-            "--extra-vars",
-            json.dumps({"lab_out": str(out), "guest": GUEST, "guest_nodeset": nodeset}),
-        )
-        applied = json.loads((out / "applied.json").read_text())
-        start_time = time.monotonic()
-        inspected = json.loads(
-            lab_python(host, INSPECT_AND_START.format(guest=GUEST, start=start_code(GUEST))).strip().splitlines()[-1]
-        )
-        yield Started(host, applied["layout"], inspected["xml"], inspected["argv"], start_time)
-    finally:
-        remove_guest(host)
+    xml = domain_xml(
+        GUEST,
+        VCPUS,
+        MEMORY_MIB,
+        CONSOLE_LOG,
+        image_dir=IMAGE_DIR,
+        cpu_xml=CPU_XML,
+        cmdline=LAB_CMDLINE,
+        devices_xml=RNG_XML,
+    )
+    # Define the flat guest and copy the image in two SSH connections: each costs seconds in the lab.
+    remove_guest(host)
+    lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
+    copy_image(host, GUEST)
+    lab.playbook(
+        "boot.yml",
+        "--limit",
+        HOST,
+        "--extra-vars",
+        json.dumps(
+            {
+                "lab_out": str(out),
+                "guest": GUEST,
+                "guest_nodeset": nodeset,
+                "rng_alias": RNG_ALIAS,
+                "rng_cell": RNG_CELL,
+            }
+        ),
+    )
+    applied = json.loads((out / "applied.json").read_text())
+    start_time = time.monotonic()
+    inspected = json.loads(
+        lab_python(host, INSPECT_AND_START.format(guest=GUEST, start=start_code(GUEST))).strip().splitlines()[-1]
+    )
+    return Started(host, applied["layout"], inspected["xml"], inspected["argv"], start_time)
+
+
+@pytest.fixture(scope="module")
+def started(boot_guests: dict[str, Any]) -> Started:
+    return cast(Started, boot_guests[GUEST])
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +268,43 @@ def test_the_guest_kernel_sees_the_labs_hmat(booted: Booted) -> None:
     # The CPU-less node 3 is the slower tier, served by the cell of node 2 (210 ns, 9752 MiB/s in the lab).
     tier = report.access[3]
     assert (tier.initiators, tier.read_latency, tier.read_bandwidth) == ({2}, 210, 9752)
+
+
+@pytest.mark.lab_boot
+def test_the_guest_kernel_reads_the_planned_node_of_the_device_behind_the_expander_bus(booted: Booted) -> None:
+    cell = next(cell for cell in booted.layout["cells"] if cell["id"] == RNG_CELL)
+    assert cell["host_nodes"] == "2", booted.layout["cells"]
+    rngs = [
+        function.node
+        for function in booted.report.pci.values()
+        if (function.vendor, function.device) == (VIRTIO_VENDOR, VIRTIO_RNG)
+    ]
+    assert rngs == [RNG_CELL], booted.report.pci
+
+
+def _alias(element: ET.Element) -> str:
+    alias = element.find("alias")
+    return "" if alias is None else alias.get("name", "")
+
+
+def _bus(element: ET.Element) -> int:
+    """The PCI bus (a controller's index) of a device's or controller's own address."""
+    address = element.find("address")
+    assert address is not None, ET.tostring(element, encoding="unicode")
+    return int(address.get("bus", ""), 0)
+
+
+def test_the_device_sits_behind_the_expander_bus_of_its_cell(started: Started) -> None:
+    root = ET.fromstring(started.xml)
+    controllers = {_alias(controller): controller for controller in root.iterfind("devices/controller[@type='pci']")}
+    expander = controllers[f"ua-vnuma-pxb{RNG_CELL}"]
+    assert expander.get("model") == "pcie-expander-bus"
+    assert expander.findtext("target/node") == str(RNG_CELL)
+    # The rng sits in a root port plugged into the expander's bus.
+    rng = next(rng for rng in root.iterfind("devices/rng") if _alias(rng) == RNG_ALIAS)
+    port = next(bus for bus in controllers.values() if bus.get("index") == str(_bus(rng)))
+    assert port.get("model") == "pcie-root-port"
+    assert _bus(port) == int(expander.get("index", ""))
 
 
 def lab_figures(host: LabHost, initiator: int, target: int) -> tuple[int, int]:

@@ -14,15 +14,16 @@ is checked beside it.
 
 The guest kernel's own report must show each node grown by exactly what its device plugged.
 
-Nested TCG makes the boot slow: marked ``lab_boot`` like test_lab_boot.py (`make lab-boot-test` runs the
-boot proofs; `make lab` leaves them out for the time budget; docs/lab.md has the time).
+Nested TCG makes the boot slow: marked ``lab_boot`` like test_lab_boot.py, run after every other lab test,
+its guest booting beside test_lab_boot.py's (conftest.py: boot_guests; docs/lab.md has the time).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,12 +130,19 @@ def wait_for_backed(host: LabHost, nodes: list[int]) -> str:
         time.sleep(5)
 
 
-@pytest.fixture(scope="module")
-def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], GuestReport, str]]:
+@dataclass(frozen=True)
+class Started:
+    host: LabHost
+    applied: dict[str, Any]
+    started: float
+
+
+def start_guest(lab: Lab, out: Path) -> Started:
+    """Define the guest, lay it out with its devices (virtio_mem.yml) and start it; the conftest's boot_guests
+    calls this."""
     host = lab.host(HOST)
     if not (IMAGE_SRC / "vmlinuz").is_file() or not (IMAGE_SRC / "initrd.img").is_file():
         pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab does)")
-    out = tmp_path_factory.mktemp("lab-vmem")
     nodeset = ",".join(str(node.id) for node in host.topology.nodes if node.cpus)
     xml = domain_xml(
         GUEST,
@@ -146,39 +154,43 @@ def booted(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         cmdline=CMDLINE,
         extra_xml=ALLOCATION,
     )
-    try:
-        remove_guest(host, GUEST)
-        lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
-        copy_image(host, GUEST)
-        lab.playbook(
-            "virtio_mem.yml",
-            "--limit",
-            HOST,
-            "--extra-vars",
-            json.dumps(
-                {
-                    "lab_out": str(out),
-                    "guest": GUEST,
-                    "guest_nodeset": nodeset,
-                    "guest_memory": f"{MEMORY_MIB} MiB",
-                    "guest_max_memory": f"{MAX_MEMORY_MIB} MiB",
-                    "guest_total_memory": f"{TOTAL_MIB} MiB",
-                }
-            ),
-        )
-        applied = json.loads((out / "applied.json").read_text())
-        cells = [cell["id"] for cell in applied["layout"]["cells"]]
-        started = time.monotonic()
-        lab_python(host, start_code(GUEST))
-        # The driver plugs after it loads, so the first report may come before the memory: wait for it.
-        report = wait_for_report(
-            host, GUEST, lambda seen: plugged(seen, cells), f"report with {PLUG_MIB} MiB plugged in every node"
-        )
-        maps = wait_for_backed(host, [int(cell["memory_nodes"]) for cell in applied["layout"]["cells"]])
-        print(f"\n{GUEST} on {HOST}: kernel report {time.monotonic() - started:.0f} s after start")
-        yield applied, report, maps
-    finally:
-        remove_guest(host, GUEST)
+    remove_guest(host, GUEST)
+    lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
+    copy_image(host, GUEST)
+    lab.playbook(
+        "virtio_mem.yml",
+        "--limit",
+        HOST,
+        "--extra-vars",
+        json.dumps(
+            {
+                "lab_out": str(out),
+                "guest": GUEST,
+                "guest_nodeset": nodeset,
+                "guest_memory": f"{MEMORY_MIB} MiB",
+                "guest_max_memory": f"{MAX_MEMORY_MIB} MiB",
+                "guest_total_memory": f"{TOTAL_MIB} MiB",
+            }
+        ),
+    )
+    applied = json.loads((out / "applied.json").read_text())
+    started = time.monotonic()
+    lab_python(host, start_code(GUEST))
+    return Started(host, applied, started)
+
+
+@pytest.fixture(scope="module")
+def booted(boot_guests: dict[str, Any]) -> tuple[dict[str, Any], GuestReport, str]:
+    started: Started = boot_guests[GUEST]
+    host, applied = started.host, started.applied
+    cells = [cell["id"] for cell in applied["layout"]["cells"]]
+    # The driver plugs after it loads, so the first report may come before the memory: wait for it.
+    report = wait_for_report(
+        host, GUEST, lambda seen: plugged(seen, cells), f"report with {PLUG_MIB} MiB plugged in every node"
+    )
+    maps = wait_for_backed(host, [int(cell["memory_nodes"]) for cell in applied["layout"]["cells"]])
+    print(f"\n{GUEST} on {HOST}: kernel report {time.monotonic() - started.started:.0f} s after start")
+    return applied, report, maps
 
 
 def test_each_cells_plugged_memory_is_on_its_host_node(booted: tuple[dict[str, Any], GuestReport, str]) -> None:
