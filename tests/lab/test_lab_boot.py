@@ -166,11 +166,27 @@ class Booted:
     report: GuestReport
 
 
-def start_guest(lab: Lab, out: Path) -> Started:
-    """Define the guest, lay it out (boot.yml) and start it; the conftest's boot_guests calls this."""
+def define_and_lay_out(
+    lab: Lab, guest: str, xml: str, playbook: str, variables: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    """Define a boot guest on HOST from ``xml`` with the guest image, run ``playbook`` (which lays it out and
+    writes out/applied.json) and return what it wrote; test_lab_virtio_mem.py's guest is made the same way."""
     host = lab.host(HOST)
     if not (IMAGE_SRC / "vmlinuz").is_file() or not (IMAGE_SRC / "initrd.img").is_file():
         pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab does)")
+    # Define the flat guest and copy the image in two SSH connections: each costs seconds in the lab.
+    remove_guest(host, guest)
+    directory = image_dir(guest)
+    lab_python(host, f"import os\nos.makedirs({directory!r}, exist_ok=True)\nconn.defineXML({xml!r})")
+    copy_image(host, guest)
+    extra = {"lab_out": str(out), "guest": guest, **variables}
+    lab.playbook(playbook, "--limit", HOST, "--extra-vars", json.dumps(extra))
+    return cast(dict[str, Any], json.loads((out / "applied.json").read_text()))
+
+
+def start_guest(lab: Lab, out: Path) -> Started:
+    """Define the guest, lay it out (boot.yml) and start it; the conftest's boot_guests calls this."""
+    host = lab.host(HOST)
     nodeset = ",".join(str(node.id) for node in host.topology.nodes)
     xml = domain_xml(
         GUEST,
@@ -182,26 +198,8 @@ def start_guest(lab: Lab, out: Path) -> Started:
         cmdline=LAB_CMDLINE,
         devices_xml=RNG_XML,
     )
-    # Define the flat guest and copy the image in two SSH connections: each costs seconds in the lab.
-    remove_guest(host)
-    lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
-    copy_image(host, GUEST)
-    lab.playbook(
-        "boot.yml",
-        "--limit",
-        HOST,
-        "--extra-vars",
-        json.dumps(
-            {
-                "lab_out": str(out),
-                "guest": GUEST,
-                "guest_nodeset": nodeset,
-                "rng_alias": RNG_ALIAS,
-                "rng_cell": RNG_CELL,
-            }
-        ),
-    )
-    applied = json.loads((out / "applied.json").read_text())
+    variables = {"guest_nodeset": nodeset, "rng_alias": RNG_ALIAS, "rng_cell": RNG_CELL}
+    applied = define_and_lay_out(lab, GUEST, xml, "boot.yml", variables, out)
     start_time = time.monotonic()
     inspected = json.loads(
         lab_python(host, INSPECT_AND_START.format(guest=GUEST, start=start_code(GUEST))).strip().splitlines()[-1]

@@ -20,23 +20,21 @@ its guest booting beside test_lab_boot.py's (conftest.py: boot_guests; docs/lab.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Lab, LabHost
+from conftest import Lab, LabHost
 from lab_checks import Region, parse_numa_maps
 from test_lab_boot import (
     BOOT_TIMEOUT_S,
     CPU_XML,
     LAB_CMDLINE,
     console_log,
-    copy_image,
+    define_and_lay_out,
     image_dir,
-    remove_guest,
     wait_for_report,
 )
 from test_lab_fleet import lab_python, start_code
@@ -52,7 +50,6 @@ pytestmark = pytest.mark.lab_boot
 
 HOST = "lab4"
 GUEST = "lab-vmem-numa"
-IMAGE_SRC = ROOT / ".build" / "guest-image"
 IMAGE_DIR = image_dir(GUEST)
 CONSOLE_LOG = console_log(GUEST)
 VCPUS = 6
@@ -141,8 +138,6 @@ def start_guest(lab: Lab, out: Path) -> Started:
     """Define the guest, lay it out with its devices (virtio_mem.yml) and start it; the conftest's boot_guests
     calls this."""
     host = lab.host(HOST)
-    if not (IMAGE_SRC / "vmlinuz").is_file() or not (IMAGE_SRC / "initrd.img").is_file():
-        pytest.fail(f"no guest image in {IMAGE_SRC}: run `make guest-image` (make lab does)")
     nodeset = ",".join(str(node.id) for node in host.topology.nodes if node.cpus)
     xml = domain_xml(
         GUEST,
@@ -154,26 +149,13 @@ def start_guest(lab: Lab, out: Path) -> Started:
         cmdline=CMDLINE,
         extra_xml=ALLOCATION,
     )
-    remove_guest(host, GUEST)
-    lab_python(host, f"import os\nos.makedirs({IMAGE_DIR!r}, exist_ok=True)\nconn.defineXML({xml!r})")
-    copy_image(host, GUEST)
-    lab.playbook(
-        "virtio_mem.yml",
-        "--limit",
-        HOST,
-        "--extra-vars",
-        json.dumps(
-            {
-                "lab_out": str(out),
-                "guest": GUEST,
-                "guest_nodeset": nodeset,
-                "guest_memory": f"{MEMORY_MIB} MiB",
-                "guest_max_memory": f"{MAX_MEMORY_MIB} MiB",
-                "guest_total_memory": f"{TOTAL_MIB} MiB",
-            }
-        ),
-    )
-    applied = json.loads((out / "applied.json").read_text())
+    variables = {
+        "guest_nodeset": nodeset,
+        "guest_memory": f"{MEMORY_MIB} MiB",
+        "guest_max_memory": f"{MAX_MEMORY_MIB} MiB",
+        "guest_total_memory": f"{TOTAL_MIB} MiB",
+    }
+    applied = define_and_lay_out(lab, GUEST, xml, "virtio_mem.yml", variables, out)
     started = time.monotonic()
     lab_python(host, start_code(GUEST))
     return Started(host, applied, started)
