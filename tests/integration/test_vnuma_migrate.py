@@ -160,7 +160,13 @@ def test_a_live_migration_to_another_libvirtd_moves_the_dedicated_vcpu(
     The private libvirtd is another host as libvirt sees it (its own host UUID, state and guests); the
     migration data goes over loopback.  A guest there holds the CPU the moving guest is pinned to.
     """
-    guest = make_guest("mig1-move", vcpus=1, memory_mib=256, vnuma=PINNED, wait=True)
+    # The console file is appended to on the destination (libvirt truncates it at a start otherwise), so that
+    # a failure shows what the guest printed after the move.  Two clean-clone runs saw the moved guest shut
+    # itself down within two seconds of arriving (libvirt: reason shutdown); the guest image's /init powers
+    # off only after vnuma.timeout seconds of its own uptime, so the timeout is set far out of reach.
+    guest = make_guest(
+        "mig1-move", vcpus=1, memory_mib=256, vnuma=PINNED, wait=True, guest_timeout=86400, console_append=True
+    )
     first = guest.layout.vcpu_pins[0][0] if guest.layout.vcpu_pins else None
     assert first is not None
     other = 1 - first

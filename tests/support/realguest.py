@@ -365,12 +365,14 @@ def domain_xml(
     machine: str = "q35",
     cpu_xml: str = "<cpu mode='maximum' check='none'/>",
     owner_xml: str = "",
+    console_append: bool = False,
 ) -> str:
     """A diskless TCG domain that boots the guest image, without NUMA (a template, before expansion).
 
     ``extra_xml`` goes into ``<domain>`` (a ``<vnuma>`` element, ``<maxMemory>``...), ``devices_xml``
     into ``<devices>``.  No disk, no network, no graphics, no USB, no balloon: the fewer devices, the
-    faster TCG boots.
+    faster TCG boots.  ``console_append``: libvirt appends to the console file instead of truncating it at
+    each start, as it does on a migration's destination too (for tests that move a running guest).
     """
     image = Path(image_dir)
     current = "" if current_vcpus is None else f" current='{current_vcpus}'"
@@ -398,7 +400,7 @@ def domain_xml(
   <on_crash>destroy</on_crash>
   <devices>
     <serial type='file'>
-      <source path={quoteattr(str(console_log))}/>
+      <source path={quoteattr(str(console_log))}{" append='on'" if console_append else ""}/>
       <target port='0'/>
     </serial>
     <controller type='usb' model='none'/>
@@ -549,13 +551,15 @@ class GuestFactory:
         wait: bool = False,
         guest_timeout: int = 300,
         start: bool = True,
+        console_append: bool = False,
         **template: str,
     ) -> Guest:
         """Define (and by default start) a guest named ``name_prefix`` plus a random suffix.
 
         ``vnuma``: a ``<vnuma>`` element; the domain is then expanded with ``expand_domain`` for the
         connection's host.  ``wait``: the guest stays up, re-reporting on every change, for
-        ``guest_timeout`` seconds.  ``template``: further ``domain_xml`` options (machine, cpu_xml).
+        ``guest_timeout`` seconds.  ``console_append``: see ``domain_xml``.  ``template``: further ``domain_xml``
+        options (machine, cpu_xml).
         """
         name = f"{name_prefix}-{secrets.token_hex(4)}"
         console_log = self.workdir / f"{name}.console.log"
@@ -573,6 +577,7 @@ class GuestFactory:
             cmdline=" ".join(options),
             image_dir=self.image_dir,
             owner_xml=_owner_xml(),
+            console_append=console_append,
             **template,
         )
         expanded = None
