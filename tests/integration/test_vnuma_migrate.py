@@ -23,6 +23,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from test_harness import BOOT_TIMEOUT
 from vnuma_domain_support import numa_cells
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
@@ -160,13 +161,16 @@ def test_a_live_migration_to_another_libvirtd_moves_the_dedicated_vcpu(
     The private libvirtd is another host as libvirt sees it (its own host UUID, state and guests); the
     migration data goes over loopback.  A guest there holds the CPU the moving guest is pinned to.
     """
-    # The console file is appended to on the destination (libvirt truncates it at a start otherwise), so that
-    # a failure shows what the guest printed after the move.  Two clean-clone runs saw the moved guest shut
-    # itself down within two seconds of arriving (libvirt: reason shutdown); the guest image's /init powers
-    # off only after vnuma.timeout seconds of its own uptime, so the timeout is set far out of reach.
+    # Two clean-clone runs saw the moved guest stop within two seconds of arriving (libvirt: reason shutdown,
+    # which a guest reset gives too with on_reboot destroy), both times moved a few seconds after its start,
+    # half-way through its kernel's boot.  The guest now moves once it has booted (its first report), as a
+    # guest users move would have.  The console file is appended to on the destination (libvirt truncates it
+    # at a start otherwise), so that a failure shows what the guest printed after the move, and the image's
+    # power-off after vnuma.timeout seconds of uptime is out of reach.
     guest = make_guest(
         "mig1-move", vcpus=1, memory_mib=256, vnuma=PINNED, wait=True, guest_timeout=86400, console_append=True
     )
+    guest.report(BOOT_TIMEOUT)
     first = guest.layout.vcpu_pins[0][0] if guest.layout.vcpu_pins else None
     assert first is not None
     other = 1 - first
