@@ -35,6 +35,8 @@ from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_json, to_nice_json
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_host_svg import vnuma_host_svg
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import module_data
 
 _DIR_MODE = 0o755
@@ -45,9 +47,10 @@ _FLEET_TEMPLATE = ("fleet.html.j2", "__vnuma_fleet_summary")
 _ARGS = frozenset(("dir", "probe", "result", "result_var", "summary"))
 # The filters the templates use beyond Jinja2's own, by the names they use.
 _FILTERS: dict[str, Callable[..., Any]] = {"to_json": to_json, "vnuma.libvirt.vnuma_host_svg": vnuma_host_svg}
-# The task variables the templates read besides their data (the guests as discover read them, for the diagram
-# before): each is templated by Ansible once, and handed to the template as plain data.
-_TASK_VARS = ("__vnuma_fleet_before",)
+# What the host report's template reads besides its data: the guests as discover read them, for the diagram before,
+# from the fleet call's registered result (compact: plugins/module_utils/_core/fleet.py:expand_fleet_result).
+_BEFORE = "__vnuma_fleet_before"
+_FLEET_CALL = "__vnuma_fleet_read"
 
 
 def _state(path: bytes) -> str:
@@ -169,8 +172,13 @@ class ActionModule(ActionBase):
         searchpath: list[str] = []
         for path in [*task_vars.get("ansible_search_path", []), self._loader.get_basedir(), os.path.dirname(source)]:
             searchpath.extend((os.path.join(path, "templates"), path))
-        context = {extra: module_data(self._variable(extra, task_vars)) for extra in _TASK_VARS if extra in task_vars}
-        context[variable] = module_data(data)
+        context: dict[str, Any] = {variable: module_data(data)}
+        fleet_call = task_vars.get(_FLEET_CALL)
+        if isinstance(fleet_call, Mapping):
+            try:
+                context[_BEFORE] = expand_fleet_result(module_data(fleet_call)).get("before", {})
+            except VnumaError as error:
+                raise AnsibleActionFail(f"{_FLEET_CALL}: {error}") from None
         with open(source, encoding="utf-8") as handle:
             text = handle.read()
         try:

@@ -59,7 +59,7 @@ _value:
       type: bool
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_verify
@@ -74,6 +74,9 @@ def vnuma_fleet_verify(inputs: Any) -> dict[str, Any]:
         given = plain(inputs)
         if isinstance(given, dict):
             given.update({key: module_data(given[key]) for key in MODULE_RESULT_INPUTS if key in given})
+            if isinstance(given.get("registered"), Mapping):
+                # The role's own dict (whose values are templates) of registered results (module data).
+                given["registered"] = {key: module_data(value) for key, value in plain(inputs["registered"]).items()}
         return fleet_verify(given)
 
 

@@ -205,7 +205,7 @@ options:
         selected guests, their guests entries are built by the role's rule (the C(vnuma_fleet_requests) filter),
         and they are planned with O(capacity=report).
       - Keys C(guests), C(exclude), C(guest_state) (as M(vnuma.libvirt.vnuma_info)'s options), C(spec),
-        C(overrides) and C(use_stored_spec) (as the filter's), and C(apply).
+        C(overrides) and C(use_stored_spec) (as the filter's), C(apply) and C(compact) (default V(false)).
       - C(apply) is V(true) (plan and apply), V(false) (plan only), or the role's C(plan_and_apply) (V(auto),
         V(together) or V(apart)) with C(hypervisors), the number of hypervisors in the play; V(auto) applies when
         that is 1. RV(together) says what the call decided.
@@ -217,6 +217,9 @@ options:
         RV(applied)) is each define's read-back, and a running guest's definition is read again.
       - A host that cannot be read fails the call. A failure of a later step is returned in RV(failure), naming the
         step.
+      - C(compact) V(true) returns the guests' parts of the result in one JSON text, RV(guests_json), instead of
+        nested data (RV(before), the C(guests) of RV(plan) and RV(applied), and the read after), since a few hundred guests'
+        results cost Ansible a second or more as nested data, a text almost nothing. The role reads it in its filters.
       - It is the role's internal wiring; its input and output may change with the role. Exactly one of O(name),
         O(guests) and O(fleet) is required.
     type: dict
@@ -530,6 +533,24 @@ after_is_before:
     - True with O(fleet) and O(report_after) when the plan changes nothing and the guests to read are those of
       RV(before). RV(after) is then left out, since it would be RV(before) again.
   returned: with O(fleet)
+  type: bool
+guests_json:
+  description:
+    - With O(fleet) and its C(compact) key, the JSON text of what the result leaves out then, as an object with the
+      keys C(before) (RV(before)), C(plan) (RV(plan)'s C(guests)), C(applied) and C(applied_after) (RV(applied)'s
+      C(guests) and C(after)) and C(after) (RV(after)); a key whose part is null or missing is left out.
+  returned: with O(fleet) and its C(compact) key
+  type: str
+laid_out:
+  description: With O(fleet) and its C(compact) key, the names of the planned guests that got a layout.
+  returned: with O(fleet) and its C(compact) key
+  type: list
+  elements: str
+after_read:
+  description:
+    - With O(fleet) and its C(compact) key, whether the call read the guests after its writes (or knows them unchanged,
+      RV(after_is_before)).
+  returned: with O(fleet) and its C(compact) key
   type: bool
 failure:
   description:

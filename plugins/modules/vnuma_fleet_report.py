@@ -76,8 +76,9 @@ notes:
   - The templates are found as the M(ansible.builtin.template) module finds them (the role's C(templates)
     directory). They are rendered by plain Jinja2 with the template module's settings, not by Ansible's templar,
     which costs several times as much for a few hundred guests; the pages are the same byte for byte.
-  - A template sees O(result) as C(vnuma_fleet_result), O(summary) as C(__vnuma_fleet_summary), and the role's
-    C(__vnuma_fleet_before); it may use Jinja2's filters and tests, C(to_json) and C(vnuma.libvirt.vnuma_host_svg).
+  - A template sees O(result) as C(vnuma_fleet_result), O(summary) as C(__vnuma_fleet_summary), and the guests as the
+    role's fleet call read them first as C(__vnuma_fleet_before) (from the role's C(__vnuma_fleet_read)); it may use
+    Jinja2's filters and tests, C(to_json) and C(vnuma.libvirt.vnuma_host_svg).
   - Each file is written to a temporary file in its directory and renamed over the old one, mode C(0644).
 seealso:
   - module: vnuma.libvirt.vnuma_info

@@ -17,18 +17,24 @@ failed), the others go on, and the call fails.  A call that fails before any gue
 connection, a capacity refusal) has no ``guests``.  The role tells the two apart here: per-guest
 failures leave the hypervisor going, anything else fails it.
 
+``compact_fleet_result`` and ``expand_fleet_result`` are the two halves of the fleet call's compact result
+(vnuma_domain's ``fleet.compact``): the guests' results, a few kilobytes per guest, travel as one JSON text
+that only the role's Python reads.  Ansible copies every value of a nested result several times (the
+module's output filter, the controller's decoding, each template that reads it), a text once.
+
 Pure: no Ansible, libvirt or lxml.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
 
-__all__ = ["SPEC_SOURCES", "fleet_requests", "guest_failures"]
+__all__ = ["SPEC_SOURCES", "compact_fleet_result", "expand_fleet_result", "fleet_requests", "guest_failures"]
 
 # Where a guest's spec comes from, as the report's ``spec_source`` says it.
 SPEC_SOURCES = ("stored", "stored, unreadable", "vnuma_fleet_spec, over the stored spec", "vnuma_fleet_spec")
@@ -148,3 +154,66 @@ def fleet_requests(guests: Any, spec: Any, overrides: Any, use_stored_spec: Any)
         requests.append(options)
         sources[name] = {"spec": _spec_source(has_stored, unreadable, use_stored_spec), "override": name in overrides}
     return {"requests": requests, "sources": sources}
+
+
+# The compact result's JSON text, and what it holds: the per-guest parts of the fleet call's result.
+GUESTS_JSON = "guests_json"
+
+
+def compact_fleet_result(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The fleet call's ``result`` with its per-guest parts moved into one JSON text, ``guests_json``.
+
+    Moved: ``before`` (vnuma_info of the selection, whole), the ``guests`` of ``plan`` and of ``applied``,
+    ``applied.after`` and ``after``.  What the role's tasks read stays as it was: the failure, the plan's and the
+    apply's summaries (capacity, the guests that need a restart, the failed guests), the requests.  Added, for
+    the tasks that no longer see the guests: ``laid_out`` (the planned guests with a layout, the ones verify
+    reads again) and ``after_read`` (whether the call read the guests after its writes, or knows them unchanged).
+    ``expand_fleet_result`` gives ``result`` back.
+    """
+    compact = dict(result)
+    plan = dict(compact.get("plan") or {})
+    applied = compact.get("applied")
+    moved: dict[str, Any] = {
+        "before": compact.pop("before", None),
+        "plan": plan.pop("guests", None),
+        "after": compact.pop("after", None),
+    }
+    if isinstance(applied, Mapping):
+        applied = dict(applied)
+        moved["applied"] = applied.pop("guests", None)
+        moved["applied_after"] = applied.pop("after", None)
+        compact["applied"] = applied
+    if "plan" in compact:
+        compact["plan"] = plan
+    compact["laid_out"] = [entry["name"] for entry in moved["plan"] or [] if entry.get("layout")]
+    compact["after_read"] = bool(
+        compact.get("after_is_before") or moved["after"] is not None or moved.get("applied_after") is not None
+    )
+    compact[GUESTS_JSON] = json.dumps({key: value for key, value in moved.items() if value is not None})
+    return compact
+
+
+def expand_fleet_result(compact: Mapping[str, Any]) -> dict[str, Any]:
+    """The fleet call's result as it is without ``compact``, from a compact one (any other result as it is)."""
+    if GUESTS_JSON not in compact:
+        return dict(compact)
+    text = compact[GUESTS_JSON]
+    if not isinstance(text, str):
+        raise SpecError(f"{GUESTS_JSON} must be the JSON text of a compact fleet result, got {_kind(text)}")
+    try:
+        moved = json.loads(text)
+    except ValueError as error:
+        raise SpecError(f"{GUESTS_JSON} is not JSON: {error}") from None
+    result = {key: value for key, value in compact.items() if key not in (GUESTS_JSON, "laid_out", "after_read")}
+    result["before"] = moved.get("before") or {}
+    result["after"] = moved.get("after")
+    if isinstance(result.get("plan"), Mapping) and "plan" in moved:
+        result["plan"] = {**result["plan"], "guests": moved["plan"]}
+    if isinstance(result.get("applied"), Mapping):
+        applied = dict(result["applied"])
+        if "applied" in moved:
+            applied["guests"] = moved["applied"]
+        if "applied_after" in moved:
+            applied["after"] = moved["applied_after"]
+        result["applied"] = applied
+    return result

@@ -21,16 +21,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result
 
 __all__ = [
     "FLEET_RESULT_INPUTS",
     "MODULE_RESULT_INPUTS",
     "FLEET_VERIFY_INPUTS",
+    "REGISTERED_KEYS",
     "SUMMARY_KEYS",
     "fleet_failure",
     "fleet_result",
     "fleet_summary",
     "fleet_verify",
+    "registered_parts",
     "restart_record",
 ]
 
@@ -67,6 +70,11 @@ FLEET_RESULT_INPUTS = (
 FLEET_VERIFY_INPUTS = ("test_driver", "plan", "todo", "applied", "after", "restarts", "locality_tolerance")
 # The inputs that are what vnuma_info and vnuma_domain returned, as registered: plain data, never a template.
 MODULE_RESULT_INPUTS = ("host_info", "before", "requests", "sources", "plan", "applied", "after")
+# ``registered``, which the role passes instead of the parts of its module results (``registered_parts``): what
+# preflight's fleet call (compact), the apply call of plan and apply apart, and verify's re-read registered.
+REGISTERED_KEYS = ("read", "applied", "reread")
+# The inputs ``registered`` stands for.
+_PARTS = ("host_info", "before", "requests", "sources", "plan", "applied", "after")
 
 _VERIFY_NOTES = {
     True: (
@@ -74,6 +82,61 @@ _VERIFY_NOTES = {
     ),
     False: "re-read with vnuma_info: every definition, and what runs for the restarted guests",
 }
+
+
+def _skipped(result: Any) -> bool:
+    # Ansible's "is skipped" on a registered result.
+    return isinstance(result, Mapping) and bool(result.get("skipped", False))
+
+
+def registered_parts(registered: Any) -> dict[str, Any]:
+    """What the role's steps read from its registered module results (``REGISTERED_KEYS``), by name.
+
+    ``host_info``, ``before``, ``requests``, ``sources`` and ``plan`` are the fleet call's (its compact result
+    expanded, ``_core.fleet.expand_fleet_result``).  ``apply_call`` is what the apply step's call returned: the
+    fleet call's ``applied`` when it has one (it applied, or found nothing to write: skipped), else the apply
+    task's own registered result (plan and apply apart).  ``applied`` is that result, or the plan when the call
+    was skipped for want of anything to write.  ``after`` is how verify reads the guests: its own re-read when it
+    made one (after restarts), else the read the calls made after their writes (the apply call's, or the fleet
+    call's when the plan changed nothing, which may be ``before`` itself), else what verify registered.
+    """
+    if not isinstance(registered, Mapping) or set(registered) != set(REGISTERED_KEYS):
+        raise SpecError(f"registered must be a dict with the keys {', '.join(REGISTERED_KEYS)}")
+    read = expand_fleet_result(_mapping(registered["read"]))
+    plan = read.get("plan", {})
+    before = read.get("before", {})
+    apply_call = (read["applied"] or {}) if "applied" in read else registered["applied"]
+    if isinstance(apply_call, Mapping) and "after" in apply_call:
+        known_after = apply_call["after"]
+    else:
+        known_after = before if read.get("after_is_before", False) else read.get("after")
+    reread = registered["reread"]
+    return {
+        "host_info": read.get("host_info", {}),
+        "before": before,
+        "requests": read.get("requests", []),
+        "sources": read.get("sources", {}),
+        "plan": plan,
+        "apply_call": apply_call,
+        "applied": plan if _skipped(apply_call) else apply_call,
+        "after": known_after if _skipped(reread) and known_after is not None else reread,
+    }
+
+
+def _with_registered(inputs: Any, keys: tuple[str, ...], report: bool) -> Any:
+    """``inputs`` with the parts of ``registered`` in its place (``registered_parts``); any other input as it is.
+
+    ``report``: for ``fleet_result``, where a skipped apply call is left out (``applied`` empty) off the test
+    driver: it stands for the plan, whose guests changed nothing and failed nowhere, and the rows are the same.
+    """
+    if not isinstance(inputs, Mapping) or "registered" not in inputs:
+        return inputs
+    parts = registered_parts(inputs["registered"])
+    given = {key: value for key, value in inputs.items() if key != "registered"}
+    given.update({key: parts[key] for key in _PARTS if key in keys})
+    if report and _skipped(parts["apply_call"]) and not inputs.get("test_driver"):
+        given["applied"] = {}
+    return given
 
 
 def _require(inputs: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
@@ -202,7 +265,7 @@ def _status(inputs: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
 
 def fleet_result(inputs: Any) -> dict[str, Any]:
     """``vnuma_fleet_result`` from the role's registered results (keys: ``FLEET_RESULT_INPUTS``)."""
-    inputs = _require(inputs, FLEET_RESULT_INPUTS)
+    inputs = _require(_with_registered(inputs, FLEET_RESULT_INPUTS, True), FLEET_RESULT_INPUTS)
     before = _mapping(inputs["before"])
     plan = _mapping(inputs["plan"])
     after_result = inputs["after"]
@@ -291,7 +354,7 @@ def fleet_verify(inputs: Any) -> dict[str, Any]:
     promised; a guest restarted here must also run, run its definition, and have them while running.
     On the test driver the apply call's own read-back stands in for a fresh read.
     """
-    inputs = _require(inputs, FLEET_VERIFY_INPUTS)
+    inputs = _require(_with_registered(inputs, FLEET_VERIFY_INPUTS, False), FLEET_VERIFY_INPUTS)
     test_driver = bool(inputs["test_driver"])
     restarted = _flatten([batch["restarted"] for batch in inputs["restarts"] or []])
     source = _mapping(inputs["applied"] if test_driver else inputs["after"]).get("guests", [])

@@ -31,7 +31,11 @@ from typing import Any, cast
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests, guest_failures
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import (
+    compact_fleet_result,
+    fleet_requests,
+    guest_failures,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     CONNECTION_ARGS,
@@ -58,7 +62,7 @@ __all__ = [
 ]
 
 # The keys of vnuma_domain's fleet option: the role's selection and spec inputs, and whether to apply the plan.
-FLEET_KEYS = ("guests", "exclude", "guest_state", "spec", "overrides", "use_stored_spec", "apply")
+FLEET_KEYS = ("guests", "exclude", "guest_state", "spec", "overrides", "use_stored_spec", "apply", "compact")
 # vnuma_fleet_plan_and_apply's choices (apply's plan_and_apply); apply true and false are together and apart.
 PLAN_AND_APPLY = ("auto", "together", "apart")
 # What ``applied`` is when the plan wrote nothing because it changes nothing: as a skipped apply task registers.
@@ -154,7 +158,8 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
     as the role's verify reads them; ``after_is_before`` instead when that read would be ``before``
     itself, the same guests read in this call) and ``failure`` (``step``, ``msg``, ``guest``,
     ``capacity``; null when none failed).  With the ``apply`` key, not in ``check_mode``, also ``applied``
-    (``_apply``), and ``changed`` is whether it wrote anything.
+    (``_apply``), and ``changed`` is whether it wrote anything.  With ``compact``, the guests' parts in one JSON
+    text (``_core.fleet.compact_fleet_result``).
     A host that cannot be read raises, as vnuma_info did at preflight.
 
     Every definition is read once: ``before`` and the plan come from the same read, and the read after an
@@ -166,6 +171,9 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
     unknown = sorted(set(fleet) - set(FLEET_KEYS))
     if unknown:
         raise SpecError(f"fleet: unknown key {', '.join(unknown)}; the keys are {', '.join(FLEET_KEYS)}")
+    compact = fleet.get("compact", False)
+    if not isinstance(compact, bool):
+        raise SpecError(f"fleet: compact {compact!r} must be true or false")
     apply = plans_and_applies(fleet, check_mode)
     with contextlib.ExitStack() as held:
         # Another run holds the hypervisor: the plan is made without writing all the same, and the apply
@@ -181,7 +189,7 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
         result = _fleet(params, want_diff, apply, locked, apply_step)
     result["together"] = apply
     result["apply_needed"] = result["failure"] is None and bool(result["plan"]) and apply_needed(result, result["plan"])
-    return result
+    return compact_fleet_result(result) if compact else result
 
 
 def plans_and_applies(fleet: Mapping[str, Any], check_mode: bool) -> bool:

@@ -72,7 +72,8 @@ CASES = [
     pytest.param(
         "domain",
         {"fleet": {"guests": ["{a}"], "specs": {"mode": "host"}}},
-        "fleet: unknown key specs; the keys are guests, exclude, guest_state, spec, overrides, use_stored_spec, apply",
+        "fleet: unknown key specs; the keys are guests, exclude, guest_state, spec, overrides, use_stored_spec, apply, "
+        "compact",
         id="fleet-unknown-key",
     ),
     pytest.param(

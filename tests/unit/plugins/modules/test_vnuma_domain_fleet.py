@@ -21,7 +21,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result, fleet_requests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures as fleet_failures
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import lock_path
@@ -419,3 +419,54 @@ def test_a_bad_apply_choice_is_refused(fleet_names: list[str], apply: Any, hyper
     options = {**fleet(fleet_names), "apply": {"plan_and_apply": apply, "hypervisors": hypervisors}}
     result = fail_module({"uri": URI, "host_capabilities": RING, "fleet": options}, module=vnuma_domain)
     assert result["msg"] == msg
+
+
+@pytest.mark.parametrize(
+    ("apply", "check_mode"),
+    [
+        pytest.param(None, True, id="plan-only"),
+        pytest.param(True, False, id="plan-and-apply"),
+    ],
+)
+def test_a_compact_result_is_the_full_one_in_one_text(fleet_names: list[str], apply: Any, check_mode: bool) -> None:
+    options = fleet(fleet_names)
+    # The second guest's plan fails: a compact result keeps the failed guests where the role's tasks read them.
+    options["overrides"] = {fleet_names[1]: {"mode": "node", "nodeset": "7"}}
+    if apply is not None:
+        options["apply"] = apply
+    original = _definitions(fleet_names)
+    full = domain({"fleet": options, "report_after": True}, check_mode=check_mode)
+    written = _definitions(fleet_names)
+    _restore(original)
+    compact = domain({"fleet": {**options, "compact": True}, "report_after": True}, check_mode=check_mode)
+    assert _definitions(fleet_names) == written
+    assert isinstance(compact["guests_json"], str)
+    assert "before" not in compact and "guests" not in compact["plan"]
+    # What the role's tasks read is there as it is without compact.
+    for key in ("failure", "plan_failures", "requests", "together", "apply_needed"):
+        assert compact[key] == full[key], key
+    assert compact["plan"]["capacity"] == full["plan"]["capacity"]
+    assert compact["laid_out"] == [item["name"] for item in full["plan"]["guests"] if item.get("layout")]
+    assert compact["laid_out"] == [fleet_names[0]]
+    assert compact["after_read"] is (not check_mode)
+    expanded = expand_fleet_result(compact)
+    # The host's free memory aside (host_info), every part is the full result's.
+    assert {key: value for key, value in expanded.items() if key != "host_info"} == {
+        key: value for key, value in full.items() if key != "host_info"
+    }
+
+
+def test_a_compact_result_that_found_nothing_to_apply(fleet_names: list[str]) -> None:
+    options = {**fleet(fleet_names), "apply": True, "compact": True}
+    assert domain({"fleet": options})["changed"] is True
+    again = domain({"fleet": options, "report_after": True})
+    assert again["applied"] == {"changed": False, "skipped": True}
+    assert again["after_read"] is True and again["after_is_before"] is True
+    assert expand_fleet_result(again)["after"] is None
+
+
+def test_a_bad_compact_choice_is_refused(fleet_names: list[str]) -> None:
+    failed = fail_module(
+        {"uri": URI, "host_capabilities": RING, "fleet": {**fleet(fleet_names), "compact": "yes"}}, module=vnuma_domain
+    )
+    assert failed["msg"] == "fleet: compact 'yes' must be true or false"
