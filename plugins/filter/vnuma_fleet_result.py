@@ -20,6 +20,9 @@ options:
         C(sources), C(plan), C(applied), C(restarts), C(after), C(verify), C(failed_guests), C(failure),
         C(held_back), C(restart_required), C(selection), C(spec), C(use_stored_spec), C(restart_policy),
         C(restart_batch), C(report_dir) and C(generated), as the role's report step sets them.
+      - Instead of C(host_info), C(before), C(requests), C(sources), C(plan), C(applied) and C(after), the key
+        C(registered) with the role's registered results C(read) (the fleet call's, compact), C(applied) (the apply
+        task's) and C(reread) (verify's), from which they are taken.
     type: dict
     required: true
 seealso:

@@ -22,6 +22,8 @@ options:
       - A dict with the keys C(test_driver), C(plan) (the plan's registered result), C(todo) (the guests still to
         do), C(applied) (the apply's registered result), C(after) (vnuma_info's re-read), C(restarts) (the restart
         batches) and C(locality_tolerance).
+      - Instead of C(plan), C(applied) and C(after), the key C(registered) with the role's registered results C(read)
+        (the fleet call's, compact), C(applied) (the apply task's) and C(reread) (verify's), from which they are taken.
     type: dict
     required: true
 seealso:
