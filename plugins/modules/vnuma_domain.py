@@ -218,8 +218,9 @@ options:
       - A host that cannot be read fails the call. A failure of a later step is returned in RV(failure), naming the
         step.
       - C(compact) V(true) returns the guests' parts of the result in one JSON text, RV(guests_json), instead of
-        nested data (RV(before), the C(guests) of RV(plan) and RV(applied), and the read after), since a few hundred guests'
-        results cost Ansible a second or more as nested data, a text almost nothing. The role reads it in its filters.
+        nested data (RV(before), the C(guests) of RV(plan) and RV(applied), and the read after). A few hundred
+        guests' results cost Ansible a second or more as nested data, a text almost nothing. The role reads it in
+        its filters.
       - It is the role's internal wiring; its input and output may change with the role. Exactly one of O(name),
         O(guests) and O(fleet) is required.
     type: dict

@@ -34,7 +34,14 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
 
-__all__ = ["SPEC_SOURCES", "compact_fleet_result", "expand_fleet_result", "fleet_requests", "guest_failures"]
+__all__ = [
+    "SPEC_SOURCES",
+    "compact_fleet_result",
+    "expand_fleet_result",
+    "fleet_input_problem",
+    "fleet_requests",
+    "guest_failures",
+]
 
 # Where a guest's spec comes from, as the report's ``spec_source`` says it.
 SPEC_SOURCES = ("stored", "stored, unreadable", "vnuma_fleet_spec, over the stored spec", "vnuma_fleet_spec")
@@ -217,3 +224,56 @@ def expand_fleet_result(compact: Mapping[str, Any]) -> dict[str, Any]:
             applied["after"] = moved["applied_after"]
         result["applied"] = applied
     return result
+
+
+# The limits of the role's inputs that its argument spec cannot say (meta/argument_specs.yml checks the types).
+SHUTDOWN_TIMEOUT_MAX = 86400
+
+
+def fleet_input_problem(inputs: Mapping[str, Any], entry_options: Any) -> str | None:
+    """What is wrong with the ``vnuma_fleet`` role's inputs, before anything is read; None when nothing is.
+
+    ``inputs``: ``restart_batch``, ``shutdown_timeout``, ``max_fail_percentage``, ``plan_and_apply``,
+    ``hypervisors`` (the play's) and ``overrides``; ``entry_options``: the keys a ``vnuma_domain`` guests entry
+    takes.  The first problem, in this order: the numbers (with ``plan_and_apply`` together, the apply gate needs
+    every hypervisor's plan before any apply, so several hypervisors need ``max_fail_percentage`` 100), an override
+    that is not a mapping, overrides with unknown options.
+    """
+    batch, timeout, percent = (inputs[key] for key in ("restart_batch", "shutdown_timeout", "max_fail_percentage"))
+    together = inputs["plan_and_apply"] == "together"
+    numbers = [_number(value) for value in (batch, timeout, percent)]
+    if (
+        numbers[0] < 1
+        or not 0 <= numbers[1] <= SHUTDOWN_TIMEOUT_MAX
+        or not 0 <= numbers[2] <= 100
+        or (together and numbers[2] != 100 and _number(inputs["hypervisors"]) != 1)
+    ):
+        return (
+            f"vnuma_fleet_restart_batch must be at least 1 (got {batch}), vnuma_fleet_shutdown_timeout from 0 to "
+            f"{SHUTDOWN_TIMEOUT_MAX} (got {timeout}) and vnuma_fleet_max_fail_percentage from 0 to 100 (got {percent})"
+            + (", and 100 with vnuma_fleet_plan_and_apply together on several hypervisors" if together else "")
+        )
+    overrides = _options(inputs["overrides"], "vnuma_fleet_overrides")
+    not_mappings = [str(name) for name, value in overrides.items() if not isinstance(value, Mapping)]
+    if not_mappings:
+        return (
+            "vnuma_fleet_overrides maps guest names to mappings of vnuma_domain options; not a mapping: "
+            + ", ".join(not_mappings)
+        )
+    known = {str(option) for option in entry_options}
+    odd = [str(name) for name, value in overrides.items() if not set(map(str, value)) <= known]
+    if odd:
+        unknown = sorted({str(key) for value in overrides.values() for key in value} - known)
+        return (
+            f"vnuma_fleet_overrides of {', '.join(odd)}: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return None
+
+
+def _number(value: Any) -> int:
+    # As Jinja's int filter: the argument spec made them ints already, or strings of one.
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,83 @@
+# Copyright (c) vnuma.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: vnuma_fleet_input_problem
+short_description: What is wrong with the vnuma_fleet role's inputs that its argument spec cannot check
+version_added: 0.1.0
+author: vnuma.libvirt contributors (@vnuma)
+description:
+  - The P(vnuma.libvirt.vnuma_fleet#role) role checks, before it reads anything, what C(meta/argument_specs.yml) cannot
+    say. C(restart_batch) at least 1, C(shutdown_timeout) from 0 to 86400, C(max_fail_percentage) from 0 to 100 and,
+    with C(plan_and_apply) V(together) on several hypervisors, 100. Every override a mapping of options a
+    M(vnuma.libvirt.vnuma_domain) guests entry takes. This filter gives the first problem as one line, or null.
+  - It is the role's internal wiring; its input and output may change with the role.
+options:
+  _input:
+    description:
+      - A dict with the keys C(restart_batch), C(shutdown_timeout), C(max_fail_percentage), C(plan_and_apply),
+        C(hypervisors) (how many the play has) and C(overrides), the role's inputs of those names.
+    type: dict
+    required: true
+  entry_options:
+    description: The options a M(vnuma.libvirt.vnuma_domain) guests entry takes.
+    type: list
+    elements: str
+    required: true
+seealso:
+  - module: vnuma.libvirt.vnuma_domain
+"""
+
+EXAMPLES = r"""
+---
+- name: Check the inputs
+  ansible.builtin.assert:
+    that: problem is none
+    fail_msg: "{{ problem }}"
+  vars:
+    problem: >-
+      {{ {'restart_batch': 1, 'shutdown_timeout': 120, 'max_fail_percentage': 100, 'plan_and_apply': 'auto',
+          'hypervisors': 1, 'overrides': {'db01': {'pinning': 'core'}}}
+         | vnuma.libvirt.vnuma_fleet_input_problem(['mode', 'pinning', 'state']) }}
+"""
+
+RETURN = r"""
+_value:
+  description: The first problem, such as C(vnuma_fleet_overrides of db01. unknown option(s) vcpus; known ...), or null.
+  type: str
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_input_problem
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
+
+_NAME = "vnuma_fleet_input_problem"
+_KEYS = ("restart_batch", "shutdown_timeout", "max_fail_percentage", "plan_and_apply", "hypervisors", "overrides")
+
+
+def vnuma_fleet_input_problem(inputs: Any, entry_options: Any) -> str | None:
+    """The role's inputs -> their first problem, or None."""
+    with filter_errors(_NAME):
+        given = plain(inputs)
+        if not isinstance(given, dict) or set(given) != set(_KEYS):
+            raise SpecError(f"the input must be a dict with the keys {', '.join(_KEYS)}, got {kind(given)}")
+        options = plain(entry_options)
+        if not isinstance(options, list):
+            raise SpecError(f"entry_options must be a list of option names, got {kind(options)}")
+        overrides = plain(given["overrides"])
+        if isinstance(overrides, dict):
+            given["overrides"] = {str(name): plain(value) for name, value in overrides.items()}
+        return fleet_input_problem(given, options)
+
+
+class FilterModule:
+    """The vnuma.libvirt.vnuma_fleet_input_problem filter."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {_NAME: vnuma_fleet_input_problem}
