@@ -45,11 +45,11 @@ _value:
   type: dict
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_result
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_data, plain
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_result_inputs
 
 _NAME = "vnuma_fleet_result"
 
@@ -57,13 +57,7 @@ _NAME = "vnuma_fleet_result"
 def vnuma_fleet_result(inputs: Any) -> dict[str, Any]:
     """The role's registered results -> vnuma_fleet_result."""
     with filter_errors(_NAME):
-        given = plain(inputs)
-        if isinstance(given, dict):
-            given.update({key: module_data(given[key]) for key in MODULE_RESULT_INPUTS if key in given})
-            if isinstance(given.get("registered"), Mapping):
-                # The role's own dict (whose values are templates) of registered results (module data).
-                given["registered"] = {key: module_data(value) for key, value in plain(inputs["registered"]).items()}
-        return fleet_result(given)
+        return fleet_result(module_result_inputs(inputs, MODULE_RESULT_INPUTS))
 
 
 class FilterModule:

@@ -61,11 +61,11 @@ _value:
       type: bool
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_verify
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_data, plain
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_result_inputs
 
 _NAME = "vnuma_fleet_verify"
 
@@ -73,13 +73,7 @@ _NAME = "vnuma_fleet_verify"
 def vnuma_fleet_verify(inputs: Any) -> dict[str, Any]:
     """The role's plan, apply and re-read results -> the verification (by, note, checked, problems, ok)."""
     with filter_errors(_NAME):
-        given = plain(inputs)
-        if isinstance(given, dict):
-            given.update({key: module_data(given[key]) for key in MODULE_RESULT_INPUTS if key in given})
-            if isinstance(given.get("registered"), Mapping):
-                # The role's own dict (whose values are templates) of registered results (module data).
-                given["registered"] = {key: module_data(value) for key, value in plain(inputs["registered"]).items()}
-        return fleet_verify(given)
+        return fleet_verify(module_result_inputs(inputs, MODULE_RESULT_INPUTS))
 
 
 class FilterModule:

@@ -31,6 +31,7 @@ __all__ = [
     "is_omitted",
     "kind",
     "module_data",
+    "module_result_inputs",
     "plain",
     "require_cpu_ids",
     "require_name",
@@ -123,6 +124,23 @@ def module_data(value: Any) -> Any:
     if isinstance(stored, Mapping):
         return {key: module_data(item) for key, item in stored.items()}
     return [module_data(item) for item in stored]
+
+
+def module_result_inputs(inputs: Any, keys: tuple[str, ...]) -> Any:
+    """The role's inputs of a fleet filter, with the module results among them (``keys``, and ``registered``'s
+    values) taken as stored (``module_data``); anything but a mapping as it is, for the pure layer to refuse.
+
+    ``registered`` is the role's own dict, whose values are templates naming registered results: its values are
+    templated (read through the lazy dict), then taken as stored.
+    """
+    given = plain(inputs)
+    if not isinstance(given, dict):
+        return given
+    given.update({key: module_data(given[key]) for key in keys if key in given})
+    registered = plain(given.get("registered"))
+    if isinstance(registered, dict):
+        given["registered"] = {key: module_data(value) for key, value in registered.items()}
+    return given
 
 
 def spec_options(filter_name: str, value: Any) -> dict[Any, Any]:

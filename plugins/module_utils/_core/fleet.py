@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits, shown
 
 __all__ = [
     "SPEC_SOURCES",
@@ -241,12 +241,13 @@ def fleet_input_problem(inputs: Mapping[str, Any], entry_options: Any) -> str | 
     """
     batch, timeout, percent = (inputs[key] for key in ("restart_batch", "shutdown_timeout", "max_fail_percentage"))
     together = inputs["plan_and_apply"] == "together"
-    numbers = [_number(value) for value in (batch, timeout, percent)]
+    # A value that is no whole number (the argument spec lets none through) is out of every range.
+    numbers = [_whole(value) for value in (batch, timeout, percent)]
     if (
-        numbers[0] < 1
+        not numbers[0] >= 1
         or not 0 <= numbers[1] <= SHUTDOWN_TIMEOUT_MAX
         or not 0 <= numbers[2] <= 100
-        or (together and numbers[2] != 100 and _number(inputs["hypervisors"]) != 1)
+        or (together and numbers[2] != 100 and _whole(inputs["hypervisors"]) != 1)
     ):
         return (
             f"vnuma_fleet_restart_batch must be at least 1 (got {batch}), vnuma_fleet_shutdown_timeout from 0 to "
@@ -271,9 +272,11 @@ def fleet_input_problem(inputs: Mapping[str, Any], entry_options: Any) -> str | 
     return None
 
 
-def _number(value: Any) -> int:
-    # As Jinja's int filter: the argument spec made them ints already, or strings of one.
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+def _whole(value: Any) -> float:
+    """``value`` as a whole number (an int, or a string of digits); NaN, outside every range, for anything else."""
+    if isinstance(value, str):
+        digits = read_digits(value.strip())
+        return float("nan") if digits is None else digits
+    if isinstance(value, bool) or not isinstance(value, int):
+        return float("nan")
+    return value

@@ -50,6 +50,10 @@ def inputs(**more: Any) -> dict[str, Any]:
         pytest.param({"shutdown_timeout": 86401}, RANGES.format(1, 86401, 100), id="timeout-above-a-day"),
         pytest.param({"max_fail_percentage": 101}, RANGES.format(1, 120, 101), id="percentage-above"),
         pytest.param({"max_fail_percentage": 0}, None, id="percentage-zero"),
+        # The argument spec lets no word through; if one came, it would not pass as 0 (Jinja's int did).
+        pytest.param({"shutdown_timeout": "soon"}, RANGES.format(1, "soon", 100), id="timeout-a-word"),
+        pytest.param({"restart_batch": True}, RANGES.format(True, 120, 100), id="batch-a-bool"),
+        pytest.param({"restart_batch": "2", "shutdown_timeout": "0"}, None, id="digit-strings"),
         pytest.param(
             {"plan_and_apply": "together", "max_fail_percentage": 50},
             RANGES.format(1, 120, 50) + TOGETHER,
