@@ -98,7 +98,9 @@ def registered_parts(registered: Any) -> dict[str, Any]:
     task's own registered result (plan and apply apart).  ``applied`` is that result, or the plan when the call
     was skipped for want of anything to write.  ``after`` is how verify reads the guests: its own re-read when it
     made one (after restarts), else the read the calls made after their writes (the apply call's, or the fleet
-    call's when the plan changed nothing, which may be ``before`` itself), else what verify registered.
+    call's when the plan changed nothing, which may be ``before`` itself; ``known_after``, None when neither read),
+    else what verify registered.  ``roles/vnuma_fleet/vars/main.yml`` says the same of ``apply_call``, ``applied``
+    and whether ``known_after`` is there for the tasks' conditions (tests/unit/test_role_vars.py holds them equal).
     """
     if not isinstance(registered, Mapping) or set(registered) != set(REGISTERED_KEYS):
         raise SpecError(f"registered must be a dict with the keys {', '.join(REGISTERED_KEYS)}")
@@ -119,6 +121,7 @@ def registered_parts(registered: Any) -> dict[str, Any]:
         "plan": plan,
         "apply_call": apply_call,
         "applied": plan if _skipped(apply_call) else apply_call,
+        "known_after": known_after,
         "after": known_after if _skipped(reread) and known_after is not None else reread,
     }
 
