@@ -25,6 +25,8 @@ LAB_DIR := $(BUILD)/lab
 LAB_TOPOLOGY ?= tests/lab/four-node.yml
 LAB_TEST_TOPOLOGY := tests/lab/four-node.yml tests/lab/two-node.yml
 LAB := PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" scripts/lab/lab.py --dir "$(LAB_DIR)"
+# Written by lab-test-up when it booted the lab, so that lab-test-down stops only a lab make test booted.
+LAB_BOOTED_BY_TEST := $(LAB_DIR)/booted-by-make-test
 
 # Python 3.11 to create the venv with: a pyenv 3.11 install when there is one (the `python3` on PATH is a
 # pyenv shim that may point at another version), else python3.11 from PATH.  Override: make PYTHON311=...
@@ -44,8 +46,10 @@ MOLECULE_SCENARIOS ?= default restart capacity
 # it.  Every stage after the setup runs; the run fails at the end when any of them failed.
 TEST_SETUP := system-deps venv collection
 TEST_DAEMON_STAGES := integration molecule playbook-tests browser
-TEST_OFFLINE_STAGES := lint ansible-lint mypy unit sanity ansible-units build changelog-lint lab-image
+TEST_OFFLINE_STAGES := lint ansible-lint mypy unit sanity ansible-units build changelog-lint lab-image lab-test-up
 TEST_LAST := lab
+# Run when make test ends, however it ends (scripts/test-stages.sh): stops the lab lab-test-up booted.
+TEST_CLEANUP := lab-test-down
 TEST_STAGES := $(TEST_DAEMON_STAGES) $(TEST_OFFLINE_STAGES) $(TEST_LAST)
 # The Debian package groups `make system-deps` installs (scripts/install-system-deps.sh; empty: its
 # default groups, all but the lab's and the benchmarks').
@@ -53,7 +57,7 @@ SYSTEM_DEPS_GROUPS ?=
 
 .PHONY: help system-deps venv collection lint ansible-lint mypy format unit libvirtd libvirtd-stop guest-image integration \
 	molecule playbook-tests browser sanity ansible-units build changelog-lint test demo demo-expand bench clean distclean \
-	lab-image lab-up lab-down lab lab-boot-test lab-migration-test options-docs
+	lab-image lab-up lab-down lab-test-up lab-test-down lab lab-boot-test lab-migration-test options-docs
 
 help:
 	@echo "make test            everything CI runs: $(TEST_SETUP) $(TEST_STAGES)"
@@ -79,6 +83,7 @@ help:
 	@echo "make lab-image       build the lab hypervisor's Debian image into .build/lab/image (docs/lab.md)"
 	@echo "make lab-up          boot the lab's multi-node hypervisors (LAB_TOPOLOGY=$(LAB_TOPOLOGY)); lab-down stops them"
 	@echo "make lab             lab-up with the lab tests' topologies, pytest tests/lab, lab-down"
+	@echo "make lab-test-up     boot the lab tests' topologies for make lab (make test does, early); lab-test-down stops them"
 	@echo "make lab-boot-test   like make lab, only the tests that boot a real guest kernel in the lab (minutes)"
 	@echo "make lab-migration-test  like make lab, only the live migrations lab4 -> lab2 over the lab network"
 	@echo "make demo            the vnuma_fleet role converts a test-driver hypervisor (demo/demo.yml)"
@@ -246,6 +251,21 @@ lab-up: venv collection lab-image
 lab-down: venv collection
 	@$(LAB) down
 
+# `make test` boots the lab tests' topologies as soon as the lab image is built, at the end of the chain of
+# stages that need no daemon, so that the boot (about a minute, CPU-bound) overlaps the libvirtd chain's last
+# stages, whose TCG guests leave the CPUs mostly idle; `make lab` then finds the lab up, and lab-test-down
+# stops it when make test ends.  A lab that was up before is left as it is (no marker is written for it).
+lab-test-up: venv collection lab-image
+	@if $(LAB) status >/dev/null 2>&1; then \
+		echo "lab-test-up: the lab is already up; leaving it as it is"; \
+	else \
+		t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); touch "$(LAB_BOOTED_BY_TEST)"; \
+		echo "lab-test-up: booted in $$((SECONDS - t0)) s"; \
+	fi
+
+lab-test-down: venv collection
+	@if [[ -f "$(LAB_BOOTED_BY_TEST)" ]]; then rm -f "$(LAB_BOOTED_BY_TEST)"; $(LAB) down; fi
+
 # The lab stage of `make test`: the lab is stopped whatever the outcome (a failed boot or test, Ctrl-C, a
 # TERM from a CI timeout); INT and TERM exit so that the EXIT trap runs.  It runs every lab test but the live
 # migrations between lab hypervisors (marker lab_migration: `make lab-migration-test`).  The tests that boot
@@ -317,6 +337,7 @@ bench: venv collection
 test:
 	@MAKE="$(MAKE)" UNIT_LOG="$(UNIT_LOG)" INTEGRATION_LOG="$(INTEGRATION_LOG)" LAB_LOG="$(LAB_LOG)" \
 		STAGE_LOGS="$(BUILD)/stages" SYSTEM_DEPS_GROUPS="build sanity integration browser lab" \
+		CLEANUP="$(TEST_CLEANUP)" \
 		scripts/test-stages.sh "$(TEST_SETUP)" "$(TEST_DAEMON_STAGES)" "$(TEST_OFFLINE_STAGES)" "$(TEST_LAST)"
 
 clean:

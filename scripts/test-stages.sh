@@ -19,7 +19,8 @@
 #
 # Usage: scripts/test-stages.sh SETUP DAEMON OFFLINE LAST   (each a space-separated list of make targets)
 # Environment: MAKE (the make to call), UNIT_LOG, INTEGRATION_LOG, LAB_LOG (the stages' pytest logs),
-# STAGE_LOGS (where the side-by-side stages' output goes; default .build/stages).
+# STAGE_LOGS (where the side-by-side stages' output goes; default .build/stages), CLEANUP (make targets run
+# when the run ends, however it ends: a stage may leave something running for a later one, as the lab).
 set -uo pipefail
 
 if [[ $# -ne 4 ]]; then
@@ -32,6 +33,16 @@ read -r -a offline <<<"$3"
 read -r -a last <<<"$4"
 
 make=${MAKE:-make}
+read -r -a cleanup <<<"${CLEANUP:-}"
+clean_up() {
+    local target
+    for target in "${cleanup[@]}"; do
+        "$make" --no-print-directory "$target" || echo "make test: cleanup $target failed" >&2
+    done
+}
+trap clean_up EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 logs=${STAGE_LOGS:-.build/stages}
 rm -rf "$logs"
 mkdir -p "$logs"
