@@ -255,12 +255,14 @@ lab-down: venv collection
 # stages that need no daemon, so that the boot (about a minute, CPU-bound) overlaps the libvirtd chain's last
 # stages, whose TCG guests leave the CPUs mostly idle; `make lab` then finds the lab up, and lab-test-down
 # stops it when make test ends.  A lab that was up before is left as it is (no marker is written for it).
+# The marker is written before the boot: a boot cut short (a TERM kills lab.py without its clean-up) may
+# leave hypervisors running, and lab-test-down stops whatever lab.py's state lists.
 lab-test-up: venv collection lab-image
 	@if $(LAB) status >/dev/null 2>&1; then \
 		echo "lab-test-up: the lab is already up; leaving it as it is"; \
 	else \
-		t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); touch "$(LAB_BOOTED_BY_TEST)"; \
-		echo "lab-test-up: booted in $$((SECONDS - t0)) s"; \
+		mkdir -p "$(LAB_DIR)"; touch "$(LAB_BOOTED_BY_TEST)"; \
+		t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab-test-up: booted in $$((SECONDS - t0)) s"; \
 	fi
 
 lab-test-down: venv collection
@@ -277,8 +279,8 @@ lab: venv collection lab-image guest-image
 		echo "lab: the lab is already up; leaving it running"; \
 	else \
 		trap '$(LAB) down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+		t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab: booted in $$((SECONDS - t0)) s"; \
 	fi; \
-	t0=$$SECONDS; $(LAB) up $(LAB_TEST_TOPOLOGY); echo "lab: booted in $$((SECONDS - t0)) s"; \
 	VNUMA_LAB_DIR="$(LAB_DIR)" PYTHONPATH="$(COLLECTIONS)" "$(BIN)/python" -m pytest -q -p no:cacheprovider --durations=0 \
 		-m "not lab_migration" tests/lab $(PYTEST_ARGS) 2>&1 | tee "$(LAB_LOG)"
 
