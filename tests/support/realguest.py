@@ -28,6 +28,7 @@ from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
+import libvirt_qemu
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestTopology, Layout
@@ -73,8 +74,15 @@ QEMU_LOG_DIR = Path("/var/log/libvirt/qemu")
 #   fails ("calibrate_delay_direct() failed") after seconds to minutes: a hot-added vCPU came online only
 #   after 20 s to over 80 s without it.  The value (BogoMIPS 4000) only matters for that skipped loop;
 # - swiotlb=noforce: with <maxMemory> the hotplug area lies above 4 GiB and the kernel would then set
-#   64 MiB of bounce buffers aside in the last cell below 4 GiB; these guests have no DMA devices.
-BASE_CMDLINE = "console=ttyS0 memhp_default_state=online panic=-1 nokaslr lpj=8000000 swiotlb=noforce"
+#   64 MiB of bounce buffers aside in the last cell below 4 GiB; these guests have no DMA devices;
+# - tsc=reliable: the kernel then skips the TSC synchronisation check that a CPU brought online runs
+#   against the boot CPU ("Skipped synchronization checks as TSC is reliable"), a busy wait that needs
+#   both vCPUs to run at once, which a loaded 2-core machine under TCG does not grant for minutes (a
+#   hot-added vCPU's report once came after more than 300 s); no_timer_check skips the boot's timer IRQ
+#   check, which TCG's timing fails at random.  The lab's guests and hypervisors have both too.
+BASE_CMDLINE = (
+    "console=ttyS0 memhp_default_state=online panic=-1 nokaslr lpj=8000000 swiotlb=noforce tsc=reliable no_timer_check"
+)
 
 # The harness's own <metadata> element: who made the guest.
 OWNER_NS = "urn:vnuma:libvirt:integration-test"
@@ -514,7 +522,21 @@ class Guest:
             return read_guest_report(self.console_log, timeout, seq, after=after, until=until, alive=self.is_active)
         except ReportError as error:
             qemu_log = QEMU_LOG_DIR / f"{self.name}.log"
-            raise ReportError(f"{error}\n--- end of {qemu_log}:\n{_tail(qemu_log, 15)}") from None
+            raise ReportError(
+                f"{error}\n--- end of {qemu_log}:\n{_tail(qemu_log, 15)}\n--- {self.vcpu_state()}"
+            ) from None
+
+    def vcpu_state(self) -> str:
+        """Where each vCPU is (QEMU's ``info cpus``: halted or not, and its instruction pointer), for a
+        guest that printed nothing for too long: a stall then shows which vCPU waits, and where (the
+        guests boot with nokaslr, so the addresses are the kernel's own).  Libvirt marks the guest tainted
+        (custom-monitor): it is on its way out."""
+        try:
+            return "info cpus:\n" + libvirt_qemu.qemuMonitorCommand(
+                self.dom, "info cpus", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
+            )
+        except libvirt.libvirtError as error:
+            return f"info cpus: {error}"
 
     def reports(self) -> list[GuestReport]:
         text = self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
