@@ -527,16 +527,24 @@ class Guest:
             ) from None
 
     def vcpu_state(self) -> str:
-        """Where each vCPU is (QEMU's ``info cpus``: halted or not, and its instruction pointer), for a
-        guest that printed nothing for too long: a stall then shows which vCPU waits, and where (the
-        guests boot with nokaslr, so the addresses are the kernel's own).  Libvirt marks the guest tainted
-        (custom-monitor): it is on its way out."""
-        try:
-            return "info cpus:\n" + libvirt_qemu.qemuMonitorCommand(
-                self.dom, "info cpus", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
-            )
-        except libvirt.libvirtError as error:
-            return f"info cpus: {error}"
+        """Where each vCPU is, for a guest that printed nothing for too long: QEMU's ``info cpus`` and, from
+        ``info registers -a``, each vCPU's instruction pointer and halt state (QEMU 7.2's ``info cpus`` shows
+        neither).  A stall then shows which vCPU waits, and where: the guests boot with nokaslr, so RIP is an
+        address of the kernel's own System.map.  Libvirt marks the guest tainted (custom-monitor): it is on
+        its way out."""
+        parts = []
+        for command in ("info cpus", "info registers -a"):
+            try:
+                text = libvirt_qemu.qemuMonitorCommand(
+                    self.dom, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
+                )
+            except libvirt.libvirtError as error:
+                text = str(error)
+            if command == "info registers -a":
+                wanted = ("CPU#", "RIP=", "RSI=", "CR0=")  # RSP is on the RSI= line, HLT on the RIP= one
+                text = "\n".join(line for line in text.splitlines() if line.lstrip().startswith(wanted))
+            parts.append(f"{command}:\n{text}")
+        return "\n".join(parts)
 
     def reports(self) -> list[GuestReport]:
         text = self.console_log.read_text(errors="replace") if self.console_log.exists() else ""
