@@ -113,6 +113,18 @@ def pools(label: str) -> None:
         print(os.path.basename(node), free)
 
 
+def _thread_row(task: str) -> str | None:
+    """'<tid>|<comm>|<cpus>|<mems>' of one QEMU thread, or None when it ended after the listing: QEMU's
+    thread-pool workers come and go while it runs, and one that is gone has no affinity left to check."""
+    try:
+        status = dict(line.split(":", 1) for line in _read(f"{task}/status").splitlines() if ":" in line)
+        comm = _read(f"{task}/comm").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    cpus, mems = status["Cpus_allowed_list"].strip(), status["Mems_allowed_list"].strip()
+    return f"{os.path.basename(task)}|{comm}|{cpus}|{mems}"
+
+
 def report(conn: libvirt.virConnect, guests: list[str], iothreads: list[str]) -> None:
     print("@@ node-cpus")
     for node in _nodes():
@@ -127,10 +139,9 @@ def report(conn: libvirt.virConnect, guests: list[str], iothreads: list[str]) ->
         sys.stdout.write(_read(f"/proc/{pid}/numa_maps"))
         print("@@ threads")
         for task in sorted(glob.glob(f"/proc/{pid}/task/*"), key=lambda path: int(os.path.basename(path))):
-            status = dict(line.split(":", 1) for line in _read(f"{task}/status").splitlines() if ":" in line)
-            comm = _read(f"{task}/comm").strip()
-            cpus, mems = status["Cpus_allowed_list"].strip(), status["Mems_allowed_list"].strip()
-            print(f"{os.path.basename(task)}|{comm}|{cpus}|{mems}")
+            row = _thread_row(task)
+            if row is not None:
+                print(row)
         if name in iothreads:
             # The rows of `virsh iothreadinfo`: ' <id>   <cpus>'.
             print("@@ iothreadinfo")
