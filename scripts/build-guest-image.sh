@@ -142,23 +142,37 @@ fi
 # Only alerts from the kernel from now on: its messages would otherwise cut through the report's lines.
 echo "1 4 1 7" >/proc/sys/kernel/printk
 # The virtio PCI transport and virtio-mem, in dependency order: a virtio-mem device's memory is plugged
-# only once its driver is bound.
-for module in $(cat /lib/modules/order); do
-    insmod "/lib/modules/$module.ko" || echo "VNUMA-INIT insmod $module failed"
+# only once its driver is bound.  Only when the guest has a virtio-mem device (PCI 1af4:1058; QEMU adds
+# none later: a cell's device is in the definition the guest boots with): the modules serve nothing else,
+# and under nested TCG each insmod costs seconds.
+virtio_mem=
+for p in /sys/bus/pci/devices/*; do
+    [ -f "$p/vendor" ] || continue
+    read -r vendor <"$p/vendor"
+    read -r device <"$p/device"
+    [ "$vendor:$device" = 0x1af4:0x1058 ] && virtio_mem=1
 done
+if [ -n "$virtio_mem" ]; then
+    read -r modules </lib/modules/order
+    for module in $modules; do
+        insmod "/lib/modules/$module.ko" || echo "VNUMA-INIT insmod $module failed"
+    done
+fi
 
 wait=0
 timeout=120
-for arg in $(cat /proc/cmdline); do
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
     case $arg in
     vnuma.wait=*) wait=${arg#vnuma.wait=} ;;
     vnuma.timeout=*) timeout=${arg#vnuma.timeout=} ;;
     esac
 done
 
+# Whole seconds of uptime in $up_s (no command substitution: each is a fork).
 uptime_s() {
-    read -r up _ </proc/uptime
-    echo "${up%%.*}"
+    read -r up_s _ </proc/uptime
+    up_s=${up_s%%.*}
 }
 
 # Hot-added CPUs stay offline until someone onlines them; memory blocks too without memhp_default_state=online.
@@ -265,8 +279,8 @@ report() {
         done
         echo "cpu id=${c##*/cpu} package=$package die=$die core=$core node=$node l3=$l3"
     done
-    # Linux warns once when a CPU's SMT, L2 or LLC sibling lies in another node (topology_sane()).
-    dmesg | grep -e 'sibling CPU' -e 'not on the same node' | sed 's/^\[[^]]*\] *//; s/^/dmesg /'
+    # The kernel's warnings about siblings in another node, read by the loop below.
+    [ -z "$warnings" ] || echo "$warnings"
     # Every PCI function and the node the kernel gives it (-1: none; from the ACPI _PXM of its host bridge,
     # which QEMU's pxb writes from its numa_node).  No driver is needed for these files.
     for p in /sys/bus/pci/devices/*; do
@@ -280,11 +294,20 @@ report() {
 }
 
 echo "VNUMA-INIT wait=$wait timeout=$timeout"
-start=$(uptime_s)
+uptime_s
+start=$up_s
 seq=0
 last=
+warned_for=
 while :; do
     online_all
+    # Linux warns once when a CPU's SMT, L2 or LLC sibling lies in another node (topology_sane()), as the
+    # CPU comes online: dmesg is read again only when the online CPUs changed (three processes a round).
+    read -r online </sys/devices/system/cpu/online
+    if [ "$online" != "$warned_for" ]; then
+        warnings=$(dmesg | grep -e 'sibling CPU' -e 'not on the same node' | sed 's/^\[[^]]*\] *//; s/^/dmesg /')
+        warned_for=$online
+    fi
     body=$(report)
     if [ "$body" != "$last" ]; then
         seq=$((seq + 1))
@@ -293,7 +316,8 @@ while :; do
         last=$body
     fi
     [ "$wait" = 1 ] || break
-    if [ $(($(uptime_s) - start)) -ge "$timeout" ]; then
+    uptime_s
+    if [ $((up_s - start)) -ge "$timeout" ]; then
         echo "VNUMA-TIMEOUT after ${timeout}s"
         break
     fi
