@@ -186,8 +186,13 @@ for name in {list(STARTED)!r}:
     seen["numa_maps"][name] = open("/proc/%s/numa_maps" % pid).read()
     threads = []
     for task in glob.glob("/proc/%s/task/*" % pid):
-        allowed = [line for line in open(task + "/status") if line.startswith("Cpus_allowed_list")]
-        threads.append(open(task + "/comm").read().strip() + "|" + allowed[0].strip())
+        # A QEMU worker thread may end between the listing and the read: it is passed over.
+        try:
+            allowed = [line for line in open(task + "/status") if line.startswith("Cpus_allowed_list")]
+            comm = open(task + "/comm").read().strip()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        threads.append(comm + "|" + allowed[0].strip())
     seen["threads"][name] = "\\n".join(threads)
 for node in glob.glob("/sys/devices/system/node/node[0-9]*"):
     seen["nodes"][node.rsplit("node", 1)[1]] = open(node + "/cpulist").read().strip()
