@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
+
 ROOT = Path(__file__).resolve().parents[3]
 HELPER = ROOT / "tests" / "lab" / "playbooks" / "files" / "lab_guests.py"
 
@@ -29,15 +31,6 @@ def helper() -> types.ModuleType:
     return module
 
 
-def _parse_cpulist(text: str) -> set[int]:
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, dash, last = part.partition("-")
-        assert dash or not last
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
-
-
 def test_a_running_thread_gives_its_id_name_and_affinity(helper: types.ModuleType) -> None:
     tid = threading.get_native_id()
     row = helper._thread_row(f"/proc/{os.getpid()}/task/{tid}")
@@ -45,7 +38,7 @@ def test_a_running_thread_gives_its_id_name_and_affinity(helper: types.ModuleTyp
     task, comm, cpus, mems = row.split("|")
     assert int(task) == tid
     assert comm == Path(f"/proc/self/task/{tid}/comm").read_text(encoding="utf-8").strip()
-    assert _parse_cpulist(cpus) == os.sched_getaffinity(0)
+    assert set(parse_cpuset(cpus)) == os.sched_getaffinity(0)
     assert mems
 
 
