@@ -13,13 +13,23 @@ import time
 from pathlib import Path
 
 import libvirt
+import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.tests.support import realguest
 from ansible_collections.vnuma.libvirt.tests.support.layouts import cell_of_vcpu, online_at_boot
-from ansible_collections.vnuma.libvirt.tests.support.realguest import GuestFactory, GuestNode, GuestReport, describe
+from ansible_collections.vnuma.libvirt.tests.support.realguest import (
+    GuestFactory,
+    GuestKernelStall,
+    GuestNode,
+    GuestReport,
+    KernelStallError,
+    ReportError,
+    describe,
+)
 
 MIB = 1024  # in KiB
 
@@ -121,6 +131,26 @@ def test_two_cells_on_one_host_node(make_guest: GuestFactory, host_caps: str) ->
             assert report.node_of_vcpu(layout.topology, vcpu) == cell.id, report.cpus
         check_node_memory(node, cell.memory_kib, first_cell=cell.id == 0, what=f"node {cell.id}")
     assert report.distance_matrix == [[10, 11], [11, 10]]
+
+
+def test_a_guest_whose_kernel_stalls_before_init_is_started_again(
+    make_guest: GuestFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A paused guest is a kernel that makes no progress, as one caught in TCG's loop on stale code is.
+    monkeypatch.setattr(realguest, "KERNEL_STALL_SECONDS", 2.0)
+    guest = make_guest("vit-stall", vcpus=1, memory_mib=128, wait=True, guest_timeout=60)
+    guest.dom.suspend()
+    with pytest.warns(GuestKernelStall, match=f"{guest.name} started again"):
+        first = guest.report(BOOT_TIMEOUT)
+    assert first.seq == 1 and first.online == {0}
+    assert guest.dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    # Past /init a silent guest is only late: the wait ends at its deadline and nothing is started again.
+    started_at = guest.started_at
+    guest.dom.suspend()
+    with pytest.raises(ReportError) as caught:
+        guest.report(5.0, after=first.seq)
+    assert not isinstance(caught.value, KernelStallError), caught.value
+    assert guest.started_at == started_at and guest.dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
 
 
 def _enabled_vcpus(live_xml: str) -> set[int]:
