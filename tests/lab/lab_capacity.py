@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from lab_checks import GuestReport, Thread, parse_cpuset, parse_numa_maps
+from lab_checks import GuestReport, parse_wave_report
 from touch_payload import payload
 
 if TYPE_CHECKING:
@@ -98,31 +98,13 @@ class CapacityRun:
 
 
 def parse_kernel(text: str) -> tuple[dict[int, frozenset[int]], dict[str, GuestReport]]:
-    """The playbook's kernel reading: 'cpus nodeN LIST' lines, then per guest '@@ NAME PID', numa_maps, threads."""
-    node_cpus: dict[int, frozenset[int]] = {}
-    guests: dict[str, GuestReport] = {}
-    guest: GuestReport | None = None
-    maps: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line.startswith("cpus "):
-            _cpus, node, cpus = line.split(" ", 2)
-            node_cpus[int(node.removeprefix("node"))] = parse_cpuset(cpus)
-        elif line.startswith("@@ "):
-            _at, name, pid = line.split()
-            guest = guests[name] = GuestReport(name, int(pid))
-            maps[name] = []
-        elif guest is None:
-            continue
-        elif line.startswith("thread|"):
-            _kind, name, cpus = line.split("|")
-            guest.threads.append(Thread(0, name, parse_cpuset(cpus), frozenset()))
-        else:
-            maps[guest.name].append(line)
-    for name, lines in maps.items():
-        # File-backed mappings (QEMU's binary, its libraries) are the page cache: shared, and wherever they
-        # were first read, whatever the process's policy.  They are not the guest's memory.
-        guests[name].regions = parse_numa_maps("\n".join(line for line in lines if " file=" not in line))
-    return node_cpus, guests
+    """The host's CPUs per node and the guests the helper's report read (lab_checks.parse_wave_report).
+
+    File-backed mappings (QEMU's binary, its libraries) are left out of each guest's numa_maps: they are
+    the page cache, shared, and wherever they were first read, whatever the process's policy; they are
+    not the guest's memory."""
+    report = parse_wave_report("\n".join(line for line in text.splitlines() if " file=" not in line))
+    return report.node_cpus, report.guests
 
 
 def remove_guests(host: LabHost) -> None:

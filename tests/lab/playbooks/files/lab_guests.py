@@ -4,7 +4,8 @@
 
 """The lab playbooks' guest chores on a lab hypervisor, in one Python process each.
 
-Run there by the playbooks (written to HELPER_PATH first, then ``python3 <path> <command> <json>``).
+Written there by tests/lab/playbooks/lab_guests_helper.yml, which the playbooks that read their guests
+import first, and run as ``python3 <path> <command> <json>`` (the path is the fact ``lab_guests``).
 Under nested TCG every process start costs a quarter to half a second: one ``virsh`` call per guest
 and a ``sed`` per QEMU thread made a wave's definitions, reports and removals take tens of seconds; one
 process with one libvirt connection takes about one.  Commands (the JSON argument in brackets):
