@@ -14,8 +14,9 @@ with the file name of this run.  Loaded by vnuma_lab_pycache.pth at every interp
 The same holds for the methods dataclasses writes for each class (``__init__``, ``__repr__``, ``__eq__``,
 ...): CPython 3.11's ``dataclasses._create_fn`` compiles generated text with ``exec`` at every class
 creation, 559 texts for vnuma_domain's module_utils and 68 for ansible-core's ``basic``: half a second of
-a 4.5 s vnuma_info run under the lab's TCG on a fast day.  Their code, by text, is kept in one file (GENERATED): read at the run's
-first dataclass, written back at exit when the run compiled a text the file did not hold.
+a 4.5 s vnuma_info run under the lab's TCG on a fast day.  Their code, by text, is kept in one file
+(GENERATED): read at the run's first dataclass, written back at exit when the run compiled a text the file
+did not hold.
 """
 
 from __future__ import annotations
