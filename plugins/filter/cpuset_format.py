@@ -57,7 +57,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import require_cpu_ids
 
 _NAME = "cpuset_format"
@@ -65,6 +64,9 @@ _NAME = "cpuset_format"
 
 def cpuset_format(ids: Any) -> str:
     """``[8, 0, 1, 2, 3]`` -> ``'0-3,8'``."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+
     return format_cpuset(require_cpu_ids(_NAME, "the input", ids))
 
 

@@ -71,8 +71,6 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind
 
 _NAME = "cpuset_parse"
@@ -80,6 +78,10 @@ _NAME = "cpuset_parse"
 
 def cpuset_parse(cpuset: Any, allow_empty: bool = False) -> list[int]:
     """``'0-3,^2,8'`` -> ``[0, 1, 3, 8]``."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
+
     if isinstance(cpuset, int) and not isinstance(cpuset, bool):
         if not 0 <= cpuset <= MAX_CPU_ID:
             # Checked as a number: str() of a huge int is slow, and Python refuses past 4300 digits.

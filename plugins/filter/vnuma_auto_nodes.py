@@ -111,15 +111,6 @@ _value:
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import choose_nodes, nodeset_refusal
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
-    check_capacity,
-    commitments_from_result,
-)
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
     filter_errors,
     guest_shape,
@@ -143,6 +134,17 @@ def vnuma_auto_nodes(
     capacity: Any = None,
 ) -> dict[str, Any]:
     """Host capabilities XML + spec + guest shape (+ the host's use) -> ``AutoChoice.to_dict()`` with the layout."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import choose_nodes, nodeset_refusal
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+        check_capacity,
+        commitments_from_result,
+    )
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+
     require_text(_NAME, "the input (host capabilities XML)", capabilities)
     guest = require_name(_NAME, name)
     with filter_errors(_NAME, guest):

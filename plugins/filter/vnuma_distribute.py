@@ -111,14 +111,6 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import (
-    MEMORY_GRANULE_KIB,
-    compute_layout,
-    distribute_vcpus,
-)
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
     coerce_int,
     filter_errors,
@@ -136,6 +128,15 @@ def _host_cells(capabilities: str, vcpus: Any, cells: Any, distribution: Any, no
     Memory is the least the cells can hold and binds ``preferred`` (never refused for size); CPU-less cells are
     allowed: the question is only which vCPU goes where.
     """
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import (
+        MEMORY_GRANULE_KIB,
+        compute_layout,
+    )
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+
     options = {"mode": "node", "distribution": distribution, "nodeset": nodeset, "cells": cells, "pinning": "none"}
     # The request is checked against its limits (vCPUs, cells, node ids) before the host is parsed.
     spec = VnumaSpec.from_mapping(spec_options(_NAME, {**options, "memory_mode": "preferred", "cpuless_cells": True}))
@@ -147,6 +148,10 @@ def _host_cells(capabilities: str, vcpus: Any, cells: Any, distribution: Any, no
 
 def _counted_cells(vcpus: Any, cells: Any, distribution: Any, threads: Any, nodeset: Any) -> list[str]:
     """The vCPUs of ``cells`` cells by arithmetic alone, without a host."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import distribute_vcpus
+
     if cells is None:
         raise AnsibleFilterError(f"vnuma.libvirt.{_NAME}: cells is required without capabilities")
     if not is_omitted(nodeset):

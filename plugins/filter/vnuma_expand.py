@@ -94,7 +94,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
     filter_errors,
     require_text,
@@ -106,6 +105,9 @@ _NAME = "vnuma_expand"
 
 def vnuma_expand(domain_xml: Any, capabilities: Any = None, taken_cpus: Any = None) -> str:
     """Domain XML with a ``<vnuma>`` request (or a stored spec) -> the rendered domain XML."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
+
     require_text(_NAME, "the input (domain XML)", domain_xml)
     require_text(_NAME, "capabilities (host capabilities XML)", capabilities)
     taken = taken_cpus_map(_NAME, taken_cpus)

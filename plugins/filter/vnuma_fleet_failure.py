@@ -49,7 +49,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_failure
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, plain
 
 _NAME = "vnuma_fleet_failure"
@@ -57,6 +56,9 @@ _NAME = "vnuma_fleet_failure"
 
 def vnuma_fleet_failure(result: Any, report_written: Any) -> str | None:
     """A vnuma_fleet_result -> why the role fails the hypervisor, or None."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_failure
+
     with filter_errors(_NAME):
         return fleet_failure(plain(result), plain(report_written))
 

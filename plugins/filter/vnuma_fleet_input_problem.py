@@ -53,8 +53,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_input_problem
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
 
 _NAME = "vnuma_fleet_input_problem"
@@ -63,6 +61,10 @@ _KEYS = ("restart_batch", "shutdown_timeout", "max_fail_percentage", "plan_and_a
 
 def vnuma_fleet_input_problem(inputs: Any, entry_options: Any) -> str | None:
     """The role's inputs -> their first problem, or None."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_input_problem
+
     with filter_errors(_NAME):
         given = plain(inputs)
         if not isinstance(given, dict) or set(given) != set(_KEYS):

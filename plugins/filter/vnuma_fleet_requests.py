@@ -69,7 +69,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, plain
 
 _NAME = "vnuma_fleet_requests"
@@ -77,6 +76,9 @@ _NAME = "vnuma_fleet_requests"
 
 def vnuma_fleet_requests(guests: Any, spec: Any, overrides: Any, use_stored_spec: Any) -> dict[str, Any]:
     """vnuma_info's guests -> the vnuma_domain guests entries and the spec source of each guest."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_requests
+
     with filter_errors(_NAME):
         return fleet_requests(plain(guests), plain(spec), plain(overrides), plain(use_stored_spec))
 

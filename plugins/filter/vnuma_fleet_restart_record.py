@@ -54,7 +54,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import restart_record
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, plain
 
 _NAME = "vnuma_fleet_restart_record"
@@ -62,6 +61,9 @@ _NAME = "vnuma_fleet_restart_record"
 
 def vnuma_fleet_restart_record(number: Any, guests: Any, result: Any, finished: Any) -> dict[str, Any]:
     """A restart batch's number, guests and vnuma_domain result -> the report's record of it."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import restart_record
+
     with filter_errors(_NAME):
         return restart_record(plain(number), plain(guests), plain(result), plain(finished))
 

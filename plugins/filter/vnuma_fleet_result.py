@@ -48,7 +48,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_result
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_result_inputs
 
 _NAME = "vnuma_fleet_result"
@@ -56,6 +55,9 @@ _NAME = "vnuma_fleet_result"
 
 def vnuma_fleet_result(inputs: Any) -> dict[str, Any]:
     """The role's registered results -> vnuma_fleet_result."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_result
+
     with filter_errors(_NAME):
         return fleet_result(module_result_inputs(inputs, MODULE_RESULT_INPUTS))
 

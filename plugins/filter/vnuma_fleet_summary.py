@@ -47,14 +47,15 @@ _value:
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import SUMMARY_KEYS, fleet_summary
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
 
 _NAME = "vnuma_fleet_summary"
 
 
 def _host(hostvars: Any, name: str) -> dict[str, Any]:
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import SUMMARY_KEYS
+
     # Read two variables of one host, not every variable of every host (hostvars templates on access), and of
     # the result only what the summary reads: its guests' rows are most of it.
     own = hostvars.get(name, {})
@@ -66,6 +67,10 @@ def _host(hostvars: Any, name: str) -> dict[str, Any]:
 
 def vnuma_fleet_summary(hosts: Any, hostvars: Any, generated: Any) -> dict[str, Any]:
     """The play's host names and hostvars -> the fleet summary (generated, hosts, totals)."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_summary
+
     with filter_errors(_NAME):
         names = plain(hosts)
         if not isinstance(names, list):

@@ -64,7 +64,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_verify
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, module_result_inputs
 
 _NAME = "vnuma_fleet_verify"
@@ -72,6 +71,9 @@ _NAME = "vnuma_fleet_verify"
 
 def vnuma_fleet_verify(inputs: Any) -> dict[str, Any]:
     """The role's plan, apply and re-read results -> the verification (by, note, checked, problems, ok)."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import MODULE_RESULT_INPUTS, fleet_verify
+
     with filter_errors(_NAME):
         return fleet_verify(module_result_inputs(inputs, MODULE_RESULT_INPUTS))
 

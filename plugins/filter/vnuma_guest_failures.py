@@ -83,7 +83,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, is_omitted, plain
 
 _NAME = "vnuma_guest_failures"
@@ -91,6 +90,9 @@ _NAME = "vnuma_guest_failures"
 
 def vnuma_guest_failures(result: Any, step: Any = None) -> list[dict[str, Any]]:
     """A vnuma_domain result -> its failed guests (name, step, error, changed, written)."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import guest_failures
+
     with filter_errors(_NAME):
         return guest_failures(plain(result), None if is_omitted(step) else plain(step))
 

@@ -76,14 +76,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.from_report import (
-    free_figures,
-    placement_from_layout,
-    placement_from_report,
-    topology_from_report,
-)
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.svg import render_svg
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, is_omitted, kind, plain
 
 _NAME = "vnuma_host_svg"
@@ -91,6 +83,16 @@ _NAME = "vnuma_host_svg"
 
 def vnuma_host_svg(info: Any, layouts: Any = None, title: Any = "", standalone: Any = True) -> str:
     """vnuma_info's result (``host``, ``guests``), planned layouts in place of their guests -> an ``<svg>`` element."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.from_report import (
+        free_figures,
+        placement_from_layout,
+        placement_from_report,
+        topology_from_report,
+    )
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.svg import render_svg
+
     with filter_errors(_NAME):
         info = plain(info)
         if not isinstance(info, dict) or "host" not in info:

@@ -323,9 +323,6 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
     filter_errors,
     guest_shape,
@@ -348,6 +345,11 @@ def vnuma_layout(
     taken_cpus: Any = None,
 ) -> dict[str, Any]:
     """Host capabilities XML + spec + guest shape -> ``Layout.to_dict()``."""
+    # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+
     require_text(_NAME, "the input (host capabilities XML)", capabilities)
     guest, taken = require_name(_NAME, name), taken_cpus_map(_NAME, taken_cpus)
     # The request first: every number in it is held to its limit before the host document is parsed

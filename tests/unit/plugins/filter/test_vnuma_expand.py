@@ -11,10 +11,10 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from lxml import etree
 
-from ansible_collections.vnuma.libvirt.plugins.filter import vnuma_expand as plugin
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import FilterModule, vnuma_expand
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import expand as source
 
 CAPABILITIES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = (CAPABILITIES / "seed-4node-ring.xml").read_text()
@@ -183,7 +183,8 @@ def test_error_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise PlacementError("no room", guest="db02")
 
-    monkeypatch.setattr(plugin, "expand_domain", refuse)
+    # The filter imports it when called (plugin_utils/_filter_glue.py, "Imports"): patched where it lives.
+    monkeypatch.setattr(source, "expand_domain", refuse)
     with pytest.raises(AnsibleFilterError) as caught:
         vnuma_expand(domain(), RING)
     assert str(caught.value) == "vnuma.libvirt.vnuma_expand: guest db02: no room"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.filter import vnuma_layout as plugin
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import FilterModule, vnuma_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core import partitioner as source
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     PlacementError,
     SpecError,
@@ -229,7 +229,8 @@ def test_error_chain_and_naming(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: Any) -> None:
         raise PlacementError("no room", guest="named-by-pure-layer")
 
-    monkeypatch.setattr(plugin, "compute_layout", refuse)
+    # The filter imports it when called (plugin_utils/_filter_glue.py, "Imports"): patched where it lives.
+    monkeypatch.setattr(source, "compute_layout", refuse)
     with pytest.raises(AnsibleFilterError) as caught:
         vnuma_layout(RING, vcpus=8, memory="8 GiB", name="db01")
     assert str(caught.value) == "vnuma.libvirt.vnuma_layout: guest named-by-pure-layer: no room"
