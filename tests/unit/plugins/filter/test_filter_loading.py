@@ -17,12 +17,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import ansible_collections.vnuma.libvirt as collection
 
 ROOT = Path(next(iter(collection.__path__))).parents[2]
+CAPABILITIES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 FILTERS = sorted(path.stem for path in (ROOT / "ansible_collections/vnuma/libvirt/plugins/filter").glob("*.py"))
 
 # What loading the filter files may import: the glue's own small helpers and the packages around them.
@@ -46,21 +48,26 @@ if sys.argv[2] == "load":
     found = filter_loader.get("vnuma.libvirt." + sys.argv[3])
     assert found is not None, sys.argv[3]
 else:
-    try:
-        Templar(loader=DataLoader()).template(trust_as_template(sys.argv[3]))
-    except Exception as error:  # the call's own failure is not what is probed
-        print(error, file=sys.stderr)
+    variables = {"host": open(sys.argv[4], encoding="utf-8").read()}
+    result = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(sys.argv[3]))
 new = set(sys.modules) - before
-print(json.dumps(sorted(m for m in new if m.startswith(("ansible_collections.vnuma", "lxml", "libvirt")))))
+print(json.dumps({
+    "imported": sorted(m for m in new if m.startswith(("ansible_collections.vnuma", "lxml", "libvirt"))),
+    "result": result if sys.argv[2] == "call" else None,
+}))
 """
 
 
-def _imported(*args: str) -> list[str]:
+def _probe(*args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, str(ROOT), *args], capture_output=True, text=True, check=False, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    return list(json.loads(done.stdout))
+    return dict(json.loads(done.stdout))
+
+
+def _imported(*args: str) -> list[str]:
+    return list(_probe(*args)["imported"])
 
 
 def _module_utils(modules: list[str]) -> set[str]:
@@ -75,8 +82,15 @@ def test_finding_a_filter_runs_every_filter_file_and_imports_no_heavy_module_uti
     assert _module_utils(imported) <= LIGHT
 
 
-def test_a_filter_imports_what_it_needs_when_it_is_called() -> None:
-    imported = _imported("call", "{{ '<capabilities/>' | vnuma.libvirt.vnuma_layout('mode: host', 2, '1 GiB') }}")
-    # The call itself fails on the empty host (what matters is that it got past the imports).
-    assert "ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner" in imported
-    assert "ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities" in imported
+def test_a_filter_imports_what_it_needs_when_it_is_called_and_works() -> None:
+    probed = _probe(
+        "call",
+        "{{ host | vnuma.libvirt.vnuma_layout({'mode': 'host'}, vcpus=8, memory='8 GiB') }}",
+        str(CAPABILITIES / "intel-2s-smt2.xml"),
+    )
+    assert "ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner" in probed["imported"]
+    assert "ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities" in probed["imported"]
+    layout = probed["result"]
+    # The two-socket host: one cell per node, the 8 vCPUs split evenly.
+    assert [cell["vcpus"] for cell in layout["cells"]] == ["0-3", "4-7"]
+    assert layout["memory_kib"] == 8 * 1024 * 1024
