@@ -173,9 +173,8 @@ def coerce_int(value: Any) -> Any:
 
 def guest_shape(vcpus: Any, memory: Any, current_vcpus: Any, guest: str | None) -> GuestShape:
     """The guest a layout filter plans for, from its keyword arguments (sizes with a unit, counts as text)."""
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-        GuestShape,  # see the module's docstring
-    )
+    # On call, not at load: see "Imports" in this module's docstring.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
 
     memory_kib = None if is_omitted(memory) else parse_size(memory, what="memory")
     return GuestShape(coerce_int(vcpus), memory_kib, coerce_int(current_vcpus), guest)
