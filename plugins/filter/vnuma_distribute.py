@@ -130,10 +130,7 @@ def _host_cells(capabilities: str, vcpus: Any, cells: Any, distribution: Any, no
     """
     # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
     from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import (
-        MEMORY_GRANULE_KIB,
-        compute_layout,
-    )
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
     from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
     from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 
@@ -142,7 +139,8 @@ def _host_cells(capabilities: str, vcpus: Any, cells: Any, distribution: Any, no
     spec = VnumaSpec.from_mapping(spec_options(_NAME, {**options, "memory_mode": "preferred", "cpuless_cells": True}))
     GuestShape(vcpus=vcpus)
     host = parse_capabilities(capabilities)
-    guest = GuestShape(vcpus=vcpus, memory_kib=MEMORY_GRANULE_KIB * (spec.cells or len(host.nodes)))
+    # The host's own cell granule: a POWER host's cells are whole 256 MiB blocks.
+    guest = GuestShape(vcpus=vcpus, memory_kib=host.cell_granule_kib * (spec.cells or len(host.nodes)))
     return [format_cpuset(cell.vcpus) for cell in compute_layout(host, spec, guest).cells]
 
 

@@ -49,15 +49,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     GuestShape,
     VnumaSpec,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
-    CELL_GRANULE_KIB,
-    HostTopology,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_count, format_kib, shown
 
 __all__ = [
     "MAX_DISTANCE",
-    "MEMORY_GRANULE_KIB",
     "SAME_NODE_DISTANCE",
     "CellBindings",
     "CellPlace",
@@ -68,9 +64,6 @@ __all__ = [
     "even_split",
 ]
 
-# libvirt rounds every NUMA cell up to a whole MiB (qemuDomainAlignMemorySizes); cells that are
-# already aligned keep the sum exact and the definition idempotent.
-MEMORY_GRANULE_KIB = CELL_GRANULE_KIB
 T = TypeVar("T")
 
 # Two guest cells on one host node: as close as possible without being local (the limits are

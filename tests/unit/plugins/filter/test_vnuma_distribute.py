@@ -18,6 +18,8 @@ CAPABILITIES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = (CAPABILITIES / "seed-4node-ring.xml").read_text()
 SMT2 = (CAPABILITIES / "intel-2s-smt2.xml").read_text()
 FAR_SIBLINGS = (CAPABILITIES / "smt2-far-siblings.xml").read_text()
+# ppc64le: every cell a whole 256 MiB block.
+POWER = (CAPABILITIES / "smt4-power.xml").read_text()
 
 
 def fail_text(call: Any) -> str:
@@ -70,7 +72,7 @@ def test_host_sets_the_sibling_width() -> None:
     )
 
 
-@pytest.mark.parametrize("capabilities", [RING, SMT2, FAR_SIBLINGS])
+@pytest.mark.parametrize("capabilities", [RING, SMT2, FAR_SIBLINGS, POWER])
 @pytest.mark.parametrize("distribution", ["contiguous", "siblings", "round-robin", "interleave"])
 def test_same_as_the_layout(capabilities: str, distribution: str) -> None:
     spec = {"mode": "node", "distribution": distribution, "cells": 3, "pinning": "none"}
