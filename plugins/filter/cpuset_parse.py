@@ -54,7 +54,7 @@ EXAMPLES = r"""
 - name: Compare two cpusets as sets, not as strings
   ansible.builtin.assert:
     that:
-      - ('0-2,3' | vnuma.libvirt.cpuset_parse) == ('^4,0-4' | vnuma.libvirt.cpuset_parse)
+      - ('3,0-2' | vnuma.libvirt.cpuset_parse) == ('0-4,^4' | vnuma.libvirt.cpuset_parse)
 """
 
 RETURN = r"""
