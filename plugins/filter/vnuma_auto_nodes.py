@@ -47,6 +47,8 @@ options:
     description:
       - What the host's guests use, as RV(vnuma.libvirt.vnuma_domain#module:capacity) returns it. Its nodes'
         C(demand_kib), their hugepage pools' C(demand_kib), their C(reserved_kib) and its C(dedicated) CPUs are read.
+      - A dict that is not a capacity result (the module's whole result, a key a capacity result does not have) is
+        refused, since reading it as a host without guests would choose nodes that are taken.
     type: dict
 seealso:
   - module: vnuma.libvirt.vnuma_domain

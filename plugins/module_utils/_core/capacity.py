@@ -45,11 +45,18 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     GuestPlacement,
     split_evenly,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+    HOST_CPU_ID_REASON,
+    MAX_HOST_CPU_ID,
+    HostNode,
+    HostTopology,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     check_count,
     format_kib,
     format_kib_rounded,
+    parse_int,
+    shown,
 )
 
 __all__ = [
@@ -556,6 +563,36 @@ def with_guest(report: CapacityReport, topology: HostTopology, placement: GuestP
     return _with_shares(report, shares, unbound, placement.binding.name)
 
 
+# The keys of ``CapacityReport.to_dict()``: what ``commitments_from_result`` reads back.
+_RESULT_KEYS = (
+    "fits",
+    "problems",
+    "blocking",
+    "warnings",
+    "nodes",
+    "unbound_kib",
+    "unbound_available_kib",
+    "unbound_guests",
+    "dedicated",
+)
+
+
+def _dicts(what: str, value: object) -> list[Mapping[str, Any]]:
+    """``value`` as a list of dicts (absent or null: none), else a SpecError naming ``what``."""
+    if value is None:
+        return []
+    if not isinstance(value, Sequence) or isinstance(value, str) or not all(isinstance(v, Mapping) for v in value):
+        raise SpecError(f"{what} must be a list of dicts, got {shown(value)}")
+    return list(value)
+
+
+def _dedicated_cpu(cpu: object) -> int:
+    what = "capacity: dedicated CPU"
+    if isinstance(cpu, str):
+        return parse_int(cpu, what, MAX_HOST_CPU_ID, HOST_CPU_ID_REASON)
+    return check_count(what, cpu, MAX_HOST_CPU_ID, HOST_CPU_ID_REASON, minimum=0)
+
+
 def commitments_from_result(
     result: Mapping[str, Any],
 ) -> tuple[GuestBinding | None, dict[int, int], dict[int, str]]:
@@ -564,13 +601,24 @@ def commitments_from_result(
     For choices made away from the host (the vnuma_auto_nodes filter): one binding whose cells are each
     node's normal and hugepage demand bound there, and the memory bound to no node, so that
     ``check_capacity`` counts them where the host counted the guests; the reserve per node; the
-    dedicated CPUs and their owners.
+    dedicated CPUs and their owners.  An empty ``result`` is a host without guests.  Anything else that
+    is not a capacity result (a key it does not have, the module's whole result, a misspelt key) is a
+    SpecError: read as empty, it would place the guest on nodes that are taken.
     """
+    if not result:
+        return None, {}, {}
+    unknown = sorted(str(key) for key in result if key not in _RESULT_KEYS)
+    if unknown or "nodes" not in result:
+        found = f"it has {', '.join(unknown)}" if unknown else "it has no nodes"
+        raise SpecError(
+            f"capacity is not a capacity result ({found}): give the capacity of vnuma_domain's result "
+            f"(its keys are {', '.join(_RESULT_KEYS)})"
+        )
     cells: list[CellBinding] = []
     reserved: dict[int, int] = {}
-    for node in result.get("nodes") or []:
-        if not isinstance(node, Mapping) or "id" not in node:
-            raise SpecError(f"capacity: each of nodes must be a dict with an id, got {node!r}")
+    for node in _dicts("capacity: nodes", result["nodes"]):
+        if "id" not in node:
+            raise SpecError(f"capacity: each of nodes must be a dict with an id, got {shown(node)}")
         node_id = check_count("capacity: a node's id", node["id"], minimum=0)
         reserved[node_id] = check_count(
             f"capacity: node {node_id}'s reserved_kib", node.get("reserved_kib", 0), minimum=0
@@ -578,7 +626,7 @@ def commitments_from_result(
         used: list[tuple[int, int | None]] = [
             (check_count(f"capacity: node {node_id}'s demand_kib", node.get("demand_kib", 0), minimum=0), None)
         ]
-        for pool in node.get("hugepages") or []:
+        for pool in _dicts(f"capacity: node {node_id}'s hugepages", node.get("hugepages")):
             what = f"capacity: node {node_id}'s hugepage pool"
             used.append(
                 (
@@ -594,9 +642,9 @@ def commitments_from_result(
     if unbound:
         # Memory bound to no node: a cell without a binding, counted against what all nodes have left.
         cells.append(CellBinding(len(cells), (), unbound))
-    dedicated = {
-        check_count("capacity: a dedicated CPU", int(cpu), minimum=0): str(owner)
-        for cpu, owner in (result.get("dedicated") or {}).items()
-    }
+    owners = result.get("dedicated") or {}
+    if not isinstance(owners, Mapping):
+        raise SpecError(f"capacity: dedicated must be a dict of host CPU to guest name, got {shown(owners)}")
+    dedicated = {_dedicated_cpu(cpu): str(owner) for cpu, owner in owners.items()}
     binding = GuestBinding("the host's other guests", tuple(cells), running=True) if cells else None
     return binding, reserved, dedicated

@@ -31,6 +31,7 @@ __all__ = [
     "REMOTE_DISTANCE",
     "CELL_GRANULE_KIB",
     "DIMM_BLOCK_KIB",
+    "HOST_CPU_ID_REASON",
     "MAX_HOST_CPU_ID",
     "MAX_NODE_ID",
     "HMAT_ACCESS_TYPES",

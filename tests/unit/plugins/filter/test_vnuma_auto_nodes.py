@@ -86,3 +86,29 @@ def test_bad_input_is_refused_clearly() -> None:
     )
     with pytest.raises(AnsibleFilterError, match="must be a string of XML"):
         vnuma_auto_nodes(None, vcpus=2)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "message"),
+    [
+        # The module's whole result, or a misspelt key: read as empty, node 0 would look free.
+        (
+            {"changed": False, "capacity": {"nodes": [node(0, 6 * GIB)]}},
+            "guest web: capacity is not a capacity result (it has capacity, changed): give the capacity of "
+            "vnuma_domain's result (its keys are fits, problems, blocking, warnings, nodes, unbound_kib, "
+            "unbound_available_kib, unbound_guests, dedicated)",
+        ),
+        ({"Nodes": [node(0, 6 * GIB)]}, "capacity is not a capacity result (it has Nodes)"),
+        ({"dedicated": {}}, "capacity is not a capacity result (it has no nodes)"),
+        ({"nodes": 5}, "capacity: nodes must be a list of dicts, got 5"),
+        ({"nodes": [{"id": 0, "hugepages": ["x"]}]}, "capacity: node 0's hugepages must be a list of dicts, got ['x']"),
+        ({"nodes": [], "dedicated": "x"}, "capacity: dedicated must be a dict of host CPU to guest name, got 'x'"),
+        ({"nodes": [], "dedicated": {"0-3": "db"}}, "capacity: dedicated CPU '0-3' is not a non-negative integer"),
+        (
+            {"nodes": [], "dedicated": {9000: "db"}},
+            "capacity: dedicated CPU 9000 is above the limit of 8191 (Linux has at most 8192 CPUs (NR_CPUS))",
+        ),
+    ],
+)
+def test_what_is_not_a_capacity_result_is_refused(capacity: dict[str, Any], message: str) -> None:
+    assert message in fail_text(vcpus=2, memory="6 GiB", name="web", capacity=capacity)
