@@ -563,18 +563,8 @@ def with_guest(report: CapacityReport, topology: HostTopology, placement: GuestP
     return _with_shares(report, shares, unbound, placement.binding.name)
 
 
-# The keys of ``CapacityReport.to_dict()``: what ``commitments_from_result`` reads back.
-_RESULT_KEYS = (
-    "fits",
-    "problems",
-    "blocking",
-    "warnings",
-    "nodes",
-    "unbound_kib",
-    "unbound_available_kib",
-    "unbound_guests",
-    "dedicated",
-)
+# What ``commitments_from_result`` reads back: the keys of a capacity result, from the one writer of it.
+_RESULT_KEYS = tuple(CapacityReport(nodes=()).to_dict())
 
 
 def _dicts(what: str, value: object) -> list[Mapping[str, Any]]:
