@@ -399,8 +399,16 @@ class HostTopology:
         return node_id in self._by_id
 
     def distance(self, from_id: int, to_id: int) -> int:
-        """The reported distance, or libvirt's default (10 local, 20 remote) when none is reported."""
-        value = self._distance_table.get((from_id, to_id))
+        """The reported distance; the other direction's when only that is reported; else libvirt's default.
+
+        libvirt's defaults are 10 local and 20 remote.  A table with a direction missing (a hand-written
+        capabilities file: Linux reports every row) keeps the value it does report, which a default of 20
+        would hide.
+        """
+        table = self._distance_table
+        value = table.get((from_id, to_id))
+        if value is None:
+            value = table.get((to_id, from_id))
         if value is not None:
             return value
         return LOCAL_DISTANCE if from_id == to_id else REMOTE_DISTANCE

@@ -180,11 +180,19 @@ def test_distances_as_reported() -> None:
 
 def test_distances_default_to_10_and_20() -> None:
     topology = two_sockets()
-    # Node 9 reports none: libvirt's defaults.
+    # Node 9 reports none: libvirt's default to itself.
     assert topology.distance(9, 9) == LOCAL_DISTANCE == 10
-    assert topology.distance(9, 0) == REMOTE_DISTANCE == 20
     bare = HostTopology(nodes=(node(0, online(0)), node(1, online(1))))
     assert [[bare.distance(a, b) for b in (0, 1)] for a in (0, 1)] == [[10, 20], [20, 10]]
+    assert REMOTE_DISTANCE == 20
+
+
+def test_a_direction_reported_one_way_is_used_both_ways() -> None:
+    topology = two_sockets()
+    # Node 9 reports none, nodes 0 and 8 report theirs to it: a default of 20 would hide their 30.
+    assert (topology.distance(9, 0), topology.distance(9, 8)) == (30, 30)
+    one_way = HostTopology(nodes=(node(0, online(0), distances=((0, 10), (1, 31))), node(1, online(1))))
+    assert [[one_way.distance(a, b) for b in (0, 1)] for a in (0, 1)] == [[10, 31], [31, 10]]
 
 
 def test_asymmetric_distances_are_kept() -> None:
