@@ -38,6 +38,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     place_guest,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 
 __all__ = ["free_figures", "placement_from_layout", "placement_from_report", "topology_from_report"]
 
@@ -58,6 +59,18 @@ def _int(value: Any, what: str) -> int:
 
 def _optional_int(value: Any, what: str) -> int | None:
     return None if value is None else _int(value, what)
+
+
+def _key(value: Any, what: str) -> int:
+    """An id that is a dict key: an integer, or its digits once the result went through JSON (``"0"``)."""
+    number = read_digits(value) if isinstance(value, str) else value
+    return _int(value if number is None else number, what)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{what} must be a number, got {type(value).__name__}")
+    return float(value)
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -107,7 +120,10 @@ def topology_from_report(host: Any) -> HostTopology:
         what = f"host node {node_id}"
         pools = [
             (_int(_field(pool, "size_kib", what), f"{what}: size_kib"), _int(pool.get("total", 0), f"{what}: total"))
-            for pool in (_mapping(pool, f"{what}: a hugepage pool") for pool in node.get("hugepages", []))
+            for pool in (
+                _mapping(pool, f"{what}: a hugepage pool")
+                for pool in _list(node.get("hugepages") or [], f"{what}: hugepages")
+            )
         ]
         distances = _mapping(node.get("distances", {}), f"{what}: distances")
         nodes.append(
@@ -117,7 +133,10 @@ def topology_from_report(host: Any) -> HostTopology:
                 cpus=tuple(sorted(cpus_by_node.get(node_id, ()), key=lambda cpu: cpu.id)),
                 pages=tuple(sorted({(size, 0) for size in base} | set(pools))),
                 distances=tuple(
-                    sorted((int(other), _int(value, f"{what}: distance")) for other, value in distances.items())
+                    sorted(
+                        (_key(other, f"{what}: a distance's node"), _int(value, f"{what}: distance"))
+                        for other, value in distances.items()
+                    )
                 )
                 if host.get("distances_reported", True)
                 else (),
@@ -136,8 +155,8 @@ def free_figures(host: Any) -> tuple[dict[int, int], dict[int, dict[int, int]]]:
     for node in _list(_field(_mapping(host, "the host report"), "nodes", "the host report"), "nodes"):
         node = _mapping(node, "a host node")
         if isinstance(node.get("free_kib"), int):
-            free_kib[node["id"]] = node["free_kib"]
-        for pool in node.get("hugepages", []):
+            free_kib[_int(_field(node, "id", "a host node"), "a host node's id")] = node["free_kib"]
+        for pool in _list(node.get("hugepages") or [], "a host node's hugepages"):
             if isinstance(pool, Mapping) and isinstance(pool.get("free"), int):
                 free_pages.setdefault(node["id"], {})[pool["size_kib"]] = pool["free"]
     return free_kib, free_pages
@@ -149,7 +168,7 @@ def _by_node(value: Any, what: str) -> dict[int, int | float]:
     for node, share in _mapping(value if value is not None else {}, what).items():
         if isinstance(share, bool) or not isinstance(share, (int, float)):
             raise SpecError(f"{what}: the share of host node {node} must be a number, got {type(share).__name__}")
-        shares[_int(int(node) if isinstance(node, str) and node.isdigit() else node, f"{what}: a node id")] = share
+        shares[_key(node, f"{what}: a node id")] = share
     return shares
 
 
@@ -174,7 +193,7 @@ def placement_from_report(guest: Any) -> GuestPlacement:
                 cpu_share={node: float(share) for node, share in _by_node(cell.get("cpu_share"), what).items()},
                 memory_share={node: int(kib) for node, kib in _by_node(cell.get("memory_share_kib"), what).items()},
                 aligned=bool(cell.get("aligned", False)),
-                locality=float(cell.get("locality", 0.0)),
+                locality=_number(cell.get("locality", 0.0), f"{what}: locality"),
             )
         )
     binding = GuestBinding(
@@ -186,7 +205,12 @@ def placement_from_report(guest: Any) -> GuestPlacement:
     )
     alignment = guest.get("alignment")
     locality = alignment.get("locality", 0.0) if isinstance(alignment, Mapping) else 0.0
-    return GuestPlacement(binding=binding, cells=tuple(cells), dimm_share={}, locality=float(locality))
+    return GuestPlacement(
+        binding=binding,
+        cells=tuple(cells),
+        dimm_share={},
+        locality=_number(locality, f"guest {name}: alignment's locality"),
+    )
 
 
 def placement_from_layout(topology: HostTopology, layout: Any, running: bool = False) -> GuestPlacement:
@@ -210,7 +234,10 @@ def placement_from_layout(topology: HostTopology, layout: Any, running: bool = F
             )
         )
     pins = _mapping(layout.get("vcpupin") or {}, f"guest {name}: vcpupin")
-    vcpu_cpus = {int(vcpu): _ids(cpus, f"guest {name}: vcpupin {vcpu}") for vcpu, cpus in pins.items()}
+    vcpu_cpus = {
+        _key(vcpu, f"guest {name}: a vcpupin's vCPU"): _ids(cpus, f"guest {name}: vcpupin {vcpu}")
+        for vcpu, cpus in pins.items()
+    }
     emulator = layout.get("emulatorpin")
     pinning = layout.get("pinning")
     binding = GuestBinding(

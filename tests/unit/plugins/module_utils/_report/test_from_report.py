@@ -84,6 +84,11 @@ def test_host_report_round_trip(name: str) -> None:
         ({"nodes": [{"id": 0}]}, "host node 0 has no 'memory_kib'"),
         ({"nodes": [{"id": "0", "memory_kib": 1}]}, "a host node's id must be an integer, got str"),
         ({"nodes": []}, "the host report does not describe a host: the host reports no NUMA nodes"),
+        ({"nodes": [{"id": 0, "memory_kib": 1, "hugepages": 5}]}, "host node 0: hugepages must be a list, got int"),
+        (
+            {"nodes": [{"id": 0, "memory_kib": 1, "distances": {"x": 10}}]},
+            "host node 0: a distance's node must be an integer, got str",
+        ),
     ],
 )
 def test_bad_host_reports_are_refused(value: Any, message: str) -> None:
@@ -102,3 +107,21 @@ def test_bad_guests_and_layouts_are_refused() -> None:
         placement_from_layout(topology, {"guest": "db01", "cells": [{"id": 0}]})
     with pytest.raises(SpecError, match=r"^guest db01: cell 0: vcpus"):
         placement_from_layout(topology, {"guest": "db01", "cells": [{"id": 0, "vcpus": "x", "memory_kib": 1}]})
+    with pytest.raises(SpecError, match=r"^guest db01: cell 0: locality must be a number, got str"):
+        placement_from_report({"name": "db01", "layout": {"cells": [{"id": 0, "memory_kib": 1, "locality": "high"}]}})
+    for locality in (None, [], {}):
+        with pytest.raises(SpecError, match=r"^guest db01: alignment's locality must be a number, got "):
+            placement_from_report({"name": "db01", "layout": {"cells": []}, "alignment": {"locality": locality}})
+    with pytest.raises(SpecError, match=r"^guest db01: a vcpupin's vCPU must be an integer, got str"):
+        placement_from_layout(topology, {"guest": "db01", "cells": [], "vcpupin": {"one": "0"}})
+
+
+def test_distances_and_shares_keyed_by_digits_as_json_leaves_them() -> None:
+    rebuilt = topology_from_report(
+        {"nodes": [{"id": 0, "memory_kib": 1, "distances": {"0": 10, "1": 21}}, {"id": 1, "memory_kib": 1}]}
+    )
+    assert rebuilt.distance(0, 1) == 21
+    cell = {"id": 0, "memory_kib": 1, "cpu_share": {"1": 1.0}, "locality": 1}
+    placed = placement_from_report({"name": "db01", "layout": {"cells": [cell]}})
+    assert placed.cells[0].cpu_share == {1: 1.0}
+    assert placed.cells[0].locality == 1.0
