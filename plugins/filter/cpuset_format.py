@@ -57,7 +57,7 @@ _value:
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import require_cpu_ids
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, require_cpu_ids
 
 _NAME = "cpuset_format"
 
@@ -67,7 +67,8 @@ def cpuset_format(ids: Any) -> str:
     # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
     from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 
-    return format_cpuset(require_cpu_ids(_NAME, "the input", ids))
+    with filter_errors(_NAME):
+        return format_cpuset(require_cpu_ids("the input", ids))
 
 
 class FilterModule:

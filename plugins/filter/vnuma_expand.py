@@ -110,8 +110,8 @@ def vnuma_expand(domain_xml: Any, capabilities: Any = None, taken_cpus: Any = No
 
     require_text(_NAME, "the input (domain XML)", domain_xml)
     require_text(_NAME, "capabilities (host capabilities XML)", capabilities)
-    taken = taken_cpus_map(_NAME, taken_cpus)
     with filter_errors(_NAME):
+        taken = taken_cpus_map(taken_cpus)
         return expand_domain(domain_xml, capabilities, taken_cpus=taken).xml
 
 

@@ -351,10 +351,11 @@ def vnuma_layout(
     from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 
     require_text(_NAME, "the input (host capabilities XML)", capabilities)
-    guest, taken = require_name(_NAME, name), taken_cpus_map(_NAME, taken_cpus)
+    guest = require_name(_NAME, name)
     # The request first: every number in it is held to its limit before the host document is parsed
     # or anything is built (docs/partitioning.md, "Limits").
     with filter_errors(_NAME, guest):
+        taken = taken_cpus_map(taken_cpus)
         shape = guest_shape(vcpus, memory, current_vcpus, guest)
         request = VnumaSpec.from_mapping(spec_options(_NAME, spec))
     with filter_errors(_NAME):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits, shown
 
 if TYPE_CHECKING:
@@ -152,12 +152,31 @@ def module_result_inputs(inputs: Any, keys: tuple[str, ...]) -> Any:
 
 
 def spec_options(filter_name: str, value: Any) -> dict[Any, Any]:
-    """The vNUMA spec options without the omitted ones (``{}`` when the spec itself is omitted)."""
+    """The vNUMA spec options without the omitted ones (``{}`` when the spec itself is omitted).
+
+    Each known option is read as vnuma_domain reads a ``guests`` entry's (``Option.coerce``): a templated
+    ``"2"`` is a count, ``"yes"`` a boolean; a bad value is a ``SpecError`` for the caller to name the guest.
+    Unknown keys are left to ``VnumaSpec.from_mapping``, which refuses them with the list of known ones.
+    """
+    # On call: see "Imports" in this module's docstring.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import option
+
     if is_omitted(value):
         return {}
     if not isinstance(value, Mapping):
         raise _fail(filter_name, f"spec must be a dict of vnuma options, got {kind(value)}")
-    return {plain(key): plain(option) for key, option in value.items() if not is_omitted(option)}
+    options: dict[Any, Any] = {}
+    for key, given in value.items():
+        if is_omitted(given):
+            continue
+        name, raw = plain(key), plain(given)
+        try:
+            row = option(name)
+        except (KeyError, TypeError):
+            options[name] = raw
+            continue
+        options[name] = row.coerce(raw)
+    return options
 
 
 def coerce_int(value: Any) -> Any:
@@ -196,44 +215,43 @@ def require_name(filter_name: str, value: Any) -> str | None:
     return value
 
 
-def _cpu_id(filter_name: str, what: str, value: Any) -> int:
+def _cpu_id(what: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(filter_name, f"{what} must hold CPU ids (integers), got {kind(value)} {shown(value)}")
+        raise SpecError(f"{what} must hold CPU ids (integers), got {kind(value)} {shown(value)}")
     if not 0 <= value <= MAX_CPU_ID:
-        raise _fail(filter_name, f"{what}: CPU id {shown(value)} is outside 0-{MAX_CPU_ID}")
+        raise SpecError(f"{what}: CPU id {shown(value)} is outside 0-{MAX_CPU_ID}")
     return value
 
 
-def require_cpu_ids(filter_name: str, what: str, value: Any) -> list[int]:
-    """A list (tuple, set) of CPU ids, each an int in libvirt's range."""
+def require_cpu_ids(what: str, value: Any) -> list[int]:
+    """A list (tuple, set) of CPU ids, each an int in libvirt's range; else a ``SpecError``."""
     if not isinstance(value, (list, tuple, set, frozenset)):
-        raise _fail(filter_name, f"{what} must be a list of CPU ids, got {kind(value)}")
-    return [_cpu_id(filter_name, what, item) for item in value]
+        raise SpecError(f"{what} must be a list of CPU ids, got {kind(value)}")
+    return [_cpu_id(what, item) for item in value]
 
 
-def taken_cpus_map(filter_name: str, value: Any) -> dict[int, str] | None:
+def taken_cpus_map(value: Any) -> dict[int, str] | None:
     """``taken_cpus`` as the partitioner wants it: host CPU id -> the guest it is dedicated to.
 
     Accepted: a dict of CPU id (or cpuset string such as ``'0-3'``) -> guest name; a list of CPU ids; a cpuset
-    string.  CPUs given without names are attributed to ``other guests`` in messages.
+    string.  CPUs given without names are attributed to ``other guests`` in messages.  Anything else is a
+    ``SpecError``, for the caller's ``filter_errors`` to name the guest.
     """
     if is_omitted(value):
         return None
-    with filter_errors(filter_name):
-        if isinstance(value, str):
-            return dict.fromkeys(parse_cpuset(value, "taken_cpus", allow_empty=True), UNNAMED_OWNER)
-        if isinstance(value, Mapping):
-            taken: dict[int, str] = {}
-            for key, owner in value.items():
-                if not isinstance(owner, str):
-                    cpu = key if isinstance(key, str) and len(key) <= 40 else shown(key)
-                    raise _fail(filter_name, f"taken_cpus maps CPU ids to guest names; CPU {cpu} maps to {kind(owner)}")
-                cpus = [key] if isinstance(key, int) else parse_cpuset(key, "taken_cpus key")
-                taken.update(dict.fromkeys((_cpu_id(filter_name, "taken_cpus", cpu) for cpu in cpus), owner))
-            return taken
+    if isinstance(value, str):
+        return dict.fromkeys(parse_cpuset(value, "taken_cpus", allow_empty=True), UNNAMED_OWNER)
+    if isinstance(value, Mapping):
+        taken: dict[int, str] = {}
+        for key, owner in value.items():
+            if not isinstance(owner, str):
+                cpu = key if isinstance(key, str) and len(key) <= 40 else shown(key)
+                raise SpecError(f"taken_cpus maps CPU ids to guest names; CPU {cpu} maps to {kind(owner)}")
+            cpus = [key] if isinstance(key, int) else parse_cpuset(key, "taken_cpus key")
+            taken.update(dict.fromkeys((_cpu_id("taken_cpus", cpu) for cpu in cpus), owner))
+        return taken
     if isinstance(value, (list, tuple, set, frozenset)):
-        return dict.fromkeys(require_cpu_ids(filter_name, "taken_cpus", value), UNNAMED_OWNER)
-    raise _fail(
-        filter_name,
-        f"taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, got {kind(value)}",
+        return dict.fromkeys(require_cpu_ids("taken_cpus", value), UNNAMED_OWNER)
+    raise SpecError(
+        f"taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, got {kind(value)}"
     )

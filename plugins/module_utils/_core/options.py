@@ -19,12 +19,17 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import parse_device_cells
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import MAX_NODE_ID, NODE_ID_REASON
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     MAX_MEMORY_KIB,
     MAX_PAGE_KIB,
     MEMORY_LIMIT_REASON,
     PAGE_LIMIT_REASON,
+    parse_size,
+    read_digits,
 )
 
 __all__ = [
@@ -150,6 +155,40 @@ class Option:
         if self.choices:
             argument["choices"] = list(self.choices)
         return argument
+
+    def coerce(self, value: Any) -> Any:
+        """A value that reached the collection without Ansible's type checks, read as the argspec reads it.
+
+        The entries of vnuma_domain's ``guests`` and the filters' ``spec`` are raw: templated values come as
+        strings (``"2"``, ``"yes"``).  Digit text is a count, Ansible's spellings of a boolean are booleans, an
+        integer is a node set; anything not of the option's kind is a SpecError (without a guest: the caller
+        names it).  Limits are left to ``VnumaSpec``, which checks them for each guest.
+        """
+        kind = self.kind
+        if kind is Kind.COUNT:
+            # Digit text (a templated value) reads as the number it writes (units.read_digits).
+            number = read_digits(value.strip()) if isinstance(value, str) else None
+            if number is not None:
+                value = number
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(f"{self.name} {value!r} must be a positive integer")
+        elif kind is Kind.CHOICE:
+            if not isinstance(value, str) or value not in self.choices:
+                raise SpecError(f"{self.name} {value!r} is not one of {', '.join(self.choices)}")
+        elif kind is Kind.BOOLEAN:
+            flag = read_boolean(value)
+            if flag is None:
+                raise SpecError(f"{self.name} {value!r} is not a boolean")
+            value = flag
+        elif kind is Kind.SIZE:
+            parse_size(value, what=self.name)
+        elif kind is Kind.NODESET:
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            parse_cpuset(value, self.name)
+        elif kind is Kind.DEVICE_CELLS:
+            parse_device_cells(value)
+        return value
 
 
 SPEC_OPTIONS: tuple[Option, ...] = (

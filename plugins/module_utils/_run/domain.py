@@ -28,13 +28,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import (
     matching,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import Kind, Option, read_boolean
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import Kind, Option
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
     format_device_cells,
     parse_device_cells,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
@@ -81,41 +81,11 @@ _ENTRY_ROWS = {item.name: item for item in (*SPEC_ROWS, *_GUEST_ROWS)}
 
 
 def _coerced(name: str | None, key: str, value: Any) -> Any:
-    """``value`` checked for option ``key``'s kind, and normalised as the top level's Ansible types do.
-
-    The entries of ``guests`` are raw (Ansible checks the top level only), so templated values come as
-    strings (``"2"``, ``"yes"``); anything that is not of the option's type is refused naming ``name``.
-    Limits are left to the spec (``VnumaSpec``), which checks them for each guest.
-    """
-    kind = _ENTRY_ROWS[key].kind
+    """``value`` of a ``guests`` entry read for option ``key`` (``Option.coerce``), a refusal naming ``name``."""
     try:
-        if kind is Kind.COUNT:
-            # Digit text (a templated value) reads as the number it writes (units.read_digits).
-            number = read_digits(value.strip()) if isinstance(value, str) else None
-            if number is not None:
-                value = number
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(f"{key} {value!r} must be a positive integer")
-        elif kind is Kind.CHOICE:
-            choices = _ENTRY_ROWS[key].choices
-            if not isinstance(value, str) or value not in choices:
-                raise SpecError(f"{key} {value!r} is not one of {', '.join(choices)}")
-        elif kind is Kind.BOOLEAN:
-            flag = read_boolean(value)
-            if flag is None:
-                raise SpecError(f"{key} {value!r} is not a boolean")
-            value = flag
-        elif kind is Kind.SIZE:
-            parse_size(value, what=key)
-        elif kind is Kind.NODESET:
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-            parse_cpuset(value, key)
-        elif kind is Kind.DEVICE_CELLS:
-            parse_device_cells(value)
+        return _ENTRY_ROWS[key].coerce(value)
     except SpecError as error:
         raise error.naming(name) from None
-    return value
 
 
 def _comparable(key: str, value: Any) -> Any:

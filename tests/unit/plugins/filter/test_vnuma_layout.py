@@ -122,6 +122,16 @@ def test_omitted_arguments_take_their_defaults(omit: Any) -> None:
     assert vnuma_layout(RING, omit, vcpus=8, memory="8 GiB") == vnuma_layout(RING, vcpus=8, memory="8 GiB")
 
 
+def test_templated_spec_values_read_as_vnuma_domain_reads_a_guests_entry() -> None:
+    # -e cells=2 arrives as text, as do "yes"/"no": vnuma_domain's guests entries take them (Option.coerce).
+    templated = {"mode": "node", "cells": "2", "cpuless_cells": "yes", "nodeset": 3}
+    typed = {"mode": "node", "cells": 2, "cpuless_cells": True, "nodeset": "3"}
+    assert vnuma_layout(RING, templated, vcpus=8, memory="8 GiB") == vnuma_layout(RING, typed, vcpus=8, memory="8 GiB")
+    assert fail_text(lambda: vnuma_layout(RING, {"cpuless_cells": "maybe"}, vcpus=8, memory="8 GiB", name="db01")) == (
+        "vnuma.libvirt.vnuma_layout: guest db01: cpuless_cells 'maybe' is not a boolean"
+    )
+
+
 @pytest.mark.parametrize(
     ("taken", "pin_of_vcpu_0"),
     [({0: "web01"}, "1"), ({"0-1": "web01"}, "2"), ([0, 1, 2], "3"), ("0-2", "3"), ({}, "0"), ("", "0")],
@@ -164,13 +174,13 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
             "guest db01: pinning core needs 2 free host cores for guest cell 0 on host node 0, 0 are free "
             "(others are dedicated to other guests)",
         ),
-        ({"taken_cpus": "0-x"}, "taken_cpus '0-x': 'x' is not a non-negative integer"),
-        ({"taken_cpus": {"0": 5}}, "taken_cpus maps CPU ids to guest names; CPU 0 maps to int"),
-        ({"taken_cpus": {-1: "web01"}}, "taken_cpus: CPU id -1 is outside 0-16383"),
-        ({"taken_cpus": [0, "1"]}, "taken_cpus must hold CPU ids (integers), got str '1'"),
+        ({"taken_cpus": "0-x"}, "guest db01: taken_cpus '0-x': 'x' is not a non-negative integer"),
+        ({"taken_cpus": {"0": 5}}, "guest db01: taken_cpus maps CPU ids to guest names; CPU 0 maps to int"),
+        ({"taken_cpus": {-1: "web01"}}, "guest db01: taken_cpus: CPU id -1 is outside 0-16383"),
+        ({"taken_cpus": [0, "1"]}, "guest db01: taken_cpus must hold CPU ids (integers), got str '1'"),
         (
             {"taken_cpus": 3},
-            "taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, got int",
+            "guest db01: taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, got int",
         ),
         ({"spec": "host"}, "spec must be a dict of vnuma options, got str"),
         ({"name": 7}, "name must be a string, got int"),
