@@ -256,6 +256,13 @@ def _keepalive_closed(error: _Error) -> bool:
     return error.get_error_domain() == libvirt.VIR_FROM_RPC and "keepalive" in (error.get_error_message() or "")
 
 
+# A definition this collection may define back is read with VIR_DOMAIN_XML_SECURE: without it libvirt
+# leaves out what it counts as secret (a <graphics> passwd), and defining the read back deletes it
+# (https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainXMLFlags).  Nothing read this way is
+# shown: results carry the owned parts' changes and models, never the document; backups are mode 0600.
+_DEFINITION_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE if HAS_LIBVIRT else 0
+
+
 # libvirt's default event loop: one per process, started before the first connection to a daemon.
 _EVENT_LOOP: list[threading.Thread] = []
 _EVENT_LOOP_LOCK = threading.Lock()
@@ -728,7 +735,7 @@ class LibvirtHost:
         for guest in self.guests():
             what = "reading the guest definition"
             try:
-                xml = self._calls.raw(what, guest.domain.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE, guest=guest.name)
+                xml = self._calls.raw(what, guest.domain.XMLDesc, _DEFINITION_FLAGS, guest=guest.name)
             except libvirt.libvirtError as error:
                 if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     continue
@@ -755,7 +762,9 @@ class LibvirtHost:
 
     def saved_image_xml(self, path: str) -> str:
         """The domain XML stored in a save image (virDomainSaveImageGetXMLDesc), without restoring it."""
-        return self._calls.run(f"reading the save image {path}", self.connection.saveImageGetXMLDesc, path, 0)
+        # Secure, as a definition (_DEFINITION_FLAGS): the restore is given this XML back.
+        flags = libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE
+        return self._calls.run(f"reading the save image {path}", self.connection.saveImageGetXMLDesc, path, flags)
 
     def restore(self, path: str, xml: str, guest: str | None = None) -> None:
         """Restore a save image running, with ``xml`` in place of the XML it holds (virDomainRestoreFlags).
@@ -795,7 +804,7 @@ class LibvirtGuest:
 
     def inactive_xml(self) -> str:
         """The persistent definition: what the next start uses."""
-        return self._call("reading the guest definition", self.domain.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE)
+        return self._call("reading the guest definition", self.domain.XMLDesc, _DEFINITION_FLAGS)
 
     def live_xml(self) -> str:
         return self._call("reading the running guest", self.domain.XMLDesc, 0)
@@ -816,7 +825,7 @@ class LibvirtGuest:
 
         A listing and the reads after it are not atomic: on a busy host guests come and go.
         """
-        flags = 0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE
+        flags = 0 if live else _DEFINITION_FLAGS
         what = "reading the running guest" if live else "reading the guest definition"
         try:
             return self._calls.raw(what, self.domain.XMLDesc, flags, guest=self.name)

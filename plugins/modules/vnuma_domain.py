@@ -189,6 +189,9 @@ options:
   backup:
     description:
       - Save each changed guest's previous inactive definition in O(backup_dir) before changing it.
+      - The definition is saved with what libvirt shows only on request (a C(<graphics>) password), so that
+        defining the file brings the guest back as it was. Each file is readable by its owner only (mode 0600), and
+        a directory created for it too (0700).
     type: bool
     default: false
   backup_dir:

@@ -395,6 +395,36 @@ def test_backup_holds_the_previous_definition(
     assert numa_cells(first_xml) == {}
 
 
+def test_secrets_of_the_definition_survive_the_apply_the_backup_and_absent(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, tmp_path: Path
+) -> None:
+    # libvirt shows a VNC password only to a read with VIR_DOMAIN_XML_SECURE; a definition read without
+    # it and defined back has none.
+    # VNC takes at most 8 characters.
+    password = secrets.token_hex(4)
+    graphics = f"<graphics type='vnc' port='-1' autoport='yes' passwd='{password}'/>"
+    guest = make_guest("vit-secret", vcpus=4, memory_mib=512, start=False, devices_xml=graphics)
+    secure = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+
+    def kept() -> bool:
+        return f"passwd='{password}'" in qemu_conn.lookupByName(guest.name).XMLDesc(secure)
+
+    assert kept() and password not in inactive_xml(qemu_conn, guest.name)
+    backups = tmp_path / "backups"
+    applied = run_module({"name": guest.name, "host_capabilities": RING, "backup": True, "backup_dir": str(backups)})
+    assert applied["changed"] is True and numa_cells(inactive_xml(qemu_conn, guest.name))
+    assert kept()
+    # Nothing the module returns shows it.
+    assert password not in repr(applied)
+    backup = Path(applied["backup_file"])
+    assert f"passwd='{password}'" in backup.read_text()
+    assert (backup.stat().st_mode & 0o777, backups.stat().st_mode & 0o777) == (0o600, 0o700)
+    assert run_module({"name": guest.name, "host_capabilities": RING, "distribution": "interleave"})["changed"]
+    assert kept()
+    assert run_module({"name": guest.name, "state": "absent"})["changed"] is True
+    assert kept() and not numa_cells(inactive_xml(qemu_conn, guest.name))
+
+
 def test_refusals_name_guest_value_and_limit_and_change_nothing(
     make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str
 ) -> None:

@@ -152,6 +152,8 @@ def test_a_backup_of_the_definition_is_written_before_the_define(tmp_path: Path)
     assert backup.parent == tmp_path / "backups" and backup.name.startswith("a.") and backup.suffix == ".xml"
     assert backup.read_text(encoding="utf-8") == original
     assert result.written == [f"backup {backup}", "definition"]
+    # The definition was read with its secrets (a VNC password): for its owner only.
+    assert (backup.stat().st_mode & 0o777, backup.parent.stat().st_mode & 0o777) == (0o600, 0o700)
 
 
 def test_no_backup_when_nothing_changes(tmp_path: Path) -> None:
