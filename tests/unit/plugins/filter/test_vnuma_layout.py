@@ -180,7 +180,8 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
         ({"taken_cpus": [0, "1"]}, "guest db01: taken_cpus must hold CPU ids (integers), got str '1'"),
         (
             {"taken_cpus": 3},
-            "guest db01: taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, got int",
+            "guest db01: taken_cpus must be a dict of CPU id to guest name, a list of CPU ids or a cpuset string, "
+            "got int",
         ),
         ({"spec": "host"}, "spec must be a dict of vnuma options, got str"),
         ({"name": 7}, "name must be a string, got int"),
