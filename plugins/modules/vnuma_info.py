@@ -48,6 +48,8 @@ options:
   guests:
     description:
       - Names or shell patterns (V(db*)) of the guests to report.
+      - An entry that names no defined guest is a warning, as in M(vnuma.libvirt.vnuma_domain); V(*) finds none only
+        on a host without guests, which C(guest_count) says.
     type: list
     elements: str
     default: ["*"]

@@ -54,8 +54,9 @@ __all__ = ["GUEST_STATES", "run_info", "select_guests"]
 GUEST_STATES = ("running", "shutoff", "all")
 
 
-def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> list[GuestEntry]:
-    """The listed guests that ``guests`` selects and ``exclude`` does not, in ``guest_state``.
+def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> tuple[list[GuestEntry], list[str]]:
+    """The listed guests that ``guests`` selects and ``exclude`` does not, in ``guest_state``; and a warning
+    for each entry of ``guests`` that names no defined guest (``*`` aside: it misses only on a host without guests).
 
     The selection rule is ``_core.names``' (an exact name is that guest, anything else a shell pattern),
     the same as vnuma_domain's.
@@ -69,11 +70,17 @@ def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> l
         raise SpecError(f"guest_state {state!r} is not one of {', '.join(GUEST_STATES)}")
     check_entries("guests", patterns)
     check_entries("exclude", excludes)
-    names = select([entry.name for entry in entries], patterns, excludes)[0]
+    names, unmatched = select([entry.name for entry in entries], patterns, excludes)
     chosen = set(names)
-    return [
+    warnings = [
+        f"guests[{index}] {entry!r} matches no defined guest"
+        for index, entry in enumerate(patterns)
+        if entry in unmatched and entry != "*"
+    ]
+    selected = [
         entry for entry in entries if entry.name in chosen and (state == "all" or entry.active == (state == "running"))
     ]
+    return selected, warnings
 
 
 class CellAlignment(TypedDict):
@@ -258,7 +265,8 @@ def run_info(params: Mapping[str, Any], known: Mapping[str, str] | None = None) 
         free_kib, free_pages = _host_figures(host, topology, own)
         # The connection's PCI devices, read once for the host report and every guest's devices.
         host_pci = host_pci_devices(host.pci_device_xmls())
-        infos = [_guest(entry, topology, known or {}, host_pci) for entry in select_guests(host.listing(), params)]
+        selected, warnings = select_guests(host.listing(), params)
+        infos = [_guest(entry, topology, known or {}, host_pci) for entry in selected]
     guests = [info for info in infos if info is not None]
     placements = [info.placement for info in guests]
     lines = render_diagram(
@@ -279,4 +287,5 @@ def run_info(params: Mapping[str, Any], known: Mapping[str, str] | None = None) 
         "aligned_count": sum(1 for info in guests if info.placement.aligned),
         "diagram": "\n".join(lines),
         "diagram_lines": lines,
+        **({"warnings": warnings} if warnings else {}),
     }

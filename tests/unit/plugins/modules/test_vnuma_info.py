@@ -249,6 +249,19 @@ def test_selection_by_pattern_exclude_and_state(conn: Any, guests: Guests) -> No
     assert states[names[0]]["autostart"] is False
 
 
+def test_an_entry_that_names_no_guest_is_a_warning(guests: Guests) -> None:
+    name = guests.define("web1", vcpus=1, memory_mib=256)
+    result = info({"guests": [name, f"{guests.prefix}-nosuch", f"{guests.prefix}-db*"]})
+    assert [guest["name"] for guest in result["guests"]] == [name]
+    assert result["warnings"] == [
+        f"guests[1] '{guests.prefix}-nosuch' matches no defined guest",
+        f"guests[2] '{guests.prefix}-db*' matches no defined guest",
+    ]
+    # Every entry found a guest (or is the default *): no warning.
+    assert "warnings" not in info({"guests": [name]})
+    assert "warnings" not in info({"guests": ["*"], "exclude": ["*"]})
+
+
 def test_a_running_guest_is_judged_by_what_runs_and_reports_a_pending_definition(conn: Any, guests: Guests) -> None:
     name = guests.define("running", vcpus=4, memory_mib=4096)
     dom = conn.lookupByName(name)
