@@ -101,7 +101,9 @@ options:
     description:
       - How many vCPUs are online. The definition's C(<vcpu current>) and its C(<vcpus>) enable order follow it. On
         a running guest, the vCPUs that keep the cells balanced are brought online live and pinned by the layout.
-      - Lowering it changes the count at the next boot only; vCPUs are not unplugged live.
+      - Lowering it changes the count at the next boot only; vCPUs are not unplugged live. Until that boot every run
+        reports RV(restart_required) for the guest (and M(vnuma.libvirt.vnuma_info) reports it pending), so
+        O(restart=if_needed) restarts it on a later run when an earlier one could not.
     type: int
     aliases: [vcpus_live]
   hotplug_memory:

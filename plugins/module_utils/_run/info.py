@@ -43,7 +43,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
     parse_capabilities,
     read_host_capabilities,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import guest_pci_devices, host_pci_devices
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
@@ -154,12 +153,6 @@ def _alignment(placement: GuestPlacement) -> Alignment:
     }
 
 
-def _pending(live: DomainNuma, defined: DomainNuma) -> list[Change]:
-    """Owned values where the next boot (the definition) differs from what runs."""
-    # The rule is the change model's (ChangeKind), the same as vnuma_domain's restart_required.
-    return [change for change in live.changes(defined) if change.kind.pending_in_live()]
-
-
 def _guest(
     entry: GuestEntry,
     topology: HostTopology,
@@ -194,7 +187,7 @@ def _guest(
             source = "live"
     binding = binding_from_domain(current, name, running=entry.active, autostart=entry.autostart)
     placement = place_guest(topology, binding)
-    pending = _pending(current, defined) if source == "live" else []
+    pending = current.waiting_for_boot(defined) if source == "live" else []
     if pending:
         defined_binding = binding_from_domain(defined, name, running=entry.active, autostart=entry.autostart)
         defined_placement = place_guest(topology, defined_binding)

@@ -380,10 +380,10 @@ class Planner:
         plugged: dict[str, int] = {}
         if running:
             live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
-            online = _online(live)
+            online = live.online_vcpus()
             plugged = plugged_of(live.memory_devices)
-            # Hot-plugged vCPUs and DIMMs make the running guest differ without needing a boot.
-            pending = [change for change in live.changes(target) if change.kind is not ChangeKind.HOTPLUG]
+            # What only a boot brings; hot-plugged vCPUs make the running guest differ without one.
+            pending = live.waiting_for_boot(target)
         return Planned(
             request,
             guest,
@@ -414,11 +414,3 @@ class Planner:
             # The new plan must fit with everything else as planned and as counted.
             self.check_capacity([self.replanned.get(other.request.name, other) for other in self.planned_items])
         return item
-
-
-def _online(live: DomainNuma) -> set[int]:
-    """The vCPUs a running guest has online."""
-    if live.vcpus is not None:
-        return {state.id for state in live.vcpus.vcpus if state.enabled}
-    count = live.vcpu.current or live.vcpu.count if live.vcpu is not None else 1
-    return set(range(count))

@@ -43,13 +43,17 @@ class ChangeKind(Enum):
             return not hotplugging
         return self is ChangeKind.NEEDS_BOOT
 
-    def pending_in_live(self) -> bool:
+    def pending_in_live(self, vcpus_lowered: bool = False) -> bool:
         """Whether a difference between a running guest and its definition is waiting for a boot.
 
         Hot-plugged and runtime values make the running guest differ from its definition by nature;
         anything else (pins included: a pin changed in the definition only) is reported as pending.
+        ``vcpus_lowered``: the guest runs more vCPUs than its definition brings online, which only a boot
+        lowers, so the vCPU (hot-plug) differences wait for it too.
         """
-        return self is not ChangeKind.HOTPLUG and self is not ChangeKind.RUNTIME
+        if self is ChangeKind.HOTPLUG:
+            return vcpus_lowered
+        return self is not ChangeKind.RUNTIME
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,23 @@ class DomainNuma:
 
     # ----------------------------------------------------------------------------------- writing
 
+    def online_vcpus(self) -> set[int]:
+        """The vCPUs online: as ``<vcpus>`` enables them, else the first ``<vcpu current>`` (all without it)."""
+        if self.vcpus is not None:
+            return {state.id for state in self.vcpus.vcpus if state.enabled}
+        count = (self.vcpu.current or self.vcpu.count) if self.vcpu is not None else 1
+        return set(range(count))
+
+    def waiting_for_boot(self, defined: DomainNuma) -> list[Change]:
+        """Where this running guest differs from its definition ``defined`` in what only its next boot brings.
+
+        The change kinds say which differences wait (``ChangeKind.pending_in_live``), the same rule as
+        vnuma_domain's ``restart_required``; and vCPUs online above what ``defined`` brings online wait too:
+        the collection adds vCPUs live but never takes them offline, so a lower count waits for the boot.
+        """
+        lowered = len(self.online_vcpus()) > len(defined.online_vcpus())
+        return [change for change in self.changes(defined) if change.kind.pending_in_live(lowered)]
+
     def apply(self, root: etree._Element) -> None:
         """Make the owned parts of ``root`` equal to this model, in place; nothing else is touched.
 

@@ -289,6 +289,17 @@ def test_a_running_guest_without_a_new_definition_is_not_pending(conn: Any, gues
     assert guest["alignment"]["locality"] == 1.0
 
 
+def test_fewer_vcpus_defined_than_run_are_pending(conn: Any, guests: Guests) -> None:
+    # vnuma_domain adds vCPUs live but never takes them offline: a lower count waits for the boot.
+    name = guests.define("lowered", ALIGNED)
+    dom = conn.lookupByName(name)
+    dom.create()
+    dom.setVcpusFlags(2, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    guest = info({"host_capabilities": RING, "guests": [name]})["guests"][0]
+    assert (guest["source"], guest["pending"]) == ("live", True)
+    assert guest["pending_changes"] == ["vcpu/current: None -> 2"]
+
+
 def test_errors_name_the_value() -> None:
     result = info_fails({"host_capabilities": "/nonexistent/caps.xml"})
     assert result["msg"] == "host_capabilities: cannot read '/nonexistent/caps.xml': No such file or directory"

@@ -187,3 +187,25 @@ def test_guests_asking_for_dedicated_cpus_are_planned_first() -> None:
     assert a is not None and b is not None and a.vcpu_pins is not None and b.vcpu_pins is not None
     held = {cpu for pin in a.vcpu_pins for cpu in pin}
     assert held and not held & {cpu for pin in b.vcpu_pins for cpu in pin}
+
+
+def test_fewer_vcpus_than_run_waits_for_the_boot_until_the_guest_restarts() -> None:
+    # vCPUs are added live but never taken offline: a lower current count is the next boot's.
+    hypervisor = fake("a", running=("a",))
+    guest = hypervisor.guests["a"]
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST, current_vcpus=4)])
+    guest.destroy()
+    guest.start()
+    request = GuestRequest("a", HOST, current_vcpus=2)
+    (first,) = Converger(hypervisor, TOPOLOGY).converge([request])
+    assert first.written == ["definition"] and first.restart_required is True
+    # The definition already says 2; the guest still runs 4: the rerun does not forget it.
+    (again,) = Converger(hypervisor, TOPOLOGY).converge([request])
+    assert (again.changed, again.written, again.restart_required) == (False, [], True)
+    (plain,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert plain.restart_required is True
+    # Once it has booted the definition, nothing waits.
+    guest.destroy()
+    guest.start()
+    (booted,) = Converger(hypervisor, TOPOLOGY).converge([request])
+    assert (booted.changed, booted.restart_required) == (False, False)

@@ -139,6 +139,12 @@ def test_what_each_kind_means(kind: ChangeKind, hotplugging: bool, waits: bool, 
     assert kind.pending_in_live() is pending
 
 
+def test_vcpu_differences_are_pending_only_when_fewer_are_defined_than_run() -> None:
+    assert ChangeKind.HOTPLUG.pending_in_live(vcpus_lowered=True) is True
+    assert ChangeKind.RUNTIME.pending_in_live(vcpus_lowered=True) is False
+    assert ChangeKind.NEEDS_BOOT.pending_in_live(vcpus_lowered=True) is True
+
+
 def test_kind_is_not_part_of_equality() -> None:
     assert Change("vcpu", 1, 2, ChangeKind.LIVE) == Change("vcpu", 1, 2)
     assert Change("vcpu", 1, 2).kind is ChangeKind.NEEDS_BOOT
