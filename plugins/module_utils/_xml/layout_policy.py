@@ -12,6 +12,8 @@ Each takes the layout and, where the user's own values stay, the element as the 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
     keep_requested,
@@ -72,29 +74,40 @@ def vcpu_for(layout: Layout, current: Vcpu | None) -> Vcpu:
 def vcpus_for(layout: Layout) -> Vcpus | None:
     """The hotplug state a layout asks for, or None when every vCPU is online at boot.
 
-    Rules (libvirt, https://libvirt.org/formatdomain.html#cpu-allocation): every vCPU is
-    listed; the online ones are the first ``current_vcpus`` of the enable order; the online
-    vCPUs that form the prefix 0..p-1 of ids are the boot set (``hotpluggable='no'``: QEMU's
-    ``-smp`` creates exactly those, and vCPU 0 must be one of them); every other vCPU is
-    hot-pluggable, as libvirt requires of disabled ones; ``order`` is the 1-based position in
-    the enable order, given for every online vCPU and no offline one, because libvirt wants it
-    on all online vCPUs once it is used at all.
+    Rules (libvirt, https://libvirt.org/formatdomain.html#cpu-allocation, and the QEMU driver's
+    ``qemuDomainDefVcpusPostParse`` and ``qemuProcessValidateHotpluggableVcpus``): every vCPU is
+    listed; the online ones are the first ``current_vcpus`` of the enable order; the online vCPUs
+    that form the prefix 0..p-1 of ids are the boot set (``hotpluggable='no'``: QEMU's ``-smp``
+    creates exactly those, and vCPU 0 must be one of them); every other vCPU is hot-pluggable, as
+    libvirt requires of disabled ones.  ``order`` is given for every online vCPU and no offline
+    one, because libvirt wants it on all online vCPUs once it is used at all; the numbers are
+    1..``current_vcpus``, each used once (libvirt refuses a duplicate at start).
+
+    ``order`` is the sequence in which libvirt hot-plugs the online hot-pluggable vCPUs at start,
+    so each of those keeps its 1-based position in the enable order.  The boot set has no such
+    sequence (``-smp`` creates it in one go) and libvirt wants its numbers ascending by id ("online
+    non-hotpluggable vcpus must be ordered in ascending order"): it takes its own positions, sorted
+    and handed out in id order.  Where those already ascend, every vCPU keeps its position: a
+    definition libvirt accepted before does not change.
     """
     if layout.current_vcpus >= layout.vcpus:
         return None
     _check_enable_order(layout)
-    online = set(layout.enable_order[: layout.current_vcpus])
-    position = {vcpu: index + 1 for index, vcpu in enumerate(layout.enable_order)}
+    online_order = layout.enable_order[: layout.current_vcpus]
+    online = set(online_order)
+    position = {vcpu: index + 1 for index, vcpu in enumerate(online_order)}
     prefix = 0
     while prefix in online:
         prefix += 1
+    # The boot set's positions, ascending by id; vCPU 0 takes 1, as it is first in the enable order.
+    position.update(zip(range(prefix), sorted(position[vcpu] for vcpu in range(prefix)), strict=True))
     return Vcpus(
         tuple(
             VcpuState(
                 id=vcpu,
                 enabled=vcpu in online,
                 hotpluggable=vcpu >= prefix,
-                order=position[vcpu] if vcpu in online else None,
+                order=position.get(vcpu),
             )
             for vcpu in range(layout.vcpus)
         )
@@ -107,6 +120,9 @@ def _check_enable_order(layout: Layout) -> None:
         raise SpecError(f"the vCPU enable order {list(order)} is not a permutation of vCPUs 0-{layout.vcpus - 1}")
     if layout.current_vcpus < 1 or 0 not in order[: layout.current_vcpus]:
         raise SpecError("vCPU 0 must be online at boot (QEMU cannot hot-plug or unplug it)")
+    if order[0] != 0:
+        # libvirt: "vcpu0 must be enabled first" (its order is 1).
+        raise SpecError(f"vCPU 0 must come first in the vCPU enable order {list(order)} (libvirt enables it first)")
 
 
 def topology_for(layout: Layout) -> CpuTopology:
@@ -128,7 +144,13 @@ def cache_for(layout: Layout, current: CpuCache | None) -> CpuCache | None:
 
 
 def numa_for(layout: Layout, current: Numa | None) -> Numa:
-    """``<cpu><numa>``: the layout's cells and distances; the user's backing of each cell id kept.
+    """``<cpu><numa>``: the layout's cells and distances; the user's backing of the cells kept.
+
+    Backing (``memAccess``, ``discard``; each attribute on its own): a cell takes the value of the
+    domain's cell with its id; a cell the domain does not have takes the value every cell of the
+    domain agrees on, and none (the guest-wide ``<memoryBacking>``) when they differ.  So one
+    ``memAccess='shared'`` cell (virtiofs, vhost-user) makes every new cell shared, and a second run
+    finds each cell with its own id and changes nothing.
 
     HMAT: the layout's when the spec asks for it (it then replaces what the domain had); otherwise the
     domain's own, hand-written one, caches with the cell of the same id (``Numa.validate`` refuses
@@ -141,6 +163,9 @@ def numa_for(layout: Layout, current: Numa | None) -> Numa:
     else:
         caches = {cell_id: cell.caches for cell_id, cell in previous_cells.items()}
         interconnects = () if current is None else current.interconnects
+    # memAccess/discard describe how the user backs the guest's memory: per cell id, else the common value.
+    common_access = _common({cell.mem_access for cell in previous_cells.values()})
+    common_discard = _common({cell.discard for cell in previous_cells.values()})
     cells = []
     for cell in layout.cells:
         before = previous_cells.get(cell.id)
@@ -149,9 +174,8 @@ def numa_for(layout: Layout, current: Numa | None) -> Numa:
                 id=cell.id,
                 cpus=sorted_ids(cell.vcpus),
                 memory_kib=cell.memory_kib,
-                # memAccess/discard describe how the user backs that cell; keep them per cell id.
-                mem_access=None if before is None else before.mem_access,
-                discard=None if before is None else before.discard,
+                mem_access=common_access if before is None else before.mem_access,
+                discard=common_discard if before is None else before.discard,
                 # One cell has nothing to be distant from: <distances> only with 2+ cells.
                 distances=(
                     tuple(Sibling(other, value) for other, value in enumerate(cell.distances)) if cell_count > 1 else ()
@@ -160,6 +184,14 @@ def numa_for(layout: Layout, current: Numa | None) -> Numa:
             )
         )
     return Numa(tuple(cells), interconnects)
+
+
+_Value = TypeVar("_Value")
+
+
+def _common(values: set[_Value]) -> _Value | None:
+    """The one value every cell has (None among them counts as a value), or None when they differ."""
+    return next(iter(values)) if len(values) == 1 else None
 
 
 def numatune_for(layout: Layout) -> Numatune:

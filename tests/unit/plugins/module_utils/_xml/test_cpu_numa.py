@@ -144,10 +144,11 @@ def test_cpu_keeps_mode_model_and_features_in_schema_order() -> None:
     assert dict(cpu.attrib) == {"mode": "custom", "match": "exact"}
     assert [child.tag for child in cpu] == ["model", "vendor", "topology", "feature", "numa"]
     cells = cpu.findall("numa/cell")
-    # memAccess/discard and HMAT caches stay with the cell of the same id.
+    # HMAT caches stay with the cell of the same id; memAccess/discard too, and the new cell 1 takes the
+    # value the domain's only cell has (layout_policy.numa_for, tested in test_layout_policy.py).
     assert (cells[0].get("memAccess"), cells[0].get("discard")) == ("shared", "no")
     assert cells[0].find("cache/size").get("value") == "10"
-    assert "memAccess" not in cells[1].attrib
+    assert (cells[1].get("memAccess"), cells[1].get("discard")) == ("shared", "no")
     assert cells[1].find("cache") is None
 
 

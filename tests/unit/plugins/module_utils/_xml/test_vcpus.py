@@ -45,8 +45,10 @@ def test_vcpus_balanced_enable_order() -> None:
 
 
 def test_vcpus_prefix_is_the_boot_set() -> None:
+    # Boot vCPUs take their places in the enable order (1, 3, 2) ascending by id, as libvirt requires
+    # (test_layout_policy.py checks every shape).
     root, _unused, _unused = render(PLAIN, make_layout(vcpus=4, current=3, enable_order=(0, 2, 1, 3)))
-    assert states(root) == [(0, "yes", "no", "1"), (1, "yes", "no", "3"), (2, "yes", "no", "2"), (3, "no", "yes", None)]
+    assert states(root) == [(0, "yes", "no", "1"), (1, "yes", "no", "2"), (2, "yes", "no", "3"), (3, "no", "yes", None)]
 
 
 def test_all_vcpus_online_removes_vcpus_and_current() -> None:
