@@ -36,7 +36,7 @@ from ansible.plugins.filter.core import to_json, to_nice_json
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_host_svg import vnuma_host_svg
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import SUMMARY_REPORT_NAME, expand_fleet_result
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import module_data
 
 _DIR_MODE = 0o755
@@ -151,6 +151,21 @@ def _trailing_newlines(text: str) -> int:
     return len(text) - len(text.rstrip("\n"))
 
 
+def check_host_report(path: str, directory: str, name: str) -> None:
+    """Refuse a host report ``path`` that is not a file right in ``directory``, or that is the fleet summary's.
+
+    The role never passes one (preflight refuses an inventory name that cannot name its reports): a name with a
+    ``/`` would write into another directory, or out of the report directory, and ``fleet`` over the summary.
+    """
+    where, base = os.path.split(os.path.normpath(path))
+    stem = os.path.splitext(base)[0]
+    if where != os.path.normpath(directory) or stem.casefold() == SUMMARY_REPORT_NAME:
+        raise AnsibleActionFail(
+            f"{name} '{path}' must be a file in dir '{directory}' other than the fleet summary's "
+            f"({SUMMARY_REPORT_NAME}.json, {SUMMARY_REPORT_NAME}.html)"
+        )
+
+
 def _text(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise AnsibleActionFail(f"{name} must be a path (a non-empty string), got {type(value).__name__}")
@@ -237,10 +252,12 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail("result must be a vnuma_fleet_result, with report.json and report.html")
             json_path = _text(report.get("json"), "result.report.json")
             html_path = _text(report.get("html"), "result.report.html")
+            check_host_report(json_path, directory, "result.report.json")
+            check_host_report(html_path, directory, "result.report.html")
             written += self._write_pair(json_path, html_path, _HOST_TEMPLATE, host_result, task_vars)
         summary = args.get("summary")
         if summary is not None:
-            fleet = os.path.join(directory, "fleet")
+            fleet = os.path.join(directory, SUMMARY_REPORT_NAME)
             written += self._write_pair(f"{fleet}.json", f"{fleet}.html", _FLEET_TEMPLATE, summary, task_vars)
         # The reports are the role's output, not a change to the fleet: never changed, written in check mode too.
         result.update(changed=False, dir=directory, written=written, check_mode=bool(self._play_context.check_mode))

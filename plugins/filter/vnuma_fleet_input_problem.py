@@ -11,15 +11,20 @@ version_added: 0.1.0
 author: vnuma.libvirt contributors (@vnuma)
 description:
   - The P(vnuma.libvirt.vnuma_fleet#role) role checks, before it reads anything, what C(meta/argument_specs.yml) cannot
-    say. C(restart_batch) at least 1, C(shutdown_timeout) from 0 to 86400, C(max_fail_percentage) from 0 to 100 and,
-    with C(plan_and_apply) V(together) on several hypervisors, 100. Every override a mapping of options a
-    M(vnuma.libvirt.vnuma_domain) guests entry takes. This filter gives the first problem as one line, or null.
+    say. The inventory name C(host) must name the hypervisor's report files C(<host>.json) and C(<host>.html) in the
+    report directory. It must not be empty, V(.) or V(..), contain C(/) or NUL, be the fleet summary's name V(fleet)
+    in any case, or be longer than 240 bytes. C(restart_batch) at least 1, C(shutdown_timeout) from 0 to 86400,
+    C(max_fail_percentage) from 0 to 100 and, with C(plan_and_apply) V(together) on several hypervisors, 100. Every
+    override a mapping of options a M(vnuma.libvirt.vnuma_domain) guests entry takes.
+  - This filter gives the first kind of problem as one line, or null. Every number out of its range is named in that
+    line, with its value and its limit.
   - It is the role's internal wiring; its input and output may change with the role.
 options:
   _input:
     description:
-      - A dict with the keys C(restart_batch), C(shutdown_timeout), C(max_fail_percentage), C(plan_and_apply),
-        C(hypervisors) (how many the play has) and C(overrides), the role's inputs of those names.
+      - A dict with the keys C(host) (the hypervisor's inventory name), C(restart_batch), C(shutdown_timeout),
+        C(max_fail_percentage), C(plan_and_apply), C(hypervisors) (how many the play has) and C(overrides), the role's
+        inputs of those names.
     type: dict
     required: true
   entry_options:
@@ -39,14 +44,16 @@ EXAMPLES = r"""
     fail_msg: "{{ problem }}"
   vars:
     problem: >-
-      {{ {'restart_batch': 1, 'shutdown_timeout': 120, 'max_fail_percentage': 100, 'plan_and_apply': 'auto',
-          'hypervisors': 1, 'overrides': {'db01': {'pinning': 'core'}}}
+      {{ {'host': inventory_hostname, 'restart_batch': 1, 'shutdown_timeout': 120, 'max_fail_percentage': 100,
+          'plan_and_apply': 'auto', 'hypervisors': 1, 'overrides': {'db01': {'pinning': 'core'}}}
          | vnuma.libvirt.vnuma_fleet_input_problem(['mode', 'pinning', 'state']) }}
 """
 
 RETURN = r"""
 _value:
-  description: The first problem, such as C(vnuma_fleet_overrides of db01. unknown option(s) vcpus; known ...), or null.
+  description:
+    - The first kind of problem, such as C(vnuma_fleet_overrides of db01. unknown option(s) vcpus; known ...) or
+      C(vnuma_fleet_restart_batch must be at least 1 (got 0)), or null.
   type: str
 """
 
@@ -56,7 +63,15 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
 
 _NAME = "vnuma_fleet_input_problem"
-_KEYS = ("restart_batch", "shutdown_timeout", "max_fail_percentage", "plan_and_apply", "hypervisors", "overrides")
+_KEYS = (
+    "host",
+    "restart_batch",
+    "shutdown_timeout",
+    "max_fail_percentage",
+    "plan_and_apply",
+    "hypervisors",
+    "overrides",
+)
 
 
 def vnuma_fleet_input_problem(inputs: Any, entry_options: Any) -> str | None:

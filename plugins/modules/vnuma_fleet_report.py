@@ -59,6 +59,9 @@ options:
     description:
       - One hypervisor's C(vnuma_fleet_result). Written as JSON to its C(report.json) and, through the role's
         C(report.html.j2), as HTML to its C(report.html).
+      - Both must be files right in O(dir), other than the fleet summary's C(fleet.json) and C(fleet.html) (compared
+        without case); anything else is refused before a file is written. The role's preflight refuses an inventory
+        name that could not name them.
     type: dict
   result_var:
     description:

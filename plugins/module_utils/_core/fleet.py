@@ -17,6 +17,9 @@ failed), the others go on, and the call fails.  A call that fails before any gue
 connection, a capacity refusal) has no ``guests``.  The role tells the two apart here: per-guest
 failures leave the hypervisor going, anything else fails it.
 
+``fleet_input_problem`` checks what the role's argument spec cannot say, before anything is read, and
+``report_name_problem`` whether a hypervisor's inventory name can name its report files.
+
 ``compact_fleet_result`` and ``expand_fleet_result`` are the two halves of the fleet call's compact result
 (vnuma_domain's ``fleet.compact``): the guests' results, a few kilobytes per guest, travel as one JSON text
 that only the role's Python reads.  Ansible copies every value of a nested result several times (the
@@ -35,12 +38,15 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits, shown
 
 __all__ = [
+    "REPORT_NAME_MAX_BYTES",
     "SPEC_SOURCES",
+    "SUMMARY_REPORT_NAME",
     "compact_fleet_result",
     "expand_fleet_result",
     "fleet_input_problem",
     "fleet_requests",
     "guest_failures",
+    "report_name_problem",
 ]
 
 # Where a guest's spec comes from, as the report's ``spec_source`` says it.
@@ -228,32 +234,65 @@ def expand_fleet_result(compact: Mapping[str, Any]) -> dict[str, Any]:
 
 # The limits of the role's inputs that its argument spec cannot say (meta/argument_specs.yml checks the types).
 SHUTDOWN_TIMEOUT_MAX = 86400
+# The fleet summary's name in the report directory (fleet.json, fleet.html): no hypervisor's report may take it.
+SUMMARY_REPORT_NAME = "fleet"
+# The longest inventory name (in UTF-8 bytes) that names a hypervisor's report files: 255 bytes, the longest file
+# name of Linux's and macOS's file systems, less what the report writer adds for the temporary file it writes first
+# and renames (plugins/action/vnuma_fleet_report.py:write_file): "." before, ".html." and 8 characters after.
+REPORT_NAME_MAX_BYTES = 240
+
+
+def report_name_problem(host: Any) -> str | None:
+    """Why the inventory name ``host`` cannot name its report files in the report directory; None when it can.
+
+    A hypervisor's reports are ``<report dir>/<host>.json`` and ``<host>.html``.  Refused: an empty name, ``.`` and
+    ``..`` (path components, not names), a name with ``/`` (the report would go to another directory, or out of
+    the report directory) or NUL (no file name holds it), the fleet summary's name in any case (a file system that
+    ignores case, such as macOS's, takes ``Fleet.json`` for ``fleet.json``), and a name longer than
+    ``REPORT_NAME_MAX_BYTES``.
+    """
+    if not isinstance(host, str):
+        why = f"is not a string but {_kind(host)}"
+    elif not host:
+        why = "is empty"
+    elif host in (".", ".."):
+        why = f"is {host!r}, which names a directory in a path"
+    elif "/" in host:
+        why = "contains '/', which would put the reports in another directory or outside vnuma_fleet_report_dir"
+    elif "\0" in host:
+        why = "contains a NUL character, which no file name can hold"
+    elif host.casefold() == SUMMARY_REPORT_NAME:
+        why = (
+            f"would be the fleet summary's name ({SUMMARY_REPORT_NAME}.json, {SUMMARY_REPORT_NAME}.html; compared "
+            "without case, as macOS's file system compares names)"
+        )
+    else:
+        size = len(host.encode("utf-8", "surrogateescape"))
+        if size <= REPORT_NAME_MAX_BYTES:
+            return None
+        why = f"is {size} bytes long, more than {REPORT_NAME_MAX_BYTES} (a file name has at most 255 bytes)"
+    return (
+        f"inventory_hostname {shown(host)} cannot name this hypervisor's reports (<name>.json, <name>.html in "
+        f"vnuma_fleet_report_dir): it {why}; give the host another name in the inventory"
+    )
 
 
 def fleet_input_problem(inputs: Mapping[str, Any], entry_options: Any) -> str | None:
     """What is wrong with the ``vnuma_fleet`` role's inputs, before anything is read; None when nothing is.
 
-    ``inputs``: ``restart_batch``, ``shutdown_timeout``, ``max_fail_percentage``, ``plan_and_apply``,
-    ``hypervisors`` (the play's) and ``overrides``; ``entry_options``: the keys a ``vnuma_domain`` guests entry
-    takes.  The first problem, in this order: the numbers (with ``plan_and_apply`` together, the apply gate needs
-    every hypervisor's plan before any apply, so several hypervisors need ``max_fail_percentage`` 100), an override
-    that is not a mapping, overrides with unknown options.
+    ``inputs``: ``host`` (the inventory name), ``restart_batch``, ``shutdown_timeout``, ``max_fail_percentage``,
+    ``plan_and_apply``, ``hypervisors`` (the play's) and ``overrides``; ``entry_options``: the keys a ``vnuma_domain``
+    guests entry takes.  The first kind of problem, in this order: the inventory name (``report_name_problem``), the
+    numbers (each number out of its range, with its value and its limit, separated by ``; ``; with ``plan_and_apply``
+    together, the apply gate needs every hypervisor's plan before any apply, so several hypervisors need
+    ``max_fail_percentage`` 100), an override that is not a mapping, overrides with unknown options.
     """
-    batch, timeout, percent = (inputs[key] for key in ("restart_batch", "shutdown_timeout", "max_fail_percentage"))
-    together = inputs["plan_and_apply"] == "together"
-    # A value that is no whole number (the argument spec lets none through) is out of every range.
-    numbers = [_whole(value) for value in (batch, timeout, percent)]
-    if (
-        not numbers[0] >= 1
-        or not 0 <= numbers[1] <= SHUTDOWN_TIMEOUT_MAX
-        or not 0 <= numbers[2] <= 100
-        or (together and numbers[2] != 100 and _whole(inputs["hypervisors"]) != 1)
-    ):
-        return (
-            f"vnuma_fleet_restart_batch must be at least 1 (got {batch}), vnuma_fleet_shutdown_timeout from 0 to "
-            f"{SHUTDOWN_TIMEOUT_MAX} (got {timeout}) and vnuma_fleet_max_fail_percentage from 0 to 100 (got {percent})"
-            + (", and 100 with vnuma_fleet_plan_and_apply together on several hypervisors" if together else "")
-        )
+    name_problem = report_name_problem(inputs["host"])
+    if name_problem is not None:
+        return name_problem
+    problems = _number_problems(inputs)
+    if problems:
+        return "; ".join(problems)
     overrides = _options(inputs["overrides"], "vnuma_fleet_overrides")
     not_mappings = [str(name) for name, value in overrides.items() if not isinstance(value, Mapping)]
     if not_mappings:
@@ -270,6 +309,25 @@ def fleet_input_problem(inputs: Mapping[str, Any], entry_options: Any) -> str | 
             f"known: {', '.join(sorted(known))}"
         )
     return None
+
+
+def _number_problems(inputs: Mapping[str, Any]) -> list[str]:
+    """Each of the role's numbers that is out of its range, with its value and its limit (in the inputs' order)."""
+    batch, timeout, percent = (inputs[key] for key in ("restart_batch", "shutdown_timeout", "max_fail_percentage"))
+    # A value that is no whole number (the argument spec lets none through) is out of every range.
+    problems = []
+    if not _whole(batch) >= 1:
+        problems.append(f"vnuma_fleet_restart_batch must be at least 1 (got {shown(batch)})")
+    if not 0 <= _whole(timeout) <= SHUTDOWN_TIMEOUT_MAX:
+        problems.append(f"vnuma_fleet_shutdown_timeout must be from 0 to {SHUTDOWN_TIMEOUT_MAX} (got {shown(timeout)})")
+    if not 0 <= _whole(percent) <= 100:
+        problems.append(f"vnuma_fleet_max_fail_percentage must be from 0 to 100 (got {shown(percent)})")
+    elif inputs["plan_and_apply"] == "together" and _whole(percent) != 100 and _whole(inputs["hypervisors"]) != 1:
+        problems.append(
+            f"vnuma_fleet_max_fail_percentage must be 100 with vnuma_fleet_plan_and_apply together on several "
+            f"hypervisors (got {shown(percent)}; the play has {shown(inputs['hypervisors'])} hypervisors)"
+        )
+    return problems
 
 
 def _whole(value: Any) -> float:

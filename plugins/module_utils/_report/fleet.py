@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result, report_name_problem
 
 __all__ = [
     "FLEET_RESULT_INPUTS",
@@ -266,6 +266,58 @@ def _status(inputs: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
     return "converted" if any(row["changed"] for row in rows) else "unchanged"
 
 
+# The role's steps after its apply step: the guests that did not fail had gone on when one of these failed.
+_STEPS_AFTER_APPLY = ("restart", "verify", "migration hook")
+
+
+def _others_went_on(failure: Any, held_back: Any, failed: int, selected: int) -> bool:
+    """Whether the guests that did not fail went on through the role's steps: there are some, no step before the
+    restarts failed, and no gate held them back.  A failure before or at the apply step changed nothing more."""
+    if failed >= selected or held_back is not None:
+        return False
+    return failure is None or _mapping(failure).get("step") in _STEPS_AFTER_APPLY
+
+
+def _drawing_after(host: Any, check: bool, rows: list[dict[str, Any]], failure: Any, held_back: Any) -> dict[str, Any]:
+    """What the HTML report's diagram after draws: the guests drawn with their planned layout, its title and a note.
+
+    In check mode, every guest with a plan: nothing was changed, the diagram shows the plan.  Otherwise only the
+    guests changed here, as applied: those whose definition was written (``changed``, failed at apply after a write
+    included) and those restarted into a definition written before; the others as they were read before.  No guest
+    when none was: no diagram, and the note says why.
+    """
+    if check:
+        planned = [row["name"] for row in rows if row["planned"] and row["error"] is None]
+        if not planned:
+            return {"guests": [], "title": None, "note": "No guest was planned (check mode: nothing was changed)."}
+        return {
+            "guests": planned,
+            "title": f"{host} planned",
+            "note": "Every guest with its planned layout in place (check mode: nothing was changed); a running guest "
+            "would run it from its next boot, a guest whose plan failed is drawn as before.",
+        }
+    applied = [row["name"] for row in rows if (row["changed"] or row["restarted"]) and row["planned"]]
+    if applied:
+        return {
+            "guests": applied,
+            "title": f"{host} after: as applied",
+            "note": f"The {len(applied)} of {len(rows)} guests whose definition was written or that were restarted "
+            "into it, with their planned layout in place, the others as before; a running guest with a restart "
+            "pending runs its new layout from its next boot.",
+        }
+    if failure is not None:
+        why = f"step {_mapping(failure).get('step')} failed"
+    elif held_back is not None:
+        why = "held back"
+    elif not rows:
+        why = "no guest selected"
+    elif all(row["error"] is not None for row in rows):
+        why = "every guest failed"
+    else:
+        why = "no guest needed a change"
+    return {"guests": [], "title": None, "note": f"Nothing was changed ({why}): the host is as in the diagram before."}
+
+
 def fleet_result(inputs: Any) -> dict[str, Any]:
     """``vnuma_fleet_result`` from the role's registered results (keys: ``FLEET_RESULT_INPUTS``)."""
     inputs = _require(_with_registered(inputs, FLEET_RESULT_INPUTS, True), FLEET_RESULT_INPUTS)
@@ -298,6 +350,12 @@ def fleet_result(inputs: Any) -> dict[str, Any]:
     host_info = _mapping(inputs["host_info"])
     host = inputs["host"]
     report_dir = inputs["report_dir"]
+    # No report for an inventory name that cannot name its files (preflight refused it: report_name_problem).
+    report = (
+        None
+        if report_name_problem(host) is not None
+        else {"json": f"{report_dir}/{host}.json", "html": f"{report_dir}/{host}.html"}
+    )
     return {
         "host": host,
         "uri": inputs["uri"],
@@ -306,6 +364,7 @@ def fleet_result(inputs: Any) -> dict[str, Any]:
         "failure": failure,
         "held_back": inputs["held_back"],
         "failed_guests": failed_guests,
+        "others_went_on": _others_went_on(failure, inputs["held_back"], len(failed_guests), len(rows)),
         "generated": inputs["generated"],
         "topology": host_info.get("host"),
         "selection": inputs["selection"],
@@ -328,7 +387,8 @@ def fleet_result(inputs: Any) -> dict[str, Any]:
         "verify": inputs["verify"] if inputs["verify"] else None,
         "diagram_before": before["diagram"] if "diagram" in before else host_info.get("diagram"),
         "diagram_after": after_result.get("diagram") if isinstance(after_result, Mapping) else None,
-        "report": {"json": f"{report_dir}/{host}.json", "html": f"{report_dir}/{host}.html"},
+        "drawing_after": _drawing_after(host, bool(inputs["check"]), rows, failure, inputs["held_back"]),
+        "report": report,
     }
 
 
@@ -432,7 +492,10 @@ def _summary_row(name: str, result: Mapping[str, Any], uri: Any) -> dict[str, An
             "failed_guest_names": [guest["name"] for guest in result.get("failed_guests") or []],
             "failure": result["failure"],
             "held_back": result["held_back"],
-            "report": {"json": f"{name}.json", "html": f"{name}.html"},
+            # Preflight refused an inventory name that cannot name its reports: none was written.
+            "report": None
+            if report_name_problem(name) is not None
+            else {"json": f"{name}.json", "html": f"{name}.html"},
         }
     return {
         "host": name,
@@ -476,8 +539,10 @@ def fleet_summary(hosts: Any, generated: Any) -> dict[str, Any]:
 def fleet_failure(result: Any, report_written: Any) -> str | None:
     """Why the role fails this hypervisor at its very end, in one line, or None when it does not.
 
-    A step that failed, or a gate that held the hypervisor back, and the guests that failed alone (the
-    others went on), from its ``vnuma_fleet_result``; then where its report is, or that none was written.
+    A step that failed, or a gate that held the hypervisor back, and the guests that failed alone, from its
+    ``vnuma_fleet_result``; then where its report is, or that none was written (``report_written`` false, or no
+    report for the inventory name).  "the others went on" only when they did: there are others, and neither a
+    step before the restarts nor a gate stopped them.
     """
     result = _mapping(result)
     if not result or not isinstance(report_written, bool):
@@ -492,13 +557,16 @@ def fleet_failure(result: Any, report_written: Any) -> str | None:
     if failed_guests:
         names = ", ".join(guest["name"] for guest in failed_guests)
         errors = "; ".join(guest["error"] for guest in failed_guests)
+        selected = len(result.get("guests") or [])
+        went_on = _others_went_on(failure, result.get("held_back"), len(failed_guests), selected)
         parts.append(
-            f"{len(failed_guests)} of {len(result.get('guests') or [])} guests failed ({names}), "
-            f"the others went on: {errors}"
+            f"{len(failed_guests)} of {selected} guests failed ({names}){', the others went on' if went_on else ''}: "
+            f"{errors}"
         )
     if not parts:
         return None
-    where = f" (report: {result['report']['html']})" if report_written else " (no report written)"
+    report = result.get("report")
+    where = f" (report: {report['html']})" if report_written and report else " (no report written)"
     return f"{result['host']}: {'; '.join(parts)}{where}"
 
 

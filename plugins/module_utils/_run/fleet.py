@@ -216,13 +216,20 @@ def plans_and_applies(fleet: Mapping[str, Any], check_mode: bool) -> bool:
 
 
 def apply_needed(result: Mapping[str, Any], plan: Mapping[str, Any]) -> bool:
-    """Whether the role's apply step has work after ``plan``: it changes something or guests failed at it, and fits.
+    """Whether the role's apply step has work after ``plan``: it changes something or guests failed at it, it leaves
+    a guest to apply, and it fits.
 
-    A plan that changes nothing and fails no guest would write nothing; one that does not fit fails the capacity
-    step (capacity.yml) before any write.
+    A plan that changes nothing and fails no guest would write nothing; one where every guest failed leaves nothing
+    to apply, restart or verify; one that does not fit fails the capacity step (capacity.yml) before any write.
     """
     blocking = bool((plan.get("capacity") or {}).get("blocking"))
-    return not blocking and bool(plan.get("changed") or result["plan_failures"])
+    return not blocking and _left_to_apply(result, plan) and bool(plan.get("changed") or result["plan_failures"])
+
+
+def _left_to_apply(result: Mapping[str, Any], plan: Mapping[str, Any]) -> bool:
+    """Whether ``plan`` has a guest whose plan did not fail: one the apply step would take."""
+    failed = {entry["name"] for entry in result["plan_failures"]}
+    return any(entry.get("name") not in failed for entry in plan.get("guests") or [])
 
 
 def _valid_lock_timeout(value: Any) -> bool:
@@ -354,12 +361,15 @@ def _nothing_to_apply(
 ) -> bool:
     """Whether the role's apply step would not run after ``plan``; if so, ``applied`` says so in ``result``.
 
-    capacity.yml fails on a plan that does not fit (``applied`` null); a plan that changes nothing and
-    fails no guest writes nothing (``applied`` as Ansible registers a skipped task).
+    capacity.yml fails on a plan that does not fit, and a plan where every guest failed leaves no guest to apply,
+    restart or verify (``applied`` null either way: the role's restart and verify steps do not run); a plan that
+    changes nothing and fails no guest writes nothing (``applied`` as Ansible registers a skipped task: the plan
+    stands for the apply, and its guests are verified).
     """
     if apply_needed(result, plan):
         return False
-    result["applied"] = None if (plan.get("capacity") or {}).get("blocking") else dict(NOTHING_TO_APPLY)
+    nothing_left = (plan.get("capacity") or {}).get("blocking") or not _left_to_apply(result, plan)
+    result["applied"] = None if nothing_left else dict(NOTHING_TO_APPLY)
     _read_after_plan(params, result, result["before"], known)
     return True
 

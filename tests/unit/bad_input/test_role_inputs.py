@@ -42,16 +42,12 @@ ENTRY_OPTIONS = (
     "memory, memory_device, memory_mode, memory_slots, memory_split, mode, nodeset, pci_numa_affinity, pinning, "
     "replan, state, total_memory"
 )
-RANGES = (
-    "vnuma_fleet_restart_batch must be at least 1 (got {batch}), vnuma_fleet_shutdown_timeout from 0 to 86400 "
-    "(got {timeout}) and vnuma_fleet_max_fail_percentage from 0 to 100 (got {percent})"
-)
+# Each number out of its range is named alone, with its value and its limit.
+BATCH = "vnuma_fleet_restart_batch must be at least 1 (got {0})"
+TIMEOUT = "vnuma_fleet_shutdown_timeout must be from 0 to 86400 (got {0})"
+PERCENT = "vnuma_fleet_max_fail_percentage must be from 0 to 100 (got {0})"
 ARGS = "Validation of arguments failed:\n"
 REPORT = "vnuma_fleet_report_dir '{path}' is not a directory the controller can write the reports in: "
-
-
-def ranges(batch: Any = 1, timeout: Any = 120, percent: Any = 100) -> str:
-    return RANGES.format(batch=batch, timeout=timeout, percent=percent)
 
 
 # (role variables, the step that refuses them, the exact message).  "{tmp}" is a scratch directory that
@@ -131,22 +127,36 @@ CASES = [
         id="overrides-not-a-dict",
     ),
     # -- preflight: before anything is read from the hypervisor
-    pytest.param({"vnuma_fleet_restart_batch": 0}, "preflight", ranges(batch=0), id="restart-batch-zero"),
-    pytest.param({"vnuma_fleet_shutdown_timeout": -5}, "preflight", ranges(timeout=-5), id="shutdown-timeout-negative"),
+    pytest.param({"vnuma_fleet_restart_batch": 0}, "preflight", BATCH.format(0), id="restart-batch-zero"),
+    pytest.param({"vnuma_fleet_shutdown_timeout": -5}, "preflight", TIMEOUT.format(-5), id="shutdown-timeout-negative"),
     pytest.param(
-        {"vnuma_fleet_shutdown_timeout": 86401}, "preflight", ranges(timeout=86401), id="shutdown-timeout-above-a-day"
+        {"vnuma_fleet_shutdown_timeout": 86401}, "preflight", TIMEOUT.format(86401), id="shutdown-timeout-above-a-day"
     ),
     pytest.param(
-        {"vnuma_fleet_max_fail_percentage": 101}, "preflight", ranges(percent=101), id="max-fail-percentage-above"
+        {"vnuma_fleet_max_fail_percentage": 101}, "preflight", PERCENT.format(101), id="max-fail-percentage-above"
     ),
     pytest.param(
-        {"vnuma_fleet_max_fail_percentage": -1}, "preflight", ranges(percent=-1), id="max-fail-percentage-negative"
+        {"vnuma_fleet_max_fail_percentage": -1}, "preflight", PERCENT.format(-1), id="max-fail-percentage-negative"
+    ),
+    pytest.param(
+        # Two numbers out of range: both are named, each with its value and its limit, and only they.
+        {"vnuma_fleet_restart_batch": 0, "vnuma_fleet_shutdown_timeout": 86401},
+        "preflight",
+        BATCH.format(0) + "; " + TIMEOUT.format(86401),
+        id="restart-batch-and-shutdown-timeout",
     ),
     pytest.param(
         # The apply gate needs every hypervisor's plan before any apply; this play has several hypervisors.
         {"vnuma_fleet_plan_and_apply": "together", "vnuma_fleet_max_fail_percentage": 50},
         "preflight",
-        ranges(percent=50) + ", and 100 with vnuma_fleet_plan_and_apply together on several hypervisors",
+        # Every case is a hypervisor of the play.
+        re.compile(
+            re.escape(
+                "vnuma_fleet_max_fail_percentage must be 100 with vnuma_fleet_plan_and_apply together on several "
+                "hypervisors (got 50; the play has "
+            )
+            + r"\d+ hypervisors\)"
+        ),
         id="plan-and-apply-together-with-a-gate",
     ),
     pytest.param(

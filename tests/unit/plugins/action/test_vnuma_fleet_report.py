@@ -19,8 +19,9 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from ansible.errors import AnsibleActionFail
 
-from ansible_collections.vnuma.libvirt.plugins.action.vnuma_fleet_report import render_template
+from ansible_collections.vnuma.libvirt.plugins.action.vnuma_fleet_report import check_host_report, render_template
 
 ROOT = Path(__file__).resolve().parents[4]
 TEMPLATES = ROOT / "roles" / "vnuma_fleet" / "templates"
@@ -62,3 +63,24 @@ def test_undefined_values_fail() -> None:
 def test_none_is_written_as_nothing() -> None:
     # Ansible's templar writes {{ none }} as nothing (a hugepage pool whose free count is unknown).
     assert render_template("({{ x }} free)", [], {"x": None}) == "( free)"
+
+
+@pytest.mark.parametrize("path", ["/r/hv01.json", "/r/hv01.html", "/r//hv01.json", "/r/fleet01.json", "/r/..json"])
+def test_a_host_report_right_in_the_directory_is_written(path: str) -> None:
+    check_host_report(path, "/r/", "result.report.json")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/r/rack1/hv01.json",  # another directory
+        "/r/../escaped.json",  # out of the report directory
+        "/elsewhere/hv01.json",
+        "hv01.json",
+        "/r/fleet.json",  # the fleet summary's
+        "/r/Fleet.html",
+    ],
+)
+def test_a_host_report_elsewhere_or_over_the_summary_is_refused(path: str) -> None:
+    with pytest.raises(AnsibleActionFail, match=r"^result\.report\.json '.*' must be a file in dir '/r' other than "):
+        check_host_report(path, "/r", "result.report.json")

@@ -68,6 +68,40 @@ WEB01 = {"name": "web01", "step": "apply", "error": "guest web01: refused", "cha
             "guest db02: bad spec (report: /srv/r/hv01.html)",
         ),
         (
+            # A step before the restarts failed: the others did not go on (nothing was changed).
+            result(
+                failure={
+                    **FAILURE,
+                    "step": "capacity",
+                    "msg": "the plan for 1 guest does not fit hv01, nothing was changed: host node 0: ...",
+                },
+                failed_guests=[DB02, WEB01],
+            ),
+            True,
+            "hv01: step capacity failed: the plan for 1 guest does not fit hv01, nothing was changed: host node 0: "
+            "...; 2 of 3 guests failed (db02, web01): guest db02: bad spec; guest web01: refused "
+            "(report: /srv/r/hv01.html)",
+        ),
+        (
+            # A gate held the others back.
+            result(held_back="apply held back: 1 of 2 hypervisors failed (hv02)", failed_guests=[DB02]),
+            True,
+            "hv01: apply held back: 1 of 2 hypervisors failed (hv02); 1 of 3 guests failed (db02): guest db02: bad "
+            "spec (report: /srv/r/hv01.html)",
+        ),
+        (
+            # Every guest failed: there are no others.
+            result(guests=[{"name": "db02"}], failed_guests=[DB02]),
+            True,
+            "hv01: 1 of 1 guests failed (db02): guest db02: bad spec (report: /srv/r/hv01.html)",
+        ),
+        (
+            # An inventory name that cannot name its reports has none (preflight refused it).
+            result(host="fleet", failure=FAILURE, report=None),
+            True,
+            "fleet: step preflight failed: cannot connect to libvirt (no report written)",
+        ),
+        (
             # The step's failure wins over a gate in the message, as in the Jinja expression it replaces.
             result(failure=FAILURE, held_back="restart held back"),
             True,

@@ -470,3 +470,26 @@ def test_a_bad_compact_choice_is_refused(fleet_names: list[str]) -> None:
         {"uri": URI, "host_capabilities": RING, "fleet": {**fleet(fleet_names), "compact": "yes"}}, module=vnuma_domain
     )
     assert failed["msg"] == "fleet: compact 'yes' must be true or false"
+
+
+@pytest.mark.parametrize("apply", ["together", "apart"])
+def test_nothing_is_applied_or_verified_when_every_guest_fails_its_plan(fleet_names: list[str], apply: str) -> None:
+    """Every selected guest fails at plan: nothing is left to apply, restart or verify, together or apart.
+
+    ``applied`` null (as when the plan does not fit) keeps the role's restart and verify steps from running, so that
+    its report says ``verify: null`` either way; the apply step has nothing to do.
+    """
+    options = fleet(fleet_names)
+    options["overrides"] = {name: {"mode": "node", "nodeset": "7"} for name in fleet_names[:2]}
+    original = _definitions(fleet_names)
+    choice = {"plan_and_apply": apply, "hypervisors": 1}
+    result = domain({"fleet": {**options, "apply": choice, "compact": True}, "report_after": True})
+    assert [item["name"] for item in result["plan_failures"]] == fleet_names[:2]
+    assert result["together"] is (apply == "together")
+    assert (result["apply_needed"], result["applied"], result["changed"], result["failure"]) == (
+        False,
+        None,
+        False,
+        None,
+    )
+    assert _definitions(fleet_names) == original
