@@ -14,8 +14,11 @@ description:
     say. The inventory name C(host) must name the hypervisor's report files C(<host>.json) and C(<host>.html) in the
     report directory. It must not be empty, V(.) or V(..), contain C(/) or NUL, be the fleet summary's name V(fleet)
     in any case, or be longer than 240 bytes. C(restart_batch) at least 1, C(shutdown_timeout) from 0 to 86400,
-    C(max_fail_percentage) from 0 to 100 and, with C(plan_and_apply) V(together) on several hypervisors, 100. Every
-    override a mapping of options a M(vnuma.libvirt.vnuma_domain) guests entry takes.
+    C(max_fail_percentage) from 0 to 100 and, with C(plan_and_apply) V(together) on several hypervisors, 100.
+    C(connect_timeout), C(call_timeout), C(reserved_memory), the C(guests) and C(exclude) entries and the C(spec) as
+    M(vnuma.libvirt.vnuma_domain) reads them, named as the role's inputs (a bad C(spec) fails every guest, so it is
+    not named after the first). Every override a mapping of options a M(vnuma.libvirt.vnuma_domain) guests entry
+    takes.
   - This filter gives the first kind of problem as one line, or null. Every number out of its range is named in that
     line, with its value and its limit.
   - It is the role's internal wiring; its input and output may change with the role.
@@ -23,8 +26,9 @@ options:
   _input:
     description:
       - A dict with the keys C(host) (the hypervisor's inventory name), C(restart_batch), C(shutdown_timeout),
-        C(max_fail_percentage), C(plan_and_apply), C(hypervisors) (how many the play has) and C(overrides), the role's
-        inputs of those names.
+        C(max_fail_percentage), C(plan_and_apply), C(hypervisors) (how many the play has), C(overrides),
+        C(connect_timeout), C(call_timeout), C(reserved_memory), C(guests), C(exclude) and C(spec), the role's inputs
+        of those names.
     type: dict
     required: true
   entry_options:
@@ -45,7 +49,9 @@ EXAMPLES = r"""
   vars:
     problem: >-
       {{ {'host': inventory_hostname, 'restart_batch': 1, 'shutdown_timeout': 120, 'max_fail_percentage': 100,
-          'plan_and_apply': 'auto', 'hypervisors': 1, 'overrides': {'db01': {'pinning': 'core'}}}
+          'plan_and_apply': 'auto', 'hypervisors': 1, 'overrides': {'db01': {'pinning': 'core'}},
+          'connect_timeout': 60, 'call_timeout': 120, 'reserved_memory': '2 GiB', 'guests': ['db*'], 'exclude': [],
+          'spec': {'mode': 'host'}}
          | vnuma.libvirt.vnuma_fleet_input_problem(['mode', 'pinning', 'state']) }}
 """
 
@@ -71,6 +77,12 @@ _KEYS = (
     "plan_and_apply",
     "hypervisors",
     "overrides",
+    "connect_timeout",
+    "call_timeout",
+    "reserved_memory",
+    "guests",
+    "exclude",
+    "spec",
 )
 
 
@@ -90,6 +102,11 @@ def vnuma_fleet_input_problem(inputs: Any, entry_options: Any) -> str | None:
         overrides = plain(given["overrides"])
         if isinstance(overrides, dict):
             given["overrides"] = {str(name): plain(value) for name, value in overrides.items()}
+        for key in ("guests", "exclude"):
+            entries = plain(given[key])
+            given[key] = [plain(entry) for entry in entries] if isinstance(entries, list) else entries
+        spec = plain(given["spec"])
+        given["spec"] = {plain(key): plain(value) for key, value in spec.items()} if isinstance(spec, dict) else spec
         return fleet_input_problem(given, options)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import os
 import queue
 import stat
@@ -41,6 +40,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     LibvirtOperationError,
     SpecError,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    CALL_TIMEOUT_LIMITS,
+    CONNECT_TIMEOUT_LIMITS,
+    check_seconds,
+)
 
 try:
     import libvirt
@@ -51,9 +55,7 @@ else:
     LIBVIRT_IMPORT_ERROR = None
 
 __all__ = [
-    "CALL_TIMEOUT_LIMITS",
     "CONNECTION_ARGS",
-    "CONNECT_TIMEOUT_LIMITS",
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "GuestEntry",
@@ -63,7 +65,6 @@ __all__ = [
     "LIBVIRT_IMPORT_ERROR",
     "LibvirtGuest",
     "LibvirtHost",
-    "check_seconds",
 ]
 
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
@@ -165,13 +166,9 @@ class _Connection(Protocol):
     def listAllDevices(self, flags: int = 0) -> list[_NodeDevice]: ...
 
 
-# The connection options (seconds) and their limits: finite, and an hour at most.  A single libvirt
-# call that takes longer than an hour (the longest is starting a guest that preallocates its memory)
-# is a hung one.
+# The connection options (seconds); their limits are _core/units.py's.
 DEFAULT_CONNECT_TIMEOUT = 60.0
 DEFAULT_CALL_TIMEOUT = 120.0
-CONNECT_TIMEOUT_LIMITS = (0.0, 3600.0)
-CALL_TIMEOUT_LIMITS = (1.0, 3600.0)
 DEFAULT_URI = "qemu:///system"
 
 # The connection options of every module, in the argument spec's terms (documented once, in
@@ -191,18 +188,6 @@ _NOT_UP_YET = frozenset((errno.ECONNREFUSED, errno.EAGAIN))
 _RETRY_PAUSE = 0.5
 # Keepalive messages libvirt may miss before it closes the connection (see _keepalive()).
 _KEEPALIVE_COUNT = 3
-
-
-def check_seconds(option: str, value: Any, limits: tuple[float, float]) -> float:
-    """``value`` as seconds within ``limits``, or a SpecError naming the option, the value and the limits."""
-    low, high = limits
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{option} {value!r} is not a number of seconds from {low:g} to {high:g}")
-    if math.isnan(value):
-        raise SpecError(f"{option} nan is not a number of seconds from {low:g} to {high:g}")
-    if not low <= value <= high:
-        raise SpecError(f"{option} {value:g} is outside {low:g} to {high:g} seconds")
-    return float(value)
 
 
 def _is_local(uri: str) -> bool:

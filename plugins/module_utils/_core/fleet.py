@@ -35,7 +35,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import check_entries
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import option
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    CALL_TIMEOUT_LIMITS,
+    CONNECT_TIMEOUT_LIMITS,
+    check_seconds,
+    parse_size,
+    read_digits,
+    shown,
+)
 
 __all__ = [
     "REPORT_NAME_MAX_BYTES",
@@ -293,6 +303,9 @@ def fleet_input_problem(inputs: Mapping[str, Any], entry_options: Any) -> str | 
     problems = _number_problems(inputs)
     if problems:
         return "; ".join(problems)
+    settings = _settings_problem(inputs)
+    if settings is not None:
+        return settings
     overrides = _options(inputs["overrides"], "vnuma_fleet_overrides")
     not_mappings = [str(name) for name, value in overrides.items() if not isinstance(value, Mapping)]
     if not_mappings:
@@ -328,6 +341,56 @@ def _number_problems(inputs: Mapping[str, Any]) -> list[str]:
             f"hypervisors (got {shown(percent)}; the play has {shown(inputs['hypervisors'])} hypervisors)"
         )
     return problems
+
+
+def _settings_problem(inputs: Mapping[str, Any]) -> str | None:
+    """The first of the role's settings that ``vnuma_domain`` would refuse, named as the role's input.
+
+    The fleet call would refuse them too, but under its own option names, and a bad ``vnuma_fleet_spec`` under
+    the first guest's name although it fails every guest.  The same readers as the module's: ``check_seconds``,
+    ``parse_size``, ``check_entries``, and ``Option.coerce`` then ``VnumaSpec`` for the spec (a templated ``"2"``
+    is read as the module reads it).  What depends on a guest (its vCPUs, its memory) stays the plan's to check.
+    """
+    try:
+        for name, limits in (("connect_timeout", CONNECT_TIMEOUT_LIMITS), ("call_timeout", CALL_TIMEOUT_LIMITS)):
+            value = inputs[name]
+            # -e passes text; the module's argument spec reads it as a float.
+            check_seconds(f"vnuma_fleet_{name}", _float_text(value) if isinstance(value, str) else value, limits)
+        parse_size(inputs["reserved_memory"], what="vnuma_fleet_reserved_memory")
+        for name in ("guests", "exclude"):
+            entries = inputs[name]
+            if not isinstance(entries, (list, tuple)):
+                raise SpecError(
+                    f"vnuma_fleet_{name} must be a list of guest names or shell patterns, got {_kind(entries)}"
+                )
+            check_entries(f"vnuma_fleet_{name}", entries)
+    except SpecError as error:
+        return error.message
+    spec = inputs["spec"]
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        return f"vnuma_fleet_spec must be a dict of vnuma_domain spec options, got {_kind(spec)}"
+    try:
+        VnumaSpec.from_mapping({key: None if value is None else _spec_value(key, value) for key, value in spec.items()})
+    except SpecError as error:
+        return f"vnuma_fleet_spec: {error.message}"
+    return None
+
+
+def _spec_value(key: Any, value: Any) -> Any:
+    try:
+        row = option(key)
+    except (KeyError, TypeError):
+        return value  # VnumaSpec refuses the key, with the known ones
+    return row.coerce(value)
+
+
+def _float_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _whole(value: Any) -> float:

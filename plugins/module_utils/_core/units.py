@@ -15,15 +15,19 @@ to the limit, and Python's own refusal of numbers over 4300 digits never escapes
 
 from __future__ import annotations
 
+import math
 import re
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 
 __all__ = [
+    "CALL_TIMEOUT_LIMITS",
+    "CONNECT_TIMEOUT_LIMITS",
     "MAX_INTEGER",
     "MAX_MEMORY_KIB",
     "MAX_PAGE_KIB",
     "check_count",
+    "check_seconds",
     "format_kib",
     "parse_int",
     "read_digits",
@@ -286,3 +290,21 @@ def format_kib_rounded(kib: int, decimals: int, units: tuple[str, ...] = ("GiB",
         if kib >= scale:
             return f"{kib / scale:.{decimals}f}".rstrip("0").rstrip(".") + f" {unit}"
     return f"{kib} KiB"
+
+
+# The connection options' limits (seconds): finite, and an hour at most.  A single libvirt call that takes
+# longer than an hour (the longest is starting a guest that preallocates its memory) is a hung one.
+CONNECT_TIMEOUT_LIMITS = (0.0, 3600.0)
+CALL_TIMEOUT_LIMITS = (1.0, 3600.0)
+
+
+def check_seconds(option: str, value: object, limits: tuple[float, float]) -> float:
+    """``value`` as seconds within ``limits``, or a SpecError naming the option, the value and the limits."""
+    low, high = limits
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{option} {value!r} is not a number of seconds from {low:g} to {high:g}")
+    if math.isnan(value):
+        raise SpecError(f"{option} nan is not a number of seconds from {low:g} to {high:g}")
+    if not low <= value <= high:
+        raise SpecError(f"{option} {value:g} is outside {low:g} to {high:g} seconds")
+    return float(value)

@@ -216,19 +216,51 @@ CASES = [
         ),
         id="report-dir-not-writable",
     ),
-    # -- discover and plan: vnuma_info and vnuma_domain refuse, before anything changes
+    # The settings the fleet call would refuse under its own option names, named as the role's inputs.
     pytest.param(
         {"vnuma_fleet_guests": ["fleet-*", ""]},
-        "discover",
-        "guests[1] is empty: give a guest name or a shell pattern",
+        "preflight",
+        "vnuma_fleet_guests[1] is empty: give a guest name or a shell pattern",
         id="guests-empty-entry",
     ),
     pytest.param(
         {"vnuma_fleet_exclude": [""]},
-        "discover",
-        "exclude[0] is empty: give a guest name or a shell pattern",
+        "preflight",
+        "vnuma_fleet_exclude[0] is empty: give a guest name or a shell pattern",
         id="exclude-empty-entry",
     ),
+    pytest.param(
+        {"vnuma_fleet_connect_timeout": -5},
+        "preflight",
+        "vnuma_fleet_connect_timeout -5 is outside 0 to 3600 seconds",
+        id="connect-timeout-negative",
+    ),
+    pytest.param(
+        {"vnuma_fleet_call_timeout": 0},
+        "preflight",
+        "vnuma_fleet_call_timeout 0 is outside 1 to 3600 seconds",
+        id="call-timeout-zero",
+    ),
+    pytest.param(
+        {"vnuma_fleet_reserved_memory": "lots"},
+        "preflight",
+        "vnuma_fleet_reserved_memory: 'lots' is not a size such as '16 GiB' or 524288",
+        id="reserved-memory-word",
+    ),
+    pytest.param(
+        # A bad spec fails every guest: it is named as the role's input, not after the first guest.
+        {"vnuma_fleet_spec": {"mode": "host", "memory": "lots"}},
+        "preflight",
+        "vnuma_fleet_spec: memory: 'lots' is not a size such as '16 GiB' or 524288",
+        id="spec-memory-word",
+    ),
+    pytest.param(
+        {"vnuma_fleet_spec": {"mode": "node", "cells": 0}},
+        "preflight",
+        "vnuma_fleet_spec: cells 0 must be a positive integer",
+        id="spec-cells-zero",
+    ),
+    # -- plan: vnuma_domain refuses, before anything changes
     pytest.param(
         {"vnuma_fleet_overrides": {"fleet-db01": {"state": "bogus"}}},
         "plan",
@@ -240,18 +272,6 @@ CASES = [
         "plan",
         "guest fleet-db01: cells 'two' must be a positive integer",
         id="override-cells-word",
-    ),
-    pytest.param(
-        {"vnuma_fleet_reserved_memory": "lots"},
-        "plan",
-        "reserved_memory: 'lots' is not a size such as '16 GiB' or 524288",
-        id="reserved-memory-word",
-    ),
-    pytest.param(
-        {"vnuma_fleet_spec": {"mode": "host", "memory": "lots"}},
-        "plan",
-        "guest fleet-app01: memory: 'lots' is not a size such as '16 GiB' or 524288",
-        id="spec-memory-word",
     ),
 ]
 

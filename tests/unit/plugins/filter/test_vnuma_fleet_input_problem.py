@@ -50,6 +50,12 @@ def inputs(**more: Any) -> dict[str, Any]:
         "plan_and_apply": "auto",
         "hypervisors": 3,
         "overrides": {},
+        "connect_timeout": 60,
+        "call_timeout": 120,
+        "reserved_memory": 0,
+        "guests": ["*"],
+        "exclude": [],
+        "spec": {"mode": "host"},
         **more,
     }
 

@@ -25,6 +25,12 @@ GOOD = {
     "plan_and_apply": "auto",
     "hypervisors": 2,
     "overrides": {},
+    "connect_timeout": 60,
+    "call_timeout": 120,
+    "reserved_memory": 0,
+    "guests": ["*"],
+    "exclude": [],
+    "spec": {"mode": "host"},
 }
 
 
@@ -52,3 +58,28 @@ def test_the_report_names() -> None:
     assert fleet.report_name_problem("x" * longest) is None
     for bad in ("fleet", "FLEET", "a/b", "../x", ".", "..", "", "a\0b", "x" * (longest + 1), None):
         assert str(fleet.report_name_problem(bad)).startswith("inventory_hostname "), bad
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"connect_timeout": -5}, "vnuma_fleet_connect_timeout -5 is outside 0 to 3600 seconds"),
+        ({"call_timeout": "0"}, "vnuma_fleet_call_timeout 0 is outside 1 to 3600 seconds"),
+        ({"call_timeout": "soon"}, "vnuma_fleet_call_timeout 'soon' is not a number of seconds from 1 to 3600"),
+        ({"reserved_memory": "lots"}, "vnuma_fleet_reserved_memory: 'lots' is not a size such as '16 GiB' or 524288"),
+        ({"guests": ["db*", ""]}, "vnuma_fleet_guests[1] is empty: give a guest name or a shell pattern"),
+        ({"exclude": [5]}, "vnuma_fleet_exclude[0] 5 is not a guest name or a shell pattern"),
+        ({"exclude": "db*"}, "vnuma_fleet_exclude must be a list of guest names or shell patterns, got str"),
+        ({"spec": {"mode": "node", "cells": 0}}, "vnuma_fleet_spec: cells 0 must be a positive integer"),
+        ({"spec": {"mode": "nodes"}}, "vnuma_fleet_spec: mode 'nodes' is not one of host, node, auto"),
+        ({"spec": ["mode"]}, "vnuma_fleet_spec must be a dict of vnuma_domain spec options, got list"),
+    ],
+)
+def test_settings_the_fleet_call_would_refuse_are_named_as_the_roles(bad: dict[str, Any], message: str) -> None:
+    assert fleet_input_problem({**GOOD, **bad}, ["mode"]) == message
+
+
+def test_templated_settings_read_as_the_module_reads_them() -> None:
+    templated = {"connect_timeout": "60", "reserved_memory": "2 GiB", "spec": {"mode": "node", "cells": "2"}}
+    assert fleet_input_problem({**GOOD, **templated}, ["mode"]) is None
+    assert fleet_input_problem({**GOOD, "spec": None}, ["mode"]) is None
