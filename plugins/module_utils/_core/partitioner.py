@@ -600,9 +600,15 @@ class _Partitioner:
                 pins[vcpu] = cpus
         return pins
 
-    def owners(self, nodes: Sequence[int]) -> str:
+    def owners(self, nodes: Sequence[int], siblings: bool = False) -> str:
+        """The guests holding a CPU of ``nodes``; with ``siblings``, also a sibling of one (a blocked core)."""
+        here = {cpu for node in nodes for cpu in self.topology.node(node).usable_cpus}
         names = sorted(
-            {self.taken[cpu] for node in nodes for cpu in self.topology.node(node).usable_cpus if cpu in self.taken}
+            {
+                owner
+                for cpu, owner in self.taken.items()
+                if cpu in here or (siblings and self.topology.sharing_a_core((cpu,)) & here)
+            }
         )
         return ", ".join(names)
 
@@ -612,16 +618,17 @@ class _Partitioner:
         """1:1 placement.  Returns the pins and every host CPU this guest holds (reserved siblings too)."""
         whole_cores = self.spec.pinning == "core" or threads > 1
         free: dict[int, list[list[int]]] = {}
+        # A host core holding a CPU of another guest is not shared at all: its free siblings would run
+        # next to that guest's vCPU (pinning thread, docs/partitioning.md §7), and it is not whole
+        # (pinning core).  Siblings as the host lists them, also one on another node.
+        blocked = self.topology.sharing_a_core(self.taken) if self.taken else set()
         for place in places:
             for node in place.nodes:
                 if node not in free:
-                    # A host core holding a CPU of another guest is not shared at all: its free siblings
-                    # would run next to that guest's vCPU (pinning thread, docs/partitioning.md §7), and
-                    # it is not whole (pinning core).
                     cores = self.topology.node(node).cores
                     free[node] = (
-                        [[] if self.taken.keys() & core else list(core) for core in cores]
-                        if self.taken
+                        [[] if blocked.intersection(core) else list(core) for core in cores]
+                        if blocked
                         else [list(core) for core in cores]
                     )
         pins: list[tuple[int, ...]] = [()] * self.guest.vcpus
@@ -682,7 +689,7 @@ class _Partitioner:
         return [core for _key, core in sorted(keyed, key=lambda item: item[0])]
 
     def refuse_dedicated(self, cell: int, nodes: Sequence[int], need: int, have: int, unit: str) -> None:
-        taken = self.owners(nodes)
+        taken = self.owners(nodes, siblings=True)
         detail = f" (others are dedicated to {taken})" if taken else ""
         raise PlacementError(
             f"pinning {self.spec.pinning} needs {need} free host {unit} for guest cell {cell} on "

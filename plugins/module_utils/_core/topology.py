@@ -14,7 +14,7 @@ assumes otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -386,6 +386,23 @@ class HostTopology:
     def core_width(self) -> dict[int, int]:
         """Online CPU id -> the number of online threads of its physical core."""
         return {cpu: len(core) for node in self.nodes for core in node.cores for cpu in core}
+
+    @cached_property
+    def _siblings(self) -> dict[int, frozenset[int]]:
+        return {cpu.id: cpu.siblings for node in self.nodes for cpu in node.cpus if cpu.siblings}
+
+    def sharing_a_core(self, cpus: Iterable[int]) -> set[int]:
+        """``cpus`` and every CPU the host reports as an SMT sibling of one of them, on whatever node.
+
+        A node's ``cores`` hold its own CPUs only; a capabilities document may list a sibling on another
+        node (no real core spans two nodes, but nothing in the XML forbids it), and that sibling shares
+        the core all the same.
+        """
+        siblings = self._siblings
+        mates = set(cpus)
+        for cpu in list(mates):
+            mates.update(siblings.get(cpu, ()))
+        return mates
 
     def node(self, node_id: int) -> HostNode:
         try:

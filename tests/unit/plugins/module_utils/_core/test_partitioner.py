@@ -1099,3 +1099,25 @@ def test_even_split() -> None:
     assert even_split(10, 4) == [3, 3, 2, 2]
     assert even_split(3, 5) == [1, 1, 1, 0, 0]
     assert even_split(0, 2) == [0, 0]
+
+
+def test_a_sibling_listed_on_another_node_blocks_its_core_for_dedicated_pins() -> None:
+    # No real core spans two nodes, but a capabilities file may say so: CPU 0 (node 0) lists 2 (node 1) as
+    # its sibling, and 2 is web01's.  Sharing a core with it is what dedicated pinning never does.
+    def cpu(cpu_id: int, siblings: tuple[int, ...]) -> HostCpu:
+        return HostCpu(id=cpu_id, socket_id=0, die_id=0, core_id=cpu_id % 2, siblings=frozenset(siblings))
+
+    split = HostTopology(
+        nodes=(
+            HostNode(id=0, memory_kib=4 * GIB, cpus=(cpu(0, (0, 2)), cpu(1, (1, 3)))),
+            HostNode(id=1, memory_kib=4 * GIB, cpus=(cpu(2, (0, 2)), cpu(3, (1, 3)))),
+        )
+    )
+    layout = plan(split, 1, GIB, taken={2: "web01"}, mode="node", nodeset="0", pinning="core")
+    assert pins(layout) == [1]
+    with pytest.raises(PlacementError) as refused:
+        plan(split, 2, GIB, taken={2: "web01"}, mode="node", nodeset="0", pinning="core")
+    assert str(refused.value) == (
+        "guest db01: pinning core needs 2 free host cores for guest cell 0 on host node 0, 1 are free "
+        "(others are dedicated to web01)"
+    )
