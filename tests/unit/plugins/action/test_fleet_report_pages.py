@@ -7,7 +7,8 @@
 The demo's recorded run (tests/unit/fixtures/fleet/demo_hv01.json: five guests converted on the test driver) is
 changed into the other outcomes: the plan does not fit (nothing applied), a gate held the hypervisor back, a guest
 failed, check mode.  The HTML report (roles/vnuma_fleet/templates/report.html.j2) is rendered from each, as the
-role's report action renders it.
+role's report action renders it: so this lives with the action's tests (ansible-test runs the tests under
+module_utils without the controller's ansible).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.action.vnuma_fleet_report import render_template
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import fleet_result, fleet_summary
 
-ROOT = Path(__file__).resolve().parents[5]
+ROOT = Path(__file__).resolve().parents[4]
 DEMO = ROOT / "tests" / "unit" / "fixtures" / "fleet" / "demo_hv01.json"
 TEMPLATES = ROOT / "roles" / "vnuma_fleet" / "templates"
 GUESTS = ["batch01", "cache01", "db01", "hpc01", "web01"]
