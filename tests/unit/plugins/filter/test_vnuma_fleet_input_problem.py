@@ -20,6 +20,7 @@ from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_fleet_input_problem 
     vnuma_fleet_input_problem,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
+from ansible_collections.vnuma.libvirt.tests.support.fleet_inputs import good_inputs
 
 OPTIONS = ["mode", "pinning", "state"]
 # Each number out of its range is named alone, with its value and its limit.
@@ -42,22 +43,7 @@ SUMMARY = (
 
 
 def inputs(**more: Any) -> dict[str, Any]:
-    return {
-        "host": "hv01",
-        "restart_batch": 1,
-        "shutdown_timeout": 120,
-        "max_fail_percentage": 100,
-        "plan_and_apply": "auto",
-        "hypervisors": 3,
-        "overrides": {},
-        "connect_timeout": 60,
-        "call_timeout": 120,
-        "reserved_memory": 0,
-        "guests": ["*"],
-        "exclude": [],
-        "spec": {"mode": "host"},
-        **more,
-    }
+    return good_inputs(**{"hypervisors": 3, **more})
 
 
 @pytest.mark.parametrize(

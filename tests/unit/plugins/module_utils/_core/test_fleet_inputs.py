@@ -16,22 +16,9 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core import fleet
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import fleet_input_problem
+from ansible_collections.vnuma.libvirt.tests.support.fleet_inputs import good_inputs
 
-GOOD = {
-    "host": "hv01",
-    "restart_batch": 1,
-    "shutdown_timeout": 120,
-    "max_fail_percentage": 100,
-    "plan_and_apply": "auto",
-    "hypervisors": 2,
-    "overrides": {},
-    "connect_timeout": 60,
-    "call_timeout": 120,
-    "reserved_memory": 0,
-    "guests": ["*"],
-    "exclude": [],
-    "spec": {"mode": "host"},
-}
+GOOD = good_inputs()
 
 
 @pytest.mark.parametrize(
