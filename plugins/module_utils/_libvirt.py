@@ -55,6 +55,7 @@ else:
     LIBVIRT_IMPORT_ERROR = None
 
 __all__ = [
+    "CANNOT_SHUT_DOWN",
     "CONNECTION_ARGS",
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -65,6 +66,7 @@ __all__ = [
     "LIBVIRT_IMPORT_ERROR",
     "LibvirtGuest",
     "LibvirtHost",
+    "SHUTDOWN_ASKED",
 ]
 
 HAS_LIBVIRT = LIBVIRT_IMPORT_ERROR is None
@@ -96,6 +98,8 @@ class _Domain(Protocol):
     def name(self) -> str: ...
 
     def isActive(self) -> int: ...
+
+    def isPersistent(self) -> int: ...
 
     # [state, maximum memory KiB, memory KiB, vCPUs, CPU time ns]
     def info(self) -> list[int]: ...
@@ -413,6 +417,13 @@ _SHUTOFF_REASONS = {
 }
 
 
+# What ``GuestHandle.ask_shutdown`` found: the guest was asked to shut down; else its state, "shutoff" when it was not
+# running, and one of CANNOT_SHUT_DOWN when it runs in a state that cannot shut down (libvirt refuses the request:
+# "domain is not running"), which only a power-off ends.
+SHUTDOWN_ASKED = "asked"
+CANNOT_SHUT_DOWN = ("paused", "pmsuspended")
+
+
 def _cpumap(cpus: set[int], host_cpus: int) -> tuple[bool, ...]:
     """libvirt's CPU map for a pin call: one flag per host CPU."""
     return tuple(cpu in cpus for cpu in range(host_cpus))
@@ -461,7 +472,9 @@ class GuestHandle(Protocol):
 
     def xml_if_defined(self, live: bool = False) -> str | None: ...
 
-    def ask_shutdown(self) -> bool: ...
+    def running_if_defined(self) -> bool | None: ...
+
+    def ask_shutdown(self) -> str: ...
 
     def destroy(self) -> None: ...
 
@@ -819,15 +832,44 @@ class LibvirtGuest:
                 return None
             raise self._calls.error(what, error, guest=self.name) from None
 
-    def ask_shutdown(self) -> bool:
-        """Ask a running guest to shut down (ACPI), without waiting; False when it was not running.
+    def running_if_defined(self) -> bool | None:
+        """Whether the guest runs now; None when it is not defined any more (the check right before a define).
 
-        The caller waits: a batch of guests shares one deadline (``_run/restart.py:restart_together``).
+        A running guest that another client undefined (``virsh undefine``) goes on as a transient one, and its
+        inactive XML can still be read: a define would make it persistent again.  So a running guest's
+        persistence is read too (virDomainIsPersistent), a second call for running guests only: a guest that is
+        not running is persistent whenever it exists.
         """
-        if not self.is_running():
-            return False
-        self._call("asking the guest to shut down", self.domain.shutdown)
-        return True
+        what = "reading the guest state"
+        try:
+            if not self._calls.raw(what, self.domain.isActive, guest=self.name):
+                return False
+            return True if self._calls.raw(what, self.domain.isPersistent, guest=self.name) else None
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise self._calls.error(what, error, guest=self.name) from None
+
+    def ask_shutdown(self) -> str:
+        """Ask the guest to shut down (ACPI), without waiting: ``SHUTDOWN_ASKED``, or the state it was left in.
+
+        ``shutoff`` when it was not running; one of ``CANNOT_SHUT_DOWN`` (``paused``) when it runs but cannot
+        shut down.  The state is read only when libvirt refused the request.  The caller waits: a batch of
+        guests shares one deadline (``_run/restart.py:restart_together``).
+        """
+        what = "asking the guest to shut down"
+        try:
+            self._calls.raw(what, self.domain.shutdown, guest=self.name)
+        except libvirt.libvirtError as error:
+            # The QEMU driver's "domain is not running" (VIR_ERR_OPERATION_INVALID) is a guest shut off, or one
+            # not in the running state (paused); the test driver says "not running" with another code.  A
+            # connection that failed is reported as it is.
+            if error.get_error_domain() != libvirt.VIR_FROM_RPC:
+                state = self._call("reading the guest state", self.domain.state)[0]
+                if state == libvirt.VIR_DOMAIN_SHUTOFF or _STATES.get(state) in CANNOT_SHUT_DOWN:
+                    return _STATES[state]
+            raise self._calls.error(what, error, guest=self.name) from None
+        return SHUTDOWN_ASKED
 
     def destroy(self) -> None:
         """Power the guest off; a guest that stopped meanwhile is left as it is."""

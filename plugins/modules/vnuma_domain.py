@@ -150,12 +150,16 @@ options:
     description:
       - What to do with a running guest whose definition changed in a way that needs a new boot.
       - V(never) only reports RV(restart_required). V(if_needed) shuts it down gracefully and starts it again.
+      - A guest that another client shut off before the restart is left off (its next boot takes the new
+        definition), with a warning.
     type: str
     choices: [never, if_needed]
     default: never
   force:
     description:
       - With O(restart=if_needed), power the guest off when it does not shut down within O(shutdown_timeout).
+      - A paused guest cannot shut down. With O(force=true) it is powered off and started with its new definition;
+        without it the guest fails, left paused.
     type: bool
     default: false
   shutdown_timeout:
@@ -599,7 +603,9 @@ guests:
       description: As RV(layout); null with O(state=absent).
       type: dict
     running:
-      description: Whether the guest was running.
+      description:
+        - Whether the guest was running, as this run last read it (right before its define); false for a guest
+          another client shut off before its restart.
       type: bool
     restart_required:
       description: As RV(restart_required), for this guest alone.

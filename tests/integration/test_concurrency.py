@@ -12,6 +12,10 @@ wrapping the real ``Converger.fresh``; everything else is real.
 
 The vnuma_fleet role and a vnuma_domain run on one of its guests: the play is held between two of
 its tasks (tests/support/role_run.py) while the module runs, so the interleaving is chosen, not timed.
+
+Another client's lifecycle calls during a run (``virsh start``, ``destroy``, ``undefine``, ``suspend``): a run
+selects its guests once it holds the lock, plans a guest as it runs right before its define, never defines
+again a guest undefined under it, and restarts only what it brought down (a paused guest only with force).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import libvirt
 import pytest
 from vnuma_domain_support import inactive_xml
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock, lock_path
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
@@ -175,6 +180,115 @@ def test_a_definition_that_keeps_changing_is_left_to_the_other_tool(
     xml = inactive_xml(qemu_conn, guest.name)
     assert description(xml) == f"edit {len(edits)}"
     assert stored(xml) == converged_spec
+
+
+# -- another client's lifecycle calls during a run -----------------------------------------------------
+
+# A flat guest planned into 2 cells: a change that waits for a boot when the guest runs.
+TWO_CELLS = {"mode": "node", "cells": 2}
+
+
+def holds_lock_file(process: subprocess.Popen[str], path: str) -> bool:
+    """Whether ``process`` has the lock file open: it is in ``host_lock``, taking or holding the lock."""
+    fds = Path(f"/proc/{process.pid}/fd")
+    try:
+        return any(os.readlink(fd) == path for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+def test_guests_are_selected_once_the_lock_is_held(make_guest: GuestFactory, qemu_conn: libvirt.virConnect) -> None:
+    prefix = f"vit-sel{os.getpid()}"
+    names = [make_guest(prefix, vcpus=2, memory_mib=256, start=False).name for _index in range(3)]
+    gone = names[1]
+    with host_lock(URI, 0):
+        run = start_module_process({"guests": [f"{prefix}-*"], **TWO_CELLS})
+        until = time.monotonic() + 60
+        while not holds_lock_file(run, lock_path(URI)):
+            assert run.poll() is None, module_process_result(run)
+            assert time.monotonic() < until, "the run never came to the lock"
+            time.sleep(0.05)
+        # The run waits for the lock and has read nothing yet: another client undefines a guest it would match.
+        virsh("undefine", gone)
+    result = module_process_result(run)
+    assert result.get("failed", False) is False, result
+    assert sorted(guest["name"] for guest in result["guests"]) == sorted(name for name in names if name != gone)
+    assert all(guest["written"] == ["definition"] for guest in result["guests"])
+
+
+def test_a_running_guest_undefined_before_its_define_is_left_transient(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = make_guest("vit-undef", vcpus=2, memory_mib=256)
+    edit_before_define(monkeypatch, lambda: virsh("undefine", guest.name))
+    failed = fail_module({"name": guest.name, **TWO_CELLS, "restart": "if_needed", "force": True})
+    assert failed["msg"] == (
+        f"guest {guest.name}: was undefined by another client after this run read it; nothing was written for it"
+    )
+    assert (failed["changed"], failed["guests"][0]["written"]) == (False, [])
+    dom = qemu_conn.lookupByName(guest.name)
+    assert (dom.isActive(), dom.isPersistent()) == (1, 0), "the run defined the guest again, or stopped it"
+
+
+def test_a_guest_started_before_its_define_is_planned_as_running(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = make_guest("vit-start", vcpus=2, memory_mib=256, start=False)
+    edit_before_define(monkeypatch, lambda: virsh("start", guest.name))
+    result = run_module({"name": guest.name, **TWO_CELLS})
+    (entry,) = result["guests"]
+    # It runs the old layout: the new one waits for its next boot.
+    assert (entry["written"], entry["running"], entry["restart_required"]) == (["definition"], True, True)
+    assert result["restart_required_guests"] == [guest.name]
+
+
+def test_a_guest_shut_off_before_its_restart_stays_off(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = make_guest("vit-stop", vcpus=2, memory_mib=256)
+    ask = LibvirtGuest.ask_shutdown
+
+    def destroyed_first(self: LibvirtGuest) -> str:
+        virsh("destroy", self.name)
+        return ask(self)
+
+    monkeypatch.setattr(LibvirtGuest, "ask_shutdown", destroyed_first)
+    result = run_module({"name": guest.name, **TWO_CELLS, "restart": "if_needed", "force": True, "shutdown_timeout": 1})
+    (entry,) = result["guests"]
+    assert (entry["written"], entry["restarted"], entry["restart_required"], entry["running"]) == (
+        ["definition"],
+        False,
+        False,
+        False,
+    )
+    assert not qemu_conn.lookupByName(guest.name).isActive(), "the run started a guest another client stopped"
+    assert (
+        f"guest {guest.name}: was shut off by another client before its restart; left shut off, its next boot "
+        "takes the new definition"
+    ) in result.get("warnings", [])
+
+
+def test_a_paused_guest_is_restarted_only_with_force(make_guest: GuestFactory, qemu_conn: libvirt.virConnect) -> None:
+    guest = make_guest("vit-pause", vcpus=2, memory_mib=256)
+    virsh("suspend", guest.name)
+    args = {"name": guest.name, **TWO_CELLS, "restart": "if_needed", "shutdown_timeout": 1}
+    failed = fail_module(args)
+    assert failed["msg"] == (
+        f"guest {guest.name}: is paused and cannot shut down; set force to power it off, or resume it first "
+        f"(written before the failure: guest {guest.name}: definition)"
+    )
+    assert qemu_conn.lookupByName(guest.name).state()[0] == libvirt.VIR_DOMAIN_PAUSED
+    forced = run_module({**args, "force": True})
+    (entry,) = forced["guests"]
+    assert (entry["written"], entry["restarted"], entry["restart_required"]) == (
+        ["powered off", "started"],
+        True,
+        False,
+    )
+    dom = qemu_conn.lookupByName(guest.name)
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    # Started with its new definition.
+    assert len(parse_xml(dom.XMLDesc(0), "the running guest", root_tag="domain").findall("cpu/numa/cell")) == 2
 
 
 # -- the vnuma_fleet role and a vnuma_domain run on the same guests ------------------------------------

@@ -13,6 +13,11 @@ VIR_DOMAIN_DEFINE_VALIDATE refuses much more).
 
 Live calls (pinning, vCPU enable) are recorded only; a device attached ``persistent`` is added to the
 definition and one attached ``live`` to the running guest's XML, so a second run sees the DIMMs.
+
+Another client: ``FakeGuest.concurrent_edits`` change the definition right before each re-read ahead of
+a define; ``FakeHost.meanwhile`` runs an action (``boot``, ``shut_off``, ``suspend``, ``undefine``) right
+before a given call of the run.  ``undefine`` leaves a running guest transient (it goes when it stops), as
+libvirt does; a suspended guest cannot be asked to shut down, only powered off.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     LibvirtOperationError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED, HostConnection
 
 URI = "fake:///vnuma"
 
@@ -110,6 +115,10 @@ class FakeGuest:
         self.ignores_shutdown = False
         # Another client's edits of the definition, one applied right before each re-read (xml_if_defined).
         self.concurrent_edits: list[Callable[[str], str]] = []
+        # False once undefined while running: libvirt keeps it as a transient guest until it stops.
+        self.persistent = True
+        # Running, but paused (virsh suspend): libvirt refuses to ask it to shut down.
+        self.paused = False
 
     def _call(self, method: str, *args: Any) -> None:
         self.host.record(self.name, method, args)
@@ -119,8 +128,22 @@ class FakeGuest:
             raise LibvirtOperationError(f"{what}: Requested operation is not valid: domain is not running", self.name)
         return self.live
 
+    def stopped(self) -> None:
+        """The guest is down (shut down, powered off); a transient one is gone."""
+        self.live = None
+        self.paused = False
+        if not self.persistent and self.host.guests.get(self.name) is self:
+            # A transient guest is gone once it stops.
+            del self.host.guests[self.name]
+
     def is_running(self) -> bool:
         self._call("is_running")
+        return self.live is not None
+
+    def running_if_defined(self) -> bool | None:
+        self._call("running_if_defined")
+        if self.host.guests.get(self.name) is not self or not self.persistent:
+            return None
         return self.live is not None
 
     def memory_kib(self) -> int:
@@ -138,7 +161,7 @@ class FakeGuest:
 
     def xml_if_defined(self, live: bool = False) -> str | None:
         self._call("xml_if_defined", live)
-        if self.name not in self.host.guests:
+        if self.host.guests.get(self.name) is not self:
             return None
         if live:
             return self.live
@@ -146,17 +169,19 @@ class FakeGuest:
             self.xml = self.concurrent_edits.pop(0)(self.xml)
         return self.xml
 
-    def ask_shutdown(self) -> bool:
+    def ask_shutdown(self) -> str:
         self._call("ask_shutdown")
         if self.live is None:
-            return False
+            return "shutoff"
+        if self.paused:
+            return "paused"
         if not self.ignores_shutdown:
-            self.live = None
-        return True
+            self.stopped()
+        return SHUTDOWN_ASKED
 
     def destroy(self) -> None:
         self._call("destroy")
-        self.live = None
+        self.stopped()
 
     def start(self) -> None:
         self._call("start")
@@ -210,6 +235,8 @@ class FakeHost:
         self.uri = URI
         self.calls: list[Call] = []
         self.faults: dict[tuple[str, str], VnumaError] = {}
+        # Another client's actions, by (guest, method): each run once, right before that call (``meanwhile``).
+        self.actions: dict[tuple[str, str], list[Callable[[], None]]] = {}
         self.rewrites: dict[str, Callable[[str], str]] = {}
         self.autostart = set(autostart)
         # The host's PCI node-device XML documents (pci_device_xmls).
@@ -221,6 +248,9 @@ class FakeHost:
 
     def record(self, guest: str, method: str, args: tuple[Any, ...] = ()) -> None:
         self.calls.append(Call(guest, method, args))
+        actions = self.actions.get((guest, method))
+        if actions:
+            actions.pop(0)()
         fault = self.faults.get((guest, method))
         if fault is not None:
             raise fault
@@ -229,14 +259,35 @@ class FakeHost:
         """Make every ``method`` call on ``guest`` fail with a LibvirtOperationError."""
         self.faults[(guest, method)] = LibvirtOperationError(message, guest=guest)
 
+    def meanwhile(self, guest: str, method: str, action: Callable[[], None]) -> None:
+        """Run ``action`` (another client's) once, right before the next ``method`` call on ``guest`` does anything."""
+        self.actions.setdefault((guest, method), []).append(action)
+
+    def boot(self, name: str) -> None:
+        """Another client starts ``name`` (virsh start)."""
+        guest = self.guests[name]
+        guest.live = guest.xml
+
+    def shut_off(self, name: str) -> None:
+        """Another client powers ``name`` off (virsh destroy)."""
+        self.guests[name].stopped()
+
+    def suspend(self, name: str) -> None:
+        """Another client pauses the running ``name`` (virsh suspend)."""
+        self.guests[name].paused = True
+
     def called(self, method: str, guest: str | None = None) -> list[Call]:
         """The calls of ``method`` (on ``guest`` only when given), in order."""
         return [call for call in self.calls if call.method == method and (guest is None or call.guest == guest)]
 
     def writes(self) -> list[Call]:
         """Every call that changes a guest or a definition."""
-        reads = {"is_running", "memory_kib", "inactive_xml", "live_xml", "xml_if_defined"}
+        reads = {"is_running", "running_if_defined", "memory_kib", "inactive_xml", "live_xml", "xml_if_defined"}
         return [call for call in self.calls if call.guest and call.method not in reads]
+
+    def guest_names(self) -> list[str]:
+        self.record("", "guest_names")
+        return sorted(self.guests)
 
     def running_names(self) -> list[str]:
         self.record("", "running_names")
@@ -263,6 +314,8 @@ class FakeHost:
         if existing is None:
             existing = self.guests[name] = FakeGuest(self, name, stored)
         existing.xml = stored
+        # Defining a transient guest makes it persistent again.
+        existing.persistent = True
         return existing
 
     def pci_device_xmls(self) -> list[str]:
@@ -270,8 +323,24 @@ class FakeHost:
         return list(self.node_devices)
 
     def undefine(self, name: str) -> None:
-        """Another client undefines ``name`` (it keeps running when it runs, as libvirt's transient guests do)."""
-        del self.guests[name]
+        """Another client undefines ``name``: gone when shut off; a running one stays, transient, until it stops.
+
+        libvirt still lists a transient guest and gives its inactive XML (its running definition).
+        """
+        guest = self.guests[name]
+        if guest.live is None:
+            del self.guests[name]
+        else:
+            guest.persistent = False
+
+    def close(self) -> None:
+        self.record("", "close")
+
+    def __enter__(self) -> FakeHost:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def connection(self) -> HostConnection:
         """This host as the orchestration types it: mypy proves here that the fake keeps to the Protocol."""

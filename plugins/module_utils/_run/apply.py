@@ -6,11 +6,12 @@
 
 """Writing one planned guest: the re-read before the define, the define, and the read-back.
 
-The definition is read again right before its define (``fresh``): when another client changed it
-since the plan, the guest is planned again from what is there now (``REPLANS`` times at most), so
-their change is kept, never overwritten.  After the define the definition is read back and its owned
-parts compared with the plan as models (``define_and_verify``): libvirt may drop or rewrite what it
-does not accept, and that must not pass silently.
+The definition and the guest's running state are read again right before its define (``fresh``): when
+another client changed either since the plan, the guest is planned again from what is there now
+(``REPLANS`` times at most), so their change is kept, never overwritten.  After the define the
+definition is read back and its owned parts compared with the plan as models
+(``define_and_verify``): libvirt may drop or rewrite what it does not accept, and that must not pass
+silently.
 """
 
 from __future__ import annotations
@@ -33,17 +34,23 @@ REPLANS = 3
 
 
 def fresh(planner: Planner, item: Planned) -> Planned:
-    """``item`` planned on the definition as it is now (the same item when nobody changed it)."""
+    """``item`` planned on the definition and the running state as they are now (the same item when neither changed).
+
+    The running state is read here too (``running_if_defined``): a guest another client started since the plan is
+    planned as running (it needs a restart), one it shut off as shut off.  A running guest that another client
+    undefined is transient, its XML still readable: it counts as undefined, and stays transient.
+    """
     name = item.request.name
     for _attempt in range(REPLANS):
         xml = item.guest.xml_if_defined()
-        if xml is None:
+        running = None if xml is None else item.guest.running_if_defined()
+        if xml is None or running is None:
             raise LibvirtOperationError(
                 "was undefined by another client after this run read it; nothing was written for it", guest=name
             )
-        if xml == item.original_xml:
+        if xml == item.original_xml and running == item.running:
             return item
-        item = planner.replan(item, xml)
+        item = planner.replan(item, xml, running)
         if not item.changes:
             return item
     raise LibvirtOperationError(
@@ -58,6 +65,7 @@ def describe(item: Planned, result: GuestResult) -> None:
     result.changes = list(item.changes)
     result.layout = item.plan.layout if item.plan is not None else None
     result.changed = bool(item.changes)
+    result.running = item.running
     result.restart_required = item.needs_restart()
     result.definition = item.original_xml
     if item.placement is not None:

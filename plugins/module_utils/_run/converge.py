@@ -12,10 +12,11 @@ Plan -> compare -> apply, as models.  The phases, each in its own module of this
    check the host's capacity across all its guests (``capacity.py``).  libvirt is called only for
    guests that differ, and only after every guest of the call has planned without error and the
    capacity check passed, so a refused request changes nothing.
-2. define (``apply.py``), guest by guest: read the definition again and plan it anew when another
-   client changed it, write a backup when asked (``backup.py``), define, read back and compare.
+2. define (``apply.py``), guest by guest: read the definition and the running state again and plan
+   it anew when another client changed either, write a backup when asked (``backup.py``), define, read
+   back and compare.
 3. restart (``restart.py``): the guests that need it, as one batch: all shut down together against
-   one deadline, then all started.
+   one deadline, then all that went down started.
 4. live (``live.py``): re-pinning and hot-plug, guest by guest.
 
 A guest that fails at any step keeps its error in its result (``results.py``) and drops out of the

@@ -252,12 +252,19 @@ def converging(
 ) -> Iterator[tuple[Converger, list[GuestRequest], list[str]]]:
     """A run's ``Converger`` on its open connection, its requests, and what the selection warned about.
 
-    The options are checked before anything is read.  ``run_domain`` converges with it; the fleet's
-    plan-and-apply call (``_run/fleet.py``) shows the plan first and then applies the same plans.
+    The options are checked before anything is read.  A run that writes (not ``check_mode``) then takes the
+    hypervisor's lock (``_run.lock``), before it connects, reads the host or lists the guests to select, and
+    holds it to the end of the block: the guests are selected from what is defined once no other run can
+    change it, and a lock timeout fails before anything is read.  ``run_domain`` converges with it; the fleet's
+    plan-and-apply call (``_run/fleet.py``) takes the lock itself before its first read, plans here in check
+    mode, and then applies the same plans.
     """
     validate_run_options(params)
     selection_warnings: list[str] = []
-    with LibvirtHost.from_params(params) as host:
+    with contextlib.ExitStack() as held:
+        if not check_mode:
+            held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
+        host = held.enter_context(LibvirtHost.from_params(params))
         caps = params.get("host_capabilities")
         own_xml = None if caps else host.capabilities_xml()
         topology: HostTopology = parse_capabilities(read_host_capabilities(caps) if caps else own_xml)
@@ -283,16 +290,14 @@ def converging(
 def run_domain(params: Mapping[str, Any], check_mode: bool, want_diff: bool) -> dict[str, Any]:
     """Converge the requested guests; the module's result dict.
 
-    A run that writes holds the hypervisor's lock (``_run.lock``) from its first read to its last
-    write; check mode writes nothing and takes no lock.  When guests failed, the ``BatchError`` raised
-    carries the whole result in ``details`` (``changed``, and per guest what was written and the error).
+    A run that writes holds the hypervisor's lock (``_run.lock``) from before its first read to its last
+    write (``converging``); check mode writes nothing and takes no lock.  When guests failed, the
+    ``BatchError`` raised carries the whole result in ``details`` (``changed``, and per guest what was
+    written and the error).
     """
     with converging(params, check_mode) as (converger, requests, selection_warnings):
-        lock_timeout = float(params.get("lock_timeout", 300))
-        lock = contextlib.nullcontext() if check_mode else host_lock(params["uri"], lock_timeout)
         try:
-            with lock:
-                results = converger.converge(requests)
+            results = converger.converge(requests)
         except BatchError as error:
             error.details = domain_result(
                 params, error.results, want_diff, converger.capacity_report, selection_warnings

@@ -9,8 +9,8 @@
 ``Planner.plan_all`` reads every definition of the host once, plans each requested guest
 (``Planned``: the new definition, its changes, what the running guest differs in) and checks the
 host's capacity with every plan in place (``_run/capacity.py``).  A guest that cannot be read or
-planned fails alone.  ``Planner.replan`` plans one guest again from a definition another client
-changed since (``_run/apply.py:fresh``).
+planned fails alone.  ``Planner.replan`` plans one guest again from a definition (or a running state)
+another client changed since (``_run/apply.py:fresh``).
 """
 
 from __future__ import annotations
@@ -402,11 +402,10 @@ class Planner:
             plugged=plugged,
         )
 
-    def replan(self, item: Planned, xml: str) -> Planned:
-        """``item`` planned again on ``xml``, its definition as another client left it, and checked to fit."""
+    def replan(self, item: Planned, xml: str, running: bool) -> Planned:
+        """``item`` planned again on ``xml`` and ``running`` (the guest as another client left it), checked to fit."""
         name = item.request.name
         root = parse_xml(xml, f"the definition of guest {name}", root_tag="domain")
-        running = item.guest.is_running()
         item = self.plan_one(item.request, Reading.of(item.guest, xml, root), self.taken, running)
         self.replanned[name] = item
         place(self.topology, [item], self.autostart)

@@ -9,6 +9,10 @@
 Every guest of the batch is asked to shut down at once, all are waited for against one deadline, the
 ones still running are powered off (with ``force``, in parallel) and then every guest that stopped is
 started again, one after the other.
+
+Only a guest this batch brought down is started.  A guest another client shut off since the plan needs no
+restart: it stays off, and its next boot takes the new definition.  A paused guest cannot shut down
+(libvirt refuses to ask it): with ``force`` it is powered off with the others, without it fails alone.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED, GuestHandle
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 
@@ -33,11 +37,11 @@ _PARALLEL = 8
 def restart_together(
     batch: Sequence[tuple[Planned, GuestResult]], shutdown_timeout: float, force: bool, check_mode: bool
 ) -> None:
-    """Shut every guest of ``batch`` down at once, wait for all against one deadline, then start them all.
+    """Shut every guest of ``batch`` down at once, wait for all against one deadline, then start them again.
 
-    After the deadline the guests still running are powered off with ``force``; without it they
-    are left running, the others are started again, and each guest that did not stop or start
-    gets its error in its result.
+    After the deadline the guests still running are powered off with ``force``, and so are the paused
+    ones; without it they are left running, the others are started again, and each guest that did not
+    stop or start gets its error in its result.  A guest found shut off is left off, with a warning.
     """
     for _item, result in batch:
         # A restart changes the running guest even when the definition was changed by an earlier run.
@@ -47,14 +51,26 @@ def restart_together(
     if check_mode or not batch:
         return
     by_name = {item.guest.name: result for item, result in batch}
-    waiting = []
+    waiting: list[GuestHandle] = []
+    # Running guests that cannot shut down (paused): only a power-off brings them down.
+    stuck: list[GuestHandle] = []
     for item, result in batch:
         try:
-            if item.guest.ask_shutdown():
-                result.wrote("shutdown requested")
-                waiting.append(item.guest)
+            answer = item.guest.ask_shutdown()
         except VnumaError as error:
             _failed(result, error)
+            continue
+        if answer == SHUTDOWN_ASKED:
+            result.wrote("shutdown requested")
+            waiting.append(item.guest)
+        elif answer == "shutoff":
+            _left_off(item, result)
+        elif force:
+            stuck.append(item.guest)
+        else:
+            _failed(result, _cannot_shut_down(item.guest.name, answer))
+    # What this batch brings down, and so starts again.
+    down = [guest.name for guest in (*waiting, *stuck)]
     deadline = time.monotonic() + shutdown_timeout
     while waiting:
         waiting = [guest for guest in waiting if _still_running(guest, by_name[guest.name])]
@@ -64,8 +80,9 @@ def restart_together(
     if force:
         # libvirtd takes a second or two to power a QEMU off (SIGTERM, then it waits for the exit): in
         # parallel, the batch is down for the slowest one, not for the sum.
-        failed = _each(waiting, lambda guest: guest.destroy())
-        for guest in waiting:
+        powered = [*waiting, *stuck]
+        failed = _each(powered, lambda guest: guest.destroy())
+        for guest in powered:
             if guest.name in failed:
                 _failed(by_name[guest.name], failed[guest.name])
             else:
@@ -76,7 +93,7 @@ def restart_together(
     # The others are down with their new definition: started again even when some did not stop.
     # One after the other: starting QEMUs at once only makes them compete for the host's CPUs.
     for item, result in batch:
-        if result.error is not None:
+        if result.error is not None or item.guest.name not in down:
             continue
         try:
             item.guest.start()
@@ -84,6 +101,20 @@ def restart_together(
             _failed(result, error)
             continue
         result.wrote("started")
+
+
+def _left_off(item: Planned, result: GuestResult) -> None:
+    """A guest that another client shut off since the plan: no restart, its next boot takes the new definition.
+
+    It is planned as shut off from here on: the live changes (``_run/live.py``) leave it alone.
+    """
+    item.running = result.running = False
+    result.restarted = False
+    result.changed = bool(result.written)
+    result.warnings.append(
+        f"guest {result.name}: was shut off by another client before its restart; left shut off, "
+        "its next boot takes the new definition"
+    )
 
 
 def _still_running(guest: GuestHandle, result: GuestResult) -> bool:
@@ -123,5 +154,13 @@ def _each(guests: Sequence[GuestHandle], action: Callable[[GuestHandle], None]) 
 def _not_stopped(name: str, timeout: float) -> LibvirtOperationError:
     return LibvirtOperationError(
         f"did not shut down within {timeout:g} seconds; set force to power it off",
+        guest=name,
+    )
+
+
+def _cannot_shut_down(name: str, state: str) -> LibvirtOperationError:
+    how = "resume it" if state == "paused" else "wake it up"
+    return LibvirtOperationError(
+        f"is {state} and cannot shut down; set force to power it off, or {how} first",
         guest=name,
     )

@@ -380,7 +380,7 @@ class _FakeClock:
 
 def _record(monkeypatch: pytest.MonkeyPatch, *stuck: str) -> list[tuple[str, str]]:
     """Record the restart calls; the ``stuck`` guests ignore the request to shut down, as hung guests would."""
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED, LibvirtGuest
 
     events: list[tuple[str, str]] = []
     for method in ("ask_shutdown", "destroy", "start"):
@@ -389,7 +389,7 @@ def _record(monkeypatch: pytest.MonkeyPatch, *stuck: str) -> list[tuple[str, str
         def recorded(self: LibvirtGuest, _original: Any = original, _method: str = method) -> Any:
             events.append((_method, self.name))
             if _method == "ask_shutdown" and self.name in stuck:
-                return True
+                return SHUTDOWN_ASKED
             return _original(self)
 
         monkeypatch.setattr(LibvirtGuest, method, recorded)

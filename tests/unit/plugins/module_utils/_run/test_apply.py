@@ -80,11 +80,12 @@ def test_a_change_by_another_client_before_the_define_is_kept() -> None:
     assert result.written == ["definition"]
     assert "<description>kept</description>" in hypervisor.guests["a"].xml
     assert "<vnuma:vnuma" in hypervisor.guests["a"].xml
-    # Read before the define (changed: planned anew), read again (unchanged), defined, read back.
+    # Read with its state before the define (changed: planned anew), read again (unchanged), defined, read back.
     assert [call.method for call in hypervisor.calls if call.guest == "a"] == [
         "xml_if_defined",
-        "is_running",
+        "running_if_defined",
         "xml_if_defined",
+        "running_if_defined",
         "define",
         "inactive_xml",
     ]
@@ -127,6 +128,68 @@ def test_a_guest_undefined_before_its_define_is_reported() -> None:
         "guest a: was undefined by another client after this run read it; nothing was written for it"
     )
     assert hypervisor.called("define") == []
+
+
+def test_a_running_guest_undefined_before_its_define_is_left_transient() -> None:
+    # Undefined while it runs, the guest goes on as a transient one whose XML libvirt still gives.
+    hypervisor = FakeHost({"a": domain_xml("a"), "b": domain_xml("b")}, running=("a", "b"))
+    hypervisor.meanwhile("a", "xml_if_defined", lambda: hypervisor.undefine("a"))
+    converger = Converger(hypervisor, TOPOLOGY, restart="if_needed", force=True, shutdown_timeout=0)
+    with pytest.raises(BatchError) as raised:
+        converger.converge([GuestRequest("a", HOST), GuestRequest("b", HOST)])
+    a, b = raised.value.results
+    assert str(a.error) == (
+        "guest a: was undefined by another client after this run read it; nothing was written for it"
+    )
+    assert (a.written, a.changed, a.restarted) == ([], False, False)
+    guest = hypervisor.guests["a"]
+    assert (guest.persistent, guest.live is not None) == (False, True)
+    assert [call.method for call in hypervisor.writes() if call.guest == "a"] == []
+    assert b.written == ["definition", "shutdown requested", "started"]
+
+
+@pytest.mark.parametrize("restart", ["never", "if_needed"])
+def test_a_guest_started_by_another_client_before_its_define_is_planned_as_running(restart: str) -> None:
+    hypervisor = fake("a")
+    hypervisor.meanwhile("a", "xml_if_defined", lambda: hypervisor.boot("a"))
+    converger = Converger(hypervisor, TOPOLOGY, restart=restart, shutdown_timeout=0)
+    (result,) = converger.converge([GuestRequest("a", HOST)])
+    assert result.running is True
+    if restart == "never":
+        # It runs the old layout: its next boot takes the new one.
+        assert (result.restart_required, result.restarted, result.written) == (True, False, ["definition"])
+    else:
+        assert (result.restart_required, result.restarted) == (False, True)
+        assert result.written == ["definition", "shutdown requested", "started"]
+        assert hypervisor.guests["a"].live == hypervisor.guests["a"].xml
+
+
+def test_a_guest_shut_off_by_another_client_before_its_define_is_planned_as_shut_off() -> None:
+    hypervisor = FakeHost({"a": domain_xml("a")}, running=("a",))
+    hypervisor.meanwhile("a", "xml_if_defined", lambda: hypervisor.shut_off("a"))
+    converger = Converger(hypervisor, TOPOLOGY, restart="if_needed", shutdown_timeout=0)
+    (result,) = converger.converge([GuestRequest("a", HOST)])
+    assert (result.running, result.restart_required, result.restarted, result.written) == (
+        False,
+        False,
+        False,
+        ["definition"],
+    )
+    assert [call.method for call in hypervisor.writes()] == ["define"]
+    assert hypervisor.guests["a"].live is None
+
+
+def test_the_state_is_read_once_per_define_when_nothing_changed() -> None:
+    # The cost of the re-read per defined guest: its definition and its state, one call each (the state is
+    # one libvirt call for a shut-off guest, two for a running one: _libvirt.py:LibvirtGuest.running_if_defined).
+    hypervisor = fake("a")
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert [call.method for call in hypervisor.calls if call.guest == "a"] == [
+        "xml_if_defined",
+        "running_if_defined",
+        "define",
+        "inactive_xml",
+    ]
 
 
 def test_a_layout_libvirt_did_not_keep_is_reported_after_the_write() -> None:

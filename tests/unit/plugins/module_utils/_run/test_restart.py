@@ -120,3 +120,60 @@ def test_a_guest_whose_define_failed_is_not_restarted() -> None:
     with pytest.raises(BatchError):
         restart(hypervisor).converge([GuestRequest(name, HOST) for name in ("a", "b")])
     assert lifecycle(hypervisor) == [("ask_shutdown", "b"), ("start", "b")]
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["without-force", "with-force"])
+def test_a_guest_shut_off_by_another_client_before_the_restart_stays_off(force: bool) -> None:
+    hypervisor = running("a", "b")
+    # Another client powers it off after its define, right before the batch asks it to shut down.
+    hypervisor.meanwhile("a", "ask_shutdown", lambda: hypervisor.shut_off("a"))
+    a, b = restart(hypervisor, force=force).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    # It needs no restart: its next boot takes the new definition.
+    assert (a.written, a.restarted, a.restart_required, a.running, a.error) == (
+        ["definition"],
+        False,
+        False,
+        False,
+        None,
+    )
+    assert a.warnings == [
+        "guest a: was shut off by another client before its restart; left shut off, its next boot takes the new "
+        "definition"
+    ]
+    assert hypervisor.guests["a"].live is None
+    assert ("start", "a") not in lifecycle(hypervisor) and ("destroy", "a") not in lifecycle(hypervisor)
+    assert (b.written, b.restarted) == (["definition", "shutdown requested", "started"], True)
+
+
+def test_with_force_a_paused_guest_is_powered_off_and_started() -> None:
+    hypervisor = running("a", "b")
+    hypervisor.suspend("a")
+    a, b = restart(hypervisor, force=True).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    assert (a.written, a.restarted, a.restart_required, a.running) == (
+        ["definition", "powered off", "started"],
+        True,
+        False,
+        True,
+    )
+    assert b.written == ["definition", "shutdown requested", "started"]
+    guest = hypervisor.guests["a"]
+    assert (guest.live, guest.paused) == (guest.xml, False)
+    calls = lifecycle(hypervisor)
+    assert calls.index(("destroy", "a")) < calls.index(("start", "a"))
+
+
+def test_without_force_a_paused_guest_fails_alone_and_stays_paused() -> None:
+    hypervisor = running("a", "b")
+    hypervisor.suspend("a")
+    with pytest.raises(BatchError) as raised:
+        restart(hypervisor).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    a, b = raised.value.results
+    assert str(a.error) == "guest a: is paused and cannot shut down; set force to power it off, or resume it first"
+    assert (a.written, a.restarted, a.restart_required, a.running) == (["definition"], False, True, True)
+    assert str(raised.value) == (
+        "guest a: is paused and cannot shut down; set force to power it off, or resume it first (written before the "
+        "failure: guest a: definition; guest b: definition, shutdown requested, started)"
+    )
+    assert b.restarted
+    assert hypervisor.guests["a"].paused and hypervisor.guests["a"].live is not None
+    assert [call for call in lifecycle(hypervisor) if call[1] == "a"] == [("ask_shutdown", "a")]
