@@ -16,12 +16,15 @@ description:
     topology, memory devices, expander buses and HMAT. libvirt refuses any other change to a moving guest.
   - Only the host side is planned again for the destination. That is the C(<numatune>) node sets, C(<vcpupin>),
     C(<emulatorpin>), C(<iothreadpin>), C(<vcpu cpuset>) and the memory devices' C(<source><nodemask>).
-  - Each guest cell gets destination nodes where its memory fits beside what other guests hold, and where its
-    dedicated CPUs are free. Cells that shared a host node keep sharing one. Among the choices, the one whose node
-    distances are closest to the guest's own wins. The pins follow the spec's pinning rules, read from the spec
-    stored with the guest.
+  - Each guest cell gets destination nodes where its memory, and that of the memory devices (DIMM, virtio-mem) in
+    it, fits beside what other guests hold, and where its dedicated CPUs are free. Cells that shared a host node keep
+    sharing one. Among the choices, the one whose node distances are closest to the guest's own wins. The pins
+    follow the spec's pinning rules, read from the spec stored with the guest.
   - Before anything moves, the destination's capacity is checked with the guest in place. A refusal names the guest,
     the cell and the limit, and changes nothing on either host.
+  - A persistent definition that lays the guest out otherwise than it runs (a change waiting for its next boot) gets
+    its host side planned from its own cells (RV(definition_plan)), before anything moves. A definition the
+    destination cannot hold refuses the move, saying so.
   - After the move, the guest is read on the destination and its pins and memory binding are compared with the plan.
   - The rules, examples and limits are in the collection's C(docs/migration.md).
 author:
@@ -188,6 +191,15 @@ plan:
     why:
       description: Which source nodes each cell leaves for which destination nodes, and how they were chosen.
       type: str
+definition_plan:
+  description:
+    - The plan of the guest's persistent definition when it lays the guest out otherwise than it runs (other cells,
+      bindings or memory devices waiting for its next boot), as RV(plan). Its definition on the destination gets
+      these bindings.
+    - V(null) when the definition lays the guest out as it runs and takes RV(plan), or (O(operation=restore)) the
+      guest is not defined on that host.
+  returned: always
+  type: dict
 host_changes:
   description: The host-side values that differ between the guest before and after, one entry per value.
   returned: always

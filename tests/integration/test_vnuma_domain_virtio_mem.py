@@ -184,10 +184,10 @@ def test_virtio_mem_cells_grow_and_shrink_by_their_planned_shares(
     left = run_module(base)
     assert left["changed"] is False
     said = (
-        "virtio-mem of guest cell 0: the running guest requests 100 MiB, its definition 68 MiB; left as it is "
-        "without total_memory (give total_memory to set both)"
+        f"guest {guest.name}: virtio-mem of guest cell 0: the running guest requests 100 MiB, its definition 68 MiB; "
+        "left as it is without total_memory (give total_memory to set both)"
     )
-    assert [warning for warning in left.get("warnings", []) if warning.endswith(said)], left.get("warnings")
+    assert said in left.get("warnings", []), left.get("warnings")
     assert devices(live_xml(qemu_conn, guest.name))[0]["requested"] == 100 * MIB
     assert devices(inactive_xml(qemu_conn, guest.name))[0]["requested"] == 68 * MIB
     converged = run_module(shrink)
@@ -252,3 +252,50 @@ def test_dimm_guests_are_unchanged_by_the_option(make_guest: GuestFactory, host_
         "dimm",
         "dimm",
     ]
+
+
+def dimms(xml: str) -> list[tuple[int, int]]:
+    """The DIMMs of a definition: (guest cell, KiB)."""
+    return [
+        (int(element.find("target/node").text), int(element.find("target/size").text))
+        for element in domain_root(xml).iterfind("devices/memory[@model='dimm']")
+    ]
+
+
+def test_switching_from_virtio_mem_to_dimms_with_hotplug_memory_in_one_run(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str
+) -> None:
+    """The virtio-mem devices the switch removes are not counted as hot-plugged DIMMs (they held 200 MiB)."""
+    node = parse_capabilities(host_caps).cpu_node_ids[0]
+    guest = make_guest("vmem-switch", vcpus=2, memory_mib=512, start=False)
+    base = {"name": guest.name, "nodeset": str(node), **SPEC}
+    run_module({**base, "total_memory": "712 MiB"})
+    assert sum(device["requested"] for device in devices(inactive_xml(qemu_conn, guest.name)).values()) == 200 * MIB
+    switch = {**base, "memory_device": "dimm", "hotplug_memory": "128 MiB"}
+    checked = run_module(switch, check_mode=True)
+    assert checked["changed"] is True
+    switched = run_module(switch)
+    assert switched["changed"] is True
+    written = inactive_xml(qemu_conn, guest.name)
+    assert devices(written) == {}
+    assert dimms(written) == [(0, 128 * MIB)]
+    assert run_module(switch)["changed"] is False
+
+
+def test_fewer_memory_slots_than_the_dimms_a_guest_keeps_is_refused_before_libvirt(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, host_caps: str
+) -> None:
+    """memory_slots below the guest's DIMMs: refused in check mode, not left to libvirt's define to refuse."""
+    node = parse_capabilities(host_caps).cpu_node_ids[0]
+    guest = make_guest("vmem-slots-dimm", vcpus=2, memory_mib=512, start=False)
+    spec = {key: value for key, value in SPEC.items() if key != "memory_device"}
+    base = {"name": guest.name, "nodeset": str(node), **spec, "hotplug_memory": "256 MiB"}
+    run_module(base)
+    written = inactive_xml(qemu_conn, guest.name)
+    assert len(dimms(written)) == 2
+    for check_mode in (True, False):
+        refused = fail_module({**base, "memory_slots": 1}, check_mode=check_mode)
+        assert refused["msg"] == (
+            f"guest {guest.name}: keeping the guest's 2 memory devices needs 2 memory slots; memory_slots is 1"
+        )
+    assert inactive_xml(qemu_conn, guest.name) == written

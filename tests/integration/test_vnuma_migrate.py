@@ -24,10 +24,10 @@ from pathlib import Path
 import libvirt
 import pytest
 from test_harness import BOOT_TIMEOUT
-from vnuma_domain_support import numa_cells
+from vnuma_domain_support import memnode_nodesets, numa_cells
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
-from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_migrate
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_migrate
 from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
 from ansible_collections.vnuma.libvirt.tests.support.module_run import ModuleExit, fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.private_libvirtd import PrivateLibvirtd
@@ -145,6 +145,47 @@ def test_a_restore_without_a_free_cpu_is_refused_and_changes_nothing(
         assert failed["guest"] == guest.name
         assert not guest.is_active() and guest.inactive_xml() == definition
         assert image.read_bytes() == saved
+
+
+def test_a_definition_waiting_for_a_boot_with_other_cells_moves_with_bindings_of_its_own(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, save_dir: Path
+) -> None:
+    """The guest runs one cell; its definition, rendered again for its next boot, has two.
+
+    A migration (planned in check mode) and a restore plan the definition from its own cells: the guest comes
+    back running its one cell, its definition keeps its two, each bound on this host.
+    """
+    guest = make_guest("mig1-pending", vcpus=2, memory_mib=512, vnuma="<vnuma mode='node'/>", wait=True)
+    assert sorted(numa_cells(guest.live_xml())) == [0]
+    pending = run_module({"name": guest.name, "mode": "node", "cells": 2}, module=vnuma_domain)
+    assert pending["changed"] is True and pending["restart_required"] is True
+    assert sorted(numa_cells(guest.inactive_xml())) == [0, 1]
+
+    args = {
+        "name": guest.name,
+        "destination_uri": "test:///default",
+        "host_capabilities": str(CAPABILITIES / "amd-2s-nps4.xml"),
+    }
+    planned = run_module(args, check_mode=True, module=vnuma_migrate)
+    assert [cell["id"] for cell in planned["plan"]["cells"]] == [0]
+    assert [cell["id"] for cell in planned["definition_plan"]["cells"]] == [0, 1]
+
+    image = save_dir / f"{guest.name}.save"
+    guest.dom.save(str(image))
+    definition = guest.inactive_xml()
+    restore = {"operation": "restore", "restore_from": str(image)}
+    checked = run_module(restore, check_mode=True, module=vnuma_migrate)
+    assert [cell["id"] for cell in checked["definition_plan"]["cells"]] == [0, 1]
+    assert not guest.is_active() and guest.inactive_xml() == definition, "check mode must change nothing"
+
+    restored = run_module(restore, module=vnuma_migrate)
+    assert restored["moved"] is True
+    assert guest.is_active()
+    assert sorted(numa_cells(guest.live_xml())) == [0]
+    after = guest.inactive_xml()
+    assert numa_cells(after) == numa_cells(definition), "the layout waiting for the next boot stays"
+    node = {int(cell["host_nodes"]) for cell in restored["definition_plan"]["cells"]}
+    assert memnode_nodesets(after) == {0: frozenset(node), 1: frozenset(node)}
 
 
 def free_port() -> int:

@@ -35,6 +35,7 @@ __all__ = [
     "balanced_enable_order",
     "balanced_shares",
     "check_memory_options",
+    "check_memory_slots",
     "dimm_granule_kib",
     "even_split",
     "keep_requested",
@@ -198,16 +199,44 @@ def dimm_granule_kib(layout: Layout) -> int:
     return lcm(layout.dimm_block_kib, layout.hugepages_kib or 1)
 
 
+def _plural(count: int, what: str) -> str:
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+
 @_naming_guest
-def plan_dimms(layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]] = ()) -> tuple[DimmPlan, ...]:
+def check_memory_slots(layout: Layout, held: int, needed: int = 0, purpose: str = "", needs: str = "") -> None:
+    """The one memory-slot rule: the memory devices a guest keeps and those it gets fit ``memory_slots``.
+
+    ``held`` is the number of memory devices the guest keeps (DIMMs, its user's own devices), ``needed`` the
+    number ``purpose`` adds (``needs`` says how many in words; ``N memory slots`` when empty).  Every memory
+    device takes a slot: libvirt refuses a definition with more ("memory device count '2' exceeds slots count
+    '1'").  A layout without ``memory_slots`` has no limit here.
+    """
+    slots = layout.memory_slots
+    if slots is None or held + needed <= slots:
+        return
+    if not needed:
+        purpose, needs, held = f"keeping the guest's {_plural(held, 'memory device')}", _plural(held, "memory slot"), 0
+    others = f" ({held} held by other memory devices)" if held else ""
+    raise PlacementError(f"{purpose} needs {needs or _plural(needed, 'memory slot')}; memory_slots is {slots}{others}")
+
+
+@_naming_guest
+def plan_dimms(
+    layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]] = (), held: int | None = None
+) -> tuple[DimmPlan, ...]:
     """Split a hot-add of ``size_kib`` into one DIMM per cell, round-robin when it is smaller than the cells.
 
     ``existing`` lists the guest's present DIMMs as (guest cell, size KiB).  The granule units go
     evenly to every cell; a remainder goes to the cells with the least hot-added memory first
-    (then the lower id), so successive small hot-adds walk round the cells.
+    (then the lower id), so successive small hot-adds walk round the cells.  ``held`` is the number of
+    memory slots the guest's memory devices hold (its DIMMs and any others it keeps; ``len(existing)``
+    when None).
     """
     if layout.max_memory_kib is None or layout.memory_slots is None:
         raise SpecError("memory hotplug needs max_memory and memory_slots in the vnuma spec")
+    held = len(existing) if held is None else held
+    check_memory_slots(layout, held)
     if isinstance(size_kib, bool) or not isinstance(size_kib, int) or size_kib < 1:
         raise SpecError(f"the memory to hot-add {shown(size_kib)} must be a positive size")
     granule = dimm_granule_kib(layout)
@@ -231,7 +260,7 @@ def plan_dimms(layout: Layout, size_kib: int, existing: Sequence[tuple[int, int]
         for cell in layout.cells
         if per_cell[cell.id]
     )
-    free_slots = layout.memory_slots - len(existing)
+    free_slots = layout.memory_slots - held
     if len(plan) > free_slots:
         raise PlacementError(
             f"hot-adding {format_kib(size_kib)} needs {len(plan)} memory slots, "
@@ -276,13 +305,7 @@ def plan_virtio_mem(layout: Layout, other_kib: int = 0, other_devices: int = 0) 
         raise SpecError("memory_device virtio-mem needs max_memory and memory_slots in the vnuma spec")
     cells = len(layout.cells)
     block = virtio_mem_block_kib(layout)
-    free_slots = layout.memory_slots - other_devices
-    if cells > free_slots:
-        held = f" ({other_devices} held by other memory devices)" if other_devices else ""
-        raise PlacementError(
-            f"memory_device virtio-mem needs one memory slot per cell, {cells}; memory_slots is "
-            f"{layout.memory_slots}{held}"
-        )
+    check_memory_slots(layout, other_devices, cells, "memory_device virtio-mem", f"one memory slot per cell, {cells}")
     hotpluggable = layout.max_memory_kib - layout.memory_kib - other_kib
     shares = balanced_shares(max(hotpluggable, 0) // block, cells, _cell_weights(layout))
     if min(shares) == 0:

@@ -22,13 +22,18 @@ writes a ``DestinationPlan`` back into it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import combinations, product
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import node_rooms
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+    CapacityError,
+    CapacityReport,
+    check_capacity,
+    device_kib,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
     DEFAULT_REMOTE_DISTANCE,
@@ -51,6 +56,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     CellBinding,
     DimmBinding,
     GuestBinding,
+    place_guest,
+    place_guests,
     split_evenly,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
@@ -63,6 +70,7 @@ __all__ = [
     "DestinationPlan",
     "MovingCell",
     "MovingGuest",
+    "check_destination",
     "plan_destination",
 ]
 
@@ -102,7 +110,8 @@ class MovingGuest:
     threads: int = 1
     memory_mode: str = "strict"
     emulator_pin: str = "none"
-    # Memory devices (DIMM, virtio-mem), each bound like its cell: counted for capacity.
+    # Memory devices (DIMM, virtio-mem): each is bound like the cell it targets on the destination, so its
+    # memory counts with that cell's in the node choice (at ``_core/capacity.py:device_kib`` of a running guest).
     dimms: tuple[DimmBinding, ...] = ()
     # The source host's topology when known: a cell on a CPU-less source node prefers one on the destination.
     source: HostTopology | None = None
@@ -252,11 +261,25 @@ class _Group:
 
     cells: tuple[int, ...]
     width: int
+    # The cells' memory, in pages of ``page_kib`` (None: normal pages).
     memory_kib: int
     page_kib: int | None
     vcpus: int
     source_nodes: tuple[int, ...]
     cpuless_source: bool
+    # The memory devices targeting the cells: bound with them on the destination.
+    devices_kib: int = 0
+    # What the group binds on its nodes, by page size (None: normal pages): the cells and their devices.
+    demand: tuple[tuple[int | None, int], ...] = ()
+
+    @property
+    def total_kib(self) -> int:
+        return self.memory_kib + self.devices_kib
+
+    def text(self) -> str:
+        """The group's memory and vCPUs for a message: ``512 MiB and 1 GiB of memory devices, 2 vCPUs``."""
+        devices = f" and {format_kib(self.devices_kib)} of memory devices" if self.devices_kib else ""
+        return f"{format_kib(self.memory_kib)}{devices}, {self.vcpus} vCPUs"
 
 
 def _cells_text(cells: Sequence[int]) -> str:
@@ -290,6 +313,35 @@ class _Planner:
         page = cell.hugepage_kib
         return page if page is not None and page > self.normal_page else None
 
+    def device_demand(self) -> dict[int, dict[int | None, int]]:
+        """Guest cell -> page size (None: normal) -> KiB of the memory devices that target it.
+
+        A device is bound with the cell it targets on the destination (``DestinationPlan.binding``,
+        ``_xml/migration.py:rewrite_root``), and holds what the capacity check counts for a running guest
+        (``_core/capacity.py:device_kib``), in its own page size, else its cell's (``GuestBinding.dimm_page_kib``).
+        A device without a guest cell is bound to no cell's nodes: the capacity check counts it after the plan.
+        """
+        guest = self.guest
+        binding = GuestBinding(
+            name=guest.name,
+            cells=tuple(
+                CellBinding(id=cell.id, vcpus=cell.vcpus, memory_kib=cell.memory_kib, hugepage_kib=cell.hugepage_kib)
+                for cell in guest.cells
+            ),
+            dimms=guest.dimms,
+            running=True,
+        )
+        ids = {cell.id for cell in guest.cells}
+        demand: dict[int, dict[int | None, int]] = {}
+        for dimm in guest.dimms:
+            if dimm.cell is None or dimm.cell not in ids:
+                continue
+            page = binding.dimm_page_kib(dimm)
+            page = page if page is not None and page > self.normal_page else None
+            pages = demand.setdefault(dimm.cell, {})
+            pages[page] = pages.get(page, 0) + device_kib(dimm, binding.running)
+        return demand
+
     def make_groups(self) -> list[_Group]:
         by_source: dict[tuple[int, ...], list[MovingCell]] = {}
         alone: list[list[MovingCell]] = []
@@ -301,21 +353,30 @@ class _Planner:
         groups = []
         usable = len(self.topology.nodes)
         source = self.guest.source
+        devices = self.device_demand()
         for key, cells in [*by_source.items(), *(((), cells) for cells in alone)]:
             cpuless = (
                 source is not None
                 and bool(key)
                 and all(source.has_node(node) and not source.node(node).has_cpus for node in key)
             )
+            memory = sum(cell.memory_kib for cell in cells)
+            page = self.page_of(cells[0])
+            demand: dict[int | None, int] = {page: memory}
+            for cell in cells:
+                for device_page, kib in devices.get(cell.id, {}).items():
+                    demand[device_page] = demand.get(device_page, 0) + kib
             groups.append(
                 _Group(
                     cells=tuple(cell.id for cell in cells),
                     width=min(max(len(key), 1), usable),
-                    memory_kib=sum(cell.memory_kib for cell in cells),
-                    page_kib=self.page_of(cells[0]),
+                    memory_kib=memory,
+                    page_kib=page,
                     vcpus=sum(len(cell.vcpus) for cell in cells),
                     source_nodes=key,
                     cpuless_source=cpuless,
+                    devices_kib=sum(kib for cell in cells for kib in devices.get(cell.id, {}).values()),
+                    demand=tuple(sorted(demand.items(), key=lambda item: (item[0] is not None, item[0] or 0))),
                 )
             )
         return sorted(groups, key=lambda group: group.cells[0])
@@ -392,11 +453,12 @@ class _Planner:
 
     def fits_alone(self, group: _Group, nodes: tuple[int, ...]) -> str | None:
         """Why ``group`` cannot live on ``nodes`` even with the rest of the host empty of this guest, or None."""
-        room = self.room(group.page_kib)
-        have = sum(room.get(node, 0) for node in nodes)
-        if group.memory_kib > have:
-            pool = f" in {format_kib(group.page_kib)} pages" if group.page_kib else ""
-            return f"needs {format_kib(group.memory_kib)}{pool}, {_nodes_text(nodes)} has {format_kib(have)} free"
+        for page, need in group.demand:
+            room = self.room(page)
+            have = sum(room.get(node, 0) for node in nodes)
+            if need > have:
+                pool = f" in {format_kib(page)} pages" if page else ""
+                return f"needs {format_kib(need)}{pool}, {_nodes_text(nodes)} has {format_kib(have)} free"
         if self.guest.dedicated and group.vcpus:
             unit, need, supply = self.cpu_units(group, nodes)
             if need > sum(supply.values()):
@@ -428,8 +490,9 @@ class _Planner:
         """Whether every group fits at once: memory per node and dedicated CPUs per node, shared nodes summed."""
         memory: dict[tuple[int | None, int], int] = {}
         for group, nodes in zip(groups, choice, strict=True):
-            for node, kib in split_evenly(group.memory_kib, nodes).items():
-                memory[group.page_kib, node] = memory.get((group.page_kib, node), 0) + kib
+            for page, need in group.demand:
+                for node, kib in split_evenly(need, nodes).items():
+                    memory[page, node] = memory.get((page, node), 0) + kib
         for (page, node), kib in memory.items():
             if kib > self.room(page).get(node, 0):
                 return False
@@ -482,11 +545,13 @@ class _Planner:
             best = self.best_reason(group)
             detail = f"; the roomiest {best}" if best else (f"; {reasons[0]}" if reasons else "")
             return PlacementError(
-                f"guest {_cells_text(group.cells)} ({format_kib(group.memory_kib)}, {group.vcpus} vCPUs) must live "
+                f"guest {_cells_text(group.cells)} ({group.text()}) must live "
                 f"on {width}{shared}, and none of the destination's nodes {format_cpuset(nodes) or '(none)'} "
                 f"can hold it{detail}"
             )
-        need = sum(group.memory_kib for group in self.groups)
+        need = sum(group.total_kib for group in self.groups)
+        devices = sum(group.devices_kib for group in self.groups)
+        with_devices = f" (with {format_kib(devices)} of memory devices)" if devices else ""
         usable = sorted({node for sets in options for node_set in sets for node in node_set})
         room = self.room(None)
         free = ", ".join(f"node {node} {format_kib(room.get(node, 0))}" for node in usable)
@@ -498,15 +563,19 @@ class _Planner:
         )
         return PlacementError(
             f"every guest cell fits the destination alone, but not all at once: the cells need {format_kib(need)}"
-            f"{dedicated} on destination {_nodes_text(usable)}, which have {free} free"
+            f"{with_devices}{dedicated} on destination {_nodes_text(usable)}, which have {free} free"
         )
 
     def best_reason(self, group: _Group) -> str | None:
-        room = self.room(group.page_kib)
+        # The kind of memory no node has room for (a memory device's own page size may be it), else the cells'.
+        page = next(
+            (kind for kind, need in group.demand if need > max(self.room(kind).values(), default=0)), group.page_kib
+        )
+        room = self.room(page)
         if not room:
             return None
         node = max(sorted(room), key=lambda node: room[node])
-        pool = f" in {format_kib(group.page_kib)} pages" if group.page_kib else ""
+        pool = f" in {format_kib(page)} pages" if page else ""
         text = f"destination node {node} has {format_kib(room[node])} free{pool}"
         if self.guest.dedicated and group.vcpus:
             unit, _need, supply = self.cpu_units(group, (node,))
@@ -532,7 +601,7 @@ class _Planner:
                 raise self.refuse(options)
             return best, considered, f"exhaustive over {considered} choices"
         # Largest groups first; each takes the set that keeps its distances to those placed closest.
-        order = sorted(range(len(self.groups)), key=lambda index: (-self.groups[index].memory_kib, index))
+        order = sorted(range(len(self.groups)), key=lambda index: (-self.groups[index].total_kib, index))
         chosen: dict[int, tuple[int, ...]] = {}
         considered = 0
         for index in order:
@@ -668,3 +737,26 @@ def plan_destination(
         return _Planner(guest, topology, report, taken).plan()
     except VnumaError as error:
         raise error.naming(guest.name) from None
+
+
+def check_destination(
+    topology: HostTopology,
+    others: Iterable[GuestBinding],
+    plan: DestinationPlan,
+    warnings: Sequence[str] = (),
+) -> CapacityReport:
+    """The destination's capacity check with ``plan``'s guest in place beside ``others`` (the guests it runs).
+
+    The one check after the plan, for ``vnuma_migrate`` and the migration hook alike: memory per node with
+    the guest's cells and memory devices, hugepage pools, dedicated CPUs.  ``warnings`` (guests that could
+    not be read) go into the report.  Raises ``CapacityError`` with the problems the guest takes part in.
+    """
+    placements = [*place_guests(topology, others), place_guest(topology, plan.binding())]
+    report = check_capacity(topology, placements)
+    if warnings:
+        report = replace(report, warnings=(*report.warnings, *warnings))
+    if report.blocking:
+        error = CapacityError(replace(report, problems=report.blocking))
+        error.details["capacity"] = report.to_dict()
+        raise error.naming(plan.guest)
+    return report

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import check_destination, plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestBinding, place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.topology_cache import read_cache
@@ -31,11 +31,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
-__all__ = ["others_report", "rebind_for_host"]
+__all__ = ["others_running", "rebind_for_host"]
 
 
-def others_report(topology: HostTopology, running: Sequence[tuple[str, str]]) -> CapacityReport:
-    """This host's capacity with the other running guests where their live XML puts them.
+def others_running(topology: HostTopology, running: Sequence[tuple[str, str]]) -> list[GuestBinding]:
+    """The other running guests where their live XML puts them.
 
     ``running``: (name, libvirtd status file text: ``<domstatus>`` around the live ``<domain>``).  A
     guest whose XML cannot be read is left out: it may be stopping, and it must not block a move.
@@ -53,19 +53,22 @@ def others_report(topology: HostTopology, running: Sequence[tuple[str, str]]) ->
             )
         except VnumaError:
             continue
-    return check_capacity(topology, place_guests(topology, bindings))
+    return bindings
 
 
 def rebind_for_host(domain_xml: str, cache_path: str, running: Sequence[tuple[str, str]]) -> str | None:
     """``domain_xml`` with its host-side bindings planned for this host; None for a guest without a stored spec.
 
-    Raises the collection's error family when the guest cannot fit (naming the guest, cell and limit)
-    or the topology cache is missing.
+    The plan is checked as ``vnuma_migrate`` checks it (``_core/migration.py:check_destination``): the
+    guest's cells and memory devices beside the running guests, per node.  Raises the collection's error
+    family when the guest cannot fit (naming the guest, cell and limit) or the topology cache is missing.
     """
     root = parse_xml(domain_xml, "the domain XML libvirt gave the hook", root_tag="domain")
     if read_stored_spec(root) is None:
         return None
     topology = read_cache(cache_path)
     guest = moving_guest_from_xml(domain_xml)
-    plan = plan_destination(guest, topology, others_report(topology, running))
+    others = others_running(topology, running)
+    plan = plan_destination(guest, topology, check_capacity(topology, place_guests(topology, others)))
+    check_destination(topology, others, plan)
     return rewrite_host_bindings(domain_xml, plan)

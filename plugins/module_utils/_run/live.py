@@ -19,7 +19,11 @@ from collections.abc import Sequence
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import plan_dimms, vcpus_to_enable
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
+    check_memory_slots,
+    plan_dimms,
+    vcpus_to_enable,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
@@ -33,8 +37,13 @@ __all__ = ["check_hotplug_memory", "dimm_xml", "live_changes", "present_dimms"]
 
 
 def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
-    """The (guest cell, KiB) of the memory devices already in a guest cell."""
-    return [(device.node, device.size_kib) for device in devices if device.node is not None]
+    """The (guest cell, KiB) of the DIMMs among ``devices`` that are in a guest cell: what ``hotplug_memory`` counts.
+
+    Only DIMMs (``model='dimm'``): the virtio-mem devices (the collection's, which a switch to DIMMs removes, and
+    anyone else's) and other models are not hot-plugged DIMMs.  Give the devices the plan keeps
+    (``DomainPlan.target.memory_devices``).
+    """
+    return [(device.node, device.size_kib) for device in devices if device.model == "dimm" and device.node is not None]
 
 
 def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
@@ -44,15 +53,18 @@ def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
 
 def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element) -> None:
     """Everything a DIMM hot-add needs, checked before the first write (slots, sizes, ACPI)."""
-    present = present_dimms(plan.current.memory_devices)
+    kept = plan.target.memory_devices
+    present = present_dimms(kept)
     have = sum(size for _cell, size in present)
     if wanted_kib < have:
         raise SpecError(
             f"hotplug_memory {format_kib(wanted_kib)} is below the {format_kib(have)} already hot-plugged; "
             "memory is never unplugged by this module"
         )
+    # The devices the guest keeps must have their slots, whether anything is added or not.
+    check_memory_slots(plan.layout, len(kept))
     if wanted_kib > have:
-        plan_dimms(plan.layout, wanted_kib - have, present)
+        plan_dimms(plan.layout, wanted_kib - have, present, len(kept))
         # QEMU's device_add of a pc-dimm on x86 needs the guest's ACPI memory hotplug controller
         # ("memory hotplug is not enabled: ... ACPI"), which libvirt only gives a guest with <acpi/>.
         arch = root.find("os/type")
@@ -151,14 +163,15 @@ def _hotplug(topology: HostTopology, item: Planned, plan: DomainPlan, result: Gu
                         item.guest.pin_vcpu_live(vcpu, pins[vcpu], host_cpus)
     if request.hotplug_memory_kib is None:
         return
-    present = present_dimms(plan.current.memory_devices)
+    kept = plan.target.memory_devices
+    present = present_dimms(kept)
     missing = request.hotplug_memory_kib - sum(size for _cell, size in present)
     if missing <= 0:
         return
-    dimms = plan_dimms(plan.layout, missing, present)
+    dimms = plan_dimms(plan.layout, missing, present, len(kept))
     result.changed = True
     into_running = live or (item.running and result.restarted)
-    for index, dimm in enumerate(dimms, start=len(present)):
+    for index, dimm in enumerate(dimms, start=len(kept)):
         nodes = format_cpuset(dimm.host_nodes)
         text = f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} (host nodes {nodes})"
         result.changes.append(Change(f"devices/memory[{index}]", None, text, ChangeKind.HOTPLUG))
@@ -194,7 +207,7 @@ def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mod
             continue
         if not resize and (device.requested_kib or 0) != (target.requested_kib or 0):
             result.warnings.append(
-                f"virtio-mem of guest cell {target.node}: the running guest requests "
+                f"guest {name}: virtio-mem of guest cell {target.node}: the running guest requests "
                 f"{format_kib(device.requested_kib or 0)}, its definition {format_kib(target.requested_kib or 0)}; "
                 "left as it is without total_memory (give total_memory to set both)"
             )
@@ -205,8 +218,9 @@ def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mod
                 # or a shrink that never happens would look done.
                 plugged, requested = format_kib(device.current_kib or 0), format_kib(target.requested_kib or 0)
                 result.warnings.append(
-                    f"virtio-mem of guest cell {target.node}: the guest still has {plugged} plugged of {requested} "
-                    "requested; it gives memory back only when it onlined it movable (docs/vnuma_domain.md, virtio-mem)"
+                    f"guest {name}: virtio-mem of guest cell {target.node}: the guest still has {plugged} plugged of "
+                    f"{requested} requested; it gives memory back only when it onlined it movable "
+                    "(docs/vnuma_domain.md, virtio-mem)"
                 )
             continue
         if (device.node, device.size_kib, device.block_kib) != (target.node, target.size_kib, target.block_kib):

@@ -10,8 +10,10 @@
 2. Read the destination: its topology (capabilities, or ``host_capabilities``), the guests it runs or
    starts with it, and the CPUs other guests hold (``_run/plan.py:Planner`` reads them as vnuma_domain does).
 3. Plan (``_core/migration.py:plan_destination``) and check the destination's capacity with the planned
-   guest in place (``_core/capacity.py:check_capacity``).  Nothing has changed on either host yet; a
-   refusal stops here.  Check mode stops here too, and returns the plan and the host-side changes.
+   guest in place (``_core/migration.py:check_destination``).  A persistent definition that lays the guest
+   out otherwise than it runs (a change waiting for its next boot) is planned from itself
+   (``definition_plan``).  Nothing has changed on either host yet; a refusal stops here.  Check mode stops
+   here too, and returns the plan and the host-side changes.
 4. Rewrite the host side (``_xml/migration.py:rewrite_host_bindings``) and move: a live migration with
    the destination and persistent XML, or a restore with the rewritten XML.
 5. Read the guest on the destination and check that its pins and memory binding are the plan's.
@@ -20,23 +22,25 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
-    CapacityError,
-    CapacityReport,
-    check_capacity,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     LibvirtOperationError,
+    PlacementError,
     SpecError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import DestinationPlan, plan_destination
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guest, place_guests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
+    DestinationPlan,
+    MovingGuest,
+    check_destination,
+    plan_destination,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
@@ -53,7 +57,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration impor
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 
-__all__ = ["OPERATIONS", "host_side", "run_migrate", "verify_placement"]
+__all__ = ["OPERATIONS", "definition_plan", "host_side", "run_migrate", "verify_placement"]
 
 OPERATIONS = ("migrate", "restore")
 
@@ -156,15 +160,59 @@ class _Destination:
         self.report: CapacityReport = check_capacity(self.topology, place_guests(self.topology, self.others))
 
     def check_fit(self, plan: DestinationPlan) -> CapacityReport:
-        placements = [*place_guests(self.topology, self.others), place_guest(self.topology, plan.binding())]
-        report = check_capacity(self.topology, placements)
-        if self.unread:
-            report = replace(report, warnings=(*report.warnings, *self.unread))
-        if report.blocking:
-            error = CapacityError(replace(report, problems=report.blocking))
-            error.details["capacity"] = report.to_dict()
-            raise error
-        return report
+        return check_destination(self.topology, self.others, plan, self.unread)
+
+    def plan(self, guest: MovingGuest) -> DestinationPlan:
+        return plan_destination(guest, self.topology, self.report, self.taken)
+
+
+def _as_planned(guest: MovingGuest) -> MovingGuest:
+    """What the planner reads of ``guest``, less what differs between a running guest and its definition anyway.
+
+    A running guest's virtio-mem devices say what they have plugged (live ``<current>``), its definition not;
+    the source topology is the same object for both.
+    """
+    return replace(guest, dimms=tuple(replace(dimm, plugged_kib=0) for dimm in guest.dimms), source=None)
+
+
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+
+def _pending_text(definition: MovingGuest, running: MovingGuest) -> str:
+    """How the definition's layout differs from the running guest's, for the refusal."""
+    if len(definition.cells) != len(running.cells):
+        return f"{_counted(len(definition.cells), 'cell')}; it runs with {_counted(len(running.cells), 'cell')}"
+    shape = [(cell.vcpus, cell.memory_kib, cell.hugepage_kib) for cell in definition.cells]
+    if shape != [(cell.vcpus, cell.memory_kib, cell.hugepage_kib) for cell in running.cells]:
+        return "cells of other vCPUs or memory than it runs with"
+    if _as_planned(definition).dimms != _as_planned(running).dimms:
+        return "other memory devices than it runs with"
+    return "other memory bindings, pinning or distances than it runs with"
+
+
+def definition_plan(
+    running: MovingGuest, definition: MovingGuest, plan: Callable[[MovingGuest], DestinationPlan]
+) -> DestinationPlan | None:
+    """The plan of the guest's persistent definition; None when it is the running guest's plan.
+
+    A definition that lays the guest out otherwise than it runs (other cells, bindings or memory devices: a
+    change waiting for its next boot, such as ``vnuma_domain``'s ``rerender: next_boot``) gets the host side
+    planned from itself by ``plan``, so that its next boot on the destination binds its own cells.  A
+    definition the destination cannot hold refuses the move, before anything moves, saying it is about the
+    definition.
+    """
+    if _as_planned(definition) == _as_planned(running):
+        return None
+    try:
+        return plan(definition)
+    except PlacementError as error:
+        raise PlacementError(
+            f"its persistent definition has a layout waiting for the next boot ({_pending_text(definition, running)}), "
+            f"which the destination cannot hold: {error.message}; restart the guest so that it runs its definition, "
+            "or undo the change waiting in it, then move it",
+            guest=running.name,
+        ) from None
 
 
 def _check_params(params: Mapping[str, Any]) -> str:
@@ -198,10 +246,17 @@ def _locked(uri: str, params: Mapping[str, Any], check_mode: bool) -> Iterator[N
         yield
 
 
-def _result(plan: DestinationPlan, before: Mapping[str, str], after_xml: str, report: CapacityReport) -> dict[str, Any]:
+def _result(
+    plan: DestinationPlan,
+    before: Mapping[str, str],
+    after_xml: str,
+    report: CapacityReport,
+    later: DestinationPlan | None = None,
+) -> dict[str, Any]:
     after = host_side(_root(after_xml, "the rewritten domain XML"))
     return {
         "plan": plan.to_dict(),
+        "definition_plan": None if later is None else later.to_dict(),
         "host_changes": changes(before, after),
         "capacity": report.to_dict(),
     }
@@ -255,16 +310,14 @@ def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
             source_topology = parse_capabilities(source.capabilities_xml())
             live = _root(live_xml, f"the running guest {name}")
             destination = _Destination(target, params.get("host_capabilities"), name)
-            plan = plan_destination(
-                moving_guest_from_root(live, source_topology),
-                destination.topology,
-                destination.report,
-                destination.taken,
-            )
+            running = moving_guest_from_root(live, source_topology)
+            plan = destination.plan(running)
             report = destination.check_fit(plan)
+            persistent = _root(persistent_xml, f"the persistent definition of guest {name}")
+            later = definition_plan(running, moving_guest_from_root(persistent, source_topology), destination.plan)
             moved_xml = rewrite_host_bindings(live_xml, plan, ("migrate", source_uri))
-            moved_persistent = rewrite_host_bindings(persistent_xml, plan, ("migrate", source_uri))
-            result = _result(plan, host_side(live), moved_xml, report)
+            moved_persistent = rewrite_host_bindings(persistent_xml, later or plan, ("migrate", source_uri))
+            result = _result(plan, host_side(live), moved_xml, report, later)
             result.update(operation="migrate", source_uri=source_uri, destination_uri=destination_uri)
             if check_mode:
                 return {**result, "changed": True, "moved": False}
@@ -300,12 +353,16 @@ def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
             if existing is not None and existing.is_running():
                 raise LibvirtOperationError(f"the guest is already running at {uri}; a restore would start it twice")
             destination = _Destination(host, params.get("host_capabilities"), name)
-            plan = plan_destination(
-                moving_guest_from_root(saved), destination.topology, destination.report, destination.taken
-            )
+            running = moving_guest_from_root(saved)
+            plan = destination.plan(running)
             report = destination.check_fit(plan)
+            later: DestinationPlan | None = None
+            if existing is not None:
+                # Its definition here is planned before anything moves: it may wait for a boot with other cells.
+                definition = _root(existing.inactive_xml(), f"the definition of guest {name} at {uri}")
+                later = definition_plan(running, moving_guest_from_root(definition), destination.plan)
             restored_xml = rewrite_host_bindings(saved_xml, plan, ("restore", path))
-            result = _result(plan, host_side(saved), restored_xml, report)
+            result = _result(plan, host_side(saved), restored_xml, report, later)
             result.update(operation="restore", restore_from=path, uri=uri)
             if check_mode:
                 return {**result, "changed": True, "moved": False}
@@ -318,8 +375,12 @@ def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
                     _verify_running(restored, uri)
                     verify_placement(name, restored.live_xml(), plan)
                     if existing is not None:
-                        # Its definition here moves with it: the next start uses the bindings it runs with.
-                        host.define(rewrite_host_bindings(restored.inactive_xml(), plan, ("restore", path)), guest=name)
+                        # Its definition here moves with it: the next start uses the bindings planned for it
+                        # (those it runs with, or its own for a layout waiting for the next boot).
+                        moved_definition = rewrite_host_bindings(
+                            restored.inactive_xml(), later or plan, ("restore", path)
+                        )
+                        host.define(moved_definition, guest=name)
             return {**result, "changed": True, "moved": True, "name": name}
     except VnumaError as error:
         raise error.naming(name) from None

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
+    check_memory_slots,
     keep_requested,
     plan_requested,
     plan_virtio_mem,
@@ -263,6 +264,8 @@ def virtio_mem_for(
     """
     others = [device for device in current if device.cell_owned is None]
     if layout.spec.memory_device != "virtio-mem":
+        # The devices the guest keeps need their slots all the same (libvirt refuses fewer).
+        check_memory_slots(layout, len(others))
         return VirtioMemCells()
     plans = plan_virtio_mem(layout, sum(device.size_kib for device in others), len(others))
     if total_memory_kib is not None:

@@ -152,19 +152,43 @@ def _set(element: etree._Element, attribute: str, cpus: tuple[int, ...]) -> None
         element.set(attribute, text)
 
 
+def _check_layout(root: etree._Element, plan: DestinationPlan, name: str) -> None:
+    """Refuse a domain XML whose guest cells are not the plan's: a plan binds only the layout it was made from.
+
+    A running guest's persistent definition may wait for its next boot with other cells (``_run/migrate.py``
+    plans such a definition from itself); this says so rather than rewriting half of it.
+    """
+    found = [cell.get("id", "") for cell in root.iterfind("cpu/numa/cell")]
+    planned = sorted(cell.id for cell in plan.cells)
+    if found and sorted(found) != sorted(str(cell) for cell in planned):
+        numbers = all(text.isascii() and text.isdigit() for text in found)
+        listed = format_cpuset(sorted(map(int, found))) if numbers else ",".join(found)
+        raise XmlError(
+            f"the domain XML has guest cells {listed}, the plan cells {format_cpuset(planned)}: a plan rewrites "
+            "only the layout it was planned from (a definition with a layout waiting for the next boot needs "
+            "a plan of its own)",
+            name,
+        )
+
+
 def rewrite_root(root: etree._Element, plan: DestinationPlan) -> None:
     """Write ``plan``'s host side into the domain ``root`` in place; see ``rewrite_host_bindings``."""
     name = _name(root)
     if name != plan.guest:
         raise XmlError(f"the plan is for guest {plan.guest}, the domain XML is guest {name}")
     cells = {cell.id: cell for cell in plan.cells}
+    _check_layout(root, plan, name)
     memory = root.find("numatune/memory")
     if memory is not None and memory.get("nodeset") is not None:
         _set(memory, "nodeset", plan.numatune_nodes)
     for memnode in root.iterfind("numatune/memnode"):
         cell = cells.get(int(memnode.get("cellid", "-1")))
         if cell is None:
-            raise XmlError(f"<numatune><memnode cellid='{memnode.get('cellid')}'> names no guest cell", name)
+            raise XmlError(
+                f"<numatune><memnode cellid='{memnode.get('cellid')}'> names no guest cell of the plan "
+                f"(cells {format_cpuset(sorted(cells))})",
+                name,
+            )
         _set(memnode, "nodeset", cell.memory_nodes)
     floating = tuple(sorted({*plan.shared_cpus, *plan.held_cpus}))
     vcpu = root.find("vcpu")

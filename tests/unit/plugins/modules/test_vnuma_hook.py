@@ -129,6 +129,45 @@ def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
     assert foreign.read_text() == "kept = True\n"
 
 
+def _call_hook(tmp_path: Path, operation: str = "migrate") -> None:
+    """Run the installed hook as libvirtd does (its Python writes its bytecode cache into lib_dir)."""
+    run = subprocess.run(
+        [str(tmp_path / "hooks" / "qemu.d" / HOOK_FILE), "plain", operation, "begin", "-"],
+        input=PLAIN_GUEST,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "LC_ALL": "C"},
+        check=False,
+    )
+    assert (run.returncode, run.stderr) == (0, "")
+
+
+def test_the_hooks_bytecode_cache_leaves_the_install_unchanged(tmp_path: Path) -> None:
+    """Once the hook has run, Python's __pycache__ beside the copy is neither a change nor removed."""
+    _run(_args(tmp_path))
+    _call_hook(tmp_path)
+    lib = tmp_path / "lib"
+    cached = sorted(path.relative_to(lib) for path in lib.rglob("*.pyc"))
+    assert cached, "the hook's Python wrote no bytecode cache"
+    assert all(path.parent.name == "__pycache__" for path in cached)
+    again = _run(_args(tmp_path), diff=True)
+    assert again["changed"] is False
+    assert "__pycache__" not in again["diff"]["before"]
+    assert sorted(path.relative_to(lib) for path in lib.rglob("*.pyc")) == cached
+    # A library file put right takes its stale bytecode with it; the others keep theirs.
+    parse = lib / "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"
+    parse.write_text(parse.read_text() + "# edited\n")
+    fixed = _run(_args(tmp_path))
+    assert fixed["changed"] is True
+    assert not list(parse.parent.glob("__pycache__/parse.*.pyc"))
+    assert list(parse.parent.glob("__pycache__/migration.*.pyc"))
+    _call_hook(tmp_path)
+    assert _run(_args(tmp_path))["changed"] is False
+    # Removal takes the cache too.
+    _run(_args(tmp_path, state="absent"))
+    assert not lib.exists()
+
+
 def test_reload_is_required_only_when_libvirtd_runs_no_qemu_hook_yet(tmp_path: Path) -> None:
     other = tmp_path / "hooks" / "qemu.d" / "10-disks"
     other.parent.mkdir(parents=True)

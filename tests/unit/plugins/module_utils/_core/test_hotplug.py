@@ -15,8 +15,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
     DIMM_BLOCK_KIB,
     DimmPlan,
     balanced_enable_order,
+    check_memory_slots,
     dimm_granule_kib,
     plan_dimms,
+    plan_virtio_mem,
     vcpus_to_enable,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
@@ -241,6 +243,38 @@ def test_slot_limit_smaller_than_the_cells() -> None:
         plan_dimms(layout, 512 * MIB)
     assert str(caught.value) == "guest db01: hot-adding 512 MiB needs 4 memory slots, 2 of 2 are free"
     assert [d.cell for d in plan_dimms(layout, 256 * MIB)] == [0, 1]
+
+
+def test_memory_slots_below_the_devices_a_guest_keeps_are_refused(four_cells: Layout) -> None:
+    """The one slot rule (plan_virtio_mem's): DIMMs kept from before need their slots too, added or not."""
+    check_memory_slots(four_cells, 8)
+    with pytest.raises(PlacementError) as caught:
+        check_memory_slots(four_cells, 9)
+    assert (
+        str(caught.value) == "guest db01: keeping the guest's 9 memory devices needs 9 memory slots; memory_slots is 8"
+    )
+    # A hot-add into a guest that already holds more devices than slots says the same, not "-1 of 8 are free".
+    with pytest.raises(PlacementError) as caught:
+        plan_dimms(four_cells, BLOCK, [(cell % 4, BLOCK) for cell in range(9)])
+    assert (
+        str(caught.value) == "guest db01: keeping the guest's 9 memory devices needs 9 memory slots; memory_slots is 8"
+    )
+    # The devices other than DIMMs (held) take slots too.
+    with pytest.raises(PlacementError) as caught:
+        plan_dimms(four_cells, 4 * BLOCK, [(0, BLOCK)], held=5)
+    assert str(caught.value) == "guest db01: hot-adding 512 MiB needs 4 memory slots, 3 of 8 are free"
+    # virtio-mem's check is the same rule and message.
+    with pytest.raises(PlacementError) as caught:
+        plan_virtio_mem(four_cells, 0, 6)
+    assert str(caught.value) == (
+        "guest db01: memory_device virtio-mem needs one memory slot per cell, 4; memory_slots is 8 "
+        "(6 held by other memory devices)"
+    )
+
+
+def test_no_memory_slots_no_slot_limit() -> None:
+    layout = plan("seed-4node-ring", 8, 4 * GIB)
+    check_memory_slots(layout, 300)
 
 
 def test_max_memory_limit(four_cells: Layout) -> None:

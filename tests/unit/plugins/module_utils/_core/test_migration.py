@@ -16,24 +16,28 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
     DestinationPlan,
     MovingCell,
     MovingGuest,
+    check_destination,
     plan_destination,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
     CellBinding,
+    DimmBinding,
     GuestBinding,
     place_guest,
     place_guests,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+from ansible_collections.vnuma.libvirt.tests.support.hostgen import HostShape, build_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 MIB = 1024
@@ -281,3 +285,77 @@ def test_hugepage_cells_count_against_the_destinations_pools() -> None:
     pools = {node.id: node.hugepages for node in report.nodes}
     used = [pool for pool in pools[plan.cells[0].memory_nodes[0]] if pool.size_kib == 2048]
     assert used and used[0].demand_kib == 1 * GIB
+
+
+def two_nodes(node0_kib: int, node1_kib: int) -> HostTopology:
+    """Two nodes of two CPUs each, with the memory given (no hugepages)."""
+    shape = HostShape(sockets=2, cores_per_node=2, memory_kib=(node0_kib, node1_kib), page_sizes_kib=(4, 2048))
+    return parse_capabilities(build_capabilities(shape))
+
+
+def with_dimms(*dimms: DimmBinding, memory_kib: int = 512 * MIB) -> MovingGuest:
+    """A guest of one 512 MiB cell on source node 0 with the memory devices given."""
+    return MovingGuest(name="db01", vcpus=2, cells=(MovingCell(0, (0, 1), memory_kib, None, (0,)),), dimms=dimms)
+
+
+def test_memory_devices_choose_the_node_with_room_for_them() -> None:
+    """512 MiB cell and 2 GiB of DIMMs: node 0 (1400 MiB) holds the cell alone but not with its DIMMs; node 1 does."""
+    destination = two_nodes(1400 * MIB, 32 * GIB)
+    guest = with_dimms(DimmBinding(0, 1 * GIB, (0,)), DimmBinding(0, 1 * GIB, (0,)))
+    plan = plan_destination(guest, destination)
+    assert [cell.host_nodes for cell in plan.cells] == [(1,)]
+    # The capacity check after the plan agrees: the DIMMs go with their cell.
+    report = check_destination(destination, [], plan)
+    node1 = next(node for node in report.nodes if node.id == 1)
+    assert node1.demand_kib == 512 * MIB + 2 * GIB
+
+
+def test_memory_devices_that_fit_nowhere_are_refused_with_the_cell() -> None:
+    """A 512 MiB cell with a 1 GiB DIMM on a host of one 1 GiB node: refused, the devices named."""
+    destination = parse_capabilities(build_capabilities(HostShape(cores_per_node=2, memory_kib=1 * GIB)))
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(with_dimms(DimmBinding(0, 1 * GIB, (0,))), destination)
+    assert str(caught.value).startswith(
+        "guest db01: guest cell 0 (512 MiB and 1 GiB of memory devices, 2 vCPUs) must live on one destination node"
+    )
+    # Without the DIMM it fits.
+    assert plan_destination(with_dimms(), destination).cells[0].host_nodes == (0,)
+
+
+def test_a_virtio_mem_device_counts_what_the_capacity_check_counts() -> None:
+    """A running guest's virtio-mem device holds its requested size, or more while a shrink is pending."""
+    destination = two_nodes(1400 * MIB, 32 * GIB)
+    # Requested 512 MiB of a 4 GiB device: the cell and its device fit node 0 (1 GiB of 1400 MiB).
+    requested = with_dimms(DimmBinding(0, 512 * MIB, (0,), plugged_kib=512 * MIB))
+    assert plan_destination(requested, destination).cells[0].host_nodes == (0,)
+    # Still 1 GiB plugged of 512 MiB requested: it holds 1 GiB until the guest gives memory back.
+    shrinking = with_dimms(DimmBinding(0, 512 * MIB, (0,), plugged_kib=1 * GIB))
+    plan = plan_destination(shrinking, destination)
+    assert plan.cells[0].host_nodes == (1,)
+    check_destination(destination, [], plan)
+
+
+def test_memory_devices_of_their_own_page_size_count_in_that_pool() -> None:
+    """A DIMM backed by 2 MiB pages needs the pool of the node its cell goes to, the cell normal pages."""
+    shape = HostShape(sockets=2, cores_per_node=2, memory_kib=4 * GIB, page_sizes_kib=(4, 2048), hugepages={2048: 256})
+    destination = parse_capabilities(build_capabilities(shape))
+    fits = with_dimms(DimmBinding(0, 256 * MIB, (0,), hugepage_kib=2048))
+    plan = plan_destination(fits, destination)
+    check_destination(destination, [], plan)
+    too_big = with_dimms(DimmBinding(0, 1 * GIB, (0,), hugepage_kib=2048))
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(too_big, destination)
+    assert str(caught.value).startswith("guest db01: guest cell 0 (512 MiB and 1 GiB of memory devices, 2 vCPUs)")
+    assert str(caught.value).endswith("; the roomiest destination node 0 has 512 MiB free in 2 MiB pages")
+
+
+def test_the_check_after_the_plan_refuses_what_other_guests_leave_no_room_for() -> None:
+    """``check_destination`` names the guest and the node, with the capacity report in the details."""
+    destination = two_nodes(2 * GIB, 2 * GIB)
+    plan = plan_destination(with_dimms(DimmBinding(0, 1 * GIB, (0,))), destination)
+    node = plan.cells[0].host_nodes[0]
+    resident = GuestBinding(name="web01", cells=(CellBinding(0, (0,), 1 * GIB, "strict", (node,)),), running=True)
+    with pytest.raises(CapacityError) as caught:
+        check_destination(destination, [resident], plan)
+    assert str(caught.value).startswith("guest db01: the guests do not fit the host (1 problem): ")
+    assert "capacity" in caught.value.details

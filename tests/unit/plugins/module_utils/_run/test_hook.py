@@ -21,6 +21,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook import Hoo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from tests.support.host_side import host_side
+from tests.support.hostgen import HostShape, build_capabilities
 from tests.support.hosts import CAPABILITIES, host
 
 GUEST = """<domain type='kvm'>
@@ -186,3 +187,68 @@ def test_main_reads_stdin_and_writes_what_libvirt_expects() -> None:
     assert out.getvalue() == ""
     assert err.getvalue().startswith("vnuma.libvirt hook: ")
     assert "\n" not in err.getvalue().rstrip("\n")
+
+
+DIMM_GUEST = """<domain type='kvm'>
+  <name>{name}</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>2</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <features><acpi/></features>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+  <vnuma mode='host'><maxMemory slots='4' unit='GiB'>4</maxMemory></vnuma>
+</domain>
+"""
+
+
+def with_dimm(xml: str, cell: int, size_mib: int, nodemask: str) -> str:
+    """``xml`` with a DIMM of ``size_mib`` on guest cell ``cell``, bound to host nodes ``nodemask``."""
+    dimm = (
+        f"<memory model='dimm'><source><nodemask>{nodemask}</nodemask></source>"
+        f"<target><size unit='MiB'>{size_mib}</size><node>{cell}</node></target></memory>"
+    )
+    return xml.replace("</devices>", f"{dimm}</devices>")
+
+
+def small_cache(tmp_path: Path, *node_mib: int) -> str:
+    """A topology cache of nodes of two CPUs each, with the memory given."""
+    shape = HostShape(sockets=len(node_mib), cores_per_node=2, memory_kib=[mib * 1024 for mib in node_mib])
+    path = tmp_path / "host-capabilities.xml"
+    path.write_text(build_capabilities(shape), encoding="utf-8")
+    return str(path)
+
+
+def test_memory_devices_count_against_the_node_their_cell_goes_to(tmp_path: Path) -> None:
+    """A 512 MiB cell with a 1 GiB DIMM does not fit a 1 GiB node: the restore is refused, naming the devices."""
+    arriving = with_dimm(expand_domain(DIMM_GUEST.format(name="mig2-dimm"), host("single-node")).xml, 0, 1024, "0")
+    outcome = run_hook(["mig2-dimm", "restore", "begin", "-"], arriving, small_cache(tmp_path, 1024), "/nonexistent")
+    assert (outcome.status, outcome.stdout) == (1, "")
+    assert outcome.stderr.startswith(
+        "vnuma.libvirt hook: restore refused: guest mig2-dimm: guest cell 0 (512 MiB and 1 GiB of memory devices, "
+        "2 vCPUs) must live on one destination node"
+    )
+    # On a host with a node of room for both, the cell and its DIMM go there.
+    fits = run_hook(["mig2-dimm", "restore", "begin", "-"], arriving, small_cache(tmp_path, 1024, 4096), "/x")
+    assert fits.status == 0, fits.stderr
+    memnodes, _pins = host_side(fits.stdout)
+    assert memnodes == {0: frozenset({1})}
+    assert "<nodemask>1</nodemask>" in fits.stdout
+
+
+def test_the_plan_is_checked_with_the_running_guests_as_vnuma_migrate_checks_it(tmp_path: Path) -> None:
+    """The planner counts what other guests bind per node; the check after it also counts their unbound memory."""
+    state = tmp_path / "qemu"
+    state.mkdir()
+    # A running guest bound to no node (no <numatune>): 1792 MiB of the host's 2 GiB, wherever it lands.
+    resident = "<domain type='kvm'><name>web</name><memory unit='MiB'>1792</memory><vcpu>1</vcpu></domain>"
+    (state / "web.xml").write_text(status_file(resident))
+    arriving = expand_domain(DIMM_GUEST.format(name="mig2-dimm"), host("single-node")).xml
+    cache_path = small_cache(tmp_path, 1024, 1024)
+    outcome = run_hook(["mig2-dimm", "migrate", "begin", "-"], arriving, cache_path, str(state))
+    assert (outcome.status, outcome.stdout) == (1, "")
+    assert outcome.stderr == (
+        "vnuma.libvirt hook: migrate refused: guest mig2-dimm: the guests do not fit the host (1 problem): memory "
+        "bound to no host node: 1792 MiB, 1536 MiB the nodes have left after the bound memory: web 1792 MiB (running)\n"
+    )
+    (state / "web.xml").unlink()
+    assert run_hook(["mig2-dimm", "migrate", "begin", "-"], arriving, cache_path, str(state)).status == 0

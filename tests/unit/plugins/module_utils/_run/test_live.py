@@ -191,7 +191,7 @@ def test_without_total_memory_a_live_resize_made_elsewhere_stays_and_the_run_say
     assert live_calls(hypervisor) == [] and result.changed is False
     assert live_requested(hypervisor)["ua-vnuma-cell0"] == 1024 * MIB
     assert result.warnings == [
-        "virtio-mem of guest cell 0: the running guest requests 1 GiB, its definition 512 MiB; left as it is "
+        "guest a: virtio-mem of guest cell 0: the running guest requests 1 GiB, its definition 512 MiB; left as it is "
         "without total_memory (give total_memory to set both)"
     ]
     # With total_memory the run converges both: the live size goes back to the planned share.
@@ -211,8 +211,8 @@ def test_a_device_at_its_requested_size_with_more_still_plugged_warns() -> None:
     (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", total_memory_kib=1536 * MIB)])
     assert live_calls(hypervisor) == [] and result.changed is False
     assert result.warnings == [
-        "virtio-mem of guest cell 1: the guest still has 384 MiB plugged of 256 MiB requested; it gives memory "
-        "back only when it onlined it movable (docs/vnuma_domain.md, virtio-mem)"
+        "guest a: virtio-mem of guest cell 1: the guest still has 384 MiB plugged of 256 MiB requested; it gives "
+        "memory back only when it onlined it movable (docs/vnuma_domain.md, virtio-mem)"
     ]
 
 
@@ -241,3 +241,64 @@ def test_capacity_counts_what_a_running_guest_still_has_plugged() -> None:
     other.converge([GuestRequest("b")])
     assert other.capacity_report is not None
     assert node_share(other.capacity_report, 1, "a") == (512 + 384) * MIB
+
+
+def test_switching_to_dimms_does_not_count_the_virtio_mem_devices_it_removes() -> None:
+    """virtio-mem cells to DIMMs with hotplug_memory in one run: the removed devices are no hot-plugged DIMMs."""
+    hypervisor = FakeHost({"a": domain_xml("a")})
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", VIRTIO_MEM, total_memory_kib=1536 * MIB)])
+    hypervisor.calls.clear()
+    dimms = {**VIRTIO_MEM, "memory_device": "dimm"}
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", dimms, hotplug_memory_kib=128 * MIB)])
+    assert result.error is None
+    assert [call.args for call in live_calls(hypervisor)] == [(DIMM.format(node=0), False, True)]
+    models = [device.get("model") for device in parse_xml(hypervisor.guests["a"].xml, "a").iterfind("devices/memory")]
+    assert models == ["dimm"]
+    # The next run counts the DIMM it added, and only it.
+    hypervisor.calls.clear()
+    (again,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", dimms, hotplug_memory_kib=128 * MIB)])
+    assert (again.changed, hypervisor.writes()) == (False, [])
+
+
+def test_a_virtio_mem_device_of_the_users_own_is_no_hot_plugged_dimm() -> None:
+    """hotplug_memory counts DIMMs only: a virtio-mem device without the collection's alias is no DIMM."""
+    own = (
+        "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memory model='virtio-mem'>"
+        "<target><size unit='MiB'>512</size><node>0</node><block unit='KiB'>2048</block>"
+        "<requested unit='MiB'>256</requested></target></memory></devices>"
+    )
+    xml = domain_xml("a").replace("<devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>", own)
+    hypervisor = FakeHost({"a": xml})
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOTPLUG, hotplug_memory_kib=256 * MIB)])
+    assert result.error is None
+    # Two DIMMs, one per cell, after the user's device: devices/memory[1] and [2].
+    assert [change.path for change in result.changes if change.path.startswith("devices/memory[")] == [
+        "devices/memory[1]",
+        "devices/memory[2]",
+    ]
+
+
+def test_fewer_memory_slots_than_the_dimms_a_guest_keeps_is_refused_before_the_define() -> None:
+    """memory_slots lowered below the guest's DIMMs: refused in check mode too, with the slot rule's message."""
+    hypervisor = started(HOTPLUG)
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", hotplug_memory_kib=256 * MIB)])
+    hypervisor.calls.clear()
+    fewer = {**HOTPLUG, "memory_slots": 1}
+    for check_mode in (True, False):
+        with pytest.raises(BatchError) as raised:
+            Converger(hypervisor, TOPOLOGY, check_mode=check_mode).converge(
+                [GuestRequest("a", fewer, hotplug_memory_kib=256 * MIB)]
+            )
+        (a,) = raised.value.results
+        assert str(a.error) == "guest a: keeping the guest's 2 memory devices needs 2 memory slots; memory_slots is 1"
+    assert hypervisor.writes() == []
+
+
+def test_fewer_memory_slots_than_the_dimms_a_guest_keeps_is_refused_without_hotplug_memory() -> None:
+    hypervisor = started(HOTPLUG)
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", hotplug_memory_kib=256 * MIB)])
+    hypervisor.calls.clear()
+    with pytest.raises(BatchError) as raised:
+        Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", {**HOTPLUG, "memory_slots": 1})])
+    (a,) = raised.value.results
+    assert str(a.error) == "guest a: keeping the guest's 2 memory devices needs 2 memory slots; memory_slots is 1"
