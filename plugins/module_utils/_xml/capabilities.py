@@ -73,6 +73,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import cache_line_bytes
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import string_value
 
 __all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities"]
 
@@ -298,14 +299,17 @@ def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]])
         if tag == "cache":
             caches.append(_parse_cache(child, f"{what}: host node {node_id}"))
         elif tag == "memory":
-            memory_kib = _size(child.text, "content", child, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
+            # Comments inside are left out, as libvirt reads the value (values.string_value).
+            content = (string_value(child) or None) if len(child) else child.text
+            memory_kib = _size(content, "content", child, what, MAX_MEMORY_KIB, MEMORY_LIMIT_REASON)
         elif tag == "pages":
             size = _page_size(child, what)
             # The pool's size has the node memory's limit: the count is at most that over the size.
-            count = plain_int(child.text, MAX_MEMORY_KIB // size)
+            content = (string_value(child) or None) if len(child) else child.text
+            count = plain_int(content, MAX_MEMORY_KIB // size)
             if count is None:
                 count = _number(
-                    child.text,
+                    content,
                     "content",
                     child,
                     what,

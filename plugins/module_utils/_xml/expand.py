@@ -37,6 +37,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import parse_markup
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     read_stored_spec,
@@ -83,26 +84,33 @@ class ExpandResult:
         return self.spec_source == "element" or bool(self.changes)
 
 
-# What may surround the root element: the XML declaration, comments, processing instructions, blanks.
-_MISC = re.compile(r"(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+# What may stand before the root element: a byte order mark, the XML declaration, comments, processing
+# instructions, blanks.  (A DTD is refused before this is read.)
+_PROLOG = re.compile(r"\ufeff?(?:\s|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+# A start tag as written: its attribute values may hold a '>'.
+_START_TAG = re.compile(r"""<([^\s/>]+)(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
+_BLANKS = " \t\r\n"
 
-
-# Markup tokens of serialised XML: comments and processing instructions (left alone), start tags.
-_TOKEN = re.compile(r"<!--.*?-->|<\?.*?\?>|<[^!?/][^>]*>", re.DOTALL)
+# Markup tokens of serialised XML: comments, processing instructions and CDATA sections (left alone),
+# start tags.
+_TOKEN = re.compile(r"<!--.*?-->|<\?.*?\?>|<!\[CDATA\[.*?\]\]>|<[^!?/][^>]*>", re.DOTALL)
 _DOUBLE_QUOTED = re.compile(r"(\s[^\s=<>]+=)\"([^\"']*)\"")
 _SINGLE_QUOTED = re.compile(r"\s[^\s=<>]+='")
-# Comments and processing instructions of serialised XML, as separators (kept by re.split).
-_COMMENT_OR_PI = re.compile(r"(<!--.*?-->|<\?.*?\?>)", re.DOTALL)
+# Comments, processing instructions and CDATA sections of serialised XML, as separators (kept by
+# re.split).  Whichever starts first runs to its own end: none of them can hold the end of another
+# ('-->' in a CDATA section is text, and so is '<![CDATA[' in a comment).
+_NOT_MARKUP = re.compile(r"(<!--.*?-->|<\?.*?\?>|<!\[CDATA\[.*?\]\]>)", re.DOTALL)
 # A '"' in character data: after a '>', before any '<'.  (lxml writes '<' and '>' in character data
 # and in attribute values as references, so each '<' opens markup and each '>' closes it, outside
-# comments and processing instructions.)  The text before the first '<' is looked at apart: an
-# alternative with '^' here would be tried at every position, several times slower.
+# comments, processing instructions and CDATA sections.)  The text before the first '<' is looked at
+# apart: an alternative with '^' here would be tried at every position, several times slower.
 _QUOTE_IN_TEXT = re.compile(r'>[^<"]*"')
 
 
 def _single_quoted(match: re.Match[str]) -> str:
     tag = match.group(0)
-    if tag.startswith(("<!--", "<?")):
+    if tag.startswith(("<!", "<?")):
+        # A comment, a processing instruction or a CDATA section: its quotes are text.
         return tag
     if "'" not in tag:
         # lxml writes every attribute as ` name="value"` and escapes '"' inside values, so in a tag
@@ -117,21 +125,24 @@ def _quotes_like(body: str, original: str) -> str:
 
     lxml always writes double quotes; libvirt (and so most domain XML) writes single ones.  Going
     back to the input's style keeps every untouched line as it was, so a diff of the template
-    against the result shows the layout and nothing else.  A value holding a quote keeps lxml's.
+    against the result shows the layout and nothing else.  A value holding a quote keeps lxml's,
+    and the quotes in comments, processing instructions and CDATA sections are text: they stay.
     """
     singles = len(_SINGLE_QUOTED.findall(original))
     doubles = original.count('="')
     if singles <= doubles:
         return body
-    if "<!--" not in body and "<?" not in body:
+    # lxml writes '<' in text as a reference: '<!' opens a comment or a CDATA section.
+    if "<!" not in body and "<?" not in body:
         return _single_quoted_markup(body)
-    parts = _COMMENT_OR_PI.split(body)
-    # Odd parts are the comments and processing instructions: left as they are.
+    parts = _NOT_MARKUP.split(body)
+    # Odd parts are the comments, processing instructions and CDATA sections: left as they are.
     return "".join(part if index % 2 else _single_quoted_markup(part) for index, part in enumerate(parts))
 
 
 def _single_quoted_markup(markup: str) -> str:
-    """``markup`` (no comment or processing instruction in it) with its attribute values single-quoted."""
+    """``markup`` (no comment, processing instruction or CDATA section in it) with its attribute values
+    single-quoted."""
     first_tag = markup.find("<")
     leading_text = markup if first_tag < 0 else markup[:first_tag]
     if "'" not in markup and '"' not in leading_text and not _QUOTE_IN_TEXT.search(markup):
@@ -142,15 +153,140 @@ def _single_quoted_markup(markup: str) -> str:
 
 
 def _serialize(root: etree._Element, original: str) -> str:
-    """The document's text with the rewritten root, keeping what the input had before and after it."""
+    """The document's text with the rewritten root, keeping what the input had around it as it was.
+
+    Kept as written: the prolog and the epilog (what stands before and after the root element), the
+    root's start tag (the collection never changes the root's attributes; lxml would write its
+    namespace declarations first), and CRLF line breaks when the input has no other kind.
+    """
     body = _quotes_like(to_text(root), original)
-    # _MISC matches the empty string too: a prolog is always found, maybe empty.
-    prolog = found.group(0) if (found := _MISC.match(original)) else ""
-    end = original.rfind(f"</{root.tag}>")
-    epilog = original[end + len(root.tag) + 3 :] if end >= 0 else ""
-    if not _MISC.fullmatch(epilog):
-        epilog = ""
-    return prolog + body + epilog
+    if "\r" in original and original.count("\n") == original.count("\r\n"):
+        # The parser reads every line break as LF: give the body the input's CRLF back.  (lxml writes
+        # a CR of the text itself as a reference, so every LF of the body is a line break.)
+        body = body.replace("\n", "\r\n")
+    # _PROLOG matches the empty string too: a prolog is always found, maybe empty.
+    prolog_end = found.end() if (found := _PROLOG.match(original)) else 0
+    start_tag = _START_TAG.match(original, prolog_end)
+    if (
+        start_tag is not None
+        # Most often lxml wrote it as it was (after the quotes): nothing to check.
+        and not body.startswith(start_tag.group(0))
+        and _same_start_tag(start_tag.group(0), start_tag.group(1), root)
+    ):
+        body = _with_start_tag(body, start_tag.group(0))
+    ends = _root_end(original, root, start_tag)
+    if ends is None:
+        return original[:prolog_end] + body + _written_epilog(root, original)
+    end_tag, root_end = ends
+    written_end = f"</{_qualified_name(root)}>"
+    if end_tag < root_end and body.endswith(written_end):
+        # The closing tag as written too (``</domain >``).
+        body = body[: -len(written_end)] + original[end_tag:root_end]
+    return original[:prolog_end] + body + original[root_end:]
+
+
+def _same_start_tag(tag: str, name: str, root: etree._Element) -> bool:
+    """Whether the start tag ``tag`` of the input gives ``root``'s name, attributes and namespaces."""
+    try:
+        element = parse_markup(tag if tag.endswith("/>") else f"{tag}</{name}>")
+    except etree.XMLSyntaxError:
+        return False
+    return element.tag == root.tag and element.attrib == root.attrib and element.nsmap == root.nsmap
+
+
+def _with_start_tag(body: str, tag: str) -> str:
+    """``body`` with ``tag`` for its root's start tag (the one closing itself when the body's does)."""
+    written = _START_TAG.match(body)
+    if written is None:
+        return body
+    if written.group(0).endswith("/>"):
+        if not tag.endswith("/>"):
+            tag = tag[:-1] + "/>"
+    elif tag.endswith("/>"):
+        tag = tag[:-2] + ">"
+    return tag + body[written.end() :]
+
+
+def _blank_back(text: str, position: int) -> int:
+    """Where the blanks that end ``text[:position]`` start."""
+    while position > 0 and text[position - 1] in _BLANKS:
+        position -= 1
+    return position
+
+
+def _line_breaks(text: str) -> str:
+    """``text`` with its line breaks as the parser reads them (XML 1.0, 2.11)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def _qualified_name(element: etree._Element) -> str:
+    local = etree.QName(element).localname
+    return f"{element.prefix}:{local}" if element.prefix else local
+
+
+def _root_end(original: str, root: etree._Element, start_tag: re.Match[str] | None) -> tuple[int, int] | None:
+    """Where the root element's closing tag in ``original`` starts and ends (both where the root's start
+    tag ends when it closes itself), found from the end: over the comments and processing instructions
+    the parser found after it, each matched with its text, and the blanks between.
+
+    None when the text does not show them as the parser read them (not for a document it parsed).
+    A closing tag may hold blanks (``</domain >``), and a comment after it ``</domain>``.
+    """
+    position = len(original)
+    for item in reversed(list(root.itersiblings())):
+        position = _blank_back(original, position)
+        start: int | None = None
+        if isinstance(item, etree._Comment):
+            start = _comment_start(original, position, item)
+        elif isinstance(item, etree._ProcessingInstruction):
+            start = _pi_start(original, position, item)
+        if start is None:
+            return None
+        position = start
+    end = _blank_back(original, position)
+    if start_tag is not None and start_tag.end() == end and start_tag.group(0).endswith("/>"):
+        return end, end
+    if not original.endswith(">", 0, end):
+        return None
+    opening = f"</{_qualified_name(root)}"
+    name_end = _blank_back(original, end - 1)
+    if not original.endswith(opening, 0, name_end):
+        return None
+    return name_end - len(opening), end
+
+
+def _comment_start(original: str, position: int, item: etree._Comment) -> int | None:
+    """Where the comment ``item`` that ends ``original[:position]`` starts, or None."""
+    if not original.endswith("-->", 0, position):
+        return None
+    # A comment holds no '--': the last '<!--' before its end is its start.
+    start = original.rfind("<!--", 0, position - 3)
+    if start < 0 or _line_breaks(original[start + 4 : position - 3]) != (item.text or ""):
+        return None
+    return start
+
+
+def _pi_start(original: str, position: int, item: etree._ProcessingInstruction) -> int | None:
+    """Where the processing instruction ``item`` that ends ``original[:position]`` starts, or None.
+
+    Its text may hold '<?': the start is the '<?' and target whose text after them is the item's.
+    """
+    if not original.endswith("?>", 0, position):
+        return None
+    opening = f"<?{item.target!s}"
+    start = original.rfind(opening, 0, position - 2)
+    while start >= 0:
+        data = original[start + len(opening) : position - 2]
+        if (not data or data[0] in _BLANKS) and _line_breaks(data.lstrip(_BLANKS)) == (item.text or ""):
+            return start
+        start = original.rfind(opening, 0, start)
+    return None
+
+
+def _written_epilog(root: etree._Element, original: str) -> str:
+    """The comments and processing instructions after the root as lxml writes them, one a line."""
+    items = "".join(f"\n{etree.tostring(item, encoding='unicode')}" for item in root.itersiblings())
+    return items + ("\n" if original.endswith("\n") else "")
 
 
 def _host_topology(host: HostTopology | str | bytes) -> HostTopology:

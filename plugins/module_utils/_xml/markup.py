@@ -21,6 +21,7 @@ from typing import ClassVar, Self
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import set_string_value
 
 __all__ = ["ElementModel", "make_markup", "parse_markup", "parse_markups"]
 
@@ -88,13 +89,13 @@ class ElementModel:
         return parse_markup(self.markup())
 
     def overwrite(self, element: etree._Element, names: Sequence[str]) -> None:
-        """Give an existing, childless ``element`` this model's text and its values of the attributes ``names``.
+        """Give an existing value ``element`` this model's text and its values of the attributes ``names``.
 
         The element's other attributes and their order stay; an attribute of ``names`` that the
-        writer leaves out is removed.
+        writer leaves out is removed.  Its comments stay, after the new value (``set_string_value``).
         """
         written = parse_markup(self.markup())
-        element.text = written.text
+        set_string_value(element, written.text)
         for name in names:
             value = written.get(name)
             if value is None:

@@ -25,6 +25,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     optional_size_kib,
     read_size_kib,
     require_tag,
+    size_kib_of,
     text_cpuset,
     text_int,
 )
@@ -65,7 +66,7 @@ class MaxMemory(ElementModel):
     def from_element(cls, element: etree._Element) -> MaxMemory:
         require_tag(element, cls.TAG)
         return cls(
-            kib=read_size_kib(element.text, element.get("unit"), "<maxMemory>"),
+            kib=size_kib_of(element, "<maxMemory>"),
             slots=attr_int(element, "slots", "<maxMemory>"),
         )
 
@@ -140,7 +141,7 @@ class Memory(ElementModel):
     @classmethod
     def from_element(cls, element: etree._Element) -> Memory:
         require_tag(element, cls.TAG)
-        return cls(read_size_kib(element.text, element.get("unit"), f"<{cls.TAG}>"))
+        return cls(size_kib_of(element, f"<{cls.TAG}>"))
 
     def markup(self) -> str:
         return make_markup(self.TAG, (("unit", "KiB"),), str(self.kib))
@@ -195,7 +196,7 @@ class MemoryDevice:
         return cls(
             index=index,
             model=model,
-            size_kib=read_size_kib(size.text, size.get("unit"), f"{what} <target><size>"),
+            size_kib=size_kib_of(size, f"{what} <target><size>"),
             node=None if node is None else text_int(node, f"{what} <target><node>"),
             nodemask=text_cpuset(element.find("source/nodemask"), f"{what} <source><nodemask>"),
             pagesize_kib=optional_size_kib(element.find("source/pagesize"), f"{what} <source><pagesize>"),

@@ -13,7 +13,8 @@ models, never text: cpusets are ascending tuples, sizes are KiB.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import cast
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
@@ -29,7 +30,10 @@ __all__ = [
     "read_size_kib",
     "require_tag",
     "required_int",
+    "set_string_value",
+    "size_kib_of",
     "sorted_ids",
+    "string_value",
     "text_cpuset",
     "text_int",
     "yes_no",
@@ -58,10 +62,39 @@ def attr_int_or(element: etree._Element, name: str, what: str, default: int) -> 
     return default if value is None else value
 
 
+def string_value(element: etree._Element) -> str:
+    """The text of ``element`` as libvirt reads a value: all the text inside it, comments and processing
+    instructions left out (XPath's string value).
+
+    ``element.text`` is only the text before the first child: ``<vcpu>1<!-- c -->6</vcpu>`` is 16 vCPUs
+    to libvirt, and ``<vcpu><!-- c -->8</vcpu>`` is 8.
+    """
+    if not len(element):
+        return element.text or ""
+    # lxml reads text as str (lxml-stubs allow bytes too).
+    return "".join(cast(Iterator[str], element.itertext()))
+
+
+def set_string_value(element: etree._Element, text: str | None) -> None:
+    """Make ``text`` the string value of ``element`` (see ``string_value``), whatever it held.
+
+    Its comments and processing instructions stay, after the value and without the text that
+    followed them, which would be read as part of the value (``<vcpu>8<!-- c -->6</vcpu>`` is 86).
+    An element child, which no value element has, would be read as part of it too: it goes.
+    """
+    element.text = text
+    for child in list(element):
+        if isinstance(child, etree._Comment | etree._ProcessingInstruction):
+            child.tail = None
+        else:
+            element.remove(child)
+
+
 def text_int(element: etree._Element, what: str) -> int:
-    text = (element.text or "").strip()
+    raw = string_value(element)
+    text = raw.strip()
     if not text.isdigit() or not text.isascii():
-        raise XmlError(f"{what}: {element.text!r} is not a non-negative integer")
+        raise XmlError(f"{what}: {raw!r} is not a non-negative integer")
     return parse_int(text, f"{what}:", error=XmlError)
 
 
@@ -89,12 +122,17 @@ def attr_cpuset(element: etree._Element, name: str, what: str) -> tuple[int, ...
         raise XmlError(error.message) from None
 
 
+def size_kib_of(element: etree._Element, what: str) -> int:
+    """The size ``element`` holds (its string value, in its ``unit``), in KiB."""
+    return read_size_kib(string_value(element), element.get("unit"), what)
+
+
 def optional_size_kib(element: etree._Element | None, what: str) -> int | None:
-    return None if element is None else read_size_kib(element.text, element.get("unit"), what)
+    return None if element is None else size_kib_of(element, what)
 
 
 def text_cpuset(element: etree._Element | None, what: str) -> tuple[int, ...] | None:
-    text = None if element is None else element.text
+    text = None if element is None else string_value(element)
     if text is None or not text.strip():
         return None
     try:

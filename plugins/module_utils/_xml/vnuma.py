@@ -44,6 +44,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import M
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_child, remove_child, replace_child
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import string_value
 
 __all__ = [
     "ORIGINAL_NS",
@@ -188,7 +189,7 @@ def spec_from_element(element: Any) -> VnumaSpec:
             _check_no_text(child, what)
         for item in items:
             if item.xml_attribute is None:
-                values[item.field] = _read(item, child.text, child.get("unit"), what)
+                values[item.field] = _read(item, string_value(child), child.get("unit"), what)
             elif child.get(item.xml_attribute) is not None or item.kind is Kind.SIZE:
                 raw = child.get(item.xml_attribute)
                 values[item.field] = _read(item, raw, child.get("unit"), f"{what} {item.xml_attribute}")

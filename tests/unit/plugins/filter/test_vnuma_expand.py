@@ -195,3 +195,37 @@ def test_spec_error_is_chained() -> None:
     with pytest.raises(AnsibleFilterError) as caught:
         vnuma_expand(domain("<vnuma mode='nodes'/>"), RING)
     assert isinstance(caught.value.__cause__, SpecError)
+
+
+def test_everything_else_in_the_document_stays_as_it_was() -> None:
+    """The filter's promise, on what it broke: the root's namespace declaration moved first, CDATA came back
+    escaped, a comment inside <vcpu> made it read 1 vCPU, CRLF became LF, and the epilog after
+    ``</domain >`` was dropped."""
+    template = (
+        "<?xml version='1.0'?>\r\n"
+        "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\r\n"
+        "  <name>db01</name>\r\n"
+        '  <description><![CDATA[<b class="hot">tier</b> & more]]></description>\r\n'
+        "  <memory unit='GiB'>8</memory>\r\n"
+        "  <vcpu>1<!-- sized by the DBA team -->6</vcpu>\r\n"
+        "  <vnuma mode='host'/>\r\n"
+        "  <qemu:commandline>\r\n"
+        "    <qemu:arg value='-x'/>\r\n"
+        "  </qemu:commandline>\r\n"
+        "</domain >\r\n"
+        "<!-- was </domain> -->\r\n"
+    )
+    expanded = vnuma_expand(template, RING)
+    assert expanded.startswith(
+        "<?xml version='1.0'?>\r\n"
+        "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\r\n"
+        "  <name>db01</name>\r\n"
+        '  <description><![CDATA[<b class="hot">tier</b> & more]]></description>\r\n'
+    )
+    assert "\r\n  <vcpu>1<!-- sized by the DBA team -->6</vcpu>\r\n" in expanded
+    assert expanded.count("<vcpupin ") == 16
+    assert expanded.count("\n") == expanded.count("\r\n")
+    assert expanded.endswith(
+        "  <qemu:commandline>\r\n    <qemu:arg value='-x'/>\r\n  </qemu:commandline>\r\n</domain >\r\n"
+        "<!-- was </domain> -->\r\n"
+    )

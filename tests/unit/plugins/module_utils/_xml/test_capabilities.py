@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -832,6 +833,35 @@ def test_a_file_refusal_names_the_option_and_the_path(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as caught:
         read_host_capabilities(str(path))
     assert str(caught.value) == f"host_capabilities {str(path)!r}: host node 0 is reported twice"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+@pytest.mark.parametrize("subset", ["parameter-entity", "external-fifo"])
+def test_a_file_with_a_dtd_is_refused_in_any_encoding(tmp_path: Path, encoding: str, subset: str) -> None:
+    """Used to open /etc/passwd (a parameter entity) or hang (an external subset naming a FIFO): the DTD check
+    looked for ASCII bytes, and libxml2 read the DTD of a UTF-16 or UTF-32 file."""
+    fifo = tmp_path / "dtd.fifo"
+    os.mkfifo(fifo)
+    if subset == "parameter-entity":
+        doctype = '<!DOCTYPE capabilities [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>\n'
+    else:
+        doctype = f'<!DOCTYPE capabilities SYSTEM "{fifo}">\n'
+    declaration = "<?xml version='1.0' encoding='UTF-16'?>\n" if encoding == "utf-16-le" else ""
+    path = tmp_path / "caps.xml"
+    path.write_bytes((declaration + doctype + RING_TEXT).encode(encoding))
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise AssertionError("the parse did not return: it opened the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(5)
+    try:
+        with pytest.raises(XmlError) as caught:
+            read_host_capabilities(str(path))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert str(caught.value) == f"host_capabilities {str(path)!r} declares a DTD or entity, which is refused"
 
 
 def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:

@@ -49,6 +49,11 @@ CASES = {
     "smt2-current-vcpus": "intel-2s-smt2",
     "ring-memory-hotplug": "seed-4node-ring",
     "ring-preserve-user-parts": "seed-4node-ring",
+    # The document as written: the root's start tag (its namespace declaration where it was), CDATA
+    # sections (quotes and markup in them as they were), comments in value elements (the values read
+    # as libvirt reads them, 16 GiB and 16 vCPUs; the comments kept after the values written), a
+    # closing tag with a blank, and a trailing comment holding "</domain>".
+    "ring-document-as-written": "seed-4node-ring",
     # virtio-mem cells: the user's DIMM stays, the collection's device of cell 0 keeps its requested size
     # and PCI address, the one of a cell the layout no longer has goes.
     "ring-virtio-mem": "seed-4node-ring",
@@ -149,6 +154,100 @@ def test_prolog_and_epilog_are_kept() -> None:
     result = expand_domain(text, _host("seed-4node-ring"))
     assert result.xml.startswith("<?xml version='1.0' encoding='UTF-8'?>\n<!-- template for g1 -->\n<domain")
     assert result.xml.endswith("</domain>\n<!-- end -->\n")
+
+
+# -- the document as written: what the collection does not own stays as it was ----------------------------------
+
+TEMPLATE = (
+    "<domain type='kvm'{root_extra}>\n  <name>g1</name>\n{before}  <memory unit='GiB'>2</memory>\n"
+    "  <vcpu>4</vcpu>\n  <vnuma/>\n{after}</domain>\n"
+)
+
+
+def template(root_extra: str = "", before: str = "", after: str = "") -> str:
+    return TEMPLATE.format(root_extra=root_extra, before=before, after=after)
+
+
+@pytest.mark.parametrize(
+    "start_tag",
+    [
+        "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>",
+        "<domain xmlns:qemu=\"http://libvirt.org/schemas/domain/qemu/1.0\"\n        type='kvm' id='7'>",
+        "<domain type='kvm' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' >",
+    ],
+)
+def test_the_root_start_tag_stays_as_written(start_tag: str) -> None:
+    """Used to come out as <domain xmlns:qemu='...' type='kvm'>: lxml writes namespace declarations first."""
+    text = template(after="  <qemu:commandline>\n    <qemu:arg value='-x'/>\n  </qemu:commandline>\n").replace(
+        "<domain type='kvm'>", start_tag
+    )
+    result = expand_domain(text, _host("seed-4node-ring"))
+    assert result.xml.startswith(start_tag + "\n  <name>g1</name>\n")
+    assert "  <qemu:commandline>\n    <qemu:arg value='-x'/>\n  </qemu:commandline>\n</domain>\n" in result.xml
+    assert expand_domain(result.xml, _host("seed-4node-ring")).xml == result.xml
+
+
+_OTHER_TOOL = '<app:x xmlns:app=\'urn:app\'><![CDATA[<q a="1"/> -->"<!--]]></app:x>'
+
+
+@pytest.mark.parametrize(
+    ("section", "kept"),
+    [
+        (
+            '<description><![CDATA[a <b class="x">x</b> & "y"]]></description>',
+            '\n  <description><![CDATA[a <b class="x">x</b> & "y"]]></description>\n',
+        ),
+        (f"<metadata>\n    {_OTHER_TOOL}\n  </metadata>", f"\n  <metadata>\n    {_OTHER_TOOL}\n    <vnuma:vnuma "),
+        (
+            '<description><![CDATA[it\'s "quoted"]]><!-- a="b" --><![CDATA[<?x y="z"?>]]></description>',
+            '\n  <description><![CDATA[it\'s "quoted"]]><!-- a="b" --><![CDATA[<?x y="z"?>]]></description>\n',
+        ),
+    ],
+)
+def test_cdata_sections_stay_as_written(section: str, kept: str) -> None:
+    """Used to come out as escaped text, and the quote style was then turned inside them."""
+    result = expand_domain(template(before=f"  {section}\n"), _host("seed-4node-ring"))
+    assert kept in result.xml
+    assert expand_domain(result.xml, _host("seed-4node-ring")).xml == result.xml
+
+
+def test_crlf_line_breaks_stay() -> None:
+    """Used to give LF line breaks in the body and CRLF in the prolog and epilog."""
+    text = ("<?xml version='1.0'?>\n<!-- t -->\n" + template(before="  <description>a\nb</description>\n")).replace(
+        "\n", "\r\n"
+    ) + "<!-- end -->\r\n"
+    result = expand_domain(text, _host("seed-4node-ring"))
+    assert result.xml.count("\n") == result.xml.count("\r\n") > 20
+    assert result.xml.startswith("<?xml version='1.0'?>\r\n<!-- t -->\r\n<domain type='kvm'>\r\n  <name>g1</name>\r\n")
+    assert "  <description>a\r\nb</description>\r\n" in result.xml
+    assert result.xml.endswith("</domain>\r\n<!-- end -->\r\n")
+    assert expand_domain(result.xml, _host("seed-4node-ring")).xml == result.xml
+
+
+def test_mixed_line_breaks_are_written_as_lf() -> None:
+    text = template().replace("\n", "\r\n", 1)
+    result = expand_domain(text, _host("seed-4node-ring"))
+    assert "\r" not in result.xml.split("<name>", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("closing", "epilog"),
+    [
+        pytest.param("</domain>", "\n<!-- end -->\n", id="plain"),
+        pytest.param("</domain >", "\n<!-- end -->\n", id="blank-in-the-closing-tag"),
+        pytest.param("</domain\n>", "\n", id="line-break-in-the-closing-tag"),
+        pytest.param("</domain>", "\n<!-- it ended at </domain> -->\n", id="closing-tag-in-a-comment"),
+        pytest.param("</domain>", "<?pi a <? b?>\n<!---->\n\n<?x?>", id="processing-instructions"),
+        pytest.param("</domain>", "\n<?pi </domain><?x?>\n", id="closing-tag-in-a-processing-instruction"),
+        pytest.param("</domain>", "", id="nothing"),
+    ],
+)
+def test_the_epilog_stays_as_written(closing: str, epilog: str) -> None:
+    """Used to drop the epilog when the closing tag held a blank or a comment after it held </domain>."""
+    text = template().replace("</domain>\n", closing + epilog)
+    result = expand_domain(text, _host("seed-4node-ring"))
+    assert result.xml.endswith("\n" + closing + epilog)
+    assert expand_domain(result.xml, _host("seed-4node-ring")).xml == result.xml
 
 
 def test_errors_name_the_guest() -> None:

@@ -104,6 +104,9 @@ _BODIES = [
     '<domain type="kvm"><!-- a="b" --><description>x="y"</description><!--c--><z q="&quot;"/></domain>',
     '<domain type="kvm"><a>"</a><!--x-->"<b c="d"/></domain>',
     '<domain type="kvm">"<!--x-->"</domain>',
+    '<domain type="kvm"><description><![CDATA[a="b" <c d="e"/>]]></description><x f="g"/></domain>',
+    '<domain type="kvm"><![CDATA[<!-- x="y"]]><a b="c"/><!-- <![CDATA[ d="e" --><f g="h"/></domain>',
+    '<domain type="kvm"><![CDATA[-->"<?]]><a b="c"/><?p q="r" <![CDATA[?><s t="u"/></domain>',
 ]
 
 
@@ -111,6 +114,17 @@ _BODIES = [
 def test_quotes_turned_at_once_as_tag_by_tag(body: str) -> None:
     original = "<domain type='kvm'><name>a</name><vcpu placement='static'>2</vcpu></domain>"
     assert _quotes_like(body, original) == _TOKEN.sub(_single_quoted, body)
+
+
+def test_quotes_in_cdata_sections_stay() -> None:
+    """A CDATA section is text: its quotes, and what looks like tags in it, are not attributes."""
+    body = '<domain type="kvm"><description><![CDATA[<b class="x">"y"</b>]]></description><vcpu a="b"/></domain>'
+    original = "<domain type='kvm'><vcpu placement='static'>2</vcpu></domain>"
+    expected = (
+        "<domain type='kvm'><description><![CDATA[<b class=\"x\">\"y\"</b>]]></description><vcpu a='b'/></domain>"
+    )
+    assert _quotes_like(body, original) == expected
+    assert _TOKEN.sub(_single_quoted, body) == expected
 
 
 def test_quotes_of_a_double_quoted_input_stay() -> None:
