@@ -13,17 +13,16 @@ encoding their declaration names are read.
 from __future__ import annotations
 
 import os
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import libvirt
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_info
+from ansible_collections.vnuma.libvirt.tests.support.deadline import returns_within
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "capabilities"
@@ -70,17 +69,8 @@ def guest() -> Iterator[str]:
 @pytest.fixture
 def guard() -> Iterator[None]:
     """Turn a module that blocks into a failure instead of a hung test run."""
-
-    def expired(_signum: int, _frame: FrameType | None) -> None:
-        raise AssertionError(f"the module did not return within {GUARD_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(GUARD_SECONDS)
-    try:
+    with returns_within(GUARD_SECONDS, "the module"):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def definition(name: str) -> str:

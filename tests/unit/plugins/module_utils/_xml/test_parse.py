@@ -12,10 +12,8 @@ A UTF-16 or UTF-32 document used to pass the DTD check, which looked for the ASC
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import parse
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
+from ansible_collections.vnuma.libvirt.tests.support.deadline import returns_within
 
 DOMAIN = "<domain type='kvm'><name>g\u00e9</name></domain>"
 DTD = "declares a DTD or entity, which is refused"
@@ -67,17 +66,8 @@ def libxml2_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 @pytest.fixture
 def guard() -> Iterator[None]:
     """A parse that opens a FIFO blocks until a writer comes: a failure here, not a hung run."""
-
-    def expired(_signum: int, _frame: FrameType | None) -> None:
-        raise AssertionError(f"the parse did not return within {GUARD_SECONDS} s: it opened the FIFO")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(GUARD_SECONDS)
-    try:
+    with returns_within(GUARD_SECONDS, "the parse (a FIFO opened?)"):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # -- decoding --------------------------------------------------------------------------------------------------
