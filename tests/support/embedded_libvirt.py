@@ -42,3 +42,11 @@ def read_back(root: etree._Element, what: str) -> etree._Element:
             domain.undefine()
     finally:
         conn.close()
+
+
+def small_test_domain(name: str) -> str:
+    """The smallest guest libvirt's test driver defines: one vCPU, 128 MiB."""
+    return (
+        f"<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os></domain>"
+    )

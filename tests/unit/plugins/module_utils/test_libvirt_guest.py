@@ -12,13 +12,12 @@ the QEMU driver does and counts the calls, and against libvirt's test driver whe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import libvirt
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED, LibvirtGuest, LibvirtHost
+from ansible_collections.vnuma.libvirt.tests.support.embedded_libvirt import small_test_domain
 
 NOT_RUNNING = "Requested operation is not valid: domain is not running"
 
@@ -131,19 +130,10 @@ def test_a_failed_connection_is_reported_as_it_is() -> None:
     assert domain.calls == ["shutdown"]
 
 
-@pytest.fixture
-def host() -> Iterator[LibvirtHost]:
-    with LibvirtHost("test:///default") as connected:
-        yield connected
-
-
 def test_the_test_driver_agrees(host: LibvirtHost) -> None:
     conn = host.connection
     name = "libvirt-guest-state"
-    dom = conn.defineXML(
-        f"<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
-        "<os><type>hvm</type></os></domain>"
-    )
+    dom = conn.defineXML(small_test_domain(name))
     try:
         (listed,) = [item for item in host.guests() if item.name == name]
         assert listed.running_if_defined() is False

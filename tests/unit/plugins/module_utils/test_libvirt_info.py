@@ -11,7 +11,6 @@ sparse node ids, and the QEMU driver's bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import libvirt
@@ -19,6 +18,7 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.tests.support.embedded_libvirt import small_test_domain
 
 GIB = 1024 * 1024
 
@@ -58,12 +58,6 @@ class StandIn:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture
-def host() -> Iterator[LibvirtHost]:
-    with LibvirtHost("test:///default") as connected:
-        yield connected
 
 
 def stand_in(host: LibvirtHost, **kwargs: Any) -> StandIn:
@@ -114,10 +108,7 @@ def test_the_test_driver_has_no_hugepage_counters(host: LibvirtHost) -> None:
 def test_listing_gives_state_and_autostart(host: LibvirtHost) -> None:
     conn = host.connection
     name = "libvirt-info-listing"
-    dom = conn.defineXML(
-        f"<domain type='test'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
-        "<os><type>hvm</type></os></domain>"
-    )
+    dom = conn.defineXML(small_test_domain(name))
     try:
         dom.setAutostart(1)
         entries = {entry.name: entry for entry in host.listing()}
