@@ -159,24 +159,13 @@ def spec_options(filter_name: str, value: Any) -> dict[Any, Any]:
     Unknown keys are left to ``VnumaSpec.from_mapping``, which refuses them with the list of known ones.
     """
     # On call: see "Imports" in this module's docstring.
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import option
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import coerce_options
 
     if is_omitted(value):
         return {}
     if not isinstance(value, Mapping):
         raise _fail(filter_name, f"spec must be a dict of vnuma options, got {kind(value)}")
-    options: dict[Any, Any] = {}
-    for key, given in value.items():
-        if is_omitted(given):
-            continue
-        name, raw = plain(key), plain(given)
-        try:
-            row = option(name)
-        except (KeyError, TypeError):
-            options[name] = raw
-            continue
-        options[name] = row.coerce(raw)
-    return options
+    return coerce_options({plain(key): plain(given) for key, given in value.items() if not is_omitted(given)})
 
 
 def coerce_int(value: Any) -> Any:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import check_entries
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import option
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import coerce_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     CALL_TIMEOUT_LIMITS,
@@ -372,18 +372,10 @@ def _settings_problem(inputs: Mapping[str, Any]) -> str | None:
     if not isinstance(spec, Mapping):
         return f"vnuma_fleet_spec must be a dict of vnuma_domain spec options, got {_kind(spec)}"
     try:
-        VnumaSpec.from_mapping({key: None if value is None else _spec_value(key, value) for key, value in spec.items()})
+        VnumaSpec.from_mapping(coerce_options(spec))
     except SpecError as error:
         return f"vnuma_fleet_spec: {error.message}"
     return None
-
-
-def _spec_value(key: Any, value: Any) -> Any:
-    try:
-        row = option(key)
-    except (KeyError, TypeError):
-        return value  # VnumaSpec refuses the key, with the known ones
-    return row.coerce(value)
 
 
 def _float_text(text: str) -> float | str:

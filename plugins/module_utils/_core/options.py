@@ -16,6 +16,7 @@ fleet role's ``meta/argument_specs.yml``).  docs/architecture.md says how to add
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ __all__ = [
     "Kind",
     "Option",
     "argument_spec",
+    "coerce_options",
     "option",
     "read_boolean",
 ]
@@ -436,6 +438,19 @@ _BY_NAME = {item.name: item for item in SPEC_OPTIONS}
 def option(name: str) -> Option:
     """The row of the spec option ``name`` (KeyError for anything else)."""
     return _BY_NAME[name]
+
+
+def coerce_options(options: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A spec given raw (templated: ``"2"``, ``"yes"``), each known option read by its row (``Option.coerce``).
+
+    None stays None (unset); an unknown key is left as it is, for ``VnumaSpec.from_mapping`` to refuse with
+    the known ones.  For the filters' ``spec`` and the role's ``vnuma_fleet_spec``.
+    """
+    coerced: dict[Any, Any] = {}
+    for key, value in options.items():
+        row = _BY_NAME.get(key) if isinstance(key, str) else None
+        coerced[key] = value if row is None or value is None else row.coerce(value)
+    return coerced
 
 
 def argument_spec() -> dict[str, dict[str, Any]]:
