@@ -11,7 +11,7 @@ version_added: 0.1.0
 author: vnuma.libvirt contributors (@vnuma)
 description:
   - Expand a libvirt domain XML for a host. The guest's vNUMA request, a C(<vnuma>) element in the domain (as in a
-    template), is computed into a layout for the host and rendered into the parts of the domain the collection owns;
+    template; a direct child of C(<domain>), one deeper such as inside C(<devices>) is an error), is computed into a layout for the host and rendered into the parts of the domain the collection owns;
     C(<vcpu>), C(<vcpus>), C(<cpu><topology>), C(<cpu><numa>) with its cells and distances, C(<numatune>),
     C(<cputune>) pinning, C(<maxMemory>) and C(<memoryBacking>) hugepages as asked. Everything else in the document
     stays as it was.

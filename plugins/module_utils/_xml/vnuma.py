@@ -277,6 +277,12 @@ def _put_metadata(root: Any, element: Any, existing: list[Any]) -> None:
 def take_vnuma_element(root: Any) -> VnumaSpec | None:
     """Parse and remove the ``<vnuma>`` child of ``<domain>`` (a template's request), or None."""
     found = list(root.iterchildren(VNUMA_TAG))
+    misplaced = [element for element in root.iterdescendants(VNUMA_TAG) if element.getparent() is not root]
+    if misplaced:
+        # libvirt drops an element it does not know (or refuses it when validating): a request one level
+        # too deep would otherwise leave the guest without the layout its author asked for, silently.
+        where = "/".join(ancestor.tag for ancestor in reversed(list(misplaced[0].iterancestors())))
+        raise SpecError(f"a <vnuma> element sits inside /{where}; it must be a direct child of <domain>")
     if not found:
         return None
     if len(found) > 1:

@@ -379,11 +379,15 @@ def test_take_without_element() -> None:
     assert to_text(root) == to_text(xml(DOMAIN))
 
 
-def test_take_only_looks_at_direct_children() -> None:
-    root = xml(
-        DOMAIN.replace("<description>web</description>", "<description>web</description><devices><vnuma/></devices>")
+@pytest.mark.parametrize("direct", ["", "<vnuma mode='node'/>"])
+def test_take_refuses_an_element_below_a_child_of_the_domain(direct: str) -> None:
+    text = DOMAIN.replace(
+        "<description>web</description>", f"<description>web</description>{direct}<devices><vnuma/></devices>"
     )
-    assert take_vnuma_element(root) is None
+    root = xml(text)
+    with pytest.raises(SpecError, match=r"a <vnuma> element sits inside /domain/devices; it must be a direct child"):
+        take_vnuma_element(root)
+    assert c14n(root) == c14n(xml(text))
 
 
 def test_take_refuses_two_elements() -> None:
