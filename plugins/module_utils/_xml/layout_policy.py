@@ -297,8 +297,9 @@ def memory_for(
     """``<memory>`` and ``<currentMemory>`` in KiB, from the domain's (``memory_kib``...) as they are."""
     # libvirt's <memory> counts the memory devices on top of the cells.
     memory = layout.memory_kib + device_memory_kib
-    # With no balloon (currentMemory == memory) the balloon target follows the new size;
-    # a deliberate balloon target is kept (libvirt clamps it to <memory> if it is larger).
+    # With no balloon (currentMemory == memory) the balloon target follows the new size; a deliberate
+    # balloon target is kept up to the new size.  libvirt clamps a larger one to <memory> when it defines
+    # the guest, and the read-back would then take libvirt's clamp for a change it lost.
     if current_memory_kib is None or current_memory_kib == memory_kib:
         return memory, memory
-    return memory, current_memory_kib
+    return memory, min(current_memory_kib, memory)

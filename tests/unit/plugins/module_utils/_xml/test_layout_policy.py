@@ -7,6 +7,7 @@
 - ``vcpus_for``: the ``<vcpus>`` it writes satisfies libvirt's rules for every layout the partitioner makes
   and every ``current_vcpus``, and the online hot-pluggable vCPUs keep their places in the enable order.
 - ``numa_for``: the user's ``memAccess`` and ``discard`` reach every new cell, and a second run changes nothing.
+- ``memory_for``: a balloon target is kept, up to the new ``<memory>``.
 """
 
 from __future__ import annotations
@@ -325,3 +326,25 @@ def test_the_reported_virtiofs_guest() -> None:
     assert backing(root) == [("shared", None), ("shared", None)]
     again = DomainNuma.from_domain(root)
     assert again.changes(DomainNuma.from_layout(layout, again)) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# <memory> and <currentMemory>
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell_kib", "current_kib"),
+    [
+        (4 * GIB, 6 * GIB),  # 8 GiB as before: the balloon target of 6 GiB stays
+        (2 * GIB, 4 * GIB),  # 4 GiB: 6 GiB would be above it, libvirt would clamp it on define
+        (GIB // 2, GIB),
+    ],
+)
+def test_a_balloon_target_is_kept_up_to_the_new_memory(cell_kib: int, current_kib: int) -> None:
+    domain = PLAIN.replace("<memory unit='GiB'>2</memory>", "<memory unit='GiB'>8</memory>").replace(
+        "<currentMemory unit='GiB'>2</currentMemory>", "<currentMemory unit='GiB'>6</currentMemory>"
+    )
+    _root, before, target = render(domain, make_layout(cells=2, memory_kib=cell_kib))
+    assert (before.memory_kib, before.current_memory_kib) == (8 * GIB, 6 * GIB)
+    assert (target.memory_kib, target.current_memory_kib) == (2 * cell_kib, current_kib)
