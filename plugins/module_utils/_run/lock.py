@@ -66,11 +66,18 @@ def check_lock_timeout(value: float) -> float:
 
 
 def _holder(handle: int) -> str:
-    """The pid the holder wrote into the file, for the error message."""
+    """Who holds the lock, for the error message: the kernel's own record (``/proc/locks``), so that a
+    holder that is not a collection run (``flock(1)`` around ``virsh edit``) is named too."""
     with contextlib.suppress(OSError, ValueError):
-        text = os.pread(handle, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit():
-            return f", held by pid {text}"
+        status = os.fstat(handle)
+        # fs/locks.c writes the file as MAJOR:MINOR:INODE, the device numbers in two-digit hex.
+        key = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            for line in table:
+                # "1: FLOCK  ADVISORY  WRITE 4711 fd:01:1234 0 EOF"; a waiter's line has "->" after the number.
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key and int(fields[4]) > 0:
+                    return f", held by pid {int(fields[4])}"
     return ""
 
 
@@ -98,9 +105,6 @@ def host_lock(uri: str, timeout: float) -> Iterator[str]:
                     f"waited {timeout:g} seconds (lock_timeout)"
                 )
             time.sleep(_POLL)
-        with contextlib.suppress(OSError):
-            os.ftruncate(handle, 0)
-            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
         # Closing the descriptor releases the lock (flock locks belong to the open file description).
