@@ -68,7 +68,7 @@ help:
 	@echo "make ansible-lint    ansible-lint, production profile, over the whole collection (.ansible-lint)"
 	@echo "make mypy            mypy, strict (pyproject.toml), over plugins/, tests/support and benchmarks"
 	@echo "make format          ruff check --fix + ruff format"
-	@echo "make options-docs    write the spec options' doc fragment and role argument specs from the option table"
+	@echo "make options-docs    write the spec options' doc fragment, role argument specs and vnuma_layout docs from the option table"
 	@echo "make unit            pytest tests/unit (PYTEST_ARGS='--regenerate-output' rewrites golden files)"
 	@echo "make libvirtd        start libvirtd + virtlogd for qemu:///system (scripts/libvirtd.sh; libvirtd-stop)"
 	@echo "make guest-image     build the integration tests' guest kernel + initramfs into .build/guest-image"

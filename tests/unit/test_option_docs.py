@@ -5,8 +5,8 @@
 """The committed option documentation is what the option table gives (scripts/gen-option-docs.py).
 
 ``plugins/doc_fragments/spec.py``, the ``vnuma_fleet_spec`` suboptions of the role's
-``meta/argument_specs.yml`` and the option names in its ``vars/main.yml`` are static YAML generated
-from ``_core/options.py:SPEC_OPTIONS``.  These
+``meta/argument_specs.yml``, the option names in its ``vars/main.yml`` and the ``spec`` suboptions of the
+``vnuma_layout`` filter are static YAML generated from ``_core/options.py:SPEC_OPTIONS``.  These
 tests fail when either differs from the table: first by name, type, choice, default and description,
 which says what differs, then as text, which catches the rest.  The fix is ``make options-docs``.
 """
@@ -52,14 +52,25 @@ def role_options() -> dict[str, Any]:
     return options
 
 
-def role_text(text: str) -> str:
-    """An option reference as the role writes it."""
-    return re.sub(r"O\((\w+)\)", lambda match: f"O(vnuma_fleet_spec.{match[1]})", text)
+def layout_filter_options() -> dict[str, Any]:
+    from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import DOCUMENTATION
+
+    options: dict[str, Any] = yaml.safe_load(DOCUMENTATION)["options"]["spec"]["suboptions"]
+    return options
+
+
+def under(parent: str) -> Any:
+    """An option reference as a dict option ``parent`` holding the spec writes it."""
+    names = {item.name for item in SPEC_OPTIONS}
+    return lambda text: re.sub(
+        r"O\((\w+)\)", lambda match: f"O({parent}.{match[1]})" if match[1] in names else match[0], text
+    )
 
 
 DOCUMENTED = [
     pytest.param(fragment_options, lambda text: text, id="doc-fragment"),
-    pytest.param(role_options, role_text, id="role-argument-specs"),
+    pytest.param(role_options, under("vnuma_fleet_spec"), id="role-argument-specs"),
+    pytest.param(layout_filter_options, under("spec"), id="vnuma_layout-filter"),
 ]
 
 
