@@ -139,6 +139,10 @@ reload_required:
   description:
     - Whether libvirtd must reload (SIGHUP, C(systemctl reload libvirtd)) or restart before it runs the hook. It
       looks for hooks only then, unless another qemu hook was there already.
+    - V(true) only on the run that adds the hook while no other qemu hook is there. libvirtd's reloads cannot be
+      read, so a later run says V(false) even when nothing reloaded libvirtd in between (a play that failed after
+      this module and before its reload); reload libvirtd then by hand, or remove the hook (O(state=absent)) and
+      install it again.
   returned: always
   type: bool
 """
