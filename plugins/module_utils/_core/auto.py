@@ -33,7 +33,7 @@ from itertools import combinations
 from math import comb
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.affinity import admits, misses
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.affinity import admits, misses, unmet
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, format_size
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice
@@ -191,6 +191,17 @@ class _Search:
         self.unbound_left_kib = report.unbound_available_kib - self.unbound_kib
         self.errors: list[tuple[tuple[int, ...], VnumaError]] = []
         self.considered = 0
+        # Per set size: the sets the policy admits (in the order tried) and how many it does not; the
+        # sets tried that lack the memory.  The explanation and the refusal say which of these it was.
+        self.admitted: dict[int, list[tuple[int, ...]]] = {}
+        self.excluded: dict[int, int] = {}
+        self.grown: set[int] = set()
+        self.short: set[tuple[int, ...]] = set()
+        # Whether the policy rules out any set at all (it admits every superset of a set it admits).
+        self.constrained = any(not self.admits((node,)) for node in topology.cpu_node_ids)
+
+    def admits(self, nodes: Iterable[int]) -> bool:
+        return admits(self.topology, self.policy, self.devices, nodes)
 
     def key(self, nodes: tuple[int, ...]) -> tuple[int, int, float, float, tuple[int, ...]]:
         loads = [self.rooms[node].load for node in nodes]
@@ -216,15 +227,24 @@ class _Search:
                     group.append(min(rest, key=lambda node: self.key(tuple(sorted([*group, node])))))
                 grown.add(tuple(sorted(group)))
             found = grown
-        admitted = (nodes for nodes in found if admits(self.topology, self.policy, self.devices, nodes))
-        return sorted(admitted, key=lambda nodes: (misses(self.devices, nodes), self.key(nodes)))
+            self.grown.add(size)
+        every = list(found)
+        admitted = sorted(
+            (nodes for nodes in every if self.admits(nodes)),
+            key=lambda nodes: (misses(self.devices, nodes), self.key(nodes)),
+        )
+        self.admitted[size] = admitted
+        self.excluded[size] = len(every) - len(admitted)
+        return admitted
 
     def trial(self, nodes: tuple[int, ...]) -> Layout | None:
         """The layout on ``nodes`` when it fits what they have left, else None (the reason kept)."""
         has_memory = all(self.topology.node(node).memory_kib > 0 for node in nodes)
         if has_memory and sum(self.rooms[node].free_kib for node in nodes) < self.memory:
+            self.short.add(nodes)
             return None
         if self.unbound_kib and self.memory > self.unbound_left_kib:
+            self.short.add(nodes)
             return None
         self.considered += 1
         try:
@@ -236,6 +256,7 @@ class _Search:
             return None
         planned = _planned(layout)
         if any(kib > self.rooms[node].free_kib for node, kib in planned.items()):
+            self.short.add(nodes)
             return None
         return layout
 
@@ -254,25 +275,35 @@ class _Search:
                     for other in ordered[index + 1 :]
                     if (misses(self.devices, other), *self.key(other)[:2]) == near and self.trial(other) is not None
                 ]
-                why = self.explain(chosen, size, ties)
+                why = self.explain(chosen, size, ties, ordered)
                 return _choice(self.topology, self.spec, chosen, layout, "chosen", why, self)
         raise self.refusal()
 
-    def explain(self, chosen: tuple[int, ...], size: int, ties: list[tuple[int, ...]]) -> str:
+    def explain(
+        self, chosen: tuple[int, ...], size: int, ties: list[tuple[int, ...]], ordered: list[tuple[int, ...]]
+    ) -> str:
         what = self.need_text()
         nodes_text = _nodes_text(chosen)
         if size == 1:
             text = f"{nodes_text} holds the guest ({what}) alone"
         else:
-            richest = max(self.candidates(), key=lambda node: (self.rooms[node].free_kib, -node))
-            smaller = (
-                f"no single host node holds it (the most free: node {richest}, "
-                f"{format_size(self.rooms[richest].free_kib)})"
-                if size == 2
-                else f"no set of {size - 1} host nodes holds it"
-            )
             distance = _distance(self.topology, chosen)
-            text = f"{smaller}; {nodes_text} are the nearest {size} that hold the guest ({what}), distance {distance}"
+            # What ordered the sets before the distance: the policy's admission, then the devices local.
+            admitted = f"that pci_numa_affinity {self.policy} admits" if self.excluded.get(size) else ""
+            fewer = misses(self.devices, chosen)
+            local_first = any(
+                misses(self.devices, other) > fewer and self.key(other)[:2] < self.key(chosen)[:2] for other in ordered
+            )
+            if admitted and local_first:
+                which = f" {admitted}, with the most PCI devices local, and"
+            elif admitted:
+                which = f" {admitted} and"
+            else:
+                which = " with the most PCI devices local" if local_first else ""
+            text = (
+                f"{self.smaller(size - 1)}; {nodes_text} are the nearest {size}{which} that hold the guest "
+                f"({what}), distance {distance}"
+            )
         if self.devices:
             local = len(self.devices) - misses(self.devices, chosen)
             text += f"; {local} of {len(self.devices)} PCI devices local (pci_numa_affinity {self.policy})"
@@ -286,6 +317,37 @@ class _Search:
                 text += f"all {round(worst * 100)} % committed, the lowest ids"
         return text
 
+    def smaller(self, size: int) -> str:
+        """Why no set of ``size`` nodes was chosen: the policy admits none, or those it admits lack room."""
+        no_set = "no single host node" if size == 1 else f"no set of {size} host nodes"
+        tried = self.admitted.get(size, [])
+        if not tried and self.excluded.get(size):
+            # Above _EXHAUSTIVE_SETS, only the sets grown nearest first from each node were looked at.
+            looked = " of those grown nearest first from each node" if size in self.grown else ""
+            return f"{no_set}{looked} is admitted by pci_numa_affinity {self.policy} ({self.devices_text()})"
+        admitted = f" that pci_numa_affinity {self.policy} admits" if self.excluded.get(size) else ""
+        reasons = []
+        short = [nodes for nodes in tried if nodes in self.short]
+        if short and size == 1:
+            richest = max((nodes[0] for nodes in short), key=lambda node: (self.rooms[node].free_kib, -node))
+            reasons.append(f"the most free: node {richest}, {format_size(self.rooms[richest].free_kib)}")
+        refused = [(nodes, error) for nodes, error in self.errors if len(nodes) == size]
+        if refused:
+            nodes, error = refused[0]
+            reasons.append(f"on {_nodes_text(nodes)}: {error.message}")
+        return f"{no_set}{admitted} holds it" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+    def devices_text(self) -> str:
+        """Where the guest's PCI devices are, as the policy reads them (the socket too under ``socket``)."""
+        nodes = sorted({device.host_node for device in self.devices if device.host_node is not None})
+        if not nodes:
+            return "its PCI devices report no host node"
+        where = _nodes_text(nodes)
+        if self.policy == "socket":
+            sockets = sorted({socket for node in nodes if (socket := self.topology.socket_of(node)) is not None})
+            where += f" (socket {', '.join(map(str, sockets))})" if sockets else " (no socket)"
+        return f"its PCI devices are on {where}"
+
     def need_text(self) -> str:
         text = format_size(self.memory)
         if self.page is not None:
@@ -295,6 +357,32 @@ class _Search:
             text += f", {self.guest.vcpus} vCPUs on dedicated host {unit}"
         return text
 
+    def offer(self, admitted_only: bool) -> tuple[tuple[int, ...], int]:
+        """The set of host nodes with CPUs that offers the most memory under the even split, and how much.
+
+        k nodes offer k times the least free of them.  With ``admitted_only``, only sets the policy
+        admits: for each least free, the smallest admitted set among the nodes with at least that
+        much, grown with the freest others (the policy admits every superset of a set it admits).
+        """
+        free = sorted(self.topology.cpu_node_ids, key=lambda node: (-self.rooms[node].free_kib, node))
+        found: list[tuple[int, tuple[int, ...]]] = []
+        for size in range(1, len(free) + 1):
+            pool = free[:size]
+            if not admitted_only:
+                found.append((size * self.rooms[pool[-1]].free_kib, tuple(pool)))
+                continue
+            if not self.admits(pool):
+                continue
+            least = list(pool)
+            for node in reversed(pool):
+                if self.admits([other for other in least if other != node]):
+                    least.remove(node)
+            for count in range(len(least), size + 1):
+                grown = least + [node for node in pool if node not in least][: count - len(least)]
+                found.append((count * min(self.rooms[node].free_kib for node in grown), tuple(grown)))
+        best, nodes = max(found, key=lambda item: (item[0], -len(item[1])), default=(0, ()))
+        return tuple(sorted(nodes)), best
+
     def refusal(self) -> VnumaError:
         # A request that no set can make a layout of at all (memory not a multiple of the page, siblings
         # on a mixed host...) is wrong in itself: its own error says so.
@@ -302,44 +390,69 @@ class _Search:
         if self.errors and isinstance(self.errors[0][1], SpecError):
             return self.errors[0][1]
         cpu_nodes = self.topology.cpu_node_ids
-        free = sorted(cpu_nodes, key=lambda node: (-self.rooms[node].free_kib, node))
-        # Under mode node's even split, k nodes offer k times the k-th largest free memory.
-        best_size, best = max(
-            ((size, size * self.rooms[free[size - 1]].free_kib) for size in range(1, len(free) + 1)),
-            key=lambda item: (item[1], -item[0]),
-            default=(0, 0),
-        )
-        best_nodes = tuple(sorted(free[:best_size]))
+        # The devices no set of host nodes with CPUs can meet the policy for: then it admits no set at all.
+        blocked = [
+            device
+            for device in (self.devices if self.constrained else ())
+            if unmet(self.topology, self.policy, [device], cpu_nodes)
+        ]
+        admitted_only = self.constrained and not blocked
+        best_nodes, best = self.offer(admitted_only)
         kind = f" in {format_size(self.page)} hugepages" if self.page is not None else ""
-        offered = (
-            f"the most any set of host nodes with CPUs offers (split evenly) is {format_size(best)}{kind}, "
-            f"on {_nodes_text(best_nodes)}"
-            if best
-            else f"no host node with CPUs has any memory{kind} left"
-        )
+        which = f" that pci_numa_affinity {self.policy} admits" if admitted_only else ""
+        if best:
+            offered = (
+                f"the most any set of host nodes with CPUs{which} offers (split evenly) is {format_size(best)}{kind}, "
+                f"on {_nodes_text(best_nodes)}"
+            )
+        elif which:
+            offered = f"no set of host nodes with CPUs{which} has memory{kind} left on all its nodes"
+        else:
+            offered = f"no host node with CPUs has any memory{kind} left"
         per_node = ", ".join(f"node {node}: {format_size(self.rooms[node].free_kib)}" for node in cpu_nodes)
-        text = (
-            f"mode auto finds no host nodes that hold the guest: it needs {self.need_text()}; {offered}; "
-            f"free: {per_node}"
-        )
+        memory = f"{offered}; free: {per_node}"
+        unbound_short = bool(self.unbound_kib) and self.memory > self.unbound_left_kib
         if self.unbound_kib:
-            text += (
+            memory += (
                 f"; guests bound to no host node use {format_size(self.unbound_kib)} of that, leaving "
                 f"{format_size(max(self.unbound_left_kib, 0))}"
             )
+        cpus = []
         if self.spec.pinning in DEDICATED_PINNINGS:
-            text += f"; {self.free_cpus_text()}"
-        if self.devices and self.policy != "preferred":
+            cpus.append(self.free_cpus_text())
+        placement = [(nodes, error) for nodes, error in self.errors if isinstance(error, PlacementError)]
+        if placement:
+            nodes, error = placement[0]
+            cpus.append(f"on {_nodes_text(nodes)}: {error.message}")
+        policy = []
+        if self.devices and self.policy != "preferred" and not blocked:
             where = ", ".join(
                 f"{device.name} on host node {device.host_node if device.host_node is not None else 'unknown'}"
                 for device in self.devices
             )
-            text += f"; pci_numa_affinity {self.policy} admits only host nodes near its devices ({where})"
-        placement = [(nodes, error) for nodes, error in self.errors if isinstance(error, PlacementError)]
-        if placement:
-            nodes, error = placement[0]
-            text += f"; on {_nodes_text(nodes)}: {error.message}"
-        return PlacementError(text)
+            policy.append(f"pci_numa_affinity {self.policy} admits only host nodes near its devices ({where})")
+        need = f"it needs {self.need_text()}"
+        # The limit first: the policy when it admits no set, the host CPUs when the memory is there.
+        if blocked:
+            parts = [self.blocked_text(blocked), need, memory, *cpus]
+        elif placement and best >= self.memory and not unbound_short:
+            parts = [need, *cpus, memory, *policy]
+        else:
+            parts = [need, memory, *cpus, *policy]
+        return PlacementError(f"mode auto finds no host nodes that hold the guest: {'; '.join(parts)}")
+
+    def blocked_text(self, blocked: list[GuestDevice]) -> str:
+        """The policy's refusal of every set: the devices it cannot meet on any, and what would do."""
+        lines = unmet(self.topology, self.policy, blocked, self.topology.cpu_node_ids)
+        text = f"pci_numa_affinity {self.policy} admits no set of host nodes with CPUs ({'; '.join(lines)})"
+        if any(device.host_node is None for device in blocked):
+            text += "; pci_numa_affinity legacy or preferred allows devices without a host node"
+        if any(device.host_node is not None for device in blocked):
+            text += (
+                "; mode auto chooses only host nodes with CPUs: name the devices' nodes with mode node and a "
+                "nodeset, or use pci_numa_affinity preferred to allow it with a warning"
+            )
+        return text
 
     def free_cpus_text(self) -> str:
         cores = [

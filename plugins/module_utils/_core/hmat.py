@@ -251,17 +251,28 @@ _FIGURES = {
 }
 
 
-def _check_complete(accesses: Sequence[CellAccess], cells: Sequence[HmatCell]) -> None:
-    """Every cell has each kind of figure or none has it: Linux reads a missing entry as 0."""
+def _check_complete(
+    accesses: Sequence[CellAccess], cells: Sequence[HmatCell], served: dict[int, dict[int, NodeAccess | None]]
+) -> None:
+    """Every cell has each kind of figure or none has it: Linux reads a missing entry as 0.
+
+    ``served`` holds, per cell id, the host's figures for each of its memory nodes as its initiator
+    sees them (host mode; empty for synthesize), so a refusal names the nodes that lack the figure.
+    """
     nodes = {cell.id: cell.memory_nodes for cell in cells}
     for name, words in _FIGURES.items():
         lacking = [access.cell for access in accesses if getattr(access, name) is None]
         if lacking and len(lacking) < len(accesses):
             first = lacking[0]
+            figures = served.get(first, {})
+            without = [
+                node for node in nodes[first] if figures.get(node) is None or getattr(figures[node], name) is None
+            ]
+            shown = without or list(nodes[first])
             raise SpecError(
                 f"hmat host: the host reports a {words} for some of the guest's memory but not for node "
-                f"{_nodes_text(nodes[first])} (guest cell {first}); the guest would read 0 there: use hmat "
-                "synthesize, or leave that node out"
+                f"{_nodes_text(shown)} (guest cell {first}); the guest would read 0 there: use hmat "
+                f"synthesize, or leave {'that node' if len(shown) == 1 else 'those nodes'} out"
             )
     for access in accesses:
         given = (access.read_latency_ns, access.write_latency_ns, access.read_bandwidth_kib, access.write_bandwidth_kib)
@@ -271,6 +282,53 @@ def _check_complete(accesses: Sequence[CellAccess], cells: Sequence[HmatCell]) -
                 f"hmat host: guest cell {access.cell} has no vCPUs and the host reports no figure for its node "
                 f"{_nodes_text(nodes[access.cell])}: use hmat synthesize, or leave that node out"
             )
+
+
+def _unserved_advice(host: HostTopology, cells: Sequence[HmatCell], initiator: int, unserved: dict[int, int]) -> str:
+    """What would let the host's figures reach the cell: per host initiator of the ``unserved`` nodes.
+
+    ``unserved`` maps each memory node the initiator cell has no figures for to the host node its
+    figures are from.  That node may be outside the guest (add it), under a guest cell without vCPUs
+    (give that cell vCPUs), or under another cell with vCPUs than the initiator (a CPU-less node needs
+    a guest cell of its own to be served by it).
+    """
+    # The cell over each host node; of several (cells sharing a node), one with vCPUs.
+    holder: dict[int, HmatCell] = {}
+    for cell in cells:
+        for node in cell.host_nodes:
+            if node not in holder or (cell.vcpus and not holder[node].vcpus):
+                holder[node] = cell
+    cpu_cells = [cell for cell in cells if any(host.node(node).has_cpus for node in cell.host_nodes)]
+    vcpus = sum(len(cell.vcpus) for cell in cells)
+    advice = []
+    for source in sorted(set(unserved.values())):
+        targets = sorted(node for node, found in unserved.items() if found == source)
+        under = holder.get(source)
+        if under is None:
+            advice.append(f"its figures are from node {source}: add that node to the guest")
+        elif not under.vcpus:
+            more = (
+                f"at least {len(cpu_cells)} vCPUs, one per guest cell on host nodes with CPUs; the guest has {vcpus}"
+                if vcpus < len(cpu_cells)
+                else "more vCPUs, or another distribution"
+            )
+            advice.append(
+                f"its figures are from node {source}, which guest cell {under.id} holds without vCPUs: "
+                f"give that cell vCPUs ({more})"
+            )
+        elif all(not host.node(node).has_cpus for node in targets) and under.id != initiator:
+            own = (
+                f"node {targets[0]} a guest cell of its own"
+                if len(targets) == 1
+                else f"nodes {_nodes_text(targets)} guest cells of their own"
+            )
+            advice.append(
+                f"its figures are from node {source}, in guest cell {under.id}: give {own} (more cells), which "
+                f"guest cell {under.id} then serves"
+            )
+        else:
+            advice.append(f"its figures are from node {source} (guest cell {under.id}) only")
+    return "; ".join(advice)
 
 
 def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> GuestHmat | None:
@@ -284,6 +342,7 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
         raise SpecError(f"hmat {mode!r} is not one of {', '.join(HMAT_MODES)}")
     accesses: list[CellAccess] = []
     by_id = {cell.id: cell for cell in cells}
+    served_by_cell: dict[int, dict[int, NodeAccess | None]] = {}
     for cell in cells:
         reported = {node: host_access(host, node) for node in cell.memory_nodes}
         if mode == "host":
@@ -300,14 +359,19 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
             # host's from that cell's nodes, never another node's (the guest would see faster memory).
             serving = by_id[initiator].host_nodes
             served = {node: host_access(host, node, serving) for node in cell.memory_nodes}
-            unserved = sorted(node for node, access in served.items() if access is None)
+            unserved = {
+                node: access.initiator
+                for node, access in reported.items()
+                if access is not None and served[node] is None
+            }
             if unserved:
+                role = "its own initiator" if initiator == cell.id else f"the initiator of guest cell {cell.id}"
                 raise SpecError(
                     f"hmat host: the host reports no figures from node {_nodes_text(serving)} (guest cell "
-                    f"{initiator}, the initiator of guest cell {cell.id}) for node {_nodes_text(unserved)} "
-                    f"(guest cell {cell.id}'s memory); its figures are from node "
-                    f"{_nodes_text(sorted(initiators))}: add that node to the guest, or use hmat synthesize"
+                    f"{initiator}, {role}) for node {_nodes_text(sorted(unserved))} (guest cell {cell.id}'s "
+                    f"memory); {_unserved_advice(host, cells, initiator, unserved)}, or use hmat synthesize"
                 )
+            served_by_cell[cell.id] = served
             figures = [access.figures for access in served.values() if access is not None]
             read_latency, write_latency, read_bandwidth, write_bandwidth = (
                 _worst([row[index] for row in figures], latency=index < 2) for index in range(4)
@@ -326,6 +390,6 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
                 write_bandwidth_kib=write_bandwidth,
             )
         )
-    _check_complete(accesses, cells)
+    _check_complete(accesses, cells, served_by_cell)
     caches = tuple(_caches(host, cell.memory_nodes) if mode == "host" else () for cell in cells)
     return GuestHmat(mode=mode, accesses=tuple(_fitted(accesses)), caches=caches)

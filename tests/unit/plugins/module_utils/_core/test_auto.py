@@ -23,6 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import (
     stored_nodes_usable,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice, PciAddress
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
@@ -32,7 +33,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
+from ansible_collections.vnuma.libvirt.tests.support.hostgen import HostShape, build_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 MIB = 1024
@@ -278,3 +281,179 @@ def test_a_changed_request_names_each_change() -> None:
         "hugepages none -> 2 MiB",
         "pinning node -> core",
     ]
+
+
+# Nodes 0, 2 (socket 0) and 5, 7 (socket 1), 4 CPUs and 4 GiB each; 12 within a socket, 21 across.
+SPARSE = parse_capabilities(
+    build_capabilities(HostShape(sockets=2, nodes_per_socket=2, memory_kib=4 * GIB, node_ids=(0, 2, 5, 7)))
+)
+
+
+def device(address: str, node: int | None) -> GuestDevice:
+    return GuestDevice("hostdev", PciAddress.parse(address), host_node=node, known=True)
+
+
+def bound(name: str, node: int, kib: int) -> GuestBinding:
+    """A running guest with ``kib`` bound to host node ``node``."""
+    return GuestBinding(name, (CellBinding(0, (), kib, "strict", (node,)),), running=True)
+
+
+def choose(
+    topology: HostTopology,
+    memory_kib: int,
+    devices: Sequence[GuestDevice] = (),
+    bindings: Sequence[GuestBinding] = (),
+    vcpus: int = 4,
+    **options: object,
+) -> AutoChoice:
+    return choose_nodes(
+        topology,
+        auto(memory_kib, **options),
+        GuestShape(vcpus=vcpus, name="g"),
+        report(topology, bindings),
+        {},
+        devices,
+    )
+
+
+def test_the_explanation_names_the_policy_when_it_ruled_out_the_smaller_sets() -> None:
+    # Every node holds the 1 GiB guest; pci_numa_affinity required with NICs on nodes 5 and 7 admits only sets
+    # with both.  The explanation used to say that no single node holds it, the most free being node 0.
+    nics = [device("0000:41:00.0", 5), device("0000:42:00.0", 7)]
+    choice = choose(SPARSE, GIB, nics, pci_numa_affinity="required")
+    assert choice.nodes == (5, 7)
+    assert choice.why == (
+        "no single host node is admitted by pci_numa_affinity required (its PCI devices are on host nodes 5,7); "
+        "host nodes 5,7 are the nearest 2 that pci_numa_affinity required admits and that hold the guest (1 GiB), "
+        "distance 12; 2 of 2 PCI devices local (pci_numa_affinity required)"
+    )
+    # legacy alike, with the NICs on nodes 0 and 5: host nodes 0 and 2 are nearer but not admitted.
+    apart = choose(SPARSE, GIB, [device("0000:41:00.0", 0), device("0000:42:00.0", 5)])
+    assert apart.nodes == (0, 5)
+    assert apart.why.startswith(
+        "no single host node is admitted by pci_numa_affinity legacy (its PCI devices are on host nodes 0,5); "
+        "host nodes 0,5 are the nearest 2 that pci_numa_affinity legacy admits and that hold the guest"
+    )
+    # socket: pairs within socket 0 are not admitted and the others lack the memory; every set of three is.
+    three = choose(SPARSE, 10 * GIB, [device("0000:41:00.0", 5)], pci_numa_affinity="socket")
+    assert three.why.startswith(
+        "no set of 2 host nodes that pci_numa_affinity socket admits holds it; host nodes 0,2,5 are the nearest 3 "
+        "that hold the guest (10 GiB), distance 54"
+    )
+    # Devices on both sockets: no single node is admitted; the explanation names the sockets.
+    both = choose(SPARSE, GIB, [device("0000:01:00.0", 0), device("0000:41:00.0", 5)], pci_numa_affinity="socket")
+    assert both.nodes == (0, 5)
+    assert both.why.startswith(
+        "no single host node is admitted by pci_numa_affinity socket (its PCI devices are on host nodes 0,5 "
+        "(socket 0, 1)); host nodes 0,5 are the nearest 2 that pci_numa_affinity socket admits and that hold"
+    )
+
+
+def test_the_most_free_is_of_the_nodes_the_policy_admits() -> None:
+    # Node 5, the NIC's, has 1 GiB left; node 0 has 4 GiB but is not admitted: the most free is node 5's.
+    choice = choose(
+        SPARSE, 2 * GIB, [device("0000:41:00.0", 5)], [bound("x", 5, 3 * GIB)], pci_numa_affinity="required"
+    )
+    assert choice.nodes == (5, 7)
+    assert choice.why.startswith(
+        "no single host node that pci_numa_affinity required admits holds it (the most free: node 5, 1 GiB); "
+        "host nodes 5,7 are the nearest 2 that pci_numa_affinity required admits and that hold the guest (2 GiB)"
+    )
+    # No policy: the most free of all the nodes, as before.
+    plain = choose(SPARSE, 6 * GIB)
+    assert plain.why.startswith("no single host node holds it (the most free: node 0, 4 GiB); host nodes 0,2 are")
+
+
+def test_sets_with_more_devices_local_go_first_and_the_explanation_says_so() -> None:
+    # preferred admits every set: nodes 0 and 2 (12) are nearer than 0 and 5 (21), but only a set with node 5
+    # has the NIC local.  Node 7 is full.
+    choice = choose(
+        SPARSE, 6 * GIB, [device("0000:41:00.0", 5)], [bound("x", 7, 4 * GIB)], pci_numa_affinity="preferred"
+    )
+    assert choice.nodes == (0, 5)
+    assert choice.why.startswith(
+        "no single host node holds it (the most free: node 0, 4 GiB); host nodes 0,5 are the nearest 2 with the "
+        "most PCI devices local that hold the guest (6 GiB), distance 21; 1 of 1 PCI devices local"
+    )
+
+
+def test_the_explanation_names_the_host_cpus_when_they_ruled_out_the_smaller_sets() -> None:
+    # Node 0's CPUs are held by another guest and nodes 1-3 have 4 cores each: 6 dedicated cores take two
+    # nodes.  The explanation used to name node 0's free memory (8 GiB, four times the guest's).
+    topology = host(RING)
+    taken = dict.fromkeys(topology.node(0).usable_cpus, "other")
+    pair = choose_nodes(
+        topology, auto(2 * GIB, pinning="core"), GuestShape(vcpus=6, name="db"), report(topology, []), taken
+    )
+    assert pair.nodes == (1, 2)
+    assert pair.why.startswith(
+        "no single host node holds it (on host node 0: pinning core needs 6 free host cores for guest cell 0 on "
+        "host node 0, 0 are free (others are dedicated to other)); host nodes 1-2 are the nearest 2 that hold"
+    )
+    assert "the most free" not in pair.why
+
+
+def test_a_policy_that_admits_no_set_is_the_refusal_s_first_reason() -> None:
+    # A required device without a host node: no set can be admitted, whatever the memory.
+    with pytest.raises(PlacementError) as caught:
+        choose(SPARSE, GIB, [device("0000:01:00.0", None)], pci_numa_affinity="required")
+    assert str(caught.value) == (
+        "guest g: mode auto finds no host nodes that hold the guest: pci_numa_affinity required admits no set of "
+        "host nodes with CPUs (PCI device 0000:01:00.0 reports no host node); pci_numa_affinity legacy or "
+        "preferred allows devices without a host node; it needs 1 GiB; the most any set of host nodes with CPUs "
+        "offers (split evenly) is 16 GiB, on host nodes 0,2,5,7; free: node 0: 4 GiB, node 2: 4 GiB, node 5: "
+        "4 GiB, node 7: 4 GiB"
+    )
+    # A device on a CPU-less (CXL) node: mode auto never chooses that node.
+    snc = host(SNC)
+    with pytest.raises(PlacementError) as caught:
+        choose(snc, GIB, [device("0000:41:00.0", 4)], pci_numa_affinity="required")
+    assert str(caught.value).startswith(
+        "guest g: mode auto finds no host nodes that hold the guest: pci_numa_affinity required admits no set of "
+        "host nodes with CPUs (PCI device 0000:41:00.0 is on host node 4); mode auto chooses only host nodes with "
+        "CPUs: name the devices' nodes with mode node and a nodeset, or use pci_numa_affinity preferred to allow "
+        "it with a warning; it needs 1 GiB; the most any set of host nodes with CPUs offers (split evenly) is "
+    )
+    # Under legacy a device without a node is no obstacle: only the other is named, with its own remedy.
+    with pytest.raises(PlacementError) as caught:
+        choose(snc, GIB, [device("0000:01:00.0", None), device("0000:41:00.0", 4)])
+    assert "(PCI device 0000:41:00.0 is on host node 4); mode auto chooses only host nodes" in str(caught.value)
+    assert "0000:01:00.0" not in str(caught.value) and "without a host node" not in str(caught.value)
+
+
+def test_the_refusal_counts_the_memory_of_the_sets_the_policy_admits() -> None:
+    # 12 GiB on nodes 0, 2 and 7 would hold the 5 GiB guest, but every set the policy admits has node 5, with
+    # 1 GiB left: four nodes offer 4 GiB.
+    with pytest.raises(PlacementError) as caught:
+        choose(SPARSE, 5 * GIB, [device("0000:41:00.0", 5)], [bound("x", 5, 3 * GIB)], pci_numa_affinity="required")
+    assert str(caught.value) == (
+        "guest g: mode auto finds no host nodes that hold the guest: it needs 5 GiB; the most any set of host "
+        "nodes with CPUs that pci_numa_affinity required admits offers (split evenly) is 4 GiB, on host nodes "
+        "0,2,5,7; free: node 0: 4 GiB, node 2: 4 GiB, node 5: 1 GiB, node 7: 4 GiB; pci_numa_affinity required "
+        "admits only host nodes near its devices (PCI device 0000:41:00.0 on host node 5)"
+    )
+    # The device's node is full: no admitted set has memory on all its nodes.
+    with pytest.raises(
+        PlacementError,
+        match="no set of host nodes with CPUs that pci_numa_affinity required admits "
+        "has memory left on all its nodes; free: node 0: 4 GiB, node 2: 4 GiB, node 5: 0",
+    ):
+        choose(SPARSE, GIB, [device("0000:41:00.0", 5)], [bound("x", 5, 4 * GIB)], pci_numa_affinity="required")
+
+
+def test_the_host_cpus_come_first_in_a_refusal_when_the_memory_is_there() -> None:
+    topology = host(RING)
+    taken = dict.fromkeys(topology.node(0).usable_cpus, "other")
+    with pytest.raises(PlacementError) as caught:
+        choose_nodes(
+            topology, auto(2 * GIB, pinning="thread"), GuestShape(vcpus=13, name="db"), report(topology, []), taken
+        )
+    assert str(caught.value).startswith(
+        "guest db: mode auto finds no host nodes that hold the guest: it needs 2 GiB, 13 vCPUs on dedicated host "
+        "threads; 12 host cores (12 threads) are free of other guests; on host node 0: pinning thread needs 13 "
+        "free host threads"
+    )
+    assert str(caught.value).endswith(
+        "the most any set of host nodes with CPUs offers (split evenly) is 32 GiB, on host nodes 0-3; free: node 0: "
+        "8 GiB, node 1: 8 GiB, node 2: 8 GiB, node 3: 8 GiB"
+    )

@@ -205,3 +205,81 @@ def test_bandwidths_fit_below_qemus_16_bit_entry_limit() -> None:
     # 65535 MiB/s is one over what QEMU keeps in an entry of base 1 MiB/s: the base doubles.
     assert _fit_bandwidths([65535 * 1024, 1024]) == [65534 * 1024, 2 * 1024]
     assert _fit_bandwidths([65534 * 1024]) == [65534 * 1024]
+
+
+def test_an_initiator_node_under_a_cell_without_vcpus_asks_for_vcpus_not_the_node() -> None:
+    # One vCPU over host nodes 0-1 with cpuless_cells: guest cell 1 mirrors node 1 but has no vCPUs, so cell 0
+    # serves it, and the host reports node 1's figures from node 1 only.  Node 1 is in the guest already: the
+    # refusal used to say to add it.
+    with pytest.raises(SpecError) as caught:
+        plan("cxl-hmat-cache", 1, 2 * GIB, mode="node", nodeset="0-1", cpuless_cells=True, hmat="host")
+    assert str(caught.value) == (
+        "hmat host: the host reports no figures from node 0 (guest cell 0, the initiator of guest cell 1) for node "
+        "1 (guest cell 1's memory); its figures are from node 1, which guest cell 1 holds without vCPUs: give that "
+        "cell vCPUs (at least 2 vCPUs, one per guest cell on host nodes with CPUs; the guest has 1), or use hmat "
+        "synthesize"
+    )
+    assert "add that node" not in str(caught.value)
+    # The lab host mirrored whole with 2 vCPUs: guest cell 2 (node 2, node 3's initiator) gets none.
+    with pytest.raises(
+        SpecError, match=r"at least 3 vCPUs, one per guest cell on host nodes with CPUs; the guest has 2"
+    ):
+        plan("lab4-hmat", 2, GIB, mode="host", cpuless_cells=True, hmat="host")
+    # Enough vCPUs, but the cell still has none (here taken from it by hand): another distribution, or more.
+    layout = compute_layout(
+        host("lab4-hmat"),
+        VnumaSpec(mode="host", cpuless_cells=True, hmat="synthesize"),
+        GuestShape(vcpus=4, memory_kib=GIB),
+    )
+    cells = list(layout.cells)
+    cells[1] = replace(cells[1], vcpus=cells[1].vcpus + cells[2].vcpus)
+    cells[2] = replace(cells[2], vcpus=())
+    with pytest.raises(
+        SpecError,
+        match=r"which guest cell 2 holds without vCPUs: give that cell vCPUs \(more vCPUs, "
+        r"or another distribution\), or use hmat synthesize",
+    ):
+        guest_hmat(host("lab4-hmat"), cells, "host")
+
+
+def test_an_initiator_node_under_another_cell_with_vcpus_asks_for_a_cell_of_its_own() -> None:
+    # An odd host: the CXL node 2 is nearest node 0 (14) but its HMAT initiator is node 1.  Two cells over nodes
+    # 0-2 put node 2 with node 0, whose own figures for it the host does not report; node 1 is in the guest,
+    # under guest cell 1, which would serve node 2 from a cell of its own.
+    cxl = host("cxl-hmat-cache")
+    odd = replace(
+        cxl,
+        interconnects=tuple(entry._replace(initiator=1) if entry.target == 2 else entry for entry in cxl.interconnects),
+    )
+    spec = VnumaSpec(mode="node", nodeset="0-2", cells=2, hmat="host")
+    with pytest.raises(SpecError) as caught:
+        compute_layout(odd, spec, GuestShape(vcpus=2, memory_kib=3 * GIB))
+    assert str(caught.value) == (
+        "hmat host: the host reports no figures from node 0, 2 (guest cell 0, its own initiator) for node 2 (guest "
+        "cell 0's memory); its figures are from node 1, in guest cell 1: give node 2 a guest cell of its own (more "
+        "cells), which guest cell 1 then serves, or use hmat synthesize"
+    )
+    # A cell per node: guest cell 1 serves node 2.
+    layout = compute_layout(odd, replace(spec, cells=None), GuestShape(vcpus=2, memory_kib=3 * GIB))
+    assert layout.hmat is not None and layout.hmat.accesses[2].initiator == 1
+
+
+def test_a_figure_missing_for_one_node_of_a_cell_names_that_node_only() -> None:
+    # Node 1's write bandwidth dropped; guest cell 0 is over nodes 0-1: only node 1 lacks it (the message used to
+    # name node 0 too, and so advised leaving it out).
+    lab = host("lab4-hmat")
+    partial = replace(
+        lab,
+        interconnects=tuple(
+            entry
+            for entry in lab.interconnects
+            if not (entry.kind == "bandwidth" and entry.target == 1 and entry.access == "write")
+        ),
+    )
+    spec = VnumaSpec(mode="node", nodeset="0-3", cells=2, hmat="host")
+    with pytest.raises(SpecError) as caught:
+        compute_layout(partial, spec, GuestShape(vcpus=4, memory_kib=GIB))
+    assert str(caught.value) == (
+        "hmat host: the host reports a write bandwidth for some of the guest's memory but not for node 1 (guest "
+        "cell 0); the guest would read 0 there: use hmat synthesize, or leave that node out"
+    )
