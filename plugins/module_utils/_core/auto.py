@@ -57,7 +57,8 @@ __all__ = [
     "stored_nodes_usable",
 ]
 
-# Node sets of one size examined one by one; above it, one set per starting node, grown nearest first
+# Node sets of one size examined one by one; above it, one set per starting node (and one from the nodes of the
+# guest's PCI devices together), grown nearest first
 # (a 16-node host has 12870 sets of 8).
 _EXHAUSTIVE_SETS = 256
 
@@ -220,8 +221,12 @@ class _Search:
             found: Iterable[tuple[int, ...]] = combinations(nodes, size)
         else:
             grown: set[tuple[int, ...]] = set()
-            for seed in nodes:
-                group = [seed]
+            # Grown from each node, and from the nodes of the guest's PCI devices together: a policy that wants
+            # devices on far apart nodes local admits none of the sets grown from one node until they are large.
+            local = sorted({device.host_node for device in self.devices if device.host_node in nodes})
+            seeds = [[node] for node in nodes] + ([local] if 1 < len(local) <= size else [])
+            for seed in seeds:
+                group = list(seed)
                 while len(group) < size:
                     rest = [node for node in nodes if node not in group]
                     group.append(min(rest, key=lambda node: self.key(tuple(sorted([*group, node])))))
@@ -322,8 +327,10 @@ class _Search:
         no_set = "no single host node" if size == 1 else f"no set of {size} host nodes"
         tried = self.admitted.get(size, [])
         if not tried and self.excluded.get(size):
-            # Above _EXHAUSTIVE_SETS, only the sets grown nearest first from each node were looked at.
-            looked = " of those grown nearest first from each node" if size in self.grown else ""
+            # Above _EXHAUSTIVE_SETS, only the sets grown nearest first were looked at.
+            looked = (
+                " of those grown nearest first from each node and from its devices' nodes" if size in self.grown else ""
+            )
             return f"{no_set}{looked} is admitted by pci_numa_affinity {self.policy} ({self.devices_text()})"
         admitted = f" that pci_numa_affinity {self.policy} admits" if self.excluded.get(size) else ""
         reasons = []

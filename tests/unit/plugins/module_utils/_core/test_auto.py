@@ -457,3 +457,17 @@ def test_the_host_cpus_come_first_in_a_refusal_when_the_memory_is_there() -> Non
         "the most any set of host nodes with CPUs offers (split evenly) is 32 GiB, on host nodes 0-3; free: node 0: "
         "8 GiB, node 1: 8 GiB, node 2: 8 GiB, node 3: 8 GiB"
     )
+
+
+def test_above_the_exhaustive_sets_the_devices_nodes_seed_a_set_of_their_own() -> None:
+    # 16 nodes with 40 GiB of normal memory each (64 GiB less their hugepage pools): 96 GiB needs 3 nodes; 16 nodes
+    # have 560 sets of 3, so the sets are grown nearest first.  Grown from one node, no set of 3 held both NICs
+    # (nodes 0 and 15, distance 32): the guest was refused, naming a set of 9 nodes.
+    large = host("large-16node-1024cpu")
+    nics = [device("0000:01:00.0", 0), device("0000:81:00.0", 15)]
+    choice = choose(large, 96 * GIB, nics, vcpus=8, pci_numa_affinity="required")
+    assert choice.nodes == (0, 1, 15)
+    assert choice.why.startswith(
+        "no set of 2 host nodes that pci_numa_affinity required admits holds it; host nodes 0-1,15 are the nearest 3 "
+        "that pci_numa_affinity required admits and that hold the guest (96 GiB)"
+    )
