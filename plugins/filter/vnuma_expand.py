@@ -11,10 +11,10 @@ version_added: 0.1.0
 author: vnuma.libvirt contributors (@vnuma)
 description:
   - Expand a libvirt domain XML for a host. The guest's vNUMA request, a C(<vnuma>) element in the domain (as in a
-    template; a direct child of C(<domain>), one deeper such as inside C(<devices>) is an error), is computed into a layout for the host and rendered into the parts of the domain the collection owns;
-    C(<vcpu>), C(<vcpus>), C(<cpu><topology>), C(<cpu><numa>) with its cells and distances, C(<numatune>),
-    C(<cputune>) pinning, C(<maxMemory>) and C(<memoryBacking>) hugepages as asked. Everything else in the document
-    stays as it was.
+    template; a direct child of C(<domain>), one deeper such as inside C(<devices>) is an error), is computed into a
+    layout for the host and rendered into the parts of the domain the collection owns; C(<vcpu>), C(<vcpus>),
+    C(<cpu><topology>), C(<cpu><numa>) with its cells and distances, C(<numatune>), C(<cputune>) pinning,
+    C(<maxMemory>) and C(<memoryBacking>) hugepages as asked. Everything else in the document stays as it was.
   - The C(<vnuma>) element, which stock libvirt does not know, is taken out and the spec is stored in the domain's
     C(<metadata>) under the collection's namespace. The first expansion also records the owned parts as the template
     had them (namespace C(urn:vnuma:libvirt:original:1.0)), so that C(state=absent) of the vnuma_domain module can
