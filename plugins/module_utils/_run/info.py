@@ -19,7 +19,7 @@ another host's); elsewhere they are null.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -158,11 +158,13 @@ def _guest(
     topology: HostTopology,
     known: Mapping[str, str],
     host_pci: Mapping[PciAddress, HostPciDevice],
+    host_cpus: Collection[int],
 ) -> _GuestInfo | None:
     """One guest's report, or None when it was undefined since the listing.
 
     ``known`` holds definitions the caller read in this call (by name): those are not read again;
-    ``host_pci`` the connection's PCI devices, which give the guest's passthrough devices their nodes.
+    ``host_pci`` the connection's PCI devices, which give the guest's passthrough devices their nodes;
+    ``host_cpus`` the online CPUs of the host the guest runs on (its default affinity, for ``pending``).
     """
     name = entry.name
     defined_xml = known[name] if name in known else entry.guest.xml_if_defined()
@@ -187,7 +189,7 @@ def _guest(
             source = "live"
     binding = binding_from_domain(current, name, running=entry.active, autostart=entry.autostart)
     placement = place_guest(topology, binding)
-    pending = current.waiting_for_boot(defined) if source == "live" else []
+    pending = current.waiting_for_boot(defined, host_cpus) if source == "live" else []
     if pending:
         defined_binding = binding_from_domain(defined, name, running=entry.active, autostart=entry.autostart)
         defined_placement = place_guest(topology, defined_binding)
@@ -259,7 +261,9 @@ def run_info(params: Mapping[str, Any], known: Mapping[str, str] | None = None) 
         # The connection's PCI devices, read once for the host report and every guest's devices.
         host_pci = host_pci_devices(host.pci_device_xmls())
         selected, warnings = select_guests(host.listing(), params)
-        infos = [_guest(entry, topology, known or {}, host_pci) for entry in selected]
+        # A running guest's default affinity is the connection's host's CPUs (host_capabilities may be another's).
+        host_cpus = (own if own is not None else topology).cpu_node
+        infos = [_guest(entry, topology, known or {}, host_pci, host_cpus) for entry in selected]
     guests = [info for info in infos if info is not None]
     placements = [info.placement for info in guests]
     lines = render_diagram(

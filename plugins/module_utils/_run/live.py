@@ -77,14 +77,19 @@ def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element
 
 
 def live_changes(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
-    """Re-pinning when the guest keeps running, then hot-plug; a failure goes into ``result``."""
-    repinned = any(change.path.startswith("cputune/vcpupin") for change in item.changes)
-    io_repinned = any(change.path.startswith("cputune/iothreadpin") for change in item.changes)
-    stays_up = not result.restart_required and not result.restarted
+    """Re-pinning when the guest keeps running, then hot-plug; a failure goes into ``result``.
+
+    A running guest is re-pinned when its definition's pins change, and also when its live pins differ from
+    a definition that does not change (``Planned.pending``: pins set live by another client, or a re-pin that
+    failed after its define), so that a rerun converges.
+    """
+    stays_up = item.running and not result.restart_required and not result.restarted
+    # I/O threads the spec does not own (iothreads: none) keep the pins they run with.
+    owns_iothreads = item.plan is not None and item.plan.layout.spec.iothreads != "none"
     try:
-        if item.running and repinned and stays_up and item.plan is not None:
-            _repin_live(topology, item, result, check_mode)
-        if item.running and io_repinned and stays_up:
+        if stays_up and item.plan is not None and _pins_differ(item, _VCPUPIN, True):
+            _repin_live(topology, item, item.plan, result, check_mode)
+        if stays_up and _pins_differ(item, _IOTHREADPIN, owns_iothreads):
             _repin_iothreads_live(topology, item, result, check_mode)
         if item.plan is not None:
             _hotplug(topology, item, item.plan, result, check_mode)
@@ -96,22 +101,32 @@ def live_changes(topology: HostTopology, item: Planned, result: GuestResult, che
         result.error = error.naming(result.name)
 
 
-def _repin_live(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
-    if item.plan is None:
-        return
-    pins = item.plan.layout.vcpu_pins
-    if pins is None:
-        # pinning: none drops the <vcpupin>s from the definition; the running guest keeps its old
-        # pins unless they are lifted live as well: back to libvirt's default affinity, which is
-        # <vcpu cpuset> when the guest has one and every host CPU otherwise.
-        own = item.target.vcpu
-        default = own.cpuset if own is not None and own.cpuset else tuple(sorted(topology.cpu_node))
-        pins = (default,) * item.plan.layout.vcpus
-    online = item.online or set()
+# The paths of the pins' changes (Vcpupin.items, Iothreadpin.items).
+_VCPUPIN = "cputune/vcpupin["
+_IOTHREADPIN = "cputune/iothreadpin["
+
+
+def _pins_differ(item: Planned, path: str, live_too: bool) -> bool:
+    """Whether the definition's pins at ``path`` change, or (``live_too``) the running guest's differ from them."""
+    changes = [*item.changes, *item.pending] if live_too else item.changes
+    return any(change.path.startswith(path) for change in changes)
+
+
+def _repin_live(topology: HostTopology, item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
+    """Every vCPU of the running guest pinned as its definition now says (virDomainPinVcpuFlags, live).
+
+    A vCPU without a pin goes back to libvirt's default affinity (``DomainNuma.default_affinity``): how
+    ``pinning: none`` lifts the old pins.  Offline vCPUs are pinned too: libvirt keeps the pin of an offline
+    vCPU and applies it when the vCPU comes online (libvirt 9.0 with QEMU 7.2), so one brought online later,
+    by this collection or by another client (``virsh setvcpus --live``), runs where its definition says.
+    """
+    default = item.target.default_affinity(topology.cpu_node)
+    pins = {pin.vcpu: pin.cpuset for pin in item.target.vcpupins}
     host_cpus = max(topology.cpu_node, default=0) + 1
-    for vcpu, cpus in enumerate(pins):
-        if vcpu not in online:
-            continue
+    # A real run is changed by what it writes (result.wrote): a first pin that fails leaves it unchanged.
+    result.changed = result.changed or check_mode
+    for vcpu in range(plan.layout.vcpus):
+        cpus = pins.get(vcpu, default)
         result.live.append(f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}")
         if not check_mode:
             item.guest.pin_vcpu_live(vcpu, cpus, host_cpus)
@@ -124,10 +139,10 @@ def _repin_iothreads_live(topology: HostTopology, item: Planned, result: GuestRe
     Only pins change here: a guest that stays up has the definition's I/O threads already (a new thread
     waits for a boot).  A thread left without a pin goes back to libvirt's default affinity.
     """
-    own = item.target.vcpu
-    default = own.cpuset if own is not None and own.cpuset else tuple(sorted(topology.cpu_node))
+    default = item.target.default_affinity(topology.cpu_node)
     pins = {pin.iothread: pin.cpuset for pin in item.target.iothreadpins.pins}
     host_cpus = max(topology.cpu_node, default=0) + 1
+    result.changed = result.changed or (check_mode and bool(item.target.iothreads.ids))
     for iothread in item.target.iothreads.ids:
         cpus = pins.get(iothread, default)
         result.live.append(f"I/O thread {iothread} pinned to host CPUs {format_cpuset(cpus)}")

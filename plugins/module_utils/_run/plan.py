@@ -382,8 +382,9 @@ class Planner:
             live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
             online = live.online_vcpus()
             plugged = plugged_of(live.memory_devices)
-            # What only a boot brings; hot-plugged vCPUs make the running guest differ without one.
-            pending = live.waiting_for_boot(target)
+            # What only a boot brings; hot-plugged vCPUs make the running guest differ without one.  Live pins
+            # among them are taken live (_run/live.py), so a rerun converges a guest whose pins differ.
+            pending = live.waiting_for_boot(target, self.topology.cpu_node)
         return Planned(
             request,
             guest,

@@ -18,7 +18,7 @@ Elements are documented at https://libvirt.org/formatdomain.html (anchors named 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, Union
 
@@ -336,15 +336,41 @@ class DomainNuma:
         count = (self.vcpu.current or self.vcpu.count) if self.vcpu is not None else 1
         return set(range(count))
 
-    def waiting_for_boot(self, defined: DomainNuma) -> list[Change]:
+    def default_affinity(self, host_cpus: Iterable[int]) -> tuple[int, ...]:
+        """Where a vCPU or an I/O thread without a pin of its own runs: ``<vcpu cpuset>``, else every host CPU.
+
+        libvirt's rule for a guest's threads (``qemuProcessSetupPid``); ``host_cpus`` are the host's online
+        CPUs (``HostTopology.cpu_node``).  A running guest's pins are lifted by pinning to it (``_run/live.py``).
+        """
+        if self.vcpu is not None and self.vcpu.cpuset:
+            return self.vcpu.cpuset
+        return tuple(sorted(host_cpus))
+
+    def without_default_pins(self, host_cpus: Iterable[int]) -> DomainNuma:
+        """These parts with every ``<vcpupin>`` and ``<iothreadpin>`` that names the default affinity left out.
+
+        Such a pin confines nothing: it reads as no pin.  libvirt lists a running guest's pin set live to the
+        default affinity (how ``pinning: none`` lifts the old pins) where its definition has none.
+        """
+        default = self.default_affinity(host_cpus)
+        vcpupins = tuple(pin for pin in self.vcpupins if pin.cpuset != default)
+        iothreadpins = tuple(pin for pin in self.iothreadpins.pins if pin.cpuset != default)
+        if len(vcpupins) == len(self.vcpupins) and len(iothreadpins) == len(self.iothreadpins.pins):
+            return self
+        return replace(self, vcpupins=vcpupins, iothreadpins=IothreadPins(iothreadpins))
+
+    def waiting_for_boot(self, defined: DomainNuma, host_cpus: Collection[int]) -> list[Change]:
         """Where this running guest differs from its definition ``defined`` in what only its next boot brings.
 
         The change kinds say which differences wait (``ChangeKind.pending_in_live``), the same rule as
         vnuma_domain's ``restart_required``; and vCPUs online above what ``defined`` brings online wait too:
         the collection adds vCPUs live but never takes them offline, so a lower count waits for the boot.
+        A pin to the default affinity counts as no pin on either side (``without_default_pins``; ``host_cpus``:
+        the host's online CPUs), so a guest whose pins were lifted live is not pending.
         """
         lowered = len(self.online_vcpus()) > len(defined.online_vcpus())
-        return [change for change in self.changes(defined) if change.kind.pending_in_live(lowered)]
+        running, definition = self.without_default_pins(host_cpus), defined.without_default_pins(host_cpus)
+        return [change for change in running.changes(definition) if change.kind.pending_in_live(lowered)]
 
     def apply(self, root: etree._Element) -> None:
         """Make the owned parts of ``root`` equal to this model, in place; nothing else is touched.

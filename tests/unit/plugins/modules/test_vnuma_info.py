@@ -289,6 +289,34 @@ def test_a_running_guest_without_a_new_definition_is_not_pending(conn: Any, gues
     assert guest["alignment"]["locality"] == 1.0
 
 
+def test_pins_a_running_guest_had_lifted_live_are_not_pending(conn: Any, guests: Guests) -> None:
+    """What libvirt lists once vnuma_domain's pinning: none lifted the pins live: every vCPU pinned to every CPU
+    of the host it runs on (the test driver's 16), the I/O thread too; the definition has no pin."""
+    pins = "".join(f"<vcpupin vcpu='{vcpu}' cpuset='0-15'/>" for vcpu in range(4))
+    live = f"<iothreads>1</iothreads><cputune>{pins}<iothreadpin iothread='1' cpuset='0-15'/></cputune>"
+    name = guests.define("lifted", live)
+    dom = conn.lookupByName(name)
+    dom.create()
+    conn.defineXML(domain_xml(name, 4, 4096, "<iothreads>1</iothreads>", domain_uuid=dom.UUIDString()))
+    guest = info({"guests": [name]})["guests"][0]
+    assert (guest["source"], guest["pending"], guest["pending_changes"]) == ("live", False, [])
+    # Judged on another host's topology (8 CPUs), the guest still runs on the connection's host.
+    other = str(CAPABILITIES / "single-node.xml")
+    guest = info({"host_capabilities": other, "guests": [name]})["guests"][0]
+    assert (guest["pending"], guest["pending_changes"]) == (False, [])
+
+
+def test_a_pin_that_confines_a_running_guest_is_pending(conn: Any, guests: Guests) -> None:
+    """With <vcpu cpuset='0-7'> the default affinity is that cpuset: a live pin to every host CPU is a pin."""
+    pinned = "<cputune><vcpupin vcpu='0' cpuset='0-15'/><vcpupin vcpu='1' cpuset='0-7'/></cputune>"
+    name = guests.define("cpuset", pinned, cpuset="0-7")
+    dom = conn.lookupByName(name)
+    dom.create()
+    conn.defineXML(domain_xml(name, 4, 4096, domain_uuid=dom.UUIDString(), cpuset="0-7"))
+    guest = info({"guests": [name]})["guests"][0]
+    assert (guest["pending"], guest["pending_changes"]) == (True, ["cputune/vcpupin[0]: '0-15' -> None"])
+
+
 def test_fewer_vcpus_defined_than_run_are_pending(conn: Any, guests: Guests) -> None:
     # vnuma_domain adds vCPUs live but never takes them offline: a lower count waits for the boot.
     name = guests.define("lowered", ALIGNED)

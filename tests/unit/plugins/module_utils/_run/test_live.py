@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import dimm_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
@@ -39,6 +41,36 @@ def started(options: dict[str, object], current: int | None = None) -> FakeHost:
 
 def live_calls(hypervisor: FakeHost) -> list[Call]:
     return [call for call in hypervisor.writes() if call.method != "define"]
+
+
+def put_live_pin(hypervisor: FakeHost, tag: str, number: int, cpus: tuple[int, ...], name: str = "a") -> None:
+    """A pin as libvirt's live XML lists it once set (``tag``: vcpupin or iothreadpin), replacing the one before."""
+    guest = hypervisor.guests[name]
+    assert guest.live is not None
+    root = parse_xml(guest.live, "the running guest", root_tag="domain")
+    cputune = root.find("cputune")
+    if cputune is None:
+        cputune = etree.SubElement(root, "cputune")
+    key = "vcpu" if tag == "vcpupin" else "iothread"
+    for old in [pin for pin in cputune.iterfind(tag) if pin.get(key) == str(number)]:
+        cputune.remove(old)
+    etree.SubElement(cputune, tag, {key: str(number), "cpuset": format_cpuset(cpus)})
+    guest.live = etree.tostring(root, encoding="unicode")
+
+
+def take_live_pins(hypervisor: FakeHost, name: str = "a") -> None:
+    """The run's live pins in the running guest's XML, as libvirt lists them: an explicit pin each, one to the
+    default affinity (every host CPU) included.  The fake only records the calls."""
+    for method, tag in (("pin_vcpu_live", "vcpupin"), ("pin_iothread_live", "iothreadpin")):
+        for call in hypervisor.called(method, name):
+            put_live_pin(hypervisor, tag, call.args[0], call.args[1], name)
+
+
+def pending(hypervisor: FakeHost, options: dict[str, object] | None = None) -> list[str]:
+    """What guest ``a`` waits for its next boot in, as a plan sees it (vnuma_info's rule)."""
+    (item,) = Planner(hypervisor, TOPOLOGY).plan_all([GuestRequest("a", options or {})])
+    assert isinstance(item, Planned)
+    return [str(change) for change in item.pending]
 
 
 def test_a_running_guest_is_re_pinned_live_after_its_define() -> None:
@@ -107,10 +139,10 @@ def test_the_order_is_define_then_pins_then_vcpus_then_dimms() -> None:
     Converger(hypervisor, TOPOLOGY).converge(
         [GuestRequest("a", {"pinning": "none"}, current_vcpus=4, hotplug_memory_kib=128 * 1024)]
     )
+    # Every vCPU is re-pinned, the two offline ones too (they come online next), then enabled.
     assert [call.method for call in hypervisor.writes()] == [
         "define",
-        "pin_vcpu_live",
-        "pin_vcpu_live",
+        *["pin_vcpu_live"] * 4,
         "set_vcpus_online",
         "set_vcpus_online",
         "attach_device",
@@ -302,3 +334,76 @@ def test_fewer_memory_slots_than_the_dimms_a_guest_keeps_is_refused_without_hotp
         Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", {**HOTPLUG, "memory_slots": 1})])
     (a,) = raised.value.results
     assert str(a.error) == "guest a: keeping the guest's 2 memory devices needs 2 memory slots; memory_slots is 1"
+
+
+# -- live pins that differ from the definition, and offline vCPUs ----------------------------------------
+
+
+def test_pins_lifted_live_are_not_pending_and_a_rerun_changes_nothing() -> None:
+    """pinning: none lifts the pins live to every host CPU, which libvirt then lists as explicit pins."""
+    hypervisor = started({"mode": "host"})
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", {"pinning": "none"})])
+    take_live_pins(hypervisor)
+    assert pending(hypervisor) == []
+    hypervisor.calls.clear()
+    (again,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert (again.changed, again.live, hypervisor.writes()) == (False, [], [])
+
+
+def test_a_pin_another_client_set_live_is_pinned_again_and_check_mode_says_so() -> None:
+    """virsh vcpupin --live on a guest whose definition is converged: the run pins it back, without a define."""
+    hypervisor = started({"mode": "host"})
+    put_live_pin(hypervisor, "vcpupin", 0, tuple(range(8, 16)))
+    assert pending(hypervisor) == ["cputune/vcpupin[0]: '8-15' -> '0-7'"]
+    planned = [f"vCPU {vcpu} pinned to host CPUs {'0-7' if vcpu < 2 else '8-15'}" for vcpu in range(4)]
+
+    (check,) = Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a")])
+    assert (check.changed, check.changes, check.restart_required, check.live) == (True, [], False, planned)
+    assert hypervisor.writes() == []
+
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert (result.changed, result.changes, result.restart_required, result.live) == (True, [], False, planned)
+    assert [call.args for call in hypervisor.writes()] == [
+        (vcpu, tuple(range(8)) if vcpu < 2 else tuple(range(8, 16)), 16) for vcpu in range(4)
+    ]
+    assert result.written == [f"vCPU {vcpu} pinned live" for vcpu in range(4)]
+    take_live_pins(hypervisor)
+    hypervisor.calls.clear()
+    (again,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert (again.changed, again.live, hypervisor.writes()) == (False, [], [])
+
+
+def test_a_live_re_pin_that_failed_after_its_define_is_done_by_the_rerun() -> None:
+    hypervisor = started({"mode": "host"})
+    hypervisor.fail("a", "pin_vcpu_live", "pinning vCPU 0: injected failure")
+    with pytest.raises(BatchError) as raised:
+        Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", {"pinning": "core"})])
+    (failed,) = raised.value.results
+    assert failed.written == ["definition"]
+    del hypervisor.faults[("a", "pin_vcpu_live")]
+    hypervisor.calls.clear()
+    # The definition is converged; the running guest still has its old pins.
+    (rerun,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert (rerun.error, rerun.changes, rerun.changed, rerun.restart_required) == (None, [], True, False)
+    assert rerun.layout is not None and rerun.layout.vcpu_pins is not None
+    planned = [tuple(sorted(cpus)) for cpus in rerun.layout.vcpu_pins]
+    assert all(len(cpus) == 1 for cpus in planned)
+    assert [call.args[:2] for call in live_calls(hypervisor)] == list(enumerate(planned))
+    take_live_pins(hypervisor)
+    assert pending(hypervisor) == []
+
+
+def test_offline_vcpus_are_pinned_live_too() -> None:
+    """A vCPU brought online later (virsh setvcpus --live) runs where its definition pins it."""
+    hypervisor = started({"mode": "host"}, current=2)
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", {"pinning": "core"})])
+    assert result.restart_required is False
+    assert result.layout is not None and result.layout.vcpu_pins is not None
+    planned = [tuple(sorted(cpus)) for cpus in result.layout.vcpu_pins]
+    # vCPUs 0 and 2 run, 1 and 3 are offline: all four are pinned.
+    assert [call.args[:2] for call in live_calls(hypervisor)] == list(enumerate(planned))
+    assert result.live == [
+        f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}" for vcpu, cpus in enumerate(planned)
+    ]
+    take_live_pins(hypervisor)
+    assert pending(hypervisor) == []

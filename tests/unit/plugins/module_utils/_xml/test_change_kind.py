@@ -148,3 +148,56 @@ def test_vcpu_differences_are_pending_only_when_fewer_are_defined_than_run() -> 
 def test_kind_is_not_part_of_equality() -> None:
     assert Change("vcpu", 1, 2, ChangeKind.LIVE) == Change("vcpu", 1, 2)
     assert Change("vcpu", 1, 2).kind is ChangeKind.NEEDS_BOOT
+
+
+# -- a running guest against its definition: a pin to the default affinity is no pin ---------------------
+
+NO_PINS = "<cputune><emulatorpin cpuset='0'/></cputune>"
+ALL_PINNED = (
+    "<cputune><vcpupin vcpu='0' cpuset='0-3'/><vcpupin vcpu='1' cpuset='0-3'/><emulatorpin cpuset='0'/>"
+    "<iothreadpin iothread='1' cpuset='0-3'/></cputune>"
+)
+IOTHREAD = "<iothreads>1</iothreads>"
+
+
+def test_the_default_affinity_is_the_vcpu_cpuset_else_every_host_cpu() -> None:
+    assert domain().default_affinity({3, 1, 0, 2}) == (0, 1, 2, 3)
+    with_cpuset = domain(vcpu="<vcpu placement='static' cpuset='2-3' current='2'>4</vcpu>")
+    assert with_cpuset.default_affinity(range(8)) == (2, 3)
+
+
+def test_pins_to_every_host_cpu_are_not_pending() -> None:
+    """What libvirt lists after pinning: none lifted a running guest's pins live (every host CPU)."""
+    running = domain(cputune=ALL_PINNED, iothreads=IOTHREAD)
+    defined = domain(cputune=NO_PINS, iothreads=IOTHREAD)
+    assert running.waiting_for_boot(defined, range(4)) == []
+    # Either way round: a definition that pins to the default affinity confines nothing either.
+    assert defined.waiting_for_boot(running, range(4)) == []
+    # On a host with more CPUs they confine the guest: a live difference, pending.
+    assert running.waiting_for_boot(defined, range(8)) == [
+        Change("cputune/vcpupin[0]", "0-3", None),
+        Change("cputune/vcpupin[1]", "0-3", None),
+        Change("cputune/iothreadpin[1]", "0-3", None),
+    ]
+    assert {change.kind for change in running.waiting_for_boot(defined, range(8))} == {ChangeKind.LIVE}
+
+
+def test_with_a_vcpu_cpuset_a_pin_to_it_is_no_pin() -> None:
+    vcpu = "<vcpu placement='static' cpuset='2-3' current='2'>4</vcpu>"
+    defined = domain(vcpu=vcpu, cputune=NO_PINS)
+    to_cpuset = domain(
+        vcpu=vcpu, cputune="<cputune><vcpupin vcpu='0' cpuset='2-3'/><emulatorpin cpuset='0'/></cputune>"
+    )
+    assert to_cpuset.waiting_for_boot(defined, range(4)) == []
+    # Every host CPU is more than <vcpu cpuset> lets an unpinned vCPU use.
+    everywhere = domain(
+        vcpu=vcpu, cputune="<cputune><vcpupin vcpu='0' cpuset='0-3'/><emulatorpin cpuset='0'/></cputune>"
+    )
+    assert everywhere.waiting_for_boot(defined, range(4)) == [Change("cputune/vcpupin[0]", "0-3", None)]
+
+
+def test_a_pin_that_differs_from_the_definition_stays_pending() -> None:
+    running = domain(cputune="<cputune><vcpupin vcpu='0' cpuset='2'/><emulatorpin cpuset='0'/></cputune>")
+    assert running.waiting_for_boot(domain(), range(4)) == [Change("cputune/vcpupin[0]", "2", "0-1")]
+    # Equal pins, a pin to the default affinity among them: nothing.
+    assert domain(cputune=ALL_PINNED).waiting_for_boot(domain(cputune=ALL_PINNED), range(4)) == []
