@@ -181,17 +181,21 @@ def test_guest_hmat_of_no_cells_with_vcpus_is_refused() -> None:
         guest_hmat(host("lab4-hmat"), [lonely], "synthesize")
 
 
-def test_a_figure_the_host_gives_for_some_nodes_only_is_refused() -> None:
-    # Node 3's write bandwidth dropped: its cell would show 0 in the guest (Linux reads a missing entry so).
-    lab = host("lab4-hmat")
-    partial = replace(
-        lab,
+def without_write_bandwidth(topology: HostTopology, node: int) -> HostTopology:
+    """``topology`` with the write bandwidth to ``node``'s memory dropped from its HMAT."""
+    return replace(
+        topology,
         interconnects=tuple(
             entry
-            for entry in lab.interconnects
-            if not (entry.kind == "bandwidth" and entry.target == 3 and entry.access == "write")
+            for entry in topology.interconnects
+            if not (entry.kind == "bandwidth" and entry.target == node and entry.access == "write")
         ),
     )
+
+
+def test_a_figure_the_host_gives_for_some_nodes_only_is_refused() -> None:
+    # Node 3's write bandwidth dropped: its cell would show 0 in the guest (Linux reads a missing entry so).
+    partial = without_write_bandwidth(host("lab4-hmat"), 3)
     spec = VnumaSpec(mode="node", nodeset="1-3", cpuless_cells=True, hmat="host")
     with pytest.raises(
         SpecError, match=r"write bandwidth for some of the guest's memory but not for node 3 \(guest cell 2\)"
@@ -267,15 +271,7 @@ def test_an_initiator_node_under_another_cell_with_vcpus_asks_for_a_cell_of_its_
 def test_a_figure_missing_for_one_node_of_a_cell_names_that_node_only() -> None:
     # Node 1's write bandwidth dropped; guest cell 0 is over nodes 0-1: only node 1 lacks it (the message used to
     # name node 0 too, and so advised leaving it out).
-    lab = host("lab4-hmat")
-    partial = replace(
-        lab,
-        interconnects=tuple(
-            entry
-            for entry in lab.interconnects
-            if not (entry.kind == "bandwidth" and entry.target == 1 and entry.access == "write")
-        ),
-    )
+    partial = without_write_bandwidth(host("lab4-hmat"), 1)
     spec = VnumaSpec(mode="node", nodeset="0-3", cells=2, hmat="host")
     with pytest.raises(SpecError) as caught:
         compute_layout(partial, spec, GuestShape(vcpus=4, memory_kib=GIB))

@@ -339,15 +339,19 @@ def test_fewer_memory_slots_than_the_dimms_a_guest_keeps_is_refused_without_hotp
 # -- live pins that differ from the definition, and offline vCPUs ----------------------------------------
 
 
-def test_pins_lifted_live_are_not_pending_and_a_rerun_changes_nothing() -> None:
-    """pinning: none lifts the pins live to every host CPU, which libvirt then lists as explicit pins."""
-    hypervisor = started({"mode": "host"})
+def assert_lifted_pins_settle(hypervisor: FakeHost) -> None:
+    """pinning: none on running guest ``a``: its pins lifted live are not pending, and a rerun changes nothing."""
     Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", {"pinning": "none"})])
     take_live_pins(hypervisor)
     assert pending(hypervisor) == []
     hypervisor.calls.clear()
     (again,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
     assert (again.changed, again.live, hypervisor.writes()) == (False, [], [])
+
+
+def test_pins_lifted_live_are_not_pending_and_a_rerun_changes_nothing() -> None:
+    """pinning: none lifts the pins live to every host CPU, which libvirt then lists as explicit pins."""
+    assert_lifted_pins_settle(started({"mode": "host"}))
 
 
 def test_a_pin_another_client_set_live_is_pinned_again_and_check_mode_says_so() -> None:

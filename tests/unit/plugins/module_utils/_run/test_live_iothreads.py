@@ -12,6 +12,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Gu
 from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost, domain_xml
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils._run.test_live import (
+    assert_lifted_pins_settle,
     pending,
     put_live_pin,
     take_live_pins,
@@ -66,14 +67,8 @@ def test_check_mode_tells_the_live_pins_and_makes_none() -> None:
 
 
 def test_iothread_pins_lifted_live_are_not_pending() -> None:
-    hypervisor = started({"mode": "host", "iothreads": "per_cell"})
-    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", {"pinning": "none"})])
     # libvirt lists the vCPUs and both I/O threads pinned to every host CPU.
-    take_live_pins(hypervisor)
-    assert pending(hypervisor) == []
-    hypervisor.calls.clear()
-    (again,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
-    assert (again.changed, again.live, hypervisor.writes()) == (False, [], [])
+    assert_lifted_pins_settle(started({"mode": "host", "iothreads": "per_cell"}))
 
 
 def test_an_iothread_pin_another_client_set_live_is_pinned_again() -> None:
