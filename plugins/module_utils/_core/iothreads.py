@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 
@@ -47,8 +47,18 @@ def _cell_cpus(layout: Layout, cell: int) -> tuple[int, ...] | None:
     return tuple(sorted({cpu for vcpu in layout.cells[cell].vcpus for cpu in layout.vcpu_pins[vcpu]}))
 
 
-def _serving_cell(layout: Layout, cell: int) -> int:
-    """The cell with vCPUs that serves a disk near ``cell``: itself, else the nearest one (then the lowest id)."""
+def _serving_cell(layout: Layout, target: str, cell: int) -> int:
+    """The cell with vCPUs that serves a disk near ``cell``: itself, else the nearest one (then the lowest id).
+
+    A cell the layout does not have is refused: the disk's expander bus names a cell that is gone
+    (``_xml/pci_locality.py:pci_locality_for`` refuses such a bus first, with the controller's index).
+    """
+    if not 0 <= cell < len(layout.cells):
+        count = len(layout.cells)
+        raise SpecError(
+            f"iothreads {layout.spec.iothreads}: disk {target} sits near guest cell {cell}, but the layout has "
+            f"{count} cells (0-{count - 1}); move its expander bus to one of those cells"
+        )
     if layout.cells[cell].vcpus:
         return cell
     distances = layout.cells[cell].distances
@@ -66,7 +76,7 @@ def plan_iothreads(layout: Layout, disk_cells: Sequence[tuple[str, int | None]])
     mode = layout.spec.iothreads
     if mode == "none":
         return IothreadPlan()
-    served = [(target, _serving_cell(layout, 0 if cell is None else cell)) for target, cell in disk_cells]
+    served = [(target, _serving_cell(layout, target, 0 if cell is None else cell)) for target, cell in disk_cells]
     if mode == "per_disk":
         return IothreadPlan(
             pins=tuple(_cell_cpus(layout, cell) for _target, cell in served),

@@ -17,16 +17,19 @@ Pure: no Ansible, libvirt or lxml.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits, shown
 
 __all__ = [
+    "CHIPSET_SLOT",
     "DEVICE_KEYS",
+    "VIDEO_SLOT",
     "DeviceCell",
     "bus_numbers",
+    "check_root_slots",
     "format_device_cells",
     "parse_device_cells",
 ]
@@ -38,6 +41,14 @@ _MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 _TARGET = re.compile(r"^[a-z][a-z0-9]*$")
 # Bus numbers are 8 bits; 0 is the root bus itself.
 _LAST_BUS = 255
+# The root bus's slots: 0 is the host bridge, 1-31 take devices, and an expander bus takes a whole slot.
+# libvirt holds one more without writing it in the definition, keyed by whether the root is PCIe: on q35
+# (pcie-root) slot 0x1f, the ICH9 LPC bridge and SMBus (qemuDomainValidateDevicePCISlotsQ35); on i440fx
+# (pci-root) slot 1, the PIIX3 ISA bridge, IDE, USB and power management (...PIIX3).  A primary video
+# device without an address is given slot 1 on q35, slot 2 on i440fx.
+_ROOT_SLOTS = range(1, 32)
+CHIPSET_SLOT = {True: 0x1F, False: 0x01}
+VIDEO_SLOT = {True: 0x01, False: 0x02}
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,10 @@ def _key_of(value: str) -> str:
 
 
 def _cell(value: object, device: str) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    """A cell id: an int, or text of ASCII digits (blanks around allowed), read by the one reader."""
+    if isinstance(value, str):
+        number = read_digits(value.strip())
+        value = value if number is None else number
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpecError(f"device_cells gives device {device} the cell {shown(value)}, which is not a cell id (0, 1...)")
     return value
@@ -157,3 +170,27 @@ def bus_numbers(sizes: Sequence[tuple[int, int]], lowest_taken: int, root_buses:
             + "); give fewer devices their own cell"
         )
     return result
+
+
+def check_root_slots(buses: int, taken: Collection[int], pcie: bool, unaddressed: bool) -> None:
+    """Refuse ``buses`` expander buses the root bus has too few free slots for.
+
+    ``taken`` are the root bus's slots other devices and controllers hold (the expander buses' own not
+    among them); ``unaddressed`` says whether libvirt places at least one of the buses itself.  On i440fx
+    libvirt then holds one more free slot back for a PCI bridge (qemuDomainAssignPCIAddresses reserves
+    "1 extra slot for a (potential) bridge" on a pci-root before it places anything), so the buses need one
+    slot more.  Measured on libvirt 9.0: q35 takes 30 expander buses without addresses, i440fx 29.
+    """
+    chipset = CHIPSET_SLOT[pcie]
+    free = [slot for slot in _ROOT_SLOTS if slot != chipset and slot not in taken]
+    bridge = 1 if unaddressed and not pcie else 0
+    if buses + bridge > len(free):
+        root = "pcie-root" if pcie else "pci-root"
+        used = len(_ROOT_SLOTS) - 1 - len(free)
+        raise SpecError(
+            f"the expander buses of {buses} cells need {buses + bridge} slots on the root bus ({root}"
+            + (", one of them the slot libvirt holds back for a PCI bridge" if bridge else "")
+            + f"), but only {len(free)} {'is' if len(free) == 1 else 'are'} free (slots 1-31: {chipset:#04x} is the "
+            f"chipset's, {used} held by the "
+            "guest's other devices and controllers); give fewer devices their own cell, or free root bus slots"
+        )

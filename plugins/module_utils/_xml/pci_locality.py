@@ -30,8 +30,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
+    VIDEO_SLOT,
     DeviceCell,
     bus_numbers,
+    check_root_slots,
     parse_device_cells,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
@@ -300,6 +302,15 @@ def _read_originals_of(record: etree._Element) -> tuple[tuple[str, Slot], ...]:
     return tuple(entry for entry in entries if entry is not None)
 
 
+def _unaddressed_video(root: etree._Element) -> bool:
+    """Whether the primary video device has no address yet (libvirt gives it a root bus slot on define)."""
+    video = root.find("devices/video")
+    if video is None:
+        return root.find("devices/graphics") is not None
+    model = video.find("model")
+    return (model is None or model.get("type") != "none") and video.find("address") is None
+
+
 @dataclass(frozen=True)
 class PciDomain:
     """What a domain has that PCI locality works from: machine type, PCI controllers, movable devices."""
@@ -314,6 +325,9 @@ class PciDomain:
     addresses: tuple[tuple[str, Slot], ...] = ()
     # The address each device the collection moved had before (``ADDRESSES_NS`` in <metadata>).
     originals: tuple[tuple[str, Slot], ...] = ()
+    # Whether libvirt gives a primary video device a root bus slot when it is defined: a first <video>
+    # without an address, or <graphics> without <video> (libvirt adds one).
+    unaddressed_video: bool = False
 
     @classmethod
     def read(cls, root: etree._Element) -> PciDomain:
@@ -350,6 +364,7 @@ class PciDomain:
             buses_named=frozenset(named),
             addresses=tuple(addresses),
             originals=_read_originals(root),
+            unaddressed_video=_unaddressed_video(root),
         )
 
     @property
@@ -625,10 +640,51 @@ def pci_locality_for(
     ``domain`` where they still fit, so that a rerun writes nothing; new ones come after every index in use.
     A device moved before and not now goes back to the address it had before its first move.
     """
+    _check_user_expanders(layout, domain)
     if layout.spec.device_locality == "none":
-        return restored_locality(domain)
-    placed, warnings = _placed_cells(layout, domain, host_nodes or {})
-    return _locality(domain, placed, warnings)
+        result = restored_locality(domain)
+    else:
+        placed, warnings = _placed_cells(layout, domain, host_nodes or {})
+        result = _locality(domain, placed, warnings)
+    _check_staying_buses(layout, result)
+    return result
+
+
+def _cells_text(count: int) -> str:
+    return f"{count} cells (0-{count - 1})" if count > 1 else f"{count} cell (0)"
+
+
+def _check_user_expanders(layout: Layout, domain: PciDomain) -> None:
+    """Refuse a user's expander bus whose ``<target><node>`` is a guest cell ``layout`` does not have.
+
+    libvirt refuses to define such a bus ("configured for a NUMA node ... not present in the domain's
+    <cpu><numa> array"), whatever ``device_locality`` says: the bus is the user's, so it is named, not
+    moved, as ``Numa.validate`` names a hand-written HMAT figure of a cell that is gone.
+    """
+    count = len(layout.cells)
+    for controller in domain.controllers:
+        if controller.owned or controller.model not in _EXPANDERS or controller.node is None:
+            continue
+        if not 0 <= controller.node < count:
+            raise SpecError(
+                f"<controller type='pci' index='{controller.index}' model='{controller.model}'> has "
+                f"<target><node>{controller.node}</node>, a guest cell the new layout does not have: it has "
+                f"{_cells_text(count)}; move the expander bus to one of them, remove its <node>, "
+                f"or choose at least {controller.node + 1} cells"
+            )
+
+
+def _check_staying_buses(layout: Layout, locality: PciLocality) -> None:
+    """Refuse one of the collection's expander buses that stays (a device it does not move sits behind it)
+    on a guest cell ``layout`` does not have: libvirt would refuse it as it refuses a user's."""
+    count = len(layout.cells)
+    for bus in locality.buses:
+        if not 0 <= bus.cell < count:
+            raise SpecError(
+                f"the expander bus {bus.alias} (controller index {bus.index}, <target><node>{bus.cell}</node>) "
+                f"stays, as a device the collection does not move sits behind it, but the new layout has "
+                f"{_cells_text(count)}; move that device off the bus, or choose at least {bus.cell + 1} cells"
+            )
 
 
 def restored_locality(domain: PciDomain) -> PciLocality:
@@ -682,6 +738,35 @@ def _still_used(domain: PciDomain, current: PciLocality, leaving: set[str]) -> s
     }
     used.update(port.address.bus for port in current.ports if port.index in used)
     return used
+
+
+def _check_root_slots(
+    domain: PciDomain, buses: list[ExpanderBus], placements: Mapping[str, Slot | None], pcie: bool
+) -> None:
+    """Refuse expander buses the root bus has no free slot for, as libvirt would on define.
+
+    Every expander bus takes a slot of its own on the root bus.  The slots held are those the definition's
+    addresses give on bus 0 once the moves are made (the collection's controllers, which are written
+    again, and the devices that move, left out), and the one a video device without an address gets.
+    One of the collection's buses keeps its address only when it is written as it reads.
+    """
+    owned = {
+        f"devices/controller[{controller.alias}]": controller for controller in domain.controllers if controller.owned
+    }
+    taken = {
+        slot.slot
+        for owner, slot in domain.addresses
+        if slot.bus == 0 and owner not in placements and owner not in owned
+    }
+    taken.update(slot.slot for slot in placements.values() if slot is not None and slot.bus == 0)
+    if domain.unaddressed_video:
+        taken.add(VIDEO_SLOT[pcie])
+    unaddressed = False
+    for bus in buses:
+        controller = owned.get(f"devices/controller[{bus.alias}]")
+        if controller is None or controller.address is None or not bus.reads_as(controller):
+            unaddressed = True
+    check_root_slots(len(buses), taken, pcie, unaddressed)
 
 
 def _locality(domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: list[str]) -> PciLocality:
@@ -773,6 +858,7 @@ def _locality(domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: 
                 original = device.address
             if original is not None:
                 originals[device.path] = original
+    _check_root_slots(domain, buses, placements, pcie)
     addresses.update(placements)
     order = [path for path in addresses if path in placements]
     return PciLocality(

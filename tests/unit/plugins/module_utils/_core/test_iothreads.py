@@ -90,6 +90,19 @@ def test_a_disk_near_a_cell_without_vcpus_uses_the_nearest_cell_with_vcpus() -> 
     assert planned.disks == (("vda", with_vcpus.index(nearest) + 1),)
 
 
+@pytest.mark.parametrize("mode", ["per_cell", "per_disk"])
+def test_a_disk_near_a_cell_the_layout_lacks_is_refused_not_an_index_error(mode: str) -> None:
+    base = layout(4, mode="host", iothreads=mode)
+    with pytest.raises(SpecError) as caught:
+        plan_iothreads(base, [("vda", None), ("vdb", 3)])
+    # The guest is named by whoever plans it (DomainNuma.from_layout's callers); pci_locality_for refuses
+    # a user's expander bus on a missing cell before this, naming the controller.
+    assert str(caught.value) == (
+        f"iothreads {mode}: disk vdb sits near guest cell 3, but the layout has 2 cells (0-1); "
+        "move its expander bus to one of those cells"
+    )
+
+
 # -- emulator_threads ----------------------------------------------------------------------------------
 
 

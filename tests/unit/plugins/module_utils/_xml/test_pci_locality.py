@@ -596,3 +596,164 @@ def test_on_i440fx_a_move_and_its_undo_give_back_every_address() -> None:
     back = expand_domain(moved.replace("device_locality='all'", "device_locality='none'"), _host()).xml
     assert _devices_model(back) == _devices_model(_with_spec(I440FX, ""))
     assert "vnuma-addresses" not in back
+
+
+# ------------------------------------------------------------------------------ expander buses on cells that go
+
+# The user's own expander bus on cell 3 with a root port and a virtio disk behind it, as libvirt keeps them.
+USERS_PXB = """<controller type='pci' index='9' model='pcie-expander-bus'>
+      <model name='pxb-pcie'/>
+      <target busNr='200'><node>3</node></target>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/>
+    </controller>
+    <controller type='pci' index='10' model='pcie-root-port'>
+      <address type='pci' domain='0x0000' bus='0x09' slot='0x00' function='0x0'/>
+    </controller>
+    <disk type='file' device='disk'>
+      <source file='/var/lib/b.img'/>
+      <target dev='vdb' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x0a' slot='0x00' function='0x0'/>
+    </disk>
+    <disk"""
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"iothreads": "per_cell"},
+        {"iothreads": "per_disk"},
+        {"device_locality": "all"},
+        {"device_locality": "hostdev", "iothreads": "per_cell"},
+    ],
+    ids=["plain", "iothreads-per-cell", "iothreads-per-disk", "locality-all", "locality-hostdev"],
+)
+def test_a_users_expander_bus_on_a_cell_the_new_layout_lacks_is_refused_in_every_mode(options: dict[str, Any]) -> None:
+    text = FILLED.replace("<disk", USERS_PXB, 1)
+    root = parse_xml(text, "domain")
+    before = to_text(root)
+    with pytest.raises(SpecError) as caught:
+        plan_domain(
+            root, parse_capabilities(_host()), VnumaSpec.from_mapping({"mode": "node", "nodeset": "0-1", **options})
+        )
+    # libvirt refuses the define ("pcie-expander-bus with index 9 is configured for a NUMA node (3) not
+    # present in the domain's <cpu><numa> array (2)"): planning says so first, naming the bus.
+    assert str(caught.value) == (
+        "guest pci-filled: <controller type='pci' index='9' model='pcie-expander-bus'> has <target><node>3</node>, "
+        "a guest cell the new layout does not have: it has 2 cells (0-1); move the expander bus to one of them, "
+        "remove its <node>, or choose at least 4 cells"
+    )
+    assert to_text(root) == before
+    # With four cells the bus is the user's, left as written; under per_cell its disk gets cell 3's thread.
+    attributes = "".join(f" {name}='{value}'" for name, value in options.items())
+    result = expand_domain(_spec(text, f"<vnuma mode='host'{attributes}/>"), _host())
+    assert ("9", "pcie-expander-bus", "200", None) in _controllers(result.xml)
+    if options.get("iothreads") == "per_cell" and options.get("device_locality", "none") != "all":
+        assert result.plan is not None and dict(result.plan.target.iothreads.disks)["vdb"] == 4
+
+
+def test_the_collections_bus_that_stays_on_a_cell_the_new_layout_lacks_is_refused() -> None:
+    near = "<vnuma mode='host' device_locality='all'><devices cells='ua-rng1=3'/></vnuma>"
+    moved = expand_domain(_spec(FILLED, near), _host()).xml
+    pxb = next(entry for entry in _controllers(moved) if entry[3] == "ua-vnuma-pxb3")
+    # The user's own root port, plugged into the collection's expander bus of cell 3 since.
+    users = (
+        f"<controller type='pci' index='20' model='pcie-root-port'><address type='pci' domain='0x0000' "
+        f"bus='{int(pxb[0]):#04x}' slot='0x07' function='0x0'/></controller>\n    <disk"
+    )
+    fewer = "<vnuma mode='node' device_locality='none'><partition nodeset='0-1'/></vnuma>"
+    given = _spec(moved.replace("<disk", users, 1), fewer)
+    with pytest.raises(SpecError) as caught:
+        expand_domain(given, _host())
+    assert str(caught.value) == (
+        f"guest pci-filled: the expander bus ua-vnuma-pxb3 (controller index {pxb[0]}, <target><node>3</node>) "
+        "stays, as a device the collection does not move sits behind it, but the new layout has 2 cells (0-1); "
+        "move that device off the bus, or choose at least 4 cells"
+    )
+
+
+# ------------------------------------------------------------------------------------------ root bus slots
+
+
+def _root_ports(slots: range | list[int]) -> str:
+    """The user's empty root ports, one in function 0 of each slot of the root bus."""
+    return "".join(
+        f"<controller type='pci' index='{20 + number}' model='pcie-root-port'>"
+        f"<address type='pci' domain='0x0000' bus='0x00' slot='{slot:#04x}' function='0x0'/></controller>\n    "
+        for number, slot in enumerate(slots)
+    )
+
+
+THREE_CELLS = "<vnuma mode='host' device_locality='all'><devices cells='vda=0,52:54:00:12:34:56=1,ua-rng1=2'/></vnuma>"
+
+
+def test_expander_buses_take_the_last_free_root_bus_slots_and_one_more_is_refused() -> None:
+    # FILLED holds slot 2 (three root ports) and slot 5 (the balloon); 0x1f is the chipset's.  With the
+    # user's root ports in slots 6-0x1e, three slots are left (1, 3, 4): three cells' buses fit.
+    three_free = FILLED.replace("<disk", _root_ports(range(6, 0x1F)) + "<disk", 1)
+    result = expand_domain(_spec(three_free, THREE_CELLS), _host())
+    assert [entry[3] for entry in _controllers(result.xml) if entry[3] and "pxb" in entry[3]] == [
+        "ua-vnuma-pxb0",
+        "ua-vnuma-pxb1",
+        "ua-vnuma-pxb2",
+    ]
+    two_free = three_free.replace("<disk", _root_ports([3]).replace("index='20'", "index='60'") + "<disk", 1)
+    with pytest.raises(SpecError) as caught:
+        expand_domain(_spec(two_free, THREE_CELLS), _host())
+    assert str(caught.value) == (
+        "guest pci-filled: the expander buses of 3 cells need 3 slots on the root bus (pcie-root), but only 2 are "
+        "free (slots 1-31: 0x1f is the chipset's, 28 held by the guest's other devices and controllers); give "
+        "fewer devices their own cell, or free root bus slots"
+    )
+
+
+def test_a_slot_the_collections_bus_already_has_counts_for_it_and_a_moved_devices_slot_is_free() -> None:
+    # A rerun: the buses libvirt addressed keep their slots, so a full root bus refuses nothing new.
+    three_free = FILLED.replace("<disk", _root_ports(range(6, 0x1F)) + "<disk", 1)
+    moved = expand_domain(_spec(three_free, THREE_CELLS), _host()).xml
+    addressed = moved
+    for number, alias in enumerate(("ua-vnuma-pxb0", "ua-vnuma-pxb1", "ua-vnuma-pxb2")):
+        slot = (1, 3, 4)[number]
+        address = f"<address type='pci' domain='0x0000' bus='0x00' slot='{slot:#04x}' function='0x0'/>"
+        addressed = addressed.replace(f"<alias name='{alias}'/>", f"<alias name='{alias}'/>{address}")
+    assert addressed != moved
+    assert expand_domain(addressed, _host()).changes == []
+
+
+def test_a_device_that_moves_off_the_root_bus_leaves_its_slot_to_an_expander_bus() -> None:
+    # Slots 2, 4-0x1e held; the rng sits directly in slot 3, so slot 1 is the only free one before the move.
+    one_free = FILLED.replace("<disk", _root_ports([4, *range(6, 0x1F)]) + "<disk", 1).replace(
+        "bus='0x03' slot='0x00' function='0x0'/>\n    </rng>", "bus='0x00' slot='0x03' function='0x0'/>\n    </rng>"
+    )
+    assert "bus='0x00' slot='0x03'" in one_free
+    two_cells = "<vnuma mode='host' device_locality='all'><devices cells='ua-rng1=1'/></vnuma>"
+    result = expand_domain(_spec(one_free, two_cells), _host())
+    assert [entry[3] for entry in _controllers(result.xml) if entry[3] and "pxb" in entry[3]] == [
+        "ua-vnuma-pxb0",
+        "ua-vnuma-pxb1",
+    ]
+    assert _addresses(result.xml)["rng"] != "0x00:0x03"
+    # Not moved (hostdev moves only the devices named), the rng keeps its slot: two buses, one free slot.
+    stays = "<vnuma mode='host' device_locality='hostdev'><devices cells='vda=0,52:54:00:12:34:56=1'/></vnuma>"
+    with pytest.raises(SpecError, match=r"need 2 slots on the root bus \(pcie-root\), but only 1 is free"):
+        expand_domain(_spec(one_free, stays), _host())
+
+
+def test_a_video_device_libvirt_has_not_placed_yet_takes_its_slot() -> None:
+    three_free = FILLED.replace("<disk", _root_ports(range(6, 0x1F)) + "<disk", 1)
+    with_video = three_free.replace("<memballoon", "<video><model type='vga'/></video>\n    <memballoon", 1)
+    with pytest.raises(SpecError, match="need 3 slots on the root bus \\(pcie-root\\), but only 2 are free"):
+        expand_domain(_spec(with_video, THREE_CELLS), _host())
+    # Placed (slot 1, as libvirt puts it), the same video holds the same slot; without a model of its
+    # own ('none') it holds none.
+    none = three_free.replace("<memballoon", "<video><model type='none'/></video>\n    <memballoon", 1)
+    assert expand_domain(_spec(none, THREE_CELLS), _host()).xml
+
+
+def test_a_cell_in_non_ascii_digits_is_refused_by_the_expand_filter_as_a_spec_error() -> None:
+    for digits in ("\u00b2", "\u0661"):
+        given = _with_spec(Q35, f"<vnuma mode='host' device_locality='all'><devices cells='vda={digits}'/></vnuma>")
+        with pytest.raises(
+            SpecError, match=f"device_cells gives device vda the cell '{digits}', which is not a cell id"
+        ):
+            expand_domain(given, _host())
