@@ -26,12 +26,14 @@ import hashlib
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, SpecError
 
-__all__ = ["LOCK_TIMEOUT_LIMIT", "check_lock_timeout", "host_lock", "lock_path"]
+__all__ = ["LOCK_TIMEOUT_LIMIT", "check_lock_timeout", "host_lock", "lock_key", "lock_path"]
 
 # Seconds a run may wait for another one to finish (a fleet restart batch can take minutes, a day is absurd).
 LOCK_TIMEOUT_LIMIT = 86400.0
@@ -49,11 +51,47 @@ def lock_directory() -> str:
     return f"/tmp/vnuma.libvirt-{os.geteuid()}"
 
 
+# Query parameters that choose how to reach a local daemon, not which one (https://libvirt.org/uri.html).
+_HOW_TO_REACH = ("mode", "no_tty", "no_verify")
+
+
+def _default_sockets(driver: str, path: str) -> tuple[str, ...]:
+    """The sockets a local ``driver:///path`` URI reaches without a ``socket`` parameter: libvirtd's, or the
+    driver's own daemon's (``virtqemud``...), for the system daemons in /run/libvirt."""
+    if path != "/system":
+        return ()
+    return ("/run/libvirt/libvirt-sock", f"/run/libvirt/virt{driver}d-sock")
+
+
+def lock_key(uri: str) -> str:
+    """The daemon a URI names, one spelling per local daemon: ``qemu+unix:///system``,
+    ``qemu:///system?socket=/run/libvirt/libvirt-sock`` and ``qemu:///system/`` are ``qemu:///system``.
+
+    Runs that reach the same daemon must take the same lock.  A remote URI (with a host) is kept as written:
+    its lock is on this machine and keeps out only runs from here (docs/guarantees.md).
+    """
+    parts = urlsplit(uri)
+    driver, _plus, transport = parts.scheme.partition("+")
+    if parts.netloc or transport not in ("", "unix") or not driver:
+        return uri
+    path = parts.path.rstrip("/") or "/"
+    kept = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _HOW_TO_REACH:
+            continue
+        if key == "socket" and os.path.realpath(value) in _default_sockets(driver, path):
+            continue
+        kept.append((key, value))
+    query = f"?{urlencode(kept)}" if kept else ""
+    return f"{driver}://{path}{query}"
+
+
 def lock_path(uri: str) -> str:
-    """The lock file of one connection URI: ``qemu:///system`` -> ``.../qemu_system.lock``."""
-    name = re.sub(r"[^A-Za-z0-9.-]+", "_", uri).strip("_") or "default"
+    """The lock file of one connection URI: ``qemu:///system`` -> ``.../qemu_system.lock`` (``lock_key``)."""
+    key = lock_key(uri)
+    name = re.sub(r"[^A-Za-z0-9.-]+", "_", key).strip("_") or "default"
     if len(name) > _NAME_LIMIT:
-        name = f"{name[:_NAME_LIMIT]}-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+        name = f"{name[:_NAME_LIMIT]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     return os.path.join(lock_directory(), f"{name}.lock")
 
 
@@ -81,15 +119,62 @@ def _holder(handle: int) -> str:
     return ""
 
 
+def _owned(status: os.stat_result, path: str, uri: str, what: str) -> None:
+    """Refuse a lock directory or file that another user could replace or hold: not ours, or writable by others.
+
+    /run/lock and /tmp are writable by every user, who could otherwise make a run create files where they
+    choose (a symlink in a directory of theirs) or hold its lock for ever.
+    """
+    problem = None
+    if status.st_uid != os.geteuid():
+        problem = f"it belongs to uid {status.st_uid}, not to this run's uid {os.geteuid()}"
+    elif status.st_mode & 0o022:
+        problem = f"its mode {stat.S_IMODE(status.st_mode):04o} lets other users write to it"
+    if problem is not None:
+        raise LibvirtOperationError(
+            f"refusing the lock {what} {path} of {uri}: {problem}; remove it (the next run makes it again)"
+        )
+
+
+def _open_lock_file(path: str, uri: str) -> int:
+    """The lock file's descriptor, in a directory of this run's user that no other user can write to."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(os.path.dirname(directory), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o755 if os.geteuid() == 0 else 0o700)
+        status = os.lstat(directory)
+    except OSError as error:
+        raise LibvirtOperationError(f"cannot make the lock directory {directory} of {uri}: {error.strerror}") from None
+    if not stat.S_ISDIR(status.st_mode):
+        raise LibvirtOperationError(f"refusing the lock directory {directory} of {uri}: it is not a directory")
+    _owned(status, directory, uri, "directory")
+    try:
+        # 0600: a user who could open the file could hold a shared lock on it and keep every run waiting.
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise LibvirtOperationError(f"cannot open the lock file {path} of {uri}: {error.strerror}") from None
+    try:
+        status = os.fstat(handle)
+        if not stat.S_ISREG(status.st_mode):
+            raise LibvirtOperationError(f"refusing the lock file {path} of {uri}: it is not a regular file")
+        _owned(status, path, uri, "file")
+        if stat.S_IMODE(status.st_mode) & 0o077:
+            # Made readable by an earlier version of the collection.
+            os.fchmod(handle, 0o600)
+    except (LibvirtOperationError, OSError) as error:
+        os.close(handle)
+        if isinstance(error, LibvirtOperationError):
+            raise
+        raise LibvirtOperationError(f"cannot open the lock file {path} of {uri}: {error.strerror}") from None
+    return handle
+
+
 @contextlib.contextmanager
 def host_lock(uri: str, timeout: float) -> Iterator[str]:
     """Hold the hypervisor's lock for the block; wait at most ``timeout`` seconds for it.  Yields its path."""
     path = lock_path(uri)
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as error:
-        raise LibvirtOperationError(f"cannot open the lock file {path} of {uri}: {error.strerror}") from None
+    handle = _open_lock_file(path, uri)
     try:
         deadline = time.monotonic() + timeout
         while True:

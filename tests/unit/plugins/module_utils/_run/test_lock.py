@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run import lock
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock, lock_path
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock, lock_key, lock_path
 
 
 @pytest.fixture
@@ -37,6 +38,35 @@ def lock_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_the_file_is_named_after_the_uri(lock_dir: Path, uri: str, name: str) -> None:
     # docs/guarantees.md states this rule for other tools that take the same lock with flock(1).
     assert lock_path(uri) == str(lock_dir / name)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "qemu+unix:///system",
+        "qemu:///system/",
+        "qemu:///system?socket=/run/libvirt/libvirt-sock",
+        "qemu+unix:///system?socket=/run/libvirt/virtqemud-sock&mode=direct",
+        "qemu:///system?no_tty=1",
+    ],
+)
+def test_every_spelling_of_a_local_daemon_takes_its_one_lock(lock_dir: Path, uri: str) -> None:
+    # They reach the same libvirtd: with a lock each, their runs would not take turns.
+    assert lock_path(uri) == lock_path("qemu:///system") == str(lock_dir / "qemu_system.lock")
+
+
+@pytest.mark.parametrize(
+    ("uri", "key"),
+    [
+        ("qemu:///session", "qemu:///session"),
+        ("qemu:///system?socket=/srv/other-sock", "qemu:///system?socket=%2Fsrv%2Fother-sock"),
+        ("qemu+ssh://hv01/system", "qemu+ssh://hv01/system"),
+        ("qemu+tcp:///system", "qemu+tcp:///system"),
+        ("test:///default", "test:///default"),
+    ],
+)
+def test_other_daemons_keep_their_own_lock(uri: str, key: str) -> None:
+    assert lock_key(uri) == key
 
 
 def test_a_long_uri_is_cut_and_told_apart_by_a_hash(lock_dir: Path) -> None:
@@ -82,3 +112,48 @@ def test_a_run_holding_the_lock_is_named(lock_dir: Path) -> None:
     held = pytest.raises(LibvirtOperationError, match=rf", held by pid {os.getpid()}\)")
     with host_lock(uri, 0), held, host_lock(uri, 0):
         pass
+
+
+def refused(uri: str) -> str:
+    with pytest.raises(LibvirtOperationError) as error, host_lock(uri, 0):
+        pass
+    return error.value.message
+
+
+def test_a_lock_directory_of_another_user_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # /run/lock and /tmp are everyone's: another user could make the directory first, with a symlink in it
+    # naming a file this run would then create, or hold its lock for ever.
+    directory = tmp_path / "locks"
+    directory.mkdir(mode=0o755)
+    monkeypatch.setattr(lock, "lock_directory", lambda: str(directory))
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(directory).st_uid + 1)
+    assert refused("test:///default") == (
+        f"refusing the lock directory {directory} of test:///default: it belongs to uid {os.stat(directory).st_uid}, "
+        f"not to this run's uid {os.stat(directory).st_uid + 1}; remove it (the next run makes it again)"
+    )
+    assert list(directory.iterdir()) == []
+
+
+def test_a_lock_directory_others_can_write_to_is_refused(lock_dir: Path) -> None:
+    lock_dir.chmod(0o1777)
+    assert refused("test:///default").endswith(
+        "its mode 1777 lets other users write to it; remove it (the next run makes it again)"
+    )
+    assert list(lock_dir.iterdir()) == []
+
+
+def test_a_symlink_in_place_of_the_lock_file_is_not_followed(lock_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    Path(lock_path("test:///default")).symlink_to(target)
+    assert refused("test:///default").startswith(f"cannot open the lock file {lock_path('test:///default')} of ")
+    assert not target.exists()
+
+
+def test_the_lock_file_is_the_run_users_alone(lock_dir: Path) -> None:
+    # A user who can open it can hold a shared lock on it and keep every run waiting.
+    with host_lock("test:///default", 0) as path:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # One an earlier version made readable by all is closed to them.
+    os.chmod(path, 0o644)
+    with host_lock("test:///default", 0):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
