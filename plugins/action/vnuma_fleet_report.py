@@ -65,30 +65,56 @@ def _state(path: bytes) -> str:
 
 
 def make_directory(path: str) -> None:
-    """``path`` as a directory (mode 0755), created with its parents when missing, as the file module does."""
-    b_path = to_bytes(path, errors="surrogate_or_strict")
-    state = _state(b_path)
+    """``path`` as a directory, created with its parents when missing, as the file module does.
+
+    Only the directories created here get mode 0755.  An existing directory keeps its mode and owner (a shared
+    ``/tmp`` stays 1777, a private one 0700); a symlink to a directory is followed.  It must be a directory this
+    user can write in, else the step fails naming it, as it does when a directory cannot be created.
+    """
+    try:
+        b_path = to_bytes(path, errors="surrogate_or_strict")
+        state = _state(b_path)
+    except (OSError, UnicodeError) as error:
+        raise AnsibleActionFail(f"cannot read {path}: {to_native(error)}") from None
     if state == "absent":
-        current = ""
-        try:
-            for part in path.strip("/").split("/"):
-                current = f"{current}/{part}"
-                b_current = to_bytes(current, errors="surrogate_or_strict")
-                if os.path.exists(b_current):
-                    continue
-                try:
-                    os.mkdir(b_current)
-                except OSError as error:
-                    if not (error.errno == errno.EEXIST and os.path.isdir(b_current)):
-                        raise
-                os.chmod(b_current, _DIR_MODE)
-        except (OSError, UnicodeError) as error:
-            raise AnsibleActionFail(f"There was an issue creating {current} as requested: {to_native(error)}") from None
+        _create(path)
         return
-    if state != "directory":
+    if state == "link" and not os.path.isdir(b_path):
+        raise AnsibleActionFail(f"{path} already exists as a link that does not lead to a directory")
+    if state not in ("directory", "link"):
         raise AnsibleActionFail(f"{path} already exists as a {state}")
-    if stat.S_IMODE(os.stat(b_path).st_mode) != _DIR_MODE:
-        os.chmod(b_path, _DIR_MODE)
+    if not os.access(b_path, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        try:
+            status = os.stat(b_path)
+            what = f"mode {stat.S_IMODE(status.st_mode):04o}, owner uid {status.st_uid}"
+        except OSError as error:
+            what = to_native(error)
+        raise AnsibleActionFail(
+            f"{path} is a directory that this user (uid {os.geteuid()}) cannot write in ({what}); "
+            "it is left as it is: give this user write access to it or choose another directory"
+        )
+
+
+def _create(path: str) -> None:
+    """Create ``path`` and its missing parents, each mode 0755; a directory that appears meanwhile is left as it is."""
+    current = ""
+    try:
+        for part in path.strip("/").split("/"):
+            current = f"{current}/{part}"
+            b_current = to_bytes(current, errors="surrogate_or_strict")
+            if os.path.exists(b_current):
+                continue
+            try:
+                os.mkdir(b_current, _DIR_MODE)
+            except OSError as error:
+                # Another process made it first: it is not ours to change.
+                if error.errno == errno.EEXIST and os.path.isdir(b_current):
+                    continue
+                raise
+            # mkdir's mode is masked by the umask: the mode the file module would set.
+            os.chmod(b_current, _DIR_MODE)
+    except (OSError, UnicodeError) as error:
+        raise AnsibleActionFail(f"There was an issue creating {current} as requested: {to_native(error)}") from None
 
 
 def probe_directory(path: str) -> None:

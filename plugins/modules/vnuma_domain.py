@@ -590,7 +590,7 @@ guests:
           was written.
       type: list
       elements: str
-      sample: ["backup /var/lib/vnuma-libvirt/backups/db01.20261202T101500.123.xml", "definition",
+      sample: ["backup /var/lib/vnuma-libvirt/backups/db01.20261202T101500.000000123Z.xml", "definition",
                "shutdown requested", "started"]
     error:
       description: Why this guest failed, naming the guest; null when it did not.

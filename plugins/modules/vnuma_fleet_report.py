@@ -44,8 +44,12 @@ attributes:
 options:
   dir:
     description:
-      - The report directory on the controller, an absolute path. It is created (mode C(0755)) with its parents when
-        missing.
+      - The report directory on the controller, an absolute path. It is created with its missing parents, each mode
+        C(0755).
+      - An existing directory keeps its mode and owner (a shared C(/tmp) stays C(1777), a private directory C(0700)),
+        in check mode too. A symlink to a directory is followed, as M(ansible.builtin.file) follows it.
+      - A file, a symlink that does not lead to a directory, or a directory this user cannot write in is refused
+        with a message that names the path, as is a directory that cannot be created.
     type: path
     required: true
   probe:

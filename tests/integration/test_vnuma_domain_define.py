@@ -12,6 +12,7 @@ host nodes this machine does not have.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -393,6 +394,79 @@ def test_backup_holds_the_previous_definition(
     qemu_conn.defineXML(Path(first["backup_file"]).read_text())
     assert inactive_xml(qemu_conn, guest.name) == first_xml
     assert numa_cells(first_xml) == {}
+
+
+# Run in a mount namespace of its own (unshare -m, private propagation): a tmpfs of two pages, one taken by a
+# filler, and the module in a process of its own that writes its backup there.  The mount goes with the namespace.
+FULL_BACKUP_DIR = """
+set -eu
+mount -t tmpfs -o size=8k,mode=0755 vnuma-full "$1"
+head -c 4096 /dev/zero > "$1/filler"
+"$2" -m ansible_collections.vnuma.libvirt.plugins.modules.vnuma_domain "$3" > "$4" || true
+cd "$1" && find . -mindepth 1 -printf '%P\\n'
+"""
+
+
+def test_a_full_file_system_leaves_no_backup_and_no_define(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, tmp_path: Path
+) -> None:
+    # A definition of more than the page left: the write fails with ENOSPC after 4096 bytes.
+    guest = make_guest(
+        "vit-backup-full", vcpus=4, memory_mib=512, start=False, extra_xml=f"<description>{'d' * 20000}</description>"
+    )
+    before = inactive_xml(qemu_conn, guest.name)
+    mount = tmp_path / "full"
+    mount.mkdir()
+    args = tmp_path / "args.json"
+    args.write_text(
+        json.dumps(
+            {
+                "ANSIBLE_MODULE_ARGS": {
+                    "name": guest.name,
+                    "host_capabilities": RING,
+                    "backup": True,
+                    "backup_dir": str(mount / "backups"),
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    output = tmp_path / "result.json"
+    command = ["unshare", "-m", "--propagation", "private", "sh", "-c", FULL_BACKUP_DIR, "sh"]
+    done = subprocess.run(
+        [*command, str(mount), sys.executable, str(args), str(output)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=os.environ,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(output.read_text(encoding="utf-8"))
+    assert result["failed"] is True and result["changed"] is False
+    assert re.fullmatch(
+        rf"guest {guest.name}: cannot save the backup of its definition as {re.escape(str(mount))}/backups/"
+        rf"{guest.name}\.\d{{8}}T\d{{6}}\.\d{{9}}Z\.xml: \[Errno 28\] No space left on device "
+        rf"\(the directory {re.escape(str(mount))}/backups was created for it\); its definition was left as it was",
+        result["msg"],
+    )
+    # Nothing but the filler and the empty directory: no truncated file named like a backup, no temporary file.
+    assert sorted(done.stdout.split()) == ["backups", "filler"]
+    assert inactive_xml(qemu_conn, guest.name) == before
+
+
+def test_a_guest_with_a_long_name_is_backed_up(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, tmp_path: Path
+) -> None:
+    # libvirt takes a 245-byte name; with the time the backup's name would be 276 bytes, past NAME_MAX (255).
+    guest = make_guest("vit-backup-long-" + "x" * 220, vcpus=4, memory_mib=512, start=False)
+    before = inactive_xml(qemu_conn, guest.name)
+    backups = tmp_path / "backups"
+    applied = run_module({"name": guest.name, "host_capabilities": RING, "backup": True, "backup_dir": str(backups)})
+    backup = Path(applied["backup_file"])
+    assert applied["changed"] is True and backup.parent == backups
+    assert len(backup.name.encode()) == 255 and backup.name.startswith(guest.name[:200])
+    assert backup.read_text() == before
 
 
 def test_secrets_of_the_definition_survive_the_apply_the_backup_and_absent(

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -233,5 +235,40 @@ def test_a_backup_that_cannot_be_written_stops_the_define(tmp_path: Path) -> Non
     with pytest.raises(BatchError) as raised:
         Converger(hypervisor, TOPOLOGY, backup_dir=str(blocker)).converge([GuestRequest("a", HOST)])
     (a,) = raised.value.results
-    assert str(a.error).startswith(f"guest a: cannot save the backup of its definition in {blocker}: ")
+    assert str(a.error).startswith(f"guest a: cannot save the backup of its definition as {blocker}/a.")
+    assert f": cannot create the directory {blocker}: [Errno 17] File exists;" in str(a.error)
     assert a.written == [] and hypervisor.called("define") == []
+
+
+def test_a_full_backup_directory_stops_the_define_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full file system takes the first 4096 bytes, then ENOSPC (tests/unit/plugins/module_utils/_run/test_backup.py).
+    real_write = os.write
+
+    def write(handle: int, data: bytes | memoryview) -> int:
+        if os.fstat(handle).st_size >= 4096:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(handle, bytes(data[:4096]))
+
+    monkeypatch.setattr(os, "write", write)
+    hypervisor = fake("a", "b")
+    hypervisor.guests["a"].xml = described("d" * 20000)(hypervisor.guests["a"].xml)
+    before = hypervisor.guests["a"].xml
+    with pytest.raises(BatchError) as raised:
+        Converger(hypervisor, TOPOLOGY, backup_dir=str(tmp_path)).converge(
+            [GuestRequest("a", HOST), GuestRequest("b", HOST)]
+        )
+    a, b = raised.value.results
+    stamp = r"\d{8}T\d{6}\.\d{9}Z"
+    assert re.fullmatch(
+        rf"guest a: cannot save the backup of its definition as {re.escape(str(tmp_path))}/a\.{stamp}\.xml: "
+        r"\[Errno 28\] No space left on device; its definition was left as it was",
+        str(a.error),
+    )
+    # Nothing was written for a, and the run says so; b's backup was small enough and b was defined.
+    assert (a.written, a.changed, a.backup_file) == ([], False, None)
+    assert hypervisor.guests["a"].xml == before
+    assert [call.guest for call in hypervisor.called("define")] == ["b"]
+    assert b.written == [f"backup {b.backup_file}", "definition"]
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(str(b.backup_file))]
