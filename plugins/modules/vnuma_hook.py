@@ -23,6 +23,12 @@ description:
     that each M(vnuma.libvirt.vnuma_domain) run on a local URI keeps up to date.
   - The hook's code is copied into O(lib_dir), so it needs no Ansible at run time. It runs under the Python
     interpreter that runs this module, which must have lxml.
+  - After writing, the module runs the installed script once as libvirtd runs it for a call the hook passes
+    through. A script that does not exit 0 within 30 seconds is removed again and the task fails, since libvirtd
+    would fail every guest start with it.
+  - Paths in the way (a directory where the script or the cache goes, a file where a directory goes) are refused
+    before anything is written. A write that fails later fails the task naming the path and the system's error;
+    RV(written) and C(changed) then say what was written before the failure.
   - libvirtd looks for hooks when it starts and when it reloads (SIGHUP). RV(reload_required) says when it must
     reload before it sees the new hook. The module never reloads or restarts libvirtd itself.
   - The whole story, with its limits, is in the collection's C(docs/migration.md).
@@ -55,8 +61,14 @@ options:
     default: /etc/libvirt/hooks
   lib_dir:
     description:
-      - Directory that holds the hook's copy of the collection's code, in an C(ansible_collections) tree. Files in
-        that tree that the hook no longer needs are removed; nothing else in the directory is touched.
+      - Directory that holds the hook's copy of the collection's code, in an C(ansible_collections) tree. The module
+        owns C(ansible_collections/vnuma/libvirt/plugins/module_utils/_core), C(_xml) and C(_run) there. Files in
+        them that the hook no longer needs are removed. Files beside the C(ansible_collections) tree are never
+        touched.
+      - A directory whose C(ansible_collections) tree holds anything else (another collection, a collection's roles,
+        a symbolic link) is not the hook's own, for example a collections path given by mistake. It is refused
+        before anything is written or removed, with O(state=absent) and in check mode too, naming the first foreign
+        file.
     type: path
     default: /usr/local/lib/vnuma-libvirt
   cache_path:
@@ -74,6 +86,10 @@ options:
   interpreter:
     description:
       - The Python interpreter of the hook script. It must import lxml.
+      - Its path goes on the script's C(#!) line, which the kernel reads. A path with whitespace, or one that makes
+        that line (C(#!<interpreter> -I)) longer than 127 bytes (the kernel reads 128 bytes of it before Linux 5.1),
+        is refused with O(state=present), since the script could not run and libvirtd would fail every guest start. Give
+        such an interpreter through a symbolic link to its directory.
       - Default is the interpreter that runs this module.
     type: path
 notes:
@@ -135,6 +151,18 @@ other_hooks:
   returned: always
   type: list
   elements: str
+written:
+  description:
+    - What this run wrote, in order, each write once; an entry ends with C(removed) for a removal. Empty in check
+      mode and when nothing changed.
+    - Also returned when the task fails after it wrote anything (C(changed) is then V(true)).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - topology cache /var/lib/vnuma-libvirt/host-capabilities.xml
+    - library file ansible_collections/vnuma/libvirt/plugins/module_utils/_core/units.py
+    - hook script /etc/libvirt/hooks/qemu.d/vnuma-libvirt
 reload_required:
   description:
     - Whether libvirtd must reload (SIGHUP, C(systemctl reload libvirtd)) or restart before it runs the hook. It
@@ -146,6 +174,8 @@ reload_required:
   returned: always
   type: bool
 """
+
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -180,7 +210,9 @@ def main() -> None:
     try:
         result = install_hook(module.params, module.check_mode)
     except VnumaError as error:
-        module.fail_json(msg=str(error))
+        # A failure after the first write says so: changed and written (what was written before it).
+        details: dict[str, Any] = dict(error.details)
+        module.fail_json(msg=str(error), **details)
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff

@@ -20,22 +20,35 @@ The hook's Python writes its bytecode cache (``__pycache__/*.pyc``) beside the c
 time it plans a guest, and reads it on later calls (a planning call starts about 0.1 s sooner).  The cache
 is Python's, not the installer's: it is not part of the library the installer compares and replaces, so a
 second run stays unchanged.  The cache of a file the installer replaces or removes goes with it.
+
+What the installer owns under ``lib_dir``: the three package directories of the hook's library,
+``ansible_collections/vnuma/libvirt/plugins/module_utils/{_core,_xml,_run}``, and the directories that lead
+to them.  It refuses a ``lib_dir`` whose ``ansible_collections`` tree holds anything else (another
+collection, a collection's roles or modules, a symbolic link): such a directory was given by mistake, and
+the installer never replaces or removes what it did not write.  Files beside that tree are never read.
+
+A run checks every path it writes before it writes anything (a directory where a file goes, a file where a
+directory goes), and turns a write that still fails into a ``VnumaError`` naming the path and the system's
+error, with what it wrote before it in ``details`` (``written``, ``changed``).  Once written, the hook
+script is run as libvirtd runs it for a call it passes through; a script that does not exit 0 is removed
+again, since libvirtd would fail every guest start with it.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import hashlib
 import importlib.util
 import os
-import shutil
+import stat
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import DEFAULT_URI, LibvirtHost
 
 # Imported for the installer's sake: Ansible packs what the module imports, and the hook's sources are
@@ -80,6 +93,23 @@ _INTERPRETER_TIMEOUT = 60
 # Python's bytecode cache beside the sources (PEP 3147): written by the hook's interpreter, never by the installer.
 _CACHE_DIR = "__pycache__"
 _STAMP = "# Written by vnuma.libvirt's vnuma_hook module: do not edit, run the module again."
+# What the installer owns under lib_dir: the package directories it writes (every file of hook_sources lies
+# in one of them) and the directories that lead to them.  Anything else in the ansible_collections tree is
+# someone else's, and the installer refuses the directory rather than replace or remove it.
+_LIBRARY_PARTS = _MODULE_UTILS.split(".")
+_LEADING = frozenset(os.path.join(*_LIBRARY_PARTS[:depth]) for depth in range(1, len(_LIBRARY_PARTS) + 1))
+_OWNED = tuple(os.path.join(*_LIBRARY_PARTS, package) for package in ("_core", "_xml", "_run"))
+# The kernel reads a script's "#!" line into a buffer of BINPRM_BUF_SIZE bytes: 256 since Linux 5.1, 128
+# before.  A longer line is cut short (before 5.1) or the script does not run; 127 bytes and the newline fit
+# both.
+_SHEBANG_LIMIT = 127
+# Once written, the script is run once as libvirtd runs it for a call the hook passes through (every guest
+# start makes one): a script that cannot do that would fail every guest start.
+_CHECK_ARGS = ("vnuma-libvirt-install-check", "prepare", "begin", "-")
+_CHECK_XML = "<domain type='kvm'><name>vnuma-libvirt-install-check</name></domain>\n"
+_CHECK_TIMEOUT = 30
+# libvirtd runs its hooks with little more than this environment (its error messages show it).
+_HOOK_ENV = {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 def _source(name: str) -> tuple[str, bool]:
@@ -167,21 +197,97 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def _is_owned(relative: str) -> bool:
+    """Whether ``relative`` (to lib_dir) lies in one of the package directories the installer writes."""
+    return any(relative == owned or relative.startswith(owned + os.sep) for owned in _OWNED)
+
+
+def _kind(path: str) -> str:
+    """What is at ``path``, in words, for a message."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "missing"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link" if os.path.exists(path) else "a symbolic link to nothing"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a file"
+    return "a special file (FIFO, socket or device)"
+
+
+def _os_problem(error: OSError) -> str:
+    """The system's error in words, with its errno name: "Read-only file system (EROFS)"."""
+    name = errno.errorcode.get(error.errno or 0)
+    text = error.strerror or str(error)
+    return f"{text} ({name})" if name else text
+
+
+def _first_file(lib_dir: str, relative: str) -> str:
+    """A foreign directory's first file (in name order) to name in a message, else the directory itself."""
+    for root, dirs, files in os.walk(os.path.join(lib_dir, relative)):
+        dirs.sort()
+        if files:
+            return os.path.relpath(os.path.join(root, min(files)), lib_dir)
+    return relative
+
+
+def _foreign(lib_dir: str, relative: str) -> SpecError:
+    path = os.path.join(lib_dir, relative)
+    if os.path.isdir(path) and not os.path.islink(path):
+        relative = _first_file(lib_dir, relative)
+    what = _kind(os.path.join(lib_dir, relative))
+    return SpecError(
+        f"lib_dir {lib_dir} holds {relative} ({what}), which the hook's installer did not write: under "
+        f"{_TOP} it writes only {os.path.dirname(_OWNED[0])}/{{_core,_xml,_run}}, and it never replaces or "
+        "removes what it did not write; give lib_dir a directory of its own (default "
+        f"{DEFAULT_LIB_DIR}). Nothing was written or removed"
+    )
+
+
 def _library_files(lib_dir: str) -> dict[str, bytes]:
     """The hook's files under ``lib_dir`` now (relative path -> content).
 
-    Only the ``ansible_collections`` tree the installer writes counts: whatever else a user keeps in
-    ``lib_dir`` (a shared directory given by mistake) is never read, replaced or removed.
+    Only the ``ansible_collections`` tree the installer writes is read; whatever else a user keeps beside
+    it in ``lib_dir`` is never read, replaced or removed.  A tree that holds anything but the hook's
+    package directories, their files and the directories that lead to them (a shared directory given by
+    mistake: another collection, a whole collection's copy) is refused, naming the first foreign entry.
     """
+    top = os.path.join(lib_dir, _TOP)
+    if not os.path.lexists(top):
+        return {}
+    if os.path.islink(top) or not os.path.isdir(top):
+        raise _foreign(lib_dir, _TOP)
+
+    def unreadable(error: OSError) -> None:
+        raise VnumaError(f"lib_dir {lib_dir}: cannot read {error.filename}: {_os_problem(error)}")
+
     found: dict[str, bytes] = {}
-    for root, dirs, files in os.walk(os.path.join(lib_dir, _TOP)):
-        # The interpreter's bytecode cache is not the installer's (the module docstring).
-        dirs[:] = [name for name in dirs if name != _CACHE_DIR]
-        for name in files:
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        here = os.path.relpath(root, lib_dir)
+        dirs.sort()
+        for name in list(dirs):
+            relative = os.path.join(here, name)
+            if os.path.islink(os.path.join(root, name)):
+                raise _foreign(lib_dir, relative)
+            if name == _CACHE_DIR and _is_owned(here):
+                # The interpreter's bytecode cache is not the installer's (the module docstring).
+                dirs.remove(name)
+            elif not (_is_owned(relative) or relative in _LEADING):
+                raise _foreign(lib_dir, relative)
+        for name in sorted(files):
+            relative = os.path.join(here, name)
             path = os.path.join(root, name)
-            data = read_file(path)
-            if data is not None:
-                found[os.path.relpath(path, lib_dir)] = data
+            try:
+                regular = stat.S_ISREG(os.lstat(path).st_mode)
+                if _is_owned(here) and regular:
+                    with open(path, "rb") as handle:
+                        found[relative] = handle.read()
+            except OSError as error:
+                unreadable(error)
+            if relative not in found:
+                raise _foreign(lib_dir, relative)
     return found
 
 
@@ -197,11 +303,45 @@ def _drop_bytecode(path: str) -> None:
                     os.unlink(os.path.join(cache, entry))
 
 
-def _remove_library(lib_dir: str) -> None:
-    """Remove the installer's tree, then ``lib_dir`` itself when nothing else is left in it."""
-    shutil.rmtree(os.path.join(lib_dir, _TOP), ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(lib_dir)
+@contextlib.contextmanager
+def _writing(action: str, path: str) -> Iterator[None]:
+    """A failed write (or removal) of ``path`` as the collection's error, naming the path and the system's error."""
+    try:
+        yield
+    except OSError as error:
+        raise VnumaError(f"cannot {action} {path}: {_os_problem(error)}") from None
+
+
+def _rmdir_if_empty(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
+
+
+def _remove_library(lib_dir: str, files: Mapping[str, bytes], written: list[str]) -> None:
+    """Remove the hook's files (``files``, as ``_library_files`` found them), their bytecode, then the
+    directories that are left empty, up to ``lib_dir`` itself.  Nothing else is there: ``_library_files``
+    refused the tree otherwise."""
+    for relative in sorted(files):
+        path = os.path.join(lib_dir, relative)
+        with _writing("remove the hook's library file", path):
+            os.unlink(path)
+        written.append(f"library file {relative} removed")
+        _drop_bytecode(path)
+    top = os.path.join(lib_dir, _TOP)
+    if os.path.isdir(top):
+        for root, _dirs, names in os.walk(top, topdown=False):
+            if os.path.basename(root) == _CACHE_DIR and _is_owned(os.path.relpath(os.path.dirname(root), lib_dir)):
+                # Python's bytecode of the removed files (the interpreter may have left other tags).
+                for name in names:
+                    with _writing("remove", os.path.join(root, name)), contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(root, name))
+            with _writing("remove the hook's library directory", root):
+                _rmdir_if_empty(root)
+    with _writing("remove lib_dir", lib_dir):
+        _rmdir_if_empty(lib_dir)
 
 
 def _other_hooks(hooks_dir: str) -> list[str]:
@@ -217,9 +357,70 @@ def _other_hooks(hooks_dir: str) -> list[str]:
 
 
 def _check_path(option: str, value: Any) -> str:
-    if not isinstance(value, str) or not os.path.isabs(value) or "\n" in value:
+    if not isinstance(value, str) or not os.path.isabs(value) or "\n" in value or "\0" in value:
         raise SpecError(f"{option} {value!r} is not an absolute path")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(f"{option} {value!r} is not an absolute path in UTF-8") from None
     return os.path.normpath(value)
+
+
+def _check_interpreter_path(interpreter: str) -> None:
+    """The interpreter must fit the hook script's ``#!`` line as the kernel reads it, or the script cannot run.
+
+    libvirtd would then fail every guest start ("Hook script execution failed"), not only the moves.
+    """
+    if any(character.isspace() for character in interpreter):
+        raise SpecError(
+            f"interpreter {interpreter!r} has whitespace in its path: the kernel ends the interpreter of a "
+            "script's #! line at the first space or tab, so the hook script could not run and libvirtd would "
+            "fail every guest start; give interpreter a path without whitespace (a symbolic link to its "
+            "directory will do)"
+        )
+    size = len(f"#!{interpreter} -I".encode())
+    if size > _SHEBANG_LIMIT:
+        raise SpecError(
+            f"interpreter {interpreter} makes the hook script's #! line {size} bytes long, above the limit of "
+            f"{_SHEBANG_LIMIT}: the kernel reads at most 128 bytes of that line before Linux 5.1 (256 since), "
+            "and a script whose interpreter does not fit does not run; give interpreter a shorter path (a "
+            "symbolic link to its directory will do)"
+        )
+
+
+def _check_directory(option: str, value: str, path: str) -> None:
+    """``path`` is a directory, or can be made one: the nearest of it and its parents that exists is one."""
+    probe = path
+    while not os.path.isdir(probe):
+        if os.path.lexists(probe):
+            where = "" if probe == value else f": {probe}"
+            raise SpecError(
+                f"{option} {value}{where} is {_kind(probe)}, not a directory: the module writes into it, and "
+                "will not replace or remove what is there"
+            )
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return
+        probe = parent
+
+
+def _check_file(option: str, value: str, path: str, what: str) -> None:
+    """``path`` is a file the module may replace or remove: missing, a file, or a symbolic link to one."""
+    _check_directory(option, value, os.path.dirname(path))
+    if os.path.exists(path) and not os.path.isfile(path):
+        where = "" if path == value else f": {what} {path}"
+        raise SpecError(
+            f"{option} {value}{where} is {_kind(path)}, not a file: the module replaces or removes that "
+            "file, and will not touch what is there; remove it or choose another path"
+        )
+
+
+def _check_layout(hooks_dir: str, hook_path: str, lib_dir: str, cache_path: str) -> None:
+    """Refuse, before anything is written or removed, a non-directory where a directory goes and the reverse."""
+    _check_directory("hooks_dir", hooks_dir, hooks_dir)
+    _check_file("hooks_dir", hooks_dir, hook_path, "the hook script's path")
+    _check_directory("lib_dir", lib_dir, lib_dir)
+    _check_file("cache_path", cache_path, cache_path, "the topology cache")
 
 
 def _check_interpreter(interpreter: str) -> None:
@@ -254,8 +455,71 @@ def host_capabilities_xml(params: Mapping[str, Any]) -> str | bytes:
         return host.capabilities_xml()
 
 
+def _run_installed(hook_path: str) -> str | None:
+    """Run the installed script as libvirtd runs it for a call the hook passes through; None, or why it failed."""
+    call = " ".join(_CHECK_ARGS)
+    try:
+        run = subprocess.run(
+            [hook_path, *_CHECK_ARGS],
+            input=_CHECK_XML,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=_HOOK_ENV,
+            cwd="/",
+            timeout=_CHECK_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"the call '{call}' did not end within {_CHECK_TIMEOUT} seconds"
+    except OSError as error:
+        return f"it cannot be executed: {_os_problem(error)}"
+    if run.returncode == 0:
+        return None
+    last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+    status = f"exit status {run.returncode}" if run.returncode > 0 else f"signal {-run.returncode}"
+    return f"the call '{call}' ended with {status} where it passes through with 0: {last}"
+
+
+def _check_installed(hook_path: str, written: list[str]) -> None:
+    """Leave no hook script libvirtd cannot run: one that fails a pass-through call is removed, and the run fails."""
+    problem = _run_installed(hook_path)
+    if problem is None:
+        return
+    try:
+        os.unlink(hook_path)
+    except OSError as error:
+        outcome = f"but it could not be removed ({_os_problem(error)}): remove it before libvirtd runs it"
+    else:
+        written.append(f"hook script {hook_path} removed")
+        outcome = "so it was removed again (the library and the topology cache stay)"
+    raise VnumaError(
+        f"the hook script {hook_path} does not run: {problem}; libvirtd would fail every guest start with it, {outcome}"
+    )
+
+
+def _written_summary(written: list[str], lib_dir: str) -> str:
+    """``written`` for a message, in order: the library's files counted where they come, the rest as they are."""
+    parts: list[str] = []
+    counts = {"": 0, " removed": 0}
+    for entry in written:
+        if entry.startswith("library file "):
+            if not any(counts.values()):
+                parts.append("")  # where the library's count goes
+            counts[" removed" if entry.endswith(" removed") else ""] += 1
+        else:
+            parts.append(entry)
+    library = [f"{count} library files under {lib_dir}{suffix}" for suffix, count in counts.items() if count]
+    return "; ".join(", ".join(library) if part == "" else part for part in parts)
+
+
 def install_hook(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
-    """Make the hook ``present`` or ``absent`` (``state``); the module's result dict."""
+    """Make the hook ``present`` or ``absent`` (``state``); the module's result dict.
+
+    A failure after the first write is raised with ``details`` the module hands back: ``changed`` and
+    ``written``, the list of what was written (or removed) before it, also ending the message.
+    """
     hooks_dir = _check_path("hooks_dir", params.get("hooks_dir") or DEFAULT_HOOKS_DIR)
     lib_dir = _check_path("lib_dir", params.get("lib_dir") or DEFAULT_LIB_DIR)
     cache_path = _check_path("cache_path", params.get("cache_path") or DEFAULT_CACHE_PATH)
@@ -265,57 +529,35 @@ def install_hook(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     state = params.get("state") or "present"
     if state not in STATES:
         raise SpecError(f"state {state!r} is not one of {', '.join(STATES)}")
+    if state == "present":
+        _check_interpreter_path(interpreter)
+    _check_layout(hooks_dir, hook_path, lib_dir, cache_path)
 
     before_files = _library_files(lib_dir)
     before_script = read_file(hook_path)
     others = _other_hooks(hooks_dir)
+    written: list[str] = []
     result: dict[str, Any] = {
         "hook_path": hook_path,
         "lib_dir": lib_dir,
         "cache_path": cache_path,
         "other_hooks": others,
+        "written": written,
     }
-    if state == "absent":
-        had_cache = os.path.exists(cache_path)
-        changed = before_script is not None or bool(before_files) or had_cache
-        if changed and not check_mode:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(hook_path)
-            _remove_library(lib_dir)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(cache_path)
-        after_files: dict[str, bytes] = {}
-        script = b""
-        result.update(changed=changed, cache_changed=had_cache, reload_required=False)
-    else:
-        _check_interpreter(interpreter)
-        capabilities_xml = host_capabilities_xml(params)
-        after_files = {path: text.encode() for path, text in hook_sources().items()}
-        script = hook_script(interpreter, lib_dir, cache_path, state_dir).encode()
-        executable = before_script is not None and os.access(hook_path, os.X_OK)
-        script_changed = before_script != script or not executable
-        files_changed = before_files != after_files
-        cache_changed = write_cache(cache_path, capabilities_xml, check_mode)
-        if not check_mode:
-            if files_changed:
-                # Write the library before the script that imports it, and drop files no longer part of it.
-                for path in set(before_files) - set(after_files):
-                    os.unlink(os.path.join(lib_dir, path))
-                    _drop_bytecode(os.path.join(lib_dir, path))
-                for path, data in after_files.items():
-                    if before_files.get(path) != data:
-                        write_file(os.path.join(lib_dir, path), data, 0o644)
-                        # Python checks a cache against its source's mtime and size: a file rewritten within
-                        # the same second at the same size would keep its stale bytecode.
-                        _drop_bytecode(os.path.join(lib_dir, path))
-            if script_changed:
-                write_file(hook_path, script, 0o755)
-        result.update(
-            changed=script_changed or files_changed or cache_changed,
-            cache_changed=cache_changed,
-            # An executable qemu hook already there means libvirtd already calls qemu.d's scripts.
-            reload_required=not executable and not others,
-        )
+    try:
+        if state == "absent":
+            after_files: dict[str, bytes] = {}
+            script = b""
+            _remove(result, before_script is not None, before_files, check_mode)
+        else:
+            after_files = {path: text.encode() for path, text in hook_sources().items()}
+            script = hook_script(interpreter, lib_dir, cache_path, state_dir).encode()
+            _install(result, interpreter, params, (before_script, script), (before_files, after_files), check_mode)
+    except VnumaError as error:
+        if written:
+            error.message += f" (written before the failure: {_written_summary(written, lib_dir)})"
+        error.details.update(changed=bool(written), written=list(written))
+        raise
     result["files"] = {path: _digest(data) for path, data in sorted(after_files.items())}
     result["diff"] = {
         "before_header": hook_path,
@@ -324,6 +566,85 @@ def install_hook(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
         "after": _listing(script or None, after_files),
     }
     return result
+
+
+def _remove(result: dict[str, Any], had_script: bool, files: Mapping[str, bytes], check_mode: bool) -> None:
+    """``state: absent``: the script first (libvirtd stops calling it), then the library, then the cache."""
+    hook_path, lib_dir, cache_path, written = (
+        result["hook_path"],
+        result["lib_dir"],
+        result["cache_path"],
+        result["written"],
+    )
+    had_cache = os.path.exists(cache_path)
+    changed = had_script or bool(files) or had_cache
+    if changed and not check_mode:
+        if had_script:
+            with _writing("remove the hook script", hook_path), contextlib.suppress(FileNotFoundError):
+                os.unlink(hook_path)
+            written.append(f"hook script {hook_path} removed")
+        _remove_library(lib_dir, files, written)
+        if had_cache:
+            with _writing("remove the topology cache", cache_path), contextlib.suppress(FileNotFoundError):
+                os.unlink(cache_path)
+            written.append(f"topology cache {cache_path} removed")
+    result.update(changed=changed, cache_changed=had_cache, reload_required=False)
+
+
+def _install(
+    result: dict[str, Any],
+    interpreter: str,
+    params: Mapping[str, Any],
+    scripts: tuple[bytes | None, bytes],
+    libraries: tuple[Mapping[str, bytes], Mapping[str, bytes]],
+    check_mode: bool,
+) -> None:
+    """``state: present``: the cache, the library (before the script that imports it), the script, then its check."""
+    hook_path, lib_dir, cache_path, written = (
+        result["hook_path"],
+        result["lib_dir"],
+        result["cache_path"],
+        result["written"],
+    )
+    (before_script, script), (before_files, after_files) = scripts, libraries
+    stray = sorted(path for path in after_files if not _is_owned(os.path.dirname(path)))
+    if stray:  # the sources and _OWNED disagree: never write outside what the installer owns
+        raise SpecError(f"the hook's source {stray[0]} lies outside {', '.join(_OWNED)}")
+    _check_interpreter(interpreter)
+    capabilities_xml = host_capabilities_xml(params)
+    executable = before_script is not None and os.access(hook_path, os.X_OK)
+    script_changed = before_script != script or not executable
+    files_changed = before_files != after_files
+    with _writing("write the topology cache", cache_path):
+        cache_changed = write_cache(cache_path, capabilities_xml, check_mode)
+    if not check_mode:
+        if cache_changed:
+            written.append(f"topology cache {cache_path}")
+        # Write the library before the script that imports it, and drop files no longer part of it.
+        for path in sorted(set(before_files) - set(after_files)):
+            with _writing("remove the hook's library file", os.path.join(lib_dir, path)):
+                os.unlink(os.path.join(lib_dir, path))
+            written.append(f"library file {path} removed")
+            _drop_bytecode(os.path.join(lib_dir, path))
+        for path, data in after_files.items():
+            if before_files.get(path) != data:
+                with _writing("write the hook's library file", os.path.join(lib_dir, path)):
+                    write_file(os.path.join(lib_dir, path), data, 0o644)
+                written.append(f"library file {path}")
+                # Python checks a cache against its source's mtime and size: a file rewritten within
+                # the same second at the same size would keep its stale bytecode.
+                _drop_bytecode(os.path.join(lib_dir, path))
+        if script_changed:
+            with _writing("write the hook script", hook_path):
+                write_file(hook_path, script, 0o755)
+            written.append(f"hook script {hook_path}")
+        _check_installed(hook_path, written)
+    result.update(
+        changed=script_changed or files_changed or cache_changed,
+        cache_changed=cache_changed,
+        # An executable qemu hook already there means libvirtd already calls qemu.d's scripts.
+        reload_required=not executable and not result["other_hooks"],
+    )
 
 
 def _listing(script: bytes | None, files: Mapping[str, bytes]) -> str:

@@ -10,6 +10,7 @@ collection is not importable but from the copy), to show that it needs nothing b
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -74,8 +75,14 @@ def test_present_installs_a_hook_that_runs_from_its_own_copy(tmp_path: Path) -> 
     assert stat.S_IMODE(hook.stat().st_mode) == 0o755
     assert hook.read_text().startswith(f"#!{sys.executable} -I\n")
     assert (tmp_path / "cache" / "host-capabilities.xml").read_bytes() == CAPS.read_bytes()
-    library = _tree(tmp_path / "lib")
+    # The bytecode beside the copy is the hook's Python's: the install ran the script once (a pass-through call).
+    library = {path: data for path, data in _tree(tmp_path / "lib").items() if "__pycache__" not in path}
     assert set(library) == set(result["files"]) == set(hook_sources())
+    assert result["written"] == [
+        f"topology cache {tmp_path / 'cache' / 'host-capabilities.xml'}",
+        *(f"library file {path}" for path in hook_sources()),
+        f"hook script {hook}",
+    ]
     # Never the libvirt adapter: the hook must not reach libvirt.
     assert not [path for path in library if path.endswith("_libvirt.py")]
     assert "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py" in library
@@ -114,7 +121,9 @@ def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
     foreign.parent.mkdir()
     foreign.write_text("kept = True\n")
     _run(_args(tmp_path))
-    stale = tmp_path / "lib" / "ansible_collections" / "old.py"
+    # A file of the hook's own package directories that the hook no longer needs (an earlier version's).
+    old = "ansible_collections/vnuma/libvirt/plugins/module_utils/_core/old.py"
+    stale = tmp_path / "lib" / old
     stale.write_text("x = 1\n")
     parse = tmp_path / "lib" / "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"
     parse.write_text("broken\n")
@@ -122,8 +131,8 @@ def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
     assert result["changed"] is True
     assert not stale.exists()
     assert parse.read_text() == hook_sources()["ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"]
-    assert "library ansible_collections/old.py" in result["diff"]["before"]
-    assert "library ansible_collections/old.py" not in result["diff"]["after"]
+    assert f"library {old}" in result["diff"]["before"]
+    assert f"library {old}" not in result["diff"]["after"]
     _run(_args(tmp_path, state="absent"))
     assert [path.name for path in (tmp_path / "lib").iterdir()] == ["site.py"]
     assert foreign.read_text() == "kept = True\n"
@@ -201,6 +210,7 @@ def test_absent_removes_everything_once(tmp_path: Path) -> None:
         ({"host_capabilities": None, "uri": "qemu+ssh://hv1/system"}, "is not a daemon on this machine"),
         ({"host_capabilities": "<capabilities><host/></capabilities>"}, "no <host><topology><cells>"),
         ({"lib_dir": "relative/lib"}, "lib_dir 'relative/lib' is not an absolute path"),
+        ({"interpreter": "/opt/my tools/python3"}, "interpreter '/opt/my tools/python3' has whitespace in its path"),
     ],
 )
 def test_refusals_write_nothing(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
@@ -209,6 +219,54 @@ def test_refusals_write_nothing(tmp_path: Path, extra: dict[str, Any], message: 
     assert raised.value.failed
     assert message in raised.value.result["msg"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shared_lib_dir_is_refused_and_its_files_are_kept(tmp_path: Path) -> None:
+    """lib_dir given as a collections path: nothing of it is listed as the hook's, replaced or removed."""
+    foreign = tmp_path / "lib" / "ansible_collections/community/general/plugins/modules/foo.py"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("# someone else's\n")
+    for state, check_mode in (("present", True), ("present", False), ("absent", False)):
+        with pytest.raises(ModuleExit) as raised:
+            _run(_args(tmp_path, state=state), check_mode=check_mode, diff=True)
+        assert raised.value.failed
+        assert raised.value.result["msg"].startswith(
+            f"lib_dir {tmp_path / 'lib'} holds ansible_collections/community/general/plugins/modules/foo.py (a file), "
+            "which the hook's installer did not write"
+        )
+        assert "diff" not in raised.value.result
+    assert foreign.read_text() == "# someone else's\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lib"]
+
+
+def test_a_failed_write_fails_the_task_with_changed_and_what_was_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No traceback (MODULE FAILURE): the module's message names the path, and changed says it wrote."""
+    hook = tmp_path / "hooks" / "qemu.d" / HOOK_FILE
+    hook.mkdir(parents=True)
+    with pytest.raises(ModuleExit) as refused:
+        _run(_args(tmp_path))
+    assert refused.value.result["msg"].startswith(f"hooks_dir {tmp_path / 'hooks'}: the hook script's path {hook}")
+    assert not (tmp_path / "lib").exists()
+    hook.rmdir()
+
+    original = hook_install.write_file
+
+    def read_only(path: str, data: bytes, mode: int) -> None:
+        if path == str(hook):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        original(path, data, mode)
+
+    monkeypatch.setattr(hook_install, "write_file", read_only)
+    with pytest.raises(ModuleExit) as failed:
+        _run(_args(tmp_path), diff=True)
+    result = failed.value.result
+    assert failed.value.failed
+    assert result["msg"].startswith(f"cannot write the hook script {hook}: Read-only file system (EROFS) (written ")
+    assert result["changed"] is True
+    assert result["written"][0] == f"topology cache {tmp_path / 'cache' / 'host-capabilities.xml'}"
+    assert len(result["written"]) == 1 + len(hook_sources())
 
 
 def test_a_hook_that_would_reach_libvirt_is_never_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
