@@ -115,6 +115,10 @@ class _Domain(Protocol):
 
     def create(self) -> int: ...
 
+    def hasManagedSaveImage(self, flags: int = 0) -> int: ...
+
+    def managedSaveGetXMLDesc(self, flags: int = 0) -> str: ...
+
     def pinVcpuFlags(self, vcpu: int, cpumap: tuple[bool, ...], flags: int = 0) -> int: ...
 
     def pinIOThread(self, iothreads_id: int, cpumap: tuple[bool, ...], flags: int = 0) -> int: ...
@@ -250,6 +254,9 @@ def _keepalive_closed(error: _Error) -> bool:
 # (https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainXMLFlags).  Nothing read this way is
 # shown: results carry the owned parts' changes and models, never the document; backups are mode 0600.
 _DEFINITION_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE if HAS_LIBVIRT else 0
+# The XML a save image holds (a `virsh save` file, a managed save image), read as a definition is: secure, since a
+# restore is given it back (VIR_DOMAIN_SAVE_IMAGE_XML_SECURE, virDomainSaveImageXMLFlags).
+_SAVE_IMAGE_FLAGS = libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE if HAS_LIBVIRT else 0
 
 
 # libvirt's default event loop: one per process, started before the first connection to a daemon.
@@ -442,7 +449,7 @@ def _runs(ids: Iterable[int]) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class GuestEntry:
-    """One defined guest as listed: its state and whether it starts with the host."""
+    """One defined guest as listed: its state, whether it starts with the host, and its managed save image."""
 
     guest: LibvirtGuest
     # One of _STATES' names ("running", "paused", "shutoff"...).
@@ -450,6 +457,8 @@ class GuestEntry:
     # Whether the guest has a QEMU process (running, paused, being shut down...): what runs now.
     active: bool
     autostart: bool
+    # A managed save image (virsh managedsave): its next start resumes the state saved there, not a boot.
+    saved: bool = False
 
     @property
     def name(self) -> str:
@@ -480,6 +489,10 @@ class GuestHandle(Protocol):
 
     def start(self) -> None: ...
 
+    def has_managed_save(self) -> bool: ...
+
+    def managed_save_xml(self) -> str | None: ...
+
     def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None: ...
 
     def pin_iothread_live(self, iothread: int, cpus: Iterable[int], host_cpus: int) -> None: ...
@@ -503,6 +516,8 @@ class HostConnection(Protocol):
     def running_names(self) -> list[str]: ...
 
     def autostart_names(self) -> list[str]: ...
+
+    def managed_save_names(self) -> list[str]: ...
 
     def definitions(self) -> Sequence[tuple[GuestHandle, str]]: ...
 
@@ -617,15 +632,30 @@ class LibvirtHost:
             for domain in self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
         ]
 
+    def managed_save_names(self) -> list[str]:
+        """Names of the guests with a managed save image (virsh managedsave), in one call.
+
+        The list filter VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE asks what ``hasManagedSaveImage`` asks of each guest,
+        for every guest at once.  The shut-off reason cannot tell: libvirt 9.0 says ``saved`` after ``virsh save``
+        to a file and after ``virsh managedsave-remove`` too, where the next start boots.
+        """
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE
+        return [
+            domain.name()
+            for domain in self._calls.run(f"listing the guests of {self.uri}", self.connection.listAllDomains, flags)
+        ]
+
     def listing(self) -> list[GuestEntry]:
-        """Every guest with its state and autostart, sorted by name, in three calls whatever the guest count.
+        """Every guest with its state, autostart and managed save image, sorted by name, in four calls whatever
+        the guest count.
 
         One ``getAllDomainStats`` per activity (it gives each domain's state with the domain) and one
-        ``listAllDomains`` of the autostart guests, instead of two round trips per guest.  A driver
-        without domain statistics is asked per guest instead.
+        ``listAllDomains`` each of the autostart guests and of those with a managed save image, instead of
+        round trips per guest.  A driver without domain statistics is asked per guest instead.
         """
         what = f"listing the guests of {self.uri}"
         autostart = set(self.autostart_names())
+        saved = set(self.managed_save_names())
         entries = []
         for active, flag in (
             (True, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE),
@@ -633,7 +663,9 @@ class LibvirtHost:
         ):
             for domain, state in self._states(what, active, flag):
                 guest = LibvirtGuest(domain, domain.name(), self._calls)
-                entries.append(GuestEntry(guest, _STATES.get(state, "unknown"), active, guest.name in autostart))
+                name = guest.name
+                state_name = _STATES.get(state, "unknown")
+                entries.append(GuestEntry(guest, state_name, active, name in autostart, not active and name in saved))
         return sorted(entries, key=lambda entry: entry.name)
 
     def _states(self, what: str, active: bool, flag: int) -> list[tuple[_Domain, int]]:
@@ -760,9 +792,9 @@ class LibvirtHost:
 
     def saved_image_xml(self, path: str) -> str:
         """The domain XML stored in a save image (virDomainSaveImageGetXMLDesc), without restoring it."""
-        # Secure, as a definition (_DEFINITION_FLAGS): the restore is given this XML back.
-        flags = libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE
-        return self._calls.run(f"reading the save image {path}", self.connection.saveImageGetXMLDesc, path, flags)
+        return self._calls.run(
+            f"reading the save image {path}", self.connection.saveImageGetXMLDesc, path, _SAVE_IMAGE_FLAGS
+        )
 
     def restore(self, path: str, xml: str, guest: str | None = None) -> None:
         """Restore a save image running, with ``xml`` in place of the XML it holds (virDomainRestoreFlags).
@@ -884,6 +916,31 @@ class LibvirtGuest:
 
     def start(self) -> None:
         self._call("starting the guest", self.domain.create)
+
+    def has_managed_save(self) -> bool:
+        """Whether the guest has a managed save image (virDomainHasManagedSaveImage): its next start resumes it."""
+        return bool(
+            self._call("reading whether the guest has a managed save image", self.domain.hasManagedSaveImage, 0)
+        )
+
+    def managed_save_xml(self) -> str | None:
+        """The XML in the guest's managed save image (virDomainManagedSaveGetXMLDesc): what its next start resumes.
+
+        The running guest's XML as it was saved, read as a definition is (secure: ``_SAVE_IMAGE_FLAGS``).  None when
+        the guest has no managed save image (any more: started or ``managedsave-remove``d since it was listed; libvirt
+        says "domain does not have managed save image"), and when the driver cannot read one (libvirt's test
+        driver has managed save, but not this call).
+        """
+        what = "reading the guest's managed save image"
+        try:
+            return self._calls.raw(what, self.domain.managedSaveGetXMLDesc, _SAVE_IMAGE_FLAGS, guest=self.name)
+        except libvirt.libvirtError as error:
+            if _unsupported(error) or (
+                error.get_error_domain() != libvirt.VIR_FROM_RPC
+                and error.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_DOMAIN)
+            ):
+                return None
+            raise self._calls.error(what, error, guest=self.name) from None
 
     def migrate_live(self, destination: LibvirtHost, xml: str, persistent_xml: str, migration_uri: str | None) -> None:
         """Migrate the running guest live to ``destination`` (virDomainMigrate3), which keeps it defined.

@@ -152,6 +152,9 @@ options:
       - V(never) only reports RV(restart_required). V(if_needed) shuts it down gracefully and starts it again.
       - A guest that another client shut off before the restart is left off (its next boot takes the new
         definition), with a warning.
+      - A shut-off guest with a managed save image (C(virsh managedsave)) resumes at its next start the layout
+        saved with it, so it is compared as a running guest is and can report RV(restart_required). V(if_needed)
+        neither starts it nor discards its saved state; it stays saved, with a warning.
     type: str
     choices: [never, if_needed]
     default: never
@@ -364,11 +367,13 @@ changes:
   elements: str
   sample: ["cpu/numa/cell[0]/cpus: None -> '0-3'", "numatune/memnode[0]/nodeset: None -> '0'"]
 restart_required:
-  description: Whether any running guest must be restarted to run with its new definition.
+  description:
+    - Whether any running guest must be restarted to run with its new definition, or any shut-off guest with a
+      managed save image must boot once more after it resumes.
   returned: always
   type: bool
 restart_required_guests:
-  description: Names of the running guests that must be restarted.
+  description: Names of the guests of RV(restart_required).
   returned: always
   type: list
   elements: str

@@ -293,7 +293,9 @@ guests:
       description: As RV(guests[].alignment), for the persistent definition (what the next boot runs).
       type: dict
     pending:
-      description: Whether a running guest's persistent definition differs from what runs, in the owned parts.
+      description:
+        - Whether a running guest's persistent definition differs from what runs, in the owned parts.
+        - For a shut-off guest with a managed save image, whether its definition differs from what the image resumes.
       type: bool
     pending_changes:
       description: "Those differences, as C(path: running -> defined)."

@@ -15,9 +15,14 @@ Live calls (pinning, vCPU enable) are recorded only; a device attached ``persist
 definition and one attached ``live`` to the running guest's XML, so a second run sees the DIMMs.
 
 Another client: ``FakeGuest.concurrent_edits`` change the definition right before each re-read ahead of
-a define; ``FakeHost.meanwhile`` runs an action (``boot``, ``shut_off``, ``suspend``, ``undefine``) right
-before a given call of the run.  ``undefine`` leaves a running guest transient (it goes when it stops), as
-libvirt does; a suspended guest cannot be asked to shut down, only powered off.
+a define; ``FakeHost.meanwhile`` runs an action (``boot``, ``shut_off``, ``suspend``, ``managed_save``,
+``undefine``) right before a given call of the run.  ``undefine`` leaves a running guest transient (it goes when
+it stops), as libvirt does; a suspended guest cannot be asked to shut down, only powered off.
+
+Managed save (``virsh managedsave``): ``FakeHost.managed_save`` stops a running guest and keeps its running XML
+as the image (``FakeGuest.saved``); the next ``start`` resumes that XML, not the definition, and drops the
+image.  ``FakeGuest.saved_unreadable`` stands for a driver that has managed save but cannot read an image's XML
+(libvirt's test driver).
 """
 
 from __future__ import annotations
@@ -119,6 +124,10 @@ class FakeGuest:
         self.persistent = True
         # Running, but paused (virsh suspend): libvirt refuses to ask it to shut down.
         self.paused = False
+        # The XML of its managed save image (virsh managedsave), None without one: the next start resumes it.
+        self.saved: str | None = None
+        # A driver that cannot read the image's XML (virDomainManagedSaveGetXMLDesc unsupported).
+        self.saved_unreadable = False
 
     def _call(self, method: str, *args: Any) -> None:
         self.host.record(self.name, method, args)
@@ -189,7 +198,21 @@ class FakeGuest:
             raise LibvirtOperationError(
                 "starting the guest: Requested operation is not valid: already running", self.name
             )
-        self.live = self.xml
+        self.resume_or_boot()
+
+    def resume_or_boot(self) -> None:
+        """libvirt's start: a managed save image is resumed (and removed), else the definition boots."""
+        self.live, self.saved = (self.saved, None) if self.saved is not None else (self.xml, None)
+
+    def has_managed_save(self) -> bool:
+        self._call("has_managed_save")
+        return self.saved is not None
+
+    def managed_save_xml(self) -> str | None:
+        self._call("managed_save_xml")
+        if self.host.guests.get(self.name) is not self or self.saved_unreadable:
+            return None
+        return self.saved
 
     def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None:
         self._call("pin_vcpu_live", vcpu, tuple(sorted(cpus)), host_cpus)
@@ -264,9 +287,15 @@ class FakeHost:
         self.actions.setdefault((guest, method), []).append(action)
 
     def boot(self, name: str) -> None:
-        """Another client starts ``name`` (virsh start)."""
+        """Another client starts ``name`` (virsh start): it resumes its managed save image when it has one."""
+        self.guests[name].resume_or_boot()
+
+    def managed_save(self, name: str) -> None:
+        """Another client saves the running ``name`` and stops it (virsh managedsave): its next start resumes it."""
         guest = self.guests[name]
-        guest.live = guest.xml
+        assert guest.live is not None, f"{name} is not running"
+        guest.saved = guest.live
+        guest.stopped()
 
     def shut_off(self, name: str) -> None:
         """Another client powers ``name`` off (virsh destroy)."""
@@ -282,7 +311,16 @@ class FakeHost:
 
     def writes(self) -> list[Call]:
         """Every call that changes a guest or a definition."""
-        reads = {"is_running", "running_if_defined", "memory_kib", "inactive_xml", "live_xml", "xml_if_defined"}
+        reads = {
+            "is_running",
+            "running_if_defined",
+            "memory_kib",
+            "inactive_xml",
+            "live_xml",
+            "xml_if_defined",
+            "has_managed_save",
+            "managed_save_xml",
+        }
         return [call for call in self.calls if call.guest and call.method not in reads]
 
     def guest_names(self) -> list[str]:
@@ -296,6 +334,10 @@ class FakeHost:
     def autostart_names(self) -> list[str]:
         self.record("", "autostart_names")
         return sorted(self.autostart & set(self.guests))
+
+    def managed_save_names(self) -> list[str]:
+        self.record("", "managed_save_names")
+        return [name for name, guest in sorted(self.guests.items()) if guest.saved is not None]
 
     def definitions(self) -> list[tuple[FakeGuest, str]]:
         self.record("", "definitions")

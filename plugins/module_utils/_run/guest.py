@@ -27,7 +27,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import D
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
-__all__ = ["GuestRequest", "Planned", "Reading", "spec_for"]
+__all__ = ["GuestRequest", "Planned", "Reading", "saved_state_warning", "spec_for"]
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,10 @@ class Planned:
     target: DomainNuma
     changes: list[Change]
     new_xml: str | None
+    # The vCPUs online in what runs (or, for a saved guest, in what its next start resumes).
     online: set[int] | None = None
-    # Owned values where the running guest differs from the target: what only a new boot brings.
+    # Owned values where the running guest (or the saved one: ``saved``) differs from the target: what only a new
+    # boot brings.
     pending: list[Change] = field(default_factory=list)
     # The definition as it is, parsed (for its locality before the change).
     current: DomainNuma | None = None
@@ -129,10 +131,17 @@ class Planned:
     auto: AutoChoice | None = None
     # A running guest's memory devices by alias -> what each has plugged now (live <current>).
     plugged: dict[str, int] = field(default_factory=dict)
+    # Shut off with a managed save image (virsh managedsave): its next start resumes the saved state, which runs
+    # the layout saved with it (``pending`` compares that with the target), not a boot of the definition.
+    saved: bool = False
 
     def needs_restart(self) -> bool:
-        """Whether a running guest needs a restart to run as defined."""
-        if not self.running:
+        """Whether the guest needs a boot to run as defined: a running guest, or a saved one (``saved``).
+
+        Both are compared as they run or will resume (``pending``), and with the definition's own changes.  A
+        saved guest is not started by a restart (``_run/restart.py``): it says so and keeps ``restart_required``.
+        """
+        if not (self.running or self.saved):
             return False
         adding = (
             self.plan is not None
@@ -143,3 +152,12 @@ class Planned:
         # A definition changed by an earlier run (restart: never) still waits for its boot: the running
         # guest is compared too, not just the definition.
         return any(change.kind.waits_for_boot(adding) for change in [*self.changes, *self.pending])
+
+
+def saved_state_warning(name: str) -> str:
+    """What a guest whose managed save image holds a layout the definition changes must be told (``Planned.saved``)."""
+    return (
+        f"guest {name}: has a managed save image (virsh managedsave): its next start resumes the saved state, "
+        "which runs the layout saved with it, not this definition; the new layout takes effect when the guest boots "
+        f"after a shutdown. virsh managedsave-remove {name} discards the saved state (what runs in it is lost)"
+    )

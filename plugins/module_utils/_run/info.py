@@ -10,7 +10,9 @@ For each selected guest the report says where its cells live on the host and how
 memory is (``_core.placement``).  A running guest is judged by its live definition, since that is what
 runs; ``pending`` says whether its persistent definition (what the next boot runs) differs in the
 parts the collection owns, and ``defined_alignment`` gives the alignment of that definition.  A
-guest that is not running is judged by its persistent definition.
+guest that is not running is judged by its persistent definition.  One with a managed save image
+(``virsh managedsave``) is too (``source: inactive``), but its next start resumes the image, not the
+definition: ``pending`` compares the image's XML with the definition as a running guest's is.
 
 Free memory and free hugepages come from the connection.  With ``host_capabilities`` they are
 reported only when the connection's host has the same node ids (the figures would otherwise be
@@ -181,16 +183,26 @@ def _guest(
         # A broken stored spec is reported, not fatal: the report is what shows it.
         spec, held, spec_error = None, None, str(error.naming(name))
     current, source, current_root = defined, "inactive", defined_root
+    # What the next start resumes instead of booting the definition: a managed save image's XML.
+    resumed: DomainNuma | None = None
     if entry.active:
         live_xml = entry.guest.xml_if_defined(live=True)
         if live_xml is not None:
             current_root = parse_xml(live_xml, f"the running guest {name}", root_tag="domain")
             current = DomainNuma.from_domain(current_root)
             source = "live"
+    elif entry.saved:
+        # None: started or removed since the listing, or a driver that cannot read it (then nothing is pending).
+        image_xml = entry.guest.managed_save_xml()
+        if image_xml is not None:
+            resumed = DomainNuma.from_domain(parse_xml(image_xml, f"the managed save image of guest {name}", "domain"))
     binding = binding_from_domain(current, name, running=entry.active, autostart=entry.autostart)
     placement = place_guest(topology, binding)
-    pending = current.waiting_for_boot(defined, host_cpus) if source == "live" else []
-    if pending:
+    if source == "live":
+        pending = current.waiting_for_boot(defined, host_cpus)
+    else:
+        pending = resumed.waiting_for_boot(defined, host_cpus) if resumed is not None else []
+    if pending and source == "live":
         defined_binding = binding_from_domain(defined, name, running=entry.active, autostart=entry.autostart)
         defined_placement = place_guest(topology, defined_binding)
     else:

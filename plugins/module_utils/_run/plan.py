@@ -11,6 +11,10 @@
 host's capacity with every plan in place (``_run/capacity.py``).  A guest that cannot be read or
 planned fails alone.  ``Planner.replan`` plans one guest again from a definition (or a running state)
 another client changed since (``_run/apply.py:fresh``).
+
+A shut-off guest with a managed save image (``virsh managedsave``) is not planned as an ordinary shut-off one:
+its next start resumes the saved state, which runs the layout saved with it.  Its image's XML is compared with
+the target as a running guest's live XML is (``Planned.saved``, ``Planned.pending``).
 """
 
 from __future__ import annotations
@@ -52,7 +56,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import (
     room_for,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.capacity import check_fit, layout_held, place
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned, Reading, spec_for
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import (
+    GuestRequest,
+    Planned,
+    Reading,
+    saved_state_warning,
+    spec_for,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
@@ -116,6 +126,8 @@ class Planner:
         readings: dict[str, Reading] = {}
         wanted = set(names)
         running = set(self.host.running_names())
+        # One listing of the guests with a managed save image, when a requested guest may have one (it is shut off).
+        saved = set(self.host.managed_save_names()) if not wanted <= running else set()
         autostart = set(self.host.autostart_names()) if self.capacity != "ignore" else set()
         counted: dict[str, GuestBinding] = {}
         unread: list[str] = []
@@ -177,7 +189,8 @@ class Planner:
                 # Without its own definition: the guest is what is being placed.
                 room = without_guest(host_room, request.name)
             try:
-                item = self.plan_one(request, reading, taken, reading.guest.name in running, room)
+                listed = reading.guest.name
+                item = self.plan_one(request, reading, taken, listed in running, room, listed in saved)
             except VnumaError as error:
                 outcome[index] = error.naming(request.name)
                 continue
@@ -313,8 +326,16 @@ class Planner:
         taken: Mapping[int, str],
         running: bool,
         room: CapacityReport | None = None,
+        saved: bool = False,
     ) -> Planned:
-        """Plan one guest; ``room`` is what the host has left for it (mode auto; None: worked out here)."""
+        """Plan one guest; ``room`` is what the host has left for it (mode auto; None: worked out here).
+
+        ``saved``: the guest has a managed save image (ignored when it runs).  Its next start resumes the image, so
+        the image's XML is compared with the target as a running guest's is, and a layout that only a boot brings
+        makes it need a restart, with a warning that says why (``saved_state_warning``).  An image whose XML cannot
+        be read (gone since the listing, or a driver without the call) leaves the definition's changes to decide.
+        """
+        saved = saved and not running
         guest, xml, root = reading.guest, reading.xml, reading.root
         if isinstance(root, VnumaError):
             raise root  # plan_all reports a definition that does not parse without planning it
@@ -385,7 +406,15 @@ class Planner:
             # What only a boot brings; hot-plugged vCPUs make the running guest differ without one.  Live pins
             # among them are taken live (_run/live.py), so a rerun converges a guest whose pins differ.
             pending = live.waiting_for_boot(target, self.topology.cpu_node)
-        return Planned(
+        elif saved:
+            image_xml = guest.managed_save_xml()
+            if image_xml is not None:
+                what = f"the managed save image of guest {request.name}"
+                image = DomainNuma.from_domain(parse_xml(image_xml, what, root_tag="domain"))
+                # As for a running guest: what resumes is compared, and vCPUs it runs count for a hot-add.
+                online = image.online_vcpus()
+                pending = image.waiting_for_boot(target, self.topology.cpu_node)
+        planned = Planned(
             request,
             guest,
             xml,
@@ -401,13 +430,23 @@ class Planner:
             warnings=warnings,
             auto=choice,
             plugged=plugged,
+            saved=saved,
         )
+        if saved and planned.needs_restart():
+            planned.warnings.append(saved_state_warning(request.name))
+        return planned
 
     def replan(self, item: Planned, xml: str, running: bool) -> Planned:
-        """``item`` planned again on ``xml`` and ``running`` (the guest as another client left it), checked to fit."""
+        """``item`` planned again on ``xml`` and ``running`` (the guest as another client left it), checked to fit.
+
+        A guest that ran at the plan and is shut off now is asked whether it has a managed save image (one call):
+        another client may have saved it (``virsh managedsave``) instead of shutting it down.  Otherwise the guest
+        keeps what the plan found.
+        """
         name = item.request.name
         root = parse_xml(xml, f"the definition of guest {name}", root_tag="domain")
-        item = self.plan_one(item.request, Reading.of(item.guest, xml, root), self.taken, running)
+        saved = item.saved if running == item.running else not running and item.guest.has_managed_save()
+        item = self.plan_one(item.request, Reading.of(item.guest, xml, root), self.taken, running, saved=saved)
         self.replanned[name] = item
         place(self.topology, [item], self.autostart)
         if self.capacity != "ignore":

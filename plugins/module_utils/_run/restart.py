@@ -13,6 +13,12 @@ started again, one after the other.
 Only a guest this batch brought down is started.  A guest another client shut off since the plan needs no
 restart: it stays off, and its next boot takes the new definition.  A paused guest cannot shut down
 (libvirt refuses to ask it): with ``force`` it is powered off with the others, without it fails alone.
+
+A guest with a managed save image (``virsh managedsave``) is never started nor its image discarded: a start
+would resume the saved state, with the layout saved in it, and a boot would need the image removed, losing what
+ran.  It stays saved and keeps ``restart_required``, whether it was saved when planned (``Planned.saved``), saved
+by another client instead of shutting down (found shut off), or saved while this batch waited for it to stop
+(asked once, right before its start).
 """
 
 from __future__ import annotations
@@ -41,8 +47,16 @@ def restart_together(
 
     After the deadline the guests still running are powered off with ``force``, and so are the paused
     ones; without it they are left running, the others are started again, and each guest that did not
-    stop or start gets its error in its result.  A guest found shut off is left off, with a warning.
+    stop or start gets its error in its result.  A guest found shut off is left off, with a warning.  A guest
+    with a managed save image is left saved (in check mode too), with a warning.
     """
+    restarting = []
+    for item, result in batch:
+        if item.saved:
+            _left_saved(result)
+        else:
+            restarting.append((item, result))
+    batch = restarting
     for _item, result in batch:
         # A restart changes the running guest even when the definition was changed by an earlier run.
         result.restarted = True
@@ -64,7 +78,15 @@ def restart_together(
             result.wrote("shutdown requested")
             waiting.append(item.guest)
         elif answer == "shutoff":
-            _left_off(item, result)
+            try:
+                saved = item.guest.has_managed_save()
+            except VnumaError as error:
+                _failed(result, error)
+                continue
+            if saved:
+                _saved_by_another_client(item, result, "before its restart")
+            else:
+                _left_off(item, result)
         elif force:
             stuck.append(item.guest)
         else:
@@ -96,11 +118,45 @@ def restart_together(
         if result.error is not None or item.guest.name not in down:
             continue
         try:
+            # Another client may have saved it (virsh managedsave) while it was shutting down: a start would
+            # resume that state, with the layout it ran.
+            if item.guest.has_managed_save():
+                _saved_by_another_client(item, result, "while it shut down for its restart")
+                continue
             item.guest.start()
         except VnumaError as error:
             _failed(result, error)
             continue
         result.wrote("started")
+
+
+def _left_saved(result: GuestResult) -> None:
+    """A guest planned with a managed save image: not restarted (a start resumes the image), and still to restart."""
+    result.restarted = False
+    result.restart_required = True
+    result.warnings.append(
+        f"guest {result.name}: restart if_needed leaves a guest with a managed save image as it is: neither started "
+        "nor its saved state discarded; restart_required stays true"
+    )
+
+
+def _saved_by_another_client(item: Planned, result: GuestResult, when: str) -> None:
+    """A guest another client saved (virsh managedsave) instead of letting it restart: left saved, still to restart.
+
+    Its image holds the state it ran, planned as needing a restart; a rerun compares the image itself
+    (``Planner.plan_one``).
+    """
+    item.running = result.running = False
+    item.saved = True
+    result.restarted = False
+    result.restart_required = True
+    result.changed = bool(result.written)
+    result.warnings.append(
+        f"guest {result.name}: was saved by another client {when} (virsh managedsave); left saved, neither started "
+        "nor its saved state discarded: its next start resumes the saved state, which runs the layout saved with "
+        "it; the new layout takes effect when the guest boots after a shutdown. virsh managedsave-remove "
+        f"{result.name} discards the saved state (what runs in it is lost)"
+    )
 
 
 def _left_off(item: Planned, result: GuestResult) -> None:

@@ -153,3 +153,100 @@ def test_the_test_driver_agrees(host: LibvirtHost) -> None:
                 dom.destroy()
             if dom.isPersistent():
                 dom.undefine()
+
+
+# -- the managed save image (virsh managedsave): whether there is one, and the XML its next start resumes --------
+
+NO_IMAGE = "Requested operation is not valid: domain does not have managed save image"
+
+
+class SavedStandIn:
+    """A shut-off domain with (or without) a managed save image, as the QEMU driver answers; calls are recorded."""
+
+    def __init__(self, image: str | None, error: libvirt.libvirtError | None = None) -> None:
+        self.image = image
+        self.error = error
+        self.calls: list[tuple[str, int]] = []
+
+    def hasManagedSaveImage(self, flags: int = 0) -> int:
+        self.calls.append(("hasManagedSaveImage", flags))
+        return int(self.image is not None)
+
+    def managedSaveGetXMLDesc(self, flags: int = 0) -> str:
+        self.calls.append(("managedSaveGetXMLDesc", flags))
+        if self.error is not None:
+            raise self.error
+        if self.image is None:
+            raise libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID, NO_IMAGE)
+        return self.image
+
+
+def saved_guest(domain: SavedStandIn) -> LibvirtGuest:
+    return LibvirtGuest(domain, "db01")  # type: ignore[arg-type]
+
+
+def test_the_image_is_read_secure_as_a_definition_is() -> None:
+    # A restore is given this XML back: what libvirt counts as secret (a <graphics> passwd) must be in it.
+    domain = SavedStandIn("<domain/>")
+    assert saved_guest(domain).has_managed_save() is True
+    assert saved_guest(domain).managed_save_xml() == "<domain/>"
+    assert domain.calls == [
+        ("hasManagedSaveImage", 0),
+        ("managedSaveGetXMLDesc", libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE),
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        None,  # no image (any more): started or managedsave-remove'd since the listing
+        libvirt_error(libvirt.VIR_ERR_NO_SUPPORT, "this function is not supported by the connection driver"),
+        libvirt_error(libvirt.VIR_ERR_NO_DOMAIN, "Domain not found: no domain with matching uuid"),
+    ],
+    ids=["no-image", "driver-cannot-read-one", "undefined"],
+)
+def test_no_image_to_read_is_none(error: libvirt.libvirtError | None) -> None:
+    domain = SavedStandIn(None if error is None else "<domain/>", error)
+    assert saved_guest(domain).managed_save_xml() is None
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR, "failed to read qemu header"),
+            "guest db01: reading the guest's managed save image: failed to read qemu header",
+        ),
+        (
+            libvirt_error(
+                libvirt.VIR_ERR_OPERATION_INVALID, "End of file while reading data", domain=libvirt.VIR_FROM_RPC
+            ),
+            "guest db01: reading the guest's managed save image at libvirt: End of file while reading data",
+        ),
+    ],
+    ids=["unreadable-image", "connection"],
+)
+def test_any_other_error_reading_the_image_stays_an_error(error: libvirt.libvirtError, message: str) -> None:
+    with pytest.raises(LibvirtOperationError) as caught:
+        saved_guest(SavedStandIn("<domain/>", error)).managed_save_xml()
+    assert str(caught.value) == message
+
+
+def test_the_test_driver_has_managed_save_but_cannot_read_the_image(host: LibvirtHost) -> None:
+    conn = host.connection
+    name = "libvirt-guest-saved"
+    dom = conn.defineXML(small_test_domain(name))
+    try:
+        dom.create()
+        (listed,) = [item for item in host.guests() if item.name == name]
+        assert listed.has_managed_save() is False
+        dom.managedSave(0)
+        assert listed.has_managed_save() is True
+        assert listed.managed_save_xml() is None
+        # Its start resumes the image, and the image is gone.
+        listed.start()
+        assert (listed.is_running(), listed.has_managed_save()) == (True, False)
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)

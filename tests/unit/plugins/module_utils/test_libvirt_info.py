@@ -127,6 +127,19 @@ def test_listing_gives_state_and_autostart(host: LibvirtHost) -> None:
         host.connection = real
         assert fallback[name] == ("paused", True, True)
         dom.destroy()
+        # A managed save image (virsh managedsave) is listed for a shut-off guest, in the same four calls.
+        dom.create()
+        dom.managedSave(0)
+        saved = {entry.name: entry for entry in host.listing()}
+        assert (saved[name].state, saved[name].active, saved[name].saved, saved["test"].saved) == (
+            "shutoff",
+            False,
+            True,
+            False,
+        )
+        assert host.managed_save_names() == [name]
+        dom.managedSaveRemove(0)
+        assert {entry.name: entry.saved for entry in host.listing()}[name] is False
         # Undefined after the listing: the reads say so with None rather than failing.
         listed = {entry.name: entry for entry in host.listing()}[name]
         dom.undefine()

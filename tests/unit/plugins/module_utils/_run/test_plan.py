@@ -209,3 +209,104 @@ def test_fewer_vcpus_than_run_waits_for_the_boot_until_the_guest_restarts() -> N
     guest.start()
     (booted,) = Converger(hypervisor, TOPOLOGY).converge([request])
     assert (booted.changed, booted.restart_required) == (False, False)
+
+
+# -- a shut-off guest with a managed save image (virsh managedsave) --------------------------------------------
+
+ONE_CELL = {"mode": "node", "nodeset": "0", "cells": 1}
+
+
+def saved_with_one_cell(*others: str) -> FakeHost:
+    """Guest ``a`` given one cell, booted with it and saved (virsh managedsave); ``others`` shut off, as defined."""
+    hypervisor = fake("a", *others, running=("a",))
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", ONE_CELL)])
+    guest = hypervisor.guests["a"]
+    guest.destroy()
+    guest.start()
+    hypervisor.managed_save("a")
+    hypervisor.calls.clear()
+    return hypervisor
+
+
+def saved_warning(name: str) -> str:
+    return (
+        f"guest {name}: has a managed save image (virsh managedsave): its next start resumes the saved state, "
+        "which runs the layout saved with it, not this definition; the new layout takes effect when the guest boots "
+        f"after a shutdown. virsh managedsave-remove {name} discards the saved state (what runs in it is lost)"
+    )
+
+
+def test_a_saved_guest_is_compared_with_its_managed_save_image() -> None:
+    # Its next start resumes the image's one cell, whatever the definition says: a boot is needed.  It used to be
+    # planned as an ordinary shut-off guest ("restart_required: false": the next start brings the new layout).
+    hypervisor = saved_with_one_cell()
+    image = hypervisor.guests["a"].saved
+    (plan,) = Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", HOST)])
+    assert (plan.changed, plan.running, plan.restart_required, plan.restarted) == (True, False, True, False)
+    assert plan.warnings == [saved_warning("a")]
+    assert hypervisor.writes() == []
+    (applied,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert (applied.written, applied.restart_required) == (["definition"], True)
+    assert applied.warnings == [saved_warning("a")]
+    # The definition is as planned, the image still what it was: a rerun writes nothing and still says so.
+    (again,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert (again.changed, again.written, again.restart_required, again.warnings) == (
+        False,
+        [],
+        True,
+        [saved_warning("a")],
+    )
+    assert hypervisor.guests["a"].saved == image
+    # Started, it resumes the image (still pending); booted after a shutdown, it runs the definition.
+    guest = hypervisor.guests["a"]
+    guest.start()
+    assert guest.live == image
+    (resumed,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert (resumed.running, resumed.restart_required, resumed.warnings) == (True, True, [])
+    guest.destroy()
+    guest.start()
+    (booted,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert (booted.changed, booted.restart_required) == (False, False)
+
+
+def test_a_saved_guest_whose_image_holds_its_layout_needs_no_restart() -> None:
+    hypervisor = saved_with_one_cell()
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", ONE_CELL)])
+    assert (result.changed, result.restart_required, result.warnings) == (False, False, [])
+
+
+def test_the_image_is_read_only_for_a_saved_guest_and_listed_once() -> None:
+    # One listing of the guests with an image per run; an image is read for a guest that has one, nothing more.
+    hypervisor = saved_with_one_cell("b", "c")
+    Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest(name, HOST) for name in ("a", "b", "c")])
+    assert [call.guest for call in hypervisor.called("managed_save_names")] == [""]
+    assert [call.guest for call in hypervisor.called("managed_save_xml")] == ["a"]
+    assert hypervisor.called("has_managed_save") == []
+    # A call whose guests all run lists nothing: none of them can have an image.
+    running = fake("r", running=("r",))
+    Converger(running, TOPOLOGY, check_mode=True).converge([GuestRequest("r", HOST)])
+    assert running.called("managed_save_names") == []
+
+
+def test_a_saved_guest_whose_image_cannot_be_read_is_judged_by_its_changes() -> None:
+    # A driver with managed save but without virDomainManagedSaveGetXMLDesc (libvirt's test driver): what this
+    # run changes in the definition is all there is to go by.
+    hypervisor = saved_with_one_cell()
+    hypervisor.guests["a"].saved_unreadable = True
+    (plan,) = Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", HOST)])
+    assert (plan.restart_required, plan.warnings) == (True, [saved_warning("a")])
+    (same,) = Converger(hypervisor, TOPOLOGY, check_mode=True).converge([GuestRequest("a", ONE_CELL)])
+    assert (same.changed, same.restart_required, same.warnings) == (False, False, [])
+
+
+def test_a_guest_saved_by_another_client_before_its_define_is_planned_as_saved() -> None:
+    # Planned running; saved (virsh managedsave) before the re-read ahead of its define: planned again as saved.
+    hypervisor = fake("a", running=("a",))
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", ONE_CELL)])
+    hypervisor.guests["a"].destroy()
+    hypervisor.guests["a"].start()
+    hypervisor.meanwhile("a", "xml_if_defined", lambda: hypervisor.managed_save("a"))
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
+    assert (result.written, result.running, result.restart_required) == (["definition"], False, True)
+    assert result.warnings == [saved_warning("a")]
+    assert len(hypervisor.called("has_managed_save", "a")) == 1

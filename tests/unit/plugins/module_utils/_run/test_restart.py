@@ -177,3 +177,90 @@ def test_without_force_a_paused_guest_fails_alone_and_stays_paused() -> None:
     assert b.restarted
     assert hypervisor.guests["a"].paused and hypervisor.guests["a"].live is not None
     assert [call for call in lifecycle(hypervisor) if call[1] == "a"] == [("ask_shutdown", "a")]
+
+
+# -- guests with a managed save image (virsh managedsave): a start resumes it, never started nor discarded -------
+
+ONE_CELL = {"mode": "node", "nodeset": "0", "cells": 1}
+LEFT_SAVED = (
+    "restart if_needed leaves a guest with a managed save image as it is: neither started nor its saved state "
+    "discarded; restart_required stays true"
+)
+
+
+def saved(hypervisor: FakeHost, name: str) -> None:
+    """``name`` given one cell, booted with it, and saved (virsh managedsave)."""
+    restart(hypervisor).converge([GuestRequest(name, ONE_CELL)])
+    hypervisor.managed_save(name)
+    hypervisor.calls.clear()
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check-mode"])
+def test_a_saved_guest_is_left_saved_and_still_needs_its_restart(check_mode: bool) -> None:
+    hypervisor = running("a", "b")
+    saved(hypervisor, "a")
+    image = hypervisor.guests["a"].saved
+    converger = Converger(
+        hypervisor, TOPOLOGY, check_mode=check_mode, restart="if_needed", force=True, shutdown_timeout=0
+    )
+    a, b = converger.converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    assert (a.restarted, a.restart_required, a.running, a.error) == (False, True, False, None)
+    assert a.written == ([] if check_mode else ["definition"])
+    assert a.warnings[-1] == f"guest a: {LEFT_SAVED}"
+    assert any(warning.startswith("guest a: has a managed save image") for warning in a.warnings)
+    assert (b.restarted, b.restart_required) == (True, False)
+    # Neither started (a start resumes the image) nor discarded.
+    assert [call for call in lifecycle(hypervisor) if call[1] == "a"] == []
+    assert (hypervisor.guests["a"].saved, hypervisor.guests["a"].live) == (image, None)
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["without-force", "with-force"])
+def test_a_guest_saved_by_another_client_before_its_restart_stays_saved(force: bool) -> None:
+    # "Shut off" as ask_shutdown finds it, but its next start resumes the old layout: not the plain shut-off case.
+    hypervisor = running("a", "b")
+    hypervisor.meanwhile("a", "ask_shutdown", lambda: hypervisor.managed_save("a"))
+    a, b = restart(hypervisor, force=force).converge([GuestRequest(name, HOST) for name in ("a", "b")])
+    assert (a.written, a.restarted, a.restart_required, a.running, a.error) == (
+        ["definition"],
+        False,
+        True,
+        False,
+        None,
+    )
+    assert a.warnings == [
+        "guest a: was saved by another client before its restart (virsh managedsave); left saved, neither started "
+        "nor its saved state discarded: its next start resumes the saved state, which runs the layout saved with it; "
+        "the new layout takes effect when the guest boots after a shutdown. virsh managedsave-remove a discards the "
+        "saved state (what runs in it is lost)"
+    ]
+    assert hypervisor.guests["a"].saved is not None and hypervisor.guests["a"].live is None
+    assert ("start", "a") not in lifecycle(hypervisor) and ("destroy", "a") not in lifecycle(hypervisor)
+    assert (b.written, b.restarted) == (["definition", "shutdown requested", "started"], True)
+
+
+def test_a_guest_saved_by_another_client_while_it_shuts_down_is_not_started() -> None:
+    hypervisor = running("a")
+    # Asked to shut down, it is still going when another client saves it: the batch finds it down.
+    hypervisor.guests["a"].ignores_shutdown = True
+    hypervisor.meanwhile("a", "is_running", lambda: hypervisor.managed_save("a"))
+    (a,) = restart(hypervisor).converge([GuestRequest("a", HOST)])
+    assert (a.written, a.restarted, a.restart_required, a.running, a.error) == (
+        ["definition", "shutdown requested"],
+        False,
+        True,
+        False,
+        None,
+    )
+    assert a.warnings[0].startswith(
+        "guest a: was saved by another client while it shut down for its restart (virsh managedsave); left saved"
+    )
+    assert lifecycle(hypervisor) == [("ask_shutdown", "a")]
+    assert hypervisor.guests["a"].saved is not None
+
+
+def test_a_restart_asks_once_per_guest_it_brought_down_whether_it_was_saved() -> None:
+    # The one read a restart adds: right before each start.  Nothing else in a restart asks about images.
+    hypervisor = running(*NAMES)
+    restart(hypervisor).converge([GuestRequest(name, HOST) for name in NAMES])
+    assert [call.guest for call in hypervisor.called("has_managed_save")] == list(NAMES)
+    assert hypervisor.called("managed_save_xml") == []
