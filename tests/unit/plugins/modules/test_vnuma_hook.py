@@ -23,10 +23,11 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run import hook_install
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_install import HOOK_FILE, hook_sources
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_hook
+from ansible_collections.vnuma.libvirt.tests.support.hook_paths import HOOK_HOST, hook_params
 from tests.support.module_run import ModuleExit, run_module
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-CAPS = FIXTURES / "capabilities" / "seed-4node-ring.xml"
+CAPS = HOOK_HOST
 OTHER_CAPS = FIXTURES / "capabilities" / "intel-2s-smt2.xml"
 PLAIN_GUEST = """<domain type='qemu'>
   <name>plain</name>
@@ -38,17 +39,6 @@ PLAIN_GUEST = """<domain type='qemu'>
 """
 
 
-def _args(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "hooks_dir": str(tmp_path / "hooks"),
-        "lib_dir": str(tmp_path / "lib"),
-        "cache_path": str(tmp_path / "cache" / "host-capabilities.xml"),
-        "state_dir": str(tmp_path / "state"),
-        "host_capabilities": str(CAPS),
-        **extra,
-    }
-
-
 def _run(args: dict[str, Any], check_mode: bool = False, diff: bool = False) -> dict[str, Any]:
     return run_module(args, check_mode=check_mode, diff=diff, module=vnuma_hook)
 
@@ -58,7 +48,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_check_mode_writes_nothing_and_says_what_would_change(tmp_path: Path) -> None:
-    result = _run(_args(tmp_path), check_mode=True, diff=True)
+    result = _run(hook_params(tmp_path), check_mode=True, diff=True)
     assert result["changed"] is True
     assert result["cache_changed"] is True
     assert result["reload_required"] is True
@@ -68,7 +58,7 @@ def test_check_mode_writes_nothing_and_says_what_would_change(tmp_path: Path) ->
 
 
 def test_present_installs_a_hook_that_runs_from_its_own_copy(tmp_path: Path) -> None:
-    result = _run(_args(tmp_path))
+    result = _run(hook_params(tmp_path))
     hook = tmp_path / "hooks" / "qemu.d" / HOOK_FILE
     assert result["changed"] is True
     assert result["hook_path"] == str(hook)
@@ -102,12 +92,12 @@ def test_present_installs_a_hook_that_runs_from_its_own_copy(tmp_path: Path) -> 
 
 
 def test_a_second_run_changes_nothing_and_a_new_topology_only_the_cache(tmp_path: Path) -> None:
-    _run(_args(tmp_path))
+    _run(hook_params(tmp_path))
     before = _tree(tmp_path)
-    again = _run(_args(tmp_path))
+    again = _run(hook_params(tmp_path))
     assert (again["changed"], again["cache_changed"], again["reload_required"]) == (False, False, False)
     assert _tree(tmp_path) == before
-    grown = _run(_args(tmp_path, host_capabilities=str(OTHER_CAPS)))
+    grown = _run(hook_params(tmp_path, host_capabilities=str(OTHER_CAPS)))
     assert (grown["changed"], grown["cache_changed"]) == (True, True)
     after = _tree(tmp_path)
     assert after.pop("cache/host-capabilities.xml") == OTHER_CAPS.read_bytes()
@@ -120,20 +110,20 @@ def test_stale_and_edited_library_files_are_put_right(tmp_path: Path) -> None:
     foreign = tmp_path / "lib" / "site.py"
     foreign.parent.mkdir()
     foreign.write_text("kept = True\n")
-    _run(_args(tmp_path))
+    _run(hook_params(tmp_path))
     # A file of the hook's own package directories that the hook no longer needs (an earlier version's).
     old = "ansible_collections/vnuma/libvirt/plugins/module_utils/_core/old.py"
     stale = tmp_path / "lib" / old
     stale.write_text("x = 1\n")
     parse = tmp_path / "lib" / "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"
     parse.write_text("broken\n")
-    result = _run(_args(tmp_path), diff=True)
+    result = _run(hook_params(tmp_path), diff=True)
     assert result["changed"] is True
     assert not stale.exists()
     assert parse.read_text() == hook_sources()["ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"]
     assert f"library {old}" in result["diff"]["before"]
     assert f"library {old}" not in result["diff"]["after"]
-    _run(_args(tmp_path, state="absent"))
+    _run(hook_params(tmp_path, state="absent"))
     assert [path.name for path in (tmp_path / "lib").iterdir()] == ["site.py"]
     assert foreign.read_text() == "kept = True\n"
 
@@ -153,27 +143,27 @@ def _call_hook(tmp_path: Path, operation: str = "migrate") -> None:
 
 def test_the_hooks_bytecode_cache_leaves_the_install_unchanged(tmp_path: Path) -> None:
     """Once the hook has run, Python's __pycache__ beside the copy is neither a change nor removed."""
-    _run(_args(tmp_path))
+    _run(hook_params(tmp_path))
     _call_hook(tmp_path)
     lib = tmp_path / "lib"
     cached = sorted(path.relative_to(lib) for path in lib.rglob("*.pyc"))
     assert cached, "the hook's Python wrote no bytecode cache"
     assert all(path.parent.name == "__pycache__" for path in cached)
-    again = _run(_args(tmp_path), diff=True)
+    again = _run(hook_params(tmp_path), diff=True)
     assert again["changed"] is False
     assert "__pycache__" not in again["diff"]["before"]
     assert sorted(path.relative_to(lib) for path in lib.rglob("*.pyc")) == cached
     # A library file put right takes its stale bytecode with it; the others keep theirs.
     parse = lib / "ansible_collections/vnuma/libvirt/plugins/module_utils/_xml/parse.py"
     parse.write_text(parse.read_text() + "# edited\n")
-    fixed = _run(_args(tmp_path))
+    fixed = _run(hook_params(tmp_path))
     assert fixed["changed"] is True
     assert not list(parse.parent.glob("__pycache__/parse.*.pyc"))
     assert list(parse.parent.glob("__pycache__/migration.*.pyc"))
     _call_hook(tmp_path)
-    assert _run(_args(tmp_path))["changed"] is False
+    assert _run(hook_params(tmp_path))["changed"] is False
     # Removal takes the cache too.
-    _run(_args(tmp_path, state="absent"))
+    _run(hook_params(tmp_path, state="absent"))
     assert not lib.exists()
 
 
@@ -182,23 +172,23 @@ def test_reload_is_required_only_when_libvirtd_runs_no_qemu_hook_yet(tmp_path: P
     other.parent.mkdir(parents=True)
     other.write_text("#!/bin/sh\n")
     other.chmod(0o755)
-    result = _run(_args(tmp_path))
+    result = _run(hook_params(tmp_path))
     assert result["changed"] is True
     assert result["other_hooks"] == [str(other)]
     assert result["reload_required"] is False
 
 
 def test_absent_removes_everything_once(tmp_path: Path) -> None:
-    _run(_args(tmp_path))
-    checked = _run(_args(tmp_path, state="absent"), check_mode=True)
+    _run(hook_params(tmp_path))
+    checked = _run(hook_params(tmp_path, state="absent"), check_mode=True)
     assert checked["changed"] is True
     assert (tmp_path / "hooks" / "qemu.d" / HOOK_FILE).exists()
-    removed = _run(_args(tmp_path, state="absent"))
+    removed = _run(hook_params(tmp_path, state="absent"))
     assert (removed["changed"], removed["cache_changed"]) == (True, True)
     assert not (tmp_path / "hooks" / "qemu.d" / HOOK_FILE).exists()
     assert not (tmp_path / "lib").exists()
     assert not (tmp_path / "cache" / "host-capabilities.xml").exists()
-    again = _run(_args(tmp_path, state="absent"))
+    again = _run(hook_params(tmp_path, state="absent"))
     assert (again["changed"], again["cache_changed"]) == (False, False)
 
 
@@ -215,7 +205,7 @@ def test_absent_removes_everything_once(tmp_path: Path) -> None:
 )
 def test_refusals_write_nothing(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
     with pytest.raises(ModuleExit) as raised:
-        _run(_args(tmp_path, **extra))
+        _run(hook_params(tmp_path, **extra))
     assert raised.value.failed
     assert message in raised.value.result["msg"]
     assert list(tmp_path.iterdir()) == []
@@ -228,7 +218,7 @@ def test_a_shared_lib_dir_is_refused_and_its_files_are_kept(tmp_path: Path) -> N
     foreign.write_text("# someone else's\n")
     for state, check_mode in (("present", True), ("present", False), ("absent", False)):
         with pytest.raises(ModuleExit) as raised:
-            _run(_args(tmp_path, state=state), check_mode=check_mode, diff=True)
+            _run(hook_params(tmp_path, state=state), check_mode=check_mode, diff=True)
         assert raised.value.failed
         assert raised.value.result["msg"].startswith(
             f"lib_dir {tmp_path / 'lib'} holds ansible_collections/community/general/plugins/modules/foo.py (a file), "
@@ -246,7 +236,7 @@ def test_a_failed_write_fails_the_task_with_changed_and_what_was_written(
     hook = tmp_path / "hooks" / "qemu.d" / HOOK_FILE
     hook.mkdir(parents=True)
     with pytest.raises(ModuleExit) as refused:
-        _run(_args(tmp_path))
+        _run(hook_params(tmp_path))
     assert refused.value.result["msg"].startswith(f"hooks_dir {tmp_path / 'hooks'}: the hook script's path {hook}")
     assert not (tmp_path / "lib").exists()
     hook.rmdir()
@@ -260,7 +250,7 @@ def test_a_failed_write_fails_the_task_with_changed_and_what_was_written(
 
     monkeypatch.setattr(hook_install, "write_file", read_only)
     with pytest.raises(ModuleExit) as failed:
-        _run(_args(tmp_path), diff=True)
+        _run(hook_params(tmp_path), diff=True)
     result = failed.value.result
     assert failed.value.failed
     assert result["msg"].startswith(f"cannot write the hook script {hook}: Read-only file system (EROFS) (written ")
@@ -276,7 +266,7 @@ def test_a_hook_that_would_reach_libvirt_is_never_installed(monkeypatch: pytest.
     monkeypatch.setattr(hook_install, "_ENTRY", runner)
     monkeypatch.setattr(hook_install, "_HOOK_MODULES", hook_install._HOOK_MODULES | {runner})
     with pytest.raises(ModuleExit) as raised:
-        _run(_args(tmp_path))
+        _run(hook_params(tmp_path))
     assert (
         "the hook would import ansible_collections.vnuma.libvirt.plugins.module_utils._" in raised.value.result["msg"]
     )

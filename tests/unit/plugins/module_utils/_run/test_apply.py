@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
 from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost, domain_xml
+from ansible_collections.vnuma.libvirt.tests.support.full_disk import fill_after
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 TOPOLOGY = host("testdriver-default")
@@ -243,15 +243,7 @@ def test_a_backup_that_cannot_be_written_stops_the_define(tmp_path: Path) -> Non
 def test_a_full_backup_directory_stops_the_define_and_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A full file system takes the first 4096 bytes, then ENOSPC (tests/unit/plugins/module_utils/_run/test_backup.py).
-    real_write = os.write
-
-    def write(handle: int, data: bytes | memoryview) -> int:
-        if os.fstat(handle).st_size >= 4096:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(handle, bytes(data[:4096]))
-
-    monkeypatch.setattr(os, "write", write)
+    fill_after(monkeypatch)
     hypervisor = fake("a", "b")
     hypervisor.guests["a"].xml = described("d" * 20000)(hypervisor.guests["a"].xml)
     before = hypervisor.guests["a"].xml

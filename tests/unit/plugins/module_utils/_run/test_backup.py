@@ -23,6 +23,7 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import NAME_MAX, backup_name, write_backup
+from ansible_collections.vnuma.libvirt.tests.support.full_disk import fill_after
 
 # 2024-12-05 00:00:00 UTC and 42 ns.
 NOW = 1733356800_000000042
@@ -164,15 +165,7 @@ def test_the_file_is_written_whole_and_flushed_before_it_has_its_name(
 def test_a_full_file_system_leaves_no_file_and_the_error_names_the_path(
     tmp_path: Path, clock: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
-
-    def write(handle: int, data: bytes | memoryview) -> int:
-        # A tmpfs with one page left: the first 4096 bytes go, then ENOSPC.
-        if os.fstat(handle).st_size >= 4096:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(handle, bytes(data[:4096]))
-
-    monkeypatch.setattr(os, "write", write)
+    fill_after(monkeypatch)
     backups = tmp_path / "backups"
     backups.mkdir()
     with pytest.raises(LibvirtOperationError) as raised:

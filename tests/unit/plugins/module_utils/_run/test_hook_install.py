@@ -32,21 +32,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_install im
     hook_sources,
     install_hook,
 )
+from ansible_collections.vnuma.libvirt.tests.support.hook_paths import hook_params
 
-CAPS = Path(__file__).resolve().parents[3] / "fixtures" / "capabilities" / "seed-4node-ring.xml"
 LIBRARY = "ansible_collections/vnuma/libvirt/plugins/module_utils"
 HOOK_PY = f"{LIBRARY}/_run/hook.py"
-
-
-def _params(tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "hooks_dir": str(tmp_path / "hooks"),
-        "lib_dir": str(tmp_path / "lib"),
-        "cache_path": str(tmp_path / "cache" / "host-capabilities.xml"),
-        "state_dir": str(tmp_path / "state"),
-        "host_capabilities": str(CAPS),
-        **extra,
-    }
 
 
 def _snapshot(root: Path) -> dict[str, tuple[str, bytes | str]]:
@@ -126,7 +115,7 @@ def test_a_lib_dir_holding_what_the_installer_did_not_write_is_refused_untouched
     _write(lib / "README-mine.txt", "beside the tree: never read\n")
     before = _snapshot(tmp_path)
     with pytest.raises(SpecError) as refused:
-        install_hook(_params(tmp_path, state=state), check_mode)
+        install_hook(hook_params(tmp_path, state=state), check_mode)
     message = str(refused.value)
     assert f"lib_dir {lib} holds {named} " in message
     assert "which the hook's installer did not write" in message
@@ -140,28 +129,28 @@ def test_a_foreign_directory_is_named_by_its_first_file(tmp_path: Path) -> None:
     _write(lib / "ansible_collections/community/general/plugins/modules/foo.py")
     _write(lib / "ansible_collections/community/general/galaxy.yml")
     with pytest.raises(SpecError, match=r"holds ansible_collections/community/general/galaxy\.yml \(a file\)"):
-        install_hook(_params(tmp_path), check_mode=True)
+        install_hook(hook_params(tmp_path), check_mode=True)
 
 
 def test_the_installer_writes_only_in_the_package_directories_it_owns(tmp_path: Path) -> None:
     owned = {f"{LIBRARY}/_core", f"{LIBRARY}/_xml", f"{LIBRARY}/_run"}
     assert {os.path.dirname(path) for path in hook_sources()} == owned
-    result = install_hook(_params(tmp_path), check_mode=False)
+    result = install_hook(hook_params(tmp_path), check_mode=False)
     assert _library(tmp_path / "lib") == set(hook_sources()) == set(result["files"])
 
 
 def test_stale_files_go_and_absent_removes_only_the_hooks_files_and_the_directories_left_empty(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     _write(lib / "site.py", "kept = True\n")  # beside the tree: someone else's, never touched
-    install_hook(_params(tmp_path), check_mode=False)
+    install_hook(hook_params(tmp_path), check_mode=False)
     stale = lib / LIBRARY / "_core" / "retired.py"  # a file an earlier version of the hook needed
     _write(stale, "x = 1\n")
-    updated = install_hook(_params(tmp_path), check_mode=False)
+    updated = install_hook(hook_params(tmp_path), check_mode=False)
     assert not stale.exists()
     assert updated["changed"] is True
     assert updated["written"] == [f"library file {LIBRARY}/_core/retired.py removed"]
 
-    removed = install_hook(_params(tmp_path, state="absent"), check_mode=False)
+    removed = install_hook(hook_params(tmp_path, state="absent"), check_mode=False)
     assert removed["changed"] is True
     assert removed["written"][0] == f"hook script {_hook(tmp_path)} removed"
     assert removed["written"][-1] == f"topology cache {tmp_path / 'cache' / 'host-capabilities.xml'} removed"
@@ -187,7 +176,7 @@ def test_an_interpreter_path_with_whitespace_is_refused_before_anything_is_writt
     interpreter = _venv_under(tmp_path / "opt" / "my tools" / "venv")
     before = _snapshot(tmp_path)
     with pytest.raises(SpecError) as refused:
-        install_hook(_params(tmp_path, interpreter=interpreter), check_mode=False)
+        install_hook(hook_params(tmp_path, interpreter=interpreter), check_mode=False)
     assert f"interpreter {interpreter!r} has whitespace in its path" in str(refused.value)
     assert "the kernel ends the interpreter of a script's #! line at the first space or tab" in str(refused.value)
     assert _snapshot(tmp_path) == before
@@ -199,14 +188,14 @@ def test_an_interpreter_path_too_long_for_the_kernels_shebang_buffer_is_refused(
     assert size > 127
     before = _snapshot(tmp_path)
     with pytest.raises(SpecError) as refused:
-        install_hook(_params(tmp_path, interpreter=interpreter), check_mode=False)
+        install_hook(hook_params(tmp_path, interpreter=interpreter), check_mode=False)
     assert f"makes the hook script's #! line {size} bytes long, above the limit of 127" in str(refused.value)
     assert "before Linux 5.1 (256 since)" in str(refused.value)
     assert _snapshot(tmp_path) == before
 
 
 def test_state_absent_does_not_check_the_interpreter(tmp_path: Path) -> None:
-    removed = install_hook(_params(tmp_path, state="absent", interpreter="/opt/my tools/python"), check_mode=False)
+    removed = install_hook(hook_params(tmp_path, state="absent", interpreter="/opt/my tools/python"), check_mode=False)
     assert removed["changed"] is False
 
 
@@ -219,9 +208,9 @@ def test_the_written_script_is_run_once_as_libvirtd_runs_it(tmp_path: Path, monk
         return original(path)
 
     monkeypatch.setattr(hook_install, "_run_installed", spy)
-    install_hook(_params(tmp_path), check_mode=True)
+    install_hook(hook_params(tmp_path), check_mode=True)
     assert calls == []
-    install_hook(_params(tmp_path), check_mode=False)
+    install_hook(hook_params(tmp_path), check_mode=False)
     assert calls == [str(_hook(tmp_path))]
     assert original(str(_hook(tmp_path))) is None
 
@@ -238,7 +227,7 @@ def test_a_script_that_fails_a_pass_through_call_is_removed_and_the_run_fails(
     # A library this interpreter cannot run (as a newer collection's code on an old Python would be).
     _broken_library(monkeypatch, "import vnuma_no_such_module")
     with pytest.raises(VnumaError) as failed:
-        install_hook(_params(tmp_path), check_mode=False)
+        install_hook(hook_params(tmp_path), check_mode=False)
     hook = _hook(tmp_path)
     message = str(failed.value)
     assert message.startswith(
@@ -260,7 +249,7 @@ def test_a_script_that_hangs_is_removed_after_the_timeout(tmp_path: Path, monkey
     _broken_library(monkeypatch, "import time; time.sleep(60)")
     monkeypatch.setattr(hook_install, "_CHECK_TIMEOUT", 1)
     with pytest.raises(VnumaError, match="prepare begin -' did not end within 1 seconds") as failed:
-        install_hook(_params(tmp_path), check_mode=False)
+        install_hook(hook_params(tmp_path), check_mode=False)
     assert not _hook(tmp_path).exists()
     assert failed.value.details["changed"] is True
 
@@ -320,7 +309,7 @@ def test_a_path_in_the_way_is_refused_before_anything_is_written(
         _write(tmp_path / "cache" / "host-capabilities.xml")
     before = _snapshot(tmp_path)
     with pytest.raises(SpecError) as refused:
-        install_hook(_params(tmp_path, state=state), check_mode=False)
+        install_hook(hook_params(tmp_path, state=state), check_mode=False)
     assert message.format(root=tmp_path) in str(refused.value)
     assert _snapshot(tmp_path) == before
 
@@ -338,7 +327,7 @@ def test_a_write_that_fails_names_the_path_and_lists_what_was_written(
 
     monkeypatch.setattr(hook_install, "write_file", read_only_qemu_d)
     with pytest.raises(VnumaError) as failed:
-        install_hook(_params(tmp_path), check_mode=False)
+        install_hook(hook_params(tmp_path), check_mode=False)
     cache = tmp_path / "cache" / "host-capabilities.xml"
     assert str(failed.value) == (
         f"cannot write the hook script {hook}: Read-only file system (EROFS) (written before the failure: "
@@ -354,7 +343,7 @@ def test_a_write_that_fails_names_the_path_and_lists_what_was_written(
 def test_a_removal_that_fails_names_the_path_and_lists_what_was_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_hook(_params(tmp_path), check_mode=False)
+    install_hook(hook_params(tmp_path), check_mode=False)
     cache = tmp_path / "cache" / "host-capabilities.xml"
     original = os.unlink
 
@@ -365,7 +354,7 @@ def test_a_removal_that_fails_names_the_path_and_lists_what_was_removed(
 
     monkeypatch.setattr(hook_install.os, "unlink", busy_cache)
     with pytest.raises(VnumaError) as failed:
-        install_hook(_params(tmp_path, state="absent"), check_mode=False)
+        install_hook(hook_params(tmp_path, state="absent"), check_mode=False)
     assert str(failed.value).startswith(f"cannot remove the topology cache {cache}: Device or resource busy (EBUSY)")
     assert str(failed.value).endswith(
         f"(written before the failure: hook script {_hook(tmp_path)} removed; "
