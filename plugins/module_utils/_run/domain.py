@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -145,6 +146,14 @@ def _check_backup_dir(path: Any) -> None:
         raise SpecError(f"{where} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SpecError(f"{where} is not writable")
+    mode = os.stat(existing).st_mode
+    if existing == target and mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        # A backup is what a definition is restored from: any user could replace one here.
+        raise SpecError(
+            f"{where} is writable by every user (mode {stat.S_IMODE(mode):04o}) without the sticky bit: another user "
+            "could replace a backup before it is restored; remove that permission (chmod o-w) or choose another "
+            "directory"
+        )
 
 
 def validate_run_options(params: Mapping[str, Any]) -> None:

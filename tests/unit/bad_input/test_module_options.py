@@ -52,7 +52,7 @@ def entry(**options: Any) -> dict[str, Any]:
 
 
 # (module, arguments, exact message).  "{a}", "{b}", "{web}" are guests defined for the test (a random
-# prefix), "{tmp}" a scratch directory holding a regular file "file".
+# prefix), "{tmp}" a scratch directory holding a regular file "file" and a directory "open" of mode 0777.
 CASES = [
     # -- name, guests, exclude: their shapes
     pytest.param("domain", {"name": ""}, "name is empty: give the name of a defined guest", id="name-empty"),
@@ -332,6 +332,13 @@ CASES = [
     ),
     pytest.param(
         "domain",
+        {"name": "{a}", "backup": True, "backup_dir": "{tmp}/open"},
+        "backup_dir '{tmp}/open' is writable by every user (mode 0777) without the sticky bit: another user could "
+        "replace a backup before it is restored; remove that permission (chmod o-w) or choose another directory",
+        id="backup-dir-writable-by-all",
+    ),
+    pytest.param(
+        "domain",
         {"name": "{a}", "reserved_memory": "lots"},
         f"reserved_memory: 'lots' {SIZE}",
         id="reserved-memory-word",
@@ -427,6 +434,9 @@ def names(conn: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
     made = {"prefix": prefix, "a": f"{prefix}-a", "b": f"{prefix}-b", "web1": f"{prefix}-web1"}
     made["web"] = f"{prefix}-web[1]"
     (tmp_path / "file").write_text("not a directory\n")
+    # A directory every user may write to, without the sticky bit of /tmp.
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o777)
     made["tmp"] = str(tmp_path)
     try:
         for key in ("a", "b", "web1", "web"):
