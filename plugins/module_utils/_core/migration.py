@@ -13,7 +13,8 @@ source share them on the destination; a cell spread over several source nodes ge
 nodes.  Among the node choices where every cell's memory fits (with what other guests hold) and its
 dedicated CPUs are free, the planner takes the one whose distances between cells are closest to the
 guest's own: the sum over cell pairs of |guest distance - host distance| is the smallest; every choice
-is examined up to ``EXHAUSTIVE_CHOICES``, above that the cells are placed one by one, largest first.
+is examined up to ``EXHAUSTIVE_CHOICES``, above that the cells are placed one by one, most constrained
+first, backtracking on a dead end.
 The pins and memory nodes then come from the spec's own rules (``_core/partitioner.py:bind_cells``).
 
 Pure: no Ansible, libvirt or lxml.  ``_xml/migration.py`` reads a ``MovingGuest`` from a domain XML and
@@ -32,6 +33,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity impor
     CapacityError,
     CapacityReport,
     check_capacity,
+    counts,
     device_kib,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
@@ -43,6 +45,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
     DEDICATED_PINNINGS,
     EMULATOR_PINS,
+    EMULATOR_THREADS,
     MEMORY_MODES,
     PINNINGS,
 )
@@ -71,11 +74,13 @@ __all__ = [
     "MovingCell",
     "MovingGuest",
     "check_destination",
+    "named_cpus",
     "plan_destination",
 ]
 
 # Complete choices (one node set per group of cells) examined one by one; a 4-cell guest on an 8-node
-# host has 8^4 = 4096.  Above it the groups are placed one at a time, largest first.
+# host has 8^4 = 4096.  Above it the groups are placed one at a time, most constrained first, backtracking on
+# a dead end, with at most as many node sets tried.
 EXHAUSTIVE_CHOICES = 20000
 # Node sets of one size a group may take, at most; above it the sets grown nearest first from each node.
 _MAX_SETS = 256
@@ -110,6 +115,8 @@ class MovingGuest:
     threads: int = 1
     memory_mode: str = "strict"
     emulator_pin: str = "none"
+    # The spec's emulator_threads: isolate gives the emulator one more dedicated host CPU of its own.
+    emulator_threads: str = "share"
     # Memory devices (DIMM, virtio-mem): each is bound like the cell it targets on the destination, so its
     # memory counts with that cell's in the node choice (at ``_core/capacity.py:device_kib`` of a running guest).
     dimms: tuple[DimmBinding, ...] = ()
@@ -121,6 +128,7 @@ class MovingGuest:
             ("pinning", self.pinning, PINNINGS),
             ("memory_mode", self.memory_mode, MEMORY_MODES),
             ("emulator_pin", self.emulator_pin, EMULATOR_PINS),
+            ("emulator_threads", self.emulator_threads, EMULATOR_THREADS),
         ):
             if value not in choices:
                 raise SpecError(f"{name} {value!r} is not one of {', '.join(choices)}", self.name)
@@ -142,6 +150,11 @@ class MovingGuest:
     @property
     def dedicated(self) -> bool:
         return self.pinning in DEDICATED_PINNINGS
+
+    @property
+    def isolates_emulator(self) -> bool:
+        """``emulator_threads: isolate`` under dedicated pinning (the spec allows it under no other)."""
+        return self.emulator_threads == "isolate" and self.dedicated
 
 
 @dataclass(frozen=True)
@@ -271,6 +284,8 @@ class _Group:
     devices_kib: int = 0
     # What the group binds on its nodes, by page size (None: normal pages): the cells and their devices.
     demand: tuple[tuple[int | None, int], ...] = ()
+    # 1 for the group whose nodes take the isolated emulator CPU (emulator_threads isolate), else 0.
+    emulator: int = 0
 
     @property
     def total_kib(self) -> int:
@@ -279,7 +294,8 @@ class _Group:
     def text(self) -> str:
         """The group's memory and vCPUs for a message: ``512 MiB and 1 GiB of memory devices, 2 vCPUs``."""
         devices = f" and {format_kib(self.devices_kib)} of memory devices" if self.devices_kib else ""
-        return f"{format_kib(self.memory_kib)}{devices}, {self.vcpus} vCPUs"
+        emulator = " and the isolated emulator's CPU" if self.emulator else ""
+        return f"{format_kib(self.memory_kib)}{devices}, {self.vcpus} vCPUs{emulator}"
 
 
 def _cells_text(cells: Sequence[int]) -> str:
@@ -297,10 +313,14 @@ class _Planner:
         topology: HostTopology,
         report: CapacityReport | None,
         taken: Mapping[int, str],
+        named: Mapping[int, str] | None = None,
     ) -> None:
         self.guest = guest
         self.topology = topology
         self.taken = dict(taken)
+        # Host CPUs dedicated pins may not take: other guests' dedicated CPUs and the CPUs their pins name
+        # (the capacity check refuses a dedicated CPU another guest's pins name, _core/capacity.py).
+        self.blocked = {**dict(named or {}), **self.taken} if guest.dedicated else dict(self.taken)
         self.normal_page = min(topology.page_sizes_kib, default=4)
         self.rooms: dict[int | None, dict[int, int]] = {}
         self.report = report
@@ -379,7 +399,14 @@ class _Planner:
                     demand=tuple(sorted(demand.items(), key=lambda item: (item[0] is not None, item[0] or 0))),
                 )
             )
-        return sorted(groups, key=lambda group: group.cells[0])
+        groups.sort(key=lambda group: group.cells[0])
+        if self.guest.isolates_emulator:
+            # The partitioner's rule (_core/iothreads.py:isolation_node): the emulator's CPU is on the node of
+            # guest cell 0, else of the next cell with CPUs; counted here with the first group that has vCPUs.
+            first = next((index for index, group in enumerate(groups) if group.vcpus), None)
+            if first is not None:
+                groups[first] = replace(groups[first], emulator=1)
+        return groups
 
     def room(self, page: int | None) -> dict[int, int]:
         """Destination node -> KiB of ``page`` memory (None: normal) other guests leave free."""
@@ -395,11 +422,11 @@ class _Planner:
         return self.rooms[page]
 
     def free_threads(self, node: int) -> int:
-        return sum(1 for cpu in self.topology.node(node).usable_cpus if cpu not in self.taken)
+        return sum(1 for cpu in self.topology.node(node).usable_cpus if cpu not in self.blocked)
 
     def free_cores(self, node: int, width: int) -> int:
         return sum(
-            1 for core in self.topology.node(node).cores if len(core) >= width and not self.taken.keys() & set(core)
+            1 for core in self.topology.node(node).cores if len(core) >= width and not self.blocked.keys() & set(core)
         )
 
     def cpu_units(self, group: _Group, nodes: tuple[int, ...]) -> tuple[str, int, dict[int, int]]:
@@ -407,9 +434,9 @@ class _Planner:
         threads = self.threads_on(nodes)
         if self.guest.pinning == "core" or threads > 1:
             width = max(threads, 1)
-            cores = -(-group.vcpus // width) if threads > 1 else group.vcpus
+            cores = (-(-group.vcpus // width) if threads > 1 else group.vcpus) + group.emulator
             return "cores", cores, {node: self.free_cores(node, width) for node in nodes}
-        return "threads", group.vcpus, {node: self.free_threads(node) for node in nodes}
+        return "threads", group.vcpus + group.emulator, {node: self.free_threads(node) for node in nodes}
 
     def threads_on(self, nodes: Sequence[int]) -> int:
         """The guest core width dedicated pins keep whole on ``nodes``: 1 when their cores are narrower."""
@@ -555,9 +582,11 @@ class _Planner:
         usable = sorted({node for sets in options for node_set in sets for node in node_set})
         room = self.room(None)
         free = ", ".join(f"node {node} {format_kib(room.get(node, 0))}" for node in usable)
+        named = len(self.blocked) - len(self.taken)
         dedicated = (
-            f" and {self.guest.vcpus} dedicated host CPUs (pinning {self.guest.pinning}; "
-            f"{len(self.taken)} are dedicated to other guests)"
+            f" and {self.guest.vcpus + sum(group.emulator for group in self.groups)} dedicated host CPUs "
+            f"(pinning {self.guest.pinning}; {len(self.taken)} are dedicated to other guests"
+            f"{f', {named} more are named in their pins' if named else ''})"
             if self.guest.dedicated
             else ""
         )
@@ -600,30 +629,63 @@ class _Planner:
             if best is None:
                 raise self.refuse(options)
             return best, considered, f"exhaustive over {considered} choices"
-        # Largest groups first; each takes the set that keeps its distances to those placed closest.
-        order = sorted(range(len(self.groups)), key=lambda index: (-self.groups[index].total_kib, index))
+        return self.backtrack(options)
+
+    def backtrack(self, options: list[list[tuple[int, ...]]]) -> tuple[list[tuple[int, ...]], int, str]:
+        """Above ``EXHAUSTIVE_CHOICES``: place the groups one at a time, most constrained first, backtracking.
+
+        The group with the fewest candidate sets goes first (then the largest memory); each tries its sets
+        best first (``key`` with the groups already placed) and, at a dead end, the group before it takes
+        its next set.  At most ``EXHAUSTIVE_CHOICES`` sets are tried in all.
+        """
+        order = sorted(range(len(self.groups)), key=lambda i: (len(options[i]), -self.groups[i].total_kib, i))
         chosen: dict[int, tuple[int, ...]] = {}
-        considered = 0
-        for index in order:
-            best_set, best_key = None, None
+        tried = 0
+        # The deepest dead end: how many groups were placed, and the group that found no set beside them.
+        stuck: tuple[int, int] = (-1, order[0])
+
+        def place(depth: int) -> bool:
+            nonlocal tried, stuck
+            if depth == len(order):
+                return True
+            index = order[depth]
+            ranked = []
             for node_set in options[index]:
-                considered += 1
+                if tried >= EXHAUSTIVE_CHOICES:
+                    break
+                tried += 1
                 trial = {**chosen, index: node_set}
                 placed = sorted(trial)
                 groups = [self.groups[i] for i in placed]
                 sets = [trial[i] for i in placed]
-                if not self.feasible(groups, sets):
-                    continue
-                key = self.key(groups, sets)
-                if best_key is None or key < best_key:
-                    best_set, best_key = node_set, key
-            if best_set is None:
-                raise self.refuse([[] if i == index else sets for i, sets in enumerate(options)])
-            chosen[index] = best_set
+                if self.feasible(groups, sets):
+                    ranked.append((self.key(groups, sets), node_set))
+            for _key, node_set in sorted(ranked):
+                chosen[index] = node_set
+                if place(depth + 1):
+                    return True
+                del chosen[index]
+            if depth > stuck[0]:
+                stuck = (depth, index)
+            return False
+
+        if not place(0):
+            if tried < EXHAUSTIVE_CHOICES:
+                # Every combination was ruled out: the groups fit alone, not all at once.
+                raise self.refuse(options)
+            depth, index = stuck
+            group = self.groups[index]
+            beside = sorted(cell for i in order[:depth] for cell in self.groups[i].cells)
+            where = f"beside {_cells_text(beside)}" if beside else "on any destination node"
+            raise PlacementError(
+                f"found no place for guest {_cells_text(group.cells)} ({group.text()}) {where} within "
+                f"{EXHAUSTIVE_CHOICES} tries of node sets (the destination has more choices than are examined "
+                f"one by one); every guest cell fits the destination alone"
+            )
         return (
             [chosen[i] for i in range(len(self.groups))],
-            considered,
-            f"greedy, largest cells first, {considered} sets tried",
+            tried,
+            f"most constrained cells first, backtracking, {tried} sets tried",
         )
 
     # -- the plan ---------------------------------------------------------------------------------
@@ -643,12 +705,13 @@ class _Planner:
         threads = self.threads_on([node for nodes in choice for node in nodes])
         shape = GuestShape(vcpus=guest.vcpus, name=guest.name)
 
-        def bind(emulator_pin: str) -> Any:
+        def bind(emulator_pin: str, emulator_threads: str = "share") -> Any:
             spec = VnumaSpec(
                 mode="node",
                 pinning=guest.pinning,
                 memory_mode=guest.memory_mode,
                 emulator_pin=emulator_pin,
+                emulator_threads=emulator_threads,
                 hugepages_kib=page,
             )
             return bind_cells(
@@ -659,15 +722,20 @@ class _Planner:
                 [cell.vcpus for cell in guest.cells],
                 [cell.memory_kib for cell in guest.cells],
                 threads,
-                self.taken,
+                self.blocked,
             )
 
-        bound = bind("nodes" if guest.emulator_pin == "nodes" else "none")
+        isolate = guest.isolates_emulator
+        # Under isolate, the partitioner's own rule (_core/iothreads.py:isolated_emulator_cpu): one more dedicated CPU.
+        bound = bind("none", "isolate") if isolate else bind("nodes" if guest.emulator_pin == "nodes" else "none")
         try:
             shared = bound.emulator_pins if guest.emulator_pin == "nodes" else bind("nodes").emulator_pins
         except PlacementError:
             # Every CPU of the chosen nodes runs a dedicated vCPU: I/O threads float with the emulator.
             shared = None
+        if shared is not None and isolate:
+            # Not the isolated emulator's CPU: it is held (bound.held) as a vCPU's would be.
+            shared = tuple(cpu for cpu in shared if cpu not in bound.held) or None
         pins = {vcpu: cpus for vcpu, cpus in enumerate(bound.vcpu_pins or ()) if cpus}
         cells = tuple(
             CellPlan(
@@ -693,7 +761,7 @@ class _Planner:
             memory_mode=guest.memory_mode,
             numatune_nodes=bound.numatune_nodes,
             vcpu_pins=pins,
-            emulator_pins=bound.emulator_pins if guest.emulator_pin == "nodes" else None,
+            emulator_pins=bound.emulator_pins if guest.emulator_pin == "nodes" or isolate else None,
             shared_cpus=shared or (),
             held_cpus=bound.held,
             distance_error=error,
@@ -710,6 +778,8 @@ class _Planner:
         )
         kept = "the guest's distances kept exactly" if error == 0 else f"distance error {error} (sum over cell pairs)"
         text = f"{moves}; {kept}; {how}"
+        if self.guest.isolates_emulator:
+            text += "; emulator threads isolated on a dedicated host CPU of their own"
         if self.guest.dedicated and self.guest.threads > 1 and threads == 1:
             text += (
                 f"; the destination's cores have fewer than {self.guest.threads} threads: "
@@ -723,20 +793,37 @@ def plan_destination(
     topology: HostTopology,
     report: CapacityReport | None = None,
     taken_cpus: Mapping[int, str] | None = None,
+    others: Iterable[GuestBinding] = (),
 ) -> DestinationPlan:
     """Plan ``guest``'s host-side bindings on the destination ``topology``.
 
     ``report`` is the destination's capacity check without this guest (what other guests hold per
     node; None: the nodes are empty); ``taken_cpus`` maps the host CPUs other guests hold for
-    themselves to their names (``report.dedicated`` when None).  Raises ``PlacementError`` naming the
-    guest, the cell and the limit when no choice of nodes holds it.
+    themselves to their names (``report.dedicated`` when None).  ``others`` are the destination's guests
+    as the capacity check counts them (``check_destination``): under dedicated pinning the CPUs their pins
+    name are not taken either.  Raises ``PlacementError`` naming the guest, the cell and the limit when no
+    choice of nodes holds it.
     """
     taken = dict(taken_cpus) if taken_cpus is not None else dict(report.dedicated) if report is not None else {}
     taken = {cpu: name for cpu, name in taken.items() if name != guest.name}
     try:
-        return _Planner(guest, topology, report, taken).plan()
+        return _Planner(guest, topology, report, taken, named_cpus(others, guest.name)).plan()
     except VnumaError as error:
         raise error.naming(guest.name) from None
+
+
+def named_cpus(others: Iterable[GuestBinding], guest: str) -> dict[int, str]:
+    """Host CPU -> a guest other than ``guest`` whose pins name it (vCPU, default, emulator), of the counted guests.
+
+    The capacity check's rule (``_core/capacity.py:_cpu_problems``: ``counts``, ``GuestBinding.explicit_cpus``):
+    a dedicated CPU one of these names is refused, so dedicated pinning does not take one.
+    """
+    named: dict[int, str] = {}
+    for binding in others:
+        if binding.name != guest and counts(binding):
+            for cpu in sorted(binding.explicit_cpus()):
+                named.setdefault(cpu, binding.name)
+    return named
 
 
 def check_destination(

@@ -27,9 +27,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import D
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
     moving_guest_from_xml,
     rewrite_host_bindings,
+    stored_spec_of_move,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
 __all__ = ["others_running", "rebind_for_host"]
 
@@ -64,11 +64,11 @@ def rebind_for_host(domain_xml: str, cache_path: str, running: Sequence[tuple[st
     family when the guest cannot fit (naming the guest, cell and limit) or the topology cache is missing.
     """
     root = parse_xml(domain_xml, "the domain XML libvirt gave the hook", root_tag="domain")
-    if read_stored_spec(root) is None:
+    if stored_spec_of_move(root) is None:
         return None
     topology = read_cache(cache_path)
     guest = moving_guest_from_xml(domain_xml)
     others = others_running(topology, running)
-    plan = plan_destination(guest, topology, check_capacity(topology, place_guests(topology, others)))
+    plan = plan_destination(guest, topology, check_capacity(topology, place_guests(topology, others)), others=others)
     check_destination(topology, others, plan)
     return rewrite_host_bindings(domain_xml, plan)

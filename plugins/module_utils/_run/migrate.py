@@ -163,7 +163,7 @@ class _Destination:
         return check_destination(self.topology, self.others, plan, self.unread)
 
     def plan(self, guest: MovingGuest) -> DestinationPlan:
-        return plan_destination(guest, self.topology, self.report, self.taken)
+        return plan_destination(guest, self.topology, self.report, self.taken, self.others)
 
 
 def _as_planned(guest: MovingGuest) -> MovingGuest:

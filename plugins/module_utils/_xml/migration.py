@@ -23,6 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration impo
     MovingCell,
     MovingGuest,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Vcpupin
@@ -42,6 +43,7 @@ __all__ = [
     "moving_guest_from_xml",
     "rewrite_host_bindings",
     "rewrite_root",
+    "stored_spec_of_move",
 ]
 
 # What a move may change (docs/migration.md): the host side, nothing the guest sees.
@@ -102,13 +104,29 @@ def _pinning(numa: DomainNuma) -> str:
     return "thread" if all(len(pin.cpuset) == 1 for pin in numa.vcpupins) else "node"
 
 
+def stored_spec_of_move(root: etree._Element) -> VnumaSpec | None:
+    """The spec stored in the domain ``root``'s metadata (None when it has none), for a guest that moves.
+
+    A stored spec this collection cannot read (corrupt, or written by a newer one) refuses the move, saying
+    which part failed and how to write it again.
+    """
+    try:
+        return read_stored_spec(root)
+    except VnumaError as error:
+        raise type(error)(
+            f"its spec stored in <metadata> cannot be read: {error.message}; run vnuma.libvirt.vnuma_domain "
+            "with the spec's options on the source to write it again, then move the guest",
+            _name(root),
+        ) from None
+
+
 def moving_guest_from_root(root: etree._Element, source: HostTopology | None = None) -> MovingGuest:
     """What the destination planner needs of the domain ``root``: cells, distances, and how it pins and binds."""
     name = _name(root)
     try:
         numa = DomainNuma.from_domain(root)
         binding = binding_from_domain(numa, name)
-        spec = read_stored_spec(root)
+        spec = stored_spec_of_move(root)
         cells = tuple(
             MovingCell(
                 id=cell.id,
@@ -133,7 +151,13 @@ def moving_guest_from_root(root: etree._Element, source: HostTopology | None = N
             pinning=spec.pinning if spec is not None else _pinning(numa),
             threads=numa.topology.threads if numa.topology is not None else 1,
             memory_mode=spec.memory_mode if spec is not None else (modes[0] if modes else "strict"),
-            emulator_pin="nodes" if numa.emulatorpin is not None else "none",
+            # Under emulator_threads isolate the <emulatorpin> is the emulator's own dedicated CPU, not the nodes'.
+            emulator_pin="none"
+            if spec is not None and spec.isolates_emulator
+            else "nodes"
+            if numa.emulatorpin is not None
+            else "none",
+            emulator_threads=spec.emulator_threads if spec is not None else "share",
             dimms=binding.dimms,
             source=source,
         )

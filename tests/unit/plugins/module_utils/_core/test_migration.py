@@ -13,13 +13,16 @@ host cores for a guest's cores, other guests' dedicated CPUs and memory left alo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core import migration
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
+    EXHAUSTIVE_CHOICES,
     DestinationPlan,
     MovingCell,
     MovingGuest,
@@ -36,6 +39,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import HostShape, build_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
@@ -230,14 +234,14 @@ def test_dedicated_cpus_refusal_names_the_unit() -> None:
     assert "4 free host threads for pinning thread" in message
 
 
-def test_many_cells_are_placed_greedily_and_stay_whole() -> None:
-    """Sixteen cells on a sixteen-node host: too many choices to try all, placed largest first."""
+def test_many_cells_are_placed_one_at_a_time_and_stay_whole() -> None:
+    """Sixteen cells on a sixteen-node host: too many choices to try all, placed one group at a time."""
     layout = laid_out("large-16node-1024cpu", 64, 64 * GIB, mode="host", pinning="core")
     destination = host("large-16node-1024cpu")
     guest = moving(layout)
     plan = plan_destination(guest, destination)
     check_plan(plan, guest, destination)
-    assert "greedy" in plan.why
+    assert "most constrained cells first, backtracking" in plan.why
     assert plan.distance_error == 0
 
 
@@ -359,3 +363,91 @@ def test_the_check_after_the_plan_refuses_what_other_guests_leave_no_room_for() 
         check_destination(destination, [resident], plan)
     assert str(caught.value).startswith("guest db01: the guests do not fit the host (1 problem): ")
     assert "capacity" in caught.value.details
+
+
+def packed_16() -> tuple[MovingGuest, HostTopology]:
+    """Nine cells on sixteen nodes (more than EXHAUSTIVE_CHOICES choices): three big cells pack one way only.
+
+    Node 0 has 10 GiB, node 1 6 GiB, the others 1 GiB: the 6 GiB cell must take node 1, and both 5 GiB cells
+    node 0.  Largest first without backtracking put the 6 GiB cell on node 0 and had nowhere for cell 2.
+    """
+    memory = [10 * GIB, 6 * GIB] + [1 * GIB] * 14
+    destination = parse_capabilities(
+        build_capabilities(HostShape(sockets=2, nodes_per_socket=8, cores_per_node=2, memory_kib=memory))
+    )
+    sizes = [6 * GIB, 5 * GIB, 5 * GIB] + [64 * MIB] * 6
+    cells = tuple(MovingCell(id=i, vcpus=(i,), memory_kib=size, source_nodes=(i,)) for i, size in enumerate(sizes))
+    return MovingGuest(name="db01", vcpus=len(cells), cells=cells, pinning="node"), destination
+
+
+def test_the_search_above_the_limit_backtracks_to_a_fit() -> None:
+    guest, destination = packed_16()
+    plan = plan_destination(guest, destination)
+    check_plan(plan, guest, destination)
+    assert [cell.host_nodes for cell in plan.cells[:3]] == [(1,), (0,), (0,)]
+    assert "most constrained cells first, backtracking" in plan.why
+    assert plan.considered <= EXHAUSTIVE_CHOICES
+
+
+def test_the_search_that_runs_out_of_tries_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No "none of the nodes can hold it" for a cell that fits alone: the search says it stopped."""
+    monkeypatch.setattr(migration, "EXHAUSTIVE_CHOICES", 8)
+    guest, destination = packed_16()
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(guest, destination)
+    message = str(caught.value)
+    assert message.startswith("guest db01: found no place for guest cell ")
+    assert "within 8 tries" in message
+    assert "none of" not in message
+
+
+def test_dedicated_pins_leave_the_cpus_other_guests_pins_name() -> None:
+    """A running guest pinned (shared) to node 0's CPUs: a thread-pinned guest from node 0 goes elsewhere."""
+    ring = host("seed-4node-ring")
+    node0 = ring.node(0).usable_cpus
+    resident = GuestBinding(
+        name="web01",
+        cells=(CellBinding(0, (0, 1), 512 * MIB, "strict", (0,)),),
+        vcpu_cpus={0: node0, 1: node0},
+        running=True,
+    )
+    guest = MovingGuest(name="db01", vcpus=2, cells=(MovingCell(0, (0, 1), 512 * MIB, None, (0,)),), pinning="thread")
+    report = check_capacity(ring, place_guests(ring, [resident]))
+    plan = plan_destination(guest, ring, report, others=[resident])
+    check_plan(plan, guest, ring)
+    assert plan.cells[0].host_nodes != (0,)
+    assert not set(plan.held_cpus) & set(node0)
+    check_destination(ring, [resident], plan)
+    # Shared pinning may share those CPUs: it stays on its node.
+    shared = plan_destination(replace(guest, pinning="node"), ring, report, others=[resident])
+    assert shared.cells[0].host_nodes == (0,)
+
+
+def test_an_isolated_emulator_keeps_a_dedicated_cpu_of_its_own() -> None:
+    """emulator_threads isolate: one more dedicated CPU on cell 0's node, held, and counted in the fit."""
+    ring = host("seed-4node-ring")
+    cells = (MovingCell(0, (0, 1), 512 * MIB, None, (0,)), MovingCell(1, (2, 3), 512 * MIB, None, (1,)))
+    guest = MovingGuest(name="db01", vcpus=4, cells=cells, pinning="thread", emulator_threads="isolate")
+    plan = plan_destination(guest, ring)
+    check_plan(plan, guest, ring)
+    assert plan.emulator_pins is not None and len(plan.emulator_pins) == 1
+    emulator = plan.emulator_pins[0]
+    assert emulator in plan.held_cpus
+    assert emulator not in {cpu for cpus in plan.vcpu_pins.values() for cpu in cpus}
+    assert emulator in ring.node(plan.cells[0].host_nodes[0]).usable_cpus
+    assert emulator not in plan.shared_cpus
+    assert "emulator threads isolated" in plan.why
+    check_destination(ring, [], plan)
+    # A cell with as many vCPUs as a node has CPUs leaves none for the emulator beside it.
+    width = len(ring.node(0).usable_cpus)
+    full = MovingGuest(
+        name="db01",
+        vcpus=width,
+        cells=(MovingCell(0, tuple(range(width)), 512 * MIB, None, (0,)),),
+        pinning="thread",
+        emulator_threads="isolate",
+    )
+    with pytest.raises(PlacementError) as caught:
+        plan_destination(full, ring)
+    assert f"({format_kib(512 * MIB)}, {width} vCPUs and the isolated emulator's CPU)" in str(caught.value)
+    assert f"{width} free host threads for pinning thread" in str(caught.value)

@@ -252,3 +252,36 @@ def test_the_plan_is_checked_with_the_running_guests_as_vnuma_migrate_checks_it(
     )
     (state / "web.xml").unlink()
     assert run_hook(["mig2-dimm", "migrate", "begin", "-"], arriving, cache_path, str(state)).status == 0
+
+
+SHARED_RESIDENT = """<domain type='kvm'><name>mig2-resident</name><memory unit='MiB'>512</memory><vcpu>2</vcpu>
+  <cputune><vcpupin vcpu='0' cpuset='0-7'/><vcpupin vcpu='1' cpuset='0-7'/></cputune>
+  <numatune><memnode cellid='0' mode='strict' nodeset='0-1'/></numatune>
+  <cpu><numa><cell id='0' cpus='0-1' memory='512' unit='MiB'/></numa></cpu></domain>
+"""
+
+
+def test_dedicated_pins_leave_the_cpus_running_guests_pins_name(tmp_path: Path) -> None:
+    """A running guest pinned (shared) to the CPUs of nodes 0-1, where a thread-pinned guest comes from."""
+    state = tmp_path / "qemu"
+    state.mkdir()
+    (state / "mig2-resident.xml").write_text(status_file(SHARED_RESIDENT))
+    named = set(range(8))
+    arriving = laid_out("seed-4node-ring", memory_gib=2, pinning="thread")
+    assert set().union(*host_side(arriving)[1].values()) & named
+    outcome = run_hook(["mig2-db", "migrate", "begin", "-"], arriving, cache("seed-4node-ring"), str(state))
+    assert outcome.status == 0, outcome.stderr
+    taken = set().union(*host_side(outcome.stdout)[1].values())
+    assert len(taken) == 8
+    assert not taken & named
+
+
+def test_a_stored_spec_that_cannot_be_read_is_refused_saying_so() -> None:
+    arriving = laid_out("intel-2s-smt2").replace("pinning='node'", "pinning='bogus'", 1)
+    outcome = run_hook(["mig2-db", "restore", "begin", "-"], arriving, cache("sparse-ids"), "/nonexistent")
+    assert outcome.status == 1
+    assert outcome.stderr.startswith(
+        "vnuma.libvirt hook: restore refused: guest mig2-db: its spec stored in <metadata> cannot be read: <vnuma>: "
+        "pinning 'bogus' is not one of"
+    )
+    assert "vnuma_domain with the spec's options" in outcome.stderr

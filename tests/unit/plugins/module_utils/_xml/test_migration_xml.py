@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
     HOST_SIDE_PATHS,
@@ -132,3 +132,35 @@ def test_restore_on_the_same_host_changes_nothing() -> None:
     assert etree.tostring(parse_xml(rewrite_host_bindings(text, plan), "x"), method="c14n") == etree.tostring(
         parse_xml(text, "x"), method="c14n"
     )
+
+
+def test_reader_keeps_an_isolated_emulator() -> None:
+    """emulator_threads isolate: the <emulatorpin> is the emulator's own CPU, planned again as one."""
+    text = _source("smt2-thread-pinning").replace(
+        "emulator_pin='nodes'", "emulator_pin='none' emulator_threads='isolate'"
+    )
+    text = text.replace("<emulatorpin cpuset='2-7,10-15,18-23,26-31'/>", "<emulatorpin cpuset='2'/>")
+    guest = moving_guest_from_xml(text)
+    assert (guest.emulator_threads, guest.emulator_pin) == ("isolate", "none")
+    plan = plan_destination(guest, host("smt2-far-siblings"))
+    assert plan.emulator_pins is not None and len(plan.emulator_pins) == 1
+    assert plan.emulator_pins[0] in plan.held_cpus
+    result = parse_xml(rewrite_host_bindings(text, plan), "domain")
+    assert result.find("cputune/emulatorpin").get("cpuset") == str(plan.emulator_pins[0])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("pinning='thread'", "pinning='bogus'", "pinning 'bogus' is not one of"),
+        ("device_locality='none'/>", "device_locality='none'><vnuma:whatever/></vnuma:vnuma>", "unknown child"),
+    ],
+)
+def test_a_stored_spec_that_cannot_be_read_says_so(old: str, new: str, problem: str) -> None:
+    text = _source("smt2-thread-pinning").replace(old, new, 1)
+    with pytest.raises(VnumaError) as caught:
+        moving_guest_from_xml(text)
+    message = str(caught.value)
+    assert message.startswith("guest smt2-thread: its spec stored in <metadata> cannot be read: <vnuma>")
+    assert problem in message
+    assert "vnuma_domain with the spec's options" in message
