@@ -68,6 +68,7 @@ __all__ = [
     "PoolCapacity",
     "check_capacity",
     "counts",
+    "named_cpus",
     "device_kib",
     "format_size",
     "with_guest",
@@ -80,6 +81,20 @@ CAPACITY_MODES = ("fail", "report", "ignore")
 def counts(binding: GuestBinding) -> bool:
     """Whether a guest takes from the host's capacity: it runs, or starts with the host."""
     return binding.running or binding.autostart
+
+
+def named_cpus(others: Iterable[GuestBinding], guest: str) -> dict[int, str]:
+    """Host CPU -> a guest other than ``guest`` whose pins name it (vCPU, default, emulator), of the counted guests.
+
+    What ``_cpu_problems`` refuses a dedicated CPU for, as a map: a planner of dedicated pinning (the migration
+    planner, ``_core/migration.py``) leaves these CPUs out so that its plan passes this check.
+    """
+    named: dict[int, str] = {}
+    for binding in others:
+        if binding.name != guest and counts(binding):
+            for cpu in sorted(binding.explicit_cpus()):
+                named.setdefault(cpu, binding.name)
+    return named
 
 
 def format_size(kib: int) -> str:

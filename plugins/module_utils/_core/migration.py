@@ -33,8 +33,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity impor
     CapacityError,
     CapacityReport,
     check_capacity,
-    counts,
     device_kib,
+    named_cpus,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
@@ -74,7 +74,6 @@ __all__ = [
     "MovingCell",
     "MovingGuest",
     "check_destination",
-    "named_cpus",
     "plan_destination",
 ]
 
@@ -810,20 +809,6 @@ def plan_destination(
         return _Planner(guest, topology, report, taken, named_cpus(others, guest.name)).plan()
     except VnumaError as error:
         raise error.naming(guest.name) from None
-
-
-def named_cpus(others: Iterable[GuestBinding], guest: str) -> dict[int, str]:
-    """Host CPU -> a guest other than ``guest`` whose pins name it (vCPU, default, emulator), of the counted guests.
-
-    The capacity check's rule (``_core/capacity.py:_cpu_problems``: ``counts``, ``GuestBinding.explicit_cpus``):
-    a dedicated CPU one of these names is refused, so dedicated pinning does not take one.
-    """
-    named: dict[int, str] = {}
-    for binding in others:
-        if binding.name != guest and counts(binding):
-            for cpu in sorted(binding.explicit_cpus()):
-                named.setdefault(cpu, binding.name)
-    return named
 
 
 def check_destination(
