@@ -61,12 +61,18 @@ def left_saved_warning(name: str) -> str:
     )
 
 
-def saved_one_cell(make_guest: GuestFactory, prefix: str) -> tuple[Guest, dict[str, Any]]:
-    """An idle guest given one cell, started and saved with it (virsh managedsave); its options."""
+def running_one_cell(make_guest: GuestFactory, prefix: str) -> tuple[Guest, dict[str, Any]]:
+    """An idle guest given one cell and started with it; its options."""
     guest = idle_guest(make_guest, prefix)
     options = {"name": guest.name, "mode": "node", "cells": 1}
     assert run_module(options)["changed"] is True
     guest.start()
+    return guest, options
+
+
+def saved_one_cell(make_guest: GuestFactory, prefix: str) -> tuple[Guest, dict[str, Any]]:
+    """An idle guest given one cell, started and saved with it (virsh managedsave); its options."""
+    guest, options = running_one_cell(make_guest, prefix)
     guest.dom.managedSave(0)
     assert (guest.dom.isActive(), guest.dom.hasManagedSaveImage(0)) == (0, 1)
     return guest, options
@@ -136,10 +142,7 @@ def test_a_saved_guest_saved_with_its_layout_needs_no_restart(make_guest: GuestF
 def test_a_guest_saved_by_another_client_before_its_define_is_planned_as_saved(
     make_guest: GuestFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    guest = idle_guest(make_guest, "vms-race-define")
-    options = {"name": guest.name, "mode": "node", "cells": 1}
-    run_module(options)
-    guest.start()
+    guest, options = running_one_cell(make_guest, "vms-race-define")
     fresh = Converger.fresh
 
     def saved_first(self: Converger, item: Any) -> Any:
@@ -163,10 +166,7 @@ def test_a_guest_saved_by_another_client_before_its_define_is_planned_as_saved(
 def test_a_guest_saved_by_another_client_before_its_restart_stays_saved(
     make_guest: GuestFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    guest = idle_guest(make_guest, "vms-race-restart")
-    options = {"name": guest.name, "mode": "node", "cells": 1}
-    run_module(options)
-    guest.start()
+    guest, options = running_one_cell(make_guest, "vms-race-restart")
     ask = LibvirtGuest.ask_shutdown
 
     def saved_first(self: LibvirtGuest) -> str:
