@@ -37,7 +37,8 @@ def fresh(planner: Planner, item: Planned) -> Planned:
     """``item`` planned on the definition and the running state as they are now (the same item when neither changed).
 
     The running state is read here too (``running_if_defined``): a guest another client started since the plan is
-    planned as running (it needs a restart), one it shut off as shut off.  A running guest that another client
+    planned as running (it needs a restart), one it shut off as shut off, and one it started and saved (``virsh
+    managedsave``) as saved.  A running guest that another client
     undefined is transient, its XML still readable: it counts as undefined, and stays transient.
     """
     name = item.request.name
@@ -48,9 +49,14 @@ def fresh(planner: Planner, item: Planned) -> Planned:
             raise LibvirtOperationError(
                 "was undefined by another client after this run read it; nothing was written for it", guest=name
             )
+        saved = None
         if xml == item.original_xml and running == item.running:
-            return item
-        item = planner.replan(item, xml, running)
+            # Shut off then and now, it may have run and been saved in between (virsh start, virsh managedsave):
+            # its next start would resume the old layout.  One call for each shut-off guest about to be written.
+            if running or item.saved or not item.guest.has_managed_save():
+                return item
+            saved = True
+        item = planner.replan(item, xml, running, saved)
         if not item.changes:
             return item
     raise LibvirtOperationError(

@@ -436,16 +436,17 @@ class Planner:
             planned.warnings.append(saved_state_warning(request.name))
         return planned
 
-    def replan(self, item: Planned, xml: str, running: bool) -> Planned:
+    def replan(self, item: Planned, xml: str, running: bool, saved: bool | None = None) -> Planned:
         """``item`` planned again on ``xml`` and ``running`` (the guest as another client left it), checked to fit.
 
-        A guest that ran at the plan and is shut off now is asked whether it has a managed save image (one call):
-        another client may have saved it (``virsh managedsave``) instead of shutting it down.  Otherwise the guest
-        keeps what the plan found.
+        ``saved`` when the caller knows whether the guest has a managed save image.  Otherwise a guest that ran at
+        the plan and is shut off now is asked (one call): another client may have saved it (``virsh managedsave``)
+        instead of shutting it down; any other guest keeps what the plan found.
         """
         name = item.request.name
         root = parse_xml(xml, f"the definition of guest {name}", root_tag="domain")
-        saved = item.saved if running == item.running else not running and item.guest.has_managed_save()
+        if saved is None:
+            saved = item.saved if running == item.running else not running and item.guest.has_managed_save()
         item = self.plan_one(item.request, Reading.of(item.guest, xml, root), self.taken, running, saved=saved)
         self.replanned[name] = item
         place(self.topology, [item], self.autostart)

@@ -82,12 +82,14 @@ def test_a_change_by_another_client_before_the_define_is_kept() -> None:
     assert result.written == ["definition"]
     assert "<description>kept</description>" in hypervisor.guests["a"].xml
     assert "<vnuma:vnuma" in hypervisor.guests["a"].xml
-    # Read with its state before the define (changed: planned anew), read again (unchanged), defined, read back.
+    # Read with its state before the define (changed: planned anew), read again (unchanged), asked for a managed
+    # save image (shut off: it may have run and been saved meanwhile), defined, read back.
     assert [call.method for call in hypervisor.calls if call.guest == "a"] == [
         "xml_if_defined",
         "running_if_defined",
         "xml_if_defined",
         "running_if_defined",
+        "has_managed_save",
         "define",
         "inactive_xml",
     ]
@@ -181,14 +183,39 @@ def test_a_guest_shut_off_by_another_client_before_its_define_is_planned_as_shut
     assert hypervisor.guests["a"].live is None
 
 
+def test_a_guest_started_and_saved_by_another_client_before_its_define_is_planned_as_saved() -> None:
+    # Shut off at the plan and at the define, its definition unchanged: only the image says that its next start
+    # resumes the old layout.  It used to be reported as needing no restart.
+    hypervisor = fake("a")
+
+    def started_and_saved() -> None:
+        hypervisor.boot("a")
+        hypervisor.managed_save("a")
+
+    hypervisor.meanwhile("a", "xml_if_defined", started_and_saved)
+    converger = Converger(hypervisor, TOPOLOGY, restart="if_needed", shutdown_timeout=0)
+    (result,) = converger.converge([GuestRequest("a", HOST)])
+    assert (result.running, result.restart_required, result.restarted, result.written) == (
+        False,
+        True,
+        False,
+        ["definition"],
+    )
+    assert any(warning.startswith("guest a: has a managed save image") for warning in result.warnings)
+    assert [call.method for call in hypervisor.writes()] == ["define"]
+    assert hypervisor.guests["a"].saved is not None
+
+
 def test_the_state_is_read_once_per_define_when_nothing_changed() -> None:
     # The cost of the re-read per defined guest: its definition and its state, one call each (the state is
-    # one libvirt call for a shut-off guest, two for a running one: _libvirt.py:LibvirtGuest.running_if_defined).
+    # one libvirt call for a shut-off guest, two for a running one: _libvirt.py:LibvirtGuest.running_if_defined),
+    # and for a shut-off guest whether it has a managed save image (another client may have started and saved it).
     hypervisor = fake("a")
     Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOST)])
     assert [call.method for call in hypervisor.calls if call.guest == "a"] == [
         "xml_if_defined",
         "running_if_defined",
+        "has_managed_save",
         "define",
         "inactive_xml",
     ]
