@@ -26,6 +26,8 @@ description:
   - After writing, the module runs the installed script once as libvirtd runs it for a call the hook passes
     through. A script that does not exit 0 within 30 seconds is removed again and the task fails, since libvirtd
     would fail every guest start with it.
+  - Every path option must be absolute. An empty one (an empty templated variable, say) is refused, never taken
+    for its default.
   - Paths in the way (a directory where the script or the cache goes, a file where a directory goes) are refused
     before anything is written. A write that fails later fails the task naming the path and the system's error;
     RV(written) and C(changed) then say what was written before the failure.

@@ -356,6 +356,18 @@ def _other_hooks(hooks_dir: str) -> list[str]:
     return [path for path in candidates if os.path.isfile(path) and os.access(path, os.X_OK)]
 
 
+def _path_option(params: Mapping[str, Any], option: str, default: str) -> str:
+    """``option``'s absolute path, ``default`` when it is not given.
+
+    An empty value is refused, not taken for the default: an empty templated variable must not install into, or
+    with ``state: absent`` remove from, the system's own directories.
+    """
+    value = params.get(option)
+    if value == "":
+        raise SpecError(f"{option} is empty: give an absolute path, or leave the option out for {default}")
+    return _check_path(option, default if value is None else value)
+
+
 def _check_path(option: str, value: Any) -> str:
     if not isinstance(value, str) or not os.path.isabs(value) or "\n" in value or "\0" in value:
         raise SpecError(f"{option} {value!r} is not an absolute path")
@@ -520,11 +532,11 @@ def install_hook(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     A failure after the first write is raised with ``details`` the module hands back: ``changed`` and
     ``written``, the list of what was written (or removed) before it, also ending the message.
     """
-    hooks_dir = _check_path("hooks_dir", params.get("hooks_dir") or DEFAULT_HOOKS_DIR)
-    lib_dir = _check_path("lib_dir", params.get("lib_dir") or DEFAULT_LIB_DIR)
-    cache_path = _check_path("cache_path", params.get("cache_path") or DEFAULT_CACHE_PATH)
-    state_dir = _check_path("state_dir", params.get("state_dir") or _hook.DEFAULT_STATE_DIR)
-    interpreter = _check_path("interpreter", params.get("interpreter") or sys.executable)
+    hooks_dir = _path_option(params, "hooks_dir", DEFAULT_HOOKS_DIR)
+    lib_dir = _path_option(params, "lib_dir", DEFAULT_LIB_DIR)
+    cache_path = _path_option(params, "cache_path", DEFAULT_CACHE_PATH)
+    state_dir = _path_option(params, "state_dir", _hook.DEFAULT_STATE_DIR)
+    interpreter = _path_option(params, "interpreter", sys.executable)
     hook_path = os.path.join(hooks_dir, "qemu.d", HOOK_FILE)
     state = params.get("state") or "present"
     if state not in STATES:

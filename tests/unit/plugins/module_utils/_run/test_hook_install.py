@@ -194,6 +194,24 @@ def test_an_interpreter_path_too_long_for_the_kernels_shebang_buffer_is_refused(
     assert _snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize(
+    ("option", "default"),
+    [
+        ("hooks_dir", hook_install.DEFAULT_HOOKS_DIR),
+        ("lib_dir", hook_install.DEFAULT_LIB_DIR),
+        ("cache_path", hook_install.DEFAULT_CACHE_PATH),
+        ("state_dir", "/run/libvirt/qemu"),
+        ("interpreter", sys.executable),
+    ],
+)
+def test_an_empty_path_is_refused_not_taken_for_the_default(state: str, option: str, default: str) -> None:
+    # An empty templated variable used to install into (or, absent, remove from) the host's own directories.
+    with pytest.raises(SpecError) as refused:
+        install_hook({**hook_params(Path("/nonexistent")), "state": state, option: ""}, check_mode=True)
+    assert str(refused.value) == f"{option} is empty: give an absolute path, or leave the option out for {default}"
+
+
 def test_state_absent_does_not_check_the_interpreter(tmp_path: Path) -> None:
     removed = install_hook(hook_params(tmp_path, state="absent", interpreter="/opt/my tools/python"), check_mode=False)
     assert removed["changed"] is False
