@@ -48,8 +48,9 @@ options:
   guests:
     description:
       - Names or shell patterns (V(db*)) of the guests to report.
-      - An entry that names no defined guest is a warning, as in M(vnuma.libvirt.vnuma_domain); V(*) finds none only
-        on a host without guests, which C(guest_count) says.
+      - An entry that names no defined guest is a warning, whether it is a pattern or a name
+        (M(vnuma.libvirt.vnuma_domain), which writes, fails on a name that names no guest); V(*) finds none only on
+        a host without guests, which C(guest_count) says.
     type: list
     elements: str
     default: ["*"]

@@ -26,7 +26,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import MAX_CPU_ID, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size, read_digits, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import kind, parse_size, read_digits, shown
 
 if TYPE_CHECKING:
     from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape
@@ -69,24 +69,6 @@ def filter_errors(filter_name: str, guest: str | None = None) -> Iterator[None]:
         yield
     except VnumaError as error:
         raise _fail(filter_name, str(error.naming(guest))) from error
-
-
-def kind(value: Any) -> str:
-    """The YAML/Jinja name of a value's type (ansible-core 2.19 passes tagged subclasses of the builtins)."""
-    if value is None:
-        return "None"
-    for name, types in (
-        ("bool", bool),
-        ("int", int),
-        ("float", float),
-        ("str", str),
-        ("bytes", bytes),
-        ("dict", Mapping),
-        ("list", (list, tuple, set, frozenset)),
-    ):
-        if isinstance(value, types):
-            return name
-    return type(value).__name__
 
 
 def is_omitted(value: Any) -> bool:

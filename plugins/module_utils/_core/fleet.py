@@ -42,6 +42,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     CALL_TIMEOUT_LIMITS,
     CONNECT_TIMEOUT_LIMITS,
     check_seconds,
+    kind,
     parse_size,
     read_digits,
     shown,
@@ -63,34 +64,24 @@ __all__ = [
 SPEC_SOURCES = ("stored", "stored, unreadable", "vnuma_fleet_spec, over the stored spec", "vnuma_fleet_spec")
 
 
-def _kind(value: Any) -> str:
-    # The YAML name of a value's type, for messages (the glue's kind() is not reachable from the pure layer).
-    for name, types in (("bool", bool), ("int", int), ("float", float), ("str", str), ("dict", Mapping)):
-        if isinstance(value, types):
-            return name
-    if isinstance(value, (list, tuple)):
-        return "list"
-    return "None" if value is None else type(value).__name__
-
-
 def _entry(index: int, entry: Any, step: str | None) -> dict[str, Any] | None:
     """One ``guests`` entry as a failure (None when it did not fail), refusing an entry of the wrong shape."""
     where = f"guests[{index}]"
     if not isinstance(entry, Mapping):
-        raise SpecError(f"{where} must be a dict (one guest's result), got {_kind(entry)}")
+        raise SpecError(f"{where} must be a dict (one guest's result), got {kind(entry)}")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
-        raise SpecError(f"{where}.name must be a guest name (a non-empty string), got {_kind(name)} {shown(name)}")
+        raise SpecError(f"{where}.name must be a guest name (a non-empty string), got {kind(name)} {shown(name)}")
     where = f"{where} ({name})"
     error = entry.get("error")
     if error is not None and not isinstance(error, str):
-        raise SpecError(f"{where}.error must be a message (a string) or null, got {_kind(error)}")
+        raise SpecError(f"{where}.error must be a message (a string) or null, got {kind(error)}")
     written = entry.get("written", [])
     if not isinstance(written, (list, tuple)) or not all(isinstance(item, str) for item in written):
-        raise SpecError(f"{where}.written must be a list of strings (what was written), got {_kind(written)}")
+        raise SpecError(f"{where}.written must be a list of strings (what was written), got {kind(written)}")
     changed = entry.get("changed", bool(written))
     if not isinstance(changed, bool):
-        raise SpecError(f"{where}.changed must be true or false, got {_kind(changed)} {shown(changed)}")
+        raise SpecError(f"{where}.changed must be true or false, got {kind(changed)} {shown(changed)}")
     if error is None:
         return None
     failure: dict[str, Any] = {"name": name}
@@ -108,14 +99,14 @@ def guest_failures(result: Any, step: Any = None) -> list[dict[str, Any]]:
     skipped) gives ``[]``, as does a result where no guest has an error.  The order is the result's.
     """
     if step is not None and (not isinstance(step, str) or not step.strip()):
-        raise SpecError(f"step must name the step (a non-empty string), got {_kind(step)} {shown(step)}")
+        raise SpecError(f"step must name the step (a non-empty string), got {kind(step)} {shown(step)}")
     if not isinstance(result, Mapping):
-        raise SpecError(f"the input must be the registered result of a vnuma_domain task (a dict), got {_kind(result)}")
+        raise SpecError(f"the input must be the registered result of a vnuma_domain task (a dict), got {kind(result)}")
     guests = result.get("guests")
     if guests is None:
         return []
     if not isinstance(guests, (list, tuple)):
-        raise SpecError(f"guests must be the list of per-guest results, got {_kind(guests)}")
+        raise SpecError(f"guests must be the list of per-guest results, got {kind(guests)}")
     failures = [_entry(index, entry, step) for index, entry in enumerate(guests)]
     return [failure for failure in failures if failure is not None]
 
@@ -124,7 +115,7 @@ def _options(value: Any, where: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise SpecError(f"{where} must be a dict of vnuma_domain options, got {_kind(value)}")
+        raise SpecError(f"{where} must be a dict of vnuma_domain options, got {kind(value)}")
     return value
 
 
@@ -149,19 +140,19 @@ def fleet_requests(guests: Any, spec: Any, overrides: Any, use_stored_spec: Any)
     {"spec": one of SPEC_SOURCES, "override": bool}}}``, in the order of ``guests``.
     """
     if not isinstance(guests, (list, tuple)):
-        raise SpecError(f"the input must be the guests vnuma_info read (a list), got {_kind(guests)}")
+        raise SpecError(f"the input must be the guests vnuma_info read (a list), got {kind(guests)}")
     if not isinstance(use_stored_spec, bool):
-        raise SpecError(f"use_stored_spec must be true or false, got {_kind(use_stored_spec)} {shown(use_stored_spec)}")
+        raise SpecError(f"use_stored_spec must be true or false, got {kind(use_stored_spec)} {shown(use_stored_spec)}")
     defaults = {key: value for key, value in _options(spec, "spec").items() if value is not None}
     overrides = _options(overrides, "overrides")
     requests: list[dict[str, Any]] = []
     sources: dict[str, Any] = {}
     for index, guest in enumerate(guests):
         if not isinstance(guest, Mapping):
-            raise SpecError(f"guests[{index}] must be a dict (one guest vnuma_info read), got {_kind(guest)}")
+            raise SpecError(f"guests[{index}] must be a dict (one guest vnuma_info read), got {kind(guest)}")
         name = guest.get("name")
         if not isinstance(name, str) or not name:
-            raise SpecError(f"guests[{index}].name must be a guest name (a non-empty string), got {_kind(name)}")
+            raise SpecError(f"guests[{index}].name must be a guest name (a non-empty string), got {kind(name)}")
         stored = guest.get("spec")
         stored_spec: Mapping[str, Any] | None = stored if isinstance(stored, Mapping) else None
         has_stored = stored_spec is not None
@@ -222,7 +213,7 @@ def expand_fleet_result(compact: Mapping[str, Any]) -> dict[str, Any]:
         return dict(compact)
     text = compact[GUESTS_JSON]
     if not isinstance(text, str):
-        raise SpecError(f"{GUESTS_JSON} must be the JSON text of a compact fleet result, got {_kind(text)}")
+        raise SpecError(f"{GUESTS_JSON} must be the JSON text of a compact fleet result, got {kind(text)}")
     try:
         moved = json.loads(text)
     except ValueError as error:
@@ -262,7 +253,7 @@ def report_name_problem(host: Any) -> str | None:
     ``REPORT_NAME_MAX_BYTES``.
     """
     if not isinstance(host, str):
-        why = f"is not a string but {_kind(host)}"
+        why = f"is not a string but {kind(host)}"
     elif not host:
         why = "is empty"
     elif host in (".", ".."):
@@ -358,19 +349,14 @@ def _settings_problem(inputs: Mapping[str, Any]) -> str | None:
             check_seconds(f"vnuma_fleet_{name}", _float_text(value) if isinstance(value, str) else value, limits)
         parse_size(inputs["reserved_memory"], what="vnuma_fleet_reserved_memory")
         for name in ("guests", "exclude"):
-            entries = inputs[name]
-            if not isinstance(entries, (list, tuple)):
-                raise SpecError(
-                    f"vnuma_fleet_{name} must be a list of guest names or shell patterns, got {_kind(entries)}"
-                )
-            check_entries(f"vnuma_fleet_{name}", entries)
+            check_entries(f"vnuma_fleet_{name}", inputs[name])
     except SpecError as error:
         return error.message
     spec = inputs["spec"]
     if spec is None:
         return None
     if not isinstance(spec, Mapping):
-        return f"vnuma_fleet_spec must be a dict of vnuma_domain spec options, got {_kind(spec)}"
+        return f"vnuma_fleet_spec must be a dict of vnuma_domain spec options, got {kind(spec)}"
     try:
         VnumaSpec.from_mapping(coerce_options(spec))
     except SpecError as error:

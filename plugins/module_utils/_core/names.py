@@ -15,10 +15,11 @@ matches nothing.  ``exclude`` entries follow the same rule.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import kind
 
 __all__ = ["check_entries", "check_entry", "excluded", "is_pattern", "matching", "select"]
 
@@ -38,8 +39,10 @@ def check_entry(option: str, index: int, entry: Any) -> None:
         raise SpecError(f"{option}[{index}] is empty: give a guest name or a shell pattern")
 
 
-def check_entries(option: str, entries: Iterable[Any]) -> None:
-    """``check_entry`` on every entry of ``option``."""
+def check_entries(option: str, entries: Any) -> None:
+    """``check_entry`` on every entry of ``option``, which must be a list (a string would be read letter by letter)."""
+    if not isinstance(entries, (list, tuple)):
+        raise SpecError(f"{option} must be a list of guest names or shell patterns, got {kind(entries)}")
     for index, entry in enumerate(entries):
         check_entry(option, index, entry)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_count",
     "check_seconds",
     "format_kib",
+    "kind",
     "parse_int",
     "read_digits",
     "format_kib_rounded",
@@ -82,6 +84,24 @@ def shown(value: object) -> str:
         return f"{value[:_SHOWN_CHARS]!r}... ({len(value)} characters)"
     text = repr(value)
     return text if len(text) <= 2 * _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({type(value).__name__})"
+
+
+def kind(value: object) -> str:
+    """The YAML/Jinja name of ``value``'s type, for messages (ansible-core 2.19 passes tagged builtin subclasses)."""
+    if value is None:
+        return "None"
+    for name, types in (
+        ("bool", bool),
+        ("int", int),
+        ("float", float),
+        ("str", str),
+        ("bytes", bytes),
+        ("dict", Mapping),
+        ("list", (list, tuple, set, frozenset)),
+    ):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
 
 
 def _reason(why: str) -> str:

@@ -150,6 +150,9 @@ def test_report_after_is_not_read_in_check_mode(fleet_names: list[str]) -> None:
     [
         ({"guests": ["unit-*", ""]}, "discover", "guests[1] is empty: give a guest name or a shell pattern", None),
         ({"exclude": [""]}, "discover", "exclude[0] is empty: give a guest name or a shell pattern", None),
+        # A number was a TypeError traceback; a string was read letter by letter (exclude "db01": d, b, 0, 1).
+        ({"guests": 5}, "discover", "guests must be a list of guest names or shell patterns, got int", None),
+        ({"exclude": "{0}"}, "discover", "exclude must be a list of guest names or shell patterns, got str", None),
         (
             {"overrides": {"{0}": {"state": "bogus"}}},
             "plan",
@@ -157,7 +160,7 @@ def test_report_after_is_not_read_in_check_mode(fleet_names: list[str]) -> None:
             "{0}",
         ),
     ],
-    ids=["guests-empty-entry", "exclude-empty-entry", "override-state-bogus"],
+    ids=["guests-empty-entry", "exclude-empty-entry", "guests-int", "exclude-str", "override-state-bogus"],
 )
 def test_a_failed_step_is_named(
     fleet_names: list[str], change: dict[str, Any], step: str, msg: str, guest: str | None
@@ -165,7 +168,13 @@ def test_a_failed_step_is_named(
     first = fleet_names[0]
     options = fleet(fleet_names)
     for key, value in change.items():
-        options[key] = {k.format(first): v for k, v in value.items()} if isinstance(value, dict) else value
+        options[key] = (
+            {k.format(first): v for k, v in value.items()}
+            if isinstance(value, dict)
+            else value.format(first)
+            if isinstance(value, str)
+            else value
+        )
     result = domain({"fleet": options}, check_mode=True)
     assert result["failure"] == {
         "step": step,
