@@ -84,7 +84,7 @@ class Converger(Planner):
         planned: list[tuple[Planned, GuestResult]] = []
         for request, item in zip(requests, outcome, strict=True):
             if isinstance(item, VnumaError):
-                results.append(GuestResult(name=request.name, error=item))
+                results.append(GuestResult(name=request.name, running=request.name in self.running, error=item))
                 continue
             result = self.define_one(item)
             results.append(result)

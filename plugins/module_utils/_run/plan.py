@@ -94,6 +94,8 @@ class Planner:
         # What plan_all learnt of the host, for planning a guest again right before its define.
         self.taken: dict[int, str] = {}
         self.autostart: set[str] = set()
+        # The guests running at the plan's listing: a guest that failed is reported with it.
+        self.running: set[str] = set()
         self.others: list[GuestBinding] = []
         self.unread: list[str] = []
         self.planned_items: list[Planned] = []
@@ -213,6 +215,7 @@ class Planner:
                     self.count_defined(guest, parsed, (), counted, unread, running, autostart)
         others = list(counted.values())
         self.taken, self.autostart, self.others, self.unread = taken, autostart, others, unread
+        self.running = running
         self.planned_items, self.replanned = items, {}
         place(self.topology, items, autostart)
         if self.capacity != "ignore":

@@ -310,3 +310,15 @@ def test_a_guest_saved_by_another_client_before_its_define_is_planned_as_saved()
     assert (result.written, result.running, result.restart_required) == (["definition"], False, True)
     assert result.warnings == [saved_warning("a")]
     assert len(hypervisor.called("has_managed_save", "a")) == 1
+
+
+def test_a_guest_whose_plan_failed_is_reported_running_as_it_runs() -> None:
+    # Its result said running: false, while the same call's capacity report counted it as running.
+    hypervisor = fake("a", "b", running=("a", "b"))
+    with pytest.raises(BatchError) as failed:
+        Converger(hypervisor, TOPOLOGY, check_mode=True).converge(
+            [GuestRequest("a", {"mode": "node", "nodeset": "7"}), GuestRequest("b", HOST)]
+        )
+    a, b = failed.value.results
+    assert a.error is not None and "7" in str(a.error)
+    assert (a.running, b.running) == (True, True)
