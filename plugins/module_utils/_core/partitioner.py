@@ -104,7 +104,9 @@ def distribute_vcpus(
     # The limits first: a list per cell and an entry per vCPU are built below.
     check_count("vcpus", vcpus, MAX_VCPUS, VCPUS_REASON)
     check_count("cells", cells, MAX_CELLS, CELLS_REASON)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1 or vcpus % threads:
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        check_count("threads", threads)
+    if threads < 1 or vcpus % threads:
         raise SpecError(f"{vcpus} vCPUs cannot be cut into guest cores of {shown(threads)} threads")
     blocks: list[list[int]] = [[] for _cell in range(cells)]
     if distribution in ("contiguous", "siblings"):

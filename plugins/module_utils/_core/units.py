@@ -193,8 +193,8 @@ def check_count(name: str, value: object, limit: int | None = None, why: str = "
     before anything is built in proportion to the number.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
-        raise SpecError(f"{name} {shown(value)} must be {kind}")
+        wanted = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise SpecError(f"{name} {shown(value)} must be {wanted}")
     if limit is not None and value > limit:
         raise SpecError(f"{name} {shown(value)} is above the limit of {limit}{_reason(why)}")
     return value

@@ -91,6 +91,9 @@ def test_same_as_the_layout(capabilities: str, distribution: str) -> None:
         ),
         (7, {"cells": 2, "threads": 2}, "7 vCPUs cannot be cut into guest cores of 2 threads"),
         (8, {"cells": 2, "threads": 0}, "8 vCPUs cannot be cut into guest cores of 0 threads"),
+        # Named as an option, as vcpus and cells are (it said "8 vCPUs cannot be cut into guest cores of 1.5 threads").
+        (8, {"cells": 2, "threads": 1.5}, "threads 1.5 must be a positive integer"),
+        (8, {"cells": 2, "threads": "two"}, "threads 'two' must be a positive integer"),
         ("x", {"cells": 2}, "vcpus 'x' must be a positive integer"),
         (0, {"cells": 2}, "vcpus 0 must be a positive integer"),
         (8, {"cells": 0}, "cells 0 must be a positive integer"),
