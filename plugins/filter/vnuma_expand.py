@@ -23,11 +23,14 @@ description:
     collection) is rendered again from that spec; expanding an expanded domain for the same host gives the same
     document, and for another host the layout of that host. A domain with neither is returned unchanged.
   - The C(<vnuma>) element is the one of the libvirt vNUMA proposal,
-    C(<vnuma mode='host|node' distribution='contiguous|siblings|round-robin|interleave'>) with the children
+    C(<vnuma mode='host|node' distribution='contiguous|siblings|round-robin|interleave'>) (the attributes C(mode) and
+    C(distribution)) with the children
     C(<memory unit>) and C(<partition nodeset cells>), plus the collection's extensions, the attributes C(pinning),
-    C(memory_mode), C(memory_split), C(emulator_pin) and C(cpuless_cells) (V(yes) or V(no)) and the children
-    C(<hugepages size unit>) and C(<maxMemory slots unit>). They mean what the spec options of the same names of
-    P(vnuma.libvirt.vnuma_layout#filter) mean. Anything else in it is an error.
+    C(memory_mode), C(memory_split), C(emulator_pin), C(emulator_threads), C(cpuless_cells) (V(yes) or V(no)),
+    C(memory_device), C(hmat), C(iothreads), C(pci_numa_affinity) and C(device_locality), and the children
+    C(<hugepages size unit>), C(<maxMemory slots unit>) and C(<devices cells>) (the spec option C(device_cells)).
+    They mean what the spec options of the same names of P(vnuma.libvirt.vnuma_layout#filter) mean. Anything else in
+    it is an error.
   - The guest's vCPUs are read from its C(<vcpu>) element and its memory from C(<memory>) unless the spec sets one.
   - Errors name the guest (its C(<name>)), the value and the limit.
   - The filter runs on the controller and needs the C(lxml) Python library there; it does not use libvirt. To define

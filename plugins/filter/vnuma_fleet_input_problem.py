@@ -45,7 +45,7 @@ EXAMPLES = r"""
 - name: Check the inputs
   ansible.builtin.assert:
     that: problem is none
-    fail_msg: "{{ problem }}"
+    fail_msg: "{{ problem or '' }}"
   vars:
     problem: >-
       {{ {'host': inventory_hostname, 'restart_batch': 1, 'shutdown_timeout': 120, 'max_fail_percentage': 100,

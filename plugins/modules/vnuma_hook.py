@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vnuma_hook
 short_description: Install the libvirt hook that rebinds guests moved by other tools
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Installs or removes a libvirt qemu hook on the hypervisor the module runs on. The hook rewrites the host-side
     NUMA bindings of a guest that arrives by live migration or by a restore that the collection did not start

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: vnuma_migrate
 short_description: Move a vNUMA guest to another host, or restore a saved one, with its host bindings planned there
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Moves a running guest live to another hypervisor (O(operation=migrate)), or brings up a guest from a save image on
     the host of O(uri) (O(operation=restore)). A guest saved on one host and restored on another moves this way too.
@@ -226,6 +226,26 @@ moved:
 operation:
   description: The operation run.
   returned: always
+  type: str
+source_uri:
+  description: The hypervisor the guest moves from.
+  returned: with O(operation=migrate)
+  type: str
+destination_uri:
+  description: The hypervisor the guest moves to.
+  returned: with O(operation=migrate)
+  type: str
+uri:
+  description: The hypervisor the guest is restored on.
+  returned: with O(operation=restore)
+  type: str
+restore_from:
+  description: The save image the guest is restored from.
+  returned: with O(operation=restore)
+  type: str
+name:
+  description: The restored guest's name, the save image's own when O(name) is not given.
+  returned: with O(operation=restore), when the guest was restored
   type: str
 """
 
