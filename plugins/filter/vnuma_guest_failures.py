@@ -75,7 +75,7 @@ _value:
   sample:
     - name: db02
       step: plan
-      error: "guest db02: its stored vnuma spec cannot be read (<vnuma>: mode 'bogus' is not one of host, node, auto); ..."
+      error: "guest db02: its stored vnuma spec cannot be read (<vnuma>: mode 'bogus' is not one of host, node, auto)"
       changed: false
       written: []
 """
