@@ -324,6 +324,12 @@ def render_absent(root: Any, name: str) -> list[str]:
         # The record has the sizes from before the collection; its virtio-mem devices go too.
         replace(DomainNuma.from_domain(root), virtio_mem=VirtioMemCells()).apply(root)
     elif has_original(root) or has_stored_spec(root):
+        if not warnings:
+            # A spec without a record (the record removed by hand, or never written): nothing to restore from.
+            warnings.append(
+                f"guest {name}: has no record of its definition before the collection; the layout was removed "
+                "without restoring it"
+            )
         flat_target(current, name).apply(root)
     if parts is not None or has_original(root) or has_stored_spec(root):
         # The collection's expander buses go, and the devices behind them go back to where they were.

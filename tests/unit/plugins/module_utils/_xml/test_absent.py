@@ -530,6 +530,7 @@ BAD = "the record of the definition before the collection"
 DROPPED = "the layout was removed without restoring it"
 CONFLICT = "the definition before the collection cannot be restored"
 INSTEAD = "the layout was removed instead"
+NO_RECORD = "has no record of its definition before the collection"
 
 # Each: the edits, the outcome ("fallback": the layout removed with this warning; "restored": the
 # record put back, no warning; "error": refused with this message, nothing changed).
@@ -717,6 +718,14 @@ CASES = [
     pytest.param([set_text("metadata/v:vnuma/v:maxMemory", "lots")], "restored", "", id="spec-max-memory-not-a-number"),
     pytest.param([duplicate("metadata/v:vnuma")], "restored", "", id="spec-twice"),
     pytest.param([remove("metadata/v:vnuma")], "restored", "", id="spec-removed-record-kept"),
+    # A spec without a record (removed by hand, or from an older version): the layout goes, and the user is told.
+    pytest.param([remove(R)], "fallback", NO_RECORD, id="record-removed"),
+    pytest.param(
+        [remove(R), set_attr("metadata/v:vnuma", "mode", "bogus")],
+        "fallback",
+        NO_RECORD,
+        id="record-removed-spec-bogus",
+    ),
     # Hot-plugged memory devices need cells the guest did not have before: refused.
     pytest.param(
         [dimm(1)],
