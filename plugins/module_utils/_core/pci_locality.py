@@ -120,7 +120,8 @@ def parse_device_cells(value: object) -> tuple[DeviceCell, ...]:
     """
     entries: Sequence[object]
     if isinstance(value, str):
-        entries = [part for part in value.replace(" ", ",").split(",") if part]
+        # Blanks separate entries like commas do, except around "=" ("vda = 1" is one entry).
+        entries = [part for part in re.split(r"[\s,]+", re.sub(r"\s*=\s*", "=", value)) if part]
     elif isinstance(value, list | tuple):
         entries = value
     else:

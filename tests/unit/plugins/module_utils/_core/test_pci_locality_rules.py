@@ -43,6 +43,9 @@ def test_a_cell_in_ascii_digits_is_read_with_blanks_and_leading_zeros() -> None:
     assert parse_device_cells("vda=01") == expected
     assert parse_device_cells([{"target": "vda", "cell": " 1 "}]) == expected
     assert parse_device_cells([{"target": "vda", "cell": 1}]) == expected
+    # Blanks around "=" belong to the entry (it said "device_cells gives device vda the cell ''").
+    assert parse_device_cells("vda = 1") == expected
+    assert parse_device_cells("vda= 1, vdb =2") == (*expected, DeviceCell("target", "vdb", 2))
 
 
 def test_a_cell_of_more_digits_than_any_number_is_refused_without_converting_it() -> None:
