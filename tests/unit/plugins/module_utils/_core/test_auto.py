@@ -471,3 +471,57 @@ def test_above_the_exhaustive_sets_the_devices_nodes_seed_a_set_of_their_own() -
         "no set of 2 host nodes that pci_numa_affinity required admits holds it; host nodes 0-1,15 are the nearest 3 "
         "that pci_numa_affinity required admits and that hold the guest (96 GiB)"
     )
+
+
+# -- large hosts: the search's work grows with the nodes, not with the sets of them -----------------------------
+
+
+def test_on_a_32_node_host_each_set_is_weighed_once_and_a_refusal_comes_without_a_search_per_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Growing every set from scratch weighed each node's pairs again at every step of every size: a 2,100 GiB
+    # refusal on 32 nodes took a minute, one of 1,100 GiB on 64 nodes more than 15. The work is counted here, not
+    # timed: the sum of host distances computed from scratch, pair by pair.
+    import ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto as auto_module
+
+    topology = parse_capabilities(
+        build_capabilities(HostShape(sockets=4, nodes_per_socket=8, cores_per_node=4, memory_kib=64 * GIB))
+    )
+    pairs = 0
+    distance = auto_module._distance
+
+    def counted(host: HostTopology, nodes: Sequence[int]) -> int:
+        nonlocal pairs
+        pairs += len(nodes) * (len(nodes) - 1) // 2
+        return distance(host, nodes)
+
+    monkeypatch.setattr(auto_module, "_distance", counted)
+    fits = choose_nodes(topology, auto(1200 * GIB), GuestShape(vcpus=64, name="g"), report(topology, []))
+    assert len(fits.nodes) == 19
+    with pytest.raises(
+        PlacementError, match="mode auto finds no host nodes that hold the guest: it needs 2100 GiB; the most any set"
+    ):
+        choose_nodes(topology, auto(2048 * GIB + 52 * GIB), GuestShape(vcpus=64, name="g"), report(topology, []))
+    # 32 nodes: about 32 x 32 sets of every size, each weighed once (at most 32 x 32 x 31 / 2 pairs apiece).
+    assert pairs < 2 * 32**4, pairs
+
+
+def test_the_most_free_node_is_named_also_when_it_fails_for_another_reason() -> None:
+    # Node 4 has 32 GiB but too few threads for the guest; the message named node 6 (4 GiB) "the most free".
+    topology = parse_capabilities(
+        build_capabilities(
+            HostShape(
+                nodes_per_socket=4,
+                cores_per_node=[8, 4, 12, 8],
+                memory_kib=[16 * GIB, 8 * GIB, 32 * GIB, 4 * GIB],
+                node_ids=[0, 2, 4, 6],
+            )
+        )
+    )
+    choice = choose_nodes(
+        topology, auto(8 * GIB, pinning="thread"), GuestShape(vcpus=16, name="g"), report(topology, [])
+    )
+    assert choice.why.startswith(
+        "no single host node holds it (the most free: node 4, 32 GiB; on host node 4: pinning thread needs 16 free "
+        "host threads for guest cell 0 on host node 4, 12 are free)"
+    ), choice.why
