@@ -64,7 +64,12 @@ options:
       - Guests to converge in one call. Each entry is a guest name, a shell pattern (V(db*)), or a dict with C(name)
         and any spec option, O(state), O(current_vcpus), O(hotplug_memory) or O(replan) to override the top-level
         value for that guest. The values of a dict entry are checked like the top-level options; a value of the
-        wrong type is refused, naming the guest, the option and the value.
+        wrong type or above its limit is refused, naming the guest, the option and the value. A null value is
+        unset, and the top-level value or the default applies.
+      - Before anything is read or written, each entry's spec options with the top-level ones under them are
+        checked as its guests get them. Options that contradict each other whatever the guest's stored spec (such as
+        O(mode=host) with O(cells)) refuse the whole call, naming the entry by its index and its name or pattern. What
+        depends on a guest's definition or the host fails that guest alone.
       - An entry that is exactly the name of a defined guest means that guest, even when the name has pattern
         characters (a guest named V(web[1])). Any other entry is a shell pattern. An entry without pattern
         characters that names no defined guest fails the call, as an unknown guest.

@@ -543,3 +543,68 @@ def test_refusals_name_guest_value_and_limit_and_change_nothing(
 
     assert inactive_xml(qemu_conn, guest.name) == before
     assert run_module({"name": guest.name})["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            {"guests": [{"name": "{a}", "mode": "node", "cells": 200}, "{b}"]},
+            "guest {a}: cells 200 is above the limit of 128 (QEMU's MAX_NODES)",
+            id="entry-cells-above-limit",
+        ),
+        pytest.param(
+            {"guests": ["{a}", "{b}"], "max_memory": "1 GiB", "memory_slots": 300},
+            "memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            id="top-level-slots-above-limit",
+        ),
+        pytest.param(
+            {"guests": [{"name": "{a}", "hugepages": "32 GiB"}, "{b}"]},
+            "guest {a}: hugepages '32 GiB' is above the limit of 16 GiB (the largest page size Linux has)",
+            id="entry-hugepages-above-limit",
+        ),
+        pytest.param(
+            {"guests": [{"name": "{a}", "memory": 0}, "{b}"]},
+            "guest {a}: memory 0 must be a positive integer",
+            id="entry-memory-0",
+        ),
+        pytest.param(
+            {"guests": ["{b}", {"name": "{a}", "mode": "host", "cells": 2}]},
+            "guests[1] ({a}): cells 2 applies to mode node only; mode host mirrors every host node with CPUs",
+            id="entry-host-mode-with-cells",
+        ),
+        pytest.param(
+            {"guests": ["{b}", {"name": "{a}", "emulator_threads": "isolate", "pinning": "node"}]},
+            "guests[1] ({a}): emulator_threads isolate needs pinning core or thread, not node: vCPUs that float would "
+            "run on the emulator's host CPU too",
+            id="entry-isolate-floating",
+        ),
+    ],
+)
+def test_a_spec_mistake_that_needs_no_guest_writes_no_guest(
+    make_guest: GuestFactory, qemu_conn: libvirt.virConnect, args: dict[str, Any], message: str
+) -> None:
+    """A value above its limit or a contradiction in one entry refuses the call: the other guest is not written."""
+    first = make_guest("vit-spec-a", vcpus=2, memory_mib=512, start=False)
+    second = make_guest("vit-spec-b", vcpus=2, memory_mib=512, start=False)
+    names = {"a": first.name, "b": second.name}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.format(**names)
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        return value
+
+    before = {name: inactive_xml(qemu_conn, name) for name in names.values()}
+    failed = fail_module(fill(args))
+    assert failed["msg"] == fill(message)
+    assert failed.get("changed", False) is False
+    assert "guests" not in failed, failed["guests"]
+    assert {name: inactive_xml(qemu_conn, name) for name in names.values()} == before
+    # Without the mistake, the same guests are written.  Planned for the ring (defined only), on nodes whose CPUs no
+    # other guest of this shared libvirtd has dedicated.
+    good = {"guests": [first.name, second.name], "host_capabilities": RING, "mode": "node", "nodeset": "2-3"}
+    assert run_module(good)["changed"] is True

@@ -34,6 +34,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
 )
 
 __all__ = [
+    "BOOLEANS_FALSE",
+    "BOOLEANS_TRUE",
     "CELLS_REASON",
     "DEDICATED_PINNINGS",
     "DEVICE_LOCALITIES",
@@ -158,13 +160,20 @@ class Option:
             argument["choices"] = list(self.choices)
         return argument
 
+    @property
+    def limit_args(self) -> dict[str, Any]:
+        """The row's limit and its reason as ``parse_size`` and ``parse_cpuset`` take them (none: theirs)."""
+        return {} if self.limit is None else {"limit": self.limit, "why": self.why}
+
     def coerce(self, value: Any) -> Any:
         """A value that reached the collection without Ansible's type checks, read as the argspec reads it.
 
         The entries of vnuma_domain's ``guests`` and the filters' ``spec`` are raw: templated values come as
         strings (``"2"``, ``"yes"``).  Digit text is a count, Ansible's spellings of a boolean are booleans, an
         integer is a node set; anything not of the option's kind is a SpecError (without a guest: the caller
-        names it).  Limits are left to ``VnumaSpec``, which checks them for each guest.
+        names it).  A size or a node set is read against the row's own limit, as it has to be read to be checked at
+        all; the other limits, and the rules that tie options together, are ``VnumaSpec``'s (``check_given`` checks
+        them before anything is read).
         """
         kind = self.kind
         if kind is Kind.COUNT:
@@ -183,11 +192,11 @@ class Option:
                 raise SpecError(f"{self.name} {value!r} is not a boolean")
             value = flag
         elif kind is Kind.SIZE:
-            parse_size(value, what=self.name)
+            parse_size(value, what=self.name, **self.limit_args)
         elif kind is Kind.NODESET:
             if isinstance(value, int) and not isinstance(value, bool):
                 value = str(value)
-            parse_cpuset(value, self.name)
+            parse_cpuset(value, self.name, **self.limit_args)
         elif kind is Kind.DEVICE_CELLS:
             parse_device_cells(value)
         return value
@@ -458,26 +467,31 @@ def argument_spec() -> dict[str, dict[str, Any]]:
     return {item.name: item.argument for item in SPEC_OPTIONS}
 
 
-# Ansible's usual spellings of a boolean, for values that reach the collection without Ansible's type
-# checks (the options of a ``guests`` entry, often templated into strings).
-_BOOLEAN_WORDS = {
-    "yes": True,
-    "true": True,
-    "on": True,
-    "1": True,
-    "no": False,
-    "false": False,
-    "off": False,
-    "0": False,
-}
+# The values Ansible reads as a boolean, copied as data (the pure core does not import Ansible) from
+# ansible.module_utils.parsing.convert_bool (ansible-core 2.17 to 2.19): BOOLEANS_TRUE and BOOLEANS_FALSE.  For values
+# that reach the collection without Ansible's type checks (the options of a ``guests`` entry, the filters' spec,
+# often templated into strings).  tests/unit/plugins/module_utils/_core/test_options.py holds them equal to Ansible's.
+BOOLEANS_TRUE = frozenset(("y", "yes", "on", "1", "true", "t", 1, 1.0, True))
+BOOLEANS_FALSE = frozenset(("n", "no", "off", "0", "false", "f", 0, 0.0, False))
 
 
 def read_boolean(value: object) -> bool | None:
-    """``value`` as a boolean the way Ansible's ``bool`` reads it, or None when it is not one."""
+    """``value`` as a boolean the way Ansible's ``bool`` reads it (``convert_bool.boolean``), else None.
+
+    Text (and bytes, decoded) is compared lowercased and stripped; any other value as it is, so that ``1`` and ``1.0``
+    are true and ``2`` is not a boolean.
+    """
     if isinstance(value, bool):
         return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
     if isinstance(value, str):
-        return _BOOLEAN_WORDS.get(value.strip().lower())
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
+        value = value.lower().strip()
+    try:
+        if value in BOOLEANS_TRUE:
+            return True
+        if value in BOOLEANS_FALSE:
+            return False
+    except TypeError:  # unhashable (a list, a dict): no boolean
+        return None
     return None

@@ -13,7 +13,7 @@ domain's ``<metadata>``; all three end as one ``VnumaSpec``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
@@ -144,38 +144,62 @@ class VnumaSpec:
     device_cells: str | None = None
     emulator_threads: str = option("emulator_threads").default
     iothreads: str = option("iothreads").default
+    # Not a field: the options a user gave, when the spec is built only to check them before they are laid over a
+    # stored spec (``check_given``); None for a spec a run uses.
+    given: InitVar[frozenset[str] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, given: frozenset[str] | None) -> None:
+        def decided(*names: str) -> bool:
+            # A rule that ties options together holds for a spec a run uses; for the options a user gave, only when
+            # it reads nothing but them: then no stored spec they are laid over (_run/guest.py:spec_for) can change
+            # its verdict.
+            return given is None or given.issuperset(names)
+
         # Every number against its limit before anything is built from it (the partitioner builds
         # one entry per cell and per vCPU).
         for item in _CHECKED:
             _check(item, getattr(self, item.field))
         if self.nodeset is not None:
-            given = self.nodeset
-            canonical = format_cpuset(parse_cpuset(given, "nodeset", limit=MAX_NODE_ID, why=NODE_ID_REASON))
-            if self.mode == "host":
-                raise _host_mode_refusal("nodeset", given)
+            written = self.nodeset
+            canonical = format_cpuset(parse_cpuset(written, "nodeset", limit=MAX_NODE_ID, why=NODE_ID_REASON))
+            if self.mode == "host" and decided("mode", "nodeset"):
+                raise _host_mode_refusal("nodeset", written)
             object.__setattr__(self, "nodeset", canonical)
-        if self.mode == "host" and self.cells is not None:
+        if self.mode == "host" and self.cells is not None and decided("mode", "cells"):
             raise _host_mode_refusal("cells", self.cells)
         if self.device_cells is not None:
-            cells = format_device_cells(parse_device_cells(self.device_cells))
-            # With none nothing is moved: overrides kept from an earlier run's stored spec mean nothing, and
-            # keeping them would make "device_locality: none" alone fail to remove the locality.
-            object.__setattr__(self, "device_cells", None if self.device_locality == "none" else cells or None)
-        if (self.max_memory_kib is None) != (self.memory_slots is None):
+            cells = format_device_cells(parse_device_cells(self.device_cells)) or None
+            if (
+                cells is not None
+                and self.device_locality == "none"
+                and given is not None
+                and decided("device_locality", "device_cells")
+            ):
+                raise SpecError(
+                    f"device_cells {shown(cells)} needs device_locality hostdev or all: with none no device is moved"
+                )
+            # With none nothing is moved.  Given together by a user, that is a mistake.  In a spec a run uses, the
+            # overrides may be an earlier run's stored spec's, laid under a new "device_locality: none" by
+            # _run/guest.py:spec_for: they mean nothing, and refusing them would make "device_locality: none" alone
+            # fail to remove the locality.
+            object.__setattr__(self, "device_cells", None if self.device_locality == "none" else cells)
+        if (self.max_memory_kib is None) != (self.memory_slots is None) and decided("max_memory", "memory_slots"):
             raise SpecError("max_memory and memory_slots go together: memory hotplug needs both")
-        if self.isolates_emulator and self.pinning not in DEDICATED_PINNINGS:
+        if self.isolates_emulator and self.pinning not in DEDICATED_PINNINGS and decided("emulator_threads", "pinning"):
             raise SpecError(
                 f"emulator_threads isolate needs pinning core or thread, not {self.pinning}: "
                 "vCPUs that float would run on the emulator's host CPU too"
             )
-        if self.isolates_emulator and self.emulator_pin != "none":
+        if self.isolates_emulator and self.emulator_pin != "none" and decided("emulator_threads", "emulator_pin"):
             raise SpecError(
                 f"emulator_threads isolate and emulator_pin {self.emulator_pin} both place the emulator threads; "
                 "set emulator_pin none"
             )
-        if self.memory_device == "virtio-mem" and self.max_memory_kib is None:
+        if (
+            self.memory_device == "virtio-mem"
+            and self.max_memory_kib is None
+            and decided("memory_device", "max_memory")
+        ):
             raise SpecError(
                 "memory_device virtio-mem needs max_memory and memory_slots: its devices share the memory "
                 "between the boot memory and max_memory"
@@ -198,27 +222,46 @@ class VnumaSpec:
         Sizes accept a number of KiB or a string with a unit (``"16 GiB"``).  Unknown keys and
         ``None`` values for unknown keys are errors; ``None`` for a known key means its default.
         """
-        if not isinstance(options, Mapping):
-            raise SpecError(f"the vnuma spec must be a mapping, got {type(options).__name__}")
-        unknown = sorted(key if isinstance(key, str) else shown(key) for key in options if key not in _FIELDS)
-        if unknown:
-            raise SpecError(f"unknown vnuma option(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
-        values: dict[str, Any] = {}
-        for key, value in options.items():
-            if value is None:
-                continue
-            kind = option(key).kind
-            if kind is Kind.SIZE:
-                value = parse_size(value, what=key)
-            elif kind is Kind.NODESET and isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-            values[_FIELDS[key]] = value
-        return cls(**values)
+        return cls(**_field_values(options))
+
+    @classmethod
+    def check_given(cls, options: Mapping[str, Any], together: bool = True) -> None:
+        """Refuse what the spec options a user gave refuse whatever stored spec they are laid over.
+
+        ``options`` are user-facing, as ``from_mapping`` takes them (``None`` unset).  A run lays them over the
+        guest's stored spec (``_run/guest.py:spec_for``), which may set what they leave unset.  So each value is
+        checked against its option's limits, and (``together``) each rule that ties options together only when
+        every option it reads is among them; one a stored spec could still satisfy (``max_memory`` without
+        ``memory_slots``, ``nodeset`` without ``mode``) is left to the spec the plan builds.  The checks are
+        ``__post_init__``'s.
+        """
+        values = _field_values(options)
+        cls(**values, given=frozenset(_NAMES[name] for name in values) if together else frozenset())
 
     def to_mapping(self) -> dict[str, Any]:
         """The spec under its user-facing option names, sizes in KiB, defaults included."""
         # Every field is a scalar: asdict's deep copy of each value would cost the fleet call a tenth of a second.
         return {option_name: getattr(self, name) for name, option_name in _NAMES.items()}
+
+
+def _field_values(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``VnumaSpec``'s fields for the user-facing ``options``: sizes in KiB (read against each option's own limit)."""
+    if not isinstance(options, Mapping):
+        raise SpecError(f"the vnuma spec must be a mapping, got {type(options).__name__}")
+    unknown = sorted(key if isinstance(key, str) else shown(key) for key in options if key not in _FIELDS)
+    if unknown:
+        raise SpecError(f"unknown vnuma option(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+    values: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        row = option(key)
+        if row.kind is Kind.SIZE:
+            value = parse_size(value, what=key, **row.limit_args)
+        elif row.kind is Kind.NODESET and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        values[_FIELDS[key]] = value
+    return values
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality i
     format_device_cells,
     parse_device_cells,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
@@ -89,6 +90,32 @@ def _coerced(name: str | None, key: str, value: Any) -> Any:
         raise error.naming(name) from None
 
 
+def _spec_given(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec options that ``options`` set (None is unset)."""
+    return {key: options[key] for key in SPEC_OPTIONS if options.get(key) is not None}
+
+
+def _check_values(name: str | None, options: Mapping[str, Any]) -> None:
+    """Each spec option of ``options`` (read) against its limits, alone (``VnumaSpec.check_given``), naming ``name``."""
+    given = _spec_given(options)
+    if given:
+        try:
+            VnumaSpec.check_given(given, together=False)
+        except SpecError as error:
+            raise error.naming(name) from None
+
+
+def _check_together(options: Mapping[str, Any], where: str) -> None:
+    """The spec options of one request checked together (``VnumaSpec.check_given``), a refusal naming ``where``.
+
+    Only what they refuse whatever stored spec the plan lays them over; ``where`` names the ``guests`` entry.
+    """
+    try:
+        VnumaSpec.check_given(_spec_given(options))
+    except SpecError as error:
+        raise SpecError(f"{where}: {error.message}", guest=error.guest) from None
+
+
 def _comparable(key: str, value: Any) -> Any:
     """``value`` as compared between two entries for one guest: sizes in KiB, node sets as sets."""
     kind = _ENTRY_ROWS[key].kind
@@ -124,8 +151,11 @@ def _entries(params: Mapping[str, Any]) -> list[tuple[int, str, dict[str, Any]]]
                 f"guests[{index}] ({pattern}): unknown option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(_ENTRY_OPTIONS))}"
             )
-        options = {key: _coerced(pattern, key, value) for key, value in entry.items() if key != "name"}
-        entries.append((index, pattern, {key: value for key, value in options.items() if value is not None}))
+        # None is unset: the top-level value, or the default, applies (as for the top-level options).
+        options = {
+            key: _coerced(pattern, key, value) for key, value in entry.items() if key != "name" and value is not None
+        }
+        entries.append((index, pattern, options))
     return entries
 
 
@@ -162,6 +192,12 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
     Covers what Ansible's own type checks leave open: ``name``, ``guests`` and ``exclude`` entries,
     the per-guest options' types and values, the raw sizes, ``shutdown_timeout``, the backup
     directory and ``lock_timeout``.  The guest is named when ``name`` gives it.
+
+    The spec options too, as far as they need neither the host nor a guest's definition
+    (``VnumaSpec.check_given``): each value against its limits, then the top-level options with each
+    ``guests`` entry's over them, as the guests it selects get them, against the rules that tie options
+    together, where the options given decide them whatever the guest's stored spec.  Such a refusal
+    names the entry (``guests[0] (db*)``).
     """
     name = params.get("name")
     if name is not None:
@@ -169,11 +205,19 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
             raise SpecError("name is empty: give the name of a defined guest")
         if params.get("exclude"):
             raise SpecError("exclude leaves guests out of guests; it does not go with name")
-    _entries(params)
+    entries = _entries(params)
+    for _index, pattern, values in entries:
+        _check_values(pattern, values)
     check_entries("exclude", params.get("exclude") or [])
-    for key in _ENTRY_OPTIONS:
-        if params.get(key) is not None:
-            _coerced(name, key, params[key])
+    top = {key: _coerced(name, key, params[key]) for key in _ENTRY_OPTIONS if params.get(key) is not None}
+    _check_values(name, top)
+    if name is not None:
+        try:
+            VnumaSpec.check_given(_spec_given(top))
+        except SpecError as error:
+            raise error.naming(name) from None
+    for index, pattern, values in entries:
+        _check_together({**top, **values}, f"guests[{index}] ({pattern})")
     timeout = params.get("shutdown_timeout")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_SHUTDOWN_TIMEOUT
@@ -185,14 +229,20 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
     check_lock_timeout(params.get("lock_timeout", 300))
 
 
-def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> GuestRequest:
-    """``name``'s request: the top-level options (``defaults``) with its entries' ``values`` over them."""
+def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any], merged_entries: bool) -> GuestRequest:
+    """``name``'s request: the top-level options (``defaults``) with its entries' ``values`` over them.
+
+    ``merged_entries``: several entries selected the guest, so their options are checked together here (one entry's
+    were, with the top-level ones, by ``validate_run_options``), before anything is written.
+    """
     merged = {key: defaults.get(key) for key in _ENTRY_OPTIONS}
     merged.update(values)
     hotplug, total = merged["hotplug_memory"], merged["total_memory"]
     try:
         hotplug_kib = None if hotplug is None else parse_size(hotplug, what="hotplug_memory")
         total_kib = None if total is None else parse_size(total, what="total_memory")
+        if merged_entries:
+            VnumaSpec.check_given(_spec_given(merged))
     except SpecError as error:
         raise error.naming(name) from None
     return GuestRequest(
@@ -220,11 +270,12 @@ def build_requests(
     """
     notes = warnings if warnings is not None else []
     if params.get("name") is not None:
-        return [_request(params["name"], {}, params)]
+        return [_request(params["name"], {}, params, False)]
     excludes = params.get("exclude") or []
     check_entries("exclude", excludes)
     known = frozenset(defined)
     chosen: dict[str, dict[str, tuple[int, str, Any]]] = {}
+    entry_count: dict[str, int] = {}
     matched_any = False
     for index, pattern, values in _entries(params):
         names = matching(pattern, defined, known)
@@ -237,6 +288,7 @@ def build_requests(
             if excluded(guest, excludes, known):
                 continue
             merged = chosen.setdefault(guest, {})
+            entry_count[guest] = entry_count.get(guest, 0) + 1
             for key, value in values.items():
                 earlier = merged.setdefault(key, (index, pattern, value))
                 if _comparable(key, earlier[2]) != _comparable(key, value):
@@ -252,7 +304,10 @@ def build_requests(
             notes.append("no guest selected: exclude leaves out every guest that guests selects")
         else:
             notes.append("no guest selected: no entry of guests matches a defined guest")
-    return [_request(guest, {key: item[2] for key, item in merged.items()}, params) for guest, merged in chosen.items()]
+    return [
+        _request(guest, {key: item[2] for key, item in merged.items()}, params, entry_count[guest] > 1)
+        for guest, merged in chosen.items()
+    ]
 
 
 @contextlib.contextmanager

@@ -362,8 +362,29 @@ CASES = [
         vnuma_layout,
         (RING, {"hugepages": "32 GiB"}),
         F,
-        f"{LAYOUT}hugepages 32 GiB {PAGE_LIMIT}",
+        # Read against the page size's own limit, and quoted as written, as max_memory '8 PiB' below.
+        f"{LAYOUT}hugepages '32 GiB' {PAGE_LIMIT}",
         "layout-hugepages-above-limit",
+        vcpus=4,
+        memory="4 GiB",
+    ),
+    case(
+        vnuma_layout,
+        (RING, {"hugepages": "10 PB"}),
+        F,
+        # Above the memory limit too: the page size's limit and reason are named, not the memory's.
+        f"{LAYOUT}hugepages '10 PB' {PAGE_LIMIT}",
+        "layout-hugepages-above-the-memory-limit",
+        vcpus=4,
+        memory="4 GiB",
+    ),
+    case(
+        vnuma_layout,
+        (RING, {"mode": "node", "nodeset": "0-20000"}),
+        F,
+        # Above libvirt's cpuset limit too: the node ids' own limit and reason are named, as for 0-2000.
+        f"{LAYOUT}nodeset '0-20000': 20000 {NODE_LIMIT}",
+        "layout-nodeset-above-the-cpuset-limit",
         vcpus=4,
         memory="4 GiB",
     ),
@@ -523,6 +544,15 @@ CASES = [
         "distribute-nodeset-above-limit",
         capabilities=RING,
         nodeset="2000",
+    ),
+    case(
+        vnuma_distribute,
+        (8,),
+        F,
+        f"{DISTRIBUTE}nodeset '0-20000': 20000 {NODE_LIMIT}",
+        "distribute-nodeset-above-the-cpuset-limit",
+        capabilities=RING,
+        nodeset="0-20000",
     ),
     case(
         vnuma_distribute,

@@ -273,7 +273,41 @@ CASES = [
         "guest fleet-db01: cells 'two' must be a positive integer",
         id="override-cells-word",
     ),
+    # A value above its limit needs no guest either: the hypervisor's plan fails, as for a value of the wrong kind.
+    pytest.param(
+        {"vnuma_fleet_overrides": {"fleet-db01": {"mode": "node", "cells": 200}}},
+        "plan",
+        "guest fleet-db01: cells 200 is above the limit of 128 (QEMU's MAX_NODES)",
+        id="override-cells-above-limit",
+    ),
+    pytest.param(
+        {"vnuma_fleet_overrides": {"fleet-db01": {"memory": "10 PB"}}},
+        "plan",
+        "guest fleet-db01: memory '10 PB' is above the limit of 4 PiB (all a 52-bit physical address space holds)",
+        id="override-memory-above-limit",
+    ),
+    # Options that contradict each other, with vnuma_fleet_spec's (mode host): the guest's entry of the fleet call is
+    # named (its guests in vnuma_info's order: fleet-app01, fleet-db01, fleet-web01).
+    pytest.param(
+        {"vnuma_fleet_overrides": {"fleet-db01": {"cells": 2}}},
+        "plan",
+        "guests[1] (fleet-db01): cells 2 applies to mode node only; mode host mirrors every host node with CPUs",
+        id="override-cells-under-the-fleet-specs-host-mode",
+    ),
 ]
+
+# Hypervisors with good inputs, converted by the same run: the control, and overrides that use null (unset: the
+# option is not sent, the stored spec or the default applies) and the booleans Ansible reads (y, n).
+CONTROLS: dict[str, dict[str, Any]] = {
+    "control": {},
+    "control-null-and-y": {
+        "vnuma_fleet_overrides": {
+            "fleet-app01": {"mode": "node", "nodeset": "0-1"},
+            "fleet-db01": {"cells": None, "memory": None, "cpuless_cells": "y"},
+            "fleet-web01": {"state": None, "cpuless_cells": "n"},
+        }
+    },
+}
 
 PLAYBOOK = """
 - name: Every case is a hypervisor of its own
@@ -337,7 +371,10 @@ def outcomes(scratch: Path) -> dict[str, dict[str, Any]]:
         "vnuma_fleet_overrides": {"fleet-app01": {"mode": "node", "nodeset": "0-1"}},
         "outcome_dir": str(scratch / "outcomes"),
     }
-    hosts = {"control": {**base, "vnuma_fleet_report_dir": str(scratch / "reports" / "control")}}
+    hosts = {
+        name: {**base, "vnuma_fleet_report_dir": str(scratch / "reports" / name), **variables}
+        for name, variables in CONTROLS.items()
+    }
     for case in CASES:
         variables = fill(case.values[0], names)
         hosts[case.id] = {**base, "vnuma_fleet_report_dir": str(scratch / "reports" / case.id), **variables}
@@ -364,8 +401,9 @@ def outcomes(scratch: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_the_control_hypervisor_is_converted(outcomes: dict[str, dict[str, Any]]) -> None:
-    control = outcomes["control"]
+@pytest.mark.parametrize("name", list(CONTROLS))
+def test_the_control_hypervisor_is_converted(outcomes: dict[str, dict[str, Any]], name: str) -> None:
+    control = outcomes[name]
     assert control["role_failed"] is None
     assert control["result"]["status"] == "converted"
     assert control["result"]["counts"]["changed"] == 3

@@ -132,6 +132,22 @@ def test_templated_spec_values_read_as_vnuma_domain_reads_a_guests_entry() -> No
     )
 
 
+@pytest.mark.parametrize(("word", "flag"), [("y", True), ("T", True), ("n", False), ("f", False)])
+def test_templated_booleans_are_every_spelling_ansible_takes(word: str, flag: bool) -> None:
+    # Ansible's bool (convert_bool) takes y, n, t and f; so does the spec a template gives the filter.  Two cells
+    # for one vCPU need cpuless_cells: true lays them out, false refuses them.
+    spec = {"mode": "node", "cells": 2, "nodeset": "0", "pinning": "none"}
+
+    def layout(value: object) -> Any:
+        try:
+            return vnuma_layout(RING, {**spec, "cpuless_cells": value}, vcpus=1, memory="2 GiB")
+        except AnsibleFilterError as error:
+            return str(error)
+
+    assert layout(word) == layout(flag)
+    assert isinstance(layout(word), dict) is flag
+
+
 @pytest.mark.parametrize(
     ("taken", "pin_of_vcpu_0"),
     [({0: "web01"}, "1"), ({"0-1": "web01"}, "2"), ([0, 1, 2], "3"), ("0-2", "3"), ({}, "0"), ("", "0")],

@@ -60,6 +60,16 @@ def test_the_report_names() -> None:
         ({"spec": {"mode": "node", "cells": 0}}, "vnuma_fleet_spec: cells 0 must be a positive integer"),
         ({"spec": {"mode": "nodes"}}, "vnuma_fleet_spec: mode 'nodes' is not one of host, node, auto"),
         ({"spec": ["mode"]}, "vnuma_fleet_spec must be a dict of vnuma_domain spec options, got list"),
+        # Above libvirt's cpuset limit and the memory limit too: each option's own limit and reason are named.
+        (
+            {"spec": {"mode": "node", "nodeset": "0-20000"}},
+            "vnuma_fleet_spec: nodeset '0-20000': 20000 is above the limit of 1023 (Linux has at most 1024 NUMA "
+            "nodes (MAX_NUMNODES))",
+        ),
+        (
+            {"spec": {"hugepages": "10 PB"}},
+            "vnuma_fleet_spec: hugepages '10 PB' is above the limit of 16 GiB (the largest page size Linux has)",
+        ),
     ],
 )
 def test_settings_the_fleet_call_would_refuse_are_named_as_the_roles(bad: dict[str, Any], message: str) -> None:
@@ -70,3 +80,9 @@ def test_templated_settings_read_as_the_module_reads_them() -> None:
     templated = {"connect_timeout": "60", "reserved_memory": "2 GiB", "spec": {"mode": "node", "cells": "2"}}
     assert fleet_input_problem({**GOOD, **templated}, ["mode"]) is None
     assert fleet_input_problem({**GOOD, "spec": None}, ["mode"]) is None
+
+
+@pytest.mark.parametrize("word", ["y", "Y", "t", "n", "f", "yes", "off"])
+def test_the_spec_takes_every_boolean_ansible_takes(word: str) -> None:
+    # Templated values come as text: read as Ansible's bool reads them (convert_bool), y and n included.
+    assert fleet_input_problem({**GOOD, "spec": {"cpuless_cells": word}}, ["mode"]) is None

@@ -10,9 +10,12 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
+from ansible.module_utils.parsing import convert_bool
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
+    BOOLEANS_FALSE,
+    BOOLEANS_TRUE,
     SPEC_OPTIONS,
     Kind,
     argument_spec,
@@ -132,7 +135,21 @@ def test_option_looks_a_row_up_by_name() -> None:
         (1, True),
         (0, False),
         (2, None),
-        (1.0, None),
+        # Ansible's bool takes 1.0 and 0.0 (convert_bool.BOOLEANS_TRUE, BOOLEANS_FALSE): so does the collection.
+        (1.0, True),
+        (0.0, False),
+        (2.0, None),
+        ("1.0", None),
+        ("y", True),
+        (" Y ", True),
+        ("t", True),
+        ("T", True),
+        ("n", False),
+        ("N", False),
+        ("f", False),
+        ("F", False),
+        (b"yes", True),
+        (b"n", False),
         ("maybe", None),
         ("", None),
         (None, None),
@@ -141,3 +158,16 @@ def test_option_looks_a_row_up_by_name() -> None:
 )
 def test_read_boolean(value: object, expected: bool | None) -> None:
     assert read_boolean(value) is expected
+
+
+def test_the_booleans_are_ansibles() -> None:
+    # Copied as data (the pure core does not import Ansible): held equal to the ansible-core the tests run with.
+    assert BOOLEANS_TRUE == convert_bool.BOOLEANS_TRUE
+    assert BOOLEANS_FALSE == convert_bool.BOOLEANS_FALSE
+
+
+@pytest.mark.parametrize("value", sorted(convert_bool.BOOLEANS, key=repr), ids=repr)
+def test_read_boolean_agrees_with_ansibles_bool(value: object) -> None:
+    assert read_boolean(value) is convert_bool.boolean(value)
+    if isinstance(value, str):
+        assert read_boolean(f" {value.upper()} ") is convert_bool.boolean(f" {value.upper()} ")

@@ -91,3 +91,172 @@ def test_lock_timeout_comes_after_the_other_checks() -> None:
 def test_a_valid_lock_timeout_passes() -> None:
     validate_run_options({"name": "g", "lock_timeout": 0})
     validate_run_options({"name": "g"})
+
+
+# -- the spec options the call gives, checked before anything is read (docs/guarantees.md, "Checked before the first
+# write"): each value against its limits, and each entry with the top-level options, as its guests get them.
+
+HOST_MODE = "applies to mode node only; mode host mirrors every host node with CPUs"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        # A value above its limit, in an entry: named as the entry's other values are (the guest or pattern).
+        pytest.param(
+            {"guests": [{"name": "A", "mode": "node", "cells": 200}, "B"]},
+            "guest A: cells 200 is above the limit of 128 (QEMU's MAX_NODES)",
+            id="entry-cells-above-limit",
+        ),
+        pytest.param(
+            {"guests": [{"name": "A", "hugepages": "32 GiB"}]},
+            "guest A: hugepages '32 GiB' is above the limit of 16 GiB (the largest page size Linux has)",
+            id="entry-hugepages-above-limit",
+        ),
+        pytest.param(
+            {"guests": [{"name": "A", "mode": "node", "nodeset": "1024"}]},
+            "guest A: nodeset '1024': 1024 is above the limit of 1023 (Linux has at most 1024 NUMA nodes "
+            "(MAX_NUMNODES))",
+            id="entry-nodeset-above-limit",
+        ),
+        pytest.param(
+            {"guests": [{"name": "A", "memory": 0}]},
+            "guest A: memory 0 must be a positive integer",
+            id="entry-memory-0",
+        ),
+        pytest.param(
+            {"guests": [{"name": "A", "hugepages": 0}]},
+            "guest A: hugepages 0 must be a positive integer",
+            id="entry-hugepages-0",
+        ),
+        pytest.param(
+            {"guests": [{"name": "A", "max_memory": "1 GiB", "memory_slots": 300}]},
+            "guest A: memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            id="entry-slots-above-limit",
+        ),
+        # A top-level value above its limit: named by the option, or with name by the guest.
+        pytest.param(
+            {"guests": ["A", "B"], "max_memory": "1 GiB", "memory_slots": 300},
+            "memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            id="top-level-slots-above-limit",
+        ),
+        pytest.param(
+            {"name": "A", "max_memory": "1 GiB", "memory_slots": 300},
+            "guest A: memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            id="name-slots-above-limit",
+        ),
+        pytest.param(
+            {"name": "A", "hugepages": "32 GiB"},
+            "guest A: hugepages '32 GiB' is above the limit of 16 GiB (the largest page size Linux has)",
+            id="name-hugepages-above-limit",
+        ),
+        # Options that contradict each other whatever the stored spec: the entry is named, with the top-level ones.
+        pytest.param(
+            {"guests": ["B", {"name": "A", "emulator_threads": "isolate", "pinning": "node"}]},
+            "guests[1] (A): emulator_threads isolate needs pinning core or thread, not node: vCPUs that float would "
+            "run on the emulator's host CPU too",
+            id="entry-isolate-floating",
+        ),
+        pytest.param(
+            {"guests": ["B", {"name": "web*", "nodeset": "0"}], "mode": "host"},
+            f"guests[1] (web*): nodeset '0' {HOST_MODE}",
+            id="top-level-host-mode-and-entry-nodeset",
+        ),
+        pytest.param(
+            {"guests": ["B"], "mode": "host", "cells": 2},
+            f"guests[0] (B): cells 2 {HOST_MODE}",
+            id="top-level-host-mode-and-cells",
+        ),
+        pytest.param(
+            {"name": "A", "mode": "host", "cells": 2},
+            f"guest A: cells 2 {HOST_MODE}",
+            id="name-host-mode-and-cells",
+        ),
+        pytest.param(
+            {"guests": [{"name": "A", "pinning": "core", "emulator_threads": "isolate", "emulator_pin": "nodes"}]},
+            "guests[0] (A): emulator_threads isolate and emulator_pin nodes both place the emulator threads; set "
+            "emulator_pin none",
+            id="entry-isolate-and-emulator-pin",
+        ),
+    ],
+)
+def test_spec_mistakes_that_need_no_guest_refuse_the_call(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_run_options(params)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # Each could be completed or allowed by the guest's stored spec: the plan decides, for that guest alone.
+        pytest.param({"nodeset": "0-1"}, id="nodeset-without-mode"),
+        pytest.param({"cells": 2}, id="cells-without-mode"),
+        pytest.param({"max_memory": "1 GiB"}, id="max-memory-without-slots"),
+        pytest.param({"memory_slots": 4}, id="slots-without-max-memory"),
+        pytest.param({"emulator_threads": "isolate"}, id="isolate-without-pinning"),
+        pytest.param({"pinning": "node"}, id="floating-without-emulator-threads"),
+        pytest.param({"memory_device": "virtio-mem"}, id="virtio-mem-without-max-memory"),
+        pytest.param({"device_cells": "vda=1"}, id="device-cells-without-locality"),
+        pytest.param({"mode": "host"}, id="host-mode-over-a-stored-nodeset"),
+    ],
+)
+def test_what_a_stored_spec_may_complete_is_left_to_the_plan(options: dict[str, Any]) -> None:
+    validate_run_options({"guests": [{"name": "A", **options}]})
+    validate_run_options({"name": "A", **options})
+    [request] = build_requests({"guests": [{"name": "A", **options}]}, ["A"])
+    assert request.options == options
+
+
+def test_an_entry_overrides_the_top_level_options_it_is_checked_with() -> None:
+    # Top-level mode host, but the entry asks for node mode: its cells are fine; a bare entry gets mode host alone.
+    validate_run_options({"guests": ["B", {"name": "A", "mode": "node", "cells": 2}], "mode": "host"})
+
+
+def test_entries_for_one_guest_are_checked_together_before_anything_is_written() -> None:
+    # Each entry alone is fine; together they give guest A cells with mode host.
+    params = {"guests": [{"name": "A", "mode": "host"}, {"name": "A*", "cells": 2}]}
+    validate_run_options(params)
+    with pytest.raises(SpecError) as caught:
+        build_requests(params, ["A", "B"])
+    assert str(caught.value) == f"guest A: cells 2 {HOST_MODE}"
+
+
+def test_device_cells_with_device_locality_none_are_refused() -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_run_options({"guests": [{"name": "A", "device_cells": "vda=1", "device_locality": "none"}]})
+    assert str(caught.value) == (
+        "guests[0] (A): device_cells 'vda=1' needs device_locality hostdev or all: with none no device is moved"
+    )
+    with pytest.raises(SpecError) as caught:
+        validate_run_options({"name": "A", "device_cells": [{"target": "vda", "cell": 1}], "device_locality": "none"})
+    assert str(caught.value) == (
+        "guest A: device_cells 'vda=1' needs device_locality hostdev or all: with none no device is moved"
+    )
+
+
+# -- null in a guests entry: unset, as at the top level
+
+
+@pytest.mark.parametrize("key", ["cells", "memory", "state", "cpuless_cells", "nodeset", "current_vcpus", "replan"])
+def test_null_in_an_entry_is_unset(key: str) -> None:
+    params = {"guests": [{"name": "g", key: None}]}
+    validate_run_options(params)
+    [request] = build_requests(params, ["g"])
+    assert request.options == {} and request.state == "present" and request.current_vcpus is None
+
+
+def test_null_in_an_entry_leaves_the_top_level_value() -> None:
+    params = {"guests": [{"name": "g", "cells": None, "state": None, "memory": None}], "mode": "node", "cells": 4}
+    validate_run_options({**params, "state": "present"})
+    [request] = build_requests({**params, "state": "absent"}, ["g"])
+    assert request.options == {"mode": "node", "cells": 4}
+    assert request.state == "absent"
+    # A null does not disagree with another entry's value for the same guest.
+    [request] = build_requests({"guests": [{"name": "g", "cells": None}, {"name": "g", "cells": 2}]}, ["g"])
+    assert request.options == {"cells": 2}
+
+
+@pytest.mark.parametrize(("word", "flag"), [("y", True), ("T", True), ("n", False), ("F", False), (1.0, True)])
+def test_an_entry_takes_every_boolean_ansible_takes(word: Any, flag: bool) -> None:
+    assert entry_options(cpuless_cells=word)["cpuless_cells"] is flag
