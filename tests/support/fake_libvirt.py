@@ -12,7 +12,8 @@ domain without a name, and a cell or pin naming a vCPU the domain does not have 
 VIR_DOMAIN_DEFINE_VALIDATE refuses much more).
 
 Live calls (pinning, vCPU enable) are recorded only; a device attached ``persistent`` is added to the
-definition and one attached ``live`` to the running guest's XML, so a second run sees the DIMMs.
+definition and one attached ``live`` to the running guest's XML, so a second run sees the DIMMs.  An attach
+that would give either more memory devices than ``<maxMemory slots>`` is refused, as libvirt refuses it.
 
 Another client: ``FakeGuest.concurrent_edits`` change the definition right before each re-read ahead of
 a define; ``FakeHost.meanwhile`` runs an action (``boot``, ``shut_off``, ``suspend``, ``managed_save``,
@@ -93,6 +94,18 @@ def _with_device(xml: str, device: str) -> str:
         memory.text = str(_kib(memory) + _kib(size))
         memory.set("unit", "KiB")
     return etree.tostring(root, encoding="unicode")
+
+
+def _check_slots(xml: str) -> None:
+    """libvirt's refusal of more memory devices than ``<maxMemory slots>`` (an attach, live or persistent)."""
+    root = _root(xml)
+    max_memory = root.find("maxMemory")
+    count = len(root.findall("devices/memory"))
+    if max_memory is not None and max_memory.get("slots") is not None and count > int(max_memory.get("slots")):
+        raise LibvirtOperationError(
+            "attaching a memory device: unsupported configuration: memory device count "
+            f"'{count}' exceeds slots count '{max_memory.get('slots')}'"
+        )
 
 
 def _with_updated_device(xml: str, device: str) -> str:
@@ -228,10 +241,16 @@ class FakeGuest:
 
     def attach_device(self, xml: str, live: bool, persistent: bool) -> None:
         self._call("attach_device", xml, live, persistent)
-        if live:
-            self.live = _with_device(self._require_running("attaching a memory device"), xml)
-        if persistent:
-            self.xml = _with_device(self.xml, xml)
+        # Both checked before either is changed, as libvirt refuses the whole attach.
+        running = _with_device(self._require_running("attaching a memory device"), xml) if live else None
+        defined = _with_device(self.xml, xml) if persistent else None
+        for changed in (running, defined):
+            if changed is not None:
+                _check_slots(changed)
+        if running is not None:
+            self.live = running
+        if defined is not None:
+            self.xml = defined
 
     def update_device(self, xml: str, live: bool, persistent: bool) -> None:
         self._call("update_device", xml, live, persistent)

@@ -21,6 +21,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import (
+    check_hotplug_memory,
+    running_memory_devices,
+    takes_dimms_live,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
@@ -135,20 +140,32 @@ class Planned:
     # the layout saved with it (``pending`` compares that with the target), not a boot of the definition.
     saved: bool = False
 
+    def __post_init__(self) -> None:
+        """A guest that keeps running takes its DIMMs live: they must fit beside every memory device it runs with.
+
+        Checked as the plan is made (check mode too), so a refusal comes before anything is written: the running
+        guest's memory devices are read for it (``_run/live.py:dimm_steps``).  A guest that needs a restart gets its
+        DIMMs with the boot of its definition, where the definition's slots count (checked by the plan).
+        """
+        plan = self.plan
+        if plan is None or not self.running or not takes_dimms_live(self) or self.needs_restart():
+            return
+        check_hotplug_memory(plan, self.request.hotplug_memory_kib, self.root, running_memory_devices(self))
+
     def needs_restart(self) -> bool:
         """Whether the guest needs a boot to run as defined: a running guest, or a saved one (``saved``).
 
-        Both are compared as they run or will resume (``pending``), and with the definition's own changes.  A
-        saved guest is not started by a restart (``_run/restart.py``): it says so and keeps ``restart_required``.
+        Both are compared as they run or will resume (``pending``), and with the definition's own changes, by their
+        change kinds (``ChangeKind.waits_for_boot``).  Hot-plug values (vCPUs online, DIMMs) wait for a boot only when
+        the new definition brings fewer vCPUs online than run (``DomainNuma.boots_fewer_vcpus``, the rule vnuma_info's
+        ``pending`` follows): vCPUs are never taken offline live.  Otherwise what the definition brings at boot and the
+        guest runs without is brought in live when it keeps running (``_run/live.py``), whether or not
+        ``current_vcpus`` is given, so that two runs with nothing changed between them give the same answer.  A saved
+        guest is not started by a restart (``_run/restart.py``): it says so and keeps ``restart_required``.
         """
         if not (self.running or self.saved):
             return False
-        adding = (
-            self.plan is not None
-            and self.online is not None
-            and self.request.current_vcpus is not None
-            and self.request.current_vcpus >= len(self.online)
-        )
+        adding = self.plan is not None and self.online is not None and not self.target.boots_fewer_vcpus(self.online)
         # A definition changed by an earlier run (restart: never) still waits for its boot: the running
         # guest is compared too, not just the definition.
         return any(change.kind.waits_for_boot(adding) for change in [*self.changes, *self.pending])

@@ -11,29 +11,58 @@ Which vCPUs to enable, how a memory hot-add is cut into DIMMs and how a new tota
 virtio-mem cells are the pure core's rules (``_core/hotplug.py``); each device is written by its
 element model (``_xml/memory.py:MemoryDevice``).  A virtio-mem resize reaches the definition with the
 define, like every owned value, and the running guest here, device by device.
+
+A guest that keeps running also gets what its definition brings at boot and it runs without: the vCPUs its
+definition brings online, and the DIMMs of its definition it lacks (``dimm_steps``).  Those are the hot-plug
+differences ``_xml/domain.py:DomainNuma.waiting_for_boot`` reports pending, and that need no restart
+(``_run/guest.py:Planned.needs_restart``).  A real run is changed by what it writes and lists in ``live`` what
+it did; check mode lists what it would do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
+    DimmPlan,
     check_memory_slots,
     plan_dimms,
     vcpus_to_enable,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice, requested_update
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
+    MemoryDevice,
+    attachable,
+    dimms_not_running,
+    memory_devices_of,
+    not_among,
+    requested_update,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 
-__all__ = ["check_hotplug_memory", "dimm_xml", "live_changes", "present_dimms"]
+if TYPE_CHECKING:
+    # Only a type here: _run/guest.py checks a plan with check_hotplug_memory as it is made.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
+
+__all__ = [
+    "DimmSteps",
+    "check_hotplug_memory",
+    "dimm_steps",
+    "dimm_xml",
+    "live_changes",
+    "present_dimms",
+    "running_memory_devices",
+    "takes_dimms_live",
+]
 
 
 def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
@@ -51,29 +80,118 @@ def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
     return MemoryDevice(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes)).markup()
 
 
-def check_hotplug_memory(plan: DomainPlan, wanted_kib: int, root: etree._Element) -> None:
-    """Everything a DIMM hot-add needs, checked before the first write (slots, sizes, ACPI)."""
+@dataclass(frozen=True)
+class DimmSteps:
+    """The DIMMs a run attaches to one guest, in order: those of its definition that the running guest lacks,
+    then the new ones ``hotplug_memory`` asks for."""
+
+    # The definition's DIMMs the running guest does not have (dimms_not_running): attached live only.
+    defined: tuple[MemoryDevice, ...] = ()
+    # hotplug_memory's new DIMMs: into the definition, and live when the guest runs.
+    new: tuple[DimmPlan, ...] = ()
+    # The position of the first new DIMM among the definition's memory devices (its change path).
+    first: int = 0
+
+
+def dimm_steps(plan: DomainPlan, wanted_kib: int | None, running: Sequence[MemoryDevice] | None = None) -> DimmSteps:
+    """The DIMMs to attach so that the guest has ``wanted_kib`` in DIMMs (None: no new ones), checked.
+
+    ``hotplug_memory`` counts the DIMMs of the definition (``present_dimms``).  ``running`` holds the memory
+    devices of the running guest when the DIMMs go into it live (a guest that keeps running), None otherwise.
+    Then the definition's DIMMs it lacks go in too, and every memory device the running guest holds counts
+    against ``memory_slots`` with the DIMMs it gets: libvirt refuses an attach beyond the slots ("memory device
+    count '5' exceeds slots count '4'").  A device it has beyond its definition (attached live only) is kept.
+    """
     kept = plan.target.memory_devices
     present = present_dimms(kept)
-    have = sum(size for _cell, size in present)
-    if wanted_kib < have:
-        raise SpecError(
-            f"hotplug_memory {format_kib(wanted_kib)} is below the {format_kib(have)} already hot-plugged; "
-            "memory is never unplugged by this module"
-        )
-    # The devices the guest keeps must have their slots, whether anything is added or not.
-    check_memory_slots(plan.layout, len(kept))
-    if wanted_kib > have:
-        plan_dimms(plan.layout, wanted_kib - have, present, len(kept))
+    new: tuple[DimmPlan, ...] = ()
+    if wanted_kib is not None:
+        have = sum(size for _cell, size in present)
+        if wanted_kib < have:
+            raise SpecError(
+                f"hotplug_memory {format_kib(wanted_kib)} is below the {format_kib(have)} already hot-plugged; "
+                "memory is never unplugged by this module"
+            )
+        # The devices the guest keeps must have their slots, whether anything is added or not.
+        check_memory_slots(plan.layout, len(kept))
+        if wanted_kib > have:
+            new = plan_dimms(plan.layout, wanted_kib - have, present, len(kept))
+    defined = () if running is None else dimms_not_running(kept, running)
+    if running is not None and (defined or new):
+        _check_running_slots(plan.layout, kept, running, defined, new, wanted_kib)
+    return DimmSteps(defined, new, len(kept))
+
+
+def _plural(count: int, what: str) -> str:
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+
+def _check_running_slots(
+    layout: Layout,
+    kept: Sequence[MemoryDevice],
+    running: Sequence[MemoryDevice],
+    defined: Sequence[MemoryDevice],
+    new: Sequence[DimmPlan],
+    wanted_kib: int | None,
+) -> None:
+    """The DIMMs going into the running guest fit ``memory_slots`` beside every memory device it runs with."""
+    slots = layout.memory_slots
+    total = len(running) + len(defined) + len(new)
+    if slots is None or total <= slots:
+        return
+    live_only = {device.index for device in not_among(running, kept)}
+    listed = ", ".join(
+        device.describe() + (" attached live only" if device.index in live_only else "") for device in running
+    )
+    what = []
+    if new:
+        what.append(f"{len(new)} new for hotplug_memory {format_kib(wanted_kib or 0)}")
+    if defined:
+        what.append(f"{len(defined)} of the definition that it runs without")
+    raise PlacementError(
+        f"the running guest holds {_plural(len(running), 'memory device')} ({listed}); attaching "
+        f"{_plural(len(defined) + len(new), 'DIMM')} live ({', '.join(what)}) makes {total}, above memory_slots "
+        f"{slots}; detach a memory device from the running guest, or raise memory_slots"
+    )
+
+
+def check_hotplug_memory(
+    plan: DomainPlan, wanted_kib: int | None, root: etree._Element, running: Sequence[MemoryDevice] | None = None
+) -> DimmSteps:
+    """Everything a DIMM hot-add needs, checked before the first write (slots, sizes, ACPI); the DIMMs to attach.
+
+    ``running``: the running guest's memory devices, when the DIMMs go into it live (``dimm_steps``).
+    """
+    steps = dimm_steps(plan, wanted_kib, running)
+    if steps.new or steps.defined:
         # QEMU's device_add of a pc-dimm on x86 needs the guest's ACPI memory hotplug controller
         # ("memory hotplug is not enabled: ... ACPI"), which libvirt only gives a guest with <acpi/>.
         arch = root.find("os/type")
         arch_name = arch.get("arch") if arch is not None else None
         if arch_name in (None, "x86_64", "i686") and root.find("features/acpi") is None:
+            what = (
+                f"hotplug_memory {format_kib(wanted_kib)}"
+                if steps.new and wanted_kib is not None
+                else "attaching the definition's DIMMs to the running guest"
+            )
             raise SpecError(
-                f"hotplug_memory {format_kib(wanted_kib)} needs ACPI: the guest's <features> has no <acpi/>, "
+                f"{what} needs ACPI: the guest's <features> has no <acpi/>, "
                 "and QEMU hot-adds DIMMs on x86 only through ACPI; add <acpi/> first"
             )
+    return steps
+
+
+def running_memory_devices(item: Planned) -> tuple[MemoryDevice, ...]:
+    """The memory devices of the running guest, read now."""
+    name = item.request.name
+    return memory_devices_of(parse_xml(item.guest.live_xml(), f"the running guest {name}", root_tag="domain"))
+
+
+def takes_dimms_live(item: Planned) -> bool:
+    """Whether DIMMs may go into the guest live if it keeps running: its definition has some, or it gets new ones."""
+    return item.plan is not None and (
+        item.request.hotplug_memory_kib is not None or bool(present_dimms(item.plan.target.memory_devices))
+    )
 
 
 def live_changes(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
@@ -81,24 +199,34 @@ def live_changes(topology: HostTopology, item: Planned, result: GuestResult, che
 
     A running guest is re-pinned when its definition's pins change, and also when its live pins differ from
     a definition that does not change (``Planned.pending``: pins set live by another client, or a re-pin that
-    failed after its define), so that a rerun converges.
+    failed after its define), so that a rerun converges.  A guest that keeps running also gets what its
+    definition brings at boot and it runs without: vCPUs online (``_enable_vcpus``) and DIMMs (``dimm_steps``).
+
+    In a real run ``changed`` follows what was written (``GuestResult.wrote``) and ``live`` lists what was done;
+    in check mode both say what would be.  The DIMMs are worked out and checked before the first live change.
     """
     stays_up = item.running and not result.restart_required and not result.restarted
     # I/O threads the spec does not own (iothreads: none) keep the pins they run with.
     owns_iothreads = item.plan is not None and item.plan.layout.spec.iothreads != "none"
     try:
+        dimms = _dimms(item, result, stays_up)
         if stays_up and item.plan is not None and _pins_differ(item, _VCPUPIN, True):
             _repin_live(topology, item, item.plan, result, check_mode)
         if stays_up and _pins_differ(item, _IOTHREADPIN, owns_iothreads):
             _repin_iothreads_live(topology, item, result, check_mode)
-        if item.plan is not None:
-            _hotplug(topology, item, item.plan, result, check_mode)
+        if stays_up and item.plan is not None:
+            _enable_vcpus(topology, item, item.plan, result, check_mode)
+        if dimms is not None:
+            _attach_dimms(item, dimms, result, check_mode)
         # A resize reaches a running guest even when another change waits for its next boot: only devices
         # the running guest has as planned are resized (_resize_live), so nothing else is touched.
         if item.running and not result.restarted and item.plan is not None:
             _resize_live(item, item.plan, result, check_mode)
     except VnumaError as error:
         result.error = error.naming(result.name)
+        if not check_mode:
+            # In a real run only what was written counts as changed (as _run/converge.py:Converger.define_one).
+            result.changed = bool(result.written)
 
 
 # The paths of the pins' changes (Vcpupin.items, Iothreadpin.items).
@@ -127,10 +255,10 @@ def _repin_live(topology: HostTopology, item: Planned, plan: DomainPlan, result:
     result.changed = result.changed or check_mode
     for vcpu in range(plan.layout.vcpus):
         cpus = pins.get(vcpu, default)
-        result.live.append(f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}")
         if not check_mode:
             item.guest.pin_vcpu_live(vcpu, cpus, host_cpus)
             result.wrote(f"vCPU {vcpu} pinned live")
+        result.live.append(f"vCPU {vcpu} pinned to host CPUs {format_cpuset(cpus)}")
 
 
 def _repin_iothreads_live(topology: HostTopology, item: Planned, result: GuestResult, check_mode: bool) -> None:
@@ -145,60 +273,92 @@ def _repin_iothreads_live(topology: HostTopology, item: Planned, result: GuestRe
     result.changed = result.changed or (check_mode and bool(item.target.iothreads.ids))
     for iothread in item.target.iothreads.ids:
         cpus = pins.get(iothread, default)
-        result.live.append(f"I/O thread {iothread} pinned to host CPUs {format_cpuset(cpus)}")
         if not check_mode:
             item.guest.pin_iothread_live(iothread, cpus, host_cpus)
             result.wrote(f"I/O thread {iothread} pinned live")
+        result.live.append(f"I/O thread {iothread} pinned to host CPUs {format_cpuset(cpus)}")
 
 
-def _hotplug(topology: HostTopology, item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
-    """Live (and persistent) vCPU enable and DIMM hot-add, balanced across cells."""
-    request = item.request
-    live = item.running and not result.restart_required and not result.restarted
-    if request.current_vcpus is not None and live:
-        enable = vcpus_to_enable(plan.layout, item.online or set(), request.current_vcpus)
-        if enable:
-            result.changed = True
-            result.live.append(f"enabled vCPUs {format_cpuset(enable)}")
-            if not check_mode:
-                # Persistent too: the definition's current count was already set by the define.
-                # One call per guest core: libvirt's QEMU driver refuses several hot-pluggable
-                # entities in one setVcpu() ("only one hotpluggable entity can be selected").
-                threads = plan.layout.topology.threads
-                cores: dict[int, list[int]] = {}
-                for vcpu in enable:
-                    cores.setdefault(vcpu // threads, []).append(vcpu)
-                for core_vcpus in cores.values():
-                    item.guest.set_vcpus_online(core_vcpus, True, persistent=False)
-                    result.wrote(f"vCPUs {format_cpuset(core_vcpus)} enabled live")
-                pins = plan.layout.vcpu_pins
-                if pins is not None:
-                    host_cpus = max(topology.cpu_node, default=0) + 1
-                    for vcpu in enable:
-                        item.guest.pin_vcpu_live(vcpu, pins[vcpu], host_cpus)
-    if request.hotplug_memory_kib is None:
+def _enable_vcpus(
+    topology: HostTopology, item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool
+) -> None:
+    """The vCPUs online live up to the count the definition brings online at boot, balanced across the cells.
+
+    That count is ``current_vcpus`` when given, else the definition's own (``<vcpu current>``): a guest that
+    keeps running gets the vCPUs its next boot would bring (``DomainNuma.waiting_for_boot``).  The collection
+    never takes vCPUs offline live: a lower count waits for the boot (``Planned.needs_restart``).
+    """
+    enable = vcpus_to_enable(plan.layout, item.online or set(), plan.layout.current_vcpus)
+    if not enable:
         return
-    kept = plan.target.memory_devices
-    present = present_dimms(kept)
-    missing = request.hotplug_memory_kib - sum(size for _cell, size in present)
-    if missing <= 0:
+    result.changed = result.changed or check_mode
+    if check_mode:
+        result.live.append(f"enabled vCPUs {format_cpuset(enable)}")
         return
-    dimms = plan_dimms(plan.layout, missing, present, len(kept))
-    result.changed = True
-    into_running = live or (item.running and result.restarted)
-    for index, dimm in enumerate(dimms, start=len(kept)):
+    # Persistent too: the definition's current count was already set by the define.
+    # One call per guest core: libvirt's QEMU driver refuses several hot-pluggable
+    # entities in one setVcpu() ("only one hotpluggable entity can be selected").
+    threads = plan.layout.topology.threads
+    cores: dict[int, list[int]] = {}
+    for vcpu in enable:
+        cores.setdefault(vcpu // threads, []).append(vcpu)
+    enabled: list[int] = []
+    try:
+        for core_vcpus in cores.values():
+            item.guest.set_vcpus_online(core_vcpus, True, persistent=False)
+            enabled.extend(core_vcpus)
+            result.wrote(f"vCPUs {format_cpuset(core_vcpus)} enabled live")
+        pins = plan.layout.vcpu_pins
+        if pins is not None:
+            host_cpus = max(topology.cpu_node, default=0) + 1
+            for vcpu in enable:
+                item.guest.pin_vcpu_live(vcpu, pins[vcpu], host_cpus)
+    finally:
+        # What was done, also when a later call failed.
+        if enabled:
+            result.live.append(f"enabled vCPUs {format_cpuset(enabled)}")
+
+
+def _dimms(item: Planned, result: GuestResult, stays_up: bool) -> DimmSteps | None:
+    """The DIMMs this run attaches (None: none to think of), worked out and checked before any live change.
+
+    A guest that keeps running is read now: the definition's DIMMs it lacks go in live, and what it holds counts
+    against ``memory_slots`` (``dimm_steps``).  A guest restarted by this run boots its definition, DIMMs included.
+    """
+    if item.plan is None or (item.request.hotplug_memory_kib is None and not (stays_up and takes_dimms_live(item))):
+        return None
+    running = running_memory_devices(item) if stays_up else None
+    return check_hotplug_memory(item.plan, item.request.hotplug_memory_kib, item.root, running)
+
+
+def _attach_dimms(item: Planned, steps: DimmSteps, result: GuestResult, check_mode: bool) -> None:
+    """The definition's DIMMs the running guest lacks, attached live; then the new ones, live when it runs too.
+
+    A new DIMM goes into the definition in any case.  A guest restarted by this run already runs its new
+    definition: it takes the new DIMMs live too (otherwise they would wait in the definition for yet another
+    restart).
+    """
+    if steps.defined or steps.new:
+        result.changed = result.changed or check_mode
+    elements = item.root.findall("devices/memory")
+    for device in steps.defined:
+        text = f"{device.describe()} of the definition"
+        if not check_mode:
+            item.guest.attach_device(attachable(elements[device.index]), live=True, persistent=False)
+            result.wrote(f"{text} attached live")
+        result.live.append(text)
+    into_running = item.running and (result.restarted or not result.restart_required)
+    for index, dimm in enumerate(steps.new, start=steps.first):
         nodes = format_cpuset(dimm.host_nodes)
         text = f"DIMM of {format_kib(dimm.size_kib)} on guest cell {dimm.cell} (host nodes {nodes})"
         result.changes.append(Change(f"devices/memory[{index}]", None, text, ChangeKind.HOTPLUG))
-        if into_running:
-            result.live.append(text)
         if not check_mode:
-            # A guest restarted by this run already runs its new definition: it takes the DIMMs
-            # live too (otherwise they would wait in the definition for yet another restart).
             item.guest.attach_device(
                 dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes), live=into_running, persistent=True
             )
             result.wrote(f"{text} attached{' live' if into_running else ''}")
+        if into_running:
+            result.live.append(text)
 
 
 def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mode: bool) -> None:
@@ -242,8 +402,8 @@ def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mod
             continue
         before, after = device.requested_kib or 0, target.requested_kib or 0
         text = f"virtio-mem of guest cell {target.node} requested {format_kib(before)} -> {format_kib(after)}"
-        result.changed = True
-        result.live.append(text)
+        result.changed = result.changed or check_mode
         if not check_mode:
             item.guest.update_device(requested_update(element, after), live=True, persistent=False)
             result.wrote(f"{text} live")
+        result.live.append(text)

@@ -41,6 +41,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     MemoryDevice,
     VirtioMemCells,
     VirtioMemRequests,
+    dimms_not_running,
     memory_devices_of,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Numatune
@@ -359,18 +360,43 @@ class DomainNuma:
             return self
         return replace(self, vcpupins=vcpupins, iothreadpins=IothreadPins(iothreadpins))
 
-    def waiting_for_boot(self, defined: DomainNuma, host_cpus: Collection[int]) -> list[Change]:
-        """Where this running guest differs from its definition ``defined`` in what only its next boot brings.
+    def boots_fewer_vcpus(self, online: Collection[int]) -> bool:
+        """Whether this definition brings fewer vCPUs online at boot than ``online``, the vCPUs a guest runs.
 
-        The change kinds say which differences wait (``ChangeKind.pending_in_live``), the same rule as
-        vnuma_domain's ``restart_required``; and vCPUs online above what ``defined`` brings online wait too:
-        the collection adds vCPUs live but never takes them offline, so a lower count waits for the boot.
+        Only a boot lowers them: the collection brings vCPUs online live but never takes them offline.  So
+        the hot-plug differences (``ChangeKind.HOTPLUG``) of such a guest wait for its boot: vnuma_info's
+        ``pending`` (``waiting_for_boot``) and vnuma_domain's ``restart_required``
+        (``_run/guest.py:Planned.needs_restart``) both ask here.
+        """
+        return len(self.online_vcpus()) < len(online)
+
+    def waiting_for_boot(self, defined: DomainNuma, host_cpus: Collection[int]) -> list[Change]:
+        """Where this running guest differs from its definition ``defined`` in what its next boot brings.
+
+        The change kinds say which differences count (``ChangeKind.pending_in_live``); vnuma_domain's
+        ``restart_required`` follows the same kinds (``_run/guest.py:Planned.needs_restart``).  Hot-plug values
+        differ in a running guest by nature, and count only where the next boot brings another number of vCPUs
+        online: fewer (``boots_fewer_vcpus``: only a boot lowers them), or more (vCPUs the guest runs without;
+        vnuma_domain brings them online live when the guest keeps running).  A DIMM of ``defined`` that the
+        running guest does not have counts too (``dimms_not_running``: memory the next boot brings;
+        vnuma_domain attaches it live when the guest keeps running), one it has beyond ``defined`` does not.
         A pin to the default affinity counts as no pin on either side (``without_default_pins``; ``host_cpus``:
         the host's online CPUs), so a guest whose pins were lifted live is not pending.
         """
-        lowered = len(self.online_vcpus()) > len(defined.online_vcpus())
+        online = self.online_vcpus()
+        fewer = defined.boots_fewer_vcpus(online)
+        more = len(defined.online_vcpus()) > len(online)
         running, definition = self.without_default_pins(host_cpus), defined.without_default_pins(host_cpus)
-        return [change for change in running.changes(definition) if change.kind.pending_in_live(lowered)]
+        waiting = [
+            change
+            for change in running.changes(definition)
+            if change.kind.pending_in_live(fewer) or (more and change.kind is ChangeKind.HOTPLUG)
+        ]
+        waiting.extend(
+            Change(f"devices/memory[{device.index}]", None, device.describe(), ChangeKind.HOTPLUG)
+            for device in dimms_not_running(defined.memory_devices, self.memory_devices)
+        )
+        return waiting
 
     def apply(self, root: etree._Element) -> None:
         """Make the owned parts of ``root`` equal to this model, in place; nothing else is touched.

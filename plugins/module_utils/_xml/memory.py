@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
@@ -40,7 +41,10 @@ __all__ = [
     "MemoryDevice",
     "VirtioMemCells",
     "VirtioMemRequests",
+    "attachable",
+    "dimms_not_running",
     "memory_devices_of",
+    "not_among",
     "plugged_of",
     "requested_update",
     "virtio_mem_alias",
@@ -228,6 +232,25 @@ class MemoryDevice:
         """The device as a definition states it: no position, no running guest's ``<current>``."""
         return replace(self, index=0, current_kib=None)
 
+    def same_device(self) -> MemoryDevice:
+        """What tells this device in a definition and in the running guest for the same: no position, no alias.
+
+        A running guest's devices carry the aliases libvirt gave them (``dimm0``) and what virtio-mem has plugged
+        (``<current>``); a definition has neither.  The slot (``<address>``) is not read: libvirt numbers a
+        definition's and the running guest's slots each on its own.
+        """
+        return replace(self, index=0, alias=None, current_kib=None)
+
+    def describe(self) -> str:
+        """The device in words: ``DIMM of 128 MiB on guest cell 1 (host nodes 0)``."""
+        what = "DIMM" if self.model == "dimm" else f"{self.model or 'memory'} device"
+        text = f"{what} of {format_kib(self.size_kib)}"
+        if self.node is not None:
+            text += f" on guest cell {self.node}"
+        if self.nodemask is not None:
+            text += f" (host nodes {format_ids(self.nodemask) or ''})"
+        return text
+
     def markup(self) -> str:
         """The device as libvirt writes it (``virDomainMemoryDefFormat``), ``index`` aside.
 
@@ -323,6 +346,50 @@ def memory_devices_of(root: etree._Element) -> tuple[MemoryDevice, ...]:
     return tuple(
         MemoryDevice.from_element(element, index) for index, element in enumerate(root.iterfind("devices/memory"))
     )
+
+
+def not_among(devices: Sequence[MemoryDevice], others: Sequence[MemoryDevice]) -> tuple[MemoryDevice, ...]:
+    """The ``devices`` that ``others`` lacks, counted: two equal DIMMs and one in ``others`` leave one.
+
+    Devices are compared as ``MemoryDevice.same_device`` says, so a definition's devices and a running
+    guest's compare whatever aliases and slots libvirt gave them.
+    """
+    left = [other.same_device() for other in others]
+    missing: list[MemoryDevice] = []
+    for device in devices:
+        key = device.same_device()
+        if key in left:
+            left.remove(key)
+        else:
+            missing.append(device)
+    return tuple(missing)
+
+
+def dimms_not_running(defined: Sequence[MemoryDevice], running: Sequence[MemoryDevice]) -> tuple[MemoryDevice, ...]:
+    """The DIMMs of a definition (``defined``) that its running guest (``running``) does not have.
+
+    A DIMM attached to the definition only (``virsh attach-device --config``, or a hot-add while the guest
+    needed a restart) is memory the guest's next boot brings and it runs without.  DIMMs the running guest
+    has beyond its definition (attached live only) are not listed: nothing waits for a boot there.
+    """
+    return tuple(device for device in not_among(defined, running) if device.model == "dimm")
+
+
+def attachable(element: etree._Element) -> str:
+    """A definition's ``<memory>`` device as a live attach takes it: its slot and libvirt's own alias left out.
+
+    Everything else stays as the definition has it (``access``, ``discard``, ``<source>``...), so the running
+    guest gets the device its next boot would have.  libvirt gives the device a free slot and an alias of its own;
+    a user alias (``ua-``) is kept.
+    """
+    require_tag(element, MemoryDevice.TAG)
+    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    for child in copy.findall("address"):
+        copy.remove(child)
+    alias = copy.find("alias")
+    if alias is not None and not (alias.get("name") or "").startswith("ua-"):
+        copy.remove(alias)
+    return str(etree.tostring(copy, encoding="unicode"))
 
 
 def plugged_of(devices: Sequence[MemoryDevice]) -> dict[str, int]:

@@ -101,3 +101,39 @@ def test_a_shut_off_guest_without_an_image_reads_its_definition_only() -> None:
     hypervisor.calls.clear()
     assert report(hypervisor, "a")["pending"] is False
     assert [call.method for call in hypervisor.calls if call.guest == "a"] == ["xml_if_defined"]
+
+
+HOTPLUG = {"mode": "host", "max_memory": "4 GiB", "memory_slots": 4}
+
+
+def test_a_running_guest_is_pending_while_its_definition_brings_a_dimm_it_runs_without() -> None:
+    hypervisor = FakeHost({"a": domain_xml("a")})
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", HOTPLUG)])
+    hypervisor.guests["a"].start()
+    # virsh attach-device a dimm.xml --config: memory for the next boot only.
+    dimm = "<memory model='dimm'><target><size unit='MiB'>128</size><node>1</node></target></memory>"
+    hypervisor.guests["a"].attach_device(dimm, live=False, persistent=True)
+    before = report(hypervisor, "a")
+    assert (before["pending"], before["pending_changes"]) == (
+        True,
+        ["devices/memory[0]: None -> 'DIMM of 128 MiB on guest cell 1'"],
+    )
+    # vnuma_domain attaches it live (the guest keeps running); then it runs as defined.
+    (result,) = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a")])
+    assert (result.restart_required, result.live) == (False, ["DIMM of 128 MiB on guest cell 1 of the definition"])
+    after = report(hypervisor, "a")
+    assert (after["pending"], after["pending_changes"]) == (False, [])
+    # One attached live only (by another client) is not pending: nothing waits for a boot.
+    hypervisor.guests["a"].attach_device(dimm, live=True, persistent=False)
+    assert report(hypervisor, "a")["pending"] is False
+
+
+def test_a_running_guest_is_pending_while_its_definition_brings_more_vcpus_online() -> None:
+    hypervisor = FakeHost({"a": domain_xml("a", current=2)})
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", TWO_CELLS)])
+    hypervisor.guests["a"].start()
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", current_vcpus=4)])
+    entry = report(hypervisor, "a")
+    # The fake records the live enable without listing it: the guest still runs 2 of the 4 its definition boots.
+    assert entry["pending"] is True
+    assert "vcpu/current: 2 -> None" in entry["pending_changes"]
