@@ -173,7 +173,7 @@ def bus_numbers(sizes: Sequence[tuple[int, int]], lowest_taken: int, root_buses:
     return result
 
 
-def check_root_slots(buses: int, taken: Collection[int], pcie: bool, unaddressed: bool) -> None:
+def check_root_slots(buses: int, taken: Collection[int], pcie: bool, unaddressed: bool, port_slots: int = 0) -> None:
     """Refuse ``buses`` expander buses the root bus has too few free slots for.
 
     ``taken`` are the root bus's slots other devices and controllers hold (the expander buses' own not
@@ -181,16 +181,19 @@ def check_root_slots(buses: int, taken: Collection[int], pcie: bool, unaddressed
     libvirt then holds one more free slot back for a PCI bridge (qemuDomainAssignPCIAddresses reserves
     "1 extra slot for a (potential) bridge" on a pci-root before it places anything), so the buses need one
     slot more.  Measured on libvirt 9.0: q35 takes 30 expander buses without addresses, i440fx 29.
+    ``port_slots`` more are needed for root ports or PCI bridges libvirt places on the root bus besides.
     """
     chipset = CHIPSET_SLOT[pcie]
     free = [slot for slot in _ROOT_SLOTS if slot != chipset and slot not in taken]
     bridge = 1 if unaddressed and not pcie else 0
-    if buses + bridge > len(free):
+    if buses + bridge + port_slots > len(free):
         root = "pcie-root" if pcie else "pci-root"
         used = len(_ROOT_SLOTS) - 1 - len(free)
+        kind = "root ports" if pcie else "PCI bridges"
         raise SpecError(
-            f"the expander buses of {buses} cells need {buses + bridge} slots on the root bus ({root}"
+            f"the expander buses of {buses} cells need {buses + bridge + port_slots} slots on the root bus ({root}"
             + (", one of them the slot libvirt holds back for a PCI bridge" if bridge else "")
+            + (f", {port_slots} of them for new {kind}" if port_slots else "")
             + f"), but only {len(free)} {'is' if len(free) == 1 else 'are'} free (slots 1-31: {chipset:#04x} is the "
             f"chipset's, {used} held by the "
             "guest's other devices and controllers); give fewer devices their own cell, or free root bus slots"

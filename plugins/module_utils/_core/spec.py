@@ -169,20 +169,13 @@ class VnumaSpec:
             raise _host_mode_refusal("cells", self.cells)
         if self.device_cells is not None:
             cells = format_device_cells(parse_device_cells(self.device_cells)) or None
-            if (
-                cells is not None
-                and self.device_locality == "none"
-                and given is not None
-                and decided("device_locality", "device_cells")
-            ):
+            # With none nothing is moved: overrides would be dropped in silence.  A stored spec's overrides under a
+            # new "device_locality: none" are left out before the spec is built (_run/guest.py:spec_for).
+            if cells is not None and self.device_locality == "none" and decided("device_locality", "device_cells"):
                 raise SpecError(
                     f"device_cells {shown(cells)} needs device_locality hostdev or all: with none no device is moved"
                 )
-            # With none nothing is moved.  Given together by a user, that is a mistake.  In a spec a run uses, the
-            # overrides may be an earlier run's stored spec's, laid under a new "device_locality: none" by
-            # _run/guest.py:spec_for: they mean nothing, and refusing them would make "device_locality: none" alone
-            # fail to remove the locality.
-            object.__setattr__(self, "device_cells", None if self.device_locality == "none" else cells)
+            object.__setattr__(self, "device_cells", cells)
         if (self.max_memory_kib is None) != (self.memory_slots is None) and decided("max_memory", "memory_slots"):
             raise SpecError("max_memory and memory_slots go together: memory hotplug needs both")
         if self.isolates_emulator and self.pinning not in DEDICATED_PINNINGS and decided("emulator_threads", "pinning"):

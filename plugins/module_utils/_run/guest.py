@@ -105,6 +105,9 @@ def spec_for(
         for key in ("nodeset", "cells"):
             if key not in request.options:
                 base.pop(key, None)
+    if request.options.get("device_locality") == "none" and "device_cells" not in request.options:
+        # Likewise a stored spec's device overrides once no device is moved; given with none, they are refused.
+        base.pop("device_cells", None)
     return VnumaSpec.from_mapping(base)
 
 

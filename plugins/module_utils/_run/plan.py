@@ -89,8 +89,11 @@ class Planner:
         # fail | report | ignore (_core.capacity.CAPACITY_MODES), and the memory kept free on every host node.
         self.capacity = capacity
         self.reserved_kib = reserved_kib
-        # The last capacity check; None with capacity: ignore.
+        # The last capacity check; None with capacity: ignore, and in a call of state: absent alone.
         self.capacity_report: CapacityReport | None = None
+        # Whether this call checks the host's capacity (plan_all): not with capacity: ignore, nor when every
+        # guest of the call is state: absent, which places nothing and is never refused for capacity.
+        self.checks_capacity = capacity != "ignore"
         # What plan_all learnt of the host, for planning a guest again right before its define.
         self.taken: dict[int, str] = {}
         self.autostart: set[str] = set()
@@ -118,7 +121,9 @@ class Planner:
         A guest that cannot be read or planned gets its error in its place and affects nothing else:
         it is counted as it is defined now.  Guests asking for dedicated pinning are planned first, so
         the node-pinned guests of the same call avoid their CPUs; the plans keep the order of the
-        requests.  A capacity refusal (with ``capacity: fail``) concerns the host and raises.
+        requests.  A capacity refusal (with ``capacity: fail``) concerns the host and raises.  A call whose
+        guests are all ``state: absent`` checks nothing: absent places no layout, a capacity problem never refuses
+        it, and the report would only repeat what other guests already hold.
         """
         names = [request.name for request in requests]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -218,7 +223,8 @@ class Planner:
         self.running = running
         self.planned_items, self.replanned = items, {}
         place(self.topology, items, autostart)
-        if self.capacity != "ignore":
+        self.checks_capacity = self.capacity != "ignore" and any(request.state != "absent" for request in requests)
+        if self.checks_capacity:
             self.check_capacity(items)
         return results
 
@@ -453,7 +459,7 @@ class Planner:
         item = self.plan_one(item.request, Reading.of(item.guest, xml, root), self.taken, running, saved=saved)
         self.replanned[name] = item
         place(self.topology, [item], self.autostart)
-        if self.capacity != "ignore":
+        if self.checks_capacity:
             # The new plan must fit with everything else as planned and as counted.
             self.check_capacity([self.replanned.get(other.request.name, other) for other in self.planned_items])
         return item

@@ -29,7 +29,8 @@ without a record but with a stored spec (an older version of the collection mana
 layout and keeps its sizes (``flat_target``); a guest with neither is not the collection's: absent
 leaves it alone.  Hot-plugged memory devices need cells: absent is refused when the cells it
 leaves do not hold them.  The collection's PCI expander buses go in every case, and the devices moved behind them
-go back to their addresses from before the move (none: libvirt places them again; ``_xml/pci_locality.py``).
+go back to their addresses from before the move (none: libvirt places them again; ``_xml/pci_locality.py``), with
+the same warnings as ``device_locality: none`` gives (a device that cannot go back to its address).
 """
 
 from __future__ import annotations
@@ -332,8 +333,11 @@ def render_absent(root: Any, name: str) -> list[str]:
             )
         flat_target(current, name).apply(root)
     if parts is not None or has_original(root) or has_stored_spec(root):
-        # The collection's expander buses go, and the devices behind them go back to where they were.
-        restored_locality(PciDomain.read(root)).apply(root)
+        # The collection's expander buses go, and the devices behind them go back to where they were; what
+        # cannot go back, and the controllers libvirt adds in the indices they leave, are said as apply says them.
+        locality = restored_locality(PciDomain.read(root))
+        warnings.extend(f"guest {name}: {warning}" for warning in locality.warnings)
+        locality.apply(root)
     remove_original(root)
     remove_stored_spec(root)
     return warnings

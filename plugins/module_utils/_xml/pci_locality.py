@@ -17,15 +17,21 @@ and the guest PCI address of each device it moves.  Every other controller and e
 address stays as written.  The address a device had before its first move is kept in ``<metadata>``
 (``ADDRESSES_NS``) and put back when the device is no longer moved (``device_locality: none``, an
 override removed, ``state: absent``); a controller of the collection's that something else still uses
-stays.  The rules without XML (overrides, bus numbers) are ``_core/pci_locality.py``.
+stays.  On a PCIe root bus the collection's virtio-mem devices sit in root ports of its own too
+(``ua-vnuma-memportC``), which go with them: libvirt's own would outlive them.  libvirt gives every index
+below the highest in use a controller, so the collection's take the lowest indices nothing else uses
+(``_numbered``), and the ones libvirt still fills are listed (``PciLocality.fillers``).  The rules without
+XML (overrides, bus numbers, root bus slots) are ``_core/pci_locality.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import count, islice
 from typing import ClassVar
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import PciAddress, cell_for_host_node
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
@@ -38,6 +44,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality i
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import make_markup, parse_markup
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import VIRTIO_MEM_ALIAS, virtio_mem_alias
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     insert_at,
@@ -50,9 +57,14 @@ __all__ = ["ADDRESSES_NS", "PciDevice", "PciDomain", "PciLocality", "pci_localit
 
 PXB_ALIAS = "ua-vnuma-pxb"
 PORT_ALIAS = "ua-vnuma-port"
+# The root port of the collection's virtio-mem device of a cell (q35), ``ua-vnuma-memportC``.
+MEMORY_PORT_ALIAS = "ua-vnuma-memport"
 _PCIE_EXPANDER = "pcie-expander-bus"
 _PCI_EXPANDER = "pci-expander-bus"
 _ROOT_PORT = "pcie-root-port"
+_PCI_BRIDGE = "pci-bridge"
+# Functions of one slot: libvirt puts up to eight root ports in one root bus slot (multifunction).
+_FUNCTIONS = 8
 _EXPANDERS = (_PCIE_EXPANDER, _PCI_EXPANDER)
 _ROOTS = ("pci-root", "pcie-root")
 # Slots of one bus (PCI's 5-bit slot number); an expander bus takes devices (or root ports) in all 32.
@@ -206,7 +218,7 @@ class Controller:
 
     @property
     def owned(self) -> bool:
-        return self.alias is not None and (self.alias.startswith(PXB_ALIAS) or self.alias.startswith(PORT_ALIAS))
+        return self.alias is not None and self.alias.startswith((PXB_ALIAS, PORT_ALIAS, MEMORY_PORT_ALIAS))
 
 
 def _controllers_of(root: etree._Element) -> list[tuple[Controller, etree._Element]]:
@@ -302,6 +314,23 @@ def _read_originals_of(record: etree._Element) -> tuple[tuple[str, Slot], ...]:
     return tuple(entry for entry in entries if entry is not None)
 
 
+def _virtio_mem_cell(element: etree._Element) -> int | None:
+    """The guest cell of a ``<memory>`` device that is the collection's virtio-mem device, else None."""
+    if element.get("model") != "virtio-mem":
+        return None
+    alias = element.find("alias")
+    name = "" if alias is None else alias.get("name") or ""
+    number = name[len(VIRTIO_MEM_ALIAS) :]
+    if not name.startswith(VIRTIO_MEM_ALIAS) or not number.isdigit() or not number.isascii():
+        return None
+    return int(number)
+
+
+def _memory_path(cell: int) -> str:
+    """The change path of the collection's virtio-mem device of ``cell`` (as ``_xml/memory.py`` names it)."""
+    return f"devices/memory[{virtio_mem_alias(cell)}]"
+
+
 def _unaddressed_video(root: etree._Element) -> bool:
     """Whether the primary video device has no address yet (libvirt gives it a root bus slot on define)."""
     video = root.find("devices/video")
@@ -328,6 +357,10 @@ class PciDomain:
     # Whether libvirt gives a primary video device a root bus slot when it is defined: a first <video>
     # without an address, or <graphics> without <video> (libvirt adds one).
     unaddressed_video: bool = False
+    # The collection's virtio-mem devices (``ua-vnuma-cellC``): (cell, guest PCI address or None), by cell.
+    memory: tuple[tuple[int, Slot | None], ...] = ()
+    # Whether the root bus is PCIe (a pcie-root controller, or a q35 machine): a device there needs a root port.
+    pcie_root: bool = False
 
     @classmethod
     def read(cls, root: etree._Element) -> PciDomain:
@@ -336,6 +369,7 @@ class PciDomain:
         paths = {id(element): device.path for device, element in devices}
         named = set()
         addresses: list[tuple[str, Slot]] = []
+        memory: dict[int, Slot | None] = {}
         counts: dict[str, int] = {}
         for element in root.iterfind("devices/*"):
             tag = element.tag
@@ -345,6 +379,10 @@ class PciDomain:
             number = counts.get(tag, 0)
             counts[tag] = number + 1
             owner = paths.get(id(element))
+            cell = _virtio_mem_cell(element) if tag == "memory" else None
+            if cell is not None and cell not in memory:
+                owner = _memory_path(cell)
+                memory[cell] = Slot.of(element.find("address"), f"{owner} <address>")
             if owner is None and tag == "controller":
                 alias = element.find("alias")
                 owner = f"devices/controller[{element.get('index') if alias is None else alias.get('name')}]"
@@ -357,14 +395,18 @@ class PciDomain:
                 if slot is not None:
                     named.add(slot.bus)
                     addresses.append((owner or f"devices/{tag}[{number}]", slot))
+        machine = None if os_type is None else os_type.get("machine")
+        controllers = tuple(controller for controller, _element in _controllers_of(root))
         return cls(
-            machine=None if os_type is None else os_type.get("machine"),
-            controllers=tuple(controller for controller, _element in _controllers_of(root)),
+            machine=machine,
+            controllers=controllers,
             devices=tuple(device for device, _element in devices),
             buses_named=frozenset(named),
             addresses=tuple(addresses),
             originals=_read_originals(root),
             unaddressed_video=_unaddressed_video(root),
+            memory=tuple(sorted(memory.items())),
+            pcie_root="q35" in (machine or "") or any(controller.model == "pcie-root" for controller in controllers),
         )
 
     @property
@@ -449,6 +491,37 @@ class RootPort:
 
 
 @dataclass(frozen=True)
+class MemoryPort:
+    """The collection's ``pcie-root-port`` for its virtio-mem device of cell ``cell`` (a PCIe root bus only).
+
+    libvirt would add a root port for a virtio-mem device without an address when no free one is left, a
+    controller that would outlive the device; the collection adds its own and puts the device in its slot 0,
+    so that the port goes with the device.  libvirt places the port on the root bus (a free function of a
+    slot with root ports, else a new slot), as it places its own.
+    """
+
+    cell: int
+    index: int
+
+    @property
+    def alias(self) -> str:
+        return f"{MEMORY_PORT_ALIAS}{self.cell}"
+
+    def markup(self) -> str:
+        return make_markup(
+            "controller",
+            (("type", "pci"), ("index", self.index), ("model", _ROOT_PORT)),
+            make_markup("alias", (("name", self.alias),)),
+        )
+
+    def reads_as(self, controller: Controller) -> bool:
+        return (controller.index, controller.model) == (self.index, _ROOT_PORT)
+
+    def items(self) -> Items:
+        return [(f"devices/controller[{self.alias}]/index", self.index)]
+
+
+@dataclass(frozen=True)
 class PciLocality:
     """The collection's expander buses, root ports, and the guest address of each device it moved or puts back.
 
@@ -463,20 +536,32 @@ class PciLocality:
     buses: tuple[ExpanderBus, ...] = ()
     ports: tuple[RootPort, ...] = ()
     # (device path, its address), in document order: the devices moved, and those put back (None: the
-    # device had no address before, libvirt places it).
+    # device had no address before, libvirt places it); then the collection's virtio-mem devices in the
+    # slots of their root ports, by cell.
     placements: tuple[tuple[str, Slot | None], ...] = ()
+    # The root ports of the collection's virtio-mem devices, by cell.
+    memory_ports: tuple[MemoryPort, ...] = ()
     # The address each moved device had before its first move, kept in <metadata> to be put back.
     originals: tuple[tuple[str, Slot], ...] = field(default=(), compare=False)
     # Every movable device's address as this model leaves it (None: none).  Not compared, the collection
     # owns only the addresses it moves: it gives the diff the address a device had before its first move.
     addresses: tuple[tuple[str, Slot | None], ...] = field(default=(), compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # (index, model) of each PCI controller libvirt adds when it defines the domain, because no controller
+    # has that index and one above it is in use: libvirt numbers buses without gaps and fills each gap with a
+    # root port (q35) or a PCI bridge (i440fx) of its own.  Listed in the changes, not compared: libvirt's,
+    # not the collection's.
+    fillers: tuple[tuple[int, str], ...] = field(default=(), compare=False)
+    # (index, model) of every other PCI controller (not compared): the other end of a filler, once libvirt
+    # has added it.
+    others: tuple[tuple[int, str], ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, domain: PciDomain) -> PciLocality:
         owned = [controller for controller in domain.controllers if controller.owned]
         buses = []
         ports = []
+        memory_ports = []
         for controller in owned:
             alias = controller.alias or ""
             if alias.startswith(PXB_ALIAS) and alias[len(PXB_ALIAS) :].isdigit():
@@ -492,23 +577,31 @@ class PciLocality:
                 cell, _sep, port = alias[len(PORT_ALIAS) :].partition("-")
                 if cell.isdigit() and port.isdigit():
                     ports.append(RootPort(int(cell), int(port), controller.index, controller.address or Slot(0, 0)))
+            elif alias.startswith(MEMORY_PORT_ALIAS) and alias[len(MEMORY_PORT_ALIAS) :].isdigit():
+                memory_ports.append(MemoryPort(int(alias[len(MEMORY_PORT_ALIAS) :]), controller.index))
         indices = {controller.index for controller in owned}
         placements: tuple[tuple[str, Slot | None], ...] = tuple(
             (device.path, device.address)
             for device in domain.devices
             if device.address is not None and device.address.bus in indices
+        ) + tuple(
+            (_memory_path(cell), slot) for cell, slot in domain.memory if slot is not None and slot.bus in indices
         )
+        in_use = {0, *(controller.index for controller in domain.controllers), *domain.buses_named}
         return cls(
             tuple(sorted(buses, key=lambda bus: bus.cell)),
             tuple(sorted(ports, key=lambda port: (port.cell, port.port))),
             placements,
+            tuple(sorted(memory_ports, key=lambda port: port.cell)),
             domain.originals,
             tuple((device.path, device.address) for device in domain.devices),
+            fillers=_fillers(in_use, domain.pcie_root),
+            others=_other_models(domain),
         )
 
     @property
-    def controllers(self) -> tuple[ExpanderBus | RootPort, ...]:
-        return (*self.buses, *self.ports)
+    def controllers(self) -> tuple[ExpanderBus | RootPort | MemoryPort, ...]:
+        return (*self.buses, *self.ports, *self.memory_ports)
 
     def items(self) -> Items:
         items: Items = []
@@ -516,12 +609,19 @@ class PciLocality:
             items.extend(bus.items())
         for port in self.ports:
             items.extend(port.items())
+        for memory_port in self.memory_ports:
+            items.extend(memory_port.items())
         items.extend((f"{path}/address", str(slot)) for path, slot in self.placements if slot is not None)
+        # libvirt's controllers for the gaps in the indices, named by index as PciDomain names an unaliased one.
+        items.extend((f"devices/controller[{index}]/model", model) for index, model in self.fillers)
         return items
 
     def unowned_items(self) -> Items:
-        """Every movable device's address, by the paths of ``items``: the other side of a device's move."""
-        return [(f"{path}/address", str(slot)) for path, slot in self.addresses if slot is not None]
+        """Every movable device's address, by the paths of ``items``: the other side of a device's move; and
+        every other PCI controller's model by index: the other side of a filler."""
+        items: Items = [(f"{path}/address", str(slot)) for path, slot in self.addresses if slot is not None]
+        items.extend((f"devices/controller[{index}]/model", model) for index, model in self.others)
+        return items
 
     def apply(self, root: etree._Element) -> None:
         """Make ``root``'s owned controllers and moved devices' addresses equal to this model, in place.
@@ -531,14 +631,14 @@ class PciLocality:
         """
         devices = root.find("devices")
         if devices is None:
-            if not self.buses:
+            if not self.controllers:
                 _store_originals(root, self.originals)
                 return
             raise SpecError("the guest has no <devices>: no PCI device to place near a cell")
         controllers = _controllers_of(root)
         # In index order, as libvirt writes controllers: each expander bus before its root ports.
-        ordered: list[ExpanderBus | RootPort] = sorted([*self.buses, *self.ports], key=lambda item: item.index)
-        wanted: dict[str, ExpanderBus | RootPort] = {item.alias: item for item in ordered}
+        ordered = sorted(self.controllers, key=lambda item: item.index)
+        wanted: dict[str, ExpanderBus | RootPort | MemoryPort] = {item.alias: item for item in ordered}
         present: dict[str, tuple[Controller, etree._Element]] = {}
         for controller, element in controllers:
             if controller.owned:
@@ -565,27 +665,28 @@ class PciLocality:
         placed = dict(self.placements)
         kept = {item.index for item in wanted.values()}
         owned_indices = {controller.index for controller, _element in controllers if controller.owned}
-        for device, element in _devices_of(root):
+        movable = [(device.path, device.address, element) for device, element in _devices_of(root)]
+        for element in devices.iterfind("memory"):
+            cell = _virtio_mem_cell(element)
+            if cell is not None:
+                path = _memory_path(cell)
+                movable.append((path, Slot.of(element.find("address"), f"{path} <address>"), element))
+        for path, address, element in movable:
             old = element.find("address")
-            if device.path in placed:
-                slot = placed[device.path]
+            if path in placed:
+                slot = placed[path]
                 if slot is None:
                     if old is not None:
                         remove_child(old)
                     continue
-                if device.address == slot and (old is None or old.get("multifunction") == slot.multifunction):
+                if address == slot and (old is None or old.get("multifunction") == slot.multifunction):
                     continue
                 new = parse_markup(slot.markup())
                 if old is not None:
                     replace_child(old, new)
                 else:
                     insert_at(element, len(element), new)
-            elif (
-                old is not None
-                and device.address is not None
-                and device.address.bus in owned_indices
-                and device.address.bus not in kept
-            ):
+            elif old is not None and address is not None and address.bus in owned_indices and address.bus not in kept:
                 remove_child(old)
         _store_originals(root, self.originals)
 
@@ -637,15 +738,19 @@ def pci_locality_for(
 
     ``host_nodes`` gives the host node of each passthrough device by host address (``_xml/nodedev.py``);
     a device missing from it has no known node.  Indices of the collection's controllers are kept from
-    ``domain`` where they still fit, so that a rerun writes nothing; new ones come after every index in use.
-    A device moved before and not now goes back to the address it had before its first move.
+    ``domain`` where they still fit, so that a rerun writes nothing; new ones take the lowest indices free,
+    those the collection's controllers that go leave included, so that no index is left unused below one in
+    use (libvirt would fill it with a controller of its own).  A device moved before and not now goes back to
+    the address it had before its first move.  On a PCIe root bus each of the collection's virtio-mem devices
+    (one per cell, ``_core/hotplug.py:plan_virtio_mem``) sits in a root port of the collection's.
     """
     _check_user_expanders(layout, domain)
+    memory_cells = tuple(cell.id for cell in layout.cells) if layout.spec.memory_device == "virtio-mem" else ()
     if layout.spec.device_locality == "none":
-        result = restored_locality(domain)
+        result = restored_locality(domain, memory_cells)
     else:
         placed, warnings = _placed_cells(layout, domain, host_nodes or {})
-        result = _locality(domain, placed, warnings)
+        result = _locality(domain, placed, warnings, memory_cells)
     _check_staying_buses(layout, result)
     return result
 
@@ -687,10 +792,13 @@ def _check_staying_buses(layout: Layout, locality: PciLocality) -> None:
             )
 
 
-def restored_locality(domain: PciDomain) -> PciLocality:
+def restored_locality(domain: PciDomain, memory_cells: Iterable[int] = ()) -> PciLocality:
     """No device near a cell (``device_locality: none``, ``state: absent``): each moved device goes back to
-    its address from before the move, and the collection's controllers go unless something else uses them."""
-    return _locality(domain, [], [])
+    its address from before the move, and the collection's controllers go unless something else uses them.
+
+    ``memory_cells`` are the cells whose virtio-mem device the collection keeps (none for absent): their
+    root ports stay."""
+    return _locality(domain, [], [], memory_cells)
 
 
 def _put_back(
@@ -740,56 +848,160 @@ def _still_used(domain: PciDomain, current: PciLocality, leaving: set[str]) -> s
     return used
 
 
+def _root_port_slots(
+    domain: PciDomain, placements: Mapping[str, Slot | None], kept: set[str], new_ports: int, pcie: bool
+) -> tuple[set[int], int]:
+    """The root bus slots held once the moves are made, and how many more the root ports (q35) or PCI bridges
+    (i440fx) libvirt places itself need: ``new_ports`` of them (the collection's virtio-mem root ports without
+    an address, and the controllers libvirt adds in unused indices).
+
+    The slots held are those the definition's addresses give on bus 0, the collection's controllers left out
+    unless they are written as they read (``kept``, their owner paths), and the devices that move left out.
+    libvirt puts a root port in a free function of a slot that holds root ports, else in function 0 of a free
+    slot, up to eight to a slot; a PCI bridge takes a slot of its own.
+    """
+    owned = {f"devices/controller[{controller.alias}]" for controller in domain.controllers if controller.owned}
+    functions: dict[int, set[int]] = {}
+    for owner, slot in domain.addresses:
+        if slot.bus == 0 and owner not in placements and (owner not in owned or owner in kept):
+            functions.setdefault(slot.slot, set()).add(slot.function)
+    taken = set(functions)
+    taken.update(slot.slot for slot in placements.values() if slot is not None and slot.bus == 0)
+    if domain.unaddressed_video:
+        taken.add(VIDEO_SLOT[pcie])
+    if not pcie:
+        return taken, new_ports
+    with_ports = {
+        controller.address.slot
+        for controller in domain.controllers
+        if controller.model == _ROOT_PORT
+        and controller.address is not None
+        and controller.address.bus == 0
+        and (not controller.owned or f"devices/controller[{controller.alias}]" in kept)
+    }
+    free = sum(_FUNCTIONS - len(functions.get(slot, ())) for slot in with_ports)
+    return taken, -(-max(new_ports - free, 0) // _FUNCTIONS)
+
+
 def _check_root_slots(
-    domain: PciDomain, buses: list[ExpanderBus], placements: Mapping[str, Slot | None], pcie: bool
+    domain: PciDomain,
+    buses: list[ExpanderBus],
+    placements: Mapping[str, Slot | None],
+    pcie: bool,
+    memory_ports: list[MemoryPort],
+    fillers: int,
 ) -> None:
     """Refuse expander buses the root bus has no free slot for, as libvirt would on define.
 
-    Every expander bus takes a slot of its own on the root bus.  The slots held are those the definition's
-    addresses give on bus 0 once the moves are made (the collection's controllers, which are written
-    again, and the devices that move, left out), and the one a video device without an address gets.
-    One of the collection's buses keeps its address only when it is written as it reads.
+    Every expander bus takes a slot of its own on the root bus (``_root_port_slots`` counts the rest).  One of
+    the collection's buses and root ports keeps its address only when it is written as it reads.
     """
     owned = {
         f"devices/controller[{controller.alias}]": controller for controller in domain.controllers if controller.owned
     }
-    taken = {
-        slot.slot
-        for owner, slot in domain.addresses
-        if slot.bus == 0 and owner not in placements and owner not in owned
+    kept = {
+        path
+        for path, controller in owned.items()
+        for port in memory_ports
+        if path == f"devices/controller[{port.alias}]" and port.reads_as(controller)
     }
-    taken.update(slot.slot for slot in placements.values() if slot is not None and slot.bus == 0)
-    if domain.unaddressed_video:
-        taken.add(VIDEO_SLOT[pcie])
+    new_ports = len(memory_ports) - len(kept) + fillers
+    taken, port_slots = _root_port_slots(domain, placements, kept, new_ports, pcie)
     unaddressed = False
     for bus in buses:
         controller = owned.get(f"devices/controller[{bus.alias}]")
         if controller is None or controller.address is None or not bus.reads_as(controller):
             unaddressed = True
-    check_root_slots(len(buses), taken, pcie, unaddressed)
+    check_root_slots(len(buses), taken, pcie, unaddressed, port_slots)
 
 
-def _locality(domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: list[str]) -> PciLocality:
+def _other_models(domain: PciDomain) -> tuple[tuple[int, str], ...]:
+    return tuple(
+        sorted((controller.index, controller.model) for controller in domain.controllers if not controller.owned)
+    )
+
+
+def _fillers(in_use: Iterable[int], pcie: bool) -> tuple[tuple[int, str], ...]:
+    """The controllers libvirt adds for the indices below the highest in use that nothing uses (qemuDomain-
+    PCIAddressSetCreate gives every bus up to the highest a controller): root ports on q35, PCI bridges else."""
+    used = set(in_use)
+    model = _ROOT_PORT if pcie else _PCI_BRIDGE
+    return tuple((index, model) for index in range(1, max(used, default=0)) if index not in used)
+
+
+def _numbered(
+    wanted: list[tuple[str, str | None]], had: Mapping[str, int], fixed: set[int], pinned: Mapping[str, int]
+) -> dict[str, int]:
+    """The index of each of the collection's controllers ``wanted`` (alias, the alias of the expander bus it
+    plugs into), in order, each expander bus before its root ports.
+
+    ``pinned`` keep theirs (something else sits on them).  The others take the lowest indices not in ``fixed``
+    (the indices that stay in use), as many as they are, so that no index is left unused below them; one that
+    already has one of those keeps it (a rerun writes nothing).  A root port's index must be above its expander
+    bus's (libvirt: "index must be larger than bus"); when keeping breaks that, they are numbered in order.
+    """
+    taken = set(fixed) | set(pinned.values())
+    rest = [(alias, parent) for alias, parent in wanted if alias not in pinned]
+    free = list(islice((index for index in count(1) if index not in taken), len(rest)))
+    result = dict(pinned)
+    for alias, _parent in rest:
+        index = had.get(alias)
+        if index in free and index not in result.values():
+            result[alias] = index
+    left = iter(sorted(set(free) - set(result.values())))
+    for alias, _parent in rest:
+        if alias not in result:
+            result[alias] = next(left)
+    if any(parent is not None and result[alias] <= result[parent] for alias, parent in wanted):
+        result = dict(pinned)
+        used = set(taken)
+        for alias, parent in rest:
+            floor = 0 if parent is None else result[parent]
+            index = next(index for index in count(floor + 1) if index not in used)
+            used.add(index)
+            result[alias] = index
+    return result
+
+
+def _memory_ports(domain: PciDomain, current: PciLocality, memory_cells: Iterable[int]) -> list[int]:
+    """The cells whose virtio-mem device sits in a root port of the collection's: on a PCIe root bus, a new
+    device (or one without an address yet), and one already in such a port.  A device libvirt placed before
+    the collection gave it a port (an earlier version) stays where it is."""
+    if not domain.pcie_root:
+        return []
+    owned = {item.index for item in current.controllers}
+    present = dict(domain.memory)
+    return [cell for cell in sorted(set(memory_cells)) if (slot := present.get(cell)) is None or slot.bus in owned]
+
+
+def _filler_warning(fillers: tuple[tuple[int, str], ...], freed: set[int], top: int) -> list[str]:
+    """A warning for the unused indices the collection's controllers leave: libvirt's controllers there stay."""
+    left = sorted(index for index, _model in fillers if index in freed)
+    if not left:
+        return []
+    model = fillers[0][1]
+    several = len(left) > 1
+    return [
+        f"PCI controller {'indices' if several else 'index'} {format_cpuset(left)} of the collection's controllers "
+        f"{'are' if several else 'is'} left unused below index {top}, which stays in use: libvirt adds a {model} "
+        f"at {'each' if several else 'it'}, which is not the collection's and stays when its controllers go"
+    ]
+
+
+def _locality(
+    domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: list[str], memory_cells: Iterable[int] = ()
+) -> PciLocality:
     current = PciLocality.of(domain)
+    keeps = {_memory_path(cell) for cell in memory_cells}
+    own_memory = {_memory_path(cell) for cell, _slot in domain.memory}
     moving = {device.path for device, _cell in placed}
-    moved_before = {path for path, _slot in current.placements}
-    still_used = _still_used(domain, current, moved_before | moving)
-    stay_buses = [bus for bus in current.buses if bus.index in still_used]
-    stay_ports = [port for port in current.ports if port.index in still_used]
+    moved_before = {path for path, _slot in current.placements if path not in own_memory}
+    still_used = _still_used(domain, current, moved_before | moving | own_memory)
     back, back_warnings = _put_back(domain, current, moved_before - moving, still_used)
     warnings = [*warnings, *back_warnings]
     addresses = dict(current.addresses)
     addresses.update(back)
-    if not placed:
-        return PciLocality(
-            tuple(stay_buses),
-            tuple(stay_ports),
-            tuple((path, back[path]) for path in addresses if path in back),
-            (),
-            tuple(addresses.items()),
-            tuple(warnings),
-        )
-    pcie = domain.pcie
+    pcie = domain.pcie if placed else domain.pcie_root
     by_cell: dict[int, list[PciDevice]] = {}
     for device, cell in sorted(placed, key=lambda pair: pair[1]):
         by_cell.setdefault(cell, []).append(device)
@@ -799,55 +1011,79 @@ def _locality(domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: 
                 f"{len(members)} PCI devices near cell {cell}, but an expander bus has {_SLOTS} slots; "
                 "spread them over more cells with device_cells"
             )
-    wanted = {f"{PXB_ALIAS}{cell}" for cell in by_cell}
-    if pcie:
-        wanted.update(
-            f"{PORT_ALIAS}{cell}-{number}" for cell, members in by_cell.items() for number in range(len(members))
-        )
-    # The collection's controllers something else still uses and this plan does not want: they stay as they are.
-    staying: list[ExpanderBus | RootPort] = [
-        item for item in current.controllers if item.index in still_used and item.alias not in wanted
-    ]
-    others = [controller for controller in domain.controllers if not controller.owned]
+    # The collection's controllers this plan wants, each expander bus before its root ports, then the
+    # virtio-mem devices' root ports.
+    wanted: list[tuple[str, str | None]] = []
+    for cell, members in by_cell.items():
+        wanted.append((f"{PXB_ALIAS}{cell}", None))
+        if pcie:
+            wanted.extend((f"{PORT_ALIAS}{cell}-{number}", f"{PXB_ALIAS}{cell}") for number in range(len(members)))
+    memory = _memory_ports(domain, current, memory_cells)
+    wanted.extend((f"{MEMORY_PORT_ALIAS}{cell}", None) for cell in memory)
+    # The virtio-mem devices that go or get a port of the collection's: their addresses now do not stay.
+    memory_moving = (own_memory - keeps) | {_memory_path(cell) for cell in memory}
+    aliases = {alias for alias, _parent in wanted}
     owned = current.controllers
-    had: dict[str, int] = {item.alias: item.index for item in owned if item.alias in wanted}
-    # Indices other controllers have, or that addresses name outside the collection's own buses.
-    used: set[int] = (
-        {controller.index for controller in others}
-        | {item.index for item in staying}
-        | (domain.buses_named - {item.index for item in owned})
-    )
-
-    def index_for(alias: str, above: int) -> int:
-        kept = had.get(alias)
-        if kept is not None and kept not in used and kept > above:
-            used.add(kept)
-            return kept
-        fresh = max([*used, *had.values(), *(item.index for item in owned), 0]) + 1
-        used.add(fresh)
-        return fresh
-
+    # The collection's controllers something else still uses and this plan does not want: they stay as they are.
+    staying = [item for item in owned if item.index in still_used and item.alias not in aliases]
+    others = [controller for controller in domain.controllers if not controller.owned]
+    owned_indices = {item.index for item in owned}
+    owned_paths = {f"devices/controller[{item.alias}]" for item in owned}
+    # Indices that stay in use: the other controllers', and the buses the addresses that stay name.
+    named = {
+        slot.bus
+        for owner, slot in domain.addresses
+        if owner not in moving
+        and owner not in back
+        and owner not in memory_moving
+        and owner not in owned_paths
+        and slot.bus not in owned_indices
+    }
+    fixed = {0, *(controller.index for controller in others), *(item.index for item in staying), *named}
+    had = {item.alias: item.index for item in owned if item.alias in aliases}
+    pinned = {item.alias: item.index for item in owned if item.alias in aliases and item.index in still_used}
+    indices = _numbered(wanted, had, fixed, pinned)
+    fillers = _fillers({*fixed, *indices.values()}, pcie)
+    top = max({*fixed, *indices.values()})
+    warnings.extend(_filler_warning(fillers, owned_indices - set(indices.values()), top))
+    memory_ports = [MemoryPort(cell, indices[f"{MEMORY_PORT_ALIAS}{cell}"]) for cell in memory]
+    memory_placements = tuple((_memory_path(port.cell), Slot(port.index, 0)) for port in memory_ports)
+    if not placed:
+        return PciLocality(
+            buses=tuple(item for item in current.buses if item in staying),
+            ports=tuple(item for item in current.ports if item in staying),
+            placements=tuple((path, back[path]) for path in addresses if path in back) + memory_placements,
+            memory_ports=tuple(memory_ports),
+            addresses=tuple(addresses.items()),
+            warnings=tuple(warnings),
+            fillers=fillers,
+            others=_other_models(domain),
+        )
     lowest = min(
         [controller.bus_nr for controller in others if controller.bus_nr is not None]
         + [item.bus_nr for item in staying if isinstance(item, ExpanderBus) and item.bus_nr >= 0]
         + [256]
     )
-    behind_root = sum(1 for controller in others if controller.model not in (*_ROOTS, *_EXPANDERS))
+    # The root bus's bridges take a bus number each: the other controllers', and the root ports and
+    # bridges of the collection's virtio-mem devices and in the unused indices.
+    behind_root = (
+        sum(1 for controller in others if controller.model not in (*_ROOTS, *_EXPANDERS))
+        + len(memory_ports)
+        + len(fillers)
+    )
     sizes = [(cell, _PCIE_SPAN + len(members) if pcie else _PCI_SPAN) for cell, members in by_cell.items()]
     numbers = bus_numbers(sizes, lowest, behind_root)
     buses: list[ExpanderBus] = [item for item in staying if isinstance(item, ExpanderBus)]
     ports: list[RootPort] = [item for item in staying if isinstance(item, RootPort)]
     placements: dict[str, Slot | None] = dict(back)
     recorded = dict(domain.originals)
-    owned_indices = {item.index for item in owned}
     originals: dict[str, Slot] = {}
     for cell, members in by_cell.items():
-        bus = ExpanderBus(cell, index_for(f"{PXB_ALIAS}{cell}", 0), pcie, numbers[cell])
+        bus = ExpanderBus(cell, indices[f"{PXB_ALIAS}{cell}"], pcie, numbers[cell])
         buses.append(bus)
         for number, device in enumerate(members):
             if pcie:
-                index = index_for(f"{PORT_ALIAS}{cell}-{number}", bus.index)
-                port = RootPort(cell, number, index, Slot(bus.index, number))
+                port = RootPort(cell, number, indices[f"{PORT_ALIAS}{cell}-{number}"], Slot(bus.index, number))
                 ports.append(port)
                 placements[device.path] = Slot(port.index, 0)
             else:
@@ -858,14 +1094,17 @@ def _locality(domain: PciDomain, placed: list[tuple[PciDevice, int]], warnings: 
                 original = device.address
             if original is not None:
                 originals[device.path] = original
-    _check_root_slots(domain, buses, placements, pcie)
+    _check_root_slots(domain, buses, {**placements, **dict(memory_placements)}, pcie, memory_ports, len(fillers))
     addresses.update(placements)
     order = [path for path in addresses if path in placements]
     return PciLocality(
-        tuple(sorted(buses, key=lambda bus: bus.cell)),
-        tuple(sorted(ports, key=lambda port: (port.cell, port.port))),
-        tuple((path, placements[path]) for path in order),
-        tuple((path, originals[path]) for path in order if path in originals),
-        tuple(addresses.items()),
-        tuple(warnings),
+        buses=tuple(sorted(buses, key=lambda bus: bus.cell)),
+        ports=tuple(sorted(ports, key=lambda port: (port.cell, port.port))),
+        placements=tuple((path, placements[path]) for path in order) + memory_placements,
+        memory_ports=tuple(memory_ports),
+        originals=tuple((path, originals[path]) for path in order if path in originals),
+        addresses=tuple(addresses.items()),
+        warnings=tuple(warnings),
+        fillers=fillers,
+        others=_other_models(domain),
     )

@@ -12,12 +12,14 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import (
     GUEST_OPTIONS,
     SPEC_OPTIONS,
     build_requests,
     validate_run_options,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, spec_for
 
 
 def test_the_entry_options_are_the_table_and_the_guest_options() -> None:
@@ -260,3 +262,11 @@ def test_null_in_an_entry_leaves_the_top_level_value() -> None:
 @pytest.mark.parametrize(("word", "flag"), [("y", True), ("T", True), ("n", False), ("F", False), (1.0, True)])
 def test_an_entry_takes_every_boolean_ansible_takes(word: Any, flag: bool) -> None:
     assert entry_options(cpuless_cells=word)["cpuless_cells"] is flag
+
+
+def test_device_locality_none_drops_stored_overrides() -> None:
+    # A stored {hostdev, vda=1} run with device_locality none alone: the locality goes, the overrides with it
+    # (the spec itself now refuses device_cells under none: _core/spec.py).
+    stored = VnumaSpec(mode="host", device_locality="hostdev", device_cells="vda=1")
+    spec = spec_for(GuestRequest("g", {"device_locality": "none"}), stored)
+    assert (spec.device_locality, spec.device_cells) == ("none", None)

@@ -104,3 +104,56 @@ def test_the_host_devices_are_read_once_and_only_when_a_guest_has_one() -> None:
         [GuestRequest(name, {"mode": "node", "nodeset": "2"}) for name in ("db", "web")]
     )
     assert len(hypervisor.called("pci_device_xmls")) == 1
+
+
+def test_absent_passes_on_the_warning_of_a_device_that_cannot_go_back() -> None:
+    disk = (
+        "<disk type='file' device='disk'><source file='/var/lib/a.img'/><target dev='vda' bus='virtio'/>"
+        "<address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></disk>"
+        "<controller type='pci' index='0' model='pcie-root'/>"
+        "<controller type='pci' index='1' model='pcie-root-port'>"
+        "<address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/></controller>"
+    )
+    hypervisor = FakeHost({"db": passthrough_domain("db", disk)})
+    [moved] = Converger(hypervisor, TOPOLOGY).converge(
+        [GuestRequest("db", {"mode": "node", "nodeset": "2", "device_locality": "all"})]
+    )
+    assert moved.written == ["definition"] and moved.warnings == []
+    # Another tool added a disk since, which libvirt put where vda was before the move.
+    guest = hypervisor.guests["db"]
+    guest.xml = guest.xml.replace(
+        "<disk",
+        "<disk type='file' device='disk'><source file='/var/lib/c.img'/><target dev='vdc' bus='virtio'/>"
+        "<address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></disk><disk",
+        1,
+    )
+    [absent] = Converger(hypervisor, TOPOLOGY).converge([GuestRequest("db", state="absent")])
+    assert absent.written == ["definition"]
+    assert absent.warnings == [
+        "guest db: devices/disk[vda] cannot go back to its address from before the move, 0000:01:00.0 "
+        "(devices/disk[vdc] has it now): libvirt places it"
+    ]
+
+
+def test_a_call_of_state_absent_alone_checks_no_capacity() -> None:
+    # db holds dedicated CPUs, web runs unpinned: the capacity check warns about web in every call that checks.
+    hypervisor = FakeHost(
+        {name: passthrough_domain(name, "") for name in ("db", "web", "plain")}, running=("db", "web")
+    )
+    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("db", {"mode": "node", "nodeset": "0", "pinning": "core"})])
+    present = Converger(hypervisor, TOPOLOGY, check_mode=True)
+    present.converge([GuestRequest("plain", {"mode": "node", "nodeset": "1"})])
+    assert present.capacity_report is not None
+    assert any(
+        warning.startswith("guest web (running) has unpinned vCPUs") for warning in present.capacity_report.warnings
+    )
+    # Absent places nothing and is never refused for capacity: a guest the collection never managed is left
+    # alone, without a word about the others.
+    for check_mode in (True, False):
+        absent = Converger(hypervisor, TOPOLOGY, check_mode=check_mode)
+        [result] = absent.converge([GuestRequest("plain", state="absent")])
+        assert (result.changed, result.warnings, absent.capacity_report) == (False, [], None)
+    # With a guest of the call that is not absent, the call checks as before.
+    mixed = Converger(hypervisor, TOPOLOGY, check_mode=True)
+    mixed.converge([GuestRequest("plain", state="absent"), GuestRequest("web", {"mode": "node", "nodeset": "1"})])
+    assert mixed.capacity_report is not None

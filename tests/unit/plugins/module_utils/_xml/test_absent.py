@@ -771,3 +771,49 @@ def test_bad_records_and_specs(edits: list[Edit], outcome: str, message: str) ->
     full = message if message.startswith(CONFLICT) else f"{message}; {DROPPED}"
     assert warnings == [f"guest g: {full}"]
     assert DomainNuma.from_domain(root) == flat_target(before, "g")
+
+
+# A q35 guest with a virtio disk in root port 1, as libvirt keeps it.
+PCI_GUEST = """<domain type='kvm'>
+  <name>g</name>
+  <memory unit='GiB'>4</memory>
+  <vcpu>8</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>
+  </os>
+  <devices>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' index='1' model='pcie-root-port'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </controller>
+    <disk type='file' device='disk'>
+      <source file='/var/lib/a.img'/>
+      <target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </disk>
+  </devices>
+</domain>
+"""
+
+
+def test_absent_warns_for_a_moved_device_that_cannot_go_back_as_device_locality_none_does() -> None:
+    spec = "<vnuma mode='host' device_locality='all'/>"
+    moved = expand_domain(PCI_GUEST.replace("<os>", f"{spec}\n  <os>", 1), RING_PATH.read_text(encoding="utf-8")).xml
+    # Another tool added a disk since, which libvirt put where vda was before the move.
+    added = moved.replace(
+        "<disk",
+        "<disk type='file' device='disk'><source file='/var/lib/c.img'/><target dev='vdc' bus='virtio'/>"
+        "<address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></disk>\n    <disk",
+        1,
+    )
+    said = (
+        "devices/disk[vda] cannot go back to its address from before the move, 0000:01:00.0 "
+        "(devices/disk[vdc] has it now): libvirt places it"
+    )
+    none = expand_domain(added.replace("device_locality='all'", "device_locality='none'"), RING_PATH.read_text())
+    assert none.plan is not None and none.plan.target.pci.warnings == (said,)
+    root = parse_xml(added, "domain")
+    assert render_absent(root, "g") == [f"guest g: {said}"]
+    # As under none: libvirt places vda; vdc keeps its address.
+    vda = root.find("devices/disk/target[@dev='vda']/..")
+    assert vda is not None and vda.find("address") is None

@@ -126,9 +126,12 @@ def test_bus_numbers_go_down_from_the_top_below_the_users_own() -> None:
         bus_numbers([(cell, 2) for cell in range(4)], 8, 0)
 
 
-def test_device_locality_none_drops_stored_overrides() -> None:
-    spec = VnumaSpec(device_locality="none", device_cells="vda=1")
-    assert spec.device_cells is None
+def test_device_cells_without_device_locality_are_refused_not_dropped() -> None:
+    # They were dropped in silence (the stored spec then had none): a <vnuma><devices cells='vda=1'/>, or
+    # device_cells alone on a guest without device_locality, did nothing and said nothing.
+    for spec in ({"device_locality": "none", "device_cells": "vda=1"}, {"device_cells": "vda=1"}):
+        with pytest.raises(SpecError, match=r"device_cells 'vda=1' needs device_locality hostdev or all"):
+            VnumaSpec.from_mapping(spec)
     assert VnumaSpec(device_locality="all", device_cells=[{"target": "vda", "cell": 1}]).device_cells == "vda=1"
 
 
@@ -210,8 +213,12 @@ def test_a_rerun_after_libvirt_added_its_own_root_port_changes_nothing() -> None
 
 
 def test_device_locality_none_removes_the_buses_and_puts_each_device_back() -> None:
-    none = Q35_OUT.replace("device_locality='all'", "device_locality='none'")
-    assert none != Q35_OUT
+    # The stored spec as a run with device_locality none leaves it: its overrides go with the locality
+    # (_run/guest.py:spec_for), and a spec with both is refused (test_device_cells_without_device_locality_...).
+    none = Q35_OUT.replace("device_locality='all'", "device_locality='none'").replace(
+        "      <vnuma:devices cells='vdb=1,ua-nic0=2,ua-rng1=3'/>\n", ""
+    )
+    assert none != Q35_OUT and "vnuma:devices" not in none
     result = expand_domain(none, _host())
     assert [entry for entry in _controllers(result.xml) if entry[3]] == []
     # The user's controllers stay; each moved device goes back to its address from before (none: libvirt
@@ -532,11 +539,13 @@ def test_passthrough_devices_go_near_the_cell_of_their_host_node_and_unknown_one
         "ua-vnuma-port2-0",
     ]
     placed = dict(plan.target.pci.placements)
-    # Index 1 is named by the first device's own address (libvirt adds a controller for it): ours start at 2.
+    # Index 1 is named only by the first device's own address, which the move replaces: nothing uses it
+    # after the move, so ours start at 1 (from 2, libvirt would fill index 1 with a root port of its own).
     assert {path: str(slot) for path, slot in placed.items()} == {
-        "devices/hostdev[0000:41:00.0]": "0000:05:00.0",
-        "devices/interface[52:54:00:00:00:02]": "0000:03:00.0",
+        "devices/hostdev[0000:41:00.0]": "0000:04:00.0",
+        "devices/interface[52:54:00:00:00:02]": "0000:02:00.0",
     }
+    assert plan.target.pci.fillers == ()
     # The device with no known node and the rng keep what they had (none: libvirt places them).
     assert [element.find("address") for element in root.iterfind("devices/hostdev")][1] is None
     assert root.find("devices/rng/address") is None
