@@ -166,6 +166,7 @@ class Planner:
                 )
             elif isinstance(reading.root, VnumaError):
                 outcome[index] = reading.root
+        taken_before = dict(taken)
         # mode auto guests come last, so that their choice sees every other plan of the call.
         order = sorted(
             range(len(requests)),
@@ -175,38 +176,57 @@ class Planner:
                 index,
             ),
         )
-        # The host as the mode auto guests see it: checked once, before the first of them, then updated
-        # as each is placed (a host's worth of guests is not checked again for every one).
-        host_room: CapacityReport | None = None
-        for index in order:
-            if index in outcome:
-                continue
-            request = requests[index]
-            reading = readings[request.name]
-            room = None
-            automatic = self.automatic(request, readings)
-            if automatic:
-                if host_room is None:
-                    done = [item for item in outcome.values() if isinstance(item, Planned)]
-                    planned = {item.request.name for item in done}
-                    waiting = self.waiting(readings, planned, running, autostart)
-                    host_room = room_for(
-                        self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib
-                    )
-                # Without its own definition: the guest is what is being placed.
-                room = without_guest(host_room, request.name)
-            try:
-                listed = reading.guest.name
-                item = self.plan_one(request, reading, taken, listed in running, room, listed in saved)
-            except VnumaError as error:
-                outcome[index] = error.naming(request.name)
-                continue
-            outcome[index] = item
-            if automatic and host_room is not None and item.plan is not None:
-                host_room = with_guest(host_room, self.topology, placed_for_room(self.topology, item, autostart))
-            layout = item.plan.layout if item.plan is not None else None
-            if layout is not None:
-                taken.update(dict.fromkeys(layout_held(self.topology, layout), request.name))
+        # A requested guest that fails keeps its definition, and with it the host CPUs it has dedicated: the plans
+        # of the others must avoid them, as a later run's would.  Planned again without them when one did not.
+        unread_outcome = dict(outcome)
+        kept: dict[int, str] = {}
+        while True:
+            outcome = dict(unread_outcome)
+            taken = {**taken_before, **kept}
+            # The host as the mode auto guests see it: checked once, before the first of them, then updated
+            # as each is placed (a host's worth of guests is not checked again for every one).
+            host_room: CapacityReport | None = None
+            for index in order:
+                if index in outcome:
+                    continue
+                request = requests[index]
+                reading = readings[request.name]
+                room = None
+                automatic = self.automatic(request, readings)
+                if automatic:
+                    if host_room is None:
+                        done = [item for item in outcome.values() if isinstance(item, Planned)]
+                        planned = {item.request.name for item in done}
+                        waiting = self.waiting(readings, planned, running, autostart)
+                        host_room = room_for(
+                            self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib
+                        )
+                    # Without its own definition: the guest is what is being placed.
+                    room = without_guest(host_room, request.name)
+                # Its own CPUs, kept for it when it failed before, are its to plan with again.
+                mine = taken if not kept else {cpu: who for cpu, who in taken.items() if kept.get(cpu) != request.name}
+                try:
+                    listed = reading.guest.name
+                    item = self.plan_one(request, reading, mine, listed in running, room, listed in saved)
+                except VnumaError as error:
+                    outcome[index] = error.naming(request.name)
+                    continue
+                outcome[index] = item
+                if automatic and host_room is not None and item.plan is not None:
+                    host_room = with_guest(host_room, self.topology, placed_for_room(self.topology, item, autostart))
+                layout = item.plan.layout if item.plan is not None else None
+                if layout is not None:
+                    taken.update(dict.fromkeys(layout_held(self.topology, layout), request.name))
+            failed_holding = {
+                cpu: name
+                for index, name in enumerate(names)
+                if isinstance(outcome[index], VnumaError) and index not in unread_outcome
+                for cpu in self.held_now(readings[name])
+                if cpu not in taken_before and cpu not in kept
+            }
+            if not failed_holding:
+                break
+            kept.update(failed_holding)
         results = [outcome[index] for index in range(len(requests))]
         items = [item for item in results if isinstance(item, Planned)]
         # A requested guest that failed stays as it is defined, and is counted so.
@@ -217,7 +237,7 @@ class Planner:
                 if isinstance(parsed, VnumaError):
                     unread.append(self.count_unreadable(guest, parsed, counted, running, autostart))
                 else:
-                    self.count_defined(guest, parsed, (), counted, unread, running, autostart)
+                    self.count_defined(guest, parsed, self.held_now(reading), counted, unread, running, autostart)
         others = list(counted.values())
         self.taken, self.autostart, self.others, self.unread = taken, autostart, others, unread
         self.running = running
@@ -227,6 +247,15 @@ class Planner:
         if self.checks_capacity:
             self.check_capacity(items)
         return results
+
+    def held_now(self, reading: Reading) -> list[int]:
+        """The host CPUs a requested guest's definition dedicates now (none when it cannot be read)."""
+        if isinstance(reading.root, VnumaError):
+            return []
+        try:
+            return sorted(dedicated_cpus(self.topology, reading.root, reading.guest.name))
+        except VnumaError:
+            return []
 
     def count_defined(
         self,

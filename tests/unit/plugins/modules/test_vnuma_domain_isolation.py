@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -184,3 +185,21 @@ def test_a_define_libvirt_refuses_after_another_guest_was_written_is_reported_as
     ]
     assert inactive(conn, second) == before[second]
     assert inactive(conn, first) != before[first] and inactive(conn, third) != before[third]
+
+
+def test_a_guest_that_fails_keeps_its_dedicated_cpus_for_the_others_plans() -> None:
+    # The demo's cache01 dedicates host CPUs 0-3 (one vCPU pinned to each). Asked in the same call for a layout that
+    # fails, it keeps them: db01 must plan as it would alone. It was planned onto cache01's CPUs, so check mode
+    # promised a layout that the next run (or the role's apply call, without cache01) refused.
+    demo_dir = Path(__file__).resolve().parents[4] / "demo"
+    demo = {"uri": f"test://{demo_dir}/fleet/hypervisor.xml", "host_capabilities": str(demo_dir / "host.xml")}
+    cache01 = {"name": "cache01", "mode": "node", "nodeset": "0", "memory": "9 GiB"}
+    together = fail({**demo, "guests": [{"name": "db01", "mode": "host"}, cache01]}, check_mode=True)
+    alone = fail({**demo, "guests": [{"name": "db01", "mode": "host"}]}, check_mode=True)
+    errors = {guest["name"]: guest["error"] for guest in together["guests"]}
+    assert errors["cache01"] == "guest cache01: guest cell 0 needs 9 GiB, host node 0 has 8 GiB"
+    assert errors["db01"] == alone["guests"][0]["error"]
+    assert errors["db01"] == (
+        "guest db01: every host CPU of host node 0 is dedicated to other guests (cache01); "
+        "guest cell 0 has nowhere to run"
+    )
