@@ -19,7 +19,7 @@ options:
       - V(node) uses the nodes in O(nodeset) (default every node with CPUs), split into O(cells) guest cells.
       - V(auto) chooses the fewest host nodes with CPUs that hold the guest, given what the running and autostart guests
         use, then lays it out as V(node) does on them. The choice is stored as O(nodeset) with the spec and kept by
-        later runs; O(replan=true) chooses again.
+        later runs; O(vnuma.libvirt.vnuma_domain#module:replan=true) chooses again.
       - Options left unset keep the value stored in the guest's metadata by an earlier run, or the default.
       - The default is V(host).
     type: str

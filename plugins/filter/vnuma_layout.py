@@ -45,7 +45,7 @@ options:
             cells.
           - V(auto) chooses the fewest host nodes with CPUs that hold the guest, given what the running and autostart
             guests use, then lays it out as V(node) does on them. The choice is stored as O(spec.nodeset) with the spec
-            and kept by later runs; O(replan=true) chooses again.
+            and kept by later runs; O(vnuma.libvirt.vnuma_domain#module:replan=true) chooses again.
           - Options left unset keep the value stored in the guest's metadata by an earlier run, or the default.
           - The default is V(host).
         type: str

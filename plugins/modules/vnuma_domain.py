@@ -62,10 +62,10 @@ options:
   guests:
     description:
       - Guests to converge in one call. Each entry is a guest name, a shell pattern (V(db*)), or a dict with C(name)
-        and any spec option, O(state), O(current_vcpus), O(hotplug_memory) or O(replan) to override the top-level
-        value for that guest. The values of a dict entry are checked like the top-level options; a value of the
-        wrong type or above its limit is refused, naming the guest, the option and the value. A null value is
-        unset, and the top-level value or the default applies.
+        and any spec option, O(state), O(current_vcpus), O(hotplug_memory), O(total_memory) or O(replan) to
+        override the top-level value for that guest. The values of a dict entry are checked like the top-level
+        options; a value of the wrong type or above its limit is refused, naming the guest, the option and the
+        value. A null value is unset, and the top-level value or the default applies.
       - Before anything is read or written, each entry's spec options with the top-level ones under them are
         checked as its guests get them. Options that contradict each other whatever the guest's stored spec (such as
         O(mode=host) with O(cells)) refuse the whole call, naming the entry by its index and its name or pattern. What
@@ -109,6 +109,9 @@ options:
       - Lowering it changes the count at the next boot only; vCPUs are not unplugged live. Until that boot every run
         reports RV(restart_required) for the guest (and M(vnuma.libvirt.vnuma_info) reports it pending), so
         O(restart=if_needed) restarts it on a later run when an earlier one could not.
+      - Without it the count is the definition's own. A running guest with fewer vCPUs online than its definition
+        brings online at boot (after C(virsh setvcpus --live) lowered it, say) gets them back live, as with the
+        option.
     type: int
     aliases: [vcpus_live]
   hotplug_memory:
@@ -117,6 +120,10 @@ options:
         the difference as one DIMM per cell (round-robin when it is smaller than the cells), in multiples of
         128 MiB. Each DIMM has C(<target><node>) and is bound to its cell's host nodes. It goes in live when the
         guest runs, and into the definition in any case. Needs O(max_memory) and O(memory_slots).
+      - The DIMMs the definition has and a running guest lacks (added while a restart was pending, or with
+        C(virsh attach-device --config)) go in live too, whenever the guest keeps running, with or without this
+        option. The running guest's memory devices, those attached live only included, count against
+        O(memory_slots), checked before anything is written.
       - Memory is never unplugged; a value below what is already hot-plugged is an error.
       - Refused with O(memory_device=virtio-mem); use O(total_memory) there.
     type: raw
@@ -223,9 +230,9 @@ options:
         and they are planned with O(capacity=report).
       - Keys C(guests), C(exclude), C(guest_state) (as M(vnuma.libvirt.vnuma_info)'s options), C(spec),
         C(overrides) and C(use_stored_spec) (as the filter's), C(apply) and C(compact) (default V(false)).
-      - C(apply) is V(true) (plan and apply), V(false) (plan only), or the role's C(plan_and_apply) (V(auto),
-        V(together) or V(apart)) with C(hypervisors), the number of hypervisors in the play; V(auto) applies when
-        that is 1. RV(together) says what the call decided.
+      - C(apply) is V(true) or V(together) (plan and apply), V(false) or V(apart) (plan only), or a dict of the role's
+        C(plan_and_apply) (V(auto), V(together) or V(apart)) and C(hypervisors), the number of hypervisors in the
+        play, which V(auto) needs (it applies when that is 1). RV(together) says what the call decided.
       - When it applies, not in check mode, the call then applies the plan as the role's apply step does, from the
         same plans (RV(applied)). It does so only when the plan changes something or guests failed at it, and neither
         the plan nor the capacity failed (RV(apply_needed)); only the guests whose plan went well are applied. The
@@ -375,11 +382,11 @@ restart_required:
   description:
     - Whether any running guest must be restarted to run with its new definition, or any shut-off guest with a
       managed save image must boot once more after it resumes.
-  returned: always
+  returned: with O(name) or O(guests), unless the call failed before any guest (a refused option, capacity)
   type: bool
 restart_required_guests:
   description: Names of the guests of RV(restart_required).
-  returned: always
+  returned: with O(name) or O(guests), unless the call failed before any guest (a refused option, capacity)
   type: list
   elements: str
 restarted:
@@ -391,7 +398,9 @@ backup_file:
   returned: with O(name)
   type: str
 live:
-  description: What was changed on the running guest (pins, vCPUs brought online, DIMMs added).
+  description:
+    - What was changed on the running guest (pins, vCPUs brought online, DIMMs added), in the order done; in check
+      mode what would be. A live step that fails ends the list.
   returned: with O(name)
   type: list
   elements: str
@@ -411,7 +420,8 @@ capacity:
   description:
     - The host's capacity with this call's plans in place, across every guest on the host that is running or
       autostart (see O(capacity)). Sizes are in KiB.
-  returned: unless O(capacity=ignore); also in the result of a capacity failure
+  returned: with O(name) or O(guests), unless O(capacity=ignore) or every guest of the call is O(state=absent)
+    (absent places no layout); also in the result of a capacity failure. With O(fleet), in RV(plan).
   type: dict
   contains:
     fits:
@@ -584,7 +594,8 @@ guests:
     - Also in the result of a failed run in which guests failed one by one (a guest that cannot be read, planned,
       defined, restarted or hot-plugged affects no other guest); then RV(ignore:changed) says whether anything was
       written and each entry says what (RV(guests[].written)) and why it failed (RV(guests[].error)).
-  returned: always
+  returned: with O(name) or O(guests), unless the call failed before any guest (a refused option, capacity); with
+    O(fleet), in RV(plan) and RV(applied)
   type: list
   elements: dict
   contains:
