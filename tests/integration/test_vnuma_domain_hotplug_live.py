@@ -22,10 +22,10 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 import pytest
+from test_vnuma_domain_live_pins import idle_guest as idle_guest_of
 from vnuma_domain_support import domain_root, enabled_vcpus, inactive_xml, live_xml
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_info
 from ansible_collections.vnuma.libvirt.tests.support.module_run import fail_module, run_module
 from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, GuestFactory
@@ -37,14 +37,7 @@ USER_DIMM = "<memory model='dimm'><target><size unit='MiB'>128</size><node>1</no
 
 def idle_guest(make_guest: GuestFactory, prefix: str) -> Guest:
     """A harness guest of 4 vCPUs and 512 MiB (removed at the end) defined without its kernel: it runs SeaBIOS."""
-    guest = make_guest(prefix, vcpus=4, memory_mib=512, start=False)
-    root = domain_root(guest.inactive_xml())
-    boot = root.find("os")
-    for tag in ("kernel", "initrd", "cmdline"):
-        for element in boot.findall(tag):
-            boot.remove(element)
-    guest.conn.defineXMLFlags(etree.tostring(root, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-    return guest
+    return idle_guest_of(make_guest, prefix, vcpus=4, memory_mib=512)
 
 
 def laid_out(make_guest: GuestFactory, host_caps: str, prefix: str, **extra: Any) -> tuple[Guest, dict[str, Any]]:

@@ -33,9 +33,11 @@ from ansible_collections.vnuma.libvirt.tests.support.realguest import Guest, Gue
 pytestmark = pytest.mark.host_cpus
 
 
-def idle_guest(make_guest: GuestFactory, prefix: str, current_vcpus: int | None = None) -> Guest:
-    """A harness guest of 2 vCPUs (removed at the end) defined without its kernel: it runs SeaBIOS, nothing else."""
-    guest = make_guest(prefix, vcpus=2, memory_mib=128, current_vcpus=current_vcpus, start=False)
+def idle_guest(
+    make_guest: GuestFactory, prefix: str, current_vcpus: int | None = None, vcpus: int = 2, memory_mib: int = 128
+) -> Guest:
+    """A harness guest (removed at the end) defined without its kernel: it runs SeaBIOS, nothing else."""
+    guest = make_guest(prefix, vcpus=vcpus, memory_mib=memory_mib, current_vcpus=current_vcpus, start=False)
     root = domain_root(guest.inactive_xml())
     boot = root.find("os")
     for tag in ("kernel", "initrd", "cmdline"):

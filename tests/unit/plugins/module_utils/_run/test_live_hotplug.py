@@ -21,8 +21,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Gu
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
-from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import Call, FakeHost, domain_xml
+from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import Call, FakeHost
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils._run.test_live import started
 
 TOPOLOGY = host("testdriver-default")
 HOTPLUG = {"mode": "host", "max_memory": "4 GiB", "memory_slots": 4}
@@ -35,15 +36,6 @@ DIMM = (
 # A user's DIMM, as `virsh attach-device` takes it (no host nodes of its own: its cell's).
 USER_DIMM = "<memory model='dimm'><target><size unit='MiB'>128</size><node>1</node></target></memory>"
 USER_DIMM_AS_ATTACHED = '<memory model="dimm"><target><size unit="MiB">128</size><node>1</node></target></memory>'
-
-
-def started(options: dict[str, object], current: int | None = None) -> FakeHost:
-    """Guest ``a`` given its layout while shut off, then started: it runs what is defined."""
-    hypervisor = FakeHost({"a": domain_xml("a", current=current)})
-    Converger(hypervisor, TOPOLOGY).converge([GuestRequest("a", options)])
-    hypervisor.guests["a"].start()
-    hypervisor.calls.clear()
-    return hypervisor
 
 
 def converge(hypervisor: FakeHost, request: GuestRequest, check_mode: bool = False) -> GuestResult:
