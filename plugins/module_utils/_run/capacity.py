@@ -39,21 +39,25 @@ def layout_held(topology: HostTopology, layout: Layout) -> tuple[int, ...]:
     return held_cpus(layout.vcpu_pins or (), layout.spec.pinning, topology, emulator)
 
 
+def bindings(topology: HostTopology, item: Planned, autostart: set[str]) -> tuple[GuestBinding, GuestBinding]:
+    """What the capacity check counts of a planned guest: its planned definition's binding, and its current one's."""
+    name = item.request.name
+    starts = name in autostart
+    # state: absent: the flat definition it is given.
+    planned = (
+        binding_from_domain(item.target, name, item.running, starts)
+        if item.plan is None
+        else planned_binding(topology, item, item.plan, starts)
+    )
+    current = binding_from_domain(item.current or item.target, name, item.running, starts, plugged=item.plugged)
+    return planned, current
+
+
 def place(topology: HostTopology, items: Sequence[Planned], autostart: set[str]) -> None:
     """Where each guest would be (its planned definition) and is (its current one) on the host."""
-    planned: list[GuestBinding] = []
-    current: list[GuestBinding] = []
-    for item in items:
-        name = item.request.name
-        starts = name in autostart
-        if item.plan is None:
-            # state: absent: the flat definition it is given.
-            planned.append(binding_from_domain(item.target, name, item.running, starts))
-        else:
-            planned.append(planned_binding(topology, item, item.plan, starts))
-        current.append(
-            binding_from_domain(item.current or item.target, name, item.running, starts, plugged=item.plugged)
-        )
+    pairs = [bindings(topology, item, autostart) for item in items]
+    planned = [pair[0] for pair in pairs]
+    current = [pair[1] for pair in pairs]
     for item, after, before in zip(
         items, place_guests(topology, planned), place_guests(topology, current), strict=True
     ):

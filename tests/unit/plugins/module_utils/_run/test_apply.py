@@ -291,3 +291,28 @@ def test_a_full_backup_directory_stops_the_define_and_leaves_no_file(
     assert [call.guest for call in hypervisor.called("define")] == ["b"]
     assert b.written == [f"backup {b.backup_file}", "definition"]
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(str(b.backup_file))]
+
+
+def test_a_change_outside_what_binds_a_guest_is_not_checked_against_the_whole_host_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each guest planned again (here: another client's description; on libvirt's test driver a guest without a
+    # <uuid> gets a new one on each connection) ran the capacity check over the whole host: N checks of N guests.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
+
+    hypervisor = fake("a", "b", "c")
+    for name in ("a", "b", "c"):
+        hypervisor.guests[name].concurrent_edits.append(described(f"edited {name}"))
+    checks = 0
+    check = Planner.check_capacity
+
+    def counted(self: Planner, items: Any) -> Any:
+        nonlocal checks
+        checks += 1
+        return check(self, items)
+
+    monkeypatch.setattr(Planner, "check_capacity", counted)
+    results = Converger(hypervisor, TOPOLOGY).converge([GuestRequest(name, HOST) for name in ("a", "b", "c")])
+    assert [result.written for result in results] == [["definition"]] * 3
+    assert all(f"<description>edited {name}</description>" in hypervisor.guests[name].xml for name in "abc")
+    assert checks == 1
