@@ -656,6 +656,14 @@ class _Partitioner:
                     for vcpu, cpu in zip(guest_core, host_core, strict=False):
                         pins[vcpu] = (cpu,)
                     held.update(host_core)
+                    # A sibling the host lists on another node shares the core too: held idle, as the core's own.
+                    elsewhere = self.topology.sharing_a_core(host_core).difference(host_core)
+                    if elsewhere:
+                        held.update(elsewhere)
+                        for cores in free.values():
+                            for core in cores:
+                                if elsewhere.intersection(core):
+                                    core.clear()
                     host_core.clear()
             else:
                 threads_free = sum(len(core) for core in pool)

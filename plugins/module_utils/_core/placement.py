@@ -72,6 +72,8 @@ def held_cpus(
     held = {cpu for cpus in (*pins, emulator or ()) if len(cpus) == 1 for cpu in cpus}
     if pinning == "core" and held:
         held.update(cpu for node in topology.nodes for core in node.cores if held.intersection(core) for cpu in core)
+        # A sibling the host lists on another node shares the core all the same (HostTopology.sharing_a_core).
+        held.update(cpu for cpu in topology.sharing_a_core(held) if cpu in topology.cpu_node)
     return tuple(sorted(held))
 
 

@@ -28,6 +28,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner im
     distribute_vcpus,
     even_split,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
@@ -1121,3 +1122,21 @@ def test_a_sibling_listed_on_another_node_blocks_its_core_for_dedicated_pins() -
         "guest db01: pinning core needs 2 free host cores for guest cell 0 on host node 0, 1 are free "
         "(others are dedicated to web01)"
     )
+
+
+def test_a_guests_own_core_keeps_its_sibling_on_another_node_idle() -> None:
+    # The same rule for the guest's own cores: CPU 0 (node 0) lists 2 (node 1) as its sibling. Under pinning core
+    # the guest's cell 1 took CPU 2, so two of its vCPUs shared a physical core.
+    def cpu(cpu_id: int, siblings: tuple[int, ...]) -> HostCpu:
+        return HostCpu(id=cpu_id, socket_id=0, die_id=0, core_id=cpu_id, siblings=frozenset(siblings))
+
+    split = HostTopology(
+        nodes=(
+            HostNode(id=0, memory_kib=4 * GIB, cpus=(cpu(0, (0, 2)), cpu(1, (1,)))),
+            HostNode(id=1, memory_kib=4 * GIB, cpus=(cpu(2, (0, 2)), cpu(3, (3,)))),
+        )
+    )
+    layout = plan(split, 2, 2 * GIB, mode="host", pinning="core")
+    assert pins(layout) == [0, 3]
+    # Held: its two cores and the idle sibling on node 1 (what other guests' plans and the capacity check avoid).
+    assert held_cpus(layout.vcpu_pins or (), "core", split) == (0, 2, 3)
