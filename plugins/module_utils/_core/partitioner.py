@@ -660,8 +660,8 @@ class _Partitioner:
                     elsewhere = self.topology.sharing_a_core(host_core).difference(host_core)
                     if elsewhere:
                         held.update(elsewhere)
-                        for cores in free.values():
-                            for core in cores:
+                        for spare in free.values():
+                            for core in spare:
                                 if elsewhere.intersection(core):
                                     core.clear()
                     host_core.clear()
