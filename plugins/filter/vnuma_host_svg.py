@@ -13,6 +13,9 @@ description:
   - The host diagram of M(vnuma.libvirt.vnuma_info) (its C(diagram) return value) drawn as an SVG image, for HTML
     pages. One box per host node with its CPUs (a square each), memory, free memory and hugepage pools, a bar of the
     guests' memory on the node, and one line per guest cell on the node with its vCPUs and memory there.
+  - The bar counts the memory of the guests that run or start with the host (autostart), as the capacity check of
+    M(vnuma.libvirt.vnuma_domain) does, and turns red when that is more than the node has. A shut-off guest's memory
+    is drawn pale after it and said apart, not counted.
   - A node without CPUs is drawn dashed and marked "memory only". Markers as in the text diagram, explained in the
     legend below the boxes.
   - Large hosts stay readable. The boxes are laid out in rows of up to 4. A box draws at most 78 CPUs and 12 guest
@@ -115,7 +118,8 @@ def vnuma_host_svg(info: Any, layouts: Any = None, title: Any = "", standalone: 
             name = layout.get("guest") if isinstance(layout, dict) else None
             current = placements.get(str(name))
             running = current.binding.running if current is not None else False
-            planned = placement_from_layout(topology, layout, running=running)
+            autostart = current.binding.autostart if current is not None else False
+            planned = placement_from_layout(topology, layout, running=running, autostart=autostart)
             placements[planned.name] = planned
         free_kib, free_pages = free_figures(info["host"])
         return render_svg(topology, list(placements.values()), free_kib, free_pages, title, standalone)

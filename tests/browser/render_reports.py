@@ -7,7 +7,8 @@
 Writes OUT_DIR/hv01.html (the demo's hypervisor: ``tests/unit/fixtures/fleet/demo_hv01.json`` holds
 what the role registered in ``make demo``), OUT_DIR/big16.html (a 16-node host with the text diagram
 tests' guests), OUT_DIR/mixed.html and OUT_DIR/failed.html (recorded playbook test runs: a hypervisor
-with failed guests, one that could not be reached) and OUT_DIR/fleet.html (the fleet summary over
+with failed guests, one that could not be reached), OUT_DIR/longname.html (the one with failed guests, its guest
+that failed at apply renamed to one word of 126 characters) and OUT_DIR/fleet.html (the fleet summary over
 hv01, big16 and two hosts that failed, with long names and URIs).
 
 Ansible's own templar renders them as the role does (trim_blocks, the style sheet included from next
@@ -33,6 +34,8 @@ DEMO = FLEET / "demo_hv01.json"
 # Recorded runs of the playbook tests on qemu:///system: a hypervisor with failed guests, one that failed.
 RECORDED = {"mixed": "playbook_hv-mixed_apply_guests_failed.json", "failed": "playbook_hv-bad_apply_failed.json"}
 LONG_NAME = "hypervisor-with-a-rather-long-name-042.rack12.west.example.com"
+# A guest name of one long word (libvirt allows it): the mixed run's guest that failed at apply, renamed.
+LONG_GUEST = "Z" * 60 + "_" + "Y" * 60 + "_fail"
 
 
 def info_guest(placement: Any) -> dict[str, Any]:
@@ -87,6 +90,9 @@ def report_vars() -> dict[str, dict[str, Any]]:
     for page, name in RECORDED.items():
         recorded = json.loads((FLEET / name).read_text(encoding="utf-8"))
         pages[page] = {"vnuma_fleet_result": recorded["result"], "__vnuma_fleet_before": recorded["inputs"]["before"]}
+    # Everywhere the name is: its row, the failed guests' box, the changes, the restart list, the drawings.
+    renamed = json.loads((FLEET / RECORDED["mixed"]).read_text(encoding="utf-8").replace("fleet-dimm01", LONG_GUEST))
+    pages["longname"] = {"vnuma_fleet_result": renamed["result"], "__vnuma_fleet_before": renamed["inputs"]["before"]}
     return pages
 
 

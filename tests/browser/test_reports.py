@@ -7,11 +7,11 @@
 The role's templates are rendered by Ansible's templar (render_reports.py) from recorded role data:
 the demo's hypervisor (``tests/unit/fixtures/fleet/demo_hv01.json``, what the role registered in
 ``make demo``), a 16-node host with the text diagram tests' guests, two recorded playbook test runs
-(failed guests, an unreachable hypervisor), and a fleet summary with two more failed hosts with long
-names, URIs and messages.  Each page is opened at 1400x900 and
-420x900 in Debian's chromium (``chromium-headless-shell``, or ``chromium``), which writes a
-screenshot to ``.build/screenshots/`` for a human to look at and dumps the DOM after check.js has
-measured the page.  Asserted: the page does not scroll sideways and nothing reaches past the
+(failed guests, an unreachable hypervisor), the one with failed guests again with a guest name of one
+126-character word, and a fleet summary with two more failed hosts with long names, URIs and messages.
+Each page is opened at 1400x900, 420x900 and 390x900 in Debian's chromium (``chromium-headless-shell``, or
+``chromium``), which writes a screenshot to ``.build/screenshots/`` for a human to look at and dumps the DOM
+after check.js has measured the page.  Asserted: the page does not scroll sideways and nothing reaches past the
 window outside a box that scrolls by itself (a wide table's); every SVG diagram is drawn with a
 size and fits the window; the screenshot is a PNG of the window's size and not blank.
 
@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILD = ROOT / ".build" / "browser"
 SCREENSHOTS = ROOT / ".build" / "screenshots"
-SIZES = ((1400, 900), (420, 900))
-PAGES = ("hv01", "big16", "mixed", "failed", "fleet")
+SIZES = ((1400, 900), (420, 900), (390, 900))
+PAGES = ("hv01", "big16", "mixed", "failed", "longname", "fleet")
 BROWSERS = ("chromium-headless-shell", "chromium")
 # A page of text and boxes has far more colours than this once anti-aliased; a blank or one-colour page has 1 or 2.
 MIN_COLOURS = 16
@@ -172,7 +172,7 @@ def test_tables_fit_a_desktop_window(opened: dict[tuple[str, int], dict[str, Any
 
 
 @pytest.mark.parametrize("width", [width for width, _height in SIZES])
-@pytest.mark.parametrize("page", ["hv01", "big16", "mixed", "failed"])
+@pytest.mark.parametrize("page", ["hv01", "big16", "mixed", "failed", "longname"])
 def test_host_diagrams_are_drawn(opened: dict[tuple[str, int], dict[str, Any]], page: str, width: int) -> None:
     svgs = opened[(page, width)]["check"]["svgs"]
     # Before and after; none for a hypervisor whose topology was never read.

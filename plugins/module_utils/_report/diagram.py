@@ -24,7 +24,8 @@ whose memory is not bound to exactly the nodes its vCPUs run on is marked ``!``;
 not running is drawn where its definition places it and marked ``o``.  The boxes are laid out in
 rows of 2 to 4 (a 16-node host is a 4 x 4 grid, fewer per row when the guest lines are long) and
 the lines stay within ``MAX_WIDTH`` columns: long guest names are shortened in the middle, and
-the summary below the boxes gives them in full.  The output depends on nothing but its inputs
+the summary below the boxes gives them in full; a distance table too wide for them (a 64-node host)
+is cut into blocks of columns, one under the other.  The output depends on nothing but its inputs
 (sorted by node id, guest name, cell id).
 
 Pure: no Ansible, libvirt or lxml.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import CellPlacement, GuestPlacement
@@ -81,12 +83,29 @@ def short_size(kib: int) -> str:
     return format_kib_rounded(kib, 1, ("TiB", "GiB", "MiB"))
 
 
+# A share this close to a whole number of vCPUs is that number: the reports round shares to 4 decimals (0.3333 x 3).
+_WHOLE = 0.005
+
+
 def _vcpu_amount(count: float) -> str:
+    """A cell's vCPUs on a node, for the eye: ``2 vCPU``, ``1.5 vCPU``, ``0.25 vCPU``, ``0.016 vCPU``, ``-`` (none).
+
+    A whole number as it is; any other share to two significant digits and at least one decimal, halves rounded up
+    (``0.25`` stays 0.25, ``0.125`` is 0.13, ``2.6667`` is 2.7), so that a share is never shown as 0 nor rounded to
+    another one-decimal figure than its own.
+    """
     if count <= 0:
         return "-"
-    if abs(count - round(count)) < 0.05:
-        return f"{round(count)} vCPU"
-    return f"{count:.1f} vCPU"
+    whole = round(count)
+    if whole >= 1 and abs(count - whole) < _WHOLE:
+        return f"{whole} vCPU"
+    places = max(1, 1 - math.floor(math.log10(count)))
+    text = format(Decimal(repr(count)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), "f")
+    # Two significant digits, not more: a trailing zero goes (0.50 is 0.5), one decimal stays (0.995 is 1.0).
+    if places > 1:
+        text = text.rstrip("0")
+        text = text + "0" if text.endswith(".") else text
+    return f"{text} vCPU"
 
 
 def _shorten(name: str, width: int) -> str:
@@ -316,10 +335,17 @@ def _distances(topology: HostTopology) -> list[str]:
     ids = topology.node_ids
     width = max(3, *(len(str(node)) for node in ids), *(len(str(topology.distance(a, b))) for a in ids for b in ids))
     label = max(len("distances"), *(len(f"node {node}") for node in ids))
-    lines = [f"{'distances':<{label}} " + " ".join(f"{node:>{width}}" for node in ids)]
-    for row in ids:
-        values = " ".join(f"{topology.distance(row, column):>{width}}" for column in ids)
-        lines.append(f"{f'node {row}':<{label}} {values}")
+    # A table wider than MAX_WIDTH is cut into blocks of columns (a 64-node host: 3 blocks), one under the other.
+    per_block = max(1, (MAX_WIDTH - label) // (width + 1))
+    lines: list[str] = []
+    for start in range(0, len(ids), per_block):
+        columns = ids[start : start + per_block]
+        if lines:
+            lines.append("")
+        lines.append(f"{'distances':<{label}} " + " ".join(f"{node:>{width}}" for node in columns))
+        for row in ids:
+            values = " ".join(f"{topology.distance(row, column):>{width}}" for column in columns)
+            lines.append(f"{f'node {row}':<{label}} {values}")
     return lines
 
 

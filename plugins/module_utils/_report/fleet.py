@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result, report_name_problem
 
@@ -35,6 +36,7 @@ __all__ = [
     "fleet_verify",
     "registered_parts",
     "restart_record",
+    "restart_waiting",
 ]
 
 # Every key the role passes, so that a missing or misspelled one fails loudly instead of silently
@@ -173,6 +175,25 @@ def _flatten(values: Any) -> list[Any]:
     return flat
 
 
+def _nodes_before(layout: Mapping[str, Any]) -> list[str]:
+    """A guest's host nodes before, as vnuma_info read its layout: ``before.host_nodes`` of its row.
+
+    Per cell of a NUMA guest, the nodes its memory is bound to (``unbound`` when it is not).  A flat guest has no
+    cell: one entry, the nodes its definition binds its memory to and pins its vCPUs to, or none when it does neither
+    (its memory and vCPUs may go to any node).
+    """
+    cells = layout.get("cells") or []
+    if layout.get("numa", False):
+        return [cell.get("memory_nodes") or "unbound" for cell in cells]
+    nodes: set[int] = set()
+    for cell in cells:
+        if cell.get("memory_nodes"):
+            nodes.update(parse_cpuset(cell["memory_nodes"], "a cell's memory_nodes", allow_empty=True))
+        if layout.get("pinning", False) and cell.get("cpu_nodes"):
+            nodes.update(parse_cpuset(cell["cpu_nodes"], "a cell's cpu_nodes", allow_empty=True))
+    return [format_cpuset(nodes)] if nodes else []
+
+
 def _row(guest: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
     """One guest's row: its state before, the plan, what was applied, what was read back after."""
     name = guest["name"]
@@ -220,7 +241,7 @@ def _row(guest: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
             "cells": len(cells_before),
             "vcpus": guest["vcpus"],
             "memory_kib": guest["memory_kib"],
-            "host_nodes": [cell.get("memory_nodes") or "unbound" for cell in cells_before],
+            "host_nodes": _nodes_before(guest["layout"]),
             "aligned": guest["alignment"]["aligned"],
             "locality": guest["alignment"]["locality"],
         },
@@ -244,10 +265,9 @@ def _row(guest: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
         "error": failed["error"] if failed is not None else None,
         "failed_step": failed["step"] if failed is not None else None,
         "changes": result.get("changes", []),
-        # and/or keep the operands' values, as the Jinja expression did.
-        "restart_required": name in ctx["restart_required"]
-        or (ctx["check"] and plan.get("restart_required", False))
-        or (failed is not None and done.get("restart_required", False)),
+        # The role's list is the one rule (restart_waiting in a real run; in check mode, what the real run would leave
+        # waiting): the row, the count and vnuma_fleet_restart_required always agree.
+        "restart_required": name in ctx["restart_required"],
         "restarted": name in ctx["restarted"],
     }
 
@@ -281,12 +301,13 @@ def _others_went_on(failure: Any, held_back: Any, failed: int, selected: int) ->
 def _drawing_after(host: Any, check: bool, rows: list[dict[str, Any]], failure: Any, held_back: Any) -> dict[str, Any]:
     """What the HTML report's diagram after draws: the guests drawn with their planned layout, its title and a note.
 
-    In check mode, every guest with a plan: nothing was changed, the diagram shows the plan.  Otherwise only the
-    guests changed here, as applied: those whose definition was written (``changed``, failed at apply after a write
-    included) and those restarted into a definition written before; the others as they were read before.  No guest
-    when none was: no diagram, and the note says why.
+    In check mode, every guest with a plan: nothing was changed, the diagram shows the plan, unless the real run
+    would change nothing either (a step failed, or the apply's gate would hold the hypervisor back).  Otherwise only
+    the guests changed here, as applied: those whose definition was written (``changed``, failed at apply after a
+    write included) and those restarted into a definition written before; the others as they were read before.  No
+    guest when none was: no diagram, and the note says why.
     """
-    if check:
+    if check and failure is None and held_back is None:
         planned = [row["name"] for row in rows if row["planned"] and row["error"] is None]
         if not planned:
             return {"guests": [], "title": None, "note": "No guest was planned (check mode: nothing was changed)."}
@@ -296,7 +317,7 @@ def _drawing_after(host: Any, check: bool, rows: list[dict[str, Any]], failure: 
             "note": "Every guest with its planned layout in place (check mode: nothing was changed); a running guest "
             "would run it from its next boot, a guest whose plan failed is drawn as before.",
         }
-    applied = [row["name"] for row in rows if (row["changed"] or row["restarted"]) and row["planned"]]
+    applied = [] if check else [row["name"] for row in rows if (row["changed"] or row["restarted"]) and row["planned"]]
     if applied:
         return {
             "guests": applied,
@@ -316,6 +337,20 @@ def _drawing_after(host: Any, check: bool, rows: list[dict[str, Any]], failure: 
     else:
         why = "no guest needed a change"
     return {"guests": [], "title": None, "note": f"Nothing was changed ({why}): the host is as in the diagram before."}
+
+
+def _verified(verify: Any) -> Any:
+    """The report's ``verify``: the verification (``fleet_verify``), or None when nothing was verified.
+
+    Nothing was verified when verify did not run (check mode, a step failed before it, a gate held the hypervisor
+    back) and when it found no guest to check and no problem: the only guests to change failed, say.  Such a
+    verification is no proof of anything, and the reports must not say "ok" for it.
+    """
+    if not verify:
+        return None
+    if isinstance(verify, Mapping) and not verify.get("checked") and not verify.get("problems"):
+        return None
+    return verify
 
 
 def fleet_result(inputs: Any) -> dict[str, Any]:
@@ -384,7 +419,7 @@ def fleet_result(inputs: Any) -> dict[str, Any]:
         "capacity": capacity,
         "restart": {"policy": inputs["restart_policy"], "batch": int(inputs["restart_batch"]), "batches": restarts},
         "restart_required": inputs["restart_required"],
-        "verify": inputs["verify"] if inputs["verify"] else None,
+        "verify": _verified(inputs["verify"]),
         "diagram_before": before["diagram"] if "diagram" in before else host_info.get("diagram"),
         "diagram_after": after_result.get("diagram") if isinstance(after_result, Mapping) else None,
         "drawing_after": _drawing_after(host, bool(inputs["check"]), rows, failure, inputs["held_back"]),
@@ -589,3 +624,30 @@ def restart_record(number: Any, guests: Any, result: Any, finished: Any) -> dict
         "restart_required": list(result.get("restart_required_guests") or []),
         "finished": str(finished),
     }
+
+
+def restart_waiting(result: Any, failed_guests: Any) -> list[str]:
+    """The guests whose new layout waits for their next boot after the apply step: ``vnuma_fleet_restart_required``.
+
+    ``result`` is what the apply step's call returned (the plan when it wrote nothing): its ``restart_required_guests``,
+    vnuma_domain's list of the guests that run (or resume) another layout than their definition.  A guest that failed
+    at apply (``failed_guests``, the role's record of them: ``name``, ``written``) stays in when its definition was
+    written before it failed: it runs its old layout until its next boot, like the others.  One that failed before its
+    definition was written is left out, since this run changed nothing it could boot into.  The role does not restart
+    a guest that failed (restart.yml leaves the failed guests out of its batches), but it lists it here, and the report
+    counts it, so that nobody takes its old layout for the new one.
+    """
+    result = _mapping(result)
+    names = result.get("restart_required_guests") or []
+    if not isinstance(names, Sequence) or isinstance(names, str) or not all(isinstance(name, str) for name in names):
+        raise SpecError("the result's restart_required_guests must be a list of guest names")
+    if not isinstance(failed_guests, Sequence) or isinstance(failed_guests, str):
+        raise SpecError("failed_guests must be a list of the failed guests' records")
+    unwritten = set()
+    for entry in failed_guests:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise SpecError("each failed guest must be a dict with its name and what was written for it")
+        written = entry.get("written") or []
+        if not any(str(what).startswith("definition") for what in written):
+            unwritten.add(entry["name"])
+    return [name for name in names if name not in unwritten]

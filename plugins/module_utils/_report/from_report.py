@@ -213,8 +213,14 @@ def placement_from_report(guest: Any) -> GuestPlacement:
     )
 
 
-def placement_from_layout(topology: HostTopology, layout: Any, running: bool = False) -> GuestPlacement:
-    """A planned layout (vnuma_domain's ``layout``) placed on ``topology``: where the guest runs once it is applied."""
+def placement_from_layout(
+    topology: HostTopology, layout: Any, running: bool = False, autostart: bool = False
+) -> GuestPlacement:
+    """A planned layout (vnuma_domain's ``layout``) placed on ``topology``: where the guest runs once it is applied.
+
+    ``running`` and ``autostart``: the guest's, as read (the capacity rule counts a guest that runs or starts with the
+    host, and the drawings follow it).
+    """
     layout = _mapping(layout, "a layout")
     name = str(_field(layout, "guest", "a layout"))
     mode = layout.get("memory_mode")
@@ -247,6 +253,7 @@ def placement_from_layout(topology: HostTopology, layout: Any, running: bool = F
         emulator_cpus=_ids(emulator, f"guest {name}: emulatorpin") if emulator else None,
         dedicated_cpus=held_cpus(vcpu_cpus.values(), None if pinning is None else str(pinning), topology),
         running=running,
+        autostart=autostart,
         source="planned",
     )
     try:

@@ -11,7 +11,9 @@ The same model and the same lines as the text drawing: one box per host node wit
 (``NAME cN vCPUs memory marks``, columns and markers as in ``diagram.py``).  On top of the text,
 each box draws its CPUs as small squares (a core's threads side by side; a CPU a guest holds for
 itself in that guest's colour, an offline CPU hollow) and the guests' memory on the node as a bar.
-A node without CPUs has a dashed box and says "memory only".
+The bar counts what the capacity check counts (``_core/capacity.py:counts``): the memory of the guests that run
+or start with the host, red when it is more than the node has; a shut-off guest's memory is drawn after it, pale,
+and said apart ("+1 GiB shut off, not counted").  A node without CPUs has a dashed box and says "memory only".
 
 Sizes are fixed and computed from the topology: boxes of ``BOX_WIDTH`` pixels in rows of 1 to 4
 (the text drawing's rule: a 16-node host is a 4 x 4 grid), each as tall as its row needs.  What a
@@ -32,6 +34,7 @@ import re
 import textwrap
 from collections.abc import Mapping, Sequence
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import counts
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostNode, HostTopology
 
@@ -96,11 +99,17 @@ _STYLE = (
     ".vn-cpu{fill:#dfe7f1;stroke:#8a94a3;stroke-width:.5}"
     ".vn-offline{fill:none;stroke:#8a94a3;stroke-width:.5;stroke-dasharray:2 1}"
     ".vn-bar{fill:#f1f4f8;stroke:#8a94a3;stroke-width:.5}.vn-over{fill:none;stroke:#9b1c1c;stroke-width:2}"
+    ".vn-idle{fill-opacity:.3;stroke:#8a94a3;stroke-width:.5;stroke-dasharray:2 1}"
     ".vn-muted{fill:#5a6473}.vn-bad{fill:#9b1c1c;font-weight:700}.vn-rule{stroke:#d5dbe3}"
 )
 
 # Where the text of each legend line starts ("legend: NAME cN   guest NAME's...").
 _LEGEND_TEXT = len(LEGEND[0]) - len(LEGEND[0].split("   ", 1)[1])
+# The SVG's own legend line, for its memory bar, under the text drawing's.
+_BAR_LEGEND = (
+    f"{'':8}{'bar':<{_LEGEND_TEXT - 8}}memory the guests take on the node, as the capacity check counts it: running "
+    "and autostart guests (red past the node's memory); shut-off guests pale after them, not counted"
+)
 _XMLNS = ' xmlns="http://www.w3.org/2000/svg"'
 # Characters XML 1.0 cannot carry at all, escaped or not.
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -157,6 +166,7 @@ class _Box:
         node: HostNode,
         entries: Sequence[CellEntry],
         memory: Mapping[str, int],
+        idle: Mapping[str, int],
         free_kib: int | None,
         free_pages: Mapping[int, int] | None,
     ) -> None:
@@ -166,7 +176,9 @@ class _Box:
         cpus = _cpu_order(node)
         self.cpus = cpus[:MAX_CPUS]
         self.more_cpus = len(cpus) - len(self.cpus)
+        # Guest -> KiB on the node: of the guests the capacity check counts, and of the others (shut off).
         self.memory = memory
+        self.idle = idle
         if len(entries) > MAX_CELLS:
             self.entries, self.more_cells = list(entries[: MAX_CELLS - 1]), len(entries) - (MAX_CELLS - 1)
         else:
@@ -182,7 +194,7 @@ class _Box:
         if self.cpus:
             height += self.cpu_rows * _SQUARE_STEP + 4 + (_LINE if self.more_cpus else 0)
         if self.node.memory_kib:
-            height += _BAR + 4 + _LINE
+            height += _BAR + 4 + _LINE * (2 if self.idle else 1)
         lines = len(self.entries) + (1 if self.more_cells else 0)
         if lines:
             height += 6 + _LINE * lines
@@ -240,7 +252,7 @@ class _Drawing:
                 out.append(_text(x + _PAD, top - 4, f"+{box.more_cpus} more CPUs", "vn-muted"))
         if node.memory_kib:
             self.memory_bar(box, x + _PAD, top + 2)
-            top += _BAR + 4 + _LINE
+            top += _BAR + 4 + _LINE * (2 if box.idle else 1)
         if box.entries or box.more_cells:
             out.append(f'<line class="vn-rule" x1="{x}" y1="{top + 2}" x2="{x + BOX_WIDTH}" y2="{top + 2}"/>')
             top += 6
@@ -253,16 +265,25 @@ class _Drawing:
         out.append("</g>")
 
     def memory_bar(self, box: _Box, x: int, y: int) -> None:
+        """The node's memory as a bar: the counted guests' memory, then the shut-off guests' (pale), and the figures.
+
+        Red (and "over") only when the counted guests take more than the node has: a shut-off guest takes nothing
+        until it starts, as the capacity check counts (``_core/capacity.py:counts``).
+        """
         total = sum(box.memory.values())
-        scale = max(box.node.memory_kib, total)
+        idle = sum(box.idle.values())
+        scale = max(box.node.memory_kib, total + idle)
         out = self.parts
         out.append(f'<rect class="vn-bar" x="{x}" y="{y}" width="{_INNER}" height="{_BAR}"/>')
         left = 0.0
-        for name, kib in sorted(box.memory.items()):
+        segments = [(name, kib, False) for name, kib in sorted(box.memory.items())]
+        segments.extend((name, kib, True) for name, kib in sorted(box.idle.items()))
+        for name, kib, shut_off in segments:
             width = _INNER * kib / scale
-            tip = f"{name}: {short_size(kib)}"
+            tip = f"{name}: {short_size(kib)}" + (" (shut off, not counted)" if shut_off else "")
+            css = ' class="vn-idle"' if shut_off else ""
             out.append(
-                f'<rect x="{x + left:.1f}" y="{y}" width="{width:.1f}" height="{_BAR}" '
+                f'<rect{css} x="{x + left:.1f}" y="{y}" width="{width:.1f}" height="{_BAR}" '
                 f'style="fill:{self.colour[name]}">'
                 f"<title>{_escape(tip)}</title></rect>"
             )
@@ -272,6 +293,9 @@ class _Drawing:
             out.append(f'<rect class="vn-over" x="{x}" y="{y}" width="{_INNER}" height="{_BAR}"/>')
             text, css = f"{text}, {short_size(total - box.node.memory_kib)} over", "vn-bad"
         out.append(_text(x, y + _BAR + _LINE - 2, _fit(text, _TEXT_CHARS), css))
+        if idle:
+            note = f"+{short_size(idle)} shut off, not counted"
+            out.append(_text(x, y + _BAR + 2 * _LINE - 2, _fit(note, _TEXT_CHARS), "vn-muted"))
 
     def entry(self, entry: CellEntry, x: int, bottom: int, formatter: CellFormatter) -> None:
         line = formatter.line(entry)
@@ -294,17 +318,21 @@ class _Drawing:
         self.parts.append("".join(parts))
 
 
-def _memory_by_node(guests: Sequence[GuestPlacement]) -> dict[int, dict[str, int]]:
-    """Host node -> guest -> KiB of its cells and DIMMs there."""
+def _memory_by_node(guests: Sequence[GuestPlacement], counted: bool) -> dict[int, dict[str, int]]:
+    """Host node -> guest -> KiB of its cells and DIMMs there, of the guests the capacity check counts or of the others.
+
+    ``counted``: the guests that run or start with the host (``_core/capacity.py:counts``); else the shut-off ones.
+    """
     memory: dict[int, dict[str, int]] = {}
     for placement in guests:
-        for cell in placement.cells:
-            for node, kib in cell.memory_share.items():
+        if counts(placement.binding) != counted:
+            continue
+        shares = [cell.memory_share for cell in placement.cells]
+        shares.append(placement.dimm_share)
+        for share in shares:
+            for node, kib in share.items():
                 if kib > 0:
                     memory.setdefault(node, {})[placement.name] = memory.get(node, {}).get(placement.name, 0) + kib
-        for node, kib in placement.dimm_share.items():
-            if kib > 0:
-                memory.setdefault(node, {})[placement.name] = memory.get(node, {}).get(placement.name, 0) + kib
     return memory
 
 
@@ -326,11 +354,18 @@ def render_svg(
     free_kib = free_kib or {}
     free_pages = free_pages or {}
     by_node = cell_entries(guests)
-    memory = _memory_by_node(guests)
+    memory, idle = _memory_by_node(guests, True), _memory_by_node(guests, False)
     nodes = list(topology.nodes)
     drawn = nodes[:MAX_NODES]
     boxes = [
-        _Box(node, by_node.get(node.id, ()), memory.get(node.id, {}), free_kib.get(node.id), free_pages.get(node.id))
+        _Box(
+            node,
+            by_node.get(node.id, ()),
+            memory.get(node.id, {}),
+            idle.get(node.id, {}),
+            free_kib.get(node.id),
+            free_pages.get(node.id),
+        )
         for node in drawn
     ]
     # One column layout for every box (as in the text drawing), fitted to the space beside the swatch.
@@ -353,11 +388,12 @@ def render_svg(
     if len(nodes) > len(drawn):
         notes.append(f"+{len(nodes) - len(drawn)} more host nodes not drawn (nodes {nodes[len(drawn)].id} and up)")
     notes.extend(elsewhere_lines(guests, topology))
-    notes.extend(LEGEND)
+    legend = (*LEGEND, _BAR_LEGEND)
+    notes.extend(legend)
     chars = int((width - 2 * _MARGIN) / _CHAR)
     for note in notes:
         # Wrapped, not cut: a legend line goes on under its text column, other notes indented.
-        indent = " " * (_LEGEND_TEXT if note in LEGEND else 2)
+        indent = " " * (_LEGEND_TEXT if note in legend else 2)
         for line in textwrap.wrap(note, chars, subsequent_indent=indent, break_on_hyphens=False) or [""]:
             y += _LINE
             drawing.parts.append(_text(_MARGIN, y - 4, _fit(line, chars), "vn-muted"))

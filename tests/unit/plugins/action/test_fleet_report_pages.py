@@ -196,3 +196,54 @@ def test_a_good_inventory_name_names_its_reports() -> None:
     summary = fleet_summary([{"host": "fleet01.example.com", "result": result, "uri": "test:///x"}], "now")
     assert summary["hosts"][0]["report"] == {"json": "fleet01.example.com.json", "html": "fleet01.example.com.html"}
     assert re.search(r"<h1>fleet01\.example\.com ", page(result, inputs))
+
+
+def host_section(html: str) -> str:
+    return html.split("<h2>Host</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_hugepage_pools_with_unknown_free_pages_leave_the_free_count_out() -> None:
+    # On the test driver (host_capabilities given) the free pages are not known: free is null.
+    inputs = demo()
+    result = fleet_result(inputs)
+    result["topology"]["nodes"][0]["hugepages"][0].update(total=1024, free=None)
+    result["topology"]["nodes"][1]["hugepages"][0].update(total=1024, free=12)
+    section = host_section(page(result, inputs))
+    assert "1024 &times; 2 MiB</td>" in section
+    assert "1024 &times; 2 MiB (12 free)</td>" in section
+    assert " free)" not in section.replace("(12 free)", "")
+
+
+def test_a_verification_that_checked_no_guest_says_nothing_was_verified() -> None:
+    inputs = demo()
+    # The only guest to change failed at apply: verify ran and found no guest to check.
+    inputs["verify"] = {**inputs["verify"], "checked": [], "problems": [], "ok": True}
+    html = page(fleet_result(inputs), inputs)
+    assert "0 guests checked" not in html and "Verification <span" not in html
+    assert "Nothing was verified: no guest with a planned layout was left to check" in html
+
+
+def test_check_mode_held_back_predicts_what_the_real_run_does() -> None:
+    held = "apply would be held back: 1 of 2 hypervisors failed (hv02)"
+    inputs = nothing_applied(demo(), check=True, held_back=held)
+    result = fleet_result(inputs)
+    assert [row["name"] for row in result["guests"] if row["restart_required"]] == []
+    html = page(result, inputs)
+    section = after_section(html)
+    assert "<svg" not in section
+    assert "Nothing was changed (held back): the host is as in the diagram before." in section
+    assert '<span class="badge warn">required</span>' not in html
+
+
+def test_a_guest_written_before_it_failed_is_listed_as_waiting() -> None:
+    inputs = demo()
+    inputs["failed_guests"] = [
+        {"name": "web01", "step": "apply", "error": "guest web01: hot-add", "changed": True, "written": ["definition"]},
+    ]
+    # What restart.yml lists (restart_waiting): web01 too, since its definition was written.
+    assert inputs["restart_required"] == ["cache01", "db01", "web01"]
+    result = fleet_result(inputs)
+    assert result["counts"]["restart_required"] == 3
+    html = page(result, inputs)
+    assert html.count('<span class="badge warn">required</span>') == 3
+    assert "Still running their old layout until their next boot: cache01, db01, web01" in html

@@ -216,3 +216,92 @@ def test_summary_host_without_result_failed() -> None:
     assert captured["hosts"]
     with pytest.raises(AnsibleFilterError, match=r"^vnuma\.libvirt\.vnuma_fleet_summary: hostvars must be the play's"):
         vnuma_fleet_summary(["a"], [], "t")
+
+
+def fixture_inputs(stem: str) -> dict[str, Any]:
+    return copy.deepcopy(load(next(path for path in FIXTURES if path.stem == stem))["inputs"])
+
+
+def restart_rows(result: dict[str, Any]) -> list[str]:
+    return [row["name"] for row in result["guests"] if row["restart_required"]]
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[path.stem for path in FIXTURES])
+def test_restart_rows_count_and_list_agree(path: Path) -> None:
+    # The role's list (vnuma_fleet_restart_required) is the one rule: the rows and the count follow it.
+    result = fleet_result(load(path)["inputs"])
+    assert restart_rows(result) == sorted(result["restart_required"])
+    assert result["counts"]["restart_required"] == len(result["restart_required"])
+
+
+def test_a_guest_failed_at_apply_is_marked_only_when_the_role_lists_it() -> None:
+    # fleet-dimm01 failed at apply after its definition was written; the role lists it (restart_waiting).
+    inputs = fixture_inputs("playbook_hv-mixed_apply_guests_failed")
+    assert inputs["restart_required"] == ["fleet-dimm01"]
+    result = fleet_result(inputs)
+    assert restart_rows(result) == ["fleet-dimm01"] and result["counts"]["restart_required"] == 1
+    # A list without it (a role that left it out) gives a row that says so too: never "required" in the row alone.
+    inputs["restart_required"] = []
+    result = fleet_result(inputs)
+    assert restart_rows(result) == [] and result["counts"]["restart_required"] == 0
+
+
+def test_check_mode_held_back_predicts_no_restart_and_no_change() -> None:
+    inputs = fixture_inputs("playbook_hv-good_check_planned")
+    # What the role passes when the apply's gate would hold the hypervisor back: nothing waits for a restart.
+    inputs.update(held_back="apply would be held back: 1 of 2 hypervisors failed (hv-bad)", restart_required=[])
+    result = fleet_result(inputs)
+    assert result["status"] == "held back"
+    assert restart_rows(result) == [] and result["counts"]["restart_required"] == 0
+    assert result["drawing_after"] == {
+        "guests": [],
+        "title": None,
+        "note": "Nothing was changed (held back): the host is as in the diagram before.",
+    }
+    # The plan is still reported: what the real run would have changed without the hold-back.
+    assert result["counts"]["to_change"] == 3 and result["counts"]["changed"] == 0
+
+
+def test_check_mode_with_a_failed_step_draws_no_plan() -> None:
+    inputs = fixture_inputs("playbook_hv-good_check_planned")
+    inputs.update(failure={"step": "capacity", "msg": "does not fit", "capacity": None}, restart_required=[])
+    result = fleet_result(inputs)
+    assert result["drawing_after"]["guests"] == []
+    assert result["drawing_after"]["note"].startswith("Nothing was changed (step capacity failed)")
+    # Without either, check mode draws every guest with its plan, as before.
+    planned = fleet_result(fixture_inputs("playbook_hv-good_check_planned"))["drawing_after"]
+    assert planned["guests"] == ["fleet-app01", "fleet-db01", "fleet-web01"]
+
+
+def test_a_verification_that_checked_no_guest_is_no_verification() -> None:
+    inputs = fixture_inputs("demo_hv01")
+    inputs["verify"] = {"by": "apply", "note": "n", "checked": [], "problems": [], "ok": True}
+    result = fleet_result(inputs)
+    assert result["verify"] is None
+    summary = fleet_summary([{"host": result["host"], "result": result, "uri": result["uri"]}], "t")
+    assert summary["hosts"][0]["verified"] is None
+    # A problem without a guest checked (one not found when re-read) is a failed verification, not none.
+    inputs["verify"] = {"by": "apply", "note": "n", "checked": [], "problems": ["guest x: not found"], "ok": False}
+    assert fleet_result(inputs)["verify"]["ok"] is False
+
+
+def test_flat_guests_before_name_the_nodes_their_definition_binds_or_pins_them_to() -> None:
+    rows = {row["name"]: row for row in fleet_result(fixture_inputs("demo_hv01"))["guests"]}
+    # cache01: vCPUs pinned to node 0, memory bound strictly to node 2.
+    assert rows["cache01"]["before"]["host_nodes"] == ["0,2"]
+    # db01 floats over every node with unbound memory: no node is named ("any" in the page).
+    assert rows["db01"]["before"]["host_nodes"] == []
+
+
+@pytest.mark.parametrize(
+    ("pinning", "memory_nodes", "expected"),
+    [(False, "2", ["2"]), (True, None, ["0"]), (True, "1-2", ["0-2"]), (False, None, [])],
+    ids=["memory-bound", "pinned", "both", "neither"],
+)
+def test_flat_guest_before_nodes(pinning: bool, memory_nodes: str | None, expected: list[str]) -> None:
+    inputs = fixture_inputs("demo_hv01")
+    guest = next(guest for guest in inputs["before"]["guests"] if guest["name"] == "cache01")
+    guest["layout"]["pinning"] = pinning
+    guest["layout"]["cells"][0]["memory_nodes"] = memory_nodes
+    rows = {row["name"]: row for row in fleet_result(inputs)["guests"]}
+    assert rows["cache01"]["before"]["host_nodes"] == expected

@@ -66,6 +66,43 @@ def test_planned_layouts_are_drawn_in_place_of_their_guests(demo: dict[str, Any]
     assert all(line[-1] == "o" for line in lines if line[0] in ("batch01", "hpc01"))
 
 
+def bar_texts(svg: str) -> list[str]:
+    """The texts under the memory bars, box by box."""
+    lines = ["".join(text.itertext()) for text in ET.fromstring(svg).iter(f"{NS}text")]
+    return [line for line in lines if line.startswith(("guests ", "+")) and ("of" in line or "shut off" in line)]
+
+
+def test_shut_off_guests_are_not_counted_in_the_bar(demo: dict[str, Any]) -> None:
+    info = {"host": demo["result"]["topology"], "guests": demo["inputs"]["before"]["guests"]}
+    svg = vnuma_host_svg(info)
+    # Node 2 binds cache01's 4 GiB; db01 (8 GiB) and web01 (2 GiB) spread a quarter on each node: 6.5 GiB run there.
+    # batch01 (1 GiB there) and hpc01 (2 GiB) are shut off: the capacity check does not count them, nor does the bar.
+    assert bar_texts(svg) == [
+        "guests 2.5 GiB of 8 GiB",
+        "+3 GiB shut off, not counted",
+        "guests 2.5 GiB of 8 GiB",
+        "+3 GiB shut off, not counted",
+        "guests 6.5 GiB of 8 GiB",
+        "+3 GiB shut off, not counted",
+        "guests 2.5 GiB of 8 GiB",
+        "+3 GiB shut off, not counted",
+    ]
+    assert 'class="vn-over"' not in svg and "over" not in " ".join(bar_texts(svg))
+
+
+def test_a_planned_layout_keeps_its_guests_autostart(demo: dict[str, Any]) -> None:
+    guests = json.loads(json.dumps(demo["inputs"]["before"]["guests"]))
+    # hpc01 is shut off; with autostart it counts, planned as before.
+    for guest in guests:
+        if guest["name"] == "hpc01":
+            guest["autostart"] = True
+    layouts = [guest["planned"]["layout"] for guest in demo["result"]["guests"] if guest["name"] == "hpc01"]
+    texts = bar_texts(vnuma_host_svg({"host": demo["result"]["topology"], "guests": guests}, layouts=layouts))
+    # Its plan puts 4 GiB on each of nodes 2 and 3: counted there (node 2 is over-committed), batch01's 1 GiB shut off.
+    assert texts[4].startswith("guests 10.5 GiB of 8 GiB, 2.5 GiB ov")
+    assert texts[5:] == ["+1 GiB shut off, not counted", "guests 6.5 GiB of 8 GiB", "+1 GiB shut off, not counted"]
+
+
 def test_the_host_alone_is_drawn_and_the_filter_is_registered(demo: dict[str, Any]) -> None:
     svg = vnuma_host_svg({"host": demo["result"]["topology"]})
     assert guest_lines(svg) == []

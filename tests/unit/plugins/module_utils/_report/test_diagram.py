@@ -24,10 +24,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     GuestPlacement,
     place_guests,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.diagram import (
     MAX_WIDTH,
     NOT_RUNNING,
+    _vcpu_amount,
     render_diagram,
     short_size,
 )
@@ -207,3 +208,84 @@ def test_no_distances_reported_is_said_so() -> None:
 )
 def test_short_size(kib: int, text: str) -> None:
     assert short_size(kib) == text
+
+
+def sixty_four_nodes() -> HostTopology:
+    """A 64-node host (eight sockets of eight nodes, 4 CPUs and 16 GiB each): 10 to itself, 16 within a socket,
+    32 across (an SGI UV-like machine; the capabilities fixtures stop at 16 nodes)."""
+    nodes = []
+    for node in range(64):
+        cpus = tuple(HostCpu(node * 4 + cpu, node // 8, 0, cpu, frozenset({node * 4 + cpu})) for cpu in range(4))
+        distances = tuple(
+            (other, 10 if other == node else 16 if other // 8 == node // 8 else 32) for other in range(64)
+        )
+        nodes.append(HostNode(node, 16 * GIB, cpus, ((4, 4 * GIB),), distances))
+    return HostTopology(tuple(nodes))
+
+
+def distance_blocks(lines: list[str]) -> list[list[list[str]]]:
+    """The distance table's blocks of columns, each as rows of words (its header first)."""
+    blocks: list[list[list[str]]] = []
+    for line in lines:
+        if line.startswith("distances "):
+            blocks.append([line.split()])
+        elif blocks and line.startswith("node ") and len(blocks[-1]) <= 64:
+            blocks[-1].append(line.split())
+    return blocks
+
+
+def test_a_64_node_host_keeps_every_line_within_the_width(regenerate_output: bool) -> None:
+    topology = sixty_four_nodes()
+    lines = render_diagram(topology, fleet(topology), free_kib=free_memory(topology))
+    assert max(len(line) for line in lines) <= MAX_WIDTH
+    # The distance table comes in blocks of columns, every row in each, every distance once.
+    blocks = distance_blocks(lines)
+    assert len(blocks) > 1
+    columns = [int(node) for block in blocks for node in block[0][1:]]
+    assert columns == list(range(64))
+    for block in blocks:
+        header = [int(node) for node in block[0][1:]]
+        assert [row[:2] for row in block[1:]] == [["node", str(node)] for node in range(64)]
+        for row in block[1:]:
+            assert [int(value) for value in row[2:]] == [topology.distance(int(row[1]), column) for column in header]
+    text = "\n".join(lines) + "\n"
+    path = DIAGRAMS / "large-64node.txt"
+    if regenerate_output:
+        path.write_text(text, encoding="utf-8")
+        return
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_a_small_table_stays_one_block() -> None:
+    assert len(distance_blocks(draw("large-16node-1024cpu"))) == 1
+    assert len(distance_blocks(draw("seed-4node-ring"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0.0, "-"),
+        (2.0, "2 vCPU"),
+        (0.9999, "1 vCPU"),
+        (1.5, "1.5 vCPU"),
+        # A quarter is a quarter, not 0.2 (round half to even of 0.25 to one decimal).
+        (0.25, "0.25 vCPU"),
+        (0.125, "0.13 vCPU"),
+        (2 / 3, "0.67 vCPU"),
+        (8 / 3, "2.7 vCPU"),
+        # One vCPU over 64 nodes: not 0.
+        (1 / 64, "0.016 vCPU"),
+        (0.5, "0.5 vCPU"),
+        (0.995, "1.0 vCPU"),
+        (12.5, "12.5 vCPU"),
+    ],
+)
+def test_vcpu_shares_are_shown_to_two_significant_digits(count: float, text: str) -> None:
+    assert _vcpu_amount(count) == text
+
+
+def test_a_flat_one_vcpu_guest_on_four_and_on_64_nodes() -> None:
+    for topology, share in ((host("seed-4node-ring"), "0.25"), (sixty_four_nodes(), "0.016")):
+        guest = place_guests(topology, [GuestBinding("tiny", (CellBinding(0, (0,), GIB),), running=True)])
+        lines = [line for line in render_diagram(topology, guest) if "| tiny " in line]
+        assert lines and all(f" {share} vCPU " in line for line in lines)

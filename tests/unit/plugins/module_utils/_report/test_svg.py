@@ -197,9 +197,40 @@ def test_cpus_held_by_a_guest_take_its_colour() -> None:
 
 def test_memory_over_a_node_is_shown() -> None:
     topology = host("seed-4node-ring")
-    greedy = GuestBinding("greedy", (CellBinding(0, (0,), 10 * GIB, "strict", (0,)),), vcpu_cpus={0: (0,)})
+    # Running: it counts (a shut-off guest does not, below).
+    greedy = GuestBinding(
+        "greedy", (CellBinding(0, (0,), 10 * GIB, "strict", (0,)),), vcpu_cpus={0: (0,)}, running=True
+    )
     lines = texts(ET.fromstring(render_svg(topology, place_guests(topology, [greedy]))))
     assert "guests 10 GiB of 8 GiB, 2 GiB over" in lines
+
+
+def bar_figures(svg: str) -> tuple[list[str], int, list[str]]:
+    """The bars' texts, how many bars are outlined red, and the tooltips of the pale (not counted) segments."""
+    root = ET.fromstring(svg)
+    lines = [line for line in texts(root) if line.startswith(("guests ", "+"))]
+    over = sum(1 for rect in root.iter(f"{NS}rect") if rect.get("class") == "vn-over")
+    idle = ["".join(rect.itertext()) for rect in root.iter(f"{NS}rect") if rect.get("class") == "vn-idle"]
+    return lines, over, idle
+
+
+def test_the_bar_counts_what_the_capacity_check_counts() -> None:
+    topology = host("seed-4node-ring")
+    cell = (CellBinding(0, (0,), 6 * GIB, "strict", (0,)),)
+    small = GuestBinding("small", (CellBinding(0, (0,), 2 * GIB, "strict", (0,)),), vcpu_cpus={0: (0,)}, running=True)
+    # Shut off and not autostart: it takes nothing until it starts (the capacity check warns about that).
+    idle = GuestBinding("idle", cell, vcpu_cpus={0: (1,)})
+    lines, over, pale = bar_figures(render_svg(topology, place_guests(topology, [small, idle])))
+    assert lines[:2] == ["guests 2 GiB of 8 GiB", "+6 GiB shut off, not counted"]
+    assert over == 0
+    assert pale == ["idle: 6 GiB (shut off, not counted)"]
+    # Shut off but autostart: it counts, and the node is over-committed.
+    starts = GuestBinding("idle", cell, vcpu_cpus={0: (1,)}, autostart=True)
+    lines, over, pale = bar_figures(render_svg(topology, place_guests(topology, [small, starts])))
+    assert lines[0] == "guests 8 GiB of 8 GiB" and over == 0 and pale == []
+    bigger = GuestBinding("idle", (CellBinding(0, (0,), 7 * GIB, "strict", (0,)),), autostart=True)
+    lines, over, pale = bar_figures(render_svg(topology, place_guests(topology, [small, bigger])))
+    assert lines[0] == "guests 9 GiB of 8 GiB, 1 GiB over" and over == 1
 
 
 def test_inline_form_has_no_namespace_and_the_output_does_not_depend_on_guest_order() -> None:
