@@ -276,6 +276,9 @@ guests:
         pinning:
           description: Whether any vCPU or the emulator is confined to some host CPUs.
           type: bool
+        dimm_share_kib:
+          description: Host node id to KiB of the guest's hot-plugged DIMMs there (empty without DIMMs).
+          type: dict
     alignment:
       description: How local the guest's memory is, from its RV(guests[].source) definition.
       type: dict

@@ -208,7 +208,7 @@ def placement_from_report(guest: Any) -> GuestPlacement:
     return GuestPlacement(
         binding=binding,
         cells=tuple(cells),
-        dimm_share={},
+        dimm_share={node: int(kib) for node, kib in _by_node(layout.get("dimm_share_kib"), f"guest {name}").items()},
         locality=_number(locality, f"guest {name}: alignment's locality"),
     )
 

@@ -228,6 +228,8 @@ def _guest(
             "cells": [cell.to_dict() for cell in placement.cells],
             "numa": current.numa is not None and bool(current.numa.cells),
             "pinning": binding.pinned,
+            # Hot-plugged DIMMs, beside the cells: what the text diagram's dimm lines show, for the SVG's too.
+            "dimm_share_kib": {str(node): kib for node, kib in sorted(placement.dimm_share.items())},
         },
         "alignment": _alignment(placement),
         "defined_alignment": _alignment(defined_placement),

@@ -131,3 +131,46 @@ def test_a_bad_layout_names_its_guest(demo: dict[str, Any]) -> None:
     info = {"host": demo["result"]["topology"], "guests": []}
     with pytest.raises(AnsibleFilterError, match="vnuma_host_svg: guest db01: cell 0 has no 'memory_kib'"):
         vnuma_host_svg(info, layouts=[{"guest": "db01", "cells": [{"id": 0}]}])
+
+
+def test_hot_plugged_dimms_are_drawn_as_the_text_diagram_shows_them() -> None:
+    # The SVG left them out: a guest with 2 GiB in cells on nodes 0 and 1 and a 2 GiB DIMM on node 1 was drawn
+    # with 2 GiB on the bars, beside a text diagram with a "dimm" line for it.
+    import uuid
+
+    import libvirt
+
+    from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_info
+    from ansible_collections.vnuma.libvirt.tests.support.hosts import CAPABILITIES
+    from ansible_collections.vnuma.libvirt.tests.support.module_run import run_module
+
+    name = f"svg-dimm-{uuid.uuid4().hex[:8]}"
+    conn = libvirt.open("test:///default")
+    conn.defineXML(
+        f"<domain type='test'><name>{name}</name><maxMemory slots='4' unit='GiB'>16</maxMemory>"
+        "<memory unit='GiB'>4</memory><vcpu>2</vcpu><os><type>hvm</type></os>"
+        "<cpu><numa><cell id='0' cpus='0' memory='1' unit='GiB'/><cell id='1' cpus='1' memory='1' unit='GiB'/>"
+        "</numa></cpu><numatune><memnode cellid='0' mode='strict' nodeset='0'/>"
+        "<memnode cellid='1' mode='strict' nodeset='1'/></numatune><devices>"
+        "<memory model='dimm'><source><nodemask>1</nodemask></source><target><size unit='GiB'>2</size><node>1</node>"
+        "</target></memory></devices></domain>"
+    )
+    try:
+        info = run_module(
+            {
+                "uri": "test:///default",
+                "host_capabilities": str(CAPABILITIES / "seed-4node-ring.xml"),
+                "guests": [name],
+            },
+            module=vnuma_info,
+        )
+    finally:
+        conn.lookupByName(name).undefine()
+        conn.close()
+    (guest,) = info["guests"]
+    assert guest["layout"]["dimm_share_kib"] == {"1": 2 * 1024 * 1024}
+    svg = vnuma_host_svg({"host": info["host"], "guests": info["guests"]}, title="dimm")
+    assert [line[1:5] for line in guest_lines(svg) if "dimm" in line] == [["dimm", "-", "2", "GiB"]]
+    texts = ["".join(text.itertext()) for text in ET.fromstring(svg).iter(f"{NS}text")]
+    # Shut off (a test-driver guest defined, not started): drawn on the bar, not counted; the DIMM with its cell.
+    assert "+3 GiB shut off, not counted" in texts, [text for text in texts if "shut off" in text]
