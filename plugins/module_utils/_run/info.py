@@ -108,6 +108,7 @@ class GuestLayout(TypedDict):
     cells: list[dict[str, Any]]
     numa: bool
     pinning: bool
+    dimm_share_kib: dict[str, int]
 
 
 class GuestReport(TypedDict):
