@@ -14,7 +14,11 @@ nodes.  Among the node choices where every cell's memory fits (with what other g
 dedicated CPUs are free, the planner takes the one whose distances between cells are closest to the
 guest's own: the sum over cell pairs of |guest distance - host distance| is the smallest; every choice
 is examined up to ``EXHAUSTIVE_CHOICES``, above that the cells are placed one by one, most constrained
-first, backtracking on a dead end.
+first, backtracking on a dead end.  A group of cells spread over several nodes tries every set of that
+many nodes, or, when there are too many (``_MAX_SETS``), its own source nodes, one tiling of the
+destination into disjoint sets and the set grown from each node (``_Planner.sets``).  The choice's key
+is kept as groups take sets (``_Choice``): a set tried costs its error against the groups placed, not
+every pair again.
 The pins and memory nodes then come from the spec's own rules (``_core/partitioner.py:bind_cells``).
 
 Pure: no Ansible, libvirt or lxml.  ``_xml/migration.py`` reads a ``MovingGuest`` from a domain XML and
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import combinations, product
+from itertools import combinations
+from math import comb, lcm, prod
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import node_rooms
@@ -81,7 +86,8 @@ __all__ = [
 # host has 8^4 = 4096.  Above it the groups are placed one at a time, most constrained first, backtracking on
 # a dead end, with at most as many node sets tried.
 EXHAUSTIVE_CHOICES = 20000
-# Node sets of one size a group may take, at most; above it the sets grown nearest first from each node.
+# Node sets of one size a group may take, at most; above it the group's own source nodes, one tiling of the
+# destination into disjoint sets, and the set grown nearest first from each node (``_Planner.sets``).
 _MAX_SETS = 256
 
 
@@ -325,6 +331,13 @@ class _Planner:
         self.report = report
         self.groups = self.make_groups()
         self.distance_memo: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        self.free_memo: dict[int, int] = {}
+        # The sets grown and tiled over some nodes, of a width: the same for every group (``sets``).
+        self.sets_memo: dict[tuple[tuple[int, ...], int], set[tuple[int, ...]]] = {}
+        self.cpu_memo: dict[tuple[int, tuple[int, ...]], tuple[str, int, dict[int, int]]] = {}
+        # A group spreads its vCPUs evenly over its nodes: loads are kept in vCPUs x ``scale`` (every
+        # group's width divides it), so that "more vCPUs than free CPUs" is exact.
+        self.scale = lcm(*(group.width for group in self.groups))
 
     # -- what each group needs, and what each node has -------------------------------------------
 
@@ -421,7 +434,9 @@ class _Planner:
         return self.rooms[page]
 
     def free_threads(self, node: int) -> int:
-        return sum(1 for cpu in self.topology.node(node).usable_cpus if cpu not in self.blocked)
+        if node not in self.free_memo:
+            self.free_memo[node] = sum(1 for cpu in self.topology.node(node).usable_cpus if cpu not in self.blocked)
+        return self.free_memo[node]
 
     def free_cores(self, node: int, width: int) -> int:
         return sum(
@@ -447,35 +462,59 @@ class _Planner:
     def candidates(self, group: _Group) -> list[tuple[int, ...]]:
         nodes = [node.id for node in self.topology.nodes if self.room(group.page_kib).get(node.id, 0) > 0]
         if group.vcpus:
-            sets = [s for s in self.sets(nodes, group.width) if any(self.topology.node(n).has_cpus for n in s)]
+            sets = [s for s in self.sets(nodes, group.width, group) if any(self.topology.node(n).has_cpus for n in s)]
         else:
-            sets = self.sets(nodes, group.width)
+            sets = self.sets(nodes, group.width, group)
         return [s for s in sets if self.fits_alone(group, s) is None]
 
-    def sets(self, nodes: list[int], width: int) -> list[tuple[int, ...]]:
+    def sets(self, nodes: list[int], width: int, group: _Group | None = None) -> list[tuple[int, ...]]:
+        """The sets of ``width`` of ``nodes`` that ``group`` may take (docs/migration.md, Candidates).
+
+        Every combination up to ``_MAX_SETS``.  Above it: the group's own source nodes when the destination
+        has them all (a restore on the same host, a host numbered alike), one tiling of ``nodes`` into
+        disjoint sets (so that as many groups as it has sets can have nodes of their own), and the set
+        grown from each node.
+        """
         if width > len(nodes):
             return []
-        all_sets = combinations(nodes, width)
-        chosen: list[tuple[int, ...]] = []
-        for index, node_set in enumerate(all_sets):
-            if index >= _MAX_SETS:
-                break
-            chosen.append(node_set)
-        else:
-            return chosen
-        # Too many: from each node, the set grown nearest first.
-        grown = set()
-        for seed in nodes:
-            members = [seed]
-            while len(members) < width:
-                members.append(
-                    min(
-                        (node for node in nodes if node not in members),
-                        key=lambda node: (sum(self.topology.distance(m, node) for m in members), node),
-                    )
-                )
-            grown.add(tuple(sorted(members)))
-        return sorted(grown)
+        if comb(len(nodes), width) <= _MAX_SETS:
+            return list(combinations(nodes, width))
+        shared = (tuple(nodes), width)
+        if shared not in self.sets_memo:
+            grown = {self.grow(seed, nodes, width) for seed in nodes}
+            self.sets_memo[shared] = grown.union(self.tiling(nodes, width))
+        found = set(self.sets_memo[shared])
+        own = tuple(sorted(set(group.source_nodes))) if group is not None else ()
+        if len(own) == width and set(own) <= set(nodes):
+            found.add(own)
+        return sorted(found)
+
+    def grow(self, seed: int, nodes: Sequence[int], width: int) -> tuple[int, ...]:
+        """``width`` of ``nodes`` grown from ``seed`` nearest first.
+
+        The next member is the node whose distances to the members sum smallest, then the lowest id; the
+        sums are kept as the set grows.
+        """
+        distance = self.topology.distance
+        members = [seed]
+        rest = {node: distance(seed, node) for node in nodes if node != seed}
+        while len(members) < width:
+            nearest = min(rest, key=lambda node: (rest[node], node))
+            members.append(nearest)
+            del rest[nearest]
+            for node in rest:
+                rest[node] += distance(nearest, node)
+        return tuple(sorted(members))
+
+    def tiling(self, nodes: Sequence[int], width: int) -> list[tuple[int, ...]]:
+        """``nodes`` cut into disjoint sets of ``width``, each grown from the lowest node not yet taken."""
+        rest = list(nodes)
+        sets = []
+        while len(rest) >= width:
+            block = self.grow(min(rest), rest, width)
+            sets.append(block)
+            rest = [node for node in rest if node not in block]
+        return sets
 
     def fits_alone(self, group: _Group, nodes: tuple[int, ...]) -> str | None:
         """Why ``group`` cannot live on ``nodes`` even with the rest of the host empty of this guest, or None."""
@@ -512,23 +551,23 @@ class _Planner:
         """Cells of one group share their nodes: the spec's distance between them (11) against the guest's."""
         return sum(abs(self.guest.distance(a, b) - SAME_NODE_DISTANCE) for a, b in combinations(group.cells, 2))
 
-    def feasible(self, groups: Sequence[_Group], choice: Sequence[tuple[int, ...]]) -> bool:
-        """Whether every group fits at once: memory per node and dedicated CPUs per node, shared nodes summed."""
-        memory: dict[tuple[int | None, int], int] = {}
-        for group, nodes in zip(groups, choice, strict=True):
-            for page, need in group.demand:
-                for node, kib in split_evenly(need, nodes).items():
-                    memory[page, node] = memory.get((page, node), 0) + kib
-        for (page, node), kib in memory.items():
-            if kib > self.room(page).get(node, 0):
-                return False
+    def cpus_fit(self, sets: Mapping[int, tuple[int, ...]]) -> bool:
+        """Whether the dedicated CPUs of the groups placed in ``sets`` (group index -> nodes) fit at once.
+
+        Each group, in group order, takes what its nodes have left, node by node; shared nodes are summed.
+        The memory is counted as the sets are chosen (``_Choice.push``).
+        """
         if not self.guest.dedicated:
             return True
         used: dict[tuple[str, int], int] = {}
-        for group, nodes in zip(groups, choice, strict=True):
+        for index in sorted(sets):
+            group = self.groups[index]
             if not group.vcpus:
                 continue
-            unit, need, supply = self.cpu_units(group, nodes)
+            nodes = sets[index]
+            if (index, nodes) not in self.cpu_memo:
+                self.cpu_memo[index, nodes] = self.cpu_units(group, nodes)
+            unit, need, supply = self.cpu_memo[index, nodes]
             for node in nodes:
                 take = min(need, supply[node] - used.get((unit, node), 0))
                 if take > 0:
@@ -538,26 +577,6 @@ class _Planner:
                 return False
         return True
 
-    def key(
-        self, groups: Sequence[_Group], choice: Sequence[tuple[int, ...]]
-    ) -> tuple[int, int, int, int, int, tuple[tuple[int, ...], ...]]:
-        """Smaller is better (docs/migration.md): cells keep nodes of their own, CPUs enough, distances, kind."""
-        pairs = list(combinations(list(zip(groups, choice, strict=False)), 2))
-        shared = sum(1 for (_a, first), (_b, second) in pairs if set(first) & set(second))
-        error = sum(self.inner_error(group) for group in groups)
-        error += sum(self.pair_error(a, first, b, second) for (a, first), (b, second) in pairs)
-        load: dict[int, float] = {}
-        moved = 0
-        kind = 0
-        for group, nodes in zip(groups, choice, strict=False):
-            for node in nodes:
-                load[node] = load.get(node, 0.0) + group.vcpus / len(nodes)
-            moved += 0 if nodes == group.source_nodes else 1
-            has_cpus = any(self.topology.node(node).has_cpus for node in nodes)
-            kind += 1 if group.cpuless_source and has_cpus else 0
-        crowded = sum(1 for node, vcpus in load.items() if vcpus > self.free_threads(node))
-        return (shared, crowded, error, kind, moved, tuple(choice))
-
     def refuse(self, options: list[list[tuple[int, ...]]]) -> VnumaError:
         for group, sets in zip(self.groups, options, strict=True):
             if sets:
@@ -565,7 +584,9 @@ class _Planner:
             nodes = [node.id for node in self.topology.nodes]
             if group.vcpus:
                 nodes = [node for node in nodes if self.topology.node(node).has_cpus]
-            reasons = [why for s in self.sets(nodes, group.width) if (why := self.fits_alone(group, s)) is not None]
+            reasons = [
+                why for s in self.sets(nodes, group.width, group) if (why := self.fits_alone(group, s)) is not None
+            ]
             width = "one destination node" if group.width == 1 else f"{group.width} destination nodes"
             shared = " together (they share their source nodes)" if len(group.cells) > 1 else ""
             best = self.best_reason(group)
@@ -611,34 +632,56 @@ class _Planner:
         return text
 
     def search(self, options: list[list[tuple[int, ...]]]) -> tuple[list[tuple[int, ...]], int, str]:
-        total = 1
-        for sets in options:
-            total *= len(sets)
+        total = prod(len(sets) for sets in options)
         if total <= EXHAUSTIVE_CHOICES:
-            best: list[tuple[int, ...]] | None = None
-            best_key = None
-            considered = 0
-            for choice in product(*options):
-                considered += 1
-                if not self.feasible(self.groups, choice):
-                    continue
-                key = self.key(self.groups, choice)
-                if best_key is None or key < best_key:
-                    best, best_key = list(choice), key
-            if best is None:
-                raise self.refuse(options)
-            return best, considered, f"exhaustive over {considered} choices"
+            return self.exhaustive(options, total)
         return self.backtrack(options)
+
+    def exhaustive(self, options: list[list[tuple[int, ...]]], total: int) -> tuple[list[tuple[int, ...]], int, str]:
+        """Up to ``EXHAUSTIVE_CHOICES``: the choice of the smallest key (``_Choice.key``) among all that fit.
+
+        The choices are walked as a tree, one group a level (the groups with the fewest sets first), the
+        key's terms added as each group takes a set.  A subtree is left when the groups placed already
+        fit no longer (memory) or score worse than the best choice found: each term only grows as groups
+        are added, so no choice below can be better.  The choice of the smallest key is unique (the key
+        ends with the choice itself), so the order of the walk does not change it.
+        """
+        order = sorted(range(len(self.groups)), key=lambda i: (len(options[i]), i))
+        choice = _Choice(self, memo=True)
+        best: tuple[_Key, dict[int, tuple[int, ...]]] | None = None
+
+        def walk(depth: int) -> None:
+            nonlocal best
+            if best is not None and choice.score() > best[0][:5]:
+                return
+            if depth == len(order):
+                key = choice.key()
+                if (best is None or key < best[0]) and self.cpus_fit(choice.sets):
+                    best = (key, dict(choice.sets))
+                return
+            index = order[depth]
+            for position, node_set in enumerate(options[index]):
+                if choice.push(index, node_set, position):
+                    walk(depth + 1)
+                choice.pop()
+
+        walk(0)
+        if best is None:
+            raise self.refuse(options)
+        chosen = best[1]
+        return [chosen[i] for i in range(len(self.groups))], total, f"exhaustive over {total} choices"
 
     def backtrack(self, options: list[list[tuple[int, ...]]]) -> tuple[list[tuple[int, ...]], int, str]:
         """Above ``EXHAUSTIVE_CHOICES``: place the groups one at a time, most constrained first, backtracking.
 
         The group with the fewest candidate sets goes first (then the largest memory); each tries its sets
-        best first (``key`` with the groups already placed) and, at a dead end, the group before it takes
-        its next set.  At most ``EXHAUSTIVE_CHOICES`` sets are tried in all.
+        best first (``_Choice.key`` with the groups already placed) and, at a dead end, the group before it
+        takes its next set.  At most ``EXHAUSTIVE_CHOICES`` sets are tried in all.  A set's key is what it
+        adds to the groups already placed (``_Choice.push``): the distance errors against each of them, not
+        every pair again.
         """
         order = sorted(range(len(self.groups)), key=lambda i: (len(options[i]), -self.groups[i].total_kib, i))
-        chosen: dict[int, tuple[int, ...]] = {}
+        choice = _Choice(self)
         tried = 0
         # The deepest dead end: how many groups were placed, and the group that found no set beside them.
         stuck: tuple[int, int] = (-1, order[0])
@@ -648,22 +691,21 @@ class _Planner:
             if depth == len(order):
                 return True
             index = order[depth]
+            # The groups placed are the same for every set tried here: the key's last term (the choice)
+            # differs only in this group's set, so (score, set) orders the sets as the key does.
             ranked = []
             for node_set in options[index]:
                 if tried >= EXHAUSTIVE_CHOICES:
                     break
                 tried += 1
-                trial = {**chosen, index: node_set}
-                placed = sorted(trial)
-                groups = [self.groups[i] for i in placed]
-                sets = [trial[i] for i in placed]
-                if self.feasible(groups, sets):
-                    ranked.append((self.key(groups, sets), node_set))
-            for _key, node_set in sorted(ranked):
-                chosen[index] = node_set
+                if choice.push(index, node_set) and self.cpus_fit(choice.sets):
+                    ranked.append((choice.score(), node_set))
+                choice.pop()
+            for _score, node_set in sorted(ranked):
+                choice.push(index, node_set)
                 if place(depth + 1):
                     return True
-                del chosen[index]
+                choice.pop()
             if depth > stuck[0]:
                 stuck = (depth, index)
             return False
@@ -682,7 +724,7 @@ class _Planner:
                 f"one by one); every guest cell fits the destination alone"
             )
         return (
-            [chosen[i] for i in range(len(self.groups))],
+            [choice.sets[i] for i in range(len(self.groups))],
             tried,
             f"most constrained cells first, backtracking, {tried} sets tried",
         )
@@ -785,6 +827,116 @@ class _Planner:
                 "each vCPU is pinned to a host thread of its own"
             )
         return text
+
+
+_Key = tuple[int, int, int, int, int, tuple[tuple[int, ...], ...]]
+
+
+class _Choice:
+    """Node sets chosen for some of the guest's groups, with the terms of the choice's key kept as it grows.
+
+    The key (smaller is better, docs/migration.md, Choice) is, in this order: the pairs of groups that share
+    a node, the nodes with more vCPUs than free CPUs, the distance error, the groups that left a CPU-less
+    node for one with CPUs, the groups off their source nodes, then the node sets in group order.
+    ``push`` adds a group's set and says whether the memory of the groups placed still fits the nodes;
+    ``pop`` takes the last set back.  Each costs what the one group adds: its distance error against each
+    group placed, never every pair again.
+    """
+
+    def __init__(self, planner: _Planner, memo: bool = False) -> None:
+        self.planner = planner
+        self.sets: dict[int, tuple[int, ...]] = {}
+        self.positions: dict[int, int] = {}
+        # Node -> the groups placed on it; (page, node) -> KiB bound there; node -> vCPUs x planner.scale.
+        self.on_node: dict[int, list[int]] = {}
+        self.memory: dict[tuple[int | None, int], int] = {}
+        self.load: dict[int, int] = {}
+        self.over = 0
+        self.shared = self.crowded = self.error = self.kind = self.moved = 0
+        self.added: list[tuple[int, int, int, int, int]] = []
+        # Pair errors by group and set position, when the same pairs come back often (the exhaustive walk).
+        self.pairs: dict[tuple[int, int, int, int], int] | None = {} if memo else None
+
+    def errors_beside(self, index: int, nodes: tuple[int, ...], position: int | None) -> int:
+        """The distance error of group ``index`` on ``nodes`` against each group placed."""
+        planner = self.planner
+        group, groups, pair_error = planner.groups[index], planner.groups, planner.pair_error
+        if self.pairs is None or position is None:
+            return sum(pair_error(group, nodes, groups[other], placed) for other, placed in self.sets.items())
+        error = 0
+        for other, placed in self.sets.items():
+            key = (index, position, other, self.positions[other])
+            if key not in self.pairs:
+                self.pairs[key] = pair_error(group, nodes, groups[other], placed)
+            error += self.pairs[key]
+        return error
+
+    def push(self, index: int, nodes: tuple[int, ...], position: int | None = None) -> bool:
+        planner = self.planner
+        group = planner.groups[index]
+        beside = {other for node in nodes for other in self.on_node.get(node, ())}
+        error = planner.inner_error(group) + self.errors_beside(index, nodes, position)
+        kind = 1 if group.cpuless_source and any(planner.topology.node(node).has_cpus for node in nodes) else 0
+        moved = 0 if nodes == group.source_nodes else 1
+        share = group.vcpus * (planner.scale // len(nodes))
+        crowded = 0
+        for node in nodes:
+            before = self.load.get(node, 0)
+            self.load[node] = before + share
+            limit = planner.free_threads(node) * planner.scale
+            crowded += (before + share > limit) - (before > limit)
+            self.on_node.setdefault(node, []).append(index)
+        for page, need in group.demand:
+            room = planner.room(page)
+            for node, kib in split_evenly(need, nodes).items():
+                before = self.memory.get((page, node), 0)
+                self.memory[page, node] = before + kib
+                limit = room.get(node, 0)
+                self.over += (before + kib > limit) - (before > limit)
+        self.sets[index] = nodes
+        if position is not None:
+            self.positions[index] = position
+        added = (len(beside), crowded, error, kind, moved)
+        self.added.append(added)
+        self.shared += added[0]
+        self.crowded += crowded
+        self.error += error
+        self.kind += kind
+        self.moved += moved
+        return self.over == 0
+
+    def pop(self) -> None:
+        """Take back the set added last."""
+        planner = self.planner
+        index = next(reversed(self.sets))
+        nodes = self.sets.pop(index)
+        self.positions.pop(index, None)
+        group = planner.groups[index]
+        shared, crowded, error, kind, moved = self.added.pop()
+        self.shared -= shared
+        self.crowded -= crowded
+        self.error -= error
+        self.kind -= kind
+        self.moved -= moved
+        share = group.vcpus * (planner.scale // len(nodes))
+        for node in nodes:
+            self.load[node] -= share
+            self.on_node[node].pop()
+        for page, need in group.demand:
+            room = planner.room(page)
+            for node, kib in split_evenly(need, nodes).items():
+                before = self.memory[page, node]
+                self.memory[page, node] = before - kib
+                limit = room.get(node, 0)
+                self.over -= (before > limit) - (before - kib > limit)
+
+    def score(self) -> tuple[int, int, int, int, int]:
+        """The key without its last term (the choice itself); each term only grows as groups are added."""
+        return (self.shared, self.crowded, self.error, self.kind, self.moved)
+
+    def key(self) -> _Key:
+        """Smaller is better: nodes of their own, CPUs enough, distances, kind, source nodes, node ids."""
+        return (*self.score(), tuple(self.sets[index] for index in sorted(self.sets)))
 
 
 def plan_destination(
