@@ -32,6 +32,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import Gu
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import GIB, HostShape, build_capabilities
+from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils._core.test_migration import moving
 
 
 @cache
@@ -53,24 +54,6 @@ def laid_out(source: HostTopology, cells: int | str, vcpus: int, memory_gib: int
     mode: dict[str, object] = {"mode": "host"} if cells == "host" else {"mode": "node", "cells": cells}
     spec = VnumaSpec.from_mapping({**mode, "memory": memory_gib * GIB, **options})
     return compute_layout(source, spec, GuestShape(vcpus=vcpus, name="db01"))
-
-
-def moving(layout: Layout, source: HostTopology | None = None) -> MovingGuest:
-    """The guest as the hook reads it from its XML (no source topology unless given)."""
-    return MovingGuest(
-        name="db01",
-        vcpus=layout.vcpus,
-        cells=tuple(
-            MovingCell(cell.id, cell.vcpus, cell.memory_kib, layout.hugepages_kib, cell.memory_nodes)
-            for cell in layout.cells
-        ),
-        distances=tuple(cell.distances for cell in layout.cells),
-        pinning=layout.spec.pinning,
-        threads=layout.topology.threads,
-        memory_mode=layout.spec.memory_mode,
-        emulator_pin=layout.spec.emulator_pin,
-        source=source,
-    )
 
 
 def own_nodes(plan: DestinationPlan) -> bool:
