@@ -295,7 +295,7 @@ def brute_force(
 def small_guests(seed: int) -> Iterator[tuple[MovingGuest, HostTopology]]:
     """Guests of 2 to 6 cells (some sharing source nodes, some CPU-less) onto hosts of 4 to 8 nodes."""
     rng = random.Random(seed)
-    for _ in range(12):
+    for _case in range(12):
         host = parse_capabilities(
             build_capabilities(
                 HostShape(
