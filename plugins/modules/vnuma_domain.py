@@ -420,8 +420,9 @@ capacity:
   description:
     - The host's capacity with this call's plans in place, across every guest on the host that is running or
       autostart (see O(capacity)). Sizes are in KiB.
-  returned: with O(name) or O(guests), unless O(capacity=ignore) or every guest of the call is O(state=absent)
-    (absent places no layout); also in the result of a capacity failure. With O(fleet), in RV(plan).
+  returned: with O(name) or O(guests) (an empty list included), unless O(capacity=ignore) or the call's guests are
+    all O(state=absent) (absent places no layout); also in the result of a capacity failure. With O(fleet), in
+    RV(plan).
   type: dict
   contains:
     fits:

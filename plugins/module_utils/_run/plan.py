@@ -244,7 +244,11 @@ class Planner:
         self.running = running
         self.planned_items, self.replanned = items, {}
         place(self.topology, items, autostart)
-        self.checks_capacity = self.capacity != "ignore" and any(request.state != "absent" for request in requests)
+        # A call of absent guests alone places nothing: no check.  A call of none still reports the host (what a
+        # playbook reads to see what is left: guests [] with capacity report).
+        self.checks_capacity = self.capacity != "ignore" and (
+            not requests or any(request.state != "absent" for request in requests)
+        )
         if self.checks_capacity:
             self.check_capacity(items)
         return results

@@ -153,6 +153,10 @@ def test_a_call_of_state_absent_alone_checks_no_capacity() -> None:
         absent = Converger(hypervisor, TOPOLOGY, check_mode=check_mode)
         [result] = absent.converge([GuestRequest("plain", state="absent")])
         assert (result.changed, result.warnings, absent.capacity_report) == (False, [], None)
+    # A call of no guest at all reports the host (guests [] with capacity report: what is left on each node).
+    empty = Converger(hypervisor, TOPOLOGY, check_mode=True)
+    assert empty.converge([]) == []
+    assert empty.capacity_report is not None
     # With a guest of the call that is not absent, the call checks as before.
     mixed = Converger(hypervisor, TOPOLOGY, check_mode=True)
     mixed.converge([GuestRequest("plain", state="absent"), GuestRequest("web", {"mode": "node", "nodeset": "1"})])
