@@ -21,11 +21,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import (
-    check_hotplug_memory,
-    running_memory_devices,
-    takes_dimms_live,
-)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
@@ -142,18 +137,6 @@ class Planned:
     # Shut off with a managed save image (virsh managedsave): its next start resumes the saved state, which runs
     # the layout saved with it (``pending`` compares that with the target), not a boot of the definition.
     saved: bool = False
-
-    def __post_init__(self) -> None:
-        """A guest that keeps running takes its DIMMs live: they must fit beside every memory device it runs with.
-
-        Checked as the plan is made (check mode too), so a refusal comes before anything is written: the running
-        guest's memory devices are read for it (``_run/live.py:dimm_steps``).  A guest that needs a restart gets its
-        DIMMs with the boot of its definition, where the definition's slots count (checked by the plan).
-        """
-        plan = self.plan
-        if plan is None or not self.running or not takes_dimms_live(self) or self.needs_restart():
-            return
-        check_hotplug_memory(plan, self.request.hotplug_memory_kib, self.root, running_memory_devices(self))
 
     def needs_restart(self) -> bool:
         """Whether the guest needs a boot to run as defined: a running guest, or a saved one (``saved``).

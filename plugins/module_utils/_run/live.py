@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
@@ -36,6 +35,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
@@ -48,10 +48,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     requested_update,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
-
-if TYPE_CHECKING:
-    # Only a type here: _run/guest.py checks a plan with check_hotplug_memory as it is made.
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 
 __all__ = [
     "DimmSteps",

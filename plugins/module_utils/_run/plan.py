@@ -63,7 +63,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import (
     saved_state_warning,
     spec_for,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory, takes_dimms_live
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
@@ -442,6 +442,7 @@ class Planner:
         online: set[int] | None = None
         pending: list[Change] = []
         plugged: dict[str, int] = {}
+        live: DomainNuma | None = None
         if running:
             live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
             online = live.online_vcpus()
@@ -477,6 +478,11 @@ class Planner:
         )
         if saved and planned.needs_restart():
             planned.warnings.append(saved_state_warning(request.name))
+        if live is not None and plan is not None and takes_dimms_live(planned) and not planned.needs_restart():
+            # A guest that keeps running takes its DIMMs live: they must fit beside every memory device it runs with,
+            # checked here so that a refusal comes before anything is written, check mode too.  One that needs a
+            # restart gets them with the boot of its definition, whose slots the check above counted.
+            check_hotplug_memory(plan, request.hotplug_memory_kib, root, live.memory_devices)
         return planned
 
     def replan(self, item: Planned, xml: str, running: bool, saved: bool | None = None) -> Planned:
