@@ -29,6 +29,12 @@ options:
     type: list
     elements: dict
     required: true
+  held_back:
+    description:
+      - In check mode, whether a step failed or the apply's gate would hold the hypervisor back; then the real run
+        would write nothing, and no guest is listed.
+    type: bool
+    default: false
 seealso:
   - module: vnuma.libvirt.vnuma_domain
 """
@@ -55,13 +61,13 @@ from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import 
 _NAME = "vnuma_fleet_restart_required"
 
 
-def vnuma_fleet_restart_required(result: Any, failed_guests: Any) -> list[str]:
+def vnuma_fleet_restart_required(result: Any, failed_guests: Any, held_back: Any = False) -> list[str]:
     """The apply step's vnuma_domain result and the failed guests -> the guests whose new layout waits for a boot."""
     # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
     from ansible_collections.vnuma.libvirt.plugins.module_utils._report.fleet import restart_waiting
 
     with filter_errors(_NAME):
-        return restart_waiting(plain(result), plain(failed_guests))
+        return restart_waiting(plain(result), plain(failed_guests), plain(held_back))
 
 
 class FilterModule:

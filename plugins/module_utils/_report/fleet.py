@@ -626,7 +626,7 @@ def restart_record(number: Any, guests: Any, result: Any, finished: Any) -> dict
     }
 
 
-def restart_waiting(result: Any, failed_guests: Any) -> list[str]:
+def restart_waiting(result: Any, failed_guests: Any, held_back: bool = False) -> list[str]:
     """The guests whose new layout waits for their next boot after the apply step: ``vnuma_fleet_restart_required``.
 
     ``result`` is what the apply step's call returned (the plan when it wrote nothing): its ``restart_required_guests``,
@@ -636,7 +636,14 @@ def restart_waiting(result: Any, failed_guests: Any) -> list[str]:
     definition was written is left out, since this run changed nothing it could boot into.  The role does not restart
     a guest that failed (restart.yml leaves the failed guests out of its batches), but it lists it here, and the report
     counts it, so that nobody takes its old layout for the new one.
+
+    ``held_back``: in check mode, a step failed or the apply's gate would hold the hypervisor back, so the real run
+    would write nothing and leave no guest waiting.
     """
+    if not isinstance(held_back, bool):
+        raise SpecError("held_back must be true or false")
+    if held_back:
+        return []
     result = _mapping(result)
     names = result.get("restart_required_guests") or []
     if not isinstance(names, Sequence) or isinstance(names, str) or not all(isinstance(name, str) for name in names):

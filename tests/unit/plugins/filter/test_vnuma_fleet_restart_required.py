@@ -53,6 +53,16 @@ def test_nothing_failed_or_nothing_waits() -> None:
     assert restart_waiting({"skipped": True}, []) == []
 
 
+def test_check_mode_held_back_leaves_none_waiting() -> None:
+    # A step failed, or the apply's gate would hold the hypervisor back: the real run writes nothing.  The rule lived
+    # in report.yml's Jinja.
+    assert restart_waiting(APPLIED, [], held_back=True) == []
+    assert vnuma_fleet_restart_required(APPLIED, [], held_back=True) == []
+    assert vnuma_fleet_restart_required(APPLIED, [], held_back=False) == APPLIED["restart_required_guests"]
+    with pytest.raises(AnsibleFilterError, match="held_back must be true or false"):
+        vnuma_fleet_restart_required(APPLIED, [], held_back="yes")
+
+
 @pytest.mark.parametrize(
     ("result", "failures", "message"),
     [
