@@ -86,6 +86,20 @@ def held_by_flock(path: str) -> subprocess.Popen[bytes]:
     return holder
 
 
+def ended(holder: subprocess.Popen[bytes]) -> None:
+    """flock(1) and the command it runs killed, and its lock gone from /proc/locks.
+
+    flock(1) forks its command before that child closes the lock's descriptor (-o): a child killed in between
+    still holds it for a moment after flock(1) itself is reaped.  Its lock is gone when the kernel says so.
+    """
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    deadline = time.monotonic() + 10
+    while f" {holder.pid} " in Path("/proc/locks").read_text():
+        assert time.monotonic() < deadline, "the killed flock(1)'s lock outlived it by 10 seconds"
+        time.sleep(0.02)
+
+
 def test_a_refusal_names_the_process_that_holds_the_lock(lock_dir: Path) -> None:
     uri = "qemu:///system"
     # A collection run held the lock before and is gone: nothing of it may be named now.
@@ -96,8 +110,7 @@ def test_a_refusal_names_the_process_that_holds_the_lock(lock_dir: Path) -> None
         with pytest.raises(LibvirtOperationError) as refused, host_lock(uri, 0):
             pass
     finally:
-        os.killpg(holder.pid, signal.SIGKILL)
-        holder.wait()
+        ended(holder)
     assert refused.value.message == (
         f"another vnuma.libvirt run is changing the guests of {uri} (lock {lock_path(uri)}, held by pid "
         f"{holder.pid}); waited 0 seconds (lock_timeout)"
