@@ -51,6 +51,7 @@ options:
     description:
       - The host's capabilities XML (C(virsh capabilities)), to distribute the vCPUs over guest cells placed on the
         host's nodes.
+      - Reading it needs the C(lxml) Python library on the controller; without O(capabilities) the filter needs none.
     type: str
   nodeset:
     description:

@@ -75,7 +75,7 @@ options:
           - Number of guest cells in V(node) mode; fewer than the nodes groups the nearest nodes, more spreads cells
             evenly over them. Unset, one cell per selected node.
           - From 1 to 128 (QEMU's MAX_NODES).
-        type: int
+        type: raw
       pinning:
         description:
           - V(node) lets each vCPU float over its cell's host CPUs; V(core) gives each guest core a whole dedicated host
@@ -121,7 +121,7 @@ options:
         description:
           - Number of memory slots for hot-plugged DIMMs; needs O(spec.max_memory).
           - From 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS).
-        type: int
+        type: raw
       memory_device:
         description:
           - How memory hotplug reaches the cells. V(dimm) hot-adds DIMMs of fixed size (vnuma_domain's

@@ -87,6 +87,15 @@ options:
     type: list
     elements: str
     default: []
+  exact_names:
+    description:
+      - Read every entry of O(guests) and O(exclude) as an exact guest name, never as a shell pattern. A name that no
+        guest has fails that guest as not defined, as a name without pattern characters always does.
+      - For a list of names computed earlier, such as a plan's (the C(vnuma.libvirt.vnuma_fleet) role passes its
+        guests this way after its plan). Without it, the name of a guest undefined in the meantime that holds
+        pattern characters (V(web[12])) would select other guests (V(web1), V(web2)).
+    type: bool
+    default: false
   state:
     description:
       - V(present) applies the layout.
@@ -112,7 +121,8 @@ options:
       - Without it the count is the definition's own. A running guest with fewer vCPUs online than its definition
         brings online at boot (after C(virsh setvcpus --live) lowered it, say) gets them back live, as with the
         option.
-    type: int
+      - A positive integer (or its digits as text); anything else is refused before anything is read or written.
+    type: raw
     aliases: [vcpus_live]
   hotplug_memory:
     description:
@@ -181,7 +191,7 @@ options:
     description:
       - Seconds to wait for a graceful shutdown. The guests restarted by one call share this one deadline.
       - From 0 to 86400 (a day). Any other value is refused before anything is read or written.
-    type: int
+    type: float
     default: 120
   capacity:
     description:
@@ -212,14 +222,23 @@ options:
       - Save each changed guest's previous inactive definition in O(backup_dir) before changing it.
       - The definition is saved with what libvirt shows only on request (a C(<graphics>) password), so that
         defining the file brings the guest back as it was. Each file is readable by its owner only (mode 0600), and
-        a directory created for it too (0700).
+        each directory created for it too (0700).
+      - Each run writes one new file per guest it changes and never removes one; old backups stay until you delete
+        them (for example with a C(find -mtime) job).
     type: bool
     default: false
   backup_dir:
     description:
-      - Directory for O(backup) files on the managed node, created when missing.
+      - Directory for O(backup) files on the managed node, created when missing, with each missing directory of its
+        path (each mode 0700, owned by the user the module runs as). C(..) in it is resolved by name
+        (C(/srv/x/../backups) is C(/srv/backups)), and that path is the one created and returned in RV(backup_file).
       - With O(backup=true) it must be an absolute path that is a writable directory, or that can be created in
-        one. Otherwise the call is refused before anything is read or written, in check mode too.
+        one, and no other user may be able to replace a backup in it. The directory, when it exists, must belong to
+        the user the module runs as, with no write permission for group or others (sticky bit or not). Every
+        directory above it must belong to root or that user and be writable by others only with the sticky bit
+        (as C(/tmp)), so that no other user can rename it away. A symlink to a directory is followed, and checked
+        too; a symlink to nothing is refused. Otherwise the call is refused before anything is read or written, in
+        check mode too.
     type: path
     default: /var/lib/vnuma-libvirt/backups
   fleet:
@@ -717,14 +736,19 @@ def main() -> None:
             name=dict(type="str", aliases=["guest"]),
             guests=dict(type="list", elements="raw"),
             exclude=dict(type="list", elements="str", default=[]),
+            exact_names=dict(type="bool", default=False),
             **CONNECTION_ARGS,
             state=dict(type="str", choices=list(STATES), default="present"),
-            current_vcpus=dict(type="int", aliases=["vcpus_live"]),
+            # Raw, like the spec's counts: read by the collection (Option.coerce), never by Ansible's int, which
+            # fails on .inf with an OverflowError of its own.
+            current_vcpus=dict(type="raw", aliases=["vcpus_live"]),
             hotplug_memory=dict(type="raw"),
             total_memory=dict(type="raw"),
             restart=dict(type="str", choices=["never", "if_needed"], default="never"),
             force=dict(type="bool", default=False),
-            shutdown_timeout=dict(type="int", default=120),
+            # Seconds, read as lock_timeout and the connection's deadlines are (units.check_seconds): a float type
+            # lets .inf and .nan through to the collection's range check.
+            shutdown_timeout=dict(type="float", default=120),
             capacity=dict(type="str", choices=list(CAPACITY_MODES), default="fail"),
             reserved_memory=dict(type="raw", default=0),
             backup=dict(type="bool", default=False),

@@ -56,10 +56,17 @@ options:
     default: ["*"]
   exclude:
     description:
-      - Shell patterns of guest names to leave out.
+      - Guest names or shell patterns to leave out, by the same rule as O(guests).
     type: list
     elements: str
     default: []
+  exact_names:
+    description:
+      - Read every entry of O(guests) and O(exclude) as an exact guest name, never as a shell pattern (as
+        M(vnuma.libvirt.vnuma_domain)'s O(vnuma.libvirt.vnuma_domain#module:exact_names)). A name that no guest has
+        is a warning.
+    type: bool
+    default: false
   guest_state:
     description:
       - V(running) reports the guests that run (paused ones and those shutting down included), V(shutoff) every other
@@ -385,6 +392,7 @@ def main() -> None:
             **CONNECTION_ARGS,
             guests=dict(type="list", elements="str", default=["*"]),
             exclude=dict(type="list", elements="str", default=[]),
+            exact_names=dict(type="bool", default=False),
             guest_state=dict(type="str", choices=list(GUEST_STATES), default="all"),
         ),
         supports_check_mode=True,

@@ -20,6 +20,7 @@ again a guest undefined under it, and restarts only what it brought down (a paus
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -42,7 +43,7 @@ from ansible_collections.vnuma.libvirt.tests.support.module_run import (
     run_module,
     start_module_process,
 )
-from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory
+from ansible_collections.vnuma.libvirt.tests.support.realguest import URI, GuestFactory, domain_xml
 from ansible_collections.vnuma.libvirt.tests.support.role_run import RoleRun
 
 
@@ -345,3 +346,48 @@ def test_the_role_and_a_module_run_keep_both_changes(
         root = parse_xml(xml, "a test definition", root_tag="domain")
         assert len(root.findall("cpu/numa/cell")) == 2, name
         assert {node.get("mode") for node in root.iterfind("numatune/memnode")} == {spec["memory_mode"]}, name
+
+
+def test_a_guest_undefined_between_the_roles_plan_and_apply_never_makes_its_name_select_others(
+    qemu_conn: libvirt.virConnect, tmp_path: Path
+) -> None:
+    # Reproduced: a guest named <base>-w[12] undefined while the role was between its plan and its apply call; the
+    # apply call read the plan's name as a pattern and converted <base>-w2, which the role excluded, unreported.
+    base = f"vit-exact{os.getpid()}"
+    literal, selected, excluded = f"{base}-w[12]", f"{base}-w1", f"{base}-w2"
+    try:
+        for name in (literal, selected, excluded):
+            qemu_conn.defineXMLFlags(
+                domain_xml(name, 2, 256, tmp_path / f"{name}.log"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE
+            )
+        untouched = inactive_xml(qemu_conn, excluded)
+        role = RoleRun.start(
+            tmp_path / "role",
+            {
+                "vnuma_fleet_uri": URI,
+                "vnuma_fleet_guests": [f"{base}-w*"],
+                "vnuma_fleet_exclude": [excluded],
+                "vnuma_fleet_spec": ROLE_SPEC,
+                "vnuma_fleet_use_stored_spec": False,
+                "vnuma_fleet_plan_and_apply": "apart",
+            },
+            pause_after="Plan | Plan every selected guest in check mode",
+        )
+        try:
+            role.wait_paused()
+            virsh("undefine", literal)
+            returncode, result = role.finish()
+        finally:
+            role.kill()
+        assert inactive_xml(qemu_conn, excluded) == untouched, "the role wrote a guest it excluded"
+        assert returncode != 0, role.output
+        assert result["status"] == "guests failed", role.output
+        assert [(guest["name"], guest["step"]) for guest in result["failed_guests"]] == [(literal, "apply")]
+        assert "no guest named" in result["failed_guests"][0]["error"], result["failed_guests"]
+        assert sorted(guest["name"] for guest in result["guests"]) == sorted([literal, selected])
+        converted = parse_xml(inactive_xml(qemu_conn, selected), "a test definition", root_tag="domain")
+        assert len(converted.findall("cpu/numa/cell")) == 2
+    finally:
+        for name in (literal, selected, excluded):
+            with contextlib.suppress(libvirt.libvirtError):
+                qemu_conn.lookupByName(name).undefine()

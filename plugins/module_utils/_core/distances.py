@@ -10,7 +10,8 @@ The ACPI SLIT and libvirt (https://libvirt.org/formatdomain.html#cpu-model-and-t
 10 to itself and any other node 11..255; 255 means unreachable.  libvirt 9.0 writes past a heap array
 when it rejects a ``<distances>`` value and the daemon crashes later, on an unrelated call: nothing
 invalid may reach it, so the XML layer checks every guest matrix with ``validate_distances`` before
-any XML leaves it, and the capabilities parser checks the host's with ``is_valid_distance``.
+any XML leaves it.  A host's distances are checked with ``is_valid_distance`` once, where every host
+topology is built (``_core/topology.py:HostTopology``, from capabilities XML or a host report alike).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "MIN_REMOTE_DISTANCE",
     "DEFAULT_REMOTE_DISTANCE",
     "MAX_DISTANCE",
+    "default_distance",
     "is_valid_distance",
     "validate_distances",
 ]
@@ -36,6 +38,11 @@ MIN_REMOTE_DISTANCE = 11
 DEFAULT_REMOTE_DISTANCE = 20
 # The largest value a SLIT entry holds: unreachable.
 MAX_DISTANCE = 255
+
+
+def default_distance(same_node: bool) -> int:
+    """The distance no table gives: 10 to itself, 20 to another node, as libvirt and a guest kernel read it."""
+    return LOCAL_DISTANCE if same_node else DEFAULT_REMOTE_DISTANCE
 
 
 def is_valid_distance(value: object, same_node: bool) -> bool:

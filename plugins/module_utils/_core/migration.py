@@ -42,10 +42,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity impor
     named_cpus,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
-    DEFAULT_REMOTE_DISTANCE,
-    LOCAL_DISTANCE,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import default_distance
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
     DEDICATED_PINNINGS,
@@ -148,9 +145,9 @@ class MovingGuest:
             raise SpecError(f"the distance matrix is not {len(self.cells)} by {len(self.cells)}", self.name)
 
     def distance(self, first: int, second: int) -> int:
-        if first == second:
-            return LOCAL_DISTANCE
-        return self.distances[first][second] if self.distances else DEFAULT_REMOTE_DISTANCE
+        if self.distances and first != second:
+            return self.distances[first][second]
+        return default_distance(first == second)
 
     @property
     def dedicated(self) -> bool:

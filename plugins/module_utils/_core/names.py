@@ -10,6 +10,10 @@ An entry that is exactly the name of a defined guest means that guest, even when
 pattern characters (a guest literally named ``web[1]``).  Any other entry is a shell pattern
 (``fnmatch``, case-sensitive); an entry without pattern characters that names no defined guest
 matches nothing.  ``exclude`` entries follow the same rule.
+
+With ``exact`` (the modules' ``exact_names``) every entry is a name and never a pattern.  A list of names
+computed earlier in a run (the vnuma_fleet role's apply, restart and verify calls) needs it: once a guest
+named ``web[12]`` is undefined under the run, its name would otherwise select ``web1`` and ``web2``.
 """
 
 from __future__ import annotations
@@ -47,37 +51,41 @@ def check_entries(option: str, entries: Any) -> None:
         check_entry(option, index, entry)
 
 
-def matching(entry: str, names: Sequence[str], defined: frozenset[str] | None = None) -> list[str]:
+def matching(entry: str, names: Sequence[str], defined: frozenset[str] | None = None, exact: bool = False) -> list[str]:
     """The names of ``names`` that ``entry`` selects, in their order.
 
     ``defined`` is ``frozenset(names)`` (pass it when calling in a loop, so that it is built once).
     """
     if entry in (defined if defined is not None else names):
         return [entry]
+    if exact:
+        return []
     return [name for name in names if fnmatch.fnmatchcase(name, entry)]
 
 
-def excluded(name: str, excludes: Sequence[str], defined: frozenset[str]) -> bool:
+def excluded(name: str, excludes: Sequence[str], defined: frozenset[str], exact: bool = False) -> bool:
     """Whether an entry of ``excludes`` selects ``name`` among the ``defined`` guests."""
     for entry in excludes:
         if entry == name:
             return True
         # An exclude entry that names another defined guest exactly means that guest only.
-        if entry not in defined and fnmatch.fnmatchcase(name, entry):
+        if not exact and entry not in defined and fnmatch.fnmatchcase(name, entry):
             return True
     return False
 
 
-def select(names: Sequence[str], includes: Sequence[str], excludes: Sequence[str]) -> tuple[list[str], list[str]]:
+def select(
+    names: Sequence[str], includes: Sequence[str], excludes: Sequence[str], exact: bool = False
+) -> tuple[list[str], list[str]]:
     """The names selected by ``includes`` less ``excludes``, in the order of ``names``; and the include
     entries that selected no name at all (before ``excludes``), for a warning."""
     defined = frozenset(names)
     chosen: set[str] = set()
     unmatched = []
     for entry in includes:
-        found = matching(entry, names, defined)
+        found = matching(entry, names, defined, exact)
         if not found:
             unmatched.append(entry)
         chosen.update(found)
-    selected = [name for name in names if name in chosen and not excluded(name, excludes, defined)]
+    selected = [name for name in names if name in chosen and not excluded(name, excludes, defined, exact)]
     return selected, unmatched

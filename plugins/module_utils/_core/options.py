@@ -29,6 +29,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     MAX_PAGE_KIB,
     MEMORY_LIMIT_REASON,
     PAGE_LIMIT_REASON,
+    check_count,
     parse_size,
     read_digits,
 )
@@ -110,11 +111,13 @@ class Kind(enum.Enum):
         return _ANSIBLE_TYPES[self]
 
 
-# Sizes are raw: a number of KiB or a string with a unit.
+# Sizes are raw: a number of KiB or a string with a unit.  Counts are raw too, read by ``Option.coerce``: Ansible's
+# int type lets 2.0 and "1e3" through, refuses 1.5 in its own words, and fails on .inf with an OverflowError
+# (int(Decimal('Infinity')) in check_type_int) instead of a message naming the option and its range.
 _ANSIBLE_TYPES = {
     Kind.CHOICE: "str",
     Kind.SIZE: "raw",
-    Kind.COUNT: "int",
+    Kind.COUNT: "raw",
     Kind.BOOLEAN: "bool",
     Kind.NODESET: "str",
     Kind.DEVICE_CELLS: "raw",
@@ -171,18 +174,16 @@ class Option:
         The entries of vnuma_domain's ``guests`` and the filters' ``spec`` are raw: templated values come as
         strings (``"2"``, ``"yes"``).  Digit text is a count, Ansible's spellings of a boolean are booleans, an
         integer is a node set; anything not of the option's kind is a SpecError (without a guest: the caller
-        names it).  A size or a node set is read against the row's own limit, as it has to be read to be checked at
-        all; the other limits, and the rules that tie options together, are ``VnumaSpec``'s (``check_given`` checks
-        them before anything is read).
+        names it).  A count, a size or a node set is read against the row's own limit (a count's refusal gives its
+        range, as ``VnumaSpec`` gives it); the rules that tie options together are ``VnumaSpec``'s (``check_given``
+        checks them before anything is read).  The module's top-level counts (argspec type raw), a ``<vnuma>``
+        attribute (``_xml/vnuma.py``) and a ``guests`` entry are all read here: one rule and one message.
         """
         kind = self.kind
         if kind is Kind.COUNT:
-            # Digit text (a templated value) reads as the number it writes (units.read_digits).
+            # Digit text (a templated value, an XML attribute) reads as the number it writes (units.read_digits).
             number = read_digits(value.strip()) if isinstance(value, str) else None
-            if number is not None:
-                value = number
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(f"{self.name} {value!r} must be a positive integer")
+            value = check_count(self.name, value if number is None else number, self.limit, self.why)
         elif kind is Kind.CHOICE:
             if not isinstance(value, str) or value not in self.choices:
                 raise SpecError(f"{self.name} {value!r} is not one of {', '.join(self.choices)}")

@@ -26,7 +26,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     PlacementError,
     SpecError,
-    TopologyError,
     VnumaError,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hmat import guest_hmat
@@ -351,14 +350,11 @@ class _Partitioner:
         return tuple(sorted(cpu for bank in group for core in banks[bank] for cpu in core))
 
     def host_distance(self, first: int, second: int) -> int:
-        """The symmetric host distance: firmware tables are occasionally asymmetric; take the nearer."""
-        value = min(self.topology.distance(first, second), self.topology.distance(second, first))
-        if not LOCAL_DISTANCE <= value <= MAX_DISTANCE:
-            raise TopologyError(
-                f"the host reports distance {value} between nodes {first} and {second}, "
-                f"outside {LOCAL_DISTANCE}..{MAX_DISTANCE}"
-            )
-        return value
+        """The symmetric host distance: firmware tables are occasionally asymmetric; take the nearer.
+
+        Valid by construction: ``HostTopology`` refuses a host reporting a distance libvirt would refuse.
+        """
+        return min(self.topology.distance(first, second), self.topology.distance(second, first))
 
     # -- vCPUs ------------------------------------------------------------------------------------
 

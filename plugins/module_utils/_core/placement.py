@@ -45,6 +45,7 @@ __all__ = [
     "GuestPlacement",
     "check_preallocation",
     "held_cpus",
+    "holds_cpus",
     "place_guest",
     "place_guests",
     "split_evenly",
@@ -67,14 +68,28 @@ def held_cpus(
     ``emulator`` is the emulator pin of a guest that isolates its emulator threads
     (``emulator_threads: isolate``): it holds its CPU as one more vCPU pin would.
     """
-    if pinning is not None and pinning not in DEDICATED_PINNINGS:
-        return ()
-    held = {cpu for cpus in (*pins, emulator or ()) if len(cpus) == 1 for cpu in cpus}
+    held = _pinned_alone((*pins, emulator or ()), pinning)
     if pinning == "core" and held:
         held.update(cpu for node in topology.nodes for core in node.cores if held.intersection(core) for cpu in core)
         # A sibling the host lists on another node shares the core all the same (HostTopology.sharing_a_core).
         held.update(cpu for cpu in topology.sharing_a_core(held) if cpu in topology.cpu_node)
     return tuple(sorted(held))
+
+
+def holds_cpus(pins: Iterable[Collection[int]], pinning: str | None) -> bool:
+    """Whether a guest holds any host CPU for itself: ``held_cpus`` is not empty.
+
+    For a reader without the host's topology (a saved image's guest): whether a guest holds CPUs does
+    not depend on it, only which sibling threads come with them under ``core``.
+    """
+    return bool(_pinned_alone(pins, pinning))
+
+
+def _pinned_alone(pins: Iterable[Collection[int]], pinning: str | None) -> set[int]:
+    """The CPUs ``held_cpus`` starts from: every single-CPU pin, unless the pinning holds none."""
+    if pinning is not None and pinning not in DEDICATED_PINNINGS:
+        return set()
+    return {cpu for cpus in pins if len(cpus) == 1 for cpu in cpus}
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,17 @@ from functools import cached_property
 from typing import NamedTuple
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
-    DEFAULT_REMOTE_DISTANCE,
     LOCAL_DISTANCE,
+    MAX_DISTANCE,
+    MIN_REMOTE_DISTANCE,
+    default_distance,
+    is_valid_distance,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import TopologyError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_MEMORY_KIB, format_kib
 
 __all__ = [
     "LOCAL_DISTANCE",
-    "REMOTE_DISTANCE",
     "CELL_GRANULE_KIB",
     "DIMM_BLOCK_KIB",
     "HOST_CPU_ID_REASON",
@@ -46,9 +48,6 @@ __all__ = [
     "L3_LEVEL",
 ]
 
-# libvirt and the ACPI SLIT use 10 for a node to itself and, when the firmware gives no table,
-# 20 for every other node (https://libvirt.org/formatcaps.html); the limits live in _core/distances.py.
-REMOTE_DISTANCE = DEFAULT_REMOTE_DISTANCE
 # The largest host NUMA node id: Linux numbers nodes below MAX_NUMNODES = 1 << CONFIG_NODES_SHIFT, and
 # NODES_SHIFT is at most 10 on every architecture libvirt runs on (x86_64 and arm64 Kconfig: range 1 10).
 MAX_NODE_ID = 1023
@@ -284,11 +283,35 @@ class HostTopology:
                             f"host CPU {cpu.id} is reported in host nodes {owner[cpu.id]} and {node.id}"
                         )
                     owner[cpu.id] = node.id
+        self._check_distances(by_id)
         self._check_hmat(by_id)
         self._check_cache_banks(set(cpu_ids))
         ordered = tuple(sorted(self.nodes, key=lambda node: node.id))
         object.__setattr__(self, "nodes", ordered)
         object.__setattr__(self, "_by_id", by_id)
+
+    def _check_distances(self, by_id: dict[int, HostNode]) -> None:
+        """Refuse a distance libvirt would refuse (``_core/distances.py``), naming the nodes, the value and the limit.
+
+        Checked here, where every host is built (capabilities XML, a host report), so that no reader of a
+        topology meets one: a guest laid out from it would carry it into a ``<distances>`` matrix.
+        """
+        for node in self.nodes:
+            for other, value in node.distances:
+                if other not in by_id:
+                    raise TopologyError(
+                        f"host node {node.id} reports a distance to node {other}, which is not a host node"
+                    )
+                if is_valid_distance(value, other == node.id):
+                    continue
+                if other == node.id:
+                    raise TopologyError(
+                        f"host node {node.id} reports distance {value} to itself; it must be {LOCAL_DISTANCE}"
+                    )
+                raise TopologyError(
+                    f"host node {node.id} reports distance {value} to node {other}; distances between two nodes "
+                    f"must be {MIN_REMOTE_DISTANCE}-{MAX_DISTANCE}"
+                )
 
     def _check_hmat(self, by_id: dict[int, HostNode]) -> None:
         """HMAT figures that name no node, or that no kernel reports, are refused: they reach guests."""
@@ -418,9 +441,9 @@ class HostTopology:
     def distance(self, from_id: int, to_id: int) -> int:
         """The reported distance; the other direction's when only that is reported; else libvirt's default.
 
-        libvirt's defaults are 10 local and 20 remote.  A table with a direction missing (a hand-written
-        capabilities file: Linux reports every row) keeps the value it does report, which a default of 20
-        would hide.
+        libvirt's defaults are 10 local and 20 remote (``_core/distances.py:default_distance``).  A table
+        with a direction missing (a hand-written capabilities file: Linux reports every row) keeps the value
+        it does report, which a default of 20 would hide.
         """
         table = self._distance_table
         value = table.get((from_id, to_id))
@@ -428,7 +451,7 @@ class HostTopology:
             value = table.get((to_id, from_id))
         if value is not None:
             return value
-        return LOCAL_DISTANCE if from_id == to_id else REMOTE_DISTANCE
+        return default_distance(from_id == to_id)
 
     def socket_of(self, node_id: int) -> int | None:
         """The socket of a node's CPUs when they all share one, else None (memory-only nodes)."""

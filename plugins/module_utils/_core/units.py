@@ -190,13 +190,17 @@ def check_count(name: str, value: object, limit: int | None = None, why: str = "
     """``value`` itself when it is an int (not a bool) from ``minimum`` to ``limit``, else a SpecError.
 
     For numbers that arrive typed (module options, filter arguments, dataclass fields): the check comes
-    before anything is built in proportion to the number.
+    before anything is built in proportion to the number.  With a limit every refusal is one message that
+    gives the whole range, ``"cells 1.5 must be an integer from 1 to 128 (QEMU's MAX_NODES)"``, whichever
+    way the value came (a ``<vnuma>`` attribute, a module option, a filter's spec).
     """
+    if limit is not None:
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= limit:
+            raise SpecError(f"{name} {shown(value)} must be an integer from {minimum} to {limit}{_reason(why)}")
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         wanted = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
         raise SpecError(f"{name} {shown(value)} must be {wanted}")
-    if limit is not None and value > limit:
-        raise SpecError(f"{name} {shown(value)} is above the limit of {limit}{_reason(why)}")
     return value
 
 
@@ -322,9 +326,11 @@ def check_seconds(option: str, value: object, limits: tuple[float, float]) -> fl
     """``value`` as seconds within ``limits``, or a SpecError naming the option, the value and the limits."""
     low, high = limits
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{option} {value!r} is not a number of seconds from {low:g} to {high:g}")
+        raise SpecError(f"{option} {shown(value)} is not a number of seconds from {low:g} to {high:g}")
     if math.isnan(value):
         raise SpecError(f"{option} nan is not a number of seconds from {low:g} to {high:g}")
     if not low <= value <= high:
-        raise SpecError(f"{option} {value:g} is outside {low:g} to {high:g} seconds")
+        # An int is shown as it is: :g of one past a float's range raises OverflowError.
+        given = f"{value:g}" if isinstance(value, float) else shown(value)
+        raise SpecError(f"{option} {given} is outside {low:g} to {high:g} seconds")
     return float(value)

@@ -13,8 +13,6 @@ dict; every refusal is a ``VnumaError`` for the module to turn into ``fail_json`
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -36,8 +34,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality i
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_seconds, parse_size
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import check_backup_dir
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
@@ -159,33 +158,6 @@ def _entries(params: Mapping[str, Any]) -> list[tuple[int, str, dict[str, Any]]]
     return entries
 
 
-def _check_backup_dir(path: Any) -> None:
-    """A backup directory the run can write, or create: checked before anything is read or written."""
-    if not path:
-        raise SpecError("backup_dir is empty: with backup true it must be an absolute path")
-    if not os.path.isabs(path):
-        # A relative path would land in the module's temporary working directory, deleted after the task.
-        raise SpecError(f"backup_dir {path!r} is a relative path: with backup true it must be an absolute one")
-    target = os.path.normpath(path)
-    existing = target
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    # Name the path that is in the way: the directory itself, or the ancestor it would be created in.
-    where = f"backup_dir {path!r}" if existing == target else f"backup_dir {path!r} cannot be created: {existing!r}"
-    if not os.path.isdir(existing):
-        raise SpecError(f"{where} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SpecError(f"{where} is not writable")
-    mode = os.stat(existing).st_mode
-    if existing == target and mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-        # A backup is what a definition is restored from: any user could replace one here.
-        raise SpecError(
-            f"{where} is writable by every user (mode {stat.S_IMODE(mode):04o}) without the sticky bit: another user "
-            "could replace a backup before it is restored; remove that permission (chmod o-w) or choose another "
-            "directory"
-        )
-
-
 def validate_run_options(params: Mapping[str, Any]) -> None:
     """Refuse, before anything is read or written, every module option that could only fail later.
 
@@ -218,14 +190,11 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
             raise error.naming(name) from None
     for index, pattern, values in entries:
         _check_together({**top, **values}, f"guests[{index}] ({pattern})")
-    timeout = params.get("shutdown_timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_SHUTDOWN_TIMEOUT
-    ):
-        raise SpecError(f"shutdown_timeout {timeout!r} must be from 0 to {MAX_SHUTDOWN_TIMEOUT} seconds")
+    if params.get("shutdown_timeout") is not None:
+        check_seconds("shutdown_timeout", params["shutdown_timeout"], (0.0, MAX_SHUTDOWN_TIMEOUT))
     parse_size(params.get("reserved_memory") or 0, what="reserved_memory")
     if params.get("backup"):
-        _check_backup_dir(params.get("backup_dir"))
+        check_backup_dir(params.get("backup_dir"))
     check_lock_timeout(params.get("lock_timeout", 300))
 
 
@@ -235,7 +204,8 @@ def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any], 
     ``merged_entries``: several entries selected the guest, so their options are checked together here (one entry's
     were, with the top-level ones, by ``validate_run_options``), before anything is written.
     """
-    merged = {key: defaults.get(key) for key in _ENTRY_OPTIONS}
+    # The top-level counts come raw (the argspec leaves them to Option.coerce): read as an entry's are.
+    merged = {key: None if defaults.get(key) is None else _coerced(name, key, defaults[key]) for key in _ENTRY_OPTIONS}
     merged.update(values)
     hotplug, total = merged["hotplug_memory"], merged["total_memory"]
     try:
@@ -264,7 +234,8 @@ def build_requests(
     """One request per guest: ``name``, or what the ``guests`` entries select less ``exclude``.
 
     Selection follows ``_core.names``: an entry that is exactly a defined guest's name is that guest,
-    anything else a shell pattern.  Entries that select the same guest are merged; two that set one
+    anything else a shell pattern; with ``exact_names`` every entry is a name, and one that names no defined guest
+    stays, so that the plan fails it as not defined.  Entries that select the same guest are merged; two that set one
     option to different values are refused, naming the guest and both entries.  A pattern that
     matches nothing, and an empty selection, are appended to ``warnings``.
     """
@@ -273,19 +244,20 @@ def build_requests(
         return [_request(params["name"], {}, params, False)]
     excludes = params.get("exclude") or []
     check_entries("exclude", excludes)
+    exact = bool(params.get("exact_names"))
     known = frozenset(defined)
     chosen: dict[str, dict[str, tuple[int, str, Any]]] = {}
     entry_count: dict[str, int] = {}
     matched_any = False
     for index, pattern, values in _entries(params):
-        names = matching(pattern, defined, known)
-        if not names and is_pattern(pattern):
+        names = matching(pattern, defined, known, exact)
+        if not names and is_pattern(pattern) and not exact:
             notes.append(f"guests[{index}] {pattern!r} matches no defined guest")
             continue
         matched_any = True
         # A plain name that is not defined stays: the plan reports it as not defined.
         for guest in names or [pattern]:
-            if excluded(guest, excludes, known):
+            if excluded(guest, excludes, known, exact):
                 continue
             merged = chosen.setdefault(guest, {})
             entry_count[guest] = entry_count.get(guest, 0) + 1

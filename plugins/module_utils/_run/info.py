@@ -60,7 +60,7 @@ def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> t
     for each entry of ``guests`` that names no defined guest (``*`` aside: it misses only on a host without guests).
 
     The selection rule is ``_core.names``' (an exact name is that guest, anything else a shell pattern),
-    the same as vnuma_domain's.
+    the same as vnuma_domain's; with ``exact_names`` every entry is a name.
     """
     patterns = params.get("guests")
     if patterns is None:
@@ -71,7 +71,7 @@ def select_guests(entries: Sequence[GuestEntry], params: Mapping[str, Any]) -> t
         raise SpecError(f"guest_state {state!r} is not one of {', '.join(GUEST_STATES)}")
     check_entries("guests", patterns)
     check_entries("exclude", excludes)
-    names, unmatched = select([entry.name for entry in entries], patterns, excludes)
+    names, unmatched = select([entry.name for entry in entries], patterns, excludes, bool(params.get("exact_names")))
     chosen = set(names)
     warnings = [
         f"guests[{index}] {entry!r} matches no defined guest"

@@ -23,7 +23,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import math
 import os
 import re
 import stat
@@ -31,12 +30,14 @@ import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_seconds
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.ownership import not_own
 
-__all__ = ["LOCK_TIMEOUT_LIMIT", "check_lock_timeout", "host_lock", "lock_key", "lock_path"]
+__all__ = ["LOCK_TIMEOUT_LIMITS", "check_lock_timeout", "host_lock", "lock_key", "lock_path"]
 
 # Seconds a run may wait for another one to finish (a fleet restart batch can take minutes, a day is absurd).
-LOCK_TIMEOUT_LIMIT = 86400.0
+LOCK_TIMEOUT_LIMITS = (0.0, 86400.0)
 _POLL = 0.1
 _NAME_LIMIT = 80
 
@@ -95,12 +96,9 @@ def lock_path(uri: str) -> str:
     return os.path.join(lock_directory(), f"{name}.lock")
 
 
-def check_lock_timeout(value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise SpecError(f"lock_timeout {value!r} is not a number of seconds")
-    if not 0 <= value <= LOCK_TIMEOUT_LIMIT:
-        raise SpecError(f"lock_timeout {value:g} is outside 0 to {LOCK_TIMEOUT_LIMIT:g} seconds")
-    return float(value)
+def check_lock_timeout(value: object) -> float:
+    """``value`` as seconds to wait for the lock, or a SpecError that gives the range (the deadlines' own reader)."""
+    return check_seconds("lock_timeout", value, LOCK_TIMEOUT_LIMITS)
 
 
 def _holder(handle: int) -> str:
@@ -120,16 +118,13 @@ def _holder(handle: int) -> str:
 
 
 def _owned(status: os.stat_result, path: str, uri: str, what: str) -> None:
-    """Refuse a lock directory or file that another user could replace or hold: not ours, or writable by others.
+    """Refuse a lock directory or file that another user could replace or hold: not the run's own (``not_own``,
+    the backup directory's rule too: ``_run/ownership.py``).
 
     /run/lock and /tmp are writable by every user, who could otherwise make a run create files where they
     choose (a symlink in a directory of theirs) or hold its lock for ever.
     """
-    problem = None
-    if status.st_uid != os.geteuid():
-        problem = f"it belongs to uid {status.st_uid}, not to this run's uid {os.geteuid()}"
-    elif status.st_mode & 0o022:
-        problem = f"its mode {stat.S_IMODE(status.st_mode):04o} lets other users write to it"
+    problem = not_own(status)
     if problem is not None:
         raise LibvirtOperationError(
             f"refusing the lock {what} {path} of {uri}: {problem}; remove it (the next run makes it again)"

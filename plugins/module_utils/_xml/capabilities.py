@@ -20,7 +20,8 @@ rest of the document (guests, security models) is ignored.  The format is libvir
 (libvirt's formatter: virCapabilitiesHostNUMAFormat() and virCapsHostNUMACellCPUFormat() in
 https://gitlab.com/libvirt/libvirt/-/blob/master/src/conf/capabilities.c)
 
-The host's distances are checked on the way in (10 to itself, 11-255 to other existing nodes, as
+The host's distances are checked when its ``HostTopology`` is built (``_core/topology.py``, the one
+check for every way a host is read: 10 to itself, 11-255 to other existing nodes, as
 the kernel requires of a SLIT before it uses one, see slit_valid() in
 https://github.com/torvalds/linux/blob/master/drivers/acpi/numa/srat.c): they end up in guest
 definitions, and libvirt 9.0 writes past a heap array when it rejects a bad ``<distances>`` value
@@ -37,12 +38,6 @@ from collections import OrderedDict
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
-    LOCAL_DISTANCE,
-    MAX_DISTANCE,
-    MIN_REMOTE_DISTANCE,
-    is_valid_distance,
-)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, TopologyError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
     HMAT_ACCESS_TYPES,
@@ -338,26 +333,6 @@ def _parse_cell(cell: Any, what: str, siblings_cache: dict[str, frozenset[int]])
     )
 
 
-def _check_distances(nodes: list[HostNode], what: str) -> None:
-    node_ids = {node.id for node in nodes}
-    for node in nodes:
-        for other, value in node.distances:
-            if other not in node_ids:
-                raise TopologyError(
-                    f"{what}: host node {node.id} reports a distance to node {other}, which is not a host node"
-                )
-            if is_valid_distance(value, other == node.id):
-                continue
-            if other == node.id:
-                raise TopologyError(
-                    f"{what}: host node {node.id} reports distance {value} to itself; it must be {LOCAL_DISTANCE}"
-                )
-            raise TopologyError(
-                f"{what}: host node {node.id} reports distance {value} to node {other}; distances between "
-                f"two nodes must be {MIN_REMOTE_DISTANCE}-{MAX_DISTANCE}"
-            )
-
-
 # Linux's PATH_MAX.
 _PATH_MAX = 4096
 
@@ -495,7 +470,6 @@ def _parse(text: str | bytes, what: str) -> HostTopology:
             f"{what}: <cells> lists no <cell>, so no NUMA topology to plan with (the host or its libvirt "
             "driver reports none); give the capabilities XML of the host to plan for instead"
         )
-    _check_distances(nodes, what)
     page_sizes = sorted({_page_size(pages, what) for pages in host.iterfind("cpu/pages")})
     if not page_sizes:
         page_sizes = sorted({size for node in nodes for size, _count in node.pages})

@@ -17,18 +17,22 @@ restore wants for everything the guest sees.
 from __future__ import annotations
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import default_distance
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
     DestinationPlan,
     MovingCell,
     MovingGuest,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import holds_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Vcpupin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import serialize_like
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Memnode
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_children, remove_child
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import _put_metadata, read_stored_spec
@@ -98,10 +102,18 @@ def _name(root: etree._Element) -> str:
 
 
 def _pinning(numa: DomainNuma) -> str:
-    """The pinning of a guest without a stored spec, read from its pins as _core/placement.py:held_cpus reads them."""
+    """The pinning of a guest without a stored spec: dedicated (``thread``) when it holds a host CPU.
+
+    Whether it holds one is the capacity check's rule (``_core/placement.py:held_cpus``, through
+    ``holds_cpus``), so that the source's check and the planner read the guest alike.  The planner has one
+    pinning per guest: a guest that holds some CPUs and floats over others (mixed pins) gets a CPU of its
+    own for every vCPU on the destination.  Read as shared, its vCPUs would float over whatever the
+    destination leaves, a single CPU too, which the capacity check then counts as held beside the other
+    guests' pins that name it.
+    """
     if not numa.vcpupins:
         return "none"
-    return "thread" if all(len(pin.cpuset) == 1 for pin in numa.vcpupins) else "node"
+    return "thread" if holds_cpus((pin.cpuset for pin in numa.vcpupins), None) else "node"
 
 
 def stored_spec_of_move(root: etree._Element) -> VnumaSpec | None:
@@ -141,7 +153,7 @@ def moving_guest_from_root(root: etree._Element, source: HostTopology | None = N
         if numa.numa is not None and any(cell.distances for cell in numa.numa.cells):
             by_cell = {cell.id: {sibling.id: sibling.value for sibling in cell.distances} for cell in numa.numa.cells}
             ids = [cell.id for cell in cells]
-            distances = tuple(tuple(by_cell.get(a, {}).get(b, 10 if a == b else 20) for b in ids) for a in ids)
+            distances = tuple(tuple(by_cell.get(a, {}).get(b, default_distance(a == b)) for b in ids) for a in ids)
         modes = [cell.memory_mode for cell in binding.cells if cell.memory_mode is not None]
         return MovingGuest(
             name=name,
@@ -200,18 +212,24 @@ def rewrite_root(root: etree._Element, plan: DestinationPlan) -> None:
     name = _name(root)
     if name != plan.guest:
         raise XmlError(f"the plan is for guest {plan.guest}, the domain XML is guest {name}")
-    cells = {cell.id: cell for cell in plan.cells}
     _check_layout(root, plan, name)
+    try:
+        _write_plan(root, plan)
+    except VnumaError as error:
+        raise error.naming(name) from None
+
+
+def _write_plan(root: etree._Element, plan: DestinationPlan) -> None:
+    cells = {cell.id: cell for cell in plan.cells}
     memory = root.find("numatune/memory")
     if memory is not None and memory.get("nodeset") is not None:
         _set(memory, "nodeset", plan.numatune_nodes)
     for memnode in root.iterfind("numatune/memnode"):
-        cell = cells.get(int(memnode.get("cellid", "-1")))
+        cell = cells.get(Memnode.from_element(memnode).cellid)
         if cell is None:
             raise XmlError(
                 f"<numatune><memnode cellid='{memnode.get('cellid')}'> names no guest cell of the plan "
-                f"(cells {format_cpuset(sorted(cells))})",
-                name,
+                f"(cells {format_cpuset(sorted(cells))})"
             )
         _set(memnode, "nodeset", cell.memory_nodes)
     floating = tuple(sorted({*plan.shared_cpus, *plan.held_cpus}))
@@ -222,7 +240,7 @@ def rewrite_root(root: etree._Element, plan: DestinationPlan) -> None:
     if cputune is not None:
         pinned = set()
         for pin in cputune.iterfind("vcpupin"):
-            number = int(pin.get("vcpu", "-1"))
+            number = Vcpupin.from_element(pin).vcpu
             pinned.add(number)
             if number in plan.vcpu_pins:
                 _set(pin, "cpuset", plan.vcpu_pins[number])
@@ -237,12 +255,12 @@ def rewrite_root(root: etree._Element, plan: DestinationPlan) -> None:
             _set(emulator, "cpuset", plan.emulator_pins or plan.shared_cpus or floating)
         for iothread in cputune.iterfind("iothreadpin"):
             _set(iothread, "cpuset", plan.shared_cpus or floating)
-    for device in root.iterfind("devices/memory"):
+    for index, device in enumerate(root.iterfind("devices/memory")):
         nodemask = device.find("source/nodemask")
-        target = device.findtext("target/node")
-        if nodemask is None or target is None:
+        if nodemask is None:
             continue
-        cell = cells.get(int(target.strip()))
+        node = MemoryDevice.from_element(device, index).node
+        cell = None if node is None else cells.get(node)
         if cell is not None:
             nodemask.text = format_cpuset(cell.memory_nodes)
 

@@ -40,7 +40,7 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_INTEGER, parse_int, size_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import size_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_child, remove_child, replace_child
@@ -104,10 +104,11 @@ def _namespace(tag: str) -> str | None:
     return etree.QName(tag).namespace
 
 
-def _size(raw: str | None, unit: str | None, what: str) -> int:
+def _size(item: Option, raw: str | None, unit: str | None, what: str) -> int:
     if raw is None or not raw.strip():
         raise SpecError(f"{what} has no size")
-    return size_kib(raw, "KiB" if unit is None else unit.strip(), what)
+    # The row's own limit, as the module reads the option: a page size is bounded by a page's, not by memory's.
+    return size_kib(raw, "KiB" if unit is None else unit.strip(), what, **item.limit_args)
 
 
 def _check_attributes(element: Any, allowed: tuple[str, ...], what: str) -> None:
@@ -127,7 +128,7 @@ def _check_no_text(element: Any, what: str) -> None:
 def _read(item: Option, raw: str | None, unit: str | None, what: str) -> Any:
     """The value of ``item`` written ``raw`` in ``<vnuma>`` (``what`` names where, for messages)."""
     if item.kind is Kind.SIZE:
-        return _size(raw, unit, what)
+        return _size(item, raw, unit, what)
     if raw is None:
         # Only a size is read when absent (it is its element's reason to be); kept for the types.
         raise SpecError(f"{what} is missing")
@@ -140,8 +141,13 @@ def _read(item: Option, raw: str | None, unit: str | None, what: str) -> Any:
             raise SpecError(f"{place} {item.xml_attribute}={word!r}> must be yes or no")
         return _YES_NO[word]
     if item.kind is Kind.COUNT:
-        # The limits are the spec's own (VnumaSpec checks them again, for the other ways in).
-        return parse_int(raw, what, item.limit if item.limit is not None else MAX_INTEGER, item.why)
+        # Read as the module reads the option, so that cells='1.5' and cells: 1.5 get one message (the option, the
+        # value, its range); the element names where it was written.
+        try:
+            return item.coerce(raw)
+        except SpecError as error:
+            place = "<vnuma>" if item.xml_child is None else f"<vnuma><{item.xml_child}>"
+            raise SpecError(f"{place}: {error.message}") from None
     return raw
 
 

@@ -29,6 +29,17 @@ GIB = 1024 * 1024  # in KiB
 URI = "test:///default"
 
 SIZE = "is not a size such as '16 GiB' or 524288"
+NOT_OWN_FIX = (
+    "give it to this user with no write permission for others (chown, chmod go-w), or choose another directory"
+)
+RENAMED_AWAY = (
+    "another user could put a directory of theirs in the backup directory's place and replace a backup before it is "
+    "restored; choose another directory, or fix that one: it must belong to root or this user, and let other users "
+    "write to it only with the sticky bit"
+)
+# A count's one message, whichever way it came (a <vnuma> attribute, a top-level option, a guests entry).
+CELLS_RANGE = "must be an integer from 1 to 128 (QEMU's MAX_NODES)"
+SLOTS_RANGE = "must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)"
 CHOICES = {
     "mode": "host, node, auto",
     "distribution": "contiguous, siblings, round-robin, interleave",
@@ -52,7 +63,8 @@ def entry(**options: Any) -> dict[str, Any]:
 
 
 # (module, arguments, exact message).  "{a}", "{b}", "{web}" are guests defined for the test (a random
-# prefix), "{tmp}" a scratch directory holding a regular file "file" and a directory "open" of mode 0777.
+# prefix), "{tmp}" a scratch directory holding a regular file "file", a directory "open" of mode 0777 with a
+# directory "kept" of mode 0700 in it, a directory "sticky" of mode 1777 and a symlink "dangling" to "nowhere/deeper".
 CASES = [
     # -- name, guests, exclude: their shapes
     pytest.param("domain", {"name": ""}, "name is empty: give the name of a defined guest", id="name-empty"),
@@ -125,17 +137,11 @@ CASES = [
         id="exclude-empty-entry",
     ),
     # -- per-guest values that are not of the option's type (Ansible checks only the top level)
-    pytest.param(
-        "domain", entry(cells="two"), "guest {a}: cells 'two' must be a positive integer", id="entry-cells-word"
-    ),
-    pytest.param("domain", entry(cells=0), "guest {a}: cells 0 must be a positive integer", id="entry-cells-zero"),
-    pytest.param(
-        "domain", entry(cells=-1), "guest {a}: cells -1 must be a positive integer", id="entry-cells-negative"
-    ),
-    pytest.param(
-        "domain", entry(cells=True), "guest {a}: cells True must be a positive integer", id="entry-cells-bool"
-    ),
-    pytest.param("domain", entry(cells=1.5), "guest {a}: cells 1.5 must be a positive integer", id="entry-cells-float"),
+    pytest.param("domain", entry(cells="two"), f"guest {{a}}: cells 'two' {CELLS_RANGE}", id="entry-cells-word"),
+    pytest.param("domain", entry(cells=0), f"guest {{a}}: cells 0 {CELLS_RANGE}", id="entry-cells-zero"),
+    pytest.param("domain", entry(cells=-1), f"guest {{a}}: cells -1 {CELLS_RANGE}", id="entry-cells-negative"),
+    pytest.param("domain", entry(cells=True), f"guest {{a}}: cells True {CELLS_RANGE}", id="entry-cells-bool"),
+    pytest.param("domain", entry(cells=1.5), f"guest {{a}}: cells 1.5 {CELLS_RANGE}", id="entry-cells-float"),
     pytest.param("domain", entry(replan="maybe"), "guest {a}: replan 'maybe' is not a boolean", id="entry-replan-word"),
     pytest.param(
         "domain",
@@ -143,9 +149,7 @@ CASES = [
         "guest {a}: nodeset '1' is what mode auto chooses; leave it out, or use mode node to name the host nodes",
         id="auto-with-nodeset",
     ),
-    pytest.param(
-        "domain", entry(cells="٢"), "guest {a}: cells '٢' must be a positive integer", id="entry-cells-arabic-digit"
-    ),
+    pytest.param("domain", entry(cells="٢"), f"guest {{a}}: cells '٢' {CELLS_RANGE}", id="entry-cells-arabic-digit"),
     pytest.param(
         "domain",
         entry(current_vcpus=[1]),
@@ -158,7 +162,7 @@ CASES = [
     pytest.param(
         "domain",
         entry(memory_slots="many"),
-        "guest {a}: memory_slots 'many' must be a positive integer",
+        f"guest {{a}}: memory_slots 'many' {SLOTS_RANGE}",
         id="entry-slots-word",
     ),
     pytest.param(
@@ -290,21 +294,60 @@ CASES = [
     pytest.param(
         "domain",
         {"name": "{a}", "restart": "if_needed", "shutdown_timeout": -5},
-        "shutdown_timeout -5 must be from 0 to 86400 seconds",
+        "shutdown_timeout -5 is outside 0 to 86400 seconds",
         id="shutdown-timeout-negative",
     ),
     pytest.param(
         "domain",
         {"name": "{a}", "shutdown_timeout": 86401},
-        "shutdown_timeout 86401 must be from 0 to 86400 seconds",
+        "shutdown_timeout 86401 is outside 0 to 86400 seconds",
         id="shutdown-timeout-above-a-day",
     ),
     pytest.param(
         "domain",
         {"name": "{a}", "shutdown_timeout": "soon"},
-        "argument 'shutdown_timeout' is of type str and we were unable to convert to int: "
-        "\"'soon'\" cannot be converted to an int",
+        "argument 'shutdown_timeout' is of type str and we were unable to convert to float: "
+        "<class 'str'> cannot be converted to a float",
         id="shutdown-timeout-word",
+    ),
+    # -- a float infinity or NaN from YAML (.inf, .nan) for a number: ansible-core's int type raised OverflowError
+    # on .inf (int(Decimal('Infinity'))) and refused 1.5 and .nan in its own words; lock_timeout's NaN gave no range.
+    pytest.param("domain", {"name": "{a}", "cells": 1.5}, f"guest {{a}}: cells 1.5 {CELLS_RANGE}", id="cells-float"),
+    pytest.param(
+        "domain", {"name": "{a}", "cells": float("inf")}, f"guest {{a}}: cells inf {CELLS_RANGE}", id="cells-inf"
+    ),
+    pytest.param(
+        "domain", {"name": "{a}", "cells": float("nan")}, f"guest {{a}}: cells nan {CELLS_RANGE}", id="cells-nan"
+    ),
+    pytest.param(
+        "domain",
+        {"guests": ["{a}"], "memory_slots": float("inf")},
+        f"memory_slots inf {SLOTS_RANGE}",
+        id="memory-slots-inf-for-all-guests",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "current_vcpus": float("inf")},
+        "guest {a}: current_vcpus inf must be a positive integer",
+        id="current-vcpus-inf",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "shutdown_timeout": float("inf")},
+        "shutdown_timeout inf is outside 0 to 86400 seconds",
+        id="shutdown-timeout-inf",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "shutdown_timeout": float("nan")},
+        "shutdown_timeout nan is not a number of seconds from 0 to 86400",
+        id="shutdown-timeout-nan",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "lock_timeout": float("nan")},
+        "lock_timeout nan is not a number of seconds from 0 to 86400",
+        id="lock-timeout-nan",
     ),
     pytest.param(
         "domain",
@@ -333,9 +376,44 @@ CASES = [
     pytest.param(
         "domain",
         {"name": "{a}", "backup": True, "backup_dir": "{tmp}/open"},
-        "backup_dir '{tmp}/open' is writable by every user (mode 0777) without the sticky bit: another user could "
-        "replace a backup before it is restored; remove that permission (chmod o-w) or choose another directory",
+        "backup_dir '{tmp}/open' is not this run's own (its mode 0777 lets other users write to it): another user "
+        f"could replace a backup in it before it is restored; {NOT_OWN_FIX}",
         id="backup-dir-writable-by-all",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "backup": True, "backup_dir": "{tmp}/sticky"},
+        "backup_dir '{tmp}/sticky' is not this run's own (its mode 1777 lets other users write to it): another user "
+        f"could replace a backup in it before it is restored; {NOT_OWN_FIX}",
+        id="backup-dir-writable-by-all-sticky",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "backup": True, "backup_dir": "{tmp}/dangling"},
+        "backup_dir '{tmp}/dangling' is a symlink to '{tmp}/nowhere/deeper', which does not exist: create that "
+        "directory, or choose another",
+        id="backup-dir-dangling-symlink",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "backup": True, "backup_dir": "{tmp}/dangling/backups"},
+        "backup_dir '{tmp}/dangling/backups' cannot be created: '{tmp}/dangling' is a symlink to "
+        "'{tmp}/nowhere/deeper', which does not exist: create that directory, or choose another",
+        id="backup-dir-under-a-dangling-symlink",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "backup": True, "backup_dir": "{tmp}/open/kept"},
+        "backup_dir '{tmp}/open/kept' is under '{tmp}/open', where other users can rename what it holds (its mode "
+        f"0777 lets other users write to it without the sticky bit): {RENAMED_AWAY}",
+        id="backup-dir-in-a-directory-writable-by-all",
+    ),
+    pytest.param(
+        "domain",
+        {"name": "{a}", "backup": True, "backup_dir": "{tmp}/open/new"},
+        "backup_dir '{tmp}/open/new' is under '{tmp}/open', where other users can rename what it holds (its mode "
+        f"0777 lets other users write to it without the sticky bit): {RENAMED_AWAY}",
+        id="backup-dir-to-create-in-a-directory-writable-by-all",
     ),
     pytest.param(
         "domain",
@@ -355,13 +433,11 @@ CASES = [
         "guest {a}: current_vcpus 0 must be a positive integer",
         id="current-vcpus-zero",
     ),
-    pytest.param(
-        "domain", {"name": "{a}", "cells": -3}, "guest {a}: cells -3 must be a positive integer", id="cells-negative"
-    ),
+    pytest.param("domain", {"name": "{a}", "cells": -3}, f"guest {{a}}: cells -3 {CELLS_RANGE}", id="cells-negative"),
     pytest.param(
         "domain",
         {"name": "{a}", "memory_slots": 0},
-        "guest {a}: memory_slots 0 must be a positive integer",
+        f"guest {{a}}: memory_slots 0 {SLOTS_RANGE}",
         id="memory-slots-zero",
     ),
     pytest.param(
@@ -434,9 +510,13 @@ def names(conn: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
     made = {"prefix": prefix, "a": f"{prefix}-a", "b": f"{prefix}-b", "web1": f"{prefix}-web1"}
     made["web"] = f"{prefix}-web[1]"
     (tmp_path / "file").write_text("not a directory\n")
-    # A directory every user may write to, without the sticky bit of /tmp.
+    # A directory every user may write to, without the sticky bit of /tmp, and one with it.
     (tmp_path / "open").mkdir()
     (tmp_path / "open").chmod(0o777)
+    (tmp_path / "open" / "kept").mkdir(mode=0o700)
+    (tmp_path / "sticky").mkdir()
+    (tmp_path / "sticky").chmod(0o1777)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "deeper")
     made["tmp"] = str(tmp_path)
     try:
         for key in ("a", "b", "web1", "web"):
@@ -481,6 +561,22 @@ def test_bad_option_is_refused_and_changes_nothing(
     assert definitions(conn) == before
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [pytest.param(*case.values[1:], id=case.id) for case in CASES if str(case.id).startswith("backup-dir")],
+)
+def test_a_bad_backup_dir_is_refused_in_check_mode_too(
+    conn: Any, names: dict[str, str], args: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    # The module's documentation promises it: check mode must not report a change that the real run then fails.
+    before = definitions(conn)
+    made = sorted(tmp_path.rglob("*"))
+    result = fail_module({"uri": URI, "host_capabilities": RING, **fill(args, names)}, check_mode=True)
+    assert result["msg"] == fill(message, names)
+    assert definitions(conn) == before
+    assert sorted(tmp_path.rglob("*")) == made
+
+
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) >= 50
     assert len({case.id for case in CASES}) == len(CASES)
@@ -497,9 +593,19 @@ def test_a_negative_shutdown_timeout_no_longer_writes_then_fails(conn: Any, name
     result = fail_module(
         {"uri": URI, "host_capabilities": RING, "name": names["a"], "restart": "if_needed", "shutdown_timeout": -5}
     )
-    assert result["msg"] == "shutdown_timeout -5 must be from 0 to 86400 seconds"
+    assert result["msg"] == "shutdown_timeout -5 is outside 0 to 86400 seconds"
     assert definitions(conn) == before
     assert conn.lookupByName(names["a"]).isActive()
+
+
+def test_top_level_counts_as_text_are_read_as_numbers(conn: Any, names: dict[str, str]) -> None:
+    # The counts are raw in the argspec now (Ansible's int failed on .inf): digit text, which Ansible's int read,
+    # is still a count, read as a guests entry's, and plans what the number plans.
+    options = {"name": names["a"], "mode": "node", "cells": 2, "current_vcpus": 2}
+    as_numbers = domain(options, check_mode=True)
+    as_text = domain({**options, "cells": "2", "current_vcpus": " 2 "}, check_mode=True)
+    assert as_text["layout"] == as_numbers["layout"]
+    assert len(as_text["layout"]["cells"]) == 2
 
 
 def test_an_empty_guests_list_warns_and_changes_nothing(conn: Any, names: dict[str, str]) -> None:
@@ -556,6 +662,30 @@ def test_a_guest_literally_named_with_brackets_is_that_guest(conn: Any, names: d
         {"uri": URI, "host_capabilities": RING, "guests": [f"{names['prefix']}-*"], "exclude": [web]}, module=vnuma_info
     )
     assert [guest["name"] for guest in info["guests"]] == sorted([names["a"], names["b"], web1])
+
+
+def test_with_exact_names_an_undefined_name_never_selects_other_guests(conn: Any, names: dict[str, str]) -> None:
+    # Reproduced through the role: web[1] undefined between its plan and its apply call, whose guests entries are
+    # the plan's names, and the apply converted web1, which the role had excluded, and did not report it.
+    web, web1 = names["web"], names["web1"]
+    conn.lookupByName(web).undefine()
+    before = definitions(conn)
+    result = fail_module(
+        {"uri": URI, "host_capabilities": RING, "guests": [{"name": web, "cells": 2}], "exact_names": True}
+    )
+    assert f"guest {web}: no guest named {web} is defined at {URI}" in result["msg"]
+    assert [guest["name"] for guest in result.get("guests", [])] in ([], [web])
+    assert definitions(conn) == before
+    # Without it the name is a pattern again, as documented: it selects web1.
+    assert [guest["name"] for guest in domain({"guests": [web]}, check_mode=True)["guests"]] == [web1]
+    # An exact exclude entry leaves out that name only, never what it would match as a pattern.
+    kept = domain({"guests": [names["a"], web1], "exclude": [web], "exact_names": True}, check_mode=True)
+    assert [guest["name"] for guest in kept["guests"]] == [names["a"], web1]
+    info = run_module(
+        {"uri": URI, "host_capabilities": RING, "guests": [web, names["a"]], "exact_names": True}, module=vnuma_info
+    )
+    assert [guest["name"] for guest in info["guests"]] == [names["a"]]
+    assert info["warnings"] == [f"guests[0] {web!r} matches no defined guest"]
 
 
 def test_entries_for_one_guest_that_agree_are_merged(conn: Any, names: dict[str, str]) -> None:

@@ -106,7 +106,7 @@ def test_bad_input_is_refused_clearly() -> None:
         ({"nodes": [], "dedicated": {"0-3": "db"}}, "capacity: dedicated CPU '0-3' is not a non-negative integer"),
         (
             {"nodes": [], "dedicated": {9000: "db"}},
-            "capacity: dedicated CPU 9000 is above the limit of 8191 (Linux has at most 8192 CPUs (NR_CPUS))",
+            "capacity: dedicated CPU 9000 must be an integer from 0 to 8191 (Linux has at most 8192 CPUs (NR_CPUS))",
         ),
     ],
 )

@@ -94,9 +94,9 @@ def test_same_as_the_layout(capabilities: str, distribution: str) -> None:
         # Named as an option, as vcpus and cells are (it said "8 vCPUs cannot be cut into guest cores of 1.5 threads").
         (8, {"cells": 2, "threads": 1.5}, "threads 1.5 must be a positive integer"),
         (8, {"cells": 2, "threads": "two"}, "threads 'two' must be a positive integer"),
-        ("x", {"cells": 2}, "vcpus 'x' must be a positive integer"),
-        (0, {"cells": 2}, "vcpus 0 must be a positive integer"),
-        (8, {"cells": 0}, "cells 0 must be a positive integer"),
+        ("x", {"cells": 2}, "vcpus 'x' must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)"),
+        (0, {"cells": 2}, "vcpus 0 must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)"),
+        (8, {"cells": 0}, "cells 0 must be an integer from 1 to 128 (QEMU's MAX_NODES)"),
         (
             8,
             {"cells": 2, "distribution": "bogus"},
@@ -116,7 +116,7 @@ def test_same_as_the_layout(capabilities: str, distribution: str) -> None:
             {"capabilities": RING, "distribution": "bogus"},
             "distribution 'bogus' is not one of contiguous, siblings, round-robin, interleave",
         ),
-        (8, {"capabilities": RING, "cells": "x"}, "cells 'x' must be a positive integer"),
+        (8, {"capabilities": RING, "cells": "x"}, "cells 'x' must be an integer from 1 to 128 (QEMU's MAX_NODES)"),
         (8, {"capabilities": RING, "nodeset": "0-"}, "nodeset '0-': '' is not a non-negative integer"),
     ],
 )

@@ -161,7 +161,7 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
     ("kwargs", "message"),
     [
         ({"spec": {"mode": "nodes"}}, "guest db01: mode 'nodes' is not one of host, node, auto"),
-        ({"spec": {"cells": "two"}}, "guest db01: cells 'two' must be a positive integer"),
+        ({"spec": {"cells": "two"}}, "guest db01: cells 'two' must be an integer from 1 to 128 (QEMU's MAX_NODES)"),
         (
             {"spec": {"nodeset": "0-9", "mode": "node"}},
             "guest db01: nodeset '0-9' names host nodes 4-9, which the host does not have (it has nodes 0-3)",
@@ -178,7 +178,7 @@ def test_taken_cpus(taken: Any, pin_of_vcpu_0: str) -> None:
         ({"memory": None}, "guest db01: no memory size: set memory in the vnuma spec or <memory> in the domain"),
         ({"memory": "lots"}, "guest db01: memory: 'lots' is not a size such as '16 GiB' or 524288"),
         ({"vcpus": None}, "guest db01: vcpus is required"),
-        ({"vcpus": 0}, "guest db01: vcpus 0 must be a positive integer"),
+        ({"vcpus": 0}, "guest db01: vcpus 0 must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)"),
         ({"current_vcpus": 9}, "guest db01: current vcpus 9 is above the maximum of 8 vCPUs"),
         (
             {"spec": {"pinning": "core"}, "taken_cpus": {"0-3": "web01"}},

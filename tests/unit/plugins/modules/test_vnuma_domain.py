@@ -11,6 +11,7 @@ backup.  What QEMU itself accepts is covered by tests/integration on a real libv
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,6 +179,16 @@ def test_backup_saves_the_previous_definition(conn: Any, guest: str, tmp_path: P
         run({"name": guest, "host_capabilities": RING, "backup": True, "backup_dir": str(tmp_path)})["backup_file"]
         is None
     )
+
+
+def test_the_backup_file_is_in_backup_dir_with_dot_dot_resolved(conn: Any, guest: str, tmp_path: Path) -> None:
+    # The directory used to be made from the path as given, "stray" included, and backup_file kept "stray/../".
+    before = inactive(conn, guest)
+    given = f"{tmp_path}/stray/../backups"
+    result = run({"name": guest, "host_capabilities": RING, "backup": True, "backup_dir": given})
+    assert Path(result["backup_file"]).parent == tmp_path / "backups"
+    assert Path(result["backup_file"]).read_text() == before
+    assert sorted(os.listdir(tmp_path)) == ["backups"]
 
 
 def test_running_guest_reports_restart_required(conn: Any, guest: str) -> None:

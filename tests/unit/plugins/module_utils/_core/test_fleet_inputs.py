@@ -57,7 +57,10 @@ def test_the_report_names() -> None:
         ({"guests": ["db*", ""]}, "vnuma_fleet_guests[1] is empty: give a guest name or a shell pattern"),
         ({"exclude": [5]}, "vnuma_fleet_exclude[0] 5 is not a guest name or a shell pattern"),
         ({"exclude": "db*"}, "vnuma_fleet_exclude must be a list of guest names or shell patterns, got str"),
-        ({"spec": {"mode": "node", "cells": 0}}, "vnuma_fleet_spec: cells 0 must be a positive integer"),
+        (
+            {"spec": {"mode": "node", "cells": 0}},
+            "vnuma_fleet_spec: cells 0 must be an integer from 1 to 128 (QEMU's MAX_NODES)",
+        ),
         ({"spec": {"mode": "nodes"}}, "vnuma_fleet_spec: mode 'nodes' is not one of host, node, auto"),
         ({"spec": ["mode"]}, "vnuma_fleet_spec must be a dict of vnuma_domain spec options, got list"),
         # Above libvirt's cpuset limit and the memory limit too: each option's own limit and reason are named.

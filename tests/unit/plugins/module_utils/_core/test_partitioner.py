@@ -571,27 +571,20 @@ def test_asymmetric_host_distances_are_symmetrised_by_min() -> None:
     assert distances(plan(topology_, 2, 2 * GIB)) == [[10, 20], [20, 10]]
 
 
-def test_distance_below_eleven_between_distinct_nodes_becomes_eleven() -> None:
-    # libvirt forbids 10 off the diagonal; firmware reporting 10 between two nodes gets the nearest legal value.
-    topology_ = build_host(
-        [
-            {"id": 0, "cores": single_threads(0, 2), "socket": 0, "distances": {0: 10, 1: 10}},
-            {"id": 1, "cores": single_threads(2, 2), "socket": 0, "distances": {0: 10, 1: 10}},
-        ]
-    )
-    assert distances(plan(topology_, 2, 2 * GIB)) == [[10, 11], [11, 10]]
-
-
-def test_host_distance_out_of_range_is_a_topology_error() -> None:
-    topology_ = build_host(
-        [
-            {"id": 0, "cores": single_threads(0, 2), "distances": {0: 10, 1: 300}},
-            {"id": 1, "cores": single_threads(2, 2), "distances": {0: 300, 1: 10}},
-        ]
-    )
+@pytest.mark.parametrize("value", [10, 300])
+def test_a_host_distance_libvirt_refuses_never_reaches_the_partitioner(value: int) -> None:
+    # libvirt refuses 10 off the diagonal and anything above 255: the host is refused where it is built
+    # (HostTopology), as capabilities XML and a host report are (_core/test_distances.py).
     with pytest.raises(TopologyError) as caught:
-        plan(topology_, 2, 2 * GIB)
-    assert str(caught.value) == "guest db01: the host reports distance 300 between nodes 0 and 1, outside 10..255"
+        build_host(
+            [
+                {"id": 0, "cores": single_threads(0, 2), "socket": 0, "distances": {0: 10, 1: value}},
+                {"id": 1, "cores": single_threads(2, 2), "socket": 0, "distances": {0: value, 1: 10}},
+            ]
+        )
+    assert str(caught.value) == (
+        f"host node 0 reports distance {value} to node 1; distances between two nodes must be 11-255"
+    )
 
 
 def test_round_robin_on_a_host_numbering_node_by_node_gives_proportional_blocks() -> None:
@@ -934,8 +927,8 @@ SPEC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
     "bad-nodeset-letter": ({"nodeset": "0,a"}, "nodeset '0,a': 'a' is not a non-negative integer"),
     "nodeset-selecting-nothing": ({"nodeset": "1,^1"}, "nodeset '1,^1' selects nothing"),
     "nodeset-empty-item": ({"nodeset": "0,,1"}, "nodeset '0,,1': empty item between commas"),
-    "cells-zero": ({"cells": 0}, "cells 0 must be a positive integer"),
-    "cells-negative": ({"cells": -2}, "cells -2 must be a positive integer"),
+    "cells-zero": ({"cells": 0}, "cells 0 must be an integer from 1 to 128 (QEMU's MAX_NODES)"),
+    "cells-negative": ({"cells": -2}, "cells -2 must be an integer from 1 to 128 (QEMU's MAX_NODES)"),
     "unknown-mode": ({"mode": "nodes"}, "mode 'nodes' is not one of host, node, auto"),
     "unknown-distribution": (
         {"distribution": "roundrobin"},
@@ -956,7 +949,7 @@ SPEC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "too-many-slots": (
         {"max_memory": "8 GiB", "memory_slots": 300},
-        "memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+        "memory_slots 300 must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
     ),
     # host mode mirrors every host node with CPUs: a partition typed with it is refused, not dropped.
     "host-mode-nodeset": (
@@ -969,7 +962,7 @@ SPEC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "cells-above-limit": (
         {"mode": "node", "cells": 1000000000},
-        "cells 1000000000 is above the limit of 128 (QEMU's MAX_NODES)",
+        "cells 1000000000 must be an integer from 1 to 128 (QEMU's MAX_NODES)",
     ),
     "nodeset-above-limit": (
         {"mode": "node", "nodeset": "0,1024"},
@@ -1000,7 +993,7 @@ def test_guest_shape_checks_name_the_guest() -> None:
     assert str(caught.value) == "guest db01: current vcpus 6 is above the maximum of 4 vCPUs"
     with pytest.raises(SpecError) as caught:
         GuestShape(vcpus=0, name=GUEST)
-    assert str(caught.value) == "guest db01: vcpus 0 must be a positive integer"
+    assert str(caught.value) == "guest db01: vcpus 0 must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)"
 
 
 def test_no_memory_anywhere() -> None:
@@ -1065,10 +1058,22 @@ def test_distribute_vcpus_rules(vcpus: int, count: int) -> None:
 
 
 DISTRIBUTE_ERRORS: dict[str, tuple[tuple[Any, ...], dict[str, Any], str]] = {
-    "vcpus-zero": ((0, 2, "contiguous"), {}, "vcpus 0 must be a positive integer"),
-    "vcpus-bool": ((True, 2, "contiguous"), {}, "vcpus True must be a positive integer"),
-    "vcpus-string": (("4", 2, "contiguous"), {}, "vcpus '4' must be a positive integer"),
-    "cells-zero": ((4, 0, "contiguous"), {}, "cells 0 must be a positive integer"),
+    "vcpus-zero": (
+        (0, 2, "contiguous"),
+        {},
+        "vcpus 0 must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)",
+    ),
+    "vcpus-bool": (
+        (True, 2, "contiguous"),
+        {},
+        "vcpus True must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)",
+    ),
+    "vcpus-string": (
+        ("4", 2, "contiguous"),
+        {},
+        "vcpus '4' must be an integer from 1 to 4096 (KVM's maximum vCPUs per guest)",
+    ),
+    "cells-zero": ((4, 0, "contiguous"), {}, "cells 0 must be an integer from 1 to 128 (QEMU's MAX_NODES)"),
     "threads-zero": ((4, 2, "siblings"), {"threads": 0}, "4 vCPUs cannot be cut into guest cores of 0 threads"),
     "threads-not-dividing": ((6, 2, "siblings"), {"threads": 4}, "6 vCPUs cannot be cut into guest cores of 4 threads"),
     "round-robin-without-host": (

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import DEFAULT_REMOTE_DISTANCE
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import TopologyError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
     LOCAL_DISTANCE,
-    REMOTE_DISTANCE,
     HostCpu,
     HostNode,
     HostTopology,
@@ -184,7 +184,7 @@ def test_distances_default_to_10_and_20() -> None:
     assert topology.distance(9, 9) == LOCAL_DISTANCE == 10
     bare = HostTopology(nodes=(node(0, online(0)), node(1, online(1))))
     assert [[bare.distance(a, b) for b in (0, 1)] for a in (0, 1)] == [[10, 20], [20, 10]]
-    assert REMOTE_DISTANCE == 20
+    assert DEFAULT_REMOTE_DISTANCE == 20
 
 
 def test_a_direction_reported_one_way_is_used_both_ways() -> None:

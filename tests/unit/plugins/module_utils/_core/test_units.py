@@ -280,21 +280,49 @@ def test_parse_int_never_converts_a_number_longer_than_its_limit() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "message"),
+    "value",
     [
-        (0, "cells 0 must be a positive integer"),
-        (True, "cells True must be a positive integer"),
-        (1.0, "cells 1.0 must be a positive integer"),
-        ("2", "cells '2' must be a positive integer"),
-        (129, "cells 129 is above the limit of 128 (why)"),
-        pytest.param(10**5000, "cells about 10^5000 is above the limit of 128 (why)", id="huge"),
+        0,
+        True,
+        1.0,
+        1.5,
+        float("inf"),
+        float("nan"),
+        "2",
+        129,
+        pytest.param(10**5000, id="huge"),
     ],
 )
-def test_check_count(value: object, message: str) -> None:
+def test_check_count_with_a_limit_gives_the_range_whatever_is_wrong(value: object) -> None:
+    """A count with a limit had two messages ("must be a positive integer", "is above the limit of 128"), and the
+    first gave no range: now every refusal names the option, the value and the whole range."""
     with pytest.raises(SpecError) as caught:
         check_count("cells", value, 128, "why")
-    assert str(caught.value) == message
+    assert str(caught.value) == f"cells {shown(value)} must be an integer from 1 to 128 (why)"
     assert check_count("cells", 128, 128) == 128
+    assert check_count("cells", 1, 128) == 1
+
+
+def test_check_count_with_a_limit_and_a_minimum() -> None:
+    with pytest.raises(SpecError) as caught:
+        check_count("cpu", -1, 7, minimum=0)
+    assert str(caught.value) == "cpu -1 must be an integer from 0 to 7"
+    assert check_count("cpu", 0, 7, minimum=0) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "message"),
+    [
+        (0, 1, "vcpus 0 must be a positive integer"),
+        (1.5, 1, "vcpus 1.5 must be a positive integer"),
+        (-1, 0, "vcpus -1 must be an integer of at least 0"),
+    ],
+)
+def test_check_count_without_a_limit(value: object, minimum: int, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        check_count("vcpus", value, minimum=minimum)
+    assert str(caught.value) == message
+    assert check_count("vcpus", 10**30) == 10**30
 
 
 @pytest.mark.parametrize(

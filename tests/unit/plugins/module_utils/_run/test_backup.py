@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""A guest's backup (``_run/backup.py``): its name, and a file that is whole or absent whatever fails.
+"""A guest's backup (``_run/backup.py``): its name, a file that is whole or absent whatever fails, and a
+directory no other user can replace it in.
 
 A full file system is simulated by a ``write(2)`` that takes 4096 bytes and then fails with ENOSPC, as a
 small tmpfs does; mounting one needs root.  tests/integration/test_vnuma_domain_define.py runs the module
@@ -21,8 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import NAME_MAX, backup_name, write_backup
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, SpecError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import (
+    NAME_MAX,
+    backup_name,
+    check_backup_dir,
+    write_backup,
+)
 from ansible_collections.vnuma.libvirt.tests.support.full_disk import fill_after
 
 # 2024-12-05 00:00:00 UTC and 42 ns.
@@ -307,3 +313,184 @@ def test_the_temporary_file_is_the_runs_own(tmp_path: Path, monkeypatch: pytest.
     write_backup(str(tmp_path), "db01", "<domain/>")
     ((name, mode),) = set(seen)
     assert name.startswith(".vnuma-backup-") and mode == 0o600
+
+
+# -- the directory: checked before the run (check_backup_dir) and again at each backup -------------------------
+
+# Another user's uid: the tests that give a directory to it need root to chown.
+STRANGER = 4242
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another uid (os.chown) needs root")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    before = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def refusal(path: Path | str) -> str:
+    """The message ``check_backup_dir`` refuses ``path`` with."""
+    with pytest.raises(SpecError) as raised:
+        check_backup_dir(str(path))
+    return raised.value.message
+
+
+def refused_at_backup(path: Path | str) -> str:
+    """The message ``write_backup`` fails with for ``path``; the backup is not written."""
+    with pytest.raises(LibvirtOperationError) as raised:
+        write_backup(str(path), "db01", XML)
+    assert raised.value.guest == "db01"
+    return str(raised.value)
+
+
+def everything(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("below", ["", "/backups", "/a/b"])
+def test_a_symlink_to_nothing_is_refused_by_name_before_anything_is_written(tmp_path: Path, below: str) -> None:
+    # os.path.exists follows the link: the check used to pass it, and each backup then failed with EEXIST.
+    link = tmp_path / "backups"
+    link.symlink_to(tmp_path / "nowhere" / "deeper")
+    before = everything(tmp_path)
+    message = refusal(f"{link}{below}")
+    assert message.startswith(f"backup_dir '{link}{below}'")
+    assert f"'{link}' is a symlink to '{tmp_path / 'nowhere' / 'deeper'}', which does not exist" in message
+    assert f"is a symlink to '{tmp_path / 'nowhere' / 'deeper'}', which does not exist" in refused_at_backup(
+        f"{link}{below}"
+    )
+    assert everything(tmp_path) == before
+
+
+def test_a_symlink_to_a_directory_of_the_runs_own_is_followed(tmp_path: Path) -> None:
+    (tmp_path / "disk").mkdir(mode=0o700)
+    (tmp_path / "backups").symlink_to(tmp_path / "disk")
+    check_backup_dir(str(tmp_path / "backups"))
+    path = write_backup(str(tmp_path / "backups"), "db01", XML)
+    assert os.listdir(tmp_path / "disk") == [os.path.basename(path)]
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770, 0o730, 0o703], ids=lambda mode: f"{mode:04o}")
+def test_a_backup_directory_others_may_write_to_is_refused(tmp_path: Path, mode: int) -> None:
+    # Sticky or not: another user could add a file whose name sorts after the guest's last backup.
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    backups.chmod(mode)
+    problem = f"is not this run's own (its mode {mode:04o} lets other users write to it)"
+    assert refusal(backups) == (
+        f"backup_dir '{backups}' {problem}: another user could replace a backup in it before it is restored; give it "
+        "to this user with no write permission for others (chown, chmod go-w), or choose another directory"
+    )
+    assert problem in refused_at_backup(backups)
+    assert names(backups) == []
+
+
+@as_root
+def test_a_backup_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    backups = tmp_path / "backups"
+    backups.mkdir(mode=0o700)
+    os.chown(backups, STRANGER, STRANGER)
+    problem = f"is not this run's own (it belongs to uid {STRANGER}, not to this run's uid 0)"
+    assert refusal(backups).startswith(f"backup_dir '{backups}' {problem}: another user could replace a backup")
+    assert problem in refused_at_backup(backups)
+    assert names(backups) == []
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["existing", "to-create"])
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757], ids=lambda mode: f"{mode:04o}")
+def test_a_backup_directory_in_one_others_may_rename_it_out_of_is_refused(
+    tmp_path: Path, exists: bool, mode: int
+) -> None:
+    # Another user could rename the backup directory away and put a directory of theirs in its place.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    backups = shared / "backups"
+    if exists:
+        backups.mkdir(mode=0o700)
+    shared.chmod(mode)
+    before = everything(tmp_path)
+    problem = (
+        f"is under '{shared}', where other users can rename what it holds (its mode {mode:04o} lets other users "
+        "write to it without the sticky bit)"
+    )
+    assert refusal(backups).startswith(f"backup_dir '{backups}' {problem}: another user could put a directory")
+    assert problem in refused_at_backup(backups)
+    assert everything(tmp_path) == before
+
+
+@as_root
+@pytest.mark.parametrize("exists", [True, False], ids=["existing", "to-create"])
+def test_a_backup_directory_in_one_of_another_user_is_refused(tmp_path: Path, exists: bool) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    backups = theirs / "backups"
+    if exists:
+        backups.mkdir(mode=0o700)
+    os.chown(theirs, STRANGER, STRANGER)
+    before = everything(tmp_path)
+    problem = f"is under '{theirs}', where other users can rename what it holds (it belongs to uid {STRANGER}, "
+    assert refusal(backups).startswith(f"backup_dir '{backups}' {problem}neither root nor this run's uid 0)")
+    assert problem in refused_at_backup(backups)
+    assert everything(tmp_path) == before
+
+
+def test_a_symlink_others_may_replace_is_refused(tmp_path: Path) -> None:
+    # The link points at a directory of the run's own, but another user could point it elsewhere.
+    (tmp_path / "disk").mkdir(mode=0o700)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "backups").symlink_to(tmp_path / "disk")
+    shared.chmod(0o777)
+    assert f"is under '{shared}', where other users can rename what it holds" in refusal(shared / "backups")
+    # And a link of the run's own to a directory in such a place.
+    (shared / "kept").mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(shared / "kept")
+    assert f"is under '{shared}', where other users can rename what it holds" in refusal(tmp_path / "link")
+
+
+def test_a_sticky_directory_above_is_accepted(tmp_path: Path, umask_022: None) -> None:
+    # As /tmp: other users may write to it, but rename only their own entries.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    check_backup_dir(str(shared / "backups"))
+    path = write_backup(str(shared / "backups"), "db01", XML)
+    assert Path(path).read_text(encoding="utf-8") == XML
+
+
+@as_root
+def test_a_directory_another_user_made_after_the_check_is_refused_at_the_backup(tmp_path: Path) -> None:
+    # The check found nothing there, to be created; another user made it first in the sticky directory above.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    backups = shared / "backups"
+    check_backup_dir(str(backups))
+    backups.mkdir(mode=0o755)
+    os.chown(backups, STRANGER, STRANGER)
+    assert f"it belongs to uid {STRANGER}, not to this run's uid 0" in refused_at_backup(backups)
+    assert names(backups) == []
+
+
+def test_dot_dot_is_resolved_by_name_for_the_check_the_directories_made_and_the_path_returned(tmp_path: Path) -> None:
+    # os.makedirs used to get the raw path and create the "stray" directory that ".." then left.
+    given = f"{tmp_path}/stray/../backups"
+    check_backup_dir(given)
+    path = write_backup(given, "db01", XML)
+    assert path == str(tmp_path / "backups" / os.path.basename(path))
+    assert names(tmp_path) == ["backups"]
+    # A file in the way of the path as given does not matter: only the resolved one is used.
+    (tmp_path / "file").write_text("not a directory\n")
+    check_backup_dir(f"{tmp_path}/file/../backups")
+
+
+def test_every_directory_a_backup_makes_is_the_runs_own(tmp_path: Path, umask_022: None) -> None:
+    # os.makedirs gives its mode to the last directory only: the ones above were made 0755.
+    path = write_backup(str(tmp_path / "a" / "b" / "c"), "db01", XML)
+    made = [tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"]
+    assert [stat.S_IMODE(each.stat().st_mode) for each in made] == [0o700, 0o700, 0o700]
+    assert [each.stat().st_uid for each in made] == [os.geteuid()] * 3
+    assert Path(path).parent == made[-1]

@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import CONNECT_TIMEOUT_LIMITS, check_seconds
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import (
     GUEST_OPTIONS,
     SPEC_OPTIONS,
@@ -20,6 +21,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import (
     validate_run_options,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, spec_for
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout
 
 
 def test_the_entry_options_are_the_table_and_the_guest_options() -> None:
@@ -57,7 +59,11 @@ def test_entry_values_are_read_by_their_kind(given: dict[str, Any], expected: di
         pytest.param(
             {"pinning": "socket"}, "guest g: pinning 'socket' is not one of node, core, thread, none", id="choice"
         ),
-        pytest.param({"memory_slots": "many"}, "guest g: memory_slots 'many' must be a positive integer", id="count"),
+        pytest.param(
+            {"memory_slots": "many"},
+            "guest g: memory_slots 'many' must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            id="count",
+        ),
         pytest.param({"nodeset": "4-1"}, "guest g: nodeset", id="nodeset"),
         pytest.param({"hugepages": "huge"}, "guest g: hugepages: 'huge' is not a size such as", id="size"),
         pytest.param({"state": "gone"}, "guest g: state 'gone' is not one of present, absent", id="guest-choice"),
@@ -74,8 +80,10 @@ def test_entry_values_of_the_wrong_kind_are_refused(given: dict[str, Any], messa
     [
         (-1, "lock_timeout -1 is outside 0 to 86400 seconds"),
         (86401.5, "lock_timeout 86401.5 is outside 0 to 86400 seconds"),
-        ("soon", "lock_timeout 'soon' is not a number of seconds"),
-        (float("nan"), "lock_timeout nan is not a number of seconds"),
+        (float("inf"), "lock_timeout inf is outside 0 to 86400 seconds"),
+        # These two gave no range ("lock_timeout nan is not a number of seconds"): the connection's deadlines did.
+        ("soon", "lock_timeout 'soon' is not a number of seconds from 0 to 86400"),
+        (float("nan"), "lock_timeout nan is not a number of seconds from 0 to 86400"),
     ],
 )
 def test_lock_timeout_is_checked_with_the_other_options(timeout: Any, message: str) -> None:
@@ -84,10 +92,46 @@ def test_lock_timeout_is_checked_with_the_other_options(timeout: Any, message: s
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize("timeout", [float("nan"), "soon", None, True, float("inf"), -0.5])
+def test_lock_timeout_is_read_as_the_connection_deadlines_are(timeout: Any) -> None:
+    """One reader of seconds (units.check_seconds): lock_timeout's message is connect_timeout's, under its name."""
+    with pytest.raises(SpecError) as lock:
+        check_lock_timeout(timeout)
+    with pytest.raises(SpecError) as connect:
+        check_seconds("connect_timeout", timeout, CONNECT_TIMEOUT_LIMITS)
+    high = CONNECT_TIMEOUT_LIMITS[1]
+    expected = connect.value.message.replace("connect_timeout", "lock_timeout").replace(f"{high:g}", "86400")
+    assert lock.value.message == expected
+    assert "86400" in lock.value.message
+
+
 def test_lock_timeout_comes_after_the_other_checks() -> None:
     with pytest.raises(SpecError) as caught:
         validate_run_options({"name": "g", "shutdown_timeout": -1, "lock_timeout": -1})
-    assert str(caught.value) == "shutdown_timeout -1 must be from 0 to 86400 seconds"
+    assert str(caught.value) == "shutdown_timeout -1 is outside 0 to 86400 seconds"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "message"),
+    [
+        (float("inf"), "shutdown_timeout inf is outside 0 to 86400 seconds"),
+        (float("nan"), "shutdown_timeout nan is not a number of seconds from 0 to 86400"),
+        (86401, "shutdown_timeout 86401 is outside 0 to 86400 seconds"),
+    ],
+)
+def test_shutdown_timeout_is_read_as_the_other_seconds_are(timeout: Any, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        validate_run_options({"name": "g", "shutdown_timeout": timeout})
+    assert str(caught.value) == message
+
+
+def test_top_level_counts_reach_the_request_as_numbers() -> None:
+    """The argspec leaves the counts raw (Ansible's int fails on .inf with an OverflowError): digit text given at
+    the top level is read as a guests entry's is, not handed on as text."""
+    params = {"name": "g", "mode": "node", "cells": " 4 ", "current_vcpus": "2", "memory_slots": "8"}
+    validate_run_options({**params, "max_memory": "8 GiB"})
+    [request] = build_requests({**params, "max_memory": "8 GiB"}, ["g"])
+    assert (request.options["cells"], request.options["memory_slots"], request.current_vcpus) == (4, 8, 2)
 
 
 def test_a_valid_lock_timeout_passes() -> None:
@@ -107,7 +151,7 @@ HOST_MODE = "applies to mode node only; mode host mirrors every host node with C
         # A value above its limit, in an entry: named as the entry's other values are (the guest or pattern).
         pytest.param(
             {"guests": [{"name": "A", "mode": "node", "cells": 200}, "B"]},
-            "guest A: cells 200 is above the limit of 128 (QEMU's MAX_NODES)",
+            "guest A: cells 200 must be an integer from 1 to 128 (QEMU's MAX_NODES)",
             id="entry-cells-above-limit",
         ),
         pytest.param(
@@ -133,18 +177,18 @@ HOST_MODE = "applies to mode node only; mode host mirrors every host node with C
         ),
         pytest.param(
             {"guests": [{"name": "A", "max_memory": "1 GiB", "memory_slots": 300}]},
-            "guest A: memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            "guest A: memory_slots 300 must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
             id="entry-slots-above-limit",
         ),
         # A top-level value above its limit: named by the option, or with name by the guest.
         pytest.param(
             {"guests": ["A", "B"], "max_memory": "1 GiB", "memory_slots": 300},
-            "memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            "memory_slots 300 must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
             id="top-level-slots-above-limit",
         ),
         pytest.param(
             {"name": "A", "max_memory": "1 GiB", "memory_slots": 300},
-            "guest A: memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            "guest A: memory_slots 300 must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
             id="name-slots-above-limit",
         ),
         pytest.param(

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, VnumaError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import check_destination, plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_plan import others_running
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
     HOST_SIDE_PATHS,
     moving_guest_from_xml,
@@ -164,3 +168,97 @@ def test_a_stored_spec_that_cannot_be_read_says_so(old: str, new: str, problem: 
     assert message.startswith("guest smt2-thread: its spec stored in <metadata> cannot be read: <vnuma>")
     assert problem in message
     assert "vnuma_domain with the spec's options" in message
+
+
+# -- a guest without a stored spec: dedicated as the capacity check reads it ---------------------------
+
+
+def _hand_pinned(name: str, pins: dict[int, str], cells: dict[int, int]) -> str:
+    """A guest without a stored spec, pinned by hand: vCPU -> cpuset, one 1 GiB cell per vCPU bound to ``cells``."""
+    vcpus = len(cells)
+    pin_text = "".join(f"<vcpupin vcpu='{vcpu}' cpuset='{cpus}'/>" for vcpu, cpus in pins.items())
+    memnodes = "".join(f"<memnode cellid='{cell}' mode='strict' nodeset='{node}'/>" for cell, node in cells.items())
+    numa = "".join(f"<cell id='{cell}' cpus='{cell}' memory='1024' unit='MiB'/>" for cell in cells)
+    return (
+        f"<domain type='kvm'><name>{name}</name><memory unit='MiB'>{1024 * vcpus}</memory>"
+        f"<vcpu placement='static'>{vcpus}</vcpu><cputune>{pin_text}</cputune><numatune>{memnodes}</numatune>"
+        f"<cpu><numa>{numa}</numa></cpu></domain>"
+    )
+
+
+@pytest.mark.parametrize(
+    "pins",
+    [{0: "1", 1: "4-7"}, {0: "1", 1: "5"}, {0: "0-3", 1: "4-7"}, {}],
+    ids=["mixed", "single-cpu", "wide", "unpinned"],
+)
+def test_the_planner_reads_a_guest_without_a_spec_as_the_capacity_check_does(pins: dict[int, str]) -> None:
+    """Dedicated for the planner exactly when the capacity check's rule (held_cpus) says it holds a CPU."""
+    source = host("seed-4node-ring")
+    text = _hand_pinned("hand", pins, {0: 0, 1: 1})
+    guest = moving_guest_from_xml(text, source)
+    held_on_source = dedicated_cpus(source, parse_xml(text, "domain"), "hand")
+    assert guest.dedicated == bool(held_on_source)
+    # On the destination too: what the plan holds is what the capacity check reads from the moved guest.
+    plan = plan_destination(guest, host("seed-4node-ring"))
+    moved = parse_xml(rewrite_host_bindings(text, plan), "domain")
+    assert tuple(dedicated_cpus(host("seed-4node-ring"), moved, "hand")) == plan.held_cpus
+    assert bool(plan.held_cpus) == bool(held_on_source)
+
+
+def test_a_mixed_guest_is_not_planned_onto_cpus_another_guest_uses() -> None:
+    """A guest holding CPU 1 and floating over 4-7 (no stored spec) moves beside a guest that holds CPUs 0-2
+    and floats over 0-3.  Read as shared pinning it floated over CPU 3 alone: a single-CPU pin, which the
+    capacity check then counted as held while the other guest's vCPU 3 runs there."""
+    destination = host("seed-4node-ring")
+    text = _hand_pinned("mixed", {0: "1", 1: "4-7"}, {0: 0, 1: 1})
+    other = _hand_pinned("other", {0: "0", 1: "1", 2: "2", 3: "0-3"}, {0: 0, 1: 0, 2: 0, 3: 0})
+    others = others_running(destination, [("other", other)])
+    plan = plan_destination(
+        moving_guest_from_xml(text, host("seed-4node-ring")),
+        destination,
+        check_capacity(destination, place_guests(destination, others)),
+        others=others,
+    )
+    check_destination(destination, others, plan)
+    # The host after the move, every guest read from its definition by the capacity check's own rules.
+    moved = rewrite_host_bindings(text, plan)
+    after = others_running(destination, [("other", other), ("mixed", moved)])
+    report = check_capacity(destination, place_guests(destination, after))
+    assert report.problems == ()
+    held = dict(zip(("other", "mixed"), (binding.dedicated_cpus for binding in after), strict=True))
+    assert held["mixed"] == plan.held_cpus
+    assert len(plan.held_cpus) == 2
+    assert not set(plan.held_cpus) & {0, 1, 2, 3}
+
+
+# -- the rewrite reads the values it goes by through the element models ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            "<memnode cellid='1'",
+            "<memnode cellid='one'",
+            "<numatune><memnode>: attribute cellid='one' is not an integer",
+        ),
+        ("<vcpupin vcpu='2'", "<vcpupin vcpu='2a'", "<cputune><vcpupin>: attribute vcpu='2a' is not an integer"),
+        (
+            "<node>1</node>",
+            "<node>one</node>",
+            "memory device 0 (model dimm) <target><node>: 'one' is not a non-negative integer",
+        ),
+    ],
+    ids=["memnode-cellid", "vcpupin-vcpu", "memory-target-node"],
+)
+def test_a_bad_number_in_the_domain_rewritten_is_an_xml_error(old: str, new: str, problem: str) -> None:
+    text = _source("ring-memory-hotplug")
+    plan = plan_destination(moving_guest_from_xml(text), host("unequal-nodes"))
+    # The device needs a nodemask to be rewritten at all.
+    bad = text.replace(old, new, 1).replace(
+        "<memory model='dimm'>", "<memory model='dimm'><source><nodemask>1</nodemask></source>", 1
+    )
+    assert bad.count(new) == 1
+    with pytest.raises(XmlError) as caught:
+        rewrite_host_bindings(bad, plan)
+    assert str(caught.value) == f"guest ring-hotplug: {problem}"

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     DISTRIBUTIONS,
     EMULATOR_PINS,
@@ -22,6 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
     PINNINGS,
     VnumaSpec,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import validate_run_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     VNUMA_NS,
@@ -140,12 +142,12 @@ def test_a_stored_partition_is_dropped_in_host_mode() -> None:
         ("<vnuma><memory unit='parsec'>1</memory></vnuma>", ("unknown unit 'parsec'",)),
         ("<vnuma><partition nodeset='4-1'/></vnuma>", ("runs backwards",)),
         ("<vnuma><partition cells='two'/></vnuma>", ("cells 'two'",)),
-        ("<vnuma><partition cells='0'/></vnuma>", ("cells 0 must be a positive integer",)),
+        ("<vnuma><partition cells='0'/></vnuma>", ("<vnuma><partition>: cells 0 must be an integer from 1 to 128",)),
         ("<vnuma><hugepages unit='MiB'/></vnuma>", ("has no size",)),
         ("<vnuma><maxMemory unit='GiB'>64</maxMemory></vnuma>", ("needs a slots attribute",)),
         (
             "<vnuma><maxMemory slots='300'>64</maxMemory></vnuma>",
-            ("<vnuma><maxMemory> slots 300 is above the limit of 256",),
+            ("<vnuma><maxMemory>: memory_slots 300 must be an integer from 1 to 256",),
         ),
     ],
 )
@@ -154,6 +156,58 @@ def test_bad_elements_are_spec_errors_naming_the_culprit(text: str, fragments: t
         spec_of(text)
     for fragment in fragments:
         assert fragment in str(caught.value)
+
+
+COUNTS = [item for item in SPEC_OPTIONS if item.kind is Kind.COUNT]
+
+
+def count_element(item: Option, written: str) -> str:
+    """A ``<vnuma>`` that writes ``written`` for the count ``item``, valid otherwise."""
+    attribute = f"{item.xml_attribute}='{written}'"
+    if item.xml_child == "maxMemory":
+        # Slots go with a size: memory hotplug needs both.
+        return f"<vnuma mode='node'><maxMemory {attribute} unit='GiB'>64</maxMemory></vnuma>"
+    return f"<vnuma mode='node'><{item.xml_child} {attribute}/></vnuma>"
+
+
+def module_message(item: Option, given: Any) -> str:
+    """What vnuma_domain says of ``given`` for the option ``item`` (its checks before anything is read)."""
+    partners = {"max_memory": "64 GiB"} if item.name == "memory_slots" else {}
+    with pytest.raises(SpecError) as caught:
+        validate_run_options({"guests": ["g"], "mode": "node", **partners, item.name: given})
+    return caught.value.message
+
+
+@pytest.mark.parametrize("item", COUNTS, ids=lambda item: item.name)
+@pytest.mark.parametrize("written", ["1.5", "0", "-1", "2.0", "inf", "nan", "two", "+2", "above"])
+def test_a_bad_count_in_vnuma_gets_the_modules_message(item: Option, written: str) -> None:
+    """cells='1.5' said "is not a non-negative integer", cells: "1.5" "must be a positive integer", and neither gave the
+    range: one option, one message (the option, the value, from 1 to its limit), the element naming where."""
+    assert item.limit is not None
+    if written == "above":
+        written = str(item.limit + 1)
+    with pytest.raises(SpecError) as caught:
+        spec_of(count_element(item, written))
+    expected = module_message(item, written)
+    assert caught.value.message == f"<vnuma><{item.xml_child}>: {expected}"
+    assert expected.startswith(f"{item.name} ")
+    assert f"must be an integer from 1 to {item.limit} ({item.why})" in expected
+
+
+@pytest.mark.parametrize("item", COUNTS, ids=lambda item: item.name)
+def test_a_count_in_vnuma_reads_as_the_module_reads_it(item: Option) -> None:
+    assert item.limit is not None
+    for written, number in ((" 2 ", 2), ("007", 7), (str(item.limit), item.limit)):
+        assert getattr(spec_of(count_element(item, written)), item.field) == number
+
+
+def test_hugepages_in_vnuma_are_bounded_by_the_page_limit() -> None:
+    """A page size over all of memory's limit was refused with memory's limit (4 PiB), the module's with a page's."""
+    with pytest.raises(SpecError) as caught:
+        spec_of("<vnuma><hugepages size='8' unit='PiB'/></vnuma>")
+    assert caught.value.message == (
+        "<vnuma><hugepages> size 8 PiB is above the limit of 16 GiB (the largest page size Linux has)"
+    )
 
 
 def test_not_a_vnuma_element() -> None:
