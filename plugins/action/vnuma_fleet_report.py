@@ -34,6 +34,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 from ansible.plugins.action import ActionBase
 from ansible.plugins.filter.core import to_json, to_nice_json
 
+from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_fleet_size import vnuma_fleet_size
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_host_svg import vnuma_host_svg
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import SUMMARY_REPORT_NAME, expand_fleet_result
@@ -46,7 +47,11 @@ _HOST_TEMPLATE = ("report.html.j2", "vnuma_fleet_result")
 _FLEET_TEMPLATE = ("fleet.html.j2", "__vnuma_fleet_summary")
 _ARGS = frozenset(("dir", "probe", "result", "result_var", "summary"))
 # The filters the templates use beyond Jinja2's own, by the names they use.
-_FILTERS: dict[str, Callable[..., Any]] = {"to_json": to_json, "vnuma.libvirt.vnuma_host_svg": vnuma_host_svg}
+_FILTERS: dict[str, Callable[..., Any]] = {
+    "to_json": to_json,
+    "vnuma.libvirt.vnuma_fleet_size": vnuma_fleet_size,
+    "vnuma.libvirt.vnuma_host_svg": vnuma_host_svg,
+}
 # What the host report's template reads besides its data: the guests as discover read them, for the diagram before,
 # from the fleet call's registered result (compact: plugins/module_utils/_core/fleet.py:expand_fleet_result).
 _BEFORE = "__vnuma_fleet_before"

@@ -18,7 +18,9 @@ connection, a capacity refusal) has no ``guests``.  The role tells the two apart
 failures leave the hypervisor going, anything else fails it.
 
 ``fleet_input_problem`` checks what the role's argument spec cannot say, before anything is read, and
-``report_name_problem`` whether a hypervisor's inventory name can name its report files.
+``report_name_problem`` whether a hypervisor's inventory name can name its report files.  ``gate_held_back``
+is the gate before the apply step and the restarts (vnuma_fleet_max_fail_percentage); it reads the numbers
+as preflight checks them (``whole_number``).
 
 ``compact_fleet_result`` and ``expand_fleet_result`` are the two halves of the fleet call's compact result
 (vnuma_domain's ``fleet.compact``): the guests' results, a few kilobytes per guest, travel as one JSON text
@@ -56,8 +58,10 @@ __all__ = [
     "expand_fleet_result",
     "fleet_input_problem",
     "fleet_requests",
+    "gate_held_back",
     "guest_failures",
     "report_name_problem",
+    "whole_number",
 ]
 
 # Where a guest's spec comes from, as the report's ``spec_source`` says it.
@@ -320,13 +324,17 @@ def _number_problems(inputs: Mapping[str, Any]) -> list[str]:
     batch, timeout, percent = (inputs[key] for key in ("restart_batch", "shutdown_timeout", "max_fail_percentage"))
     # A value that is no whole number (the argument spec lets none through) is out of every range.
     problems = []
-    if not _whole(batch) >= 1:
+    if not whole_number(batch) >= 1:
         problems.append(f"vnuma_fleet_restart_batch must be at least 1 (got {shown(batch)})")
-    if not 0 <= _whole(timeout) <= SHUTDOWN_TIMEOUT_MAX:
+    if not 0 <= whole_number(timeout) <= SHUTDOWN_TIMEOUT_MAX:
         problems.append(f"vnuma_fleet_shutdown_timeout must be from 0 to {SHUTDOWN_TIMEOUT_MAX} (got {shown(timeout)})")
-    if not 0 <= _whole(percent) <= 100:
+    if not 0 <= whole_number(percent) <= 100:
         problems.append(f"vnuma_fleet_max_fail_percentage must be from 0 to 100 (got {shown(percent)})")
-    elif inputs["plan_and_apply"] == "together" and _whole(percent) != 100 and _whole(inputs["hypervisors"]) != 1:
+    elif (
+        inputs["plan_and_apply"] == "together"
+        and whole_number(percent) != 100
+        and whole_number(inputs["hypervisors"]) != 1
+    ):
         problems.append(
             f"vnuma_fleet_max_fail_percentage must be 100 with vnuma_fleet_plan_and_apply together on several "
             f"hypervisors (got {shown(percent)}; the play has {shown(inputs['hypervisors'])} hypervisors)"
@@ -371,11 +379,60 @@ def _float_text(text: str) -> float | str:
         return text
 
 
-def _whole(value: Any) -> float:
-    """``value`` as a whole number (an int, or a string of digits); NaN, outside every range, for anything else."""
+def whole_number(value: Any) -> float:
+    """One of the role's numbers as a whole number (an int, or a string of digits as ``-e`` passes it); NaN, outside
+    every range, for anything else.  Preflight checks each number read so (``fleet_input_problem``), and the steps
+    read it so again (``gate_held_back``, ``_report/fleet.py:restart_batches``)."""
     if isinstance(value, str):
         digits = read_digits(value.strip())
         return float("nan") if digits is None else digits
     if isinstance(value, bool) or not isinstance(value, int):
         return float("nan")
     return value
+
+
+def _host_names(value: Any, what: str) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        raise SpecError(f"{what} must be a list of inventory names, got {kind(value)}")
+    return list(value)
+
+
+def gate_held_back(
+    step: Any, hosts_all: Any, hosts: Any, failures: Any, host: Any, max_fail_percentage: Any, check: Any
+) -> str | None:
+    """Why the gate before the role's ``step`` holds ``host`` back; None when it lets the hypervisor go on.
+
+    vnuma_fleet_max_fail_percentage, before the apply step and again before the restarts.  The failed hypervisors are
+    the play's hosts that Ansible dropped (``hosts_all``, ``ansible_play_hosts_all``, less ``hosts``,
+    ``ansible_play_hosts``: unreachable, or failed outside the role), then the hosts of ``hosts`` whose failure the
+    role recorded (``failures``: each one's ``__vnuma_fleet_failure``, None or absent when it has none; a hypervisor
+    a gate held back did not fail).  When they are more than ``max_fail_percentage`` percent of ``hosts_all``, every
+    hypervisor that did not fail itself is held back: each computes the same count, so all of them agree.  One that
+    failed is not held back: its own failure is what it reports.
+
+    ``check``: the message says what the real run would do.  Check mode runs the apply's gate too: what it counts
+    (failures up to the plan) is what the real run would count there.
+    """
+    if not isinstance(step, str) or not step:
+        raise SpecError(f"step must name the step the gate comes before, got {kind(step)} {shown(step)}")
+    everyone = _host_names(hosts_all, "the play's hosts")
+    remaining = _host_names(hosts, "the play's remaining hosts")
+    if not isinstance(failures, Mapping):
+        raise SpecError(f"failures must map the play's hosts to their recorded failure, got {kind(failures)}")
+    if not isinstance(host, str) or not isinstance(check, bool):
+        raise SpecError("host must be an inventory name and check true or false")
+    if failures.get(host) is not None:
+        return None
+    percent = whole_number(max_fail_percentage)
+    if not 0 <= percent <= 100:
+        raise SpecError(f"vnuma_fleet_max_fail_percentage must be from 0 to 100 (got {shown(max_fail_percentage)})")
+    dropped = [name for name in dict.fromkeys(everyone) if name not in remaining]
+    failed = dropped + [name for name in remaining if failures.get(name) is not None]
+    # Whole numbers on both sides: a share exactly at the percentage does not hold anything back.
+    if len(failed) * 100 <= percent * len(everyone):
+        return None
+    held = "would be held back" if check else "held back"
+    return (
+        f"{step} {held}: {len(failed)} of {len(everyone)} hypervisors failed ({', '.join(failed)}), "
+        f"more than vnuma_fleet_max_fail_percentage {int(percent)}%"
+    )

@@ -22,7 +22,12 @@ from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import expand_fleet_result, report_name_problem
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import (
+    expand_fleet_result,
+    report_name_problem,
+    whole_number,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import kind, shown
 
 __all__ = [
     "FLEET_RESULT_INPUTS",
@@ -34,9 +39,12 @@ __all__ = [
     "fleet_result",
     "fleet_summary",
     "fleet_verify",
+    "RESTART_POLICIES",
     "registered_parts",
+    "restart_batches",
     "restart_record",
     "restart_waiting",
+    "size_text",
 ]
 
 # Every key the role passes, so that a missing or misspelled one fails loudly instead of silently
@@ -634,8 +642,8 @@ def restart_waiting(result: Any, failed_guests: Any, held_back: bool = False) ->
     at apply (``failed_guests``, the role's record of them: ``name``, ``written``) stays in when its definition was
     written before it failed: it runs its old layout until its next boot, like the others.  One that failed before its
     definition was written is left out, since this run changed nothing it could boot into.  The role does not restart
-    a guest that failed (restart.yml leaves the failed guests out of its batches), but it lists it here, and the report
-    counts it, so that nobody takes its old layout for the new one.
+    a guest that failed (``restart_batches`` leaves the failed guests out), but it lists it here, and the report counts
+    it, so that nobody takes its old layout for the new one.
 
     ``held_back``: in check mode, a step failed or the apply's gate would hold the hypervisor back, so the real run
     would write nothing and leave no guest waiting.
@@ -648,13 +656,66 @@ def restart_waiting(result: Any, failed_guests: Any, held_back: bool = False) ->
     names = result.get("restart_required_guests") or []
     if not isinstance(names, Sequence) or isinstance(names, str) or not all(isinstance(name, str) for name in names):
         raise SpecError("the result's restart_required_guests must be a list of guest names")
-    if not isinstance(failed_guests, Sequence) or isinstance(failed_guests, str):
-        raise SpecError("failed_guests must be a list of the failed guests' records")
     unwritten = set()
-    for entry in failed_guests:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            raise SpecError("each failed guest must be a dict with its name and what was written for it")
+    for entry in _failed_records(failed_guests):
         written = entry.get("written") or []
         if not any(str(what).startswith("definition") for what in written):
             unwritten.add(entry["name"])
     return [name for name in names if name not in unwritten]
+
+
+def _failed_records(failed_guests: Any) -> list[Mapping[str, Any]]:
+    """The role's records of its failed guests (``_core.fleet.guest_failures``), each with its name, or a SpecError."""
+    if not isinstance(failed_guests, Sequence) or isinstance(failed_guests, str):
+        raise SpecError("failed_guests must be a list of the failed guests' records")
+    for entry in failed_guests:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise SpecError("each failed guest must be a dict with its name and what was written for it")
+    return list(failed_guests)
+
+
+# vnuma_fleet_restart: ``never`` lists the guests that wait for a restart, ``if_needed`` restarts them in batches.
+RESTART_POLICIES = ("never", "if_needed")
+
+
+def restart_batches(
+    waiting: Any, failed_guests: Any, policy: Any, size: Any, held_back: Any = False
+) -> list[list[str]]:
+    """The restart step's batches of guest names, each one ``vnuma_domain`` call that restarts its guests together.
+
+    ``waiting`` is the list of the guests that wait for a restart (``restart_waiting``); they are restarted in its
+    order, ``size`` at a time (vnuma_fleet_restart_batch, read as preflight checks it; the last batch may be smaller).
+    A guest that failed (``failed_guests``) is never restarted, although it stays listed as waiting when it may run
+    its old layout: it is left out of the batches (docs/fleet.md, Guests that fail).  No batch with ``policy``
+    ``never``, nor when the restarts' gate held the hypervisor back (``held_back``).
+    """
+    if policy not in RESTART_POLICIES:
+        raise SpecError(f"the restart policy must be one of {', '.join(RESTART_POLICIES)}, got {shown(policy)}")
+    if not isinstance(held_back, bool):
+        raise SpecError("held_back must be true or false")
+    if not isinstance(waiting, Sequence) or isinstance(waiting, str) or not all(isinstance(n, str) for n in waiting):
+        raise SpecError("the guests that wait for a restart must be a list of guest names")
+    failed = {entry["name"] for entry in _failed_records(failed_guests)}
+    count = whole_number(size)
+    if not count >= 1:
+        raise SpecError(f"vnuma_fleet_restart_batch must be at least 1 (got {shown(size)})")
+    if policy != "if_needed" or held_back:
+        return []
+    names = [name for name in waiting if name not in failed]
+    step = int(count)
+    return [names[start : start + step] for start in range(0, len(names), step)]
+
+
+def size_text(kib: Any) -> str:
+    """A size in KiB as the role's HTML reports show it: ``1 GiB``, ``1.5 GiB``, ``2 TiB``, ``512 MiB``, ``-4 GiB``.
+
+    The one rounded formatter, ``_report/diagram.py:short_size``, as the host diagram beside it shows sizes; a
+    negative size (a node short of memory after the plan) with its sign.
+    """
+    # Here, not at the top: the role's other filters import this file in every task that calls one, and the diagram
+    # (with the placement model) is for the report page alone.
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._report.diagram import short_size
+
+    if isinstance(kib, bool) or not isinstance(kib, int):
+        raise SpecError(f"a size must be a whole number of KiB, got {kind(kib)} {shown(kib)}")
+    return f"-{short_size(-kib)}" if kib < 0 else short_size(kib)
