@@ -50,8 +50,7 @@ __all__ = [
 
 # Who holds the CPUs of ``taken_cpus`` when they are given without guest names.
 UNNAMED_OWNER = "other guests"
-# ansible-core 2.17 and 2.18 render ``omit`` as a string with this prefix; 2.19 passes a singleton of this type.
-_OMIT_PREFIX = "__omit_place_holder__"
+# ansible-core 2.19 passes ``omit`` as a singleton of this type (2.17 and 2.18, no longer supported, passed a string).
 _OMIT_TYPE = "_OmitType"
 # Digit strings longer than this are not converted (int() of a long string costs time quadratic in its
 # length, and Python refuses past 4300 digits): the pure layer refuses them as not a count.
@@ -73,9 +72,7 @@ def filter_errors(filter_name: str, guest: str | None = None) -> Iterator[None]:
 
 def is_omitted(value: Any) -> bool:
     """True for ``None`` and for Ansible's ``omit`` placeholder: the argument was not given."""
-    if value is None or type(value).__name__ == _OMIT_TYPE:
-        return True
-    return isinstance(value, str) and value.startswith(_OMIT_PREFIX)
+    return value is None or type(value).__name__ == _OMIT_TYPE
 
 
 # bool before int: True is an int too.  type[Any]: each is called on a value of its own type.

@@ -99,7 +99,7 @@ def report_vars() -> dict[str, dict[str, Any]]:
 def render(out: Path) -> None:
     from ansible.parsing.dataloader import DataLoader
     from ansible.plugins.loader import init_plugin_loader
-    from ansible.template import Templar
+    from ansible.template import Templar, trust_as_template
 
     init_plugin_loader([str(ROOT / ".build" / "collections")])
     templates = Path(os.environ.get("VNUMA_REPORT_TEMPLATES", ROOT / "roles" / "vnuma_fleet" / "templates"))
@@ -108,16 +108,8 @@ def render(out: Path) -> None:
         name = "fleet.html.j2" if page == "fleet" else "report.html.j2"
         text = (templates / name).read_text(encoding="utf-8")
         templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[str(templates)])
-        try:
-            from ansible.template import trust_as_template
-        except ImportError:  # ansible-core 2.17 and 2.18
-            templar.environment.trim_blocks = True
-            rendered = templar.template(
-                text, preserve_trailing_newlines=True, convert_data=False, escape_backslashes=False
-            )
-        else:
-            overrides = {"trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"}
-            rendered = templar.template(trust_as_template(text), escape_backslashes=False, overrides=overrides)
+        overrides = {"trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"}
+        rendered = templar.template(trust_as_template(text), escape_backslashes=False, overrides=overrides)
         (out / f"{page}.html").write_text(str(rendered), encoding="utf-8")
 
 

@@ -61,17 +61,11 @@ CASES = {
 
 def render(names: list[str], registered: tuple[Any, Any, Any]) -> list[Any]:
     from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
-
-    try:
-        from ansible.template import trust_as_template
-    except ImportError:  # ansible-core 2.17 and 2.18 template every string
-        trust_as_template = str
+    from ansible.template import Templar, trust_as_template
 
     loader = DataLoader()
-    # As Ansible reads a role's vars: trusted as templates (ansible-core 2.19).
-    extra = {"trusted_as_template": True} if trust_as_template is not str else {}
-    role_vars = loader.load_from_file(str(VARS), **extra)
+    # As Ansible reads a role's vars: trusted as templates.
+    role_vars = loader.load_from_file(str(VARS), trusted_as_template=True)
     read, applied, reread = registered
     variables = {
         **role_vars,

@@ -166,12 +166,7 @@ def test_the_filter_names_itself_in_errors() -> None:
 def _former(play: dict[str, Any], hosts: list[str]) -> dict[str, str | None]:
     """What the former gate.yml left in each host's __vnuma_fleet_aborted (null before it), rendered by ansible-core."""
     from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
-
-    try:
-        from ansible.template import trust_as_template
-    except ImportError:  # ansible-core 2.17 and 2.18 template every string
-        trust_as_template = str
+    from ansible.template import Templar, trust_as_template
 
     count, hold = yaml.safe_load(FORMER_GATE)
     templar = Templar(loader=DataLoader(), variables=play)

@@ -99,12 +99,7 @@ def test_the_filter() -> None:
 
 def test_the_batches_are_the_former_loops() -> None:
     from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar
-
-    try:
-        from ansible.template import trust_as_template
-    except ImportError:  # ansible-core 2.17 and 2.18 template every string
-        trust_as_template = str
+    from ansible.template import Templar, trust_as_template
 
     templar = Templar(loader=DataLoader(), variables={})
     cases = itertools.product(

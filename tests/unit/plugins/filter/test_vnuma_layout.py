@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible._internal._templating._utils import Omit
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import FilterModule, vnuma_layout
@@ -22,14 +23,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 CAPABILITIES = Path(__file__).parents[2] / "fixtures" / "capabilities"
 RING = (CAPABILITIES / "seed-4node-ring.xml").read_text()
 SMT2 = (CAPABILITIES / "intel-2s-smt2.xml").read_text()
-# What ansible-core 2.17 and 2.18 pass for ``omit``; 2.19 passes a singleton instead.
-OMIT_TEXT = "__omit_place_holder__0123456789abcdef"
-try:
-    from ansible._internal._templating._utils import Omit
-except ImportError:  # ansible-core before 2.19
-    OMITS: list[Any] = [OMIT_TEXT]
-else:
-    OMITS = [OMIT_TEXT, Omit]
+# What ansible-core passes for ``omit``.
+OMITS: list[Any] = [Omit]
 
 
 def fail_text(call: Any) -> str:
