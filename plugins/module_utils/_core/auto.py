@@ -34,7 +34,11 @@ from math import comb
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.affinity import admits, misses, unmet
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, format_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+    CapacityReport,
+    MemoryRoom,
+    format_size,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
@@ -132,15 +136,15 @@ def _page(topology: HostTopology, spec: VnumaSpec) -> int | None:
     return page if page is not None and page > min(topology.page_sizes_kib, default=4) else None
 
 
-def node_rooms(topology: HostTopology, report: CapacityReport, page_kib: int | None) -> dict[int, NodeRoom]:
+def node_rooms(
+    topology: HostTopology, report: CapacityReport | MemoryRoom, page_kib: int | None
+) -> dict[int, NodeRoom]:
     """Every host node's room for memory of the kind ``page_kib`` (None: normal), from the capacity check."""
+    room = report if isinstance(report, MemoryRoom) else MemoryRoom.of(report)
     rooms: dict[int, NodeRoom] = {}
-    for node in report.nodes:
-        if page_kib is None:
-            rooms[node.id] = NodeRoom(node.id, node.available_kib, node.demand_kib)
-            continue
-        pool = next((pool for pool in node.hugepages if pool.size_kib == page_kib), None)
-        rooms[node.id] = NodeRoom(node.id, pool.pool_kib if pool else 0, pool.demand_kib if pool else 0)
+    for node, available in room.available_kib.items():
+        capacity = available if page_kib is None else room.pool_kib.get((node, page_kib), 0)
+        rooms[node] = NodeRoom(node, capacity, room.demand_kib.get((node, page_kib), 0))
     for host_node in topology.nodes:
         rooms.setdefault(host_node.id, NodeRoom(host_node.id, 0, 0))
     return rooms
@@ -170,7 +174,7 @@ class _Search:
         topology: HostTopology,
         spec: VnumaSpec,
         guest: GuestShape,
-        report: CapacityReport,
+        report: CapacityReport | MemoryRoom,
         taken: Mapping[int, str],
         devices: Sequence[GuestDevice] = (),
     ) -> None:
@@ -183,13 +187,14 @@ class _Search:
         self.guest = guest
         self.taken = dict(taken)
         self.page = _page(topology, spec)
-        self.rooms = node_rooms(topology, report, self.page)
+        room = report if isinstance(report, MemoryRoom) else MemoryRoom.of(report)
+        self.rooms = node_rooms(topology, room, self.page)
         self.memory = spec.memory_kib or guest.memory_kib or 0
         # Guests bound to no node (no <numatune>: most guests on a host not yet converted) take normal
         # memory from whichever node: the capacity check counts it against what all nodes have left, so
         # the auto guest's normal memory must fit in what the nodes keep after it too.
-        self.unbound_kib = report.unbound_kib if self.page is None else 0
-        self.unbound_left_kib = report.unbound_available_kib - self.unbound_kib
+        self.unbound_kib = room.unbound_kib if self.page is None else 0
+        self.unbound_left_kib = room.unbound_available_kib - self.unbound_kib
         self.errors: list[tuple[tuple[int, ...], VnumaError]] = []
         self.considered = 0
         # Per set size: the sets the policy admits (in the order tried) and how many it does not; the
@@ -597,15 +602,16 @@ def choose_nodes(
     topology: HostTopology,
     spec: VnumaSpec,
     guest: GuestShape,
-    report: CapacityReport,
+    report: CapacityReport | MemoryRoom,
     taken_cpus: Mapping[int, str] | None = None,
     devices: Sequence[GuestDevice] = (),
 ) -> AutoChoice:
     """Choose the host nodes of the ``mode: auto`` guest ``guest``.
 
     ``report`` is the host's capacity without this guest (``check_capacity`` over the other guests
-    that count); ``taken_cpus`` maps host CPUs dedicated to other guests to their names; ``devices``
-    are its PCI passthrough devices with their host nodes (the spec's ``pci_numa_affinity`` applies).
+    that count, or its figures kept guest by guest: ``CapacityTally.room``); ``taken_cpus`` maps host
+    CPUs dedicated to other guests to their names; ``devices`` are its PCI passthrough devices with
+    their host nodes (the spec's ``pci_numa_affinity`` applies).
     A ``PlacementError`` naming the guest, what it needs and the most the host offers when no set fits.
     """
     try:
@@ -636,7 +642,7 @@ def keep_nodes(
     topology: HostTopology,
     spec: VnumaSpec,
     guest: GuestShape,
-    report: CapacityReport,
+    report: CapacityReport | MemoryRoom,
     taken_cpus: Mapping[int, str] | None = None,
 ) -> AutoChoice:
     """The stored choice of an auto spec, laid out, with what it leaves on each node (no new choice).

@@ -33,7 +33,8 @@ Pure: no Ansible, libvirt or lxml.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
@@ -63,7 +64,9 @@ __all__ = [
     "CAPACITY_MODES",
     "CapacityError",
     "CapacityReport",
+    "CapacityTally",
     "GuestShare",
+    "MemoryRoom",
     "NodeCapacity",
     "PoolCapacity",
     "check_capacity",
@@ -71,8 +74,6 @@ __all__ = [
     "named_cpus",
     "device_kib",
     "format_size",
-    "with_guest",
-    "without_guest",
 ]
 
 CAPACITY_MODES = ("fail", "report", "ignore")
@@ -366,6 +367,11 @@ def _node_capacity(
     )
 
 
+def _left_for_unbound(free_after_kib: Iterable[int]) -> int:
+    """Normal memory the nodes have left for memory bound to no node: what each keeps after its bound memory."""
+    return sum(max(free, 0) for free in free_after_kib)
+
+
 def _memory_problems(nodes: Sequence[NodeCapacity], demands: Sequence[_Demand], problems: _Problems) -> int:
     """Per node, per pool, and the unbound remainder; returns the normal memory left for unbound memory."""
     for node in nodes:
@@ -384,7 +390,7 @@ def _memory_problems(nodes: Sequence[NodeCapacity], demands: Sequence[_Demand], 
                     f"hugepages, the pool holds {format_size(pool.pool_kib)}: {_shares_text(pool.guests)}",
                     pool.guests,
                 )
-    left = sum(max(node.free_after_kib, 0) for node in nodes)
+    left = _left_for_unbound(node.free_after_kib for node in nodes)
     # Normal memory (None) first, then the hugepage sizes: None and an int do not compare.
     sizes = sorted({page for demand in demands for page in demand.unbound}, key=lambda page: page or 0)
     for page in sizes:
@@ -528,54 +534,105 @@ def check_capacity(
     )
 
 
-def _with_shares(
-    report: CapacityReport, shares: Mapping[tuple[int, int | None], GuestShare], unbound: GuestShare | None, drop: str
-) -> CapacityReport:
-    """``report`` without the shares of ``drop`` and with ``shares`` (per node and page size) and ``unbound``."""
-    nodes = []
-    for node in report.nodes:
-        guests = [share for share in node.guests if share.name != drop]
-        added = shares.get((node.id, None))
-        pools = []
-        for pool in node.hugepages:
-            kept = [share for share in pool.guests if share.name != drop]
-            extra = shares.get((node.id, pool.size_kib))
-            pools.append(replace(pool, guests=_by_size([*kept, extra] if extra else kept)))
-        known = {pool.size_kib for pool in node.hugepages}
-        pools.extend(
-            PoolCapacity(size_kib=page, pool_kib=0, guests=(share,))
-            for (at, page), share in sorted(shares.items(), key=lambda item: (item[0][0], item[0][1] or 0))
-            if at == node.id and page is not None and page not in known
+@dataclass(frozen=True)
+class MemoryRoom:
+    """The memory figures of a capacity report that mode auto chooses by, without the guests' names.
+
+    Only what is there: a node without a pool of a size, or without memory bound in it, has no entry.
+    """
+
+    # Host node -> normal memory guests may bind there (NodeCapacity.available_kib), in the report's order.
+    available_kib: Mapping[int, int]
+    # (host node, page size) -> the node's pool of that size.
+    pool_kib: Mapping[tuple[int, int], int]
+    # (host node, page size, None for normal memory) -> what the counted guests bind there.
+    demand_kib: Mapping[tuple[int, int | None], int]
+    # Normal memory bound to no node, and what the nodes have left for it (CapacityReport's figures).
+    unbound_kib: int = 0
+    unbound_available_kib: int = 0
+
+    @classmethod
+    def of(cls, report: CapacityReport) -> MemoryRoom:
+        demand: dict[tuple[int, int | None], int] = {(node.id, None): node.demand_kib for node in report.nodes}
+        demand.update({(node.id, pool.size_kib): pool.demand_kib for node in report.nodes for pool in node.hugepages})
+        return cls(
+            available_kib={node.id: node.available_kib for node in report.nodes},
+            pool_kib={
+                (node.id, pool.size_kib): pool.pool_kib
+                for node in report.nodes
+                for pool in node.hugepages
+                if pool.pool_kib
+            },
+            demand_kib={key: kib for key, kib in demand.items() if kib},
+            unbound_kib=report.unbound_kib,
+            unbound_available_kib=report.unbound_available_kib,
         )
-        nodes.append(replace(node, guests=_by_size([*guests, added] if added else guests), hugepages=tuple(pools)))
-    rest = [share for share in report.unbound if share.name != drop]
-    return replace(
-        report,
-        nodes=tuple(nodes),
-        unbound=_by_size([*rest, unbound] if unbound else rest),
-        unbound_available_kib=sum(max(node.free_after_kib, 0) for node in nodes),
-    )
 
 
-def without_guest(report: CapacityReport, name: str) -> CapacityReport:
-    """The memory figures of ``report`` without guest ``name`` (as if it did not count).
+class CapacityTally:
+    """The memory figures of a capacity report, kept guest by guest: mode auto's room as a call places its guests.
 
-    Only the figures mode auto chooses by change (per node, per pool, unbound); problems and warnings
-    stay those of the check that made ``report``.
+    Mode auto chooses each guest of a call in what the host has left with the guests placed before it
+    (``_run/plan.py``).  Made once from a whole check; then a guest placed replaces what it counted before, and
+    the room without a guest is the totals less its shares.  A guest costs its own shares and a pass over the
+    host's nodes and pools; a report rebuilt for each guest cost a pass over every guest's shares, so a call of
+    N guests cost O(N^2).  Problems and warnings are not worked out again: the whole check after the plan does.
     """
-    return _with_shares(report, {}, None, name)
 
+    def __init__(self, report: CapacityReport) -> None:
+        room = MemoryRoom.of(report)
+        self._available = MappingProxyType(dict(room.available_kib))
+        self._pools = MappingProxyType(dict(room.pool_kib))
+        self._demand = dict(room.demand_kib)
+        self._unbound_kib = room.unbound_kib
+        # Guest name -> what it binds per (node, page size), and its normal memory bound to no node.
+        self._bound: dict[str, dict[tuple[int, int | None], int]] = {}
+        self._unbound: dict[str, int] = {}
+        for node in report.nodes:
+            places = [
+                ((node.id, None), node.guests),
+                *(((node.id, pool.size_kib), pool.guests) for pool in node.hugepages),
+            ]
+            for key, shares in places:
+                for share in shares:
+                    bound = self._bound.setdefault(share.name, {})
+                    bound[key] = bound.get(key, 0) + share.kib
+        for share in report.unbound:
+            self._unbound[share.name] = self._unbound.get(share.name, 0) + share.kib
 
-def with_guest(report: CapacityReport, topology: HostTopology, placement: GuestPlacement) -> CapacityReport:
-    """The memory figures of ``report`` with one more counted guest, in place of what it counted before.
+    def add(self, topology: HostTopology, placement: GuestPlacement) -> None:
+        """Count ``placement``'s guest where it is placed, in place of what it counted before."""
+        name = placement.binding.name
+        for key, kib in self._bound.pop(name, {}).items():
+            self._demand[key] -= kib
+        self._unbound_kib -= self._unbound.pop(name, 0)
+        demand = _demand(topology, placement)
+        # Memory bound to a node the host does not have is the check's problem, not room on a node.
+        bound = {key: kib for key, kib in demand.bound.items() if key[0] in self._available}
+        for key, kib in bound.items():
+            self._demand[key] = self._demand.get(key, 0) + kib
+        self._bound[name] = bound
+        if None in demand.unbound:
+            self._unbound[name] = demand.unbound[None]
+            self._unbound_kib += demand.unbound[None]
 
-    A call that places guest after guest (mode auto) updates one report this way instead of checking
-    the whole host again for each guest; problems and warnings are not worked out again.
-    """
-    demand = _demand(topology, placement)
-    shares = {key: demand.share(kib) for key, kib in demand.bound.items()}
-    unbound = demand.share(demand.unbound[None]) if None in demand.unbound else None
-    return _with_shares(report, shares, unbound, placement.binding.name)
+    def room(self, without: str | None = None) -> MemoryRoom:
+        """What the host has left with every guest counted, or every guest but ``without`` (the one being placed)."""
+        demand = dict(self._demand)
+        unbound = self._unbound_kib
+        if without is not None:
+            for key, kib in self._bound.get(without, {}).items():
+                demand[key] -= kib
+            unbound -= self._unbound.get(without, 0)
+        return MemoryRoom(
+            available_kib=self._available,
+            pool_kib=self._pools,
+            demand_kib={key: kib for key, kib in demand.items() if kib},
+            unbound_kib=unbound,
+            unbound_available_kib=_left_for_unbound(
+                available - demand.get((node, None), 0) for node, available in self._available.items()
+            ),
+        )
 
 
 # What ``commitments_from_result`` reads back: the keys of a capacity result, from the one writer of it.

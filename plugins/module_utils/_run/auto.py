@@ -25,7 +25,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import (
     rechosen,
     stored_nodes_usable,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityReport, check_capacity
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
+    CapacityReport,
+    MemoryRoom,
+    check_capacity,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import GuestDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import (
@@ -98,7 +102,7 @@ def resolve_auto(
     root: etree._Element,
     spec: VnumaSpec,
     stored: VnumaSpec | VnumaError | None,
-    report: CapacityReport,
+    report: CapacityReport | MemoryRoom,
     taken: Mapping[int, str],
     devices: Sequence[GuestDevice] = (),
 ) -> AutoChoice:

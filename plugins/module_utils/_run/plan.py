@@ -26,8 +26,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import Au
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
     CapacityError,
     CapacityReport,
-    with_guest,
-    without_guest,
+    CapacityTally,
+    MemoryRoom,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import (
     GuestDevice,
@@ -185,7 +185,7 @@ class Planner:
             taken = {**taken_before, **kept}
             # The host as the mode auto guests see it: checked once, before the first of them, then updated
             # as each is placed (a host's worth of guests is not checked again for every one).
-            host_room: CapacityReport | None = None
+            host_room: CapacityTally | None = None
             for index in order:
                 if index in outcome:
                     continue
@@ -198,11 +198,11 @@ class Planner:
                         done = [item for item in outcome.values() if isinstance(item, Planned)]
                         planned = {item.request.name for item in done}
                         waiting = self.waiting(readings, planned, running, autostart)
-                        host_room = room_for(
-                            self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib
+                        host_room = CapacityTally(
+                            room_for(self.topology, [*counted.values(), *waiting], done, autostart, self.reserved_kib)
                         )
                     # Without its own definition: the guest is what is being placed.
-                    room = without_guest(host_room, request.name)
+                    room = host_room.room(without=request.name)
                 # Its own CPUs, kept for it when it failed before, are its to plan with again.
                 mine = taken if not kept else {cpu: who for cpu, who in taken.items() if kept.get(cpu) != request.name}
                 try:
@@ -213,7 +213,7 @@ class Planner:
                     continue
                 outcome[index] = item
                 if automatic and host_room is not None and item.plan is not None:
-                    host_room = with_guest(host_room, self.topology, placed_for_room(self.topology, item, autostart))
+                    host_room.add(self.topology, placed_for_room(self.topology, item, autostart))
                 layout = item.plan.layout if item.plan is not None else None
                 if layout is not None:
                     taken.update(dict.fromkeys(layout_held(self.topology, layout), request.name))
@@ -368,7 +368,7 @@ class Planner:
         reading: Reading,
         taken: Mapping[int, str],
         running: bool,
-        room: CapacityReport | None = None,
+        room: MemoryRoom | None = None,
         saved: bool = False,
     ) -> Planned:
         """Plan one guest; ``room`` is what the host has left for it (mode auto; None: worked out here).

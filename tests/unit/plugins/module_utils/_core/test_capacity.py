@@ -19,11 +19,11 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import (
     CapacityError,
     CapacityReport,
+    CapacityTally,
+    MemoryRoom,
     check_capacity,
     counts,
     format_size,
-    with_guest,
-    without_guest,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
@@ -484,7 +484,7 @@ def test_a_running_virtio_mem_device_holds_what_it_still_has_plugged() -> None:
 
 
 def test_a_report_updated_guest_by_guest_equals_the_report_checked_again() -> None:
-    """with_guest / without_guest: the figures mode auto reads, as a whole check would give them."""
+    """CapacityTally: the figures mode auto reads, as a whole check would give them."""
     topology = host("seed-4node-ring")
     old = GuestBinding("a", (CellBinding(0, (0,), 2 * GIB, "strict", (0,)),), running=True)
     new = GuestBinding(
@@ -494,13 +494,9 @@ def test_a_report_updated_guest_by_guest_equals_the_report_checked_again() -> No
         "b", (CellBinding(0, (0,), 3 * GIB, "strict", (1,)), CellBinding(1, (1,), 1 * GIB)), running=True
     )
     base = check_capacity(topology, place_guests(topology, [old, other]))
-    moved = with_guest(base, topology, place_guests(topology, [new])[0])
+    moved = CapacityTally(base)
+    moved.add(topology, place_guests(topology, [new])[0])
     again = check_capacity(topology, place_guests(topology, [other, new]))
-
-    def figures(report: CapacityReport) -> Any:
-        nodes = [(node.id, node.demand_kib, [share.to_dict() for share in node.guests]) for node in report.nodes]
-        return nodes, [share.to_dict() for share in report.unbound], report.unbound_available_kib
-
-    assert figures(moved) == figures(again)
+    assert moved.room() == MemoryRoom.of(again)
     alone = check_capacity(topology, place_guests(topology, [other]))
-    assert figures(without_guest(base, "a")) == figures(alone)
+    assert CapacityTally(base).room(without="a") == MemoryRoom.of(alone)
