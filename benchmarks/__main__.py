@@ -27,10 +27,8 @@ from pathlib import Path
 from lxml import etree
 
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_expand
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
-    parse_capabilities,
-    parsed_hosts_clear,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
+from ansible_collections.vnuma.libvirt.tests.support.hosts import parsed_hosts_clear
 
 from .cases import REFERENCE, SIZES, VARIANTS, Guest, operations
 from .instructions import count_expansions, valgrind_path

@@ -33,14 +33,12 @@ from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_expand import vnuma_
 from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
-    parse_capabilities,
-    parsed_hosts_clear,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import take_vnuma_element
+from ansible_collections.vnuma.libvirt.tests.support.hosts import parsed_hosts_clear
 
 __all__ = ["SIZES", "VARIANTS", "Guest", "Variant", "domain_xml", "expand_new_host", "operations"]
 

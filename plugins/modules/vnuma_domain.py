@@ -719,11 +719,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     LIBVIRT_IMPORT_ERROR,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import STATES, run_domain
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.fleet import (
-    applied_result,
-    error_result,
-    run_fleet_plan,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.fleet import applied_result, run_fleet_plan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import DEFAULT_LOCK_TIMEOUT
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import error_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 # From the option table, like the <vnuma> element and the doc fragment (scripts/gen-option-docs.py).
@@ -753,7 +751,7 @@ def main() -> None:
             reserved_memory=dict(type="raw", default=0),
             backup=dict(type="bool", default=False),
             backup_dir=dict(type="path", default="/var/lib/vnuma-libvirt/backups"),
-            lock_timeout=dict(type="float", default=300),
+            lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
             fleet=dict(type="dict"),
             report_after=dict(type="bool", default=False),
             replan=dict(type="bool", default=False),

@@ -177,8 +177,6 @@ reload_required:
   type: bool
 """
 
-from typing import Any
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
@@ -190,6 +188,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_install im
     STATES,
     install_hook,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import error_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.topology_cache import DEFAULT_CACHE_PATH
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
@@ -213,8 +212,7 @@ def main() -> None:
         result = install_hook(module.params, module.check_mode)
     except VnumaError as error:
         # A failure after the first write says so: changed and written (what was written before it).
-        details: dict[str, Any] = dict(error.details)
-        module.fail_json(msg=str(error), **details)
+        module.fail_json(**error_result(error))
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff

@@ -383,6 +383,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     LIBVIRT_IMPORT_ERROR,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import GUEST_STATES, run_info
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import error_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 
@@ -404,7 +405,7 @@ def main() -> None:
     try:
         result = run_info(module.params)
     except VnumaError as error:
-        module.fail_json(msg=str(error), guest=error.guest)
+        module.fail_json(**error_result(error))
     module.exit_json(**result)
 
 

@@ -249,8 +249,6 @@ name:
   type: str
 """
 
-from typing import Any
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
@@ -259,7 +257,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.migrate import OPERATIONS, run_migrate
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import error_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import HAS_LXML, LXML_IMPORT_ERROR
 
 
@@ -272,7 +272,7 @@ def main() -> None:
             destination_uri=dict(type="str"),
             migration_uri=dict(type="str"),
             restore_from=dict(type="path"),
-            lock_timeout=dict(type="float", default=300),
+            lock_timeout=dict(type="float", default=DEFAULT_LOCK_TIMEOUT),
         ),
         required_if=[
             ("operation", "migrate", ("name", "destination_uri")),
@@ -287,8 +287,7 @@ def main() -> None:
     try:
         result = run_migrate(module.params, module.check_mode)
     except VnumaError as error:
-        details: dict[str, Any] = {**error.details, "guest": error.guest}
-        module.fail_json(msg=str(error), **details)
+        module.fail_json(**error_result(error))
     module.exit_json(**result)
 
 

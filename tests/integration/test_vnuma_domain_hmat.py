@@ -129,6 +129,6 @@ def test_hmat_host_is_refused_for_a_host_without_it(make_guest: GuestFactory) ->
     before = guest.inactive_xml()
     args = {"name": guest.name, "host_capabilities": str(CAPABILITIES / "seed-4node-ring.xml"), "hmat": "host"}
     failed = fail_module(args)
-    assert "reports no HMAT latency or bandwidth for node 0" in failed["msg"]
+    assert "reports no HMAT latency or bandwidth for host node 0" in failed["msg"]
     assert "use hmat synthesize or none" in failed["msg"]
     assert guest.inactive_xml() == before

@@ -10,6 +10,7 @@ import functools
 from pathlib import Path
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 
 CAPABILITIES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "capabilities"
@@ -19,3 +20,10 @@ CAPABILITIES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "capa
 def host(name: str) -> HostTopology:
     """The parsed fixture ``tests/unit/fixtures/capabilities/<name>.xml``."""
     return parse_capabilities((CAPABILITIES / f"{name}.xml").read_text(encoding="utf-8"))
+
+
+def parsed_hosts_clear() -> None:
+    """Forget the hosts ``parse_capabilities`` keeps: the next parse of any text is a first one (a test that
+    counts a parse's work, a benchmark's cold run).  Nothing in the collection forgets them."""
+    with capabilities._PARSED_LOCK:
+        capabilities._PARSED.clear()

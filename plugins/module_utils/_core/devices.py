@@ -30,7 +30,6 @@ __all__ = [
     "HostPciDevice",
     "PciAddress",
     "cell_for_host_node",
-    "cells_for_host_node",
     "device_report",
     "devices_by_node",
     "local_cell",
@@ -73,11 +72,6 @@ class PciAddress:
 
     def __str__(self) -> str:
         return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
-
-    @property
-    def node_device_name(self) -> str:
-        """libvirt's node-device name of the address (``pci_0000_03_00_0``)."""
-        return f"pci_{self.domain:04x}_{self.bus:02x}_{self.slot:02x}_{self.function:x}"
 
     @classmethod
     def parse(cls, text: object, what: str = "PCI address") -> PciAddress:
@@ -151,11 +145,6 @@ def with_host_nodes(devices: Iterable[GuestDevice], host: Mapping[PciAddress, Ho
         else:
             found.append(replace(device, host_node=host_device.node, kind=host_device.kind, known=True))
     return found
-
-
-def cells_for_host_node(layout: Layout, node: int) -> tuple[int, ...]:
-    """The guest cells that mirror host node ``node`` (several when cells outnumber the nodes)."""
-    return tuple(cell.id for cell in layout.cells if node in cell.host_nodes)
 
 
 def local_cell(node: int | None, cells: Iterable[tuple[int, Collection[int], bool]]) -> int | None:

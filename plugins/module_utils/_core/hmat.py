@@ -39,9 +39,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import HMAT_MODES
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCache, HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import nodes_text
 
 __all__ = [
-    "HMAT_MODES",
     "SYNTHETIC_BANDWIDTH_KIB",
     "SYNTHETIC_LATENCY_NS",
     "CellAccess",
@@ -239,10 +239,6 @@ def _fitted(accesses: list[CellAccess]) -> list[CellAccess]:
     return result
 
 
-def _nodes_text(nodes: Sequence[int]) -> str:
-    return ", ".join(map(str, nodes))
-
-
 _FIGURES = {
     "read_latency_ns": "read latency",
     "write_latency_ns": "write latency",
@@ -270,17 +266,19 @@ def _check_complete(
             ]
             shown = without or list(nodes[first])
             raise SpecError(
-                f"hmat host: the host reports a {words} for some of the guest's memory but not for node "
-                f"{_nodes_text(shown)} (guest cell {first}); the guest would read 0 there: use hmat "
+                f"hmat host: the host reports a {words} for some of the guest's memory but not for "
+                f"{nodes_text(shown)} (guest cell {first}); the guest would read 0 there: use hmat "
                 f"synthesize, or leave {'that node' if len(shown) == 1 else 'those nodes'} out"
             )
     for access in accesses:
         given = (access.read_latency_ns, access.write_latency_ns, access.read_bandwidth_kib, access.write_bandwidth_kib)
         if access.initiator != access.cell and all(figure is None for figure in given):
             # Without a figure naming it, libvirt finds no initiator for a cell without vCPUs.
+            own = nodes[access.cell]
             raise SpecError(
-                f"hmat host: guest cell {access.cell} has no vCPUs and the host reports no figure for its node "
-                f"{_nodes_text(nodes[access.cell])}: use hmat synthesize, or leave that node out"
+                f"hmat host: guest cell {access.cell} has no vCPUs and the host reports no figure for its "
+                f"{nodes_text(own)}: use hmat synthesize, or leave {'that node' if len(own) == 1 else 'those nodes'} "
+                "out"
             )
 
 
@@ -305,7 +303,7 @@ def _unserved_advice(host: HostTopology, cells: Sequence[HmatCell], initiator: i
         targets = sorted(node for node, found in unserved.items() if found == source)
         under = holder.get(source)
         if under is None:
-            advice.append(f"its figures are from node {source}: add that node to the guest")
+            advice.append(f"its figures are from {nodes_text([source])}: add that node to the guest")
         elif not under.vcpus:
             more = (
                 f"at least {len(cpu_cells)} vCPUs, one per guest cell on host nodes with CPUs; the guest has {vcpus}"
@@ -313,21 +311,19 @@ def _unserved_advice(host: HostTopology, cells: Sequence[HmatCell], initiator: i
                 else "more vCPUs, or another distribution"
             )
             advice.append(
-                f"its figures are from node {source}, which guest cell {under.id} holds without vCPUs: "
+                f"its figures are from {nodes_text([source])}, which guest cell {under.id} holds without vCPUs: "
                 f"give that cell vCPUs ({more})"
             )
         elif all(not host.node(node).has_cpus for node in targets) and under.id != initiator:
-            own = (
-                f"node {targets[0]} a guest cell of its own"
-                if len(targets) == 1
-                else f"nodes {_nodes_text(targets)} guest cells of their own"
+            own = nodes_text(targets) + (
+                " a guest cell of its own" if len(targets) == 1 else " guest cells of their own"
             )
             advice.append(
-                f"its figures are from node {source}, in guest cell {under.id}: give {own} (more cells), which "
-                f"guest cell {under.id} then serves"
+                f"its figures are from {nodes_text([source])}, in guest cell {under.id}: give {own} (more cells), "
+                f"which guest cell {under.id} then serves"
             )
         else:
-            advice.append(f"its figures are from node {source} (guest cell {under.id}) only")
+            advice.append(f"its figures are from {nodes_text([source])} (guest cell {under.id}) only")
     return "; ".join(advice)
 
 
@@ -349,8 +345,8 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
             missing = sorted(node for node, access in reported.items() if access is None)
             if missing:
                 raise SpecError(
-                    f"hmat host: the host reports no HMAT latency or bandwidth for node "
-                    f"{', '.join(map(str, missing))} (guest cell {cell.id}'s memory); use hmat synthesize or none"
+                    f"hmat host: the host reports no HMAT latency or bandwidth for {nodes_text(missing)} "
+                    f"(guest cell {cell.id}'s memory); use hmat synthesize or none"
                 )
         initiators = {access.initiator for access in reported.values() if access is not None}
         initiator = _initiator(cell, cells, initiators if mode == "host" else set())
@@ -367,8 +363,8 @@ def guest_hmat(host: HostTopology, cells: Sequence[HmatCell], mode: str) -> Gues
             if unserved:
                 role = "its own initiator" if initiator == cell.id else f"the initiator of guest cell {cell.id}"
                 raise SpecError(
-                    f"hmat host: the host reports no figures from node {_nodes_text(serving)} (guest cell "
-                    f"{initiator}, {role}) for node {_nodes_text(sorted(unserved))} (guest cell {cell.id}'s "
+                    f"hmat host: the host reports no figures from {nodes_text(serving)} (guest cell "
+                    f"{initiator}, {role}) for {nodes_text(unserved)} (guest cell {cell.id}'s "
                     f"memory); {_unserved_advice(host, cells, initiator, unserved)}, or use hmat synthesize"
                 )
             served_by_cell[cell.id] = served

@@ -24,11 +24,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import DIMM_BLOCK_KIB
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import plural
 
 __all__ = [
-    "DIMM_BLOCK_KIB",
     "VIRTIO_MEM_BLOCK_KIB",
     "DimmPlan",
     "VirtioMemPlan",
@@ -199,10 +198,6 @@ def dimm_granule_kib(layout: Layout) -> int:
     return lcm(layout.dimm_block_kib, layout.hugepages_kib or 1)
 
 
-def _plural(count: int, what: str) -> str:
-    return f"{count} {what}" if count == 1 else f"{count} {what}s"
-
-
 @_naming_guest
 def check_memory_slots(layout: Layout, held: int, needed: int = 0, purpose: str = "", needs: str = "") -> None:
     """The one memory-slot rule: the memory devices a guest keeps and those it gets fit ``memory_slots``.
@@ -216,9 +211,9 @@ def check_memory_slots(layout: Layout, held: int, needed: int = 0, purpose: str 
     if slots is None or held + needed <= slots:
         return
     if not needed:
-        purpose, needs, held = f"keeping the guest's {_plural(held, 'memory device')}", _plural(held, "memory slot"), 0
+        purpose, needs, held = f"keeping the guest's {plural(held, 'memory device')}", plural(held, "memory slot"), 0
     others = f" ({held} held by other memory devices)" if held else ""
-    raise PlacementError(f"{purpose} needs {needs or _plural(needed, 'memory slot')}; memory_slots is {slots}{others}")
+    raise PlacementError(f"{purpose} needs {needs or plural(needed, 'memory slot')}; memory_slots is {slots}{others}")
 
 
 @_naming_guest

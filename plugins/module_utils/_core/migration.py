@@ -68,6 +68,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import cells_text, nodes_text
 
 __all__ = [
     "EXHAUSTIVE_CHOICES",
@@ -300,14 +301,6 @@ class _Group:
         return f"{format_kib(self.memory_kib)}{devices}, {self.vcpus} vCPUs{emulator}"
 
 
-def _cells_text(cells: Sequence[int]) -> str:
-    return f"cell {cells[0]}" if len(cells) == 1 else f"cells {format_cpuset(cells)}"
-
-
-def _nodes_text(nodes: Sequence[int]) -> str:
-    return f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {format_cpuset(nodes)}"
-
-
 class _Planner:
     def __init__(
         self,
@@ -520,13 +513,13 @@ class _Planner:
             have = sum(room.get(node, 0) for node in nodes)
             if need > have:
                 pool = f" in {format_kib(page)} pages" if page else ""
-                return f"needs {format_kib(need)}{pool}, {_nodes_text(nodes)} has {format_kib(have)} free"
+                return f"needs {format_kib(need)}{pool}, {nodes_text(nodes)} has {format_kib(have)} free"
         if self.guest.dedicated and group.vcpus:
             unit, need, supply = self.cpu_units(group, nodes)
             if need > sum(supply.values()):
                 return (
                     f"needs {need} free host {unit} for pinning {self.guest.pinning}, "
-                    f"{_nodes_text(nodes)} has {sum(supply.values())}"
+                    f"{nodes_text(nodes)} has {sum(supply.values())}"
                 )
         return None
 
@@ -589,7 +582,7 @@ class _Planner:
             best = self.best_reason(group)
             detail = f"; the roomiest {best}" if best else (f"; {reasons[0]}" if reasons else "")
             return PlacementError(
-                f"guest {_cells_text(group.cells)} ({group.text()}) must live "
+                f"guest {cells_text(group.cells)} ({group.text()}) must live "
                 f"on {width}{shared}, and none of the destination's nodes {format_cpuset(nodes) or '(none)'} "
                 f"can hold it{detail}"
             )
@@ -609,7 +602,7 @@ class _Planner:
         )
         return PlacementError(
             f"every guest cell fits the destination alone, but not all at once: the cells need {format_kib(need)}"
-            f"{with_devices}{dedicated} on destination {_nodes_text(usable)}, which have {free} free"
+            f"{with_devices}{dedicated} on destination {nodes_text(usable)}, which have {free} free"
         )
 
     def best_reason(self, group: _Group) -> str | None:
@@ -714,9 +707,9 @@ class _Planner:
             depth, index = stuck
             group = self.groups[index]
             beside = sorted(cell for i in order[:depth] for cell in self.groups[i].cells)
-            where = f"beside {_cells_text(beside)}" if beside else "on any destination node"
+            where = f"beside {cells_text(beside)}" if beside else "on any destination node"
             raise PlacementError(
-                f"found no place for guest {_cells_text(group.cells)} ({group.text()}) {where} within "
+                f"found no place for guest {cells_text(group.cells)} ({group.text()}) {where} within "
                 f"{EXHAUSTIVE_CHOICES} tries of node sets (the destination has more choices than are examined "
                 f"one by one); every guest cell fits the destination alone"
             )
@@ -810,8 +803,8 @@ class _Planner:
 
     def explain(self, cells: Sequence[CellPlan], error: int, how: str, threads: int) -> str:
         moves = "; ".join(
-            f"cell {cell.id} {_nodes_text(cell.source_nodes) if cell.source_nodes else 'unbound'} -> "
-            f"{_nodes_text(cell.host_nodes)}"
+            f"cell {cell.id} {nodes_text(cell.source_nodes) if cell.source_nodes else 'unbound'} -> "
+            f"{nodes_text(cell.host_nodes)}"
             for cell in cells
         )
         kept = "the guest's distances kept exactly" if error == 0 else f"distance error {error} (sum over cell pairs)"

@@ -18,11 +18,7 @@ from math import gcd, lcm
 from typing import TypeVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
-    LOCAL_DISTANCE,
-    MAX_DISTANCE,
-    MIN_REMOTE_DISTANCE,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import LOCAL_DISTANCE, MIN_REMOTE_DISTANCE
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
     PlacementError,
     SpecError,
@@ -39,10 +35,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.iothreads impo
     isolation_node,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import GuestCell, GuestTopology, Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import CELLS_REASON, MAX_CELLS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-    CELLS_REASON,
-    MAX_CELLS,
     MAX_VCPUS,
     VCPUS_REASON,
     GuestShape,
@@ -50,9 +45,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_count, format_kib, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import cells_text, nodes_text
 
 __all__ = [
-    "MAX_DISTANCE",
     "SAME_NODE_DISTANCE",
     "CellBindings",
     "CellPlace",
@@ -60,7 +55,6 @@ __all__ = [
     "cell_distance",
     "compute_layout",
     "distribute_vcpus",
-    "even_split",
 ]
 
 T = TypeVar("T")
@@ -68,15 +62,6 @@ T = TypeVar("T")
 # Two guest cells on one host node: as close as possible without being local (the limits are
 # _core/distances.py's).
 SAME_NODE_DISTANCE = MIN_REMOTE_DISTANCE
-
-
-def _nodes_text(nodes: Sequence[int]) -> str:
-    text = format_cpuset(nodes)
-    return f"host node {text}" if len(nodes) == 1 else f"host nodes {text}"
-
-
-def _cells_text(cells: Sequence[int]) -> str:
-    return f"cell {cells[0]}" if len(cells) == 1 else f"cells {format_cpuset(cells)}"
 
 
 def _even_slices(items: Sequence[T], parts: int) -> tuple[tuple[T, ...], ...]:
@@ -224,12 +209,12 @@ class _Partitioner:
         missing = [node for node in wanted if not topology.has_node(node)]
         if missing:
             raise SpecError(
-                f"nodeset {self.spec.nodeset!r} names {_nodes_text(missing)}, which the host does not have "
+                f"nodeset {self.spec.nodeset!r} names {nodes_text(missing)}, which the host does not have "
                 f"(it has nodes {format_cpuset(topology.node_ids)})"
             )
         if not any(topology.node(node).has_cpus for node in wanted):
             raise PlacementError(
-                f"nodeset {self.spec.nodeset!r} selects only {_nodes_text(wanted)} without CPUs; "
+                f"nodeset {self.spec.nodeset!r} selects only {nodes_text(wanted)} without CPUs; "
                 "select at least one host node with CPUs"
             )
         return tuple(wanted)
@@ -428,7 +413,7 @@ class _Partitioner:
             )
         cell = empty[0]
         raise PlacementError(
-            f"distribution {self.spec.distribution} leaves guest cell {cell} ({_nodes_text(places[cell].nodes)}) "
+            f"distribution {self.spec.distribution} leaves guest cell {cell} ({nodes_text(places[cell].nodes)}) "
             f"without vCPUs for {self.guest.vcpus} vCPUs; use more vCPUs, another distribution, "
             "or set cpuless_cells"
         )
@@ -481,7 +466,7 @@ class _Partitioner:
             without = [cell for cell, vcpus in enumerate(cell_vcpus) if not vcpus]
             if without:
                 raise SpecError(
-                    f"memory_split vcpus gives memory in proportion to vCPUs, but {_cells_text(without)} "
+                    f"memory_split vcpus gives memory in proportion to vCPUs, but {cells_text(without)} "
                     "has no vCPUs; use memory_split even"
                 )
             shares = balanced_shares(units, cells, [len(vcpus) for vcpus in cell_vcpus])
@@ -508,7 +493,7 @@ class _Partitioner:
             page = self.spec.hugepages_kib
             what = f"{format_kib(page)} hugepages" if page else "memory"
             raise PlacementError(
-                f"guest cell {cell} would bind its memory to {_nodes_text(place.nodes)}, which has no {what}"
+                f"guest cell {cell} would bind its memory to {nodes_text(place.nodes)}, which has no {what}"
             )
         # libvirt's 'preferred' policy takes exactly one node.
         return nodes[:1] if self.spec.memory_mode == "preferred" else nodes
@@ -554,7 +539,7 @@ class _Partitioner:
             has = "has" if len(nodes) == 1 else "have"
             pool = f" in its {format_kib(page)} page pool" if page else ""
             raise PlacementError(
-                f"guest {_cells_text(cells)} {verb} {format_kib(need)}, {_nodes_text(nodes)} {has} "
+                f"guest {cells_text(cells)} {verb} {format_kib(need)}, {nodes_text(nodes)} {has} "
                 f"{format_kib(have)}{pool}"
             )
 
@@ -590,7 +575,7 @@ class _Partitioner:
             cpus = tuple(cpu for cpu in home if cpu not in self.taken)
             if not cpus:
                 raise PlacementError(
-                    f"every host CPU of {_nodes_text(nodes)} is dedicated to other guests "
+                    f"every host CPU of {nodes_text(nodes)} is dedicated to other guests "
                     f"({self.owners(nodes)}); guest cell {cell} has nowhere to run"
                 )
             cpus = tuple(sorted(cpus))
@@ -699,7 +684,7 @@ class _Partitioner:
         detail = f" (others are dedicated to {taken})" if taken else ""
         raise PlacementError(
             f"pinning {self.spec.pinning} needs {need} free host {unit} for guest cell {cell} on "
-            f"{_nodes_text(nodes)}, {have} are free{detail}"
+            f"{nodes_text(nodes)}, {have} are free{detail}"
         )
 
     def emulator_pins(
@@ -724,7 +709,7 @@ class _Partitioner:
         )
         if not cpus:
             raise PlacementError(
-                f"emulator_pin nodes: every host CPU of {_nodes_text(nodes)} is dedicated to vCPUs; "
+                f"emulator_pin nodes: every host CPU of {nodes_text(nodes)} is dedicated to vCPUs; "
                 "leave a host CPU free or set emulator_pin none"
             )
         return tuple(sorted(cpus))

@@ -19,17 +19,7 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
-    CELLS_REASON,
     DEDICATED_PINNINGS,
-    DISTRIBUTIONS,
-    EMULATOR_PINS,
-    MAX_CELLS,
-    MAX_MEMORY_SLOTS,
-    MEMORY_MODES,
-    MEMORY_SPLITS,
-    MODES,
-    PINNINGS,
-    SLOTS_REASON,
     SPEC_OPTIONS,
     Kind,
     Option,
@@ -49,20 +39,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     shown,
 )
 
-# The option constants live with the option table (_core/options.py); imported from here too.
+# The option constants live with the option table (_core/options.py).  DEDICATED_PINNINGS is also
+# imported from here, by the layout, the placement and the planner.
 __all__ = [
-    "CELLS_REASON",
-    "DISTRIBUTIONS",
-    "EMULATOR_PINS",
-    "MAX_CELLS",
-    "MAX_MEMORY_SLOTS",
     "MAX_VCPUS",
-    "MEMORY_MODES",
-    "MEMORY_SPLITS",
-    "MODES",
-    "PINNINGS",
     "DEDICATED_PINNINGS",
-    "SLOTS_REASON",
     "GuestShape",
     "VnumaSpec",
 ]

@@ -30,7 +30,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_MEMORY_KIB, format_kib
 
 __all__ = [
-    "LOCAL_DISTANCE",
     "CELL_GRANULE_KIB",
     "DIMM_BLOCK_KIB",
     "HOST_CPU_ID_REASON",

@@ -61,7 +61,6 @@ MAX_CPUSET_LINES = 3
 _MARGIN = 12
 _GAP = 16
 _PAD = 8
-_FONT = 12
 _LINE = 16
 # A generous advance for a 12 px monospace glyph (0.6 em in most fonts): text never leaves its box.
 _CHAR = 7.5

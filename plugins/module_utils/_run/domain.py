@@ -39,7 +39,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import Libv
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import check_backup_dir
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import (
+    DEFAULT_LOCK_TIMEOUT,
+    check_lock_timeout,
+    host_lock,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.topology_cache import refresh_if_installed
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
@@ -55,7 +59,6 @@ __all__ = [
     "build_requests",
     "converging",
     "domain_result",
-    "read_host_capabilities",
     "run_domain",
     "validate_run_options",
 ]
@@ -195,7 +198,7 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
     parse_size(params.get("reserved_memory") or 0, what="reserved_memory")
     if params.get("backup"):
         check_backup_dir(params.get("backup_dir"))
-    check_lock_timeout(params.get("lock_timeout", 300))
+    check_lock_timeout(params.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
 
 
 def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any], merged_entries: bool) -> GuestRequest:
@@ -299,7 +302,7 @@ def converging(
     selection_warnings: list[str] = []
     with contextlib.ExitStack() as held:
         if not check_mode:
-            held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
+            held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))))
         host = held.enter_context(LibvirtHost.from_params(params))
         caps = params.get("host_capabilities")
         own_xml = None if caps else host.capabilities_xml()

@@ -29,7 +29,6 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import (
     compact_fleet_result,
@@ -47,8 +46,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import converging, domain_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.info import run_info
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import (
+    DEFAULT_LOCK_TIMEOUT,
+    check_lock_timeout,
+    host_lock,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError, GuestResult, error_result
 
 __all__ = [
     "FLEET_KEYS",
@@ -56,7 +59,6 @@ __all__ = [
     "after_read",
     "applied_result",
     "apply_needed",
-    "error_result",
     "plans_and_applies",
     "run_fleet_plan",
 ]
@@ -67,18 +69,6 @@ FLEET_KEYS = ("guests", "exclude", "guest_state", "spec", "overrides", "use_stor
 PLAN_AND_APPLY = ("auto", "together", "apart")
 # What ``applied`` is when the plan wrote nothing because it changes nothing: as a skipped apply task registers.
 NOTHING_TO_APPLY = {"changed": False, "skipped": True}
-
-
-def error_result(error: VnumaError) -> dict[str, Any]:
-    """What vnuma_domain hands to ``fail_json`` for ``error`` (its ``msg`` and ``failed`` included).
-
-    A capacity refusal also carries the report (which nodes, which guests, how much); a run where
-    guests failed, every guest's result with what was written.  ``warnings`` stay in the dict.
-    """
-    extra: dict[str, Any] = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
-    extra.update(error.details)
-    extra.setdefault("changed", False)
-    return {"failed": True, "msg": str(error), "guest": error.guest, **extra}
 
 
 def _connection(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -179,9 +169,9 @@ def run_fleet_plan(params: Mapping[str, Any], want_diff: bool, check_mode: bool 
         # Another run holds the hypervisor: the plan is made without writing all the same, and the apply
         # fails on the lock, as the role's apply call would (or is not needed, when the plan writes nothing).
         locked: dict[str, Any] | None = None
-        if apply and _valid_lock_timeout(params.get("lock_timeout", 300)):
+        if apply and _valid_lock_timeout(params.get("lock_timeout", DEFAULT_LOCK_TIMEOUT)):
             try:
-                held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", 300))))
+                held.enter_context(host_lock(params["uri"], float(params.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))))
             except VnumaError as error:
                 locked = error_result(error)
         # The role's call outside check mode: its apply step comes after this call when the call does not apply.

@@ -42,8 +42,17 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration impo
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest, LibvirtHost
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import check_lock_timeout, host_lock
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    LibvirtGuest,
+    LibvirtHost,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import (
+    DEFAULT_LOCK_TIMEOUT,
+    check_lock_timeout,
+    host_lock,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
@@ -233,7 +242,7 @@ def _check_params(params: Mapping[str, Any]) -> str:
             raise SpecError(
                 "operation restore brings the guest up on the host of uri; destination_uri goes with operation migrate"
             )
-    check_lock_timeout(params.get("lock_timeout", 300))
+    check_lock_timeout(params.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))
     return str(operation)
 
 
@@ -242,7 +251,7 @@ def _locked(uri: str, params: Mapping[str, Any], check_mode: bool) -> Iterator[N
     if check_mode:
         yield
         return
-    with host_lock(uri, float(params.get("lock_timeout", 300))):
+    with host_lock(uri, float(params.get("lock_timeout", DEFAULT_LOCK_TIMEOUT))):
         yield
 
 
@@ -290,7 +299,10 @@ def run_migrate(params: Mapping[str, Any], check_mode: bool = False) -> dict[str
 def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     name = str(params["name"])
     source_uri, destination_uri = params["uri"], params["destination_uri"]
-    timeouts = (params.get("connect_timeout", 60.0), params.get("call_timeout", 120.0))
+    timeouts = (
+        params.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        params.get("call_timeout", DEFAULT_CALL_TIMEOUT),
+    )
     try:
         if source_uri == destination_uri:
             raise SpecError(f"destination_uri {destination_uri} is the source's uri: a guest moves to another host")
@@ -339,7 +351,10 @@ def _migrate(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
 def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
     path = str(params["restore_from"])
     uri = params["uri"]
-    timeouts = (params.get("connect_timeout", 60.0), params.get("call_timeout", 120.0))
+    timeouts = (
+        params.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        params.get("call_timeout", DEFAULT_CALL_TIMEOUT),
+    )
     name: str | None = params.get("name")
     try:
         with LibvirtHost(uri, *timeouts) as host:

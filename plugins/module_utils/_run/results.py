@@ -4,7 +4,10 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""What a run tells about each guest: ``GuestResult``, and ``BatchError`` when some of them failed."""
+"""What a run tells about each guest: ``GuestResult``, and ``BatchError`` when some of them failed.
+
+``error_result`` is what every module hands to ``fail_json`` for a ``VnumaError``: one shape for all of them.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, changes_as_diff
 
-__all__ = ["BatchError", "GuestResult"]
+__all__ = ["BatchError", "GuestResult", "error_result"]
 
 
 @dataclass
@@ -90,3 +94,18 @@ class BatchError(VnumaError):
             message += f" (written before the failure: {'; '.join(written)})"
         super().__init__(message, guest=guest)
         self.results = list(results)
+
+
+def error_result(error: VnumaError) -> dict[str, Any]:
+    """What a module hands to ``fail_json`` for ``error``: ``failed``, ``msg``, ``guest`` (null when none is
+    known), ``changed`` and the error's ``details``.
+
+    A capacity refusal also carries the report (which nodes, which guests, how much); a run where guests
+    failed, every guest's result with what was written; a failure after a write, ``changed`` true and
+    what was written.  Details the error carries win over the report made here.  ``warnings`` stay in
+    the dict, for the module to hand to ``warn()``.
+    """
+    extra: dict[str, Any] = {"capacity": error.report.to_dict()} if isinstance(error, CapacityError) else {}
+    extra.update(error.details)
+    extra.setdefault("changed", False)
+    return {"failed": True, "msg": str(error), "guest": error.guest, **extra}

@@ -63,12 +63,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     parse_int,
     plain_int,
     shown,
-    size_kib,
-    unit_bytes,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import cache_line_bytes
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import string_value
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import read_size_kib, string_value
 
 __all__ = ["MAX_CAPABILITIES_BYTES", "parse_capabilities", "read_host_capabilities"]
 
@@ -118,19 +116,13 @@ def _optional_number(element: Any, name: str, what: str) -> int | None:
 
 
 def _size(raw: str | None, name: str, element: Any, what: str, limit: int, why: str) -> int:
-    """A size (``name`` is ``content`` or an attribute) in the element's unit, in KiB, at most ``limit``."""
-    unit = element.get("unit")
-    if not unit or unit == "KiB":
-        # What libvirt writes: already in KiB, so plain digits within the limit are the answer.
-        value = plain_int(raw, limit)
-        if value is not None:
-            return value
+    """A size (``name`` is ``content`` or an attribute) in the element's unit, in KiB, at most ``limit``.
+
+    The XML layer's one reader of sizes (``values.read_size_kib``); KiB is the default unit of every size here.
+    """
     if raw is None:
         raise XmlError(f"{what}: {_describe(element)} has no {name}")
-    # libvirt reads an absent or empty unit as the element's default, KiB for every size here.
-    if unit and unit != "KiB" and unit_bytes(unit) is None:
-        raise XmlError(f"{what}: {_describe(element)}: unknown unit {shown(unit)}")
-    return size_kib(raw, unit or "KiB", f"{what}: {_describe(element)}: {name}", limit, why, XmlError)
+    return read_size_kib(raw, element.get("unit"), f"{what}: {_describe(element)} {name}", limit=limit, why=why)
 
 
 def _page_size(element: Any, what: str) -> int:
@@ -445,11 +437,6 @@ def parse_capabilities(text: object, what: str = "host capabilities") -> HostTop
 _PARSED: OrderedDict[str | bytes, HostTopology] = OrderedDict()
 _PARSED_KEPT = 8
 _PARSED_LOCK = threading.Lock()
-
-
-def parsed_hosts_clear() -> None:
-    """Forget the kept hosts (benchmarks measure the first parse with it)."""
-    _PARSED.clear()
 
 
 def _parse(text: str | bytes, what: str) -> HostTopology:

@@ -18,20 +18,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
-    LOCAL_DISTANCE,
-    MAX_DISTANCE,
-    MIN_REMOTE_DISTANCE,
-    validate_distances,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import validate_distances
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HMAT_KINDS, cache_level_problem
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.hmat import Interconnect, NumaCache
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
+    attr_int,
     attr_int_or,
     read_size_kib,
     require_tag,
@@ -40,18 +36,13 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     yes_no_text,
 )
 
-# The distance limits are the core's (re-exported: the cells' distances are checked here).
 __all__ = [
     "L3_EMULATED",
-    "LOCAL_DISTANCE",
-    "MAX_DISTANCE",
-    "MIN_REMOTE_DISTANCE",
     "CpuCache",
     "CpuTopology",
     "Numa",
     "NumaCell",
     "Sibling",
-    "validate_distances",
 ]
 
 

@@ -67,7 +67,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     remove_if_empty,
     replace_child,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import require_tag
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import domain_name, require_tag
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vcpus import Vcpu, Vcpus
 
 __all__ = ["DomainNuma", "read_guest_shape"]
@@ -555,8 +555,7 @@ def read_guest_shape(root: etree._Element) -> GuestShape:
     Boot memory is ``<memory>`` less the memory devices, which libvirt counts in ``<memory>``.
     """
     require_tag(root, "domain")
-    name_element = root.find("name")
-    name = None if name_element is None or not name_element.text else name_element.text.strip()
+    name = domain_name(root)
     try:
         element = root.find(Vcpu.TAG)
         if element is None:

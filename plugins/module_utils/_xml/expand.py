@@ -39,6 +39,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma, read_guest_shape
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import parse_markup
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import domain_name
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
     read_stored_spec,
     store_spec,
@@ -352,8 +353,7 @@ def plan_domain(
     ``stored`` is the domain's stored spec when the caller already read it (None: none, or one that
     cannot be read), so that one run reads it once.
     """
-    name_element = root.find("name")
-    name = name_element.text.strip() if name_element is not None and name_element.text else None
+    name = domain_name(root)
     try:
         guest = read_guest_shape(root)
         if current_vcpus is not None:
@@ -414,8 +414,7 @@ def expand_domain(
     if not isinstance(domain_xml, str):
         raise XmlError(f"the domain XML must be text, got {type(domain_xml).__name__}")
     root = parse_xml(domain_xml, "domain XML", root_tag="domain")
-    name_element = root.find("name")
-    name = name_element.text.strip() if name_element is not None and name_element.text else None
+    name = domain_name(root)
     try:
         spec = take_vnuma_element(root)
         source = "element"

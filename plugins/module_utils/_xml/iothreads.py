@@ -40,6 +40,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
+    attr_int,
     require_tag,
     required_int,
     text_int,
@@ -211,11 +212,8 @@ class IoThreads:
         disks = []
         for dev, element in _virtio_disks(root):
             driver = element.find("driver")
-            raw = None if driver is None else driver.get("iothread")
-            try:
-                disks.append((dev, None if raw is None else int(raw)))
-            except ValueError:
-                raise XmlError(f"<disk> {dev}: <driver iothread> {raw!r} is not a number") from None
+            # Decimal, as libvirt reads it (virXMLPropUInt in base 10).
+            disks.append((dev, None if driver is None else attr_int(driver, "iothread", f"<disk> {dev}: <driver>")))
         return cls(ids, tuple(disks), _thread_users(root), _scheduled(root))
 
     def items(self) -> Items:

@@ -15,12 +15,11 @@ than one lxml call per element (a 1024-vCPU guest has 1024 ``<vcpupin>``s).  ``t
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, Self
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_written
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import set_string_value
 
 __all__ = ["ElementModel", "make_markup", "parse_markup", "parse_markups"]
@@ -47,15 +46,9 @@ def make_markup(tag: str, attributes: Sequence[tuple[str, object | None]], inner
     return "".join(parts)
 
 
-@functools.cache
-def _markup_parser() -> etree.XMLParser:
-    # Markup written by the element models: no DTD, no entity, nothing to fetch; refused all the same.
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, collect_ids=False)
-
-
 def parse_markup(markup: str) -> etree._Element:
-    """The element written as ``markup`` (see ``make_markup``)."""
-    return etree.fromstring(markup, _markup_parser())
+    """The element written as ``markup`` (see ``make_markup``), parsed as every text is (``parse_written``)."""
+    return parse_written(markup)
 
 
 def parse_markups(markups: Iterable[str]) -> list[etree._Element]:

@@ -16,12 +16,14 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib, read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import detached_copy
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
+    attr_int,
     format_ids,
     optional_size_kib,
     read_size_kib,
@@ -48,6 +50,7 @@ __all__ = [
     "plugged_of",
     "requested_update",
     "virtio_mem_alias",
+    "virtio_mem_cell",
 ]
 
 # The alias (a libvirt user alias: "ua-" and a name of our own) of the virtio-mem device the collection
@@ -213,10 +216,7 @@ class MemoryDevice:
     @property
     def cell_owned(self) -> int | None:
         """The guest cell whose virtio-mem device the collection made this, or None for anyone else's device."""
-        if self.model != "virtio-mem" or self.alias is None or not self.alias.startswith(VIRTIO_MEM_ALIAS):
-            return None
-        number = self.alias[len(VIRTIO_MEM_ALIAS) :]
-        return int(number) if number.isdigit() and number.isascii() else None
+        return virtio_mem_cell(self.model, self.alias)
 
     @property
     def committed_kib(self) -> int:
@@ -284,6 +284,14 @@ class MemoryDevice:
 def virtio_mem_alias(cell: int) -> str:
     """The alias of the collection's virtio-mem device of guest cell ``cell``."""
     return f"{VIRTIO_MEM_ALIAS}{cell}"
+
+
+def virtio_mem_cell(model: str | None, alias: str | None) -> int | None:
+    """The guest cell of a memory device of ``model`` aliased ``alias`` when it is the collection's virtio-mem
+    device (``virtio_mem_alias``), else None: the one reading of the alias, for a model and for raw XML."""
+    if model != "virtio-mem" or alias is None or not alias.startswith(VIRTIO_MEM_ALIAS):
+        return None
+    return read_digits(alias[len(VIRTIO_MEM_ALIAS) :])
 
 
 @dataclass(frozen=True)
@@ -383,7 +391,7 @@ def attachable(element: etree._Element) -> str:
     a user alias (``ua-``) is kept.
     """
     require_tag(element, MemoryDevice.TAG)
-    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    copy = detached_copy(element)
     for child in copy.findall("address"):
         copy.remove(child)
     alias = copy.find("alias")
@@ -404,7 +412,7 @@ def requested_update(element: etree._Element, requested_kib: int) -> str:
     its alias and refuses an update that changes anything but the requested size.
     """
     require_tag(element, MemoryDevice.TAG)
-    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    copy = detached_copy(element)
     target = copy.find("target")
     if target is None:
         raise XmlError("memory device without <target>: nothing to resize")

@@ -27,15 +27,18 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import holds_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.cputune import Vcpupin
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import serialize_like
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.metadata import MetadataRecord
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Memnode
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_children, remove_child
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import _put_metadata, read_stored_spec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_children
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import domain_name
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
 __all__ = [
     "HOST_SIDE_PATHS",
@@ -66,17 +69,13 @@ HOST_SIDE_PATHS = (
 # of a guest that has it until asked to render the spec again (rerender: next_boot).  libvirt keeps one
 # <metadata> child per namespace, so it has its own.
 MOVED_NS = "urn:vnuma:libvirt:moved:1.0"
-_MOVED = f"{{{MOVED_NS}}}moved"
-
-
-def _moved(root: etree._Element) -> list[etree._Element]:
-    metadata = root.find("metadata")
-    return [] if metadata is None else list(metadata.iterchildren(_MOVED))
+_MOVED_TAG = "moved"
+_MOVED = MetadataRecord(MOVED_NS, _MOVED_TAG)
 
 
 def moved_from(root: etree._Element) -> str | None:
     """How and from where the guest moved with its topology kept (``migrate from URI``), or None."""
-    found = _moved(root)
+    found = _MOVED.find(root)
     if not found:
         return None
     return f"{found[0].get('operation', 'a move')} from {found[0].get('source', 'another host')}"
@@ -84,21 +83,20 @@ def moved_from(root: etree._Element) -> str | None:
 
 def mark_moved(root: etree._Element, operation: str, source: str) -> None:
     """Record in ``<metadata>`` that the guest moved by ``operation`` from ``source``, its topology kept."""
-    element = etree.Element(_MOVED, nsmap={"vnuma-moved": MOVED_NS})
+    element = etree.Element(f"{{{MOVED_NS}}}{_MOVED_TAG}", nsmap={"vnuma-moved": MOVED_NS})
     element.set("operation", operation)
     element.set("source", source)
-    _put_metadata(root, element, _moved(root))
+    _MOVED.put(root, element)
 
 
 def unmark_moved(root: etree._Element) -> None:
-    """Remove the record of a move (the spec is rendered for this host again)."""
-    for element in _moved(root):
-        remove_child(element)
+    """Remove the record of a move (the spec is rendered for this host again), and ``<metadata>`` when that
+    empties it."""
+    _MOVED.remove(root)
 
 
 def _name(root: etree._Element) -> str:
-    element = root.find("name")
-    return element.text.strip() if element is not None and element.text else "(unnamed)"
+    return domain_name(root) or "(unnamed)"
 
 
 def _pinning(numa: DomainNuma) -> str:
@@ -197,8 +195,8 @@ def _check_layout(root: etree._Element, plan: DestinationPlan, name: str) -> Non
     found = [cell.get("id", "") for cell in root.iterfind("cpu/numa/cell")]
     planned = sorted(cell.id for cell in plan.cells)
     if found and sorted(found) != sorted(str(cell) for cell in planned):
-        numbers = all(text.isascii() and text.isdigit() for text in found)
-        listed = format_cpuset(sorted(map(int, found))) if numbers else ",".join(found)
+        numbers = [number for number in map(read_digits, found) if number is not None]
+        listed = format_cpuset(sorted(numbers)) if len(numbers) == len(found) else ",".join(found)
         raise XmlError(
             f"the domain XML has guest cells {listed}, the plan cells {format_cpuset(planned)}: a plan rewrites "
             "only the layout it was planned from (a definition with a layout waiting for the next boot needs "

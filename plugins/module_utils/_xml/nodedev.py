@@ -30,28 +30,17 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.devices import
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import decimal_int, libvirt_int
 
 __all__ = ["guest_pci_devices", "host_pci_devices", "parse_node_device"]
 
 _FIELDS = ("domain", "bus", "slot", "function")
 
 
-def _number(raw: str | None, what: str) -> int:
-    """A number as libvirt reads one (strtol base 0): ``0x03`` hexadecimal, ``010`` octal, ``3`` decimal."""
-    text = (raw or "").strip()
-    try:
-        if text.lower().startswith("0x"):
-            return int(text[2:], 16)
-        if len(text) > 1 and text.startswith("0"):
-            return int(text[1:], 8)
-        return int(text, 10)
-    except ValueError:
-        raise XmlError(f"{what} {raw!r} is not a number") from None
-
-
 def _address(values: dict[str, str | None], what: str) -> PciAddress:
     try:
-        return PciAddress(*(_number(values[name], f"{what}: {name}") for name in _FIELDS))
+        # Numbers as libvirt reads them (strtol base 0): ``0x03`` hexadecimal, ``010`` octal, ``3`` decimal.
+        return PciAddress(*(libvirt_int(values[name], f"{what}: {name}") for name in _FIELDS))
     except SpecError as error:
         raise XmlError(f"{what}: {error.message}") from None
 
@@ -68,15 +57,14 @@ def parse_node_device(xml: str | bytes) -> HostPciDevice | None:
     numa = cap.find("numa")
     node = None
     if numa is not None and numa.get("node") is not None:
-        raw = numa.get("node")
-        try:
-            node = int(raw or "")
-        except ValueError:
-            raise XmlError(f"{what}: <numa node={raw!r}> is not a node id") from None
+        raw = numa.get("node") or ""
+        node = decimal_int(raw)
+        if node is None:
+            raise XmlError(f"{what}: <numa node={raw!r}> is not a node id")
         # The kernel's -1 (and anything below 0): no node.
         node = node if node >= 0 else None
     class_text = cap.findtext("class")
-    class_code = _number(class_text, f"{what}: class") if class_text else None
+    class_code = libvirt_int(class_text, f"{what}: class") if class_text else None
     vendor, product = cap.find("vendor"), cap.find("product")
     return HostPciDevice(
         address=address,

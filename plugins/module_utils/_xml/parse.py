@@ -22,7 +22,6 @@ import traceback
 from typing import Protocol, cast
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 
 try:
     from lxml import etree
@@ -33,7 +32,7 @@ except ImportError:  # pragma: no cover - exercised by the import sanity test
 else:
     LXML_IMPORT_ERROR = None
 
-__all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "attr_int", "etree", "parse_xml", "to_text"]
+__all__ = ["HAS_LXML", "LXML_IMPORT_ERROR", "etree", "parse_written", "parse_xml", "to_text"]
 
 HAS_LXML = LXML_IMPORT_ERROR is None
 
@@ -268,28 +267,21 @@ def parse_xml(
     return root
 
 
+@functools.cache
+def _written_parser() -> etree.XMLParser:
+    """The parser of ``parse_written``, made once (lxml locks a parser while it parses: threads may share it)."""
+    return _parser(keep_blank_text=True)
+
+
+def parse_written(markup: str | bytes) -> etree._Element:
+    """The element ``markup`` writes: text the collection wrote (``markup.py``) or lxml serialised from a
+    parsed document (``tree.py:detached_copy``), parsed with ``parse_xml``'s parser set-up.
+
+    Neither ever holds a DTD: no check is made for one, but the parser is the same refusing one.
+    """
+    return etree.fromstring(markup, _written_parser())
+
+
 def to_text(element: etree._Element) -> str:
     """Serialise an element as libvirt-style text (unicode, no XML declaration)."""
     return etree.tostring(element, encoding="unicode")
-
-
-def _strict_int(raw: str) -> int:
-    """``int()`` accepts ``+1``, ``1_0`` and non-ASCII digits; libvirt accepts none of them."""
-    text = raw.strip()
-    negative = text.startswith("-")
-    value = read_digits(text[1:] if negative else text)
-    if value is None:
-        raise ValueError(raw)
-    # A factor, not unary minus: pylint cannot tell that the None case has left by now.
-    return (-1 if negative else 1) * value
-
-
-def attr_int(element: etree._Element, name: str, what: str, default: int | None = None) -> int | None:
-    """An integer attribute, ``default`` when absent; a clear error when it is not an integer."""
-    raw = element.get(name)
-    if raw is None:
-        return default
-    try:
-        return _strict_int(raw)
-    except ValueError:
-        raise XmlError(f"{what}: attribute {name}={raw!r} is not an integer") from None

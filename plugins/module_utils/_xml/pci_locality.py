@@ -42,15 +42,23 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality i
     check_root_slots,
     parse_device_cells,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import make_markup, parse_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import VIRTIO_MEM_ALIAS, virtio_mem_alias
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import virtio_mem_alias, virtio_mem_cell
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.metadata import MetadataRecord
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     insert_at,
-    insert_child,
     remove_child,
     replace_child,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
+    attr_int,
+    libvirt_int,
+    optional_libvirt_int,
+    string_value,
+    text_int,
 )
 
 __all__ = ["ADDRESSES_NS", "PciDevice", "PciDomain", "PciLocality", "pci_locality_for", "restored_locality"]
@@ -79,15 +87,7 @@ _PCI_SPAN = 2
 ADDRESSES_NS = "urn:vnuma:libvirt:addresses:1.0"
 _ADDRESSES_PREFIX = "vnuma-addresses"
 _ADDRESSES_TAG = "addresses"
-
-
-def _int(raw: str | None, what: str) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw.strip(), 0)
-    except ValueError:
-        raise XmlError(f"{what} {raw!r} is not a number") from None
+_ADDRESSES = MetadataRecord(ADDRESSES_NS, _ADDRESSES_TAG)
 
 
 @dataclass(frozen=True, order=True)
@@ -119,10 +119,11 @@ class Slot:
         """The PCI address ``element`` (an ``<address>``) gives, None when it is none or not PCI."""
         if element is None or element.get("type") != "pci":
             return None
+        # libvirt reads an address's numbers in base 0 (virPCIDeviceAddressParseXML): 0x01, 010, 1.
         return cls(
-            _int(element.get("bus"), f"{what} bus") or 0,
-            _int(element.get("slot"), f"{what} slot") or 0,
-            _int(element.get("function"), f"{what} function") or 0,
+            optional_libvirt_int(element.get("bus"), f"{what} bus") or 0,
+            optional_libvirt_int(element.get("slot"), f"{what} slot") or 0,
+            optional_libvirt_int(element.get("function"), f"{what} function") or 0,
             element.get("multifunction"),
         )
 
@@ -157,9 +158,11 @@ def _source_address(element: etree._Element, what: str) -> PciAddress | None:
     address = element.find("source/address")
     if address is None:
         return None
-    values = [_int(address.get(name), f"{what} <source><address> {name}") for name in ("domain", "bus", "slot")]
-    function = _int(address.get("function"), f"{what} <source><address> function")
-    return PciAddress(values[0] or 0, values[1] or 0, values[2] or 0, function or 0)
+    domain, bus, slot, function = (
+        optional_libvirt_int(address.get(name), f"{what} <source><address> {name}")
+        for name in ("domain", "bus", "slot", "function")
+    )
+    return PciAddress(domain or 0, bus or 0, slot or 0, function or 0)
 
 
 def _devices_of(root: etree._Element) -> list[tuple[PciDevice, etree._Element]]:
@@ -227,7 +230,9 @@ def _controllers_of(root: etree._Element) -> list[tuple[Controller, etree._Eleme
         if element.get("type") != "pci":
             continue
         what = f"PCI controller {element.get('index')}"
-        index = _int(element.get("index"), f"{what} index")
+        # As virDomainControllerDefParseXML reads them: index in base 10, busNr in base 0, and <node> in
+        # base 10 (virXPathInt), an empty one no node.
+        index = attr_int(element, "index", what)
         alias = element.find("alias")
         node = element.find("target/node")
         found.append(
@@ -236,8 +241,8 @@ def _controllers_of(root: etree._Element) -> list[tuple[Controller, etree._Eleme
                     index=0 if index is None else index,
                     model=element.get("model") or "",
                     alias=None if alias is None else alias.get("name"),
-                    bus_nr=_int(_target_attribute(element, "busNr"), f"{what} busNr"),
-                    node=None if node is None else _int(node.text, f"{what} <target><node>"),
+                    bus_nr=optional_libvirt_int(_target_attribute(element, "busNr"), f"{what} busNr"),
+                    node=None if node is None or not string_value(node) else text_int(node, f"{what} <target><node>"),
                     address=Slot.of(element.find("address"), f"{what} <address>"),
                 ),
                 element,
@@ -256,21 +261,14 @@ def _address_of(element: etree._Element) -> tuple[str, Slot] | None:
     path = element.get("device")
     try:
         slot = Slot(
-            int(element.get("bus") or "", 0),
-            int(element.get("slot") or "", 0),
-            int(element.get("function") or "0", 0),
+            libvirt_int(element.get("bus"), "bus"),
+            libvirt_int(element.get("slot"), "slot"),
+            libvirt_int(element.get("function") or "0", "function"),
             element.get("multifunction"),
         )
-    except ValueError:
+    except XmlError:
         return None
     return None if not path else (path, slot)
-
-
-def _records(root: etree._Element) -> list[etree._Element]:
-    metadata = root.find("metadata")
-    if metadata is None:
-        return []
-    return list(metadata.iterchildren(f"{{{ADDRESSES_NS}}}{_ADDRESSES_TAG}"))
 
 
 def _read_originals(root: etree._Element) -> tuple[tuple[str, Slot], ...]:
@@ -280,7 +278,7 @@ def _read_originals(root: etree._Element) -> tuple[tuple[str, Slot], ...]:
     placement, as one moved before the addresses were kept.
     """
     found: dict[str, Slot] = {}
-    for record in _records(root):
+    for record in _ADDRESSES.find(root):
         for element in record.iterchildren(f"{{{ADDRESSES_NS}}}address"):
             entry = _address_of(element)
             if entry is not None and entry[0] not in found:
@@ -290,23 +288,16 @@ def _read_originals(root: etree._Element) -> tuple[tuple[str, Slot], ...]:
 
 def _store_originals(root: etree._Element, originals: tuple[tuple[str, Slot], ...]) -> None:
     """``originals`` in ``<metadata>`` in place of the collection's earlier ones; none: the element goes."""
-    existing = _records(root)
+    existing = _ADDRESSES.find(root)
     if [_read_originals_of(element) for element in existing] == ([originals] if originals else []):
         return
-    for element in existing:
-        remove_child(element)
-    metadata = root.find("metadata")
     if not originals:
-        if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
-            remove_child(metadata)
+        _ADDRESSES.remove(root)
         return
     record = etree.Element(f"{{{ADDRESSES_NS}}}{_ADDRESSES_TAG}", nsmap={_ADDRESSES_PREFIX: ADDRESSES_NS})
     for path, slot in originals:
         etree.SubElement(record, f"{{{ADDRESSES_NS}}}address", {"device": path, **dict(slot.attributes())})
-    if metadata is None:
-        metadata = etree.Element("metadata")
-        insert_child(root, metadata)
-    insert_child(metadata, record)
+    _ADDRESSES.put(root, record)
 
 
 def _read_originals_of(record: etree._Element) -> tuple[tuple[str, Slot], ...]:
@@ -316,14 +307,8 @@ def _read_originals_of(record: etree._Element) -> tuple[tuple[str, Slot], ...]:
 
 def _virtio_mem_cell(element: etree._Element) -> int | None:
     """The guest cell of a ``<memory>`` device that is the collection's virtio-mem device, else None."""
-    if element.get("model") != "virtio-mem":
-        return None
     alias = element.find("alias")
-    name = "" if alias is None else alias.get("name") or ""
-    number = name[len(VIRTIO_MEM_ALIAS) :]
-    if not name.startswith(VIRTIO_MEM_ALIAS) or not number.isdigit() or not number.isascii():
-        return None
-    return int(number)
+    return virtio_mem_cell(element.get("model"), None if alias is None else alias.get("name"))
 
 
 def _memory_path(cell: int) -> str:
@@ -564,21 +549,27 @@ class PciLocality:
         memory_ports = []
         for controller in owned:
             alias = controller.alias or ""
-            if alias.startswith(PXB_ALIAS) and alias[len(PXB_ALIAS) :].isdigit():
-                buses.append(
-                    ExpanderBus(
-                        cell=int(alias[len(PXB_ALIAS) :]),
-                        index=controller.index,
-                        pcie=controller.model == _PCIE_EXPANDER,
-                        bus_nr=-1 if controller.bus_nr is None else controller.bus_nr,
+            # The numbers in the collection's aliases (``_core/units.py:read_digits``): '²' or '٢' is none.
+            if alias.startswith(PXB_ALIAS):
+                bus_cell = read_digits(alias[len(PXB_ALIAS) :])
+                if bus_cell is not None:
+                    buses.append(
+                        ExpanderBus(
+                            cell=bus_cell,
+                            index=controller.index,
+                            pcie=controller.model == _PCIE_EXPANDER,
+                            bus_nr=-1 if controller.bus_nr is None else controller.bus_nr,
+                        )
                     )
-                )
             elif alias.startswith(PORT_ALIAS):
                 cell, _sep, port = alias[len(PORT_ALIAS) :].partition("-")
-                if cell.isdigit() and port.isdigit():
-                    ports.append(RootPort(int(cell), int(port), controller.index, controller.address or Slot(0, 0)))
-            elif alias.startswith(MEMORY_PORT_ALIAS) and alias[len(MEMORY_PORT_ALIAS) :].isdigit():
-                memory_ports.append(MemoryPort(int(alias[len(MEMORY_PORT_ALIAS) :]), controller.index))
+                port_cell, number = read_digits(cell), read_digits(port)
+                if port_cell is not None and number is not None:
+                    ports.append(RootPort(port_cell, number, controller.index, controller.address or Slot(0, 0)))
+            elif alias.startswith(MEMORY_PORT_ALIAS):
+                memory_cell = read_digits(alias[len(MEMORY_PORT_ALIAS) :])
+                if memory_cell is not None:
+                    memory_ports.append(MemoryPort(memory_cell, controller.index))
         indices = {controller.index for controller in owned}
         placements: tuple[tuple[str, Slot | None], ...] = tuple(
             (device.path, device.address)

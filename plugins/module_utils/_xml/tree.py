@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_written
 
 __all__ = [
     "CHILD_ORDERS",
@@ -290,8 +290,12 @@ def remove_children(parent: etree._Element, tag: str) -> None:
 
 
 def detached_copy(element: etree._Element) -> etree._Element:
-    """A copy of ``element`` in a document of its own, without its tail."""
-    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    """A copy of ``element`` in a document of its own, without its tail.
+
+    Serialised and parsed again (``parse_written``): the copy declares the namespaces in scope where
+    ``element`` was, as a copy put elsewhere needs.
+    """
+    copy = parse_written(etree.tostring(element, with_tail=False))
     copy.tail = None
     return copy
 

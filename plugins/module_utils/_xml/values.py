@@ -7,7 +7,10 @@
 """The values of the owned elements: small readers and formatters shared by the element models.
 
 Readers accept every spelling libvirt accepts and raise ``XmlError`` naming the element; values are
-models, never text: cpusets are ascending tuples, sizes are KiB.
+models, never text: cpusets are ascending tuples, sizes are KiB.  They are the XML layer's one reader
+of each kind of value: a decimal number (``decimal_int``, ``attr_int``, ``text_int``), a number libvirt
+reads in base 0 (``libvirt_int``), a size and its unit (``read_size_kib``), a yes/no word
+(``yes_no_value``), and the domain's name (``domain_name``).
 """
 
 from __future__ import annotations
@@ -17,14 +20,29 @@ from collections.abc import Iterable, Iterator
 from typing import cast
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset, parse_cpuset
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, size_kib, to_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError, XmlError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    MAX_DIGITS,
+    MAX_MEMORY_KIB,
+    MEMORY_LIMIT_REASON,
+    parse_int,
+    plain_int,
+    read_digits,
+    shown,
+    size_kib,
+    to_kib,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 
 __all__ = [
     "attr_cpuset",
+    "attr_int",
     "attr_int_or",
+    "decimal_int",
+    "domain_name",
     "format_ids",
+    "libvirt_int",
+    "optional_libvirt_int",
     "optional_size_kib",
     "pin_text",
     "read_size_kib",
@@ -38,9 +56,83 @@ __all__ = [
     "text_int",
     "yes_no",
     "yes_no_text",
+    "yes_no_value",
 ]
 
 _YES_NO = {"yes": True, "no": False}
+# The digits of each base C's strtol reads in base 0 past its prefix ("0x" hexadecimal, "0" octal).
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_OCTAL_DIGITS = frozenset("01234567")
+
+
+def decimal_int(raw: str) -> int | None:
+    """The int a decimal number written ``raw`` is (a ``-`` allowed, blanks around it), None for anything else.
+
+    ``int()`` also takes ``+1``, ``1_0`` and other scripts' digits (``'٢'``): refused here, as
+    ``_core/units.py:read_digits`` refuses them.
+    """
+    text = raw.strip()
+    negative = text.startswith("-")
+    value = read_digits(text[1:] if negative else text)
+    if value is None:
+        return None
+    # A factor, not unary minus: pylint cannot tell that the None case has left by now.
+    return (-1 if negative else 1) * value
+
+
+def attr_int(element: etree._Element, name: str, what: str, default: int | None = None) -> int | None:
+    """An integer attribute (``decimal_int``), ``default`` when absent; a clear error when it is not one."""
+    raw = element.get(name)
+    if raw is None:
+        return default
+    value = decimal_int(raw)
+    if value is None:
+        raise XmlError(f"{what}: attribute {name}={raw!r} is not an integer")
+    return value
+
+
+def _strtol_base_0(raw: str) -> int | None:
+    """The int C's ``strtol(raw, &end, 0)`` reads when it reads all of ``raw`` (blanks around it aside).
+
+    ``0x``/``0X`` then hexadecimal digits, ``0`` then octal digits, else decimal digits, after an optional
+    sign: ``'010'`` is 8.  ``int(raw, 0)`` differs: it refuses ``'010'`` and takes ``'0o10'``, ``'0b11'``
+    and ``'1_0'``, none of which libvirt reads.  ASCII digits only, at most ``MAX_DIGITS`` significant ones.
+    """
+    text = raw.strip()
+    sign = -1 if text.startswith("-") else 1
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    if text[:2] in ("0x", "0X"):
+        digits, base, allowed = text[2:], 16, _HEX_DIGITS
+    elif len(text) > 1 and text.startswith("0"):
+        digits, base, allowed = text[1:], 8, _OCTAL_DIGITS
+    else:
+        value = read_digits(text)
+        return None if value is None else sign * value
+    if not digits or not allowed.issuperset(digits) or len(digits.lstrip("0")) > MAX_DIGITS:
+        return None
+    return sign * int(digits, base)
+
+
+def libvirt_int(raw: str | None, what: str) -> int:
+    """A number libvirt reads in base 0 (a guest PCI address, ``<target busNr>``, a node device's bus):
+    ``0x03``, ``010`` (8) or ``3``; ``what`` names it in the error."""
+    value = None if raw is None else _strtol_base_0(raw)
+    if value is None:
+        raise XmlError(f"{what} {raw!r} is not a number")
+    return value
+
+
+def optional_libvirt_int(raw: str | None, what: str) -> int | None:
+    """``libvirt_int`` of ``raw``, None when it is absent."""
+    return None if raw is None else libvirt_int(raw, what)
+
+
+def domain_name(root: etree._Element) -> str | None:
+    """The domain's ``<name>`` as libvirt reads it (its string value), blanks around it left out; None without one."""
+    element = root.find("name")
+    name = None if element is None else string_value(element).strip()
+    return name or None
 
 
 def require_tag(element: etree._Element, tag: str) -> None:
@@ -98,18 +190,38 @@ def text_int(element: etree._Element, what: str) -> int:
     return parse_int(text, f"{what}:", error=XmlError)
 
 
-def read_size_kib(value: str | None, unit: str | None, what: str) -> int:
-    """A size in any unit libvirt accepts, in KiB (https://libvirt.org/formatdomain.html#memory-allocation)."""
-    text = (value or "").strip()
+def read_size_kib(
+    value: str | None,
+    unit: str | None,
+    what: str,
+    *,
+    default_unit: str = "KiB",
+    limit: int = MAX_MEMORY_KIB,
+    why: str = MEMORY_LIMIT_REASON,
+    error: type[VnumaError] = XmlError,
+) -> int:
+    """A size written as a number and a unit apart, in KiB, at most ``limit``: the one reader of the XML layer
+    (a domain's elements, a ``<vnuma>`` element, the host's capabilities).
+
+    As libvirt reads one (virDomainParseScaledValue, virScaleInteger): an absent or empty unit is the
+    element's default, any other is read as written (``' MiB'`` is unknown); the units are
+    ``_core/units.py:unit_bytes``'s (https://libvirt.org/formatdomain.html#memory-allocation).  Every
+    refusal is ``error``, ``"{what}: ..."``: the value, or the unit, or the value in its unit and the limit.
+    """
+    unit = unit or default_unit
+    if unit == "KiB":
+        # What libvirt writes: digits in KiB take no other step (a big host's capabilities have many).
+        kib = plain_int(value, limit)
+        if kib is not None:
+            return kib
+    text = value.strip() if isinstance(value, str) else ""
     if not text.isdigit() or not text.isascii():
-        raise XmlError(f"{what}: {value!r} is not a non-negative integer")
-    unit = unit if unit is not None else "KiB"
+        raise error(f"{what}: {shown(value)} is not a non-negative integer")
     try:
-        # The unit first, on its own: its message names the element as "<memory>: unknown unit ...".
         to_kib(0, unit, what)
-    except SpecError as error:
-        raise XmlError(error.message) from None
-    return size_kib(text, unit, f"{what}:", error=XmlError)
+    except SpecError as refused:
+        raise error(refused.message) from None
+    return size_kib(text, unit, f"{what}:", limit, why, error)
 
 
 def attr_cpuset(element: etree._Element, name: str, what: str) -> tuple[int, ...] | None:
@@ -141,14 +253,19 @@ def text_cpuset(element: etree._Element | None, what: str) -> tuple[int, ...] | 
         raise XmlError(error.message) from None
 
 
+def yes_no_value(raw: str) -> bool | None:
+    """What libvirt's ``yes`` or ``no`` written ``raw`` (blanks around it allowed) means, None for another word."""
+    return _YES_NO.get(raw.strip())
+
+
 def yes_no(element: etree._Element, name: str, what: str) -> bool | None:
     raw = element.get(name)
     if raw is None:
         return None
-    try:
-        return _YES_NO[raw.strip()]
-    except KeyError:
-        raise XmlError(f"{what}: attribute {name}={raw!r} is not yes or no") from None
+    value = yes_no_value(raw)
+    if value is None:
+        raise XmlError(f"{what}: attribute {name}={raw!r} is not yes or no")
+    return value
 
 
 def yes_no_text(value: bool) -> str:

@@ -17,9 +17,10 @@ from typing import ClassVar
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
     attr_cpuset,
+    attr_int,
     format_ids,
     require_tag,
     required_int,

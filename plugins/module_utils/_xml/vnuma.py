@@ -40,11 +40,16 @@ from typing import Any
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import size_kib
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.metadata import MetadataRecord
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import insert_child, remove_child, replace_child
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import string_value
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import detached_copy, remove_child
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import (
+    read_size_kib,
+    string_value,
+    yes_no_text,
+    yes_no_value,
+)
 
 __all__ = [
     "ORIGINAL_NS",
@@ -90,7 +95,6 @@ _CHILD_ATTRIBUTES = {
     )
     for child, items in _IN_CHILD.items()
 }
-_YES_NO = {"yes": True, "no": False}
 
 
 def _local(tag: Any) -> str | None:
@@ -108,7 +112,7 @@ def _size(item: Option, raw: str | None, unit: str | None, what: str) -> int:
     if raw is None or not raw.strip():
         raise SpecError(f"{what} has no size")
     # The row's own limit, as the module reads the option: a page size is bounded by a page's, not by memory's.
-    return size_kib(raw, "KiB" if unit is None else unit.strip(), what, **item.limit_args)
+    return read_size_kib(raw, unit, what, error=SpecError, **item.limit_args)
 
 
 def _check_attributes(element: Any, allowed: tuple[str, ...], what: str) -> None:
@@ -135,11 +139,11 @@ def _read(item: Option, raw: str | None, unit: str | None, what: str) -> Any:
     if item.kind is Kind.CHOICE:
         return raw.strip()
     if item.kind is Kind.BOOLEAN:
-        word = raw.strip()
-        if word not in _YES_NO:
+        value = yes_no_value(raw)
+        if value is None:
             place = "<vnuma" if item.xml_child is None else f"<vnuma><{item.xml_child}"
-            raise SpecError(f"{place} {item.xml_attribute}={word!r}> must be yes or no")
-        return _YES_NO[word]
+            raise SpecError(f"{place} {item.xml_attribute}={raw.strip()!r}> must be yes or no")
+        return value
     if item.kind is Kind.COUNT:
         # Read as the module reads the option, so that cells='1.5' and cells: 1.5 get one message (the option, the
         # value, its range); the element names where it was written.
@@ -154,7 +158,7 @@ def _read(item: Option, raw: str | None, unit: str | None, what: str) -> Any:
 def _written(item: Option, value: Any) -> str:
     """``value`` of ``item`` as ``<vnuma>`` writes it: sizes in KiB, booleans as yes or no."""
     if item.kind is Kind.BOOLEAN:
-        return "yes" if value else "no"
+        return yes_no_text(value)
     return str(value)
 
 
@@ -240,16 +244,13 @@ def spec_to_element(spec: VnumaSpec, namespaced: bool = False) -> Any:
     return element
 
 
-def _stored(root: Any) -> list[Any]:
-    metadata = root.find("metadata")
-    if metadata is None:
-        return []
-    return list(metadata.iterchildren(f"{{{VNUMA_NS}}}{VNUMA_TAG}"))
+# The stored spec: the <vnuma:vnuma> child of <metadata>.
+_SPEC = MetadataRecord(VNUMA_NS, VNUMA_TAG)
 
 
 def read_stored_spec(root: Any) -> VnumaSpec | None:
     """The spec the collection stored in the domain's ``<metadata>``, or None."""
-    stored = _stored(root)
+    stored = _SPEC.find(root)
     if not stored:
         return None
     if len(stored) > 1:
@@ -263,21 +264,7 @@ def store_spec(root: Any, spec: VnumaSpec) -> None:
     Other applications' metadata stays as it was; ``<metadata>`` is created where libvirt writes
     it (after name, uuid, title and description) when the domain has none.
     """
-    _put_metadata(root, spec_to_element(spec, namespaced=True), _stored(root))
-
-
-def _put_metadata(root: Any, element: Any, existing: list[Any]) -> None:
-    """``element`` in ``<metadata>`` in place of ``existing`` (the same namespace's children), or added."""
-    if existing:
-        replace_child(existing[0], element)
-        for extra in existing[1:]:
-            remove_child(extra)
-        return
-    metadata = root.find("metadata")
-    if metadata is None:
-        metadata = etree.Element("metadata")
-        insert_child(root, metadata)
-    insert_child(metadata, element)
+    _SPEC.put(root, spec_to_element(spec, namespaced=True))
 
 
 def take_vnuma_element(root: Any) -> VnumaSpec | None:
@@ -300,11 +287,7 @@ def take_vnuma_element(root: Any) -> VnumaSpec | None:
 
 def remove_stored_spec(root: Any) -> None:
     """Remove the collection's spec from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
-    for element in _stored(root):
-        remove_child(element)
-    metadata = root.find("metadata")
-    if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
-        remove_child(metadata)
+    _SPEC.remove(root)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,6 +303,8 @@ ORIGINAL_TAG = "original"
 ORIGINAL_VERSION = "1"
 # How messages name the record.
 ORIGINAL_WHAT = "the record of the definition before the collection"
+# Every child of <metadata> in ORIGINAL_NS, whatever its tag: read_original refuses all but one <original>.
+_ORIGINAL = MetadataRecord(ORIGINAL_NS)
 
 # Every owned part as (container, tag): a child of <domain> (container None) or of the container.
 OWNED_PARTS: tuple[tuple[str | None, str], ...] = (
@@ -357,13 +342,12 @@ def stripped_copy(element: Any) -> Any:
     Whitespace between elements is layout, not content: libvirt re-indents <metadata> anyway, and
     a part put back is indented like the document it goes into.
     """
-    copy = etree.fromstring(etree.tostring(element, with_tail=False))
+    copy = detached_copy(element)
     for node in copy.iter():
         if node.text is not None and not node.text.strip() and len(node):
             node.text = None
         if node is not copy and node.tail is not None and not node.tail.strip():
             node.tail = None
-    copy.tail = None
     return copy
 
 
@@ -402,21 +386,14 @@ def _rename(element: Any, namespace: str | None) -> None:
             node.tag = local if namespace is None else f"{{{namespace}}}{local}"
 
 
-def _original_elements(root: Any) -> list[Any]:
-    metadata = root.find("metadata")
-    if metadata is None:
-        return []
-    return [child for child in metadata if isinstance(child.tag, str) and _namespace(child.tag) == ORIGINAL_NS]
-
-
 def has_original(root: Any) -> bool:
     """Whether ``<metadata>`` holds a record of the owned parts (readable or not)."""
-    return bool(_original_elements(root))
+    return bool(_ORIGINAL.find(root))
 
 
 def has_stored_spec(root: Any) -> bool:
     """Whether ``<metadata>`` holds a stored spec, readable or not (the guest was managed)."""
-    return bool(_stored(root))
+    return bool(_SPEC.find(root))
 
 
 def store_original(root: Any, before: Any, written: Any) -> None:
@@ -436,7 +413,7 @@ def store_original(root: Any, before: Any, written: Any) -> None:
         for child in list(parts):
             section.append(child)
             _rename(child, ORIGINAL_NS)
-    _put_metadata(root, record, _original_elements(root))
+    _ORIGINAL.put(root, record)
 
 
 def _record_section(record: Any, name: str, parts: tuple[tuple[str | None, str], ...]) -> Any:
@@ -480,7 +457,7 @@ def read_original(root: Any) -> tuple[Any, Any] | None:
     XmlError (naming what is wrong) when the record is there but cannot be used: absent then falls
     back to removing the layout (``_xml.absent``), it never fails because of the record.
     """
-    found = _original_elements(root)
+    found = _ORIGINAL.find(root)
     if not found:
         return None
     what = ORIGINAL_WHAT
@@ -505,8 +482,4 @@ def read_original(root: Any) -> tuple[Any, Any] | None:
 
 def remove_original(root: Any) -> None:
     """Remove the record from ``<metadata>`` (and ``<metadata>`` itself when that empties it)."""
-    for element in _original_elements(root):
-        remove_child(element)
-    metadata = root.find("metadata")
-    if metadata is not None and len(metadata) == 0 and not (metadata.text or "").strip():
-        remove_child(metadata)
+    _ORIGINAL.remove(root)

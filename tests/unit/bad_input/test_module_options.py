@@ -229,7 +229,7 @@ CASES = [
     pytest.param(
         "domain",
         entry(hmat="host"),
-        "guest {a}: hmat host: the host reports no HMAT latency or bandwidth for node 0 (guest cell 0's memory); "
+        "guest {a}: hmat host: the host reports no HMAT latency or bandwidth for host node 0 (guest cell 0's memory); "
         "use hmat synthesize or none",
         id="entry-hmat-host-without-hmat",
     ),

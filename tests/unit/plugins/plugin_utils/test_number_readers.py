@@ -16,7 +16,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     read_digits,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.diagram import short_size
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import attr_int, parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import attr_int
 from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import coerce_int
 
 

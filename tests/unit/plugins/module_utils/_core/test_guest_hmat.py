@@ -100,8 +100,8 @@ def test_host_figures_from_a_node_outside_the_guest_are_refused() -> None:
     # guest see memory faster than it is from cell 0.
     with pytest.raises(
         SpecError,
-        match=r"no figures from node 0 \(guest cell 0, the initiator of guest cell 1\) for node 3 .*figures are "
-        r"from node 2: add that node to the guest, or use hmat synthesize",
+        match=r"no figures from host node 0 \(guest cell 0, the initiator of guest cell 1\) for host node 3 .*figures "
+        r"are from host node 2: add that node to the guest, or use hmat synthesize",
     ):
         plan("lab4-hmat", 2, GIB // 2, mode="node", nodeset="0,3", cpuless_cells=True, hmat="host")
     # synthesize still serves it from the nearest cell with vCPUs, by the guest's distance.
@@ -112,7 +112,7 @@ def test_host_figures_from_a_node_outside_the_guest_are_refused() -> None:
 def test_none_gives_no_hmat_and_host_without_figures_is_refused() -> None:
     layout = compute_layout(host("lab4-hmat"), VnumaSpec(), GuestShape(vcpus=3, memory_kib=GIB))
     assert layout.hmat is None
-    with pytest.raises(SpecError, match=r"no HMAT latency or bandwidth for node 0.*synthesize or none"):
+    with pytest.raises(SpecError, match=r"no HMAT latency or bandwidth for host node 0 .*synthesize or none"):
         compute_layout(host("seed-4node-ring"), VnumaSpec(hmat="host"), GuestShape(vcpus=4, memory_kib=4 * GIB))
 
 
@@ -198,7 +198,7 @@ def test_a_figure_the_host_gives_for_some_nodes_only_is_refused() -> None:
     partial = without_write_bandwidth(host("lab4-hmat"), 3)
     spec = VnumaSpec(mode="node", nodeset="1-3", cpuless_cells=True, hmat="host")
     with pytest.raises(
-        SpecError, match=r"write bandwidth for some of the guest's memory but not for node 3 \(guest cell 2\)"
+        SpecError, match=r"write bandwidth for some of the guest's memory but not for host node 3 \(guest cell 2\)"
     ):
         compute_layout(partial, spec, GuestShape(vcpus=4, memory_kib=GIB))
 
@@ -218,10 +218,10 @@ def test_an_initiator_node_under_a_cell_without_vcpus_asks_for_vcpus_not_the_nod
     with pytest.raises(SpecError) as caught:
         plan("cxl-hmat-cache", 1, 2 * GIB, mode="node", nodeset="0-1", cpuless_cells=True, hmat="host")
     assert str(caught.value) == (
-        "hmat host: the host reports no figures from node 0 (guest cell 0, the initiator of guest cell 1) for node "
-        "1 (guest cell 1's memory); its figures are from node 1, which guest cell 1 holds without vCPUs: give that "
-        "cell vCPUs (at least 2 vCPUs, one per guest cell on host nodes with CPUs; the guest has 1), or use hmat "
-        "synthesize"
+        "hmat host: the host reports no figures from host node 0 (guest cell 0, the initiator of guest cell 1) for "
+        "host node 1 (guest cell 1's memory); its figures are from host node 1, which guest cell 1 holds without "
+        "vCPUs: give that cell vCPUs (at least 2 vCPUs, one per guest cell on host nodes with CPUs; the guest has 1), "
+        "or use hmat synthesize"
     )
     assert "add that node" not in str(caught.value)
     # The lab host mirrored whole with 2 vCPUs: guest cell 2 (node 2, node 3's initiator) gets none.
@@ -259,9 +259,9 @@ def test_an_initiator_node_under_another_cell_with_vcpus_asks_for_a_cell_of_its_
     with pytest.raises(SpecError) as caught:
         compute_layout(odd, spec, GuestShape(vcpus=2, memory_kib=3 * GIB))
     assert str(caught.value) == (
-        "hmat host: the host reports no figures from node 0, 2 (guest cell 0, its own initiator) for node 2 (guest "
-        "cell 0's memory); its figures are from node 1, in guest cell 1: give node 2 a guest cell of its own (more "
-        "cells), which guest cell 1 then serves, or use hmat synthesize"
+        "hmat host: the host reports no figures from host nodes 0,2 (guest cell 0, its own initiator) for host node 2 "
+        "(guest cell 0's memory); its figures are from host node 1, in guest cell 1: give host node 2 a guest cell of "
+        "its own (more cells), which guest cell 1 then serves, or use hmat synthesize"
     )
     # A cell per node: guest cell 1 serves node 2.
     layout = compute_layout(odd, replace(spec, cells=None), GuestShape(vcpus=2, memory_kib=3 * GIB))
@@ -276,6 +276,6 @@ def test_a_figure_missing_for_one_node_of_a_cell_names_that_node_only() -> None:
     with pytest.raises(SpecError) as caught:
         compute_layout(partial, spec, GuestShape(vcpus=4, memory_kib=GIB))
     assert str(caught.value) == (
-        "hmat host: the host reports a write bandwidth for some of the guest's memory but not for node 1 (guest "
+        "hmat host: the host reports a write bandwidth for some of the guest's memory but not for host node 1 (guest "
         "cell 0); the guest would read 0 there: use hmat synthesize, or leave that node out"
     )

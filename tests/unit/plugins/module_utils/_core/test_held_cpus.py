@@ -9,14 +9,10 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import DEDICATED_PINNINGS, PINNINGS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-    DEDICATED_PINNINGS,
-    PINNINGS,
-    GuestShape,
-    VnumaSpec,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 # intel-2s-smt2: core k of node 0 is CPUs k and k+16 (k < 8), of node 1 CPUs k and k+16 (8 <= k < 16).

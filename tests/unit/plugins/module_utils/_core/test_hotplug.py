@@ -12,7 +12,6 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import (
-    DIMM_BLOCK_KIB,
     DimmPlan,
     balanced_enable_order,
     check_memory_slots,
@@ -24,6 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import DIMM_BLOCK_KIB
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 MIB = 1024

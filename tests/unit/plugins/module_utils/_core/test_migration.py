@@ -112,6 +112,8 @@ def test_other_node_ids_and_cpu_numbering() -> None:
     check_plan(plan, guest, destination)
     assert [cell.host_nodes for cell in plan.cells] == [(0,), (8,)]
     assert [cell.source_nodes for cell in plan.cells] == [(0,), (1,)]
+    # The move names nodes as every other message does (_core/wording.py).
+    assert plan.why.startswith("cell 0 host node 0 -> host node 0; cell 1 host node 1 -> host node 8; ")
     assert plan.numatune_nodes == (0, 8)
     node8 = set(destination.node(8).usable_cpus)
     assert all(plan.vcpu_pins[vcpu][0] in node8 for vcpu in plan.cells[1].vcpus)
@@ -222,7 +224,7 @@ def test_cells_that_fit_alone_but_not_together_are_refused() -> None:
         plan_destination(moving(layout), host("lab4-hmat"))
     message = str(caught.value)
     assert "fits the destination alone, but not all at once" in message
-    assert "destination nodes 0-2" in message
+    assert "on destination host nodes 0-2, which have" in message
 
 
 def test_dedicated_cpus_refusal_names_the_unit() -> None:

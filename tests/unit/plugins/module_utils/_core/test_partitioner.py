@@ -22,12 +22,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     TopologyError,
     VnumaError,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import even_split
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import (
-    compute_layout,
-    distribute_vcpus,
-    even_split,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout, distribute_vcpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology

@@ -32,19 +32,18 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     TopologyError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import vcpus_to_enable
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import even_split, vcpus_to_enable
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout, even_split
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
     DISTRIBUTIONS,
     EMULATOR_PINS,
     MEMORY_MODES,
     MEMORY_SPLITS,
     MODES,
     PINNINGS,
-    GuestShape,
-    VnumaSpec,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.tests.support.layouts import cell_of_vcpu, online_at_boot
 

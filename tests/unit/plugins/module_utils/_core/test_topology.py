@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import DEFAULT_REMOTE_DISTANCE
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import TopologyError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
+    DEFAULT_REMOTE_DISTANCE,
     LOCAL_DISTANCE,
-    HostCpu,
-    HostNode,
-    HostTopology,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import TopologyError
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 
 
 def online(cpu_id: int, core: int | None = None, siblings: tuple[int, ...] = (), socket: int = 0) -> HostCpu:

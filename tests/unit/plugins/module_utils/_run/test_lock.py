@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The hypervisor's lock (``_run/lock.py``): its file's name, and who a refusal names as its holder."""
+"""The hypervisor's lock (``_run/lock.py``): its file's name, who a refusal names as its holder, its default."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run import lock
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import host_lock, lock_key, lock_path
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import (
+    DEFAULT_LOCK_TIMEOUT,
+    host_lock,
+    lock_key,
+    lock_path,
+)
+from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain, vnuma_migrate
 
 
 @pytest.fixture
@@ -67,6 +76,24 @@ def test_every_spelling_of_a_local_daemon_takes_its_one_lock(lock_dir: Path, uri
 )
 def test_other_daemons_keep_their_own_lock(uri: str, key: str) -> None:
     assert lock_key(uri) == key
+
+
+class _Built(Exception):
+    """The argument spec a module's main() built its AnsibleModule with."""
+
+
+@pytest.mark.parametrize("module", [vnuma_domain, vnuma_migrate], ids=lambda module: module.__name__.rpartition(".")[2])
+def test_lock_timeout_has_one_default(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+    """The option's default and its documentation are DEFAULT_LOCK_TIMEOUT, which the runners fall back on too."""
+
+    def built(**kwargs: Any) -> None:
+        raise _Built(kwargs["argument_spec"])
+
+    monkeypatch.setattr(module, "AnsibleModule", built)
+    with pytest.raises(_Built) as spec:
+        module.main()
+    assert spec.value.args[0]["lock_timeout"]["default"] == DEFAULT_LOCK_TIMEOUT
+    assert yaml.safe_load(module.DOCUMENTATION)["options"]["lock_timeout"]["default"] == DEFAULT_LOCK_TIMEOUT
 
 
 def test_a_long_uri_is_cut_and_told_apart_by_a_hash(lock_dir: Path) -> None:

@@ -23,11 +23,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
-    parsed_hosts_clear,
     read_host_capabilities,
 )
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import FIXTURES as GENERATED
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import GIB, HostShape, build_capabilities
+from ansible_collections.vnuma.libvirt.tests.support.hosts import parsed_hosts_clear
 from ansible_collections.vnuma.libvirt.tests.support.render_capabilities import render_capabilities
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "capabilities"
@@ -652,7 +652,7 @@ def test_hostgen_formats_runs() -> None:
         pytest.param(caps(cell(0, cpu(0, siblings="0-"))), "in host node 0: siblings '0-'", id="siblings-syntax"),
         pytest.param(caps(cell(0, cpu(0, siblings="3-1"))), "range 3-1 runs backwards", id="siblings-backwards"),
         pytest.param(
-            caps(cell(0, memory="<memory unit='KiB'>lots</memory>")), "<memory unit='KiB'>: content 'lots'", id="mem"
+            caps(cell(0, memory="<memory unit='KiB'>lots</memory>")), "<memory unit='KiB'> content: 'lots'", id="mem"
         ),
         pytest.param(
             caps(cell(0, memory="<memory unit='KiB'/>")), "<memory unit='KiB'> has no content", id="mem-empty"
@@ -670,7 +670,7 @@ def test_hostgen_formats_runs() -> None:
             id="d-id",
         ),
         pytest.param(
-            caps(cell(0), host_cpu="<cpu><pages unit='KiB' size='huge'/></cpu>"), "size 'huge' is not", id="host-pages"
+            caps(cell(0), host_cpu="<cpu><pages unit='KiB' size='huge'/></cpu>"), "size: 'huge' is not", id="host-pages"
         ),
     ],
 )

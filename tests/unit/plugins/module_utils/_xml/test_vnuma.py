@@ -13,16 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
     DISTRIBUTIONS,
     EMULATOR_PINS,
     MEMORY_MODES,
     MEMORY_SPLITS,
     MODES,
     PINNINGS,
-    VnumaSpec,
+    SPEC_OPTIONS,
+    Kind,
+    Option,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import validate_run_options
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import (
@@ -206,7 +208,7 @@ def test_hugepages_in_vnuma_are_bounded_by_the_page_limit() -> None:
     with pytest.raises(SpecError) as caught:
         spec_of("<vnuma><hugepages size='8' unit='PiB'/></vnuma>")
     assert caught.value.message == (
-        "<vnuma><hugepages> size 8 PiB is above the limit of 16 GiB (the largest page size Linux has)"
+        "<vnuma><hugepages> size: 8 PiB is above the limit of 16 GiB (the largest page size Linux has)"
     )
 
 
