@@ -48,6 +48,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner im
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import split_evenly
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import nodes_text
 
 __all__ = [
     "AutoChoice",
@@ -346,9 +347,9 @@ class _Search:
         self, chosen: tuple[int, ...], size: int, ties: list[tuple[int, ...]], ordered: list[tuple[int, ...]]
     ) -> str:
         what = self.need_text()
-        nodes_text = _nodes_text(chosen)
+        chosen_text = nodes_text(chosen)
         if size == 1:
-            text = f"{nodes_text} holds the guest ({what}) alone"
+            text = f"{chosen_text} holds the guest ({what}) alone"
         else:
             distance = _distance(self.topology, chosen)
             # What ordered the sets before the distance: the policy's admission, then the devices local.
@@ -364,7 +365,7 @@ class _Search:
             else:
                 which = " with the most PCI devices local" if local_first else ""
             text = (
-                f"{self.smaller(size - 1)}; {nodes_text} are the nearest {size}{which} that hold the guest "
+                f"{self.smaller(size - 1)}; {chosen_text} are the nearest {size}{which} that hold the guest "
                 f"({what}), distance {distance}"
             )
         if self.devices:
@@ -401,7 +402,7 @@ class _Search:
             refused.sort(key=lambda item: item[0] != (richest,))
         if refused:
             nodes, error = refused[0]
-            reasons.append(f"on {_nodes_text(nodes)}: {error.message}")
+            reasons.append(f"on {nodes_text(nodes)}: {error.message}")
         return f"{no_set}{admitted} holds it" + (f" ({'; '.join(reasons)})" if reasons else "")
 
     def devices_text(self) -> str:
@@ -409,7 +410,7 @@ class _Search:
         nodes = sorted({device.host_node for device in self.devices if device.host_node is not None})
         if not nodes:
             return "its PCI devices report no host node"
-        where = _nodes_text(nodes)
+        where = nodes_text(nodes)
         if self.policy == "socket":
             sockets = sorted({socket for node in nodes if (socket := self.topology.socket_of(node)) is not None})
             where += f" (socket {', '.join(map(str, sockets))})" if sockets else " (no socket)"
@@ -470,7 +471,7 @@ class _Search:
         if best:
             offered = (
                 f"the most any set of host nodes with CPUs{which} offers (split evenly) is {format_size(best)}{kind}, "
-                f"on {_nodes_text(best_nodes)}"
+                f"on {nodes_text(best_nodes)}"
             )
         elif which:
             offered = f"no set of host nodes with CPUs{which} has memory{kind} left on all its nodes"
@@ -490,7 +491,7 @@ class _Search:
         placement = [(nodes, error) for nodes, error in self.errors if isinstance(error, PlacementError)]
         if placement:
             nodes, error = placement[0]
-            cpus.append(f"on {_nodes_text(nodes)}: {error.message}")
+            cpus.append(f"on {nodes_text(nodes)}: {error.message}")
         policy = []
         if self.devices and self.policy != "preferred" and not blocked:
             where = ", ".join(
@@ -569,10 +570,6 @@ class AutoRequest:
         return found
 
 
-def _nodes_text(nodes: Sequence[int]) -> str:
-    return f"host node {nodes[0]}" if len(nodes) == 1 else f"host nodes {format_cpuset(nodes)}"
-
-
 def _choice(
     topology: HostTopology,
     spec: VnumaSpec,
@@ -631,7 +628,7 @@ def stored_nodes_usable(topology: HostTopology, spec: VnumaSpec) -> bool:
 def rechosen(choice: AutoChoice, stored_nodes: Sequence[int], changes: Sequence[str]) -> AutoChoice:
     """A new choice made because the request changed since ``stored_nodes`` were chosen: its ``why`` says so."""
     why = (
-        f"the request changed since {_nodes_text(sorted(stored_nodes))} {'was' if len(stored_nodes) == 1 else 'were'} "
+        f"the request changed since {nodes_text(sorted(stored_nodes))} {'was' if len(stored_nodes) == 1 else 'were'} "
         f"chosen ({', '.join(changes)}): "
         f"chosen again; {choice.why}"
     )
@@ -653,5 +650,5 @@ def keep_nodes(
     search = _Search(topology, spec, guest, report, taken_cpus or {})
     # compute_layout names the guest in its errors.
     layout = compute_layout(topology, spec, guest, taken_cpus)
-    why = f"{_nodes_text(nodes)} stored with the spec by an earlier run: kept (replan chooses again)"
+    why = f"{nodes_text(nodes)} stored with the spec by an earlier run: kept (replan chooses again)"
     return _choice(topology, spec, nodes, layout, "kept", why, search)
