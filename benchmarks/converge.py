@@ -24,7 +24,11 @@ from collections.abc import Callable
 
 import libvirt
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import GUEST_OPTIONS, SPEC_OPTIONS, run_domain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import (
+    GUEST_OPTION_NAMES,
+    SPEC_OPTION_NAMES,
+    run_domain,
+)
 
 URI = "qemu:///system"
 COUNTS = (1, 200)
@@ -46,7 +50,7 @@ FLAT = """<domain type='qemu'>
 def _params(prefix: str) -> dict[str, object]:
     """The module's parameters as AnsibleModule would hand them over: every option present."""
     return {
-        **dict.fromkeys((*SPEC_OPTIONS, *GUEST_OPTIONS)),
+        **dict.fromkeys((*SPEC_OPTION_NAMES, *GUEST_OPTION_NAMES)),
         "uri": URI,
         "connect_timeout": 60.0,
         "host_capabilities": None,

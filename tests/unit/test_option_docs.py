@@ -6,7 +6,8 @@
 
 ``plugins/doc_fragments/spec.py``, the ``vnuma_fleet_spec`` suboptions of the role's
 ``meta/argument_specs.yml``, the option names in its ``vars/main.yml`` and the ``spec`` suboptions of the
-``vnuma_layout`` filter are static YAML generated from ``_core/options.py:SPEC_OPTIONS``.  These
+``vnuma_layout`` filter are static YAML generated from ``_core/options.py:SPEC_OPTIONS``; vnuma_domain's
+documentation of its other per-guest options and the role's list of them from ``GUEST_OPTIONS``.  These
 tests fail when either differs from the table: first by name, type, choice, default and description,
 which says what differs, then as text, which catches the rest.  The fix is ``make options-docs``.
 """
@@ -22,7 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS, Kind, Option
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
+    GUEST_OPTIONS,
+    SPEC_OPTIONS,
+    GuestOption,
+    Kind,
+    Option,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = "run `make options-docs` (scripts/gen-option-docs.py) and commit the result"
@@ -143,12 +150,73 @@ def test_the_role_block_needs_its_markers() -> None:
 def test_the_roles_override_keys_are_a_guests_entrys_options() -> None:
     # vnuma_fleet_overrides takes what a vnuma_domain guests entry takes: without a key here the role
     # refuses it (replan, total_memory) although the module takes it.
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import GUEST_OPTIONS
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import GUEST_OPTION_NAMES
 
-    text = (ROOT / "roles" / "vnuma_fleet" / "vars" / "main.yml").read_text(encoding="utf-8")
-    match = re.search(r"__vnuma_fleet_entry_options: .*__vnuma_fleet_spec_options \+ \[([^\]]*)\]", text)
-    assert match is not None
-    assert tuple(re.findall(r"'([a-z_]+)'", match.group(1))) == GUEST_OPTIONS
+    internals = yaml.safe_load((ROOT / "roles" / "vnuma_fleet" / "vars" / "main.yml").read_text(encoding="utf-8"))
+    assert internals["__vnuma_fleet_guest_options"] == list(GUEST_OPTION_NAMES), FIX
+    entry = internals["__vnuma_fleet_entry_options"]
+    assert re.fullmatch(r"\{\{ __vnuma_fleet_spec_options \+ __vnuma_fleet_guest_options \}\}", entry)
+
+
+def module_options() -> dict[str, Any]:
+    from ansible_collections.vnuma.libvirt.plugins.modules.vnuma_domain import DOCUMENTATION
+
+    options: dict[str, Any] = yaml.safe_load(DOCUMENTATION)["options"]
+    return options
+
+
+def module_arguments() -> dict[str, Any]:
+    """The argspec vnuma_domain's main() hands to AnsibleModule (stopped there)."""
+    from ansible_collections.vnuma.libvirt.plugins.modules import vnuma_domain
+
+    class Stop(Exception):
+        pass
+
+    given: dict[str, Any] = {}
+
+    def module(**kwargs: Any) -> None:
+        given.update(kwargs)
+        raise Stop
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vnuma_domain, "AnsibleModule", module)
+        with pytest.raises(Stop):
+            vnuma_domain.main()
+    arguments: dict[str, Any] = given["argument_spec"]
+    return arguments
+
+
+@pytest.mark.parametrize("item", GUEST_OPTIONS, ids=lambda item: item.name)
+def test_the_module_documents_the_guest_options_as_the_table(item: GuestOption) -> None:
+    entry = module_options()[item.name]
+    assert entry["description"] == list(item.description), f"{item.name}: {FIX}"
+    assert entry["type"] == item.kind.ansible_type, f"{item.name}: {FIX}"
+    assert entry.get("choices") == (list(item.choices) or None), f"{item.name}: {FIX}"
+    assert entry.get("default") == item.default, f"{item.name}: {FIX}"
+    assert entry.get("aliases") == (list(item.aliases) or None), f"{item.name}: {FIX}"
+
+
+@pytest.mark.parametrize("item", GUEST_OPTIONS, ids=lambda item: item.name)
+def test_the_module_takes_the_guest_options_as_it_documents_them(item: GuestOption) -> None:
+    # What validate-modules holds equal (type, choices, default, aliases), here for the rows the table gives both.
+    argument = module_arguments()[item.name]
+    entry = module_options()[item.name]
+    assert argument == item.argument
+    assert {key: argument.get(key) for key in ("type", "choices", "default", "aliases")} == {
+        key: entry.get(key) for key in ("type", "choices", "default", "aliases")
+    }
+
+
+def test_the_role_vars_need_a_pair_of_markers_per_list() -> None:
+    # vars/main.yml holds two generated lists: a file with one pair would put both in one place.
+    text = f"a:\n  {GENERATOR.BEGIN}\n  {GENERATOR.END}\n"
+    with pytest.raises(SystemExit, match="expected 2"):
+        GENERATOR.role_vars_text(text)
+    lines = GENERATOR.role_vars_text(text + f"b:\n  {GENERATOR.BEGIN}\n  {GENERATOR.END}\n")
+    assert yaml.safe_load(lines) == {
+        "a": [item.name for item in SPEC_OPTIONS],
+        "b": [item.name for item in GUEST_OPTIONS],
+    }
 
 
 def test_vnuma_expand_documents_every_attribute_and_child_of_vnuma() -> None:

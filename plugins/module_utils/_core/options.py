@@ -4,19 +4,22 @@
 
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 
-"""The spec's options, one row each: the one place that names, types, limits and documents them.
+"""The per-guest options, one row each: the one place that names, types, limits and documents them.
 
-Everything else is derived from ``SPEC_OPTIONS``: ``VnumaSpec``'s checks and its option names
-(``_core/spec.py``), the ``<vnuma>`` reader and writer (``_xml/vnuma.py``), the coercion of a
-``guests`` entry (``_run/domain.py``), the module's argspec (``modules/vnuma_domain.py``), and the
-static documentation that ``scripts/gen-option-docs.py`` writes (``doc_fragments/spec.py`` and the
-fleet role's ``meta/argument_specs.yml``).  docs/architecture.md says how to add an option.
+``SPEC_OPTIONS`` are the spec's options, stored with the guest.  Derived from them: ``VnumaSpec``'s checks
+and its option names (``_core/spec.py``), the ``<vnuma>`` reader and writer (``_xml/vnuma.py``), the
+coercion of a ``guests`` entry (``_run/domain.py``), the module's argspec (``modules/vnuma_domain.py``), and
+the static documentation that ``scripts/gen-option-docs.py`` writes (``doc_fragments/spec.py`` and the
+fleet role's ``meta/argument_specs.yml``).  ``GUEST_OPTIONS`` are vnuma_domain's other options that a
+``guests`` entry may set (``state``, ``current_vcpus``...): never stored, read the same way, and from
+them come their argspec entries, their part of the module's documentation (generated too) and the keys
+the fleet role accepts in its overrides.  docs/architecture.md says how to add an option.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +46,7 @@ __all__ = [
     "DISTRIBUTIONS",
     "EMULATOR_PINS",
     "EMULATOR_THREADS",
+    "GUEST_OPTIONS",
     "HMAT_MODES",
     "IOTHREADS",
     "MAX_CELLS",
@@ -55,6 +59,8 @@ __all__ = [
     "PINNINGS",
     "SLOTS_REASON",
     "SPEC_OPTIONS",
+    "STATES",
+    "GuestOption",
     "Kind",
     "Option",
     "argument_spec",
@@ -64,6 +70,8 @@ __all__ = [
 ]
 
 MODES = ("host", "node", "auto")
+# vnuma_domain's state: the layout applied, or undone.
+STATES = ("present", "absent")
 DISTRIBUTIONS = ("contiguous", "siblings", "round-robin", "interleave")
 PINNINGS = ("node", "core", "thread", "none")
 # The pinnings under which a guest holds host CPUs for itself (``_core/placement.py:held_cpus``).
@@ -442,6 +450,111 @@ SPEC_OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True)
+class GuestOption(Option):
+    """One of vnuma_domain's per-guest options besides the spec: a module option and a key of a ``guests`` entry.
+
+    Read like a spec option (``Option.coerce``), but never stored and never in ``<vnuma>`` (``field`` and the
+    ``xml_`` fields mean nothing here).  ``default`` is the module's own, in its argspec and its documentation;
+    ``aliases`` are the option's other names there.  ``description`` is the module's documentation as it is,
+    without a sentence added by the generator.
+    """
+
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def argument(self) -> dict[str, Any]:
+        """The option's entry in vnuma_domain's argspec, with its default and its aliases."""
+        argument = super().argument
+        if self.default is not None:
+            argument["default"] = self.default
+        if self.aliases:
+            argument["aliases"] = list(self.aliases)
+        return argument
+
+
+# In the order the module documents them.
+GUEST_OPTIONS: tuple[GuestOption, ...] = (
+    GuestOption(
+        "state",
+        Kind.CHOICE,
+        (
+            "V(present) applies the layout.",
+            "V(absent) undoes it. The first apply records the guest's owned parts in its C(<metadata>); absent puts "
+            "them back as they were and removes the record and the stored spec. A part changed by hand since the last "
+            "apply (such as C(virsh setvcpus --config)) stays as it is.",
+            "Without a record (a guest managed by an older version), absent drops the cells, memory binding, vCPU "
+            "pins, hotplug order, C(<maxMemory>) and per-cell hugepages, and keeps C(<vcpu>) with its C(current), the "
+            "C(<cpu><topology>), C(<emulatorpin>) and the memory sizes. A guest the collection never managed is left "
+            "as it is. A record that cannot be used gives a warning and the same result as no record.",
+            "Absent is refused when hot-plugged DIMMs would be left without NUMA cells.",
+            "A O(guests) entry's C(state) takes the same two values; any other value is refused.",
+        ),
+        choices=STATES,
+        default="present",
+    ),
+    GuestOption(
+        "current_vcpus",
+        Kind.COUNT,
+        (
+            "How many vCPUs are online. The definition's C(<vcpu current>) and its C(<vcpus>) enable order follow "
+            "it. On a running guest, the vCPUs that keep the cells balanced are brought online live and pinned by the "
+            "layout.",
+            "Lowering it changes the count at the next boot only; vCPUs are not unplugged live. Until that boot every "
+            "run reports RV(restart_required) for the guest (and M(vnuma.libvirt.vnuma_info) reports it pending), so "
+            "O(restart=if_needed) restarts it on a later run when an earlier one could not.",
+            "Without it the count is the definition's own. A running guest with fewer vCPUs online than its "
+            "definition brings online at boot (after C(virsh setvcpus --live) lowered it, say) gets them back live, "
+            "as with the option.",
+            "A positive integer (or its digits as text); anything else is refused before anything is read or written.",
+        ),
+        aliases=("vcpus_live",),
+    ),
+    GuestOption(
+        "hotplug_memory",
+        Kind.SIZE,
+        (
+            "Total memory the guest should have in hot-plugged DIMMs, in KiB or with a unit (V(2 GiB)). The module "
+            "adds the difference as one DIMM per cell (round-robin when it is smaller than the cells), in multiples "
+            "of 128 MiB. Each DIMM has C(<target><node>) and is bound to its cell's host nodes. It goes in live when "
+            "the guest runs, and into the definition in any case. Needs O(max_memory) and O(memory_slots).",
+            "The DIMMs the definition has and a running guest lacks (added while a restart was pending, or with "
+            "C(virsh attach-device --config)) go in live too, whenever the guest keeps running, with or without this "
+            "option. The running guest's memory devices, those attached live only included, count against "
+            "O(memory_slots), checked before anything is written.",
+            "Memory is never unplugged; a value below what is already hot-plugged is an error.",
+            "Refused with O(memory_device=virtio-mem); use O(total_memory) there.",
+        ),
+    ),
+    GuestOption(
+        "total_memory",
+        Kind.SIZE,
+        (
+            "For a guest with O(memory_device=virtio-mem), the memory it should have in total, in KiB or with a unit "
+            "(V(6 GiB)), counting its boot memory, any other memory devices, and what its virtio-mem devices plug.",
+            "The part above the boot memory is split over the cells by the rule that splits the cells' memory "
+            "(O(memory_split)), in whole blocks of the device (2 MiB, or the hugepage size), and set as each device's "
+            "requested size, in the definition and, when the guest runs, live. Lower values shrink the guest live.",
+            "Refused above the most the devices hold (O(max_memory)) or below the boot memory, and with "
+            "O(memory_device=dimm); nothing is changed then. The guest kernel needs the C(virtio_mem) driver, and "
+            "takes memory back reliably only when it onlined it movable (C(memhp_default_state=online_movable)).",
+        ),
+    ),
+    GuestOption(
+        "replan",
+        Kind.BOOLEAN,
+        (
+            "With O(mode=auto), choose the host nodes again from the host's load now, instead of keeping the nodes "
+            "stored with the spec by an earlier run. A guest that runs then needs a restart to move "
+            "(RV(restart_required)).",
+            "Without it, the stored choice is kept whatever the load, and a new choice is made only when there is "
+            "none or when it names host nodes with CPUs that this host does not have.",
+        ),
+        default=False,
+    ),
+)
+
 _BY_NAME = {item.name: item for item in SPEC_OPTIONS}
 
 
@@ -463,9 +576,12 @@ def coerce_options(options: Mapping[Any, Any]) -> dict[Any, Any]:
     return coerced
 
 
-def argument_spec() -> dict[str, dict[str, Any]]:
-    """The spec options as Ansible argspec entries, for ``vnuma_domain`` (a fresh dict each call)."""
-    return {item.name: item.argument for item in SPEC_OPTIONS}
+def argument_spec(rows: Sequence[Option] = SPEC_OPTIONS) -> dict[str, dict[str, Any]]:
+    """``rows`` (the spec options, or ``GUEST_OPTIONS``) as Ansible argspec entries, for ``vnuma_domain``.
+
+    A fresh dict each call.
+    """
+    return {item.name: item.argument for item in rows}
 
 
 # The values Ansible reads as a boolean, copied as data (the pure core does not import Ansible) from

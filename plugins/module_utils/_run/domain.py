@@ -26,8 +26,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.names import (
     is_pattern,
     matching,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import Kind, Option
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import (
+    GUEST_OPTIONS,
+    SPEC_OPTIONS,
+    Kind,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality import (
     format_device_cells,
     parse_device_cells,
@@ -52,10 +55,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
 )
 
 __all__ = [
-    "GUEST_OPTIONS",
+    "GUEST_OPTION_NAMES",
     "MAX_SHUTDOWN_TIMEOUT",
-    "SPEC_OPTIONS",
-    "STATES",
+    "SPEC_OPTION_NAMES",
     "build_requests",
     "converging",
     "domain_result",
@@ -63,25 +65,16 @@ __all__ = [
     "validate_run_options",
 ]
 
-STATES = ("present", "absent")
-# The per-guest options besides the spec, typed like the spec's (the module documents them).
-_GUEST_ROWS = (
-    Option("state", Kind.CHOICE, (), choices=STATES),
-    Option("current_vcpus", Kind.COUNT, ()),
-    Option("hotplug_memory", Kind.SIZE, ()),
-    Option("total_memory", Kind.SIZE, ()),
-    Option("replan", Kind.BOOLEAN, ()),
-)
-# Spec options under their user-facing names (memory, hugepages, max_memory...): the option table is
-# the one list, shared by the module's top level and each entry of its guests list.
-SPEC_OPTIONS = tuple(item.name for item in SPEC_ROWS)
-GUEST_OPTIONS = tuple(item.name for item in _GUEST_ROWS)
+# The options of a ``guests`` entry by name: the spec's (memory, hugepages, max_memory...) and the other per-guest
+# ones (state, current_vcpus...), both from the option table, shared by the module's top level and each entry.
+SPEC_OPTION_NAMES = tuple(item.name for item in SPEC_OPTIONS)
+GUEST_OPTION_NAMES = tuple(item.name for item in GUEST_OPTIONS)
 # Seconds.  A day is far more than any graceful shutdown takes: a larger (or negative) value is a
 # mistake, and refused before anything is read, since the restart comes after the definitions changed.
 MAX_SHUTDOWN_TIMEOUT = 86400
 
-_ENTRY_OPTIONS = (*SPEC_OPTIONS, *GUEST_OPTIONS)
-_ENTRY_ROWS = {item.name: item for item in (*SPEC_ROWS, *_GUEST_ROWS)}
+_ENTRY_OPTIONS = (*SPEC_OPTION_NAMES, *GUEST_OPTION_NAMES)
+_ENTRY_ROWS = {item.name: item for item in (*SPEC_OPTIONS, *GUEST_OPTIONS)}
 
 
 def _coerced(name: str | None, key: str, value: Any) -> Any:
@@ -94,7 +87,7 @@ def _coerced(name: str | None, key: str, value: Any) -> Any:
 
 def _spec_given(options: Mapping[str, Any]) -> dict[str, Any]:
     """The spec options that ``options`` set (None is unset)."""
-    return {key: options[key] for key in SPEC_OPTIONS if options.get(key) is not None}
+    return {key: options[key] for key in SPEC_OPTION_NAMES if options.get(key) is not None}
 
 
 def _check_values(name: str | None, options: Mapping[str, Any]) -> None:
@@ -220,7 +213,7 @@ def _request(name: str, values: Mapping[str, Any], defaults: Mapping[str, Any], 
         raise error.naming(name) from None
     return GuestRequest(
         name=name,
-        options={key: merged[key] for key in SPEC_OPTIONS if merged[key] is not None},
+        options={key: merged[key] for key in SPEC_OPTION_NAMES if merged[key] is not None},
         state=merged["state"] or "present",
         current_vcpus=merged["current_vcpus"],
         hotplug_memory_kib=hotplug_kib,

@@ -229,10 +229,10 @@ def test_spec_options_agree_everywhere() -> None:
     import yaml
 
     from ansible_collections.vnuma.libvirt.plugins.doc_fragments.spec import ModuleDocFragment
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import SPEC_OPTIONS
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import SPEC_OPTION_NAMES
 
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
-    assert set(vnuma_domain.SPEC_ARGS) == set(SPEC_OPTIONS) == set(documented)
+    assert set(vnuma_domain.SPEC_ARGS) == set(SPEC_OPTION_NAMES) == set(documented)
     for name, argument in vnuma_domain.SPEC_ARGS.items():
         assert argument.get("choices") == documented[name].get("choices"), name
         assert argument["type"] == documented[name]["type"], name

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import SPEC_OPTIONS as SPEC_ROWS
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import GUEST_OPTIONS, SPEC_OPTIONS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import CONNECT_TIMEOUT_LIMITS, check_seconds
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import (
-    GUEST_OPTIONS,
-    SPEC_OPTIONS,
+    GUEST_OPTION_NAMES,
+    SPEC_OPTION_NAMES,
     build_requests,
     validate_run_options,
 )
@@ -25,8 +25,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.lock import che
 
 
 def test_the_entry_options_are_the_table_and_the_guest_options() -> None:
-    assert tuple(item.name for item in SPEC_ROWS) == SPEC_OPTIONS
-    assert GUEST_OPTIONS == ("state", "current_vcpus", "hotplug_memory", "total_memory", "replan")
+    assert tuple(item.name for item in SPEC_OPTIONS) == SPEC_OPTION_NAMES
+    assert tuple(item.name for item in GUEST_OPTIONS) == GUEST_OPTION_NAMES
+    assert GUEST_OPTION_NAMES == ("state", "current_vcpus", "hotplug_memory", "total_memory", "replan")
 
 
 def entry_options(**options: Any) -> dict[str, Any]:
