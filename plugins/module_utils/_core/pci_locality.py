@@ -7,7 +7,7 @@
 """PCI locality the guest can see: which guest cell each device sits near, and the bus numbers that gives.
 
 A device shows its cell to the guest when it sits behind a PCI expander bus whose ``<target><node>`` is
-that cell (``_xml/pci_locality.py`` writes the buses).  This module holds the rules that need no XML:
+that cell (``_xml/pci_controllers.py`` writes the buses).  This module holds the rules that need no XML:
 the spec's per-device overrides (``device_cells``) and the choice of each expander bus's first bus
 number (``busNr``).
 

@@ -12,7 +12,7 @@ works on that reading.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +24,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import Gues
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import read_stored_spec
 
-__all__ = ["GuestRequest", "Planned", "Reading", "saved_state_warning", "spec_for"]
+__all__ = ["GuestRequest", "Planned", "Reading", "RunningState", "saved_state_warning", "spec_for"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,47 @@ def spec_for(
         # Likewise a stored spec's device overrides once no device is moved; given with none, they are refused.
         base.pop("device_cells", None)
     return VnumaSpec.from_mapping(base)
+
+
+@dataclass(frozen=True)
+class RunningState:
+    """What a guest runs now (its live XML) or resumes at its next start (a managed save image's XML).
+
+    ``numa`` is None when neither is known: a guest that is shut off without an image (or whose image cannot
+    be read) boots its definition, so nothing of it is pending.
+    """
+
+    numa: DomainNuma | None = None
+    # The live XML, parsed; None for a saved image (its devices are not what runs).
+    live_root: etree._Element | None = None
+
+    @classmethod
+    def read(cls, guest: GuestHandle, name: str, live_xml: str | None, saved: bool) -> RunningState:
+        """``live_xml`` when the guest runs (None: it does not, or it stopped since), else with ``saved`` the
+        XML of its managed save image, read now (None when gone since the listing or the driver cannot read it)."""
+        if live_xml is not None:
+            root = parse_xml(live_xml, f"the running guest {name}", root_tag="domain")
+            return cls(DomainNuma.from_domain(root), root)
+        if saved:
+            image_xml = guest.managed_save_xml()
+            if image_xml is not None:
+                what = f"the managed save image of guest {name}"
+                return cls(DomainNuma.from_domain(parse_xml(image_xml, what, root_tag="domain")))
+        return cls()
+
+    @property
+    def live(self) -> DomainNuma | None:
+        """What runs now; None for a guest that does not run."""
+        return self.numa if self.live_root is not None else None
+
+    @property
+    def online(self) -> set[int] | None:
+        """The vCPUs online in what runs or resumes (they count for a hot-add); None when neither is known."""
+        return None if self.numa is None else self.numa.online_vcpus()
+
+    def pending(self, definition: DomainNuma, host_cpus: Collection[int]) -> list[Change]:
+        """Where what runs or resumes differs from ``definition`` in what only a boot brings (``waiting_for_boot``)."""
+        return [] if self.numa is None else self.numa.waiting_for_boot(definition, host_cpus)
 
 
 @dataclass

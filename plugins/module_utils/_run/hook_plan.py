@@ -27,6 +27,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import D
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
     moving_guest_from_xml,
     rewrite_host_bindings,
+    status_domain,
     stored_spec_of_move,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
@@ -43,8 +44,7 @@ def others_running(topology: HostTopology, running: Sequence[tuple[str, str]]) -
     bindings: list[GuestBinding] = []
     for name, text in running:
         try:
-            root = parse_xml(text, f"the status of running guest {name}")
-            domain = root if root.tag == "domain" else root.find("domain")
+            domain = status_domain(text, f"the status of running guest {name}")
             if domain is None:
                 continue
             held = dedicated_cpus(topology, domain, name)

@@ -40,6 +40,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestEntry, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.diagram import render_diagram
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.host import host_report
+from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import RunningState
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     parse_capabilities,
@@ -183,26 +184,15 @@ def _guest(
     except VnumaError as error:
         # A broken stored spec is reported, not fatal: the report is what shows it.
         spec, held, spec_error = None, None, str(error.naming(name))
+    # What runs, or what the next start resumes instead of booting the definition (a managed save image's XML).
+    live_xml = entry.guest.xml_if_defined(live=True) if entry.active else None
+    state = RunningState.read(entry.guest, name, live_xml, entry.saved and not entry.active)
     current, source, current_root = defined, "inactive", defined_root
-    # What the next start resumes instead of booting the definition: a managed save image's XML.
-    resumed: DomainNuma | None = None
-    if entry.active:
-        live_xml = entry.guest.xml_if_defined(live=True)
-        if live_xml is not None:
-            current_root = parse_xml(live_xml, f"the running guest {name}", root_tag="domain")
-            current = DomainNuma.from_domain(current_root)
-            source = "live"
-    elif entry.saved:
-        # None: started or removed since the listing, or a driver that cannot read it (then nothing is pending).
-        image_xml = entry.guest.managed_save_xml()
-        if image_xml is not None:
-            resumed = DomainNuma.from_domain(parse_xml(image_xml, f"the managed save image of guest {name}", "domain"))
+    if state.live is not None and state.live_root is not None:
+        current, source, current_root = state.live, "live", state.live_root
     binding = binding_from_domain(current, name, running=entry.active, autostart=entry.autostart)
     placement = place_guest(topology, binding)
-    if source == "live":
-        pending = current.waiting_for_boot(defined, host_cpus)
-    else:
-        pending = resumed.waiting_for_boot(defined, host_cpus) if resumed is not None else []
+    pending = state.pending(defined, host_cpus)
     if pending and source == "live":
         defined_binding = binding_from_domain(defined, name, running=entry.active, autostart=entry.autostart)
         defined_placement = place_guest(topology, defined_binding)

@@ -35,13 +35,16 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import plural
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.features import dimms_need_acpi
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     MemoryDevice,
     attachable,
+    device_element,
     dimms_not_running,
     memory_devices_of,
     not_among,
@@ -53,7 +56,6 @@ __all__ = [
     "DimmSteps",
     "check_hotplug_memory",
     "dimm_steps",
-    "dimm_xml",
     "live_changes",
     "present_dimms",
     "running_memory_devices",
@@ -69,11 +71,6 @@ def present_dimms(devices: Sequence[MemoryDevice]) -> list[tuple[int, int]]:
     (``DomainPlan.target.memory_devices``).
     """
     return [(device.node, device.size_kib) for device in devices if device.model == "dimm" and device.node is not None]
-
-
-def dimm_xml(cell: int, size_kib: int, host_nodes: Sequence[int]) -> str:
-    """A DIMM for guest cell ``cell`` whose memory comes from ``host_nodes``."""
-    return MemoryDevice(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes)).markup()
 
 
 @dataclass(frozen=True)
@@ -118,10 +115,6 @@ def dimm_steps(plan: DomainPlan, wanted_kib: int | None, running: Sequence[Memor
     return DimmSteps(defined, new, len(kept))
 
 
-def _plural(count: int, what: str) -> str:
-    return f"{count} {what}" if count == 1 else f"{count} {what}s"
-
-
 def _check_running_slots(
     layout: Layout,
     kept: Sequence[MemoryDevice],
@@ -145,8 +138,8 @@ def _check_running_slots(
     if defined:
         what.append(f"{len(defined)} of the definition that it runs without")
     raise PlacementError(
-        f"the running guest holds {_plural(len(running), 'memory device')} ({listed}); attaching "
-        f"{_plural(len(defined) + len(new), 'DIMM')} live ({', '.join(what)}) makes {total}, above memory_slots "
+        f"the running guest holds {plural(len(running), 'memory device')} ({listed}); attaching "
+        f"{plural(len(defined) + len(new), 'DIMM')} live ({', '.join(what)}) makes {total}, above memory_slots "
         f"{slots}; detach a memory device from the running guest, or raise memory_slots"
     )
 
@@ -159,21 +152,16 @@ def check_hotplug_memory(
     ``running``: the running guest's memory devices, when the DIMMs go into it live (``dimm_steps``).
     """
     steps = dimm_steps(plan, wanted_kib, running)
-    if steps.new or steps.defined:
-        # QEMU's device_add of a pc-dimm on x86 needs the guest's ACPI memory hotplug controller
-        # ("memory hotplug is not enabled: ... ACPI"), which libvirt only gives a guest with <acpi/>.
-        arch = root.find("os/type")
-        arch_name = arch.get("arch") if arch is not None else None
-        if arch_name in (None, "x86_64", "i686") and root.find("features/acpi") is None:
-            what = (
-                f"hotplug_memory {format_kib(wanted_kib)}"
-                if steps.new and wanted_kib is not None
-                else "attaching the definition's DIMMs to the running guest"
-            )
-            raise SpecError(
-                f"{what} needs ACPI: the guest's <features> has no <acpi/>, "
-                "and QEMU hot-adds DIMMs on x86 only through ACPI; add <acpi/> first"
-            )
+    if (steps.new or steps.defined) and dimms_need_acpi(root):
+        what = (
+            f"hotplug_memory {format_kib(wanted_kib)}"
+            if steps.new and wanted_kib is not None
+            else "attaching the definition's DIMMs to the running guest"
+        )
+        raise SpecError(
+            f"{what} needs ACPI: the guest's <features> has no <acpi/>, "
+            "and QEMU hot-adds DIMMs on x86 only through ACPI; add <acpi/> first"
+        )
     return steps
 
 
@@ -336,11 +324,10 @@ def _attach_dimms(item: Planned, steps: DimmSteps, result: GuestResult, check_mo
     """
     if steps.defined or steps.new:
         result.changed = result.changed or check_mode
-    elements = item.root.findall("devices/memory")
     for device in steps.defined:
         text = f"{device.describe()} of the definition"
         if not check_mode:
-            item.guest.attach_device(attachable(elements[device.index]), live=True, persistent=False)
+            item.guest.attach_device(attachable(device_element(item.root, device)), live=True, persistent=False)
             result.wrote(f"{text} attached live")
         result.live.append(text)
     into_running = item.running and (result.restarted or not result.restart_required)
@@ -350,7 +337,9 @@ def _attach_dimms(item: Planned, steps: DimmSteps, result: GuestResult, check_mo
         result.changes.append(Change(f"devices/memory[{index}]", None, text, ChangeKind.HOTPLUG))
         if not check_mode:
             item.guest.attach_device(
-                dimm_xml(dimm.cell, dimm.size_kib, dimm.host_nodes), live=into_running, persistent=True
+                MemoryDevice.dimm(dimm.cell, dimm.size_kib, dimm.host_nodes).markup(),
+                live=into_running,
+                persistent=True,
             )
             result.wrote(f"{text} attached{' live' if into_running else ''}")
         if into_running:
@@ -371,8 +360,7 @@ def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mod
     name = item.request.name
     resize = item.request.total_memory_kib is not None
     live = parse_xml(item.guest.live_xml(), f"the running guest {name}", root_tag="domain")
-    for element in live.iterfind("devices/memory"):
-        device = MemoryDevice.from_element(element)
+    for device in memory_devices_of(live):
         target = wanted.get(device.alias) if device.cell_owned is not None else None
         if target is None:
             continue
@@ -400,6 +388,7 @@ def _resize_live(item: Planned, plan: DomainPlan, result: GuestResult, check_mod
         text = f"virtio-mem of guest cell {target.node} requested {format_kib(before)} -> {format_kib(after)}"
         result.changed = result.changed or check_mode
         if not check_mode:
+            element = device_element(live, device)
             item.guest.update_device(requested_update(element, after), live=True, persistent=False)
             result.wrote(f"{text} live")
         result.live.append(text)

@@ -61,42 +61,20 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
+    host_side,
     moving_guest_from_root,
     rewrite_host_bindings,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.values import domain_name
 
-__all__ = ["OPERATIONS", "definition_plan", "host_side", "run_migrate", "verify_placement"]
+__all__ = ["OPERATIONS", "definition_plan", "run_migrate", "verify_placement"]
 
 OPERATIONS = ("migrate", "restore")
 
 
 def _root(xml: str, what: str) -> etree._Element:
     return parse_xml(xml, what, root_tag="domain")
-
-
-def host_side(root: etree._Element) -> dict[str, str]:
-    """The host-side values of a domain, by path: what a move may change, for the diff and the check after."""
-    values: dict[str, str] = {}
-    memory = root.find("numatune/memory")
-    if memory is not None and memory.get("nodeset") is not None:
-        values["numatune/memory/nodeset"] = memory.get("nodeset", "")
-    for memnode in root.iterfind("numatune/memnode"):
-        values[f"numatune/memnode[{memnode.get('cellid')}]/nodeset"] = memnode.get("nodeset", "")
-    vcpu = root.find("vcpu")
-    if vcpu is not None and vcpu.get("cpuset") is not None:
-        values["vcpu/cpuset"] = vcpu.get("cpuset", "")
-    for pin in root.iterfind("cputune/vcpupin"):
-        values[f"cputune/vcpupin[{pin.get('vcpu')}]/cpuset"] = pin.get("cpuset", "")
-    for tag in ("emulatorpin", "iothreadpin"):
-        for index, element in enumerate(root.iterfind(f"cputune/{tag}")):
-            key = f"cputune/{tag}" if tag == "emulatorpin" else f"cputune/iothreadpin[{element.get('iothread', index)}]"
-            values[f"{key}/cpuset"] = element.get("cpuset", "")
-    for index, device in enumerate(root.iterfind("devices/memory")):
-        nodemask = device.findtext("source/nodemask")
-        if nodemask is not None:
-            values[f"devices/memory[{index}]/source/nodemask"] = nodemask.strip()
-    return values
 
 
 def _canonical(path: str, value: str) -> str:
@@ -360,7 +338,7 @@ def _restore(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
         with LibvirtHost(uri, *timeouts) as host:
             saved_xml = host.saved_image_xml(path)
             saved = _root(saved_xml, f"the domain XML of the save image {path}")
-            saved_name = (saved.findtext("name") or "").strip()
+            saved_name = domain_name(saved) or ""
             if name and saved_name != name:
                 raise SpecError(f"restore_from {path} holds guest {saved_name}, not {name}")
             name = saved_name

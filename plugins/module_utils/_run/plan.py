@@ -60,20 +60,23 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import (
     GuestRequest,
     Planned,
     Reading,
+    RunningState,
     saved_state_warning,
     spec_for,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import check_hotplug_memory, takes_dimms_live
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.absent import render_absent
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change, ChangeKind
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.definition import (
+    NewDefinition,
+    plan_absent,
+    plan_written,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan, serialize_like
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import memory_devices_of, plugged_of
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import moved_from, unmark_moved
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import moved_from
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import guest_pci_devices, host_pci_devices
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import has_original, has_stored_spec
 
 __all__ = ["Planner"]
 
@@ -385,24 +388,15 @@ class Planner:
         others = {cpu: owner for cpu, owner in taken.items() if owner != request.name}
         warnings: list[str] = []
         choice: AutoChoice | None = None
+        written: NewDefinition
         if request.state == "absent":
-            current = DomainNuma.from_domain(root)
-            # What the write below makes (render_absent on a fresh parse), read as models: the target,
-            # and the warnings (a record that cannot be used) for the result.  A stored spec that cannot
-            # be read does not matter here: absent removes it whatever it says.
-            restored = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
-            warnings.extend(render_absent(restored, request.name))
-            target = DomainNuma.from_domain(restored)
-            changes = current.changes(target)
-            if has_stored_spec(root):
-                changes.append(Change("metadata/vnuma", "stored", None, ChangeKind.LIVE))
-            if has_original(root):
-                changes.append(Change("metadata/vnuma-original", "recorded", None, ChangeKind.LIVE))
+            written = plan_absent(root, xml, request.name)
+            warnings.extend(written.warnings)
             plan = None
         elif request.rerender == "keep" and (moved := moved_from(root)) is not None:
             # A guest that moved keeps what it sees; its host side was planned for this host by the move.
-            current = target = DomainNuma.from_domain(root)
-            changes, plan = [], None
+            kept = DomainNuma.from_domain(root)
+            written, plan = NewDefinition(kept, kept, (), None), None
             warnings.append(
                 f"guest {request.name} came here by {moved} and keeps its topology: nothing is rendered for it; "
                 "rerender: next_boot renders its spec for this host, for its next boot"
@@ -421,43 +415,20 @@ class Planner:
             plan = plan_domain(
                 root, self.topology, spec, others, request.current_vcpus, stored, request.total_memory_kib, host_nodes
             )
-            current, target, changes = plan.current, plan.target, list(plan.changes)
             if devices:
                 warnings.extend(check_affinity(self.topology, plan.layout, devices, request.name))
             warnings.extend(f"guest {request.name}: {warning}" for warning in plan.target.pci.warnings)
             if request.hotplug_memory_kib is not None:
                 check_hotplug_memory(plan, request.hotplug_memory_kib, root)
-        if (plan is not None or request.state == "absent") and moved_from(root) is not None:
-            # Rendered again (or given back) here: the record of the move goes with the kept topology.
-            changes.append(Change("metadata/vnuma-moved", "kept", None, ChangeKind.LIVE))
-        new_xml = None
-        if changes:
-            new_root = parse_xml(xml, f"the definition of guest {request.name}", root_tag="domain")
-            if plan is not None:
-                render_plan(new_root, plan)
-            else:
-                render_absent(new_root, request.name)
-            unmark_moved(new_root)
-            new_xml = serialize_like(new_root, xml)
-        online: set[int] | None = None
-        pending: list[Change] = []
-        plugged: dict[str, int] = {}
-        live: DomainNuma | None = None
-        if running:
-            live = DomainNuma.from_domain(parse_xml(guest.live_xml(), f"the running guest {request.name}", "domain"))
-            online = live.online_vcpus()
-            plugged = plugged_of(live.memory_devices)
-            # What only a boot brings; hot-plugged vCPUs make the running guest differ without one.  Live pins
-            # among them are taken live (_run/live.py), so a rerun converges a guest whose pins differ.
-            pending = live.waiting_for_boot(target, self.topology.cpu_node)
-        elif saved:
-            image_xml = guest.managed_save_xml()
-            if image_xml is not None:
-                what = f"the managed save image of guest {request.name}"
-                image = DomainNuma.from_domain(parse_xml(image_xml, what, root_tag="domain"))
-                # As for a running guest: what resumes is compared, and vCPUs it runs count for a hot-add.
-                online = image.online_vcpus()
-                pending = image.waiting_for_boot(target, self.topology.cpu_node)
+            written = plan_written(root, xml, plan, request.name)
+        target = written.target
+        state = RunningState.read(guest, request.name, guest.live_xml() if running else None, saved)
+        # What only a boot brings; hot-plugged vCPUs make the running guest differ without one.  Live pins among
+        # them are taken live (_run/live.py), so a rerun converges a guest whose pins differ.  A saved guest's
+        # image is compared as a running guest is: what resumes, and the vCPUs it runs count for a hot-add.
+        live = state.live
+        online, pending = state.online, state.pending(target, self.topology.cpu_node)
+        plugged = plugged_of(live.memory_devices) if live is not None else {}
         planned = Planned(
             request,
             guest,
@@ -466,11 +437,11 @@ class Planner:
             running,
             plan,
             target,
-            changes,
-            new_xml,
+            list(written.changes),
+            written.xml,
             online,
             pending,
-            current=current,
+            current=written.current,
             warnings=warnings,
             auto=choice,
             plugged=plugged,

@@ -43,7 +43,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import Hugepages, VirtioMemCells
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciDomain, restored_locality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_domain import PciDomain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import restored_locality
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     insert_child,
     insert_children,

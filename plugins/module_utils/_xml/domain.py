@@ -46,11 +46,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.numatune import Numatune
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import (
-    PciDomain,
-    PciLocality,
-    pci_locality_for,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_controllers import PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_domain import PciDomain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import pci_locality_for
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     CPU_ORDER,
     CPUTUNE_ORDER,

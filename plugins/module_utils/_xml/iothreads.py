@@ -26,7 +26,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import ChangeKind, Items
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.markup import ElementModel, make_markup, parse_markup
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciDomain, PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_controllers import PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_domain import PciDomain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.tree import (
     CPUTUNE_ORDER,
     DOMAIN_ORDER,

@@ -44,6 +44,7 @@ __all__ = [
     "VirtioMemCells",
     "VirtioMemRequests",
     "attachable",
+    "device_element",
     "dimms_not_running",
     "memory_devices_of",
     "not_among",
@@ -276,6 +277,11 @@ class MemoryDevice:
             (make_markup("source", (), source) if source else "") + make_markup("target", (), target) + alias,
         )
 
+    @classmethod
+    def dimm(cls, cell: int, size_kib: int, host_nodes: Sequence[int]) -> MemoryDevice:
+        """The collection's DIMM of ``size_kib`` for guest cell ``cell``, its memory from ``host_nodes`` (a hot-add)."""
+        return cls(index=0, model="dimm", size_kib=size_kib, node=cell, nodemask=tuple(host_nodes))
+
     def paths(self) -> str:
         """The start of this device's change paths: ``devices/memory[ALIAS]``."""
         return f"devices/memory[{self.alias}]"
@@ -354,6 +360,11 @@ def memory_devices_of(root: etree._Element) -> tuple[MemoryDevice, ...]:
     return tuple(
         MemoryDevice.from_element(element, index) for index, element in enumerate(root.iterfind("devices/memory"))
     )
+
+
+def device_element(root: etree._Element, device: MemoryDevice) -> etree._Element:
+    """The element of ``device``, one of ``memory_devices_of(root)``, in the domain ``root`` (by its position)."""
+    return root.findall("devices/memory")[device.index]
 
 
 def not_among(devices: Sequence[MemoryDevice], others: Sequence[MemoryDevice]) -> tuple[MemoryDevice, ...]:

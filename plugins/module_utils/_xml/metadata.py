@@ -8,7 +8,7 @@
 
 Each record is a child of ``<metadata>`` in a namespace of the collection's own: the stored spec
 (``vnuma.py:VNUMA_NS``), the owned parts from before the collection (``vnuma.py:ORIGINAL_NS``), the
-addresses of moved devices (``pci_locality.py:ADDRESSES_NS``), a move with the topology kept
+addresses of moved devices (``pci_addresses.py:ADDRESSES_NS``), a move with the topology kept
 (``migration.py:MOVED_NS``).  libvirt keeps one ``<metadata>`` child per namespace and drops the others
 (virXMLNodeSanitizeNamespaces; https://libvirt.org/formatdomain.html#general-metadata), so each record
 has a namespace of its own, and other applications' children are never touched.  A ``<metadata>`` that

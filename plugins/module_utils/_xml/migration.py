@@ -43,6 +43,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import re
 __all__ = [
     "HOST_SIDE_PATHS",
     "MOVED_NS",
+    "host_side",
     "mark_moved",
     "moved_from",
     "unmark_moved",
@@ -50,6 +51,7 @@ __all__ = [
     "moving_guest_from_xml",
     "rewrite_host_bindings",
     "rewrite_root",
+    "status_domain",
     "stored_spec_of_move",
 ]
 
@@ -63,6 +65,47 @@ HOST_SIDE_PATHS = (
     "cputune/iothreadpin[@cpuset]",
     "devices/memory/source/nodemask",
 )
+# The elements of HOST_SIDE_PATHS that a domain may have several of, and the attribute that tells them apart in
+# ``host_side``'s names ("": their position among the domain's elements of that path).
+_REPEATED = {
+    "numatune/memnode": "cellid",
+    "cputune/vcpupin": "vcpu",
+    "cputune/iothreadpin": "iothread",
+    "devices/memory": "",
+}
+
+
+def _host_value(element: etree._Element | None, attribute: str) -> str | None:
+    if element is None:
+        return None
+    if attribute:
+        return element.get(attribute)
+    return (element.text or "").strip()
+
+
+def host_side(root: etree._Element) -> dict[str, str]:
+    """The host-side values of the domain ``root`` (``HOST_SIDE_PATHS``), by path: what a move may change.
+
+    A repeated element is named by what tells it apart (``cputune/vcpupin[3]/cpuset``,
+    ``devices/memory[0]/source/nodemask``), so that the values before and after a move pair up.
+    """
+    values: dict[str, str] = {}
+    for path in HOST_SIDE_PATHS:
+        element_path, _separator, attribute = path.removesuffix("]").partition("[@")
+        repeated = next((key for key in _REPEATED if f"{element_path}/".startswith(f"{key}/")), None)
+        if repeated is None:
+            for element in root.iterfind(element_path):
+                value = _host_value(element, attribute)
+                if value is not None:
+                    values[f"{element_path}/{attribute}" if attribute else element_path] = value
+            continue
+        inner = element_path[len(repeated) + 1 :]
+        for index, copy in enumerate(root.iterfind(repeated)):
+            value = _host_value(copy.find(inner) if inner else copy, attribute)
+            if value is not None:
+                key = copy.get(_REPEATED[repeated], str(index)) if _REPEATED[repeated] else str(index)
+                values["/".join(part for part in (f"{repeated}[{key}]", inner, attribute) if part)] = value
+    return values
 
 
 # The record that a guest moved with its topology kept (docs/migration.md): vnuma_domain keeps the topology
@@ -178,6 +221,16 @@ def moving_guest_from_root(root: etree._Element, source: HostTopology | None = N
 def moving_guest_from_xml(domain_xml: str, source: HostTopology | None = None) -> MovingGuest:
     """``moving_guest_from_root`` of a domain XML text."""
     return moving_guest_from_root(parse_xml(domain_xml, "the domain XML", "domain"), source)
+
+
+def status_domain(text: str, what: str) -> etree._Element | None:
+    """The ``<domain>`` of a running guest's libvirtd status file (``<domstatus>`` around the live ``<domain>``).
+
+    A bare ``<domain>`` is taken as it is; None when the text holds no domain.  ``what`` names the text in an
+    error (XmlError when it does not parse).
+    """
+    root = parse_xml(text, what)
+    return root if root.tag == "domain" else root.find("domain")
 
 
 def _set(element: etree._Element, attribute: str, cpus: tuple[int, ...]) -> None:

@@ -13,10 +13,8 @@ import pytest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import dimm_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import BatchError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
 from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import Call, FakeGuest, FakeHost, domain_xml
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
@@ -158,23 +156,6 @@ def test_a_failed_live_change_is_reported_with_what_was_written() -> None:
     assert str(a.error) == "guest a: enabling vCPUs 2: injected failure"
     assert a.written == ["definition"]
     assert hypervisor.called("attach_device") == []
-
-
-@pytest.mark.parametrize(
-    "device",
-    [
-        MemoryDevice(index=0, model="dimm", size_kib=131072, node=1, nodemask=(2, 3)),
-        MemoryDevice(index=0, model="dimm", size_kib=1048576, node=0, nodemask=(0,), pagesize_kib=2048),
-        MemoryDevice(index=0, model="dimm", size_kib=262144),
-    ],
-)
-def test_a_dimm_is_written_by_its_element_model_and_reads_back_the_same(device: MemoryDevice) -> None:
-    assert MemoryDevice.from_element(parse_xml(device.markup(), "a DIMM")) == device
-
-
-def test_dimm_xml_binds_the_dimm_to_its_cell_and_host_nodes() -> None:
-    written = MemoryDevice.from_element(parse_xml(dimm_xml(1, 131072, (2, 3)), "a DIMM"))
-    assert (written.model, written.node, written.size_kib, written.nodemask) == ("dimm", 1, 131072, (2, 3))
 
 
 VIRTIO_MEM = {"mode": "host", "max_memory": "4 GiB", "memory_slots": 4, "memory_device": "virtio-mem"}

@@ -28,7 +28,7 @@ from ansible_collections.vnuma.libvirt.tests.unit.plugins.module_utils._run.test
 TOPOLOGY = host("testdriver-default")
 HOTPLUG = {"mode": "host", "max_memory": "4 GiB", "memory_slots": 4}
 MIB = 1024
-# The collection's DIMM of 128 MiB for guest cell N (host node N on this host), as _run/live.py:dimm_xml writes it.
+# The collection's DIMM of 128 MiB for guest cell N (host node N on this host), as MemoryDevice.dimm writes it.
 DIMM = (
     '<memory model="dimm"><source><nodemask>{node}</nodemask></source>'
     '<target><size unit="KiB">131072</size><node>{node}</node></target></memory>'

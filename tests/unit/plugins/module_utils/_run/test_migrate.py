@@ -32,12 +32,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.migrate import 
     _verify_running,
     changes,
     definition_plan,
-    host_side,
     run_migrate,
     verify_placement,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import expand_domain
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
+    host_side,
     moving_guest_from_xml,
     rewrite_host_bindings,
 )

@@ -31,10 +31,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     place_guest,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._run.live import dimm_xml
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import binding_from_domain, dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import plan_domain, render_plan
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import MemoryDevice
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.vnuma import store_spec
 from ansible_collections.vnuma.libvirt.tests.support.bindings import binding_from_layout
@@ -524,7 +524,7 @@ def test_a_rendered_layout_reads_back_as_its_binding(drawn: tuple[LayoutCase, st
             hot_add = ()
         devices = root.find("devices")
         for part in hot_add:
-            devices.append(parse_xml(dimm_xml(part.cell, part.size_kib, part.host_nodes), "DIMM"))
+            devices.append(parse_xml(MemoryDevice.dimm(part.cell, part.size_kib, part.host_nodes).markup(), "DIMM"))
             dimms.append(DimmBinding(part.cell, part.size_kib, part.host_nodes))
         event(f"{len(dimms)} DIMMs" if dimms else "no DIMMs")
     written = parse_xml(to_text(root), "domain XML", root_tag="domain")

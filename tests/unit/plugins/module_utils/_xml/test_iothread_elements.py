@@ -19,7 +19,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.iothreads impor
     device_cells,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import etree, parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciDomain, PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_controllers import PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_domain import PciDomain
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 RING = host("seed-4node-ring")

@@ -16,8 +16,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import D
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.memory import (
     Hugepages,
     MaxMemory,
+    MemoryDevice,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import to_text
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
 from ansible_collections.vnuma.libvirt.tests.support.domain_cases import (
     GIB,
     PLAIN,
@@ -143,3 +144,20 @@ def test_kept_hugepages_naming_lost_cells_are_refused() -> None:
     )
     with pytest.raises(SpecError, match="names guest cells 2-3"):
         render(domain, make_layout(cells=2))
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        MemoryDevice(index=0, model="dimm", size_kib=131072, node=1, nodemask=(2, 3)),
+        MemoryDevice(index=0, model="dimm", size_kib=1048576, node=0, nodemask=(0,), pagesize_kib=2048),
+        MemoryDevice(index=0, model="dimm", size_kib=262144),
+    ],
+)
+def test_a_dimm_is_written_by_its_element_model_and_reads_back_the_same(device: MemoryDevice) -> None:
+    assert MemoryDevice.from_element(parse_xml(device.markup(), "a DIMM")) == device
+
+
+def test_a_hot_added_dimm_is_bound_to_its_cell_and_host_nodes() -> None:
+    written = MemoryDevice.from_element(parse_xml(MemoryDevice.dimm(1, 131072, (2, 3)).markup(), "a DIMM"))
+    assert (written.model, written.node, written.size_kib, written.nodemask) == ("dimm", 1, 131072, (2, 3))

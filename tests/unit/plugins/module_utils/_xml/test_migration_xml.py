@@ -12,6 +12,7 @@ changed: the documents with the host-side values blanked are equal in canonical 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_plan impor
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import dedicated_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
     HOST_SIDE_PATHS,
+    host_side,
     moving_guest_from_xml,
     rewrite_host_bindings,
 )
@@ -262,3 +264,27 @@ def test_a_bad_number_in_the_domain_rewritten_is_an_xml_error(old: str, new: str
     with pytest.raises(XmlError) as caught:
         rewrite_host_bindings(bad, plan)
     assert str(caught.value) == f"guest ring-hotplug: {problem}"
+
+
+def test_host_side_reads_every_host_side_path_and_names_repeated_elements_apart() -> None:
+    text = """<domain><name>g</name><vcpu cpuset='0-3'>2</vcpu><iothreads>1</iothreads>
+      <cputune><vcpupin vcpu='1' cpuset='2'/><vcpupin vcpu='0' cpuset='1'/><emulatorpin cpuset='3'/>
+        <iothreadpin iothread='1' cpuset='0-1'/></cputune>
+      <numatune><memory mode='strict' nodeset='0-1'/><memnode cellid='1' mode='strict' nodeset='1'/></numatune>
+      <devices><memory model='dimm'><target><size unit='KiB'>131072</size></target></memory>
+        <memory model='dimm'><source><nodemask> 1 </nodemask></source><target><size unit='KiB'>131072</size>
+        <node>1</node></target></memory></devices></domain>"""
+    values = host_side(parse_xml(text, "domain"))
+    assert values == {
+        "numatune/memory/nodeset": "0-1",
+        "numatune/memnode[1]/nodeset": "1",
+        "vcpu/cpuset": "0-3",
+        "cputune/vcpupin[1]/cpuset": "2",
+        "cputune/vcpupin[0]/cpuset": "1",
+        "cputune/emulatorpin/cpuset": "3",
+        "cputune/iothreadpin[1]/cpuset": "0-1",
+        "devices/memory[1]/source/nodemask": "1",
+    }
+    # Each path of HOST_SIDE_PATHS is read: the list is the one place that says what a move may change.
+    listed = {path.removesuffix("]").replace("[@", "/") for path in HOST_SIDE_PATHS}
+    assert {re.sub(r"\[[^]]*\]", "", key) for key in values} == listed

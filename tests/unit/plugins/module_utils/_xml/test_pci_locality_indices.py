@@ -23,7 +23,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan, plan_domain, render_plan
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml, to_text
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciDomain
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_domain import PciDomain
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 TOPOLOGY = parse_capabilities((FIXTURES / "capabilities" / "seed-4node-ring.xml").read_text(encoding="utf-8"))

@@ -21,7 +21,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import e
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.iothreads import IoThreads
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.nodedev import parse_node_device
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
-from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_locality import PciDomain, PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_controllers import PciLocality
+from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.pci_domain import PciDomain
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 RING = host("seed-4node-ring")
