@@ -10,10 +10,7 @@ The host is intel-snc2-cxl: nodes 0-3 with CPUs, 4-5 without, 2 GiB of 2 MiB pag
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from types import FrameType
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,6 +27,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
     GuestBinding,
     place_guests,
 )
+from ansible_collections.vnuma.libvirt.tests.support.call_count import calls_into
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 
 TOPOLOGY = host("intel-snc2-cxl")
@@ -110,22 +108,11 @@ def bookkeeping_calls(count: int) -> int:
     tally = CapacityTally(check_capacity(TOPOLOGY, place_guests(TOPOLOGY, held)))
     guest = GuestBinding("new", (CellBinding(0, (0,), 512 * MIB, "strict", (1, 2)), CellBinding(1, (1,), 256 * MIB)))
     (placement,) = place_guests(TOPOLOGY, [guest])
-    calls = 0
-    bookkeeping = vars(capacity)
-
-    def profile(frame: FrameType, event: str, _arg: Any) -> None:
-        nonlocal calls
-        if event == "call" and frame.f_globals is bookkeeping:
-            calls += 1
-
-    sys.setprofile(profile)
-    try:
+    with calls_into(capacity) as counted:
         tally.room(without="new")
         tally.add(TOPOLOGY, placement)
         tally.room(without="g0")
-    finally:
-        sys.setprofile(None)
-    return calls
+    return counted.calls
 
 
 def test_a_guest_costs_the_same_whatever_the_guests_already_counted() -> None:

@@ -12,10 +12,8 @@ the capacity bookkeeping's work, and compare every choice with one made in a roo
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -38,6 +36,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.parse import parse_xml
+from ansible_collections.vnuma.libvirt.tests.support.call_count import calls_into
 from ansible_collections.vnuma.libvirt.tests.support.fake_libvirt import FakeHost, domain_xml
 from ansible_collections.vnuma.libvirt.tests.support.hostgen import GIB, HostShape, build_capabilities
 
@@ -71,21 +70,10 @@ def capacity_calls(count: int) -> int:
     names = [f"g{index}" for index in range(count)]
     hypervisor = FakeHost({name: domain_xml(name, vcpus=1, memory_mib=256) for name in names})
     planner = Planner(hypervisor.connection(), ROOMY)
-    calls = 0
-    bookkeeping = vars(capacity)
-
-    def profile(frame: FrameType, event: str, _arg: Any) -> None:
-        nonlocal calls
-        if event == "call" and frame.f_globals is bookkeeping:
-            calls += 1
-
-    sys.setprofile(profile)
-    try:
+    with calls_into(capacity) as counted:
         results = planner.plan_all([GuestRequest(name, {"mode": "auto"}) for name in names])
-    finally:
-        sys.setprofile(None)
     assert all(isinstance(result, Planned) and result.auto is not None for result in results)
-    return calls
+    return counted.calls
 
 
 def test_the_bookkeeping_of_a_call_grows_linearly_with_its_mode_auto_guests() -> None:
