@@ -149,7 +149,7 @@ def _counted_cells(vcpus: Any, cells: Any, distribution: Any, threads: Any, node
     """The vCPUs of ``cells`` cells by arithmetic alone, without a host."""
     # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
     from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import distribute_vcpus
+    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.vcpu_distribution import distribute_vcpus
 
     if cells is None:
         raise AnsibleFilterError(f"vnuma.libvirt.{_NAME}: cells is required without capabilities")

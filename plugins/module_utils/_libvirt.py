@@ -11,9 +11,10 @@ Nothing here knows about Ansible.
 
 Deadlines.  Connecting retries only while the daemon is not up yet (its socket refuses connections)
 and for ``connect_timeout`` seconds at most; every other connection error fails at once.  Every call
-that can block on the daemon runs in a worker thread and is given up after ``call_timeout`` seconds:
-libvirt has no timeout of its own for a call the daemon accepted, and a stopped libvirtd (SIGSTOP), or
-a daemon waiting on a stopped QEMU process, would otherwise hang the run forever.  Connections to a
+that can block on the daemon runs in a worker thread and is given up after ``call_timeout`` seconds
+(``_hypervisor.py:DeadlineCalls``): libvirt has no timeout of its own for a call the daemon accepted, and a
+stopped libvirtd (SIGSTOP), or a daemon waiting on a stopped QEMU process, would otherwise hang the run
+forever.  Connections to a
 daemon also use libvirt's keepalive (with libvirt's default event loop running in a daemon thread), so
 that a daemon that stopped answering closes the connection and the blocked call ends on its own.
 libvirt's test driver runs inside this process and needs none of this.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import stat
 import threading
 import time
@@ -36,7 +36,6 @@ from typing import Any, Protocol, TypeVar, TypeVarTuple
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import (
-    LibvirtDeadlineError,
     LibvirtOperationError,
     SpecError,
 )
@@ -45,6 +44,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     CONNECT_TIMEOUT_LIMITS,
     check_seconds,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import DeadlineCalls
 
 try:
     import libvirt
@@ -60,9 +60,7 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "GuestEntry",
-    "GuestHandle",
     "HAS_LIBVIRT",
-    "HostConnection",
     "LIBVIRT_IMPORT_ERROR",
     "LibvirtGuest",
     "LibvirtHost",
@@ -284,101 +282,13 @@ def _start_event_loop() -> None:
         _EVENT_LOOP.append(thread)
 
 
-class _Worker:
-    """A daemon thread that runs blocking libvirt calls one at a time, and waits in ``_IDLE`` between them.
+class _Calls(DeadlineCalls):
+    """``DeadlineCalls`` with libvirt's errors: a keepalive timeout gives the connection up, a failure is ours."""
 
-    Starting a thread for each call cost 0.2 ms quiet and over 1 ms under load, for a few hundred calls per
-    run; a free worker takes the next call.  A worker whose call outlives its deadline stays busy with it,
-    and the next call gets another worker.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="libvirt calls", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            job, done = self._jobs.get()
-            job()
-            # Free before the caller learns the call ended, so that the caller's next call finds it.
-            with _IDLE_LOCK:
-                _IDLE.append(self)
-            done.set()
-
-    @staticmethod
-    def run(job: Callable[[], None], deadline: float) -> None:
-        """``job`` in a free worker (a new one if none is free), waiting for it at most ``deadline`` seconds."""
-        with _IDLE_LOCK:
-            worker = _IDLE.pop() if _IDLE else None
-        if worker is None:
-            worker = _Worker()
-        done = threading.Event()
-        worker._jobs.put((job, done))
-        done.wait(deadline)
-
-
-# Workers without a call: shared by every connection of the process (restarts call from several threads at once).
-_IDLE: list[_Worker] = []
-_IDLE_LOCK = threading.Lock()
-# A forked child has none of its parent's threads: a worker listed there would never answer.
-os.register_at_fork(after_in_child=_IDLE.clear)
-
-
-class _Calls:
-    """Runs one connection's blocking libvirt calls, each within ``call_timeout`` seconds.
-
-    The call runs in a worker thread (``_Worker``) that the caller waits for.  When the wait ends first, the
-    call is given up (libvirt cannot cancel it) and so is the connection: a thread still blocks inside it,
-    and every later call fails at once with the reason instead of waiting again.  The process ending frees
-    the thread.
-    """
-
-    def __init__(self, uri: str, call_timeout: float, bounded: bool) -> None:
-        self.uri = uri
-        self.call_timeout = call_timeout
-        self.bounded = bounded
-        # Why the connection cannot be used any more, once it cannot.
-        self.lost: str | None = None
-
-    def _where(self, what: str) -> str:
-        return what if self.uri in what else f"{what} at {self.uri}"
-
-    def raw(self, what: str, function: Callable[[*_Args], _Result], *args: *_Args, guest: str | None = None) -> _Result:
-        """``function(*args)`` within the deadline; libvirt's own errors are raised as they are."""
-        if self.lost is not None:
-            raise LibvirtOperationError(f"{self._where(what)}: not attempted: {self.lost}", guest=guest)
-        if not self.bounded:
-            return function(*args)
-        # The worker appends to one of them, once.
-        results: list[_Result] = []
-        failures: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                results.append(function(*args))
-            except BaseException as error:  # handed over to the waiting thread as it is
-                failures.append(error)
-
-        _Worker.run(run, self.call_timeout)
-        if results:
-            return results[0]
-        if not failures:
-            self.lost = f"an earlier call ({what}) got no answer within {self.call_timeout:g} s"
-            raise LibvirtDeadlineError(self._no_answer(what), guest=guest)
-        value = failures[0]
-        if isinstance(value, libvirt.libvirtError) and _keepalive_closed(value):
-            # The daemon stopped answering even libvirt's keepalive messages: the connection is closed.
-            self.lost = f"libvirtd stopped answering during an earlier call ({what})"
-            raise LibvirtDeadlineError(
-                f"{self._no_answer(what)} (libvirt: {value.get_error_message()})", guest=guest
-            ) from None
-        raise value
-
-    def _no_answer(self, what: str) -> str:
-        return (
-            f"{self._where(what)}: no answer within {self.call_timeout:g} s (call_timeout); "
-            "libvirtd, or the guest's QEMU process it waits on, is stopped or hung"
-        )
+    def keepalive_message(self, error: BaseException) -> str | None:
+        if isinstance(error, libvirt.libvirtError) and _keepalive_closed(error):
+            return str(error.get_error_message())
+        return None
 
     def error(self, what: str, error: _Error, guest: str | None = None) -> LibvirtOperationError:
         """A libvirt error as the collection's, with libvirt's message; the URI when the connection failed."""
@@ -463,67 +373,6 @@ class GuestEntry:
     @property
     def name(self) -> str:
         return self.guest.name
-
-
-class GuestHandle(Protocol):
-    """What the orchestration (``_run``) asks of one guest: ``LibvirtGuest``, or a test's stand-in."""
-
-    @property
-    def name(self) -> str: ...
-
-    def is_running(self) -> bool: ...
-
-    def memory_kib(self) -> int: ...
-
-    def inactive_xml(self) -> str: ...
-
-    def live_xml(self) -> str: ...
-
-    def xml_if_defined(self, live: bool = False) -> str | None: ...
-
-    def running_if_defined(self) -> bool | None: ...
-
-    def ask_shutdown(self) -> str: ...
-
-    def destroy(self) -> None: ...
-
-    def start(self) -> None: ...
-
-    def has_managed_save(self) -> bool: ...
-
-    def managed_save_xml(self) -> str | None: ...
-
-    def pin_vcpu_live(self, vcpu: int, cpus: Iterable[int], host_cpus: int) -> None: ...
-
-    def pin_iothread_live(self, iothread: int, cpus: Iterable[int], host_cpus: int) -> None: ...
-
-    def set_vcpus_online(self, vcpus: Iterable[int], online: bool, persistent: bool) -> None: ...
-
-    def attach_device(self, xml: str, live: bool, persistent: bool) -> None: ...
-
-    def update_device(self, xml: str, live: bool, persistent: bool) -> None: ...
-
-
-class HostConnection(Protocol):
-    """What the orchestration (``_run``) asks of a hypervisor: ``LibvirtHost``, or a test's stand-in.
-
-    Kept to the calls ``_run/`` makes, so that a stand-in is small and mypy proves it matches.
-    """
-
-    @property
-    def uri(self) -> str: ...
-
-    def running_names(self) -> list[str]: ...
-
-    def autostart_names(self) -> list[str]: ...
-
-    def managed_save_names(self) -> list[str]: ...
-
-    def definitions(self) -> Sequence[tuple[GuestHandle, str]]: ...
-
-    def define(self, xml: str, guest: str | None = None) -> GuestHandle: ...
-
-    def pci_device_xmls(self) -> Sequence[str]: ...
 
 
 class LibvirtHost:

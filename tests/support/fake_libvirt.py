@@ -5,7 +5,7 @@
 """An in-memory hypervisor for the orchestration's unit tests (``_run``), no libvirt needed.
 
 ``FakeHost`` and ``FakeGuest`` implement what ``_run`` asks of a connection
-(``_libvirt.py:HostConnection`` and ``GuestHandle``: mypy checks that they match).  Definitions are
+(``_hypervisor.py:HostConnection`` and ``GuestHandle``: mypy checks that they match).  Definitions are
 XML strings held in memory; every call is recorded in ``FakeHost.calls``; faults are injected per
 guest and call.  What a define refuses is kept to what the tests need: XML that does not parse, a
 domain without a name, and a cell or pin naming a vCPU the domain does not have (libvirt's
@@ -37,7 +37,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     LibvirtOperationError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED, HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED
 
 URI = "fake:///vnuma"
 

@@ -7,10 +7,11 @@
 The layers (docs/architecture.md)::
 
     plugins/modules, plugins/filter, plugins/plugin_utils   glue: the only importers of Ansible
-    module_utils/_run      orchestration: _core, _xml, _libvirt, _report
+    module_utils/_run      orchestration: _core, _xml, _libvirt, _hypervisor, _report
     module_utils/_report   presentation: _core
     module_utils/_xml      XML: lxml (in parse.py alone) and _core
-    module_utils/_libvirt  the libvirt adapter: libvirt and _core
+    module_utils/_libvirt  the libvirt adapter: libvirt, _hypervisor and _core
+    module_utils/_hypervisor  the hypervisor without libvirt (its Protocols, call deadlines): _core
     module_utils/_core     pure: the standard library only
 
 Every import statement counts, also those inside functions or ``try``, so a guarded import cannot slip
@@ -33,7 +34,7 @@ COLLECTION = "ansible_collections.vnuma.libvirt."
 # What an import reaches, by kind: ansible, lxml, libvirt, a layer package of module_utils, "module_utils"
 # (a file of module_utils outside the layers), "glue" (modules, filters, plugin_utils, doc_fragments), or
 # "foreign" (another collection, a third-party package).  The standard library is allowed everywhere.
-LAYER_PACKAGES = frozenset({"_core", "_xml", "_libvirt", "_run", "_report"})
+LAYER_PACKAGES = frozenset({"_core", "_xml", "_libvirt", "_hypervisor", "_run", "_report"})
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 
 
@@ -53,9 +54,16 @@ LAYERS = (
     Layer("module_utils/_core/", frozenset({"_core"}), "the pure core"),
     Layer("module_utils/_report/", frozenset({"_core", "_report"}), "the presentation layer"),
     Layer("module_utils/_xml/", frozenset({"lxml", "_core", "_xml"}), "the XML layer"),
-    Layer("module_utils/_libvirt.py", frozenset({"libvirt", "_core"}), "the libvirt adapter"),
-    Layer("module_utils/_run/", frozenset({"_core", "_xml", "_libvirt", "_report", "_run"}), "orchestration"),
-    Layer("modules/", frozenset({"ansible", "_core", "_xml", "_libvirt", "_run", "_report"}), "a module"),
+    Layer("module_utils/_libvirt.py", frozenset({"libvirt", "_core", "_hypervisor"}), "the libvirt adapter"),
+    Layer("module_utils/_hypervisor.py", frozenset({"_core"}), "the hypervisor interface"),
+    Layer(
+        "module_utils/_run/",
+        frozenset({"_core", "_xml", "_libvirt", "_hypervisor", "_report", "_run"}),
+        "orchestration",
+    ),
+    Layer(
+        "modules/", frozenset({"ansible", "_core", "_xml", "_libvirt", "_hypervisor", "_run", "_report"}), "a module"
+    ),
     Layer("filter/", frozenset({"ansible", "_core", "_xml", "_report", "glue"}), "a filter"),
     # Action plugins run on the controller too (the role's report writer): the filters' rules.
     # It renders the role's templates with jinja2, ansible-core's own template engine.
@@ -113,7 +121,9 @@ def check_layers(plugins: Path) -> list[str]:
         shown = f"plugins/{relative}"
         layer = layer_of(relative)
         if layer is None:
-            problems.append(f"{shown} is in no layer: module_utils holds _core, _xml, _run, _report and _libvirt.py")
+            problems.append(
+                f"{shown} is in no layer: module_utils holds _core, _xml, _run, _report, _libvirt.py and _hypervisor.py"
+            )
             continue
         seen: set[tuple[int, str]] = set()
         for line, module, named in imports_of(ast.parse(path.read_text(encoding="utf-8"), filename=shown)):
@@ -165,7 +175,9 @@ GOOD = {
     "module_utils/_xml/domain.py": f"from {_MU}._xml.parse import etree\nfrom {_MU}._core.spec import X\n",
     "module_utils/_libvirt.py": (
         f"try:\n    import libvirt\nexcept ImportError:\n    pass\nfrom {_MU}._core import errors\n"
+        f"from {_MU}._hypervisor import DeadlineCalls\n"
     ),
+    "module_utils/_hypervisor.py": f"import threading\nfrom {_MU}._core import errors\n",
     "module_utils/_report/__init__.py": "",
     "module_utils/_report/diagram.py": f"from {_MU}._core.spec import X\n",
     "module_utils/_run/__init__.py": "",
@@ -249,6 +261,22 @@ BAD_CASES = [
         id="libvirt-adapter-imports-xml",
     ),
     pytest.param(
+        {"module_utils/_hypervisor.py": "import libvirt\n"},
+        [
+            "plugins/module_utils/_hypervisor.py imports libvirt (line 1): the hypervisor interface must not",
+            "plugins/module_utils/_hypervisor.py imports libvirt: only plugins/module_utils/_libvirt.py may",
+        ],
+        id="hypervisor-interface-imports-libvirt",
+    ),
+    pytest.param(
+        {"module_utils/_hypervisor.py": f"from {_MU} import _libvirt\n"},
+        [
+            "plugins/module_utils/_hypervisor.py imports plugins.module_utils._libvirt (line 1): "
+            "the hypervisor interface must not"
+        ],
+        id="hypervisor-interface-imports-libvirt-adapter",
+    ),
+    pytest.param(
         {"module_utils/_run/converge.py": "from ansible.module_utils.basic import AnsibleModule\n"},
         ["plugins/module_utils/_run/converge.py imports ansible (line 1): orchestration must not"],
         id="run-imports-ansible",
@@ -292,7 +320,7 @@ BAD_CASES = [
         {"module_utils/_helpers.py": "import re\n"},
         [
             "plugins/module_utils/_helpers.py is in no layer: "
-            "module_utils holds _core, _xml, _run, _report and _libvirt.py"
+            "module_utils holds _core, _xml, _run, _report, _libvirt.py and _hypervisor.py"
         ],
         id="flat-module-utils-file",
     ),

@@ -88,7 +88,7 @@ def named_cpus(others: Iterable[GuestBinding], guest: str) -> dict[int, str]:
     """Host CPU -> a guest other than ``guest`` whose pins name it (vCPU, default, emulator), of the counted guests.
 
     What ``_cpu_problems`` refuses a dedicated CPU for, as a map: a planner of dedicated pinning (the migration
-    planner, ``_core/migration.py``) leaves these CPUs out so that its plan passes this check.
+    planner, ``_core/move_planner.py``) leaves these CPUs out so that its plan passes this check.
     """
     named: dict[int, str] = {}
     for binding in others:

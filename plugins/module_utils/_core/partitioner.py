@@ -38,13 +38,12 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.options import CELLS_REASON, MAX_CELLS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import (
-    MAX_VCPUS,
-    VCPUS_REASON,
     GuestShape,
     VnumaSpec,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_count, format_kib, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.vcpu_distribution import distribute_vcpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.wording import cells_text, nodes_text
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
     "bind_cells",
     "cell_distance",
     "compute_layout",
-    "distribute_vcpus",
 ]
 
 T = TypeVar("T")
@@ -71,49 +69,6 @@ def _even_slices(items: Sequence[T], parts: int) -> tuple[tuple[T, ...], ...]:
         slices.append(tuple(items[start : start + size]))
         start += size
     return tuple(slices)
-
-
-def distribute_vcpus(
-    vcpus: int,
-    cells: int,
-    distribution: str,
-    threads: int = 1,
-    host_cells: Sequence[int] | None = None,
-) -> list[list[int]]:
-    """vCPU ids per guest cell for one distribution (docs/partitioning.md, "Distributions").
-
-    ``threads`` is the guest core width (``siblings``); ``host_cells`` is needed by
-    ``round-robin`` only: the guest cell behind each selected host CPU, in host CPU id order.
-    """
-    # The limits first: a list per cell and an entry per vCPU are built below.
-    check_count("vcpus", vcpus, MAX_VCPUS, VCPUS_REASON)
-    check_count("cells", cells, MAX_CELLS, CELLS_REASON)
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        check_count("threads", threads)
-    if threads < 1 or vcpus % threads:
-        raise SpecError(f"{vcpus} vCPUs cannot be cut into guest cores of {shown(threads)} threads")
-    blocks: list[list[int]] = [[] for _cell in range(cells)]
-    if distribution in ("contiguous", "siblings"):
-        start = 0
-        for cell, cores in enumerate(even_split(vcpus // threads, cells)):
-            blocks[cell] = list(range(start, start + cores * threads))
-            start += cores * threads
-    elif distribution == "interleave":
-        for vcpu in range(vcpus):
-            blocks[vcpu % cells].append(vcpu)
-    elif distribution == "round-robin":
-        if not host_cells:
-            raise SpecError("distribution round-robin follows the host's CPU numbering and needs the host topology")
-        bad = sorted({cell for cell in host_cells if not 0 <= cell < cells})
-        if bad:
-            raise SpecError(f"host CPUs are mapped to guest cells {format_cpuset(bad)}, beyond the {cells} cells")
-        for vcpu in range(vcpus):
-            blocks[host_cells[vcpu * len(host_cells) // vcpus]].append(vcpu)
-    else:
-        raise SpecError(
-            f"distribution {shown(distribution)} is not one of contiguous, siblings, round-robin, interleave"
-        )
-    return blocks
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     LibvirtDeadlineError,
     LibvirtOperationError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import HostConnection
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.plan import Planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import HostConnection
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.apply import define_and_verify, describe, fresh
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import write_backup
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned

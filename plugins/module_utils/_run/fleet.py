@@ -36,12 +36,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import (
     guest_failures,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import read_digits
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (
-    CONNECTION_ARGS,
-    GuestHandle,
-    HostConnection,
-    LibvirtHost,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import GuestHandle, HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import CONNECTION_ARGS, LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.domain import converging, domain_result
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import GuestRequest, Planned

@@ -20,7 +20,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.auto import Au
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError, VnumaError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestPlacement
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import GuestHandle
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.changes import Change
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.domain import DomainNuma
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.expand import DomainPlan

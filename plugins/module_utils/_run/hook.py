@@ -12,7 +12,7 @@ on stdin.  For ``migrate begin`` (on the destination, before QEMU starts) and ``
 output keeps it, and a non-zero exit cancels the move with the hook's stderr in libvirt's error.
 
 This hook rewrites only the host-side bindings of a guest that carries a spec stored by the
-collection: the same planner and XML rewrite as ``vnuma_migrate`` (``_core/migration.py``,
+collection: the same planner and XML rewrite as ``vnuma_migrate`` (``_core/move_planner.py``,
 ``_xml/migration.py``), against the host topology cache (``_run/topology_cache.py``).  A guest
 without a stored spec, and every other operation, passes through: nothing printed, exit 0.
 

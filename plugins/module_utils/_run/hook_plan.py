@@ -8,7 +8,7 @@
 
 Called by ``_run/hook.py`` inside libvirtd's hook call, so it imports only the pure core, the XML layer
 and the topology cache, never ``_libvirt.py`` (``_run/hook_install.py`` refuses to install a hook that
-would).  The planner and the rewrite are ``vnuma_migrate``'s own (``_core/migration.py:plan_destination``,
+would).  The planner and the rewrite are ``vnuma_migrate``'s own (``_core/move_planner.py:plan_destination``,
 ``_xml/migration.py``).
 """
 
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import check_destination, plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_capacity import check_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import GuestBinding, place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.topology_cache import read_cache
@@ -59,7 +60,7 @@ def others_running(topology: HostTopology, running: Sequence[tuple[str, str]]) -
 def rebind_for_host(domain_xml: str, cache_path: str, running: Sequence[tuple[str, str]]) -> str | None:
     """``domain_xml`` with its host-side bindings planned for this host; None for a guest without a stored spec.
 
-    The plan is checked as ``vnuma_migrate`` checks it (``_core/migration.py:check_destination``): the
+    The plan is checked as ``vnuma_migrate`` checks it (``_core/move_capacity.py:check_destination``): the
     guest's cells and memory devices beside the running guests, per node.  Raises the collection's error
     family when the guest cannot fit (naming the guest, cell and limit) or the topology cache is missing.
     """

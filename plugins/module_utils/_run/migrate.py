@@ -9,8 +9,8 @@
 1. Read the guest as it runs (its live XML) and, for a restore, the XML stored in the save image.
 2. Read the destination: its topology (capabilities, or ``host_capabilities``), the guests it runs or
    starts with it, and the CPUs other guests hold (``_run/plan.py:Planner`` reads them as vnuma_domain does).
-3. Plan (``_core/migration.py:plan_destination``) and check the destination's capacity with the planned
-   guest in place (``_core/migration.py:check_destination``).  A persistent definition that lays the guest
+3. Plan (``_core/move_planner.py:plan_destination``) and check the destination's capacity with the planned
+   guest in place (``_core/move_capacity.py:check_destination``).  A persistent definition that lays the guest
    out otherwise than it runs (a change waiting for its next boot) is planned from itself
    (``definition_plan``).  Nothing has changed on either host yet; a refusal stops here.  Check mode stops
    here too, and returns the plan and the host-side changes.
@@ -34,12 +34,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     SpecError,
     VnumaError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
-    DestinationPlan,
-    MovingGuest,
-    check_destination,
-    plan_destination,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_capacity import check_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_models import DestinationPlan, MovingGuest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import (

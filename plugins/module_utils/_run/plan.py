@@ -48,7 +48,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement impo
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import DEDICATED_PINNINGS
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import format_kib
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import GuestHandle, HostConnection
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import GuestHandle, HostConnection
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.auto import (
     is_auto,
     placed_for_room,

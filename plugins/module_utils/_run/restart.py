@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError, VnumaError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED, GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._hypervisor import GuestHandle
+from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import SHUTDOWN_ASKED
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.guest import Planned
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.results import GuestResult
 

@@ -6,7 +6,7 @@
 
 """A guest that moves, in and out of its domain XML (docs/migration.md).
 
-``moving_guest_from_xml`` reads what ``_core/migration.py:plan_destination`` needs from a domain XML
+``moving_guest_from_xml`` reads what ``_core/move_planner.py:plan_destination`` needs from a domain XML
 (the live XML of a running guest, or a saved image's XML) and the spec stored in its metadata.
 ``rewrite_host_bindings`` writes a ``DestinationPlan`` back: only the host side changes (``<numatune>``
 nodesets, ``<vcpupin>``, ``<emulatorpin>``, ``<iothreadpin>``, ``<vcpu cpuset>``, memory devices'
@@ -19,7 +19,7 @@ from __future__ import annotations
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.cpuset import format_cpuset
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import default_distance
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import VnumaError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_models import (
     DestinationPlan,
     MovingCell,
     MovingGuest,

@@ -37,9 +37,9 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     VnumaError,
     XmlError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import distribute_vcpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import parse_int, parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.vcpu_distribution import distribute_vcpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import (
     MAX_CAPABILITIES_BYTES,
     parse_capabilities,

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""_libvirt._Calls: each call within call_timeout, in worker threads that later calls reuse.
+"""_libvirt._Calls (over _hypervisor.DeadlineCalls): each call within call_timeout, in reused worker threads.
 
 tests/integration/test_connections.py holds the deadlines against a stopped libvirtd; these hold the worker
 threads themselves with plain functions standing in for libvirt's calls.

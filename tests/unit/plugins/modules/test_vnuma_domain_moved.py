@@ -19,7 +19,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import (
     moved_from,
     moving_guest_from_xml,

@@ -7,14 +7,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_host_svg import vnuma_host_svg
-from ansible_collections.vnuma.libvirt.plugins.filter.vnuma_layout import vnuma_layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core import distances, migration, partitioner, topology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core import distances, move_models, partitioner, topology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.distances import (
     DEFAULT_REMOTE_DISTANCE,
     LOCAL_DISTANCE,
@@ -29,12 +25,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner im
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
 from ansible_collections.vnuma.libvirt.plugins.module_utils._report.from_report import topology_from_report
-from ansible_collections.vnuma.libvirt.plugins.module_utils._report.host import host_report
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml import cpu_numa
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities import parse_capabilities
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.migration import moving_guest_from_xml
-from ansible_collections.vnuma.libvirt.tests.support.hostgen import HostShape, build_capabilities
-from ansible_collections.vnuma.libvirt.tests.support.hosts import host
+from ansible_collections.vnuma.libvirt.tests.support.distance_cases import REFUSAL, TEN_APART, report_ten_apart
+from ansible_collections.vnuma.libvirt.tests.support.hostgen import build_capabilities
 
 
 def test_limits() -> None:
@@ -50,7 +45,7 @@ def test_every_layer_uses_the_one_set_of_limits() -> None:
     assert partitioner.LOCAL_DISTANCE is distances.LOCAL_DISTANCE
     # The host's check and the defaults where no table gives a distance: one of each, in distances.py.
     assert topology.is_valid_distance is is_valid_distance
-    assert topology.default_distance is migration.default_distance is default_distance
+    assert topology.default_distance is move_models.default_distance is default_distance
     assert not hasattr(topology, "REMOTE_DISTANCE")
 
 
@@ -122,35 +117,13 @@ def test_every_reader_of_a_table_with_gaps_fills_them_alike() -> None:
 
 # -- a host's distances: checked once, where a HostTopology is built -----------------------------------
 
-# What every path refuses a host reporting 10 between its nodes 0 and 1 with (libvirt refuses 10 off the
-# diagonal, and would crash on a guest matrix that carried it).
-REFUSAL = "host node 0 reports distance 10 to node 1; distances between two nodes must be 11-255"
-# Two nodes of one socket, 10 apart (hostgen's "same socket" distance).
-TEN_APART = HostShape(sockets=1, nodes_per_socket=2, cores_per_node=2, distances=(10, 10, 21))
-
-
-def _report_ten_apart() -> dict[str, Any]:
-    """vnuma_info's ``host`` of the ring host, with its nodes 0 and 1 said to be 10 apart."""
-    report = host_report(host("seed-4node-ring"))
-    for node, other in ((0, 1), (1, 0)):
-        report["nodes"][node]["distances"][str(other)] = 10
-    return report
-
 
 def _through_capabilities() -> None:
     parse_capabilities(build_capabilities(TEN_APART))
 
 
-def _through_a_capabilities_filter() -> None:
-    vnuma_layout(build_capabilities(TEN_APART), {"mode": "host"}, vcpus=2, memory="1 GiB", name="db01")
-
-
 def _through_a_report() -> None:
-    topology_from_report(_report_ten_apart())
-
-
-def _through_the_report_filter() -> None:
-    vnuma_host_svg({"host": _report_ten_apart(), "guests": []})
+    topology_from_report(report_ten_apart())
 
 
 def _through_the_partitioner() -> None:
@@ -167,16 +140,10 @@ def _through_the_partitioner() -> None:
     ("path", "refusal", "prefix"),
     [
         (_through_capabilities, TopologyError, "host capabilities: "),
-        (_through_a_capabilities_filter, AnsibleFilterError, "vnuma.libvirt.vnuma_layout: host capabilities: "),
         (_through_a_report, SpecError, "the host report does not describe a host: "),
-        (
-            _through_the_report_filter,
-            AnsibleFilterError,
-            "vnuma.libvirt.vnuma_host_svg: the host report does not describe a host: ",
-        ),
         (_through_the_partitioner, TopologyError, ""),
     ],
-    ids=["capabilities", "vnuma_layout", "host-report", "vnuma_host_svg", "partitioner"],
+    ids=["capabilities", "host-report", "partitioner"],
 )
 def test_ten_between_distinct_nodes_is_refused_alike_on_every_path(
     path: Callable[[], None], refusal: type[Exception], prefix: str

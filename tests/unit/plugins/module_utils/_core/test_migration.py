@@ -17,16 +17,18 @@ from dataclasses import replace
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core import migration
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core import move_planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import CapacityError, check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
-    EXHAUSTIVE_CHOICES,
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_capacity import check_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_models import (
     DestinationPlan,
     MovingCell,
     MovingGuest,
-    check_destination,
+)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import (
+    EXHAUSTIVE_CHOICES,
     plan_destination,
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
@@ -393,7 +395,7 @@ def test_the_search_above_the_limit_backtracks_to_a_fit() -> None:
 
 def test_the_search_that_runs_out_of_tries_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """No "none of the nodes can hold it" for a cell that fits alone: the search says it stopped."""
-    monkeypatch.setattr(migration, "EXHAUSTIVE_CHOICES", 8)
+    monkeypatch.setattr(move_planner, "EXHAUSTIVE_CHOICES", 8)
     guest, destination = packed_16()
     with pytest.raises(PlacementError) as caught:
         plan_destination(guest, destination)

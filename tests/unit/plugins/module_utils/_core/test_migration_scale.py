@@ -19,14 +19,14 @@ from math import prod
 
 import pytest
 
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core import migration
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core import move_planner
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_models import (
     DestinationPlan,
     MovingCell,
     MovingGuest,
-    plan_destination,
 )
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
@@ -109,7 +109,7 @@ def test_a_restore_on_a_64_node_host_keeps_every_cell(
     """
     host = big_host(*shape)
     layout = laid_out(host, cells, 64, 64)
-    pairs = Counter(monkeypatch, migration._Planner, "pair_error")
+    pairs = Counter(monkeypatch, move_planner._Planner, "pair_error")
     plan = plan_destination(moving(layout), host)
     assert [cell.host_nodes for cell in plan.cells] == [cell.memory_nodes for cell in layout.cells]
     assert plan.distance_error == 0
@@ -190,7 +190,7 @@ def test_the_one_at_a_time_search_adds_each_sets_error_to_the_groups_placed(monk
     """
     host = big_host(4, 8)
     layout = laid_out(host, "host", 128, 32)
-    pairs = Counter(monkeypatch, migration._Planner, "pair_error")
+    pairs = Counter(monkeypatch, move_planner._Planner, "pair_error")
     plan = plan_destination(moving(layout), host)
     assert [cell.host_nodes for cell in plan.cells] == [(node,) for node in range(32)]
     assert plan.distance_error == 0
@@ -209,7 +209,7 @@ def test_the_exhaustive_search_counts_each_pair_once(monkeypatch: pytest.MonkeyP
     host = big_host(1, 2)
     cells = tuple(MovingCell(i, (i,), GIB, None, (i,)) for i in range(14))
     guest = MovingGuest(name="db01", vcpus=14, cells=cells, pinning="node")
-    pairs = Counter(monkeypatch, migration._Planner, "pair_error")
+    pairs = Counter(monkeypatch, move_planner._Planner, "pair_error")
     plan = plan_destination(guest, host)
     assert plan.considered == 2**14
     assert "exhaustive over 16384 choices" in plan.why
@@ -221,7 +221,7 @@ def test_the_exhaustive_search_counts_each_pair_once(monkeypatch: pytest.MonkeyP
 # -- the same order and results as the key computed from scratch ------------------------------------------
 
 
-def reference_key(planner: migration._Planner, sets: dict[int, tuple[int, ...]]) -> tuple[object, ...]:
+def reference_key(planner: move_planner._Planner, sets: dict[int, tuple[int, ...]]) -> tuple[object, ...]:
     """The key of docs/migration.md (Choice) computed from scratch over every pair, as it was before."""
     placed = sorted(sets)
     groups = [planner.groups[i] for i in placed]
@@ -241,7 +241,7 @@ def reference_key(planner: migration._Planner, sets: dict[int, tuple[int, ...]])
     return (shared, crowded, error, kind, moved, tuple(choice))
 
 
-def reference_memory_fits(planner: migration._Planner, sets: dict[int, tuple[int, ...]]) -> bool:
+def reference_memory_fits(planner: move_planner._Planner, sets: dict[int, tuple[int, ...]]) -> bool:
     """Every group's memory split evenly over its nodes (the remainder to the first), shared nodes summed."""
     memory: dict[tuple[int | None, int], int] = {}
     for index, nodes in sets.items():
@@ -252,7 +252,7 @@ def reference_memory_fits(planner: migration._Planner, sets: dict[int, tuple[int
     return all(kib <= planner.room(page).get(node, 0) for (page, node), kib in memory.items())
 
 
-def reference_fits(planner: migration._Planner, sets: dict[int, tuple[int, ...]]) -> bool:
+def reference_fits(planner: move_planner._Planner, sets: dict[int, tuple[int, ...]]) -> bool:
     """Memory, then dedicated CPUs: each group in group order takes what its nodes have left."""
     if not reference_memory_fits(planner, sets):
         return False
@@ -275,7 +275,7 @@ def reference_fits(planner: migration._Planner, sets: dict[int, tuple[int, ...]]
 
 
 def brute_force(
-    planner: migration._Planner, options: Sequence[Sequence[tuple[int, ...]]]
+    planner: move_planner._Planner, options: Sequence[Sequence[tuple[int, ...]]]
 ) -> tuple[tuple[int, ...], ...] | None:
     """The choice of the smallest key from scratch among every choice that fits; None when none fits."""
     best: tuple[object, ...] | None = None
@@ -334,14 +334,14 @@ def test_the_exhaustive_search_finds_the_brute_forces_choice(seed: int) -> None:
     """The walk with its key kept as it grows chooses what every choice's key from scratch chooses."""
     examined = 0
     for guest, host in small_guests(seed):
-        planner = migration._Planner(guest, host, None, {})
+        planner = move_planner._Planner(guest, host, None, {})
         options = [planner.candidates(group) for group in planner.groups]
-        if not all(options) or prod(len(sets) for sets in options) > migration.EXHAUSTIVE_CHOICES:
+        if not all(options) or prod(len(sets) for sets in options) > move_planner.EXHAUSTIVE_CHOICES:
             continue
         examined += 1
         expected = brute_force(planner, options)
         if expected is None:
-            with pytest.raises(migration.PlacementError):
+            with pytest.raises(move_planner.PlacementError):
                 planner.search(options)
             continue
         chosen, considered, _how = planner.search(options)
@@ -355,11 +355,11 @@ def test_the_key_kept_as_sets_are_added_is_the_key_from_scratch(seed: int) -> No
     """Sets pushed in any order, and taken back: the key equals the one computed over every pair."""
     rng = random.Random(seed)
     for guest, host in small_guests(seed):
-        planner = migration._Planner(guest, host, None, {})
+        planner = move_planner._Planner(guest, host, None, {})
         options = [planner.candidates(group) for group in planner.groups]
         if not all(options):
             continue
-        choice = migration._Choice(planner)
+        choice = move_planner._Choice(planner)
         order = list(range(len(planner.groups)))
         rng.shuffle(order)
         for depth, index in enumerate(order):

@@ -24,10 +24,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.hotplug import even_split
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.layout import Layout
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout, distribute_vcpus
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.partitioner import compute_layout
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import held_cpus
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import GuestShape, VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostCpu, HostNode, HostTopology
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.vcpu_distribution import distribute_vcpus
 from ansible_collections.vnuma.libvirt.tests.support.hosts import host
 from ansible_collections.vnuma.libvirt.tests.support.layouts import online_at_boot
 

@@ -19,11 +19,8 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
     SpecError,
     XmlError,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import (
-    MovingCell,
-    MovingGuest,
-    plan_destination,
-)
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_models import MovingCell, MovingGuest
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import DimmBinding
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtGuest
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run import migrate

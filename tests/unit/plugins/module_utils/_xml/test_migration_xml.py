@@ -19,7 +19,8 @@ import pytest
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.capacity import check_capacity
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import PlacementError, VnumaError, XmlError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.migration import check_destination, plan_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_capacity import check_destination
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.move_planner import plan_destination
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.placement import place_guests
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.hook_plan import others_running
 from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.binding import dedicated_cpus
