@@ -550,12 +550,12 @@ def test_refusals_name_guest_value_and_limit_and_change_nothing(
     [
         pytest.param(
             {"guests": [{"name": "{a}", "mode": "node", "cells": 200}, "{b}"]},
-            "guest {a}: cells 200 is above the limit of 128 (QEMU's MAX_NODES)",
+            "guest {a}: cells 200 must be an integer from 1 to 128 (QEMU's MAX_NODES)",
             id="entry-cells-above-limit",
         ),
         pytest.param(
             {"guests": ["{a}", "{b}"], "max_memory": "1 GiB", "memory_slots": 300},
-            "memory_slots 300 is above the limit of 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
+            "memory_slots 300 must be an integer from 1 to 256 (QEMU's ACPI_MAX_RAM_SLOTS)",
             id="top-level-slots-above-limit",
         ),
         pytest.param(
