@@ -674,7 +674,9 @@ def test_with_exact_names_an_undefined_name_never_selects_other_guests(conn: Any
         {"uri": URI, "host_capabilities": RING, "guests": [{"name": web, "cells": 2}], "exact_names": True}
     )
     assert f"guest {web}: no guest named {web} is defined at {URI}" in result["msg"]
-    assert [guest["name"] for guest in result.get("guests", [])] in ([], [web])
+    # The name is that guest alone, failed as not defined, with nothing written; web1 is not in the call.
+    assert [(guest["name"], guest["written"]) for guest in result["guests"]] == [(web, [])]
+    assert result["changed"] is False
     assert definitions(conn) == before
     # Without it the name is a pattern again, as documented: it selects web1.
     assert [guest["name"] for guest in domain({"guests": [web]}, check_mode=True)["guests"]] == [web1]
