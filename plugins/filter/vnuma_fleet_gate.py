@@ -69,10 +69,10 @@ _value:
   type: str
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, host_variable, plain
 
 _NAME = "vnuma_fleet_gate"
 # The role's record of a failed step (roles/vnuma_fleet/tasks/failed.yml); null or absent when none failed.
@@ -84,16 +84,12 @@ def vnuma_fleet_gate(
 ) -> str | None:
     """The play's hosts, the remaining ones and their hostvars -> why this hypervisor is held back, or None."""
     # On call, not at load: ansible-core runs every filter file of ours to find one (docs/architecture.md, Layers).
-    from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import SpecError
     from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import gate_held_back
 
     with filter_errors(_NAME):
         remaining = plain(hosts)
-        if not isinstance(hostvars, Mapping):
-            raise SpecError(f"hostvars must be the play's hostvars (a dict), got {kind(hostvars)}")
-        # One variable of each remaining host, not every variable of every host (hostvars templates on access).
         failures = (
-            {name: plain(hostvars.get(name, {}).get(_FAILURE)) for name in remaining}
+            {name: plain(host_variable(hostvars, name, _FAILURE)) for name in remaining}
             if isinstance(remaining, list)
             else {}
         )

@@ -47,7 +47,12 @@ _value:
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import filter_errors, kind, plain
+from ansible_collections.vnuma.libvirt.plugins.plugin_utils._filter_glue import (
+    filter_errors,
+    host_variable,
+    kind,
+    plain,
+)
 
 _NAME = "vnuma_fleet_summary"
 
@@ -58,11 +63,10 @@ def _host(hostvars: Any, name: str) -> dict[str, Any]:
 
     # Read two variables of one host, not every variable of every host (hostvars templates on access), and of
     # the result only what the summary reads: its guests' rows are most of it.
-    own = hostvars.get(name, {})
-    result = own.get("vnuma_fleet_result", {})
+    result = host_variable(hostvars, name, "vnuma_fleet_result")
     if isinstance(result, Mapping):
         result = {key: plain(result[key]) for key in SUMMARY_KEYS if key in result}
-    return {"host": name, "result": plain(result), "uri": plain(own.get("vnuma_fleet_uri"))}
+    return {"host": name, "result": plain(result) or {}, "uri": plain(host_variable(hostvars, name, "vnuma_fleet_uri"))}
 
 
 def vnuma_fleet_summary(hosts: Any, hostvars: Any, generated: Any) -> dict[str, Any]:
@@ -75,9 +79,7 @@ def vnuma_fleet_summary(hosts: Any, hostvars: Any, generated: Any) -> dict[str, 
         names = plain(hosts)
         if not isinstance(names, list):
             raise SpecError(f"the input must be the list of the play's hosts, got {kind(names)}")
-        if not isinstance(hostvars, Mapping):
-            raise SpecError(f"hostvars must be the play's hostvars (a dict), got {kind(hostvars)}")
-        return fleet_summary([_host(hostvars, str(name)) for name in names], plain(generated))
+        return fleet_summary([_host(hostvars, name) for name in names], plain(generated))
 
 
 class FilterModule:

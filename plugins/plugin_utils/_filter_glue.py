@@ -36,6 +36,7 @@ __all__ = [
     "coerce_int",
     "filter_errors",
     "guest_shape",
+    "host_variable",
     "is_omitted",
     "kind",
     "module_data",
@@ -92,6 +93,23 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return list(value)
     return value
+
+
+def host_variable(hostvars: Any, host: Any, variable: str) -> Any:
+    """``variable`` of ``host`` in the play's ``hostvars``, None when either is missing.
+
+    One variable of one host: hostvars templates on access, so a filter never reads a host's variables whole.
+    """
+    if not isinstance(hostvars, Mapping):
+        raise SpecError(f"hostvars must be the play's hostvars (a dict), got {kind(hostvars)}")
+    if not isinstance(host, str):
+        raise SpecError(f"a host's name must be a string, got {kind(host)} {shown(host)}")
+    if host not in hostvars:
+        return None
+    own = hostvars[host]
+    if not isinstance(own, Mapping):
+        raise SpecError(f"hostvars[{host!r}] must be the host's variables (a dict), got {kind(own)}")
+    return own.get(variable)
 
 
 def module_data(value: Any) -> Any:

@@ -43,6 +43,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import Vn
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
     CALL_TIMEOUT_LIMITS,
     CONNECT_TIMEOUT_LIMITS,
+    SHUTDOWN_TIMEOUT_LIMITS,
     check_seconds,
     kind,
     parse_size,
@@ -237,8 +238,6 @@ def expand_fleet_result(compact: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-# The limits of the role's inputs that its argument spec cannot say (meta/argument_specs.yml checks the types).
-SHUTDOWN_TIMEOUT_MAX = 86400
 # The fleet summary's name in the report directory (fleet.json, fleet.html): no hypervisor's report may take it.
 SUMMARY_REPORT_NAME = "fleet"
 # The longest inventory name (in UTF-8 bytes) that names a hypervisor's report files: 255 bytes, the longest file
@@ -326,8 +325,9 @@ def _number_problems(inputs: Mapping[str, Any]) -> list[str]:
     problems = []
     if not whole_number(batch) >= 1:
         problems.append(f"vnuma_fleet_restart_batch must be at least 1 (got {shown(batch)})")
-    if not 0 <= whole_number(timeout) <= SHUTDOWN_TIMEOUT_MAX:
-        problems.append(f"vnuma_fleet_shutdown_timeout must be from 0 to {SHUTDOWN_TIMEOUT_MAX} (got {shown(timeout)})")
+    low, high = SHUTDOWN_TIMEOUT_LIMITS
+    if not low <= whole_number(timeout) <= high:
+        problems.append(f"vnuma_fleet_shutdown_timeout must be from {low:g} to {high:g} (got {shown(timeout)})")
     if not 0 <= whole_number(percent) <= 100:
         problems.append(f"vnuma_fleet_max_fail_percentage must be from 0 to 100 (got {shown(percent)})")
     elif (

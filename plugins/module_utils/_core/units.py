@@ -24,8 +24,10 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import 
 __all__ = [
     "CALL_TIMEOUT_LIMITS",
     "CONNECT_TIMEOUT_LIMITS",
+    "LOCK_TIMEOUT_LIMITS",
     "MAX_INTEGER",
     "MAX_MEMORY_KIB",
+    "SHUTDOWN_TIMEOUT_LIMITS",
     "MAX_PAGE_KIB",
     "check_count",
     "check_seconds",
@@ -320,6 +322,10 @@ def format_kib_rounded(kib: int, decimals: int, units: tuple[str, ...] = ("GiB",
 # longer than an hour (the longest is starting a guest that preallocates its memory) is a hung one.
 CONNECT_TIMEOUT_LIMITS = (0.0, 3600.0)
 CALL_TIMEOUT_LIMITS = (1.0, 3600.0)
+# Waits for other guests or runs: a shutdown (shutdown_timeout, the role's vnuma_fleet_shutdown_timeout) and the
+# hypervisor's lock (lock_timeout): a day at most.
+SHUTDOWN_TIMEOUT_LIMITS = (0.0, 86400.0)
+LOCK_TIMEOUT_LIMITS = (0.0, 86400.0)
 
 
 def check_seconds(option: str, value: object, limits: tuple[float, float]) -> float:

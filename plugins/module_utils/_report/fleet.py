@@ -27,7 +27,7 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.fleet import (
     report_name_problem,
     whole_number,
 )
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import kind, shown
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import MAX_MEMORY_KIB, kind, shown
 
 __all__ = [
     "FLEET_RESULT_INPUTS",
@@ -718,4 +718,6 @@ def size_text(kib: Any) -> str:
 
     if isinstance(kib, bool) or not isinstance(kib, int):
         raise SpecError(f"a size must be a whole number of KiB, got {kind(kib)} {shown(kib)}")
+    if abs(kib) > MAX_MEMORY_KIB:
+        raise SpecError(f"a size of {shown(kib)} KiB is beyond 4 PiB, all a 52-bit physical address space holds")
     return f"-{short_size(-kib)}" if kib < 0 else short_size(kib)

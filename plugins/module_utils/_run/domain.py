@@ -37,7 +37,11 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._core.pci_locality i
 )
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.spec import VnumaSpec
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.topology import HostTopology
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_seconds, parse_size
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import (
+    SHUTDOWN_TIMEOUT_LIMITS,
+    check_seconds,
+    parse_size,
+)
 from ansible_collections.vnuma.libvirt.plugins.module_utils._libvirt import LibvirtHost
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.backup import check_backup_dir
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.converge import Converger
@@ -56,7 +60,6 @@ from ansible_collections.vnuma.libvirt.plugins.module_utils._xml.capabilities im
 
 __all__ = [
     "GUEST_OPTION_NAMES",
-    "MAX_SHUTDOWN_TIMEOUT",
     "SPEC_OPTION_NAMES",
     "build_requests",
     "converging",
@@ -71,7 +74,6 @@ SPEC_OPTION_NAMES = tuple(item.name for item in SPEC_OPTIONS)
 GUEST_OPTION_NAMES = tuple(item.name for item in GUEST_OPTIONS)
 # Seconds.  A day is far more than any graceful shutdown takes: a larger (or negative) value is a
 # mistake, and refused before anything is read, since the restart comes after the definitions changed.
-MAX_SHUTDOWN_TIMEOUT = 86400
 
 _ENTRY_OPTIONS = (*SPEC_OPTION_NAMES, *GUEST_OPTION_NAMES)
 _ENTRY_ROWS = {item.name: item for item in (*SPEC_OPTIONS, *GUEST_OPTIONS)}
@@ -187,7 +189,7 @@ def validate_run_options(params: Mapping[str, Any]) -> None:
     for index, pattern, values in entries:
         _check_together({**top, **values}, f"guests[{index}] ({pattern})")
     if params.get("shutdown_timeout") is not None:
-        check_seconds("shutdown_timeout", params["shutdown_timeout"], (0.0, MAX_SHUTDOWN_TIMEOUT))
+        check_seconds("shutdown_timeout", params["shutdown_timeout"], SHUTDOWN_TIMEOUT_LIMITS)
     parse_size(params.get("reserved_memory") or 0, what="reserved_memory")
     if params.get("backup"):
         check_backup_dir(params.get("backup_dir"))

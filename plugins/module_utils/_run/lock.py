@@ -31,13 +31,12 @@ from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ansible_collections.vnuma.libvirt.plugins.module_utils._core.errors import LibvirtOperationError
-from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import check_seconds
+from ansible_collections.vnuma.libvirt.plugins.module_utils._core.units import LOCK_TIMEOUT_LIMITS, check_seconds
 from ansible_collections.vnuma.libvirt.plugins.module_utils._run.ownership import not_own
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "LOCK_TIMEOUT_LIMITS", "check_lock_timeout", "host_lock", "lock_key", "lock_path"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "check_lock_timeout", "host_lock", "lock_key", "lock_path"]
 
 # Seconds a run may wait for another one to finish (a fleet restart batch can take minutes, a day is absurd).
-LOCK_TIMEOUT_LIMITS = (0.0, 86400.0)
 # lock_timeout when none is given: the modules' option default (their DOCUMENTATION says 300) and the runners'.
 DEFAULT_LOCK_TIMEOUT = 300.0
 _POLL = 0.1

@@ -195,6 +195,12 @@ def test_summary_captured_runs(path: Path) -> None:
     assert vnuma_fleet_summary(names, hostvars, captured["generated"]) == captured["result"]
 
 
+def test_summary_refuses_a_host_whose_variables_are_not_a_dict() -> None:
+    # It was a Python traceback (AttributeError on str.get).
+    with pytest.raises(AnsibleFilterError, match=r"^vnuma\.libvirt\.vnuma_fleet_summary: hostvars\['hv1'\] must be"):
+        vnuma_fleet_summary(["hv1"], {"hv1": "x"}, "t")
+
+
 def test_summary_host_without_result_failed() -> None:
     captured = load(SUMMARIES[0])
     hostvars = {"gone": {"vnuma_fleet_uri": "qemu+ssh://gone/system"}, "early": {}}

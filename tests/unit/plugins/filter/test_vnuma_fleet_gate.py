@@ -163,6 +163,16 @@ def test_the_filter_names_itself_in_errors() -> None:
         vnuma_fleet_gate(["hv1"], ["hv1"], FakeHostVars(hv1={}), "hv1", step="apply", max_fail_percentage=200)
 
 
+def test_a_host_without_variables_or_a_name_that_is_not_text_is_refused_by_name() -> None:
+    # Both were Python tracebacks: AttributeError on None.get, TypeError on an unhashable list.
+    with pytest.raises(
+        AnsibleFilterError, match=r"hostvars\['hv1'\] must be the host's variables \(a dict\), got None"
+    ):
+        vnuma_fleet_gate(["hv1", "hv2"], ["hv1", "hv2"], {"hv1": None, "hv2": {}}, "hv2", "apply", 25)
+    with pytest.raises(AnsibleFilterError, match=r"a host's name must be a string, got list \['hv1'\]"):
+        vnuma_fleet_gate([["hv1"]], [["hv1"]], {}, "hv1", "apply", 25)
+
+
 def _former(play: dict[str, Any], hosts: list[str]) -> dict[str, str | None]:
     """What the former gate.yml left in each host's __vnuma_fleet_aborted (null before it), rendered by ansible-core."""
     from ansible.parsing.dataloader import DataLoader
