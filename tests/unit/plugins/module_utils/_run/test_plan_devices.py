@@ -156,8 +156,17 @@ def test_a_call_of_state_absent_alone_checks_no_capacity() -> None:
     # A call of no guest at all reports the host (guests [] with capacity report: what is left on each node).
     empty = Converger(hypervisor, TOPOLOGY, check_mode=True)
     assert empty.converge([]) == []
-    assert empty.capacity_report is not None
-    # With a guest of the call that is not absent, the call checks as before.
+    report = empty.capacity_report
+    assert report is not None
+    assert [node.id for node in report.nodes] == [node.id for node in TOPOLOGY.nodes]
+    # The running guests as defined: db's dedicated CPUs, web's warning; plain is shut off and holds nothing.
+    assert set(report.dedicated.values()) == {"db"}
+    assert {share.name for node in report.nodes for share in node.guests} <= {"db", "web"}
+    assert any(warning.startswith("guest web (running) has unpinned vCPUs") for warning in report.warnings)
+    # With a guest of the call that is not absent, the call checks as before: web planned onto node 1 counts there.
     mixed = Converger(hypervisor, TOPOLOGY, check_mode=True)
     mixed.converge([GuestRequest("plain", state="absent"), GuestRequest("web", {"mode": "node", "nodeset": "1"})])
     assert mixed.capacity_report is not None
+    web_nodes = {node.id for node in mixed.capacity_report.nodes for share in node.guests if share.name == "web"}
+    assert web_nodes == {1}
+    assert set(mixed.capacity_report.dedicated.values()) == {"db"}
